@@ -1,0 +1,1 @@
+"""The data contract and everything that turns raw touchpoints into account features."""

@@ -1,0 +1,1 @@
+"""What each model is: targets, features used, LightGBM parameters, arbitration, reasons."""

@@ -1,0 +1,1 @@
+"""How models are used: the FastAPI app, storage, auth, widget and rep views."""

@@ -1,0 +1,1 @@
+"""How models are made: point-in-time training sets, splits, baselines, MLflow."""
