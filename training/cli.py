@@ -1,0 +1,253 @@
+"""The ``nba`` command: a thin shell that reads settings once and wires the layers.
+
+It lives in ``training`` because that is the top of the dependency chain
+(features <- models <- training); serving commands import ``serving`` lazily, so serving
+itself never imports training. Heavy libraries are imported inside each command, which keeps
+``nba --help`` fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.schema import JourneyData
+    from features.taxonomy import Taxonomy
+
+app = typer.Typer(
+    name="nba",
+    help="journey-nba: next-best-action for B2B customer journeys.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+TaxonomyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--taxonomy",
+        envvar="NBA_TAXONOMY",
+        help="Taxonomy YAML replacing the shipped default (phases, channels, roles, content).",
+        dir_okay=False,
+    ),
+]
+MappingOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--mapping",
+        help="Mapping YAML that renames a CRM export's files, columns and values onto ours.",
+        dir_okay=False,
+    ),
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def _taxonomy(path: Path | None) -> Taxonomy:
+    from features.taxonomy import TaxonomyError, load_taxonomy
+
+    try:
+        return load_taxonomy(path)
+    except TaxonomyError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _timestamp(value: str, option: str) -> pd.Timestamp:
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as exc:
+        raise _fail(f"{option} {value!r} is not a date (expected e.g. 2025-06-01)") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Data directory to write.", file_okay=False)],
+    accounts: Annotated[int, typer.Option("--accounts", min=1, help="Number of accounts.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same data.")] = 7,
+    start: Annotated[str, typer.Option("--start", help="First simulated day (UTC).")] = "2024-01-01",
+    months: Annotated[int, typer.Option("--months", min=1, help="Months to simulate.")] = 24,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Simulate B2B journeys: writes the six tables as Parquet plus OUT/truth/."""
+    from features.simulate import simulate as run_simulation
+    from features.simulate import write_simulation
+
+    started = time.perf_counter()
+    sim = run_simulation(
+        accounts, seed, start=_timestamp(start, "--start"), months=months, taxonomy=_taxonomy(taxonomy)
+    )
+    write_simulation(sim, out)
+    counts = {name: len(frame) for name, frame in sim.data.tables().items()}
+    typer.echo(
+        f"wrote {out}: "
+        + ", ".join(f"{n:,} {name}" for name, n in counts.items())
+        + f" in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@app.command()
+def validate(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Directory with <table>.csv or <table>.parquet files.")
+    ],
+    mapping: MappingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Check a data directory against the data contract; exit 0 if good, 1 with a report."""
+    from features.mapping import MappingError, load_mapping
+    from features.validate import validate_data_dir
+
+    try:
+        column_mapping = load_mapping(mapping) if mapping is not None else None
+    except MappingError as exc:
+        raise _fail(str(exc)) from exc
+    report = validate_data_dir(data_dir, _taxonomy(taxonomy), mapping=column_mapping)
+    typer.echo(report.format())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def features(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
+    ] = None,
+    as_of: Annotated[
+        list[str] | None,
+        typer.Option("--as-of", help="As-of date; repeat for several. Uses events before it."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Parquet file to write.", dir_okay=False)
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="pandas (one machine) or dask (a cluster).")
+    ] = "pandas",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            envvar="NBA_DASK_SCHEDULER",
+            help="Dask scheduler address; default starts a 2-worker LocalCluster.",
+        ),
+    ] = None,
+    list_features: Annotated[
+        bool, typer.Option("--list", help="Print every feature with its definition and exit.")
+    ] = False,
+    mapping: MappingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Build point-in-time account features: one row per (account, as-of date)."""
+    from features.pipeline import build_features, feature_definitions
+
+    tax = _taxonomy(taxonomy)
+    if list_features:
+        definitions = feature_definitions(tax)
+        width = max(len(name) for name in definitions)
+        for name, text in definitions.items():
+            typer.echo(f"{name:<{width}}  {text}")
+        return
+    missing = [
+        flag for flag, v in (("--data", data), ("--as-of", as_of), ("--out", out)) if not v
+    ]
+    if missing:
+        raise _fail(f"missing {', '.join(missing)} (or pass --list to list the features)")
+    if engine not in ("pandas", "dask"):
+        raise _fail(f"--engine {engine!r} is not one of pandas, dask")
+    assert data is not None and as_of is not None and out is not None
+    dates = [_timestamp(v, "--as-of") for v in as_of]
+    loaded = _read_data(data, tax, mapping)
+    started = time.perf_counter()
+    frame = build_features(
+        loaded,
+        dates,
+        tax,
+        engine="dask" if engine == "dask" else "pandas",
+        scheduler=scheduler,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    typer.echo(
+        f"wrote {out}: {len(frame):,} rows x {frame.shape[1] - 2} features "
+        f"in {time.perf_counter() - started:.1f} s ({engine})"
+    )
+
+
+def _read_data(data_dir: Path, taxonomy: Taxonomy, mapping: Path | None) -> JourneyData:
+    from features.load import read_data_dir
+    from features.mapping import MappingError, load_mapping
+    from features.validate import DataValidationError
+
+    try:
+        column_mapping = load_mapping(mapping) if mapping is not None else None
+        return read_data_dir(data_dir, taxonomy, mapping=column_mapping)
+    except MappingError as exc:
+        raise _fail(str(exc)) from exc
+    except DataValidationError as exc:
+        typer.echo(exc.report.format(), err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", help="Working directory for the demo.", file_okay=False)
+    ] = Path("demo"),
+    accounts: Annotated[int, typer.Option("--accounts", min=1)] = 500,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+) -> None:
+    """Run the main job end to end on a small simulated data set."""
+    import pandas as pd
+
+    from features.pipeline import build_features
+    from features.simulate import simulate as run_simulation
+    from features.simulate import write_simulation
+
+    tax = _taxonomy(None)
+    steps: dict[str, float] = {}
+    started = time.perf_counter()
+    sim = run_simulation(accounts, seed, taxonomy=tax)
+    data_dir = write_simulation(sim, out / "data")
+    steps["simulate_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    loaded = _read_data(data_dir, tax, None)
+    steps["load_and_validate_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    end = sim.data.touchpoints["ts"].max().normalize()
+    as_of = list(pd.date_range(end=end, periods=3, freq="MS", tz="UTC"))
+    frame = build_features(loaded, as_of, tax)
+    frame.to_parquet(out / "features.parquet", index=False)
+    steps["features_s"] = time.perf_counter() - started
+    summary = {
+        "data_dir": str(data_dir),
+        "tables": {name: len(f) for name, f in sim.data.tables().items()},
+        "features_file": str(out / "features.parquet"),
+        "feature_rows": len(frame),
+        "features": frame.shape[1] - 2,
+        "as_of": [str(d.date()) for d in as_of],
+        "seconds": {k: round(v, 2) for k, v in steps.items()},
+    }
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="nba")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
