@@ -99,9 +99,7 @@ TABLES: dict[str, TableSchema] = {
                     required=False,
                     nullable=True,
                 ),
-                Column(
-                    "owner_rep_id", "id", "owning sales rep", required=False, nullable=True
-                ),
+                Column("owner_rep_id", "id", "owning sales rep", required=False, nullable=True),
             ),
         ),
         TableSchema(
@@ -110,7 +108,10 @@ TABLES: dict[str, TableSchema] = {
             (
                 Column("contact_id", "id", "contact identifier", unique=True),
                 Column(
-                    "account_id", "id", "the contact's account", references=("accounts", "account_id")
+                    "account_id",
+                    "id",
+                    "the contact's account",
+                    references=("accounts", "account_id"),
                 ),
                 Column("role", "category", "buying-center role", vocabulary="roles"),
                 Column("created_at", "datetime", "when the contact was created"),
@@ -128,9 +129,7 @@ TABLES: dict[str, TableSchema] = {
             "Every contact between the company and an account.",
             (
                 Column("event_id", "id", "event identifier", unique=True),
-                Column(
-                    "account_id", "id", "the account", references=("accounts", "account_id")
-                ),
+                Column("account_id", "id", "the account", references=("accounts", "account_id")),
                 Column(
                     "contact_id",
                     "id",
@@ -182,9 +181,7 @@ TABLES: dict[str, TableSchema] = {
             "stages",
             "The phase history as recorded in the CRM.",
             (
-                Column(
-                    "account_id", "id", "the account", references=("accounts", "account_id")
-                ),
+                Column("account_id", "id", "the account", references=("accounts", "account_id")),
                 Column("ts", "datetime", "when the phase was recorded"),
                 Column("phase", "category", "recorded phase", vocabulary="phases"),
             ),
@@ -194,9 +191,7 @@ TABLES: dict[str, TableSchema] = {
             "What was shown or sent, with the showing policy's probability of it.",
             (
                 Column("exposure_id", "id", "exposure identifier", unique=True),
-                Column(
-                    "account_id", "id", "the account", references=("accounts", "account_id")
-                ),
+                Column("account_id", "id", "the account", references=("accounts", "account_id")),
                 Column(
                     "contact_id",
                     "id",
@@ -205,9 +200,7 @@ TABLES: dict[str, TableSchema] = {
                     references=("contacts", "contact_id"),
                 ),
                 Column("ts", "datetime", "when it was shown"),
-                Column(
-                    "content_id", "id", "what was shown", references=("content", "content_id")
-                ),
+                Column("content_id", "id", "what was shown", references=("content", "content_id")),
                 Column("channel", "category", "how it was shown", vocabulary="channels"),
                 Column("propensity", "float", "probability the logging policy gave it"),
             ),
@@ -242,7 +235,7 @@ def empty_table(name: str, taxonomy: Taxonomy) -> pd.DataFrame:
     )
 
 
-def column_dtype(column: Column, taxonomy: Taxonomy) -> object:
+def column_dtype(column: Column, taxonomy: Taxonomy) -> str | pd.CategoricalDtype | type[object]:
     """The canonical pandas dtype of a column."""
     if column.kind in ("id", "text"):
         return "str"

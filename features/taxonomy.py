@@ -139,9 +139,7 @@ class Taxonomy(_Frozen):
                 values = list(raw) if isinstance(raw, tuple) else [raw]
                 bad = [v for v in values if v not in ok]
                 if bad:
-                    problems.append(
-                        f"content {item.content_id}: {field} {bad} not in {sorted(ok)}"
-                    )
+                    problems.append(f"content {item.content_id}: {field} {bad} not in {sorted(ok)}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -9,7 +9,6 @@ itself never imports training. Heavy libraries are imported inside each command,
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -78,7 +77,9 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", help="Data directory to write.", file_okay=False)],
     accounts: Annotated[int, typer.Option("--accounts", min=1, help="Number of accounts.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same data.")] = 7,
-    start: Annotated[str, typer.Option("--start", help="First simulated day (UTC).")] = "2024-01-01",
+    start: Annotated[
+        str, typer.Option("--start", help="First simulated day (UTC).")
+    ] = "2024-01-01",
     months: Annotated[int, typer.Option("--months", min=1, help="Months to simulate.")] = 24,
     taxonomy: TaxonomyOption = None,
 ) -> None:
@@ -88,7 +89,11 @@ def simulate(
 
     started = time.perf_counter()
     sim = run_simulation(
-        accounts, seed, start=_timestamp(start, "--start"), months=months, taxonomy=_taxonomy(taxonomy)
+        accounts,
+        seed,
+        start=_timestamp(start, "--start"),
+        months=months,
+        taxonomy=_taxonomy(taxonomy),
     )
     write_simulation(sim, out)
     counts = {name: len(frame) for name, frame in sim.data.tables().items()}
@@ -159,9 +164,7 @@ def features(
         for name, text in definitions.items():
             typer.echo(f"{name:<{width}}  {text}")
         return
-    missing = [
-        flag for flag, v in (("--data", data), ("--as-of", as_of), ("--out", out)) if not v
-    ]
+    missing = [flag for flag, v in (("--data", data), ("--as-of", as_of), ("--out", out)) if not v]
     if missing:
         raise _fail(f"missing {', '.join(missing)} (or pass --list to list the features)")
     if engine not in ("pandas", "dask"):
@@ -250,4 +253,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,0 +1,99 @@
+"""Benchmark: point-in-time features from Parquet, pandas engine (and optionally Dask).
+
+    python -m bench.features [--data DIR] [--accounts 100000] [--dask]
+
+Without ``--data`` it simulates ``--accounts`` accounts into ``out/bench-data-<N>`` once
+and reuses that directory. Prints one JSON object: read (Parquet + validation) and feature
+seconds, touchpoints per second, the number of features and the peak memory of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def ensure_data(data: Path | None, accounts: int, seed: int) -> Path:
+    if data is not None:
+        return data
+    out = Path("out") / f"bench-data-{accounts}-{seed}"
+    if not (out / "touchpoints.parquet").exists():
+        from features.simulate import simulate, write_simulation
+
+        write_simulation(simulate(accounts, seed), out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dask", action="store_true", help="also time the Dask engine")
+    args = parser.parse_args()
+
+    data_dir = ensure_data(args.data, args.accounts, args.seed)
+    from features.load import read_data_dir
+    from features.pipeline import build_features
+    from features.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    baseline_mb = peak_rss_mb()
+    started = time.perf_counter()
+    data = read_data_dir(data_dir, taxonomy)
+    read_s = time.perf_counter() - started
+    as_of = data.touchpoints["ts"].max().normalize() - pd.Timedelta(days=30)
+
+    started = time.perf_counter()
+    frame = build_features(data, [as_of], taxonomy)
+    features_s = time.perf_counter() - started
+    n_touchpoints = len(data.touchpoints)
+    result: dict[str, object] = {
+        "benchmark": "features",
+        "date": time.strftime("%Y-%m-%d"),
+        "data": str(data_dir),
+        "accounts": len(data.accounts),
+        "touchpoints": n_touchpoints,
+        "as_of": str(as_of.date()),
+        "rows": len(frame),
+        "features": frame.shape[1] - 2,
+        "read_and_validate_s": round(read_s, 2),
+        "features_s": round(features_s, 2),
+        "total_s": round(read_s + features_s, 2),
+        "touchpoints_per_s": round(n_touchpoints / (read_s + features_s)),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "rss_before_mb": round(baseline_mb),
+        "machine": machine(),
+    }
+    if args.dask:
+        started = time.perf_counter()
+        dask_frame = build_features(data, [as_of], taxonomy, engine="dask")
+        result["dask_2_workers_s"] = round(time.perf_counter() - started, 2)
+        pd.testing.assert_frame_equal(dask_frame, frame)
+        result["dask_equals_pandas"] = True
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Column mappings: how a customer's CRM export maps onto the canonical tables.
+
+A mapping YAML names, per table, the export's file, which export column is which canonical
+column, and which export value is which canonical value (e.g. ``Webinar Attended`` ->
+``attend``). It also says how timestamps are written (format, time zone of naive times),
+which phase model the export's stages use and the CSV and list separators. See
+``features/config/mappings/example_crm.yaml`` for a commented example.
+
+:func:`apply_mapping` turns one raw export frame into a frame with canonical column names and
+values; the types are still raw (strings from CSV) and are checked by ``features.validate``.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.schema import TABLES
+from features.taxonomy import PhaseModel, Taxonomy
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used; the message names the file and the entry."""
+
+
+class ColumnMapping(BaseModel):
+    """A validated column mapping (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # table -> file name inside the export directory (e.g. touchpoints: activities.csv)
+    files: dict[str, str] = Field(default_factory=dict)
+    # table -> {export column: canonical column}
+    columns: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # table -> canonical column -> {export value: canonical value}
+    values: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict)
+    # strftime format of timestamps; None means ISO 8601 (with or without offset)
+    timestamp_format: str | None = None
+    # time zone in which naive timestamps (no offset) are written
+    timezone: str = "UTC"
+    # phase model of the export's stages table (a taxonomy phase model name);
+    # converted to the default model with Taxonomy.to_default_phase
+    phase_model: str | None = None
+    csv_separator: str = Field(default=",", min_length=1, max_length=1)
+    list_separator: str = Field(default="|", min_length=1)
+
+    @model_validator(mode="after")
+    def _check_names(self) -> ColumnMapping:
+        problems: list[str] = []
+        for section in ("files", "columns", "values"):
+            for table in getattr(self, section):
+                if table not in TABLES:
+                    problems.append(
+                        f"{section}.{table}: unknown table; expected one of {sorted(TABLES)}"
+                    )
+        for table, renames in self.columns.items():
+            if table not in TABLES:
+                continue
+            names = TABLES[table].names
+            for export, canonical in renames.items():
+                if canonical not in names:
+                    problems.append(
+                        f"columns.{table}.{export}: {canonical!r} is not a column of {table}; "
+                        f"expected one of {names}"
+                    )
+            targets = list(renames.values())
+            dupes = sorted({t for t in targets if targets.count(t) > 1})
+            if dupes:
+                problems.append(f"columns.{table}: several export columns map to {dupes}")
+        for table, by_column in self.values.items():
+            if table not in TABLES:
+                continue
+            for column in by_column:
+                if column not in TABLES[table].names:
+                    problems.append(
+                        f"values.{table}.{column}: not a column of {table}; "
+                        f"expected one of {TABLES[table].names}"
+                    )
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone: unknown time zone {self.timezone!r} (e.g. Europe/Berlin)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def load_mapping(path: Path | str) -> ColumnMapping:
+    """Load and validate a mapping YAML; raises :class:`MappingError` naming file and entry."""
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise MappingError(f"cannot read mapping file {file}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise MappingError(f"mapping file {file} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MappingError(f"mapping file {file} must hold a mapping at the top level")
+    try:
+        return ColumnMapping.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise MappingError(f"mapping file {file} is invalid: {details}") from exc
+
+
+def apply_mapping(
+    table: str, frame: pd.DataFrame, mapping: ColumnMapping | None, taxonomy: Taxonomy
+) -> pd.DataFrame:
+    """``frame`` with canonical column names and values.
+
+    Renames the export's columns, splits list columns written as ``list_separator``-joined
+    strings into lists, replaces export values by canonical ones and converts the stages'
+    phases of the mapping's ``phase_model`` to the taxonomy's default model
+    (``Taxonomy.to_default_phase``: the first default phase a phase covers). Values not
+    named in the mapping are kept as they are, so validation reports them.
+    Types are not checked here. With ``mapping=None`` the frame is returned unchanged.
+    """
+    if mapping is None:
+        return frame
+    schema = TABLES[table]
+    out = frame.rename(columns=mapping.columns.get(table, {}))
+    value_maps = mapping.values.get(table, {})
+    for column in schema.columns:
+        if column.name not in out.columns:
+            continue
+        series = out[column.name]
+        if column.kind == "list":
+            lists = split_list_column(series, mapping.list_separator)
+            lookup = dict(value_maps.get(column.name, {}))
+            if lookup:
+                lists = lists.map(
+                    lambda items, m=lookup: (
+                        items if not isinstance(items, list) else [m.get(v, v) for v in items]
+                    )
+                )
+            out[column.name] = lists
+            continue
+        lookup = dict(value_maps.get(column.name, {}))
+        if table == "stages" and column.name == "phase" and mapping.phase_model is not None:
+            lookup = _phase_lookup(lookup, series, mapping.phase_model, taxonomy)
+        if lookup:
+            out[column.name] = _replace_values(series, lookup)
+    return out
+
+
+def _replace_values(series: pd.Series, lookup: dict[str, str]) -> pd.Series:
+    """``series`` with values replaced through ``lookup``, as a categorical.
+
+    Works on the distinct values only (factorize, map, re-code), so 10M rows with a few
+    dozen distinct values cost one hash pass.
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    mapped = np.array([lookup.get(str(v), v) for v in uniques], dtype=object)
+    new_codes, new_uniques = pd.factorize(mapped)
+    final = np.where(codes >= 0, new_codes[np.maximum(codes, 0)], -1) if len(mapped) else codes
+    categories = (
+        pd.Index(new_uniques, dtype="str") if len(new_uniques) else pd.Index([], dtype="str")
+    )
+    return pd.Series(
+        pd.Categorical.from_codes(final, categories=categories),
+        index=series.index,
+        name=series.name,
+    )
+
+
+def _phase_lookup(
+    lookup: dict[str, str], series: pd.Series, model: str, taxonomy: Taxonomy
+) -> dict[str, str]:
+    """Export value -> default-model phase, for every distinct value that maps to a phase of
+    ``model`` (after the explicit ``lookup``); unknown values are left for validation."""
+    phase_names = set(_phase_model(taxonomy, model).names)
+    out: dict[str, str] = {}
+    for value in pd.unique(series.dropna()):
+        name = lookup.get(str(value), str(value))
+        out[str(value)] = taxonomy.to_default_phase(name, model) if name in phase_names else name
+    return out
+
+
+def _phase_model(taxonomy: Taxonomy, model: str) -> PhaseModel:
+    if model not in taxonomy.phase_models:
+        raise MappingError(
+            f"phase_model {model!r} is not a phase model of the taxonomy; "
+            f"expected one of {sorted(taxonomy.phase_models)}"
+        )
+    return taxonomy.phase_models[model]
+
+
+def split_list_column(series: pd.Series, separator: str) -> pd.Series:
+    """List cells as Python lists of str: strings are split on ``separator``; arrays (from
+    Parquet) and tuples become lists; missing values stay missing."""
+
+    def convert(cell: Any) -> Any:
+        if isinstance(cell, str):
+            return [part.strip() for part in cell.split(separator) if part.strip()]
+        if isinstance(cell, list | tuple | np.ndarray):
+            return [str(v) for v in cell]
+        return cell
+
+    return series.map(convert).astype(object)

@@ -1,0 +1,143 @@
+"""Reading data directories (CSV and Parquet) and the ``nba validate`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.load import read_data_dir, read_table_file, write_data_dir
+from features.schema import TABLES, JourneyData
+from features.taxonomy import Taxonomy
+from features.validate import DataValidationError, Problem, validate_data_dir
+from tests.features.conftest import NOW, write_csv_dir
+from training.cli import app
+
+
+def assert_same_data(actual: JourneyData, expected: JourneyData) -> None:
+    for name, frame in expected.tables().items():
+        pd.testing.assert_frame_equal(getattr(actual, name), frame, check_exact=True)
+
+
+def test_parquet_directory_round_trips(
+    tiny_data: JourneyData, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    write_data_dir(tiny_data, tmp_path)
+
+    loaded = read_data_dir(tmp_path, taxonomy, now=NOW)
+
+    assert_same_data(loaded, tiny_data)
+    # Parquet stores lists as arrays; the canonical form is Python lists.
+    assert loaded.content["phases"].iloc[0] == ["trigger", "awareness"]
+
+
+def test_csv_directory_gives_canonical_data(
+    tiny_data: JourneyData, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    write_csv_dir(tiny_data, tmp_path)
+
+    loaded = read_data_dir(tmp_path, taxonomy, now=NOW)
+
+    assert_same_data(loaded, tiny_data)
+
+
+def test_read_table_file_reads_csv_as_strings_and_parquet_typed(
+    tiny_data: JourneyData, tmp_path: Path
+) -> None:
+    write_csv_dir(tiny_data, tmp_path / "csv")
+    write_data_dir(tiny_data, tmp_path / "parquet")
+
+    csv = read_table_file(tmp_path / "csv" / "accounts.csv", None)
+    parquet = read_table_file(tmp_path / "parquet" / "accounts.parquet", None)
+
+    assert csv["employees"].tolist() == ["50", "1200", "300"]
+    assert csv["annual_revenue"].isna().tolist() == [False, False, True]
+    assert parquet["employees"].dtype == "int64"
+    with pytest.raises(ValueError, match=r"accounts.xlsx: unknown file type"):
+        read_table_file(tmp_path / "accounts.xlsx", None)
+
+
+def test_exposures_file_is_optional(
+    tiny_data: JourneyData, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    write_data_dir(tiny_data, tmp_path)
+    (tmp_path / "exposures.parquet").unlink()
+
+    loaded = read_data_dir(tmp_path, taxonomy, now=NOW)
+
+    assert len(loaded.exposures) == 0
+    assert list(loaded.exposures.columns) == TABLES["exposures"].names
+    assert len(loaded.touchpoints) == 12
+
+
+def test_missing_and_unreadable_files_are_reported_together(
+    tiny_data: JourneyData, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    write_data_dir(tiny_data, tmp_path)
+    (tmp_path / "accounts.parquet").unlink()
+    (tmp_path / "touchpoints.parquet").write_text("not parquet")
+
+    with pytest.raises(DataValidationError) as caught:
+        read_data_dir(tmp_path, taxonomy, now=NOW)
+
+    problems = caught.value.report.problems
+    assert problems[0] == Problem(
+        "accounts", "", "missing table file", f"accounts.parquet or accounts.csv in {tmp_path}"
+    )
+    assert problems[1].table == "touchpoints"
+    assert problems[1].message.startswith("cannot read touchpoints.parquet: ")
+    assert len(problems) == 2  # references into the missing tables are not double-reported
+
+
+def test_bad_data_raises_with_the_full_report(
+    tiny_data: JourneyData, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    tiny_data.touchpoints["channel"] = tiny_data.touchpoints["channel"].astype("str")
+    tiny_data.touchpoints.loc[[1, 3], "channel"] = "fax"
+    tiny_data.exposures.loc[0, "propensity"] = 0.0
+    write_data_dir(tiny_data, tmp_path)
+
+    with pytest.raises(DataValidationError) as caught:
+        read_data_dir(tmp_path, taxonomy, now=NOW)
+
+    report = caught.value.report
+    assert [(p.table, p.column, p.rows) for p in report.problems] == [
+        ("touchpoints", "channel", [2, 4]),
+        ("exposures", "propensity", [1]),
+    ]
+    assert str(caught.value) == report.format()
+    assert validate_data_dir(tmp_path, taxonomy, now=NOW).problems == report.problems
+
+
+def test_cli_validate_exits_0_on_good_data(tiny_data: JourneyData, tmp_path: Path) -> None:
+    write_data_dir(tiny_data, tmp_path)
+
+    result = CliRunner().invoke(app, ["validate", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OK: 6 tables, ")
+    assert "12 touchpoints" in result.output
+
+
+def test_cli_validate_exits_1_with_the_report(tiny_data: JourneyData, tmp_path: Path) -> None:
+    tiny_data.touchpoints["channel"] = tiny_data.touchpoints["channel"].astype("str")
+    tiny_data.touchpoints.loc[[1, 3], "channel"] = "fax"
+    write_data_dir(tiny_data, tmp_path)
+
+    result = CliRunner().invoke(app, ["validate", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert "1 problem found" in result.output
+    assert (
+        "- touchpoints.channel: 2 rows with unknown channel (rows 2, 4); sample: 'fax'; "
+        "expected one of: search_ads, social_ads," in result.output
+    )
+
+
+def test_cli_validate_reports_a_missing_directory(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "nope")])
+
+    assert result.exit_code == 1
+    assert "accounts: missing table file" in result.output

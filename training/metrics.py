@@ -1,0 +1,132 @@
+"""Evaluation metrics the quality report uses beyond scikit-learn's.
+
+Pure functions on arrays: calibration error, lift, and the off-policy estimators that value a
+new next-content policy from exposures logged under another policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+class MetricError(ValueError):
+    """Inputs a metric cannot be computed from; the message names the argument."""
+
+
+def _arrays(*values: ArrayLike) -> list[np.ndarray]:
+    arrays = [np.asarray(v, dtype=np.float64) for v in values]
+    n = len(arrays[0])
+    for i, a in enumerate(arrays):
+        if a.ndim != 1 or len(a) != n:
+            raise MetricError(
+                f"argument {i + 1} has shape {a.shape}; expected one value per row ({n})"
+            )
+        if np.isnan(a).any():
+            raise MetricError(f"argument {i + 1} holds {int(np.isnan(a).sum())} NaN values")
+    if n == 0:
+        raise MetricError("no rows to evaluate")
+    return arrays
+
+
+def expected_calibration_error(y_true: ArrayLike, p: ArrayLike, *, bins: int = 10) -> float:
+    """Mean |observed rate - mean predicted probability| over equal-count bins, weighted by
+    bin size (equal-count bins keep sparse high-risk bins from dominating)."""
+    y, prob = _arrays(y_true, p)
+    order = np.argsort(prob, kind="stable")
+    error = 0.0
+    for chunk in np.array_split(order, min(bins, len(order))):
+        error += len(chunk) * abs(y[chunk].mean() - prob[chunk].mean())
+    return float(error / len(y))
+
+
+def calibration_curve(
+    y_true: ArrayLike, p: ArrayLike, *, bins: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean predicted, observed rate) per equal-count bin, for the calibration plot."""
+    y, prob = _arrays(y_true, p)
+    order = np.argsort(prob, kind="stable")
+    chunks = np.array_split(order, min(bins, len(order)))
+    return (
+        np.array([prob[c].mean() for c in chunks]),
+        np.array([y[c].mean() for c in chunks]),
+    )
+
+
+def lift_at(y_true: ArrayLike, score: ArrayLike, *, share: float = 0.1) -> float:
+    """Positive rate among the top ``share`` by score divided by the overall positive rate."""
+    if not 0 < share <= 1:
+        raise MetricError(f"share={share}: expected a fraction in (0, 1]")
+    y, s = _arrays(y_true, score)
+    base = y.mean()
+    if base == 0:
+        return float("nan")
+    top = np.argsort(-s, kind="stable")[: max(1, int(round(share * len(s))))]
+    return float(y[top].mean() / base)
+
+
+def gains_curve(y_true: ArrayLike, score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(share of rows contacted, share of positives captured) when working down the score."""
+    y, s = _arrays(y_true, score)
+    order = np.argsort(-s, kind="stable")
+    captured = np.cumsum(y[order]) / max(y.sum(), 1)
+    contacted = np.arange(1, len(y) + 1) / len(y)
+    return np.concatenate([[0.0], contacted]), np.concatenate([[0.0], captured])
+
+
+def ips_value(
+    reward: ArrayLike, logging_propensity: ArrayLike, target_propensity: ArrayLike
+) -> float:
+    """Inverse propensity score estimate of a target policy's mean reward per decision.
+
+    ``target_propensity`` is the probability the target policy gives the logged action (1 or
+    0 for a deterministic policy); ``logging_propensity`` the logged one (must be > 0).
+    """
+    r, mu, pi = _arrays(reward, logging_propensity, target_propensity)
+    _check_propensities(mu)
+    return float(np.mean(pi / mu * r))
+
+
+def snips_value(
+    reward: ArrayLike, logging_propensity: ArrayLike, target_propensity: ArrayLike
+) -> float:
+    """Self-normalised IPS: IPS divided by the mean importance weight (lower variance)."""
+    r, mu, pi = _arrays(reward, logging_propensity, target_propensity)
+    _check_propensities(mu)
+    w = pi / mu
+    if w.sum() == 0:
+        return float("nan")
+    return float(np.sum(w * r) / np.sum(w))
+
+
+def doubly_robust_value(
+    reward: ArrayLike,
+    logging_propensity: ArrayLike,
+    target_propensity: ArrayLike,
+    predicted_reward_logged: ArrayLike,
+    predicted_reward_target: ArrayLike,
+) -> float:
+    """Doubly robust estimate: the reward model's value of the target policy's choice,
+    corrected by importance-weighted residuals on the logged actions.
+
+    ``predicted_reward_logged`` is the model's reward for the logged action;
+    ``predicted_reward_target`` the model's expected reward under the target policy in the
+    same decision (for a deterministic policy: the prediction for the action it picks).
+    """
+    r, mu, pi, q_logged, q_target = _arrays(
+        reward,
+        logging_propensity,
+        target_propensity,
+        predicted_reward_logged,
+        predicted_reward_target,
+    )
+    _check_propensities(mu)
+    return float(np.mean(q_target + pi / mu * (r - q_logged)))
+
+
+def _check_propensities(mu: np.ndarray) -> None:
+    bad = (mu <= 0) | (mu > 1)
+    if bad.any():
+        raise MetricError(
+            f"{int(bad.sum())} logging propensities outside (0, 1], e.g. {mu[bad][:3].tolist()}"
+        )
