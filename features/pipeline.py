@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS, JourneyData
 from features.taxonomy import Taxonomy
@@ -207,8 +209,14 @@ def _ns(values: pd.Series) -> np.ndarray:
 def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Positions of ``values`` in ``index`` (-1 when missing or absent).
 
-    Factorising first is several times faster than ``get_indexer`` on millions of strings.
+    Arrow-backed strings are looked up by Arrow's hash kernel; otherwise factorising first is
+    several times faster than ``get_indexer`` on millions of strings.
     """
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        array = pa.array(values.array)
+        value_set = pa.array(index.astype("str").to_numpy(dtype=object), type=array.type)
+        found = pc.index_in(array, value_set=value_set)
+        return found.fill_null(-1).to_numpy().astype(np.int64, copy=False)
     codes, uniques = pd.factorize(values)
     if len(uniques) == 0:
         return np.full(len(values), -1, dtype=np.int64)
@@ -327,43 +335,67 @@ def _first_response_ns(
         if e in taxonomy.event_type_names
     ]
     is_response = (tp_content >= 0) & (tp_account >= 0) & np.isin(tp_event, response_types)
-    left = pd.DataFrame(
-        {"key": exp_account * n_content + exp_content, "ts": exp_ns, "row": np.arange(len(exp_ns))}
-    )
-    right = pd.DataFrame(
-        {
-            "key": tp_account[is_response] * n_content + tp_content[is_response],
-            "ts": tp_ns[is_response],
-        }
-    )
-    right["response_ns"] = right["ts"]
-    left = left[(exp_account >= 0) & (exp_content >= 0)].sort_values("ts", kind="stable")
-    right = right.sort_values("ts", kind="stable")
-    matched = pd.merge_asof(
-        left,
-        right,
-        on="ts",
-        by="key",
-        direction="forward",
-        tolerance=RESPONSE_WINDOW_DAYS * _NS_PER_DAY,
-    )
     out = np.full(len(exp_ns), _NO_TIME, dtype=np.int64)
-    found = matched["response_ns"].notna().to_numpy()
-    out[matched["row"].to_numpy()[found]] = (
-        matched["response_ns"].to_numpy()[found].astype(np.int64)
-    )
+    shown = np.flatnonzero((exp_account >= 0) & (exp_content >= 0))
+    if not len(shown) or not is_response.any():
+        return out
+    r_key = tp_account[is_response] * n_content + tp_content[is_response]
+    r_ns = tp_ns[is_response]
+    e_key = exp_account[shown] * n_content + exp_content[shown]
+    e_ns = exp_ns[shown]
+    # One sortable int64 per event: key * span + time since the first event, in the finest
+    # unit that cannot overflow. Sorted needles make searchsorted one pass over the haystack.
+    base = min(int(r_ns.min()), int(e_ns.min()))
+    n_keys = int(max(r_key.max(), e_key.max())) + 1
+    for unit in (10**6, 10**9, 60 * 10**9):
+        span = (max(int(r_ns.max()), int(e_ns.max())) - base) // unit + 1
+        if span * n_keys < np.iinfo(np.int64).max // 2:
+            break
+    else:
+        raise FeatureError(
+            f"{n_keys:,} account-content pairs are too many to match responses in one "
+            "partition; use --engine dask"
+        )
+    r_composite = r_key * span + (r_ns - base) // unit
+    r_order = np.argsort(r_composite)
+    haystack = r_composite[r_order]
+    # Responses within one time unit (1 ms at most scales) may come in any order; the
+    # "first" response is then exact only to that unit, which no as-of date can tell apart.
+    r_ns_sorted = r_ns[r_order]
+    needle = e_key * span + (e_ns - base) // unit
+    needle_order = np.argsort(needle)
+    pos = np.empty(len(needle), dtype=np.int64)
+    pos[needle_order] = np.searchsorted(haystack, needle[needle_order], side="left")
+    last = len(haystack) - 1
+
+    def same_key(p: np.ndarray) -> np.ndarray:
+        return (p <= last) & (haystack[np.minimum(p, last)] // span == e_key)
+
+    # A response in the same time unit but earlier than the exposure is not an answer to it.
+    while True:
+        early = same_key(pos) & (r_ns_sorted[np.minimum(pos, last)] < e_ns)
+        if not early.any():
+            break
+        pos[early] += 1
+    found = same_key(pos)
+    pos = np.minimum(pos, last)
+    hit = found & (r_ns_sorted[pos] - e_ns <= RESPONSE_WINDOW_DAYS * _NS_PER_DAY)
+    out[shown[hit]] = r_ns_sorted[pos[hit]]
     return out
 
 
 def _windowed_counts(
     account: np.ndarray, bucket: np.ndarray, codes: np.ndarray, n_accounts: int, n_codes: int
 ) -> np.ndarray:
-    """(n_accounts, n_codes, n_edges) cumulative counts: [..., j] = events within edge j."""
+    """(n_edges, n_accounts, n_codes) cumulative counts: [j] = events within edge j.
+
+    Edges first, so the cumulative sum adds whole contiguous blocks.
+    """
     n_edges = len(_EDGES_DAYS)
     keep = codes >= 0
-    flat = (account[keep] * n_codes + codes[keep]) * n_edges + bucket[keep]
+    flat = (bucket[keep] * n_accounts + account[keep]) * n_codes + codes[keep]
     counts = np.bincount(flat, minlength=n_accounts * n_codes * n_edges)
-    return counts.reshape(n_accounts, n_codes, n_edges).cumsum(axis=2)
+    return counts.reshape(n_edges, n_accounts, n_codes).cumsum(axis=0)
 
 
 def _days_since_last(
@@ -400,13 +432,13 @@ def _features_at(
     out: dict[str, np.ndarray | pd.Series] = {}
 
     total = (
-        np.bincount(account[in_year] * len(edges) + bucket[in_year], minlength=n * len(edges))
-        .reshape(n, len(edges))
-        .cumsum(axis=1)
+        np.bincount(bucket[in_year] * n + account[in_year], minlength=n * len(edges))
+        .reshape(len(edges), n)
+        .cumsum(axis=0)
     )
     window_index = [_EDGES_DAYS.index(w) for w in WINDOWS_DAYS]
     for w, j in zip(WINDOWS_DAYS, window_index, strict=True):
-        out[f"n_touchpoints_{w}d"] = total[:, j]
+        out[f"n_touchpoints_{w}d"] = total[j]
 
     codes_by_prefix = {k: v[rows] for k, v in prep.tp_codes.items()}
     counts_by_prefix: dict[str, np.ndarray] = {}
@@ -424,7 +456,7 @@ def _features_at(
         recency = _days_since_last(acc_p, codes, ns_p, as_of_ns, n, len(values))
         for i, value in enumerate(values):
             for w, j in zip(WINDOWS_DAYS, window_index, strict=True):
-                out[f"n_{prefix}_{value}_{w}d"] = counts[:, i, j]
+                out[f"n_{prefix}_{value}_{w}d"] = counts[j, :, i]
             out[f"days_since_{prefix}_{value}"] = recency[:, i]
 
     j30, j60 = _EDGES_DAYS.index(30), _EDGES_DAYS.index(60)
@@ -433,10 +465,10 @@ def _features_at(
     engagement = [i for i, e in enumerate(event_names) if e in RESPONSE_EVENT_TYPES]
 
     def trend(c: np.ndarray) -> np.ndarray:
-        return (2 * c[..., j30] - c[..., j60]).astype(np.float64)
+        return (2 * c[j30] - c[j60]).astype(np.float64)
 
     out["trend_touchpoints_30d"] = trend(total)
-    out["trend_engagement_30d"] = trend(events[:, engagement, :].sum(axis=1))
+    out["trend_engagement_30d"] = trend(events[:, :, engagement].sum(axis=2))
     out["trend_support_tickets_30d"] = _event_trend(events, event_names, "support_ticket", trend)
     out["trend_usage_30d"] = _event_trend(events, event_names, "usage", trend)
 
@@ -469,8 +501,8 @@ def _event_trend(
     events: np.ndarray, names: list[str], event: str, trend: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
     if event not in names:
-        return np.zeros(events.shape[0])
-    return trend(events[:, names.index(event), :])
+        return np.zeros(events.shape[1])
+    return trend(events[:, :, names.index(event)])
 
 
 def _event_count_ever(
