@@ -40,19 +40,6 @@ def expected_calibration_error(y_true: ArrayLike, p: ArrayLike, *, bins: int = 1
     return float(error / len(y))
 
 
-def calibration_curve(
-    y_true: ArrayLike, p: ArrayLike, *, bins: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mean predicted, observed rate) per equal-count bin, for the calibration plot."""
-    y, prob = _arrays(y_true, p)
-    order = np.argsort(prob, kind="stable")
-    chunks = np.array_split(order, min(bins, len(order)))
-    return (
-        np.array([prob[c].mean() for c in chunks]),
-        np.array([y[c].mean() for c in chunks]),
-    )
-
-
 def lift_at(y_true: ArrayLike, score: ArrayLike, *, share: float = 0.1) -> float:
     """Positive rate among the top ``share`` by score divided by the overall positive rate."""
     if not 0 < share <= 1:
@@ -63,15 +50,6 @@ def lift_at(y_true: ArrayLike, score: ArrayLike, *, share: float = 0.1) -> float
         return float("nan")
     top = np.argsort(-s, kind="stable")[: max(1, int(round(share * len(s))))]
     return float(y[top].mean() / base)
-
-
-def gains_curve(y_true: ArrayLike, score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """(share of rows contacted, share of positives captured) when working down the score."""
-    y, s = _arrays(y_true, score)
-    order = np.argsort(-s, kind="stable")
-    captured = np.cumsum(y[order]) / max(y.sum(), 1)
-    contacted = np.arange(1, len(y) + 1) / len(y)
-    return np.concatenate([[0.0], contacted]), np.concatenate([[0.0], captured])
 
 
 def ips_value(

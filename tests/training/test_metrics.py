@@ -7,10 +7,8 @@ import pytest
 
 from training.metrics import (
     MetricError,
-    calibration_curve,
     doubly_robust_value,
     expected_calibration_error,
-    gains_curve,
     ips_value,
     lift_at,
     snips_value,
@@ -29,19 +27,10 @@ def test_calibration_error_of_overconfident_model() -> None:
     assert expected_calibration_error([0, 1], [0.9, 0.9], bins=1) == pytest.approx(0.4)
 
 
-def test_calibration_curve_bins() -> None:
-    predicted, observed = calibration_curve([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], bins=2)
-    assert predicted.tolist() == pytest.approx([0.15, 0.85])
-    assert observed.tolist() == [0.0, 1.0]
-
-
-def test_lift_and_gains() -> None:
+def test_lift() -> None:
     y = [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
     score = [0.9, 0.1, 0.2, 0.1, 0.1, 0.3, 0.2, 0.1, 0.1, 0.05]
     assert lift_at(y, score, share=0.1) == pytest.approx(5.0)  # top row is positive, base 0.2
-    contacted, captured = gains_curve(y, score)
-    assert contacted[1] == pytest.approx(0.1) and captured[1] == pytest.approx(0.5)
-    assert captured[-1] == pytest.approx(1.0)
 
 
 def test_off_policy_estimators() -> None:

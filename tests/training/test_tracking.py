@@ -1,0 +1,112 @@
+"""MLflow logging, registration and promotion against a real local SQLite tracking store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from training.registry import RegistryError, latest_version, load_version, promote
+from training.result import Evaluation, ModelName, ModelResult
+from training.tracking import (
+    REPORT_ARTIFACT,
+    champion_version,
+    configure_tracking,
+    log_result,
+)
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One store for the module (creating one takes seconds); each test uses its own model."""
+    path = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(path)  # MLflow puts artifacts under ./mlruns
+        yield configure_tracking(f"sqlite:///{path / 'mlflow.db'}")
+
+
+def make_result(
+    seed: int, n_estimators: int, name: ModelName = "churn"
+) -> tuple[ModelResult, pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.normal(size=(400, 3)), columns=["a", "b", "c"])
+    y = (x["a"] + rng.normal(scale=1.0, size=400) > 0).astype(int).to_numpy()
+    model = lgb.LGBMClassifier(n_estimators=n_estimators, verbose=-1, random_state=seed)
+    model.fit(x.iloc[:300], y[:300])
+    p = model.predict_proba(x.iloc[300:])[:, 1]
+    result = ModelResult(
+        name=name,
+        estimator=model,
+        feature_columns=["a", "b", "c"],
+        params={"n_estimators": n_estimators, "nested": {"depth": 3}},
+        metrics={
+            "model.roc_auc": 0.8,
+            "baseline_recency.roc_auc": 0.6,
+            "ceiling.auc": float("nan"),
+        },
+        primary_metric="model.roc_auc",
+        report_markdown="| metric | model |\n|---|---|\n| roc_auc | 0.8 |\n",
+        evaluation=Evaluation(y_true=y[300:], y_score=p),
+        input_example=x.head(5),
+        training_set_fingerprint="abc123",
+        as_of_dates={"train": ["2024-01-01"], "valid": ["2024-02-01"], "test": ["2024-03-01"]},
+    )
+    return result, x.iloc[300:], y[300:]
+
+
+def test_log_result_records_run_registers_and_first_version_is_champion(tracking: str) -> None:
+    result, _, _ = make_result(0, 20)
+    logged = log_result(result)
+    assert logged.registered_name == "nba-churn" and logged.version == "1" and logged.champion
+    run = mlflow.get_run(logged.run_id)
+    assert run.data.metrics["model.roc_auc"] == 0.8
+    assert "ceiling.auc" not in run.data.metrics  # NaN is not logged
+    assert run.data.params["nested.depth"] == "3"
+    assert run.data.params["training_set_fingerprint"] == "abc123"
+    assert run.data.tags["nba.feature_pipeline_version"]
+    artifacts = {a.path for a in MlflowClient().list_artifacts(logged.run_id)}
+    assert REPORT_ARTIFACT in artifacts and "plots" in artifacts
+    plots = {a.path for a in MlflowClient().list_artifacts(logged.run_id, "plots")}
+    assert plots == {"plots/calibration.png", "plots/gains.png", "plots/feature_importance.png"}
+    assert champion_version("nba-churn") == "1"
+    loaded = load_version("nba-churn", "1")
+    np.testing.assert_allclose(
+        loaded.predict_proba(result.input_example),
+        result.estimator.predict_proba(result.input_example),
+    )
+
+
+def test_promote_moves_alias_only_when_challenger_scores_higher(tracking: str) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    weak, x_test, y_test = make_result(1, 1, "next-content")
+    strong, _, _ = make_result(1, 60, "next-content")
+    log_result(weak)
+    log_result(strong)
+    assert latest_version("nba-next-content") == "2"
+    assert champion_version("nba-next-content") == "1"
+
+    def auc(model: lgb.LGBMClassifier) -> float:
+        return float(roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]))
+
+    outcome = promote("next-content", auc, metric="roc_auc")
+    assert outcome.challenger_version == "2" and outcome.champion_version == "1"
+    assert outcome.challenger_score is not None and outcome.champion_score is not None
+    assert outcome.promoted == (outcome.challenger_score > outcome.champion_score)
+    assert champion_version("nba-next-content") == ("2" if outcome.promoted else "1")
+    assert "roc_auc=" in outcome.format()
+
+    # a worse challenger leaves the champion in place
+    log_result(make_result(1, 1, "next-content")[0])
+    worse = promote("next-content", auc, metric="roc_auc")
+    assert not worse.promoted and champion_version("nba-next-content") == outcome.challenger_version
+
+
+def test_promote_without_versions_names_the_problem(tracking: str) -> None:
+    with pytest.raises(RegistryError, match="no versions of nba-phase"):
+        promote("phase", lambda m: 0.0, metric="macro_f1")

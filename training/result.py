@@ -1,0 +1,54 @@
+"""What training one model produces: the contract between model training and MLflow logging.
+
+The model-specific code (``training.phase_churn``, ``training.next_content``) returns a
+:class:`ModelResult`; ``training.tracking`` logs it to MLflow and registers it, and
+``training.registry`` promotes it. Neither side needs to know the other's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+ModelName = Literal["phase", "churn", "next-content"]
+MODEL_NAMES: tuple[ModelName, ...] = ("phase", "churn", "next-content")
+REGISTERED_NAMES: dict[ModelName, str] = {
+    "phase": "nba-phase",
+    "churn": "nba-churn",
+    "next-content": "nba-next-content",
+}
+
+
+@dataclass
+class Evaluation:
+    """Arrays the plots are drawn from (test split)."""
+
+    y_true: np.ndarray  # class index (phase) or 0/1 (churn, response)
+    y_score: np.ndarray  # (n, classes) probabilities for phase; P(positive) otherwise
+    class_names: list[str] = field(default_factory=list)  # phase names in class order
+
+
+@dataclass
+class ModelResult:
+    """A trained model with everything a run logs.
+
+    ``metrics`` keys are ``"<who>.<metric>"`` where who is ``model``, ``baseline_<name>`` or
+    ``ceiling`` (the simulator's best achievable), e.g. ``model.macro_f1_true``.
+    ``primary_metric`` names the key promotion compares (greater is better).
+    """
+
+    name: ModelName
+    estimator: Any  # a fitted lightgbm.LGBMClassifier
+    feature_columns: list[str]
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    primary_metric: str
+    report_markdown: str
+    evaluation: Evaluation
+    input_example: pd.DataFrame
+    training_set_fingerprint: str
+    as_of_dates: dict[str, list[str]]  # split -> ISO dates
+    extra_artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text

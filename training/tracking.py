@@ -1,0 +1,168 @@
+"""MLflow logging: one run per trained model, with its metrics, plots, report and the model.
+
+A thin shell around :class:`training.result.ModelResult`: nothing here trains or evaluates.
+Each model has its own experiment (``nba-phase`` ...), and each logged model is registered
+(``nba-phase`` ... in the registry); the first registered version becomes ``champion``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from features.pipeline import FEATURE_PIPELINE_VERSION
+from training.plots import (
+    feature_importance,
+    plot_calibration_curve,
+    plot_confusion_matrix,
+    plot_cumulative_gains,
+    plot_feature_importance,
+)
+from training.result import REGISTERED_NAMES, ModelResult
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+CHAMPION = "champion"
+REPORT_ARTIFACT = "quality_report.md"
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """Where a trained model went: its run, its registered name and version."""
+
+    run_id: str
+    registered_name: str
+    version: str
+    champion: bool
+
+
+def configure_tracking(tracking_uri: str | None) -> str:
+    """Point MLflow's tracking and registry at ``tracking_uri`` (default: a local SQLite
+    file, ``mlflow.db`` in the working directory). Returns the URI used."""
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def experiment_name(result: ModelResult) -> str:
+    return REGISTERED_NAMES[result.name]
+
+
+def log_result(
+    result: ModelResult, *, run_name: str | None = None, parent_run_id: str | None = None
+) -> LoggedModel:
+    """Log ``result`` as one MLflow run and register its model; returns where it went.
+
+    Assumes :func:`configure_tracking` was called. The first version of a registered model
+    becomes ``champion``; later ones wait for ``nba promote``. ``parent_run_id`` (the run of
+    an ``mlflow run .`` step) is linked as the parent, so the step's runs group under it.
+    """
+    registered = REGISTERED_NAMES[result.name]
+    experiment = mlflow.set_experiment(registered)
+    # An explicit new run: inside `mlflow run`, start_run() alone would reuse the step's run.
+    created = MlflowClient().create_run(
+        experiment.experiment_id,
+        run_name=run_name or f"{result.name}-train",
+        tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None,
+    )
+    with mlflow.start_run(run_id=created.info.run_id) as run:
+        mlflow.log_params(_flat_params(result.params))
+        mlflow.set_tags(
+            {
+                "nba.model": result.name,
+                "nba.feature_pipeline_version": FEATURE_PIPELINE_VERSION,
+                "nba.training_set_fingerprint": result.training_set_fingerprint,
+                "nba.primary_metric": result.primary_metric,
+                **{
+                    f"nba.as_of.{split}": ",".join(dates)
+                    for split, dates in result.as_of_dates.items()
+                },
+            }
+        )
+        mlflow.log_param("feature_pipeline_version", FEATURE_PIPELINE_VERSION)
+        mlflow.log_param("training_set_fingerprint", result.training_set_fingerprint)
+        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if _finite(v)})
+        mlflow.log_text(result.report_markdown, REPORT_ARTIFACT)
+        for file_name, text in result.extra_artifacts.items():
+            mlflow.log_text(text, file_name)
+        for file_name, figure in _figures(result).items():
+            mlflow.log_figure(figure, f"plots/{file_name}")
+        example = result.input_example
+        signature = infer_signature(example, _predict(result.estimator, example))
+        info = mlflow.lightgbm.log_model(
+            result.estimator,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered,
+            # Named, not inferred: inference re-imports the model in a subprocess (~5 s).
+            pip_requirements=model_requirements(),
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    primary = result.metrics.get(result.primary_metric, float("nan"))
+    client.set_model_version_tag(registered, version, "primary_metric", result.primary_metric)
+    client.set_model_version_tag(registered, version, "primary_value", f"{primary:.6f}")
+    champion = champion_version(registered) is None
+    if champion:
+        client.set_registered_model_alias(registered, CHAMPION, version)
+    return LoggedModel(run.info.run_id, registered, version, champion)
+
+
+def model_requirements() -> list[str]:
+    """The pip requirements a logged model needs to load and predict, at our versions."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy")]
+
+
+def champion_version(registered_name: str) -> str | None:
+    """The version the ``champion`` alias points to, or None (no alias or no model yet)."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(registered_name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def _predict(estimator: Any, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(estimator.predict_proba(frame))
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float | np.floating | np.integer) and math.isfinite(float(value))
+
+
+def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_params(value, f"{name}."))
+        else:
+            # MLflow caps parameter values at 6000 characters
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def _figures(result: ModelResult) -> dict[str, Any]:
+    ev = result.evaluation
+    figures: dict[str, Any] = {
+        "feature_importance.png": plot_feature_importance(feature_importance(result.estimator))
+    }
+    if ev.y_score.ndim == 2:  # multiclass: phase
+        names = ev.class_names or [str(i) for i in range(ev.y_score.shape[1])]
+        predicted = np.asarray(names)[ev.y_score.argmax(axis=1)]
+        actual = np.asarray(names)[ev.y_true.astype(int)]
+        figures["confusion_matrix.png"] = plot_confusion_matrix(actual, predicted, names)
+    else:
+        figures["calibration.png"] = plot_calibration_curve(ev.y_true, ev.y_score)
+        figures["gains.png"] = plot_cumulative_gains(ev.y_true, ev.y_score)
+    return figures
