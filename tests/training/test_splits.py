@@ -1,0 +1,54 @@
+"""Time splits: later dates test, label windows purged, nothing shared across splits."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from training.splits import SplitError, check_time_split, split_as_of_dates, split_by_as_of
+
+DATES = list(pd.date_range("2024-01-01", periods=12, freq="MS", tz="UTC"))
+
+
+def frame(dates: list[pd.Timestamp], accounts: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"account_id": f"A{i}", "as_of": d} for d in dates for i in range(accounts)]
+    )
+
+
+def test_splits_follow_time_and_purge_label_windows() -> None:
+    split = split_as_of_dates(reversed(DATES), valid_dates=1, test_dates=2, horizon_days=60)
+    assert split.test == tuple(DATES[10:])
+    # valid's 60-day window must end by the first test date (2024-11-01): 2024-09-01
+    assert split.valid == (DATES[8],)
+    assert split.train == tuple(DATES[:7])  # up to 2024-07-01, 62 days before 2024-09-01
+    assert split.purged == (DATES[7], DATES[9])
+    assert max(split.train) + pd.Timedelta(days=60) <= min(split.valid)
+
+
+def test_split_rows_pass_the_leak_check() -> None:
+    rows = frame(DATES)
+    split = split_by_as_of(rows, valid_dates=2, test_dates=2, horizon_days=30)
+    check_time_split(split, horizon_days=30)
+    assert len(split.train) + len(split.valid) + len(split.test) + 3 * len(
+        split.dates.purged
+    ) == len(rows)
+
+
+def test_leak_check_catches_overlapping_label_windows_and_shared_rows() -> None:
+    rows = frame(DATES)
+    split = split_by_as_of(rows, valid_dates=1, test_dates=1, horizon_days=0)
+    with pytest.raises(SplitError, match="label window of 90 days"):
+        check_time_split(split, horizon_days=90)
+    shared = type(split)(
+        split.train, split.valid, pd.concat([split.test, split.valid]), split.dates
+    )
+    with pytest.raises(SplitError, match="appear in more than one split"):
+        check_time_split(shared, horizon_days=0)
+
+
+def test_too_few_dates_is_a_clear_error() -> None:
+    with pytest.raises(SplitError, match="leave no room for the valid split"):
+        split_as_of_dates(DATES[:3], valid_dates=1, test_dates=1, horizon_days=90)
+    with pytest.raises(SplitError, match="no column 'as_of'"):
+        split_by_as_of(pd.DataFrame({"x": [1]}))
