@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from features.schema import JourneyData
     from features.taxonomy import Taxonomy
+    from training.result import ModelName, ModelResult
+    from training.train import Prepared
 
 app = typer.Typer(
     name="nba",
@@ -201,6 +203,173 @@ def _read_data(data_dir: Path, taxonomy: Taxonomy, mapping: Path | None) -> Jour
     except DataValidationError as exc:
         typer.echo(exc.report.format(), err=True)
         raise typer.Exit(1) from exc
+
+
+TrackingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking store; default a local SQLite file, sqlite:///mlflow.db.",
+    ),
+]
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="phase, churn, next-content or all.")] = "all",
+    data: Annotated[
+        Path, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
+    ] = Path("data"),
+    as_of_dates: Annotated[
+        int, typer.Option("--as-of-dates", min=4, help="Monthly as-of dates in the training set.")
+    ] = 12,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="LightGBM parameter override MODEL.KEY=VALUE (or KEY=VALUE for all); repeatable.",
+        ),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Feature engine: pandas or dask.")
+    ] = "pandas",
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", envvar="NBA_DASK_SCHEDULER", help="Dask scheduler address."),
+    ] = None,
+    tracking_uri: TrackingOption = None,
+    parent_run_id: Annotated[
+        str | None, typer.Option("--parent-run-id", envvar="MLFLOW_RUN_ID", hidden=True)
+    ] = None,
+    mapping: MappingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Train models, log one MLflow run each and register them (first version = champion)."""
+    from training.tracking import configure_tracking, log_result
+    from training.train import TrainingError, parse_models, parse_params, train_models
+
+    tax = _taxonomy(taxonomy)
+    try:
+        models = parse_models(model)
+        params = parse_params(param or [], models)
+    except TrainingError as exc:
+        raise _fail(str(exc)) from exc
+    if engine not in ("pandas", "dask"):
+        raise _fail(f"--engine {engine!r} is not one of pandas, dask")
+    uri = configure_tracking(tracking_uri)
+
+    def logged(result: ModelResult) -> None:
+        info = log_result(result, parent_run_id=parent_run_id)
+        typer.echo(
+            f"{info.registered_name} v{info.version}"
+            f"{' (champion)' if info.champion else ''}: {result.primary_metric}="
+            f"{result.metrics.get(result.primary_metric, float('nan')):.4f}  run {info.run_id}"
+        )
+        typer.echo(result.report_markdown)
+
+    if engine == "dask":
+        from features.pipeline_dask import dask_client
+
+        # One cluster for both: the Dask feature engine, then lightgbm.dask training.
+        with dask_client(scheduler) as client:
+            address = client.scheduler.address  # type: ignore[attr-defined]
+            prepared = _prepare(data, tax, mapping, as_of_dates, engine, address)
+            train_models(models, prepared, tax, params=params, on_result=logged, client=client)
+    else:
+        prepared = _prepare(data, tax, mapping, as_of_dates, engine, scheduler)
+        train_models(models, prepared, tax, params=params, on_result=logged)
+    typer.echo(
+        f"tracking store {uri}; seconds "
+        + json.dumps({k: round(v, 1) for k, v in prepared.seconds.items()})
+    )
+
+
+def _prepare(
+    data: Path,
+    taxonomy: Taxonomy,
+    mapping: Path | None,
+    as_of_dates: int,
+    engine: str,
+    scheduler: str | None,
+) -> Prepared:
+    from features.mapping import MappingError, load_mapping
+    from features.validate import DataValidationError
+    from training.datasets import TrainingSetError
+    from training.train import prepare
+
+    try:
+        column_mapping = load_mapping(mapping) if mapping is not None else None
+        return prepare(
+            data,
+            taxonomy,
+            mapping=column_mapping,
+            n_dates=as_of_dates,
+            engine="dask" if engine == "dask" else "pandas",
+            scheduler=scheduler,
+        )
+    except (MappingError, TrainingSetError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    except DataValidationError as exc:
+        typer.echo(exc.report.format(), err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="phase, churn or next-content.")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Data directory to build the test split from.")
+    ] = Path("data"),
+    version: Annotated[
+        str | None, typer.Option("--version", help="Challenger version (default: newest).")
+    ] = None,
+    as_of_dates: Annotated[int, typer.Option("--as-of-dates", min=4)] = 12,
+    tracking_uri: TrackingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Score the newest version and the champion on the same test data; move `champion` to
+    the newcomer only if it is better on the model's primary metric."""
+    from training.registry import RegistryError
+    from training.registry import promote as run_promotion
+    from training.tracking import configure_tracking
+    from training.train import scorer_on_test_split
+
+    tax = _taxonomy(taxonomy)
+    if model not in PRIMARY_METRICS:
+        raise _fail(f"model {model!r}: promote one of {', '.join(PRIMARY_METRICS)}")
+    name = cast("ModelName", model)
+    configure_tracking(tracking_uri)
+    prepared = _prepare(data, tax, None, as_of_dates, "pandas", None)
+    score = scorer_on_test_split(name, prepared, tax)
+    try:
+        outcome = run_promotion(name, score, metric=PRIMARY_METRICS[name], version=version)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(outcome.format())
+
+
+# What `nba promote` compares (computable on customer data, no simulator truth needed).
+PRIMARY_METRICS = {"phase": "macro_f1_crm", "churn": "roc_auc", "next-content": "roc_auc"}
+
+
+@app.command()
+def report(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the report to this Markdown file.")
+    ] = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Print the quality table of the current champions (model vs baselines vs ceiling)."""
+    from training.report import champions_report
+    from training.tracking import configure_tracking
+
+    configure_tracking(tracking_uri)
+    text = champions_report()
+    typer.echo(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
 
 
 @app.command()

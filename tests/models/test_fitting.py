@@ -1,0 +1,65 @@
+"""One fitting function for every model: locally, or on a real 2-worker Dask cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from models.fitting import fit_classifier
+
+PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "n_estimators": 300,
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "verbose": -1,
+    "random_state": 1,
+}
+
+
+def data(seed: int, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.normal(size=(n, 5)), columns=[f"f{i}" for i in range(5)])
+    x["segment"] = pd.Categorical(rng.choice(["a", "b", "c"], size=n), categories=["a", "b", "c"])
+    logit = x["f0"] - 0.5 * x["f1"] + (x["segment"] == "b") * 0.8
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return x, y.to_numpy()
+
+
+def test_local_fit_stops_early() -> None:
+    x, y = data(0, 3000)
+    xv, yv = data(1, 1000)
+    model = fit_classifier(PARAMS, x, y, xv, yv, early_stopping_rounds=20)
+    assert isinstance(model, lgb.LGBMClassifier)
+    assert 0 < model.best_iteration_ < PARAMS["n_estimators"]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.mark.dask
+def test_dask_fit_matches_local_quality(client: Any) -> None:
+    x, y = data(0, 6000)
+    xv, yv = data(1, 2000)
+    xt, yt = data(2, 4000)
+    local = fit_classifier(PARAMS, x, y, xv, yv, early_stopping_rounds=20)
+    distributed = fit_classifier(PARAMS, x, y, xv, yv, early_stopping_rounds=20, client=client)
+    assert isinstance(distributed, lgb.LGBMClassifier)
+    auc_local = roc_auc_score(yt, local.predict_proba(xt)[:, 1])
+    auc_dask = roc_auc_score(yt, distributed.predict_proba(xt)[:, 1])
+    assert auc_local > 0.7
+    assert abs(auc_dask - auc_local) < 0.02

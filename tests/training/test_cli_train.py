@@ -1,0 +1,107 @@
+"""`nba train / promote / report` and `mlflow run . -e train`, end to end on a small
+simulation with a real SQLite tracking store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from features.simulate import simulate, write_simulation
+from training.cli import app
+from training.registry import load_version
+from training.tracking import champion_version, configure_tracking
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("train")
+    write_simulation(simulate(700, seed=11, months=24), path / "data")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(workdir: Path) -> str:
+    """Run the MLproject's train entry point for real; returns the tracking URI."""
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "train",
+            "-P", f"data={workdir / 'data'}", "-P", "as_of_dates=10", "--env-manager", "local",
+        ],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "nba-next-content v1 (champion)" in done.stdout
+    return uri
+
+
+def test_mlflow_run_train_logs_and_registers_three_models(trained: str, workdir: Path) -> None:
+    os.chdir(workdir)
+    configure_tracking(trained)
+    for name in ("nba-phase", "nba-churn", "nba-next-content"):
+        assert champion_version(name) == "1"
+        version = MlflowClient().get_model_version(name, "1")
+        run = mlflow.get_run(str(version.run_id))
+        # grouped under the `mlflow run` step's run
+        assert run.data.tags.get("mlflow.parentRunId")
+        assert run.data.params["feature_pipeline_version"]
+        assert len(run.data.params["training_set_fingerprint"]) == 64
+        primary = run.data.tags["nba.primary_metric"]
+        assert 0.5 < run.data.metrics[primary] <= 1.0
+        artifacts = {a.path for a in MlflowClient().list_artifacts(str(version.run_id))}
+        assert {"quality_report.md", "plots"} <= artifacts
+        # MLflow 3 keeps the model as a logged model linked to the version
+        assert hasattr(load_version(name, "1"), "predict_proba")
+
+
+def test_train_promote_report_commands(trained: str, workdir: Path) -> None:
+    os.chdir(workdir)
+    runner = CliRunner()
+    data = str(workdir / "data")
+    args = ["--tracking-uri", trained]
+    result = runner.invoke(
+        app,
+        ["train", "churn", "--data", data, "--as-of-dates", "10",
+         "--param", "churn.num_leaves=4", "--param", "churn.n_estimators=5", *args],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "nba-churn v2:" in result.output  # not champion until promoted
+
+    result = runner.invoke(app, ["promote", "churn", "--data", data, "--as-of-dates", "10", *args])
+    assert result.exit_code == 0, result.output
+    assert "challenger v2 roc_auc=" in result.output and "champion v1 roc_auc=" in result.output
+    configure_tracking(trained)
+    promoted = "-> promoted" in result.output
+    assert champion_version("nba-churn") == ("2" if promoted else "1")
+
+    out = workdir / "quality.md"
+    result = runner.invoke(app, ["report", "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    for name in ("nba-phase", "nba-churn", "nba-next-content"):
+        assert f"## {name} v" in text
+    assert "| roc_auc |" in text
+
+
+def test_bad_requests_get_clear_errors(workdir: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "nonsense", "--data", str(workdir / "data")])
+    assert result.exit_code == 2 and "unknown model 'nonsense'" in result.output
+    result = runner.invoke(app, ["train", "churn", "--data", str(workdir / "data"), "--param", "x"])
+    assert result.exit_code == 2 and "expected MODEL.KEY=VALUE" in result.output
+    result = runner.invoke(app, ["promote", "all", "--data", str(workdir / "data")])
+    assert result.exit_code == 2 and "promote one of" in result.output

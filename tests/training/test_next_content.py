@@ -1,0 +1,257 @@
+"""The next-content training set, training and policy evaluation: exposures paired with the
+features as of the month start before them, labels only from after, splits by time, and a
+model whose top-1 policy beats random, most-popular and the logging policy on the
+simulator's ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.pipeline import build_features
+from features.schema import JourneyData
+from features.simulate import Simulation, simulate
+from features.taxonomy import Taxonomy, load_taxonomy
+from models import next_content as nc
+from training.datasets import TrainingSet, as_of_grid
+from training.next_content import (
+    HORIZON_DAYS,
+    build_next_content_set,
+    crm_phase_at,
+    label_responses,
+    score_next_content,
+    train_next_content,
+)
+from training.policy import Decisions, evaluate_policies, popular_items
+from training.result import ModelResult
+from training.splits import check_time_split
+
+DAY = pd.Timedelta(days=1)
+
+
+@dataclass
+class World:
+    taxonomy: Taxonomy
+    sim: Simulation
+    features: pd.DataFrame
+    ts: TrainingSet
+    result: ModelResult
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    taxonomy = load_taxonomy()
+    sim = simulate(1500, 11, taxonomy=taxonomy)
+    features = build_features(sim.data, as_of_grid(sim.data, n_dates=12), taxonomy)
+    ts = build_next_content_set(sim.data, taxonomy, features)
+    result = train_next_content(ts, truth=sim.truth, taxonomy=taxonomy, content=sim.data.content)
+    return World(taxonomy, sim, features, ts, result)
+
+
+def test_rows_are_exposures_of_the_week_after_each_as_of(world: World) -> None:
+    frame = world.ts.frame
+    assert frame["exposure_id"].is_unique
+    assert ((frame["ts"] >= frame["as_of"]) & (frame["ts"] < frame["as_of"] + 7 * DAY)).all()
+    ex = world.sim.data.exposures
+    grid = pd.DatetimeIndex(world.features["as_of"].unique())
+    in_window = np.zeros(len(ex), dtype=bool)
+    for t in grid:
+        in_window |= ((ex["ts"] >= t) & (ex["ts"] < t + 7 * DAY)).to_numpy()
+    assert len(frame) == int(in_window.sum())  # every exposure of the windows, once
+    assert set(frame["as_of"].unique()) <= set(grid)
+    assert frame[nc.LABEL_COLUMN].isin([0, 1]).all()
+
+
+def test_features_are_the_pipeline_row_as_of_the_grid_date(world: World) -> None:
+    frame, feats = world.ts.frame, world.features
+    row = frame.iloc[len(frame) // 2]
+    f = feats[(feats["account_id"] == row["account_id"]) & (feats["as_of"] == row["as_of"])]
+    assert len(f) == 1
+    for c in ("n_touchpoints_30d", "n_exposures_90d", "days_in_crm_phase"):
+        assert row[c] == pytest.approx(float(f[c].iloc[0]), rel=1e-6, nan_ok=True)
+    assert str(row["crm_phase"]) == str(f["crm_phase"].iloc[0])
+
+
+def test_splits_by_time_and_no_label_window_reaches_the_next_split(world: World) -> None:
+    split = world.ts.split
+    assert world.ts.horizon_days == HORIZON_DAYS == 14
+    assert split.train["as_of"].max() < split.valid["as_of"].min()
+    assert split.valid["as_of"].max() < split.test["as_of"].min()
+    check_time_split(split, horizon_days=HORIZON_DAYS, key_columns=("exposure_id",))
+    # The latest response a training label can see: exposure ts + 7 days.
+    assert (split.train["ts"] + 7 * DAY).max() <= split.valid["as_of"].min()
+    assert (split.valid["ts"] + 7 * DAY).max() <= split.test["as_of"].min()
+    assert len(split.test["as_of"].unique()) == 3
+
+
+def test_labels_agree_with_the_simulated_responses(world: World) -> None:
+    frame = world.ts.frame
+    truth = world.sim.truth.exposures.set_index("exposure_id")["responded"]
+    responded = truth.reindex(frame["exposure_id"]).to_numpy()
+    label = frame[nc.LABEL_COLUMN].to_numpy() == 1
+    assert (label[responded]).all()  # every simulated response is found
+    # Organic touchpoints of the same contact and item add a few positives, no more.
+    assert 0 <= label.mean() - responded.mean() < 0.01
+
+
+def test_label_responses_on_hand_built_events(world: World) -> None:
+    t0 = pd.Timestamp("2025-03-03 09:00", tz="UTC")
+    exposures = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "A", "B"],
+            "contact_id": ["K1", "K2", "K3", None],
+            "content_id": ["C001", "C001", "C001", "C002"],
+            "ts": [t0, t0, t0, t0],
+        }
+    )
+    touchpoints = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "A", "B"],
+            "contact_id": ["K1", "K2", "K3", "K9"],
+            "content_id": ["C001", "C001", "C001", "C002"],
+            "ts": [t0 + 3 * DAY, t0 + 8 * DAY, t0 + DAY, t0 + DAY],
+            "event_type": pd.Categorical(["download", "download", "view", "click"]),
+        }
+    )
+    # K1 within 7 days: yes; K2 after 8 days: no; K3 only viewed: no; B (no contact): any.
+    assert label_responses(exposures, touchpoints, world.taxonomy).tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_crm_phase_at_reads_the_last_record_at_or_before(world: World) -> None:
+    t0 = pd.Timestamp("2025-01-01", tz="UTC")
+    stages = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "B"],
+            "ts": [t0, t0 + 10 * DAY, t0 + 5 * DAY],
+            "phase": ["awareness", "consideration", "selection"],
+        }
+    )
+    got = crm_phase_at(
+        stages,
+        pd.Series(["A", "A", "A", "B"]),
+        pd.Series([t0 + DAY, t0 + 10 * DAY, t0 - DAY, t0 + 5 * DAY]),
+        world.taxonomy,
+    )
+    assert got.astype(object).tolist()[:2] == ["awareness", "consideration"]
+    assert pd.isna(got.iloc[2])
+    assert got.iloc[3] == "selection"
+
+
+def test_model_beats_the_baselines_on_true_policy_value(world: World) -> None:
+    m = world.result.metrics
+    assert world.result.name == "next-content"
+    assert world.result.primary_metric == "model.roc_auc"
+    assert m["model.roc_auc"] > 0.58
+    assert m["model.true_value"] > 1.2 * m["baseline_logging.true_value"]
+    assert m["model.true_value"] > m["baseline_popular.true_value"]
+    assert m["model.true_value"] > m["baseline_random.true_value"]
+    assert m["ceiling.true_value"] >= m["model.true_value"]
+    assert m["ceiling.roc_auc"] > m["model.roc_auc"] - 0.02
+    assert m["model.share_of_oracle_gain"] > 0.5
+    # Random and logging pick from the same eligible items and value them alike.
+    assert m["baseline_random.true_value"] == pytest.approx(
+        m["baseline_logging.true_value"], rel=0.1
+    )
+    for who in ("model", "baseline_random", "baseline_popular"):
+        for est in ("ips_value", "snips_value", "dr_value"):
+            assert 0 < m[f"{who}.{est}"] < 1
+    assert "model.dr_relative_error" in m
+    assert "| model top-1 |" in world.result.report_markdown
+
+
+def test_score_is_the_test_roc_auc(world: World) -> None:
+    score = score_next_content(world.result.estimator, world.ts)
+    assert score == pytest.approx(world.result.metrics["model.roc_auc"])
+    assert list(world.result.input_example.columns) == world.ts.feature_columns
+
+
+def test_without_truth_only_estimates_are_reported(world: World) -> None:
+    result = train_next_content(
+        world.ts,
+        taxonomy=world.taxonomy,
+        content=world.sim.data.content,
+        params={"n_estimators": 30},
+    )
+    assert not any(k.endswith("true_value") for k in result.metrics)
+    assert "model.dr_value" in result.metrics
+    assert result.params["n_estimators"] == 30
+
+
+def _tiny_decisions(taxonomy: Taxonomy) -> tuple[Decisions, pd.DataFrame]:
+    content = taxonomy.content_frame().iloc[:3].reset_index(drop=True)
+    frame = pd.DataFrame(
+        {
+            "decision_crm_phase": ["awareness", "awareness"],
+            "content_id": [content["content_id"][0], content["content_id"][1]],
+        }
+    )
+    d = Decisions(
+        frame=frame,
+        eligible=np.array([[True, True, False], [True, True, True]]),
+        logged=np.array([0, 1]),
+        propensity=np.array([0.5, 0.25]),
+        reward=np.array([1.0, 0.0]),
+        scores=np.array([[0.6, 0.2, np.nan], [0.1, 0.3, 0.2]]),
+    )
+    return d, content
+
+
+def test_policy_estimates_on_hand_built_decisions() -> None:
+    taxonomy = load_taxonomy()
+    d, content = _tiny_decisions(taxonomy)
+    popularity = np.zeros((len(taxonomy.phases), 3))
+    popularity[taxonomy.phases.index("awareness"), 2] = 1.0  # item 2 ineligible in decision 0
+    m = evaluate_policies(d, popularity, content, taxonomy)
+    # Model picks item 0 then item 1 = the logged items: IPS = (1/0.5 * 1 + 1/0.25 * 0) / 2.
+    assert m["model.ips_value"] == pytest.approx(1.0)
+    assert m["model.snips_value"] == pytest.approx(1 / 3)  # (2 * 1 + 4 * 0) / (2 + 4)
+    # DR = mean(q_pick + w (r - q_logged)) = ((0.6 + 2 * 0.4) + (0.3 + 4 * -0.3)) / 2.
+    assert m["model.dr_value"] == pytest.approx(0.25)
+    # Random: pi = 1/2 and 1/3; IPS = (1 * 1 + 0) / 2.
+    assert m["baseline_random.ips_value"] == pytest.approx(0.5)
+    # Popular picks item 2 where eligible (decision 1, not logged) and else the first
+    # eligible item (decision 0, logged): IPS = (2 * 1 + 0) / 2.
+    assert m["baseline_popular.ips_value"] == pytest.approx(1.0)
+    assert m["model.match_rate"] == 1.0
+    assert m["baseline_logging.observed_value"] == 0.5
+
+
+def test_popular_items_counts_responses_per_phase() -> None:
+    taxonomy = load_taxonomy()
+    content = taxonomy.content_frame().iloc[:3].reset_index(drop=True)
+    ids = content["content_id"].tolist()
+    train = pd.DataFrame(
+        {
+            "decision_crm_phase": ["trigger", "trigger", "trigger", "awareness"],
+            "content_id": [ids[1], ids[1], ids[0], ids[2]],
+            "responded": [1, 1, 0, 1],
+        }
+    )
+    pop = popular_items(train, "responded", content, taxonomy)
+    assert pop[0].argmax() == 1
+    assert pop[1].argmax() == 2
+    assert pop[2].argmax() == 1  # no responses in consideration: overall most popular
+
+
+def test_empty_exposures_are_rejected(world: World) -> None:
+    from training.datasets import TrainingSetError
+
+    d = world.sim.data
+    empty = JourneyData(
+        accounts=d.accounts,
+        contacts=d.contacts,
+        touchpoints=d.touchpoints,
+        content=d.content,
+        stages=d.stages,
+        exposures=d.exposures.iloc[:0],
+    )
+    with pytest.raises(TrainingSetError, match="exposures"):
+        build_next_content_set(empty, world.taxonomy, world.features)

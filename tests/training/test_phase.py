@@ -1,0 +1,124 @@
+"""Phase training: beats its baselines vs CRM and true phase, fills the ModelResult."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.pipeline import build_features
+from features.simulate import Simulation, simulate
+from features.taxonomy import Taxonomy, load_taxonomy
+from training.baselines import (
+    majority_phase,
+    predict_crm_last,
+    predict_last_content,
+    predict_majority,
+)
+from training.datasets import TrainingSet, as_of_grid, build_phase_set
+from training.phase import backtest_phase, metrics_table, phase_metrics, score_phase, train_phase
+from training.result import ModelResult
+
+FAST = {"n_estimators": 150, "max_features": 60}
+
+
+@pytest.fixture(scope="module")
+def taxonomy() -> Taxonomy:
+    return load_taxonomy()
+
+
+@pytest.fixture(scope="module")
+def sim() -> Simulation:
+    return simulate(1200, seed=5)
+
+
+@pytest.fixture(scope="module")
+def phase_set(sim: Simulation, taxonomy: Taxonomy) -> TrainingSet:
+    features = build_features(sim.data, as_of_grid(sim.data, 12), taxonomy)
+    return build_phase_set(sim.data, taxonomy, features)
+
+
+@pytest.fixture(scope="module")
+def result(phase_set: TrainingSet, sim: Simulation, taxonomy: Taxonomy) -> ModelResult:
+    return train_phase(phase_set, params=FAST, truth=sim.truth, taxonomy=taxonomy)
+
+
+def test_baselines_on_hand_built_rows() -> None:
+    y_train = np.array([6, 6, 0, 6, 0, 2])
+    assert majority_phase(y_train, 8) == 6
+    assert majority_phase(np.array([1, 2]), 8) == 1  # ties: lowest code
+    assert predict_majority(3, 6).tolist() == [6, 6, 6]
+    assert predict_last_content(np.array([2, -1, 7]), 6).tolist() == [2, 6, 7]
+    crm = pd.Series(pd.Categorical(["impact", None, "trigger"], categories=["trigger", "impact"]))
+    names = ["trigger", "awareness", "impact"]
+    assert predict_crm_last(crm, names, 1).tolist() == [2, 1, 0]
+
+
+def test_phase_metrics_exact_on_hand_built_rows() -> None:
+    names = ["a", "b", "c"]
+    got = phase_metrics(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), names, "crm")
+    assert got["accuracy_crm"] == 0.75
+    # F1(a) = 2/3 (precision 1, recall 1/2), F1(b) = 0.8; class c absent from the truth.
+    assert got["f1_a_crm"] == pytest.approx(2 / 3)
+    assert got["f1_b_crm"] == pytest.approx(0.8)
+    assert "f1_c_crm" not in got
+    assert got["macro_f1_crm"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_model_beats_the_baselines_vs_crm_and_true_phase(result: ModelResult) -> None:
+    m = result.metrics
+    for suffix in ("crm", "true"):
+        for baseline in ("majority", "last_content"):
+            assert m[f"model.macro_f1_{suffix}"] > m[f"baseline_{baseline}.macro_f1_{suffix}"] + 0.1
+        assert m[f"model.accuracy_{suffix}"] >= m[f"baseline_crm_last.accuracy_{suffix}"] - 0.01
+    assert m["model.macro_f1_true"] < m["model.macro_f1_crm"]  # the CRM label is noisy
+    assert 0 < m["ceiling.macro_f1_crm"] < 1
+
+
+def test_result_is_complete(result: ModelResult, phase_set: TrainingSet) -> None:
+    assert result.name == "phase"
+    assert result.primary_metric == "model.macro_f1_crm"
+    assert result.primary_metric in result.metrics
+    assert list(result.input_example.columns) == result.feature_columns
+    assert len(result.input_example) == 5
+    assert set(result.feature_columns) <= set(phase_set.feature_columns)
+    assert len(result.feature_columns) == 60
+    assert len(result.training_set_fingerprint) == 64
+    assert result.as_of_dates == phase_set.as_of_dates
+    n_test = len(phase_set.split.test)
+    assert result.evaluation.y_score.shape == (n_test, 8)
+    np.testing.assert_allclose(result.evaluation.y_score.sum(axis=1), 1.0, rtol=1e-6)
+    assert result.evaluation.class_names == phase_set.class_names
+    assert result.params["best_iteration"] >= 1
+    assert "| metric | model | baseline_crm_last |" in result.report_markdown
+    assert "confusion_matrix_true.csv" in result.extra_artifacts
+    assert result.extra_artifacts["confusion_matrix_crm.csv"].startswith("actual")
+
+
+def test_score_phase_is_the_primary_metric(result: ModelResult, phase_set: TrainingSet) -> None:
+    assert score_phase(result.estimator, phase_set) == pytest.approx(
+        result.metrics["model.macro_f1_crm"]
+    )
+
+
+def test_backtest_later_phases_convert_more(result: ModelResult, phase_set: TrainingSet) -> None:
+    table = backtest_phase(result.estimator, phase_set).set_index("predicted_phase")
+    rate = table["purchase_rate"]
+    assert table["n_accounts"].sum() == int(
+        (
+            (phase_set.frame["as_of"] == pd.Timestamp("2025-10-01", tz="UTC"))
+            & (phase_set.frame["is_customer"] == 0)
+        ).sum()
+    )
+    assert rate["trigger"] < 0.05
+    assert rate["selection"] > 3 * rate["awareness"] > 0
+    assert result.metrics["model.backtest_purchase_rate_selection"] == rate["selection"]
+
+
+def test_metrics_table_has_one_column_per_who() -> None:
+    text = metrics_table(
+        {"model.auc": 0.8, "baseline_x.auc": 0.6, "ceiling.auc": 0.9, "model.ece": 0.01}, "t"
+    )
+    assert "| metric | model | baseline_x | ceiling |" in text
+    assert "| auc | 0.8000 | 0.6000 | 0.9000 |" in text
+    assert "| ece | 0.0100 |  |  |" in text

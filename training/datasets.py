@@ -1,0 +1,231 @@
+"""Point-in-time training sets: feature rows from the feature pipeline, labels from after.
+
+``as_of_grid`` picks the monthly as-of dates once; ``features.pipeline.build_features`` turns
+them into one feature row per (account, as-of); ``build_phase_set`` and ``build_churn_set``
+attach labels (``training.labels``), keep the rows each model is defined on and split them by
+time (``training.splits``) with the label horizon purged between splits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.pipeline import feature_definitions
+from features.schema import JourneyData
+from features.taxonomy import Taxonomy
+from models import churn as churn_model
+from models import phase as phase_model
+from training.labels import (
+    CHURN_HORIZON_DAYS,
+    PHASE_LABEL_LAG_DAYS,
+    PURCHASE_WINDOW_DAYS,
+    label_churn,
+    label_phase,
+    label_purchase,
+    last_content_phase,
+)
+from training.splits import TimeSplit, split_by_as_of
+
+KEY_COLUMNS = ["account_id", "as_of"]
+# Column of the phase set holding the last-touchpoint-content rule (a baseline, not a feature).
+LAST_CONTENT_PHASE_COLUMN = "baseline_last_content_phase"
+# Column of the phase set: purchase in [as_of, as_of + 90 days), NaN where the data end
+# earlier (the backtest's outcome, not a feature).
+PURCHASED_COLUMN = "purchased_90d"
+
+
+class TrainingSetError(ValueError):
+    """A training set cannot be built from these inputs; the message says which and why."""
+
+
+@dataclass
+class TrainingSet:
+    """Rows of one model's training set, split by as-of date.
+
+    ``frame`` holds the keys (account_id, as_of), ``feature_columns``, ``label_column`` and
+    possibly extra columns that baselines read (never features). ``split`` holds the same
+    rows by time; rows on purged dates are only in ``frame``. ``class_names`` lists the
+    classes in label-code order for multiclass sets (phase), else is empty.
+    """
+
+    name: str
+    frame: pd.DataFrame
+    feature_columns: list[str]
+    label_column: str
+    horizon_days: int
+    split: TimeSplit
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def as_of_dates(self) -> dict[str, list[str]]:
+        """Split name -> ISO as-of dates (train, valid, test, purged)."""
+        d = self.split.dates
+        return {
+            name: [t.isoformat() for t in getattr(d, name)]
+            for name in ("train", "valid", "test", "purged")
+        }
+
+
+def data_end(data: JourneyData) -> pd.Timestamp:
+    """The latest timestamp in the data (touchpoints, stages, exposures): how far labels
+    can look. Raises ``TrainingSetError`` when there are no touchpoints."""
+    if data.touchpoints.empty:
+        raise TrainingSetError("table 'touchpoints' is empty; expected events to label from")
+    ends = [data.touchpoints["ts"].max()]
+    for frame in (data.stages, data.exposures):
+        if len(frame) and "ts" in frame:
+            ends.append(frame["ts"].max())
+    end = pd.Timestamp(max(ends))
+    return end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+
+
+def as_of_grid(
+    data: JourneyData,
+    n_dates: int = 12,
+    *,
+    horizon_days: int = CHURN_HORIZON_DAYS,
+    end: pd.Timestamp | None = None,
+) -> list[pd.Timestamp]:
+    """The latest ``n_dates`` first-of-month dates (UTC midnight) whose label window
+    ``[as_of, as_of + horizon_days)`` ends on or before the end of the data, ascending.
+
+    ``end`` defaults to :func:`data_end`. Raises ``TrainingSetError`` if ``n_dates < 1`` or
+    the data do not span a single such date after the first touchpoint.
+    """
+    if n_dates < 1:
+        raise TrainingSetError(f"n_dates={n_dates}: expected at least 1 as-of date")
+    last = end if end is not None else data_end(data)
+    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    latest = (last - pd.Timedelta(days=horizon_days)).floor("D")
+    latest_month = pd.Timestamp(year=latest.year, month=latest.month, day=1, tz="UTC")
+    dates = pd.date_range(end=latest_month, periods=n_dates, freq="MS", tz="UTC")
+    first = pd.Timestamp(data.touchpoints["ts"].min())
+    dates = dates[dates > first]
+    if len(dates) == 0:
+        raise TrainingSetError(
+            f"touchpoints span {first} .. {last}: no first-of-month as-of date leaves a "
+            f"{horizon_days}-day label window; expected data spanning more than that"
+        )
+    return [t.as_unit("ns") for t in dates]
+
+
+def _check_features(features: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in [*KEY_COLUMNS, *columns] if c not in features.columns]
+    if missing:
+        raise TrainingSetError(
+            f"features frame lacks columns {missing[:10]}; expected the output of "
+            "features.pipeline.build_features for the as-of grid"
+        )
+
+
+def _split(
+    frame: pd.DataFrame, *, horizon_days: int, valid_dates: int, test_dates: int
+) -> TimeSplit:
+    return split_by_as_of(
+        frame, valid_dates=valid_dates, test_dates=test_dates, horizon_days=horizon_days
+    )
+
+
+def build_phase_set(
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    *,
+    lag_days: int = PHASE_LABEL_LAG_DAYS,
+    valid_dates: int = 2,
+    test_dates: int = 2,
+    feature_columns: Sequence[str] | None = None,
+) -> TrainingSet:
+    """The phase training set: every (account, as-of) feature row whose account has a CRM
+    phase by ``as_of + lag_days``, labelled with that CRM phase (``training.labels.label_phase``)
+    as integer codes into ``class_names`` (the taxonomy's default phases).
+
+    Also carries ``baseline_last_content_phase`` (the last-touchpoint-content rule, codes, -1
+    if none), ``purchased_90d`` (the backtest outcome; NaN where the window passes the end of
+    the data) and ``is_customer`` (which accounts are open). Split by time with
+    ``horizon_days = lag_days``: a label read at as-of + 14 days must not see the next
+    split's period.
+    """
+    columns = list(feature_columns or phase_model.feature_columns(taxonomy))
+    _check_features(features, [*columns, "is_customer"])
+    keys = features[KEY_COLUMNS]
+    label = label_phase(data.stages, keys, taxonomy, lag_days=lag_days)
+    rule = last_content_phase(data.touchpoints, data.content, keys, taxonomy)
+    keep = label.notna().to_numpy()
+    extra = [] if "is_customer" in columns else ["is_customer"]
+    base = features.loc[keep, [*KEY_COLUMNS, *columns, *extra]].reset_index(drop=True)
+    purchased = label_purchase(
+        data.touchpoints, base[KEY_COLUMNS], window_days=PURCHASE_WINDOW_DAYS
+    ).astype(np.float32)
+    complete = base["as_of"] + pd.Timedelta(days=PURCHASE_WINDOW_DAYS) <= data_end(data)
+    labels = pd.DataFrame(
+        {
+            phase_model.LABEL_COLUMN: label.cat.codes.to_numpy()[keep].astype(np.int32),
+            LAST_CONTENT_PHASE_COLUMN: rule.cat.codes.to_numpy()[keep].astype(np.int32),
+            PURCHASED_COLUMN: purchased.where(complete.to_numpy()).to_numpy(),
+        }
+    )
+    # One concat instead of column inserts keeps the wide frame unfragmented.
+    frame = pd.concat([base, labels], axis=1)
+    if frame.empty:
+        raise TrainingSetError(
+            "table 'stages' has no CRM phase record before any as-of date + "
+            f"{lag_days} days; expected phase history to label from"
+        )
+    split = _split(frame, horizon_days=lag_days, valid_dates=valid_dates, test_dates=test_dates)
+    return TrainingSet(
+        name="phase",
+        frame=frame,
+        feature_columns=columns,
+        label_column=phase_model.LABEL_COLUMN,
+        horizon_days=lag_days,
+        split=split,
+        class_names=list(taxonomy.phases),
+    )
+
+
+def build_churn_set(
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    *,
+    horizon_days: int = CHURN_HORIZON_DAYS,
+    valid_dates: int = 1,
+    test_dates: int = 2,
+    feature_columns: Sequence[str] | None = None,
+) -> TrainingSet:
+    """The churn training set: the (account, as-of) rows of customers (``is_customer == 1``:
+    purchased and not churned since), labelled 1 when the account churns in
+    ``[as_of, as_of + horizon_days)`` (``training.labels.label_churn``).
+
+    Split by time with the horizon purged between splits. With 12 monthly dates and a
+    90-day horizon, one validation date leaves five training dates (two leave three).
+    """
+    columns = list(feature_columns or churn_model.feature_columns(taxonomy))
+    _check_features(features, [*columns, "is_customer"])
+    customers = features.loc[features["is_customer"].to_numpy() == 1]
+    if customers.empty:
+        raise TrainingSetError(
+            "features column 'is_customer' is 0 on every row; expected customers to label"
+        )
+    base = customers[[*KEY_COLUMNS, *columns]].reset_index(drop=True)
+    label = label_churn(data.touchpoints, base[KEY_COLUMNS], horizon_days=horizon_days)
+    frame = pd.concat([base, label.rename(churn_model.LABEL_COLUMN).to_frame()], axis=1)
+    split = _split(frame, horizon_days=horizon_days, valid_dates=valid_dates, test_dates=test_dates)
+    return TrainingSet(
+        name="churn",
+        frame=frame,
+        feature_columns=columns,
+        label_column=churn_model.LABEL_COLUMN,
+        horizon_days=horizon_days,
+        split=split,
+    )
+
+
+def all_feature_columns(taxonomy: Taxonomy) -> list[str]:
+    """Every feature the pipeline produces, in output order."""
+    return list(feature_definitions(taxonomy))

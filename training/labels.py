@@ -1,0 +1,168 @@
+"""Labels of the point-in-time training sets: they look only forward from each as-of date.
+
+Pure functions on the input tables and a frame of ``(account_id, as_of)`` keys; each returns
+one value per key row, aligned with the keys' row order. Features are computed from events
+with ``ts < as_of``; labels from the CRM as it reads shortly after as-of (phase) or from events
+in ``[as_of, as_of + horizon_days)`` (churn, purchase).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.taxonomy import Taxonomy
+
+# The CRM records a phase change late (about two weeks in practice); the phase "at as-of" is
+# read from the CRM as it stands this many days later.
+PHASE_LABEL_LAG_DAYS = 14
+CHURN_HORIZON_DAYS = 90
+PURCHASE_WINDOW_DAYS = 90
+
+
+class LabelError(ValueError):
+    """Inputs labels cannot be built from; the message names the table and column."""
+
+
+def _check_keys(keys: pd.DataFrame) -> None:
+    missing = {"account_id", "as_of"} - set(keys.columns)
+    if missing:
+        raise LabelError(
+            f"keys frame lacks columns {sorted(missing)}; expected account_id and as_of"
+        )
+    if not pd.api.types.is_datetime64_any_dtype(keys["as_of"]):
+        raise LabelError(
+            f"keys column 'as_of' has dtype {keys['as_of'].dtype}; expected datetime64[ns, UTC]"
+        )
+
+
+def _last_before(keys: pd.DataFrame, at: pd.Series, events: pd.DataFrame, value: str) -> pd.Series:
+    """For each key row: ``value`` of the account's last event with ``ts < at`` (NaN if none).
+
+    ``at`` is aligned with ``keys``. Returned Series is aligned with ``keys`` (same index).
+    """
+    left = pd.DataFrame(
+        {
+            "_row": np.arange(len(keys)),
+            "account_id": keys["account_id"].astype(str).to_numpy(),
+            "_at": pd.to_datetime(at, utc=True).dt.as_unit("ns").to_numpy(),
+        }
+    ).sort_values("_at", kind="stable")
+    right = pd.DataFrame(
+        {
+            "account_id": events["account_id"].astype(str).to_numpy(),
+            "_ts": pd.to_datetime(events["ts"], utc=True).dt.as_unit("ns").to_numpy(),
+            "_value": events[value].to_numpy(),
+        }
+    ).sort_values("_ts", kind="stable")
+    # allow_exact_matches=False: strictly before, the same rule as the feature pipeline.
+    merged = pd.merge_asof(
+        left,
+        right,
+        left_on="_at",
+        right_on="_ts",
+        by="account_id",
+        allow_exact_matches=False,
+        direction="backward",
+    )
+    out = merged.sort_values("_row")["_value"].to_numpy()
+    return pd.Series(out, index=keys.index)
+
+
+def label_phase(
+    stages: pd.DataFrame,
+    keys: pd.DataFrame,
+    taxonomy: Taxonomy,
+    *,
+    lag_days: int = PHASE_LABEL_LAG_DAYS,
+) -> pd.Series:
+    """The CRM-recorded phase of each key's account at its as-of date, read ``lag_days`` later:
+    the phase of the account's last ``stages`` record with ``ts < as_of + lag_days``.
+
+    Returns a categorical Series over the taxonomy's default phases, aligned with ``keys``;
+    NaN where the CRM has no record for the account by then. Assumes canonical ``stages``
+    (account_id, ts UTC, phase).
+    """
+    _check_keys(keys)
+    if lag_days < 0:
+        raise LabelError(f"lag_days={lag_days}: expected 0 or more days")
+    phases = pd.CategoricalDtype(taxonomy.phases)
+    unknown = set(pd.Series(stages["phase"]).dropna().astype(str).unique()) - set(taxonomy.phases)
+    if unknown:
+        raise LabelError(
+            f"stages column 'phase' holds {sorted(unknown)[:5]} not in the taxonomy's default "
+            f"phases {taxonomy.phases}"
+        )
+    at = keys["as_of"] + pd.Timedelta(days=lag_days)
+    values = _last_before(keys, at, stages.assign(phase=stages["phase"].astype(str)), "phase")
+    return pd.Series(pd.Categorical(values, dtype=phases), index=keys.index, name="phase")
+
+
+def _events_in_window(
+    touchpoints: pd.DataFrame, keys: pd.DataFrame, event_type: str, window_days: int
+) -> pd.Series:
+    """1 where the key's account has a touchpoint of ``event_type`` in
+    ``[as_of, as_of + window_days)``, else 0 (int8, aligned with ``keys``)."""
+    _check_keys(keys)
+    if window_days < 1:
+        raise LabelError(f"window_days={window_days}: expected at least 1 day")
+    events = touchpoints.loc[touchpoints["event_type"] == event_type, ["account_id", "ts"]]
+    # The first such event at or after as-of, then whether it falls inside the window.
+    left = pd.DataFrame(
+        {
+            "_row": np.arange(len(keys)),
+            "account_id": keys["account_id"].astype(str).to_numpy(),
+            "_at": pd.to_datetime(keys["as_of"], utc=True).dt.as_unit("ns").to_numpy(),
+        }
+    ).sort_values("_at", kind="stable")
+    right = pd.DataFrame(
+        {
+            "account_id": events["account_id"].astype(str).to_numpy(),
+            "_ts": pd.to_datetime(events["ts"], utc=True).dt.as_unit("ns").to_numpy(),
+        }
+    ).sort_values("_ts", kind="stable")
+    right["_hit"] = right["_ts"]
+    merged = pd.merge_asof(
+        left, right, left_on="_at", right_on="_ts", by="account_id", direction="forward"
+    ).sort_values("_row")
+    end = merged["_at"] + pd.Timedelta(days=window_days)
+    hit = merged["_hit"].notna() & (merged["_hit"] < end)
+    return pd.Series(hit.to_numpy().astype(np.int8), index=keys.index)
+
+
+def label_churn(
+    touchpoints: pd.DataFrame, keys: pd.DataFrame, *, horizon_days: int = CHURN_HORIZON_DAYS
+) -> pd.Series:
+    """1 where the account has a churn touchpoint (``event_type == "churn"``) in
+    ``[as_of, as_of + horizon_days)``, else 0; int8 aligned with ``keys``."""
+    return _events_in_window(touchpoints, keys, "churn", horizon_days).rename("churned")
+
+
+def label_purchase(
+    touchpoints: pd.DataFrame, keys: pd.DataFrame, *, window_days: int = PURCHASE_WINDOW_DAYS
+) -> pd.Series:
+    """1 where the account has a purchase touchpoint in ``[as_of, as_of + window_days)``,
+    else 0; int8 aligned with ``keys`` (the conversion the phase backtest counts)."""
+    return _events_in_window(touchpoints, keys, "purchase", window_days).rename("purchased")
+
+
+def last_content_phase(
+    touchpoints: pd.DataFrame, content: pd.DataFrame, keys: pd.DataFrame, taxonomy: Taxonomy
+) -> pd.Series:
+    """The first phase listed by the content item of each account's last touchpoint with
+    content before as-of (``ts < as_of``), as a categorical Series over the default phases
+    aligned with ``keys``; NaN when the account had no content touchpoint yet.
+
+    This is the "last-touchpoint-content" rule a marketing team uses without a model.
+    """
+    _check_keys(keys)
+    with_content = touchpoints.loc[
+        touchpoints["content_id"].notna(), ["account_id", "ts", "content_id"]
+    ]
+    item_ids = content["content_id"].astype(str).to_numpy()
+    first_phase = [list(p)[0] if len(p) else None for p in content["phases"]]  # small catalog
+    item_phase = pd.Series(first_phase, index=item_ids, dtype=object)
+    values = _last_before(keys, keys["as_of"], with_content, "content_id")
+    phase = item_phase.reindex(pd.Series(values).astype(object).to_numpy()).to_numpy()
+    dtype = pd.CategoricalDtype(taxonomy.phases)
+    return pd.Series(pd.Categorical(phase, dtype=dtype), index=keys.index, name="phase")

@@ -1,0 +1,353 @@
+"""The next-content training set, training and evaluation.
+
+Rows are logged exposures: for each as-of date T of the grid, every exposure with
+``T <= ts < T + EXPOSURE_WINDOW_DAYS``, paired with the account's features as of T (the
+``build_features`` frame passed in, plus ``models.next_content.topic_engagement``), the
+shown item's attributes and its fit to the account and contact
+(``models.next_content.candidate_features``). Label: a response within
+``RESPONSE_WINDOW_DAYS`` of the exposure (a touchpoint of the same account, contact and
+content of a response event type). The label window of a row ends at most
+``EXPOSURE_WINDOW_DAYS + RESPONSE_WINDOW_DAYS`` = 14 days after T, the horizon purged between
+splits.
+
+Evaluation: ROC-AUC of response on the test exposures (the primary metric, which promotion
+compares because real data have no truth), and policy values (``training.policy``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS, JourneyData
+from features.simulate import SimulationTruth
+from features.taxonomy import Taxonomy
+from models import next_content as nc
+from training.datasets import TrainingSet, TrainingSetError
+from training.fingerprint import fingerprint_training_set
+from training.policy import (
+    DECISION_PHASE_COLUMN,
+    build_decisions,
+    evaluate_policies,
+    popular_items,
+)
+from training.result import Evaluation, ModelResult
+from training.splits import split_by_as_of
+
+EXPOSURE_WINDOW_DAYS = 7
+HORIZON_DAYS = EXPOSURE_WINDOW_DAYS + RESPONSE_WINDOW_DAYS
+PRIMARY_METRIC = "model.roc_auc"
+# Columns of the set that are keys or policy-evaluation inputs, never features.
+DECISION_COLUMNS = [
+    "account_id",
+    "as_of",
+    "exposure_id",
+    "contact_id",
+    "content_id",
+    "ts",
+    "propensity",
+    DECISION_PHASE_COLUMN,
+]
+_NS_PER_DAY = 86_400 * 10**9
+
+
+def _ns(values: pd.Series) -> np.ndarray:
+    return np.asarray(pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8)
+
+
+def label_responses(
+    exposures: pd.DataFrame, touchpoints: pd.DataFrame, taxonomy: Taxonomy
+) -> np.ndarray:
+    """For each exposure row: True when a touchpoint of the same account, contact (when the
+    exposure names one) and content, of a response event type, has ``ts`` in
+    ``[exposure ts, exposure ts + RESPONSE_WINDOW_DAYS]``. Aligned with ``exposures``."""
+    types = [e for e in RESPONSE_EVENT_TYPES if e in taxonomy.event_type_names]
+    tp = touchpoints
+    is_resp = (
+        tp["content_id"].notna().to_numpy() & tp["event_type"].astype(object).isin(types).to_numpy()
+    )
+    tp = tp.loc[is_resp]
+
+    def key(frame: pd.DataFrame, with_contact: bool) -> pd.Series:
+        parts = frame["account_id"].astype(str) + "|" + frame["content_id"].astype(str)
+        if with_contact:
+            parts = parts + "|" + frame["contact_id"].astype(str)
+        return parts
+
+    out = np.zeros(len(exposures), dtype=bool)
+    has_contact = exposures["contact_id"].notna().to_numpy()
+    for with_contact, mask in ((True, has_contact), (False, ~has_contact)):
+        if not mask.any():
+            continue
+        left = pd.DataFrame(
+            {
+                "key": key(exposures.loc[mask], with_contact).to_numpy(),
+                "ts": _ns(exposures.loc[mask, "ts"]),
+                "row": np.nonzero(mask)[0],
+            }
+        ).sort_values("ts", kind="stable")
+        right = pd.DataFrame({"key": key(tp, with_contact).to_numpy(), "ts": _ns(tp["ts"])})
+        right["hit"] = True
+        right = right.sort_values("ts", kind="stable")
+        matched = pd.merge_asof(
+            left,
+            right,
+            on="ts",
+            by="key",
+            direction="forward",
+            tolerance=RESPONSE_WINDOW_DAYS * _NS_PER_DAY,
+        )
+        out[matched["row"].to_numpy()] = matched["hit"].eq(True).to_numpy()
+    return out
+
+
+def crm_phase_at(
+    stages: pd.DataFrame, account_ids: pd.Series, ts: pd.Series, taxonomy: Taxonomy
+) -> pd.Series:
+    """The CRM phase of each account at each time: the last ``stages`` record with
+    ``stages.ts <= ts`` (what a policy deciding at ts saw). Categorical over the taxonomy's
+    phases, NaN before the first record; aligned with ``account_ids`` (default index)."""
+    left = pd.DataFrame(
+        {"account_id": account_ids.astype(str).to_numpy(), "ts": _ns(ts), "row": np.arange(len(ts))}
+    ).sort_values("ts", kind="stable")
+    right = pd.DataFrame(
+        {
+            "account_id": stages["account_id"].astype(str).to_numpy(),
+            "ts": _ns(stages["ts"]),
+            "phase": stages["phase"].astype(object).to_numpy(),
+        }
+    ).sort_values("ts", kind="stable")
+    matched = pd.merge_asof(left, right, on="ts", by="account_id", direction="backward")
+    phase = np.empty(len(ts), dtype=object)
+    phase[matched["row"].to_numpy()] = matched["phase"].to_numpy()
+    return pd.Series(pd.Categorical(phase, categories=taxonomy.phases), name=DECISION_PHASE_COLUMN)
+
+
+def build_next_content_set(
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    *,
+    window_days: int = EXPOSURE_WINDOW_DAYS,
+    valid_dates: int = 1,
+    test_dates: int = 3,
+) -> TrainingSet:
+    """The next-content training set: one row per exposure with ``as_of <= ts < as_of +
+    window_days`` for an as-of date of ``features`` (``build_features`` output on the grid),
+    with the account's features as of that date, the account's topic engagement, the shown
+    item's candidate features, the decision columns (``DECISION_COLUMNS``; the CRM phase at
+    the exposure time decides eligibility) and the label ``responded`` (int8 0/1).
+
+    Exposures of accounts without a feature row at that as-of are dropped. Split by as-of
+    date with a ``window_days + RESPONSE_WINDOW_DAYS`` horizon purged between splits; three
+    test dates by default because the off-policy estimates rest on the few test decisions
+    where the model's pick equals the logged item (about one in twenty).
+    """
+    missing = [c for c in ("account_id", "as_of", "crm_phase") if c not in features.columns]
+    if missing:
+        raise TrainingSetError(
+            f"features frame lacks columns {missing}; expected features.pipeline.build_features "
+            "output for the as-of grid"
+        )
+    exposures = data.exposures
+    if exposures is None or exposures.empty:
+        raise TrainingSetError(
+            "table 'exposures' is empty; expected logged exposures to learn from"
+        )
+    content = data.content.reset_index(drop=True)
+    dates = np.sort(pd.unique(_ns(features["as_of"])))
+    x_ns = _ns(exposures["ts"])
+    pos = np.searchsorted(dates, x_ns, side="right") - 1
+    inside = (pos >= 0) & (x_ns < dates[np.maximum(pos, 0)] + window_days * _NS_PER_DAY)
+    ex = exposures.loc[inside].reset_index(drop=True)
+    ex_as_of = pd.Series(pd.to_datetime(dates[pos[inside]], utc=True)).dt.as_unit("ns")
+
+    # Feature row of each exposure: (account_id, as_of) looked up in the features frame.
+    f_key = pd.MultiIndex.from_arrays([features["account_id"].astype(str), _ns(features["as_of"])])
+    x_key = pd.MultiIndex.from_arrays([ex["account_id"].astype(str), _ns(ex_as_of)])
+    row = f_key.get_indexer(x_key)
+    has = row >= 0
+    ex, ex_as_of, row = (
+        ex.loc[has].reset_index(drop=True),
+        ex_as_of[has].reset_index(drop=True),
+        row[has],
+    )
+    if ex.empty:
+        raise TrainingSetError(
+            f"no exposure falls in [as_of, as_of + {window_days} days) of an account with a "
+            "feature row; expected exposures after the as-of dates of the features frame"
+        )
+
+    keys = pd.DataFrame(
+        {"account_id": features["account_id"].iloc[row].astype(str).to_numpy(), "as_of": ex_as_of}
+    )
+    topics = nc.topic_engagement(data, keys, taxonomy)
+    inputs = nc.account_input_columns(taxonomy)
+    from_pipeline = [c for c in inputs if c not in topics.columns]
+    missing = [c for c in from_pipeline if c not in features.columns]
+    if missing:
+        raise TrainingSetError(
+            f"features frame lacks columns {missing[:5]}; expected features.pipeline."
+            "build_features output for the as-of grid"
+        )
+    account = pd.concat([features[from_pipeline].iloc[row].reset_index(drop=True), topics], axis=1)[
+        inputs
+    ]
+    role_of = data.contacts.set_index(data.contacts["contact_id"].astype(str))["role"]
+    contact_role = role_of.reindex(ex["contact_id"].astype(str)).astype(object).to_numpy()
+    item = pd.Index(content["content_id"].astype(str)).get_indexer(
+        pd.Index(ex["content_id"].astype(str))
+    )
+    if (item < 0).any():
+        bad = ex["content_id"][item < 0].astype(str).unique()[:5].tolist()
+        raise TrainingSetError(
+            f"table 'exposures' column 'content_id': {bad} are not in table 'content'"
+        )
+    x = nc.candidate_features(account, pd.Series(contact_role), content, taxonomy, item_index=item)
+    columns = nc.feature_columns(taxonomy)
+    # float32 halves the set's memory; LightGBM bins the values anyway.
+    for c in x.columns:
+        if x[c].dtype == np.float64:
+            x[c] = x[c].astype(np.float32)
+
+    decision = pd.DataFrame(
+        {
+            "account_id": ex["account_id"].astype(str),
+            "as_of": ex_as_of,
+            "exposure_id": ex["exposure_id"].astype(str),
+            "contact_id": ex["contact_id"],
+            "content_id": ex["content_id"].astype(str),
+            "ts": ex["ts"],
+            "propensity": ex["propensity"].to_numpy(dtype=np.float64),
+            DECISION_PHASE_COLUMN: crm_phase_at(data.stages, ex["account_id"], ex["ts"], taxonomy),
+        }
+    )
+    label = label_responses(ex, data.touchpoints, taxonomy).astype(np.int8)
+    # The frame keeps the fit features' account inputs too: policy evaluation scores every
+    # eligible item of a test decision from them.
+    frame = pd.concat([decision, x, pd.DataFrame({nc.LABEL_COLUMN: label})], axis=1)
+    split = split_by_as_of(
+        frame,
+        valid_dates=valid_dates,
+        test_dates=test_dates,
+        horizon_days=window_days + RESPONSE_WINDOW_DAYS,
+    )
+    return TrainingSet(
+        name="next-content",
+        frame=frame,
+        feature_columns=columns,
+        label_column=nc.LABEL_COLUMN,
+        horizon_days=window_days + RESPONSE_WINDOW_DAYS,
+        split=split,
+    )
+
+
+def score_next_content(estimator: Any, ts: TrainingSet) -> float:
+    """ROC-AUC of response on the test exposures of ``ts`` (the primary metric; greater is
+    better). NaN when the test split holds a single class."""
+    test = ts.split.test
+    y = test[ts.label_column].to_numpy()
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, nc.predict_proba(estimator, test[ts.feature_columns])))
+
+
+def train_next_content(
+    ts: TrainingSet,
+    *,
+    params: dict[str, Any] | None = None,
+    truth: SimulationTruth | None = None,
+    taxonomy: Taxonomy,
+    content: pd.DataFrame | None = None,
+    client: Any | None = None,
+) -> ModelResult:
+    """Fit the next-content model on the training exposures (early stopping on validation)
+    and evaluate it on the test exposures: response metrics (ROC-AUC, PR-AUC, log loss,
+    Brier) and the policy values of ``training.policy.evaluate_policies`` (with ``truth``,
+    the true values and the oracle). ``content`` is the catalog (default: the taxonomy's).
+    """
+    catalog = (content if content is not None else taxonomy.content_frame()).reset_index(drop=True)
+    split = ts.split
+    cols = ts.feature_columns
+    y_train = split.train[ts.label_column].to_numpy()
+    y_valid = split.valid[ts.label_column].to_numpy()
+    estimator = nc.fit(
+        split.train[cols], y_train, split.valid[cols], y_valid, params=params, client=client
+    )
+
+    test = split.test
+    y_test = test[ts.label_column].to_numpy()
+    p_test = nc.predict_proba(estimator, test[cols])
+    metrics: dict[str, float] = {}
+    if len(np.unique(y_test)) == 2:
+        metrics["model.roc_auc"] = float(roc_auc_score(y_test, p_test))
+        metrics["model.pr_auc"] = float(average_precision_score(y_test, p_test))
+    else:
+        metrics["model.roc_auc"] = metrics["model.pr_auc"] = float("nan")
+    metrics["model.log_loss"] = float(log_loss(y_test, p_test, labels=[0, 1]))
+    metrics["model.brier"] = float(brier_score_loss(y_test, p_test))
+    metrics["model.best_iteration"] = float(estimator.best_iteration_ or 0)
+    metrics["test.response_rate"] = float(y_test.mean())
+    metrics["test.exposures"] = float(len(test))
+
+    decisions = build_decisions(estimator, test, cols, ts.label_column, catalog, taxonomy)
+    popularity = popular_items(split.train, ts.label_column, catalog, taxonomy)
+    metrics.update(evaluate_policies(decisions, popularity, catalog, taxonomy, truth))
+
+    used = nc.merged_params(params)
+    return ModelResult(
+        name="next-content",
+        estimator=estimator,
+        feature_columns=list(cols),
+        params=used,
+        metrics=metrics,
+        primary_metric=PRIMARY_METRIC,
+        report_markdown=quality_report(metrics),
+        evaluation=Evaluation(y_true=y_test.astype(np.int64), y_score=p_test),
+        input_example=test[cols].head(5).reset_index(drop=True),
+        training_set_fingerprint=fingerprint_training_set(ts.frame),
+        as_of_dates=ts.as_of_dates,
+    )
+
+
+def quality_report(metrics: dict[str, float]) -> str:
+    """A Markdown quality table: response metrics, then each policy's true value (when
+    known) and off-policy estimates."""
+
+    def fmt(key: str) -> str:
+        v = metrics.get(key)
+        return "" if v is None or np.isnan(v) else f"{v:.4f}"
+
+    lines = [
+        "## Next content",
+        "",
+        f"ROC-AUC of response (test exposures): {fmt('model.roc_auc')} (true probabilities: "
+        f"{fmt('ceiling.roc_auc')}); PR-AUC "
+        f"{fmt('model.pr_auc')}; Brier {fmt('model.brier')}; response rate "
+        f"{fmt('test.response_rate')} over {int(metrics.get('test.exposures', 0))} exposures.",
+        "",
+        "| policy | true value | IPS | SNIPS | doubly robust |",
+        "|---|---|---|---|---|",
+    ]
+    for who, label in (
+        ("model", "model top-1"),
+        ("baseline_random", "random"),
+        ("baseline_popular", "most popular per phase"),
+        ("baseline_logging", "logging policy"),
+        ("ceiling", "oracle (true best item)"),
+    ):
+        lines.append(
+            f"| {label} | {fmt(who + '.true_value')} | {fmt(who + '.ips_value')} | "
+            f"{fmt(who + '.snips_value')} | {fmt(who + '.dr_value')} |"
+        )
+    if "model.share_of_oracle_gain" in metrics:
+        lines += [
+            "",
+            f"Model: {fmt('model.lift_over_logging')} x the logging policy's true value, "
+            f"{fmt('model.share_of_oracle_gain')} of the way from random to the oracle; "
+            f"doubly robust estimate off by {fmt('model.dr_relative_error')} (relative).",
+        ]
+    return "\n".join(lines) + "\n"

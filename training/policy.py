@@ -1,0 +1,236 @@
+"""Policy evaluation of the next-content model on logged decisions.
+
+Every test exposure is a decision: an account, a contact, a time, and the eligible items
+(the catalog items fitting the account's CRM phase at that time, the rule the logging policy
+followed). A policy picks one eligible item per decision. Its value is the mean response
+probability of the picked items:
+
+- the **true value** (simulated data only) reads the simulator's response probability of the
+  picked item (``features.simulate.true_response_probability``);
+- the **off-policy estimates** (any data) re-weight the logged exposures: IPS, self-normalised
+  IPS and doubly robust, the latter with the model's own predictions as reward model.
+
+Policies: the model's top-1, random (uniform over eligible), most popular per CRM phase
+(most responses in the training split), the logging policy (the logged item), and, with
+truth, the oracle (the truly best eligible item; the ceiling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from features.simulate import SimulationTruth, true_response_probability
+from features.taxonomy import Taxonomy
+from models import next_content as nc
+from training.metrics import doubly_robust_value, ips_value, snips_value
+
+DECISION_PHASE_COLUMN = "decision_crm_phase"
+
+
+class PolicyEvaluationError(ValueError):
+    """Decisions cannot be evaluated as given; the message names the column and value."""
+
+
+@dataclass
+class Decisions:
+    """Logged decisions with everything the policies and estimators need.
+
+    ``eligible`` (decisions x items) marks the items each decision could pick, ``logged``
+    the column of the logged item, ``propensity`` its logged probability, ``reward`` the
+    observed response (0/1), ``scores`` the model's predicted response per item.
+    """
+
+    frame: pd.DataFrame
+    eligible: np.ndarray
+    logged: np.ndarray
+    propensity: np.ndarray
+    reward: np.ndarray
+    scores: np.ndarray
+
+
+def content_positions(content: pd.DataFrame, content_ids: pd.Series) -> np.ndarray:
+    """Row position of each id in ``content`` (raises for ids outside the catalog)."""
+    pos = pd.Index(content["content_id"].astype(str)).get_indexer(pd.Index(content_ids.astype(str)))
+    if (pos < 0).any():
+        bad = content_ids[pos < 0].astype(str).unique()[:5].tolist()
+        raise PolicyEvaluationError(
+            f"column 'content_id': {bad} are not in the content catalog; expected catalog ids"
+        )
+    return pos
+
+
+def phase_codes(values: pd.Series, taxonomy: Taxonomy) -> np.ndarray:
+    """Codes into ``taxonomy.phases`` (-1 for NaN or unknown)."""
+    text = pd.Series(values).astype(object)
+    present = text.notna().to_numpy()
+    codes = np.full(len(text), -1, dtype=np.int64)
+    codes[present] = pd.Index(taxonomy.phases).get_indexer(pd.Index(text[present].astype(str)))
+    return codes
+
+
+def build_decisions(
+    estimator: Any,
+    rows: pd.DataFrame,
+    feature_columns: list[str],
+    label_column: str,
+    content: pd.DataFrame,
+    taxonomy: Taxonomy,
+) -> Decisions:
+    """Decisions from training-set rows (one per logged exposure): scores every catalog item
+    with the model (``models.next_content.score_candidates``) and marks the eligible ones by
+    the ``decision_crm_phase`` column."""
+    for c in (DECISION_PHASE_COLUMN, "content_id", "propensity", "contact_role", label_column):
+        if c not in rows.columns:
+            raise PolicyEvaluationError(
+                f"decision rows lack column {c!r}; expected a next-content training set"
+            )
+    eligible = nc.eligible_items(
+        content, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
+    )
+    logged = content_positions(content, rows["content_id"])
+    if not eligible[np.arange(len(rows)), logged].all():
+        n_bad = int((~eligible[np.arange(len(rows)), logged]).sum())
+        raise PolicyEvaluationError(
+            f"{n_bad} logged items do not fit the decision's CRM phase; expected a logging "
+            "policy that shows only eligible items"
+        )
+    account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
+    scores = nc.score_candidates(
+        estimator,
+        rows[account_cols].reset_index(drop=True),
+        rows["contact_role"].reset_index(drop=True),
+        content,
+        taxonomy,
+        feature_columns,
+        eligible=eligible,
+    )
+    return Decisions(
+        frame=rows.reset_index(drop=True),
+        eligible=eligible,
+        logged=logged,
+        propensity=rows["propensity"].to_numpy(dtype=np.float64),
+        reward=rows[label_column].to_numpy(dtype=np.float64),
+        scores=scores,
+    )
+
+
+def popular_items(
+    train: pd.DataFrame, label_column: str, content: pd.DataFrame, taxonomy: Taxonomy
+) -> np.ndarray:
+    """phases x items matrix of response counts in ``train`` per decision CRM phase, plus a
+    tie-breaking 1e-6 x the item's responses over all phases (so a phase without responses
+    falls back to the overall most popular eligible item)."""
+    n_p, n_i = len(taxonomy.phases), len(content)
+    responded = train[label_column].to_numpy() == 1
+    ph = phase_codes(train[DECISION_PHASE_COLUMN], taxonomy)[responded]
+    it = content_positions(content, train["content_id"][responded])
+    ok = ph >= 0
+    counts = np.bincount(ph[ok] * n_i + it[ok], minlength=n_p * n_i).reshape(n_p, n_i)
+    overall = np.bincount(it, minlength=n_i)
+    return counts + 1e-6 * overall[None, :]
+
+
+def evaluate_policies(
+    decisions: Decisions,
+    popularity: np.ndarray,
+    content: pd.DataFrame,
+    taxonomy: Taxonomy,
+    truth: SimulationTruth | None = None,
+) -> dict[str, float]:
+    """Metrics ``"<who>.<metric>"`` of every policy on the decisions: off-policy estimates
+    (``ips_value``, ``snips_value``, ``dr_value``) of model, random and popular, the logging
+    policy's observed reward; with ``truth`` the ``true_value`` of each policy, the oracle's
+    (``ceiling.true_value``), the ROC-AUC of the true probabilities of the logged items
+    (``ceiling.roc_auc``), the model's share of the random-to-oracle gain, its ratio to the
+    logging policy and the doubly robust estimate's relative error, standard error and z."""
+    d = decisions
+    n = len(d.logged)
+    rows = np.arange(n)
+    elig = d.eligible
+    n_elig = elig.sum(axis=1)
+    q = d.scores
+    q_logged = q[rows, d.logged]
+    ph = phase_codes(d.frame[DECISION_PHASE_COLUMN], taxonomy)
+    picks = {
+        "model": nc.top1(q, elig),
+        "baseline_popular": nc.top1(popularity[np.maximum(ph, 0)], elig),
+    }
+    out: dict[str, float] = {}
+    for who, pick in picks.items():
+        pi = (pick == d.logged).astype(np.float64)
+        out.update(_estimates(who, d, pi, q_logged, q[rows, pick]))
+    pi_random = 1.0 / n_elig
+    q_random = np.where(elig, np.nan_to_num(q), 0.0).sum(axis=1) / n_elig
+    out.update(_estimates("baseline_random", d, pi_random, q_logged, q_random))
+    out["baseline_logging.observed_value"] = float(d.reward.mean())
+    out["model.match_rate"] = float((picks["model"] == d.logged).mean())
+    out["decisions"] = float(n)
+    out["mean_eligible_items"] = float(n_elig.mean())
+    if truth is None:
+        return out
+
+    true = true_values(d, content, truth)
+    values = {
+        "model": true[rows, picks["model"]].mean(),
+        "baseline_popular": true[rows, picks["baseline_popular"]].mean(),
+        "baseline_random": (np.where(elig, np.nan_to_num(true), 0.0).sum(axis=1) / n_elig).mean(),
+        "baseline_logging": true[rows, d.logged].mean(),
+        "ceiling": np.where(elig, true, -np.inf).max(axis=1).mean(),
+    }
+    for who, v in values.items():
+        out[f"{who}.true_value"] = float(v)
+    if 0 < d.reward.sum() < n:
+        # The best achievable ranking of the logged exposures: by their true probability.
+        out["ceiling.roc_auc"] = float(roc_auc_score(d.reward, true[rows, d.logged]))
+    gain = values["ceiling"] - values["baseline_random"]
+    out["model.share_of_oracle_gain"] = (
+        float((values["model"] - values["baseline_random"]) / gain) if gain > 0 else float("nan")
+    )
+    out["model.lift_over_logging"] = float(values["model"] / values["baseline_logging"])
+    se = out["model.dr_stderr"]
+    out["model.dr_z"] = float((out["model.dr_value"] - values["model"]) / se) if se > 0 else 0.0
+    out["model.dr_relative_error"] = float(
+        abs(out["model.dr_value"] - values["model"]) / values["model"]
+    )
+    out["model.ips_relative_error"] = float(
+        abs(out["model.ips_value"] - values["model"]) / values["model"]
+    )
+    return out
+
+
+def _estimates(
+    who: str, d: Decisions, pi: np.ndarray, q_logged: np.ndarray, q_target: np.ndarray
+) -> dict[str, float]:
+    # Standard error of the doubly robust mean: its per-decision terms are independent.
+    terms = q_target + pi / d.propensity * (d.reward - q_logged)
+    return {
+        f"{who}.dr_stderr": float(terms.std(ddof=1) / np.sqrt(len(terms)))
+        if len(terms) > 1
+        else float("nan"),
+        f"{who}.ips_value": ips_value(d.reward, d.propensity, pi),
+        f"{who}.snips_value": snips_value(d.reward, d.propensity, pi),
+        f"{who}.dr_value": doubly_robust_value(d.reward, d.propensity, pi, q_logged, q_target),
+        f"{who}.predicted_value": float(np.mean(q_target)),
+    }
+
+
+def true_values(d: Decisions, content: pd.DataFrame, truth: SimulationTruth) -> np.ndarray:
+    """decisions x items: the simulator's response probability of each eligible item for the
+    decision's account, contact and time (NaN where not eligible)."""
+    di, ii = np.nonzero(d.eligible)
+    requests = pd.DataFrame(
+        {
+            "account_id": d.frame["account_id"].astype(str).to_numpy()[di],
+            "contact_id": d.frame["contact_id"].astype(str).to_numpy()[di],
+            "content_id": content["content_id"].astype(str).to_numpy()[ii],
+            "ts": d.frame["ts"].to_numpy()[di],
+        }
+    )
+    out = np.full(d.eligible.shape, np.nan)
+    out[di, ii] = true_response_probability(truth, requests)
+    return out

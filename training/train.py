@@ -1,0 +1,185 @@
+"""Training end to end: data directory -> features on the as-of grid -> three models.
+
+The as-of grid's features are computed once and shared by the three training sets. Each
+model's code lives in its own module (``training.phase``, ``training.churn``,
+``training.next_content``); this module only wires them and times the steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.load import read_data_dir
+from features.mapping import ColumnMapping
+from features.pipeline import Engine, build_features
+from features.schema import JourneyData
+from features.simulate import SimulationTruth, load_truth
+from features.taxonomy import Taxonomy
+from training.datasets import TrainingSet, as_of_grid, build_churn_set, build_phase_set
+from training.result import MODEL_NAMES, ModelName, ModelResult
+
+
+class TrainingError(ValueError):
+    """Training cannot run as asked; the message says what to change."""
+
+
+@dataclass
+class Prepared:
+    """Everything the three models train from: data, optional truth, grid and features."""
+
+    data: JourneyData
+    truth: SimulationTruth | None
+    as_of: list[pd.Timestamp]
+    features: pd.DataFrame
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSteps:
+    """How one model's training set is built, how it is trained and how it is scored."""
+
+    build: Callable[..., TrainingSet]
+    train: Callable[..., ModelResult]
+    score: Callable[[Any, TrainingSet], float]
+
+
+def model_steps(model: ModelName) -> ModelSteps:
+    """The build/train/score functions of a model (imported lazily: LightGBM is heavy)."""
+    if model == "phase":
+        from training.phase import score_phase, train_phase
+
+        return ModelSteps(build_phase_set, train_phase, score_phase)
+    if model == "churn":
+        from training.churn import score_churn, train_churn
+
+        return ModelSteps(build_churn_set, train_churn, score_churn)
+    if model == "next-content":
+        from training.next_content import (
+            build_next_content_set,
+            score_next_content,
+            train_next_content,
+        )
+
+        return ModelSteps(build_next_content_set, train_next_content, score_next_content)
+    raise TrainingError(f"unknown model {model!r}; expected one of {', '.join(MODEL_NAMES)}")
+
+
+def parse_models(name: str) -> list[ModelName]:
+    """``all`` or one model name -> the models to train."""
+    if name == "all":
+        return list(MODEL_NAMES)
+    if name not in MODEL_NAMES:
+        raise TrainingError(f"unknown model {name!r}; expected all, {', '.join(MODEL_NAMES)}")
+    return [name]
+
+
+def parse_params(values: Sequence[str], models: Sequence[ModelName]) -> dict[str, dict[str, Any]]:
+    """``MODEL.KEY=VALUE`` flags (``KEY=VALUE`` applies to every model) -> params per model.
+
+    Values are read as int, float, true/false, or kept as text.
+    """
+    params: dict[str, dict[str, Any]] = {m: {} for m in models}
+    for raw in values:
+        key, sep, text = raw.partition("=")
+        if not sep or not key:
+            raise TrainingError(f"--param {raw!r}: expected MODEL.KEY=VALUE or KEY=VALUE")
+        model, dot, name = key.partition(".")
+        targets = [model] if dot and model in MODEL_NAMES else list(models)
+        name = name if dot and model in MODEL_NAMES else key
+        if dot and model in MODEL_NAMES and model not in models:
+            raise TrainingError(f"--param {raw!r}: model {model!r} is not being trained")
+        for target in targets:
+            params[target][name] = _value(text)
+    return params
+
+
+def _value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def prepare(
+    data_dir: Path,
+    taxonomy: Taxonomy,
+    *,
+    mapping: ColumnMapping | None = None,
+    n_dates: int = 12,
+    engine: Engine = "pandas",
+    scheduler: str | None = None,
+) -> Prepared:
+    """Read and validate ``data_dir``, load the simulator's truth if it is there, and build
+    features for the monthly as-of grid (``training.datasets.as_of_grid``)."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    data = read_data_dir(data_dir, taxonomy, mapping=mapping)
+    truth = load_truth(data_dir) if (data_dir / "truth").is_dir() else None
+    seconds["load_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    dates = as_of_grid(data, n_dates)
+    features = build_features(data, dates, taxonomy, engine=engine, scheduler=scheduler)
+    seconds["features_s"] = time.perf_counter() - started
+    return Prepared(data, truth, dates, features, seconds)
+
+
+def build_set(model: ModelName, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
+    """One model's point-in-time training set from the prepared features."""
+    return model_steps(model).build(prepared.data, taxonomy, prepared.features)
+
+
+def train_models(
+    models: Sequence[ModelName],
+    prepared: Prepared,
+    taxonomy: Taxonomy,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    on_result: Callable[[ModelResult], None] | None = None,
+    client: Any | None = None,
+) -> list[ModelResult]:
+    """Train each model on its training set; ``on_result`` (e.g. MLflow logging) runs as
+    soon as a model is done, so a failure later does not lose earlier models. ``client``
+    (a Dask client) grows the trees with ``lightgbm.dask`` on its cluster."""
+    results = []
+    for model in models:
+        steps = model_steps(model)
+        started = time.perf_counter()
+        training_set = steps.build(prepared.data, taxonomy, prepared.features)
+        prepared.seconds[f"{model}_set_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {
+            "params": (params or {}).get(model) or None,
+            "truth": prepared.truth,
+            "taxonomy": taxonomy,
+            "client": client,
+        }
+        if model == "next-content":
+            kwargs["content"] = prepared.data.content
+        result = steps.train(training_set, **kwargs)
+        prepared.seconds[f"{model}_train_s"] = time.perf_counter() - started
+        if on_result is not None:
+            started = time.perf_counter()
+            on_result(result)
+            prepared.seconds[f"{model}_log_s"] = time.perf_counter() - started
+        results.append(result)
+    return results
+
+
+def scorer_on_test_split(
+    model: ModelName, prepared: Prepared, taxonomy: Taxonomy
+) -> Callable[[Any], float]:
+    """A function scoring any estimator of ``model`` on the same test split (promotion)."""
+    steps = model_steps(model)
+    training_set = steps.build(prepared.data, taxonomy, prepared.features)
+    return lambda estimator: steps.score(estimator, training_set)
