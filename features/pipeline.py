@@ -14,6 +14,7 @@ bincount per vocabulary yields all windowed counts at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -253,14 +254,22 @@ _NO_TIME = np.iinfo(np.int64).max
 def _prepare(data: JourneyData, taxonomy: Taxonomy) -> _Prepared:
     accounts = pd.Index(data.accounts["account_id"])
     tp = data.touchpoints
-    tp_account = _codes(tp["account_id"], accounts)
     contacts = data.contacts
-    tp_contact = _codes(tp["contact_id"], pd.Index(contacts["contact_id"]))
-    contact_role = _category_codes(contacts["role"], taxonomy.role_names)
-
     content = data.content
     content_index = pd.Index(content["content_id"])
-    tp_content = _codes(tp["content_id"], content_index)
+    exposures = data.exposures
+    lookups = [
+        (tp["account_id"], accounts),
+        (tp["contact_id"], pd.Index(contacts["contact_id"])),
+        (tp["content_id"], content_index),
+    ]
+    if len(exposures):
+        lookups += [(exposures["account_id"], accounts), (exposures["content_id"], content_index)]
+    # The id lookups are Arrow hash joins that release the GIL: two threads, two cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        codes = list(pool.map(lambda lookup: _codes(*lookup), lookups))
+    tp_account, tp_contact, tp_content = codes[:3]
+    contact_role = _category_codes(contacts["role"], taxonomy.role_names)
     content_type = _category_codes(content["content_type"], taxonomy.content_type_names)
     phases = taxonomy.phases
     phase_matrix = np.zeros((len(content) + 1, len(phases)), dtype=bool)  # last row: none
@@ -283,11 +292,9 @@ def _prepare(data: JourneyData, taxonomy: Taxonomy) -> _Prepared:
         else np.full(len(tp), np.nan)
     )
 
-    exposures = data.exposures
     if len(exposures):
-        exp_account = _codes(exposures["account_id"], accounts)
+        exp_account, exp_content = codes[3:]
         exp_ns = _ns(exposures["ts"])
-        exp_content = _codes(exposures["content_id"], content_index)
         exp_response_ns = _first_response_ns(
             exp_account,
             exp_content,
@@ -441,20 +448,27 @@ def _features_at(
         out[f"n_touchpoints_{w}d"] = total[j]
 
     codes_by_prefix = {k: v[rows] for k, v in prep.tp_codes.items()}
-    counts_by_prefix: dict[str, np.ndarray] = {}
-    for prefix, vocabulary, _ in _VOCABULARIES:
-        values = taxonomy.vocabulary(vocabulary)
+
+    def vocabulary_features(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        """(windowed counts, days since last) of one vocabulary."""
         if prefix == "content_phase":
-            fit = prep.tp_phase_fit[rows]
-            r, p = np.nonzero(fit)
+            r, p = np.nonzero(prep.tp_phase_fit[rows])
             acc_p, bucket_p, ns_p, codes = account[r], bucket[r], ns[r], p.astype(np.int64)
         else:
             acc_p, bucket_p, ns_p, codes = account, bucket, ns, codes_by_prefix[prefix]
+        n_values = len(taxonomy.vocabulary(vocabularies[prefix]))
         sel = bucket_p < len(edges)
-        counts = _windowed_counts(acc_p[sel], bucket_p[sel], codes[sel], n, len(values))
+        counts = _windowed_counts(acc_p[sel], bucket_p[sel], codes[sel], n, n_values)
+        return counts, _days_since_last(acc_p, codes, ns_p, as_of_ns, n, n_values)
+
+    vocabularies = {prefix: vocabulary for prefix, vocabulary, _ in _VOCABULARIES}
+    # numpy releases the GIL in these array passes: two threads keep both cores busy.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        computed = dict(zip(vocabularies, pool.map(vocabulary_features, vocabularies), strict=True))
+    counts_by_prefix: dict[str, np.ndarray] = {}
+    for prefix, (counts, recency) in computed.items():
         counts_by_prefix[prefix] = counts
-        recency = _days_since_last(acc_p, codes, ns_p, as_of_ns, n, len(values))
-        for i, value in enumerate(values):
+        for i, value in enumerate(taxonomy.vocabulary(vocabularies[prefix])):
             for w, j in zip(WINDOWS_DAYS, window_index, strict=True):
                 out[f"n_{prefix}_{value}_{w}d"] = counts[j, :, i]
             out[f"days_since_{prefix}_{value}"] = recency[:, i]

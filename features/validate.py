@@ -14,7 +14,8 @@ through without conversion, so millions of rows validate in seconds.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,6 +144,7 @@ def validate_tables(
     reported = {p.table for p in problems}
     converted: dict[str, dict[str, pd.Series]] = {}
     lengths: dict[str, int] = {}
+    present: dict[str, pd.DataFrame] = {}
     for table in TABLE_ORDER:
         frame = raw.get(table)
         if frame is None:
@@ -154,9 +156,17 @@ def validate_tables(
                 if table not in reported:
                     ctx.add_table_problem(table, "missing table", f"a {table} table")
                 continue
-        frame = frame.reset_index(drop=True)  # row numbers are positions + 1
-        lengths[table] = len(frame)
-        converted[table] = _check_table(table, frame, ctx)
+        present[table] = frame.reset_index(drop=True)  # row numbers are positions + 1
+        lengths[table] = len(present[table])
+    # Tables are checked in parallel (Arrow's hashing releases the GIL; 2 cores halve the
+    # time at 10M rows), each into its own context, merged in table order for a stable report.
+    contexts = {t: replace(ctx, problems=[], notes=[]) for t in present}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        checked = pool.map(lambda t: _check_table(t, present[t], contexts[t]), list(present))
+        converted = dict(zip(present, checked, strict=True))
+    for table in present:
+        ctx.problems.extend(contexts[table].problems)
+        ctx.notes.extend(contexts[table].notes)
     _check_references(converted, ctx)
 
     report = ValidationReport(ctx.problems, lengths, ctx.notes)
@@ -468,6 +478,7 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[pd.Series], pd.Series], str, str]
 
 def _check_references(converted: dict[str, dict[str, pd.Series]], ctx: _Context) -> None:
     """Every id that points into another table must exist there."""
+    checks: list[tuple[str, Column, pd.Series, pd.Series]] = []
     for table in TABLE_ORDER:
         for column in TABLES[table].columns:
             if column.references is None or column.name not in converted.get(table, {}):
@@ -476,15 +487,19 @@ def _check_references(converted: dict[str, dict[str, pd.Series]], ctx: _Context)
             target = converted.get(ref_table, {}).get(ref_column)
             if target is None:
                 continue  # the referenced table or column is missing: reported already
-            series = converted[table][column.name]
-            ctx.add_rows(
-                table,
-                column.name,
-                f"{column.name} not in {ref_table}",
-                f"a value of {ref_table}.{ref_column}",
-                series.notna() & ~_isin(series, target),
-                series,
-            )
+            checks.append((table, column, converted[table][column.name], target))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        unknown = list(pool.map(lambda c: c[2].notna() & ~_isin(c[2], c[3]), checks))
+    for (table, column, series, _), bad in zip(checks, unknown, strict=True):
+        ref_table, ref_column = column.references or ("", "")
+        ctx.add_rows(
+            table,
+            column.name,
+            f"{column.name} not in {ref_table}",
+            f"a value of {ref_table}.{ref_column}",
+            bad,
+            series,
+        )
 
 
 def _isin(series: pd.Series, target: pd.Series) -> np.ndarray:

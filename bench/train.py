@@ -1,0 +1,73 @@
+"""Benchmark: `nba train all` end to end, broken down by step, with peak memory.
+
+    python -m bench.train [--accounts 100000] [--seed 7] [--data DIR]
+
+Simulates (or reuses) a data directory, then runs exactly what `nba train all` runs (read
+and validate, features on the as-of grid, three training sets, three models, MLflow logging
+into a fresh SQLite store) and prints one JSON object with seconds per step, peak memory and
+each model's primary metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from bench.features import ensure_data, machine, peak_rss_mb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--as-of-dates", type=int, default=12)
+    args = parser.parse_args()
+
+    data_dir = ensure_data(args.data, args.accounts, args.seed).resolve()
+    from features.taxonomy import load_taxonomy
+    from training.result import MODEL_NAMES
+    from training.tracking import configure_tracking, log_result
+    from training.train import prepare, train_models
+
+    taxonomy = load_taxonomy()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        import os
+
+        os.chdir(tmp)
+        configure_tracking(f"sqlite:///{Path(tmp) / 'mlflow.db'}")
+        prepared = prepare(data_dir, taxonomy, n_dates=args.as_of_dates)
+        results = train_models(
+            list(MODEL_NAMES), prepared, taxonomy, on_result=lambda r: log_result(r)
+        )
+    total = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_all",
+                "date": time.strftime("%Y-%m-%d"),
+                "data": str(data_dir),
+                "accounts": len(prepared.data.accounts),
+                "touchpoints": len(prepared.data.touchpoints),
+                "as_of_dates": len(prepared.as_of),
+                "feature_rows": len(prepared.features),
+                "seconds": {k: round(v, 1) for k, v in prepared.seconds.items()},
+                "total_s": round(total, 1),
+                "peak_rss_mb": round(peak_rss_mb()),
+                "primary_metrics": {
+                    r.name: {r.primary_metric: round(r.metrics[r.primary_metric], 4)}
+                    for r in results
+                },
+                "machine": machine(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
