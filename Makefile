@@ -24,7 +24,10 @@ test: lint
 
 bench: setup
 	$(PY) -m bench.simulate
-	$(PY) -m bench.features
+	$(PY) -m bench.features --dask
+	$(PY) -m bench.train
+	$(PY) -m bench.quality_phase_churn
+	$(PY) -m bench.quality_next_content
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
