@@ -416,6 +416,51 @@ def demo(
     typer.echo(json.dumps(summary, indent=2))
 
 
+@app.command()
+def load(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Directory with <table>.csv or <table>.parquet files.")
+    ],
+    database_url: Annotated[
+        str,
+        typer.Option(
+            "--database-url",
+            envvar="NBA_DATABASE_URL",
+            help="The service's store: sqlite:///FILE (default) or postgresql://USER@HOST/DB.",
+        ),
+    ] = "sqlite:///nba.db",  # serving.store.DEFAULT_DATABASE_URL, not imported: keeps --help fast
+    mapping: MappingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Validate a data directory and bulk-load it into the service's store (migrating the
+    store first). Loading again stores no event twice."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serving.store import Store, StoreError
+
+    tax = _taxonomy(taxonomy)
+    started = time.perf_counter()
+    data = _read_data(data_dir, tax, mapping)
+    typer.echo(f"validated {data_dir} in {time.perf_counter() - started:.1f} s", err=True)
+
+    def progress(table: str, done: int, total: int) -> None:
+        # One line per table, rewritten in place while its chunks load.
+        typer.echo(f"\rloading {table}: {done:,}/{total:,} rows", nl=done >= total, err=True)
+
+    try:
+        store = Store(database_url, tax)
+        store.migrate()
+        result = store.load_data(data, progress=progress)
+    except (StoreError, SQLAlchemyError) as exc:
+        raise _fail(f"cannot load into {database_url}: {exc}") from exc
+    store.dispose()
+    stored = ", ".join(f"{n:,} {name}" for name, n in result.stored_rows.items())
+    typer.echo(
+        f"loaded {data_dir} into {database_url}: {stored} new or updated rows "
+        f"in {result.seconds:.1f} s (total {time.perf_counter() - started:.1f} s)"
+    )
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="nba")

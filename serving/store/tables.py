@@ -1,0 +1,227 @@
+"""The store's tables (SQLAlchemy 2.0 declarative); the migrations create exactly these.
+
+Conventions, chosen so one schema works the same on SQLite and PostgreSQL and round-trips the
+canonical in-memory form of ``features.schema`` exactly:
+
+- every time is a ``BIGINT`` of nanoseconds since the Unix epoch, UTC (the canonical
+  ``datetime64[ns, UTC]`` stored without loss; SQLite has no timestamp type and
+  PostgreSQL's ``timestamptz`` keeps only microseconds);
+- vocabulary values (channel, event_type, role, ...) are the taxonomy's names as text;
+  the taxonomy, not the database, decides what is allowed;
+- list columns (content phases and roles) and small records (model versions, scopes,
+  cached feature rows) are JSON.
+
+The journey tables (accounts, contacts, content, touchpoints, stages, exposures) mirror the
+data contract; the service tables (feature_cache, recommendations, feedback, api_keys) hold
+what the service computes and serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Outcomes a recommendation can have (POST /v1/feedback).
+FEEDBACK_OUTCOMES = ("shown", "accepted", "dismissed", "converted")
+
+# Stable constraint names, so migrations can refer to them on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Account(Base):
+    """An account; created by ``nba load`` or, with whatever the event carries, by ingestion."""
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String, primary_key=True)
+    industry: Mapped[str | None] = mapped_column(String)
+    # Unknown for accounts first seen in an event without an ``account`` object.
+    employees: Mapped[int | None] = mapped_column(BigInteger)
+    region: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    annual_revenue: Mapped[float | None] = mapped_column(Float)
+    owner_rep_id: Mapped[str | None] = mapped_column(String, index=True)
+    # Bumped whenever the account's events change; a cached feature row is valid only for
+    # the version it was computed from (so a row computed while an event arrived is stale).
+    data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    contact_id: Mapped[str] = mapped_column(String, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    role: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    left_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Content(Base):
+    """The content and action catalog (content, sales plays and service plays)."""
+
+    __tablename__ = "content"
+
+    content_id: Mapped[str] = mapped_column(String, primary_key=True)
+    content_type: Mapped[str] = mapped_column(String)
+    phases: Mapped[list[str]] = mapped_column(JSON)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    topic: Mapped[str] = mapped_column(String)
+    value: Mapped[float | None] = mapped_column(Float)
+    title: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String)
+
+
+class Touchpoint(Base):
+    """One touchpoint; ``event_id`` is the idempotency key of ingestion."""
+
+    __tablename__ = "touchpoints"
+    __table_args__ = (Index("ix_touchpoints_account_id_ts", "account_id", "ts"),)
+
+    event_id: Mapped[str] = mapped_column(String, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
+    contact_id: Mapped[str | None] = mapped_column(ForeignKey("contacts.contact_id"))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String)
+    event_type: Mapped[str] = mapped_column(String)
+    content_id: Mapped[str | None] = mapped_column(ForeignKey("content.content_id"))
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class Stage(Base):
+    """A phase recorded in the CRM; the same (account, ts, phase) is stored once."""
+
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("account_id", "ts", "phase"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    phase: Mapped[str] = mapped_column(String)
+
+
+class Exposure(Base):
+    """What a policy showed or sent, with its propensity (for off-policy evaluation)."""
+
+    __tablename__ = "exposures"
+    __table_args__ = (Index("ix_exposures_account_id_ts", "account_id", "ts"),)
+
+    exposure_id: Mapped[str] = mapped_column(String, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
+    contact_id: Mapped[str | None] = mapped_column(ForeignKey("contacts.contact_id"))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    content_id: Mapped[str] = mapped_column(ForeignKey("content.content_id"))
+    channel: Mapped[str] = mapped_column(String)
+    propensity: Mapped[float] = mapped_column(Float)
+
+
+class FeatureCache(Base):
+    """An account's feature row as of some time, for one pipeline version and one
+    ``accounts.data_version``; deleted when an event for the account is ingested."""
+
+    __tablename__ = "feature_cache"
+
+    account_id: Mapped[str] = mapped_column(String, primary_key=True)
+    pipeline_version: Mapped[str] = mapped_column(String, primary_key=True)
+    as_of: Mapped[int] = mapped_column(BigInteger)
+    data_version: Mapped[int] = mapped_column(BigInteger)
+    features: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Recommendation(Base):
+    """One action served to a caller, with the propensity the serving policy gave it.
+
+    No foreign key to accounts: cold-start answers for unknown accounts are logged too.
+    """
+
+    __tablename__ = "recommendations"
+    __table_args__ = (Index("ix_recommendations_account_id_served_at", "account_id", "served_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String, index=True)
+    account_id: Mapped[str] = mapped_column(String)
+    contact_id: Mapped[str | None] = mapped_column(String)
+    content_id: Mapped[str] = mapped_column(String)
+    rank: Mapped[int] = mapped_column(Integer)
+    expected_value: Mapped[float] = mapped_column(Float)
+    propensity: Mapped[float] = mapped_column(Float)
+    policy: Mapped[str] = mapped_column(String)
+    model_versions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    served_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Feedback(Base):
+    """What happened to a recommendation."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN (" + ", ".join(f"'{o}'" for o in FEEDBACK_OUTCOMES) + ")",
+            name="outcome",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recommendation_id: Mapped[str] = mapped_column(
+        ForeignKey("recommendations.id", ondelete="CASCADE"), index=True
+    )
+    outcome: Mapped[str] = mapped_column(String(16))
+    at: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKeyRow(Base):
+    """An API key: only a salted SHA-256 of its secret part is stored.
+
+    The plaintext is ``nba_<key_id>_<secret>``; ``key_id`` (public) finds the row, the
+    secret (256 random bits) is checked against ``key_hash``. A slow password hash buys
+    nothing for a 256-bit random secret and would cost every request milliseconds.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        # One active key per name; revoked keys keep their name for the audit trail.
+        Index(
+            "uq_api_keys_name_active",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String)
+    salt: Mapped[bytes] = mapped_column(LargeBinary(16))
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,0 +1,392 @@
+"""The store against SQLite (a temporary file) and the local PostgreSQL (a fresh schema per
+test, dropped afterwards): migrations, bulk load, account views equal to the batch pipeline,
+feature cache, recommendations and feedback, API keys."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from features.pipeline import build_account_features, build_features, select_accounts
+from features.schema import JourneyData
+from features.simulate import simulate
+from features.taxonomy import Taxonomy, load_taxonomy
+from serving.store import (
+    DuplicateApiKeyError,
+    InvalidOutcomeError,
+    NewRecommendation,
+    Store,
+    UnknownApiKeyError,
+    UnknownRecommendationError,
+    UnknownScopeError,
+)
+from serving.store.tables import ApiKeyRow, Feedback
+from tests.features.conftest import make_tiny_data
+
+POSTGRES_URL = os.environ.get(
+    "NBA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_available() -> bool:
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+_POSTGRES = _postgres_available()
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(not _POSTGRES, reason=f"no PostgreSQL at {POSTGRES_URL}"),
+        ],
+    ),
+]
+
+
+@contextmanager
+def open_store(backend: str, directory: Path, taxonomy: Taxonomy) -> Iterator[Store]:
+    """A migrated, empty store: a new SQLite file, or a new PostgreSQL schema that is
+    dropped afterwards (so parallel and repeated runs never see each other's rows)."""
+    if backend == "sqlite":
+        store = Store(f"sqlite:///{directory / 'store.db'}", taxonomy)
+        store.migrate()
+        try:
+            yield store
+        finally:
+            store.dispose()
+        return
+    schema = f"test_store_{uuid.uuid4().hex[:12]}"
+    store = Store(POSTGRES_URL, taxonomy, schema=schema)
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.dispose()
+        engine = create_engine(POSTGRES_URL)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def taxonomy() -> Taxonomy:
+    return load_taxonomy()
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, taxonomy: Taxonomy) -> Iterator[Store]:
+    with open_store(request.param, tmp_path, taxonomy) as opened:
+        yield opened
+
+
+@pytest.fixture
+def tiny(taxonomy: Taxonomy) -> JourneyData:
+    return make_tiny_data(taxonomy)
+
+
+@pytest.fixture(scope="module")
+def simulation(taxonomy: Taxonomy) -> JourneyData:
+    return simulate(60, 11, start="2024-01-01", months=12, taxonomy=taxonomy).data
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+
+def test_migrate_twice_is_a_no_op(store: Store) -> None:
+    assert store.revision() == "0001"
+    before = store.counts()
+    assert store.migrate() == "0001"
+    assert store.counts() == before
+    # The taxonomy's catalog is seeded once; everything else starts empty.
+    assert before["content"] == 94
+    assert sum(n for name, n in before.items() if name != "content") == 0
+    assert store.ping()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy: Taxonomy) -> None:
+    if backend == "sqlite":
+        stores = [Store(f"sqlite:///{tmp_path / 'race.db'}", taxonomy) for _ in range(3)]
+    else:
+        schema = f"test_race_{uuid.uuid4().hex[:12]}"
+        stores = [Store(POSTGRES_URL, taxonomy, schema=schema) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def run(s: Store) -> None:
+        try:
+            s.migrate()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        assert [s.revision() for s in stores] == ["0001"] * 3
+    finally:
+        for s in stores:
+            s.dispose()
+        if backend != "sqlite":
+            engine = create_engine(POSTGRES_URL)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(
+    tmp_path: Path, taxonomy: Taxonomy, tiny: JourneyData
+) -> None:
+    with open_store("sqlite", tmp_path, taxonomy) as store:
+        store.load_data(tiny)  # switches foreign-key checks off while it runs
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+
+
+# -- bulk load and account views ------------------------------------------------------------
+
+
+def test_account_data_is_the_accounts_rows_in_canonical_form(
+    store: Store, tiny: JourneyData
+) -> None:
+    result = store.load_data(tiny)
+    assert result.stored_rows == {
+        "accounts": 3,
+        "contacts": 5,
+        "content": 94,
+        "touchpoints": 12,
+        "stages": 5,
+        "exposures": 4,
+    }
+    got = store.account_data("A1")
+    assert got is not None
+    expected = select_accounts(tiny, ["A1"])
+    for name, frame in expected.tables().items():
+        pd.testing.assert_frame_equal(
+            getattr(got, name).reset_index(drop=True), frame.reset_index(drop=True), obj=name
+        )
+    assert store.account_data("nope") is None
+
+
+def test_loading_twice_stores_no_event_twice(store: Store, tiny: JourneyData) -> None:
+    store.load_data(tiny)
+    again = store.load_data(tiny)
+    assert again.stored_rows["touchpoints"] == 0
+    assert again.stored_rows["stages"] == 0
+    assert again.stored_rows["exposures"] == 0
+    counts = store.counts()
+    assert (counts["accounts"], counts["touchpoints"], counts["stages"]) == (3, 12, 5)
+
+
+def test_online_features_equal_the_batch_pipeline(
+    store: Store, simulation: JourneyData, taxonomy: Taxonomy
+) -> None:
+    store.load_data(simulation, chunk_rows=2_000)  # several chunks per table
+    end = simulation.touchpoints["ts"].max().normalize()
+    dates = [end - pd.Timedelta(days=90), end]
+    batch = build_features(simulation, dates, taxonomy).set_index(["as_of", "account_id"])
+    accounts = simulation.accounts["account_id"].iloc[::7].tolist()
+    compared = 0
+    for account_id in accounts:
+        data = store.account_data(account_id)
+        assert data is not None
+        for as_of in dates:
+            if (as_of, account_id) not in batch.index:
+                continue  # account created after as_of
+            online = build_account_features(data, account_id, as_of, taxonomy)
+            expected = batch.loc[(as_of, account_id)]
+            pd.testing.assert_series_equal(
+                online.drop(["account_id", "as_of"]), expected, check_names=False
+            )
+            compared += 1
+    assert compared >= 12
+
+
+def test_accounts_of_rep(store: Store, tiny: JourneyData) -> None:
+    store.load_data(tiny)
+    assert store.accounts_of_rep("R1") == ["A1", "A3"]
+    assert store.accounts_of_rep("R2") == ["A2"]
+    assert store.accounts_of_rep("R9") == []
+
+
+# -- feature cache ----------------------------------------------------------------------------
+
+
+def test_feature_cache_round_trip_and_invalidation(store: Store, tiny: JourneyData) -> None:
+    store.load_data(tiny)
+    as_of = pd.Timestamp("2024-07-01", tz="UTC")
+    version = store.account_data_version("A1")
+    assert version is not None
+    row = pd.Series({"n_touchpoints_30d": 3, "mean_dwell": float("nan"), "industry": "software"})
+    store.cache_features("A1", "1.0.0", as_of, row, data_version=version)
+    cached = store.cached_features("A1", "1.0.0")
+    assert cached is not None
+    assert cached.as_of == as_of
+    assert cached.features == {"n_touchpoints_30d": 3, "mean_dwell": None, "industry": "software"}
+    assert store.cached_features("A1", "2.0.0") is None
+    assert store.cached_features("A2", "1.0.0") is None
+
+    # An ingested event invalidates the account's cache (and only that account's).
+    store.cache_features("A2", "1.0.0", as_of, {"x": 1.5}, data_version=version)
+    result = store.ingest_events(
+        [
+            {
+                "event_id": "E99",
+                "account_id": "A1",
+                "ts": "2024-07-02T10:00:00Z",
+                "channel": "website",
+                "event_type": "view",
+            }
+        ]
+    )
+    assert result.account_ids == {"A1"}
+    assert store.cached_features("A1", "1.0.0") is None
+    assert store.cached_features("A2", "1.0.0") is not None
+
+    # A row computed from data read before an ingest is stale when stored after it.
+    store.cache_features("A1", "1.0.0", as_of, row, data_version=version)
+    assert store.cached_features("A1", "1.0.0") is None
+    store.invalidate_features(["A2"])
+    assert store.cached_features("A2", "1.0.0") is None
+
+
+# -- recommendations and feedback ---------------------------------------------------------------
+
+
+def _served(account_id: str, content_id: str, rank: int) -> NewRecommendation:
+    return NewRecommendation(
+        request_id="req-1",
+        account_id=account_id,
+        contact_id="P1",
+        content_id=content_id,
+        rank=rank,
+        expected_value=0.25 / rank,
+        propensity=0.98 if rank == 1 else 0.01,
+        policy="champion-eps0.02",
+        model_versions={"nba-phase": "3", "nba-churn": "2"},
+    )
+
+
+def test_recommendations_and_feedback(store: Store) -> None:
+    t0 = pd.Timestamp("2025-03-01 12:00", tz="UTC")
+    ids = store.log_recommendations(
+        [_served("A1", "C007", 1), _served("A1", "C040", 2)], served_at=t0
+    )
+    store.log_recommendations([_served("A2", "C009", 1)], served_at=t0)
+    later = store.log_recommendations(
+        [_served("A1", "C044", 1)], served_at=t0 + pd.Timedelta(days=3)
+    )
+    assert len(ids) == 2 and len(set(ids + later)) == 3
+
+    served = store.served_since("A1", t0)
+    assert [(s.content_id, s.rank) for s in served] == [("C007", 1), ("C040", 2), ("C044", 1)]
+    assert served[0].propensity == 0.98
+    assert served[0].model_versions == {"nba-phase": "3", "nba-churn": "2"}
+    assert served[0].served_at == t0
+    assert [s.content_id for s in store.served_since("A1", t0 + pd.Timedelta(days=1))] == ["C044"]
+
+    first = store.record_feedback(ids[0], "shown", t0 + pd.Timedelta(minutes=1))
+    second = store.record_feedback(ids[1], "dismissed", t0 + pd.Timedelta(minutes=2), "not now")
+    assert second > first
+    feedback = store.recent_feedback("A1", t0)
+    assert [(f.content_id, f.outcome, f.note) for f in feedback] == [
+        ("C007", "shown", None),
+        ("C040", "dismissed", "not now"),
+    ]
+    assert feedback[1].recommendation_id == ids[1]
+    assert store.recent_feedback("A1", t0 + pd.Timedelta(minutes=2)) == feedback[1:]
+    assert store.recent_feedback("A2", t0) == []
+
+
+def test_feedback_for_an_unknown_recommendation_is_an_error(store: Store) -> None:
+    with pytest.raises(UnknownRecommendationError, match="'nope' is unknown"):
+        store.record_feedback("nope", "accepted")
+    [rec_id] = store.log_recommendations([_served("A1", "C007", 1)])
+    with pytest.raises(InvalidOutcomeError, match="'liked' is unknown; expected one of: shown"):
+        store.record_feedback(rec_id, "liked")
+    # The database enforces the reference as well (foreign keys are on in SQLite too).
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(
+            insert(Feedback),
+            {"recommendation_id": "nope", "outcome": "shown", "at": 0, "note": None},
+        )
+
+
+# -- API keys -------------------------------------------------------------------------------------
+
+
+def test_api_keys_are_stored_hashed_and_verified(store: Store) -> None:
+    plaintext = store.create_api_key("crm-widget", ["recommendations:read", "feedback:write"])
+    key = store.verify_api_key(plaintext)
+    assert key is not None
+    assert key.name == "crm-widget"
+    assert key.scopes == {"recommendations:read", "feedback:write"}
+    assert key.allows("feedback:write") and not key.allows("events:write")
+
+    # Neither the key nor its secret part is stored anywhere in the row.
+    secret = plaintext.rsplit("_", 1)[-1]
+    with store.engine.connect() as conn:
+        row = conn.execute(select(ApiKeyRow.__table__)).one()
+    stored = " ".join(str(v) for v in row) + " ".join(v.hex() for v in row if isinstance(v, bytes))
+    assert secret not in stored and plaintext not in stored
+
+    assert store.verify_api_key(plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
+    assert store.verify_api_key("nba_0000000000000000_x") is None
+    assert store.verify_api_key("garbage") is None
+    assert store.verify_api_key("") is None
+
+
+def test_api_key_names_scopes_and_revocation(store: Store) -> None:
+    admin = store.create_api_key("ops", ["admin"])
+    with pytest.raises(DuplicateApiKeyError, match="'ops' is in use"):
+        store.create_api_key("ops", ["events:write"])
+    with pytest.raises(UnknownScopeError, match="'events:read'"):
+        store.create_api_key("bad", ["events:read"])
+    key = store.verify_api_key(admin)
+    assert key is not None and key.allows("events:write")
+
+    store.revoke_api_key("ops")
+    assert store.verify_api_key(admin) is None
+    with pytest.raises(UnknownApiKeyError):
+        store.revoke_api_key("ops")
+    # The name is free again for a new key; the revoked one stays on record.
+    renewed = store.create_api_key("ops", ["events:write"])
+    assert store.verify_api_key(renewed) is not None
+    keys = store.api_keys()
+    assert [(k.name, k.revoked_at is None) for k in keys] == [("ops", False), ("ops", True)]
+
+
+def test_postgres_schema_is_isolated(taxonomy: Taxonomy, tmp_path: Path) -> None:
+    if not _POSTGRES:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
+    with (
+        open_store("postgres", tmp_path, taxonomy) as a,
+        open_store("postgres", tmp_path, taxonomy) as b,
+    ):
+        a.create_api_key("only-in-a", ["admin"])
+        assert [k.name for k in a.api_keys()] == ["only-in-a"]
+        assert b.api_keys() == []
+        with a.engine.connect() as conn:
+            assert conn.execute(text("SELECT current_schema()")).scalar() == a.schema
