@@ -380,12 +380,14 @@ def demo(
     accounts: Annotated[int, typer.Option("--accounts", min=1)] = 500,
     seed: Annotated[int, typer.Option("--seed")] = 7,
 ) -> None:
-    """Run the main job end to end on a small simulated data set."""
-    import pandas as pd
-
+    """Run the main job end to end on a small simulated data set: simulate, validate, build
+    features, train and register the three models (MLflow store in OUT/mlflow.db)."""
     from features.pipeline import build_features
     from features.simulate import simulate as run_simulation
     from features.simulate import write_simulation
+    from training.report import champions_report
+    from training.tracking import configure_tracking, log_result
+    from training.train import prepare, train_models
 
     tax = _taxonomy(None)
     steps: dict[str, float] = {}
@@ -395,70 +397,35 @@ def demo(
     steps["simulate_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    loaded = _read_data(data_dir, tax, None)
-    steps["load_and_validate_s"] = time.perf_counter() - started
+    prepared = prepare(data_dir, tax, n_dates=12)
+    steps["load_and_features_s"] = time.perf_counter() - started
+    latest = build_features(prepared.data, [prepared.as_of[-1]], tax)
+    latest.to_parquet(out / "features.parquet", index=False)
 
     started = time.perf_counter()
-    end = sim.data.touchpoints["ts"].max().normalize()
-    as_of = list(pd.date_range(end=end, periods=3, freq="MS", tz="UTC"))
-    frame = build_features(loaded, as_of, tax)
-    frame.to_parquet(out / "features.parquet", index=False)
-    steps["features_s"] = time.perf_counter() - started
+    uri = configure_tracking(f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    versions = {}
+    for result in train_models(["phase", "churn", "next-content"], prepared, tax):
+        logged = log_result(result, artifact_root=out / "mlruns")
+        versions[logged.registered_name] = {
+            "version": logged.version,
+            result.primary_metric: round(result.metrics[result.primary_metric], 4),
+        }
+    steps["train_and_log_s"] = time.perf_counter() - started
+    report_file = out / "quality.md"
+    report_file.write_text(champions_report())
     summary = {
         "data_dir": str(data_dir),
         "tables": {name: len(f) for name, f in sim.data.tables().items()},
         "features_file": str(out / "features.parquet"),
-        "feature_rows": len(frame),
-        "features": frame.shape[1] - 2,
-        "as_of": [str(d.date()) for d in as_of],
+        "features": latest.shape[1] - 2,
+        "as_of_grid": [str(d.date()) for d in (prepared.as_of[0], prepared.as_of[-1])],
+        "tracking_uri": uri,
+        "models": versions,
+        "quality_report": str(report_file),
         "seconds": {k: round(v, 2) for k, v in steps.items()},
     }
     typer.echo(json.dumps(summary, indent=2))
-
-
-@app.command()
-def load(
-    data_dir: Annotated[
-        Path, typer.Argument(help="Directory with <table>.csv or <table>.parquet files.")
-    ],
-    database_url: Annotated[
-        str,
-        typer.Option(
-            "--database-url",
-            envvar="NBA_DATABASE_URL",
-            help="The service's store: sqlite:///FILE (default) or postgresql://USER@HOST/DB.",
-        ),
-    ] = "sqlite:///nba.db",  # serving.store.DEFAULT_DATABASE_URL, not imported: keeps --help fast
-    mapping: MappingOption = None,
-    taxonomy: TaxonomyOption = None,
-) -> None:
-    """Validate a data directory and bulk-load it into the service's store (migrating the
-    store first). Loading again stores no event twice."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from serving.store import Store, StoreError
-
-    tax = _taxonomy(taxonomy)
-    started = time.perf_counter()
-    data = _read_data(data_dir, tax, mapping)
-    typer.echo(f"validated {data_dir} in {time.perf_counter() - started:.1f} s", err=True)
-
-    def progress(table: str, done: int, total: int) -> None:
-        # One line per table, rewritten in place while its chunks load.
-        typer.echo(f"\rloading {table}: {done:,}/{total:,} rows", nl=done >= total, err=True)
-
-    try:
-        store = Store(database_url, tax)
-        store.migrate()
-        result = store.load_data(data, progress=progress)
-    except (StoreError, SQLAlchemyError) as exc:
-        raise _fail(f"cannot load into {database_url}: {exc}") from exc
-    store.dispose()
-    stored = ", ".join(f"{n:,} {name}" for name, n in result.stored_rows.items())
-    typer.echo(
-        f"loaded {data_dir} into {database_url}: {stored} new or updated rows "
-        f"in {result.seconds:.1f} s (total {time.perf_counter() - started:.1f} s)"
-    )
 
 
 def main() -> None:

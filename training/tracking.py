@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -57,19 +58,35 @@ def experiment_name(result: ModelResult) -> str:
 
 
 def log_result(
-    result: ModelResult, *, run_name: str | None = None, parent_run_id: str | None = None
+    result: ModelResult,
+    *,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    artifact_root: Path | None = None,
 ) -> LoggedModel:
     """Log ``result`` as one MLflow run and register its model; returns where it went.
 
     Assumes :func:`configure_tracking` was called. The first version of a registered model
     becomes ``champion``; later ones wait for ``nba promote``. ``parent_run_id`` (the run of
     an ``mlflow run .`` step) is linked as the parent, so the step's runs group under it.
+    ``artifact_root`` places a new experiment's artifacts there instead of ``./mlruns``.
     """
     registered = REGISTERED_NAMES[result.name]
-    experiment = mlflow.set_experiment(registered)
+    experiment = mlflow.get_experiment_by_name(registered)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else mlflow.create_experiment(
+            registered,
+            artifact_location=(artifact_root / registered).resolve().as_uri()
+            if artifact_root is not None
+            else None,
+        )
+    )
+    mlflow.set_experiment(experiment_id=experiment_id)
     # An explicit new run: inside `mlflow run`, start_run() alone would reuse the step's run.
     created = MlflowClient().create_run(
-        experiment.experiment_id,
+        experiment_id,
         run_name=run_name or f"{result.name}-train",
         tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None,
     )

@@ -145,7 +145,7 @@ def train_models(
     taxonomy: Taxonomy,
     *,
     params: dict[str, dict[str, Any]] | None = None,
-    on_result: Callable[[ModelResult], None] | None = None,
+    on_result: Callable[[ModelResult], object] | None = None,
     client: Any | None = None,
 ) -> list[ModelResult]:
     """Train each model on its training set; ``on_result`` (e.g. MLflow logging) runs as

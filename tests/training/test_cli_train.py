@@ -105,3 +105,17 @@ def test_bad_requests_get_clear_errors(workdir: Path) -> None:
     assert result.exit_code == 2 and "expected MODEL.KEY=VALUE" in result.output
     result = runner.invoke(app, ["promote", "all", "--data", str(workdir / "data")])
     assert result.exit_code == 2 and "promote one of" in result.output
+
+
+def test_demo_runs_the_main_job_end_to_end(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--accounts", "400"])
+    assert result.exit_code == 0, result.output
+    stdout = result.stdout
+    summary = json.loads(stdout[stdout.index('{\n  "data_dir"') :])
+    assert summary["tables"]["accounts"] == 400 and summary["features"] > 300
+    assert set(summary["models"]) == {"nba-phase", "nba-churn", "nba-next-content"}
+    assert (out / "features.parquet").exists() and (out / "mlruns").is_dir()
+    assert "## nba-churn v1" in (out / "quality.md").read_text()
