@@ -1,0 +1,362 @@
+"""Loading the three models from the MLflow registry and swapping them when an alias moves.
+
+:func:`load_model_set` resolves ``models:/<name>@<alias>`` for ``nba-phase``, ``nba-churn``
+and ``nba-next-content`` to a version first and then loads that exact version, so the
+versions a :class:`ModelSet` reports are the ones it holds even if the alias moves while it
+loads. The churn model's calibration (``calibration_a``/``calibration_b``) comes from its
+run's params.
+
+:class:`ModelHolder` keeps the serving :class:`ModelSet`. ``reload_if_moved`` compares the
+alias versions with the held ones and, when one moved, loads a complete new set and swaps it
+in with one reference assignment: a request reads ``holder.current`` once and uses that
+snapshot to the end, so it never mixes versions and never waits for a load. A load that
+fails leaves the previous set serving and is recorded in :meth:`ModelHolder.status` (for
+``/ready`` and ``/metrics``).
+
+Several uvicorn workers: LightGBM predicts with OpenMP threads, and a process forked after
+OpenMP's thread pool started can hang in its first parallel region (the pool's threads do
+not survive the fork, its state does). So (1) the app creates its holder in the lifespan,
+i.e. in each worker after the fork, and nothing here loads a model on import; (2) every
+loaded estimator is set to ``n_jobs=1`` and the request path passes ``num_threads=1`` to
+``Booster.predict``: a one-row prediction gains nothing from threads, and single-threaded
+prediction keeps 2 workers on 2 cores from oversubscribing them.
+
+This module never imports ``training`` (layers: serving uses features and models only);
+the registered names and the alias are repeated here as the registry contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from io import StringIO
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.fitting import model_columns
+
+log = logging.getLogger(__name__)
+
+PHASE = "nba-phase"
+CHURN = "nba-churn"
+NEXT_CONTENT = "nba-next-content"
+REGISTERED_NAMES: tuple[str, ...] = (PHASE, CHURN, NEXT_CONTENT)
+DEFAULT_ALIAS = "champion"
+# Artifact of the phase run whose row sums are the test split's CRM phase counts.
+PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
+# Predict single-threaded on the request path (see the module docstring).
+PREDICT_THREADS = 1
+
+
+class ModelLoadError(RuntimeError):
+    """A model set that cannot be loaded; the message names the model, alias and cause."""
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How a DataFrame becomes the float matrix a model's booster takes: its feature
+    columns in order and, for the categorical ones, value -> code as in training (LightGBM
+    records the training categories in ``pandas_categorical``)."""
+
+    columns: tuple[str, ...]
+    categories: Mapping[str, Mapping[str, int]]
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """``frame``'s model columns as float64 (categories as their training codes, unknown
+        or missing values as NaN), shape ``(len(frame), len(columns))``."""
+        cols = list(self.columns)
+        sub = frame[cols]
+        numeric = [c for c in cols if c not in self.categories]
+        out = np.empty((len(sub), len(cols)), dtype=np.float64)
+        if numeric:
+            position = {c: i for i, c in enumerate(cols)}
+            idx = [position[c] for c in numeric]
+            out[:, idx] = sub[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        for j, c in enumerate(cols):
+            mapping = self.categories.get(c)
+            if mapping is None:
+                continue
+            values = sub[c].astype(object).tolist()
+            out[:, j] = [mapping.get(str(v), np.nan) if v is not None else np.nan for v in values]
+        return out
+
+
+def model_input(estimator: Any) -> ModelInput:
+    """The :class:`ModelInput` of a fitted ``LGBMClassifier`` or ``lightgbm.Booster``."""
+    booster = getattr(estimator, "booster_", estimator)
+    columns = tuple(model_columns(estimator))
+    cat_index = booster.params.get("categorical_column") or []
+    if isinstance(cat_index, int):
+        cat_index = [cat_index]
+    categorical = booster.pandas_categorical or []
+    if len(cat_index) != len(categorical):
+        raise ModelLoadError(
+            f"model has {len(cat_index)} categorical columns but {len(categorical)} recorded "
+            "category lists; expected a model trained on a DataFrame with categorical dtypes"
+        )
+    categories = {
+        columns[int(i)]: {str(v): code for code, v in enumerate(values)}
+        for i, values in zip(cat_index, categorical, strict=True)
+    }
+    return ModelInput(columns, categories)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The three models one request uses, with what serving needs to apply them.
+
+    ``versions`` maps registered name -> version; ``run_params`` registered name -> the
+    run's params as text (the churn calibration is there); ``feature_columns`` registered
+    name -> the columns the model takes; ``phase_prior`` the phase distribution of the
+    phase model's test split (class code order; uniform if the run has no confusion
+    matrix), the cold-start answer.
+    """
+
+    phase: Any
+    churn: Any
+    next_content: Any
+    versions: Mapping[str, str]
+    run_params: Mapping[str, Mapping[str, str]]
+    feature_columns: Mapping[str, tuple[str, ...]]
+    inputs: Mapping[str, ModelInput]
+    phase_prior: np.ndarray
+    alias: str
+    loaded_at: pd.Timestamp
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The versions as a hashable cache key (phase, churn, next content)."""
+        return tuple(self.versions[n] for n in REGISTERED_NAMES)
+
+    @property
+    def calibration(self) -> Mapping[str, str]:
+        """The churn run's params (``models.churn.calibrate`` reads calibration_a/b)."""
+        return self.run_params[CHURN]
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def alias_versions(tracking_uri: str, alias: str = DEFAULT_ALIAS) -> dict[str, str]:
+    """Registered name -> the version ``alias`` points to now. Raises
+    :class:`ModelLoadError` naming the model when an alias is missing."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    out: dict[str, str] = {}
+    for name in REGISTERED_NAMES:
+        try:
+            out[name] = str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            raise ModelLoadError(
+                f"registered model {name!r} has no alias {alias!r} at {tracking_uri}: {exc.message}"
+            ) from exc
+    return out
+
+
+def load_model_set(
+    tracking_uri: str, alias: str = DEFAULT_ALIAS, *, versions: Mapping[str, str] | None = None
+) -> ModelSet:
+    """Load ``models:/<name>@<alias>`` of the three registered models (or the given
+    ``versions``) with MLflow's LightGBM flavor, single-threaded for prediction.
+
+    Resolves the alias to versions once and loads those versions (an alias moving during
+    the load cannot mix versions). Uses an explicit client for ``tracking_uri`` (no global
+    MLflow state is changed). Raises :class:`ModelLoadError` naming the model on failure.
+    """
+    import mlflow.lightgbm
+    from mlflow.exceptions import MlflowException
+
+    resolved = dict(versions) if versions is not None else alias_versions(tracking_uri, alias)
+    client = _client(tracking_uri)
+    estimators: dict[str, Any] = {}
+    params: dict[str, dict[str, str]] = {}
+    run_ids: dict[str, str] = {}
+    for name in REGISTERED_NAMES:
+        version = resolved[name]
+        try:
+            mv = client.get_model_version(name, version)
+            uri = client.get_model_version_download_uri(name, version)
+            estimator = mlflow.lightgbm.load_model(uri)
+            run_ids[name] = str(mv.run_id or "")
+            params[name] = dict(client.get_run(run_ids[name]).data.params) if mv.run_id else {}
+        except (MlflowException, OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load {name} v{version} ({alias}): {exc}") from exc
+        if hasattr(estimator, "set_params"):
+            estimator.set_params(n_jobs=PREDICT_THREADS)
+        estimators[name] = estimator
+    inputs = {name: model_input(est) for name, est in estimators.items()}
+    phase_est = estimators[PHASE]
+    n_classes = _n_classes(phase_est)
+    prior = _phase_prior(client, run_ids[PHASE], n_classes)
+    return ModelSet(
+        phase=phase_est,
+        churn=estimators[CHURN],
+        next_content=estimators[NEXT_CONTENT],
+        versions=resolved,
+        run_params=params,
+        feature_columns={n: inputs[n].columns for n in REGISTERED_NAMES},
+        inputs=inputs,
+        phase_prior=prior,
+        alias=alias,
+        loaded_at=pd.Timestamp.now(tz="UTC"),
+    )
+
+
+def _n_classes(estimator: Any) -> int:
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None:
+        return int(np.max(classes)) + 1
+    return int(getattr(estimator, "num_model_per_iteration", lambda: 1)())
+
+
+def _phase_prior(client: Any, run_id: str, n_classes: int) -> np.ndarray:
+    """The phase distribution of the phase run's test split (row sums of its CRM confusion
+    matrix, in the file's class order = class codes); uniform when it cannot be read."""
+    uniform = np.full(n_classes, 1.0 / max(n_classes, 1))
+    if not run_id:
+        return uniform
+    try:
+        import mlflow.artifacts
+
+        text = mlflow.artifacts.load_text(
+            client.get_run(run_id).info.artifact_uri + "/" + PHASE_CONFUSION_ARTIFACT
+        )
+        counts = pd.read_csv(StringIO(text), index_col=0).sum(axis=1).to_numpy(dtype=np.float64)
+    except Exception as exc:  # any failure means "no prior recorded"
+        log.info("phase prior unavailable (%s); using uniform", exc)
+        return uniform
+    if len(counts) != n_classes or counts.sum() <= 0:
+        return uniform
+    return counts / counts.sum()
+
+
+@dataclass(frozen=True)
+class HolderStatus:
+    """What ``/ready`` and ``/metrics`` show about the models."""
+
+    ready: bool
+    alias: str
+    versions: Mapping[str, str]
+    loaded_at: pd.Timestamp | None
+    last_check: pd.Timestamp | None
+    last_error: str | None
+    last_error_at: pd.Timestamp | None
+    reloads: int
+    failures: int
+
+
+@dataclass
+class ModelHolder:
+    """The serving :class:`ModelSet`, reloaded when the registry alias moves.
+
+    Create it in the app's lifespan (after uvicorn forked its workers) and call
+    :meth:`load` (or :meth:`reload_if_moved`) there; requests read :attr:`current` once.
+    """
+
+    tracking_uri: str
+    alias: str = DEFAULT_ALIAS
+    _current: ModelSet | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _last_check: pd.Timestamp | None = None
+    _last_error: str | None = None
+    _last_error_at: pd.Timestamp | None = None
+    _reloads: int = 0
+    _failures: int = 0
+
+    @property
+    def current(self) -> ModelSet:
+        """The serving set (one reference read: the caller's snapshot). Raises
+        :class:`ModelLoadError` if no set was ever loaded."""
+        current = self._current
+        if current is None:
+            raise ModelLoadError(
+                f"no models loaded from {self.tracking_uri} (alias {self.alias!r}): "
+                f"{self._last_error or 'load() was not called'}"
+            )
+        return current
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    def load(self) -> bool:
+        """Load the alias's models unconditionally; True on success. A failure keeps the
+        previous set and is recorded (see :meth:`status`)."""
+        return self._refresh(force=True)
+
+    def reload_if_moved(self) -> bool:
+        """Swap in the alias's models if any alias version differs from the held ones (or
+        nothing is held). True when a new set was swapped in; failures keep the previous
+        set and are recorded."""
+        return self._refresh(force=False)
+
+    def _refresh(self, *, force: bool) -> bool:
+        # One reload at a time; requests never take this lock (they read _current).
+        with self._lock:
+            self._last_check = pd.Timestamp.now(tz="UTC")
+            try:
+                wanted = alias_versions(self.tracking_uri, self.alias)
+                held = self._current
+                if not force and held is not None and dict(held.versions) == wanted:
+                    return False
+                new = load_model_set(self.tracking_uri, self.alias, versions=wanted)
+            except Exception as exc:  # any load failure keeps the old set
+                self._failures += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._last_error_at = self._last_check
+                log.warning("model reload failed, keeping the previous set: %s", exc)
+                return False
+            self._current = new  # the atomic swap: one reference assignment
+            self._reloads += 1
+            self._last_error = None
+            log.info("serving models %s", dict(new.versions))
+            return True
+
+    def status(self) -> HolderStatus:
+        """Versions held, last check, last error (None after a successful load)."""
+        current = self._current
+        return HolderStatus(
+            ready=current is not None,
+            alias=self.alias,
+            versions=dict(current.versions) if current is not None else {},
+            loaded_at=current.loaded_at if current is not None else None,
+            last_check=self._last_check,
+            last_error=self._last_error,
+            last_error_at=self._last_error_at,
+            reloads=self._reloads,
+            failures=self._failures,
+        )
+
+    def start_polling(self, interval_s: float) -> None:
+        """Check the alias every ``interval_s`` seconds on a daemon thread (a no-op if it
+        is already polling)."""
+        if interval_s <= 0:
+            raise ValueError(f"interval_s = {interval_s}; expected a positive number of seconds")
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                self.reload_if_moved()
+
+        self._thread = threading.Thread(target=run, name="nba-model-poll", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop polling and wait up to ``timeout_s`` for the thread to end."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        self._thread = None
