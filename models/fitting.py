@@ -14,8 +14,6 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-_HIGHER_IS_BETTER = {"auc", "average_precision", "ndcg", "map", "auc_mu"}
-
 
 def fit_classifier(
     params: dict[str, Any],
@@ -97,12 +95,31 @@ def _fit_on_dask(
     # n_jobs is per worker; the cluster decides the parallelism
     dask_params = {k: v for k, v in params.items() if k != "n_jobs"}
     xt, yt = parts(x_train, y_train)
-    xv, yv = parts(x_valid, y_valid)
     probe = DaskLGBMClassifier(client=client, **dask_params)
-    probe.fit(xt, yt, eval_X=(xv,), eval_y=(yv,))
-    metric, curve = next(iter(next(iter(probe.evals_result_.values())).items()))
-    best = np.argmax(curve) if metric in _HIGHER_IS_BETTER else np.argmin(curve)
-    best_rounds = int(best) + 1
+    probe.fit(xt, yt)
+    # The validation curve is computed here rather than read from evals_result_, which is
+    # empty whenever the worker that returns the model held no validation partition.
+    best_rounds = _best_rounds(probe.to_local().booster_, x_valid, y_valid)
     final = DaskLGBMClassifier(client=client, **{**dask_params, "n_estimators": best_rounds})
     final.fit(xt, yt)
     return final.to_local()
+
+
+def _best_rounds(booster: lgb.Booster, x_valid: pd.DataFrame, y_valid: np.ndarray) -> int:
+    """The number of rounds with the lowest validation log loss (binary or multiclass)."""
+    y = np.asarray(y_valid).astype(np.int64)
+    raw: np.ndarray | None = None
+    losses = []
+    for i in range(booster.current_iteration()):
+        step = np.asarray(
+            booster.predict(x_valid, start_iteration=i, num_iteration=1, raw_score=True)
+        ).reshape(len(x_valid), -1)
+        raw = step if raw is None else raw + step
+        if raw.shape[1] == 1:
+            p = 1 / (1 + np.exp(-raw[:, 0]))
+            likelihood = np.where(y == 1, p, 1 - p)
+        else:
+            shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+            likelihood = (shifted / shifted.sum(axis=1, keepdims=True))[np.arange(len(y)), y]
+        losses.append(-np.mean(np.log(np.clip(likelihood, 1e-15, 1.0))))
+    return int(np.argmin(losses)) + 1 if losses else 1

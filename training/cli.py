@@ -428,6 +428,243 @@ def demo(
     typer.echo(json.dumps(summary, indent=2))
 
 
+# -- serving ---------------------------------------------------------------------------------
+# These commands import ``serving`` inside their bodies: serving never imports training, and
+# ``nba --help`` stays fast.
+
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _serving_settings() -> object:
+    import os
+
+    from serving.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env(os.environ)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _serving_store(taxonomy: Path | None = None) -> object:
+    """The migrated store of NBA_DATABASE_URL (and NBA_DATABASE_SCHEMA)."""
+    from serving.settings import Settings
+    from serving.store import Store, StoreError
+
+    settings = cast(Settings, _serving_settings())
+    tax = _taxonomy(taxonomy or settings.taxonomy)
+    try:
+        store = Store(settings.database_url, tax, schema=settings.database_schema)
+        store.migrate()
+    except StoreError as exc:
+        raise _fail(str(exc)) from exc
+    return store
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="uvicorn worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run the recommendation API under uvicorn. Settings come from NBA_* environment
+    variables (see README, Serving); each worker builds its app and loads its models after
+    the fork."""
+    import uvicorn
+
+    _serving_settings()  # fail fast on a bad setting, before any worker starts
+    uvicorn.run(
+        "serving.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="A name for the key, e.g. crm-widget.")],
+    scopes: Annotated[
+        str,
+        typer.Option(
+            "--scopes",
+            help="Comma-separated: events:write, recommendations:read, feedback:write, admin.",
+        ),
+    ],
+) -> None:
+    """Create an API key and print it (the only time it is shown; only a hash is stored)."""
+    from serving.store import ApiKeyError, Store
+
+    store = cast(Store, _serving_store())
+    try:
+        key = store.create_api_key(name, [s.strip() for s in scopes.split(",") if s.strip()])
+    except ApiKeyError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        store.dispose()
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys (names, scopes, created, revoked; never the secrets)."""
+    from serving.store import Store
+
+    store = cast(Store, _serving_store())
+    for key in store.api_keys():
+        revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        typer.echo(
+            f"{key.name}\t{','.join(sorted(key.scopes))}\t"
+            f"created {key.created_at:%Y-%m-%d %H:%M}\t{revoked}"
+        )
+    store.dispose()
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Option("--name", help="The active key to revoke.")],
+) -> None:
+    """Revoke the active key NAME (running services stop accepting it within
+    NBA_KEY_CACHE_TTL_S seconds)."""
+    from serving.store import ApiKeyError, Store
+
+    store = cast(Store, _serving_store())
+    try:
+        store.revoke_api_key(name)
+    except ApiKeyError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        store.dispose()
+    typer.echo(f"revoked {name}")
+
+
+@app.command()
+def load(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Directory with <table>.csv or <table>.parquet files.")
+    ],
+    mapping: MappingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Validate a data directory and bulk-load it into the service's store
+    (NBA_DATABASE_URL); loading twice stores nothing twice."""
+    from rich.progress import Progress
+
+    from serving.store import Store
+
+    store = cast(Store, _serving_store(taxonomy))
+    data = _read_data(data_dir, store.taxonomy, mapping)
+    with Progress(transient=True) as progress:
+        tasks: dict[str, object] = {}
+
+        def report(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(f"loading {table}", total=max(total, 1))
+            progress.update(tasks[table], completed=done)  # type: ignore[arg-type]
+
+        result = store.load_data(data, progress=report)
+    store.dispose()
+    typer.echo(
+        f"loaded {data_dir} into {store.url.split('@')[-1]} in {result.seconds:.1f} s: "
+        + ", ".join(
+            f"{result.stored_rows[t]:,}/{result.input_rows[t]:,} {t}" for t in result.input_rows
+        )
+    )
+
+
+@app.command()
+def score(
+    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.", dir_okay=False)],
+    k: Annotated[int, typer.Option("--k", min=1, help="Actions per account.")] = 3,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Score as of this time (default: now, UTC).")
+    ] = None,
+    chunk_accounts: Annotated[
+        int, typer.Option("--chunk-accounts", min=1, help="Accounts read and scored at once.")
+    ] = 5_000,
+) -> None:
+    """Score every account in the store (phase, churn risk and band, top-k actions) for CRM
+    sync, with the champion models of MLFLOW_TRACKING_URI; writes Parquet."""
+    import pandas as pd
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from models.arbitration import load_arbitration_config
+    from serving.models import ModelHolder
+    from serving.scoring import Scorer
+    from serving.settings import Settings
+    from serving.store import Store
+
+    settings = cast(Settings, _serving_settings())
+    store = cast(Store, _serving_store())
+    now = _timestamp(as_of, "--as-of") if as_of else pd.Timestamp.now(tz="UTC")
+    holder = ModelHolder(settings.tracking_uri, settings.model_alias)
+    if not holder.load():
+        raise _fail(f"no models to score with: {holder.status().last_error}")
+    scorer = Scorer(
+        holder,
+        store.taxonomy,
+        load_arbitration_config(settings.arbitration_config),
+        store.content(),
+    )
+    ids = store.account_ids()
+    started = time.perf_counter()
+    frames = []
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("scoring accounts", total=len(ids))
+        for lo in range(0, len(ids), chunk_accounts):
+            chunk = ids[lo : lo + chunk_accounts]
+            frames.append(scorer.score_accounts_batch(_store_slice(store, chunk), now, k=k))
+            progress.update(task, advance=len(chunk))
+    store.dispose()
+    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    scores.insert(1, "as_of", now)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_parquet(out, index=False)
+    typer.echo(
+        f"wrote {out}: {len(scores):,} accounts scored as of {now:%Y-%m-%d %H:%M} UTC "
+        f"in {time.perf_counter() - started:.1f} s (models {dict(holder.current.versions)})"
+    )
+
+
+def _store_slice(store: object, account_ids: list[str]) -> JourneyData:
+    """The store's rows of ``account_ids`` (all six tables, the whole catalog) as canonical
+    frames, read with one query per table. Uses the store's own row conversion so the frames
+    equal ``Store.account_data``'s."""
+    from sqlalchemy import Table
+
+    from features.schema import JourneyData
+    from serving.store import Store
+    from serving.store.repository import _canonical_frame, _schema_select
+    from serving.store.tables import Base
+
+    assert isinstance(store, Store)
+    frames = {}
+    with store.engine.connect() as conn:
+        for name in ("accounts", "contacts", "touchpoints", "stages", "exposures"):
+            table = cast(Table, Base.metadata.tables[name])
+            rows = conn.execute(
+                _schema_select(name).where(table.c.account_id.in_(account_ids))
+            ).all()
+            frames[name] = _canonical_frame(name, rows, store.taxonomy)
+    return JourneyData(
+        accounts=frames["accounts"],
+        contacts=frames["contacts"],
+        touchpoints=frames["touchpoints"],
+        content=store.content(),
+        stages=frames["stages"],
+        exposures=frames["exposures"],
+    )
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="nba")

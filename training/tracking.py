@@ -83,7 +83,6 @@ def log_result(
             else None,
         )
     )
-    mlflow.set_experiment(experiment_id=experiment_id)
     # An explicit new run: inside `mlflow run`, start_run() alone would reuse the step's run.
     created = MlflowClient().create_run(
         experiment_id,

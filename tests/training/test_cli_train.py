@@ -32,8 +32,11 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(workdir: Path) -> str:
     """Run the MLproject's train entry point for real; returns the tracking URI."""
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    # In-process MLflow calls elsewhere in the session may have set MLFLOW_EXPERIMENT_ID
+    # (mlflow.set_experiment exports it for subprocesses); this run must not inherit it.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env = {
-        **os.environ,
+        **inherited,
         "MLFLOW_TRACKING_URI": uri,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
@@ -44,7 +47,7 @@ def trained(workdir: Path) -> str:
         ],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-6000:]
     assert "nba-next-content v1 (champion)" in done.stdout
     return uri
 

@@ -1,0 +1,244 @@
+"""The FastAPI app: :func:`create_app` builds it from :class:`~serving.settings.Settings`.
+
+Everything stateful is built in the lifespan, i.e. in each uvicorn worker after the fork
+(LightGBM's OpenMP threads do not survive a fork; see ``serving.models``): the store (and
+its migrations), the model holder (loaded from the registry alias, then polled every
+``reload_interval_s``), the scorer and the key verifier. ``nba serve`` runs
+``uvicorn serving.app:app_from_env --factory``, so every worker also builds its own app.
+
+Middleware, outermost first: CORS (only for the configured origins, none by default),
+Prometheus request metrics (count and latency per method and route template), and the
+body-size limit (413 with a clear message).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, HTTPException, status
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from features.schema import RESPONSE_EVENT_TYPES
+from features.taxonomy import load_taxonomy
+from models.arbitration import load_arbitration_config
+from serving.auth import KeyVerifier
+from serving.models import ModelHolder
+from serving.routes import (
+    AccountDataCache,
+    Metrics,
+    Services,
+    events,
+    feedback,
+    health,
+    recommendations,
+    reps,
+    utc_now,
+)
+from serving.scoring import Scorer
+from serving.settings import Settings
+from serving.store import Store
+from serving.store.tables import Touchpoint
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0"
+DESCRIPTION = """Next-best-action for B2B customer journeys.
+
+Every `/v1` route needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)
+with the route's scope: `events:write`, `recommendations:read`, `feedback:write`
+(`admin` allows all). Create one with `nba keys create --name NAME --scopes a,b`.
+"""
+
+
+def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None = None) -> FastAPI:
+    """The service configured by ``settings``. ``clock`` returns the request time (UTC;
+    default: the wall clock) — tests pin it to score simulated data at a fixed time.
+
+    Nothing is connected or loaded until the lifespan starts (``TestClient`` as a context
+    manager, or uvicorn's startup)."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = build_services(settings, metrics, clock or utc_now)
+        app.state.services = svc
+        metrics.registry.register(health.ServiceCollector(svc))
+        if settings.reload_interval_s > 0:
+            svc.holder.start_polling(settings.reload_interval_s)
+        try:
+            yield
+        finally:
+            svc.holder.stop()
+            svc.store.dispose()
+
+    app = FastAPI(
+        title="journey-nba",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    for module in (events, recommendations, feedback, reps, health):
+        app.include_router(module.router)
+    # Added innermost first: the last one added wraps all others.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            max_age=600,
+        )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from this process's environment (uvicorn's factory)."""
+    return create_app(Settings.from_env(os.environ))
+
+
+def build_services(
+    settings: Settings, metrics: Metrics, clock: Callable[[], pd.Timestamp]
+) -> Services:
+    """Connect and migrate the store, load the models (a failure leaves the app up and not
+    ready: see ``/ready``) and build the scorer."""
+    taxonomy = load_taxonomy(settings.taxonomy)
+    arbitration = load_arbitration_config(settings.arbitration_config)
+    if settings.exploration_rate is not None:
+        arbitration = arbitration.model_copy(update={"exploration_rate": settings.exploration_rate})
+    store = Store(settings.database_url, taxonomy, schema=settings.database_schema)
+    store.migrate()
+    holder = ModelHolder(settings.tracking_uri, settings.model_alias)
+    if not holder.load():
+        log.error("no models loaded, serving not ready: %s", holder.status().last_error)
+    started = time.perf_counter()
+    popularity = content_popularity(store)
+    log.info("content popularity from the store in %.2f s", time.perf_counter() - started)
+    scorer = Scorer(
+        holder,
+        taxonomy,
+        arbitration,
+        store.content(),
+        popularity=popularity,
+        cache_entries=settings.cache_entries,
+        feature_ttl_s=settings.feature_ttl_s,
+    )
+    return Services(
+        settings=settings,
+        taxonomy=taxonomy,
+        arbitration=arbitration,
+        store=store,
+        holder=holder,
+        scorer=scorer,
+        accounts=AccountDataCache(store, settings.cache_entries),
+        keys=KeyVerifier(store, settings.key_cache_ttl_s),
+        metrics=metrics,
+        rng=np.random.default_rng(settings.random_seed),
+        clock=clock,
+    )
+
+
+def content_popularity(store: Store) -> dict[str, float]:
+    """content_id -> number of response touchpoints on it in the store (what cold-start
+    answers rank by; ``serving.scoring.content_popularity`` on a frame, as one aggregate
+    query here so no worker reads every touchpoint)."""
+    query = (
+        select(Touchpoint.content_id, func.count())
+        .where(
+            Touchpoint.content_id.is_not(None),
+            Touchpoint.event_type.in_(list(RESPONSE_EVENT_TYPES)),
+        )
+        .group_by(Touchpoint.content_id)
+    )
+    with store.engine.connect() as conn:
+        return {str(c): float(n) for c, n in conn.execute(query).all()}
+
+
+class BodySizeLimit:
+    """Answers 413 when a request body is larger than ``max_bytes``: at once from the
+    Content-Length header, or while the body streams in (chunked uploads). The check runs
+    when the route reads its body, so the route template is known to the metrics."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self, size: int | None) -> HTTPException:
+        got = f"{size:,} bytes" if size is not None else "more"
+        return HTTPException(
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=(
+                f"request body of {got} exceeds the limit of {self.max_bytes:,} bytes "
+                "(NBA_MAX_BODY_BYTES); send smaller batches"
+            ),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: int | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+                break
+        limit = self.max_bytes
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if declared is not None and declared > limit:
+                raise self._too_large(declared)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise self._too_large(None)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class RequestMetrics:
+    """Counts requests and observes their latency per method and route template (e.g.
+    ``/v1/accounts/{account_id}/recommendations``, so ids do not explode the label set;
+    requests no route matched are labelled ``unmatched``)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route: Any = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, template, str(code)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

@@ -1,0 +1,50 @@
+"""``POST /v1/feedback``: what happened to a served recommendation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, status
+
+from serving.auth import require_scope
+from serving.routes import Services, services
+from serving.schemas import FeedbackRequest, FeedbackResponse
+from serving.store import ApiKey, InvalidOutcomeError, UnknownRecommendationError
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackResponse,
+    status_code=status.HTTP_201_CREATED,
+    summary="Report what happened to a recommendation",
+    responses={
+        401: {"description": "No or invalid API key."},
+        403: {"description": "The key lacks scope feedback:write."},
+        404: {"description": "No recommendation with this id was served."},
+        422: {"description": "An outcome other than shown, accepted, dismissed, converted."},
+    },
+)
+def post_feedback(
+    body: FeedbackRequest,
+    svc: Annotated[Services, Depends(services)],
+    _key: Annotated[ApiKey, Depends(require_scope("feedback:write"))],
+) -> FeedbackResponse:
+    """Store an outcome (shown, accepted, dismissed, converted) for a recommendation id a
+    recommendations answer returned. A dismissed item is not offered to the account again
+    for the arbitration config's ``dismissed_recently_days``."""
+    now: pd.Timestamp = svc.now()
+    try:
+        feedback_id = svc.store.record_feedback(
+            body.recommendation_id, body.outcome, at=now, note=body.note
+        )
+    except UnknownRecommendationError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except InvalidOutcomeError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    svc.metrics.feedback.labels(body.outcome).inc()
+    return FeedbackResponse(
+        feedback_id=feedback_id, recommendation_id=body.recommendation_id, outcome=body.outcome
+    )

@@ -1,0 +1,113 @@
+"""``GET /health`` (the process is alive), ``GET /ready`` (store and models usable) and
+``GET /metrics`` (Prometheus text format). None of them needs an API key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from serving.routes import Services, services
+from serving.schemas import ReadyResponse
+
+router = APIRouter(tags=["health"])
+
+
+class ServiceCollector(Collector):
+    """Model versions, reloads, reload failures and the score cache, read at scrape time
+    from the app's model holder and scorer."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.svc.holder.status()
+        versions = GaugeMetricFamily(
+            "nba_model_version",
+            "Registry version of each model being served (absent before the first load).",
+            labels=["model", "alias"],
+        )
+        for name, version in sorted(state.versions.items()):
+            try:
+                versions.add_metric([name, state.alias], float(version))
+            except ValueError:
+                continue
+        yield versions
+        yield GaugeMetricFamily(
+            "nba_models_ready", "1 when a model set is loaded.", value=float(state.ready)
+        )
+        yield CounterMetricFamily(
+            "nba_model_reloads",
+            "Model sets swapped in (the first load included).",
+            value=state.reloads,
+        )
+        yield CounterMetricFamily(
+            "nba_model_reload_failures",
+            "Model loads that failed (the previous set kept serving).",
+            value=state.failures,
+        )
+        yield GaugeMetricFamily(
+            "nba_model_last_reload_failed",
+            "1 when the latest load attempt failed.",
+            value=float(state.last_error is not None),
+        )
+        scorer = self.svc.scorer
+        yield CounterMetricFamily(
+            "nba_score_cache_hits",
+            "Recommendation requests served from the account cache.",
+            value=scorer.hits,
+        )
+        yield CounterMetricFamily(
+            "nba_score_cache_misses",
+            "Recommendation requests that computed features.",
+            value=scorer.misses,
+        )
+
+
+@router.get("/health", summary="The process is alive")
+def health() -> dict[str, str]:
+    """Always 200 while the process answers."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyResponse,
+    summary="Store and models are usable",
+    responses={503: {"model": ReadyResponse, "description": "Something is missing."}},
+)
+def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+    """200 when the store answers (and is migrated) and a model set is loaded; 503 with
+    what is missing otherwise, including the last model reload error."""
+    store_ok = svc.store.ping()
+    state = svc.holder.status()
+    missing: list[str] = []
+    if not store_ok:
+        missing.append(f"store: {svc.store.url.split('@')[-1]} does not answer or is not migrated")
+    if not state.ready:
+        missing.append(
+            f"models: no model set loaded from alias {state.alias!r}"
+            + (f" ({state.last_error})" if state.last_error else "")
+        )
+    body = ReadyResponse(
+        status="ready" if not missing else "not ready",
+        store=store_ok,
+        models=state.ready,
+        model_versions=dict(state.versions),
+        missing=missing,
+        last_reload_error=state.last_error,
+    )
+    code = status.HTTP_200_OK if not missing else status.HTTP_503_SERVICE_UNAVAILABLE
+    return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
+    """Request counts and latency histograms per route template, model versions, reloads
+    and reload failures, ingested events, served recommendations (this worker's)."""
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

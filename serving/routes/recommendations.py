@@ -1,0 +1,253 @@
+"""``GET /v1/accounts/{account_id}/recommendations`` and ``POST /v1/recommendations``: an
+account's phase, churn risk and ranked next actions with their reasons, every served action
+logged with its propensity under the policy that served it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from serving.auth import require_scope
+from serving.models import ModelLoadError
+from serving.routes import Services, services
+from serving.schemas import (
+    ActionOut,
+    HeldBackOut,
+    ReasonOut,
+    RecommendationsRequest,
+    RecommendationsResponse,
+)
+from serving.scoring import AccountScore, ScoredAction, ScoringError
+from serving.store import ApiKey, NewRecommendation
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+# The contact policy's caps count actions served in the last week.
+SERVED_WINDOW = pd.Timedelta(days=7)
+_ERRORS = {
+    401: {"description": "No or invalid API key."},
+    403: {"description": "The key lacks scope recommendations:read."},
+    422: {"description": "An unknown role or channel, or k out of range."},
+    503: {"description": "No models are loaded yet (see /ready)."},
+}
+
+
+def served_history(svc: Services, account_id: str, now: pd.Timestamp) -> pd.DataFrame:
+    """The account's actions served in the last week: contact_id, content_id, ts (what
+    arbitration's contact caps count)."""
+    served = svc.store.served_since(account_id, now - SERVED_WINDOW)
+    return pd.DataFrame(
+        {
+            "contact_id": pd.array([s.contact_id or "" for s in served], dtype="str"),
+            "content_id": pd.array([s.content_id for s in served], dtype="str"),
+            "ts": _times([s.served_at for s in served]),
+        }
+    )
+
+
+def dismissed_history(svc: Services, account_id: str, now: pd.Timestamp) -> pd.DataFrame:
+    """The account's dismissals inside the config's window: content_id, ts."""
+    window = pd.Timedelta(days=svc.arbitration.eligibility.dismissed_recently_days)
+    dismissed = [
+        f for f in svc.store.recent_feedback(account_id, now - window) if f.outcome == "dismissed"
+    ]
+    return pd.DataFrame(
+        {
+            "content_id": pd.array([f.content_id for f in dismissed], dtype="str"),
+            "ts": _times([f.at for f in dismissed]),
+        }
+    )
+
+
+def _times(values: list[pd.Timestamp]) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(values, dtype="datetime64[ns, UTC]")
+
+
+def check_filters(svc: Services, role: str | None, channel: str | None) -> None:
+    """422 for a role or channel the taxonomy does not name."""
+    for name, value, known in (
+        ("role", role, svc.taxonomy.role_names),
+        ("channel", channel, svc.taxonomy.channel_names),
+    ):
+        if value is not None and value not in known:
+            raise HTTPException(
+                status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"{name} {value!r} is unknown; expected one of: {', '.join(known)}",
+            )
+
+
+def score(
+    svc: Services,
+    account_id: str,
+    now: pd.Timestamp,
+    *,
+    k: int,
+    contact_id: str | None = None,
+    role: str | None = None,
+    channel: str | None = None,
+    explore: bool | None = None,
+) -> AccountScore:
+    """Score one account at ``now`` with its served/dismissed history (cold start when the
+    store does not know it). 503 when no models are loaded, 422 for a bad request."""
+    data = svc.accounts.get(account_id)
+    served: pd.DataFrame | None = None
+    dismissed: pd.DataFrame | None = None
+    if data is not None:
+        served = served_history(svc, account_id, now)
+        dismissed = dismissed_history(svc, account_id, now)
+    try:
+        return svc.scorer.score_account(
+            data,
+            account_id,
+            now,
+            k=k,
+            contact_id=contact_id,
+            role=role,
+            channel=channel,
+            rng=svc.rng,
+            served=served,
+            dismissed=dismissed,
+            explore=explore,
+        )
+    except ModelLoadError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
+    except ScoringError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+
+
+def log_actions(
+    svc: Services, result: AccountScore, actions: tuple[ScoredAction, ...], now: pd.Timestamp
+) -> tuple[str, list[str]]:
+    """Log ``actions`` as served (one request id); returns (request id, recommendation ids)."""
+    request_id = uuid.uuid4().hex
+    ids = svc.store.log_recommendations(
+        [
+            NewRecommendation(
+                request_id=request_id,
+                account_id=result.account_id,
+                content_id=s.action.content_id,
+                rank=s.action.rank,
+                expected_value=s.action.expected_value,
+                propensity=s.action.propensity,
+                policy=result.policy,
+                model_versions=result.versions,
+                contact_id=s.action.contact_id or None,
+            )
+            for s in actions
+        ],
+        served_at=now,
+    )
+    if actions:
+        svc.metrics.recommendations.labels(result.policy).inc(len(actions))
+    return request_id, ids
+
+
+def action_out(scored: ScoredAction, recommendation_id: str) -> ActionOut:
+    a = scored.action
+    return ActionOut(
+        recommendation_id=recommendation_id,
+        rank=a.rank,
+        content_id=a.content_id,
+        title=a.title,
+        content_type=a.content_type,
+        channel=a.channel,
+        contact_id=a.contact_id or None,
+        role=a.role or None,
+        expected_value=float(a.expected_value),
+        p_response=float(a.p_response),
+        propensity=float(a.propensity),
+        explored=bool(a.explored),
+        reasons=[ReasonOut.of(r) for r in scored.reasons],
+    )
+
+
+def recommend(svc: Services, request: RecommendationsRequest) -> RecommendationsResponse:
+    """The full answer for one request, its actions logged."""
+    check_filters(svc, request.role, request.channel)
+    now = svc.now()
+    result = score(
+        svc,
+        request.account_id,
+        now,
+        k=request.k,
+        contact_id=request.contact_id,
+        role=request.role,
+        channel=request.channel,
+    )
+    if result.cold_start:
+        svc.metrics.cold_starts.inc()
+    request_id, ids = log_actions(svc, result, result.actions, now)
+    return RecommendationsResponse(
+        request_id=request_id,
+        account_id=result.account_id,
+        as_of=result.as_of.to_pydatetime(),
+        cold_start=result.cold_start,
+        phase=result.phase,
+        phase_probabilities={p: float(v) for p, v in result.phase_proba.items()},
+        phase_reasons=[ReasonOut.of(r) for r in result.phase_reasons],
+        churn_risk=None if result.churn_risk is None else float(result.churn_risk),
+        churn_band=result.churn_band,
+        churn_reasons=[ReasonOut.of(r) for r in result.churn_reasons],
+        actions=[action_out(s, rid) for s, rid in zip(result.actions, ids, strict=True)],
+        held_back=[
+            HeldBackOut(
+                content_id=h.content_id,
+                title=h.title,
+                content_type=h.content_type,
+                contact_id=h.contact_id or None,
+                role=h.role or None,
+                rule=h.rule,
+                expected_value=float(h.expected_value),
+            )
+            for h in result.held_back
+        ],
+        policy=result.policy,
+        explored=result.explored,
+        model_versions=dict(result.versions),
+    )
+
+
+@router.get(
+    "/accounts/{account_id}/recommendations",
+    response_model=RecommendationsResponse,
+    summary="Next best actions for an account",
+    responses=_ERRORS,  # type: ignore[arg-type]
+)
+def get_recommendations(
+    account_id: str,
+    svc: Annotated[Services, Depends(services)],
+    _key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
+    k: Annotated[int, Query(ge=1, le=50, description="Actions to return.")] = 5,
+    contact_id: Annotated[str | None, Query(description="Only actions for this contact.")] = None,
+    role: Annotated[str | None, Query(description="Only contacts in this role.")] = None,
+    channel: Annotated[str | None, Query(description="Only actions on this channel.")] = None,
+) -> RecommendationsResponse:
+    """Phase probabilities, churn risk with its band, the top-k next actions (content and
+    sales/service plays) with expected value, propensity and reason codes, the actions held
+    back and why, and the model versions used. An unknown account gets a cold-start answer
+    (the phase prior and popular content for that phase) with ``cold_start: true``. Every
+    action returned is logged under its ``recommendation_id``."""
+    return recommend(
+        svc,
+        RecommendationsRequest(
+            account_id=account_id, k=k, contact_id=contact_id, role=role, channel=channel
+        ),
+    )
+
+
+@router.post(
+    "/recommendations",
+    response_model=RecommendationsResponse,
+    summary="Next best actions for an account (request body)",
+    responses=_ERRORS,  # type: ignore[arg-type]
+)
+def post_recommendations(
+    body: RecommendationsRequest,
+    svc: Annotated[Services, Depends(services)],
+    _key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
+) -> RecommendationsResponse:
+    """The same answer as ``GET /v1/accounts/{account_id}/recommendations``."""
+    return recommend(svc, body)

@@ -1,0 +1,358 @@
+"""Request and response bodies of the ``/v1`` API, with the examples OpenAPI shows.
+
+Events are taken as plain JSON objects (``dict``), not validated here: the store validates
+each record on its own (``serving.store.ingest``) so one bad record is answered with its
+index, field and reason while the valid ones are stored. Everything else is validated by
+these models (a wrong type or value answers 422 naming the field).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.explain import Reason
+
+Outcome = Literal["shown", "accepted", "dismissed", "converted"]
+ChurnBandName = Literal["low", "medium", "high"]
+
+EVENT_EXAMPLE: dict[str, Any] = {
+    "event_id": "E-2024-05-01-0001",
+    "account_id": "A00017",
+    "contact_id": "P00017-2",
+    "ts": "2024-05-01T12:00:00Z",
+    "channel": "webinar",
+    "event_type": "attend",
+    "content_id": "C040",
+    "value": 45,
+    "account": {"industry": "software", "employees": 50, "region": "dach", "owner_rep_id": "R01"},
+    "contact": {"role": "it"},
+}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+class EventsRequest(BaseModel):
+    """A batch of touchpoint records (at most ``NBA_MAX_EVENTS_PER_REQUEST``, 10,000 by
+    default). Each record has the touchpoint columns of the data contract (event_id,
+    account_id, contact_id, ts, channel, event_type, content_id, value) and optionally
+    ``account`` / ``contact`` objects describing an account or contact the service does not
+    know yet."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"events": [EVENT_EXAMPLE]}]},
+    )
+
+    events: list[dict[str, Any]] = Field(
+        description="Touchpoint records; each is validated on its own.",
+    )
+
+
+class RecordErrorOut(_Out):
+    """Why one record was rejected."""
+
+    index: int = Field(description="0-based position of the record in the batch.")
+    field: str = Field(description="The field at fault (dotted for nested), empty for the record.")
+    reason: str
+
+
+class EventsResponse(_Out):
+    """What happened to the batch: valid records are stored even when others fail."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "accepted": 498,
+                    "duplicates": 1,
+                    "rejected": [
+                        {
+                            "index": 17,
+                            "field": "channel",
+                            "reason": "channel 'fax' is unknown; expected one of: ...",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    accepted: int = Field(description="Records stored now.")
+    duplicates: int = Field(
+        description="Records whose event_id was stored before (stored nothing)."
+    )
+    rejected: list[RecordErrorOut]
+
+
+# -- recommendations --------------------------------------------------------------------------
+
+
+class ReasonOut(_Out):
+    """One reason code: a sentence for people and the feature behind it."""
+
+    text: str = Field(examples=["3 whitepaper downloads in the last 30 days"])
+    feature: str = Field(examples=["n_download_30d"])
+    value: float | str | bool | None = Field(description="The feature's value for this account.")
+    contribution: float = Field(description="Contribution to the model's raw score.")
+
+    @classmethod
+    def of(cls, reason: Reason) -> ReasonOut:
+        return cls(
+            text=reason.text,
+            feature=reason.feature,
+            value=json_value(reason.value),
+            contribution=float(reason.contribution),
+        )
+
+
+class ActionOut(_Out):
+    """A recommended next action (a content item or a sales/service play)."""
+
+    recommendation_id: str = Field(description="Send it back with POST /v1/feedback.")
+    rank: int
+    content_id: str
+    title: str
+    content_type: str = Field(examples=["whitepaper", "sales_play", "service_play"])
+    channel: str
+    contact_id: str | None = Field(description="Who to address; null for a cold start.")
+    role: str | None = None
+    expected_value: float = Field(description="P(response) x value x fit x churn lever.")
+    p_response: float
+    propensity: float = Field(description="Probability the serving policy gave this action.")
+    explored: bool = Field(description="Drawn at random by exploration.")
+    reasons: list[ReasonOut]
+
+
+class HeldBackOut(_Out):
+    """'Why not?': an eligible-looking action that was held back, and the rule that held it."""
+
+    content_id: str
+    title: str
+    content_type: str
+    contact_id: str | None
+    role: str | None
+    rule: str = Field(examples=["contact cap", "dismissed recently", "wrong phase", "wrong role"])
+    expected_value: float
+
+
+class RecommendationsRequest(BaseModel):
+    """The body of ``POST /v1/recommendations`` (the same as the GET's query)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"account_id": "A00017", "k": 3, "contact_id": None, "channel": "email"}]
+        },
+    )
+
+    account_id: str = Field(min_length=1, max_length=255)
+    k: int = Field(default=5, ge=1, le=50, description="Actions to return.")
+    contact_id: str | None = Field(default=None, description="Only actions for this contact.")
+    role: str | None = Field(default=None, description="Only actions for contacts in this role.")
+    channel: str | None = Field(default=None, description="Only actions on this channel.")
+
+
+class RecommendationsResponse(_Out):
+    """Phase, churn risk, the top-k next actions with their reasons, and what was held back."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "9f1c0c6a4c8e4a3f9d1b6f0e2a7c5d11",
+                    "account_id": "A00017",
+                    "as_of": "2025-12-01T09:30:00Z",
+                    "cold_start": False,
+                    "phase": "consideration",
+                    "phase_probabilities": {"awareness": 0.12, "consideration": 0.71},
+                    "phase_reasons": [
+                        {
+                            "text": "3 whitepaper downloads in the last 30 days",
+                            "feature": "n_ctype_whitepaper_30d",
+                            "value": 3,
+                            "contribution": 0.84,
+                        }
+                    ],
+                    "churn_risk": 0.08,
+                    "churn_band": "low",
+                    "churn_reasons": [],
+                    "actions": [
+                        {
+                            "recommendation_id": "5b0e7d0d2c0b4d3e8e51d6c1b0a9f7e2",
+                            "rank": 1,
+                            "content_id": "C040",
+                            "title": "Live demo",
+                            "content_type": "live_demo",
+                            "channel": "webinar",
+                            "contact_id": "P00017-2",
+                            "role": "it",
+                            "expected_value": 0.42,
+                            "p_response": 0.21,
+                            "propensity": 0.98,
+                            "explored": False,
+                            "reasons": [],
+                        }
+                    ],
+                    "held_back": [
+                        {
+                            "content_id": "C027",
+                            "title": "Pricing and offer",
+                            "content_type": "pricing",
+                            "contact_id": "P00017-1",
+                            "role": "economic_buyer",
+                            "rule": "wrong phase",
+                            "expected_value": 0.1,
+                        }
+                    ],
+                    "policy": "ev-greedy-epsilon-v1",
+                    "explored": False,
+                    "model_versions": {"nba-phase": "3", "nba-churn": "2", "nba-next-content": "4"},
+                }
+            ]
+        },
+    )
+
+    request_id: str
+    account_id: str
+    as_of: datetime
+    cold_start: bool = Field(description="Unknown account: phase prior and popular content.")
+    phase: str = Field(description="The most likely phase.")
+    phase_probabilities: dict[str, float]
+    phase_reasons: list[ReasonOut]
+    churn_risk: float | None = Field(description="Calibrated; null for a cold start.")
+    churn_band: ChurnBandName | None
+    churn_reasons: list[ReasonOut]
+    actions: list[ActionOut]
+    held_back: list[HeldBackOut]
+    policy: str
+    explored: bool
+    model_versions: dict[str, str]
+
+
+# -- feedback ---------------------------------------------------------------------------------
+
+
+class FeedbackRequest(BaseModel):
+    """What happened to a served recommendation."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "recommendation_id": "5b0e7d0d2c0b4d3e8e51d6c1b0a9f7e2",
+                    "outcome": "accepted",
+                    "note": "demo booked for Friday",
+                }
+            ]
+        },
+    )
+
+    recommendation_id: str = Field(min_length=1, max_length=255)
+    outcome: Outcome
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackResponse(_Out):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "feedback_id": 12,
+                    "recommendation_id": "5b0e7d0d2c0b4d3e8e51d6c1b0a9f7e2",
+                    "outcome": "accepted",
+                }
+            ]
+        },
+    )
+
+    feedback_id: int
+    recommendation_id: str
+    outcome: Outcome
+
+
+# -- rep worklist -----------------------------------------------------------------------------
+
+
+class WorklistItem(_Out):
+    """One of the rep's accounts with its best next action."""
+
+    account_id: str
+    phase: str
+    phase_probability: float
+    churn_risk: float | None
+    churn_band: ChurnBandName | None
+    action: ActionOut | None = Field(description="Null when no action passes the rules now.")
+
+
+class WorklistResponse(_Out):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "rep_id": "R01",
+                    "as_of": "2025-12-01T09:30:00Z",
+                    "accounts": 42,
+                    "items": [
+                        {
+                            "account_id": "A00017",
+                            "phase": "selection",
+                            "phase_probability": 0.64,
+                            "churn_risk": 0.05,
+                            "churn_band": "low",
+                            "action": None,
+                        }
+                    ],
+                    "model_versions": {"nba-phase": "3", "nba-churn": "2", "nba-next-content": "4"},
+                }
+            ]
+        },
+    )
+
+    rep_id: str
+    as_of: datetime
+    accounts: int = Field(description="Accounts the rep owns (items holds the best `limit`).")
+    items: list[WorklistItem]
+    model_versions: dict[str, str]
+
+
+# -- health -----------------------------------------------------------------------------------
+
+
+class ReadyResponse(_Out):
+    status: Literal["ready", "not ready"]
+    store: bool
+    models: bool
+    model_versions: dict[str, str]
+    missing: list[str]
+    last_reload_error: str | None
+
+
+def json_value(value: Any) -> float | str | bool | None:
+    """A reason's feature value as JSON: numbers as floats (NaN as null), text as text."""
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        number = float(value)
+        return None if math.isnan(number) else number
+    try:
+        if value != value:  # pd.NA / NaT compare unequal to themselves or raise
+            return None
+    except TypeError:
+        return None
+    return str(value)

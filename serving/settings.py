@@ -1,0 +1,109 @@
+"""The service's settings, read once from environment variables by :meth:`Settings.from_env`.
+
+Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``) builds a
+:class:`Settings` from the environment it is given and passes it to ``create_app``.
+
+| variable | field | default |
+|---|---|---|
+| ``NBA_DATABASE_URL`` | database_url | ``sqlite:///nba.db`` |
+| ``NBA_DATABASE_SCHEMA`` | database_schema | none (PostgreSQL only: put the tables in a schema) |
+| ``MLFLOW_TRACKING_URI`` | tracking_uri | ``sqlite:///mlflow.db`` |
+| ``NBA_MODEL_ALIAS`` | model_alias | ``champion`` |
+| ``NBA_RELOAD_INTERVAL_S`` | reload_interval_s | 30 (0 turns polling off) |
+| ``NBA_CORS_ORIGINS`` | cors_origins | none (comma-separated list) |
+| ``NBA_MAX_BODY_BYTES`` | max_body_bytes | 8 MiB |
+| ``NBA_MAX_EVENTS_PER_REQUEST`` | max_events_per_request | 10,000 |
+| ``NBA_EXPLORATION_RATE`` | exploration_rate | the arbitration config's (2 %) |
+| ``NBA_ARBITRATION_CONFIG`` | arbitration_config | the shipped ``models/config/arbitration.yaml`` |
+| ``NBA_TAXONOMY`` | taxonomy | the shipped ``features/config/taxonomy.yaml`` |
+| ``NBA_KEY_CACHE_TTL_S`` | key_cache_ttl_s | 5 |
+| ``NBA_CACHE_ENTRIES`` | cache_entries | 20,000 accounts |
+| ``NBA_FEATURE_TTL_S`` | feature_ttl_s | 3600 |
+| ``NBA_RANDOM_SEED`` | random_seed | none (fresh entropy per worker) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from serving.store import DEFAULT_DATABASE_URL, MAX_BATCH_EVENTS
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value the service cannot use; the message names the
+    variable, its value and what was expected."""
+
+
+class Settings(BaseModel):
+    """Everything the service is configured with (see the module docstring for the
+    environment variables). Immutable; build it with :meth:`from_env` or directly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
+    database_schema: str | None = None
+    tracking_uri: str = Field(default=DEFAULT_TRACKING_URI, min_length=1)
+    model_alias: str = Field(default="champion", min_length=1)
+    reload_interval_s: float = Field(default=30.0, ge=0)
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_events_per_request: int = Field(default=MAX_BATCH_EVENTS, ge=1, le=MAX_BATCH_EVENTS)
+    exploration_rate: float | None = Field(default=None, ge=0, le=1)
+    arbitration_config: Path | None = None
+    taxonomy: Path | None = None
+    key_cache_ttl_s: float = Field(default=5.0, ge=0)
+    cache_entries: int = Field(default=20_000, ge=1)
+    feature_ttl_s: float = Field(default=3600.0, gt=0)
+    random_seed: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Settings from the variables in ``environ`` (e.g. ``os.environ``); unset or empty
+        variables keep their defaults. Raises :class:`SettingsError` naming the variable."""
+        values: dict[str, Any] = {}
+        for variable, name in ENV_VARIABLES.items():
+            raw = environ.get(variable)
+            if raw is None or not raw.strip():
+                continue
+            raw = raw.strip()
+            if name == "cors_origins":
+                values[name] = tuple(o.strip() for o in raw.split(",") if o.strip())
+            else:
+                values[name] = raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            env_of = {v: k for k, v in ENV_VARIABLES.items()}
+            parts = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else ""
+                variable = env_of.get(field, field)
+                parts.append(f"{variable}={values.get(field)!r}: {err['msg']}")
+            raise SettingsError("invalid settings: " + "; ".join(parts)) from exc
+
+
+# Environment variable -> Settings field.
+ENV_VARIABLES: dict[str, str] = {
+    "NBA_DATABASE_URL": "database_url",
+    "NBA_DATABASE_SCHEMA": "database_schema",
+    "MLFLOW_TRACKING_URI": "tracking_uri",
+    "NBA_MODEL_ALIAS": "model_alias",
+    "NBA_RELOAD_INTERVAL_S": "reload_interval_s",
+    "NBA_CORS_ORIGINS": "cors_origins",
+    "NBA_MAX_BODY_BYTES": "max_body_bytes",
+    "NBA_MAX_EVENTS_PER_REQUEST": "max_events_per_request",
+    "NBA_EXPLORATION_RATE": "exploration_rate",
+    "NBA_ARBITRATION_CONFIG": "arbitration_config",
+    "NBA_TAXONOMY": "taxonomy",
+    "NBA_KEY_CACHE_TTL_S": "key_cache_ttl_s",
+    "NBA_CACHE_ENTRIES": "cache_entries",
+    "NBA_FEATURE_TTL_S": "feature_ttl_s",
+    "NBA_RANDOM_SEED": "random_seed",
+}
