@@ -39,6 +39,7 @@ from serving.routes import (
     events,
     feedback,
     health,
+    pages,
     recommendations,
     reps,
     utc_now,
@@ -86,7 +87,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    for module in (events, recommendations, feedback, reps, health):
+    for module in (events, recommendations, feedback, reps, health, pages):
         app.include_router(module.router)
     # Added innermost first: the last one added wraps all others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -11,6 +11,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_MODEL_ALIAS`` | model_alias | ``champion`` |
 | ``NBA_RELOAD_INTERVAL_S`` | reload_interval_s | 30 (0 turns polling off) |
 | ``NBA_CORS_ORIGINS`` | cors_origins | none (comma-separated list) |
+| ``NBA_CRM_ORIGINS`` | crm_origins | none (comma-separated; origins allowed to frame the pages) |
 | ``NBA_MAX_BODY_BYTES`` | max_body_bytes | 8 MiB |
 | ``NBA_MAX_EVENTS_PER_REQUEST`` | max_events_per_request | 10,000 |
 | ``NBA_EXPLORATION_RATE`` | exploration_rate | the arbitration config's (2 %) |
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -53,6 +54,8 @@ class Settings(BaseModel):
     model_alias: str = Field(default="champion", min_length=1)
     reload_interval_s: float = Field(default=30.0, ge=0)
     cors_origins: tuple[str, ...] = ()
+    # CSP frame-ancestors of the widget and worklist pages (besides 'self'): scheme://host[:port]
+    crm_origins: tuple[Annotated[str, Field(pattern=r"^https?://[^\s;,'\"/]+$")], ...] = ()
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     max_events_per_request: int = Field(default=MAX_BATCH_EVENTS, ge=1, le=MAX_BATCH_EVENTS)
     exploration_rate: float | None = Field(default=None, ge=0, le=1)
@@ -73,7 +76,7 @@ class Settings(BaseModel):
             if raw is None or not raw.strip():
                 continue
             raw = raw.strip()
-            if name == "cors_origins":
+            if name in ("cors_origins", "crm_origins"):
                 values[name] = tuple(o.strip() for o in raw.split(",") if o.strip())
             else:
                 values[name] = raw
@@ -97,6 +100,7 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_MODEL_ALIAS": "model_alias",
     "NBA_RELOAD_INTERVAL_S": "reload_interval_s",
     "NBA_CORS_ORIGINS": "cors_origins",
+    "NBA_CRM_ORIGINS": "crm_origins",
     "NBA_MAX_BODY_BYTES": "max_body_bytes",
     "NBA_MAX_EVENTS_PER_REQUEST": "max_events_per_request",
     "NBA_EXPLORATION_RATE": "exploration_rate",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from serving.auth import require_scope
 from serving.routes import Services, services
@@ -21,6 +21,40 @@ router = APIRouter(prefix="/v1", tags=["reps"])
 # certainty, and logged as such under this suffix of the arbitration policy's name.
 WORKLIST_POLICY_SUFFIX = "/worklist-greedy"
 
+# Keys carry no rep in the store; the binding is a naming convention. A key named
+# ``rep:<rep_id>`` belongs to that rep and reads only their worklist. Keys named
+# ``widget:<...>`` are handed to browsers inside CRM pages and read no worklist at all.
+# Other keys (admin, server-side CRM sync) read any rep's worklist.
+REP_KEY_PREFIX = "rep:"
+WIDGET_KEY_PREFIX = "widget:"
+
+
+def bound_rep(key: ApiKey) -> str | None:
+    """The rep a key is bound to by its name (``rep:<rep_id>``), or None."""
+    if key.name.startswith(REP_KEY_PREFIX) and len(key.name) > len(REP_KEY_PREFIX):
+        return key.name[len(REP_KEY_PREFIX) :]
+    return None
+
+
+def check_worklist_access(key: ApiKey, rep_id: str) -> None:
+    """403 unless ``key`` may read ``rep_id``'s worklist: admin keys and unbound service
+    keys may; a key bound to another rep and widget keys may not."""
+    if "admin" in key.scopes:
+        return
+    rep = bound_rep(key)
+    if rep is not None and rep != rep_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"API key {key.name!r} is bound to rep {rep!r}; it cannot read the "
+            f"worklist of rep {rep_id!r}",
+        )
+    if rep is None and key.name.startswith(WIDGET_KEY_PREFIX):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"API key {key.name!r} is a widget key; worklists need the rep's own key "
+            f"(named '{REP_KEY_PREFIX}<rep_id>')",
+        )
+
 
 @router.get(
     "/reps/{rep_id}/actions",
@@ -28,14 +62,17 @@ WORKLIST_POLICY_SUFFIX = "/worklist-greedy"
     summary="A rep's ranked worklist",
     responses={
         401: {"description": "No or invalid API key."},
-        403: {"description": "The key lacks scope recommendations:read."},
+        403: {
+            "description": "The key lacks scope recommendations:read, is bound to another "
+            "rep (named rep:<other rep>) or is a widget key (named widget:...)."
+        },
         503: {"description": "No models are loaded yet (see /ready)."},
     },
 )
 def get_rep_actions(
     rep_id: str,
     svc: Annotated[Services, Depends(services)],
-    _key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
+    key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
     limit: Annotated[int, Query(ge=1, le=500, description="Accounts to return.")] = 50,
 ) -> WorklistResponse:
     """The accounts owned by ``rep_id``, best next action first: each with its phase,
@@ -44,7 +81,11 @@ def get_rep_actions(
 
     Each account is scored through the same per-account cache as the recommendations
     route, so a rep's second look costs arbitration only. The actions returned are logged
-    (propensity 1: the worklist always shows the greedy best)."""
+    (propensity 1: the worklist always shows the greedy best).
+
+    A rep sees only their own accounts: a key named ``rep:<rep_id>`` reads only that rep's
+    worklist, a widget key (``widget:...``) none (403); admin and other service keys any."""
+    check_worklist_access(key, rep_id)
     now = svc.now()
     account_ids = svc.store.accounts_of_rep(rep_id)
     scored: list[AccountScore] = [

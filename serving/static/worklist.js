@@ -1,0 +1,145 @@
+/* The rep's worklist: accounts ranked by the value of their best next action, filterable by
+   phase and churn band, sortable by any column; each row opens the account widget. */
+"use strict";
+
+(() => {
+  const { el, api, problem, percent, phaseLabel, phaseIndex, label, config } = NBA;
+  const repId = document.body.dataset.repId;
+  const key = NBA.readKey();
+  const $ = (id) => document.getElementById(id);
+  let items = [];
+  let sort = { column: "value", direction: "descending" };
+
+  function setState(state, text, options = {}) {
+    document.body.dataset.state = state;
+    const status = $("status");
+    status.className = "status" + (options.kind ? " " + options.kind : "");
+    status.replaceChildren();
+    if (state === "loading") status.append(el("span", { class: "spinner", "aria-hidden": "true" }));
+    if (text) status.append(el("span", { id: "status-text" }, text));
+    if (options.retry) {
+      status.append(el("button", { type: "button", id: "retry", onclick: load }, "Retry"));
+    }
+    $("content").hidden = state !== "ready";
+  }
+
+  async function load() {
+    if (!key) {
+      setState("no-key", "No key. Open this page as …/reps/<rep>#key=<your rep key>.",
+        { kind: "problem" });
+      return;
+    }
+    setState("loading", "Loading your accounts…");
+    try {
+      const data = await api("/v1/reps/" + encodeURIComponent(repId) + "/actions?limit=500", key);
+      // The server's order is the ranking; it breaks ties between equal sort keys.
+      items = data.items.map((item, rank) => ({ ...item, rank }));
+      $("summary").textContent = `${data.accounts} accounts · as of ${NBA.date(data.as_of)}`;
+      setState("ready", "");
+      render();
+    } catch (err) {
+      const p = problem(err, "rep");
+      setState(p.state, p.text, { kind: "problem", retry: p.retry });
+    }
+  }
+
+  /* The value a column sorts by; missing values sort last in either direction. */
+  function sortKey(item, column) {
+    switch (column) {
+      case "account": return item.account_id;
+      case "phase": return phaseIndex(item.phase);
+      case "churn": return item.churn_risk;
+      case "action": return item.action ? item.action.title.toLowerCase() : null;
+      default: return item.action ? item.action.expected_value : null;
+    }
+  }
+
+  function compare(a, b) {
+    const ka = sortKey(a, sort.column);
+    const kb = sortKey(b, sort.column);
+    if (ka === null && kb === null) return a.rank - b.rank;
+    if (ka === null) return 1;
+    if (kb === null) return -1;
+    const order = ka < kb ? -1 : ka > kb ? 1 : 0;
+    return (sort.direction === "ascending" ? order : -order) || a.rank - b.rank;
+  }
+
+  function visible() {
+    const phase = $("filter-phase").value;
+    const band = $("filter-band").value;
+    return items.filter((item) => (!phase || item.phase === phase) &&
+      (!band || (item.churn_band || "none") === band)).sort(compare);
+  }
+
+  function widgetUrl(accountId) {
+    return "/widget/accounts/" + encodeURIComponent(accountId) + "#key=" + encodeURIComponent(key);
+  }
+
+  function row(item) {
+    const action = item.action;
+    const link = el("a", { href: widgetUrl(item.account_id) }, item.account_id);
+    const tr = el("tr", { dataset: { accountId: item.account_id } },
+      el("td", { "data-label": "Account", class: "mono" }, link),
+      el("td", { "data-label": "Phase", dataset: { phase: item.phase } }, phaseLabel(item.phase),
+        el("span", { class: "muted nowrap" }, " " + percent(item.phase_probability))),
+      el("td", { "data-label": "Churn risk", class: "num nowrap", dataset: { band: item.churn_band || "none" } },
+        item.churn_band
+          ? [percent(item.churn_risk), " ", el("span", { class: "band " + item.churn_band },
+            item.churn_band)]
+          : el("span", { class: "muted" }, "no estimate")),
+      el("td", { "data-label": "Best action" }, action
+        ? [action.title, el("span", { class: "muted" }, " · " +
+          [label("channels", action.channel), action.role ? label("roles", action.role) : null]
+            .filter(Boolean).join(" · "))]
+        : el("span", { class: "muted" }, "none passes the rules now")),
+      el("td", { "data-label": "Value", class: "num value" },
+        action ? action.expected_value.toFixed(2) : "–"),
+      el("td", { "data-label": "Reasons", class: "why" }, action && action.reasons.length
+        ? el("ul", { class: "reasons" }, action.reasons.map((r) => el("li", {}, r.text)))
+        : ""));
+    // The whole row opens the widget; the account link is the keyboard path to it.
+    tr.addEventListener("click", (event) => {
+      if (!event.target.closest("a")) location.assign(link.href);
+    });
+    return tr;
+  }
+
+  function render() {
+    const rows = visible();
+    document.querySelector("#worklist tbody").replaceChildren(...rows.map(row));
+    $("empty").hidden = rows.length > 0;
+    $("count").textContent = `${rows.length} of ${items.length} accounts shown`;
+    for (const th of document.querySelectorAll("th[data-column]")) {
+      th.setAttribute("aria-sort", th.dataset.column === sort.column ? sort.direction : "none");
+    }
+    $("sort-by").value = sort.column + ":" + sort.direction;
+  }
+
+  function setSort(column, direction) {
+    sort = { column, direction };
+    render();
+  }
+
+  for (const phase of config.phases || []) {
+    $("filter-phase").append(el("option", { value: phase.name }, phase.label));
+  }
+  $("filter-phase").addEventListener("change", render);
+  $("filter-band").addEventListener("change", render);
+  $("sort-by").addEventListener("change", (event) => {
+    const [column, direction] = event.target.value.split(":");
+    setSort(column, direction);
+  });
+  $("filters").addEventListener("submit", (event) => event.preventDefault());
+  for (const th of document.querySelectorAll("th[data-column]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      const column = th.dataset.column;
+      // A new column starts in its natural order: names and phases ascending, numbers descending.
+      const first = column === "account" || column === "phase" || column === "action"
+        ? "ascending" : "descending";
+      const direction = sort.column !== column ? first
+        : sort.direction === "ascending" ? "descending" : "ascending";
+      setSort(column, direction);
+    });
+  }
+  load();
+})();
