@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.pipeline import build_features, feature_definitions, select_accounts
 from features.schema import RESPONSE_EVENT_TYPES, JourneyData
@@ -822,11 +824,21 @@ def _current_contacts(contacts: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame
     return out
 
 
+def _account_mask(values: pd.Series, account_id: str) -> np.ndarray:
+    """Rows of ``values`` equal to ``account_id``. Arrow's kernel directly: pandas' own
+    comparison boxes the scalar and costs milliseconds per call on the warm path."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        array = pa.array(values.array)
+        equal = pc.equal(array, pa.scalar(account_id, type=array.type))
+        return np.asarray(equal.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    return (values == account_id).to_numpy(dtype=bool, na_value=False)
+
+
 def _data_version(data: JourneyData, account_id: str) -> tuple[Hashable, ...] | None:
     """(rows, latest timestamp) of the account's rows per table — changes when an event is
     ingested for the account — or None when ``data`` has no account row for it."""
     accounts = data.accounts
-    if accounts.empty or not (accounts["account_id"] == account_id).any():
+    if accounts.empty or not _account_mask(accounts["account_id"], account_id).any():
         return None
     parts: list[Hashable] = []
     for frame, ts in (
@@ -838,7 +850,7 @@ def _data_version(data: JourneyData, account_id: str) -> tuple[Hashable, ...] | 
         if frame is None or frame.empty or "account_id" not in frame:
             parts.append((0, 0))
             continue
-        mask = (frame["account_id"] == account_id).to_numpy(dtype=bool)
+        mask = _account_mask(frame["account_id"], account_id)
         n = int(mask.sum())
         if n == 0:
             parts.append((0, 0))

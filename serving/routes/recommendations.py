@@ -38,12 +38,12 @@ _ERRORS = {
 def served_history(svc: Services, account_id: str, now: pd.Timestamp) -> pd.DataFrame:
     """The account's actions served in the last week: contact_id, content_id, ts (what
     arbitration's contact caps count)."""
-    served = svc.store.served_since(account_id, now - SERVED_WINDOW)
+    served = svc.store.served_actions_since(account_id, now - SERVED_WINDOW)
     return pd.DataFrame(
         {
-            "contact_id": pd.array([s.contact_id or "" for s in served], dtype="str"),
-            "content_id": pd.array([s.content_id for s in served], dtype="str"),
-            "ts": _times([s.served_at for s in served]),
+            "contact_id": pd.array([contact or "" for contact, _, _ in served], dtype="str"),
+            "content_id": pd.array([content for _, content, _ in served], dtype="str"),
+            "ts": _times([at for _, _, at in served]),
         }
     )
 

@@ -847,6 +847,27 @@ class Store:
             for r in rows
         ]
 
+    def served_actions_since(
+        self, account_id: str, since: pd.Timestamp
+    ) -> list[tuple[str | None, str, pd.Timestamp]]:
+        """Distinct (contact_id, content_id) actions served for an account at or after
+        ``since`` with the last time each was served: what contact caps count. One row per
+        action however often it was served, so the hot path reads a bounded result."""
+        query = (
+            select(
+                Recommendation.contact_id,
+                Recommendation.content_id,
+                func.max(Recommendation.served_at),
+            )
+            .where(
+                Recommendation.account_id == account_id, Recommendation.served_at >= to_ns(since)
+            )
+            .group_by(Recommendation.contact_id, Recommendation.content_id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(r[0], r[1], from_ns(r[2])) for r in rows]
+
     def recent_feedback(self, account_id: str, since: pd.Timestamp) -> list[FeedbackRecord]:
         """Feedback on an account's recommendations given at or after ``since``, oldest
         first."""
