@@ -11,27 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import time
 from pathlib import Path
 
 import pandas as pd
 
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine() -> dict[str, object]:
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-    }
+from bench.measure import machine, peak_rss_mb
 
 
 def ensure_data(data: Path | None, accounts: int, seed: int) -> Path:

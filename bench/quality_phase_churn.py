@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from typing import Any
+
+from bench.measure import peak_rss_mb
 
 
 def _targets(
@@ -124,7 +125,7 @@ def main() -> None:
                 },
                 "targets": _targets(phase.metrics, churn.metrics, backtest),
                 "seconds": seconds,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
             },
             indent=2,
             default=float,

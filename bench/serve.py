@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.features import machine
+from bench.measure import machine
 
 
 def free_port() -> int:

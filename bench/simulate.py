@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.measure import machine, peak_rss_mb
 from features.simulate import simulate, write_simulation
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (ru_maxrss is KB on Linux, B on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def run(accounts: int, seed: int, months: int, write: bool) -> dict[str, object]:
@@ -48,12 +39,7 @@ def run(accounts: int, seed: int, months: int, write: bool) -> dict[str, object]
             write_simulation(sim, Path(tmp) / "data")
             result["write_seconds"] = round(time.perf_counter() - started, 2)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    result["machine"] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-    }
+    result["machine"] = machine()
     return result
 
 

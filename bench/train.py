@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.features import ensure_data, machine, peak_rss_mb
+from bench.features import ensure_data
+from bench.measure import machine, peak_rss_mb
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ from features.taxonomy import Taxonomy
 from models import churn as churn_model
 from training.baselines import RecencyLogistic
 from training.datasets import TrainingSet
-from training.fingerprint import fingerprint_training_set
 from training.metrics import expected_calibration_error, lift_at
 from training.phase import metrics_table
 from training.plots import calibration_table
@@ -165,9 +164,7 @@ def train_churn(
         report_markdown=report,
         evaluation=Evaluation(y_true=y_test, y_score=p_model),
         input_example=x_test[used].head(5).reset_index(drop=True),
-        training_set_fingerprint=fingerprint_training_set(
-            ts.frame, pd.DatetimeIndex(ts.frame["as_of"].unique())
-        ),
+        training_set_fingerprint=ts.fingerprint,
         as_of_dates=ts.as_of_dates,
         extra_artifacts=artifacts,
     )

@@ -332,25 +332,23 @@ def promote(
     the newcomer only if it is better on the model's primary metric."""
     from training.registry import RegistryError
     from training.registry import promote as run_promotion
+    from training.result import MODEL_NAMES
     from training.tracking import configure_tracking
-    from training.train import scorer_on_test_split
+    from training.train import model_steps, scorer_on_test_split
 
     tax = _taxonomy(taxonomy)
-    if model not in PRIMARY_METRICS:
-        raise _fail(f"model {model!r}: promote one of {', '.join(PRIMARY_METRICS)}")
+    if model not in MODEL_NAMES:
+        raise _fail(f"model {model!r}: promote one of {', '.join(MODEL_NAMES)}")
     name = cast("ModelName", model)
     configure_tracking(tracking_uri)
     prepared = _prepare(data, tax, None, as_of_dates, "pandas", None)
     score = scorer_on_test_split(name, prepared, tax)
     try:
-        outcome = run_promotion(name, score, metric=PRIMARY_METRICS[name], version=version)
+        metric = model_steps(name).primary_metric.removeprefix("model.")
+        outcome = run_promotion(name, score, metric=metric, version=version)
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
     typer.echo(outcome.format())
-
-
-# What `nba promote` compares (computable on customer data, no simulator truth needed).
-PRIMARY_METRICS = {"phase": "macro_f1_crm", "churn": "roc_auc", "next-content": "roc_auc"}
 
 
 @app.command()
@@ -622,7 +620,7 @@ def score(
         task = progress.add_task("scoring accounts", total=len(ids))
         for lo in range(0, len(ids), chunk_accounts):
             chunk = ids[lo : lo + chunk_accounts]
-            frames.append(scorer.score_accounts_batch(_store_slice(store, chunk), now, k=k))
+            frames.append(scorer.score_accounts_batch(store.accounts_data(chunk), now, k=k))
             progress.update(task, advance=len(chunk))
     store.dispose()
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -632,36 +630,6 @@ def score(
     typer.echo(
         f"wrote {out}: {len(scores):,} accounts scored as of {now:%Y-%m-%d %H:%M} UTC "
         f"in {time.perf_counter() - started:.1f} s (models {dict(holder.current.versions)})"
-    )
-
-
-def _store_slice(store: object, account_ids: list[str]) -> JourneyData:
-    """The store's rows of ``account_ids`` (all six tables, the whole catalog) as canonical
-    frames, read with one query per table. Uses the store's own row conversion so the frames
-    equal ``Store.account_data``'s."""
-    from sqlalchemy import Table
-
-    from features.schema import JourneyData
-    from serving.store import Store
-    from serving.store.repository import _canonical_frame, _schema_select
-    from serving.store.tables import Base
-
-    assert isinstance(store, Store)
-    frames = {}
-    with store.engine.connect() as conn:
-        for name in ("accounts", "contacts", "touchpoints", "stages", "exposures"):
-            table = cast(Table, Base.metadata.tables[name])
-            rows = conn.execute(
-                _schema_select(name).where(table.c.account_id.in_(account_ids))
-            ).all()
-            frames[name] = _canonical_frame(name, rows, store.taxonomy)
-    return JourneyData(
-        accounts=frames["accounts"],
-        contacts=frames["contacts"],
-        touchpoints=frames["touchpoints"],
-        content=store.content(),
-        stages=frames["stages"],
-        exposures=frames["exposures"],
     )
 
 

@@ -19,6 +19,7 @@ from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from models import churn as churn_model
 from models import phase as phase_model
+from training.fingerprint import fingerprint_training_set
 from training.labels import (
     CHURN_HORIZON_DAYS,
     PHASE_LABEL_LAG_DAYS,
@@ -59,6 +60,11 @@ class TrainingSet:
     horizon_days: int
     split: TimeSplit
     class_names: list[str] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """The training-set fingerprint MLflow logs: a hash of the rows and as-of dates."""
+        return fingerprint_training_set(self.frame)
 
     @property
     def as_of_dates(self) -> dict[str, list[str]]:

@@ -27,7 +27,6 @@ from features.simulate import SimulationTruth
 from features.taxonomy import Taxonomy
 from models import next_content as nc
 from training.datasets import TrainingSet, TrainingSetError
-from training.fingerprint import fingerprint_training_set
 from training.policy import (
     DECISION_PHASE_COLUMN,
     build_decisions,
@@ -308,7 +307,7 @@ def train_next_content(
         report_markdown=quality_report(metrics),
         evaluation=Evaluation(y_true=y_test.astype(np.int64), y_score=p_test),
         input_example=test[cols].head(5).reset_index(drop=True),
-        training_set_fingerprint=fingerprint_training_set(ts.frame),
+        training_set_fingerprint=ts.fingerprint,
         as_of_dates=ts.as_of_dates,
     )
 

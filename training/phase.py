@@ -26,7 +26,6 @@ from training.baselines import (
     predict_majority,
 )
 from training.datasets import LAST_CONTENT_PHASE_COLUMN, PURCHASED_COLUMN, TrainingSet
-from training.fingerprint import fingerprint_training_set
 from training.result import Evaluation, ModelResult
 
 PRIMARY_METRIC = "model.macro_f1_crm"
@@ -201,9 +200,7 @@ def train_phase(
         report_markdown=report,
         evaluation=Evaluation(y_true=y_test, y_score=proba, class_names=names),
         input_example=x_test[used].head(5).reset_index(drop=True),
-        training_set_fingerprint=fingerprint_training_set(
-            ts.frame, pd.DatetimeIndex(ts.frame["as_of"].unique())
-        ),
+        training_set_fingerprint=ts.fingerprint,
         as_of_dates=ts.as_of_dates,
         extra_artifacts=artifacts,
     )

@@ -47,26 +47,28 @@ class ModelSteps:
     build: Callable[..., TrainingSet]
     train: Callable[..., ModelResult]
     score: Callable[[Any, TrainingSet], float]
+    primary_metric: str  # the metric `score` computes and promotion compares
 
 
 def model_steps(model: ModelName) -> ModelSteps:
     """The build/train/score functions of a model (imported lazily: LightGBM is heavy)."""
     if model == "phase":
-        from training.phase import score_phase, train_phase
+        from training.phase import PRIMARY_METRIC, score_phase, train_phase
 
-        return ModelSteps(build_phase_set, train_phase, score_phase)
+        return ModelSteps(build_phase_set, train_phase, score_phase, PRIMARY_METRIC)
     if model == "churn":
-        from training.churn import score_churn, train_churn
+        from training.churn import PRIMARY_METRIC, score_churn, train_churn
 
-        return ModelSteps(build_churn_set, train_churn, score_churn)
+        return ModelSteps(build_churn_set, train_churn, score_churn, PRIMARY_METRIC)
     if model == "next-content":
-        from training.next_content import (
-            build_next_content_set,
-            score_next_content,
-            train_next_content,
-        )
+        from training import next_content
 
-        return ModelSteps(build_next_content_set, train_next_content, score_next_content)
+        return ModelSteps(
+            next_content.build_next_content_set,
+            next_content.train_next_content,
+            next_content.score_next_content,
+            next_content.PRIMARY_METRIC,
+        )
     raise TrainingError(f"unknown model {model!r}; expected one of {', '.join(MODEL_NAMES)}")
 
 

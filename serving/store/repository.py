@@ -57,7 +57,6 @@ from serving.store.ingest import (
     ACCOUNT_FIELDS,
     MAX_BATCH_EVENTS,
     IngestResult,
-    RecordError,
     validate_events,
 )
 from serving.store.tables import (
@@ -526,18 +525,18 @@ class Store:
         without ``employees`` have that column as float64 NaN (the pipeline reads it as a
         number either way).
         """
+        data = self.accounts_data([account_id])
+        return None if data.accounts.empty else data
+
+    def accounts_data(self, account_ids: Sequence[str]) -> JourneyData:
+        """The rows of the given accounts in the six tables, in canonical form, read with
+        one query per table (unknown ids are simply absent); events in time order."""
+        ids = list(account_ids)
+        frames: dict[str, pd.DataFrame] = {}
         with self.engine.connect() as conn:
-            accounts = conn.execute(
-                _schema_select("accounts").where(Account.account_id == account_id)
-            ).all()
-            if not accounts:
-                return None
-            frames: dict[str, pd.DataFrame] = {
-                "accounts": _canonical_frame("accounts", accounts, self.taxonomy)
-            }
-            for name in ("contacts", "touchpoints", "stages", "exposures"):
+            for name in ("accounts", "contacts", "touchpoints", "stages", "exposures"):
                 table = _TABLES[name]
-                query = _schema_select(name).where(table.c.account_id == account_id)
+                query = _schema_select(name).where(table.c.account_id.in_(ids))
                 if "ts" in table.c:
                     query = query.order_by(table.c.ts, *table.primary_key.columns)
                 rows = conn.execute(query).all()
@@ -1102,29 +1101,3 @@ def _db_rows(name: str, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
             values[missing] = None
         columns.append(values.tolist())
     return list(zip(*columns, strict=True))
-
-
-__all__ = [
-    "API_KEY_SCOPES",
-    "DEFAULT_DATABASE_URL",
-    "ApiKey",
-    "ApiKeyError",
-    "BatchTooLargeError",
-    "CachedFeatures",
-    "DuplicateApiKeyError",
-    "FeedbackRecord",
-    "IngestResult",
-    "InvalidOutcomeError",
-    "LoadResult",
-    "NewRecommendation",
-    "RecordError",
-    "ServedRecommendation",
-    "Store",
-    "StoreError",
-    "UnknownApiKeyError",
-    "UnknownRecommendationError",
-    "UnknownScopeError",
-    "database_url",
-    "from_ns",
-    "to_ns",
-]
