@@ -213,23 +213,49 @@ def churn_band(p: float, config: ArbitrationConfig) -> ChurnBand:
 # Inputs and outputs
 
 
-def _empty(columns: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in columns.items()})
+@dataclass(frozen=True)
+class Recent:
+    """Rows of an account's recent history as plain columns: what was consumed, dismissed
+    or served (``content_id``), by whom (``contact_id``; None for account-level rows, or
+    no column at all) and when (``ts_ns``, nanoseconds since the epoch, UTC).
+
+    The serving hot path builds these from database rows directly; a DataFrame with
+    content_id, ts and optionally contact_id columns converts with :meth:`of`."""
+
+    content_id: Sequence[str | None]
+    ts_ns: np.ndarray
+    contact_id: Sequence[str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.ts_ns) != len(self.content_id) or (
+            self.contact_id is not None and len(self.contact_id) != len(self.content_id)
+        ):
+            raise ArbitrationError(
+                f"recent rows: {len(self.content_id)} content ids, {len(self.ts_ns)} times"
+                + ("" if self.contact_id is None else f", {len(self.contact_id)} contact ids")
+                + "; expected one of each per row"
+            )
+
+    def __len__(self) -> int:
+        return len(self.content_id)
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame | Recent | None, table: str) -> Recent:
+        """``frame``'s rows (content_id, ts, optional contact_id) as :class:`Recent`;
+        ``table`` names it in the error for a missing column."""
+        if isinstance(frame, Recent):
+            return frame
+        if frame is None or len(frame) == 0:
+            return NOTHING_RECENT
+        _require(frame, table, ["content_id", "ts"])
+        return cls(
+            content_id=frame["content_id"].tolist(),
+            ts_ns=_ns(frame["ts"]),
+            contact_id=frame["contact_id"].tolist() if "contact_id" in frame.columns else None,
+        )
 
 
-_TS = "datetime64[ns, UTC]"
-
-
-def _no_consumed() -> pd.DataFrame:
-    return _empty({"content_id": "str", "contact_id": "str", "ts": _TS})
-
-
-def _no_dismissed() -> pd.DataFrame:
-    return _empty({"content_id": "str", "ts": _TS})
-
-
-def _no_served() -> pd.DataFrame:
-    return _empty({"contact_id": "str", "content_id": "str", "ts": _TS})
+NOTHING_RECENT = Recent(content_id=(), ts_ns=np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -241,8 +267,10 @@ class AccountContext:
     contacts (contact_id, role). ``consumed`` are content touchpoints (content_id,
     contact_id — null for account-level touchpoints, ts); ``dismissed`` the account's
     dismissals (content_id, ts); ``served_last_week`` the actions already served or shown
-    (contact_id, content_id, ts; older rows are ignored). ``contact_id`` / ``role`` restrict
-    the candidates to one contact or role; ``channel`` holds back items of other channels.
+    (contact_id, content_id, ts; older rows are ignored). Each of the three is a DataFrame
+    with those columns or the same rows as :class:`Recent`. ``contact_id`` / ``role``
+    restrict the candidates to one contact or role; ``channel`` holds back items of other
+    channels.
     """
 
     account_id: str
@@ -250,9 +278,9 @@ class AccountContext:
     phase_names: Sequence[str]
     churn_risk: float
     contacts: pd.DataFrame
-    consumed: pd.DataFrame = field(default_factory=_no_consumed)
-    dismissed: pd.DataFrame = field(default_factory=_no_dismissed)
-    served_last_week: pd.DataFrame = field(default_factory=_no_served)
+    consumed: pd.DataFrame | Recent = NOTHING_RECENT
+    dismissed: pd.DataFrame | Recent = NOTHING_RECENT
+    served_last_week: pd.DataFrame | Recent = NOTHING_RECENT
     contact_id: str | None = None
     role: str | None = None
     channel: str | None = None
@@ -424,12 +452,11 @@ def _ns(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
-def _positions(values: pd.Series, position: dict[str, int]) -> np.ndarray:
+def _positions(values: pd.Series | Sequence[Any], position: dict[str, int]) -> np.ndarray:
     """Row of each value in ``position`` (-1 if absent or null). A dict lookup beats
     Index.get_indexer at the few hundred values of one account."""
-    return np.fromiter(
-        map(position.get, values.tolist(), repeat(-1)), dtype=np.int64, count=len(values)
-    )
+    items = values.tolist() if isinstance(values, pd.Series) else values
+    return np.fromiter(map(position.get, items, repeat(-1)), dtype=np.int64, count=len(items))
 
 
 def _timestamp_ns(ts: pd.Timestamp) -> int:
@@ -442,9 +469,67 @@ def _timestamp_ns(ts: pd.Timestamp) -> int:
 # Ranking
 
 
+@dataclass(frozen=True)
+class PreparedCandidates:
+    """An account's candidates and contacts as arrays, built once by
+    :func:`prepare_candidates` (serving keeps them with the account's cached predictions;
+    :func:`rank_actions` also accepts the DataFrames and prepares them per call)."""
+
+    p: np.ndarray  # candidate -> P(response), NaN = not a candidate
+    item: np.ndarray  # candidate -> catalog row
+    contact: np.ndarray  # candidate -> contact row
+    contact_ids: np.ndarray  # object array of str
+    contact_roles: np.ndarray  # object array of str
+    contact_position: dict[str, int]
+    role_code: np.ndarray  # contact -> column of the catalog's role_fit (-1: no item lists it)
+    catalog_size: int
+
+
+def prepare_candidates(
+    candidates: pd.DataFrame,
+    contacts: pd.DataFrame,
+    catalog: PreparedCatalog,
+    account_id: str = "",
+) -> PreparedCandidates:
+    """``candidates`` (contact_id, content_id, p_response) of the account's ``contacts``
+    (contact_id, role) as integer codes against ``catalog``. Raises
+    :class:`ArbitrationError` for a content id not in the catalog or a contact id not among
+    the contacts (``account_id`` names the account in the message)."""
+    _require(candidates, "candidates", ["contact_id", "content_id", "p_response"])
+    _require(contacts, "contacts", ["contact_id", "role"])
+    p = candidates["p_response"].to_numpy(dtype=np.float64, na_value=np.nan)
+    item = _positions(candidates["content_id"], catalog.position)
+    if (item < 0).any():
+        bad = candidates["content_id"][item < 0].unique()[:5].tolist()
+        raise ArbitrationError(
+            f"table candidates column 'content_id': values {bad} are not in the content catalog"
+        )
+    contact_ids = contacts["contact_id"].astype(str).to_numpy(dtype=object)
+    contact_position = {c: i for i, c in enumerate(contact_ids.tolist())}
+    contact_roles = np.array([str(r) for r in contacts["role"].tolist()], dtype=object)
+    contact = _positions(candidates["contact_id"], contact_position)
+    if (contact < 0).any():
+        bad = candidates["contact_id"][contact < 0].unique()[:5].tolist()
+        raise ArbitrationError(
+            f"table candidates column 'contact_id': values {bad} are not contacts of account "
+            f"{account_id!r}"
+        )
+    role_code = np.array([catalog.role_index.get(r, -1) for r in contact_roles], dtype=np.int64)
+    return PreparedCandidates(
+        p=p,
+        item=item,
+        contact=contact,
+        contact_ids=contact_ids,
+        contact_roles=contact_roles,
+        contact_position=contact_position,
+        role_code=role_code,
+        catalog_size=len(catalog.content_ids),
+    )
+
+
 def rank_actions(
     context: AccountContext,
-    candidates: pd.DataFrame,
+    candidates: pd.DataFrame | PreparedCandidates,
     catalog: pd.DataFrame | PreparedCatalog,
     config: ArbitrationConfig,
     *,
@@ -458,7 +543,9 @@ def rank_actions(
 
     ``candidates`` has one row per (contact_id, content_id) with ``p_response`` (the
     next-content model's probability; rows with NaN are not candidates). Every content_id
-    must be in ``catalog`` and every contact_id in ``context.contacts``. ``now`` is the
+    must be in ``catalog`` and every contact_id in ``context.contacts``. Candidates prepared
+    by :func:`prepare_candidates` (against the same catalog and contacts) skip that
+    preparation. ``now`` is the
     decision time: "recently" and "this week" count back from it.
 
     Returns at most ``k`` actions, fewer when fewer pass the rules and caps; equal expected
@@ -493,27 +580,20 @@ def rank_actions(
     el = config.eligibility
     policy = config.contact_policy
 
-    # ---- candidates as integer codes
-    _require(candidates, "candidates", ["contact_id", "content_id", "p_response"])
-    _require(context.contacts, "contacts", ["contact_id", "role"])
-    p_all = candidates["p_response"].to_numpy(dtype=np.float64, na_value=np.nan)
-    item_all = _positions(candidates["content_id"], cat.position)
-    if (item_all < 0).any():
-        bad = candidates["content_id"][item_all < 0].unique()[:5].tolist()
+    prepared = (
+        candidates
+        if isinstance(candidates, PreparedCandidates)
+        else prepare_candidates(candidates, context.contacts, cat, context.account_id)
+    )
+    if prepared.catalog_size != len(cat.content_ids):
         raise ArbitrationError(
-            f"table candidates column 'content_id': values {bad} are not in the content catalog"
+            f"the prepared candidates index a catalog of {prepared.catalog_size} items; this "
+            f"catalog has {len(cat.content_ids)}"
         )
-    contact_ids = context.contacts["contact_id"].astype(str).to_numpy(dtype=object)
-    contact_position = {c: i for i, c in enumerate(contact_ids.tolist())}
-    contact_roles = np.array([str(r) for r in context.contacts["role"].tolist()], dtype=object)
+    p_all, item_all, c_all = prepared.p, prepared.item, prepared.contact
+    contact_ids, contact_roles = prepared.contact_ids, prepared.contact_roles
+    contact_position = prepared.contact_position
     n_contacts = len(contact_ids)
-    c_all = _positions(candidates["contact_id"], contact_position)
-    if (c_all < 0).any():
-        bad = candidates["contact_id"][c_all < 0].unique()[:5].tolist()
-        raise ArbitrationError(
-            f"table candidates column 'contact_id': values {bad} are not contacts of account "
-            f"{context.account_id!r}"
-        )
     keep = ~np.isnan(p_all)
     if context.contact_id is not None:
         keep &= c_all == contact_position.get(context.contact_id, -2)
@@ -529,8 +609,7 @@ def rank_actions(
         np.where(cat.phase_adjacent, w.phase_fit.adjacent, w.phase_fit.none),
     )
     item_phase_fit = weight @ proba
-    role_code = np.array([cat.role_index.get(r, -1) for r in contact_roles], dtype=np.int64)
-    cand_role = role_code[contact]
+    cand_role = prepared.role_code[contact]
     role_match = (cand_role >= 0) & cat.role_fit[item, np.maximum(cand_role, 0)]
     phase_fit = item_phase_fit[item]
     role_fit = np.where(role_match, w.role_fit.match, w.role_fit.no_match)
@@ -633,7 +712,7 @@ def rank_actions(
 
 
 def _recent_pairs(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Recent | None,
     table: str,
     cat: PreparedCatalog,
     contact_position: dict[str, int],
@@ -645,32 +724,32 @@ def _recent_pairs(
     is not in the catalog are ignored (they cannot be candidates)."""
     n_contacts = len(contact_position)
     out = np.zeros((n_contacts + 1, len(cat.content_ids)), dtype=bool)
-    if frame is None or len(frame) == 0:
+    rows = Recent.of(frame, table)
+    if len(rows) == 0:
         return out
-    _require(frame, table, ["content_id", "ts"])
-    age = now_ns - _ns(frame["ts"])
+    age = now_ns - rows.ts_ns
     recent = (age >= 0) & (age <= days * _NS_PER_DAY)
-    item = _positions(frame["content_id"], cat.position)
-    if "contact_id" in frame.columns:
-        c = _positions(frame["contact_id"], contact_position)
+    item = _positions(rows.content_id, cat.position)
+    if rows.contact_id is not None:
+        c = _positions(rows.contact_id, contact_position)
         c = np.where(c < 0, n_contacts, c)
     else:
-        c = np.full(len(frame), n_contacts)
+        c = np.full(len(rows), n_contacts)
     sel = recent & (item >= 0)
     out[c[sel], item[sel]] = True
     return out
 
 
 def _recent_items(
-    frame: pd.DataFrame, cat: PreparedCatalog, now_ns: int, days: float
+    frame: pd.DataFrame | Recent | None, cat: PreparedCatalog, now_ns: int, days: float
 ) -> np.ndarray:
     """items bool: dismissed in the ``days`` before now (account-level)."""
     out = np.zeros(len(cat.content_ids), dtype=bool)
-    if frame is None or len(frame) == 0:
+    rows = Recent.of(frame, "dismissed")
+    if len(rows) == 0:
         return out
-    _require(frame, "dismissed", ["content_id", "ts"])
-    age = now_ns - _ns(frame["ts"])
-    item = _positions(frame["content_id"], cat.position)
+    age = now_ns - rows.ts_ns
+    item = _positions(rows.content_id, cat.position)
     sel = (age >= 0) & (age <= days * _NS_PER_DAY) & (item >= 0)
     out[item[sel]] = True
     return out

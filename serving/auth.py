@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from fastapi import Depends, HTTPException, Request, status
@@ -74,14 +74,14 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
-def require_scope(scope: Scope) -> Callable[..., ApiKey]:
+def require_scope(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
     """A FastAPI dependency that returns the request's :class:`ApiKey` when it allows
     ``scope`` and answers 401 (no or invalid key) or 403 (wrong scope) otherwise. The
     verifier is ``request.app.state.services.keys``."""
     if scope not in SCOPES:
         raise ValueError(f"scope {scope!r} is unknown; expected one of {', '.join(SCOPES)}")
 
-    def dependency(
+    async def dependency(
         request: Request,
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
         header_key: str | None = Depends(_header),

@@ -47,8 +47,11 @@ from models.arbitration import (
     ChurnBand,
     Decision,
     HeldBack,
+    PreparedCandidates,
     PreparedCatalog,
+    Recent,
     churn_band,
+    prepare_candidates,
     prepare_catalog,
     rank_actions,
 )
@@ -113,8 +116,8 @@ class _AccountState:
     churn_risk: float
     churn_reasons: tuple[Reason, ...]
     contacts: pd.DataFrame  # contact_id, role (current contacts)
-    candidates: pd.DataFrame  # contact_id, content_id, p_response
-    consumed: pd.DataFrame  # content_id, contact_id, ts
+    candidates: PreparedCandidates  # every current contact x catalog item, P(response)
+    consumed: Recent  # content touchpoints recent enough to matter while the state lives
     # (contact_id, content_id) -> reasons, filled lazily
     action_reasons: dict[tuple[str, str], tuple[Reason, ...]] = field(default_factory=dict)
 
@@ -217,9 +220,10 @@ class Scorer:
         role: str | None = None,
         channel: str | None = None,
         rng: np.random.Generator,
-        served: pd.DataFrame | None = None,
-        dismissed: pd.DataFrame | None = None,
+        served: pd.DataFrame | Recent | None = None,
+        dismissed: pd.DataFrame | Recent | None = None,
         explore: bool | None = None,
+        data_version: int | None = None,
     ) -> AccountScore:
         """The answer for one account at ``now``.
 
@@ -229,14 +233,16 @@ class Scorer:
         actions served or shown recently and ``dismissed`` (content_id, ts) the account's
         dismissals: arbitration's contact caps and "dismissed recently" rule read them.
         ``k`` defaults to the config's ``default_k``; ``explore`` forces the exploration
-        coin (None: drawn from ``rng`` at the configured rate).
+        coin (None: drawn from ``rng`` at the configured rate). ``data_version`` is the
+        store's version of the account's rows when the caller knows it (it then keys the
+        cache instead of a version computed from ``data``).
         """
         models = self.holder.current  # one snapshot for the whole request
         now = _utc(now)
         k = self.config.default_k if k is None else k
         if k < 1:
             raise ScoringError(f"k = {k}; expected at least 1 action")
-        version = _data_version(data, account_id) if data is not None else None
+        version = self._version(data, account_id, data_version)
         if version is None:
             return self._cold_start(models, account_id, now, k, channel)
         key = (account_id, version, models.key)
@@ -276,6 +282,27 @@ class Scorer:
             cache_hit=hit,
         )
 
+    def is_warm(self, account_id: str, data_version: int, now: pd.Timestamp) -> bool:
+        """Whether a request for the account at ``now`` would hit the cache (features and
+        predictions ready, only arbitration left to run) for the current models; False
+        when no models are loaded."""
+        if not self.holder.ready:
+            return False
+        key = (account_id, ("store", data_version), self.holder.current.key)
+        with self._lock:
+            state = self._cache.get(key)
+        return state is not None and _utc(now).value - state.as_of_ns <= self.feature_ttl_ns
+
+    @staticmethod
+    def _version(
+        data: JourneyData | None, account_id: str, data_version: int | None
+    ) -> Hashable | None:
+        if data is None:
+            return None
+        if data_version is not None:
+            return ("store", data_version)
+        return _data_version(data, account_id)
+
     def invalidate(self, account_id: str | None = None) -> None:
         """Drop the cached state of one account (or all). Not needed after ingestion (the
         data version is part of the key); useful to bound memory."""
@@ -298,8 +325,8 @@ class Scorer:
         role: str | None,
         channel: str | None,
         rng: np.random.Generator,
-        served: pd.DataFrame | None,
-        dismissed: pd.DataFrame | None,
+        served: pd.DataFrame | Recent | None,
+        dismissed: pd.DataFrame | Recent | None,
         explore: bool | None,
         cache_hit: bool,
     ) -> AccountScore:
@@ -339,8 +366,8 @@ class Scorer:
         role: str | None,
         channel: str | None,
         rng: np.random.Generator,
-        served: pd.DataFrame | None,
-        dismissed: pd.DataFrame | None,
+        served: pd.DataFrame | Recent | None,
+        dismissed: pd.DataFrame | Recent | None,
         explore: bool | None,
     ) -> Decision:
 
@@ -415,7 +442,19 @@ class Scorer:
         contacts = _current_contacts(one.contacts, now)
         candidates, computed = self._candidates(models, frame, contacts)
         tp = one.touchpoints
-        consumed = tp.loc[tp["content_id"].notna(), ["content_id", "contact_id", "ts"]]
+        # Older rows cannot count as consumed recently while this state is served.
+        horizon_ns = (
+            now.value
+            - int(self.config.eligibility.consumed_recently_days * 86_400 * _NS_PER_S)
+            - self.feature_ttl_ns
+        )
+        ts_ns = tp["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        keep = tp["content_id"].notna().to_numpy(dtype=bool) & (ts_ns >= horizon_ns)
+        consumed = Recent(
+            content_id=tp["content_id"].to_numpy(dtype=object)[keep].tolist(),
+            ts_ns=ts_ns[keep],
+            contact_id=tp["contact_id"].to_numpy(dtype=object)[keep].tolist(),
+        )
         state = _AccountState(
             as_of=now,
             as_of_ns=int(now.value),
@@ -425,8 +464,8 @@ class Scorer:
             churn_risk=risk,
             churn_reasons=churn_reasons,
             contacts=contacts,
-            candidates=candidates,
-            consumed=consumed.reset_index(drop=True),
+            candidates=prepare_candidates(candidates, contacts, self.catalog, account_id),
+            consumed=consumed,
         )
         # The greedy answer is what nearly every request serves: explain it now, off the
         # warm path (one pred_contrib call for its k rows).

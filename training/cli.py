@@ -466,6 +466,13 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option("--workers", min=1, help="uvicorn worker processes.")] = 1,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every request (a line each; /metrics counts them either way).",
+        ),
+    ] = True,
 ) -> None:
     """Run the recommendation API under uvicorn. Settings come from NBA_* environment
     variables (see README, Serving); each worker builds its app and loads its models after
@@ -480,6 +487,7 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        access_log=access_log,
     )
 
 

@@ -110,11 +110,14 @@ class AccountDataCache:
         self._entries: OrderedDict[str, tuple[int, JourneyData]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, account_id: str) -> JourneyData | None:
-        """The account's rows, or None if the store does not know the account."""
+    def get(self, account_id: str, version: int | None = None) -> JourneyData | None:
+        """The account's rows, or None if the store does not know the account. ``version``
+        is the account's data version if the caller has just read it (e.g. with
+        ``Store.account_activity``); otherwise it is read here."""
         # Read the version before the rows: rows newer than the version only cause one
         # extra reload later, never a stale answer.
-        version = self.store.account_data_version(account_id)
+        if version is None:
+            version = self.store.account_data_version(account_id)
         if version is None:
             self.invalidate([account_id])
             return None
@@ -132,6 +135,10 @@ class AccountDataCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return data
+
+    def holds(self, account_id: str) -> bool:
+        """Whether rows of the account are cached (at some version)."""
+        return account_id in self._entries
 
     def invalidate(self, account_ids: set[str] | list[str]) -> None:
         with self._lock:
@@ -160,7 +167,7 @@ class Services:
         return self.clock()
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     """The app's :class:`Services` (a FastAPI dependency)."""
     svc: Services = request.app.state.services
     return svc

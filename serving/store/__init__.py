@@ -6,6 +6,7 @@ from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
 from serving.store.repository import (
     API_KEY_SCOPES,
     DEFAULT_DATABASE_URL,
+    AccountActivity,
     ApiKey,
     ApiKeyError,
     BatchTooLargeError,
@@ -28,6 +29,7 @@ from serving.store.repository import (
 from serving.store.tables import FEEDBACK_OUTCOMES
 
 __all__ = [
+    "AccountActivity",
     "API_KEY_SCOPES",
     "DEFAULT_DATABASE_URL",
     "FEEDBACK_OUTCOMES",

@@ -86,6 +86,27 @@ _KEY_PREFIX = "nba"
 ProgressCallback = Callable[[str, int, int], None]
 _TABLES: dict[str, Table] = dict(Base.metadata.tables)
 
+# The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
+# statement built per call costs more Python than the query costs SQLite.
+_DATA_VERSION = select(Account.data_version).where(Account.account_id == bindparam("account_id"))
+_SERVED_ACTIONS = (
+    select(Recommendation.contact_id, Recommendation.content_id, func.max(Recommendation.served_at))
+    .where(
+        Recommendation.account_id == bindparam("account_id"),
+        Recommendation.served_at >= bindparam("since"),
+    )
+    .group_by(Recommendation.contact_id, Recommendation.content_id)
+)
+_DISMISSED_ITEMS = (
+    select(Recommendation.content_id, Feedback.at)
+    .join(Recommendation, Recommendation.id == Feedback.recommendation_id)
+    .where(
+        Recommendation.account_id == bindparam("account_id"),
+        Feedback.outcome == "dismissed",
+        Feedback.at >= bindparam("since"),
+    )
+)
+
 
 class StoreError(Exception):
     """Base class of the store's errors."""
@@ -180,6 +201,17 @@ class FeedbackRecord:
     outcome: str
     at: pd.Timestamp
     note: str | None
+
+
+@dataclass(frozen=True)
+class AccountActivity:
+    """An account's data version and recent decisions (:meth:`Store.account_activity`):
+    ``served`` holds (contact_id, content_id, last served, ns since the epoch) per distinct
+    action, ``dismissed`` (content_id, dismissed at, ns) per dismissal."""
+
+    data_version: int
+    served: list[tuple[str | None, str, int]]
+    dismissed: list[tuple[str, int]]
 
 
 @dataclass(frozen=True)
@@ -555,9 +587,8 @@ class Store:
         unknown. Read it *before* :meth:`account_data` and pass it to
         :meth:`cache_features`, so a row computed while an event arrived is never served."""
         with self.engine.connect() as conn:
-            return conn.execute(
-                select(Account.data_version).where(Account.account_id == account_id)
-            ).scalar_one_or_none()
+            version = conn.execute(_DATA_VERSION, {"account_id": account_id}).scalar()
+        return None if version is None else int(version)
 
     def accounts_of_rep(self, rep_id: str) -> list[str]:
         """The ids of the accounts owned by sales rep ``rep_id``, sorted."""
@@ -846,26 +877,30 @@ class Store:
             for r in rows
         ]
 
-    def served_actions_since(
-        self, account_id: str, since: pd.Timestamp
-    ) -> list[tuple[str | None, str, pd.Timestamp]]:
-        """Distinct (contact_id, content_id) actions served for an account at or after
-        ``since`` with the last time each was served: what contact caps count. One row per
-        action however often it was served, so the hot path reads a bounded result."""
-        query = (
-            select(
-                Recommendation.contact_id,
-                Recommendation.content_id,
-                func.max(Recommendation.served_at),
-            )
-            .where(
-                Recommendation.account_id == account_id, Recommendation.served_at >= to_ns(since)
-            )
-            .group_by(Recommendation.contact_id, Recommendation.content_id)
-        )
+    def account_activity(
+        self, account_id: str, *, served_since: pd.Timestamp, dismissed_since: pd.Timestamp
+    ) -> AccountActivity | None:
+        """What a recommendation request reads besides the account's rows, in one read
+        transaction: the account's data version, the distinct (contact_id, content_id)
+        actions served at or after ``served_since`` with the last time each was served (what
+        contact caps count; one row per action however often it was served, so the result
+        stays bounded) and the items dismissed at or after ``dismissed_since``. None if the
+        account is unknown."""
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [(r[0], r[1], from_ns(r[2])) for r in rows]
+            version = conn.execute(_DATA_VERSION, {"account_id": account_id}).scalar()
+            if version is None:
+                return None
+            served = conn.execute(
+                _SERVED_ACTIONS, {"account_id": account_id, "since": to_ns(served_since)}
+            ).all()
+            dismissed = conn.execute(
+                _DISMISSED_ITEMS, {"account_id": account_id, "since": to_ns(dismissed_since)}
+            ).all()
+        return AccountActivity(
+            data_version=int(version),
+            served=[(r[0], r[1], int(r[2])) for r in served],
+            dismissed=[(r[0], int(r[1])) for r in dismissed],
+        )
 
     def recent_feedback(self, account_id: str, since: pd.Timestamp) -> list[FeedbackRecord]:
         """Feedback on an account's recommendations given at or after ``since``, oldest
