@@ -46,7 +46,7 @@ from serving.routes import (
 )
 from serving.scoring import Scorer
 from serving.settings import Settings
-from serving.store import Store
+from serving.store import ServedLog, Store
 from serving.store.tables import Touchpoint
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,12 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         metrics.registry.register(health.ServiceCollector(svc))
         if settings.reload_interval_s > 0:
             svc.holder.start_polling(settings.reload_interval_s)
+        svc.served_log.start()
         try:
             yield
         finally:
             svc.holder.stop()
+            svc.served_log.close()
             svc.store.dispose()
 
     app = FastAPI(
@@ -139,6 +141,7 @@ def build_services(
         taxonomy=taxonomy,
         arbitration=arbitration,
         store=store,
+        served_log=ServedLog(store, settings.served_log_flush_s),
         holder=holder,
         scorer=scorer,
         accounts=AccountDataCache(store, settings.cache_entries),

@@ -21,6 +21,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_CACHE_ENTRIES`` | cache_entries | 20,000 accounts |
 | ``NBA_FEATURE_TTL_S`` | feature_ttl_s | 3600 |
 | ``NBA_RANDOM_SEED`` | random_seed | none (fresh entropy per worker) |
+| ``NBA_SERVED_LOG_FLUSH_S`` | served_log_flush_s | 0.05 (0: log in the request) |
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Settings(BaseModel):
     cache_entries: int = Field(default=20_000, ge=1)
     feature_ttl_s: float = Field(default=3600.0, gt=0)
     random_seed: int | None = None
+    served_log_flush_s: float = Field(default=0.05, ge=0, le=10)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -110,4 +112,5 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_CACHE_ENTRIES": "cache_entries",
     "NBA_FEATURE_TTL_S": "feature_ttl_s",
     "NBA_RANDOM_SEED": "random_seed",
+    "NBA_SERVED_LOG_FLUSH_S": "served_log_flush_s",
 }

@@ -26,7 +26,7 @@ from serving.auth import KeyVerifier
 from serving.models import ModelHolder
 from serving.scoring import Scorer
 from serving.settings import Settings
-from serving.store import Store
+from serving.store import ServedLog, Store
 
 # Latency buckets (seconds): the recommendation path aims at a p99 of 20 ms.
 LATENCY_BUCKETS = (
@@ -154,6 +154,7 @@ class Services:
     taxonomy: Taxonomy
     arbitration: ArbitrationConfig
     store: Store
+    served_log: ServedLog
     holder: ModelHolder
     scorer: Scorer
     accounts: AccountDataCache

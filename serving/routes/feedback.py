@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import pandas as pd
@@ -13,6 +14,30 @@ from serving.schemas import FeedbackRequest, FeedbackResponse
 from serving.store import ApiKey, InvalidOutcomeError, UnknownRecommendationError
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
+
+# Served actions reach the store within about one flush interval of the served log (see
+# serving.store.served_log); feedback for an id not stored yet waits this many intervals
+# for another worker's batch before answering 404.
+UNKNOWN_ID_RETRIES = 3
+
+
+def record(svc: Services, body: FeedbackRequest, now: pd.Timestamp) -> int:
+    """Store the feedback; returns its id. Writes this worker's queued served actions first
+    if the id is among them, and gives other workers' batches a few intervals to land."""
+    served_log = svc.served_log
+    retries = UNKNOWN_ID_RETRIES if served_log.background else 0
+    while True:
+        if served_log.holds(body.recommendation_id):
+            served_log.flush()
+        try:
+            return svc.store.record_feedback(
+                body.recommendation_id, body.outcome, at=now, note=body.note
+            )
+        except UnknownRecommendationError:
+            if retries == 0:
+                raise
+            retries -= 1
+            time.sleep(served_log.flush_interval_s)
 
 
 @router.post(
@@ -37,9 +62,7 @@ def post_feedback(
     for the arbitration config's ``dismissed_recently_days``."""
     now: pd.Timestamp = svc.now()
     try:
-        feedback_id = svc.store.record_feedback(
-            body.recommendation_id, body.outcome, at=now, note=body.note
-        )
+        feedback_id = record(svc, body, now)
     except UnknownRecommendationError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
     except InvalidOutcomeError as exc:

@@ -137,7 +137,7 @@ def log_actions(
 ) -> tuple[str, list[str]]:
     """Log ``actions`` as served (one request id); returns (request id, recommendation ids)."""
     request_id = uuid.uuid4().hex
-    ids = svc.store.log_recommendations(
+    ids = svc.served_log.log(
         [
             NewRecommendation(
                 request_id=request_id,

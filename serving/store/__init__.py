@@ -26,6 +26,7 @@ from serving.store.repository import (
     from_ns,
     to_ns,
 )
+from serving.store.served_log import ServedLog
 from serving.store.tables import FEEDBACK_OUTCOMES
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "LoadResult",
     "NewRecommendation",
     "RecordError",
+    "ServedLog",
     "ServedRecommendation",
     "Store",
     "StoreError",

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -155,11 +155,17 @@ class ApiKey:
         return scope in self.scopes or "admin" in self.scopes
 
 
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class NewRecommendation:
     """One action to log as served. ``propensity`` is the probability the serving
     ``policy`` gave this action (needed to evaluate other policies off-policy later);
-    ``model_versions`` maps model names to the registry versions used."""
+    ``model_versions`` maps model names to the registry versions used. ``id`` is assigned
+    on creation (the id the caller hands out); ``served_at`` None means the time the log
+    call gives."""
 
     request_id: str
     account_id: str
@@ -170,6 +176,12 @@ class NewRecommendation:
     policy: str
     model_versions: Mapping[str, str] = field(default_factory=dict)
     contact_id: str | None = None
+    id: str = field(default_factory=_new_id)
+    served_at: pd.Timestamp | None = None
+
+    def at(self, served_at: pd.Timestamp) -> NewRecommendation:
+        """This action served at ``served_at``."""
+        return replace(self, served_at=served_at)
 
 
 @dataclass(frozen=True)
@@ -785,9 +797,10 @@ class Store:
     def log_recommendations(
         self, items: Sequence[NewRecommendation], *, served_at: pd.Timestamp | None = None
     ) -> list[str]:
-        """Log served actions (one transaction); returns their new ids, in order."""
+        """Log served actions (one transaction); returns their ids, in order. Items without
+        their own ``served_at`` were served at ``served_at`` (default: now)."""
         at = to_ns(served_at if served_at is not None else pd.Timestamp.now(tz="UTC"))
-        ids = [uuid.uuid4().hex for _ in items]
+        ids = [item.id for item in items]
         rows = [
             {
                 "id": rec_id,
@@ -800,7 +813,7 @@ class Store:
                 "propensity": float(item.propensity),
                 "policy": item.policy,
                 "model_versions": {str(k): str(v) for k, v in item.model_versions.items()},
-                "served_at": at,
+                "served_at": at if item.served_at is None else to_ns(item.served_at),
             }
             for rec_id, item in zip(ids, items, strict=True)
         ]

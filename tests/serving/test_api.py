@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from features.pipeline import select_accounts
 from serving.app import create_app
+from serving.routes import Services
 from serving.settings import Settings
 from serving.store import API_KEY_SCOPES, Store
 from serving.store.tables import Feedback, Recommendation
@@ -44,6 +45,11 @@ class Api:
 
     def headers(self, scope: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[scope]}"}
+
+    def flush(self) -> None:
+        """Write the served actions the app's served log holds (it writes in batches)."""
+        services: Services = self.client.app.state.services  # type: ignore[attr-defined]
+        services.served_log.flush()
 
     @property
     def now(self) -> pd.Timestamp:
@@ -213,6 +219,7 @@ def test_a_known_account_gets_a_full_answer_and_every_action_is_logged(api: Api)
         assert 1 <= len(a["reasons"]) <= 3 and all(len(r["text"]) > 5 for r in a["reasons"])
     assert all(h["rule"] for h in body["held_back"])
 
+    api.flush()
     served = api.store.served_since(account, api.now)
     logged = {s.id: s for s in served if s.request_id == body["request_id"]}
     assert set(logged) == {a["recommendation_id"] for a in actions}
@@ -267,6 +274,7 @@ def test_an_unknown_account_gets_a_flagged_cold_start(api: Api) -> None:
     for a in body["actions"]:
         assert a["contact_id"] is None
         assert body["phase"] in list(catalog.loc[a["content_id"], "phases"])
+    api.flush()
     logged = api.store.served_since("no-such-account", api.now)
     assert {s.id for s in logged} >= {a["recommendation_id"] for a in body["actions"]}
 
@@ -392,6 +400,7 @@ def test_a_reps_worklist_is_ranked_and_holds_only_their_accounts(api: Api) -> No
     for item in with_action:
         assert item["action"]["reasons"] and item["action"]["propensity"] == 1.0
         assert item["phase"] in api.registry.taxonomy.phases
+    api.flush()
     logged = api.store.served_since(with_action[0]["account_id"], api.now)
     assert logged[-1].id == with_action[0]["action"]["recommendation_id"]
     assert logged[-1].policy == "ev-greedy-epsilon-v1/worklist-greedy"

@@ -30,6 +30,7 @@ from training.cli import app as cli
 
 N_ACCOUNTS = 60
 N_REQUESTS = 200
+FAR_PAST = pd.Timestamp("2000-01-01", tz="UTC")
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,7 @@ def test_two_workers_answer_concurrent_requests_without_errors(
 ) -> None:
     base, key, process = server
     headers = {"Authorization": f"Bearer {key}"}
+    handed_out: list[str] = []  # recommendation ids the answers carried
 
     def call(i: int) -> tuple[str, int]:
         account = loaded.accounts[i % len(loaded.accounts)]
@@ -133,6 +135,8 @@ def test_two_workers_answer_concurrent_requests_without_errors(
             kind = i % 10
             if kind < 6:
                 r = client.get(f"/v1/accounts/{account}/recommendations", params={"k": 3})
+                if r.status_code == 200:
+                    handed_out.extend(a["recommendation_id"] for a in r.json()["actions"])
                 if r.status_code == 200 and r.json()["actions"] and kind == 0:
                     rec = r.json()["actions"][0]["recommendation_id"]
                     f = client.post(
@@ -165,8 +169,16 @@ def test_two_workers_answer_concurrent_requests_without_errors(
     assert Counter(kind for kind, _ in results)["recommendations"] >= 100
     print(f"{N_REQUESTS} requests in {seconds:.1f} s")
 
-    # every event was stored exactly once across both workers
+    # every event was stored exactly once across both workers, and every recommendation id
+    # handed out reaches the store (the served log writes in batches, within moments)
     store = Store(loaded.env["NBA_DATABASE_URL"], load_taxonomy())
+    deadline = time.monotonic() + 10
+    while True:
+        stored = {r.id for a in loaded.accounts for r in store.served_since(a, FAR_PAST)}
+        if set(handed_out) <= stored or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert handed_out and set(handed_out) <= stored
     counts = store.counts()
     store.dispose()
     assert counts["feedback"] == Counter(kind for kind, _ in results)["feedback"] > 0

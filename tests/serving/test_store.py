@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,20 +15,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from features.pipeline import build_account_features, build_features, select_accounts
 from features.schema import JourneyData
 from features.simulate import simulate
 from features.taxonomy import Taxonomy, load_taxonomy
 from serving.store import (
+    AccountActivity,
     DuplicateApiKeyError,
     InvalidOutcomeError,
     NewRecommendation,
+    ServedLog,
     Store,
     UnknownApiKeyError,
     UnknownRecommendationError,
     UnknownScopeError,
+    to_ns,
 )
 from serving.store.tables import ApiKeyRow, Feedback
 from tests.features.conftest import make_tiny_data
@@ -390,3 +394,111 @@ def test_postgres_schema_is_isolated(taxonomy: Taxonomy, tmp_path: Path) -> None
         assert b.api_keys() == []
         with a.engine.connect() as conn:
             assert conn.execute(text("SELECT current_schema()")).scalar() == a.schema
+
+
+# -- the request path's reads and the served log ------------------------------------------------
+
+
+def test_account_activity_reads_version_served_actions_and_dismissals(
+    store: Store, tiny: JourneyData
+) -> None:
+    store.load_data(tiny)
+    t0 = pd.Timestamp("2025-03-01 12:00", tz="UTC")
+    week_ago = t0 - pd.Timedelta(days=7)
+    assert store.account_activity("nope", served_since=week_ago, dismissed_since=week_ago) is None
+    ids = store.log_recommendations(
+        [_served("A1", "C007", 1), _served("A1", "C040", 2)], served_at=t0
+    )
+    store.log_recommendations([_served("A1", "C007", 1)], served_at=t0 + pd.Timedelta(hours=1))
+    store.log_recommendations([_served("A1", "C009", 1)], served_at=t0 - pd.Timedelta(days=8))
+    store.record_feedback(ids[1], "dismissed", t0 + pd.Timedelta(minutes=5))
+    store.record_feedback(ids[0], "shown", t0 + pd.Timedelta(minutes=5))
+
+    activity = store.account_activity("A1", served_since=week_ago, dismissed_since=week_ago)
+    assert activity is not None
+    assert activity.data_version == store.account_data_version("A1")
+    # one row per distinct action, with its last serving time; the 8-day-old one is out
+    assert sorted(activity.served) == [
+        ("P1", "C007", to_ns(t0 + pd.Timedelta(hours=1))),
+        ("P1", "C040", to_ns(t0)),
+    ]
+    assert activity.dismissed == [("C040", to_ns(t0 + pd.Timedelta(minutes=5)))]
+    later = t0 + pd.Timedelta(days=1)
+    assert store.account_activity("A1", served_since=later, dismissed_since=later) == (
+        AccountActivity(data_version=activity.data_version, served=[], dismissed=[])
+    )
+
+
+class _FailingOnce:
+    """A store whose first write fails (a locked or unreachable database)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.calls = 0
+
+    def log_recommendations(self, items: list[NewRecommendation]) -> list[str]:
+        self.calls += 1
+        if self.calls == 1:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return self.store.log_recommendations(items)
+
+
+def _ids(store: Store, account_id: str) -> set[str]:
+    return {r.id for r in store.served_since(account_id, pd.Timestamp(0, tz="UTC"))}
+
+
+def test_the_served_log_hands_out_ids_at_once_and_writes_them_in_batches(store: Store) -> None:
+    t0 = pd.Timestamp("2025-03-01 12:00", tz="UTC")
+    served_log = ServedLog(store, flush_interval_s=30)  # no timed flush during the test
+    served_log.start()
+    try:
+        ids = served_log.log([_served("A1", "C007", 1), _served("A1", "C040", 2)], served_at=t0)
+        assert len(set(ids)) == 2 and served_log.pending == 2 and served_log.holds(ids[0])
+        assert _ids(store, "A1") == set()
+        served_log.flush()
+        assert _ids(store, "A1") == set(ids) and served_log.pending == 0
+        assert store.served_since("A1", t0)[0].served_at == t0
+        more = served_log.log([_served("A1", "C044", 1)], served_at=t0)
+    finally:
+        served_log.close()  # shutdown writes what is left
+    assert _ids(store, "A1") == {*ids, *more}
+
+
+def test_the_served_log_writes_on_its_interval(store: Store) -> None:
+    served_log = ServedLog(store, flush_interval_s=0.02)
+    served_log.start()
+    try:
+        ids = served_log.log([_served("A2", "C009", 1)])
+        deadline = time.monotonic() + 10
+        while served_log.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _ids(store, "A2") == set(ids) and served_log.written == 1
+    finally:
+        served_log.close()
+
+
+def test_a_failed_write_keeps_the_rows_for_the_next_one(store: Store) -> None:
+    failing = _FailingOnce(store)
+    served_log = ServedLog(failing, flush_interval_s=30)  # type: ignore[arg-type]
+    served_log.start()
+    try:
+        ids = served_log.log([_served("A1", "C007", 1)])
+        with pytest.raises(OperationalError):
+            served_log.flush()
+        assert served_log.pending == 1 and served_log.write_failures == 1
+        assert "database is locked" in (served_log.last_error or "")
+        later = served_log.log([_served("A1", "C040", 2)])
+        served_log.flush()
+    finally:
+        served_log.close()
+    assert _ids(store, "A1") == {*ids, *later} and served_log.last_error is None
+
+
+def test_without_an_interval_the_served_log_writes_in_the_call(store: Store) -> None:
+    served_log = ServedLog(store, flush_interval_s=0)
+    served_log.start()
+    ids = served_log.log([_served("A1", "C007", 1)])
+    assert _ids(store, "A1") == set(ids) and served_log.pending == 0
+    served_log.close()
+    with pytest.raises(ValueError, match="flush_interval_s = -1"):
+        ServedLog(store, flush_interval_s=-1)
