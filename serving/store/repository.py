@@ -66,9 +66,11 @@ from serving.store.tables import (
     Base,
     Contact,
     Content,
+    DismissedItem,
     FeatureCache,
     Feedback,
     Recommendation,
+    ServedAction,
     Touchpoint,
 )
 
@@ -89,22 +91,15 @@ _TABLES: dict[str, Table] = dict(Base.metadata.tables)
 # The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
 # statement built per call costs more Python than the query costs SQLite.
 _DATA_VERSION = select(Account.data_version).where(Account.account_id == bindparam("account_id"))
-_SERVED_ACTIONS = (
-    select(Recommendation.contact_id, Recommendation.content_id, func.max(Recommendation.served_at))
-    .where(
-        Recommendation.account_id == bindparam("account_id"),
-        Recommendation.served_at >= bindparam("since"),
-    )
-    .group_by(Recommendation.contact_id, Recommendation.content_id)
+_SERVED_ACTIONS = select(
+    ServedAction.contact_id, ServedAction.content_id, ServedAction.last_served_at
+).where(
+    ServedAction.account_id == bindparam("account_id"),
+    ServedAction.last_served_at >= bindparam("since"),
 )
-_DISMISSED_ITEMS = (
-    select(Recommendation.content_id, Feedback.at)
-    .join(Recommendation, Recommendation.id == Feedback.recommendation_id)
-    .where(
-        Recommendation.account_id == bindparam("account_id"),
-        Feedback.outcome == "dismissed",
-        Feedback.at >= bindparam("since"),
-    )
+_DISMISSED_ITEMS = select(DismissedItem.content_id, DismissedItem.last_dismissed_at).where(
+    DismissedItem.account_id == bindparam("account_id"),
+    DismissedItem.last_dismissed_at >= bindparam("since"),
 )
 
 
@@ -344,11 +339,11 @@ class Store:
         config.set_main_option("path_separator", "os")
         return config
 
-    def migrate(self) -> str:
-        """Bring the schema to the newest migration (a no-op when it is there already) and
-        add the taxonomy's content catalog items the store lacks. Safe to run from several
-        processes at once: they take a lock and migrate one after the other. Returns the
-        schema revision."""
+    def migrate(self, revision: str = "head") -> str:
+        """Bring the schema to the newest migration (or ``revision``; a no-op when it is
+        there already) and add the taxonomy's content catalog items the store lacks. Safe to
+        run from several processes at once: they take a lock and migrate one after the
+        other. Returns the schema revision."""
         config = self._alembic_config()
         with self._write() as conn:
             if self.dialect == "postgresql":
@@ -358,7 +353,7 @@ class Store:
                 if self.schema is not None:
                     conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
         self.load_content(self.taxonomy.content_frame(), replace=False)
         return self.revision() or ""
 
@@ -801,6 +796,7 @@ class Store:
         their own ``served_at`` were served at ``served_at`` (default: now)."""
         at = to_ns(served_at if served_at is not None else pd.Timestamp.now(tz="UTC"))
         ids = [item.id for item in items]
+        times = [at if item.served_at is None else to_ns(item.served_at) for item in items]
         rows = [
             {
                 "id": rec_id,
@@ -813,14 +809,45 @@ class Store:
                 "propensity": float(item.propensity),
                 "policy": item.policy,
                 "model_versions": {str(k): str(v) for k, v in item.model_versions.items()},
-                "served_at": at if item.served_at is None else to_ns(item.served_at),
+                "served_at": served_ns,
             }
-            for rec_id, item in zip(ids, items, strict=True)
+            for rec_id, item, served_ns in zip(ids, items, times, strict=True)
         ]
         if rows:
+            last: dict[tuple[str, str, str], int] = {}
+            for item, served_ns in zip(items, times, strict=True):
+                action = (item.account_id, item.contact_id or "", item.content_id)
+                last[action] = max(last.get(action, served_ns), served_ns)
             with self._write() as conn:
                 conn.execute(insert(_TABLES["recommendations"]), rows)
+                self._upsert_latest(
+                    conn,
+                    _TABLES["served_actions"],
+                    ["account_id", "contact_id", "content_id"],
+                    "last_served_at",
+                    [
+                        {"account_id": a, "contact_id": c, "content_id": i, "last_served_at": t}
+                        for (a, c, i), t in sorted(last.items())
+                    ],
+                )
         return ids
+
+    def _upsert_latest(
+        self,
+        conn: Connection,
+        table: Table,
+        keys: list[str],
+        column: str,
+        rows: list[dict[str, Any]],
+    ) -> None:
+        """Insert ``rows`` into ``table``, keeping the later ``column`` for existing keys."""
+        statement = self._insert(table)
+        later = func.max if self.dialect == "sqlite" else func.greatest  # the 2-argument max
+        statement = statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={column: later(table.c[column], getattr(statement.excluded, column))},
+        )
+        conn.execute(statement, rows)
 
     def record_feedback(
         self,
@@ -849,16 +876,33 @@ class Store:
         )
         try:
             with self._write() as conn:
-                exists = conn.execute(
-                    select(Recommendation.id).where(Recommendation.id == recommendation_id)
+                served = conn.execute(
+                    select(Recommendation.account_id, Recommendation.content_id).where(
+                        Recommendation.id == recommendation_id
+                    )
                 ).first()
-                if exists is None:
+                if served is None:
                     raise unknown
-                return int(
+                feedback_id = int(
                     conn.execute(
                         insert(_TABLES["feedback"]).returning(Feedback.id), row
                     ).scalar_one()
                 )
+                if outcome == "dismissed":
+                    self._upsert_latest(
+                        conn,
+                        _TABLES["dismissed_items"],
+                        ["account_id", "content_id"],
+                        "last_dismissed_at",
+                        [
+                            {
+                                "account_id": served.account_id,
+                                "content_id": served.content_id,
+                                "last_dismissed_at": row["at"],
+                            }
+                        ],
+                    )
+                return feedback_id
         except IntegrityError as exc:  # deleted between the check and the insert
             raise unknown from exc
 
@@ -911,7 +955,7 @@ class Store:
             ).all()
         return AccountActivity(
             data_version=int(version),
-            served=[(r[0], r[1], int(r[2])) for r in served],
+            served=[(r[0] or None, r[1], int(r[2])) for r in served],
             dismissed=[(r[0], int(r[1])) for r in dismissed],
         )
 

@@ -197,6 +197,31 @@ class Feedback(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
+class ServedAction(Base):
+    """The last time each distinct action was served to an account: what the contact
+    policy's weekly caps count, kept beside the full log so a request reads a handful of
+    rows however often the account was served. ``contact_id`` is '' for account-level
+    actions (a key column cannot be null)."""
+
+    __tablename__ = "served_actions"
+
+    account_id: Mapped[str] = mapped_column(String, primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String, primary_key=True)
+    content_id: Mapped[str] = mapped_column(String, primary_key=True)
+    last_served_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DismissedItem(Base):
+    """The last time an account dismissed each content item (from feedback): what the
+    "dismissed recently" rule reads."""
+
+    __tablename__ = "dismissed_items"
+
+    account_id: Mapped[str] = mapped_column(String, primary_key=True)
+    content_id: Mapped[str] = mapped_column(String, primary_key=True)
+    last_dismissed_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class ApiKeyRow(Base):
     """An API key: only a salted SHA-256 of its secret part is stored.
 

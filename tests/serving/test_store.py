@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -33,7 +35,14 @@ from serving.store import (
     UnknownScopeError,
     to_ns,
 )
-from serving.store.tables import ApiKeyRow, Feedback
+from serving.store.tables import (
+    ApiKeyRow,
+    Base,
+    DismissedItem,
+    Feedback,
+    Recommendation,
+    ServedAction,
+)
 from tests.features.conftest import make_tiny_data
 
 POSTGRES_URL = os.environ.get(
@@ -66,12 +75,15 @@ BACKENDS = [
 
 
 @contextmanager
-def open_store(backend: str, directory: Path, taxonomy: Taxonomy) -> Iterator[Store]:
-    """A migrated, empty store: a new SQLite file, or a new PostgreSQL schema that is
-    dropped afterwards (so parallel and repeated runs never see each other's rows)."""
+def open_store(
+    backend: str, directory: Path, taxonomy: Taxonomy, *, revision: str = "head"
+) -> Iterator[Store]:
+    """A migrated (to ``revision``), empty store: a new SQLite file, or a new PostgreSQL
+    schema that is dropped afterwards (so parallel and repeated runs never see each other's
+    rows)."""
     if backend == "sqlite":
         store = Store(f"sqlite:///{directory / 'store.db'}", taxonomy)
-        store.migrate()
+        store.migrate(revision)
         try:
             yield store
         finally:
@@ -80,7 +92,7 @@ def open_store(backend: str, directory: Path, taxonomy: Taxonomy) -> Iterator[St
     schema = f"test_store_{uuid.uuid4().hex[:12]}"
     store = Store(POSTGRES_URL, taxonomy, schema=schema)
     try:
-        store.migrate()
+        store.migrate(revision)
         yield store
     finally:
         store.dispose()
@@ -115,9 +127,9 @@ def simulation(taxonomy: Taxonomy) -> JourneyData:
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
-    assert store.revision() == "0001"
+    assert store.revision() == "0002"
     before = store.counts()
-    assert store.migrate() == "0001"
+    assert store.migrate() == "0002"
     assert store.counts() == before
     # The taxonomy's catalog is seeded once; everything else starts empty.
     assert before["content"] == 94
@@ -147,7 +159,7 @@ def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy
         t.join()
     try:
         assert errors == []
-        assert [s.revision() for s in stores] == ["0001"] * 3
+        assert [s.revision() for s in stores] == ["0002"] * 3
     finally:
         for s in stores:
             s.dispose()
@@ -502,3 +514,51 @@ def test_without_an_interval_the_served_log_writes_in_the_call(store: Store) -> 
     served_log.close()
     with pytest.raises(ValueError, match="flush_interval_s = -1"):
         ServedLog(store, flush_interval_s=-1)
+
+
+def test_the_migrations_create_exactly_the_tables_the_code_maps(store: Store) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_schemas": False})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0002_fills_the_decision_state_from_the_log(
+    backend: str, tmp_path: Path, taxonomy: Taxonomy
+) -> None:
+    with open_store(backend, tmp_path, taxonomy, revision="0001") as store:
+        t0 = pd.Timestamp("2025-03-01 12:00", tz="UTC")
+        rows = [
+            {"id": f"r{i}", "request_id": "q", "account_id": "A1", "contact_id": contact,
+             "content_id": content, "rank": 1, "expected_value": 0.1, "propensity": 1.0,
+             "policy": "p", "model_versions": {}, "served_at": to_ns(t0 + pd.Timedelta(hours=i))}
+            for i, (contact, content) in enumerate(
+                [("P1", "C007"), ("P1", "C007"), (None, "C040"), ("P2", "C040")]
+            )
+        ]  # fmt: skip
+        with store.engine.begin() as conn:
+            conn.execute(insert(Recommendation), rows)
+            conn.execute(
+                insert(Feedback),
+                [
+                    {
+                        "recommendation_id": "r2",
+                        "outcome": "dismissed",
+                        "at": to_ns(t0),
+                        "note": None,
+                    },
+                    {"recommendation_id": "r0", "outcome": "shown", "at": to_ns(t0), "note": None},
+                ],
+            )
+        assert store.migrate() == "0002"
+        with store.engine.connect() as conn:
+            served = conn.execute(select(ServedAction)).all()
+            dismissed = conn.execute(select(DismissedItem)).all()
+        assert sorted((r.contact_id, r.content_id, r.last_served_at) for r in served) == [
+            ("", "C040", to_ns(t0 + pd.Timedelta(hours=2))),
+            ("P1", "C007", to_ns(t0 + pd.Timedelta(hours=1))),
+            ("P2", "C040", to_ns(t0 + pd.Timedelta(hours=3))),
+        ]
+        assert [(r.account_id, r.content_id, r.last_dismissed_at) for r in dismissed] == [
+            ("A1", "C040", to_ns(t0))
+        ]
