@@ -243,11 +243,39 @@ def events_throughput(base: str, key: str, account_ids: list[str], batches: int)
     }
 
 
+def _churn_champion_inputs(tracking_uri: str) -> list[str]:
+    """The input columns of the champion churn model's signature (from its MLmodel file)."""
+    import mlflow
+    from mlflow.models import Model
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = client.get_model_version_by_alias("nba-churn", "champion")
+    # MLflow 3 registers logged models by id; source is "models:/<model_id>"
+    model_id = version.model_id or str(version.source).removeprefix("models:/")
+    location = client.get_logged_model(model_id).artifact_location
+    mlmodel = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{location}/MLmodel", dst_path=tempfile.mkdtemp()
+    )
+    schema = Model.load(mlmodel).get_input_schema()
+    assert schema is not None, "the champion churn model has no input signature"
+    return list(schema.input_names())
+
+
+def _log_tail(log: Path, lines: int = 15, width: int = 400) -> str:
+    """The last lines of a server log, each cut to ``width`` characters."""
+    if not log.exists():
+        return f"(no log at {log})"
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"last lines of {log}:\n" + "\n".join(line[:width] for line in tail)
+
+
 def mlflow_serve_comparison(
     base: str, key: str, account_id: str, tracking_uri: str, repeats: int = 200
 ) -> dict[str, Any]:
     """p50 of one account's scores from our API against `mlflow models serve` answering
-    the churn model for the same account's feature row."""
+    the churn model for the same account's feature row (the model's signature columns)."""
+    import signal
+
     import httpx
     import pandas as pd
 
@@ -260,49 +288,80 @@ def mlflow_serve_comparison(
     data = store.account_data(account_id)
     assert data is not None
     row = build_account_features(data, account_id, pd.Timestamp.now(tz="UTC"), taxonomy)
+    # Only the columns the model takes: the scoring server logs a multi-kB warning naming
+    # every extra column on every request otherwise.
+    frame = row.to_frame().T[_churn_champion_inputs(tracking_uri)]
+    payload = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
     port = free_port()
+    # The server's output goes to a file, never to an unread pipe: once the 64 KiB pipe
+    # buffer is full, the server blocks on its next log write and requests time out.
+    db = tracking_uri.removeprefix("sqlite:///")
+    logdir = Path(db).parent if db != tracking_uri else Path(tempfile.mkdtemp())
+    log = logdir / "mlflow-serve.log"
     # mlflow starts its scoring server with a bare `uvicorn`: it must be on PATH
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/nba-churn@champion",
-         "-p", str(port), "--env-manager", "local"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    with log.open("wb") as out:
+        # own session: stopping the group also stops the uvicorn child mlflow starts
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/nba-churn@champion",
+             "-p", str(port), "--env-manager", "local"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     theirs: list[float] = []
     ours: list[float] = []
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow models serve exited; {_log_tail(log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow models serve not ready after 120 s; {_log_tail(log)}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
                     break
             time.sleep(0.5)
-        frame = row.drop(["account_id", "as_of"]).to_frame().T
-        payload = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
-        with httpx.Client() as client:
-            for _ in range(repeats):
-                t = time.perf_counter()
-                r = client.post(f"{url}/invocations", json=payload, timeout=30)
-                theirs.append(time.perf_counter() - t)
+        headers = {"Authorization": f"Bearer {key}"}
+        ours_path = f"{base}/v1/accounts/{account_id}/recommendations"
+        with httpx.Client(timeout=30) as client:
+            try:
+                # one untimed request each: checks the answers and warms both servers up
+                r = client.post(f"{url}/invocations", json=payload)
+                if r.status_code != 200 or "predictions" not in r.json():
+                    raise RuntimeError(f"/invocations answered {r.status_code}: {r.text[:500]}")
+                prediction = r.json()["predictions"]
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    r = client.post(f"{url}/invocations", json=payload)
+                    theirs.append(time.perf_counter() - t)
+                    r.raise_for_status()
+            except (httpx.HTTPError, RuntimeError, ValueError) as exc:
+                raise RuntimeError(f"mlflow models serve: {exc!r}; {_log_tail(log)}") from exc
             status = r.status_code
-            headers = {"Authorization": f"Bearer {key}"}
+            client.get(ours_path, headers=headers).raise_for_status()
             for _ in range(repeats):
                 t = time.perf_counter()
-                client.get(f"{base}/v1/accounts/{account_id}/recommendations", headers=headers)
+                client.get(ours_path, headers=headers).raise_for_status()
                 ours.append(time.perf_counter() - t)
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
             process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     ours_p50 = percentiles(ours)["p50_ms"]
     theirs_p50 = percentiles(theirs)["p50_ms"]
     return {
         "ours_full_answer_p50_ms": ours_p50,
         "mlflow_models_serve_churn_only_p50_ms": theirs_p50,
         "mlflow_status": status,
+        "mlflow_prediction": prediction,
         "ours_over_theirs": round(ours_p50 / theirs_p50, 2) if theirs_p50 else None,
+        "mlflow_log": str(log),
     }
 
 
