@@ -180,7 +180,9 @@ def fixed_rate_result(raw: dict[str, Any], rate: float) -> dict[str, Any]:
     }
 
 
-def wrk_max_throughput(base: str, key: str, paths: list[str], seconds: int) -> dict[str, Any]:
+def wrk_max_throughput(
+    base: str, key: str, paths: list[str], seconds: int, connections: int = 32
+) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install -y wrk)"}
     script = Path(tempfile.mkdtemp()) / "paths.lua"
@@ -193,7 +195,8 @@ def wrk_max_throughput(base: str, key: str, paths: list[str], seconds: int) -> d
         "  return wrk.format('GET', paths[(i % #paths) + 1])\nend\n"
     )
     done = subprocess.run(
-        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), base],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+         base],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     out = done.stdout
@@ -204,7 +207,13 @@ def wrk_max_throughput(base: str, key: str, paths: list[str], seconds: int) -> d
         for line in out.splitlines()
         if line.strip().startswith(("50%", "99%"))
     }
-    return {"requests_per_s": rps, "non_2xx": non2xx, "latency": latency, "connections": 32}
+    return {
+        "seconds": seconds,
+        "requests_per_s": rps,
+        "non_2xx": non2xx,
+        "latency": latency,
+        "connections": connections,
+    }
 
 
 def events_throughput(base: str, key: str, account_ids: list[str], batches: int) -> dict[str, Any]:
@@ -374,6 +383,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=500, help="warm accounts to hit")
     parser.add_argument("--cold-accounts", type=int, default=300)
     parser.add_argument("--cold-rate", type=float, default=10)
+    parser.add_argument(
+        "--warm-up", type=int, default=60, help="seconds of wrk warming the 2 workers' caches"
+    )
     args = parser.parse_args()
 
     workdir = args.workdir.resolve()
@@ -429,9 +441,12 @@ def main() -> None:
             result["mlflow_models_serve"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     with server(env, workers=2, log=log) as base:
-        # Each worker has its own cache and the kernel spreads connections over them: a
-        # first wrk run warms both, the second is measured.
-        wrk_max_throughput(base, key, warm_paths, 20)
+        # Each worker has its own cache, and the events above changed the warm accounts'
+        # data: a first wrk run (reported too) computes both workers' caches, the second
+        # is measured.
+        result["warm_up_2_workers"] = wrk_max_throughput(
+            base, key, warm_paths, args.warm_up, connections=8
+        )
         result["max_throughput_2_workers"] = wrk_max_throughput(base, key, warm_paths, 20)
     result["machine"] = machine()
     print(json.dumps(result, indent=2))

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, status
@@ -52,6 +53,8 @@ from serving.store.tables import Touchpoint
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0"
+# Threads per process computing features for cold accounts (see serving.routes.recommendations)
+COLD_PATH_THREADS = 2
 DESCRIPTION = """Next-best-action for B2B customer journeys.
 
 Every `/v1` route needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)
@@ -147,6 +150,7 @@ def build_services(
         accounts=AccountDataCache(store, settings.cache_entries),
         keys=KeyVerifier(store, settings.key_cache_ttl_s),
         metrics=metrics,
+        cold_limiter=anyio.CapacityLimiter(COLD_PATH_THREADS),
         rng=np.random.default_rng(settings.random_seed),
         clock=clock,
     )

@@ -108,3 +108,52 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
         return key
 
     return dependency
+
+
+# Keys carry no rep in the store; the binding is a naming convention. A key named
+# ``rep:<rep_id>`` belongs to that rep: it reads only that rep's worklist and accounts. Keys
+# named ``widget:<...>`` are handed to browsers inside CRM pages and read no worklist at all.
+# Other keys (admin, server-side CRM sync) read any rep's worklist and any account.
+REP_KEY_PREFIX = "rep:"
+WIDGET_KEY_PREFIX = "widget:"
+
+
+def bound_rep(key: ApiKey) -> str | None:
+    """The rep a key is bound to by its name (``rep:<rep_id>``), or None."""
+    if key.name.startswith(REP_KEY_PREFIX) and len(key.name) > len(REP_KEY_PREFIX):
+        return key.name[len(REP_KEY_PREFIX) :]
+    return None
+
+
+def check_worklist_access(key: ApiKey, rep_id: str) -> None:
+    """403 unless ``key`` may read ``rep_id``'s worklist: admin keys and unbound service
+    keys may; a key bound to another rep and widget keys may not."""
+    if "admin" in key.scopes:
+        return
+    rep = bound_rep(key)
+    if rep is not None and rep != rep_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"API key {key.name!r} is bound to rep {rep!r}; it cannot read the "
+            f"worklist of rep {rep_id!r}",
+        )
+    if rep is None and key.name.startswith(WIDGET_KEY_PREFIX):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"API key {key.name!r} is a widget key; worklists need the rep's own key "
+            f"(named '{REP_KEY_PREFIX}<rep_id>')",
+        )
+
+
+def check_account_access(key: ApiKey, account_id: str, owner_rep_id: str | None) -> None:
+    """403 when ``key`` is bound to a rep (and not admin) and the account, owned by
+    ``owner_rep_id``, is not theirs. Accounts the store does not know have no owner to
+    protect and are not checked."""
+    rep = bound_rep(key)
+    if rep is None or "admin" in key.scopes or owner_rep_id == rep:
+        return
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        detail=f"API key {key.name!r} is bound to rep {rep!r}; account {account_id!r} "
+        "belongs to another rep",
+    )

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio
 import numpy as np
 import pandas as pd
 from fastapi import Request
@@ -160,6 +161,7 @@ class Services:
     accounts: AccountDataCache
     keys: KeyVerifier
     metrics: Metrics
+    cold_limiter: anyio.CapacityLimiter
     rng: np.random.Generator
     clock: Callable[[], pd.Timestamp]
 

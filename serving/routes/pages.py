@@ -31,9 +31,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.auth import require_scope
+from serving.auth import check_account_access, require_scope
 from serving.routes import Services, services
-from serving.routes.reps import bound_rep
 from serving.settings import Settings
 from serving.store import ApiKey
 
@@ -122,15 +121,8 @@ def get_touchpoints(
     data = svc.accounts.get(account_id)
     if data is None:
         return TouchpointsResponse(account_id=account_id, known=False, touchpoints=[])
-    rep = bound_rep(key)
-    if rep is not None and "admin" not in key.scopes:
-        owners = data.accounts["owner_rep_id"].astype(str).tolist()
-        if rep not in owners:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                detail=f"API key {key.name!r} is bound to rep {rep!r}; "
-                f"account {account_id!r} belongs to another rep",
-            )
+    owners = data.accounts["owner_rep_id"].dropna().astype(str).tolist()
+    check_account_access(key, account_id, owners[0] if owners else None)
     return TouchpointsResponse(
         account_id=account_id,
         known=True,

@@ -6,7 +6,9 @@ The warm path (features and predictions cached for the account's current data) r
 event loop: its reads and its one write are sub-millisecond local queries and arbitration is
 a few hundred microseconds of numpy, so handing it to a worker thread and back would cost
 more than the work. What may take longer (features for an account whose data changed or
-whose cache entry expired) runs in the thread pool. The answer is serialized by its pydantic
+whose cache entry expired) runs in a worker thread, at most ``COLD_PATH_THREADS`` at a time
+per process: the work is CPU-bound under one GIL, so more threads only slow every request
+down, the warm ones on the event loop included. The answer is serialized by its pydantic
 model straight to JSON bytes, once.
 """
 
@@ -15,13 +17,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+import anyio.to_thread
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
-from starlette.concurrency import run_in_threadpool
 
 from models.arbitration import Recent
-from serving.auth import require_scope
+from serving.auth import check_account_access, require_scope
 from serving.models import ModelLoadError
 from serving.routes import Services, services
 from serving.schemas import (
@@ -40,7 +42,10 @@ router = APIRouter(prefix="/v1", tags=["recommendations"])
 SERVED_WINDOW = pd.Timedelta(days=7)
 _ERRORS = {
     401: {"description": "No or invalid API key."},
-    403: {"description": "The key lacks scope recommendations:read."},
+    403: {
+        "description": "The key lacks scope recommendations:read, or is bound to a rep "
+        "(named rep:<rep_id>) who does not own the account."
+    },
     422: {"description": "An unknown role or channel, or k out of range."},
     503: {"description": "No models are loaded yet (see /ready)."},
 }
@@ -231,16 +236,21 @@ def recommend(
     )
 
 
-async def respond(svc: Services, request: RecommendationsRequest) -> Response:
+async def respond(svc: Services, request: RecommendationsRequest, key: ApiKey) -> Response:
     """:func:`recommend` as a JSON response: on the event loop when the account is warm or
-    unknown, in the thread pool otherwise (see the module docstring)."""
+    unknown, in the thread pool otherwise (see the module docstring). 403 when ``key`` is
+    bound to a rep who does not own the account."""
     check_filters(svc, request.role, request.channel)
     now = svc.now()
     activity = account_activity(svc, request.account_id, now)
+    if activity is not None:
+        check_account_access(key, request.account_id, activity.owner_rep_id)
     if activity is None or svc.scorer.is_warm(request.account_id, activity.data_version, now):
         answer = recommend(svc, request, now, activity)
     else:
-        answer = await run_in_threadpool(recommend, svc, request, now, activity)
+        answer = await anyio.to_thread.run_sync(
+            recommend, svc, request, now, activity, limiter=svc.cold_limiter
+        )
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
@@ -253,7 +263,7 @@ async def respond(svc: Services, request: RecommendationsRequest) -> Response:
 async def get_recommendations(
     account_id: str,
     svc: Annotated[Services, Depends(services)],
-    _key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
+    key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
     k: Annotated[int, Query(ge=1, le=50, description="Actions to return.")] = 5,
     contact_id: Annotated[str | None, Query(description="Only actions for this contact.")] = None,
     role: Annotated[str | None, Query(description="Only contacts in this role.")] = None,
@@ -269,6 +279,7 @@ async def get_recommendations(
         RecommendationsRequest(
             account_id=account_id, k=k, contact_id=contact_id, role=role, channel=channel
         ),
+        key,
     )
 
 
@@ -281,7 +292,7 @@ async def get_recommendations(
 async def post_recommendations(
     body: RecommendationsRequest,
     svc: Annotated[Services, Depends(services)],
-    _key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
+    key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
 ) -> Response:
     """The same answer as ``GET /v1/accounts/{account_id}/recommendations``."""
-    return await respond(svc, body)
+    return await respond(svc, body, key)

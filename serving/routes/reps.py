@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query
 
-from serving.auth import require_scope
+from serving.auth import check_worklist_access, require_scope
 from serving.routes import Services, services
 from serving.routes.recommendations import action_out, log_actions, score
 from serving.schemas import WorklistItem, WorklistResponse
@@ -20,40 +20,6 @@ router = APIRouter(prefix="/v1", tags=["reps"])
 # The worklist serves each account's greedy best action (no exploration): it is served with
 # certainty, and logged as such under this suffix of the arbitration policy's name.
 WORKLIST_POLICY_SUFFIX = "/worklist-greedy"
-
-# Keys carry no rep in the store; the binding is a naming convention. A key named
-# ``rep:<rep_id>`` belongs to that rep and reads only their worklist. Keys named
-# ``widget:<...>`` are handed to browsers inside CRM pages and read no worklist at all.
-# Other keys (admin, server-side CRM sync) read any rep's worklist.
-REP_KEY_PREFIX = "rep:"
-WIDGET_KEY_PREFIX = "widget:"
-
-
-def bound_rep(key: ApiKey) -> str | None:
-    """The rep a key is bound to by its name (``rep:<rep_id>``), or None."""
-    if key.name.startswith(REP_KEY_PREFIX) and len(key.name) > len(REP_KEY_PREFIX):
-        return key.name[len(REP_KEY_PREFIX) :]
-    return None
-
-
-def check_worklist_access(key: ApiKey, rep_id: str) -> None:
-    """403 unless ``key`` may read ``rep_id``'s worklist: admin keys and unbound service
-    keys may; a key bound to another rep and widget keys may not."""
-    if "admin" in key.scopes:
-        return
-    rep = bound_rep(key)
-    if rep is not None and rep != rep_id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail=f"API key {key.name!r} is bound to rep {rep!r}; it cannot read the "
-            f"worklist of rep {rep_id!r}",
-        )
-    if rep is None and key.name.startswith(WIDGET_KEY_PREFIX):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail=f"API key {key.name!r} is a widget key; worklists need the rep's own key "
-            f"(named '{REP_KEY_PREFIX}<rep_id>')",
-        )
 
 
 @router.get(

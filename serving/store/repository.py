@@ -91,6 +91,9 @@ _TABLES: dict[str, Table] = dict(Base.metadata.tables)
 # The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
 # statement built per call costs more Python than the query costs SQLite.
 _DATA_VERSION = select(Account.data_version).where(Account.account_id == bindparam("account_id"))
+_VERSION_AND_OWNER = select(Account.data_version, Account.owner_rep_id).where(
+    Account.account_id == bindparam("account_id")
+)
 _SERVED_ACTIONS = select(
     ServedAction.contact_id, ServedAction.content_id, ServedAction.last_served_at
 ).where(
@@ -212,11 +215,12 @@ class FeedbackRecord:
 
 @dataclass(frozen=True)
 class AccountActivity:
-    """An account's data version and recent decisions (:meth:`Store.account_activity`):
+    """An account's data version, owner and recent decisions (:meth:`Store.account_activity`):
     ``served`` holds (contact_id, content_id, last served, ns since the epoch) per distinct
     action, ``dismissed`` (content_id, dismissed at, ns) per dismissal."""
 
     data_version: int
+    owner_rep_id: str | None
     served: list[tuple[str | None, str, int]]
     dismissed: list[tuple[str, int]]
 
@@ -938,14 +942,14 @@ class Store:
         self, account_id: str, *, served_since: pd.Timestamp, dismissed_since: pd.Timestamp
     ) -> AccountActivity | None:
         """What a recommendation request reads besides the account's rows, in one read
-        transaction: the account's data version, the distinct (contact_id, content_id)
-        actions served at or after ``served_since`` with the last time each was served (what
-        contact caps count; one row per action however often it was served, so the result
-        stays bounded) and the items dismissed at or after ``dismissed_since``. None if the
-        account is unknown."""
+        transaction: the account's data version and owning rep, the distinct (contact_id,
+        content_id) actions served at or after ``served_since`` with the last time each was
+        served (what contact caps count; one row per action however often it was served) and
+        the items dismissed at or after ``dismissed_since``. None if the account is
+        unknown."""
         with self.engine.connect() as conn:
-            version = conn.execute(_DATA_VERSION, {"account_id": account_id}).scalar()
-            if version is None:
+            account = conn.execute(_VERSION_AND_OWNER, {"account_id": account_id}).first()
+            if account is None:
                 return None
             served = conn.execute(
                 _SERVED_ACTIONS, {"account_id": account_id, "since": to_ns(served_since)}
@@ -954,7 +958,8 @@ class Store:
                 _DISMISSED_ITEMS, {"account_id": account_id, "since": to_ns(dismissed_since)}
             ).all()
         return AccountActivity(
-            data_version=int(version),
+            data_version=int(account.data_version),
+            owner_rep_id=account.owner_rep_id,
             served=[(r[0] or None, r[1], int(r[2])) for r in served],
             dismissed=[(r[0], int(r[1])) for r in dismissed],
         )

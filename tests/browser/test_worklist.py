@@ -213,6 +213,8 @@ def test_a_rep_sees_only_their_own_worklist(
     )
     timeline = httpx.get(f"{server.base_url}/v1/accounts/{theirs}/touchpoints", headers=headers)
     assert timeline.status_code == 403
+    answer = httpx.get(f"{server.base_url}/v1/accounts/{theirs}/recommendations", headers=headers)
+    assert answer.status_code == 403 and "belongs to another rep" in answer.json()["detail"]
     admin = {"Authorization": f"Bearer {server.keys['admin']}"}
     assert httpx.get(f"{server.base_url}/v1/reps/{other}/actions", headers=admin).status_code == 200
 

@@ -483,3 +483,30 @@ def test_openapi_documents_every_route_with_examples(api: Api) -> None:
     assert schemas["EventsRequest"]["examples"][0]["events"][0]["event_id"]
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
     assert "413" in paths["/v1/events"]["post"]["responses"]
+
+
+def test_a_rep_key_reads_recommendations_only_for_the_reps_accounts(api: Api) -> None:
+    owners = api.registry.data.accounts.set_index("account_id")["owner_rep_id"].astype(str)
+    mine = api.account_ids[0]
+    rep = owners[mine]
+    theirs = next(a for a in api.account_ids if owners[a] != rep)
+    key = api.store.create_api_key(f"rep:{rep}", ["recommendations:read"])
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (
+        api.client.get(f"/v1/accounts/{mine}/recommendations", headers=headers).status_code == 200
+    )
+    denied = api.client.get(f"/v1/accounts/{theirs}/recommendations", headers=headers)
+    assert denied.status_code == 403
+    assert denied.json()["detail"] == (
+        f"API key 'rep:{rep}' is bound to rep '{rep}'; account '{theirs}' belongs to another rep"
+    )
+    posted = api.client.post("/v1/recommendations", json={"account_id": theirs}, headers=headers)
+    assert posted.status_code == 403
+    # an account the store does not know has nothing to protect: a cold start
+    unknown = api.client.get("/v1/accounts/no-such-account/recommendations", headers=headers)
+    assert unknown.status_code == 200 and unknown.json()["cold_start"] is True
+    # admin keys read every account
+    assert (
+        api.client.get(f"/v1/accounts/{theirs}/recommendations", headers=api.headers()).status_code
+        == 200
+    )

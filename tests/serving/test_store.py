@@ -437,7 +437,9 @@ def test_account_activity_reads_version_served_actions_and_dismissals(
     assert activity.dismissed == [("C040", to_ns(t0 + pd.Timedelta(minutes=5)))]
     later = t0 + pd.Timedelta(days=1)
     assert store.account_activity("A1", served_since=later, dismissed_since=later) == (
-        AccountActivity(data_version=activity.data_version, served=[], dismissed=[])
+        AccountActivity(
+            data_version=activity.data_version, owner_rep_id="R1", served=[], dismissed=[]
+        )
     )
 
 
