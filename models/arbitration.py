@@ -264,8 +264,9 @@ class AccountContext:
 
     ``phase_proba`` holds P(phase) in the order of ``phase_names`` (the taxonomy's default
     phases); ``churn_risk`` the calibrated churn probability; ``contacts`` the account's
-    contacts (contact_id, role). ``consumed`` are content touchpoints (content_id,
-    contact_id — null for account-level touchpoints, ts); ``dismissed`` the account's
+    contacts (contact_id, role; not needed when the candidates are prepared). ``consumed``
+    are content touchpoints (content_id, contact_id — null for account-level touchpoints,
+    ts); ``dismissed`` the account's
     dismissals (content_id, ts); ``served_last_week`` the actions already served or shown
     (contact_id, content_id, ts; older rows are ignored). Each of the three is a DataFrame
     with those columns or the same rows as :class:`Recent`. ``contact_id`` / ``role``
@@ -277,7 +278,7 @@ class AccountContext:
     phase_proba: np.ndarray
     phase_names: Sequence[str]
     churn_risk: float
-    contacts: pd.DataFrame
+    contacts: pd.DataFrame | None = None
     consumed: pd.DataFrame | Recent = NOTHING_RECENT
     dismissed: pd.DataFrame | Recent = NOTHING_RECENT
     served_last_week: pd.DataFrame | Recent = NOTHING_RECENT
@@ -479,7 +480,7 @@ class PreparedCandidates:
     item: np.ndarray  # candidate -> catalog row
     contact: np.ndarray  # candidate -> contact row
     contact_ids: np.ndarray  # object array of str
-    contact_roles: np.ndarray  # object array of str
+    contact_roles: np.ndarray  # object array of str ('' for a contact without a role)
     contact_position: dict[str, int]
     role_code: np.ndarray  # contact -> column of the catalog's role_fit (-1: no item lists it)
     catalog_size: int
@@ -506,7 +507,9 @@ def prepare_candidates(
         )
     contact_ids = contacts["contact_id"].astype(str).to_numpy(dtype=object)
     contact_position = {c: i for i, c in enumerate(contact_ids.tolist())}
-    contact_roles = np.array([str(r) for r in contacts["role"].tolist()], dtype=object)
+    contact_roles = np.array(
+        ["" if pd.isna(r) else str(r) for r in contacts["role"].tolist()], dtype=object
+    )
     contact = _positions(candidates["contact_id"], contact_position)
     if (contact < 0).any():
         bad = candidates["contact_id"][contact < 0].unique()[:5].tolist()
@@ -583,7 +586,7 @@ def rank_actions(
     prepared = (
         candidates
         if isinstance(candidates, PreparedCandidates)
-        else prepare_candidates(candidates, context.contacts, cat, context.account_id)
+        else prepare_candidates(candidates, _contacts_of(context), cat, context.account_id)
     )
     if prepared.catalog_size != len(cat.content_ids):
         raise ArbitrationError(
@@ -709,6 +712,15 @@ def rank_actions(
         explored=explored,
         n_eligible=n,
     )
+
+
+def _contacts_of(context: AccountContext) -> pd.DataFrame:
+    if context.contacts is None:
+        raise ArbitrationError(
+            f"account {context.account_id!r}: candidates given as a DataFrame need the "
+            "context's contacts (contact_id, role)"
+        )
+    return context.contacts
 
 
 def _recent_pairs(

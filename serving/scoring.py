@@ -25,9 +25,10 @@ Predictions use the boosters directly on float arrays with ``num_threads=1`` (se
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,20 +107,28 @@ class AccountScore:
 
 @dataclass
 class _AccountState:
-    """What a cache hit reuses: features, predictions and the reasons computed so far."""
+    """What a cache hit reuses: features, predictions and the reasons computed so far.
+
+    Kept in few Python objects: thousands of cached accounts are walked by every full
+    garbage collection, and a DataFrame alone is hundreds of objects (the collector then
+    pauses a worker for seconds). So the feature row is kept pickled (it is only read to
+    explain an action not explained yet) and the candidates as arrays."""
 
     as_of: pd.Timestamp
     as_of_ns: int
-    features: pd.DataFrame  # one row: pipeline features + topic engagement
+    features: bytes  # pickled one-row frame: pipeline features + topic engagement
     phase_proba: np.ndarray
     phase_reasons: tuple[Reason, ...]
     churn_risk: float
     churn_reasons: tuple[Reason, ...]
-    contacts: pd.DataFrame  # contact_id, role (current contacts)
     candidates: PreparedCandidates  # every current contact x catalog item, P(response)
     consumed: Recent  # content touchpoints recent enough to matter while the state lives
     # (contact_id, content_id) -> reasons, filled lazily
     action_reasons: dict[tuple[str, str], tuple[Reason, ...]] = field(default_factory=dict)
+
+    def feature_frame(self) -> pd.DataFrame:
+        frame: pd.DataFrame = pickle.loads(self.features)
+        return frame
 
 
 @dataclass(frozen=True)
@@ -211,7 +220,7 @@ class Scorer:
 
     def score_account(
         self,
-        data: JourneyData | None,
+        data: JourneyData | Callable[[], JourneyData | None] | None,
         account_id: str,
         now: pd.Timestamp,
         *,
@@ -228,9 +237,11 @@ class Scorer:
         """The answer for one account at ``now``.
 
         ``data`` holds the account's rows (the online store's view; a full
-        :class:`JourneyData` works too, at the cost of filtering it); ``None`` or no
-        account row gives a cold start. ``served`` (contact_id, content_id, ts) are the
-        actions served or shown recently and ``dismissed`` (content_id, ts) the account's
+        :class:`JourneyData` works too, at the cost of filtering it), or is a function
+        returning them, called only when the cache cannot answer (with ``data_version``
+        given); ``None`` or no account row gives a cold start. ``served`` (contact_id,
+        content_id, ts) are the actions served or shown recently and ``dismissed``
+        (content_id, ts) the account's
         dismissals: arbitration's contact caps and "dismissed recently" rule read them.
         ``k`` defaults to the config's ``default_k``; ``explore`` forces the exploration
         coin (None: drawn from ``rng`` at the configured rate). ``data_version`` is the
@@ -255,9 +266,9 @@ class Scorer:
             else:
                 state = None
         if state is None:
-            assert data is not None
-            state = self._compute_state(models, data, account_id, now)
-            if state is None:  # created after now
+            rows = data() if callable(data) else data
+            state = None if rows is None else self._compute_state(models, rows, account_id, now)
+            if state is None:  # unknown after all, or created after now
                 return self._cold_start(models, account_id, now, k, channel)
             with self._lock:
                 self.misses += 1
@@ -295,12 +306,16 @@ class Scorer:
 
     @staticmethod
     def _version(
-        data: JourneyData | None, account_id: str, data_version: int | None
+        data: JourneyData | Callable[[], JourneyData | None] | None,
+        account_id: str,
+        data_version: int | None,
     ) -> Hashable | None:
         if data is None:
             return None
         if data_version is not None:
             return ("store", data_version)
+        if callable(data):
+            raise ScoringError("a data loader needs the data_version of the rows it loads")
         return _data_version(data, account_id)
 
     def invalidate(self, account_id: str | None = None) -> None:
@@ -381,7 +396,6 @@ class Scorer:
             phase_proba=state.phase_proba,
             phase_names=self.phases,
             churn_risk=state.churn_risk,
-            contacts=state.contacts,
             consumed=state.consumed,
             contact_id=contact_id,
             role=role,
@@ -458,12 +472,11 @@ class Scorer:
         state = _AccountState(
             as_of=now,
             as_of_ns=int(now.value),
-            features=frame,
+            features=pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL),
             phase_proba=proba[0],
             phase_reasons=phase_reasons,
             churn_risk=risk,
             churn_reasons=churn_reasons,
-            contacts=contacts,
             candidates=prepare_candidates(candidates, contacts, self.catalog, account_id),
             consumed=consumed,
         )
@@ -603,14 +616,13 @@ class Scorer:
             x = computed.x[at]
             table = computed.rows[columns].to_numpy(dtype=object)[at]
         else:
+            prepared = state.candidates
             role_of = dict(
-                zip(
-                    state.contacts["contact_id"].astype(str),
-                    state.contacts["role"].astype(object),
-                    strict=True,
-                )
+                zip(prepared.contact_ids.tolist(), prepared.contact_roles.tolist(), strict=True)
             )
-            rows = self._candidate_rows(state.features, [role_of.get(c) for c, _ in missing], items)
+            rows = self._candidate_rows(
+                state.feature_frame(), [role_of.get(c) or None for c, _ in missing], items
+            )
             x = spec.encode(rows)
             table = rows[columns].to_numpy(dtype=object)
         contrib = contributions_for(_SingleThreaded(_booster(models.next_content)), x)

@@ -18,7 +18,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_ARBITRATION_CONFIG`` | arbitration_config | the shipped ``models/config/arbitration.yaml`` |
 | ``NBA_TAXONOMY`` | taxonomy | the shipped ``features/config/taxonomy.yaml`` |
 | ``NBA_KEY_CACHE_TTL_S`` | key_cache_ttl_s | 5 |
-| ``NBA_CACHE_ENTRIES`` | cache_entries | 20,000 accounts |
+| ``NBA_CACHE_ENTRIES`` | cache_entries | 20,000 accounts (scored accounts cached per worker) |
 | ``NBA_FEATURE_TTL_S`` | feature_ttl_s | 3600 |
 | ``NBA_RANDOM_SEED`` | random_seed | none (fresh entropy per worker) |
 | ``NBA_SERVED_LOG_FLUSH_S`` | served_log_flush_s | 0.05 (0: log in the request) |

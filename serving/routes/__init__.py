@@ -1,6 +1,5 @@
 """What the routes share: the per-app :class:`Services` (store, models, scorer, metrics, ...)
-that ``serving.app.create_app`` builds in its lifespan, the account-data cache in front of
-the store, and the Prometheus metrics.
+that ``serving.app.create_app`` builds in its lifespan, and the Prometheus metrics.
 
 Route modules read the services with the :func:`services` dependency and never build them
 themselves, so one process can hold several apps (tests) and each uvicorn worker builds its
@@ -9,8 +8,6 @@ own after the fork.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,7 +17,6 @@ import pandas as pd
 from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from models.arbitration import ArbitrationConfig
 from serving.auth import KeyVerifier
@@ -96,57 +92,6 @@ class Metrics:
         )
 
 
-class AccountDataCache:
-    """The accounts' rows (``Store.account_data``) remembered under the account's data
-    version, so a warm request costs one version lookup instead of five table reads.
-
-    The version lives in the database and every ingest (in any worker) bumps it, so a
-    cached entry is never served after new events arrived; :meth:`invalidate` drops entries
-    early for ingests in this process. Least recently used entries go beyond
-    ``max_entries``."""
-
-    def __init__(self, store: Store, max_entries: int) -> None:
-        self.store = store
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[int, JourneyData]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, account_id: str, version: int | None = None) -> JourneyData | None:
-        """The account's rows, or None if the store does not know the account. ``version``
-        is the account's data version if the caller has just read it (e.g. with
-        ``Store.account_activity``); otherwise it is read here."""
-        # Read the version before the rows: rows newer than the version only cause one
-        # extra reload later, never a stale answer.
-        if version is None:
-            version = self.store.account_data_version(account_id)
-        if version is None:
-            self.invalidate([account_id])
-            return None
-        with self._lock:
-            hit = self._entries.get(account_id)
-            if hit is not None and hit[0] == version:
-                self._entries.move_to_end(account_id)
-                return hit[1]
-        data = self.store.account_data(account_id)
-        if data is None:
-            return None
-        with self._lock:
-            self._entries[account_id] = (version, data)
-            self._entries.move_to_end(account_id)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return data
-
-    def holds(self, account_id: str) -> bool:
-        """Whether rows of the account are cached (at some version)."""
-        return account_id in self._entries
-
-    def invalidate(self, account_ids: set[str] | list[str]) -> None:
-        with self._lock:
-            for account_id in account_ids:
-                self._entries.pop(account_id, None)
-
-
 @dataclass
 class Services:
     """Everything a request needs, built once per app (per worker) in the lifespan."""
@@ -158,7 +103,6 @@ class Services:
     served_log: ServedLog
     holder: ModelHolder
     scorer: Scorer
-    accounts: AccountDataCache
     keys: KeyVerifier
     metrics: Metrics
     cold_limiter: anyio.CapacityLimiter

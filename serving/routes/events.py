@@ -50,7 +50,6 @@ def post_events(
         result = svc.store.ingest_events(body.events, now=svc.now())
     except BatchTooLargeError as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
-    svc.accounts.invalidate(result.account_ids)
     metrics = svc.metrics
     metrics.events.labels("accepted").inc(result.accepted)
     metrics.events.labels("duplicate").inc(result.duplicates)

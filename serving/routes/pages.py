@@ -118,7 +118,7 @@ def get_touchpoints(
     and the contact's role. An unknown account answers ``known: false`` and no touchpoints
     (the widget shows it as a cold start), not 404. A key bound to a rep (``rep:<rep_id>``)
     reads only that rep's accounts."""
-    data = svc.accounts.get(account_id)
+    data = svc.store.account_data(account_id)
     if data is None:
         return TouchpointsResponse(account_id=account_id, known=False, touchpoints=[])
     owners = data.accounts["owner_rep_id"].dropna().astype(str).tolist()

@@ -15,6 +15,7 @@ model straight to JSON bytes, once.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated
 
 import anyio.to_thread
@@ -109,16 +110,15 @@ def score(
     read it already. 503 when no models are loaded, 422 for a bad request."""
     if activity is None:
         activity = account_activity(svc, account_id, now)
-    data = None
     served: Recent | None = None
     dismissed: Recent | None = None
     if activity is not None:
-        data = svc.accounts.get(account_id, activity.data_version)
         served = served_recent(activity)
         dismissed = dismissed_recent(activity)
     try:
         return svc.scorer.score_account(
-            data,
+            # the rows are read only when the scorer's cache cannot answer
+            None if activity is None else partial(svc.store.account_data, account_id),
             account_id,
             now,
             k=k,
