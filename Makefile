@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-serve clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,12 @@ bench: setup
 	$(PY) -m bench.train
 	$(PY) -m bench.quality_phase_churn
 	$(PY) -m bench.quality_next_content
+
+bench-serve: setup
+	test -d out/bench-data-100000-7 || $(PY) -m bench.features
+	mkdir -p out/serve-bench
+	test -f out/serve-bench/mlflow.db || MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/out/serve-bench/mlflow.db $(VENV)/bin/nba train all --data out/bench-data-100000-7
+	PATH=$(VENV)/bin:$$PATH $(PY) -m bench.serve
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

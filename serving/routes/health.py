@@ -19,8 +19,8 @@ router = APIRouter(tags=["health"])
 
 
 class ServiceCollector(Collector):
-    """Model versions, reloads, reload failures and the score cache, read at scrape time
-    from the app's model holder and scorer."""
+    """Model versions, reloads, reload failures, the score cache and the served log, read at
+    scrape time from the app's model holder, scorer and served log."""
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
@@ -66,6 +66,22 @@ class ServiceCollector(Collector):
             "nba_score_cache_misses",
             "Recommendation requests that computed features.",
             value=scorer.misses,
+        )
+        served_log = self.svc.served_log
+        yield GaugeMetricFamily(
+            "nba_served_log_pending",
+            "Served actions queued for the store's recommendation log, not written yet.",
+            value=served_log.pending,
+        )
+        yield CounterMetricFamily(
+            "nba_served_log_written",
+            "Served actions written to the store's recommendation log.",
+            value=served_log.written,
+        )
+        yield CounterMetricFamily(
+            "nba_served_log_write_failures",
+            "Writes of the recommendation log that failed (their rows were kept and retried).",
+            value=served_log.write_failures,
         )
 
 

@@ -442,6 +442,16 @@ def test_health_ready_and_metrics(api: Api) -> None:
     assert "nba_models_ready 1.0" in text and "nba_model_reload_failures_total 0.0" in text
     assert 'nba_events_ingested_total{outcome="accepted"}' in text
     assert 'nba_recommendations_served_total{policy="ev-greedy-epsilon-v1"}' in text
+    assert "nba_served_log_pending " in text and "nba_served_log_write_failures_total 0.0" in text
+    api.flush()
+    flushed = api.client.get("/metrics").text
+    assert "nba_served_log_pending 0.0" in flushed
+    [written] = [
+        float(line.split()[1])
+        for line in flushed.splitlines()
+        if line.startswith("nba_served_log_written_total ")
+    ]
+    assert written > 0
 
 
 def test_ready_is_503_with_the_reason_when_models_cannot_load(
