@@ -120,7 +120,8 @@ def feature_specs(taxonomy: Taxonomy) -> list[FeatureSpec]:
     add(
         FeatureSpec(
             "is_customer",
-            "1 if the account has purchased and not churned since its last purchase",
+            "1 if the account has purchased and not churned since its last purchase "
+            "(0: the account is not a customer: it never purchased, or churned since)",
             "count",
         )
     )

@@ -126,15 +126,35 @@ def reason_codes(
             break
         name = feature_names[i]
         value = values.get(name, math.nan)
+        text = describe(name, value, definitions.get(name, ""), labels=labels)
         out.append(
             Reason(
                 feature=name,
                 value=_plain(value),
                 contribution=float(c[i]),
-                text=describe(name, value, definitions.get(name, ""), labels=labels),
+                text=_name_the_item(text, values, labels or {}),
             )
         )
     return out
+
+
+# Phrases of candidate-feature sentences that the row itself can name ("the item's topic"
+# -> "Security", "the contact's role" -> "the IT role"): a rep reads which, not a reference.
+_ITEM_PHRASES = {"the item's topic": "content_topic", "the contact's role": "contact_role"}
+
+
+def _name_the_item(
+    text: str, values: Mapping[str, Any] | pd.Series, labels: Mapping[str, str]
+) -> str:
+    for phrase, column in _ITEM_PHRASES.items():
+        if phrase in text:
+            value = values.get(column, None)
+            if not _is_missing(value):
+                label = _category_label(value, labels)
+                text = text.replace(
+                    phrase, label if column == "content_topic" else f"the {label} role"
+                )
+    return text
 
 
 def taxonomy_labels(taxonomy: Taxonomy) -> dict[str, str]:
@@ -161,12 +181,18 @@ _RECENCY = re.compile(r"^days_since_(channel|event|content_type|content_phase|ro
 _TOUCHPOINTS = re.compile(r"^n_touchpoints_(\d+)d$")
 _TREND = re.compile(r"^(.*?) in the last (\d+) days minus the \d+ days before$")
 _PAREN = re.compile(r"\s*\(([^)]*)\)")
+# "1 if <claim> (0: <the claim negated>)": the sentence for a false flag
+_NEGATION = re.compile(r"\(0: ([^)]*)\)")
+# "the account's <things>, last <n> days" / "..., ever": a count of the account's rows
+_ACCOUNT_COUNT = re.compile(r"^the account's (.+?), (?:last (\d+) days|ever)$")
 # Event nouns where the event name is a verb ("register" -> "registration").
 _EVENT_NOUNS = {
     "register": ("registration", "registrations"),
     "attend": ("attendance", "attendances"),
     "usage": ("usage event", "usage events"),
     "reply": ("reply", "replies"),
+    "share": ("share of our content", "shares of our content"),
+    "churn": ("churn event", "churn events"),
 }
 _ACRONYMS = {"crm": "CRM", "it": "IT", "eur": "EUR", "kpi": "KPI", "uk": "UK", "dach": "DACH"}
 _FRACTIONS = (
@@ -230,6 +256,7 @@ def describe(
             return f"no {what} so far"
         return f"{_days(value)} since the last {what}"
 
+    negation = _NEGATION.search(definition)
     base = _PAREN.sub("", definition).strip()
     if not base:
         base = _humanise(name)
@@ -248,7 +275,9 @@ def describe(
         more = "more" if v > 0 else "fewer"
         return f"{_number(abs(v))} {more} {what} {period} than in {before}"
     if base.startswith("share of "):
-        return f"{_fraction(v)} of {base[len('share of ') :]}"
+        # "share of <whole> that <part>": "<fraction> of <whole> <part>"
+        whole, that, part = base[len("share of ") :].partition(" that ")
+        return f"{_fraction(v)} of {whole} {part}" if that else f"{_fraction(v)} of {whole}"
     if base.startswith("days since "):
         return f"{_days(v)} since {base[len('days since ') :]}"
     if base.startswith("log10 of "):
@@ -260,7 +289,12 @@ def describe(
         return f"{_number(v)} {base[len('number of ') :]}"
     if base.startswith("1 if "):
         claim = base[len("1 if ") :]
-        return claim if v == 1 else f"not the case that {claim}"
+        if v == 1:
+            return claim
+        return negation.group(1) if negation else f"not the case that {claim}"
+    if m := _ACCOUNT_COUNT.match(base):
+        when = f"in the last {m.group(2)} days" if m.group(2) else "so far"
+        return _count_text(v, _singular_phrase(m.group(1)), m.group(1), when)
     head = _plural_head(base)
     if head is not None:
         words = base.split()
@@ -309,6 +343,17 @@ def _singular(word: str) -> str:
     if word.endswith(("shes", "ches", "xes", "sses")):
         return word[:-2]
     return word[:-1]
+
+
+def _singular_phrase(phrase: str) -> str:
+    """``phrase`` with its leading plural noun made singular ("content touchpoints on ..."
+    -> "content touchpoint on ...")."""
+    head = _plural_head(phrase)
+    if head is None:
+        return phrase
+    words = phrase.split()
+    words[head] = _singular(words[head])
+    return " ".join(words)
 
 
 def _plural_head(definition: str) -> int | None:

@@ -60,11 +60,15 @@ CANDIDATE_DEFINITIONS: dict[str, str] = {
     "content_type": "content type of the item",
     "content_topic": "topic of the item",
     "content_value": "business value of the item",
-    "fits_phase": "1 if the item fits the account's CRM phase",
-    "fits_next_phase": "1 if the item fits the phase after the account's CRM phase",
-    "fits_previous_phase": "1 if the item fits the phase before the account's CRM phase",
+    "fits_phase": "1 if the item fits the account's CRM phase "
+    "(0: the item does not fit the account's CRM phase)",
+    "fits_next_phase": "1 if the item fits the phase after the account's CRM phase "
+    "(0: the item does not fit the phase after the account's CRM phase)",
+    "fits_previous_phase": "1 if the item fits the phase before the account's CRM phase "
+    "(0: the item does not fit the phase before the account's CRM phase)",
     "n_content_phases": "phases the item fits",
-    "fits_role": "1 if the item fits the contact's role",
+    "fits_role": "1 if the item fits the contact's role (0: the item does not fit the "
+    "contact's role)",
     "n_content_roles": "roles the item fits",
     "type_touchpoints_90d": "the account's touchpoints with this content type, last 90 days",
     "type_touchpoints_365d": "the account's touchpoints with this content type, last 365 days",
@@ -72,17 +76,18 @@ CANDIDATE_DEFINITIONS: dict[str, str] = {
     "phase_touchpoints_30d": "the account's touchpoints with content fitting the item's "
     "phases, last 30 days",
     "phase_share_30d": "share of the account's content touchpoints of the last 30 days that "
-    "fit the item's phases",
+    "were on content fitting the item's phases",
     "phase_share_90d": "share of the account's content touchpoints of the last 90 days that "
-    "fit the item's phases",
+    "were on content fitting the item's phases",
     "role_touchpoints_90d": "the account's touchpoints by contacts of this contact's role, "
     "last 90 days",
     "topic_touchpoints_365d": "the account's content touchpoints on the item's topic, last "
     "365 days",
-    "topic_share_365d": "share of the account's content touchpoints of the last 365 days on "
-    "the item's topic",
+    "topic_share_365d": "share of the account's content touchpoints of the last 365 days that "
+    "were on the item's topic",
     "topic_touchpoints_ever": "the account's content touchpoints on the item's topic, ever",
-    "topic_share_ever": "share of the account's content touchpoints on the item's topic, ever",
+    "topic_share_ever": "share of all the account's content touchpoints that were on the "
+    "item's topic",
     "topic_rank_ever": "rank of the item's topic among the account's topics by touchpoints "
     "(0 = most engaged)",
 }

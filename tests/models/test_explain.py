@@ -11,6 +11,7 @@ import pytest
 
 from features.pipeline import feature_definitions
 from features.taxonomy import Taxonomy, load_taxonomy
+from models import next_content as nc
 from models.explain import (
     ExplainError,
     contributions_for,
@@ -62,6 +63,8 @@ def labels(taxonomy: Taxonomy) -> dict[str, str]:
         ("days_since_event_purchase", 1.0, "1 day since the last purchase"),
         ("days_since_event_purchase", 0.2, "less than 1 day since the last purchase"),
         ("days_since_event_purchase", math.nan, "no purchase so far"),
+        ("days_since_event_share", math.nan, "no share of our content so far"),
+        ("n_event_share_30d", 3, "3 shares of our content in the last 30 days"),
         ("days_since_channel_webinar", 3.0, "3 days since the last Webinar touchpoint"),
         (
             "days_since_role_economic_buyer",
@@ -127,6 +130,56 @@ def test_sentence_per_family(
     name: str, value: object, text: str, definitions: dict[str, str], labels: dict[str, str]
 ) -> None:
     assert describe(name, value, definitions.get(name, ""), labels=labels) == text
+
+
+def test_flags_shares_and_counts_of_the_candidate_features_read_as_sentences() -> None:
+    defs = {**nc.CANDIDATE_DEFINITIONS}
+    assert describe("fits_role", 1, defs["fits_role"]) == "the item fits the contact's role"
+    assert describe("fits_role", 0, defs["fits_role"]) == "the item does not fit the contact's role"
+    assert describe("topic_share_ever", 0.25, defs["topic_share_ever"]) == (
+        "a quarter of all the account's content touchpoints were on the item's topic"
+    )
+    assert describe("topic_touchpoints_ever", 1, defs["topic_touchpoints_ever"]) == (
+        "1 content touchpoint on the item's topic so far"
+    )
+    assert describe("type_touchpoints_90d", 0, defs["type_touchpoints_90d"]) == (
+        "no touchpoints with this content type in the last 90 days"
+    )
+    assert describe("type_touchpoints_90d", 4, defs["type_touchpoints_90d"]) == (
+        "4 touchpoints with this content type in the last 90 days"
+    )
+    # a flag without a negation in its definition still reads
+    assert describe("x", 0, "1 if the sky is blue") == "not the case that the sky is blue"
+
+
+def test_a_share_of_a_whole_that_did_something(definitions: dict[str, str]) -> None:
+    assert describe("response_rate_90d", 0.8, definitions["response_rate_90d"]) == (
+        "80 % of content shown in the last 90 days got a response"
+    )
+    assert describe("is_customer", 0, definitions["is_customer"]) == (
+        "the account is not a customer: it never purchased, or churned since"
+    )
+
+
+def test_candidate_reasons_name_the_items_topic() -> None:
+    names = ["topic_touchpoints_ever", "fits_role"]
+    values = {
+        "topic_touchpoints_ever": 27,
+        "fits_role": 1,
+        "content_topic": "security",
+        "contact_role": "it",
+    }
+    reasons = reason_codes(
+        np.array([0.5, 0.2, 0.0]),
+        names,
+        values,
+        definitions=nc.CANDIDATE_DEFINITIONS,
+        labels={"security": "Security", "it": "IT"},
+    )
+    assert [r.text for r in reasons] == [
+        "27 content touchpoints on Security so far",
+        "the item fits the IT role",
+    ]
 
 
 def test_labels_come_from_the_definition_without_a_taxonomy(definitions: dict[str, str]) -> None:
