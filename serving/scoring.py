@@ -258,13 +258,11 @@ class Scorer:
             return self._cold_start(models, account_id, now, k, channel)
         key = (account_id, version, models.key)
         with self._lock:
-            state = self._cache.get(key)
-            if state is not None and now.value - state.as_of_ns <= self.feature_ttl_ns:
+            state = self._fresh(key, now.value)
+            if state is not None:
                 self._cache.move_to_end(key)
                 self.hits += 1
                 hit = True
-            else:
-                state = None
         if state is None:
             rows = data() if callable(data) else data
             state = None if rows is None else self._compute_state(models, rows, account_id, now)
@@ -299,10 +297,17 @@ class Scorer:
         when no models are loaded."""
         if not self.holder.ready:
             return False
-        key = (account_id, ("store", data_version), self.holder.current.key)
+        key = (account_id, _store_version(data_version), self.holder.current.key)
         with self._lock:
-            state = self._cache.get(key)
-        return state is not None and _utc(now).value - state.as_of_ns <= self.feature_ttl_ns
+            return self._fresh(key, _utc(now).value) is not None
+
+    def _fresh(self, key: Hashable, now_ns: int) -> _AccountState | None:
+        """The state cached under ``key`` unless older than the feature TTL (the caller
+        holds the lock)."""
+        state = self._cache.get(key)
+        if state is None or now_ns - state.as_of_ns > self.feature_ttl_ns:
+            return None
+        return state
 
     @staticmethod
     def _version(
@@ -313,20 +318,10 @@ class Scorer:
         if data is None:
             return None
         if data_version is not None:
-            return ("store", data_version)
+            return _store_version(data_version)
         if callable(data):
             raise ScoringError("a data loader needs the data_version of the rows it loads")
         return _data_version(data, account_id)
-
-    def invalidate(self, account_id: str | None = None) -> None:
-        """Drop the cached state of one account (or all). Not needed after ingestion (the
-        data version is part of the key); useful to bound memory."""
-        with self._lock:
-            if account_id is None:
-                self._cache.clear()
-                return
-            for key in [k for k in self._cache if k[0] == account_id]:  # type: ignore[index]
-                del self._cache[key]
 
     def _decide(
         self,
@@ -883,6 +878,12 @@ def _account_mask(values: pd.Series, account_id: str) -> np.ndarray:
         equal = pc.equal(array, pa.scalar(account_id, type=array.type))
         return np.asarray(equal.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
     return (values == account_id).to_numpy(dtype=bool, na_value=False)
+
+
+def _store_version(data_version: int) -> Hashable:
+    """The cache key part of the store's version of an account's rows (distinct from the
+    versions :func:`_data_version` computes from the rows themselves)."""
+    return ("store", data_version)
 
 
 def _data_version(data: JourneyData, account_id: str) -> tuple[Hashable, ...] | None:

@@ -90,7 +90,6 @@ _TABLES: dict[str, Table] = dict(Base.metadata.tables)
 
 # The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
 # statement built per call costs more Python than the query costs SQLite.
-_DATA_VERSION = select(Account.data_version).where(Account.account_id == bindparam("account_id"))
 _VERSION_AND_OWNER = select(Account.data_version, Account.owner_rep_id).where(
     Account.account_id == bindparam("account_id")
 )
@@ -598,8 +597,8 @@ class Store:
         unknown. Read it *before* :meth:`account_data` and pass it to
         :meth:`cache_features`, so a row computed while an event arrived is never served."""
         with self.engine.connect() as conn:
-            version = conn.execute(_DATA_VERSION, {"account_id": account_id}).scalar()
-        return None if version is None else int(version)
+            account = conn.execute(_VERSION_AND_OWNER, {"account_id": account_id}).first()
+        return None if account is None else int(account.data_version)
 
     def accounts_of_rep(self, rep_id: str) -> list[str]:
         """The ids of the accounts owned by sales rep ``rep_id``, sorted."""

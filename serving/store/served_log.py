@@ -96,7 +96,8 @@ class ServedLog:
             return len(self._pending)
 
     def holds(self, recommendation_id: str) -> bool:
-        """Whether ``recommendation_id`` is queued here, not written yet."""
+        """Whether ``recommendation_id`` is queued here, not written yet (a batch being
+        written counts)."""
         with self._lock:
             return any(r.id == recommendation_id for r in self._pending)
 
@@ -104,18 +105,21 @@ class ServedLog:
         """Write everything queued now (in the caller's thread). Raises the store's error
         if the write fails; the rows then stay queued."""
         with self._write_lock:
+            # Rows stay queued until written, so pending and holds() count a batch in flight
+            # and a failed write leaves them where they were.
             with self._lock:
-                batch, self._pending = self._pending, []
+                batch = list(self._pending)
             if not batch:
                 return
             try:
                 self.store.log_recommendations(batch)
             except Exception as exc:
                 with self._lock:
-                    self._pending[:0] = batch  # keep them, in order, ahead of newer rows
                     self.write_failures += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
                 raise
+            with self._lock:
+                del self._pending[: len(batch)]
             self._count(len(batch))
 
     def close(self) -> None:

@@ -17,11 +17,9 @@ from serving.store.tables import Feedback
 from tests.browser import (
     LiveServer,
     alive_accounts,
-    launch_chromium,
     live_server,
     pytestmark_browser,
     save_screenshot,
-    screenshot_dir,
 )
 from tests.serving.trained import TrainedRegistry, trained_registry
 
@@ -38,17 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     accounts = alive_accounts(registry)["account_id"].head(N_ACCOUNTS).tolist()
     with live_server(tmp_path_factory.mktemp("widget"), registry, accounts, []) as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

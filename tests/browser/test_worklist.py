@@ -16,11 +16,9 @@ from playwright.sync_api import Browser, Page, expect
 from tests.browser import (
     LiveServer,
     alive_accounts,
-    launch_chromium,
     live_server,
     pytestmark_browser,
     save_screenshot,
-    screenshot_dir,
 )
 from tests.serving.trained import TrainedRegistry, trained_registry
 
@@ -54,17 +52,6 @@ def server(
 @pytest.fixture(scope="module")
 def rep(reps: tuple[TrainedRegistry, str, str]) -> str:
     return reps[1]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return screenshot_dir(tmp_path_factory)
 
 
 @pytest.fixture
