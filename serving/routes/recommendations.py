@@ -3,9 +3,10 @@ account's phase, churn risk and ranked next actions with their reasons, every se
 logged with its propensity under the policy that served it.
 
 The warm path (features and predictions cached for the account's current data) runs on the
-event loop: its reads and its one write are sub-millisecond local queries and arbitration is
-a few hundred microseconds of numpy, so handing it to a worker thread and back would cost
-more than the work. What may take longer (features for an account whose data changed or
+event loop: its one read transaction is a sub-millisecond local query (the served actions
+are logged in the background, see ``serving.store.served_log``) and arbitration is a few
+hundred microseconds of numpy, so handing it to a worker thread and back would cost more
+than the work. What may take longer (features for an account whose data changed or
 whose cache entry expired) runs in a worker thread, at most ``COLD_PATH_THREADS`` at a time
 per process: the work is CPU-bound under one GIL, so more threads only slow every request
 down, the warm ones on the event loop included. The answer is serialized by its pydantic
@@ -186,13 +187,12 @@ def action_out(scored: ScoredAction, recommendation_id: str) -> ActionOut:
 def recommend(
     svc: Services,
     request: RecommendationsRequest,
-    now: pd.Timestamp | None = None,
-    activity: AccountActivity | None = None,
+    now: pd.Timestamp,
+    activity: AccountActivity | None,
 ) -> RecommendationsResponse:
-    """The full answer for one request at ``now`` (default: the service clock), its
-    actions logged. ``activity`` as for :func:`score`."""
+    """The full answer for one request at ``now``, its actions logged. ``activity`` as for
+    :func:`score`."""
     check_filters(svc, request.role, request.channel)
-    now = svc.now() if now is None else now
     result = score(
         svc,
         request.account_id,
