@@ -21,11 +21,12 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.errors import InvalidInputError
 from features.schema import TABLES
 from features.taxonomy import PhaseModel, Taxonomy
 
 
-class MappingError(ValueError):
+class MappingError(InvalidInputError):
     """A mapping file that cannot be used; the message names the file and the entry."""
 
 

@@ -23,8 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.errors import InvalidInputError
 from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS, JourneyData
 from features.taxonomy import Taxonomy
+from features.timestamps import NS_PER_DAY, column_ns, to_utc
 
 # Bump when a feature's definition changes, so models trained on old features are not
 # served new ones (MLflow runs log it).
@@ -33,7 +35,6 @@ FEATURE_PIPELINE_VERSION = "1.0.0"
 WINDOWS_DAYS = (7, 30, 90, 365)
 # Bucket edges: the 60-day edge serves the 30-vs-previous-30 trend features.
 _EDGES_DAYS = (7, 30, 60, 90, 365)
-_NS_PER_DAY = 86_400 * 10**9
 ENGAGEMENT_WINDOW_DAYS = 90
 
 Engine = Literal["pandas", "dask"]
@@ -48,7 +49,7 @@ _VOCABULARIES = (
 )
 
 
-class FeatureError(ValueError):
+class FeatureError(InvalidInputError):
     """Inputs the pipeline cannot compute features from; the message says which and why."""
 
 
@@ -203,11 +204,6 @@ def feature_definitions(taxonomy: Taxonomy) -> dict[str, str]:
     return {s.name: s.definition for s in feature_specs(taxonomy)}
 
 
-def _ns(values: pd.Series) -> np.ndarray:
-    """Nanoseconds since the epoch (UTC) of a tz-aware timestamp column; NaT -> int64 min."""
-    return pd.DatetimeIndex(values).tz_convert("UTC").as_unit("ns").asi8
-
-
 def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Positions of ``values`` in ``index`` (-1 when missing or absent).
 
@@ -286,7 +282,7 @@ def _prepare(data: JourneyData, taxonomy: Taxonomy) -> _Prepared:
         "content_type": np.where(has_content, content_type[np.maximum(tp_content, 0)], -1),
         "role": role,
     }
-    tp_ns = _ns(tp["ts"])
+    tp_ns = column_ns(tp["ts"])
     value = (
         tp["value"].to_numpy(dtype=np.float64, na_value=np.nan)
         if "value" in tp
@@ -295,7 +291,7 @@ def _prepare(data: JourneyData, taxonomy: Taxonomy) -> _Prepared:
 
     if len(exposures):
         exp_account, exp_content = codes[3:]
-        exp_ns = _ns(exposures["ts"])
+        exp_ns = column_ns(exposures["ts"])
         exp_response_ns = _first_response_ns(
             exp_account,
             exp_content,
@@ -387,7 +383,7 @@ def _first_response_ns(
         pos[early] += 1
     found = same_key(pos)
     pos = np.minimum(pos, last)
-    hit = found & (r_ns_sorted[pos] - e_ns <= RESPONSE_WINDOW_DAYS * _NS_PER_DAY)
+    hit = found & (r_ns_sorted[pos] - e_ns <= RESPONSE_WINDOW_DAYS * NS_PER_DAY)
     out[shown[hit]] = r_ns_sorted[pos[hit]]
     return out
 
@@ -418,7 +414,7 @@ def _days_since_last(
     keep = codes >= 0
     last = np.full(n_accounts * n_codes, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last, account[keep] * n_codes + codes[keep], ns[keep])
-    days = (as_of_ns - last) / _NS_PER_DAY
+    days = (as_of_ns - last) / NS_PER_DAY
     days[last == np.iinfo(np.int64).min] = np.nan
     return days.reshape(n_accounts, n_codes)
 
@@ -433,7 +429,7 @@ def _features_at(
     account = prep.tp_account[rows]
     ns = prep.tp_ns[rows]
     age_ns = as_of_ns - ns
-    edges = np.array(_EDGES_DAYS, dtype=np.int64) * _NS_PER_DAY
+    edges = np.array(_EDGES_DAYS, dtype=np.int64) * NS_PER_DAY
     # bucket j: age in (edge[j-1], edge[j]]; beyond the last edge: len(edges) (never counted)
     bucket = np.searchsorted(edges, age_ns, side="left")
     in_year = bucket < len(edges)
@@ -490,7 +486,7 @@ def _features_at(
     first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, account, ns)
     out["days_since_first_touch"] = np.where(
-        first == np.iinfo(np.int64).max, np.nan, (as_of_ns - first) / _NS_PER_DAY
+        first == np.iinfo(np.int64).max, np.nan, (as_of_ns - first) / NS_PER_DAY
     )
     last = _days_since_last(account, np.zeros_like(account), ns, as_of_ns, n, 1)[:, 0]
     out["days_since_last_touch"] = last
@@ -571,7 +567,7 @@ def _buying_center(
     out["n_roles_covered"] = roles_present.sum(axis=1)
 
     e = ENGAGEMENT_WINDOW_DAYS
-    recent = age_ns <= e * _NS_PER_DAY
+    recent = age_ns <= e * NS_PER_DAY
     contact = prep.tp_contact[rows][recent]
     acc = account[recent]
     with_contact = contact >= 0
@@ -606,7 +602,7 @@ def _engagement_kpis(
     out: dict[str, np.ndarray] = {}
     shown = (
         (prep.exp_ns < as_of_ns)
-        & (prep.exp_ns >= as_of_ns - e * _NS_PER_DAY)
+        & (prep.exp_ns >= as_of_ns - e * NS_PER_DAY)
         & (prep.exp_account >= 0)
     )
     n_shown = np.bincount(prep.exp_account[shown], minlength=n)
@@ -620,7 +616,7 @@ def _engagement_kpis(
     names = taxonomy.event_type_names
     event = prep.tp_codes["event"][rows]
     value = prep.tp_value[rows]
-    recent = age_ns <= e * _NS_PER_DAY
+    recent = age_ns <= e * NS_PER_DAY
     dwell_types = [names.index(x) for x in ("view", "attend") if x in names]
     dwell = recent & np.isin(event, dwell_types) & ~np.isnan(value)
     minutes = np.bincount(account[dwell], weights=value[dwell], minlength=n)
@@ -630,7 +626,7 @@ def _engagement_kpis(
         n_dwell > 0, minutes / np.maximum(n_dwell, 1), np.nan
     )
     money_types = [names.index(x) for x in ("purchase", "renewal") if x in names]
-    money = (age_ns <= 365 * _NS_PER_DAY) & np.isin(event, money_types) & ~np.isnan(value)
+    money = (age_ns <= 365 * NS_PER_DAY) & np.isin(event, money_types) & ~np.isnan(value)
     out["revenue_365d"] = np.bincount(account[money], weights=value[money], minlength=n)
     return out
 
@@ -643,7 +639,7 @@ def _firmographics(data: JourneyData, as_of: pd.Timestamp) -> dict[str, np.ndarr
         if "annual_revenue" in accounts
         else np.full(len(accounts), np.nan)
     )
-    age = (as_of.as_unit("ns").value - _ns(accounts["created_at"])) / _NS_PER_DAY
+    age = (as_of.as_unit("ns").value - column_ns(accounts["created_at"])) / NS_PER_DAY
     return {
         "employees": employees,
         "log_employees": np.log10(np.maximum(employees, 1)),
@@ -664,7 +660,7 @@ def _crm_phase(
     days = np.full(n, np.nan)
     if len(stages):
         account = _codes(stages["account_id"], pd.Index(data.accounts["account_id"]))
-        ns = _ns(stages["ts"])
+        ns = column_ns(stages["ts"])
         as_of_ns = int(as_of.as_unit("ns").value)
         keep = np.flatnonzero((ns < as_of_ns) & (account >= 0))
         # last record per account: sort by (account, ts) and take each account's last row
@@ -676,7 +672,7 @@ def _crm_phase(
             phase_codes = np.full(n, -1, dtype=np.int64)
             phase_codes[account[last]] = codes[last]
             phase = pd.Series(pd.Categorical.from_codes(phase_codes, dtype=phase_type))
-            days[account[last]] = (as_of_ns - ns[last]) / _NS_PER_DAY
+            days[account[last]] = (as_of_ns - ns[last]) / NS_PER_DAY
     return {"crm_phase": phase, "days_in_crm_phase": days}
 
 
@@ -689,11 +685,11 @@ def compute_features(
     by (as_of, account_id). Assumes canonical tables (see ``features.schema``); touchpoints
     need not be sorted. Only events strictly before each as-of date are used.
     """
-    dates = [_utc(t) for t in as_of]
+    dates = [to_utc(t) for t in as_of]
     specs = feature_specs(taxonomy)
     prep = _prepare(data, taxonomy)
     frames = []
-    created_ns = _ns(data.accounts["created_at"])
+    created_ns = column_ns(data.accounts["created_at"])
     for date in dates:
         values = _features_at(data, prep, date, taxonomy)
         frame = pd.DataFrame({"account_id": data.accounts["account_id"].reset_index(drop=True)})
@@ -726,12 +722,6 @@ def _empty_frame(specs: list[FeatureSpec], taxonomy: Taxonomy) -> pd.DataFrame:
         else:
             dtypes[spec.name] = pd.CategoricalDtype(taxonomy.vocabulary(category_vocab[spec.name]))
     return pd.DataFrame({k: pd.Series([], dtype=v) for k, v in dtypes.items()})  # type: ignore[call-overload]
-
-
-def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return t.as_unit("ns")
 
 
 def build_features(

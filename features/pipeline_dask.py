@@ -14,9 +14,10 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from features.pipeline import _empty_frame, _utc, compute_features, feature_specs
+from features.pipeline import _empty_frame, compute_features, feature_specs
 from features.schema import JourneyData, empty_table
 from features.taxonomy import Taxonomy
+from features.timestamps import to_utc
 
 _PARTITION = "_partition"
 _TABLES = ("accounts", "contacts", "touchpoints", "stages", "exposures")
@@ -86,7 +87,7 @@ def build_features_dask(
     """Features computed on a Dask cluster; equal to the pandas engine's result."""
     import dask.dataframe as dd
 
-    dates = [_utc(t) for t in as_of]
+    dates = [to_utc(t) for t in as_of]
     with dask_client(scheduler) as client:
         workers = len(client.scheduler_info()["workers"])  # type: ignore[attr-defined]
         n = npartitions or max(2, 2 * workers)

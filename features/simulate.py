@@ -40,9 +40,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.errors import InvalidInputError
 from features.load import write_data_dir
 from features.schema import TABLES, JourneyData, column_dtype
 from features.taxonomy import Taxonomy, load_taxonomy
+from features.timestamps import column_ns, to_ns, to_utc
 
 DAY_NS = 86_400 * 10**9
 WEEK_NS = 7 * DAY_NS
@@ -56,7 +58,7 @@ N_PHASES = 8
 MAX_CONTACTS = 8  # buying-center slots per account
 
 
-class SimulationError(ValueError):
+class SimulationError(InvalidInputError):
     """The simulator cannot run with these arguments or this taxonomy."""
 
 
@@ -502,10 +504,7 @@ def simulate(
             f"the simulator needs an 8-phase default model (trigger ... expansion), "
             f"got {len(phases)}: {phases}"
         )
-    start_ts = pd.Timestamp(start)
-    start_ts = (
-        start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
-    )
+    start_ts = to_utc(start)
     end_ts = start_ts + pd.DateOffset(months=months)
     start_ns = int(start_ts.value)
     n_weeks = int((end_ts.value - start_ns) // WEEK_NS)
@@ -1330,12 +1329,9 @@ def load_truth(data_dir: Path | str) -> SimulationTruth:
 def _utc_ns(values: Any, n: int) -> np.ndarray:
     """Timestamps (one or n) as int64 UTC nanoseconds, broadcast to n."""
     if isinstance(values, pd.Series | pd.Index | np.ndarray | list):
-        ts = pd.to_datetime(pd.Series(values), utc=True)
-        out = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        out = column_ns(pd.to_datetime(pd.Series(values), utc=True))
     else:
-        t = pd.Timestamp(values)
-        t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-        out = np.full(n, int(t.as_unit("ns").value), dtype=np.int64)
+        out = np.full(n, to_ns(values), dtype=np.int64)
     if len(out) != n:
         raise ValueError(f"got {len(out)} timestamps for {n} rows")
     return out

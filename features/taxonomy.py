@@ -16,10 +16,12 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.errors import InvalidInputError
+
 DEFAULT_TAXONOMY_PATH = Path(str(resources.files("features") / "config" / "taxonomy.yaml"))
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(InvalidInputError):
     """A taxonomy file that cannot be used; the message names the file and the entry."""
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.errors import InvalidInputError
 from features.mapping import split_list_column
 from features.schema import TABLE_ORDER, TABLES, TIMESTAMP_DTYPE, Column, JourneyData, column_dtype
 from features.taxonomy import Taxonomy
@@ -105,8 +106,10 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InvalidInputError):
     """Input data that breaks the data contract; ``.report`` lists every problem."""
+
+    exit_code_override = 1  # `nba validate`'s documented "1 with a report"
 
     def __init__(self, report: ValidationReport) -> None:
         super().__init__(report.format())

@@ -35,9 +35,11 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.errors import InvalidInputError
+from features.timestamps import NS_PER_DAY, column_ns, to_ns
+
 DEFAULT_ARBITRATION_PATH = Path(str(resources.files("models") / "config" / "arbitration.yaml"))
 WEEK_DAYS = 7
-_NS_PER_DAY = 86_400 * 10**9
 
 ChurnBand = Literal["low", "medium", "high"]
 
@@ -62,11 +64,11 @@ HOLD_RULES: tuple[str, ...] = (
 _CODE = {rule: i + 1 for i, rule in enumerate(HOLD_RULES)}
 
 
-class ArbitrationConfigError(ValueError):
+class ArbitrationConfigError(InvalidInputError):
     """An arbitration config file that cannot be used; the message names the file and key."""
 
 
-class ArbitrationError(ValueError):
+class ArbitrationError(InvalidInputError):
     """Inputs arbitration cannot rank; the message names the table, column and value."""
 
 
@@ -250,7 +252,7 @@ class Recent:
         _require(frame, table, ["content_id", "ts"])
         return cls(
             content_id=frame["content_id"].tolist(),
-            ts_ns=_ns(frame["ts"]),
+            ts_ns=column_ns(frame["ts"]),
             contact_id=frame["contact_id"].tolist() if "contact_id" in frame.columns else None,
         )
 
@@ -444,26 +446,11 @@ def _require(frame: pd.DataFrame, table: str, columns: list[str]) -> None:
         )
 
 
-def _ns(values: pd.Series) -> np.ndarray:
-    """Nanoseconds since the epoch of a timestamp column (tz-naive values are UTC; NaT is
-    int64 min, i.e. long ago)."""
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64)
-    # to_numpy gives UTC for tz-aware columns and is ~10x faster than a DatetimeIndex
-    return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
-
-
 def _positions(values: pd.Series | Sequence[Any], position: dict[str, int]) -> np.ndarray:
     """Row of each value in ``position`` (-1 if absent or null). A dict lookup beats
     Index.get_indexer at the few hundred values of one account."""
     items = values.tolist() if isinstance(values, pd.Series) else values
     return np.fromiter(map(position.get, items, repeat(-1)), dtype=np.int64, count=len(items))
-
-
-def _timestamp_ns(ts: pd.Timestamp) -> int:
-    t = pd.Timestamp(ts)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return int(t.as_unit("ns").value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,7 +564,7 @@ def rank_actions(
         raise ArbitrationError(
             f"phase_proba has {len(proba)} values for {len(phases)} phase_names {list(phases)}"
         )
-    now_ns = _timestamp_ns(now)
+    now_ns = to_ns(now)
     eps = config.exploration_rate
     w = config.weights
     el = config.eligibility
@@ -740,7 +727,7 @@ def _recent_pairs(
     if len(rows) == 0:
         return out
     age = now_ns - rows.ts_ns
-    recent = (age >= 0) & (age <= days * _NS_PER_DAY)
+    recent = (age >= 0) & (age <= days * NS_PER_DAY)
     item = _positions(rows.content_id, cat.position)
     if rows.contact_id is not None:
         c = _positions(rows.contact_id, contact_position)
@@ -762,7 +749,7 @@ def _recent_items(
         return out
     age = now_ns - rows.ts_ns
     item = _positions(rows.content_id, cat.position)
-    sel = (age >= 0) & (age <= days * _NS_PER_DAY) & (item >= 0)
+    sel = (age >= 0) & (age <= days * NS_PER_DAY) & (item >= 0)
     out[item[sel]] = True
     return out
 

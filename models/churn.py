@@ -16,6 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.pipeline import feature_definitions
 from features.taxonomy import Taxonomy
 from models.fitting import fit_classifier, model_columns, select_features
@@ -52,7 +53,7 @@ IDENTITY_CALIBRATION: dict[str, float] = {"calibration_a": 1.0, "calibration_b":
 _EPS = 1e-6
 
 
-class ChurnModelError(ValueError):
+class ChurnModelError(InvalidInputError):
     """The churn model cannot be fitted or applied to these inputs."""
 
 

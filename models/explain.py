@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.taxonomy import Taxonomy
 from models.fitting import model_columns
 
 
-class ExplainError(ValueError):
+class ExplainError(InvalidInputError):
     """Contributions that do not match the features or the model; the message says how."""
 
 

@@ -23,8 +23,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.schema import RESPONSE_WINDOW_DAYS, JourneyData
 from features.taxonomy import Taxonomy
+from features.timestamps import NS_PER_DAY, column_ns
 from models.fitting import fit_classifier
 
 LABEL_COLUMN = "responded"
@@ -34,7 +36,6 @@ TARGET = (
 )
 KEY_COLUMNS = ("account_id", "as_of")
 TOPIC_WINDOWS = ("365d", "ever")
-_NS_PER_DAY = 86_400 * 10**9
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -94,7 +95,7 @@ CANDIDATE_DEFINITIONS: dict[str, str] = {
 CANDIDATE_COLUMNS: list[str] = list(CANDIDATE_DEFINITIONS)
 
 
-class NextContentModelError(ValueError):
+class NextContentModelError(InvalidInputError):
     """The next-content model cannot be built, fitted or applied to these inputs."""
 
 
@@ -126,28 +127,24 @@ def topic_engagement(data: JourneyData, keys: pd.DataFrame, taxonomy: Taxonomy) 
     tp_topic = np.where(np.isnan(tp_topic), -1, tp_topic).astype(np.int64)
     acc_index = pd.Index(pd.unique(keys["account_id"].astype(str)))
     tp_acc = acc_index.get_indexer(pd.Index(tp["account_id"][has].astype(str)))
-    tp_ns = _ns(tp["ts"][has])
+    tp_ns = column_ns(tp["ts"][has])
     ok = (tp_topic >= 0) & (tp_acc >= 0)
     tp_topic, tp_acc, tp_ns = tp_topic[ok], tp_acc[ok], tp_ns[ok]
 
     n_t = len(topics)
     key_acc = acc_index.get_indexer(pd.Index(keys["account_id"].astype(str)))
-    key_ns = _ns(keys["as_of"])
+    key_ns = column_ns(keys["as_of"])
     out = np.zeros((len(keys), 2 * n_t), dtype=np.int32)
     for t_ns in np.unique(key_ns):  # a handful of as-of dates
         rows = np.nonzero(key_ns == t_ns)[0]
         before = tp_ns < t_ns
-        recent = before & (tp_ns >= t_ns - 365 * _NS_PER_DAY)
+        recent = before & (tp_ns >= t_ns - 365 * NS_PER_DAY)
         for j, mask in enumerate((recent, before)):
             counts = np.bincount(
                 tp_acc[mask] * n_t + tp_topic[mask], minlength=len(acc_index) * n_t
             ).reshape(len(acc_index), n_t)
             out[rows, j * n_t : (j + 1) * n_t] = counts[key_acc[rows]]
     return pd.DataFrame(out, columns=topic_columns(taxonomy), index=keys.index)
-
-
-def _ns(values: pd.Series) -> np.ndarray:
-    return np.asarray(pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.pipeline import feature_definitions
 from features.taxonomy import Taxonomy
 from models.fitting import fit_classifier, model_columns, select_features
@@ -49,7 +50,7 @@ SELECTION_ROWS = 20_000
 SELECTION_ROUNDS = 25
 
 
-class PhaseModelError(ValueError):
+class PhaseModelError(InvalidInputError):
     """The phase model cannot be fitted or applied to these inputs."""
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.errors import UnavailableError
 from models.fitting import model_columns
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
 PREDICT_THREADS = 1
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UnavailableError):
     """A model set that cannot be loaded; the message names the model, alias and cause."""
 
 

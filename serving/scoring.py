@@ -37,9 +37,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.errors import InvalidInputError
 from features.pipeline import build_features, feature_definitions, select_accounts
 from features.schema import RESPONSE_EVENT_TYPES, JourneyData
 from features.taxonomy import Taxonomy
+from features.timestamps import to_utc
 from models import next_content as nc
 from models.arbitration import (
     AccountContext,
@@ -66,7 +68,7 @@ DEFAULT_FEATURE_TTL_S = 3600.0
 _NS_PER_S = 10**9
 
 
-class ScoringError(ValueError):
+class ScoringError(InvalidInputError):
     """A request that cannot be scored; the message names the table, column and value."""
 
 
@@ -158,12 +160,6 @@ def _booster(estimator: Any) -> Any:
     return getattr(estimator, "booster_", estimator)
 
 
-def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return t.as_unit("ns")
-
-
 def content_popularity(touchpoints: pd.DataFrame) -> dict[str, float]:
     """content_id -> number of response touchpoints (click, download, ...) on it: what
     cold-start answers rank the catalog by."""
@@ -249,7 +245,7 @@ class Scorer:
         cache instead of a version computed from ``data``).
         """
         models = self.holder.current  # one snapshot for the whole request
-        now = _utc(now)
+        now = to_utc(now)
         k = self.config.default_k if k is None else k
         if k < 1:
             raise ScoringError(f"k = {k}; expected at least 1 action")
@@ -299,7 +295,7 @@ class Scorer:
             return False
         key = (account_id, _store_version(data_version), self.holder.current.key)
         with self._lock:
-            return self._fresh(key, _utc(now).value) is not None
+            return self._fresh(key, to_utc(now).value) is not None
 
     def _fresh(self, key: Hashable, now_ns: int) -> _AccountState | None:
         """The state cached under ``key`` unless older than the feature TTL (the caller
@@ -420,7 +416,7 @@ class Scorer:
         one = select_accounts(data, [account_id])
         if one.accounts.empty:
             return None
-        return self._features(one, _utc(now))
+        return self._features(one, to_utc(now))
 
     def _features(self, data: JourneyData, now: pd.Timestamp) -> pd.DataFrame | None:
         frame = build_features(data, [now], self.taxonomy)
@@ -723,7 +719,7 @@ class Scorer:
         ``chunk_accounts`` bound memory); arbitration runs per account. Equals the online
         phase probabilities and churn risk for the same account and time.
         """
-        now = _utc(now)
+        now = to_utc(now)
         models = self.holder.current
         frame = self._features(data, now)
         out_columns = _batch_columns(k)

@@ -32,13 +32,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from features.errors import InvalidInputError
 from serving.store import DEFAULT_DATABASE_URL, MAX_BATCH_EVENTS
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
-class SettingsError(ValueError):
+class SettingsError(InvalidInputError):
     """An environment variable with a value the service cannot use; the message names the
     variable, its value and what was expected."""
 

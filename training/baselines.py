@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from features.errors import InvalidInputError
+
 # Recency features of the churn baseline; NaN (never) becomes _NEVER_DAYS plus a flag.
 CHURN_RECENCY_COLUMNS = ("days_since_last_touch", "days_since_event_usage")
 _NEVER_DAYS = 3650.0
 
 
-class BaselineError(ValueError):
+class BaselineError(InvalidInputError):
     """A baseline cannot be fitted or applied; the message names the column."""
 
 

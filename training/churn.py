@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from features.errors import InvalidInputError
 from features.simulate import SimulationTruth, true_churn_probability
 from features.taxonomy import Taxonomy
 from models import churn as churn_model
@@ -30,7 +31,7 @@ from training.result import Evaluation, ModelResult
 PRIMARY_METRIC = "model.roc_auc"
 
 
-class ChurnTrainingError(ValueError):
+class ChurnTrainingError(InvalidInputError):
     """The churn model cannot be trained or evaluated on this training set."""
 
 

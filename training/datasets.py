@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.pipeline import feature_definitions
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
+from features.timestamps import to_utc
 from models import churn as churn_model
 from models import phase as phase_model
 from training.fingerprint import fingerprint_training_set
@@ -39,7 +41,7 @@ LAST_CONTENT_PHASE_COLUMN = "baseline_last_content_phase"
 PURCHASED_COLUMN = "purchased_90d"
 
 
-class TrainingSetError(ValueError):
+class TrainingSetError(InvalidInputError):
     """A training set cannot be built from these inputs; the message says which and why."""
 
 
@@ -85,8 +87,7 @@ def data_end(data: JourneyData) -> pd.Timestamp:
     for frame in (data.stages, data.exposures):
         if len(frame) and "ts" in frame:
             ends.append(frame["ts"].max())
-    end = pd.Timestamp(max(ends))
-    return end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    return to_utc(max(ends))
 
 
 def as_of_grid(
@@ -105,7 +106,7 @@ def as_of_grid(
     if n_dates < 1:
         raise TrainingSetError(f"n_dates={n_dates}: expected at least 1 as-of date")
     last = end if end is not None else data_end(data)
-    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    last = to_utc(last)
     latest = (last - pd.Timedelta(days=horizon_days)).floor("D")
     latest_month = pd.Timestamp(year=latest.year, month=latest.month, day=1, tz="UTC")
     dates = pd.date_range(end=latest_month, periods=n_dates, freq="MS", tz="UTC")

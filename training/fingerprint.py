@@ -12,13 +12,14 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from training.splits import AS_OF_COLUMN, as_datetime_index
 
 # Bump when the recipe below changes, so old and new fingerprints never compare equal.
 FINGERPRINT_VERSION = 1
 
 
-class FingerprintError(ValueError):
+class FingerprintError(InvalidInputError):
     """A training set cannot be fingerprinted as asked."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.taxonomy import Taxonomy
 
 # The CRM records a phase change late (about two weeks in practice); the phase "at as-of" is
@@ -20,7 +21,7 @@ CHURN_HORIZON_DAYS = 90
 PURCHASE_WINDOW_DAYS = 90
 
 
-class LabelError(ValueError):
+class LabelError(InvalidInputError):
     """Inputs labels cannot be built from; the message names the table and column."""
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from features.errors import InvalidInputError
 
-class MetricError(ValueError):
+
+class MetricError(InvalidInputError):
     """Inputs a metric cannot be computed from; the message names the argument."""
 
 

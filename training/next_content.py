@@ -25,6 +25,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS, JourneyData
 from features.simulate import SimulationTruth
 from features.taxonomy import Taxonomy
+from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc
 from training.datasets import TrainingSet, TrainingSetError
 from training.policy import (
@@ -50,11 +51,6 @@ DECISION_COLUMNS = [
     "propensity",
     DECISION_PHASE_COLUMN,
 ]
-_NS_PER_DAY = 86_400 * 10**9
-
-
-def _ns(values: pd.Series) -> np.ndarray:
-    return np.asarray(pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8)
 
 
 def label_responses(
@@ -84,11 +80,11 @@ def label_responses(
         left = pd.DataFrame(
             {
                 "key": key(exposures.loc[mask], with_contact).to_numpy(),
-                "ts": _ns(exposures.loc[mask, "ts"]),
+                "ts": column_ns(exposures.loc[mask, "ts"]),
                 "row": np.nonzero(mask)[0],
             }
         ).sort_values("ts", kind="stable")
-        right = pd.DataFrame({"key": key(tp, with_contact).to_numpy(), "ts": _ns(tp["ts"])})
+        right = pd.DataFrame({"key": key(tp, with_contact).to_numpy(), "ts": column_ns(tp["ts"])})
         right["hit"] = True
         right = right.sort_values("ts", kind="stable")
         matched = pd.merge_asof(
@@ -97,7 +93,7 @@ def label_responses(
             on="ts",
             by="key",
             direction="forward",
-            tolerance=RESPONSE_WINDOW_DAYS * _NS_PER_DAY,
+            tolerance=RESPONSE_WINDOW_DAYS * NS_PER_DAY,
         )
         out[matched["row"].to_numpy()] = matched["hit"].eq(True).to_numpy()
     return out
@@ -110,12 +106,16 @@ def crm_phase_at(
     ``stages.ts <= ts`` (what a policy deciding at ts saw). Categorical over the taxonomy's
     phases, NaN before the first record; aligned with ``account_ids`` (default index)."""
     left = pd.DataFrame(
-        {"account_id": account_ids.astype(str).to_numpy(), "ts": _ns(ts), "row": np.arange(len(ts))}
+        {
+            "account_id": account_ids.astype(str).to_numpy(),
+            "ts": column_ns(ts),
+            "row": np.arange(len(ts)),
+        }
     ).sort_values("ts", kind="stable")
     right = pd.DataFrame(
         {
             "account_id": stages["account_id"].astype(str).to_numpy(),
-            "ts": _ns(stages["ts"]),
+            "ts": column_ns(stages["ts"]),
             "phase": stages["phase"].astype(object).to_numpy(),
         }
     ).sort_values("ts", kind="stable")
@@ -157,16 +157,18 @@ def build_next_content_set(
             "table 'exposures' is empty; expected logged exposures to learn from"
         )
     content = data.content.reset_index(drop=True)
-    dates = np.sort(pd.unique(_ns(features["as_of"])))
-    x_ns = _ns(exposures["ts"])
+    dates = np.sort(pd.unique(column_ns(features["as_of"])))
+    x_ns = column_ns(exposures["ts"])
     pos = np.searchsorted(dates, x_ns, side="right") - 1
-    inside = (pos >= 0) & (x_ns < dates[np.maximum(pos, 0)] + window_days * _NS_PER_DAY)
+    inside = (pos >= 0) & (x_ns < dates[np.maximum(pos, 0)] + window_days * NS_PER_DAY)
     ex = exposures.loc[inside].reset_index(drop=True)
     ex_as_of = pd.Series(pd.to_datetime(dates[pos[inside]], utc=True)).dt.as_unit("ns")
 
     # Feature row of each exposure: (account_id, as_of) looked up in the features frame.
-    f_key = pd.MultiIndex.from_arrays([features["account_id"].astype(str), _ns(features["as_of"])])
-    x_key = pd.MultiIndex.from_arrays([ex["account_id"].astype(str), _ns(ex_as_of)])
+    f_key = pd.MultiIndex.from_arrays(
+        [features["account_id"].astype(str), column_ns(features["as_of"])]
+    )
+    x_key = pd.MultiIndex.from_arrays([ex["account_id"].astype(str), column_ns(ex_as_of)])
     row = f_key.get_indexer(x_key)
     has = row >= 0
     ex, ex_as_of, row = (

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
+from features.errors import InvalidInputError
 from features.simulate import SimulationTruth, true_phases
 from features.taxonomy import Taxonomy
 from models import phase as phase_model
@@ -31,7 +32,7 @@ from training.result import Evaluation, ModelResult
 PRIMARY_METRIC = "model.macro_f1_crm"
 
 
-class PhaseTrainingError(ValueError):
+class PhaseTrainingError(InvalidInputError):
     """The phase model cannot be trained or evaluated on this training set."""
 
 

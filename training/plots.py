@@ -17,10 +17,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from features.errors import InvalidInputError
+
 Curves = ArrayLike | Mapping[str, ArrayLike]
 
 
-class PlotInputError(ValueError):
+class PlotInputError(InvalidInputError):
     """Arrays handed to a plot do not fit together."""
 
 

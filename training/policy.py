@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from features.errors import InvalidInputError
 from features.simulate import SimulationTruth, true_response_probability
 from features.taxonomy import Taxonomy
 from models import next_content as nc
@@ -32,7 +33,7 @@ from training.metrics import doubly_robust_value, ips_value, snips_value
 DECISION_PHASE_COLUMN = "decision_crm_phase"
 
 
-class PolicyEvaluationError(ValueError):
+class PolicyEvaluationError(InvalidInputError):
     """Decisions cannot be evaluated as given; the message names the column and value."""
 
 

@@ -15,11 +15,12 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from features.errors import NotFoundError
 from training.result import REGISTERED_NAMES, ModelName
 from training.tracking import CHAMPION, champion_version
 
 
-class RegistryError(RuntimeError):
+class RegistryError(NotFoundError):
     """The registry does not hold what was asked for; the message says what is missing."""
 
 

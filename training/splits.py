@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
+
 AS_OF_COLUMN = "as_of"
 
 
-class SplitError(ValueError):
+class SplitError(InvalidInputError):
     """A training set cannot be split as asked, or a split leaks across time."""
 
 

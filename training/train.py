@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.load import read_data_dir
 from features.mapping import ColumnMapping
 from features.pipeline import Engine, build_features
@@ -25,7 +26,7 @@ from training.datasets import TrainingSet, as_of_grid, build_churn_set, build_ph
 from training.result import MODEL_NAMES, ModelName, ModelResult
 
 
-class TrainingError(ValueError):
+class TrainingError(InvalidInputError):
     """Training cannot run as asked; the message says what to change."""
 
 

@@ -51,8 +51,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from features.errors import ConflictError, InvalidInputError, NotFoundError
 from features.schema import TABLE_ORDER, TABLES, JourneyData
 from features.taxonomy import Taxonomy
+from features.timestamps import to_ns
 from serving.store.ingest import (
     ACCOUNT_FIELDS,
     MAX_BATCH_EVENTS,
@@ -105,23 +107,25 @@ _DISMISSED_ITEMS = select(DismissedItem.content_id, DismissedItem.last_dismissed
 )
 
 
-class StoreError(Exception):
-    """Base class of the store's errors."""
+class StoreError(InvalidInputError):
+    """A database URL or schema the store cannot use."""
 
 
-class BatchTooLargeError(StoreError, ValueError):
+class BatchTooLargeError(InvalidInputError):
     """More events in one batch than ``MAX_BATCH_EVENTS``."""
 
+    http_status_override = 413
 
-class UnknownRecommendationError(StoreError, LookupError):
+
+class UnknownRecommendationError(NotFoundError):
     """Feedback for a recommendation id the store never served."""
 
 
-class InvalidOutcomeError(StoreError, ValueError):
+class InvalidOutcomeError(InvalidInputError):
     """A feedback outcome that is not one of ``FEEDBACK_OUTCOMES``."""
 
 
-class ApiKeyError(StoreError, ValueError):
+class ApiKeyError(InvalidInputError):
     """An API key that cannot be created or revoked as asked."""
 
 
@@ -129,11 +133,11 @@ class UnknownScopeError(ApiKeyError):
     """A scope that is not one of ``API_KEY_SCOPES``."""
 
 
-class DuplicateApiKeyError(ApiKeyError):
+class DuplicateApiKeyError(ApiKeyError, ConflictError):
     """An active key with this name exists already."""
 
 
-class UnknownApiKeyError(ApiKeyError, LookupError):
+class UnknownApiKeyError(ApiKeyError, NotFoundError):
     """No active key has this name."""
 
 
@@ -253,15 +257,6 @@ def database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
-
-
-def to_ns(value: pd.Timestamp | str | Any) -> int:
-    """Nanoseconds since the epoch (UTC) of anything ``pd.Timestamp`` accepts; naive = UTC."""
-    ts = pd.Timestamp(value)
-    if ts is pd.NaT:
-        raise ValueError(f"not a time: {value!r}")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.as_unit("ns").value)
 
 
 def from_ns(ns: int) -> pd.Timestamp:
