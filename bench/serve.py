@@ -88,7 +88,7 @@ def server(env: dict[str, str], workers: int, log: Path) -> Iterator[str]:
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "training.cli", "serve", "--port", str(port), "--workers",
+            [sys.executable, "-m", "nba", "serve", "--port", str(port), "--workers",
              str(workers), "--no-access-log", "--log-level", "warning"],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

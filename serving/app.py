@@ -24,11 +24,13 @@ from typing import Any
 import anyio
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from features.errors import NbaError
 from features.schema import RESPONSE_EVENT_TYPES
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
@@ -99,6 +101,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
     )
     for module in (events, recommendations, feedback, reps, health, pages):
         app.include_router(module.router)
+    app.add_exception_handler(NbaError, _nba_error)
     # Added innermost first: the last one added wraps all others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
@@ -111,6 +114,14 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
             max_age=600,
         )
     return app
+
+
+async def _nba_error(_request: Request, exc: Exception) -> JSONResponse:
+    """The one translation of the project's errors to HTTP: the status follows the error's
+    kind (invalid 422, not found 404, conflict 409, unavailable 503; a batch too large 413)
+    and the detail is its message, as FastAPI's own errors put it."""
+    assert isinstance(exc, NbaError)
+    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
 
 def app_from_env() -> FastAPI:

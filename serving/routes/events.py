@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from serving.auth import require_scope
 from serving.routes import Services, services
 from serving.schemas import EventsRequest, EventsResponse, RecordErrorOut
-from serving.store import ApiKey, BatchTooLargeError
+from serving.store import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -46,10 +46,7 @@ def post_events(
                 "(NBA_MAX_EVENTS_PER_REQUEST): split the batch"
             ),
         )
-    try:
-        result = svc.store.ingest_events(body.events, now=svc.now())
-    except BatchTooLargeError as exc:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
+    result = svc.store.ingest_events(body.events, now=svc.now())
     metrics = svc.metrics
     metrics.events.labels("accepted").inc(result.accepted)
     metrics.events.labels("duplicate").inc(result.duplicates)

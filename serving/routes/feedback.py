@@ -6,12 +6,12 @@ import time
 from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, status
 
 from serving.auth import require_scope
 from serving.routes import Services, services
 from serving.schemas import FeedbackRequest, FeedbackResponse
-from serving.store import ApiKey, InvalidOutcomeError, UnknownRecommendationError
+from serving.store import ApiKey, UnknownRecommendationError
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -61,12 +61,7 @@ def post_feedback(
     recommendations answer returned. A dismissed item is not offered to the account again
     for the arbitration config's ``dismissed_recently_days``."""
     now: pd.Timestamp = svc.now()
-    try:
-        feedback_id = record(svc, body, now)
-    except UnknownRecommendationError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
-    except InvalidOutcomeError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    feedback_id = record(svc, body, now)
     svc.metrics.feedback.labels(body.outcome).inc()
     return FeedbackResponse(
         feedback_id=feedback_id, recommendation_id=body.recommendation_id, outcome=body.outcome

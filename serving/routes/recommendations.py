@@ -26,7 +26,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from models.arbitration import Recent
 from serving.auth import check_account_access, require_scope
-from serving.models import ModelLoadError
 from serving.routes import Services, services
 from serving.schemas import (
     ActionOut,
@@ -35,7 +34,7 @@ from serving.schemas import (
     RecommendationsRequest,
     RecommendationsResponse,
 )
-from serving.scoring import AccountScore, ScoredAction, ScoringError
+from serving.scoring import AccountScore, ScoredAction
 from serving.store import AccountActivity, ApiKey, NewRecommendation
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -108,7 +107,8 @@ def score(
 ) -> AccountScore:
     """Score one account at ``now`` with its served/dismissed history (cold start when the
     store does not know it). ``activity`` is :func:`account_activity` if the caller has
-    read it already. 503 when no models are loaded, 422 for a bad request."""
+    read it already. Raises ModelLoadError when no models are loaded, ScoringError for a bad
+    request (the app's NbaError handler answers them)."""
     if activity is None:
         activity = account_activity(svc, account_id, now)
     served: Recent | None = None
@@ -116,26 +116,21 @@ def score(
     if activity is not None:
         served = served_recent(activity)
         dismissed = dismissed_recent(activity)
-    try:
-        return svc.scorer.score_account(
-            # the rows are read only when the scorer's cache cannot answer
-            None if activity is None else partial(svc.store.account_data, account_id),
-            account_id,
-            now,
-            k=k,
-            contact_id=contact_id,
-            role=role,
-            channel=channel,
-            rng=svc.rng,
-            served=served,
-            dismissed=dismissed,
-            explore=explore,
-            data_version=None if activity is None else activity.data_version,
-        )
-    except ModelLoadError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
-    except ScoringError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return svc.scorer.score_account(
+        # the rows are read only when the scorer's cache cannot answer
+        None if activity is None else partial(svc.store.account_data, account_id),
+        account_id,
+        now,
+        k=k,
+        contact_id=contact_id,
+        role=role,
+        channel=channel,
+        rng=svc.rng,
+        served=served,
+        dismissed=dismissed,
+        explore=explore,
+        data_version=None if activity is None else activity.data_version,
+    )
 
 
 def log_actions(

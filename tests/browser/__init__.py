@@ -141,7 +141,7 @@ def live_server(
     port = free_port()
     log = (directory / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "serve", "--port", str(port), "--workers", "1"],
+        [sys.executable, "-m", "nba", "serve", "--port", str(port), "--workers", "1"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -12,8 +12,8 @@ from features.load import read_data_dir, read_table_file, write_data_dir
 from features.schema import TABLES, JourneyData
 from features.taxonomy import Taxonomy
 from features.validate import DataValidationError, Problem, validate_data_dir
+from nba.cli import app
 from tests.features.conftest import NOW, write_csv_dir
-from training.cli import app
 
 
 def assert_same_data(actual: JourneyData, expected: JourneyData) -> None:

@@ -13,8 +13,8 @@ from features.load import read_data_dir
 from features.mapping import ColumnMapping, MappingError, apply_mapping, load_mapping
 from features.schema import TABLES, JourneyData
 from features.taxonomy import Taxonomy
+from nba.cli import app
 from tests.features.conftest import NOW
-from training.cli import app
 
 EXAMPLE = Path(features.__file__).parent / "config" / "mappings" / "example_crm.yaml"
 

@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 from features.pipeline import select_accounts
 from features.taxonomy import load_taxonomy
+from nba.cli import app as cli
 from serving.store import Store
 from tests.serving.test_api import loaded_accounts
 from tests.serving.trained import TrainedRegistry, trained_registry
-from training.cli import app as cli
 
 N_ACCOUNTS = 60
 N_REQUESTS = 200
@@ -76,7 +76,7 @@ def _free_port() -> int:
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "training.cli", *args],
+        [sys.executable, "-m", "nba", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -93,7 +93,7 @@ def server(loaded: Loaded) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     assert key.startswith("nba_")
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "serve", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "nba", "serve", "--port", str(port), "--workers", "2"],
         env=loaded.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from features.simulate import simulate, write_simulation
-from training.cli import app
+from nba.cli import app
 from training.registry import load_version
 from training.tracking import champion_version, configure_tracking
 

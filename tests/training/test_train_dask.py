@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from features.simulate import simulate, write_simulation
-from training.cli import app
+from nba.cli import app
 from training.tracking import configure_tracking
 
 pytestmark = pytest.mark.dask

@@ -1,0 +1,192 @@
+"""The features layer's commands (``nba simulate``, ``nba validate``, ``nba features``) and
+the options and argument parsing every layer's commands share.
+
+Commands raise :class:`~features.errors.NbaError` for a user's mistake; the root ``nba`` app
+turns it into a message and an exit code once. Heavy libraries are imported inside each
+command, which keeps ``nba --help`` fast.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from features.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.schema import JourneyData
+    from features.taxonomy import Taxonomy
+
+app = typer.Typer(add_completion=False)
+
+Engine = Literal["pandas", "dask"]
+
+TaxonomyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--taxonomy",
+        envvar="NBA_TAXONOMY",
+        help="Taxonomy YAML replacing the shipped default (phases, channels, roles, content).",
+        dir_okay=False,
+    ),
+]
+MappingOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--mapping",
+        help="Mapping YAML that renames a CRM export's files, columns and values onto ours.",
+        dir_okay=False,
+    ),
+]
+EngineOption = Annotated[
+    str, typer.Option("--engine", help="Feature engine: pandas (one machine) or dask (a cluster).")
+]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        envvar="NBA_DASK_SCHEDULER",
+        help="Dask scheduler address; default starts a 2-worker LocalCluster.",
+    ),
+]
+
+
+def load_taxonomy_option(path: Path | None) -> Taxonomy:
+    """The taxonomy of a ``--taxonomy`` option (the shipped one when ``None``)."""
+    from features.taxonomy import load_taxonomy
+
+    return load_taxonomy(path)
+
+
+def parse_engine(value: str) -> Engine:
+    """``--engine``'s value, or InvalidInputError naming the choices."""
+    if value == "pandas":
+        return "pandas"
+    if value == "dask":
+        return "dask"
+    raise InvalidInputError(f"--engine {value!r} is not one of pandas, dask")
+
+
+def parse_time(value: str, option: str) -> pd.Timestamp:
+    """``value`` of ``option`` as a UTC timestamp (naive = UTC), or InvalidInputError."""
+    from features.timestamps import to_utc
+
+    try:
+        return to_utc(value)
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"{option} {value!r} is not a date (expected e.g. 2025-06-01)"
+        ) from exc
+
+
+def read_data(data_dir: Path, taxonomy: Taxonomy, mapping: Path | None) -> JourneyData:
+    """The validated tables of ``data_dir`` through the ``--mapping`` file, if any; raises
+    DataValidationError with the full report when the data break the contract."""
+    from features.load import read_data_dir
+    from features.mapping import load_mapping
+
+    column_mapping = load_mapping(mapping) if mapping is not None else None
+    return read_data_dir(data_dir, taxonomy, mapping=column_mapping)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Data directory to write.", file_okay=False)],
+    accounts: Annotated[int, typer.Option("--accounts", min=1, help="Number of accounts.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same data.")] = 7,
+    start: Annotated[
+        str, typer.Option("--start", help="First simulated day (UTC).")
+    ] = "2024-01-01",
+    months: Annotated[int, typer.Option("--months", min=1, help="Months to simulate.")] = 24,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Simulate B2B journeys: writes the six tables as Parquet plus OUT/truth/."""
+    from features.simulate import simulate as run_simulation
+    from features.simulate import write_simulation
+
+    started = time.perf_counter()
+    sim = run_simulation(
+        accounts,
+        seed,
+        start=parse_time(start, "--start"),
+        months=months,
+        taxonomy=load_taxonomy_option(taxonomy),
+    )
+    write_simulation(sim, out)
+    counts = {name: len(frame) for name, frame in sim.data.tables().items()}
+    typer.echo(
+        f"wrote {out}: "
+        + ", ".join(f"{n:,} {name}" for name, n in counts.items())
+        + f" in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@app.command()
+def validate(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Directory with <table>.csv or <table>.parquet files.")
+    ],
+    mapping: MappingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Check a data directory against the data contract; exit 0 if good, 1 with a report."""
+    from features.mapping import load_mapping
+    from features.validate import validate_data_dir
+
+    column_mapping = load_mapping(mapping) if mapping is not None else None
+    report = validate_data_dir(data_dir, load_taxonomy_option(taxonomy), mapping=column_mapping)
+    typer.echo(report.format())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def features(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
+    ] = None,
+    as_of: Annotated[
+        list[str] | None,
+        typer.Option("--as-of", help="As-of date; repeat for several. Uses events before it."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Parquet file to write.", dir_okay=False)
+    ] = None,
+    engine: EngineOption = "pandas",
+    scheduler: SchedulerOption = None,
+    list_features: Annotated[
+        bool, typer.Option("--list", help="Print every feature with its definition and exit.")
+    ] = False,
+    mapping: MappingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Build point-in-time account features: one row per (account, as-of date)."""
+    from features.pipeline import build_features, feature_definitions
+
+    tax = load_taxonomy_option(taxonomy)
+    if list_features:
+        definitions = feature_definitions(tax)
+        width = max(len(name) for name in definitions)
+        for name, text in definitions.items():
+            typer.echo(f"{name:<{width}}  {text}")
+        return
+    if data is None or not as_of or out is None:
+        missing = [f for f, v in (("--data", data), ("--as-of", as_of), ("--out", out)) if not v]
+        raise InvalidInputError(
+            f"missing {', '.join(missing)} (or pass --list to list the features)"
+        )
+    chosen = parse_engine(engine)
+    dates = [parse_time(v, "--as-of") for v in as_of]
+    loaded = read_data(data, tax, mapping)
+    started = time.perf_counter()
+    frame = build_features(loaded, dates, tax, engine=chosen, scheduler=scheduler)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    typer.echo(
+        f"wrote {out}: {len(frame):,} rows x {frame.shape[1] - 2} features "
+        f"in {time.perf_counter() - started:.1f} s ({engine})"
+    )

@@ -1,0 +1,212 @@
+"""The serving layer's commands: ``nba serve``, ``nba load``, ``nba score`` and
+``nba keys create|list|revoke``.
+
+Settings come from the environment once (:meth:`Settings.from_env`). Commands raise
+:class:`~features.errors.NbaError` for a user's mistake; the root ``nba`` app turns it into
+a message and an exit code once. Heavy libraries are imported inside each command, which
+keeps ``nba --help`` fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from features.cli import MappingOption, TaxonomyOption, load_taxonomy_option, parse_time, read_data
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
+    from serving.store import Store
+
+app = typer.Typer(add_completion=False)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    import os
+
+    from serving.settings import Settings
+
+    return Settings.from_env(os.environ)
+
+
+@contextmanager
+def _store(taxonomy: Path | None = None) -> Iterator[Store]:
+    """The migrated store of NBA_DATABASE_URL (and NBA_DATABASE_SCHEMA), disposed on exit."""
+    from serving.store import Store
+
+    settings = _settings()
+    tax = load_taxonomy_option(taxonomy or settings.taxonomy)
+    store = Store(settings.database_url, tax, schema=settings.database_schema)
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="uvicorn worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every request (a line each; /metrics counts them either way).",
+        ),
+    ] = True,
+) -> None:
+    """Run the recommendation API under uvicorn. Settings come from NBA_* environment
+    variables (see README, Serving); each worker builds its app and loads its models after
+    the fork."""
+    import uvicorn
+
+    _settings()  # fail fast on a bad setting, before any worker starts
+    uvicorn.run(
+        "serving.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=access_log,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="A name for the key, e.g. crm-widget.")],
+    scopes: Annotated[
+        str,
+        typer.Option(
+            "--scopes",
+            help="Comma-separated: events:write, recommendations:read, feedback:write, admin.",
+        ),
+    ],
+) -> None:
+    """Create an API key and print it (the only time it is shown; only a hash is stored)."""
+    with _store() as store:
+        key = store.create_api_key(name, [s.strip() for s in scopes.split(",") if s.strip()])
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys (names, scopes, created, revoked; never the secrets)."""
+    with _store() as store:
+        keys = store.api_keys()
+    for key in keys:
+        revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        typer.echo(
+            f"{key.name}\t{','.join(sorted(key.scopes))}\t"
+            f"created {key.created_at:%Y-%m-%d %H:%M}\t{revoked}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Option("--name", help="The active key to revoke.")],
+) -> None:
+    """Revoke the active key NAME (running services stop accepting it within
+    NBA_KEY_CACHE_TTL_S seconds)."""
+    with _store() as store:
+        store.revoke_api_key(name)
+    typer.echo(f"revoked {name}")
+
+
+@app.command()
+def load(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Directory with <table>.csv or <table>.parquet files.")
+    ],
+    mapping: MappingOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Validate a data directory and bulk-load it into the service's store
+    (NBA_DATABASE_URL); loading twice stores nothing twice."""
+    from rich.progress import Progress, TaskID
+
+    with _store(taxonomy) as store, Progress(transient=True) as progress:
+        data = read_data(data_dir, store.taxonomy, mapping)
+        tasks: dict[str, TaskID] = {}
+
+        def report(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(f"loading {table}", total=max(total, 1))
+            progress.update(tasks[table], completed=done)
+
+        result = store.load_data(data, progress=report)
+        where = store.url.split("@")[-1]
+    typer.echo(
+        f"loaded {data_dir} into {where} in {result.seconds:.1f} s: "
+        + ", ".join(
+            f"{result.stored_rows[t]:,}/{result.input_rows[t]:,} {t}" for t in result.input_rows
+        )
+    )
+
+
+@app.command()
+def score(
+    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.", dir_okay=False)],
+    k: Annotated[int, typer.Option("--k", min=1, help="Actions per account.")] = 3,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Score as of this time (default: now, UTC).")
+    ] = None,
+    chunk_accounts: Annotated[
+        int, typer.Option("--chunk-accounts", min=1, help="Accounts read and scored at once.")
+    ] = 5_000,
+) -> None:
+    """Score every account in the store (phase, churn risk and band, top-k actions) for CRM
+    sync, with the champion models of MLFLOW_TRACKING_URI; writes Parquet."""
+    import pandas as pd
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from models.arbitration import load_arbitration_config
+    from serving.models import ModelHolder, ModelLoadError
+    from serving.scoring import Scorer
+
+    settings = _settings()
+    now = parse_time(as_of, "--as-of") if as_of else pd.Timestamp.now(tz="UTC")
+    holder = ModelHolder(settings.tracking_uri, settings.model_alias)
+    if not holder.load():
+        raise ModelLoadError(f"no models to score with: {holder.status().last_error}")
+    started = time.perf_counter()
+    frames = []
+    with (
+        _store() as store,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        ) as progress,
+    ):
+        scorer = Scorer(
+            holder,
+            store.taxonomy,
+            load_arbitration_config(settings.arbitration_config),
+            store.content(),
+        )
+        ids = store.account_ids()
+        task = progress.add_task("scoring accounts", total=len(ids))
+        for lo in range(0, len(ids), chunk_accounts):
+            chunk = ids[lo : lo + chunk_accounts]
+            frames.append(scorer.score_accounts_batch(store.accounts_data(chunk), now, k=k))
+            progress.update(task, advance=len(chunk))
+    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    scores.insert(1, "as_of", now)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_parquet(out, index=False)
+    typer.echo(
+        f"wrote {out}: {len(scores):,} accounts scored as of {now:%Y-%m-%d %H:%M} UTC "
+        f"in {time.perf_counter() - started:.1f} s (models {dict(holder.current.versions)})"
+    )
