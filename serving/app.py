@@ -27,11 +27,9 @@ import pandas as pd
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.errors import NbaError
-from features.schema import RESPONSE_EVENT_TYPES
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
 from serving.auth import KeyVerifier
@@ -50,7 +48,6 @@ from serving.routes import (
 from serving.scoring import Scorer
 from serving.settings import Settings
 from serving.store import ServedLog, Store
-from serving.store.tables import Touchpoint
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +141,7 @@ def build_services(
     if not holder.load():
         log.error("no models loaded, serving not ready: %s", holder.status().last_error)
     started = time.perf_counter()
-    popularity = content_popularity(store)
+    popularity = store.content_popularity()
     log.info("content popularity from the store in %.2f s", time.perf_counter() - started)
     scorer = Scorer(
         holder,
@@ -169,22 +166,6 @@ def build_services(
         rng=np.random.default_rng(settings.random_seed),
         clock=clock,
     )
-
-
-def content_popularity(store: Store) -> dict[str, float]:
-    """content_id -> number of response touchpoints on it in the store (what cold-start
-    answers rank by; ``serving.scoring.content_popularity`` on a frame, as one aggregate
-    query here so no worker reads every touchpoint)."""
-    query = (
-        select(Touchpoint.content_id, func.count())
-        .where(
-            Touchpoint.content_id.is_not(None),
-            Touchpoint.event_type.in_(list(RESPONSE_EVENT_TYPES)),
-        )
-        .group_by(Touchpoint.content_id)
-    )
-    with store.engine.connect() as conn:
-        return {str(c): float(n) for c, n in conn.execute(query).all()}
 
 
 class BodySizeLimit:

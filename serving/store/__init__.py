@@ -1,31 +1,29 @@
 """The service's storage layer: SQLAlchemy over SQLite (default) or PostgreSQL, schema by
-Alembic migrations. :class:`Store` is the entry point; see ``repository`` for the API and
-``ingest`` for the event contract of ``POST /v1/events``."""
+Alembic migrations. :class:`Store` is the entry point (``repository``), made of one part
+per concern: ``engine``, ``journey``, ``bulk``, ``decisions``, ``api_keys``; ``ingest``
+holds the event contract of ``POST /v1/events``."""
 
-from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
-from serving.store.repository import (
+from features.timestamps import to_ns
+from serving.store.api_keys import (
     API_KEY_SCOPES,
-    DEFAULT_DATABASE_URL,
-    AccountActivity,
     ApiKey,
     ApiKeyError,
-    BatchTooLargeError,
-    CachedFeatures,
     DuplicateApiKeyError,
-    FeedbackRecord,
-    InvalidOutcomeError,
-    LoadResult,
-    NewRecommendation,
-    ServedRecommendation,
-    Store,
-    StoreError,
     UnknownApiKeyError,
-    UnknownRecommendationError,
     UnknownScopeError,
-    database_url,
-    from_ns,
-    to_ns,
 )
+from serving.store.bulk import LoadResult
+from serving.store.decisions import (
+    AccountActivity,
+    InvalidOutcomeError,
+    NewRecommendation,
+    UnknownRecommendationError,
+)
+from serving.store.engine import DEFAULT_DATABASE_URL, StoreError, database_url
+from serving.store.frames import from_ns
+from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
+from serving.store.journey import BatchTooLargeError
+from serving.store.repository import Store
 from serving.store.served_log import ServedLog
 from serving.store.tables import FEEDBACK_OUTCOMES
 
@@ -38,16 +36,13 @@ __all__ = [
     "ApiKey",
     "ApiKeyError",
     "BatchTooLargeError",
-    "CachedFeatures",
     "DuplicateApiKeyError",
-    "FeedbackRecord",
     "IngestResult",
     "InvalidOutcomeError",
     "LoadResult",
     "NewRecommendation",
     "RecordError",
     "ServedLog",
-    "ServedRecommendation",
     "Store",
     "StoreError",
     "UnknownApiKeyError",

@@ -71,7 +71,7 @@ class IngestResult:
     ``accepted`` records were stored; ``duplicates`` had an event_id stored before (or
     earlier in the same batch) and stored nothing; ``rejected`` has one error per invalid
     record (its first problem), sorted by index; ``account_ids`` are the accounts that got
-    new touchpoints (their cached features were invalidated).
+    new touchpoints (their data version was bumped).
     """
 
     accepted: int

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from serving.store.repository import NewRecommendation, Store
+from serving.store.decisions import NewRecommendation
+from serving.store.repository import Store
 
 log = logging.getLogger(__name__)
 

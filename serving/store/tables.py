@@ -8,12 +8,12 @@ canonical in-memory form of ``features.schema`` exactly:
   PostgreSQL's ``timestamptz`` keeps only microseconds);
 - vocabulary values (channel, event_type, role, ...) are the taxonomy's names as text;
   the taxonomy, not the database, decides what is allowed;
-- list columns (content phases and roles) and small records (model versions, scopes,
-  cached feature rows) are JSON.
+- list columns (content phases and roles) and small records (model versions, scopes) are
+  JSON.
 
 The journey tables (accounts, contacts, content, touchpoints, stages, exposures) mirror the
-data contract; the service tables (feature_cache, recommendations, feedback, api_keys) hold
-what the service computes and serves.
+data contract; the service tables (recommendations, feedback, served_actions,
+dismissed_items, api_keys) hold what the service serves and hears back.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -68,8 +69,8 @@ class Account(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     annual_revenue: Mapped[float | None] = mapped_column(Float)
     owner_rep_id: Mapped[str | None] = mapped_column(String, index=True)
-    # Bumped whenever the account's events change; a cached feature row is valid only for
-    # the version it was computed from (so a row computed while an event arrived is stale).
+    # Bumped whenever the account's data changes: the scorer's feature cache is keyed by
+    # it, so features computed from older rows are not served after an event arrives.
     data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
@@ -139,20 +140,6 @@ class Exposure(Base):
     content_id: Mapped[str] = mapped_column(ForeignKey("content.content_id"))
     channel: Mapped[str] = mapped_column(String)
     propensity: Mapped[float] = mapped_column(Float)
-
-
-class FeatureCache(Base):
-    """An account's feature row as of some time, for one pipeline version and one
-    ``accounts.data_version``; deleted when an event for the account is ingested."""
-
-    __tablename__ = "feature_cache"
-
-    account_id: Mapped[str] = mapped_column(String, primary_key=True)
-    pipeline_version: Mapped[str] = mapped_column(String, primary_key=True)
-    as_of: Mapped[int] = mapped_column(BigInteger)
-    data_version: Mapped[int] = mapped_column(BigInteger)
-    features: Mapped[dict[str, Any]] = mapped_column(JSON)
-    computed_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class Recommendation(Base):
@@ -250,3 +237,8 @@ class ApiKeyRow(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# Each table by name, typed as a ``Table`` (a mapped class's ``__table__`` is only a
+# ``FromClause`` to the type checker).
+BY_NAME: dict[str, Table] = dict(Base.metadata.tables)

@@ -24,7 +24,7 @@ from serving.routes import Services
 from serving.settings import Settings
 from serving.store import API_KEY_SCOPES, Store
 from serving.store.tables import Feedback, Recommendation
-from tests.serving.test_store import BACKENDS, open_store
+from tests.serving.test_store import BACKENDS, logged_recommendations, open_store
 from tests.serving.trained import TrainedRegistry, trained_registry
 
 N_ACCOUNTS = 120
@@ -191,7 +191,8 @@ def test_too_many_events_or_too_large_a_body_answer_413(api: Api) -> None:
     )
     assert response.status_code == 413
     assert "NBA_MAX_BODY_BYTES" in response.json()["detail"]
-    assert api.store.account_data_version("A-new-1") is not None  # nothing else happened
+    activity = api.store.account_activity("A-new-1", served_since=api.now, dismissed_since=api.now)
+    assert activity is not None  # nothing else happened
 
 
 # -- recommendations --------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def test_a_known_account_gets_a_full_answer_and_every_action_is_logged(api: Api)
     assert all(h["rule"] for h in body["held_back"])
 
     api.flush()
-    served = api.store.served_since(account, api.now)
+    served = logged_recommendations(api.store, account, api.now)
     logged = {s.id: s for s in served if s.request_id == body["request_id"]}
     assert set(logged) == {a["recommendation_id"] for a in actions}
     for a in actions:
@@ -275,7 +276,7 @@ def test_an_unknown_account_gets_a_flagged_cold_start(api: Api) -> None:
         assert a["contact_id"] is None
         assert body["phase"] in list(catalog.loc[a["content_id"], "phases"])
     api.flush()
-    logged = api.store.served_since("no-such-account", api.now)
+    logged = logged_recommendations(api.store, "no-such-account", api.now)
     assert {s.id for s in logged} >= {a["recommendation_id"] for a in body["actions"]}
 
 
@@ -401,7 +402,7 @@ def test_a_reps_worklist_is_ranked_and_holds_only_their_accounts(api: Api) -> No
         assert item["action"]["reasons"] and item["action"]["propensity"] == 1.0
         assert item["phase"] in api.registry.taxonomy.phases
     api.flush()
-    logged = api.store.served_since(with_action[0]["account_id"], api.now)
+    logged = logged_recommendations(api.store, with_action[0]["account_id"], api.now)
     assert logged[-1].id == with_action[0]["action"]["recommendation_id"]
     assert logged[-1].policy == "ev-greedy-epsilon-v1/worklist-greedy"
 

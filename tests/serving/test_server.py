@@ -26,6 +26,7 @@ from features.taxonomy import load_taxonomy
 from nba.cli import app as cli
 from serving.store import Store
 from tests.serving.test_api import loaded_accounts
+from tests.serving.test_store import logged_recommendations
 from tests.serving.trained import TrainedRegistry, trained_registry
 
 N_ACCOUNTS = 60
@@ -174,7 +175,7 @@ def test_two_workers_answer_concurrent_requests_without_errors(
     store = Store(loaded.env["NBA_DATABASE_URL"], load_taxonomy())
     deadline = time.monotonic() + 10
     while True:
-        stored = {r.id for a in loaded.accounts for r in store.served_since(a, FAR_PAST)}
+        stored = {r.id for a in loaded.accounts for r in logged_recommendations(store, a, FAR_PAST)}
         if set(handed_out) <= stored or time.monotonic() > deadline:
             break
         time.sleep(0.1)

@@ -1,6 +1,6 @@
 """The store against SQLite (a temporary file) and the local PostgreSQL (a fresh schema per
 test, dropped afterwards): migrations, bulk load, account views equal to the batch pipeline,
-feature cache, recommendations and feedback, API keys."""
+data versions, recommendations and feedback, API keys."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, select, text
@@ -23,6 +25,7 @@ from features.pipeline import build_account_features, build_features, select_acc
 from features.schema import JourneyData
 from features.simulate import simulate
 from features.taxonomy import Taxonomy, load_taxonomy
+from serving.scoring import content_popularity
 from serving.store import (
     AccountActivity,
     DuplicateApiKeyError,
@@ -35,6 +38,7 @@ from serving.store import (
     UnknownScopeError,
     to_ns,
 )
+from serving.store.engine import alembic_config
 from serving.store.tables import (
     ApiKeyRow,
     Base,
@@ -45,6 +49,7 @@ from serving.store.tables import (
 )
 from tests.features.conftest import make_tiny_data
 
+FAR_PAST = pd.Timestamp(0, tz="UTC")
 POSTGRES_URL = os.environ.get(
     "NBA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -127,9 +132,9 @@ def simulation(taxonomy: Taxonomy) -> JourneyData:
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
-    assert store.revision() == "0002"
+    assert store.revision() == "0003"
     before = store.counts()
-    assert store.migrate() == "0002"
+    assert store.migrate() == "0003"
     assert store.counts() == before
     # The taxonomy's catalog is seeded once; everything else starts empty.
     assert before["content"] == 94
@@ -159,7 +164,7 @@ def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy
         t.join()
     try:
         assert errors == []
-        assert [s.revision() for s in stores] == ["0002"] * 3
+        assert [s.revision() for s in stores] == ["0003"] * 3
     finally:
         for s in stores:
             s.dispose()
@@ -240,6 +245,15 @@ def test_online_features_equal_the_batch_pipeline(
     assert compared >= 12
 
 
+def test_content_popularity_counts_response_touchpoints_in_the_database(
+    store: Store, simulation: JourneyData
+) -> None:
+    assert store.content_popularity() == {}
+    store.load_data(simulation)
+    popularity = store.content_popularity()
+    assert popularity and popularity == content_popularity(simulation.touchpoints)
+
+
 def test_accounts_of_rep(store: Store, tiny: JourneyData) -> None:
     store.load_data(tiny)
     assert store.accounts_of_rep("R1") == ["A1", "A3"]
@@ -247,45 +261,30 @@ def test_accounts_of_rep(store: Store, tiny: JourneyData) -> None:
     assert store.accounts_of_rep("R9") == []
 
 
-# -- feature cache ----------------------------------------------------------------------------
+# -- data versions ------------------------------------------------------------------------------
 
 
-def test_feature_cache_round_trip_and_invalidation(store: Store, tiny: JourneyData) -> None:
+def _data_version(store: Store, account_id: str) -> int:
+    week_ago = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=7)
+    activity = store.account_activity(account_id, served_since=week_ago, dismissed_since=week_ago)
+    assert activity is not None
+    return activity.data_version
+
+
+def test_new_data_bumps_the_accounts_data_version(store: Store, tiny: JourneyData) -> None:
     store.load_data(tiny)
-    as_of = pd.Timestamp("2024-07-01", tz="UTC")
-    version = store.account_data_version("A1")
-    assert version is not None
-    row = pd.Series({"n_touchpoints_30d": 3, "mean_dwell": float("nan"), "industry": "software"})
-    store.cache_features("A1", "1.0.0", as_of, row, data_version=version)
-    cached = store.cached_features("A1", "1.0.0")
-    assert cached is not None
-    assert cached.as_of == as_of
-    assert cached.features == {"n_touchpoints_30d": 3, "mean_dwell": None, "industry": "software"}
-    assert store.cached_features("A1", "2.0.0") is None
-    assert store.cached_features("A2", "1.0.0") is None
-
-    # An ingested event invalidates the account's cache (and only that account's).
-    store.cache_features("A2", "1.0.0", as_of, {"x": 1.5}, data_version=version)
-    result = store.ingest_events(
-        [
-            {
-                "event_id": "E99",
-                "account_id": "A1",
-                "ts": "2024-07-02T10:00:00Z",
-                "channel": "website",
-                "event_type": "view",
-            }
-        ]
-    )
+    a1, a2 = _data_version(store, "A1"), _data_version(store, "A2")
+    event = {"event_id": "E99", "account_id": "A1", "ts": "2024-07-02T10:00:00Z"}
+    result = store.ingest_events([{**event, "channel": "website", "event_type": "view"}])
+    # An ingested event bumps its account's version (what keys the scorer's feature cache),
+    # and only that account's; a duplicate changes nothing.
     assert result.account_ids == {"A1"}
-    assert store.cached_features("A1", "1.0.0") is None
-    assert store.cached_features("A2", "1.0.0") is not None
-
-    # A row computed from data read before an ingest is stale when stored after it.
-    store.cache_features("A1", "1.0.0", as_of, row, data_version=version)
-    assert store.cached_features("A1", "1.0.0") is None
-    store.invalidate_features(["A2"])
-    assert store.cached_features("A2", "1.0.0") is None
+    assert (_data_version(store, "A1"), _data_version(store, "A2")) == (a1 + 1, a2)
+    store.ingest_events([{**event, "channel": "website", "event_type": "view"}])
+    assert _data_version(store, "A1") == a1 + 1
+    # A load bumps every account.
+    store.load_data(tiny)
+    assert (_data_version(store, "A1"), _data_version(store, "A2")) == (a1 + 2, a2 + 1)
 
 
 # -- recommendations and feedback ---------------------------------------------------------------
@@ -316,24 +315,24 @@ def test_recommendations_and_feedback(store: Store) -> None:
     )
     assert len(ids) == 2 and len(set(ids + later)) == 3
 
-    served = store.served_since("A1", t0)
+    served = logged_recommendations(store, "A1", t0)
     assert [(s.content_id, s.rank) for s in served] == [("C007", 1), ("C040", 2), ("C044", 1)]
     assert served[0].propensity == 0.98
     assert served[0].model_versions == {"nba-phase": "3", "nba-churn": "2"}
-    assert served[0].served_at == t0
-    assert [s.content_id for s in store.served_since("A1", t0 + pd.Timedelta(days=1))] == ["C044"]
+    assert served[0].served_at == to_ns(t0)
+    day_later = logged_recommendations(store, "A1", t0 + pd.Timedelta(days=1))
+    assert [s.content_id for s in day_later] == ["C044"]
 
     first = store.record_feedback(ids[0], "shown", t0 + pd.Timedelta(minutes=1))
     second = store.record_feedback(ids[1], "dismissed", t0 + pd.Timedelta(minutes=2), "not now")
     assert second > first
-    feedback = store.recent_feedback("A1", t0)
-    assert [(f.content_id, f.outcome, f.note) for f in feedback] == [
-        ("C007", "shown", None),
-        ("C040", "dismissed", "not now"),
+    with store.engine.connect() as conn:
+        feedback = conn.execute(select(Feedback.__table__).order_by(Feedback.id)).all()
+    assert [(f.recommendation_id, f.outcome, f.note) for f in feedback] == [
+        (ids[0], "shown", None),
+        (ids[1], "dismissed", "not now"),
     ]
-    assert feedback[1].recommendation_id == ids[1]
-    assert store.recent_feedback("A1", t0 + pd.Timedelta(minutes=2)) == feedback[1:]
-    assert store.recent_feedback("A2", t0) == []
+    assert [f.at for f in feedback] == [to_ns(t0 + pd.Timedelta(minutes=m)) for m in (1, 2)]
 
 
 def test_feedback_for_an_unknown_recommendation_is_an_error(store: Store) -> None:
@@ -428,7 +427,7 @@ def test_account_activity_reads_version_served_actions_and_dismissals(
 
     activity = store.account_activity("A1", served_since=week_ago, dismissed_since=week_ago)
     assert activity is not None
-    assert activity.data_version == store.account_data_version("A1")
+    assert activity.data_version == 1  # set by the load
     # one row per distinct action, with its last serving time; the 8-day-old one is out
     assert sorted(activity.served) == [
         ("P1", "C007", to_ns(t0 + pd.Timedelta(hours=1))),
@@ -457,8 +456,22 @@ class _FailingOnce:
         return self.store.log_recommendations(items)
 
 
+def logged_recommendations(
+    store: Store, account_id: str, since: pd.Timestamp = FAR_PAST
+) -> list[Any]:
+    """The recommendation log's rows for an account served at or after ``since``, oldest
+    first (served_at in ns since the epoch)."""
+    query = (
+        select(Recommendation.__table__)
+        .where(Recommendation.account_id == account_id, Recommendation.served_at >= to_ns(since))
+        .order_by(Recommendation.served_at, Recommendation.request_id, Recommendation.rank)
+    )
+    with store.engine.connect() as conn:
+        return list(conn.execute(query).all())
+
+
 def _ids(store: Store, account_id: str) -> set[str]:
-    return {r.id for r in store.served_since(account_id, pd.Timestamp(0, tz="UTC"))}
+    return {r.id for r in logged_recommendations(store, account_id)}
 
 
 def test_the_served_log_hands_out_ids_at_once_and_writes_them_in_batches(store: Store) -> None:
@@ -471,7 +484,7 @@ def test_the_served_log_hands_out_ids_at_once_and_writes_them_in_batches(store: 
         assert _ids(store, "A1") == set()
         served_log.flush()
         assert _ids(store, "A1") == set(ids) and served_log.pending == 0
-        assert store.served_since("A1", t0)[0].served_at == t0
+        assert logged_recommendations(store, "A1", t0)[0].served_at == to_ns(t0)
         more = served_log.log([_served("A1", "C044", 1)], served_at=t0)
     finally:
         served_log.close()  # shutdown writes what is left
@@ -524,6 +537,23 @@ def test_the_migrations_create_exactly_the_tables_the_code_maps(store: Store) ->
         assert compare_metadata(context, Base.metadata) == []
 
 
+def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: Store) -> None:
+    def differences() -> list[Any]:
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"include_schemas": False})
+            return list(compare_metadata(context, Base.metadata))
+
+    config = alembic_config()
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    assert store.revision() == "0002"
+    [(change, table)] = differences()  # the one table no code maps any more
+    assert change == "remove_table" and table.name not in Base.metadata.tables
+    assert store.migrate() == "0003"
+    assert differences() == []
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_migration_0002_fills_the_decision_state_from_the_log(
     backend: str, tmp_path: Path, taxonomy: Taxonomy
@@ -552,7 +582,7 @@ def test_migration_0002_fills_the_decision_state_from_the_log(
                     {"recommendation_id": "r0", "outcome": "shown", "at": to_ns(t0), "note": None},
                 ],
             )
-        assert store.migrate() == "0002"
+        assert store.migrate() == "0003"
         with store.engine.connect() as conn:
             served = conn.execute(select(ServedAction)).all()
             dismissed = conn.execute(select(DismissedItem)).all()

@@ -1,0 +1,239 @@
+"""The decision log: recommendations served (with the propensity the policy gave them),
+feedback on them, and the compact per-account state a recommendation request reads (the
+last time each action was served, the items dismissed)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Table, bindparam, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from features.errors import InvalidInputError, NotFoundError
+from features.timestamps import to_ns
+from serving.store.engine import Database
+from serving.store.tables import (
+    BY_NAME,
+    FEEDBACK_OUTCOMES,
+    Account,
+    DismissedItem,
+    Feedback,
+    Recommendation,
+    ServedAction,
+)
+
+# The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
+# statement built per call costs more Python than the query costs SQLite.
+_VERSION_AND_OWNER = select(Account.data_version, Account.owner_rep_id).where(
+    Account.account_id == bindparam("account_id")
+)
+_SERVED_ACTIONS = select(
+    ServedAction.contact_id, ServedAction.content_id, ServedAction.last_served_at
+).where(
+    ServedAction.account_id == bindparam("account_id"),
+    ServedAction.last_served_at >= bindparam("since"),
+)
+_DISMISSED_ITEMS = select(DismissedItem.content_id, DismissedItem.last_dismissed_at).where(
+    DismissedItem.account_id == bindparam("account_id"),
+    DismissedItem.last_dismissed_at >= bindparam("since"),
+)
+
+
+class UnknownRecommendationError(NotFoundError):
+    """Feedback for a recommendation id the store never served."""
+
+
+class InvalidOutcomeError(InvalidInputError):
+    """A feedback outcome that is not one of ``FEEDBACK_OUTCOMES``."""
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class NewRecommendation:
+    """One action to log as served. ``propensity`` is the probability the serving
+    ``policy`` gave this action (needed to evaluate other policies off-policy later);
+    ``model_versions`` maps model names to the registry versions used. ``id`` is assigned
+    on creation (the id the caller hands out); ``served_at`` None means the time the log
+    call gives."""
+
+    request_id: str
+    account_id: str
+    content_id: str
+    rank: int
+    expected_value: float
+    propensity: float
+    policy: str
+    model_versions: Mapping[str, str] = field(default_factory=dict)
+    contact_id: str | None = None
+    id: str = field(default_factory=_new_id)
+    served_at: pd.Timestamp | None = None
+
+    def at(self, served_at: pd.Timestamp) -> NewRecommendation:
+        """This action served at ``served_at``."""
+        return replace(self, served_at=served_at)
+
+
+@dataclass(frozen=True)
+class AccountActivity:
+    """An account's data version, owner and recent decisions (:meth:`Store.account_activity`):
+    ``served`` holds (contact_id, content_id, last served, ns since the epoch) per distinct
+    action, ``dismissed`` (content_id, dismissed at, ns) per dismissal."""
+
+    data_version: int
+    owner_rep_id: str | None
+    served: list[tuple[str | None, str, int]]
+    dismissed: list[tuple[str, int]]
+
+
+def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "request_id": item.request_id,
+        "account_id": item.account_id,
+        "contact_id": item.contact_id,
+        "content_id": item.content_id,
+        "rank": int(item.rank),
+        "expected_value": float(item.expected_value),
+        "propensity": float(item.propensity),
+        "policy": item.policy,
+        "model_versions": {str(k): str(v) for k, v in item.model_versions.items()},
+        "served_at": served_ns,
+    }
+
+
+class DecisionLog(Database):
+    """Served recommendations, feedback and the per-account decision state."""
+
+    def log_recommendations(
+        self, items: Sequence[NewRecommendation], *, served_at: pd.Timestamp | None = None
+    ) -> list[str]:
+        """Log served actions (one transaction); returns their ids, in order. Items without
+        their own ``served_at`` were served at ``served_at`` (default: now)."""
+        at = to_ns(served_at if served_at is not None else pd.Timestamp.now(tz="UTC"))
+        times = [at if item.served_at is None else to_ns(item.served_at) for item in items]
+        rows = [_recommendation_row(item, t) for item, t in zip(items, times, strict=True)]
+        if rows:
+            last: dict[tuple[str, str, str], int] = {}
+            for item, served_ns in zip(items, times, strict=True):
+                action = (item.account_id, item.contact_id or "", item.content_id)
+                last[action] = max(last.get(action, served_ns), served_ns)
+            with self._write() as conn:
+                conn.execute(insert(BY_NAME["recommendations"]), rows)
+                self._upsert_latest(
+                    conn,
+                    BY_NAME["served_actions"],
+                    ["account_id", "contact_id", "content_id"],
+                    "last_served_at",
+                    [
+                        {"account_id": a, "contact_id": c, "content_id": i, "last_served_at": t}
+                        for (a, c, i), t in sorted(last.items())
+                    ],
+                )
+        return [item.id for item in items]
+
+    def _upsert_latest(
+        self,
+        conn: Connection,
+        table: Table,
+        keys: list[str],
+        column: str,
+        rows: list[dict[str, Any]],
+    ) -> None:
+        """Insert ``rows`` into ``table``, keeping the later ``column`` for existing keys."""
+        statement = self._insert(table)
+        later = func.max if self.dialect == "sqlite" else func.greatest  # the 2-argument max
+        statement = statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={column: later(table.c[column], getattr(statement.excluded, column))},
+        )
+        conn.execute(statement, rows)
+
+    def record_feedback(
+        self,
+        recommendation_id: str,
+        outcome: str,
+        at: pd.Timestamp | None = None,
+        note: str | None = None,
+    ) -> int:
+        """Store what happened to a recommendation; returns the feedback id. Raises
+        :class:`InvalidOutcomeError` for an outcome not in ``FEEDBACK_OUTCOMES`` and
+        :class:`UnknownRecommendationError` for an id never served."""
+        if outcome not in FEEDBACK_OUTCOMES:
+            raise InvalidOutcomeError(
+                f"feedback.outcome {outcome!r} is unknown; expected one of: "
+                + ", ".join(FEEDBACK_OUTCOMES)
+            )
+        row = {
+            "recommendation_id": recommendation_id,
+            "outcome": outcome,
+            "at": to_ns(at if at is not None else pd.Timestamp.now(tz="UTC")),
+            "note": note,
+        }
+        unknown = UnknownRecommendationError(
+            f"feedback.recommendation_id {recommendation_id!r} is unknown; expected the id "
+            "of a served recommendation"
+        )
+        try:
+            with self._write() as conn:
+                served = conn.execute(
+                    select(Recommendation.account_id, Recommendation.content_id).where(
+                        Recommendation.id == recommendation_id
+                    )
+                ).first()
+                if served is None:
+                    raise unknown
+                feedback_id = int(
+                    conn.execute(
+                        insert(BY_NAME["feedback"]).returning(Feedback.id), row
+                    ).scalar_one()
+                )
+                if outcome == "dismissed":
+                    self._upsert_latest(
+                        conn,
+                        BY_NAME["dismissed_items"],
+                        ["account_id", "content_id"],
+                        "last_dismissed_at",
+                        [
+                            {
+                                "account_id": served.account_id,
+                                "content_id": served.content_id,
+                                "last_dismissed_at": row["at"],
+                            }
+                        ],
+                    )
+                return feedback_id
+        except IntegrityError as exc:  # deleted between the check and the insert
+            raise unknown from exc
+
+    def account_activity(
+        self, account_id: str, *, served_since: pd.Timestamp, dismissed_since: pd.Timestamp
+    ) -> AccountActivity | None:
+        """What a recommendation request reads besides the account's rows, in one read
+        transaction: the account's data version and owning rep, the distinct (contact_id,
+        content_id) actions served at or after ``served_since`` with the last time each was
+        served (what contact caps count; one row per action however often it was served) and
+        the items dismissed at or after ``dismissed_since``. None if the account is
+        unknown."""
+        with self.engine.connect() as conn:
+            account = conn.execute(_VERSION_AND_OWNER, {"account_id": account_id}).first()
+            if account is None:
+                return None
+            served = conn.execute(
+                _SERVED_ACTIONS, {"account_id": account_id, "since": to_ns(served_since)}
+            ).all()
+            dismissed = conn.execute(
+                _DISMISSED_ITEMS, {"account_id": account_id, "since": to_ns(dismissed_since)}
+            ).all()
+        return AccountActivity(
+            data_version=int(account.data_version),
+            owner_rep_id=account.owner_rep_id,
+            served=[(r[0] or None, r[1], int(r[2])) for r in served],
+            dismissed=[(r[0], int(r[1])) for r in dismissed],
+        )

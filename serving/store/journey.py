@@ -1,0 +1,282 @@
+"""Journey data in the store: ingesting events (with the accounts and contacts they create
+or describe), and reading accounts, the content catalog and content popularity in the
+canonical form of ``features.schema``.
+
+An ingest that gives an account new rows bumps its ``data_version``, which keys the scorer's
+feature cache (see ``serving.store.tables.Account``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, bindparam, func, select, update
+
+from features.errors import InvalidInputError
+from features.schema import RESPONSE_EVENT_TYPES, JourneyData
+from features.taxonomy import Taxonomy
+from features.timestamps import to_ns
+from serving.store.engine import IN_CHUNK, Database
+from serving.store.frames import canonical_frame, schema_select
+from serving.store.ingest import (
+    ACCOUNT_FIELDS,
+    MAX_BATCH_EVENTS,
+    IngestResult,
+    ValidatedEvents,
+    validate_events,
+)
+from serving.store.tables import BY_NAME, Account, Contact, Content, Touchpoint
+
+
+class BatchTooLargeError(InvalidInputError):
+    """More events in one batch than ``MAX_BATCH_EVENTS``."""
+
+    http_status_override = 413
+
+
+# The response touchpoints per content item, counted in the database.
+_POPULARITY = (
+    select(Touchpoint.content_id, func.count())
+    .where(
+        Touchpoint.content_id.is_not(None),
+        Touchpoint.event_type.in_(list(RESPONSE_EVENT_TYPES)),
+    )
+    .group_by(Touchpoint.content_id)
+)
+
+
+class JourneyStore(Database):
+    """Journey data at ``url``; ``taxonomy`` decides which channels, event types, roles, ...
+    ingested events may name, and the categories of the frames the reads return."""
+
+    def __init__(self, url: str, taxonomy: Taxonomy, *, schema: str | None = None) -> None:
+        super().__init__(url, schema=schema)
+        self.taxonomy = taxonomy
+        self._content_ids: frozenset[str] = frozenset()
+        self._content_frame: pd.DataFrame | None = None
+
+    # -- content catalog -------------------------------------------------------------------
+
+    def _refresh_content(self) -> None:
+        with self.engine.connect() as conn:
+            rows = conn.execute(schema_select("content").order_by(Content.content_id)).all()
+        self._content_frame = canonical_frame("content", rows, self.taxonomy)
+        self._content_ids = frozenset(self._content_frame["content_id"])
+
+    def content(self) -> pd.DataFrame:
+        """The catalog as a canonical ``content`` table."""
+        if self._content_frame is None:
+            self._refresh_content()
+        assert self._content_frame is not None
+        return self._content_frame
+
+    def content_popularity(self) -> dict[str, float]:
+        """content_id -> number of response touchpoints on it (what cold-start answers rank
+        by; ``serving.scoring.content_popularity`` on a frame, as one aggregate query here so
+        no worker reads every touchpoint)."""
+        with self.engine.connect() as conn:
+            return {str(c): float(n) for c, n in conn.execute(_POPULARITY).all()}
+
+    # -- ingestion -------------------------------------------------------------------------
+
+    def ingest_events(
+        self, records: Sequence[object], *, now: pd.Timestamp | None = None
+    ) -> IngestResult:
+        """Validate and store a batch of touchpoint records (see ``serving.store.ingest``).
+
+        Idempotent by event_id: an event stored before, or earlier in the batch, is counted
+        as a duplicate and stores nothing. Invalid records are rejected one by one with their
+        index, field and reason; the valid ones are stored (one transaction). Unknown
+        accounts and contacts are created from the record (and its optional ``account`` /
+        ``contact`` objects); attributes given for known ones update them. Accounts that get
+        new events or attributes have their data version bumped. Raises
+        :class:`BatchTooLargeError` above ``MAX_BATCH_EVENTS`` records.
+        """
+        if len(records) > MAX_BATCH_EVENTS:
+            raise BatchTooLargeError(
+                f"{len(records):,} events in one batch; expected at most {MAX_BATCH_EVENTS:,}"
+            )
+        now_ns = to_ns(now if now is not None else pd.Timestamp.now(tz="UTC"))
+        dicts = [r for r in records if isinstance(r, dict)]
+        content_ids = {r["content_id"] for r in dicts if isinstance(r.get("content_id"), str)}
+        if not self._content_ids or not content_ids <= self._content_ids:
+            self._refresh_content()  # the catalog may have grown in another process
+        contact_ids = sorted(
+            {r["contact_id"] for r in dicts if isinstance(r.get("contact_id"), str)}
+        )
+        with self._write() as conn:
+            known_contacts = self._contact_accounts(conn, contact_ids)
+            valid = validate_events(
+                records,
+                self.taxonomy,
+                content_ids=self._content_ids,
+                contact_accounts=known_contacts,
+                now_ns=now_ns,
+            )
+            inserted = self._store_valid(conn, valid, known_contacts)
+        accepted = len(inserted)
+        return IngestResult(
+            accepted=accepted,
+            duplicates=valid.duplicates + len(valid.touchpoints) - accepted,
+            rejected=sorted(valid.errors, key=lambda e: e.index),
+            account_ids={account_id for _, account_id in inserted},
+        )
+
+    def _store_valid(
+        self, conn: Connection, valid: ValidatedEvents, known_contacts: Mapping[str, str]
+    ) -> Sequence[Any]:
+        """Store a batch's valid rows; returns the (event_id, account_id) of the touchpoints
+        that were new."""
+        inserted: Sequence[Any] = []
+        updated_accounts: set[str] = set()
+        if valid.touchpoints:
+            updated_accounts = self._upsert_accounts(conn, valid.accounts)
+            self._upsert_contacts(conn, valid.contacts, known_contacts)
+            rows = sorted(valid.touchpoints, key=lambda r: r["event_id"])  # lock order
+            statement = (
+                self._insert(BY_NAME["touchpoints"])
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(Touchpoint.event_id, Touchpoint.account_id)
+            )
+            inserted = conn.execute(statement, rows).all()
+        changed = {account_id for _, account_id in inserted}
+        self._bump_accounts(conn, changed | updated_accounts)
+        return inserted
+
+    def _contact_accounts(self, conn: Connection, contact_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for start in range(0, len(contact_ids), IN_CHUNK):
+            chunk = contact_ids[start : start + IN_CHUNK]
+            query = select(Contact.contact_id, Contact.account_id).where(
+                Contact.contact_id.in_(chunk)
+            )
+            out.update({c: a for c, a in conn.execute(query).all()})
+        return out
+
+    def _upsert_accounts(
+        self, conn: Connection, accounts: Mapping[str, Mapping[str, Any]]
+    ) -> set[str]:
+        """Create unknown accounts, update the attributes records gave for known ones;
+        returns the accounts whose attributes were given."""
+        attrs = [a for a in ACCOUNT_FIELDS if a != "created_at"]
+        plain: list[dict[str, Any]] = []
+        described: list[dict[str, Any]] = []
+        for account_id in sorted(accounts):
+            given = accounts[account_id]
+            row = {"account_id": account_id, "created_at": given["created_at"]}
+            row.update({a: given.get(a) for a in attrs})
+            (described if any(a in given for a in attrs) else plain).append(row)
+        table = BY_NAME["accounts"]
+        if plain:
+            conn.execute(
+                self._insert(table).on_conflict_do_nothing(index_elements=["account_id"]), plain
+            )
+        if described:
+            statement = self._insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=["account_id"],
+                set_={a: func.coalesce(getattr(statement.excluded, a), table.c[a]) for a in attrs},
+            )
+            conn.execute(statement, described)
+        return {row["account_id"] for row in described}
+
+    def _upsert_contacts(
+        self,
+        conn: Connection,
+        contacts: Mapping[str, Mapping[str, Any]],
+        known: Mapping[str, str],
+    ) -> None:
+        new: list[dict[str, Any]] = []
+        roles: list[dict[str, Any]] = []
+        for contact_id in sorted(contacts):
+            given = contacts[contact_id]
+            row = {
+                "contact_id": contact_id,
+                "account_id": given["account_id"],
+                "role": given.get("role"),
+                "created_at": given["created_at"],
+                "left_at": None,
+            }
+            if contact_id not in known:
+                new.append(row)
+            elif row["role"] is not None:
+                roles.append(row)
+        table = BY_NAME["contacts"]
+        if new:
+            statement = self._insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=["contact_id"],
+                set_={"role": func.coalesce(statement.excluded.role, table.c.role)},
+            )
+            conn.execute(statement, new)
+        if roles:
+            conn.execute(
+                update(table)
+                .where(table.c.contact_id == bindparam("known_contact_id"))
+                .values(role=bindparam("new_role")),
+                [{"known_contact_id": r["contact_id"], "new_role": r["role"]} for r in roles],
+            )
+
+    def _bump_accounts(self, conn: Connection, account_ids: Iterable[str]) -> None:
+        """New data for these accounts: features computed from their old rows are stale."""
+        ids = sorted(account_ids)
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            conn.execute(
+                update(BY_NAME["accounts"])
+                .where(Account.account_id.in_(chunk))
+                .values(data_version=Account.data_version + 1)
+            )
+
+    # -- reading journeys ------------------------------------------------------------------
+
+    def account_data(self, account_id: str) -> JourneyData | None:
+        """One account's rows of the six tables in canonical form (``features.schema``),
+        the whole content catalog included; None if the account is unknown.
+
+        ``build_account_features(store.account_data(a), a, as_of, taxonomy)`` equals the
+        batch pipeline's row for ``a`` on the same data. Accounts created from events
+        without ``employees`` have that column as float64 NaN (the pipeline reads it as a
+        number either way).
+        """
+        data = self.accounts_data([account_id])
+        return None if data.accounts.empty else data
+
+    def accounts_data(self, account_ids: Sequence[str]) -> JourneyData:
+        """The rows of the given accounts in the six tables, in canonical form, read with
+        one query per table (unknown ids are simply absent); events in time order."""
+        ids = list(account_ids)
+        frames: dict[str, pd.DataFrame] = {}
+        with self.engine.connect() as conn:
+            for name in ("accounts", "contacts", "touchpoints", "stages", "exposures"):
+                table = BY_NAME[name]
+                query = schema_select(name).where(table.c.account_id.in_(ids))
+                if "ts" in table.c:
+                    query = query.order_by(table.c.ts, *table.primary_key.columns)
+                rows = conn.execute(query).all()
+                frames[name] = canonical_frame(name, rows, self.taxonomy)
+        return JourneyData(
+            accounts=frames["accounts"],
+            contacts=frames["contacts"],
+            touchpoints=frames["touchpoints"],
+            content=self.content(),
+            stages=frames["stages"],
+            exposures=frames["exposures"],
+        )
+
+    def accounts_of_rep(self, rep_id: str) -> list[str]:
+        """The ids of the accounts owned by sales rep ``rep_id``, sorted."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Account.account_id)
+                .where(Account.owner_rep_id == rep_id)
+                .order_by(Account.account_id)
+            ).all()
+        return [r[0] for r in rows]
+
+    def account_ids(self) -> list[str]:
+        """Every account id, sorted."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Account.account_id).order_by(Account.account_id)).all()
+        return [r[0] for r in rows]
