@@ -33,6 +33,11 @@ def to_ns(value: Any) -> int:
     return int(ts.value)
 
 
+def from_ns(ns: int) -> pd.Timestamp:
+    """The UTC timestamp of ``ns`` nanoseconds since the epoch."""
+    return pd.Timestamp(ns, unit="ns", tz="UTC")
+
+
 def column_ns(values: pd.Series | pd.Index | np.ndarray | list[Any]) -> np.ndarray:
     """Nanoseconds since the epoch (UTC) of a column of times, as ``int64``; naive values are
     UTC, ``NaT`` is ``int64`` min. A datetime column is converted without parsing."""

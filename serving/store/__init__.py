@@ -3,7 +3,7 @@ Alembic migrations. :class:`Store` is the entry point (``repository``), made of 
 per concern: ``engine``, ``journey``, ``bulk``, ``decisions``, ``api_keys``; ``ingest``
 holds the event contract of ``POST /v1/events``."""
 
-from features.timestamps import to_ns
+from features.timestamps import from_ns, to_ns
 from serving.store.api_keys import (
     API_KEY_SCOPES,
     ApiKey,
@@ -20,7 +20,6 @@ from serving.store.decisions import (
     UnknownRecommendationError,
 )
 from serving.store.engine import DEFAULT_DATABASE_URL, StoreError, database_url
-from serving.store.frames import from_ns
 from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
 from serving.store.journey import BatchTooLargeError
 from serving.store.repository import Store
@@ -49,6 +48,5 @@ __all__ = [
     "UnknownRecommendationError",
     "UnknownScopeError",
     "database_url",
-    "from_ns",
     "to_ns",
 ]

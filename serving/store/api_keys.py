@@ -16,9 +16,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from features.errors import ConflictError, InvalidInputError, NotFoundError
-from features.timestamps import to_ns
+from features.timestamps import from_ns, to_ns
 from serving.store.engine import Database
-from serving.store.frames import from_ns
 from serving.store.tables import BY_NAME, ApiKeyRow
 
 API_KEY_SCOPES = ("events:write", "recommendations:read", "feedback:write", "admin")

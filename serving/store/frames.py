@@ -21,11 +21,6 @@ from serving.store.tables import BY_NAME
 _NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
 
 
-def from_ns(ns: int) -> pd.Timestamp:
-    """The UTC timestamp of nanoseconds since the epoch."""
-    return pd.Timestamp(ns, unit="ns", tz="UTC")
-
-
 def schema_select(name: str) -> Any:
     """SELECT of table ``name``'s data-contract columns, in ``features.schema`` order."""
     table = BY_NAME[name]
