@@ -3,7 +3,6 @@ Alembic migrations. :class:`Store` is the entry point (``repository``), made of 
 per concern: ``engine``, ``journey``, ``bulk``, ``decisions``, ``api_keys``; ``ingest``
 holds the event contract of ``POST /v1/events``."""
 
-from features.timestamps import from_ns, to_ns
 from serving.store.api_keys import (
     API_KEY_SCOPES,
     ApiKey,
@@ -48,5 +47,4 @@ __all__ = [
     "UnknownRecommendationError",
     "UnknownScopeError",
     "database_url",
-    "to_ns",
 ]

@@ -13,7 +13,8 @@ import pytest
 from features.pipeline import build_account_features
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy, load_taxonomy
-from serving.store import BatchTooLargeError, RecordError, Store, to_ns
+from features.timestamps import to_ns
+from serving.store import BatchTooLargeError, RecordError, Store
 from serving.store.ingest import validate_events
 from tests.features.conftest import make_tiny_data
 from tests.serving.test_store import BACKENDS, open_store
