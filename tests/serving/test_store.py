@@ -25,6 +25,7 @@ from features.pipeline import build_account_features, build_features, select_acc
 from features.schema import JourneyData
 from features.simulate import simulate
 from features.taxonomy import Taxonomy, load_taxonomy
+from features.timestamps import to_ns
 from serving.scoring import content_popularity
 from serving.store import (
     AccountActivity,
@@ -36,7 +37,6 @@ from serving.store import (
     UnknownApiKeyError,
     UnknownRecommendationError,
     UnknownScopeError,
-    to_ns,
 )
 from serving.store.engine import alembic_config
 from serving.store.tables import (
