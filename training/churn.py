@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from features.errors import InvalidInputError
-from features.simulate import SimulationTruth, true_churn_probability
+from features.simulate.truth import SimulationTruth, true_churn_probability
 from features.taxonomy import Taxonomy
 from models import churn as churn_model
 from training.baselines import RecencyLogistic

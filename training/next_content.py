@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS, JourneyData
-from features.simulate import SimulationTruth
+from features.simulate.truth import SimulationTruth
 from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from features.errors import InvalidInputError
-from features.simulate import SimulationTruth, true_phases
+from features.simulate.truth import SimulationTruth, true_phases
 from features.taxonomy import Taxonomy
 from models import phase as phase_model
 from training.baselines import (

@@ -6,7 +6,7 @@ followed). A policy picks one eligible item per decision. Its value is the mean 
 probability of the picked items:
 
 - the **true value** (simulated data only) reads the simulator's response probability of the
-  picked item (``features.simulate.true_response_probability``);
+  picked item (``features.simulate.truth.true_response_probability``);
 - the **off-policy estimates** (any data) re-weight the logged exposures: IPS, self-normalised
   IPS and doubly robust, the latter with the model's own predictions as reward model.
 
@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.errors import InvalidInputError
-from features.simulate import SimulationTruth, true_response_probability
+from features.simulate.truth import SimulationTruth, true_response_probability
 from features.taxonomy import Taxonomy
 from models import next_content as nc
 from training.metrics import doubly_robust_value, ips_value, snips_value

@@ -20,7 +20,7 @@ from features.load import read_data_dir
 from features.mapping import ColumnMapping
 from features.pipeline import Engine, build_features
 from features.schema import JourneyData
-from features.simulate import SimulationTruth, load_truth
+from features.simulate.truth import SimulationTruth, load_truth
 from features.taxonomy import Taxonomy
 from training.datasets import TrainingSet, as_of_grid, build_churn_set, build_phase_set
 from training.result import MODEL_NAMES, ModelName, ModelResult

@@ -353,3 +353,21 @@ def test_written_data_passes_validation(
     out = write_simulation(small, tmp_path / "data")
     report = validate_data_dir(out, taxonomy)
     assert report.ok, report.format()
+
+
+def test_importing_the_truth_does_not_import_the_simulator() -> None:
+    """The training layer reads only the truth; importing it must stay light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, features.simulate.truth, training.train; "
+        "print(' '.join(m for m in sys.modules if m.startswith('features.simulate.')))"
+    )
+    repo = Path(__file__).resolve().parents[2]  # python -c puts the working directory first
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo
+    )
+    loaded = set(done.stdout.split())
+    assert "features.simulate.truth" in loaded
+    assert not loaded & {"features.simulate.run", "features.simulate.tables"}

@@ -1,0 +1,90 @@
+"""A seeded simulator of B2B customer journeys, with ground truth.
+
+``simulate(n_accounts, seed)`` returns the six input tables of the data contract
+(``features.schema``) in canonical dtypes plus a :class:`SimulationTruth` that only evaluation
+may read. The same seed gives the same tables.
+
+The model, stepped WEEKLY over all accounts at once (numpy arrays of length n_accounts; every
+per-event attribute is drawn in bulk, never in a per-account or per-event Python loop):
+
+- a latent phase process over the taxonomy's eight default phases (trigger = out of market,
+  awareness, consideration, selection, purchase, onboarding, impact, expansion) with
+  covariate-dependent weekly hazards (size, industry, an account velocity); lost deals fall
+  back to trigger; entering onboarding is a purchase, yearly contracts renew, expansion deals
+  close as purchases, customers churn back to trigger. Phase changes happen at week starts.
+- organic touchpoints whose rate, channel, event type, content and contact role depend on the
+  latent phase, with organic noise;
+- exposures: at weekly decision points a stochastic logging policy picks content by the
+  CRM-recorded phase (softmax over eligible items mixed with uniform, every eligible item
+  >= 0.01), and records the chosen item's propensity exactly;
+- responses with P = sigmoid(base + phase fit vs the TRUE phase + role fit + topic interest
+  - fatigue); responding to content that fits the true phase raises the hazard of advancing
+  to the next phase (the lever a next-best-action policy pulls);
+- a customer churn hazard driven by onboarding (trainings), support tickets, usage trend,
+  engagement decline and champion departure;
+- a CRM (``stages``) that records phase changes late (lognormal lag, median ~14 days) and
+  about 10 % of the time as a neighbouring phase.
+
+The ``truth`` functions (:func:`true_phases`, :func:`true_churn_probability`,
+:func:`true_response_probability`) give the best achievable predictions.
+
+The package, one module per concern:
+
+- ``params``: the model's knobs (:class:`SimulationParams`) and fixed tables;
+- ``world``, ``lookups``, ``response``: what is fixed during a run (accounts, buying centers,
+  lookup tables, the catalog's fit tables and the response model);
+- ``state``, ``records``: what the weekly steps evolve and record;
+- ``customers``, ``touchpoints``, ``exposures``, ``phases``: the weekly steps; ``run``:
+  :func:`simulate`, which threads them;
+- ``tables``: the output tables and :func:`write_simulation`;
+- ``truth``: :class:`SimulationTruth`, :func:`load_truth` and the ground-truth functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from features.simulate.params import SimulationError, SimulationParams
+from features.simulate.truth import (
+    SimulationTruth,
+    load_truth,
+    true_churn_probability,
+    true_phases,
+    true_response_probability,
+)
+
+if TYPE_CHECKING:
+    from features.simulate.run import simulate
+    from features.simulate.tables import Simulation, write_simulation
+
+# The simulator itself loads on first use, so that importing the truth (as the training
+# layer does) does not import the weekly steps and the table writer.
+_LAZY = {
+    "simulate": "features.simulate.run",
+    "Simulation": "features.simulate.tables",
+    "write_simulation": "features.simulate.tables",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Returns the lazily imported ``simulate``, ``Simulation`` or ``write_simulation``."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "Simulation",
+    "SimulationError",
+    "SimulationParams",
+    "SimulationTruth",
+    "load_truth",
+    "simulate",
+    "true_churn_probability",
+    "true_phases",
+    "true_response_probability",
+    "write_simulation",
+]

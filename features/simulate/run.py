@@ -1,0 +1,126 @@
+"""A simulation run: checks the arguments, draws the world and the initial state, steps the
+weekly world and assembles the tables.
+
+Every random draw comes from one ``numpy.random.Generator`` seeded once, in a fixed order
+(the world, the initial state, then each week's steps in the order of :func:`_run_week`);
+changing that order changes the data a seed gives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.simulate.customers import churn_hazard, renewals, service_events, update_health
+from features.simulate.exposures import exposures_and_responses
+from features.simulate.lookups import build_lookups
+from features.simulate.params import (
+    N_PHASES,
+    RESPONSE_COEFFICIENTS,
+    WEEK_NS,
+    SimulationError,
+    SimulationParams,
+)
+from features.simulate.phases import transition
+from features.simulate.records import Records
+from features.simulate.response import build_catalog
+from features.simulate.state import State, initial_records, initial_state, week_at
+from features.simulate.tables import Simulation, assemble
+from features.simulate.touchpoints import organic_touchpoints
+from features.simulate.world import World, draw_accounts, draw_buying_centers
+from features.taxonomy import Taxonomy, load_taxonomy
+from features.timestamps import to_utc
+
+
+def simulate(
+    n_accounts: int,
+    seed: int,
+    *,
+    start: pd.Timestamp | str = "2024-01-01",
+    months: int = 24,
+    taxonomy: Taxonomy | None = None,
+    params: SimulationParams | None = None,
+) -> Simulation:
+    """Simulate ``n_accounts`` B2B journeys for ``months`` months from ``start`` (UTC).
+
+    Returns the six tables in canonical dtypes and the ground truth. Deterministic given
+    ``seed`` (and taxonomy and params). Assumes the taxonomy's default phase model has eight
+    phases in the order trigger ... expansion (names may differ) and that it has the channels
+    and event types the simulator emits (search_ads, product, usage, purchase, ...).
+    """
+    if n_accounts < 1:
+        raise SimulationError(f"n_accounts must be >= 1, got {n_accounts}")
+    if months < 1:
+        raise SimulationError(f"months must be >= 1, got {months}")
+    tax = taxonomy if taxonomy is not None else load_taxonomy()
+    p = params if params is not None else SimulationParams()
+    if len(tax.phases) != N_PHASES:
+        raise SimulationError(
+            f"the simulator needs an 8-phase default model (trigger ... expansion), "
+            f"got {len(tax.phases)}: {tax.phases}"
+        )
+    start_ts = to_utc(start)
+    end_ts = start_ts + pd.DateOffset(months=months)
+    start_ns = int(start_ts.value)
+    n_weeks = int((end_ts.value - start_ns) // WEEK_NS)
+    if n_weeks < 2:
+        raise SimulationError(f"months={months} gives fewer than two simulated weeks")
+    rng = np.random.default_rng(seed)
+    world = _draw_world(n_accounts, tax, p, start_ns, int(end_ts.value), n_weeks, rng)
+    state = initial_state(world, rng)
+    records = initial_records(world, state, rng)
+    for w in range(n_weeks):
+        _run_week(world, state, records, w, rng)
+    return assemble(world, records)
+
+
+def _draw_world(
+    n_accounts: int,
+    tax: Taxonomy,
+    p: SimulationParams,
+    start_ns: int,
+    end_ns: int,
+    n_weeks: int,
+    rng: np.random.Generator,
+) -> World:
+    """Returns the world of a run: catalog and lookups of the taxonomy, and the accounts and
+    buying centers drawn from ``rng``."""
+    content_frame = tax.content_frame()
+    cat = build_catalog(
+        content_frame, tax.phases, tax.role_names, tax.topic_names, p.adjacent_phase_fit
+    )
+    accounts = draw_accounts(n_accounts, start_ns, tax, rng)
+    centers = draw_buying_centers(
+        accounts, tax.role_names, start_ns=start_ns, n_weeks=n_weeks, p=p, rng=rng
+    )
+    return World(
+        params=p,
+        taxonomy=tax,
+        content_frame=content_frame,
+        catalog=cat,
+        lookups=build_lookups(tax, cat, content_frame, p),
+        response={k: float(getattr(p, k)) for k in RESPONSE_COEFFICIENTS},
+        accounts=accounts,
+        centers=centers,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        n_weeks=n_weeks,
+    )
+
+
+def _run_week(
+    world: World, state: State, records: Records, w: int, rng: np.random.Generator
+) -> None:
+    """Steps the world through week ``w``: customer health and service, organic
+    touchpoints, exposures and responses, churn hazards and renewals, then the phase
+    changes at the next week's start (none after the last week)."""
+    week = week_at(world, state, w)
+    drivers = update_health(world, state, week, rng)
+    service_events(world, state, week, rng, records.events)
+    organic_touchpoints(world, state, week, rng, records.events)
+    responded_fit = exposures_and_responses(world, state, week, rng, records)
+    state.boost = world.params.boost_decay * state.boost + responded_fit
+    cust_h = churn_hazard(world, state, week, drivers, records)
+    renewals(world, state, week, rng, records.events)
+    if w < world.n_weeks - 1:
+        transition(world, state, week, cust_h, rng, records)

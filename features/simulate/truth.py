@@ -1,0 +1,225 @@
+"""The simulation's ground truth and what evaluation derives from it: the latent phase of an
+account at a time, the probability that a customer churns within a horizon, the probability
+that a contact responds to an exposure. These are the best achievable predictions.
+
+Only evaluation may read the truth. This module does not import the simulator itself, so
+importing it (as the training layer does) stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from features.simulate.columns import STR, timestamps
+from features.simulate.params import RESPONSE_COEFFICIENTS, SECOND_NS
+from features.simulate.response import build_catalog, response_logit, sigmoid
+from features.timestamps import NS_PER_DAY, column_ns, to_ns
+
+
+@dataclass
+class SimulationTruth:
+    """Ground truth of a simulation; only evaluation may read it.
+
+    - ``phases``: account_id, phase, start, end (NaT while ongoing), recorded_at and
+      recorded_phase (the CRM record of this change; NaT/NaN if not recorded before the end),
+      one row per latent phase segment;
+    - ``accounts``: account_id, velocity, frailty, engagement, champion_contact_id and one
+      ``interest_<topic>`` column per topic (the latent per-account parameters);
+    - ``contacts``: contact_id, account_id, role;
+    - ``content``: content_id, phases, roles, topic (the catalog the response model used);
+    - ``exposures``: exposure_id, account_id, contact_id, content_id, ts, true_phase,
+      p_response, responded;
+    - ``churn_hazard``: account_id, week_start, hazard (weekly churn hazard of every customer
+      in every week it was a customer);
+    - ``params``: name, value (the response model's coefficients, start and end).
+    """
+
+    phases: pd.DataFrame
+    accounts: pd.DataFrame
+    contacts: pd.DataFrame
+    content: pd.DataFrame
+    exposures: pd.DataFrame
+    churn_hazard: pd.DataFrame
+    params: pd.DataFrame
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The truth frames by field name, in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def param(self, name: str) -> float:
+        """One numeric parameter by name (KeyError if absent)."""
+        hit = self.params.loc[self.params["name"] == name, "value"]
+        if hit.empty:
+            raise KeyError(f"truth params has no {name!r}")
+        return float(hit.iloc[0])
+
+
+def load_truth(data_dir: Path | str) -> SimulationTruth:
+    """Read ``DATA_DIR/truth/`` as written by :func:`write_simulation`."""
+    truth_dir = Path(data_dir) / "truth"
+    frames: dict[str, Any] = {}
+    for f in fields(SimulationTruth):
+        path = truth_dir / f"{f.name}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"simulation truth file {path} is missing")
+        frames[f.name] = pd.read_parquet(path)
+    frames["content"]["phases"] = frames["content"]["phases"].map(list)
+    frames["content"]["roles"] = frames["content"]["roles"].map(list)
+    return SimulationTruth(**frames)
+
+
+def _utc_ns(values: Any, n: int) -> np.ndarray:
+    """Timestamps (one or n) as int64 UTC nanoseconds, broadcast to n."""
+    if isinstance(values, pd.Series | pd.Index | np.ndarray | list):
+        out = column_ns(pd.Series(values))
+    else:
+        out = np.full(n, to_ns(values), dtype=np.int64)
+    if len(out) != n:
+        raise ValueError(f"got {len(out)} timestamps for {n} rows")
+    return out
+
+
+def _segment_lookup(
+    truth: SimulationTruth, account_ids: Any, at_ns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index into truth.phases of the segment covering each (account, time); -1 if none."""
+    seg = truth.phases
+    acc_codes, _ = pd.factorize(
+        pd.concat([seg["account_id"].astype(str), pd.Series(account_ids, dtype=str)]),
+        sort=False,
+    )
+    seg_codes = acc_codes[: len(seg)]
+    req_codes = acc_codes[len(seg) :]
+    seg_start = _utc_ns(seg["start"], len(seg))
+    order = np.lexsort((seg_start, seg_codes))
+    s_codes, s_start = seg_codes[order], seg_start[order]
+    lo = np.searchsorted(s_codes, req_codes, side="left")
+    hi = np.searchsorted(s_codes, req_codes, side="right")
+    # One sorted int64 key (account code, start second): segment starts are whole seconds,
+    # so start <= at  <=>  start_second <= floor(at_second).
+    base = int(min(s_start.min(), at_ns.min())) if len(s_start) and len(at_ns) else 0
+    s_sec = (s_start - base) // SECOND_NS
+    q_sec = (at_ns - base) // SECOND_NS
+    scale = int(max(s_sec.max(initial=0), q_sec.max(initial=0)) + 1)
+    key = s_codes.astype(np.int64) * scale + s_sec
+    pos = np.searchsorted(key, req_codes.astype(np.int64) * scale + q_sec, side="right") - 1
+    valid = (pos >= lo) & (pos < hi)
+    valid &= s_start[np.clip(pos, 0, None)] <= at_ns
+    return np.where(valid, order[np.clip(pos, 0, None)], -1), req_codes
+
+
+def true_phases(
+    truth: SimulationTruth, account_ids: Any, at: pd.Timestamp | pd.Series | str
+) -> pd.Series:
+    """The latent phase of each account at ``at`` (one time or one per account), as a
+    categorical Series aligned with ``account_ids`` (NaN before the account's first segment
+    or for unknown accounts)."""
+    ids = pd.Series(account_ids, dtype=str).reset_index(drop=True)
+    at_ns = _utc_ns(at, len(ids))
+    idx, _ = _segment_lookup(truth, ids, at_ns)
+    phase = truth.phases["phase"]
+    codes = np.where(idx >= 0, phase.cat.codes.to_numpy()[np.maximum(idx, 0)], -1)
+    return pd.Series(
+        pd.Categorical.from_codes(codes, dtype=cast(pd.CategoricalDtype, phase.dtype)), name="phase"
+    )
+
+
+def true_churn_probability(
+    truth: SimulationTruth, as_of: Sequence[pd.Timestamp], horizon_days: int = 90
+) -> pd.DataFrame:
+    """For every account that is a customer at each as-of date: the probability that it
+    churns in (as_of, as_of + horizon_days], holding the weekly hazard the simulator used in
+    the week containing as_of for the horizon. Returns account_id, as_of, p_churn."""
+    start_ns = int(truth.param("start_ns"))
+    week_ns = int(truth.param("week_ns"))
+    hz = truth.churn_hazard
+    week = (_utc_ns(hz["week_start"], len(hz)) - start_ns) // week_ns
+    out = []
+    for t in as_of:  # a handful of as-of dates
+        t_ns = int(_utc_ns(t, 1)[0])
+        w = (t_ns - start_ns) // week_ns
+        rows = hz[week == w]
+        boundaries = (t_ns + horizon_days * NS_PER_DAY - start_ns) // week_ns - w
+        p = 1.0 - (1.0 - rows["hazard"].to_numpy()) ** max(int(boundaries), 0)
+        out.append(
+            pd.DataFrame(
+                {
+                    "account_id": rows["account_id"].to_numpy(),
+                    "as_of": timestamps(np.full(len(rows), t_ns)),
+                    "p_churn": p,
+                }
+            )
+        )
+    if not out:
+        return pd.DataFrame(
+            {
+                "account_id": pd.Series([], dtype=STR),
+                "as_of": pd.Series([], dtype="datetime64[ns, UTC]"),
+                "p_churn": pd.Series([], dtype=float),
+            }
+        )
+    frame = pd.concat(out, ignore_index=True)
+    frame["account_id"] = frame["account_id"].astype(STR)
+    return frame
+
+
+def true_response_probability(truth: SimulationTruth, requests: pd.DataFrame) -> np.ndarray:
+    """The simulator's probability that ``contact_id`` of ``account_id`` responds to
+    ``content_id`` shown at ``ts``: the response model with the true phase at ts, the
+    contact's role, the account's topic interest and fatigue = the contact's exposures in
+    [ts - fatigue window, ts). Requests need account_id, contact_id, content_id, ts."""
+    missing = {"account_id", "contact_id", "content_id", "ts"} - set(requests.columns)
+    if missing:
+        raise ValueError(f"requests lacks columns {sorted(missing)}")
+    n = len(requests)
+    ts = _utc_ns(requests["ts"], n)
+    phases = list(truth.phases["phase"].cat.categories)
+    roles = list(truth.contacts["role"].cat.categories)
+    topics = list(truth.content["topic"].cat.categories)
+    cat = build_catalog(truth.content, phases, roles, topics, truth.param("adjacent_phase_fit"))
+    item = pd.Index(cat.content_ids).get_indexer(pd.Index(requests["content_id"].astype(str)))
+    if (item < 0).any():
+        bad = requests["content_id"][item < 0].unique()[:5].tolist()
+        raise ValueError(f"requests.content_id {bad} not in the simulated catalog")
+    seg, _ = _segment_lookup(truth, requests["account_id"], ts)
+    phase_codes = truth.phases["phase"].cat.codes.to_numpy()
+    phase_idx = np.where(seg >= 0, phase_codes[np.maximum(seg, 0)], -1)
+    phase_fit = np.where(phase_idx >= 0, cat.phase_fit[item, np.maximum(phase_idx, 0)], 0.0)
+    contacts = truth.contacts.set_index("contact_id")["role"]
+    role = contacts.reindex(requests["contact_id"].astype(str)).cat.codes.to_numpy()
+    role_fit = np.where(role >= 0, cat.role_fit[item, np.maximum(role, 0)], 0.0)
+    latent = truth.accounts.set_index("account_id")
+    interest_cols = [f"interest_{t}" for t in topics]
+    interest_m = latent[interest_cols].reindex(requests["account_id"].astype(str)).to_numpy()
+    interest = np.nan_to_num(interest_m[np.arange(n), cat.topic[item]])
+    fatigue = _fatigue(truth, requests["contact_id"], ts)
+    params = {k: truth.param(k) for k in RESPONSE_COEFFICIENTS}
+    return sigmoid(response_logit(params, phase_fit, role_fit, interest, fatigue))
+
+
+def _fatigue(truth: SimulationTruth, contact_ids: Any, ts: np.ndarray) -> np.ndarray:
+    """Exposures of each contact with time in [ts - window, ts)."""
+    window = int(truth.param("fatigue_window_days")) * NS_PER_DAY
+    ex = truth.exposures
+    codes, uniques = pd.factorize(
+        pd.concat([ex["contact_id"].astype(str), pd.Series(contact_ids, dtype=str)]), sort=False
+    )
+    ex_codes = codes[: len(ex)].astype(np.int64)
+    req_codes = codes[len(ex) :].astype(np.int64)
+    ex_ts = _utc_ns(ex["ts"], len(ex))
+    base = min(int(ex_ts.min()) if len(ex_ts) else 0, int(ts.min()) - window) if len(ts) else 0
+    sec = (ex_ts - base) // SECOND_NS
+    scale = int(max(sec.max() if len(sec) else 0, ((ts - base) // SECOND_NS).max()) + 2)
+    key = np.sort(ex_codes * scale + sec)
+    # Exposure times are whole seconds, so e < t  <=>  e_sec < ceil(t_sec).
+    hi_s = -((-(ts - base)) // SECOND_NS)
+    lo_s = -((-(ts - window - base)) // SECOND_NS)
+    hi = np.searchsorted(key, req_codes * scale + hi_s, side="left")
+    lo = np.searchsorted(key, req_codes * scale + lo_s, side="left")
+    return (hi - lo).astype(float)
