@@ -1,0 +1,73 @@
+"""Arbitration: three model outputs -> ranked next actions for one account.
+
+Inputs per account: the phase model's probabilities over the taxonomy phases, the churn
+model's calibrated churn risk and the next-content model's P(response) for each
+(contact, content item) candidate. Each candidate gets
+
+    expected value = P(response) x value(item) x fit x churn lever
+
+where fit = phase fit (the item's phases weighted by the predicted phase distribution) x
+role fit (does the item list the contact's role) and the churn lever multiplies retention
+plays by ``1 + lever_strength x churn risk``. Eligibility rules (request channel, dismissed
+or consumed recently, wrong phase, wrong role) and the contact policy (distinct actions per
+account and per contact per week) hold candidates back; :attr:`Decision.held_back` says which
+and why ("why not?").
+
+The policy is epsilon-greedy: with probability ``exploration_rate`` the top-1 slot is drawn
+uniformly from the actions that could fill it, otherwise it is the highest expected value;
+the other slots are filled greedily. Every action carries its propensity under that mixture
+(exactly, for every slot), so later policies can be evaluated off-policy from the logs.
+
+Everything here is pure: no I/O except :func:`load_arbitration_config`.
+
+One module per concern, each importing only those before it: ``errors``, ``config`` (the
+policy file), ``catalog`` (the content catalog as arrays), ``candidates`` (account context,
+candidates, filters and eligibility rules), ``caps`` (the contact policy and greedy slot
+filling), ``decision`` (what is returned), ``holdback`` (exploration with propensities and
+the "why not?" list) and ``rank`` (expected value and :func:`rank_actions`).
+"""
+
+from models.arbitration.candidates import (
+    HOLD_RULES,
+    AccountContext,
+    HoldRule,
+    PreparedCandidates,
+    Recent,
+    prepare_candidates,
+)
+from models.arbitration.caps import _Greedy as _Greedy  # checked by the tests
+from models.arbitration.catalog import PreparedCatalog, prepare_catalog
+from models.arbitration.config import (
+    DEFAULT_ARBITRATION_PATH,
+    ArbitrationConfig,
+    ChurnBand,
+    churn_band,
+    load_arbitration_config,
+)
+from models.arbitration.decision import Action, Decision, HeldBack, decision_record
+from models.arbitration.errors import ArbitrationConfigError, ArbitrationError
+from models.arbitration.holdback import _draw_groups as _draw_groups  # checked by the tests
+from models.arbitration.rank import rank_actions
+
+__all__ = [
+    "DEFAULT_ARBITRATION_PATH",
+    "HOLD_RULES",
+    "AccountContext",
+    "Action",
+    "ArbitrationConfig",
+    "ArbitrationConfigError",
+    "ArbitrationError",
+    "ChurnBand",
+    "Decision",
+    "HeldBack",
+    "HoldRule",
+    "PreparedCandidates",
+    "PreparedCatalog",
+    "Recent",
+    "churn_band",
+    "decision_record",
+    "load_arbitration_config",
+    "prepare_candidates",
+    "prepare_catalog",
+    "rank_actions",
+]

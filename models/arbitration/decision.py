@@ -1,0 +1,91 @@
+"""What arbitration returns: the ranked :class:`Action` list and the :class:`HeldBack`
+candidates of one :class:`Decision`, and the decision as plain data
+(:func:`decision_record`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from models.arbitration.candidates import HoldRule
+from models.arbitration.config import ChurnBand
+
+
+@dataclass(frozen=True)
+class Action:
+    """One ranked next action: send ``content_id`` to ``contact_id`` (rank 1 = best)."""
+
+    content_id: str
+    contact_id: str
+    role: str
+    title: str
+    content_type: str
+    channel: str
+    expected_value: float
+    p_response: float
+    value: float
+    fit: float
+    phase_fit: float
+    role_fit: float
+    lever: float
+    propensity: float
+    rank: int
+    explored: bool
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """A candidate that was not served and the rule that held it back."""
+
+    content_id: str
+    contact_id: str
+    role: str
+    title: str
+    content_type: str
+    rule: HoldRule
+    expected_value: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The ranked actions for one account, the held-back candidates ("why not?", the best
+    few per rule, best expected value first), the policy that decided and the churn band.
+    ``n_eligible`` is the number of actions that could have filled the top-1 slot (the
+    exploration draws among them)."""
+
+    account_id: str
+    actions: tuple[Action, ...]
+    held_back: tuple[HeldBack, ...]
+    policy: str
+    churn_band: ChurnBand
+    churn_risk: float
+    exploration_rate: float
+    explored: bool
+    n_eligible: int
+
+    def actions_frame(self) -> pd.DataFrame:
+        """The actions as a DataFrame, one row per action in rank order."""
+        columns = list(Action.__dataclass_fields__)
+        return pd.DataFrame([a.__dict__ for a in self.actions], columns=columns)
+
+    def held_back_frame(self) -> pd.DataFrame:
+        """The held-back candidates as a DataFrame."""
+        columns = list(HeldBack.__dataclass_fields__)
+        return pd.DataFrame([h.__dict__ for h in self.held_back], columns=columns)
+
+
+def decision_record(decision: Decision) -> dict[str, Any]:
+    """The decision as plain JSON-able data (for logs and API responses)."""
+    return {
+        "account_id": decision.account_id,
+        "policy": decision.policy,
+        "churn_band": decision.churn_band,
+        "churn_risk": decision.churn_risk,
+        "exploration_rate": decision.exploration_rate,
+        "explored": decision.explored,
+        "n_eligible": decision.n_eligible,
+        "actions": [a.__dict__ for a in decision.actions],
+        "held_back": [h.__dict__ for h in decision.held_back],
+    }

@@ -1,0 +1,207 @@
+"""Ranking: expected value (P(response) x value x fit x churn lever) per candidate, and
+:func:`rank_actions`, which runs one decision from the inputs to the :class:`Decision`."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from features.timestamps import to_ns
+from models.arbitration.candidates import (
+    AccountContext,
+    CandidateRows,
+    PreparedCandidates,
+    candidates_for,
+    eligibility_rules,
+    select_rows,
+)
+from models.arbitration.caps import greedy_over, servable_order, week_caps
+from models.arbitration.catalog import PreparedCatalog, prepare_catalog
+from models.arbitration.config import ArbitrationConfig, ChurnLever, Weights, churn_band
+from models.arbitration.decision import Action, Decision
+from models.arbitration.errors import ArbitrationError
+from models.arbitration.holdback import Slots, fill_slots, held_back
+
+
+class Scores(NamedTuple):
+    """Per candidate row: the expected value and its factors."""
+
+    value: np.ndarray
+    phase_fit: np.ndarray
+    role_match: np.ndarray  # bool: the item lists the contact's role
+    role_fit: np.ndarray
+    lever: np.ndarray
+    fit: np.ndarray  # phase_fit x role_fit
+    ev: np.ndarray  # p x value x fit x lever
+
+
+def score(
+    rows: CandidateRows,
+    prepared: PreparedCandidates,
+    cat: PreparedCatalog,
+    proba: np.ndarray,
+    risk: float,
+    config: ArbitrationConfig,
+) -> Scores:
+    """The expected value of each candidate row: ``p x value x fit x lever``, where fit is
+    the item's phase fit under the phase distribution ``proba`` times the contact's role
+    fit, and the lever is the churn lever at churn risk ``risk``."""
+    item = rows.item
+    phase_fit = _item_phase_fit(cat, proba, config.weights)[item]
+    cand_role = prepared.role_code[rows.contact]
+    role_match = (cand_role >= 0) & cat.role_fit[item, np.maximum(cand_role, 0)]
+    w = config.weights.role_fit
+    role_fit = np.where(role_match, w.match, w.no_match)
+    lever = churn_lever(cat, item, risk, config.churn_lever)
+    value = cat.value[item]
+    fit = phase_fit * role_fit
+    return Scores(
+        value=value,
+        phase_fit=phase_fit,
+        role_match=role_match,
+        role_fit=role_fit,
+        lever=lever,
+        fit=fit,
+        ev=rows.p * value * fit * lever,
+    )
+
+
+def _item_phase_fit(cat: PreparedCatalog, proba: np.ndarray, weights: Weights) -> np.ndarray:
+    """items float: each item's phase weight (exact, adjacent or none) averaged over the
+    predicted phase distribution ``proba``."""
+    w = weights.phase_fit
+    weight = cat.phase_weight(w.exact, w.adjacent, w.none)
+    return weight @ proba
+
+
+def churn_lever(
+    cat: PreparedCatalog, item: np.ndarray, risk: float, lever: ChurnLever
+) -> np.ndarray:
+    """Per candidate row: ``1 + lever_strength x risk`` for a retention play (its content
+    type is one of ``retention_content_types``), 1 otherwise."""
+    retention = cat.is_retention(lever.retention_content_types)
+    return np.where(retention[item], 1.0 + lever.lever_strength * risk, 1.0)
+
+
+def rank_actions(
+    context: AccountContext,
+    candidates: pd.DataFrame | PreparedCandidates,
+    catalog: pd.DataFrame | PreparedCatalog,
+    config: ArbitrationConfig,
+    *,
+    k: int,
+    rng: np.random.Generator,
+    now: pd.Timestamp,
+    explore: bool | None = None,
+) -> Decision:
+    """The top ``k`` next actions for ``context``'s account, held-back candidates and the
+    policy's propensities.
+
+    ``candidates`` has one row per (contact_id, content_id) with ``p_response`` (the
+    next-content model's probability; rows with NaN are not candidates). Every content_id
+    must be in ``catalog`` and every contact_id in ``context.contacts``. Candidates prepared
+    by :func:`prepare_candidates` (against the same catalog and contacts) skip that
+    preparation. ``now`` is the decision time: "recently" and "this week" count back from it.
+
+    Returns at most ``k`` actions, fewer when fewer pass the rules and caps; equal expected
+    values keep the candidates' row order. Caps count distinct (contact, content) actions
+    served in the 7 days before ``now``; an action already among them may be served again
+    without using a slot, so repeated requests in one week return a stable list.
+
+    ``explore`` None draws the epsilon-greedy coin from ``rng`` (probability
+    ``config.exploration_rate``); True / False force its outcome (for callers that draw it
+    themselves at the configured rate). Propensities are always those of the configured
+    mixture: set ``exploration_rate`` to 0 for a purely greedy policy.
+    """
+    if k < 1:
+        raise ArbitrationError(f"k = {k}; expected at least 1 action")
+    risk = float(context.churn_risk)
+    band = churn_band(risk, config)
+    cat, proba = _catalog_and_proba(context, catalog)
+    now_ns = to_ns(now)
+    prepared = candidates_for(context, candidates, cat)
+    rows = select_rows(prepared, context)
+    scores = score(rows, prepared, cat, proba, risk, config)
+    rule = eligibility_rules(
+        rows,
+        context,
+        cat,
+        prepared,
+        config.eligibility,
+        phase_fit=scores.phase_fit,
+        role_match=scores.role_match,
+        now_ns=now_ns,
+    )
+    policy = config.contact_policy
+    caps = week_caps(context.served_last_week, rows, cat, prepared, policy, now_ns)
+    servable = servable_order(rule, scores.ev, rows.contact, caps)
+    ranker = greedy_over(servable, rows, caps, distinct=policy.distinct_content)
+    slots = fill_slots(ranker, k, config.exploration_rate, rng=rng, explore=explore)
+    for pos, code in slots.capped:
+        rule[servable[pos]] = code
+    return Decision(
+        account_id=context.account_id,
+        actions=_actions(slots, servable, rows, scores, cat, prepared),
+        held_back=held_back(rule, scores.ev, rows, cat, prepared, config.held_back_per_rule),
+        policy=config.policy_name,
+        churn_band=band,
+        churn_risk=risk,
+        exploration_rate=config.exploration_rate,
+        explored=slots.explored,
+        n_eligible=len(servable),
+    )
+
+
+def _catalog_and_proba(
+    context: AccountContext, catalog: pd.DataFrame | PreparedCatalog
+) -> tuple[PreparedCatalog, np.ndarray]:
+    """(the catalog prepared for the context's phases, its phase probabilities as a flat
+    float array). Raises :class:`ArbitrationError` when either does not match the phases."""
+    phases = tuple(str(p) for p in context.phase_names)
+    cat = catalog if isinstance(catalog, PreparedCatalog) else prepare_catalog(catalog, phases)
+    if cat.phase_names != phases:
+        raise ArbitrationError(
+            f"the prepared catalog's phases {list(cat.phase_names)} differ from the "
+            f"context's phase_names {list(phases)}"
+        )
+    proba = np.asarray(context.phase_proba, dtype=np.float64).ravel()
+    if len(proba) != len(phases):
+        raise ArbitrationError(
+            f"phase_proba has {len(proba)} values for {len(phases)} phase_names {list(phases)}"
+        )
+    return cat, proba
+
+
+def _actions(
+    slots: Slots,
+    servable: np.ndarray,
+    rows: CandidateRows,
+    scores: Scores,
+    cat: PreparedCatalog,
+    prepared: PreparedCandidates,
+) -> tuple[Action, ...]:
+    """The filled slots as actions, rank 1 first."""
+    item, contact = rows.item, rows.contact
+    return tuple(
+        Action(
+            content_id=str(cat.content_ids[item[r]]),
+            contact_id=str(prepared.contact_ids[contact[r]]),
+            role=str(prepared.contact_roles[contact[r]]),
+            title=str(cat.title[item[r]]),
+            content_type=str(cat.content_type[item[r]]),
+            channel=str(cat.channel[item[r]]),
+            expected_value=float(scores.ev[r]),
+            p_response=float(rows.p[r]),
+            value=float(scores.value[r]),
+            fit=float(scores.fit[r]),
+            phase_fit=float(scores.phase_fit[r]),
+            role_fit=float(scores.role_fit[r]),
+            lever=float(scores.lever[r]),
+            propensity=slots.propensity[slot],
+            rank=slot + 1,
+            explored=slots.explored and slot == 0,
+        )
+        for slot, r in enumerate(int(servable[pos]) for pos in slots.picks)
+    )
