@@ -20,7 +20,7 @@ phase model's prior over phases, the most popular catalog items for the most lik
 ``cold_start=True``.
 
 Predictions use the boosters directly on float arrays with ``num_threads=1`` (see
-``serving.models``: threads after a fork can hang, and one row gains nothing from them).
+``serving.model_holder``: threads after a fork can hang, and one row gains nothing from them).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from models.arbitration import (
 )
 from models.churn import calibrate
 from models.explain import Reason, contributions_for, reason_codes, taxonomy_labels
-from serving.models import CHURN, NEXT_CONTENT, PHASE, PREDICT_THREADS, ModelHolder, ModelSet
+from serving.model_holder import CHURN, NEXT_CONTENT, PHASE, PREDICT_THREADS, ModelHolder, ModelSet
 
 MAX_REASONS = 3
 DEFAULT_CACHE_ENTRIES = 20_000

@@ -10,7 +10,8 @@ import pytest
 from features.pipeline import build_features, select_accounts
 from features.schema import JourneyData
 from models.arbitration import churn_band, load_arbitration_config
-from serving.models import CHURN, NEXT_CONTENT, PHASE, ModelHolder
+from models.contract import CHURN, NEXT_CONTENT, PHASE
+from serving.model_holder import ModelHolder
 from serving.scoring import Scorer, content_popularity
 from tests.serving.trained import TrainedRegistry, trained_registry
 

@@ -3,8 +3,11 @@
 :func:`load_model_set` resolves ``models:/<name>@<alias>`` for ``nba-phase``, ``nba-churn``
 and ``nba-next-content`` to a version first and then loads that exact version, so the
 versions a :class:`ModelSet` reports are the ones it holds even if the alias moves while it
-loads. The churn model's calibration (``calibration_a``/``calibration_b``) comes from its
-run's params.
+loads. The churn model's calibration comes from its run's params and the cold-start phase
+prior from the phase run's confusion matrix; the names (registered models, alias, params,
+artifacts) are the training -> serving contract in :mod:`models.contract`. A set whose run
+lacks a param or artifact the contract requires is refused with a :class:`ModelLoadError`
+naming the model, version and what is missing (rather than served with a guessed default).
 
 :class:`ModelHolder` keeps the serving :class:`ModelSet`. ``reload_if_moved`` compares the
 alias versions with the held ones and, when one moved, loads a complete new set and swaps it
@@ -22,12 +25,13 @@ loaded estimator is set to ``n_jobs=1`` and the request path passes ``num_thread
 prediction keeps 2 workers on 2 cores from oversubscribing them.
 
 This module never imports ``training`` (layers: serving uses features and models only);
-the registered names and the alias are repeated here as the registry contract.
+both sides share the names through ``models.contract``.
 """
 
 from __future__ import annotations
 
 import logging
+import posixpath
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,17 +42,20 @@ import numpy as np
 import pandas as pd
 
 from features.errors import UnavailableError
+from models.contract import (
+    CHAMPION,
+    CHURN,
+    NEXT_CONTENT,
+    PHASE,
+    PHASE_CONFUSION_ARTIFACT,
+    REGISTERED_MODELS,
+    REQUIRED_ARTIFACTS,
+    REQUIRED_PARAMS,
+)
 from models.fitting import model_columns
 
 log = logging.getLogger(__name__)
 
-PHASE = "nba-phase"
-CHURN = "nba-churn"
-NEXT_CONTENT = "nba-next-content"
-REGISTERED_NAMES: tuple[str, ...] = (PHASE, CHURN, NEXT_CONTENT)
-DEFAULT_ALIAS = "champion"
-# Artifact of the phase run whose row sums are the test split's CRM phase counts.
-PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
 # Predict single-threaded on the request path (see the module docstring).
 PREDICT_THREADS = 1
 
@@ -113,8 +120,8 @@ class ModelSet:
     ``versions`` maps registered name -> version; ``run_params`` registered name -> the
     run's params as text (the churn calibration is there); ``feature_columns`` registered
     name -> the columns the model takes; ``phase_prior`` the phase distribution of the
-    phase model's test split (class code order; uniform if the run has no confusion
-    matrix), the cold-start answer.
+    phase model's test split (class code order; uniform if its confusion matrix does not
+    match the model's classes), the cold-start answer.
     """
 
     phase: Any
@@ -131,11 +138,11 @@ class ModelSet:
     @property
     def key(self) -> tuple[str, ...]:
         """The versions as a hashable cache key (phase, churn, next content)."""
-        return tuple(self.versions[n] for n in REGISTERED_NAMES)
+        return tuple(self.versions[n] for n in REGISTERED_MODELS)
 
     @property
     def calibration(self) -> Mapping[str, str]:
-        """The churn run's params (``models.churn.calibrate`` reads calibration_a/b)."""
+        """The churn run's params (``models.churn.calibrate`` reads the calibration)."""
         return self.run_params[CHURN]
 
 
@@ -145,14 +152,14 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def alias_versions(tracking_uri: str, alias: str = DEFAULT_ALIAS) -> dict[str, str]:
+def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
     """Registered name -> the version ``alias`` points to now. Raises
     :class:`ModelLoadError` naming the model when an alias is missing."""
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
     out: dict[str, str] = {}
-    for name in REGISTERED_NAMES:
+    for name in REGISTERED_MODELS:
         try:
             out[name] = str(client.get_model_version_by_alias(name, alias).version)
         except MlflowException as exc:
@@ -163,52 +170,102 @@ def alias_versions(tracking_uri: str, alias: str = DEFAULT_ALIAS) -> dict[str, s
 
 
 def load_model_set(
-    tracking_uri: str, alias: str = DEFAULT_ALIAS, *, versions: Mapping[str, str] | None = None
+    tracking_uri: str, alias: str = CHAMPION, *, versions: Mapping[str, str] | None = None
 ) -> ModelSet:
-    """Load ``models:/<name>@<alias>`` of the three registered models (or the given
-    ``versions``) with MLflow's LightGBM flavor, single-threaded for prediction.
+    """Returns the :class:`ModelSet` of ``models:/<name>@<alias>`` of the three registered
+    models (or of the given ``versions``), loaded with MLflow's LightGBM flavor and set to
+    predict single-threaded.
 
     Resolves the alias to versions once and loads those versions (an alias moving during
     the load cannot mix versions). Uses an explicit client for ``tracking_uri`` (no global
-    MLflow state is changed). Raises :class:`ModelLoadError` naming the model on failure.
+    MLflow state is changed). Raises :class:`ModelLoadError` naming the model and version
+    when one cannot be loaded or its run lacks what ``models.contract`` requires.
     """
-    import mlflow.lightgbm
-    from mlflow.exceptions import MlflowException
-
     resolved = dict(versions) if versions is not None else alias_versions(tracking_uri, alias)
     client = _client(tracking_uri)
     estimators: dict[str, Any] = {}
     params: dict[str, dict[str, str]] = {}
-    run_ids: dict[str, str] = {}
-    for name in REGISTERED_NAMES:
-        version = resolved[name]
-        try:
-            mv = client.get_model_version(name, version)
-            uri = client.get_model_version_download_uri(name, version)
-            estimator = mlflow.lightgbm.load_model(uri)
-            run_ids[name] = str(mv.run_id or "")
-            params[name] = dict(client.get_run(run_ids[name]).data.params) if mv.run_id else {}
-        except (MlflowException, OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot load {name} v{version} ({alias}): {exc}") from exc
-        if hasattr(estimator, "set_params"):
-            estimator.set_params(n_jobs=PREDICT_THREADS)
-        estimators[name] = estimator
+    prior_csv = prior_where = ""
+    for name in REGISTERED_MODELS:
+        where = f"{name} v{resolved[name]} ({alias})"
+        estimators[name], run_id, params[name] = _load_version(client, name, resolved[name], where)
+        _check_contract(client, name, where, run_id, params[name])
+        if name == PHASE:
+            prior_csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
+            prior_where = where
     inputs = {name: model_input(est) for name, est in estimators.items()}
     phase_est = estimators[PHASE]
-    n_classes = _n_classes(phase_est)
-    prior = _phase_prior(client, run_ids[PHASE], n_classes)
     return ModelSet(
         phase=phase_est,
         churn=estimators[CHURN],
         next_content=estimators[NEXT_CONTENT],
         versions=resolved,
         run_params=params,
-        feature_columns={n: inputs[n].columns for n in REGISTERED_NAMES},
+        feature_columns={n: inputs[n].columns for n in REGISTERED_MODELS},
         inputs=inputs,
-        phase_prior=prior,
+        phase_prior=_phase_prior(prior_csv, _n_classes(phase_est), prior_where),
         alias=alias,
         loaded_at=pd.Timestamp.now(tz="UTC"),
     )
+
+
+def _load_version(
+    client: Any, name: str, version: str, where: str
+) -> tuple[Any, str, dict[str, str]]:
+    """Returns (the estimator set to predict single-threaded, its run id, the run's params)
+    of one registered version."""
+    import mlflow.lightgbm
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version(name, version)
+        estimator = mlflow.lightgbm.load_model(client.get_model_version_download_uri(name, version))
+        run_id = str(mv.run_id or "")
+        params = dict(client.get_run(run_id).data.params) if run_id else {}
+    except (MlflowException, OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load {where}: {exc}") from exc
+    if hasattr(estimator, "set_params"):
+        estimator.set_params(n_jobs=PREDICT_THREADS)
+    return estimator, run_id, params
+
+
+def _check_contract(
+    client: Any, name: str, where: str, run_id: str, params: Mapping[str, str]
+) -> None:
+    """Raises :class:`ModelLoadError` naming the model, version and what is missing when
+    the version's run lacks a param or an artifact ``models.contract`` requires of
+    ``name``."""
+    from mlflow.exceptions import MlflowException
+
+    missing = [p for p in REQUIRED_PARAMS[name] if p not in params]
+    if missing:
+        raise ModelLoadError(f"{where}: run {run_id or '(none)'} has no param {', '.join(missing)}")
+    artifacts = REQUIRED_ARTIFACTS[name]
+    if artifacts and not run_id:
+        raise ModelLoadError(f"{where}: no training run recorded, so no {', '.join(artifacts)}")
+    for artifact in artifacts:
+        folder = posixpath.dirname(artifact) or None
+        try:
+            listed = {a.path for a in client.list_artifacts(run_id, folder)}
+        except (MlflowException, OSError) as exc:
+            raise ModelLoadError(
+                f"{where}: cannot list the artifacts of run {run_id}: {exc}"
+            ) from exc
+        if artifact not in listed:
+            raise ModelLoadError(f"{where}: run {run_id} has no artifact {artifact!r}")
+
+
+def _read_artifact(client: Any, where: str, run_id: str, artifact: str) -> str:
+    """Returns the text of one artifact of ``run_id``; :class:`ModelLoadError` naming the
+    model, version and artifact when it cannot be read."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        uri = client.get_run(run_id).info.artifact_uri + "/" + artifact
+        return str(mlflow.artifacts.load_text(uri))
+    except (MlflowException, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{where}: cannot read artifact {artifact!r}: {exc}") from exc
 
 
 def _n_classes(estimator: Any) -> int:
@@ -218,25 +275,27 @@ def _n_classes(estimator: Any) -> int:
     return int(getattr(estimator, "num_model_per_iteration", lambda: 1)())
 
 
-def _phase_prior(client: Any, run_id: str, n_classes: int) -> np.ndarray:
-    """The phase distribution of the phase run's test split (row sums of its CRM confusion
-    matrix, in the file's class order = class codes); uniform when it cannot be read."""
-    uniform = np.full(n_classes, 1.0 / max(n_classes, 1))
-    if not run_id:
-        return uniform
+def _phase_prior(confusion_csv: str, n_classes: int, where: str) -> np.ndarray:
+    """Returns the phase distribution of the phase run's test split: the row sums of its
+    CRM confusion matrix, in the file's class order (= class codes). Uniform when the
+    matrix does not match the model's classes (a model that never saw the last phase)."""
     try:
-        import mlflow.artifacts
-
-        text = mlflow.artifacts.load_text(
-            client.get_run(run_id).info.artifact_uri + "/" + PHASE_CONFUSION_ARTIFACT
+        counts = pd.read_csv(StringIO(confusion_csv), index_col=0).sum(axis=1)
+    except ValueError as exc:  # pandas' parse errors derive from ValueError
+        raise ModelLoadError(
+            f"{where}: {PHASE_CONFUSION_ARTIFACT!r} is not a table: {exc}"
+        ) from exc
+    values = counts.to_numpy(dtype=np.float64)
+    if len(values) != n_classes or values.sum() <= 0:
+        log.warning(
+            "%s has %d rows (sum %s) for %d phase classes; using a uniform cold-start prior",
+            PHASE_CONFUSION_ARTIFACT,
+            len(values),
+            values.sum(),
+            n_classes,
         )
-        counts = pd.read_csv(StringIO(text), index_col=0).sum(axis=1).to_numpy(dtype=np.float64)
-    except Exception as exc:  # any failure means "no prior recorded"
-        log.info("phase prior unavailable (%s); using uniform", exc)
-        return uniform
-    if len(counts) != n_classes or counts.sum() <= 0:
-        return uniform
-    return counts / counts.sum()
+        return np.full(n_classes, 1.0 / max(n_classes, 1))
+    return values / values.sum()
 
 
 @dataclass(frozen=True)
@@ -263,7 +322,7 @@ class ModelHolder:
     """
 
     tracking_uri: str
-    alias: str = DEFAULT_ALIAS
+    alias: str = CHAMPION
     _current: ModelSet | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
