@@ -162,7 +162,7 @@ def build_services(
 
 def content_popularity(store: Store) -> dict[str, float]:
     """content_id -> number of response touchpoints on it in the store (what cold-start
-    answers rank by; ``serving.scoring.content_popularity`` on a frame, as one aggregate
+    answers rank by; ``models.cold_start.content_popularity`` on a frame, as one aggregate
     query here so no worker reads every touchpoint)."""
     query = (
         select(Touchpoint.content_id, func.count())
