@@ -1,7 +1,7 @@
 """The training -> serving handoff through the MLflow registry, named once.
 
 Training (``training.tracking``, ``training.registry``, ``training.phase``,
-``models.churn``) writes these names; serving (``serving.model_holder``) reads them. Both
+``models.churn``) writes these names; serving (``serving.model_set``) reads them. Both
 import them from here, so renaming one renames it on both sides, and serving refuses a model
 set whose run lacks a required param or artifact instead of guessing (see
 :data:`REQUIRED_PARAMS` and :data:`REQUIRED_ARTIFACTS`).

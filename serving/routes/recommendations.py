@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from models.arbitration import Recent
 from serving.auth import check_account_access, require_scope
-from serving.model_holder import ModelLoadError
+from serving.model_set import ModelLoadError
 from serving.routes import Services, services
 from serving.schemas import (
     ActionOut,

@@ -20,7 +20,7 @@ from models import next_content as nc
 from models.arbitration import AccountContext, rank_actions
 from models.churn import calibrate
 from models.contract import NEXT_CONTENT
-from serving.model_holder import ModelSet
+from serving.model_set import ModelSet
 from serving.scoring.predict import ScoringSetup, booster, churn_raw, current_contacts
 
 

@@ -33,7 +33,7 @@ from models.arbitration import (
 from models.churn import calibrate
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import Reason, contributions_for, reason_codes
-from serving.model_holder import PREDICT_THREADS, ModelSet
+from serving.model_set import PREDICT_THREADS, ModelSet
 from serving.scoring.answer import AccountScore, ScoredAction
 from serving.scoring.cache import AccountState
 from serving.scoring.predict import (

@@ -6,7 +6,7 @@ the features as of a time (the feature pipeline's own code, so online equals bat
 phase probabilities, the raw churn score and the next-content candidate rows.
 
 Predictions use the boosters directly on float arrays with ``num_threads=1`` on the request
-path (see ``serving.model_holder``: threads after a fork can hang, and one row gains nothing
+path (see ``serving.model_set``: threads after a fork can hang, and one row gains nothing
 from them); batch scoring passes ``threads=0`` (LightGBM's default).
 """
 
@@ -25,7 +25,7 @@ from models import next_content as nc
 from models.arbitration import ArbitrationConfig, PreparedCatalog, prepare_catalog
 from models.contract import CHURN, PHASE
 from models.explain import taxonomy_labels
-from serving.model_holder import PREDICT_THREADS, ModelSet
+from serving.model_set import PREDICT_THREADS, ModelSet
 
 MAX_REASONS = 3
 

@@ -24,7 +24,8 @@ from features.timestamps import to_utc
 from models.arbitration import ArbitrationConfig, PreparedCatalog, Recent
 from models.cold_start import POLICY as COLD_START_POLICY
 from models.cold_start import rank_cold_start
-from serving.model_holder import ModelHolder, ModelSet
+from serving.model_holder import ModelHolder
+from serving.model_set import ModelSet
 from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
 from serving.scoring.batch import score_batch
 from serving.scoring.cache import StateCache, cache_version, store_version

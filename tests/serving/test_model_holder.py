@@ -23,7 +23,8 @@ from models.contract import (
     PHASE_CONFUSION_ARTIFACT,
     REGISTERED_MODELS,
 )
-from serving.model_holder import ModelHolder, ModelLoadError, load_model_set
+from serving.model_holder import ModelHolder
+from serving.model_set import ModelLoadError, load_model_set
 from tests.serving.trained import TrainedRegistry, trained_registry
 
 
