@@ -17,11 +17,10 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from features.pipeline import select_accounts
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
-from models.arbitration import ArbitrationConfig, PreparedCatalog, Recent
+from models.arbitration import ArbitrationConfig, Recent
 from models.cold_start import POLICY as COLD_START_POLICY
 from models.cold_start import rank_cold_start
 from serving.model_holder import ModelHolder
@@ -61,26 +60,6 @@ class Scorer:
         self.setup = ScoringSetup(taxonomy, arbitration_config, content)
         self.popularity = dict(popularity or {})
         self.cache = StateCache(cache_entries, int(feature_ttl_s * _NS_PER_S))
-
-    @property
-    def taxonomy(self) -> Taxonomy:
-        return self.setup.taxonomy
-
-    @property
-    def config(self) -> ArbitrationConfig:
-        return self.setup.config
-
-    @property
-    def content(self) -> pd.DataFrame:
-        return self.setup.content
-
-    @property
-    def phases(self) -> list[str]:
-        return self.setup.phases
-
-    @property
-    def catalog(self) -> PreparedCatalog:
-        return self.setup.catalog
 
     @property
     def hits(self) -> int:
@@ -156,17 +135,6 @@ class Scorer:
             return False
         key = (account_id, store_version(data_version), self.holder.current.key)
         return self.cache.is_fresh(key, to_utc(now).value)
-
-    def account_features(
-        self, data: JourneyData, account_id: str, now: pd.Timestamp
-    ) -> pd.DataFrame | None:
-        """Returns the account's feature row as of ``now`` (pipeline features, then the
-        topic engagement the next-content model needs), or None if the account does not
-        exist at ``now``. Equal to the batch row for the same account and time."""
-        one = select_accounts(data, [account_id])
-        if one.accounts.empty:
-            return None
-        return self.setup.features(one, to_utc(now))
 
     def score_accounts_batch(
         self,
