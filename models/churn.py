@@ -19,6 +19,7 @@ import pandas as pd
 from features.errors import InvalidInputError
 from features.pipeline import feature_definitions
 from features.taxonomy import Taxonomy
+from models.contract import CALIBRATION_A, CALIBRATION_B
 from models.fitting import fit_classifier, model_columns, select_features
 
 LABEL_COLUMN = "churned"
@@ -49,7 +50,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 SELECTION_ROWS = 50_000
 SELECTION_ROUNDS = 40
 # Identity calibration: calibrate(p, IDENTITY) == p.
-IDENTITY_CALIBRATION: dict[str, float] = {"calibration_a": 1.0, "calibration_b": 0.0}
+IDENTITY_CALIBRATION: dict[str, float] = {CALIBRATION_A: 1.0, CALIBRATION_B: 0.0}
 _EPS = 1e-6
 
 
@@ -138,15 +139,15 @@ def fit_calibration(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
         w -= step
         if np.abs(step).max() < 1e-10:
             break
-    return {"calibration_a": float(w[0]), "calibration_b": float(w[1])}
+    return {CALIBRATION_A: float(w[0]), CALIBRATION_B: float(w[1])}
 
 
 def calibrate(p: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     """Calibrated probabilities ``sigmoid(a * logit(p) + b)`` with ``a = calibration_a`` and
     ``b = calibration_b`` from ``params`` (a run's logged params; strings are accepted, as
     MLflow returns params as text). Missing parameters mean the identity."""
-    a = float(params.get("calibration_a", 1.0))
-    b = float(params.get("calibration_b", 0.0))
+    a = float(params.get(CALIBRATION_A, 1.0))
+    b = float(params.get(CALIBRATION_B, 0.0))
     if a == 1.0 and b == 0.0:
         return np.asarray(p, dtype=np.float64)
     return 1 / (1 + np.exp(-(a * _logit(np.asarray(p, dtype=np.float64)) + b)))

@@ -1,7 +1,7 @@
 """The FastAPI app: :func:`create_app` builds it from :class:`~serving.settings.Settings`.
 
 Everything stateful is built in the lifespan, i.e. in each uvicorn worker after the fork
-(LightGBM's OpenMP threads do not survive a fork; see ``serving.models``): the store (and
+(LightGBM's OpenMP threads do not survive a fork; see ``serving.model_set``): the store (and
 its migrations), the model holder (loaded from the registry alias, then polled every
 ``reload_interval_s``), the scorer and the key verifier. ``nba serve`` runs
 ``uvicorn serving.app:app_from_env --factory``, so every worker also builds its own app.
@@ -33,7 +33,7 @@ from features.errors import NbaError
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
 from serving.auth import KeyVerifier
-from serving.models import ModelHolder
+from serving.model_holder import ModelHolder
 from serving.routes import (
     Metrics,
     Services,

@@ -171,7 +171,8 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from models.arbitration import load_arbitration_config
-    from serving.models import ModelHolder, ModelLoadError
+    from serving.model_holder import ModelHolder
+    from serving.model_set import ModelLoadError
     from serving.scoring import Scorer
 
     settings = _settings()

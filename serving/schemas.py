@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import Reason
 
 Outcome = Literal["shown", "accepted", "dismissed", "converted"]
@@ -217,7 +218,7 @@ class RecommendationsResponse(_Out):
                     ],
                     "policy": "ev-greedy-epsilon-v1",
                     "explored": False,
-                    "model_versions": {"nba-phase": "3", "nba-churn": "2", "nba-next-content": "4"},
+                    "model_versions": {PHASE: "3", CHURN: "2", NEXT_CONTENT: "4"},
                 }
             ]
         },
@@ -316,7 +317,7 @@ class WorklistResponse(_Out):
                             "action": None,
                         }
                     ],
-                    "model_versions": {"nba-phase": "3", "nba-churn": "2", "nba-next-content": "4"},
+                    "model_versions": {PHASE: "3", CHURN: "2", NEXT_CONTENT: "4"},
                 }
             ]
         },

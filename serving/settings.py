@@ -33,6 +33,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.errors import InvalidInputError
+from models.contract import CHAMPION
 from serving.store import DEFAULT_DATABASE_URL, MAX_BATCH_EVENTS
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -53,7 +54,7 @@ class Settings(BaseModel):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
     database_schema: str | None = None
     tracking_uri: str = Field(default=DEFAULT_TRACKING_URI, min_length=1)
-    model_alias: str = Field(default="champion", min_length=1)
+    model_alias: str = Field(default=CHAMPION, min_length=1)
     reload_interval_s: float = Field(default=30.0, ge=0)
     cors_origins: tuple[str, ...] = ()
     # CSP frame-ancestors of the widget and worklist pages (besides 'self'): scheme://host[:port]

@@ -20,6 +20,7 @@ from features.errors import InvalidInputError
 from features.simulate.truth import SimulationTruth, true_phases
 from features.taxonomy import Taxonomy
 from models import phase as phase_model
+from models.contract import PHASE_CONFUSION_ARTIFACT
 from training.baselines import (
     majority_phase,
     predict_crm_last,
@@ -151,7 +152,7 @@ def train_phase(
         metrics.update(
             {f"{who}.{k}": v for k, v in phase_metrics(y_test, y_pred, names, "crm").items()}
         )
-    artifacts["confusion_matrix_crm.csv"] = confusion_csv(y_test, predictions["model"], names)
+    artifacts[PHASE_CONFUSION_ARTIFACT] = confusion_csv(y_test, predictions["model"], names)
     if truth is not None:
         y_true = _true_phase_codes(truth, test, names)
         known = y_true >= 0

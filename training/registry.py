@@ -16,8 +16,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from features.errors import NotFoundError
+from models.contract import CHAMPION
 from training.result import REGISTERED_NAMES, ModelName
-from training.tracking import CHAMPION, champion_version
+from training.tracking import champion_version
 
 
 class RegistryError(NotFoundError):

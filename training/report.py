@@ -5,8 +5,9 @@ from __future__ import annotations
 import mlflow
 from mlflow import MlflowClient
 
+from models.contract import CHAMPION
 from training.result import MODEL_NAMES, REGISTERED_NAMES
-from training.tracking import CHAMPION, REPORT_ARTIFACT, champion_version
+from training.tracking import REPORT_ARTIFACT, champion_version
 
 
 def champions_report() -> str:

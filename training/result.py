@@ -13,12 +13,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from models.contract import CHURN, NEXT_CONTENT, PHASE
+
 ModelName = Literal["phase", "churn", "next-content"]
 MODEL_NAMES: tuple[ModelName, ...] = ("phase", "churn", "next-content")
 REGISTERED_NAMES: dict[ModelName, str] = {
-    "phase": "nba-phase",
-    "churn": "nba-churn",
-    "next-content": "nba-next-content",
+    "phase": PHASE,
+    "churn": CHURN,
+    "next-content": NEXT_CONTENT,
 }
 
 

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from features.pipeline import FEATURE_PIPELINE_VERSION
+from models.contract import CHAMPION
 from training.plots import (
     feature_importance,
     plot_calibration_curve,
@@ -30,7 +31,6 @@ from training.plots import (
 from training.result import REGISTERED_NAMES, ModelResult
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-CHAMPION = "champion"
 REPORT_ARTIFACT = "quality_report.md"
 
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from features.taxonomy import Taxonomy
 from models.arbitration import ArbitrationConfig
 from serving.auth import KeyVerifier
-from serving.models import ModelHolder
+from serving.model_holder import ModelHolder
 from serving.scoring import Scorer
 from serving.settings import Settings
 from serving.store import ServedLog, Store

@@ -10,7 +10,8 @@ import pytest
 from features.pipeline import build_features, select_accounts
 from features.schema import JourneyData
 from models.arbitration import churn_band, load_arbitration_config
-from serving.models import CHURN, NEXT_CONTENT, PHASE, ModelHolder
+from models.contract import CHURN, NEXT_CONTENT, PHASE
+from serving.model_holder import ModelHolder
 from serving.scoring import Scorer, content_popularity
 from tests.serving.trained import TrainedRegistry, trained_registry
 
@@ -51,7 +52,7 @@ def test_score_account_returns_a_complete_answer(registry: TrainedRegistry, scor
     assert sum(score.phase_proba.values()) == pytest.approx(1.0, abs=1e-9)
     assert score.phase == max(score.phase_proba, key=lambda p: score.phase_proba[p])
     assert score.churn_risk is not None and 0 <= score.churn_risk <= 1
-    assert score.churn_band == churn_band(score.churn_risk, scorer.config)
+    assert score.churn_band == churn_band(score.churn_risk, scorer.setup.config)
     assert dict(score.versions) == {PHASE: "1", CHURN: "1", NEXT_CONTENT: "1"}
     assert 1 <= len(score.phase_reasons) <= 3 and 1 <= len(score.churn_reasons) <= 3
     assert len(score.actions) == 3
@@ -132,7 +133,7 @@ def test_online_scores_equal_batch_scores(registry: TrainedRegistry, scorer: Sco
         )
     # and the online features are the pipeline's batch features
     account = _accounts_with_contacts(registry, 1)[0]
-    online_row = scorer.account_features(registry.data, account, registry.now)
+    online_row = scorer.setup.features(select_accounts(registry.data, [account]), registry.now)
     assert online_row is not None
     full = build_features(registry.data, [registry.now], registry.taxonomy)
     batch_row = full[full["account_id"] == account].reset_index(drop=True)
@@ -173,5 +174,5 @@ def test_an_ingested_event_changes_the_key_and_the_answer_recomputes(
     served = {(a.action.contact_id, a.action.content_id) for a in after.actions}
     assert (str(event["contact_id"].iloc[0]), str(event["content_id"].iloc[0])) not in served
     # the recomputed answer is the batch answer on the new data
-    expected = scorer.account_features(ingested, account, now)
+    expected = scorer.setup.features(select_accounts(ingested, [account]), now)
     assert expected is not None and int(expected["n_touchpoints_7d"].iloc[0]) >= 1

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import shutil
 import time
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from serving.models import (
+from models.contract import (
+    CALIBRATION_A,
+    CALIBRATION_B,
+    CHAMPION,
     CHURN,
     NEXT_CONTENT,
     PHASE,
-    REGISTERED_NAMES,
-    ModelHolder,
-    ModelLoadError,
-    load_model_set,
+    PHASE_CONFUSION_ARTIFACT,
+    REGISTERED_MODELS,
 )
+from serving.model_holder import ModelHolder
+from serving.model_set import ModelLoadError, load_model_set
 from tests.serving.trained import TrainedRegistry, trained_registry
 
 
@@ -40,16 +45,98 @@ def _client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _new_version(uri: str, name: str, source: str | None = None) -> str:
-    """Register another version of ``name`` (by default the champion's model again) and
-    point ``champion`` at it."""
+def _new_version(
+    uri: str, name: str, source: str | None = None, *, run_id: str | None = None
+) -> str:
+    """Register another version of ``name`` (by default the champion's model and run
+    again) and point ``champion`` at it."""
     client = _client(uri)
-    champion = client.get_model_version_by_alias(name, "champion")
+    champion = client.get_model_version_by_alias(name, CHAMPION)
     created = client.create_model_version(
-        name, source=source or str(champion.source), run_id=champion.run_id
+        name, source=source or str(champion.source), run_id=run_id or champion.run_id
     )
-    client.set_registered_model_alias(name, "champion", str(created.version))
+    client.set_registered_model_alias(name, CHAMPION, str(created.version))
     return str(created.version)
+
+
+def _run_without_artifacts(uri: str, artifacts: Path, params: dict[str, str]) -> str:
+    """A new run holding ``params`` and no artifacts (in its own experiment, whose
+    artifacts live under ``artifacts``)."""
+    client = _client(uri)
+    experiment = client.create_experiment("bare-runs", artifact_location=artifacts.as_uri())
+    run = client.create_run(experiment)
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id)
+    return str(run.info.run_id)
+
+
+def test_training_registers_what_serving_loads_through_the_contract(
+    registry: TrainedRegistry,
+) -> None:
+    """The registry was written by training (``training.tracking.log_result``); serving's
+    holder loads it by the names in ``models.contract`` and reads what the runs hold."""
+    from mlflow.artifacts import load_text
+
+    from training.result import REGISTERED_NAMES
+    from training.tracking import champion_version
+
+    assert tuple(REGISTERED_NAMES.values()) == REGISTERED_MODELS
+    holder = ModelHolder(registry.tracking_uri, CHAMPION)
+    assert holder.load(), holder.status().last_error
+    models = holder.current
+    assert dict(models.versions) == {n: champion_version(n) for n in REGISTERED_MODELS}
+    client = _client(registry.tracking_uri)
+    churn_run = client.get_model_version(CHURN, models.versions[CHURN]).run_id
+    logged = client.get_run(str(churn_run)).data.params
+    for param in (CALIBRATION_A, CALIBRATION_B):
+        assert models.calibration[param] == logged[param]
+    phase_run = client.get_run(str(client.get_model_version(PHASE, models.versions[PHASE]).run_id))
+    table = load_text(f"{phase_run.info.artifact_uri}/{PHASE_CONFUSION_ARTIFACT}")
+    counts = pd.read_csv(StringIO(table), index_col=0).sum(axis=1).to_numpy(dtype=float)
+    np.testing.assert_allclose(models.phase_prior, counts / counts.sum())
+
+
+def test_a_run_without_the_confusion_matrix_is_refused_naming_it(
+    store: str, tmp_path: Path
+) -> None:
+    client = _client(store)
+    champion = client.get_model_version_by_alias(PHASE, CHAMPION)
+    params = dict(client.get_run(str(champion.run_id)).data.params)
+    bare = _run_without_artifacts(store, tmp_path / "bare", params)
+    serving = ModelHolder(store)
+    assert serving.load()
+    before = serving.current
+    version = _new_version(store, PHASE, run_id=bare)
+
+    # a holder serving a set keeps it and reports why the new one is refused
+    assert serving.reload_if_moved() is False
+    assert serving.current is before
+    error = serving.status().last_error or ""
+    assert f"{PHASE} v{version}" in error and PHASE_CONFUSION_ARTIFACT in error
+
+    # a fresh holder (a starting worker) is not ready and says why (what /ready shows)
+    fresh = ModelHolder(store)
+    assert fresh.load() is False
+    status = fresh.status()
+    assert not status.ready
+    assert status.last_error is not None and PHASE_CONFUSION_ARTIFACT in status.last_error
+    with pytest.raises(ModelLoadError, match=PHASE_CONFUSION_ARTIFACT):
+        load_model_set(store)
+
+
+def test_a_churn_run_without_its_calibration_is_refused_naming_it(
+    store: str, tmp_path: Path
+) -> None:
+    client = _client(store)
+    champion = client.get_model_version_by_alias(CHURN, CHAMPION)
+    params = dict(client.get_run(str(champion.run_id)).data.params)
+    del params[CALIBRATION_B]
+    version = _new_version(
+        store, CHURN, run_id=_run_without_artifacts(store, tmp_path / "bare", params)
+    )
+    with pytest.raises(ModelLoadError, match=f"{CHURN} v{version}.*no param {CALIBRATION_B}"):
+        load_model_set(store)
 
 
 def test_model_set_loads_champions_with_versions_calibration_and_columns(
@@ -117,12 +204,12 @@ def test_broken_model_keeps_the_previous_set_and_reports_the_error(
     assert holder.current is before
     status = holder.status()
     assert status.ready and status.failures == 1
-    assert status.versions == {name: "1" for name in REGISTERED_NAMES}
+    assert status.versions == {name: "1" for name in REGISTERED_MODELS}
     assert status.last_error is not None and "nba-churn v2" in status.last_error
     assert status.last_check is not None and status.last_error_at == status.last_check
 
     # a deleted alias is an error too, and the set still serves
-    _client(store).delete_registered_model_alias(NEXT_CONTENT, "champion")
+    _client(store).delete_registered_model_alias(NEXT_CONTENT, CHAMPION)
     assert holder.reload_if_moved() is False
     assert "nba-next-content" in (holder.status().last_error or "")
     assert holder.current is before

@@ -1,0 +1,42 @@
+"""The training -> serving handoff through the MLflow registry, named once.
+
+Training (``training.tracking``, ``training.registry``, ``training.phase``,
+``models.churn``) writes these names; serving (``serving.model_set``) reads them. Both
+import them from here, so renaming one renames it on both sides, and serving refuses a model
+set whose run lacks a required param or artifact instead of guessing (see
+:data:`REQUIRED_PARAMS` and :data:`REQUIRED_ARTIFACTS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Registered model names (also the names of their MLflow experiments).
+PHASE = "nba-phase"
+CHURN = "nba-churn"
+NEXT_CONTENT = "nba-next-content"
+# The order serving keys its cache by (phase, churn, next content).
+REGISTERED_MODELS: tuple[str, ...] = (PHASE, CHURN, NEXT_CONTENT)
+
+# The alias serving loads; training points it at a model's first version and promotion moves it.
+CHAMPION = "champion"
+
+# Run params of the churn run: the Platt calibration serving applies to the raw churn score.
+CALIBRATION_A = "calibration_a"
+CALIBRATION_B = "calibration_b"
+
+# Artifact of the phase run: the CRM-label confusion matrix of its test split. Its row sums
+# (in class-code order) are the phase distribution serving answers cold starts with.
+PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
+
+# What serving reads from each model's run; a run missing one of these is not servable.
+REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = {
+    PHASE: (),
+    CHURN: (CALIBRATION_A, CALIBRATION_B),
+    NEXT_CONTENT: (),
+}
+REQUIRED_ARTIFACTS: Mapping[str, tuple[str, ...]] = {
+    PHASE: (PHASE_CONFUSION_ARTIFACT,),
+    CHURN: (),
+    NEXT_CONTENT: (),
+}

@@ -1,0 +1,291 @@
+"""The three models serving applies, loaded from the MLflow registry as one :class:`ModelSet`.
+
+:func:`load_model_set` resolves ``models:/<name>@<alias>`` for the registered models of
+``models.contract`` to a version first and then loads that exact version, so the versions a
+:class:`ModelSet` reports are the ones it holds even if the alias moves while it loads. The
+churn model's calibration comes from its run's params and the cold-start phase prior from
+the phase run's confusion matrix; the names (registered models, alias, params, artifacts)
+are the training -> serving contract in :mod:`models.contract`. A set whose run lacks a
+param or artifact the contract requires is refused with a :class:`ModelLoadError` naming
+the model, version and what is missing (rather than served with a guessed default).
+:class:`ModelInput` turns a DataFrame into the float matrix a model's booster takes.
+
+Several uvicorn workers: LightGBM predicts with OpenMP threads, and a process forked after
+OpenMP's thread pool started can hang in its first parallel region (the pool's threads do
+not survive the fork, its state does). So (1) nothing here loads a model on import (the app
+loads in each worker after the fork, see ``serving.model_holder``); (2) every loaded
+estimator is set to ``n_jobs=1`` and the request path passes ``num_threads=1`` to
+``Booster.predict``: a one-row prediction gains nothing from threads, and single-threaded
+prediction keeps 2 workers on 2 cores from oversubscribing them.
+
+This module never imports ``training`` (layers: serving uses features and models only);
+both sides share the names through ``models.contract``.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from io import StringIO
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import UnavailableError
+from models.contract import (
+    CHAMPION,
+    CHURN,
+    NEXT_CONTENT,
+    PHASE,
+    PHASE_CONFUSION_ARTIFACT,
+    REGISTERED_MODELS,
+    REQUIRED_ARTIFACTS,
+    REQUIRED_PARAMS,
+)
+from models.fitting import model_columns
+
+log = logging.getLogger(__name__)
+
+# Predict single-threaded on the request path (see the module docstring).
+PREDICT_THREADS = 1
+
+
+class ModelLoadError(UnavailableError):
+    """A model set that cannot be loaded; the message names the model, alias and cause."""
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How a DataFrame becomes the float matrix a model's booster takes: its feature
+    columns in order and, for the categorical ones, value -> code as in training (LightGBM
+    records the training categories in ``pandas_categorical``)."""
+
+    columns: tuple[str, ...]
+    categories: Mapping[str, Mapping[str, int]]
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """``frame``'s model columns as float64 (categories as their training codes, unknown
+        or missing values as NaN), shape ``(len(frame), len(columns))``."""
+        cols = list(self.columns)
+        sub = frame[cols]
+        numeric = [c for c in cols if c not in self.categories]
+        out = np.empty((len(sub), len(cols)), dtype=np.float64)
+        if numeric:
+            position = {c: i for i, c in enumerate(cols)}
+            idx = [position[c] for c in numeric]
+            out[:, idx] = sub[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        for j, c in enumerate(cols):
+            mapping = self.categories.get(c)
+            if mapping is None:
+                continue
+            values = sub[c].astype(object).tolist()
+            out[:, j] = [mapping.get(str(v), np.nan) if v is not None else np.nan for v in values]
+        return out
+
+
+def model_input(estimator: Any) -> ModelInput:
+    """The :class:`ModelInput` of a fitted ``LGBMClassifier`` or ``lightgbm.Booster``."""
+    booster = getattr(estimator, "booster_", estimator)
+    columns = tuple(model_columns(estimator))
+    cat_index = booster.params.get("categorical_column") or []
+    if isinstance(cat_index, int):
+        cat_index = [cat_index]
+    categorical = booster.pandas_categorical or []
+    if len(cat_index) != len(categorical):
+        raise ModelLoadError(
+            f"model has {len(cat_index)} categorical columns but {len(categorical)} recorded "
+            "category lists; expected a model trained on a DataFrame with categorical dtypes"
+        )
+    categories = {
+        columns[int(i)]: {str(v): code for code, v in enumerate(values)}
+        for i, values in zip(cat_index, categorical, strict=True)
+    }
+    return ModelInput(columns, categories)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The three models one request uses, with what serving needs to apply them.
+
+    ``versions`` maps registered name -> version; ``run_params`` registered name -> the
+    run's params as text (the churn calibration is there); ``feature_columns`` registered
+    name -> the columns the model takes; ``phase_prior`` the phase distribution of the
+    phase model's test split (class code order; uniform if its confusion matrix does not
+    match the model's classes), the cold-start answer.
+    """
+
+    phase: Any
+    churn: Any
+    next_content: Any
+    versions: Mapping[str, str]
+    run_params: Mapping[str, Mapping[str, str]]
+    feature_columns: Mapping[str, tuple[str, ...]]
+    inputs: Mapping[str, ModelInput]
+    phase_prior: np.ndarray
+    alias: str
+    loaded_at: pd.Timestamp
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The versions as a hashable cache key (phase, churn, next content)."""
+        return tuple(self.versions[n] for n in REGISTERED_MODELS)
+
+    @property
+    def calibration(self) -> Mapping[str, str]:
+        """The churn run's params (``models.churn.calibrate`` reads the calibration)."""
+        return self.run_params[CHURN]
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
+    """Registered name -> the version ``alias`` points to now. Raises
+    :class:`ModelLoadError` naming the model when an alias is missing."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    out: dict[str, str] = {}
+    for name in REGISTERED_MODELS:
+        try:
+            out[name] = str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            raise ModelLoadError(
+                f"registered model {name!r} has no alias {alias!r} at {tracking_uri}: {exc.message}"
+            ) from exc
+    return out
+
+
+def load_model_set(
+    tracking_uri: str, alias: str = CHAMPION, *, versions: Mapping[str, str] | None = None
+) -> ModelSet:
+    """Returns the :class:`ModelSet` of ``models:/<name>@<alias>`` of the three registered
+    models (or of the given ``versions``), loaded with MLflow's LightGBM flavor and set to
+    predict single-threaded.
+
+    Resolves the alias to versions once and loads those versions (an alias moving during
+    the load cannot mix versions). Uses an explicit client for ``tracking_uri`` (no global
+    MLflow state is changed). Raises :class:`ModelLoadError` naming the model and version
+    when one cannot be loaded or its run lacks what ``models.contract`` requires.
+    """
+    resolved = dict(versions) if versions is not None else alias_versions(tracking_uri, alias)
+    client = _client(tracking_uri)
+    estimators: dict[str, Any] = {}
+    params: dict[str, dict[str, str]] = {}
+    prior_csv = prior_where = ""
+    for name in REGISTERED_MODELS:
+        where = f"{name} v{resolved[name]} ({alias})"
+        estimators[name], run_id, params[name] = _load_version(client, name, resolved[name], where)
+        _check_contract(client, name, where, run_id, params[name])
+        if name == PHASE:
+            prior_csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
+            prior_where = where
+    inputs = {name: model_input(est) for name, est in estimators.items()}
+    phase_est = estimators[PHASE]
+    return ModelSet(
+        phase=phase_est,
+        churn=estimators[CHURN],
+        next_content=estimators[NEXT_CONTENT],
+        versions=resolved,
+        run_params=params,
+        feature_columns={n: inputs[n].columns for n in REGISTERED_MODELS},
+        inputs=inputs,
+        phase_prior=_phase_prior(prior_csv, _n_classes(phase_est), prior_where),
+        alias=alias,
+        loaded_at=pd.Timestamp.now(tz="UTC"),
+    )
+
+
+def _load_version(
+    client: Any, name: str, version: str, where: str
+) -> tuple[Any, str, dict[str, str]]:
+    """Returns (the estimator set to predict single-threaded, its run id, the run's params)
+    of one registered version."""
+    import mlflow.lightgbm
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version(name, version)
+        estimator = mlflow.lightgbm.load_model(client.get_model_version_download_uri(name, version))
+        run_id = str(mv.run_id or "")
+        params = dict(client.get_run(run_id).data.params) if run_id else {}
+    except (MlflowException, OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load {where}: {exc}") from exc
+    if hasattr(estimator, "set_params"):
+        estimator.set_params(n_jobs=PREDICT_THREADS)
+    return estimator, run_id, params
+
+
+def _check_contract(
+    client: Any, name: str, where: str, run_id: str, params: Mapping[str, str]
+) -> None:
+    """Raises :class:`ModelLoadError` naming the model, version and what is missing when
+    the version's run lacks a param or an artifact ``models.contract`` requires of
+    ``name``."""
+    from mlflow.exceptions import MlflowException
+
+    missing = [p for p in REQUIRED_PARAMS[name] if p not in params]
+    if missing:
+        raise ModelLoadError(f"{where}: run {run_id or '(none)'} has no param {', '.join(missing)}")
+    artifacts = REQUIRED_ARTIFACTS[name]
+    if artifacts and not run_id:
+        raise ModelLoadError(f"{where}: no training run recorded, so no {', '.join(artifacts)}")
+    for artifact in artifacts:
+        folder = posixpath.dirname(artifact) or None
+        try:
+            listed = {a.path for a in client.list_artifacts(run_id, folder)}
+        except (MlflowException, OSError) as exc:
+            raise ModelLoadError(
+                f"{where}: cannot list the artifacts of run {run_id}: {exc}"
+            ) from exc
+        if artifact not in listed:
+            raise ModelLoadError(f"{where}: run {run_id} has no artifact {artifact!r}")
+
+
+def _read_artifact(client: Any, where: str, run_id: str, artifact: str) -> str:
+    """Returns the text of one artifact of ``run_id``; :class:`ModelLoadError` naming the
+    model, version and artifact when it cannot be read."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        uri = client.get_run(run_id).info.artifact_uri + "/" + artifact
+        return str(mlflow.artifacts.load_text(uri))
+    except (MlflowException, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{where}: cannot read artifact {artifact!r}: {exc}") from exc
+
+
+def _n_classes(estimator: Any) -> int:
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None:
+        return int(np.max(classes)) + 1
+    return int(getattr(estimator, "num_model_per_iteration", lambda: 1)())
+
+
+def _phase_prior(confusion_csv: str, n_classes: int, where: str) -> np.ndarray:
+    """Returns the phase distribution of the phase run's test split: the row sums of its
+    CRM confusion matrix, in the file's class order (= class codes). Uniform when the
+    matrix does not match the model's classes (a model that never saw the last phase)."""
+    try:
+        counts = pd.read_csv(StringIO(confusion_csv), index_col=0).sum(axis=1)
+    except ValueError as exc:  # pandas' parse errors derive from ValueError
+        raise ModelLoadError(
+            f"{where}: {PHASE_CONFUSION_ARTIFACT!r} is not a table: {exc}"
+        ) from exc
+    values = counts.to_numpy(dtype=np.float64)
+    if len(values) != n_classes or values.sum() <= 0:
+        log.warning(
+            "%s has %d rows (sum %s) for %d phase classes; using a uniform cold-start prior",
+            PHASE_CONFUSION_ARTIFACT,
+            len(values),
+            values.sum(),
+            n_classes,
+        )
+        return np.full(n_classes, 1.0 / max(n_classes, 1))
+    return values / values.sum()

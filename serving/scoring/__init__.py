@@ -1,0 +1,25 @@
+"""Scoring accounts: one account online (with a per-account state cache), cold starts, and
+every account at once (batch).
+
+- ``answer``: what a request returns (``AccountScore``, ``ScoredAction``), ``ScoringError``;
+- ``scorer``: :class:`Scorer`, the entry point (cache lookup, then warm, cold or cold start);
+- ``cache``: the per-account state, its LRU cache, freshness and data-version keys;
+- ``online``: computing one account's state (features, predictions, reasons), answering;
+- ``batch``: every account at once, for CRM sync;
+- ``predict``: applying the models to feature frames, shared by online and batch.
+
+The cold-start ranking and :func:`content_popularity` are pure computations in
+``models.cold_start``.
+"""
+
+from models.cold_start import content_popularity
+from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
+from serving.scoring.scorer import Scorer
+
+__all__ = [
+    "AccountScore",
+    "ScoredAction",
+    "Scorer",
+    "ScoringError",
+    "content_popularity",
+]

@@ -1,0 +1,51 @@
+"""What scoring one account returns, and the error for a request that cannot be scored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from features.errors import InvalidInputError
+from models.arbitration import Action, ChurnBand, HeldBack
+from models.explain import Reason
+
+
+class ScoringError(InvalidInputError):
+    """A request that cannot be scored; the message names the table, column and value."""
+
+
+@dataclass(frozen=True)
+class ScoredAction:
+    """One ranked action with the reasons the next-content model gives for it."""
+
+    action: Action
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
+class AccountScore:
+    """Everything one recommendation answer holds.
+
+    ``phase_proba`` maps each taxonomy phase (default phase model) to its probability
+    (they sum to 1); ``churn_risk`` is calibrated (None for a cold start: nothing is known
+    about the account); ``actions`` are in rank order with their propensities under the
+    policy; ``held_back`` the "why not?" list; ``versions`` the model versions used.
+    """
+
+    account_id: str
+    as_of: pd.Timestamp
+    phase_proba: dict[str, float]
+    phase: str
+    phase_reasons: tuple[Reason, ...]
+    churn_risk: float | None
+    churn_band: ChurnBand | None
+    churn_reasons: tuple[Reason, ...]
+    actions: tuple[ScoredAction, ...]
+    held_back: tuple[HeldBack, ...]
+    policy: str
+    explored: bool
+    versions: Mapping[str, str]
+    cold_start: bool
+    cache_hit: bool

@@ -1,0 +1,201 @@
+"""Scoring every account at once (for CRM sync): one row per account with its top-k actions.
+
+Features and the three models run for all accounts together (the next-content model in
+chunks of accounts, to bound memory); arbitration runs per account by design, greedily (no
+exploration). The phase probabilities and churn risk equal the online ones for the same
+account and time: both come from :class:`serving.scoring.predict.ScoringSetup`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.schema import JourneyData
+from models import next_content as nc
+from models.arbitration import AccountContext, rank_actions
+from models.churn import calibrate
+from models.contract import NEXT_CONTENT
+from serving.model_set import ModelSet
+from serving.scoring.predict import ScoringSetup, booster, churn_raw, current_contacts
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """The model outputs of every account (row r of ``frame``) and what arbitration reads
+    per account: its contacts (``contact_rows[r]`` into ``contacts``, P(response) rows of
+    ``p``), its content touchpoints (``touchpoint_rows[account_id]`` into ``touchpoints``)
+    and its owner."""
+
+    account_ids: list[str]
+    proba: np.ndarray
+    risk: np.ndarray
+    contacts: pd.DataFrame
+    contact_rows: Mapping[Hashable, Any]  # account row -> positions in contacts
+    p: np.ndarray
+    touchpoints: pd.DataFrame
+    touchpoint_rows: Mapping[Hashable, Any]  # account_id -> positions in touchpoints
+    owner: pd.Series
+
+
+def score_batch(
+    setup: ScoringSetup,
+    models: ModelSet,
+    data: JourneyData,
+    now: pd.Timestamp,
+    k: int,
+    *,
+    chunk_accounts: int,
+) -> pd.DataFrame:
+    """Returns one row per account existing at ``now`` (a UTC time): account_id,
+    owner_rep_id, phase, phase_probability, churn_risk, churn_band, and for rank 1..k
+    ``action_<r>_content_id`` / ``action_<r>_contact_id`` / ``action_<r>_expected_value``."""
+    out_columns = batch_columns(k)
+    frame = setup.features(data, now)
+    if frame is None:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in out_columns})
+    scored = _score_all(setup, models, data, frame, now, chunk_accounts)
+    rng = np.random.default_rng(0)
+    # a per-account loop: arbitration is per account by design
+    records = [_record(setup, scored, r, now, k, rng) for r in range(len(scored.account_ids))]
+    return pd.DataFrame(records, columns=out_columns)
+
+
+def batch_columns(k: int) -> list[str]:
+    """Returns the columns of :func:`score_batch`'s frame for ``k`` actions."""
+    cols = [
+        "account_id",
+        "owner_rep_id",
+        "phase",
+        "phase_probability",
+        "churn_risk",
+        "churn_band",
+    ]
+    for slot in range(1, k + 1):
+        cols += [
+            f"action_{slot}_content_id",
+            f"action_{slot}_contact_id",
+            f"action_{slot}_expected_value",
+        ]
+    return cols
+
+
+def _score_all(
+    setup: ScoringSetup,
+    models: ModelSet,
+    data: JourneyData,
+    frame: pd.DataFrame,
+    now: pd.Timestamp,
+    chunk_accounts: int,
+) -> _Scored:
+    """Returns the three models' outputs for every account of ``frame`` and its contacts,
+    with the rows arbitration reads per account grouped."""
+    proba = setup.phase_proba(models, frame, threads=0)
+    risk = calibrate(churn_raw(models, frame, threads=0), dict(models.calibration))
+    contacts = current_contacts(data.contacts, now)
+    account_ids = frame["account_id"].astype(str).to_numpy(dtype=object)
+    c_row = pd.Index(account_ids).get_indexer(pd.Index(contacts["account_id"].astype(str)))
+    contacts = contacts.loc[c_row >= 0].reset_index(drop=True)
+    c_row = c_row[c_row >= 0]
+    p = _p_response(setup, models, frame, contacts, c_row, chunk_accounts)
+    tp = data.touchpoints
+    tp = tp.loc[tp["content_id"].notna(), ["account_id", "content_id", "contact_id", "ts"]]
+    owner = (
+        data.accounts.set_index(data.accounts["account_id"].astype(str))["owner_rep_id"]
+        if "owner_rep_id" in data.accounts
+        else pd.Series(dtype=object)
+    )
+    return _Scored(
+        account_ids=account_ids.tolist(),
+        proba=proba,
+        risk=risk,
+        contacts=contacts,
+        contact_rows=pd.Series(np.arange(len(contacts))).groupby(c_row).indices,
+        p=p,
+        touchpoints=tp,
+        touchpoint_rows=tp.groupby(tp["account_id"].astype(str), sort=False).indices,
+        owner=owner,
+    )
+
+
+def _record(
+    setup: ScoringSetup,
+    scored: _Scored,
+    r: int,
+    now: pd.Timestamp,
+    k: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Returns the output row of account ``r``: its phase, churn and greedy top-k actions."""
+    account_id = scored.account_ids[r]
+    mine = scored.contact_rows.get(r, np.zeros(0, dtype=np.int64))
+    acc_contacts = scored.contacts.iloc[mine][["contact_id", "role"]].reset_index(drop=True)
+    ids = acc_contacts["contact_id"].astype(str).to_numpy(dtype=object)
+    candidates = pd.DataFrame(
+        {
+            "contact_id": np.repeat(ids, len(setup.content)),
+            "content_id": np.tile(setup.catalog.content_ids, len(ids)),
+            "p_response": scored.p[mine].ravel(),
+        }
+    )
+    tp = scored.touchpoints
+    consumed_rows = scored.touchpoint_rows.get(account_id)
+    consumed = (
+        tp.iloc[consumed_rows][["content_id", "contact_id", "ts"]]
+        if consumed_rows is not None
+        else tp.iloc[:0][["content_id", "contact_id", "ts"]]
+    )
+    proba, risk = scored.proba[r], float(scored.risk[r])
+    context = AccountContext(
+        account_id, proba, setup.phases, risk, contacts=acc_contacts, consumed=consumed
+    )
+    decision = rank_actions(
+        context, candidates, setup.catalog, setup.config, k=k, rng=rng, now=now, explore=False
+    )
+    best = int(np.argmax(proba))
+    record: dict[str, Any] = {
+        "account_id": account_id,
+        "owner_rep_id": scored.owner.get(account_id),
+        "phase": setup.phases[best],
+        "phase_probability": float(proba[best]),
+        "churn_risk": risk,
+        "churn_band": decision.churn_band,
+    }
+    for slot in range(k):
+        a = decision.actions[slot] if slot < len(decision.actions) else None
+        record[f"action_{slot + 1}_content_id"] = a.content_id if a else None
+        record[f"action_{slot + 1}_contact_id"] = a.contact_id if a else None
+        record[f"action_{slot + 1}_expected_value"] = a.expected_value if a else np.nan
+    return record
+
+
+def _p_response(
+    setup: ScoringSetup,
+    models: ModelSet,
+    frame: pd.DataFrame,
+    contacts: pd.DataFrame,
+    c_row: np.ndarray,
+    chunk_accounts: int,
+) -> np.ndarray:
+    """Returns contacts x items P(response), each contact scored with its account's
+    features (``c_row``: the contact's row in ``frame``)."""
+    n_items = len(setup.content)
+    out = np.zeros((len(contacts), n_items), dtype=np.float64)
+    account = frame[setup.account_inputs]
+    roles = contacts["role"].astype(object).to_numpy()
+    spec = models.inputs[NEXT_CONTENT]
+    model = booster(models.next_content)
+    step = max(1, chunk_accounts * 5)  # about five contacts per account
+    for lo in range(0, len(contacts), step):
+        sel = np.arange(lo, min(lo + step, len(contacts)))
+        decisions = account.iloc[c_row[sel]].reset_index(drop=True)
+        rows = nc.candidate_features(
+            decisions, pd.Series(roles[sel], dtype=object), setup.content, setup.taxonomy
+        )
+        p = np.asarray(model.predict(spec.encode(rows)), dtype=np.float64)
+        out[sel] = p.reshape(len(sel), n_items)
+    return out

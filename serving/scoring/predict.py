@@ -1,0 +1,129 @@
+"""Applying the three models to feature frames, shared by online and batch scoring.
+
+:class:`ScoringSetup` holds what is built once per scorer (the prepared catalog, feature
+definitions and labels for reasons, the next-content model's account inputs) and computes
+the features as of a time (the feature pipeline's own code, so online equals batch), the
+phase probabilities, the raw churn score and the next-content candidate rows.
+
+Predictions use the boosters directly on float arrays with ``num_threads=1`` on the request
+path (see ``serving.model_set``: threads after a fork can hang, and one row gains nothing
+from them); batch scoring passes ``threads=0`` (LightGBM's default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.pipeline import build_features, feature_definitions
+from features.schema import JourneyData
+from features.taxonomy import Taxonomy
+from models import next_content as nc
+from models.arbitration import ArbitrationConfig, PreparedCatalog, prepare_catalog
+from models.contract import CHURN, PHASE
+from models.explain import taxonomy_labels
+from serving.model_set import PREDICT_THREADS, ModelSet
+
+MAX_REASONS = 3
+
+
+class SingleThreaded:
+    """A booster whose ``predict`` always runs on one thread (for ``contributions_for``)."""
+
+    def __init__(self, booster: Any) -> None:
+        self._booster = booster
+
+    def predict(self, x: Any, **kwargs: Any) -> Any:
+        return self._booster.predict(x, num_threads=PREDICT_THREADS, **kwargs)
+
+    def num_feature(self) -> int:
+        return int(self._booster.num_feature())
+
+
+def booster(estimator: Any) -> Any:
+    """Returns the ``lightgbm.Booster`` of a fitted classifier (or the booster itself)."""
+    return getattr(estimator, "booster_", estimator)
+
+
+class ScoringSetup:
+    """What scoring needs besides the models, built once from the taxonomy, the arbitration
+    config and the catalog (``taxonomy.content_frame()`` shape)."""
+
+    def __init__(
+        self, taxonomy: Taxonomy, config: ArbitrationConfig, content: pd.DataFrame
+    ) -> None:
+        self.taxonomy = taxonomy
+        self.config = config
+        self.content = content.reset_index(drop=True)
+        self.phases: list[str] = list(taxonomy.phases)
+        self.catalog: PreparedCatalog = prepare_catalog(self.content, self.phases)
+        self.definitions: dict[str, str] = {
+            **feature_definitions(taxonomy),
+            **_topic_definitions(taxonomy),
+            **nc.CANDIDATE_DEFINITIONS,
+        }
+        self.labels = taxonomy_labels(taxonomy)
+        self.account_inputs = nc.account_input_columns(taxonomy)
+
+    def features(self, data: JourneyData, now: pd.Timestamp) -> pd.DataFrame | None:
+        """Returns one row per account of ``data`` existing at ``now``: the pipeline
+        features, then the topic engagement the next-content model needs; None if none."""
+        frame = build_features(data, [now], self.taxonomy)
+        if frame.empty:
+            return None
+        topics = nc.topic_engagement(data, frame[["account_id", "as_of"]], self.taxonomy)
+        return pd.concat([frame, topics], axis=1)
+
+    def phase_proba(self, models: ModelSet, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
+        """Returns rows x taxonomy phases probabilities (phases the model never saw: 0)."""
+        x = models.inputs[PHASE].encode(frame)
+        raw = np.asarray(booster(models.phase).predict(x, num_threads=threads))
+        raw = raw.reshape(len(frame), -1)
+        classes = getattr(models.phase, "classes_", np.arange(raw.shape[1]))
+        out = np.zeros((len(frame), len(self.phases)), dtype=np.float64)
+        out[:, np.asarray(classes, dtype=np.int64)] = raw
+        return out
+
+    def candidate_rows(
+        self, frame: pd.DataFrame, roles: Sequence[Any], items: np.ndarray | None = None
+    ) -> pd.DataFrame:
+        """Returns candidate feature rows of the account row ``frame``: every role x item
+        (``items`` None) or role k x item k."""
+        account = frame[self.account_inputs]
+        decisions = account.iloc[np.zeros(len(roles), dtype=np.int64)].reset_index(drop=True)
+        return nc.candidate_features(
+            decisions,
+            pd.Series(list(roles), dtype=object),
+            self.content,
+            self.taxonomy,
+            item_index=items,
+        )
+
+
+def churn_raw(models: ModelSet, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
+    """Returns the uncalibrated churn score of each row."""
+    x = models.inputs[CHURN].encode(frame)
+    return np.asarray(booster(models.churn).predict(x, num_threads=threads), dtype=np.float64)
+
+
+def current_contacts(contacts: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """Returns the contacts present at ``now`` (created before it, not left before it), as
+    the feature pipeline counts them: account_id, contact_id (as str), role."""
+    present = contacts["created_at"] < now
+    if "left_at" in contacts:
+        present &= ~(contacts["left_at"] < now).fillna(False)
+    cols = [c for c in ("account_id", "contact_id", "role") if c in contacts]
+    out = contacts.loc[present.to_numpy(dtype=bool), cols].reset_index(drop=True)
+    out["contact_id"] = out["contact_id"].astype(str)
+    return out
+
+
+def _topic_definitions(taxonomy: Taxonomy) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for t in taxonomy.topic_names:
+        out[f"n_topic_{t}_365d"] = f"content touchpoints on topic '{t}' in the last 365 days"
+        out[f"n_topic_{t}_ever"] = f"content touchpoints on topic '{t}' ever"
+    return out

@@ -1,0 +1,184 @@
+"""The scorer the service and the ``nba score`` command use: online, cold start, batch.
+
+Online, :meth:`Scorer.score_account` answers from the account's cached state when it is
+fresh for the account's data version and the serving model versions (only arbitration runs:
+``serving.scoring.online.decide``), and otherwise computes the state first
+(``serving.scoring.online.compute_state``) and caches it (``serving.scoring.cache``). An
+account the data do not hold (or hold with no account row) gets a cold start
+(``models.cold_start``): the phase model's prior over phases and the most popular catalog
+items for the most likely phase, ``cold_start=True``. :meth:`Scorer.score_accounts_batch`
+scores every account at once (``serving.scoring.batch``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from features.schema import JourneyData
+from features.taxonomy import Taxonomy
+from features.timestamps import to_utc
+from models.arbitration import ArbitrationConfig, Recent
+from models.cold_start import POLICY as COLD_START_POLICY
+from models.cold_start import rank_cold_start
+from serving.model_holder import ModelHolder
+from serving.model_set import ModelSet
+from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
+from serving.scoring.batch import score_batch
+from serving.scoring.cache import StateCache, cache_version, store_version
+from serving.scoring.online import Request, compute_state, decide
+from serving.scoring.predict import ScoringSetup
+
+DEFAULT_CACHE_ENTRIES = 20_000
+DEFAULT_FEATURE_TTL_S = 3600.0
+_NS_PER_S = 10**9
+
+
+class Scorer:
+    """Scores accounts with the models of ``model_holder`` (one snapshot per request).
+
+    ``content`` is the catalog (``taxonomy.content_frame()`` shape); ``popularity`` maps
+    content_id -> popularity (e.g. ``models.cold_start.content_popularity``) for cold
+    starts (default: catalog value). Thread-safe: the cache is guarded by a lock held only
+    for lookups. ``feature_ttl_s`` bounds how old cached features may get.
+    """
+
+    def __init__(
+        self,
+        model_holder: ModelHolder,
+        taxonomy: Taxonomy,
+        arbitration_config: ArbitrationConfig,
+        content: pd.DataFrame,
+        *,
+        popularity: Mapping[str, float] | None = None,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        feature_ttl_s: float = DEFAULT_FEATURE_TTL_S,
+    ) -> None:
+        self.holder = model_holder
+        self.setup = ScoringSetup(taxonomy, arbitration_config, content)
+        self.popularity = dict(popularity or {})
+        self.cache = StateCache(cache_entries, int(feature_ttl_s * _NS_PER_S))
+
+    @property
+    def hits(self) -> int:
+        """Requests answered from the cache."""
+        return self.cache.hits
+
+    @property
+    def misses(self) -> int:
+        """Requests that computed the account's state."""
+        return self.cache.misses
+
+    def score_account(
+        self,
+        data: JourneyData | Callable[[], JourneyData | None] | None,
+        account_id: str,
+        now: pd.Timestamp,
+        *,
+        k: int | None = None,
+        contact_id: str | None = None,
+        role: str | None = None,
+        channel: str | None = None,
+        rng: np.random.Generator,
+        served: pd.DataFrame | Recent | None = None,
+        dismissed: pd.DataFrame | Recent | None = None,
+        explore: bool | None = None,
+        data_version: int | None = None,
+    ) -> AccountScore:
+        """Returns the answer for one account at ``now``.
+
+        ``data`` holds the account's rows (the online store's view; a full
+        :class:`JourneyData` works too, at the cost of filtering it), or is a function
+        returning them, called only when the cache cannot answer (with ``data_version``
+        given); ``None`` or no account row gives a cold start. ``served`` (contact_id,
+        content_id, ts) are the actions served or shown recently and ``dismissed``
+        (content_id, ts) the account's dismissals: arbitration's contact caps and
+        "dismissed recently" rule read them. ``k`` defaults to the config's ``default_k``;
+        ``explore`` forces the exploration coin (None: drawn from ``rng`` at the configured
+        rate). ``data_version`` is the store's version of the account's rows when the
+        caller knows it (it then keys the cache instead of a version computed from
+        ``data``).
+        """
+        models = self.holder.current  # one snapshot for the whole request
+        now = to_utc(now)
+        k = self.setup.config.default_k if k is None else k
+        if k < 1:
+            raise ScoringError(f"k = {k}; expected at least 1 action")
+        request = Request(
+            account_id, now, k, rng, contact_id, role, channel, served, dismissed, explore
+        )
+        version = cache_version(data, account_id, data_version)
+        if version is None:
+            return self._cold_start(models, request)
+        key = (account_id, version, models.key)
+        state = self.cache.hit(key, now.value)
+        if state is not None:
+            return decide(self.setup, models, state, request, hit=True)
+        rows = data() if callable(data) else data
+        state = (
+            None
+            if rows is None
+            else compute_state(self.setup, models, rows, account_id, now, ttl_ns=self.cache.ttl_ns)
+        )
+        if state is None:  # unknown after all, or created after now
+            return self._cold_start(models, request)
+        self.cache.put(key, state)
+        return decide(self.setup, models, state, request, hit=False)
+
+    def is_warm(self, account_id: str, data_version: int, now: pd.Timestamp) -> bool:
+        """Returns whether a request for the account at ``now`` would hit the cache
+        (features and predictions ready, only arbitration left to run) for the current
+        models; False when no models are loaded."""
+        if not self.holder.ready:
+            return False
+        key = (account_id, store_version(data_version), self.holder.current.key)
+        return self.cache.is_fresh(key, to_utc(now).value)
+
+    def score_accounts_batch(
+        self,
+        data: JourneyData,
+        now: pd.Timestamp,
+        k: int = 3,
+        *,
+        chunk_accounts: int = 5_000,
+    ) -> pd.DataFrame:
+        """Returns one row per account existing at ``now``: account_id, owner_rep_id, phase,
+        phase_probability, churn_risk, churn_band, and for rank 1..k
+        ``action_<r>_content_id`` / ``action_<r>_contact_id`` / ``action_<r>_expected_value``
+        (greedy: no exploration).
+
+        Features and the three models run for all accounts at once (chunks of
+        ``chunk_accounts`` bound memory); arbitration runs per account. Equals the online
+        phase probabilities and churn risk for the same account and time.
+        """
+        models = self.holder.current
+        return score_batch(self.setup, models, data, to_utc(now), k, chunk_accounts=chunk_accounts)
+
+    def _cold_start(self, models: ModelSet, request: Request) -> AccountScore:
+        ranked = rank_cold_start(
+            models.phase_prior,
+            self.setup.catalog,
+            self.popularity,
+            request.k,
+            channel=request.channel,
+        )
+        phases = self.setup.phases
+        return AccountScore(
+            account_id=request.account_id,
+            as_of=request.now,
+            phase_proba=dict(zip(phases, ranked.phase_proba.tolist(), strict=True)),
+            phase=phases[ranked.phase],
+            phase_reasons=(),
+            churn_risk=None,
+            churn_band=None,
+            churn_reasons=(),
+            actions=tuple(ScoredAction(a, ()) for a in ranked.actions),
+            held_back=(),
+            policy=COLD_START_POLICY,
+            explored=False,
+            versions=dict(models.versions),
+            cold_start=True,
+            cache_hit=False,
+        )
