@@ -1,9 +1,9 @@
 """Reading and writing data directories of the six input tables (CSV or Parquet).
 
-A data directory holds one file per table: ``<table>.parquet`` or ``<table>.csv`` (or the
-file names a column mapping gives, e.g. a CRM export's ``activities.csv``). ``exposures`` is
-optional. Reading always validates: :func:`read_data_dir` returns canonical data or raises
-:class:`~features.validate.DataValidationError` with every problem, never half-loaded data.
+Reading always validates: :func:`read_data_dir` returns canonical data or raises
+:class:`~features.problems.DataValidationError` with every problem, never half-loaded data.
+Writing writes canonical tables as Parquet. Finding and reading the raw files is
+``features.files``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.mapping import ColumnMapping, MappingError, apply_mapping
-from features.schema import TABLE_ORDER, JourneyData
+from features.files import read_table_file
+from features.mapping import ColumnMapping
+from features.problems import DataValidationError
+from features.schema import JourneyData
 from features.taxonomy import Taxonomy
-from features.validate import OPTIONAL_TABLES, DataValidationError, Problem, validate_tables
+from features.validate import check_data_dir
 
-# File names tried for a table without a mapping entry, in order of preference.
-_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+# read_table_file: re-exported, its callers import it from here.
+__all__ = ["read_data_dir", "read_table_file", "write_data_dir"]
 
 
 def write_data_dir(data: JourneyData, out_dir: Path | str) -> Path:
@@ -28,73 +30,6 @@ def write_data_dir(data: JourneyData, out_dir: Path | str) -> Path:
     for name, frame in data.tables().items():
         frame.to_parquet(out / f"{name}.parquet", index=False)
     return out
-
-
-def read_table_file(path: Path, mapping: ColumnMapping | None = None) -> pd.DataFrame:
-    """One table file as a raw frame, columns as named in the file.
-
-    CSV (``.csv``, ``.csv.gz``, ``.txt``): every column as ``str``, empty cells and the usual
-    NA markers missing, separated by the mapping's ``csv_separator`` (default ``,``).
-    Parquet: columns keep their stored types (no conversion, so typed data stays fast).
-    Raises ``ValueError`` for other file types and the reader's errors for broken files.
-    """
-    name = path.name.lower()
-    if name.endswith(".parquet") or name.endswith(".pq"):
-        return pd.read_parquet(path)
-    if name.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
-        separator = mapping.csv_separator if mapping is not None else ","
-        if name.endswith(".tsv") and mapping is None:
-            separator = "\t"
-        return pd.read_csv(path, dtype="str", keep_default_na=True, sep=separator)
-    raise ValueError(f"{path.name}: unknown file type (expected .csv or .parquet)")
-
-
-def find_table_file(
-    data_dir: Path, table: str, mapping: ColumnMapping | None = None
-) -> Path | None:
-    """The file holding ``table`` in ``data_dir`` (the mapping's file name if it names one,
-    else ``<table>.parquet``, ``<table>.csv``, ``<table>.csv.gz``), or None if absent."""
-    if mapping is not None and table in mapping.files:
-        path = data_dir / mapping.files[table]
-        return path if path.is_file() else None
-    for suffix in _SUFFIXES:
-        path = data_dir / f"{table}{suffix}"
-        if path.is_file():
-            return path
-    return None
-
-
-def read_raw_tables(
-    data_dir: Path, taxonomy: Taxonomy, mapping: ColumnMapping | None = None
-) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
-    """Read every table file of ``data_dir`` and apply ``mapping`` (canonical names and
-    values, raw types). Returns the frames found and one problem per table file that is
-    missing (except optional ``exposures``) or cannot be read."""
-    raw: dict[str, pd.DataFrame] = {}
-    problems: list[Problem] = []
-    for table in TABLE_ORDER:
-        path = find_table_file(data_dir, table, mapping)
-        if path is None:
-            if table not in OPTIONAL_TABLES:
-                names = (
-                    mapping.files[table]
-                    if mapping is not None and table in mapping.files
-                    else f"{table}.parquet or {table}.csv"
-                )
-                problems.append(Problem(table, "", "missing table file", f"{names} in {data_dir}"))
-            continue
-        try:
-            frame = read_table_file(path, mapping)
-        except (OSError, ValueError) as exc:
-            problems.append(
-                Problem(table, "", f"cannot read {path.name}: {exc}", "a CSV or Parquet file")
-            )
-            continue
-        try:
-            raw[table] = apply_mapping(table, frame, mapping, taxonomy)
-        except MappingError as exc:
-            problems.append(Problem(table, "", f"mapping cannot be applied: {exc}", ""))
-    return raw, problems
 
 
 def read_data_dir(
@@ -110,15 +45,7 @@ def read_data_dir(
     unreadable files included); nothing is returned half-loaded. Timestamps after ``now``
     (default: current UTC time) are problems.
     """
-    raw, problems = read_raw_tables(Path(data_dir), taxonomy, mapping)
-    data, report = validate_tables(
-        raw,
-        taxonomy,
-        now=now,
-        timestamp_format=mapping.timestamp_format if mapping is not None else None,
-        timezone=mapping.timezone if mapping is not None else "UTC",
-        problems=problems,
-    )
+    data, report = check_data_dir(Path(data_dir), taxonomy, mapping=mapping, now=now)
     if data is None:
         raise DataValidationError(report)
     return data

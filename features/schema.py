@@ -210,6 +210,8 @@ TABLES: dict[str, TableSchema] = {
 
 # Order in which tables are validated, so references point to tables already checked.
 TABLE_ORDER = ("accounts", "contacts", "content", "touchpoints", "stages", "exposures")
+# Tables a data directory may leave out; they load as empty tables.
+OPTIONAL_TABLES = ("exposures",)
 
 
 @dataclass

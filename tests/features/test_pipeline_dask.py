@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from features.pipeline import build_features
-from features.pipeline_dask import account_partition
+from features.pipeline.dask_engine import account_partition
 from features.taxonomy import Taxonomy, load_taxonomy
 from tests.features.test_pipeline import AS_OF, make_data
 

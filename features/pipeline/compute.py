@@ -1,0 +1,98 @@
+"""The pandas engine: one pure function from the tables to feature rows at as-of dates.
+
+:func:`compute_features` runs on the whole data set, on each account partition of a Dask
+cluster and on one account's events (serving), so the three agree by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from features.pipeline.buying_center import buying_center_features
+from features.pipeline.firmographics import crm_phase, firmographics
+from features.pipeline.prepare import PreparedEvents, prepare_events, touchpoints_before
+from features.pipeline.responses import exposure_features
+from features.pipeline.specs import FeatureSpec, empty_features, feature_specs
+from features.pipeline.windows import (
+    lifecycle_features,
+    touchpoint_counts,
+    trend_features,
+    value_features,
+    vocabulary_features,
+)
+from features.schema import JourneyData
+from features.taxonomy import Taxonomy
+from features.timestamps import column_ns, to_utc
+
+
+def compute_features(
+    data: JourneyData, as_of: Sequence[pd.Timestamp], taxonomy: Taxonomy
+) -> pd.DataFrame:
+    """Feature rows for every account of ``data`` created before each as-of date.
+
+    Returns columns ``account_id``, ``as_of`` and then :func:`feature_specs` in order, sorted
+    by (as_of, account_id). Assumes canonical tables (see ``features.schema``); touchpoints
+    need not be sorted. Only events strictly before each as-of date are used.
+    """
+    dates = [to_utc(t) for t in as_of]
+    specs = feature_specs(taxonomy)
+    prep = prepare_events(data, taxonomy)
+    frames = []
+    created_ns = column_ns(data.accounts["created_at"])
+    for date in dates:
+        frame = _frame_at(data, prep, date, specs, taxonomy)
+        frames.append(frame[created_ns < date.as_unit("ns").value])
+    if not frames:
+        return empty_features(specs, taxonomy)
+    result = pd.concat(frames, ignore_index=True)
+    return result.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
+
+
+def _frame_at(
+    data: JourneyData,
+    prep: PreparedEvents,
+    as_of: pd.Timestamp,
+    specs: list[FeatureSpec],
+    taxonomy: Taxonomy,
+) -> pd.DataFrame:
+    """One row per account (created or not) as of ``as_of``, columns in ``specs`` order."""
+    values = _features_at(data, prep, as_of, taxonomy)
+    frame = pd.DataFrame({"account_id": data.accounts["account_id"].reset_index(drop=True)})
+    frame["as_of"] = pd.Series([as_of] * len(frame), dtype="datetime64[ns, UTC]")
+    columns: dict[str, np.ndarray | pd.Series] = {}
+    for spec in specs:
+        v = values[spec.name]
+        if spec.kind == "count":
+            columns[spec.name] = np.asarray(v, dtype=np.int32)
+        elif spec.kind == "number":
+            columns[spec.name] = np.asarray(v, dtype=np.float64)
+        else:
+            columns[spec.name] = pd.Series(v).reset_index(drop=True)
+    return pd.concat([frame, pd.DataFrame(columns)], axis=1)
+
+
+def _features_at(
+    data: JourneyData, prep: PreparedEvents, as_of: pd.Timestamp, taxonomy: Taxonomy
+) -> dict[str, np.ndarray | pd.Series]:
+    """Feature name -> one value per account (accounts-table order) as of ``as_of``."""
+    window = touchpoints_before(prep, int(as_of.as_unit("ns").value))
+    out: dict[str, np.ndarray | pd.Series] = {}
+    counts, total = touchpoint_counts(window)
+    out.update(counts)
+    by_vocabulary, events = vocabulary_features(window, prep, taxonomy)
+    out.update(by_vocabulary)
+    out.update(trend_features(total, events, taxonomy))
+    out.update(lifecycle_features(window, by_vocabulary, taxonomy))
+    out.update(buying_center_features(data, prep, window, as_of, taxonomy))
+    out.update(
+        exposure_features(
+            prep.exp_account, prep.exp_ns, prep.exp_response_ns, window.as_of_ns, prep.n_accounts
+        )
+    )
+    out.update(value_features(window, prep, taxonomy))
+    out.update(firmographics(data, as_of))
+    out.update(crm_phase(data, as_of, taxonomy))
+    return out

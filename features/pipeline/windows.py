@@ -1,0 +1,203 @@
+"""Touchpoint counts and sums in time windows before an as-of date, and recency.
+
+Every touchpoint has a window bucket (7/30/60/90/365 days before the as-of date) and a
+category code per vocabulary; one ``numpy.bincount`` per vocabulary yields all windowed
+counts at once, and a cumulative sum over buckets turns them into "within the last w days".
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from features.pipeline.prepare import PreparedEvents, TouchpointWindow
+from features.pipeline.specs import EDGES_DAYS, ENGAGEMENT_WINDOW_DAYS, VOCABULARIES, WINDOWS_DAYS
+from features.schema import RESPONSE_EVENT_TYPES
+from features.taxonomy import Taxonomy
+from features.timestamps import NS_PER_DAY
+
+_WINDOW_INDEX = [EDGES_DAYS.index(w) for w in WINDOWS_DAYS]
+_VOCABULARY_NAMES = {prefix: vocabulary for prefix, vocabulary, _ in VOCABULARIES}
+
+
+def touchpoint_counts(window: TouchpointWindow) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(``n_touchpoints_<w>d`` features, (n_edges, n_accounts) cumulative counts)."""
+    n = window.n_accounts
+    n_edges = len(EDGES_DAYS)
+    in_year = window.bucket < n_edges
+    total = (
+        np.bincount(window.bucket[in_year] * n + window.account[in_year], minlength=n * n_edges)
+        .reshape(n_edges, n)
+        .cumsum(axis=0)
+    )
+    out = {
+        f"n_touchpoints_{w}d": total[j] for w, j in zip(WINDOWS_DAYS, _WINDOW_INDEX, strict=True)
+    }
+    return out, total
+
+
+def vocabulary_features(
+    window: TouchpointWindow, prep: PreparedEvents, taxonomy: Taxonomy
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(windowed counts and days since last per vocabulary value, the event-type counts).
+
+    The event-type counts are (n_edges, n_accounts, n_event_types), cumulative over edges.
+    """
+
+    def one(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        return _vocabulary_counts(window, prep, prefix, taxonomy)
+
+    # numpy releases the GIL in these array passes: two threads keep both cores busy.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        computed = dict(zip(_VOCABULARY_NAMES, pool.map(one, _VOCABULARY_NAMES), strict=True))
+    out: dict[str, np.ndarray] = {}
+    for prefix, (counts, recency) in computed.items():
+        for i, value in enumerate(taxonomy.vocabulary(_VOCABULARY_NAMES[prefix])):
+            for w, j in zip(WINDOWS_DAYS, _WINDOW_INDEX, strict=True):
+                out[f"n_{prefix}_{value}_{w}d"] = counts[j, :, i]
+            out[f"days_since_{prefix}_{value}"] = recency[:, i]
+    event_counts, _ = computed["event"]
+    return out, event_counts
+
+
+def _vocabulary_counts(
+    window: TouchpointWindow, prep: PreparedEvents, prefix: str, taxonomy: Taxonomy
+) -> tuple[np.ndarray, np.ndarray]:
+    """(windowed counts, days since last) of one vocabulary."""
+    n = window.n_accounts
+    if prefix == "content_phase":
+        # A touchpoint counts once for every phase its content fits.
+        r, p = np.nonzero(prep.tp_phase_fit[window.rows])
+        account, bucket, ns = window.account[r], window.bucket[r], window.ns[r]
+        codes = p.astype(np.int64)
+    else:
+        account, bucket, ns = window.account, window.bucket, window.ns
+        codes = window.event if prefix == "event" else prep.tp_codes[prefix][window.rows]
+    n_values = len(taxonomy.vocabulary(_VOCABULARY_NAMES[prefix]))
+    sel = bucket < len(EDGES_DAYS)
+    counts = _windowed_counts(account[sel], bucket[sel], codes[sel], n, n_values)
+    return counts, days_since_last(account, codes, ns, window.as_of_ns, n, n_values)
+
+
+def _windowed_counts(
+    account: np.ndarray, bucket: np.ndarray, codes: np.ndarray, n_accounts: int, n_codes: int
+) -> np.ndarray:
+    """(n_edges, n_accounts, n_codes) cumulative counts: [j] = events within edge j.
+
+    Edges first, so the cumulative sum adds whole contiguous blocks.
+    """
+    n_edges = len(EDGES_DAYS)
+    keep = codes >= 0
+    flat = (bucket[keep] * n_accounts + account[keep]) * n_codes + codes[keep]
+    counts = np.bincount(flat, minlength=n_accounts * n_codes * n_edges)
+    return counts.reshape(n_edges, n_accounts, n_codes).cumsum(axis=0)
+
+
+def days_since_last(
+    account: np.ndarray,
+    codes: np.ndarray,
+    ns: np.ndarray,
+    as_of_ns: int,
+    n_accounts: int,
+    n_codes: int,
+) -> np.ndarray:
+    """(n_accounts, n_codes) days since the last event per code; NaN if none."""
+    keep = codes >= 0
+    last = np.full(n_accounts * n_codes, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, account[keep] * n_codes + codes[keep], ns[keep])
+    days = (as_of_ns - last) / NS_PER_DAY
+    days[last == np.iinfo(np.int64).min] = np.nan
+    return days.reshape(n_accounts, n_codes)
+
+
+def trend_features(
+    total: np.ndarray, events: np.ndarray, taxonomy: Taxonomy
+) -> dict[str, np.ndarray]:
+    """Last 30 days minus the 30 before, of touchpoints, engagement, tickets and usage.
+
+    ``total`` and ``events`` are the cumulative counts of :func:`touchpoint_counts` and
+    :func:`vocabulary_features`.
+    """
+    j30, j60 = EDGES_DAYS.index(30), EDGES_DAYS.index(60)
+    names = taxonomy.event_type_names
+    engagement = [i for i, e in enumerate(names) if e in RESPONSE_EVENT_TYPES]
+
+    def trend(c: np.ndarray) -> np.ndarray:
+        return (2 * c[j30] - c[j60]).astype(np.float64)
+
+    def event_trend(event: str) -> np.ndarray:
+        if event not in names:
+            return np.zeros(events.shape[1])
+        return trend(events[:, :, names.index(event)])
+
+    return {
+        "trend_touchpoints_30d": trend(total),
+        "trend_engagement_30d": trend(events[:, :, engagement].sum(axis=2)),
+        "trend_support_tickets_30d": event_trend("support_ticket"),
+        "trend_usage_30d": event_trend("usage"),
+    }
+
+
+def lifecycle_features(
+    window: TouchpointWindow, by_vocabulary: dict[str, np.ndarray], taxonomy: Taxonomy
+) -> dict[str, np.ndarray]:
+    """First and last touch, purchases and churns ever, and whether a customer now.
+
+    ``by_vocabulary`` holds the features of :func:`vocabulary_features`; whether an account
+    is a customer compares its ``days_since_event_purchase`` and ``days_since_event_churn``.
+    """
+    n = window.n_accounts
+    account, ns = window.account, window.ns
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, account, ns)
+    out: dict[str, np.ndarray] = {}
+    out["days_since_first_touch"] = np.where(
+        first == np.iinfo(np.int64).max, np.nan, (window.as_of_ns - first) / NS_PER_DAY
+    )
+    out["days_since_last_touch"] = days_since_last(
+        account, np.zeros_like(account), ns, window.as_of_ns, n, 1
+    )[:, 0]
+    event_codes = window.event
+    names = taxonomy.event_type_names
+
+    def count_ever(event: str) -> np.ndarray:
+        if event not in names:
+            return np.zeros(n, dtype=np.int64)
+        return np.bincount(account[event_codes == names.index(event)], minlength=n)
+
+    out["n_purchases"] = count_ever("purchase")
+    out["n_churns"] = count_ever("churn")
+    nan = np.full(n, np.nan)
+    purchase_days = np.asarray(
+        by_vocabulary.get("days_since_event_purchase", nan), dtype=np.float64
+    )
+    churn_days = np.asarray(by_vocabulary.get("days_since_event_churn", nan), dtype=np.float64)
+    out["is_customer"] = (
+        ~np.isnan(purchase_days) & (np.isnan(churn_days) | (churn_days > purchase_days))
+    ).astype(np.int64)
+    return out
+
+
+def value_features(
+    window: TouchpointWindow, prep: PreparedEvents, taxonomy: Taxonomy
+) -> dict[str, np.ndarray]:
+    """Dwell minutes (views, attendances) in the engagement window and revenue in a year."""
+    n = window.n_accounts
+    e = ENGAGEMENT_WINDOW_DAYS
+    names = taxonomy.event_type_names
+    account, age_ns = window.account, window.age_ns
+    event = window.event
+    value = prep.tp_value[window.rows]
+    recent = age_ns <= e * NS_PER_DAY
+    dwell_types = [names.index(x) for x in ("view", "attend") if x in names]
+    dwell = recent & np.isin(event, dwell_types) & ~np.isnan(value)
+    minutes = np.bincount(account[dwell], weights=value[dwell], minlength=n)
+    n_dwell = np.bincount(account[dwell], minlength=n)
+    money_types = [names.index(x) for x in ("purchase", "renewal") if x in names]
+    money = (age_ns <= 365 * NS_PER_DAY) & np.isin(event, money_types) & ~np.isnan(value)
+    return {
+        f"dwell_minutes_{e}d": minutes,
+        f"mean_dwell_minutes_{e}d": np.where(n_dwell > 0, minutes / np.maximum(n_dwell, 1), np.nan),
+        "revenue_365d": np.bincount(account[money], weights=value[money], minlength=n),
+    }

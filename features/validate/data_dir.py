@@ -1,0 +1,50 @@
+"""Validation of a data directory: read its table files raw, then check them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from features.files import read_raw_tables
+from features.mapping import ColumnMapping
+from features.problems import ValidationReport
+from features.schema import JourneyData
+from features.taxonomy import Taxonomy
+from features.validate.tables import validate_tables
+
+
+def check_data_dir(
+    data_dir: Path,
+    taxonomy: Taxonomy,
+    *,
+    mapping: ColumnMapping | None = None,
+    now: pd.Timestamp | None = None,
+) -> tuple[JourneyData | None, ValidationReport]:
+    """The canonical data of ``data_dir`` (``None`` if there is any problem) and the report.
+
+    Files are CSV or Parquet, read through ``mapping``; missing or unreadable files are
+    problems in the report. Timestamps after ``now`` (default: current UTC time) are too.
+    """
+    raw, file_problems = read_raw_tables(data_dir, taxonomy, mapping=mapping)
+    return validate_tables(
+        raw,
+        taxonomy,
+        now=now,
+        timestamp_format=mapping.timestamp_format if mapping is not None else None,
+        timezone=mapping.timezone if mapping is not None else "UTC",
+        problems=file_problems,
+    )
+
+
+def validate_data_dir(
+    data_dir: Path,
+    taxonomy: Taxonomy,
+    mapping: ColumnMapping | None = None,
+    *,
+    now: pd.Timestamp | None = None,
+) -> ValidationReport:
+    """The validation report of every table of ``data_dir`` (CSV or Parquet, through
+    ``mapping``); unreadable or missing files are problems in the report."""
+    _, report = check_data_dir(Path(data_dir), taxonomy, mapping=mapping, now=now)
+    return report
