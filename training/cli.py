@@ -88,7 +88,7 @@ def train(
         typer.echo(result.report_markdown)
 
     if chosen == "dask":
-        from features.pipeline_dask import dask_client
+        from features.pipeline.dask_engine import dask_client
 
         # One cluster for both: the Dask feature engine, then lightgbm.dask training.
         with dask_client(scheduler) as client:
