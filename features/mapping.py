@@ -13,6 +13,7 @@ values; the types are still raw (strings from CSV) and are checked by ``features
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,36 +54,7 @@ class ColumnMapping(BaseModel):
 
     @model_validator(mode="after")
     def _check_names(self) -> ColumnMapping:
-        problems: list[str] = []
-        for section in ("files", "columns", "values"):
-            for table in getattr(self, section):
-                if table not in TABLES:
-                    problems.append(
-                        f"{section}.{table}: unknown table; expected one of {sorted(TABLES)}"
-                    )
-        for table, renames in self.columns.items():
-            if table not in TABLES:
-                continue
-            names = TABLES[table].names
-            for export, canonical in renames.items():
-                if canonical not in names:
-                    problems.append(
-                        f"columns.{table}.{export}: {canonical!r} is not a column of {table}; "
-                        f"expected one of {names}"
-                    )
-            targets = list(renames.values())
-            dupes = sorted({t for t in targets if targets.count(t) > 1})
-            if dupes:
-                problems.append(f"columns.{table}: several export columns map to {dupes}")
-        for table, by_column in self.values.items():
-            if table not in TABLES:
-                continue
-            for column in by_column:
-                if column not in TABLES[table].names:
-                    problems.append(
-                        f"values.{table}.{column}: not a column of {table}; "
-                        f"expected one of {TABLES[table].names}"
-                    )
+        problems = [*self._unknown_tables(), *self._bad_renames(), *self._bad_value_maps()]
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -90,6 +62,39 @@ class ColumnMapping(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _unknown_tables(self) -> Iterator[str]:
+        for section in ("files", "columns", "values"):
+            for table in getattr(self, section):
+                if table not in TABLES:
+                    yield f"{section}.{table}: unknown table; expected one of {sorted(TABLES)}"
+
+    def _bad_renames(self) -> Iterator[str]:
+        for table, renames in self.columns.items():
+            if table not in TABLES:
+                continue
+            names = TABLES[table].names
+            for export, canonical in renames.items():
+                if canonical not in names:
+                    yield (
+                        f"columns.{table}.{export}: {canonical!r} is not a column of {table}; "
+                        f"expected one of {names}"
+                    )
+            targets = list(renames.values())
+            dupes = sorted({t for t in targets if targets.count(t) > 1})
+            if dupes:
+                yield f"columns.{table}: several export columns map to {dupes}"
+
+    def _bad_value_maps(self) -> Iterator[str]:
+        for table, by_column in self.values.items():
+            if table not in TABLES:
+                continue
+            for column in by_column:
+                if column not in TABLES[table].names:
+                    yield (
+                        f"values.{table}.{column}: not a column of {table}; "
+                        f"expected one of {TABLES[table].names}"
+                    )
 
 
 def load_mapping(path: Path | str) -> ColumnMapping:

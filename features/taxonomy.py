@@ -7,6 +7,7 @@ it with ``--taxonomy FILE``. Loading validates the file into typed objects and r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -91,14 +92,23 @@ class Taxonomy(_Frozen):
 
     @model_validator(mode="after")
     def _check_references(self) -> Taxonomy:
-        problems: list[str] = []
         if self.default_phase_model not in self.phase_models:
-            problems.append(
+            raise ValueError(
                 f"default_phase_model {self.default_phase_model!r} is not one of "
                 f"{sorted(self.phase_models)}"
             )
-            raise ValueError("; ".join(problems))
         default = set(self.phase_models[self.default_phase_model].names)
+        problems = [
+            *self._duplicate_names(),
+            *self._uncovered_phases(default),
+            *self._unknown_content_values(default),
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _duplicate_names(self) -> Iterator[str]:
+        """A problem for each vocabulary that names something twice."""
         for key, values in {
             "phases": self.phase_models[self.default_phase_model].names,
             "channels": [c.name for c in self.channels],
@@ -110,7 +120,11 @@ class Taxonomy(_Frozen):
         }.items():
             dupes = sorted({v for v in values if values.count(v) > 1})
             if dupes:
-                problems.append(f"{key}: duplicate names {dupes}")
+                yield f"{key}: duplicate names {dupes}"
+
+    def _uncovered_phases(self, default: set[str]) -> Iterator[str]:
+        """A problem for each other phase model that maps onto unknown default phases or
+        leaves one uncovered."""
         for model_name, model in self.phase_models.items():
             if model_name == self.default_phase_model:
                 continue
@@ -118,16 +132,20 @@ class Taxonomy(_Frozen):
             for phase in model.phases:
                 unknown = set(phase.default_phases) - default
                 if not phase.default_phases or unknown:
-                    problems.append(
+                    yield (
                         f"phase_models.{model_name}.{phase.name}: default_phases must be a "
                         f"non-empty list of {sorted(default)}, got {list(phase.default_phases)}"
                     )
                 covered |= set(phase.default_phases)
             if default - covered:
-                problems.append(
+                yield (
                     f"phase_models.{model_name}: default phases {sorted(default - covered)} "
                     "are not covered by any phase"
                 )
+
+    def _unknown_content_values(self, default: set[str]) -> Iterator[str]:
+        """A problem for each content item naming a type, phase, role, topic or channel the
+        taxonomy does not have."""
         allowed = {
             "content_type": {c.name for c in self.content_types},
             "phases": default,
@@ -141,10 +159,7 @@ class Taxonomy(_Frozen):
                 values = list(raw) if isinstance(raw, tuple) else [raw]
                 bad = [v for v in values if v not in ok]
                 if bad:
-                    problems.append(f"content {item.content_id}: {field} {bad} not in {sorted(ok)}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+                    yield f"content {item.content_id}: {field} {bad} not in {sorted(ok)}"
 
     # Convenience views used across layers.
     @cached_property

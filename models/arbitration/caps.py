@@ -122,7 +122,9 @@ class _Greedy:
             collect=collect,
         )
 
-    def scan(
+    # One tight loop on the request path: split into helpers it would pay a call per
+    # candidate, so it stays whole (and above the complexity limit) on purpose.
+    def scan(  # noqa: C901
         self,
         *,
         skip: int,
