@@ -1,0 +1,259 @@
+"""Candidate rows: one per (decision, content item), the account's features followed by
+the item's attributes and how the item fits the account and contact
+(:func:`candidate_features`).
+
+Training runs this on millions of exposures and serving per account: every step is a few
+array operations over all rows, never a loop over rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.taxonomy import Taxonomy
+from models.next_content.catalog import codes, membership, phase_fit_matrix
+from models.next_content.columns import (
+    CANDIDATE_COLUMNS,
+    CANDIDATE_DEFINITIONS,
+    KEY_COLUMNS,
+    TOPIC_WINDOWS,
+)
+from models.next_content.errors import NextContentModelError
+
+# The candidate columns derived from the account's per-topic counts.
+_TOPIC_CANDIDATES = [
+    *(f"topic_{what}_{w}" for w in TOPIC_WINDOWS for what in ("touchpoints", "share")),
+    "topic_rank_ever",
+]
+
+
+def candidate_features(
+    account_features: pd.DataFrame,
+    contact_role: pd.Series | np.ndarray | Sequence[str | None],
+    content: pd.DataFrame,
+    taxonomy: Taxonomy,
+    *,
+    item_index: np.ndarray | None = None,
+    decision_index: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Feature rows for (decision, content item) pairs.
+
+    ``account_features`` has one row per decision (the account's pipeline features as of the
+    decision, e.g. ``build_features`` output, optionally with :func:`topic_engagement`
+    columns); ``contact_role`` the role of each decision's contact (NaN if unknown);
+    ``content`` the catalog rows to score (content_id, content_type, phases, roles, topic,
+    optional value). With ``item_index`` None the result is every decision x every item,
+    decision-major (row ``d * len(content) + i``); with ``item_index`` (content row
+    positions) it is one row per entry: the item with decision ``decision_index`` (row
+    positions into ``account_features``; default: entry k is decision k).
+
+    Returns the account's columns except ``account_id``/``as_of`` followed by
+    ``CANDIDATE_COLUMNS`` (default index). Topic columns are NaN when the account features
+    lack :func:`topic_engagement`'s columns.
+    """
+    acc = account_features
+    if len(contact_role) != len(acc):
+        raise NextContentModelError(
+            f"contact_role has {len(contact_role)} values for {len(acc)} account feature rows; "
+            "expected one per decision"
+        )
+    dec, item = _pairs(len(acc), len(content), item_index, decision_index)
+    _require(acc, ["crm_phase"])
+    items = _catalog_arrays(content, taxonomy)
+    crm = codes(acc["crm_phase"], taxonomy.phases, "crm_phase", strict=False)[dec]
+    role = codes(pd.Series(contact_role), taxonomy.role_names, "contact_role", strict=False)[dec]
+    phase_fit = items.phase_fit[item]  # rows x phases
+    type_code = items.type_code[item]
+    cand = {
+        **_item_attributes(items, item, taxonomy, phase_fit=phase_fit, crm=crm, role=role),
+        **_type_engagement(acc, dec, type_code, taxonomy.content_type_names),
+        **_phase_engagement(acc, dec, phase_fit, taxonomy.phases),
+        **_role_engagement(acc, dec, role, taxonomy.role_names),
+        **_topic_interest(acc, dec, items.topic_code[item], taxonomy.topic_names),
+    }
+    base_cols = [c for c in acc.columns if c not in KEY_COLUMNS and c not in CANDIDATE_DEFINITIONS]
+    base = acc[base_cols].iloc[dec].reset_index(drop=True)
+    extra = pd.DataFrame({c: cand[c] for c in CANDIDATE_COLUMNS})
+    return pd.concat([base, extra], axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Rows and inputs
+
+
+def _pairs(
+    n_dec: int, n_items: int, item_index: np.ndarray | None, decision_index: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the decision and the item position of every candidate row."""
+    if item_index is None:
+        return np.repeat(np.arange(n_dec), n_items), np.tile(np.arange(n_items), n_dec)
+    item = np.asarray(item_index, dtype=np.int64)
+    dec = np.arange(n_dec) if decision_index is None else np.asarray(decision_index, dtype=np.int64)
+    if len(item) != len(dec):
+        raise NextContentModelError(
+            f"item_index has {len(item)} entries and the decisions {len(dec)}; expected "
+            "one item per decision entry"
+        )
+    _check_positions(item, n_items, "item_index", "content rows")
+    _check_positions(dec, n_dec, "decision_index", "account rows")
+    return dec, item
+
+
+def _check_positions(positions: np.ndarray, n: int, name: str, rows: str) -> None:
+    if len(positions) and (positions.min() < 0 or positions.max() >= n):
+        raise NextContentModelError(f"{name} holds positions outside the {rows} (0..{n - 1})")
+
+
+def _require(frame: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise NextContentModelError(
+            f"account features lack columns {missing[:5]}; expected the feature pipeline's "
+            "output (features.pipeline.build_features)"
+        )
+
+
+def _gather(acc: pd.DataFrame, names: list[str], dec: np.ndarray) -> np.ndarray:
+    """Returns the account columns ``names`` as float64, one row per candidate row."""
+    _require(acc, names)
+    return acc[names].to_numpy(dtype=np.float64, na_value=np.nan)[dec]
+
+
+def _at(matrix: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Returns ``matrix[k, cols[k]]`` per row k, 0 where the column is out of range."""
+    ok = (cols >= 0) & (cols < matrix.shape[1])
+    return np.where(ok, matrix[np.arange(len(cols)), np.clip(cols, 0, matrix.shape[1] - 1)], 0)
+
+
+def _share(part: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Returns part / total as float32, NaN where the total is 0."""
+    return np.where(total > 0, part / np.maximum(total, 1), np.nan).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# The item and how it fits the decision
+
+
+@dataclass(frozen=True)
+class _CatalogArrays:
+    """The catalog rows as arrays (codes into the taxonomy's vocabularies)."""
+
+    phase_fit: np.ndarray  # items x phases, 0/1
+    role_fit: np.ndarray  # items x roles, 0/1
+    type_code: np.ndarray
+    topic_code: np.ndarray
+    value: np.ndarray  # float64, 1 when the catalog has no values
+
+
+def _catalog_arrays(content: pd.DataFrame, taxonomy: Taxonomy) -> _CatalogArrays:
+    return _CatalogArrays(
+        phase_fit=phase_fit_matrix(content, taxonomy),
+        role_fit=membership(content["roles"], taxonomy.role_names, "roles"),
+        type_code=codes(content["content_type"], taxonomy.content_type_names, "content_type"),
+        topic_code=codes(content["topic"], taxonomy.topic_names, "topic"),
+        value=(
+            content["value"].to_numpy(dtype=np.float64)
+            if "value" in content
+            else np.ones(len(content), dtype=np.float64)
+        ),
+    )
+
+
+def _item_attributes(
+    items: _CatalogArrays,
+    item: np.ndarray,
+    taxonomy: Taxonomy,
+    *,
+    phase_fit: np.ndarray,
+    crm: np.ndarray,
+    role: np.ndarray,
+) -> dict[str, object]:
+    """Returns the contact's role, the item's type, topic and value, and its fit to the
+    CRM phase (``crm`` codes, -1 unknown: NaN), its neighbours and the role."""
+    known_phase = crm >= 0
+    role_fit = items.role_fit[item]
+    return {
+        "contact_role": pd.Categorical.from_codes(role, categories=pd.Index(taxonomy.role_names)),
+        "content_type": pd.Categorical.from_codes(
+            items.type_code[item], categories=pd.Index(taxonomy.content_type_names)
+        ),
+        "content_topic": pd.Categorical.from_codes(
+            items.topic_code[item], categories=pd.Index(taxonomy.topic_names)
+        ),
+        "content_value": items.value[item].astype(np.float32),
+        "fits_phase": np.where(known_phase, _at(phase_fit, crm), np.nan).astype(np.float32),
+        "fits_next_phase": np.where(known_phase, _at(phase_fit, crm + 1), np.nan).astype(
+            np.float32
+        ),
+        "fits_previous_phase": np.where(known_phase, _at(phase_fit, crm - 1), np.nan).astype(
+            np.float32
+        ),
+        "n_content_phases": phase_fit.sum(axis=1).astype(np.float32),
+        "fits_role": np.where(role >= 0, _at(role_fit, role), np.nan).astype(np.float32),
+        "n_content_roles": role_fit.sum(axis=1).astype(np.float32),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The account's engagement with what the item is
+
+
+def _type_engagement(
+    acc: pd.DataFrame, dec: np.ndarray, type_code: np.ndarray, types: list[str]
+) -> dict[str, np.ndarray]:
+    """Returns the account's touchpoints with the item's content type and days since."""
+    rows = np.arange(len(type_code))
+    out: dict[str, np.ndarray] = {}
+    for w in ("90d", "365d"):
+        m = _gather(acc, [f"n_content_type_{t}_{w}" for t in types], dec)
+        out[f"type_touchpoints_{w}"] = m[rows, type_code].astype(np.float32)
+    m = _gather(acc, [f"days_since_content_type_{t}" for t in types], dec)
+    out["days_since_type"] = m[rows, type_code].astype(np.float32)
+    return out
+
+
+def _phase_engagement(
+    acc: pd.DataFrame, dec: np.ndarray, phase_fit: np.ndarray, phases: list[str]
+) -> dict[str, np.ndarray]:
+    """Returns the account's content touchpoints on the item's phases, and their share."""
+    out: dict[str, np.ndarray] = {}
+    for w in ("30d", "90d"):
+        m = _gather(acc, [f"n_content_phase_{p}_{w}" for p in phases], dec)
+        touched = (m * phase_fit).sum(axis=1)
+        if w == "30d":
+            out["phase_touchpoints_30d"] = touched.astype(np.float32)
+        out[f"phase_share_{w}"] = _share(touched, m.sum(axis=1))
+    return out
+
+
+def _role_engagement(
+    acc: pd.DataFrame, dec: np.ndarray, role: np.ndarray, roles: list[str]
+) -> dict[str, np.ndarray]:
+    """Returns the account's touchpoints by contacts of the contact's role (NaN unknown)."""
+    m = _gather(acc, [f"n_role_{r}_90d" for r in roles], dec)
+    return {"role_touchpoints_90d": np.where(role >= 0, _at(m, role), np.nan).astype(np.float32)}
+
+
+def _topic_interest(
+    acc: pd.DataFrame, dec: np.ndarray, topic_code: np.ndarray, topics: list[str]
+) -> dict[str, np.ndarray]:
+    """Returns the account's content touchpoints on the item's topic, their share and the
+    topic's rank; NaN when the account features lack the per-topic counts."""
+    n = len(topic_code)
+    if not all(f"n_topic_{t}_{w}" in acc for w in TOPIC_WINDOWS for t in topics):
+        return {c: np.full(n, np.nan, dtype=np.float32) for c in _TOPIC_CANDIDATES}
+    rows = np.arange(n)
+    out: dict[str, np.ndarray] = {}
+    for w in TOPIC_WINDOWS:
+        m = _gather(acc, [f"n_topic_{t}_{w}" for t in topics], dec)
+        mine = m[rows, topic_code]
+        out[f"topic_touchpoints_{w}"] = mine.astype(np.float32)
+        out[f"topic_share_{w}"] = _share(mine, m.sum(axis=1))
+        if w == "ever":
+            # Topics engaged more than this one (ties share the better rank).
+            out["topic_rank_ever"] = (m > mine[:, None]).sum(axis=1).astype(np.float32)
+    return out
