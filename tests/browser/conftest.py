@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from tests.browser import launch_chromium, screenshot_dir
+from tests.utils.browser import launch_chromium, screenshot_dir
 
 
 @pytest.fixture(scope="module")

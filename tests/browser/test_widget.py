@@ -14,14 +14,14 @@ from playwright.sync_api import Browser, Page, Route, expect
 from sqlalchemy import select
 
 from serving.store.tables import Feedback
-from tests.browser import (
+from tests.utils.browser import (
     LiveServer,
     alive_accounts,
     live_server,
     pytestmark_browser,
     save_screenshot,
 )
-from tests.serving.trained import TrainedRegistry, trained_registry
+from tests.utils.registry import TrainedRegistry
 
 pytestmark = pytestmark_browser
 
@@ -31,10 +31,11 @@ WIDGET_ASSETS = ("common.js", "widget.js", "widget.css")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    registry: TrainedRegistry = trained_registry(tmp_path_factory)
-    accounts = alive_accounts(registry)["account_id"].head(N_ACCOUNTS).tolist()
-    with live_server(tmp_path_factory.mktemp("widget"), registry, accounts, []) as live:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, trained_registry: TrainedRegistry
+) -> Iterator[LiveServer]:
+    accounts = alive_accounts(trained_registry)["account_id"].head(N_ACCOUNTS).tolist()
+    with live_server(tmp_path_factory.mktemp("widget"), trained_registry, accounts, []) as live:
         yield live
 
 

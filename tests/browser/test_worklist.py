@@ -13,14 +13,14 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import (
+from tests.utils.browser import (
     LiveServer,
     alive_accounts,
     live_server,
     pytestmark_browser,
     save_screenshot,
 )
-from tests.serving.trained import TrainedRegistry, trained_registry
+from tests.utils.registry import TrainedRegistry
 
 pytestmark = pytestmark_browser
 
@@ -29,12 +29,11 @@ WORKLIST_ASSETS = ("common.js", "worklist.js", "widget.css")
 
 
 @pytest.fixture(scope="module")
-def reps(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainedRegistry, str, str]:
+def reps(trained_registry: TrainedRegistry) -> tuple[TrainedRegistry, str, str]:
     """The registry and its two reps owning the most accounts (the rep under test, another)."""
-    registry = trained_registry(tmp_path_factory)
-    owners = alive_accounts(registry)["owner_rep_id"].value_counts()
+    owners = alive_accounts(trained_registry)["owner_rep_id"].value_counts()
     ranked = sorted(owners.index, key=lambda r: (-owners[r], r))
-    return registry, str(ranked[0]), str(ranked[1])
+    return trained_registry, str(ranked[0]), str(ranked[1])
 
 
 @pytest.fixture(scope="module")

@@ -1,169 +1,13 @@
-"""Shared fixtures for the features tests: the default taxonomy and a tiny hand-built data set.
-
-``tiny_data`` is small enough to check expected values by eye:
-
-accounts (3)   A1 software/dach (50 employees), A2 manufacturing/nordics (1200),
-               A3 retail/north_america (300); created 2023.
-contacts (5)   A1: P1 economic_buyer, P2 it; A2: P3 marketing, P4 finance (left 2024-04-01);
-               A3: P5 end_user.
-content        the taxonomy's catalog (C001..C094), ``Taxonomy.content_frame()``.
-touchpoints    12 events E01..E12 between 2024-01-08 and 2024-06-10, whole minutes, listed
-               in time order; A1 has 6 (E01-E03, E07, E09, E12), A2 has 4 (E04, E05, E08,
-               E10), A3 has 2 (E06, E11). E05 has no contact; value is set on E03 (45
-               minutes webinar) and E10 (purchase 24000 EUR).
-stages         A1 awareness 2024-01-10 -> consideration 2024-03-05;
-               A2 selection 2024-02-20 -> purchase 2024-05-02; A3 trigger 2024-01-15.
-exposures      X1..X4 (propensities 0.5, 0.25, 1.0, 0.1).
-
-Every frame has exactly the canonical dtypes of ``features.schema`` (built here with
-explicit dtypes, not through the loader, so loader tests compare against independent data).
-"""
+"""Shared fixtures for the features tests: the default taxonomy and the tiny hand-built data
+set (:func:`tests.utils.data.make_tiny_data`, described there)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 import pytest
 
-from features.schema import TABLES, JourneyData, column_dtype
+from features.schema import JourneyData
 from features.taxonomy import Taxonomy, load_taxonomy
-
-# A fixed "now" for validation, after every timestamp in tiny_data.
-NOW = pd.Timestamp("2025-01-01", tz="UTC")
-
-
-def typed_frame(table: str, columns: dict[str, list[object]], taxonomy: Taxonomy) -> pd.DataFrame:
-    """A frame of ``table`` in canonical dtypes from plain Python values; columns not given
-    are added as all-missing. Timestamps are strings in UTC."""
-    n = len(next(iter(columns.values())))
-    out: dict[str, pd.Series] = {}
-    for column in TABLES[table].columns:
-        values = columns.get(column.name, [None] * n)
-        if column.kind == "datetime":
-            out[column.name] = pd.Series(pd.to_datetime(pd.Series(values), utc=True)).dt.as_unit(
-                "ns"
-            )
-        elif column.kind == "list":
-            out[column.name] = pd.Series([list(v) for v in values], dtype=object)  # type: ignore[call-overload]
-        else:
-            out[column.name] = pd.Series(values).astype(column_dtype(column, taxonomy))  # type: ignore[arg-type]
-    return pd.DataFrame(out)
-
-
-def canonical_content(taxonomy: Taxonomy) -> pd.DataFrame:
-    """The taxonomy's content catalog as a canonical ``content`` table."""
-    frame = taxonomy.content_frame()
-    return typed_frame("content", {c: frame[c].tolist() for c in frame.columns}, taxonomy)
-
-
-def make_tiny_data(taxonomy: Taxonomy) -> JourneyData:
-    """The tiny data set described in the module docstring."""
-    accounts = typed_frame(
-        "accounts",
-        {
-            "account_id": ["A1", "A2", "A3"],
-            "industry": ["software", "manufacturing", "retail"],
-            "employees": [50, 1200, 300],
-            "region": ["dach", "nordics", "north_america"],
-            "created_at": ["2023-03-01 09:00", "2023-06-15 10:30", "2023-11-20 08:00"],
-            "annual_revenue": [5.0e6, 2.4e8, None],
-            "owner_rep_id": ["R1", "R2", "R1"],
-        },
-        taxonomy,
-    )
-    contacts = typed_frame(
-        "contacts",
-        {
-            "contact_id": ["P1", "P2", "P3", "P4", "P5"],
-            "account_id": ["A1", "A1", "A2", "A2", "A3"],
-            "role": ["economic_buyer", "it", "marketing", "finance", "end_user"],
-            "created_at": [
-                "2023-03-02 09:00",
-                "2023-03-02 09:05",
-                "2023-06-16 11:00",
-                "2023-06-16 11:10",
-                "2023-11-21 12:00",
-            ],
-            "left_at": [None, None, None, "2024-04-01 17:00", None],
-        },
-        taxonomy,
-    )
-    # event_id, account, contact, ts, channel, event_type, content, value
-    events = [
-        ("E01", "A1", "P1", "2024-01-08 10:00", "search_ads", "click", "C007", None),
-        ("E02", "A1", "P2", "2024-01-20 14:30", "blog", "view", "C008", None),
-        ("E03", "A1", "P2", "2024-02-12 16:00", "webinar", "attend", "C040", 45.0),
-        ("E04", "A2", "P3", "2024-02-15 09:15", "website", "download", "C044", None),
-        ("E05", "A2", None, "2024-02-28 11:00", "review_portal", "view", None, None),
-        ("E06", "A3", "P5", "2024-03-01 13:45", "social_media", "share", "C002", None),
-        ("E07", "A1", "P1", "2024-03-10 10:00", "email", "reply", None, None),
-        ("E08", "A2", "P4", "2024-03-20 15:00", "meeting", "demo_request", "C056", None),
-        ("E09", "A1", "P2", "2024-04-05 08:30", "website", "download", "C027", None),
-        ("E10", "A2", "P4", "2024-05-02 12:00", "sales_call", "purchase", None, 24000.0),
-        ("E11", "A3", "P5", "2024-05-20 09:00", "newsletter", "click", "C009", None),
-        ("E12", "A1", "P1", "2024-06-10 17:20", "trade_fair", "meeting", None, None),
-    ]
-    names = ("event_id", "account_id", "contact_id", "ts", "channel", "event_type")
-    touchpoints = typed_frame(
-        "touchpoints",
-        {name: [e[i] for e in events] for i, name in enumerate((*names, "content_id", "value"))},
-        taxonomy,
-    )
-    stages = typed_frame(
-        "stages",
-        {
-            "account_id": ["A1", "A1", "A2", "A2", "A3"],
-            "ts": [
-                "2024-01-10 00:00",
-                "2024-03-05 00:00",
-                "2024-02-20 00:00",
-                "2024-05-02 00:00",
-                "2024-01-15 00:00",
-            ],
-            "phase": ["awareness", "consideration", "selection", "purchase", "trigger"],
-        },
-        taxonomy,
-    )
-    exposures = typed_frame(
-        "exposures",
-        {
-            "exposure_id": ["X1", "X2", "X3", "X4"],
-            "account_id": ["A1", "A1", "A2", "A3"],
-            "contact_id": ["P2", "P1", None, "P5"],
-            "ts": [
-                "2024-02-10 10:00",
-                "2024-04-01 10:00",
-                "2024-03-18 10:00",
-                "2024-05-18 10:00",
-            ],
-            "content_id": ["C040", "C027", "C056", "C009"],
-            "channel": ["email", "email", "sales_call", "newsletter"],
-            "propensity": [0.5, 0.25, 1.0, 0.1],
-        },
-        taxonomy,
-    )
-    return JourneyData(
-        accounts=accounts,
-        contacts=contacts,
-        touchpoints=touchpoints,
-        content=canonical_content(taxonomy),
-        stages=stages,
-        exposures=exposures,
-    )
-
-
-def write_csv_dir(data: JourneyData, out_dir: Path, list_separator: str = "|") -> Path:
-    """Write each table as ``<table>.csv`` the way an export would: ISO timestamps, lists
-    joined with ``list_separator``, missing values as empty cells."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in data.tables().items():
-        frame = frame.copy()
-        for column in TABLES[name].columns:
-            if column.kind == "list":
-                frame[column.name] = frame[column.name].map(list_separator.join)
-        frame.to_csv(out_dir / f"{name}.csv", index=False)
-    return out_dir
+from tests.utils.data import make_tiny_data
 
 
 @pytest.fixture(scope="session")
@@ -174,5 +18,5 @@ def taxonomy() -> Taxonomy:
 
 @pytest.fixture
 def tiny_data(taxonomy: Taxonomy) -> JourneyData:
-    """A fresh copy of the tiny data set (see module docstring) per test."""
+    """A fresh copy of the tiny data set (see :mod:`tests.utils.data`) per test."""
     return make_tiny_data(taxonomy)

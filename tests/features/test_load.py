@@ -13,7 +13,7 @@ from features.schema import TABLES, JourneyData
 from features.taxonomy import Taxonomy
 from features.validate import DataValidationError, Problem, validate_data_dir
 from nba.cli import app
-from tests.features.conftest import NOW, write_csv_dir
+from tests.utils.data import NOW, write_csv_dir
 
 
 def assert_same_data(actual: JourneyData, expected: JourneyData) -> None:

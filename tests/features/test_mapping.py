@@ -14,7 +14,7 @@ from features.mapping import ColumnMapping, MappingError, apply_mapping, load_ma
 from features.schema import TABLES, JourneyData
 from features.taxonomy import Taxonomy
 from nba.cli import app
-from tests.features.conftest import NOW
+from tests.utils.data import NOW
 
 EXAMPLE = Path(features.__file__).parent / "config" / "mappings" / "example_crm.yaml"
 

@@ -10,7 +10,7 @@ import pytest
 from features.pipeline import build_features
 from features.pipeline.dask_engine import account_partition
 from features.taxonomy import Taxonomy, load_taxonomy
-from tests.features.test_pipeline import AS_OF, make_data
+from tests.utils.data import AS_OF, make_data
 
 pytestmark = pytest.mark.dask
 

@@ -9,7 +9,7 @@ import pytest
 from features.schema import TABLES, JourneyData, column_dtype
 from features.taxonomy import Taxonomy
 from features.validate import Problem, ValidationReport, validate_tables
-from tests.features.conftest import NOW, make_tiny_data
+from tests.utils.data import NOW, make_tiny_data
 
 
 def raw_tables(data: JourneyData) -> dict[str, pd.DataFrame]:

@@ -8,89 +8,20 @@ end of the simulated period) with exploration off, so answers are deterministic.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from features.pipeline import select_accounts
-from serving.app import create_app
-from serving.routes import Services
-from serving.settings import Settings
-from serving.store import API_KEY_SCOPES, Store
 from serving.store.tables import Feedback, Recommendation
-from tests.serving.test_store import BACKENDS, logged_recommendations, open_store
-from tests.serving.trained import TrainedRegistry, trained_registry
+from tests.utils.api import MAX_BODY, MAX_EVENTS, Api, open_api
+from tests.utils.registry import TrainedRegistry
+from tests.utils.store import BACKENDS, logged_recommendations
 
-N_ACCOUNTS = 120
-MAX_EVENTS = 50
-MAX_BODY = 64 * 1024
 VERSIONS = {"nba-phase": "1", "nba-churn": "1", "nba-next-content": "1"}
-
-
-@dataclass
-class Api:
-    """A running app (lifespan entered) with one key per scope."""
-
-    client: TestClient
-    store: Store
-    registry: TrainedRegistry
-    keys: dict[str, str]
-    account_ids: list[str]
-
-    def headers(self, scope: str = "admin") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[scope]}"}
-
-    def flush(self) -> None:
-        """Write the served actions the app's served log holds (it writes in batches)."""
-        services: Services = self.client.app.state.services  # type: ignore[attr-defined]
-        services.served_log.flush()
-
-    @property
-    def now(self) -> pd.Timestamp:
-        return self.registry.now
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
-    return trained_registry(tmp_path_factory)
-
-
-def loaded_accounts(registry: TrainedRegistry, n: int = N_ACCOUNTS) -> list[str]:
-    """The first ``n`` accounts (by id) that exist and have a contact at the clock."""
-    contacts = registry.data.contacts
-    alive = contacts.loc[contacts["created_at"] < registry.now, "account_id"].astype(str)
-    return sorted(alive.unique())[:n]
-
-
-@contextmanager
-def open_api(
-    backend: str, directory: Path, registry: TrainedRegistry, **overrides: Any
-) -> Iterator[Api]:
-    """A store on ``backend`` loaded with a slice of the simulation, and the app over it."""
-    with open_store(backend, directory, registry.taxonomy) as store:
-        ids = loaded_accounts(registry)
-        store.load_data(select_accounts(registry.data, ids))
-        keys = {scope: store.create_api_key(f"test-{scope}", [scope]) for scope in API_KEY_SCOPES}
-        settings = Settings(
-            database_url=store.url,
-            database_schema=store.schema,
-            tracking_uri=registry.tracking_uri,
-            reload_interval_s=0,
-            max_events_per_request=MAX_EVENTS,
-            max_body_bytes=MAX_BODY,
-            exploration_rate=0.0,
-            random_seed=0,
-            **overrides,
-        )
-        app = create_app(settings, clock=lambda: registry.now)
-        with TestClient(app) as client:
-            yield Api(client, store, registry, keys, ids)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -14,13 +14,8 @@ from serving.app import create_app
 from serving.auth import KeyVerifier
 from serving.settings import Settings
 from serving.store import API_KEY_SCOPES, NewRecommendation
-from tests.serving.test_api import Api, open_api
-from tests.serving.trained import TrainedRegistry, trained_registry
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
-    return trained_registry(tmp_path_factory)
+from tests.utils.api import Api, open_api
+from tests.utils.registry import TrainedRegistry
 
 
 @pytest.fixture(scope="module")

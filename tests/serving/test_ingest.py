@@ -16,8 +16,8 @@ from features.taxonomy import Taxonomy, load_taxonomy
 from features.timestamps import to_ns
 from serving.store import BatchTooLargeError, RecordError, Store
 from serving.store.ingest import validate_events
-from tests.features.conftest import make_tiny_data
-from tests.serving.test_store import BACKENDS, open_store
+from tests.utils.data import make_tiny_data
+from tests.utils.store import BACKENDS, open_store
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
 

@@ -25,12 +25,7 @@ from models.contract import (
 )
 from serving.model_holder import ModelHolder
 from serving.model_set import ModelLoadError, load_model_set
-from tests.serving.trained import TrainedRegistry, trained_registry
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
-    return trained_registry(tmp_path_factory)
+from tests.utils.registry import TrainedRegistry
 
 
 @pytest.fixture

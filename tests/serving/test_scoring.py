@@ -13,12 +13,7 @@ from models.arbitration import churn_band, load_arbitration_config
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from serving.model_holder import ModelHolder
 from serving.scoring import Scorer, content_popularity
-from tests.serving.trained import TrainedRegistry, trained_registry
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
-    return trained_registry(tmp_path_factory)
+from tests.utils.registry import TrainedRegistry
 
 
 @pytest.fixture(scope="module")

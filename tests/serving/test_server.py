@@ -25,18 +25,13 @@ from features.pipeline import select_accounts
 from features.taxonomy import load_taxonomy
 from nba.cli import app as cli
 from serving.store import Store
-from tests.serving.test_api import loaded_accounts
-from tests.serving.test_store import logged_recommendations
-from tests.serving.trained import TrainedRegistry, trained_registry
+from tests.utils.api import loaded_accounts
+from tests.utils.registry import TrainedRegistry
+from tests.utils.store import logged_recommendations
 
 N_ACCOUNTS = 60
 N_REQUESTS = 200
 FAR_PAST = pd.Timestamp("2000-01-01", tz="UTC")
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
-    return trained_registry(tmp_path_factory)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,10 @@ data versions, recommendations and feedback, API keys."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,64 +45,14 @@ from serving.store.tables import (
     Recommendation,
     ServedAction,
 )
-from tests.features.conftest import make_tiny_data
-
-FAR_PAST = pd.Timestamp(0, tz="UTC")
-POSTGRES_URL = os.environ.get(
-    "NBA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from tests.utils.data import make_tiny_data
+from tests.utils.store import (
+    BACKENDS,
+    POSTGRES_AVAILABLE,
+    POSTGRES_URL,
+    logged_recommendations,
+    open_store,
 )
-
-
-def _postgres_available() -> bool:
-    try:
-        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
-_POSTGRES = _postgres_available()
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgres",
-        marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(not _POSTGRES, reason=f"no PostgreSQL at {POSTGRES_URL}"),
-        ],
-    ),
-]
-
-
-@contextmanager
-def open_store(
-    backend: str, directory: Path, taxonomy: Taxonomy, *, revision: str = "head"
-) -> Iterator[Store]:
-    """A migrated (to ``revision``), empty store: a new SQLite file, or a new PostgreSQL
-    schema that is dropped afterwards (so parallel and repeated runs never see each other's
-    rows)."""
-    if backend == "sqlite":
-        store = Store(f"sqlite:///{directory / 'store.db'}", taxonomy)
-        store.migrate(revision)
-        try:
-            yield store
-        finally:
-            store.dispose()
-        return
-    schema = f"test_store_{uuid.uuid4().hex[:12]}"
-    store = Store(POSTGRES_URL, taxonomy, schema=schema)
-    try:
-        store.migrate(revision)
-        yield store
-    finally:
-        store.dispose()
-        engine = create_engine(POSTGRES_URL)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -394,7 +342,7 @@ def test_api_key_names_scopes_and_revocation(store: Store) -> None:
 
 
 def test_postgres_schema_is_isolated(taxonomy: Taxonomy, tmp_path: Path) -> None:
-    if not _POSTGRES:
+    if not POSTGRES_AVAILABLE:
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
     with (
         open_store("postgres", tmp_path, taxonomy) as a,
@@ -454,20 +402,6 @@ class _FailingOnce:
         if self.calls == 1:
             raise OperationalError("INSERT", {}, Exception("database is locked"))
         return self.store.log_recommendations(items)
-
-
-def logged_recommendations(
-    store: Store, account_id: str, since: pd.Timestamp = FAR_PAST
-) -> list[Any]:
-    """The recommendation log's rows for an account served at or after ``since``, oldest
-    first (served_at in ns since the epoch)."""
-    query = (
-        select(Recommendation.__table__)
-        .where(Recommendation.account_id == account_id, Recommendation.served_at >= to_ns(since))
-        .order_by(Recommendation.served_at, Recommendation.request_id, Recommendation.rank)
-    )
-    with store.engine.connect() as conn:
-        return list(conn.execute(query).all())
 
 
 def _ids(store: Store, account_id: str) -> set[str]:

@@ -1,10 +1,10 @@
-"""A small trained registry shared by the serving tests (not a conftest: test modules import
-:func:`trained_registry` explicitly).
+"""A small trained registry shared by the serving and browser tests; the session-scoped
+``trained_registry`` fixture in ``tests/conftest.py`` hands it out (:func:`open_trained_registry`).
 
 Simulates ~800 accounts, trains the three models with few trees and registers them in a
 temporary SQLite MLflow store. Building it takes tens of seconds, so it is built once per
-pytest session and kept on disk under the session's base temp dir; the second test module
-(or a second fixture instance of the same session) reuses the directory.
+pytest session and kept on disk under the session's base temp dir; a later call (under a
+file lock) reuses a completely built directory.
 
 Tests may import ``training`` (to make models); serving code never does.
 """
@@ -116,7 +116,7 @@ def build_registry(root: Path) -> None:
     (root / _DONE).write_text("ok\n")
 
 
-def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
+def open_trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
     """The session's trained registry, built on first use. The store records absolute
     artifact paths, so it is built in place under a file lock (a half-built directory,
     without the done marker, is rebuilt)."""
