@@ -13,9 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from bench.measure import peak_rss_mb
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.simulate import Simulation
+    from features.taxonomy import Taxonomy
+    from training.datasets import TrainingSet
+    from training.result import ModelResult
 
 
 def _targets(
@@ -56,81 +66,98 @@ def _targets(
     }
 
 
-def main() -> None:
+@contextmanager
+def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    """Yields once; records the seconds the ``with`` body took as ``seconds[step]``."""
+    start = time.perf_counter()
+    yield
+    seconds[step] = time.perf_counter() - start
+
+
+def _parse_args() -> argparse.Namespace:
+    """The command line: ``accounts``, ``seed`` and ``dates`` (as-of grid size)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dates", type=int, default=12)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    from features.pipeline import build_features
-    from features.simulate import simulate
-    from features.taxonomy import load_taxonomy
-    from training.churn import train_churn
-    from training.datasets import as_of_grid, build_churn_set, build_phase_set
+
+def _model_summary(result: ModelResult, ts: TrainingSet) -> dict[str, Any]:
+    """One model's part of the report: its metrics, as-of dates, rows per split and the
+    iteration early stopping kept."""
+    return {
+        "metrics": result.metrics,
+        "as_of_dates": result.as_of_dates,
+        "rows": {k: len(getattr(ts.split, k)) for k in ("train", "valid", "test")},
+        "best_iteration": result.params["best_iteration"],
+    }
+
+
+def _phase(
+    sim: Simulation, taxonomy: Taxonomy, features: pd.DataFrame, seconds: dict[str, float]
+) -> dict[str, Any]:
+    """The phase model's part of the report, with the backtest rows (builds the set and
+    trains; timings go to ``seconds``)."""
+    from training.datasets import build_phase_set
     from training.phase import backtest_phase, train_phase
 
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    taxonomy = load_taxonomy()
-    sim = simulate(args.accounts, args.seed)
-    seconds["simulate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    dates = as_of_grid(sim.data, args.dates)
-    features = build_features(sim.data, dates, taxonomy)
-    seconds["features"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    phase_set = build_phase_set(sim.data, taxonomy, features)
-    seconds["phase_set"] = time.perf_counter() - t
-    t = time.perf_counter()
-    phase = train_phase(phase_set, truth=sim.truth, taxonomy=taxonomy)
-    seconds["phase_train"] = time.perf_counter() - t
+    with _timed(seconds, "phase_set"):
+        phase_set = build_phase_set(sim.data, taxonomy, features)
+    with _timed(seconds, "phase_train"):
+        phase = train_phase(phase_set, truth=sim.truth, taxonomy=taxonomy)
     backtest: list[dict[str, Any]] = [
         {str(k): v for k, v in row.items()}
         for row in backtest_phase(phase.estimator, phase_set).to_dict("records")
     ]
+    return {**_model_summary(phase, phase_set), "backtest": backtest}
 
-    t = time.perf_counter()
-    churn_set = build_churn_set(sim.data, taxonomy, features)
-    seconds["churn_set"] = time.perf_counter() - t
-    t = time.perf_counter()
-    churn = train_churn(churn_set, truth=sim.truth, taxonomy=taxonomy)
-    seconds["churn_train"] = time.perf_counter() - t
 
-    print(
-        json.dumps(
-            {
-                "accounts": args.accounts,
-                "seed": args.seed,
-                "as_of_dates": [d.date().isoformat() for d in dates],
-                "phase": {
-                    "metrics": phase.metrics,
-                    "as_of_dates": phase.as_of_dates,
-                    "rows": {
-                        k: len(getattr(phase_set.split, k)) for k in ("train", "valid", "test")
-                    },
-                    "best_iteration": phase.params["best_iteration"],
-                    "backtest": backtest,
-                },
-                "churn": {
-                    "metrics": churn.metrics,
-                    "as_of_dates": churn.as_of_dates,
-                    "rows": {
-                        k: len(getattr(churn_set.split, k)) for k in ("train", "valid", "test")
-                    },
-                    "best_iteration": churn.params["best_iteration"],
-                    "calibration": {k: churn.params[k] for k in ("calibration_a", "calibration_b")},
-                },
-                "targets": _targets(phase.metrics, churn.metrics, backtest),
-                "seconds": seconds,
-                "peak_rss_mb": peak_rss_mb(),
-            },
-            indent=2,
-            default=float,
-        )
-    )
+def _churn(
+    sim: Simulation, taxonomy: Taxonomy, features: pd.DataFrame, seconds: dict[str, float]
+) -> dict[str, Any]:
+    """The churn model's part of the report, with its calibration params (builds the set
+    and trains; timings go to ``seconds``)."""
+    from training.churn import train_churn
+    from training.datasets import build_churn_set
+
+    with _timed(seconds, "churn_set"):
+        churn_set = build_churn_set(sim.data, taxonomy, features)
+    with _timed(seconds, "churn_train"):
+        churn = train_churn(churn_set, truth=sim.truth, taxonomy=taxonomy)
+    calibration = {k: churn.params[k] for k in ("calibration_a", "calibration_b")}
+    return {**_model_summary(churn, churn_set), "calibration": calibration}
+
+
+def main() -> None:
+    """Prints the benchmark's JSON report for the command line's accounts, seed and dates."""
+    args = _parse_args()
+    # Imported here so that --help answers without loading the pipeline.
+    from features.pipeline import build_features
+    from features.simulate import simulate
+    from features.taxonomy import load_taxonomy
+    from training.datasets import as_of_grid
+
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "simulate"):
+        taxonomy = load_taxonomy()
+        sim = simulate(args.accounts, args.seed)
+    with _timed(seconds, "features"):
+        dates = as_of_grid(sim.data, args.dates)
+        features = build_features(sim.data, dates, taxonomy)
+    phase = _phase(sim, taxonomy, features, seconds)
+    churn = _churn(sim, taxonomy, features, seconds)
+    report = {
+        "accounts": args.accounts,
+        "seed": args.seed,
+        "as_of_dates": [d.date().isoformat() for d in dates],
+        "phase": phase,
+        "churn": churn,
+        "targets": _targets(phase["metrics"], churn["metrics"], phase["backtest"]),
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    print(json.dumps(report, indent=2, default=float))
 
 
 if __name__ == "__main__":

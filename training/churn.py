@@ -11,7 +11,7 @@ the simulator's true churn probabilities on the same rows.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from models import churn as churn_model
 from training.baselines import RecencyLogistic
 from training.datasets import TrainingSet
 from training.metrics import expected_calibration_error, lift_at
-from training.phase import metrics_table
+from training.phase import feature_importance_csv, metrics_table
 from training.plots import calibration_table
 from training.result import Evaluation, ModelResult
 
@@ -77,6 +77,98 @@ def _xy(ts: TrainingSet, part: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return part[ts.feature_columns], part[ts.label_column].to_numpy(dtype=np.int64)
 
 
+class _Splits(NamedTuple):
+    """Features and labels of each split of a training set, and the test rows themselves
+    (the recency baseline and truth read columns that are not features)."""
+
+    x_train: pd.DataFrame
+    y_train: np.ndarray
+    x_valid: pd.DataFrame
+    y_valid: np.ndarray
+    test: pd.DataFrame
+    x_test: pd.DataFrame
+    y_test: np.ndarray
+
+
+def _splits(ts: TrainingSet) -> _Splits:
+    """The features and labels of each split of ``ts``; raises when the test split is empty."""
+    x_train, y_train = _xy(ts, ts.split.train)
+    x_valid, y_valid = _xy(ts, ts.split.valid)
+    x_test, y_test = _xy(ts, ts.split.test)
+    if len(x_test) == 0:
+        raise ChurnTrainingError(f"training set {ts.name!r} has no test rows")
+    return _Splits(x_train, y_train, x_valid, y_valid, ts.split.test, x_test, y_test)
+
+
+def _validation_calibration(estimator: Any, s: _Splits) -> dict[str, float]:
+    """Platt-scaling params fitted on the validation split, or the identity when they do
+    not lower the validation calibration error."""
+    # Kept only if it helps on validation: test is where it is judged.
+    p_valid_raw = churn_model.predict_proba(estimator, s.x_valid)
+    calibration = churn_model.fit_calibration(p_valid_raw, s.y_valid)
+    if expected_calibration_error(
+        s.y_valid, churn_model.calibrate(p_valid_raw, calibration)
+    ) >= expected_calibration_error(s.y_valid, p_valid_raw):
+        calibration = dict(churn_model.IDENTITY_CALIBRATION)
+    return calibration
+
+
+def _scores(
+    estimator: Any,
+    calibration: dict[str, float],
+    ts: TrainingSet,
+    s: _Splits,
+    truth: SimulationTruth | None,
+) -> dict[str, np.ndarray]:
+    """Churn probabilities of the test rows per scorer: the calibrated and the raw model, the
+    recency baseline (fitted on the training split) and, with ``truth``, the ceiling."""
+    p_raw = churn_model.predict_proba(estimator, s.x_test)
+    baseline = RecencyLogistic().fit(ts.split.train, s.y_train)
+    scores = {
+        "model": churn_model.calibrate(p_raw, calibration),
+        "model_uncalibrated": p_raw,
+        "baseline_recency_logistic": baseline.predict_proba(s.test),
+    }
+    if truth is not None:
+        scores["ceiling"] = true_churn_for_rows(truth, s.test, ts.horizon_days)
+    return scores
+
+
+def _artifacts(
+    y_test: np.ndarray, p_model: np.ndarray, calibration: dict[str, float], importance: str
+) -> dict[str, str]:
+    """The run's extra artifacts: the model's calibration curve on test, the calibration
+    params as JSON and the feature importance CSV."""
+    curve = calibration_table(y_test, p_model, n_bins=10, strategy="quantile")
+    return {
+        "calibration_curve.csv": curve.to_csv(index=False),
+        "calibration.json": json.dumps(calibration),
+        "feature_importance.csv": importance,
+    }
+
+
+def _run_params(
+    params: dict[str, Any] | None,
+    calibration: dict[str, float],
+    estimator: Any,
+    ts: TrainingSet,
+    s: _Splits,
+) -> dict[str, Any]:
+    """The run's params: the model's merged params, the calibration params, then the
+    iteration early stopping kept, the horizon and the row and feature counts."""
+    merged = churn_model.merged_params(params)
+    return {
+        **merged,
+        **calibration,
+        "best_iteration": int(estimator.best_iteration_ or merged["n_estimators"]),
+        "horizon_days": ts.horizon_days,
+        "n_train_rows": len(s.x_train),
+        "n_valid_rows": len(s.x_valid),
+        "n_test_rows": len(s.x_test),
+        "n_features": len(churn_model.model_columns(estimator)),
+    }
+
+
 def train_churn(
     ts: TrainingSet,
     *,
@@ -85,89 +177,44 @@ def train_churn(
     taxonomy: Taxonomy | None = None,
     client: Any | None = None,
 ) -> ModelResult:
-    """Fit the churn model on ``ts``'s training split (early stopping on validation),
-    calibrate it on validation and evaluate model, recency baseline and (with ``truth``) the
-    ceiling on the test split.
+    """The result of fitting the churn model on ``ts``'s training split (early stopping on
+    validation), calibrating it on validation and evaluating model, recency baseline and
+    (with ``truth``) the ceiling on the test split.
 
     ``ModelResult.params`` holds ``calibration_a``/``calibration_b``: serving applies
     ``models.churn.calibrate(estimator.predict_proba(x)[:, 1], params)``. The primary metric
     is ``model.roc_auc``. ``taxonomy`` is accepted for a uniform signature.
     """
     del taxonomy
-    x_train, y_train = _xy(ts, ts.split.train)
-    x_valid, y_valid = _xy(ts, ts.split.valid)
-    test = ts.split.test
-    x_test, y_test = _xy(ts, test)
-    if len(x_test) == 0:
-        raise ChurnTrainingError(f"training set {ts.name!r} has no test rows")
-    merged = churn_model.merged_params(params)
-    estimator = churn_model.fit(x_train, y_train, x_valid, y_valid, params=params, client=client)
+    s = _splits(ts)
+    estimator = churn_model.fit(
+        s.x_train, s.y_train, s.x_valid, s.y_valid, params=params, client=client
+    )
     used = churn_model.model_columns(estimator)
-
-    # Calibrate on validation; keep it only if it helps there (it is judged on test).
-    p_valid_raw = churn_model.predict_proba(estimator, x_valid)
-    calibration = churn_model.fit_calibration(p_valid_raw, y_valid)
-    if expected_calibration_error(
-        y_valid, churn_model.calibrate(p_valid_raw, calibration)
-    ) >= expected_calibration_error(y_valid, p_valid_raw):
-        calibration = dict(churn_model.IDENTITY_CALIBRATION)
-    p_raw = churn_model.predict_proba(estimator, x_test)
-    p_model = churn_model.calibrate(p_raw, calibration)
-
-    baseline = RecencyLogistic().fit(ts.split.train, y_train)
-    scores = {
-        "model": p_model,
-        "model_uncalibrated": p_raw,
-        "baseline_recency_logistic": baseline.predict_proba(test),
-    }
-    if truth is not None:
-        scores["ceiling"] = true_churn_for_rows(truth, test, ts.horizon_days)
-    metrics: dict[str, float] = {}
-    for who, p in scores.items():
-        metrics.update({f"{who}.{k}": v for k, v in churn_metrics(y_test, p).items()})
-
-    artifacts = {
-        "calibration_curve.csv": calibration_table(
-            y_test, p_model, n_bins=10, strategy="quantile"
-        ).to_csv(index=False),
-        "calibration.json": json.dumps(calibration),
-        "feature_importance.csv": pd.DataFrame(
-            {
-                "feature": used,
-                "gain": estimator.booster_.feature_importance(importance_type="gain"),
-            }
-        )
-        .sort_values("gain", ascending=False)
-        .to_csv(index=False),
+    calibration = _validation_calibration(estimator, s)
+    scores = _scores(estimator, calibration, ts, s, truth)
+    metrics = {
+        f"{who}.{k}": v for who, p in scores.items() for k, v in churn_metrics(s.y_test, p).items()
     }
     title = (
-        f"churn model ({len(test)} test rows, {int(y_test.sum())} churned within "
+        f"churn model ({len(s.test)} test rows, {int(s.y_test.sum())} churned within "
         f"{ts.horizon_days} days)"
     )
-    report = metrics_table(metrics, title)
-    run_params = {
-        **merged,
-        **calibration,
-        "best_iteration": int(estimator.best_iteration_ or merged["n_estimators"]),
-        "horizon_days": ts.horizon_days,
-        "n_train_rows": len(x_train),
-        "n_valid_rows": len(x_valid),
-        "n_test_rows": len(x_test),
-        "n_features": len(used),
-    }
     return ModelResult(
         name="churn",
         estimator=estimator,
         feature_columns=used,
-        params=run_params,
+        params=_run_params(params, calibration, estimator, ts, s),
         metrics=metrics,
         primary_metric=PRIMARY_METRIC,
-        report_markdown=report,
-        evaluation=Evaluation(y_true=y_test, y_score=p_model),
-        input_example=x_test[used].head(5).reset_index(drop=True),
+        report_markdown=metrics_table(metrics, title),
+        evaluation=Evaluation(y_true=s.y_test, y_score=scores["model"]),
+        input_example=s.x_test[used].head(5).reset_index(drop=True),
         training_set_fingerprint=ts.fingerprint,
         as_of_dates=ts.as_of_dates,
-        extra_artifacts=artifacts,
+        extra_artifacts=_artifacts(
+            s.y_test, scores["model"], calibration, feature_importance_csv(estimator, used)
+        ),
     )
 
 

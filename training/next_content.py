@@ -125,6 +125,112 @@ def crm_phase_at(
     return pd.Series(pd.Categorical(phase, categories=taxonomy.phases), name=DECISION_PHASE_COLUMN)
 
 
+def _require_columns(features: pd.DataFrame, columns: list[str]) -> None:
+    """Returns nothing; raises when ``features`` lacks any of ``columns`` (the first five
+    missing are named)."""
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise TrainingSetError(
+            f"features frame lacks columns {missing[:5]}; expected features.pipeline."
+            "build_features output for the as-of grid"
+        )
+
+
+def _exposures_with_features(
+    exposures: pd.DataFrame | None, features: pd.DataFrame, window_days: int
+) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """The exposures with ``as_of <= ts < as_of + window_days`` for an as-of date of
+    ``features`` whose account has a feature row at that date (default index), their as-of
+    dates and the position of that feature row in ``features``."""
+    if exposures is None or exposures.empty:
+        raise TrainingSetError(
+            "table 'exposures' is empty; expected logged exposures to learn from"
+        )
+    dates = np.sort(pd.unique(column_ns(features["as_of"])))
+    x_ns = column_ns(exposures["ts"])
+    pos = np.searchsorted(dates, x_ns, side="right") - 1
+    inside = (pos >= 0) & (x_ns < dates[np.maximum(pos, 0)] + window_days * NS_PER_DAY)
+    ex = exposures.loc[inside].reset_index(drop=True)
+    ex_as_of = pd.Series(pd.to_datetime(dates[pos[inside]], utc=True)).dt.as_unit("ns")
+
+    # Feature row of each exposure: (account_id, as_of) looked up in the features frame.
+    f_key = pd.MultiIndex.from_arrays(
+        [features["account_id"].astype(str), column_ns(features["as_of"])]
+    )
+    x_key = pd.MultiIndex.from_arrays([ex["account_id"].astype(str), column_ns(ex_as_of)])
+    row = f_key.get_indexer(x_key)
+    has = row >= 0
+    if not has.any():
+        raise TrainingSetError(
+            f"no exposure falls in [as_of, as_of + {window_days} days) of an account with a "
+            "feature row; expected exposures after the as-of dates of the features frame"
+        )
+    return ex.loc[has].reset_index(drop=True), ex_as_of[has].reset_index(drop=True), row[has]
+
+
+def _account_inputs(
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    ex_as_of: pd.Series,
+    row: np.ndarray,
+) -> pd.DataFrame:
+    """The model's account inputs per exposure (``nc.account_input_columns`` order): the
+    pipeline's features at ``row`` of ``features`` and the topic engagement at the as-of."""
+    keys = pd.DataFrame(
+        {"account_id": features["account_id"].iloc[row].astype(str).to_numpy(), "as_of": ex_as_of}
+    )
+    topics = nc.topic_engagement(data, keys, taxonomy)
+    inputs = nc.account_input_columns(taxonomy)
+    from_pipeline = [c for c in inputs if c not in topics.columns]
+    _require_columns(features, from_pipeline)
+    pipeline = features[from_pipeline].iloc[row].reset_index(drop=True)
+    return pd.concat([pipeline, topics], axis=1)[inputs]
+
+
+def _candidate_matrix(
+    data: JourneyData, taxonomy: Taxonomy, account: pd.DataFrame, ex: pd.DataFrame
+) -> pd.DataFrame:
+    """The candidate features of each exposure's shown item (``nc.candidate_features``),
+    float64 columns as float32; raises when an exposure shows an item not in the catalog."""
+    content = data.content.reset_index(drop=True)
+    role_of = data.contacts.set_index(data.contacts["contact_id"].astype(str))["role"]
+    contact_role = role_of.reindex(ex["contact_id"].astype(str)).astype(object).to_numpy()
+    item = pd.Index(content["content_id"].astype(str)).get_indexer(
+        pd.Index(ex["content_id"].astype(str))
+    )
+    if (item < 0).any():
+        bad = ex["content_id"][item < 0].astype(str).unique()[:5].tolist()
+        raise TrainingSetError(
+            f"table 'exposures' column 'content_id': {bad} are not in table 'content'"
+        )
+    x = nc.candidate_features(account, pd.Series(contact_role), content, taxonomy, item_index=item)
+    # float32 halves the set's memory; LightGBM bins the values anyway.
+    for c in x.columns:
+        if x[c].dtype == np.float64:
+            x[c] = x[c].astype(np.float32)
+    return x
+
+
+def _decision_frame(
+    data: JourneyData, taxonomy: Taxonomy, ex: pd.DataFrame, ex_as_of: pd.Series
+) -> pd.DataFrame:
+    """The ``DECISION_COLUMNS`` of each exposure; the CRM phase is the one at the exposure
+    time (what the logging policy saw when it decided)."""
+    return pd.DataFrame(
+        {
+            "account_id": ex["account_id"].astype(str),
+            "as_of": ex_as_of,
+            "exposure_id": ex["exposure_id"].astype(str),
+            "contact_id": ex["contact_id"],
+            "content_id": ex["content_id"].astype(str),
+            "ts": ex["ts"],
+            "propensity": ex["propensity"].to_numpy(dtype=np.float64),
+            DECISION_PHASE_COLUMN: crm_phase_at(data.stages, ex["account_id"], ex["ts"], taxonomy),
+        }
+    )
+
+
 def build_next_content_set(
     data: JourneyData,
     taxonomy: Taxonomy,
@@ -145,103 +251,25 @@ def build_next_content_set(
     test dates by default because the off-policy estimates rest on the few test decisions
     where the model's pick equals the logged item (about one in twenty).
     """
-    missing = [c for c in ("account_id", "as_of", "crm_phase") if c not in features.columns]
-    if missing:
-        raise TrainingSetError(
-            f"features frame lacks columns {missing}; expected features.pipeline.build_features "
-            "output for the as-of grid"
-        )
-    exposures = data.exposures
-    if exposures is None or exposures.empty:
-        raise TrainingSetError(
-            "table 'exposures' is empty; expected logged exposures to learn from"
-        )
-    content = data.content.reset_index(drop=True)
-    dates = np.sort(pd.unique(column_ns(features["as_of"])))
-    x_ns = column_ns(exposures["ts"])
-    pos = np.searchsorted(dates, x_ns, side="right") - 1
-    inside = (pos >= 0) & (x_ns < dates[np.maximum(pos, 0)] + window_days * NS_PER_DAY)
-    ex = exposures.loc[inside].reset_index(drop=True)
-    ex_as_of = pd.Series(pd.to_datetime(dates[pos[inside]], utc=True)).dt.as_unit("ns")
-
-    # Feature row of each exposure: (account_id, as_of) looked up in the features frame.
-    f_key = pd.MultiIndex.from_arrays(
-        [features["account_id"].astype(str), column_ns(features["as_of"])]
-    )
-    x_key = pd.MultiIndex.from_arrays([ex["account_id"].astype(str), column_ns(ex_as_of)])
-    row = f_key.get_indexer(x_key)
-    has = row >= 0
-    ex, ex_as_of, row = (
-        ex.loc[has].reset_index(drop=True),
-        ex_as_of[has].reset_index(drop=True),
-        row[has],
-    )
-    if ex.empty:
-        raise TrainingSetError(
-            f"no exposure falls in [as_of, as_of + {window_days} days) of an account with a "
-            "feature row; expected exposures after the as-of dates of the features frame"
-        )
-
-    keys = pd.DataFrame(
-        {"account_id": features["account_id"].iloc[row].astype(str).to_numpy(), "as_of": ex_as_of}
-    )
-    topics = nc.topic_engagement(data, keys, taxonomy)
-    inputs = nc.account_input_columns(taxonomy)
-    from_pipeline = [c for c in inputs if c not in topics.columns]
-    missing = [c for c in from_pipeline if c not in features.columns]
-    if missing:
-        raise TrainingSetError(
-            f"features frame lacks columns {missing[:5]}; expected features.pipeline."
-            "build_features output for the as-of grid"
-        )
-    account = pd.concat([features[from_pipeline].iloc[row].reset_index(drop=True), topics], axis=1)[
-        inputs
-    ]
-    role_of = data.contacts.set_index(data.contacts["contact_id"].astype(str))["role"]
-    contact_role = role_of.reindex(ex["contact_id"].astype(str)).astype(object).to_numpy()
-    item = pd.Index(content["content_id"].astype(str)).get_indexer(
-        pd.Index(ex["content_id"].astype(str))
-    )
-    if (item < 0).any():
-        bad = ex["content_id"][item < 0].astype(str).unique()[:5].tolist()
-        raise TrainingSetError(
-            f"table 'exposures' column 'content_id': {bad} are not in table 'content'"
-        )
-    x = nc.candidate_features(account, pd.Series(contact_role), content, taxonomy, item_index=item)
-    columns = nc.feature_columns(taxonomy)
-    # float32 halves the set's memory; LightGBM bins the values anyway.
-    for c in x.columns:
-        if x[c].dtype == np.float64:
-            x[c] = x[c].astype(np.float32)
-
-    decision = pd.DataFrame(
-        {
-            "account_id": ex["account_id"].astype(str),
-            "as_of": ex_as_of,
-            "exposure_id": ex["exposure_id"].astype(str),
-            "contact_id": ex["contact_id"],
-            "content_id": ex["content_id"].astype(str),
-            "ts": ex["ts"],
-            "propensity": ex["propensity"].to_numpy(dtype=np.float64),
-            DECISION_PHASE_COLUMN: crm_phase_at(data.stages, ex["account_id"], ex["ts"], taxonomy),
-        }
-    )
+    _require_columns(features, ["account_id", "as_of", "crm_phase"])
+    ex, ex_as_of, row = _exposures_with_features(data.exposures, features, window_days)
+    account = _account_inputs(data, taxonomy, features, ex_as_of, row)
+    x = _candidate_matrix(data, taxonomy, account, ex)
+    decision = _decision_frame(data, taxonomy, ex, ex_as_of)
     label = label_responses(ex, data.touchpoints, taxonomy).astype(np.int8)
     # The frame keeps the fit features' account inputs too: policy evaluation scores every
     # eligible item of a test decision from them.
     frame = pd.concat([decision, x, pd.DataFrame({nc.LABEL_COLUMN: label})], axis=1)
+    horizon = window_days + RESPONSE_WINDOW_DAYS
     split = split_by_as_of(
-        frame,
-        valid_dates=valid_dates,
-        test_dates=test_dates,
-        horizon_days=window_days + RESPONSE_WINDOW_DAYS,
+        frame, valid_dates=valid_dates, test_dates=test_dates, horizon_days=horizon
     )
     return TrainingSet(
         name="next-content",
         frame=frame,
-        feature_columns=columns,
+        feature_columns=nc.feature_columns(taxonomy),
         label_column=nc.LABEL_COLUMN,
-        horizon_days=window_days + RESPONSE_WINDOW_DAYS,
+        horizon_days=horizon,
         split=split,
     )
 

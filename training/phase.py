@@ -10,7 +10,7 @@ next 90 days.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -90,12 +90,118 @@ def _xy(ts: TrainingSet, part: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return part[ts.feature_columns], part[ts.label_column].to_numpy(dtype=np.int64)
 
 
+class _Splits(NamedTuple):
+    """Features and labels of each split of a training set, and the test rows themselves
+    (baselines and truth read columns that are not features)."""
+
+    x_train: pd.DataFrame
+    y_train: np.ndarray
+    x_valid: pd.DataFrame
+    y_valid: np.ndarray
+    test: pd.DataFrame
+    x_test: pd.DataFrame
+    y_test: np.ndarray
+
+
+def _splits(ts: TrainingSet) -> _Splits:
+    """The features and labels of each split of ``ts``; raises when the test split is empty."""
+    x_train, y_train = _xy(ts, ts.split.train)
+    x_valid, y_valid = _xy(ts, ts.split.valid)
+    x_test, y_test = _xy(ts, ts.split.test)
+    if len(x_test) == 0:
+        raise PhaseTrainingError(f"training set {ts.name!r} has no test rows")
+    return _Splits(x_train, y_train, x_valid, y_valid, ts.split.test, x_test, y_test)
+
+
+def _fit(s: _Splits, n_classes: int, *, params: dict[str, Any] | None, client: Any | None) -> Any:
+    """The phase model fitted on the training split, early stopping on the validation split."""
+    return phase_model.fit(
+        s.x_train,
+        s.y_train,
+        s.x_valid,
+        s.y_valid,
+        n_classes=n_classes,
+        params=params,
+        client=client,
+    )
+
+
 def _true_phase_codes(
     truth: SimulationTruth, rows: pd.DataFrame, class_names: list[str]
 ) -> np.ndarray:
     """True phase at each row's as-of as class codes (-1 where the simulator has none)."""
     phase = true_phases(truth, rows["account_id"].to_numpy(), rows["as_of"].reset_index(drop=True))
     return pd.Categorical(phase.astype(object), categories=class_names).codes.astype(np.int64)
+
+
+def feature_importance_csv(estimator: Any, used: list[str]) -> str:
+    """CSV text ``feature,gain``: the fitted booster's gain per model column, largest first."""
+    importance = pd.DataFrame(
+        {
+            "feature": used,
+            "gain": estimator.booster_.feature_importance(importance_type="gain"),
+        }
+    ).sort_values("gain", ascending=False)
+    return importance.to_csv(index=False)
+
+
+def _predictions(proba: np.ndarray, s: _Splits, names: list[str]) -> dict[str, np.ndarray]:
+    """Predicted phase codes on the test rows per predictor: the model (most probable class)
+    and each baseline; the CRM-last-record baseline only when the rows carry ``crm_phase``."""
+    majority = majority_phase(s.y_train, len(names))
+    predictions = {
+        "model": np.argmax(proba, axis=1),
+        "baseline_majority": predict_majority(len(s.test), majority),
+        "baseline_last_content": predict_last_content(
+            s.test[LAST_CONTENT_PHASE_COLUMN].to_numpy(), majority
+        ),
+    }
+    if "crm_phase" in s.test.columns:
+        predictions["baseline_crm_last"] = predict_crm_last(s.test["crm_phase"], names, majority)
+    return predictions
+
+
+def _scored(
+    y_true: np.ndarray, predictions: dict[str, np.ndarray], names: list[str], suffix: str
+) -> dict[str, float]:
+    """``phase_metrics`` of every predictor against ``y_true``, keyed ``<who>.<metric>``."""
+    metrics: dict[str, float] = {}
+    for who, y_pred in predictions.items():
+        found = phase_metrics(y_true, y_pred, names, suffix)
+        metrics.update({f"{who}.{k}": v for k, v in found.items()})
+    return metrics
+
+
+def _truth_metrics(
+    truth: SimulationTruth, s: _Splits, predictions: dict[str, np.ndarray], names: list[str]
+) -> tuple[dict[str, float], str]:
+    """Metrics vs the true phase at as-of (``<who>.*_true``) and the ceiling (the true phase
+    scored against the CRM label, ``ceiling.*_crm``), on the test rows where the simulator
+    knows the phase; and the model's confusion matrix vs the true phase as CSV text."""
+    y_true = _true_phase_codes(truth, s.test, names)
+    known = y_true >= 0
+    kept = {who: y_pred[known] for who, y_pred in predictions.items()}
+    metrics = _scored(y_true[known], kept, names, "true")
+    ceiling = phase_metrics(s.y_test[known], y_true[known], names, "crm")
+    metrics.update({f"ceiling.{k}": v for k, v in ceiling.items()})
+    return metrics, confusion_csv(y_true[known], kept["model"], names)
+
+
+def _run_params(
+    params: dict[str, Any] | None, estimator: Any, ts: TrainingSet, s: _Splits, used: list[str]
+) -> dict[str, Any]:
+    """The run's params: the model's merged params, then the iteration early stopping kept,
+    the label lag and the row and feature counts."""
+    merged = phase_model.merged_params(params)
+    return {
+        **merged,
+        "best_iteration": int(estimator.best_iteration_ or merged["n_estimators"]),
+        "label_lag_days": ts.horizon_days,
+        "n_train_rows": len(s.x_train),
+        "n_valid_rows": len(s.x_valid),
+        "n_test_rows": len(s.x_test),
+        "n_features": len(used),
+    }
 
 
 def train_phase(
@@ -106,8 +212,8 @@ def train_phase(
     taxonomy: Taxonomy | None = None,
     client: Any | None = None,
 ) -> ModelResult:
-    """Fit the phase model on ``ts``'s training split (early stopping on validation) and
-    evaluate it and its baselines on the test split.
+    """The result of fitting the phase model on ``ts``'s training split (early stopping on
+    validation) and evaluating it and its baselines on the test split.
 
     Metrics ``<who>.<metric>_crm`` compare with the CRM label; with ``truth``,
     ``<who>.<metric>_true`` compare with the simulator's true phase at as-of and
@@ -121,87 +227,32 @@ def train_phase(
     names = list(ts.class_names)
     if not names:
         raise PhaseTrainingError(f"training set {ts.name!r} has no class_names; expected phases")
-    n_classes = len(names)
-    x_train, y_train = _xy(ts, ts.split.train)
-    x_valid, y_valid = _xy(ts, ts.split.valid)
-    test = ts.split.test
-    x_test, y_test = _xy(ts, test)
-    if len(x_test) == 0:
-        raise PhaseTrainingError(f"training set {ts.name!r} has no test rows")
-    merged = phase_model.merged_params(params)
-    estimator = phase_model.fit(
-        x_train, y_train, x_valid, y_valid, n_classes=n_classes, params=params, client=client
-    )
+    s = _splits(ts)
+    estimator = _fit(s, len(names), params=params, client=client)
     # The columns the fitted model takes (fit may select a subset of ts.feature_columns).
     used = phase_model.model_columns(estimator)
-    proba = phase_model.predict_proba(estimator, x_test, n_classes=n_classes)
-    predictions = {
-        "model": np.argmax(proba, axis=1),
-    }
-    majority = majority_phase(y_train, n_classes)
-    predictions["baseline_majority"] = predict_majority(len(test), majority)
-    predictions["baseline_last_content"] = predict_last_content(
-        test[LAST_CONTENT_PHASE_COLUMN].to_numpy(), majority
-    )
-    if "crm_phase" in test.columns:
-        predictions["baseline_crm_last"] = predict_crm_last(test["crm_phase"], names, majority)
-
-    metrics: dict[str, float] = {}
-    artifacts: dict[str, str] = {}
-    for who, y_pred in predictions.items():
-        metrics.update(
-            {f"{who}.{k}": v for k, v in phase_metrics(y_test, y_pred, names, "crm").items()}
-        )
-    artifacts[PHASE_CONFUSION_ARTIFACT] = confusion_csv(y_test, predictions["model"], names)
+    proba = phase_model.predict_proba(estimator, s.x_test, n_classes=len(names))
+    predictions = _predictions(proba, s, names)
+    metrics = _scored(s.y_test, predictions, names, "crm")
+    artifacts = {PHASE_CONFUSION_ARTIFACT: confusion_csv(s.y_test, predictions["model"], names)}
     if truth is not None:
-        y_true = _true_phase_codes(truth, test, names)
-        known = y_true >= 0
-        for who, y_pred in predictions.items():
-            found = phase_metrics(y_true[known], y_pred[known], names, "true")
-            metrics.update({f"{who}.{k}": v for k, v in found.items()})
-        ceiling = phase_metrics(y_test[known], y_true[known], names, "crm")
-        metrics.update({f"ceiling.{k}": v for k, v in ceiling.items()})
-        artifacts["confusion_matrix_true.csv"] = confusion_csv(
-            y_true[known], predictions["model"][known], names
-        )
+        found, artifacts["confusion_matrix_true.csv"] = _truth_metrics(truth, s, predictions, names)
+        metrics.update(found)
     backtest = backtest_phase(estimator, ts)
     if not backtest.empty:
         artifacts["backtest_phase.csv"] = backtest.to_csv(index=False)
-        for name, rate in zip(
-            backtest["predicted_phase"], backtest["purchase_rate"].to_numpy(), strict=True
-        ):
-            metrics[f"model.backtest_purchase_rate_{name}"] = float(rate)
-    importance = pd.DataFrame(
-        {
-            "feature": used,
-            "gain": estimator.booster_.feature_importance(importance_type="gain"),
-        }
-    ).sort_values("gain", ascending=False)
-    artifacts["feature_importance.csv"] = importance.to_csv(index=False)
-
-    title = f"phase model ({len(test)} test rows; CRM label and true phase at as-of)"
-    report = metrics_table(metrics, title)
-    if not backtest.empty:
-        report += "\n" + _backtest_markdown(backtest)
-    run_params = {
-        **{k: v for k, v in merged.items()},
-        "best_iteration": int(estimator.best_iteration_ or merged["n_estimators"]),
-        "label_lag_days": ts.horizon_days,
-        "n_train_rows": len(x_train),
-        "n_valid_rows": len(x_valid),
-        "n_test_rows": len(x_test),
-        "n_features": len(used),
-    }
+        metrics.update(_backtest_metrics(backtest))
+    artifacts["feature_importance.csv"] = feature_importance_csv(estimator, used)
     return ModelResult(
         name="phase",
         estimator=estimator,
         feature_columns=used,
-        params=run_params,
+        params=_run_params(params, estimator, ts, s, used),
         metrics=metrics,
         primary_metric=PRIMARY_METRIC,
-        report_markdown=report,
-        evaluation=Evaluation(y_true=y_test, y_score=proba, class_names=names),
-        input_example=x_test[used].head(5).reset_index(drop=True),
+        report_markdown=_report(metrics, backtest, n_test=len(s.test)),
+        evaluation=Evaluation(y_true=s.y_test, y_score=proba, class_names=names),
+        input_example=s.x_test[used].head(5).reset_index(drop=True),
         training_set_fingerprint=ts.fingerprint,
         as_of_dates=ts.as_of_dates,
         extra_artifacts=artifacts,
@@ -276,3 +327,24 @@ def _backtest_markdown(backtest: pd.DataFrame) -> str:
             f"{row.purchase_rate:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _backtest_metrics(backtest: pd.DataFrame) -> dict[str, float]:
+    """The backtest's purchase share per predicted phase, keyed
+    ``model.backtest_purchase_rate_<phase>``."""
+    return {
+        f"model.backtest_purchase_rate_{name}": float(rate)
+        for name, rate in zip(
+            backtest["predicted_phase"], backtest["purchase_rate"].to_numpy(), strict=True
+        )
+    }
+
+
+def _report(metrics: dict[str, float], backtest: pd.DataFrame, *, n_test: int) -> str:
+    """The run's Markdown report: the metrics table, then the backtest table when there is
+    one."""
+    title = f"phase model ({n_test} test rows; CRM label and true phase at as-of)"
+    report = metrics_table(metrics, title)
+    if not backtest.empty:
+        report += "\n" + _backtest_markdown(backtest)
+    return report
