@@ -28,11 +28,13 @@ the "why not?" list) and ``rank`` (expected value and :func:`rank_actions`).
 """
 
 from models.arbitration.candidates import (
+    ACCOUNT_LEVEL,
     HOLD_RULES,
     AccountContext,
     HoldRule,
     PreparedCandidates,
     Recent,
+    addressees,
     prepare_candidates,
 )
 from models.arbitration.caps import _Greedy as _Greedy  # checked by the tests
@@ -50,6 +52,7 @@ from models.arbitration.holdback import _draw_groups as _draw_groups  # checked 
 from models.arbitration.rank import rank_actions
 
 __all__ = [
+    "ACCOUNT_LEVEL",
     "DEFAULT_ARBITRATION_PATH",
     "HOLD_RULES",
     "AccountContext",
@@ -64,6 +67,7 @@ __all__ = [
     "PreparedCandidates",
     "PreparedCatalog",
     "Recent",
+    "addressees",
     "churn_band",
     "decision_record",
     "load_arbitration_config",
