@@ -55,8 +55,9 @@ def week_caps(
     ].sum(axis=1)
     if prepared.account_level >= 0:
         # The contact cap spares people; account-level actions address nobody in
-        # particular, so only the account cap bounds them.
-        contact_left[prepared.account_level] = account_left
+        # particular, so only the account cap bounds them (more than it can leave: the
+        # account cap binds, and is reported, first).
+        contact_left[prepared.account_level] = policy.max_actions_per_account_per_week + 1
     return WeekCaps(
         account_left=account_left,
         contact_left=contact_left,
