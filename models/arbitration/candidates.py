@@ -149,9 +149,7 @@ def addressees(contacts: pd.DataFrame) -> pd.DataFrame:
     :data:`ACCOUNT_LEVEL`, no role), so that the account still gets account-level plays."""
     if len(contacts):
         return contacts
-    return pd.DataFrame(
-        {"contact_id": pd.Series([ACCOUNT_LEVEL], dtype=object), "role": [None]}
-    )
+    return pd.DataFrame({"contact_id": pd.Series([ACCOUNT_LEVEL], dtype=object), "role": [None]})
 
 
 def prepare_candidates(

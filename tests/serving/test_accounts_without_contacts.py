@@ -94,9 +94,7 @@ def test_an_account_without_contacts_scores_online_as_in_batch(registry: Trained
     for rank, scored in enumerate(online.actions, start=1):
         assert batch[f"action_{rank}_content_id"] == scored.action.content_id
         assert batch[f"action_{rank}_contact_id"] is None
-        assert batch[f"action_{rank}_expected_value"] == pytest.approx(
-            scored.action.expected_value
-        )
+        assert batch[f"action_{rank}_expected_value"] == pytest.approx(scored.action.expected_value)
 
 
 def test_an_empty_catalog_still_scores_phase_and_churn(registry: TrainedRegistry) -> None:
