@@ -11,7 +11,9 @@ role fit (does the item list the contact's role) and the churn lever multiplies 
 plays by ``1 + lever_strength x churn risk``. Eligibility rules (request channel, dismissed
 or consumed recently, wrong phase, wrong role) and the contact policy (distinct actions per
 account and per contact per week) hold candidates back; :attr:`Decision.held_back` says which
-and why ("why not?").
+and why ("why not?"). An account without current contacts gets account-level plays: one
+addressee :data:`ACCOUNT_LEVEL` without a role (:func:`addressees`), whose items need no role
+fit and are bounded by the account cap alone.
 
 The policy is epsilon-greedy: with probability ``exploration_rate`` the top-1 slot is drawn
 uniformly from the actions that could fill it, otherwise it is the highest expected value;
