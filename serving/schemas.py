@@ -125,7 +125,10 @@ class ActionOut(_Out):
     title: str
     content_type: str = Field(examples=["whitepaper", "sales_play", "service_play"])
     channel: str
-    contact_id: str | None = Field(description="Who to address; null for a cold start.")
+    contact_id: str | None = Field(
+        description="Who to address; null for an account-level action (a cold start, or an "
+        "account without contacts)."
+    )
     role: str | None = None
     expected_value: float = Field(description="P(response) x value x fit x churn lever.")
     p_response: float

@@ -7,6 +7,7 @@ cluster and on one account's events (serving), so the three agree by constructio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from features.pipeline.windows import (
     value_features,
     vocabulary_features,
 )
-from features.schema import JourneyData
+from features.schema import TABLES, JourneyData, empty_table
 from features.taxonomy import Taxonomy
 from features.timestamps import column_ns, to_utc
 
@@ -39,6 +40,7 @@ def compute_features(
     """
     dates = [to_utc(t) for t in as_of]
     specs = feature_specs(taxonomy)
+    data = _with_columns(data, taxonomy)
     prep = prepare_events(data, taxonomy)
     frames = []
     created_ns = column_ns(data.accounts["created_at"])
@@ -49,6 +51,18 @@ def compute_features(
         return empty_features(specs, taxonomy)
     result = pd.concat(frames, ignore_index=True)
     return result.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
+
+
+def _with_columns(data: JourneyData, taxonomy: Taxonomy) -> JourneyData:
+    """``data`` with every empty table that lacks columns of the contract (``pd.DataFrame()``,
+    e.g. the default exposures) as a zero-row table of its columns, so the feature code reads
+    an empty table like any other (counts 0, recencies missing)."""
+    bare = {
+        name: empty_table(name, taxonomy)
+        for name, frame in data.tables().items()
+        if frame.empty and not set(TABLES[name].required) <= set(frame.columns)
+    }
+    return replace(data, **bare) if bare else data
 
 
 def _frame_at(

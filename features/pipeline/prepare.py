@@ -76,8 +76,8 @@ def prepare_events(data: JourneyData, taxonomy: Taxonomy) -> PreparedEvents:
     tp_codes = {
         "channel": category_codes(tp["channel"], taxonomy.channel_names),
         "event": category_codes(tp["event_type"], taxonomy.event_type_names),
-        "content_type": np.where(has_content, content_type[np.maximum(tp_content, 0)], -1),
-        "role": np.where(tp_contact >= 0, contact_role[np.maximum(tp_contact, 0)], -1),
+        "content_type": _gather(content_type, tp_content),
+        "role": _gather(contact_role, tp_contact),
     }
     tp_ns = column_ns(tp["ts"])
     value = (
@@ -113,6 +113,14 @@ def prepare_events(data: JourneyData, taxonomy: Taxonomy) -> PreparedEvents:
         exp_ns=exp_ns,
         exp_response_ns=exp_response_ns,
     )
+
+
+def _gather(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values[at]``, -1 where ``at`` is -1 (no row). Works when ``values`` is empty (a data
+    set without contacts or content): every position is -1 then."""
+    # Position -1 picks the appended -1: one gather, no clipping of positions into a table
+    # that may have no rows.
+    return np.append(values.astype(np.int64, copy=False), -1)[at]
 
 
 def _id_codes(data: JourneyData, accounts: pd.Index) -> list[np.ndarray]:

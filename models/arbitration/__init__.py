@@ -11,7 +11,9 @@ role fit (does the item list the contact's role) and the churn lever multiplies 
 plays by ``1 + lever_strength x churn risk``. Eligibility rules (request channel, dismissed
 or consumed recently, wrong phase, wrong role) and the contact policy (distinct actions per
 account and per contact per week) hold candidates back; :attr:`Decision.held_back` says which
-and why ("why not?").
+and why ("why not?"). An account without current contacts gets account-level plays: one
+addressee :data:`ACCOUNT_LEVEL` without a role (:func:`addressees`), whose items need no role
+fit and are bounded by the account cap alone.
 
 The policy is epsilon-greedy: with probability ``exploration_rate`` the top-1 slot is drawn
 uniformly from the actions that could fill it, otherwise it is the highest expected value;
@@ -28,11 +30,13 @@ the "why not?" list) and ``rank`` (expected value and :func:`rank_actions`).
 """
 
 from models.arbitration.candidates import (
+    ACCOUNT_LEVEL,
     HOLD_RULES,
     AccountContext,
     HoldRule,
     PreparedCandidates,
     Recent,
+    addressees,
     prepare_candidates,
 )
 from models.arbitration.caps import _Greedy as _Greedy  # checked by the tests
@@ -50,6 +54,7 @@ from models.arbitration.holdback import _draw_groups as _draw_groups  # checked 
 from models.arbitration.rank import rank_actions
 
 __all__ = [
+    "ACCOUNT_LEVEL",
     "DEFAULT_ARBITRATION_PATH",
     "HOLD_RULES",
     "AccountContext",
@@ -64,6 +69,7 @@ __all__ = [
     "PreparedCandidates",
     "PreparedCatalog",
     "Recent",
+    "addressees",
     "churn_band",
     "decision_record",
     "load_arbitration_config",

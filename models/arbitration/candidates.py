@@ -46,6 +46,10 @@ HOLD_RULES: tuple[HoldRule, ...] = (
 # Integer codes of the rules above (0 = eligible): the per-candidate rule array is int8.
 RULE_CODE: dict[HoldRule, int] = {rule: i + 1 for i, rule in enumerate(HOLD_RULES)}
 
+# The contact_id of an account-level action: addressed to the account, not to a person (an
+# account without current contacts; the served log stores it as a null contact).
+ACCOUNT_LEVEL = ""
+
 
 @dataclass(frozen=True)
 class Recent:
@@ -136,6 +140,16 @@ class PreparedCandidates:
     contact_position: dict[str, int]
     role_code: np.ndarray  # contact -> column of the catalog's role_fit (-1: no item lists it)
     catalog_size: int
+    account_level: int = -1  # contact row of the account-level addressee (-1: none)
+
+
+def addressees(contacts: pd.DataFrame) -> pd.DataFrame:
+    """Who an account's actions can address: its ``contacts`` (contact_id, role, ...) as
+    given, or, for an account without any, one account-level addressee (contact_id
+    :data:`ACCOUNT_LEVEL`, no role), so that the account still gets account-level plays."""
+    if len(contacts):
+        return contacts
+    return pd.DataFrame({"contact_id": pd.Series([ACCOUNT_LEVEL], dtype=object), "role": [None]})
 
 
 def prepare_candidates(
@@ -179,6 +193,7 @@ def prepare_candidates(
         contact_position=contact_position,
         role_code=role_code,
         catalog_size=len(catalog.content_ids),
+        account_level=contact_position.get(ACCOUNT_LEVEL, -1),
     )
 
 
@@ -278,7 +293,9 @@ def recent_pairs(
 ) -> np.ndarray:
     """(contacts + 1) x items bool: the contact had a row for the item in the ``days`` before
     now (inclusive); the last row collects rows without a known contact. Rows whose content
-    is not in the catalog are ignored (they cannot be candidates)."""
+    is not in the catalog are ignored (they cannot be candidates). When the addressees are
+    the account-level one (:func:`addressees`), every row is the account's: rows without a
+    known contact go to the account-level row."""
     n_contacts = len(contact_position)
     out = np.zeros((n_contacts + 1, len(cat.content_ids)), dtype=bool)
     rows = Recent.of(frame, table)
@@ -287,11 +304,14 @@ def recent_pairs(
     age = now_ns - rows.ts_ns
     recent = (age >= 0) & (age <= days * NS_PER_DAY)
     item = positions(rows.content_id, cat.position)
+    # Served account-level actions are logged with a null contact: they are the
+    # account-level addressee's, so its caps and "served already" see them.
+    unknown = contact_position.get(ACCOUNT_LEVEL, n_contacts)
     if rows.contact_id is not None:
         c = positions(rows.contact_id, contact_position)
-        c = np.where(c < 0, n_contacts, c)
+        c = np.where(c < 0, unknown, c)
     else:
-        c = np.full(len(rows), n_contacts)
+        c = np.full(len(rows), unknown)
     sel = recent & (item >= 0)
     out[c[sel], item[sel]] = True
     return out

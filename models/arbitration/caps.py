@@ -49,10 +49,17 @@ def week_caps(
     pairs = recent_pairs(
         served, "served_last_week", cat, prepared.contact_position, now_ns, WEEK_DAYS
     )
+    account_left = policy.max_actions_per_account_per_week - int(pairs.sum())
+    per_contact = pairs[: len(prepared.contact_ids)].sum(axis=1)
+    contact_left = policy.max_actions_per_contact_per_week - per_contact
+    if prepared.account_level >= 0:
+        # The contact cap spares people; account-level actions address nobody in
+        # particular, so only the account cap bounds them (more than it can leave: the
+        # account cap binds, and is reported, first).
+        contact_left[prepared.account_level] = policy.max_actions_per_account_per_week + 1
     return WeekCaps(
-        account_left=policy.max_actions_per_account_per_week - int(pairs.sum()),
-        contact_left=policy.max_actions_per_contact_per_week
-        - pairs[: len(prepared.contact_ids)].sum(axis=1),
+        account_left=account_left,
+        contact_left=contact_left,
         already=pairs[rows.contact, rows.item],
     )
 

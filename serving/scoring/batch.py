@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.schema import JourneyData
 from models import next_content as nc
-from models.arbitration import AccountContext, rank_actions
+from models.arbitration import ACCOUNT_LEVEL, AccountContext, rank_actions
 from models.churn import calibrate
 from models.contract import NEXT_CONTENT
 from serving.model_set import ModelSet
@@ -100,7 +100,7 @@ def _score_all(
     account_ids = frame["account_id"].astype(str).to_numpy(dtype=object)
     c_row = pd.Index(account_ids).get_indexer(pd.Index(contacts["account_id"].astype(str)))
     contacts = contacts.loc[c_row >= 0].reset_index(drop=True)
-    c_row = c_row[c_row >= 0]
+    contacts, c_row = _with_account_level(contacts, c_row[c_row >= 0], account_ids)
     p = _p_response(setup, models, frame, contacts, c_row, chunk_accounts)
     tp = data.touchpoints
     tp = tp.loc[tp["content_id"].notna(), ["account_id", "content_id", "contact_id", "ts"]]
@@ -119,6 +119,28 @@ def _score_all(
         touchpoints=tp,
         touchpoint_rows=tp.groupby(tp["account_id"].astype(str), sort=False).indices,
         owner=owner,
+    )
+
+
+def _with_account_level(
+    contacts: pd.DataFrame, c_row: np.ndarray, account_ids: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Returns the addressees of every account (``models.arbitration.addressees``, as
+    online): ``contacts`` (``c_row``: each one's account row) plus one account-level
+    addressee (no role) for each account without a current contact, and their account rows."""
+    without = np.setdiff1d(np.arange(len(account_ids)), c_row)
+    if not len(without):
+        return contacts, c_row
+    account_level = pd.DataFrame(
+        {
+            "account_id": account_ids[without],
+            "contact_id": ACCOUNT_LEVEL,
+            "role": pd.Series([None] * len(without), dtype=object),
+        }
+    )
+    return (
+        pd.concat([contacts, account_level], ignore_index=True),
+        np.concatenate([c_row, without]),
     )
 
 
@@ -168,7 +190,8 @@ def _record(
     for slot in range(k):
         a = decision.actions[slot] if slot < len(decision.actions) else None
         record[f"action_{slot + 1}_content_id"] = a.content_id if a else None
-        record[f"action_{slot + 1}_contact_id"] = a.contact_id if a else None
+        # an account-level action has no contact
+        record[f"action_{slot + 1}_contact_id"] = (a.contact_id or None) if a else None
         record[f"action_{slot + 1}_expected_value"] = a.expected_value if a else np.nan
     return record
 

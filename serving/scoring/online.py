@@ -26,6 +26,7 @@ from models.arbitration import (
     Action,
     Decision,
     Recent,
+    addressees,
     churn_band,
     prepare_candidates,
     rank_actions,
@@ -159,7 +160,8 @@ def compute_state(
     churn_reasons = model_reasons(
         setup, models, CHURN, frame, values, direction=1 if band != "low" else -1
     )
-    contacts = current_contacts(one.contacts, now)
+    # without a current contact the account still gets account-level plays
+    contacts = addressees(current_contacts(one.contacts, now))
     candidates, computed = _candidates(setup, models, frame, contacts)
     # Older rows cannot count as consumed recently while this state is served.
     horizon_ns = (
