@@ -17,7 +17,7 @@ from features.pipeline import build_account_features, build_features
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from nba.cli import app
-from tests.features.conftest import make_tiny_data
+from tests.utils.data import make_tiny_data
 
 AS_OF = [pd.Timestamp("2024-03-01", tz="UTC"), pd.Timestamp("2024-07-01", tz="UTC")]
 EMPTIABLE = ("contacts", "content", "stages", "exposures")

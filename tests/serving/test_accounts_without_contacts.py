@@ -15,17 +15,12 @@ from features.pipeline import select_accounts
 from models.arbitration import ACCOUNT_LEVEL, load_arbitration_config
 from serving.model_holder import ModelHolder
 from serving.scoring import Scorer
-from tests.serving.test_api import Api, event, open_api, recommendations
-from tests.serving.test_store import BACKENDS
-from tests.serving.trained import TrainedRegistry, trained_registry
+from tests.utils.api import Api, event, open_api, recommendations
+from tests.utils.registry import TrainedRegistry
+from tests.utils.store import BACKENDS
 
 NEW = "A-no-contacts"
 REP = "R-no-contacts"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
-    return trained_registry(tmp_path_factory)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

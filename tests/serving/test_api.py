@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -17,7 +16,7 @@ from sqlalchemy import select
 
 from features.pipeline import select_accounts
 from serving.store.tables import Feedback, Recommendation
-from tests.utils.api import MAX_BODY, MAX_EVENTS, Api, open_api
+from tests.utils.api import MAX_BODY, MAX_EVENTS, Api, event, open_api, recommendations
 from tests.utils.registry import TrainedRegistry
 from tests.utils.store import BACKENDS, logged_recommendations
 
@@ -33,32 +32,6 @@ def api(
     directory = tmp_path_factory.mktemp(f"api-{request.param}")
     with open_api(request.param, directory, registry) as opened:
         yield opened
-
-
-def event(eid: str, account: str = "A-new-1", **changes: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "event_id": eid,
-        "account_id": account,
-        "contact_id": f"{account}-P1",
-        "ts": "2025-06-20T10:00:00Z",
-        "channel": "website",
-        "event_type": "download",
-        "content_id": "C027",
-        "value": None,
-        "account": {"industry": "software", "employees": 40, "region": "dach"},
-        "contact": {"role": "it"},
-    }
-    record.update(changes)
-    return record
-
-
-def recommendations(api: Api, account: str, **params: Any) -> dict[str, Any]:
-    response = api.client.get(
-        f"/v1/accounts/{account}/recommendations", params=params, headers=api.headers()
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 # -- events -----------------------------------------------------------------------------------

@@ -79,3 +79,29 @@ def open_api(
         app = create_app(settings, clock=lambda: registry.now)
         with TestClient(app) as client:
             yield Api(client, store, registry, keys, ids)
+
+
+def event(eid: str, account: str = "A-new-1", **changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event_id": eid,
+        "account_id": account,
+        "contact_id": f"{account}-P1",
+        "ts": "2025-06-20T10:00:00Z",
+        "channel": "website",
+        "event_type": "download",
+        "content_id": "C027",
+        "value": None,
+        "account": {"industry": "software", "employees": 40, "region": "dach"},
+        "contact": {"role": "it"},
+    }
+    record.update(changes)
+    return record
+
+
+def recommendations(api: Api, account: str, **params: Any) -> dict[str, Any]:
+    response = api.client.get(
+        f"/v1/accounts/{account}/recommendations", params=params, headers=api.headers()
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
