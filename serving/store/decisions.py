@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 from sqlalchemy import Connection, Table, bindparam, func, insert, select
@@ -43,12 +43,33 @@ _DISMISSED_ITEMS = select(DismissedItem.content_id, DismissedItem.last_dismissed
 )
 
 
+# A served recommendation with its account's owner (``known`` is None when the store does
+# not hold the account, e.g. a cold start).
+_SERVED_WITH_OWNER = (
+    select(
+        Recommendation.account_id,
+        Recommendation.content_id,
+        Account.account_id.label("known"),
+        Account.owner_rep_id.label("owner"),
+    )
+    .outerjoin(Account, Account.account_id == Recommendation.account_id)
+    .where(Recommendation.id == bindparam("recommendation_id"))
+)
+
+
 class UnknownRecommendationError(NotFoundError):
     """Feedback for a recommendation id the store never served."""
 
 
 class InvalidOutcomeError(InvalidInputError):
     """A feedback outcome that is not one of ``FEEDBACK_OUTCOMES``."""
+
+
+class OtherRepsAccountError(InvalidInputError):
+    """Feedback, from a key bound to a rep, on a recommendation for an account the rep does
+    not own. Forbidden (403), as reading that account is."""
+
+    http_status_override: ClassVar[int | None] = 403
 
 
 def _new_id() -> str:
@@ -92,6 +113,16 @@ class AccountActivity:
     dismissed: list[tuple[str, int]]
 
 
+def _check_owner(recommendation_id: str, account_id: str, owner: str | None, rep_id: str) -> None:
+    """Raises :class:`OtherRepsAccountError` unless ``rep_id`` owns the account."""
+    if owner != rep_id:
+        raise OtherRepsAccountError(
+            f"feedback.recommendation_id {recommendation_id!r} was served for account "
+            f"{account_id!r}, which belongs to another rep; a key bound to rep {rep_id!r} "
+            "gives feedback only on that rep's accounts"
+        )
+
+
 def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, Any]:
     return {
         "id": item.id,
@@ -126,17 +157,33 @@ class DecisionLog(Database):
                 last[action] = max(last.get(action, served_ns), served_ns)
             with self._write() as conn:
                 conn.execute(insert(BY_NAME["recommendations"]), rows)
-                self._upsert_latest(
-                    conn,
-                    BY_NAME["served_actions"],
-                    ["account_id", "contact_id", "content_id"],
-                    "last_served_at",
-                    [
-                        {"account_id": a, "contact_id": c, "content_id": i, "last_served_at": t}
-                        for (a, c, i), t in sorted(last.items())
-                    ],
-                )
+                # Only accounts the store holds get per-account state: anyone with a read key
+                # can ask for any number of made-up ids, and their cold-start answers are
+                # kept in the log above alone (no contact cap reads them: unknown accounts
+                # have no activity).
+                known = self._known_accounts(conn, {a for a, _, _ in last})
+                state = [
+                    {"account_id": a, "contact_id": c, "content_id": i, "last_served_at": t}
+                    for (a, c, i), t in sorted(last.items())
+                    if a in known
+                ]
+                if state:
+                    self._upsert_latest(
+                        conn,
+                        BY_NAME["served_actions"],
+                        ["account_id", "contact_id", "content_id"],
+                        "last_served_at",
+                        state,
+                    )
         return [item.id for item in items]
+
+    @staticmethod
+    def _known_accounts(conn: Connection, account_ids: set[str]) -> set[str]:
+        """The ids among ``account_ids`` that have an account row."""
+        found = conn.execute(
+            select(Account.account_id).where(Account.account_id.in_(sorted(account_ids)))
+        ).scalars()
+        return set(found)
 
     def _upsert_latest(
         self,
@@ -161,10 +208,15 @@ class DecisionLog(Database):
         outcome: str,
         at: pd.Timestamp | None = None,
         note: str | None = None,
+        *,
+        rep_id: str | None = None,
     ) -> int:
         """Store what happened to a recommendation; returns the feedback id. Raises
-        :class:`InvalidOutcomeError` for an outcome not in ``FEEDBACK_OUTCOMES`` and
-        :class:`UnknownRecommendationError` for an id never served."""
+        :class:`InvalidOutcomeError` for an outcome not in ``FEEDBACK_OUTCOMES``,
+        :class:`UnknownRecommendationError` for an id never served and, when ``rep_id`` is
+        given (a key bound to that rep), :class:`OtherRepsAccountError` for a recommendation
+        whose account the store holds and ``rep_id`` does not own (nothing is stored then).
+        An account the store does not hold has no owner to protect, as for reads."""
         if outcome not in FEEDBACK_OUTCOMES:
             raise InvalidOutcomeError(
                 f"feedback.outcome {outcome!r} is unknown; expected one of: "
@@ -183,12 +235,12 @@ class DecisionLog(Database):
         try:
             with self._write() as conn:
                 served = conn.execute(
-                    select(Recommendation.account_id, Recommendation.content_id).where(
-                        Recommendation.id == recommendation_id
-                    )
+                    _SERVED_WITH_OWNER, {"recommendation_id": recommendation_id}
                 ).first()
                 if served is None:
                     raise unknown
+                if rep_id is not None and served.known is not None:
+                    _check_owner(recommendation_id, served.account_id, served.owner, rep_id)
                 feedback_id = int(
                     conn.execute(
                         insert(BY_NAME["feedback"]).returning(Feedback.id), row
