@@ -113,14 +113,23 @@ class AccountActivity:
     dismissed: list[tuple[str, int]]
 
 
-def _check_owner(recommendation_id: str, account_id: str, owner: str | None, rep_id: str) -> None:
-    """Raises :class:`OtherRepsAccountError` unless ``rep_id`` owns the account."""
-    if owner != rep_id:
+def _served_for_feedback(
+    conn: Connection, recommendation_id: str, rep_id: str | None
+) -> tuple[str, str] | None:
+    """The (account_id, content_id) of a served recommendation, None if never served.
+    Raises :class:`OtherRepsAccountError` when a key bound to ``rep_id`` gives feedback on it
+    and its account is in the store and not ``rep_id``'s. An account the store does not hold
+    (a cold start) has no owner to protect, as for reads."""
+    served = conn.execute(_SERVED_WITH_OWNER, {"recommendation_id": recommendation_id}).first()
+    if served is None:
+        return None
+    if rep_id is not None and served.known is not None and served.owner != rep_id:
         raise OtherRepsAccountError(
             f"feedback.recommendation_id {recommendation_id!r} was served for account "
-            f"{account_id!r}, which belongs to another rep; a key bound to rep {rep_id!r} "
-            "gives feedback only on that rep's accounts"
+            f"{served.account_id!r}, which belongs to another rep; a key bound to rep "
+            f"{rep_id!r} gives feedback only on that rep's accounts"
         )
+    return str(served.account_id), str(served.content_id)
 
 
 def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, Any]:
@@ -213,10 +222,9 @@ class DecisionLog(Database):
     ) -> int:
         """Store what happened to a recommendation; returns the feedback id. Raises
         :class:`InvalidOutcomeError` for an outcome not in ``FEEDBACK_OUTCOMES``,
-        :class:`UnknownRecommendationError` for an id never served and, when ``rep_id`` is
-        given (a key bound to that rep), :class:`OtherRepsAccountError` for a recommendation
-        whose account the store holds and ``rep_id`` does not own (nothing is stored then).
-        An account the store does not hold has no owner to protect, as for reads."""
+        :class:`UnknownRecommendationError` for an id never served and, for a key bound to
+        ``rep_id``, :class:`OtherRepsAccountError` (nothing stored) when the recommendation's
+        account is in the store and not ``rep_id``'s (see :func:`_served_for_feedback`)."""
         if outcome not in FEEDBACK_OUTCOMES:
             raise InvalidOutcomeError(
                 f"feedback.outcome {outcome!r} is unknown; expected one of: "
@@ -234,13 +242,10 @@ class DecisionLog(Database):
         )
         try:
             with self._write() as conn:
-                served = conn.execute(
-                    _SERVED_WITH_OWNER, {"recommendation_id": recommendation_id}
-                ).first()
+                served = _served_for_feedback(conn, recommendation_id, rep_id)
                 if served is None:
                     raise unknown
-                if rep_id is not None and served.known is not None:
-                    _check_owner(recommendation_id, served.account_id, served.owner, rep_id)
+                account_id, content_id = served
                 feedback_id = int(
                     conn.execute(
                         insert(BY_NAME["feedback"]).returning(Feedback.id), row
@@ -254,8 +259,8 @@ class DecisionLog(Database):
                         "last_dismissed_at",
                         [
                             {
-                                "account_id": served.account_id,
-                                "content_id": served.content_id,
+                                "account_id": account_id,
+                                "content_id": content_id,
                                 "last_dismissed_at": row["at"],
                             }
                         ],

@@ -386,9 +386,7 @@ def test_a_reps_worklist_is_ranked_and_holds_only_their_accounts(api: Api) -> No
     owners = accounts["owner_rep_id"].astype(str).value_counts()
     rep = str(owners.index[0])
     mine = set(accounts.loc[accounts["owner_rep_id"].astype(str) == rep, "account_id"].astype(str))
-    response = api.client.get(
-        f"/v1/reps/{rep}/actions", headers=api.headers("worklists:read")
-    )
+    response = api.client.get(f"/v1/reps/{rep}/actions", headers=api.headers("worklists:read"))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["rep_id"] == rep and body["accounts"] == len(mine) == int(owners.iloc[0])

@@ -169,7 +169,8 @@ def api(
 def _reps(api: Api) -> tuple[str, str, dict[str, str]]:
     """Two reps with loaded accounts (the one with most first) and each account's owner."""
     accounts = select_accounts(api.registry.data, api.account_ids).accounts
-    owners = dict(zip(accounts["account_id"].astype(str), accounts["owner_rep_id"].astype(str)))
+    ids, reps = accounts["account_id"].astype(str), accounts["owner_rep_id"].astype(str)
+    owners = dict(zip(ids, reps, strict=True))
     ranked = pd.Series(owners).value_counts()
     return str(ranked.index[0]), str(ranked.index[1]), owners
 
