@@ -57,8 +57,10 @@ COLD_PATH_THREADS = 2
 DESCRIPTION = """Next-best-action for B2B customer journeys.
 
 Every `/v1` route needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)
-with the route's scope: `events:write`, `recommendations:read`, `feedback:write`
-(`admin` allows all). Create one with `nba keys create --name NAME --scopes a,b`.
+with the route's scope: `events:write`, `recommendations:read`, `worklists:read`,
+`feedback:write` (`admin` allows all). Create one with
+`nba keys create --name NAME --scopes a,b [--rep REP_ID]`; a key with a rep reads and gives
+feedback on that rep's worklist and accounts only.
 """
 
 
@@ -115,8 +117,9 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
 
 async def _nba_error(_request: Request, exc: Exception) -> JSONResponse:
     """The one translation of the project's errors to HTTP: the status follows the error's
-    kind (invalid 422, not found 404, conflict 409, unavailable 503; a batch too large 413)
-    and the detail is its message, as FastAPI's own errors put it."""
+    kind (invalid 422, not found 404, conflict 409, unavailable 503; a batch too large 413,
+    feedback on another rep's account 403) and the detail is its message, as FastAPI's own
+    errors put it."""
     assert isinstance(exc, NbaError)
     return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 

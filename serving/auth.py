@@ -2,9 +2,11 @@
 
 A key comes in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No key or an
 unknown, malformed or revoked one answers 401; a valid key without the route's scope answers
-403. ``admin`` allows every scope. The store keeps only salted hashes; :class:`KeyVerifier`
-remembers verdicts for ``ttl_s`` seconds (default 5) so the request path does not hash and
-query for every call — a revoked key therefore stops working within that time.
+403. ``admin`` allows every scope. A key bound to a rep reads (and gives feedback on) only
+that rep's worklist and accounts (see :func:`bound_rep`). The store keeps only salted hashes;
+:class:`KeyVerifier` remembers verdicts for ``ttl_s`` seconds (default 5) so the request
+path does not hash and query for every call — a revoked key therefore stops working within
+that time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from serving.store import API_KEY_SCOPES, ApiKey, Store
 
-Scope = Literal["events:write", "recommendations:read", "feedback:write", "admin"]
+Scope = Literal["events:write", "recommendations:read", "worklists:read", "feedback:write", "admin"]
 SCOPES: tuple[str, ...] = API_KEY_SCOPES
 # Verdicts remembered at most; the cache is cleared when it grows past this (bounded memory
 # even when someone sprays random keys).
@@ -110,38 +112,33 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
     return dependency
 
 
-# Keys carry no rep in the store; the binding is a naming convention. A key named
-# ``rep:<rep_id>`` belongs to that rep: it reads only that rep's worklist and accounts. Keys
-# named ``widget:<...>`` are handed to browsers inside CRM pages and read no worklist at all.
-# Other keys (admin, server-side CRM sync) read any rep's worklist and any account.
-REP_KEY_PREFIX = "rep:"
-WIDGET_KEY_PREFIX = "widget:"
+# Who reads what is decided by a key's scopes and its rep, never by its name:
+# - ``worklists:read`` reads rep worklists (the route's scope); ``recommendations:read``
+#   reads accounts. A widget key handed to browsers holds neither ``worklists:read`` nor a
+#   rep, so it reads no worklist.
+# - a key with a rep (``nba keys create --rep R014``) reads only that rep's worklist and that
+#   rep's accounts, and gives feedback only on them; a key without one is limited by its
+#   scopes alone (a server-side CRM sync). ``admin`` allows everything, whatever the rep (the
+#   store refuses to bind an admin key to a rep).
 
 
 def bound_rep(key: ApiKey) -> str | None:
-    """The rep a key is bound to by its name (``rep:<rep_id>``), or None."""
-    if key.name.startswith(REP_KEY_PREFIX) and len(key.name) > len(REP_KEY_PREFIX):
-        return key.name[len(REP_KEY_PREFIX) :]
-    return None
+    """The rep whose accounts ``key`` is limited to: its rep, or None when it has none or is
+    an admin key."""
+    if "admin" in key.scopes:
+        return None
+    return key.rep_id
 
 
 def check_worklist_access(key: ApiKey, rep_id: str) -> None:
-    """403 unless ``key`` may read ``rep_id``'s worklist: admin keys and unbound service
-    keys may; a key bound to another rep and widget keys may not."""
-    if "admin" in key.scopes:
-        return
+    """403 when ``key`` is bound to a rep other than ``rep_id``. (Whether the key may read
+    worklists at all is its ``worklists:read`` scope, checked by :func:`require_scope`.)"""
     rep = bound_rep(key)
     if rep is not None and rep != rep_id:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail=f"API key {key.name!r} is bound to rep {rep!r}; it cannot read the "
             f"worklist of rep {rep_id!r}",
-        )
-    if rep is None and key.name.startswith(WIDGET_KEY_PREFIX):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail=f"API key {key.name!r} is a widget key; worklists need the rep's own key "
-            f"(named '{REP_KEY_PREFIX}<rep_id>')",
         )
 
 
@@ -150,7 +147,7 @@ def check_account_access(key: ApiKey, account_id: str, owner_rep_id: str | None)
     ``owner_rep_id``, is not theirs. Accounts the store does not know have no owner to
     protect and are not checked."""
     rep = bound_rep(key)
-    if rep is None or "admin" in key.scopes or owner_rep_id == rep:
+    if rep is None or owner_rep_id == rep:
         return
     raise HTTPException(
         status.HTTP_403_FORBIDDEN,

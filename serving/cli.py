@@ -89,26 +89,39 @@ def keys_create(
         str,
         typer.Option(
             "--scopes",
-            help="Comma-separated: events:write, recommendations:read, feedback:write, admin.",
+            help="Comma-separated: events:write, recommendations:read, worklists:read, "
+            "feedback:write, admin.",
         ),
     ],
+    rep: Annotated[
+        str | None,
+        typer.Option(
+            "--rep",
+            help="Bind the key to this rep: it reads only the rep's worklist and accounts "
+            "and gives feedback only on them.",
+        ),
+    ] = None,
 ) -> None:
-    """Create an API key and print it (the only time it is shown; only a hash is stored)."""
+    """Create an API key and print it (the only time it is shown; only a hash is stored).
+    The name is only a label: what the key may do comes from --scopes and --rep."""
     with _store() as store:
-        key = store.create_api_key(name, [s.strip() for s in scopes.split(",") if s.strip()])
+        key = store.create_api_key(
+            name, [s.strip() for s in scopes.split(",") if s.strip()], rep_id=rep
+        )
     typer.echo(key)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List the keys (names, scopes, created, revoked; never the secrets)."""
+    """List the keys (names, scopes, created, revoked, rep; never the secrets)."""
     with _store() as store:
         keys = store.api_keys()
     for key in keys:
         revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        rep = f"rep {key.rep_id}" if key.rep_id is not None else "no rep"
         typer.echo(
             f"{key.name}\t{','.join(sorted(key.scopes))}\t"
-            f"created {key.created_at:%Y-%m-%d %H:%M}\t{revoked}"
+            f"created {key.created_at:%Y-%m-%d %H:%M}\t{revoked}\t{rep}"
         )
 
 

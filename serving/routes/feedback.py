@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, Depends, status
 
-from serving.auth import require_scope
+from serving.auth import bound_rep, require_scope
 from serving.routes import Services, services
 from serving.schemas import FeedbackRequest, FeedbackResponse
 from serving.store import ApiKey, UnknownRecommendationError
@@ -21,9 +21,12 @@ router = APIRouter(prefix="/v1", tags=["feedback"])
 UNKNOWN_ID_RETRIES = 3
 
 
-def record(svc: Services, body: FeedbackRequest, now: pd.Timestamp) -> int:
+def record(
+    svc: Services, body: FeedbackRequest, now: pd.Timestamp, rep_id: str | None = None
+) -> int:
     """Store the feedback; returns its id. Writes this worker's queued served actions first
-    if the id is among them, and gives other workers' batches a few intervals to land."""
+    if the id is among them, and gives other workers' batches a few intervals to land.
+    ``rep_id``: the rep the key is bound to, whose accounts alone it may give feedback on."""
     served_log = svc.served_log
     retries = UNKNOWN_ID_RETRIES if served_log.background else 0
     while True:
@@ -31,7 +34,7 @@ def record(svc: Services, body: FeedbackRequest, now: pd.Timestamp) -> int:
             served_log.flush()
         try:
             return svc.store.record_feedback(
-                body.recommendation_id, body.outcome, at=now, note=body.note
+                body.recommendation_id, body.outcome, at=now, note=body.note, rep_id=rep_id
             )
         except UnknownRecommendationError:
             if retries == 0:
@@ -47,7 +50,10 @@ def record(svc: Services, body: FeedbackRequest, now: pd.Timestamp) -> int:
     summary="Report what happened to a recommendation",
     responses={
         401: {"description": "No or invalid API key."},
-        403: {"description": "The key lacks scope feedback:write."},
+        403: {
+            "description": "The key lacks scope feedback:write, or is bound to a rep who "
+            "does not own the recommendation's account."
+        },
         404: {"description": "No recommendation with this id was served."},
         422: {"description": "An outcome other than shown, accepted, dismissed, converted."},
     },
@@ -55,13 +61,14 @@ def record(svc: Services, body: FeedbackRequest, now: pd.Timestamp) -> int:
 def post_feedback(
     body: FeedbackRequest,
     svc: Annotated[Services, Depends(services)],
-    _key: Annotated[ApiKey, Depends(require_scope("feedback:write"))],
+    key: Annotated[ApiKey, Depends(require_scope("feedback:write"))],
 ) -> FeedbackResponse:
     """Store an outcome (shown, accepted, dismissed, converted) for a recommendation id a
     recommendations answer returned. A dismissed item is not offered to the account again
-    for the arbitration config's ``dismissed_recently_days``."""
+    for the arbitration config's ``dismissed_recently_days``. A key bound to a rep gives
+    feedback only on recommendations for that rep's accounts (403 otherwise)."""
     now: pd.Timestamp = svc.now()
-    feedback_id = record(svc, body, now)
+    feedback_id = record(svc, body, now, bound_rep(key))
     svc.metrics.feedback.labels(body.outcome).inc()
     return FeedbackResponse(
         feedback_id=feedback_id, recommendation_id=body.recommendation_id, outcome=body.outcome

@@ -9,9 +9,10 @@ How the pages authenticate: the HTML, CSS and JS need no key. The CRM embeds the
 travels in the URL *fragment*, which browsers never send to servers (so it is in no access
 log or Referer header); the page's script reads it and sends it as ``Authorization: Bearer``
 on its own ``fetch`` calls. A widget key should hold only ``recommendations:read`` and
-``feedback:write`` and, by convention, be named ``widget:<crm>`` (such keys cannot read rep
-worklists, see ``serving.routes.reps``). A rep opens ``/reps/<rep_id>#key=<rep key>`` with a
-key named ``rep:<rep_id>``; each row opens the account widget with the same key.
+``feedback:write`` and no rep (without ``worklists:read`` it reads no rep worklist, see
+``serving.routes.reps``). A rep opens ``/reps/<rep_id>#key=<rep key>`` with a key bound to
+that rep (``nba keys create --rep <rep_id>``); each row opens the account widget with the
+same key.
 
 Every page answers with a Content-Security-Policy that allows only this origin's scripts,
 styles and API (no inline script), and ``frame-ancestors`` limited to this origin and the
@@ -116,8 +117,8 @@ def get_touchpoints(
 ) -> TouchpointsResponse:
     """The account's latest ``limit`` touchpoints, newest first, with the content's title
     and the contact's role. An unknown account answers ``known: false`` and no touchpoints
-    (the widget shows it as a cold start), not 404. A key bound to a rep (``rep:<rep_id>``)
-    reads only that rep's accounts."""
+    (the widget shows it as a cold start), not 404. A key bound to a rep reads only that
+    rep's accounts."""
     data = svc.store.account_data(account_id)
     if data is None:
         return TouchpointsResponse(account_id=account_id, known=False, touchpoints=[])

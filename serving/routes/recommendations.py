@@ -45,7 +45,7 @@ _ERRORS = {
     401: {"description": "No or invalid API key."},
     403: {
         "description": "The key lacks scope recommendations:read, or is bound to a rep "
-        "(named rep:<rep_id>) who does not own the account."
+        "(nba keys create --rep) who does not own the account."
     },
     422: {"description": "An unknown role or channel, or k out of range."},
     503: {"description": "No models are loaded yet (see /ready)."},

@@ -29,8 +29,8 @@ WORKLIST_POLICY_SUFFIX = "/worklist-greedy"
     responses={
         401: {"description": "No or invalid API key."},
         403: {
-            "description": "The key lacks scope recommendations:read, is bound to another "
-            "rep (named rep:<other rep>) or is a widget key (named widget:...)."
+            "description": "The key lacks scope worklists:read or is bound to another rep "
+            "(nba keys create --rep)."
         },
         503: {"description": "No models are loaded yet (see /ready)."},
     },
@@ -38,7 +38,7 @@ WORKLIST_POLICY_SUFFIX = "/worklist-greedy"
 def get_rep_actions(
     rep_id: str,
     svc: Annotated[Services, Depends(services)],
-    key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
+    key: Annotated[ApiKey, Depends(require_scope("worklists:read"))],
     limit: Annotated[int, Query(ge=1, le=500, description="Accounts to return.")] = 50,
 ) -> WorklistResponse:
     """The accounts owned by ``rep_id``, best next action first: each with its phase,
@@ -49,8 +49,8 @@ def get_rep_actions(
     route, so a rep's second look costs arbitration only. The actions returned are logged
     (propensity 1: the worklist always shows the greedy best).
 
-    A rep sees only their own accounts: a key named ``rep:<rep_id>`` reads only that rep's
-    worklist, a widget key (``widget:...``) none (403); admin and other service keys any."""
+    Reading worklists needs scope ``worklists:read`` (a widget key has none); a key bound
+    to a rep reads only that rep's worklist (403 for others'), a key without a rep any."""
     check_worklist_access(key, rep_id)
     now = svc.now()
     account_ids = svc.store.accounts_of_rep(rep_id)

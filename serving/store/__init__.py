@@ -8,6 +8,7 @@ from serving.store.api_keys import (
     ApiKey,
     ApiKeyError,
     DuplicateApiKeyError,
+    InvalidRepError,
     UnknownApiKeyError,
     UnknownScopeError,
 )
@@ -16,6 +17,7 @@ from serving.store.decisions import (
     AccountActivity,
     InvalidOutcomeError,
     NewRecommendation,
+    OtherRepsAccountError,
     UnknownRecommendationError,
 )
 from serving.store.engine import DEFAULT_DATABASE_URL, StoreError, database_url
@@ -37,8 +39,10 @@ __all__ = [
     "DuplicateApiKeyError",
     "IngestResult",
     "InvalidOutcomeError",
+    "InvalidRepError",
     "LoadResult",
     "NewRecommendation",
+    "OtherRepsAccountError",
     "RecordError",
     "ServedLog",
     "Store",

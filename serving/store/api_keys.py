@@ -1,6 +1,7 @@
-"""API keys in the store: created with their scopes, verified in constant time, revoked by
-name. Only a salted SHA-256 of a key's secret is stored (see ``serving.store.tables.ApiKeyRow``
-for why not a slow password hash)."""
+"""API keys in the store: created with their scopes (and optionally the rep they belong to),
+verified in constant time, revoked by name. Only a salted SHA-256 of a key's secret is stored
+(see ``serving.store.tables.ApiKeyRow`` for why not a slow password hash). A key's name is a
+label for people: what it may do comes from its scopes and its rep alone."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from features.timestamps import from_ns, to_ns
 from serving.store.engine import Database
 from serving.store.tables import BY_NAME, ApiKeyRow
 
-API_KEY_SCOPES = ("events:write", "recommendations:read", "feedback:write", "admin")
+API_KEY_SCOPES = (
+    "events:write",
+    "recommendations:read",
+    "worklists:read",
+    "feedback:write",
+    "admin",
+)
 _KEY_PREFIX = "nba"
 
 
@@ -40,6 +47,10 @@ class UnknownApiKeyError(ApiKeyError, NotFoundError):
     """No active key has this name."""
 
 
+class InvalidRepError(ApiKeyError):
+    """A rep a key cannot be bound to: an empty id, or a key that is also admin."""
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A stored API key (never its secret)."""
@@ -49,6 +60,8 @@ class ApiKey:
     scopes: frozenset[str]
     created_at: pd.Timestamp
     revoked_at: pd.Timestamp | None
+    # The rep the key belongs to, or None (see ``serving.auth`` for what it limits).
+    rep_id: str | None = None
 
     def allows(self, scope: str) -> bool:
         """Whether the key may use ``scope``; ``admin`` allows everything."""
@@ -58,9 +71,11 @@ class ApiKey:
 class ApiKeyStore(Database):
     """The API keys table."""
 
-    def create_api_key(self, name: str, scopes: Iterable[str]) -> str:
+    def create_api_key(self, name: str, scopes: Iterable[str], *, rep_id: str | None = None) -> str:
         """Create a key and return its plaintext (the only time it is available: only a
-        salted SHA-256 of the secret is stored). Raises :class:`UnknownScopeError` and
+        salted SHA-256 of the secret is stored). ``rep_id`` binds the key to a rep: it then
+        reads and gives feedback on that rep's accounts only. Raises
+        :class:`UnknownScopeError`, :class:`InvalidRepError` and
         :class:`DuplicateApiKeyError` (an active key has this name)."""
         wanted = sorted(set(scopes))
         unknown = [s for s in wanted if s not in API_KEY_SCOPES]
@@ -71,6 +86,7 @@ class ApiKeyStore(Database):
             )
         if not name.strip():
             raise ApiKeyError("api key name is empty; expected a name such as 'crm-widget'")
+        _check_rep(rep_id, wanted)
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
@@ -82,6 +98,7 @@ class ApiKeyStore(Database):
             "scopes": wanted,
             "created_at": to_ns(pd.Timestamp.now(tz="UTC")),
             "revoked_at": None,
+            "rep_id": rep_id,
         }
         try:
             with self._write() as conn:
@@ -132,6 +149,24 @@ class ApiKeyStore(Database):
         return [_api_key(r) for r in rows]
 
 
+def _check_rep(rep_id: str | None, scopes: list[str]) -> None:
+    """Raises :class:`InvalidRepError` for a rep id a key cannot carry."""
+    if rep_id is None:
+        return
+    if not rep_id.strip() or rep_id != rep_id.strip():
+        raise InvalidRepError(
+            f"api key rep {rep_id!r}: expected a rep id such as 'R014' (no surrounding spaces)"
+        )
+    # admin reads every rep's data, so a rep on an admin key would promise a limit that
+    # does not hold.
+    if "admin" in scopes:
+        raise InvalidRepError(
+            f"api key rep {rep_id!r} with scope 'admin': an admin key reads every rep's "
+            "accounts; give a rep's key recommendations:read, worklists:read and "
+            "feedback:write instead"
+        )
+
+
 def _hash_secret(salt: bytes, secret: str) -> bytes:
     return hashlib.sha256(salt + secret.encode()).digest()
 
@@ -143,4 +178,5 @@ def _api_key(row: Any) -> ApiKey:
         scopes=frozenset(row.scopes),
         created_at=from_ns(row.created_at),
         revoked_at=None if row.revoked_at is None else from_ns(row.revoked_at),
+        rep_id=row.rep_id,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 from sqlalchemy import Connection, Table, bindparam, func, insert, select
@@ -43,12 +43,33 @@ _DISMISSED_ITEMS = select(DismissedItem.content_id, DismissedItem.last_dismissed
 )
 
 
+# A served recommendation with its account's owner (``known`` is None when the store does
+# not hold the account, e.g. a cold start).
+_SERVED_WITH_OWNER = (
+    select(
+        Recommendation.account_id,
+        Recommendation.content_id,
+        Account.account_id.label("known"),
+        Account.owner_rep_id.label("owner"),
+    )
+    .outerjoin(Account, Account.account_id == Recommendation.account_id)
+    .where(Recommendation.id == bindparam("recommendation_id"))
+)
+
+
 class UnknownRecommendationError(NotFoundError):
     """Feedback for a recommendation id the store never served."""
 
 
 class InvalidOutcomeError(InvalidInputError):
     """A feedback outcome that is not one of ``FEEDBACK_OUTCOMES``."""
+
+
+class OtherRepsAccountError(InvalidInputError):
+    """Feedback, from a key bound to a rep, on a recommendation for an account the rep does
+    not own. Forbidden (403), as reading that account is."""
+
+    http_status_override: ClassVar[int | None] = 403
 
 
 def _new_id() -> str:
@@ -92,6 +113,25 @@ class AccountActivity:
     dismissed: list[tuple[str, int]]
 
 
+def _served_for_feedback(
+    conn: Connection, recommendation_id: str, rep_id: str | None
+) -> tuple[str, str] | None:
+    """The (account_id, content_id) of a served recommendation, None if never served.
+    Raises :class:`OtherRepsAccountError` when a key bound to ``rep_id`` gives feedback on it
+    and its account is in the store and not ``rep_id``'s. An account the store does not hold
+    (a cold start) has no owner to protect, as for reads."""
+    served = conn.execute(_SERVED_WITH_OWNER, {"recommendation_id": recommendation_id}).first()
+    if served is None:
+        return None
+    if rep_id is not None and served.known is not None and served.owner != rep_id:
+        raise OtherRepsAccountError(
+            f"feedback.recommendation_id {recommendation_id!r} was served for account "
+            f"{served.account_id!r}, which belongs to another rep; a key bound to rep "
+            f"{rep_id!r} gives feedback only on that rep's accounts"
+        )
+    return str(served.account_id), str(served.content_id)
+
+
 def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, Any]:
     return {
         "id": item.id,
@@ -126,17 +166,33 @@ class DecisionLog(Database):
                 last[action] = max(last.get(action, served_ns), served_ns)
             with self._write() as conn:
                 conn.execute(insert(BY_NAME["recommendations"]), rows)
-                self._upsert_latest(
-                    conn,
-                    BY_NAME["served_actions"],
-                    ["account_id", "contact_id", "content_id"],
-                    "last_served_at",
-                    [
-                        {"account_id": a, "contact_id": c, "content_id": i, "last_served_at": t}
-                        for (a, c, i), t in sorted(last.items())
-                    ],
-                )
+                # Only accounts the store holds get per-account state: anyone with a read key
+                # can ask for any number of made-up ids, and their cold-start answers are
+                # kept in the log above alone (no contact cap reads them: unknown accounts
+                # have no activity).
+                known = self._known_accounts(conn, {a for a, _, _ in last})
+                state = [
+                    {"account_id": a, "contact_id": c, "content_id": i, "last_served_at": t}
+                    for (a, c, i), t in sorted(last.items())
+                    if a in known
+                ]
+                if state:
+                    self._upsert_latest(
+                        conn,
+                        BY_NAME["served_actions"],
+                        ["account_id", "contact_id", "content_id"],
+                        "last_served_at",
+                        state,
+                    )
         return [item.id for item in items]
+
+    @staticmethod
+    def _known_accounts(conn: Connection, account_ids: set[str]) -> set[str]:
+        """The ids among ``account_ids`` that have an account row."""
+        found = conn.execute(
+            select(Account.account_id).where(Account.account_id.in_(sorted(account_ids)))
+        ).scalars()
+        return set(found)
 
     def _upsert_latest(
         self,
@@ -161,10 +217,14 @@ class DecisionLog(Database):
         outcome: str,
         at: pd.Timestamp | None = None,
         note: str | None = None,
+        *,
+        rep_id: str | None = None,
     ) -> int:
         """Store what happened to a recommendation; returns the feedback id. Raises
-        :class:`InvalidOutcomeError` for an outcome not in ``FEEDBACK_OUTCOMES`` and
-        :class:`UnknownRecommendationError` for an id never served."""
+        :class:`InvalidOutcomeError` for an outcome not in ``FEEDBACK_OUTCOMES``,
+        :class:`UnknownRecommendationError` for an id never served and, for a key bound to
+        ``rep_id``, :class:`OtherRepsAccountError` (nothing stored) when the recommendation's
+        account is in the store and not ``rep_id``'s (see :func:`_served_for_feedback`)."""
         if outcome not in FEEDBACK_OUTCOMES:
             raise InvalidOutcomeError(
                 f"feedback.outcome {outcome!r} is unknown; expected one of: "
@@ -182,13 +242,10 @@ class DecisionLog(Database):
         )
         try:
             with self._write() as conn:
-                served = conn.execute(
-                    select(Recommendation.account_id, Recommendation.content_id).where(
-                        Recommendation.id == recommendation_id
-                    )
-                ).first()
+                served = _served_for_feedback(conn, recommendation_id, rep_id)
                 if served is None:
                     raise unknown
+                account_id, content_id = served
                 feedback_id = int(
                     conn.execute(
                         insert(BY_NAME["feedback"]).returning(Feedback.id), row
@@ -202,8 +259,8 @@ class DecisionLog(Database):
                         "last_dismissed_at",
                         [
                             {
-                                "account_id": served.account_id,
-                                "content_id": served.content_id,
+                                "account_id": account_id,
+                                "content_id": content_id,
                                 "last_dismissed_at": row["at"],
                             }
                         ],

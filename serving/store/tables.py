@@ -237,6 +237,10 @@ class ApiKeyRow(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The rep the key belongs to (``nba keys create --rep``): it then reads and gives
+    # feedback on that rep's accounts only. An attribute, not part of the name, so no name
+    # can grant or lose access by how it is spelled.
+    rep_id: Mapped[str | None] = mapped_column(String)
 
 
 # Each table by name, typed as a ``Table`` (a mapped class's ``__table__`` is only a

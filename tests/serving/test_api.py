@@ -290,9 +290,7 @@ def test_a_reps_worklist_is_ranked_and_holds_only_their_accounts(api: Api) -> No
     owners = accounts["owner_rep_id"].astype(str).value_counts()
     rep = str(owners.index[0])
     mine = set(accounts.loc[accounts["owner_rep_id"].astype(str) == rep, "account_id"].astype(str))
-    response = api.client.get(
-        f"/v1/reps/{rep}/actions", headers=api.headers("recommendations:read")
-    )
+    response = api.client.get(f"/v1/reps/{rep}/actions", headers=api.headers("worklists:read"))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["rep_id"] == rep and body["accounts"] == len(mine) == int(owners.iloc[0])
@@ -405,7 +403,7 @@ def test_a_rep_key_reads_recommendations_only_for_the_reps_accounts(api: Api) ->
     mine = api.account_ids[0]
     rep = owners[mine]
     theirs = next(a for a in api.account_ids if owners[a] != rep)
-    key = api.store.create_api_key(f"rep:{rep}", ["recommendations:read"])
+    key = api.store.create_api_key(f"phone-{rep}", ["recommendations:read"], rep_id=rep)
     headers = {"Authorization": f"Bearer {key}"}
     assert (
         api.client.get(f"/v1/accounts/{mine}/recommendations", headers=headers).status_code == 200
@@ -413,7 +411,7 @@ def test_a_rep_key_reads_recommendations_only_for_the_reps_accounts(api: Api) ->
     denied = api.client.get(f"/v1/accounts/{theirs}/recommendations", headers=headers)
     assert denied.status_code == 403
     assert denied.json()["detail"] == (
-        f"API key 'rep:{rep}' is bound to rep '{rep}'; account '{theirs}' belongs to another rep"
+        f"API key 'phone-{rep}' is bound to rep '{rep}'; account '{theirs}' belongs to another rep"
     )
     posted = api.client.post("/v1/recommendations", json={"account_id": theirs}, headers=headers)
     assert posted.status_code == 403

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 CHROMIUM = Path("/usr/bin/chromium")
 README_SCREENSHOTS = Path(__file__).parents[1] / "browser" / "screenshots"
 WIDGET_SCOPES = ("recommendations:read", "feedback:write")
+REP_SCOPES = ("recommendations:read", "worklists:read", "feedback:write")
 SERVER_START_TIMEOUT_S = 60
 
 # Every browser test is marked, and skipped with a clear reason where Chromium is missing
@@ -58,7 +59,7 @@ pytestmark_browser = [
 @dataclass(frozen=True)
 class LiveServer:
     """A running ``nba serve`` over a store holding ``data``; ``keys`` maps key names
-    (``widget:crm``, ``rep:<rep_id>``, ...) to their secrets."""
+    (``widget:crm``, ``rep:<rep_id>`` (a key bound to that rep), ...) to their secrets."""
 
     base_url: str
     database_url: str
@@ -113,8 +114,9 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """``nba serve`` (one worker, no exploration, no reload polling) on a free port over a
     SQLite store in ``directory`` with the accounts ``account_ids`` of the registry's
-    simulation, shifted to end yesterday. Keys: ``widget:crm`` (read and feedback),
-    ``admin``, and ``rep:<rep>`` (read and feedback) for each of ``rep_keys``."""
+    simulation, shifted to end yesterday. Keys: ``widget:crm`` (read and feedback, no rep),
+    ``admin``, and ``rep:<rep>`` (read, worklists and feedback, bound to ``rep``) for each of
+    ``rep_keys``."""
     db = directory / "nba.db"
     database_url = f"sqlite:///{db}"
     store = Store(database_url, registry.taxonomy)
@@ -126,7 +128,7 @@ def live_server(
     keys = {"widget:crm": store.create_api_key("widget:crm", WIDGET_SCOPES)}
     keys["admin"] = store.create_api_key("admin", ["admin"])
     for rep in rep_keys:
-        keys[f"rep:{rep}"] = store.create_api_key(f"rep:{rep}", WIDGET_SCOPES)
+        keys[f"rep:{rep}"] = store.create_api_key(f"rep:{rep}", REP_SCOPES, rep_id=rep)
     store.dispose()
     env = {
         **os.environ,
