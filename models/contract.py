@@ -4,7 +4,8 @@ Training (``training.tracking``, ``training.registry``, ``training.phase``,
 ``models.churn``) writes these names; serving (``serving.model_set``) reads them. Both
 import them from here, so renaming one renames it on both sides, and serving refuses a model
 set whose run lacks a required param or artifact instead of guessing (see
-:data:`REQUIRED_PARAMS` and :data:`REQUIRED_ARTIFACTS`).
+:data:`REQUIRED_PARAMS` and :data:`REQUIRED_ARTIFACTS`) and one whose model does not predict
+what its name promises on its own input example (see :data:`MODEL_CLASSES`).
 """
 
 from __future__ import annotations
@@ -39,4 +40,15 @@ REQUIRED_ARTIFACTS: Mapping[str, tuple[str, ...]] = {
     PHASE: (PHASE_CONFUSION_ARTIFACT,),
     CHURN: (),
     NEXT_CONTENT: (),
+}
+
+# What each registered model must predict before serving swaps a set in: serving predicts on
+# the input example logged with the model (training always passes ``input_example`` to
+# ``log_model``) and checks the classes. A number is a fixed count (the binary models answer
+# P(positive): two classes); None means one class per phase the phase run recorded in
+# PHASE_CONFUSION_ARTIFACT (its rows: the taxonomy's phases at training, in class order).
+MODEL_CLASSES: Mapping[str, int | None] = {
+    PHASE: None,
+    CHURN: 2,
+    NEXT_CONTENT: 2,
 }

@@ -140,9 +140,15 @@ def build_services(
         arbitration = arbitration.model_copy(update={"exploration_rate": settings.exploration_rate})
     store = Store(settings.database_url, taxonomy, schema=settings.database_schema)
     store.migrate()
-    holder = ModelHolder(settings.tracking_uri, settings.model_alias)
+    holder = ModelHolder(settings.tracking_uri, settings.model_alias, tuple(taxonomy.phases))
     if not holder.load():
-        log.error("no models loaded, serving not ready: %s", holder.status().last_error)
+        log.error(
+            "no models loaded, serving not ready: %s; %s",
+            holder.status().last_error,
+            f"retrying every {settings.reload_interval_s:g} s"
+            if settings.reload_interval_s > 0
+            else "not polling the registry (NBA_RELOAD_INTERVAL_S=0)",
+        )
     started = time.perf_counter()
     popularity = store.content_popularity()
     log.info("content popularity from the store in %.2f s", time.perf_counter() - started)

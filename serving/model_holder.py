@@ -4,9 +4,20 @@ registry alias moves.
 :class:`ModelHolder` compares the alias versions with the held ones and, when one moved,
 loads a complete new set (``serving.model_set.load_model_set``) and swaps it in with one
 reference assignment: a request reads ``holder.current`` once and uses that snapshot to the
-end, so it never mixes versions and never waits for a load. A load that fails (including a
-set refused for missing what ``models.contract`` requires) leaves the previous set serving
-and is recorded in :meth:`ModelHolder.status` (for ``/ready`` and ``/metrics``).
+end, so it never mixes versions and never waits for a load. A loaded set is smoke-tested
+first (``serving.model_check``: each model predicts on its own input example what its
+registered name promises). A load that fails (including a set refused for missing what
+``models.contract`` requires) or a set the smoke test rejects leaves the previous set
+serving and is recorded in :meth:`ModelHolder.status` (for ``/ready`` and ``/metrics``); the
+error clears once a set is swapped in or the alias points at the serving set again. A
+rejected set is not loaded again until the alias moves (a version's files do not change);
+any other failure is retried at every check, so a worker that started without a loadable
+set serves as soon as one exists.
+
+A worker that cannot load the alias's set at start does not fall back to an earlier
+version: the registry keeps no history of which versions were champion, so "the newest
+loadable earlier version" may be a challenger that lost its promotion. It stays not ready
+(``/ready`` says which model, version and what is missing) and retries.
 
 Several uvicorn workers: the app creates its holder in the lifespan, i.e. in each worker
 after the fork (LightGBM's OpenMP threads do not survive a fork; see ``serving.model_set``).
@@ -22,14 +33,26 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from models.contract import CHAMPION
+from serving.model_check import ModelSetRejected, check_model_set
 from serving.model_set import ModelLoadError, ModelSet, alias_versions, load_model_set
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """The latest set the smoke test rejected: the failing model, its version and check."""
+
+    model: str
+    version: str
+    check: str
+
+
+@dataclass(frozen=True)
 class HolderStatus:
-    """What ``/ready`` and ``/metrics`` show about the models."""
+    """What ``/ready`` and ``/metrics`` show about the models. ``last_error`` and
+    ``rejected`` describe the latest failed attempt while it is still the alias's set;
+    ``retry_interval_s`` is the polling interval (None: not polling)."""
 
     ready: bool
     alias: str
@@ -40,6 +63,9 @@ class HolderStatus:
     last_error_at: pd.Timestamp | None
     reloads: int
     failures: int
+    rejections: int = 0
+    rejected: Rejection | None = None
+    retry_interval_s: float | None = None
 
 
 @dataclass
@@ -48,10 +74,13 @@ class ModelHolder:
 
     Create it in the app's lifespan (after uvicorn forked its workers) and call
     :meth:`load` (or :meth:`reload_if_moved`) there; requests read :attr:`current` once.
+    ``phases`` (the service's taxonomy's phases) must equal the phases a phase model was
+    trained on for its set to serve (None: not checked).
     """
 
     tracking_uri: str
     alias: str = CHAMPION
+    phases: tuple[str, ...] | None = None
     _current: ModelSet | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -61,6 +90,10 @@ class ModelHolder:
     _last_error_at: pd.Timestamp | None = None
     _reloads: int = 0
     _failures: int = 0
+    _rejections: int = 0
+    _rejected: ModelSetRejected | None = None
+    _rejected_versions: dict[str, str] | None = None
+    _interval_s: float | None = None
 
     @property
     def current(self) -> ModelSet:
@@ -97,23 +130,50 @@ class ModelHolder:
                 wanted = alias_versions(self.tracking_uri, self.alias)
                 held = self._current
                 if not force and held is not None and dict(held.versions) == wanted:
+                    self._clear_error()  # the alias is back on the serving set
                     return False
+                if not force and wanted == self._rejected_versions:
+                    return False  # rejected before; its files have not changed
                 new = load_model_set(self.tracking_uri, self.alias, versions=wanted)
+                check_model_set(new, self.phases)
+            except ModelSetRejected as exc:
+                self._rejections += 1
+                self._rejected, self._rejected_versions = exc, wanted
+                self._record_failure(exc)
+                return False
             except Exception as exc:  # any load failure keeps the old set
-                self._failures += 1
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                self._last_error_at = self._last_check
-                log.warning("model reload failed, keeping the previous set: %s", exc)
+                self._rejected = self._rejected_versions = None  # no longer the latest
+                self._record_failure(exc)
                 return False
             self._current = new  # the atomic swap: one reference assignment
             self._reloads += 1
-            self._last_error = None
+            self._clear_error()
             log.info("serving models %s", dict(new.versions))
             return True
 
+    def _record_failure(self, exc: Exception) -> None:
+        self._failures += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._last_error_at = self._last_check
+        if self._current is not None:
+            log.warning("model reload failed, keeping the previous set: %s", exc)
+        elif self._interval_s:  # before polling, load()'s caller reports it
+            log.error(
+                "no model set to serve (alias %r): %s; retrying every %g s",
+                self.alias,
+                exc,
+                self._interval_s,
+            )
+
+    def _clear_error(self) -> None:
+        self._last_error = self._last_error_at = None
+        self._rejected = self._rejected_versions = None
+
     def status(self) -> HolderStatus:
-        """Versions held, last check, last error (None after a successful load)."""
+        """Versions held, last check, last error and rejection (None after a successful
+        load, or once the alias points at the serving set again)."""
         current = self._current
+        rejected = self._rejected
         return HolderStatus(
             ready=current is not None,
             alias=self.alias,
@@ -124,6 +184,11 @@ class ModelHolder:
             last_error_at=self._last_error_at,
             reloads=self._reloads,
             failures=self._failures,
+            rejections=self._rejections,
+            rejected=Rejection(rejected.model, rejected.version, rejected.check)
+            if rejected is not None
+            else None,
+            retry_interval_s=self._interval_s,
         )
 
     def start_polling(self, interval_s: float) -> None:
@@ -134,6 +199,7 @@ class ModelHolder:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        self._interval_s = interval_s
 
         def run() -> None:
             while not self._stop.wait(interval_s):
@@ -149,3 +215,4 @@ class ModelHolder:
         if thread is not None:
             thread.join(timeout_s)
         self._thread = None
+        self._interval_s = None

@@ -7,7 +7,9 @@ churn model's calibration comes from its run's params and the cold-start phase p
 the phase run's confusion matrix; the names (registered models, alias, params, artifacts)
 are the training -> serving contract in :mod:`models.contract`. A set whose run lacks a
 param or artifact the contract requires is refused with a :class:`ModelLoadError` naming
-the model, version and what is missing (rather than served with a guessed default).
+the model, version and what is missing (rather than served with a guessed default). Each
+model's input example (logged with it by training) is kept in the set, so
+``serving.model_check`` can smoke-test a candidate set before it serves.
 :class:`ModelInput` turns a DataFrame into the float matrix a model's booster takes.
 
 Several uvicorn workers: LightGBM predicts with OpenMP threads, and a process forked after
@@ -27,7 +29,7 @@ from __future__ import annotations
 import logging
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
 
@@ -114,7 +116,9 @@ class ModelSet:
     run's params as text (the churn calibration is there); ``feature_columns`` registered
     name -> the columns the model takes; ``phase_prior`` the phase distribution of the
     phase model's test split (class code order; uniform if its confusion matrix does not
-    match the model's classes), the cold-start answer.
+    match the model's classes), the cold-start answer; ``phase_classes`` the phase names the
+    phase run recorded (its confusion matrix's rows, class code order); ``examples``
+    registered name -> the input example logged with the model.
     """
 
     phase: Any
@@ -127,6 +131,8 @@ class ModelSet:
     phase_prior: np.ndarray
     alias: str
     loaded_at: pd.Timestamp
+    phase_classes: tuple[str, ...] = ()
+    examples: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -177,15 +183,19 @@ def load_model_set(
     resolved = dict(versions) if versions is not None else alias_versions(tracking_uri, alias)
     client = _client(tracking_uri)
     estimators: dict[str, Any] = {}
+    examples: dict[str, pd.DataFrame] = {}
     params: dict[str, dict[str, str]] = {}
-    prior_csv = prior_where = ""
+    confusion = pd.Series(dtype=np.float64)
+    prior_where = ""
     for name in REGISTERED_MODELS:
         where = f"{name} v{resolved[name]} ({alias})"
-        estimators[name], run_id, params[name] = _load_version(client, name, resolved[name], where)
+        estimators[name], run_id, params[name], examples[name] = _load_version(
+            client, name, resolved[name], where
+        )
         _check_contract(client, name, where, run_id, params[name])
         if name == PHASE:
-            prior_csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
-            prior_where = where
+            csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
+            confusion, prior_where = _confusion_counts(csv, where), where
     inputs = {name: model_input(est) for name, est in estimators.items()}
     phase_est = estimators[PHASE]
     return ModelSet(
@@ -196,30 +206,48 @@ def load_model_set(
         run_params=params,
         feature_columns={n: inputs[n].columns for n in REGISTERED_MODELS},
         inputs=inputs,
-        phase_prior=_phase_prior(prior_csv, _n_classes(phase_est), prior_where),
+        phase_prior=_phase_prior(confusion, _n_classes(phase_est), prior_where),
         alias=alias,
         loaded_at=pd.Timestamp.now(tz="UTC"),
+        phase_classes=tuple(str(c) for c in confusion.index),
+        examples=examples,
     )
 
 
 def _load_version(
     client: Any, name: str, version: str, where: str
-) -> tuple[Any, str, dict[str, str]]:
-    """Returns (the estimator set to predict single-threaded, its run id, the run's params)
-    of one registered version."""
+) -> tuple[Any, str, dict[str, str], pd.DataFrame]:
+    """Returns (the estimator set to predict single-threaded, its run id, the run's params,
+    the input example logged with the model) of one registered version."""
+    import mlflow.artifacts
     import mlflow.lightgbm
     from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
 
     try:
         mv = client.get_model_version(name, version)
-        estimator = mlflow.lightgbm.load_model(client.get_model_version_download_uri(name, version))
         run_id = str(mv.run_id or "")
         params = dict(client.get_run(run_id).data.params) if run_id else {}
+        uri = str(client.get_model_version_download_uri(name, version))
     except (MlflowException, OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load {where}: {exc}") from exc
+    try:
+        # One local copy (a local store's own folder) for the model and its input example.
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+        estimator = mlflow.lightgbm.load_model(local)
+        example = Model.load(local).load_input_example(local)
+    except (MlflowException, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{where}: model files missing or unreadable at {uri} (run {run_id or '(none)'}): {exc}"
+        ) from exc
+    if not isinstance(example, pd.DataFrame) or example.empty:
+        raise ModelLoadError(
+            f"{where}: the model at {uri} has no input example (training logs one with every "
+            "model; serving smoke-tests a new set on it before serving it)"
+        )
     if hasattr(estimator, "set_params"):
         estimator.set_params(n_jobs=PREDICT_THREADS)
-    return estimator, run_id, params
+    return estimator, run_id, params, example
 
 
 def _check_contract(
@@ -268,20 +296,26 @@ def _n_classes(estimator: Any) -> int:
     return int(getattr(estimator, "num_model_per_iteration", lambda: 1)())
 
 
-def _phase_prior(confusion_csv: str, n_classes: int, where: str) -> np.ndarray:
-    """Returns the phase distribution of the phase run's test split: the row sums of its
-    CRM confusion matrix, in the file's class order (= class codes). Uniform when the
-    matrix does not match the model's classes (a model that never saw the last phase)."""
+def _confusion_counts(confusion_csv: str, where: str) -> pd.Series:
+    """Returns the row sums of the phase run's CRM confusion matrix, indexed by phase name
+    in the file's class order (= class codes)."""
     try:
-        counts = pd.read_csv(StringIO(confusion_csv), index_col=0).sum(axis=1)
+        return pd.read_csv(StringIO(confusion_csv), index_col=0).sum(axis=1)
     except ValueError as exc:  # pandas' parse errors derive from ValueError
         raise ModelLoadError(
             f"{where}: {PHASE_CONFUSION_ARTIFACT!r} is not a table: {exc}"
         ) from exc
+
+
+def _phase_prior(counts: pd.Series, n_classes: int, where: str) -> np.ndarray:
+    """Returns the phase distribution of the phase run's test split: the row sums of its
+    CRM confusion matrix (:func:`_confusion_counts`). Uniform when the matrix does not match
+    the model's classes (a model that never saw the last phase)."""
     values = counts.to_numpy(dtype=np.float64)
     if len(values) != n_classes or values.sum() <= 0:
         log.warning(
-            "%s has %d rows (sum %s) for %d phase classes; using a uniform cold-start prior",
+            "%s: %s has %d rows (sum %s) for %d phase classes; using a uniform cold-start prior",
+            where,
             PHASE_CONFUSION_ARTIFACT,
             len(values),
             values.sum(),

@@ -56,6 +56,22 @@ class ServiceCollector(Collector):
             "1 when the latest load attempt failed.",
             value=float(state.last_error is not None),
         )
+        yield CounterMetricFamily(
+            "nba_model_sets_rejected",
+            "Model sets that loaded but failed the smoke test on their input examples "
+            "(counted in the reload failures too; the previous set kept serving).",
+            value=state.rejections,
+        )
+        rejected = GaugeMetricFamily(
+            "nba_model_set_rejected",
+            "1 for the model, version and failed check of the latest rejected set (absent "
+            "once a set is swapped in or the alias points at the serving set again).",
+            labels=["model", "version", "check"],
+        )
+        if state.rejected is not None:
+            r = state.rejected
+            rejected.add_metric([r.model, r.version, r.check], 1.0)
+        yield rejected
         scorer = self.svc.scorer
         yield CounterMetricFamily(
             "nba_score_cache_hits",
@@ -99,16 +115,23 @@ def health() -> dict[str, str]:
 )
 def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     """200 when the store answers (and is migrated) and a model set is loaded; 503 with
-    what is missing otherwise, including the last model reload error."""
+    what is missing otherwise, including the last model reload error. A set that failed to
+    load or was rejected while another serves shows in ``last_reload_error`` (still 200)."""
     store_ok = svc.store.ping()
     state = svc.holder.status()
     missing: list[str] = []
     if not store_ok:
         missing.append(f"store: {svc.store.url.split('@')[-1]} does not answer or is not migrated")
     if not state.ready:
+        retry = (
+            f"; retrying every {state.retry_interval_s:g} s"
+            if state.retry_interval_s
+            else "; not polling the registry (NBA_RELOAD_INTERVAL_S=0): restart to retry"
+        )
         missing.append(
             f"models: no model set loaded from alias {state.alias!r}"
             + (f" ({state.last_error})" if state.last_error else "")
+            + retry
         )
     body = ReadyResponse(
         status="ready" if not missing else "not ready",
