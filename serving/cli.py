@@ -190,7 +190,9 @@ def score(
 
     settings = _settings()
     now = parse_time(as_of, "--as-of") if as_of else pd.Timestamp.now(tz="UTC")
-    holder = ModelHolder(settings.tracking_uri, settings.model_alias)
+    # The phase model is checked against the taxonomy the store was loaded with.
+    taxonomy = load_taxonomy_option(settings.taxonomy)
+    holder = ModelHolder(settings.tracking_uri, settings.model_alias, tuple(taxonomy.phases))
     if not holder.load():
         raise ModelLoadError(f"no models to score with: {holder.status().last_error}")
     started = time.perf_counter()
