@@ -14,6 +14,7 @@ body-size limit (413 with a clear message).
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import time
@@ -25,6 +26,8 @@ import anyio
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -101,6 +104,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
     for module in (events, recommendations, feedback, reps, health, pages):
         app.include_router(module.router)
     app.add_exception_handler(NbaError, _nba_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     # Added innermost first: the last one added wraps all others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
@@ -122,6 +126,25 @@ async def _nba_error(_request: Request, exc: Exception) -> JSONResponse:
     errors put it."""
     assert isinstance(exc, NbaError)
     return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with everything outside ASCII escaped: any string, even one holding a lone
+    surrogate (which UTF-8 cannot encode), becomes valid JSON."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """Returns FastAPI's own 422 answer to a request its models reject (``detail``: one
+    ``{loc, msg, type, input}`` per problem), ASCII-escaped: it echoes the input, and a lone
+    surrogate in it (``"\\ud800"`` in a JSON body) would otherwise turn the 422 into a 500."""
+    assert isinstance(exc, RequestValidationError)
+    return _AsciiJSONResponse(
+        {"detail": jsonable_encoder(exc.errors())},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
 
 
 def app_from_env() -> FastAPI:

@@ -3,20 +3,37 @@
 Events are taken as plain JSON objects (``dict``), not validated here: the store validates
 each record on its own (``serving.store.ingest``) so one bad record is answered with its
 index, field and reason while the valid ones are stored. Everything else is validated by
-these models (a wrong type or value answers 422 naming the field).
+these models (a wrong type or value answers 422 naming the field); every id in a body, path
+or query is an :data:`Id` (the store's id rule, ``serving.store.ingest.ID_RULE``).
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import Reason
+from serving.store.ingest import ID_RULE, MAX_ID_LENGTH, check_id, check_text
+
+# The id rule for people (OpenAPI descriptions).
+ID_DOC = ID_RULE[0].upper() + ID_RULE[1:] + "."
+# Every id the API takes, checked once where the request is parsed (422 naming the field),
+# so no route hands the database an id it cannot store or compare (NUL, lone surrogates)
+# and the answers never echo one back.
+Id = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(check_id)
+]
+# Free text stored as given: anything but NUL and lone surrogates.
+Text = Annotated[str, AfterValidator(check_text)]
+AccountIdPath = Annotated[Id, Path(description=f"The account's id. {ID_DOC}")]
+RepIdPath = Annotated[Id, Path(description=f"The rep's id (an account's owner_rep_id). {ID_DOC}")]
+ContactIdQuery = Annotated[Id | None, Query(description=f"Only actions for this contact. {ID_DOC}")]
 
 Outcome = Literal["shown", "accepted", "dismissed", "converted"]
 ChurnBandName = Literal["low", "medium", "high"]
@@ -54,7 +71,11 @@ class EventsRequest(BaseModel):
     )
 
     events: list[dict[str, Any]] = Field(
-        description="Touchpoint records; each is validated on its own.",
+        description=(
+            "Touchpoint records; each is validated on its own (a bad one is rejected with its "
+            f"index, field and reason). {ID_DOC} Integers fit in 64 bits (employees, value) "
+            "and numbers are finite."
+        ),
     )
 
 
@@ -159,11 +180,13 @@ class RecommendationsRequest(BaseModel):
         },
     )
 
-    account_id: str = Field(min_length=1, max_length=255)
+    account_id: Id = Field(description=f"The account's id. {ID_DOC}")
     k: int = Field(default=5, ge=1, le=50, description="Actions to return.")
-    contact_id: str | None = Field(default=None, description="Only actions for this contact.")
-    role: str | None = Field(default=None, description="Only actions for contacts in this role.")
-    channel: str | None = Field(default=None, description="Only actions on this channel.")
+    contact_id: Id | None = Field(
+        default=None, description=f"Only actions for this contact. {ID_DOC}"
+    )
+    role: Id | None = Field(default=None, description="Only actions for contacts in this role.")
+    channel: Id | None = Field(default=None, description="Only actions on this channel.")
 
 
 class RecommendationsResponse(_Out):
@@ -263,9 +286,11 @@ class FeedbackRequest(BaseModel):
         },
     )
 
-    recommendation_id: str = Field(min_length=1, max_length=255)
+    recommendation_id: Id = Field(description=f"From a recommendations answer. {ID_DOC}")
     outcome: Outcome
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(
+        default=None, max_length=2000, description="Free text (no NUL or lone surrogates)."
+    )
 
 
 class FeedbackResponse(_Out):

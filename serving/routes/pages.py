@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serving.auth import check_account_access, require_scope
 from serving.routes import Services, services
+from serving.schemas import AccountIdPath, RepIdPath
 from serving.settings import Settings
 from serving.store import ApiKey
 
@@ -110,7 +111,7 @@ class TouchpointsResponse(BaseModel):
     },
 )
 def get_touchpoints(
-    account_id: str,
+    account_id: AccountIdPath,
     svc: Annotated[Services, Depends(services)],
     key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
     limit: Annotated[int, Query(ge=1, le=MAX_TOUCHPOINTS, description="Touchpoints.")] = 10,
@@ -222,13 +223,15 @@ def render_page(template: str, svc: Services, **ids: str) -> HTMLResponse:
 
 
 @router.get("/widget/accounts/{account_id}", response_class=HTMLResponse, include_in_schema=False)
-def widget_page(account_id: str, svc: Annotated[Services, Depends(services)]) -> HTMLResponse:
+def widget_page(
+    account_id: AccountIdPath, svc: Annotated[Services, Depends(services)]
+) -> HTMLResponse:
     """The CRM account widget (its script reads the key from ``#key=...``)."""
     return render_page("widget.html", svc, account_id=account_id)
 
 
 @router.get("/reps/{rep_id}", response_class=HTMLResponse, include_in_schema=False)
-def worklist_page(rep_id: str, svc: Annotated[Services, Depends(services)]) -> HTMLResponse:
+def worklist_page(rep_id: RepIdPath, svc: Annotated[Services, Depends(services)]) -> HTMLResponse:
     """The sales rep's worklist (its script reads the key from ``#key=...``)."""
     return render_page("worklist.html", svc, rep_id=rep_id)
 

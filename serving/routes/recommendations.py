@@ -28,8 +28,11 @@ from models.arbitration import Recent
 from serving.auth import check_account_access, require_scope
 from serving.routes import Services, services
 from serving.schemas import (
+    AccountIdPath,
     ActionOut,
+    ContactIdQuery,
     HeldBackOut,
+    Id,
     ReasonOut,
     RecommendationsRequest,
     RecommendationsResponse,
@@ -255,13 +258,13 @@ async def respond(svc: Services, request: RecommendationsRequest, key: ApiKey) -
     responses=_ERRORS,  # type: ignore[arg-type]
 )
 async def get_recommendations(
-    account_id: str,
+    account_id: AccountIdPath,
     svc: Annotated[Services, Depends(services)],
     key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
     k: Annotated[int, Query(ge=1, le=50, description="Actions to return.")] = 5,
-    contact_id: Annotated[str | None, Query(description="Only actions for this contact.")] = None,
-    role: Annotated[str | None, Query(description="Only contacts in this role.")] = None,
-    channel: Annotated[str | None, Query(description="Only actions on this channel.")] = None,
+    contact_id: ContactIdQuery = None,
+    role: Annotated[Id | None, Query(description="Only contacts in this role.")] = None,
+    channel: Annotated[Id | None, Query(description="Only actions on this channel.")] = None,
 ) -> Response:
     """Phase probabilities, churn risk with its band, the top-k next actions (content and
     sales/service plays) with expected value, propensity and reason codes, the actions held

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from serving.auth import check_worklist_access, require_scope
 from serving.routes import Services, services
 from serving.routes.recommendations import action_out, log_actions, score
-from serving.schemas import WorklistItem, WorklistResponse
+from serving.schemas import RepIdPath, WorklistItem, WorklistResponse
 from serving.scoring import AccountScore
 from serving.store import ApiKey
 
@@ -36,7 +36,7 @@ WORKLIST_POLICY_SUFFIX = "/worklist-greedy"
     },
 )
 def get_rep_actions(
-    rep_id: str,
+    rep_id: RepIdPath,
     svc: Annotated[Services, Depends(services)],
     key: Annotated[ApiKey, Depends(require_scope("worklists:read"))],
     limit: Annotated[int, Query(ge=1, le=500, description="Accounts to return.")] = 50,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,28 @@ from features.taxonomy import Taxonomy
 
 # Most records one request may carry (POST /v1/events answers 413 above it).
 MAX_BATCH_EVENTS = 10_000
+# The id rule of every id the API takes (event, account, contact, content, rep and
+# recommendation ids), in the body or the path: what both databases store and compare as
+# given. PostgreSQL text cannot hold NUL, and a lone surrogate (JSON "\ud800") cannot be
+# encoded as UTF-8 for either database.
 MAX_ID_LENGTH = 255
+ID_RULE = (
+    f"an id is 1 to {MAX_ID_LENGTH} characters of printable Unicode, not only whitespace: "
+    "no control characters (U+0000-U+001F, U+007F-U+009F, NUL included) and no lone "
+    "surrogates (U+D800-U+DFFF)"
+)
+# Stored integers are BIGINT (64-bit signed).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+_ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Free text (a feedback note) may hold line breaks and tabs, but nothing a database rejects.
+_TEXT_FORBIDDEN = re.compile(r"[\x00\ud800-\udfff]")
+# Values quoted in a reason are cut short: a reason names the problem, it does not echo a
+# megabyte of input.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 80
+_SHORT.maxlong = 40
+_SHORT.maxother = 80
 
 TOUCHPOINT_FIELDS = (
     "event_id",
@@ -50,7 +72,12 @@ CONTACT_FIELDS = ("role", "created_at")
 
 # pandas also parses words such as "now" and "today"; a timestamp must start with a date.
 _ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_TS_EXPECTED = "an ISO 8601 timestamp such as 2024-05-01T12:00:00Z"
+# The times nanoseconds since the epoch (int64) can hold.
+_NS_MIN, _NS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+_TS_EXPECTED = (
+    "an ISO 8601 timestamp such as 2024-05-01T12:00:00Z "
+    f"(between {_NS_MIN:%Y-%m-%d} and {_NS_MAX:%Y-%m-%d})"
+)
 
 
 @dataclass(frozen=True)
@@ -104,17 +131,73 @@ class _Reject(Exception):
         self.reason = reason
 
 
+def shown(value: object) -> str:
+    """Returns ``repr(value)`` cut to about 80 characters, for quoting input in a message
+    (escaped, so a control character or lone surrogate in it is shown, not sent)."""
+    return _SHORT.repr(value)
+
+
+def _bad_character(value: str, forbidden: re.Pattern[str]) -> str | None:
+    found = forbidden.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    what = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+    return f"contains {what} (U+{ord(char):04X}) at position {found.start()}"
+
+
+def id_problem(value: str) -> str | None:
+    """Returns None when ``value`` follows :data:`ID_RULE`, else what is wrong with it."""
+    if not value.strip():
+        return "is empty or only whitespace"
+    if len(value) > MAX_ID_LENGTH:
+        return f"is {len(value)} characters long"
+    return _bad_character(value, _ID_FORBIDDEN)
+
+
+def text_problem(value: str) -> str | None:
+    """Returns None when both databases can store ``value`` as text, else what is wrong
+    with it (a NUL or a lone surrogate)."""
+    return _bad_character(value, _TEXT_FORBIDDEN)
+
+
+def check_id(value: str) -> str:
+    """Returns ``value`` when it follows :data:`ID_RULE`; raises ValueError saying what is
+    wrong otherwise (the API's request models and path parameters validate with it)."""
+    problem = id_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}; {ID_RULE}")
+    return value
+
+
+def check_text(value: str) -> str:
+    """Returns ``value`` when both databases can store it as text; raises ValueError
+    otherwise."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}; expected text without NUL or lone surrogates")
+    return value
+
+
 def parse_timestamps_ns(values: Sequence[object]) -> np.ndarray:
-    """ISO 8601 strings -> int64 nanoseconds since the epoch, UTC; -1 where a value is not
-    a string that parses (naive strings are UTC, offsets are honoured), exactly as
-    ``features.validate`` parses a CSV column."""
+    """Returns int64 nanoseconds since the epoch, UTC, for ISO 8601 strings; -1 where a
+    value is not a string that parses to a time nanoseconds can hold (1677-2262) (naive
+    strings are UTC, offsets are honoured), exactly as ``features.validate`` parses a CSV
+    column."""
     out = np.full(len(values), -1, dtype=np.int64)
     is_text = np.array(
-        [isinstance(v, str) and _ISO_START.match(v) is not None for v in values], dtype=bool
+        [
+            isinstance(v, str) and _ISO_START.match(v) is not None and text_problem(v) is None
+            for v in values
+        ],
+        dtype=bool,
     )
     if is_text.any():
         text = pd.Series([v for v, ok in zip(values, is_text, strict=True) if ok], dtype="str")
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+        # pandas parses to microseconds; a time outside the nanosecond range would wrap
+        # around silently on the cast below (the year 1400 becomes 1984).
+        parsed = parsed.where((parsed >= _NS_MIN) & (parsed <= _NS_MAX))
         ns = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
         out[is_text] = np.where(parsed.isna().to_numpy(), -1, ns)
     return out
@@ -177,6 +260,21 @@ def _merge(into: dict[str, dict[str, Any]], key: str, attrs: dict[str, Any], ts:
         current["created_at"] = min(current["created_at"], ts)
 
 
+def _key(name: str) -> str:
+    """A record's key as a field name: as given when it is a plain name, quoted and cut
+    short otherwise (the answer must be encodable and readable)."""
+    return name if len(name) <= 64 and id_problem(name) is None else shown(name)
+
+
+def _check_int64(field_name: str, value: int) -> None:
+    """Reject an integer a BIGINT column cannot hold."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _Reject(
+            field_name,
+            f"integer {shown(value)} is out of range; expected {INT64_MIN} to {INT64_MAX}",
+        )
+
+
 class _Checker:
     def __init__(
         self,
@@ -205,14 +303,16 @@ class _Checker:
             raise _Reject("", f"not a JSON object (got {type(record).__name__})")
         unknown = [k for k in record if k not in RECORD_FIELDS]
         if unknown:
-            raise _Reject(str(unknown[0]), "unknown field; expected " + ", ".join(RECORD_FIELDS))
+            raise _Reject(_key(unknown[0]), "unknown field; expected " + ", ".join(RECORD_FIELDS))
         event_id = self._id(record, "event_id", required=True)
         account_id = self._id(record, "account_id", required=True)
         assert event_id is not None and account_id is not None
         if record.get("ts") is None:
             raise _Reject("ts", f"missing value; expected {_TS_EXPECTED}")
         if ts_ns < 0:
-            raise _Reject("ts", f"unparseable timestamp {record['ts']!r}; expected {_TS_EXPECTED}")
+            raise _Reject(
+                "ts", f"unparseable timestamp {shown(record['ts'])}; expected {_TS_EXPECTED}"
+            )
         if ts_ns > self.now_ns:
             raise _Reject(
                 "ts",
@@ -263,11 +363,10 @@ class _Checker:
                 raise _Reject(where, "missing value; expected a non-empty string")
             return None
         if not isinstance(value, str) or not value.strip():
-            raise _Reject(where, f"invalid {name} {value!r}; expected a non-empty string")
-        if len(value) > MAX_ID_LENGTH:
-            raise _Reject(
-                where, f"{name} is {len(value)} characters; expected at most {MAX_ID_LENGTH}"
-            )
+            raise _Reject(where, f"invalid {name} {shown(value)}; expected a non-empty string")
+        problem = id_problem(value)
+        if problem is not None:
+            raise _Reject(where, f"{name} {problem}; {ID_RULE}")
         return value
 
     def _vocab(
@@ -284,7 +383,7 @@ class _Checker:
         if value is None and not required:
             return None
         if not isinstance(value, str) or value not in allowed:
-            what = "missing value" if value is None else f"unknown {name} {value!r}"
+            what = "missing value" if value is None else f"unknown {name} {shown(value)}"
             names = self.taxonomy.vocabulary(vocabulary)
             raise _Reject(prefix + name, f"{what}; expected one of: " + ", ".join(names))
         return value
@@ -293,7 +392,9 @@ class _Checker:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Reject(name, f"non-numeric value {value!r}; expected a number")
+            raise _Reject(name, f"non-numeric value {shown(value)}; expected a number")
+        if isinstance(value, int):
+            _check_int64(name, value)
         number = float(value)
         if not math.isfinite(number):
             raise _Reject(name, f"value {value!r} is not finite; expected a number")
@@ -302,7 +403,9 @@ class _Checker:
     def _timestamp(self, field_name: str, value: object) -> int:
         ns = int(parse_timestamps_ns([value])[0])
         if ns < 0:
-            raise _Reject(field_name, f"unparseable timestamp {value!r}; expected {_TS_EXPECTED}")
+            raise _Reject(
+                field_name, f"unparseable timestamp {shown(value)}; expected {_TS_EXPECTED}"
+            )
         if ns > self.now_ns:
             raise _Reject(
                 field_name,
@@ -315,7 +418,9 @@ class _Checker:
             raise _Reject(name, f"not a JSON object (got {type(value).__name__})")
         unknown = [k for k in value if k not in allowed]
         if unknown:
-            raise _Reject(f"{name}.{unknown[0]}", "unknown field; expected " + ", ".join(allowed))
+            raise _Reject(
+                f"{name}.{_key(unknown[0])}", "unknown field; expected " + ", ".join(allowed)
+            )
         return value
 
     def _account(self, value: object) -> dict[str, Any]:
@@ -336,8 +441,9 @@ class _Checker:
             if isinstance(employees, bool) or not isinstance(employees, int) or employees < 0:
                 raise _Reject(
                     "account.employees",
-                    f"invalid employees {employees!r}; expected a whole number >= 0",
+                    f"invalid employees {shown(employees)}; expected a whole number >= 0",
                 )
+            _check_int64("account.employees", employees)
             out["employees"] = employees
         revenue = given.get("annual_revenue")
         if revenue is not None:

@@ -24,6 +24,7 @@ from serving.store.ingest import (
     MAX_BATCH_EVENTS,
     IngestResult,
     ValidatedEvents,
+    id_problem,
     validate_events,
 )
 from serving.store.tables import BY_NAME, Account, Contact, Content, Touchpoint
@@ -102,8 +103,14 @@ class JourneyStore(Database):
         content_ids = {r["content_id"] for r in dicts if isinstance(r.get("content_id"), str)}
         if not self._content_ids or not content_ids <= self._content_ids:
             self._refresh_content()  # the catalog may have grown in another process
+        # Only ids that can be valid are looked up: the query must not fail on an id the
+        # database cannot take (NUL, lone surrogates); validation rejects those records.
         contact_ids = sorted(
-            {r["contact_id"] for r in dicts if isinstance(r.get("contact_id"), str)}
+            {
+                r["contact_id"]
+                for r in dicts
+                if isinstance(r.get("contact_id"), str) and id_problem(r["contact_id"]) is None
+            }
         )
         with self._write() as conn:
             known_contacts = self._contact_accounts(conn, contact_ids)
