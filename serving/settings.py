@@ -20,6 +20,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_KEY_CACHE_TTL_S`` | key_cache_ttl_s | 5 |
 | ``NBA_CACHE_ENTRIES`` | cache_entries | 20,000 accounts (scored accounts cached per worker) |
 | ``NBA_FEATURE_TTL_S`` | feature_ttl_s | 3600 |
+| ``NBA_SCORE_MAX_AGE_S`` | score_max_age_s | 86400 (stored account scores a worklist reuses) |
 | ``NBA_RANDOM_SEED`` | random_seed | none (fresh entropy per worker) |
 | ``NBA_SERVED_LOG_FLUSH_S`` | served_log_flush_s | 0.05 (0: log in the request) |
 """
@@ -67,6 +68,9 @@ class Settings(BaseModel):
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     cache_entries: int = Field(default=20_000, ge=1)
     feature_ttl_s: float = Field(default=3600.0, gt=0)
+    # Stored account scores (``nba score``, worklists) older than this are recomputed: a
+    # nightly ``nba score`` keeps every rep's first worklist view of the day precomputed.
+    score_max_age_s: float = Field(default=86_400.0, gt=0)
     random_seed: int | None = None
     served_log_flush_s: float = Field(default=0.05, ge=0, le=10)
 
@@ -113,6 +117,7 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_KEY_CACHE_TTL_S": "key_cache_ttl_s",
     "NBA_CACHE_ENTRIES": "cache_entries",
     "NBA_FEATURE_TTL_S": "feature_ttl_s",
+    "NBA_SCORE_MAX_AGE_S": "score_max_age_s",
     "NBA_RANDOM_SEED": "random_seed",
     "NBA_SERVED_LOG_FLUSH_S": "served_log_flush_s",
 }

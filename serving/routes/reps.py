@@ -6,14 +6,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, Depends, Query
 
 from serving.auth import check_worklist_access, require_scope
 from serving.routes import Services, services
-from serving.routes.recommendations import action_out, log_actions, score
+from serving.routes.recommendations import (
+    SERVED_WINDOW,
+    action_out,
+    dismissed_recent,
+    log_actions,
+    served_recent,
+)
 from serving.schemas import RepIdPath, WorklistItem, WorklistResponse
-from serving.scoring import AccountScore
-from serving.store import ApiKey
+from serving.scoring import AccountScore, KnownAccount
+from serving.store import ApiKey, NewScore
 
 router = APIRouter(prefix="/v1", tags=["reps"])
 
@@ -45,18 +52,19 @@ def get_rep_actions(
     churn risk and the action with its reasons. Accounts without an action that passes the
     rules come last, riskiest first. A rep without accounts gets an empty list.
 
-    Each account is scored through the same per-account cache as the recommendations
-    route, so a rep's second look costs arbitration only. The actions returned are logged
-    (propensity 1: the worklist always shows the greedy best).
+    Each account's state (features, predictions, reasons) comes from the per-account
+    cache, else from the store's ``account_scores`` (``nba score`` writes them; current
+    while the account has no new events and the models and catalog are the same), else is
+    computed, all such accounts together, and stored for the next look. Arbitration runs
+    on each state with the account's served and dismissed history, as for a
+    recommendation request. The actions returned are logged (propensity 1: the worklist
+    always shows the greedy best).
 
     Reading worklists needs scope ``worklists:read`` (a widget key has none); a key bound
     to a rep reads only that rep's worklist (403 for others'), a key without a rep any."""
     check_worklist_access(key, rep_id)
     now = svc.now()
-    account_ids = svc.store.accounts_of_rep(rep_id)
-    scored: list[AccountScore] = [
-        score(svc, account_id, now, k=1, explore=False) for account_id in account_ids
-    ]
+    scored = _score_accounts(svc, rep_id, now)
 
     def order(s: AccountScore) -> tuple[int, float, float, str]:
         best = s.actions[0].action.expected_value if s.actions else 0.0
@@ -86,7 +94,36 @@ def get_rep_actions(
     return WorklistResponse(
         rep_id=rep_id,
         as_of=now.to_pydatetime(),
-        accounts=len(account_ids),
+        accounts=len(scored),
         items=items,
         model_versions=versions,
     )
+
+
+def _score_accounts(svc: Services, rep_id: str, now: pd.Timestamp) -> list[AccountScore]:
+    """The greedy best action (k=1, no exploration) of each of the rep's accounts at
+    ``now``, from one read of the store; the states computed on the way are stored."""
+    scoring_key = svc.scorer.scoring_key()  # raises ModelLoadError (503) without models
+    window = pd.Timedelta(days=svc.arbitration.eligibility.dismissed_recently_days)
+    rows = svc.store.rep_accounts(
+        rep_id,
+        scoring_key=scoring_key,
+        scored_since=now - pd.Timedelta(seconds=svc.settings.score_max_age_s),
+        served_since=now - SERVED_WINDOW,
+        dismissed_since=now - window,
+    )
+    known = [
+        KnownAccount(
+            account_id=r.account_id,
+            data_version=r.activity.data_version,
+            served=served_recent(r.activity),
+            dismissed=dismissed_recent(r.activity),
+            stored=r.stored,
+        )
+        for r in rows
+    ]
+    scored, computed = svc.scorer.score_known(
+        known, svc.store.accounts_data, now, k=1, rng=svc.rng, explore=False
+    )
+    svc.store.save_scores([NewScore(**vars(c)) for c in computed])
+    return scored

@@ -4,7 +4,9 @@ every account at once (batch).
 - ``answer``: what a request returns (``AccountScore``, ``ScoredAction``), ``ScoringError``;
 - ``scorer``: :class:`Scorer`, the entry point (cache lookup, then warm, cold or cold start);
 - ``cache``: the per-account state, its LRU cache, freshness and data-version keys;
-- ``online``: computing one account's state (features, predictions, reasons), answering;
+- ``online``: answering one account from its state (arbitration, reasons of new actions);
+- ``states``: computing accounts' states (features, predictions, reasons), many at once;
+- ``stored``: a state as bytes for the store, and back;
 - ``batch``: every account at once, for CRM sync;
 - ``predict``: applying the models to feature frames, shared by online and batch.
 
@@ -14,10 +16,12 @@ The cold-start ranking and :func:`content_popularity` are pure computations in
 
 from models.cold_start import content_popularity
 from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
-from serving.scoring.scorer import Scorer
+from serving.scoring.scorer import EncodedState, KnownAccount, Scorer
 
 __all__ = [
     "AccountScore",
+    "EncodedState",
+    "KnownAccount",
     "ScoredAction",
     "Scorer",
     "ScoringError",

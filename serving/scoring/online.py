@@ -1,8 +1,8 @@
-"""Scoring one known account: its cached state computed once, then an answer per request.
+"""Scoring one known account: an answer per request from its state.
 
-:func:`compute_state` (the cold path) turns an account's rows into phase probabilities, a
+``serving.scoring.states`` computes the state (the cold path: phase probabilities, a
 calibrated churn risk, P(response) of every (current contact x catalog item) candidate and
-the ``pred_contrib`` reasons of the phase, the churn risk and the greedy top-k actions.
+the ``pred_contrib`` reasons of the phase, the churn risk and the greedy top-k actions).
 :func:`decide` (the warm path, run on every request) only re-runs arbitration on the state
 (served/dismissed history, filters, exploration) and explains actions not explained yet;
 it works on arrays and never builds a DataFrame for an action already explained.
@@ -10,31 +10,23 @@ it works on arrays and never builds a DataFrame for an action already explained.
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.pipeline import select_accounts
-from features.schema import JourneyData
-from features.timestamps import NS_PER_DAY
 from models.arbitration import (
     AccountContext,
     Action,
     Decision,
     Recent,
-    addressees,
-    churn_band,
-    prepare_candidates,
     rank_actions,
 )
-from models.churn import calibrate
-from models.contract import CHURN, NEXT_CONTENT, PHASE
+from models.contract import NEXT_CONTENT
 from models.explain import Reason, contributions_for, reason_codes
-from serving.model_set import PREDICT_THREADS, ModelSet
+from serving.model_set import ModelSet
 from serving.scoring.answer import AccountScore, ScoredAction
 from serving.scoring.cache import AccountState
 from serving.scoring.predict import (
@@ -42,8 +34,6 @@ from serving.scoring.predict import (
     ScoringSetup,
     SingleThreaded,
     booster,
-    churn_raw,
-    current_contacts,
 )
 
 
@@ -131,134 +121,6 @@ def rank(setup: ScoringSetup, state: AccountState, request: Request) -> Decision
         now=request.now,
         explore=request.explore,
     )
-
-
-def compute_state(
-    setup: ScoringSetup,
-    models: ModelSet,
-    data: JourneyData,
-    account_id: str,
-    now: pd.Timestamp,
-    *,
-    ttl_ns: int,
-) -> AccountState | None:
-    """Returns the account's state as of ``now`` (features, predictions, reasons of the
-    greedy answer), or None when ``data`` has no account row or it is created after ``now``.
-    ``ttl_ns`` is how long the state will be served (it bounds the consumed history kept)."""
-    one = select_accounts(data, [account_id])
-    if one.accounts.empty:
-        return None
-    frame = setup.features(one, now)
-    if frame is None:
-        return None
-    proba = setup.phase_proba(models, frame)
-    risk = float(calibrate(churn_raw(models, frame), dict(models.calibration))[0])
-    values = {str(c): v for c, v in frame.iloc[0].items()}
-    predicted = int(np.argmax(proba[0]))
-    phase_reasons = model_reasons(setup, models, PHASE, frame, values, class_index=predicted)
-    band = churn_band(risk, setup.config)
-    churn_reasons = model_reasons(
-        setup, models, CHURN, frame, values, direction=1 if band != "low" else -1
-    )
-    # without a current contact the account still gets account-level plays
-    contacts = addressees(current_contacts(one.contacts, now))
-    candidates, computed = _candidates(setup, models, frame, contacts)
-    # Older rows cannot count as consumed recently while this state is served.
-    horizon_ns = (
-        now.value - int(setup.config.eligibility.consumed_recently_days * NS_PER_DAY) - ttl_ns
-    )
-    state = AccountState(
-        as_of=now,
-        as_of_ns=int(now.value),
-        features=pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL),
-        phase_proba=proba[0],
-        phase_reasons=phase_reasons,
-        churn_risk=risk,
-        churn_reasons=churn_reasons,
-        candidates=prepare_candidates(candidates, contacts, setup.catalog, account_id),
-        consumed=_consumed(one.touchpoints, horizon_ns),
-    )
-    # The greedy answer is what nearly every request serves: explain it now, off the
-    # warm path (one pred_contrib call for its k rows).
-    greedy = Request(
-        account_id, now, setup.config.default_k, np.random.default_rng(0), explore=False
-    )
-    action_reasons(setup, models, state, rank(setup, state, greedy).actions, computed)
-    return state
-
-
-def _consumed(touchpoints: pd.DataFrame, horizon_ns: int) -> Recent:
-    """Returns the content touchpoints at or after ``horizon_ns`` as arbitration's history."""
-    ts_ns = touchpoints["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    keep = touchpoints["content_id"].notna().to_numpy(dtype=bool) & (ts_ns >= horizon_ns)
-    return Recent(
-        content_id=touchpoints["content_id"].to_numpy(dtype=object)[keep].tolist(),
-        ts_ns=ts_ns[keep],
-        contact_id=touchpoints["contact_id"].to_numpy(dtype=object)[keep].tolist(),
-    )
-
-
-def model_reasons(
-    setup: ScoringSetup,
-    models: ModelSet,
-    name: str,
-    frame: pd.DataFrame,
-    values: Mapping[str, Any],
-    *,
-    class_index: int | None = None,
-    direction: int = 1,
-) -> tuple[Reason, ...]:
-    """Returns the top reasons (``pred_contrib``) of the phase or churn model's output for
-    the one-row ``frame`` whose feature values are ``values``."""
-    spec = models.inputs[name]
-    estimator = {PHASE: models.phase, CHURN: models.churn}[name]
-    contrib = contributions_for(
-        SingleThreaded(booster(estimator)), spec.encode(frame), class_index=class_index
-    )
-    return tuple(
-        reason_codes(
-            contrib[0],
-            list(spec.columns),
-            values,
-            top=MAX_REASONS,
-            direction=direction,
-            definitions=setup.definitions,
-            labels=setup.labels,
-        )
-    )
-
-
-def _candidates(
-    setup: ScoringSetup, models: ModelSet, frame: pd.DataFrame, contacts: pd.DataFrame
-) -> tuple[pd.DataFrame, CandidateRows | None]:
-    """Returns (contact_id, content_id, p_response) for every current contact x catalog
-    item, and the candidate rows behind it (contact-major), or None without contacts."""
-    n_items = len(setup.content)
-    ids = contacts["contact_id"].astype(str).to_numpy(dtype=object)
-    if len(ids) == 0:
-        empty = pd.DataFrame(
-            {
-                "contact_id": pd.Series([], dtype=object),
-                "content_id": pd.Series([], dtype=object),
-                "p_response": pd.Series([], dtype=np.float64),
-            }
-        )
-        return empty, None
-    rows = setup.candidate_rows(frame, contacts["role"].astype(object).tolist())
-    x = models.inputs[NEXT_CONTENT].encode(rows)
-    p = np.asarray(
-        booster(models.next_content).predict(x, num_threads=PREDICT_THREADS),
-        dtype=np.float64,
-    )
-    candidates = pd.DataFrame(
-        {
-            "contact_id": np.repeat(ids, n_items),
-            "content_id": np.tile(setup.catalog.content_ids, len(ids)),
-            "p_response": p,
-        }
-    )
-    position = {c: i for i, c in enumerate(ids.tolist())}
-    return candidates, CandidateRows(rows, x, position)
 
 
 def action_reasons(

@@ -3,16 +3,23 @@
 Online, :meth:`Scorer.score_account` answers from the account's cached state when it is
 fresh for the account's data version and the serving model versions (only arbitration runs:
 ``serving.scoring.online.decide``), and otherwise computes the state first
-(``serving.scoring.online.compute_state``) and caches it (``serving.scoring.cache``). An
+(``serving.scoring.states.compute_state``) and caches it (``serving.scoring.cache``). An
 account the data do not hold (or hold with no account row) gets a cold start
 (``models.cold_start``): the phase model's prior over phases and the most popular catalog
 items for the most likely phase, ``cold_start=True``. :meth:`Scorer.score_accounts_batch`
 scores every account at once (``serving.scoring.batch``).
+
+Many known accounts at once (a rep's worklist), :meth:`Scorer.score_known` answers each
+from its cached state, else from its stored state (``serving.scoring.stored``), and
+computes the states of the rest together (``serving.scoring.states.compute_states``),
+returning them serialized for the caller to store; :meth:`Scorer.states_for_store` does the
+same for every account of a data set (``nba score``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,20 +27,52 @@ import pandas as pd
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
-from models.arbitration import ArbitrationConfig, Recent
+from models.arbitration import ArbitrationConfig, Recent, churn_band
 from models.cold_start import POLICY as COLD_START_POLICY
 from models.cold_start import rank_cold_start
 from serving.model_holder import ModelHolder
 from serving.model_set import ModelSet
 from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
 from serving.scoring.batch import score_batch
-from serving.scoring.cache import StateCache, cache_version, store_version
-from serving.scoring.online import Request, compute_state, decide
+from serving.scoring.cache import AccountState, StateCache, cache_version, store_version
+from serving.scoring.online import Request, decide
 from serving.scoring.predict import ScoringSetup
+from serving.scoring.states import compute_state, compute_states
+from serving.scoring.stored import decode_state, encode_state, scoring_key
 
 DEFAULT_CACHE_ENTRIES = 20_000
 DEFAULT_FEATURE_TTL_S = 3600.0
 _NS_PER_S = 10**9
+
+
+@dataclass(frozen=True)
+class KnownAccount:
+    """An account the store holds, as :meth:`Scorer.score_known` takes it: its data
+    version, the history arbitration reads (``served``, ``dismissed``) and its stored state
+    (bytes of :func:`~serving.scoring.stored.encode_state`) when the caller holds a current
+    one."""
+
+    account_id: str
+    data_version: int
+    served: Recent | None = None
+    dismissed: Recent | None = None
+    stored: bytes | None = None
+
+
+@dataclass(frozen=True)
+class EncodedState:
+    """A state computed for an account at ``data_version``, serialized to store, with its
+    headline (phase, churn risk and band) and what it was computed with."""
+
+    account_id: str
+    data_version: int
+    scoring_key: str
+    model_versions: dict[str, str]
+    as_of: pd.Timestamp
+    phase: str
+    churn_risk: float
+    churn_band: str
+    state: bytes
 
 
 class Scorer:
@@ -126,6 +165,128 @@ class Scorer:
             return self._cold_start(models, request)
         self.cache.put(key, state)
         return decide(self.setup, models, state, request, hit=False)
+
+    def scoring_key(self) -> str:
+        """The key stored states must carry to be current for the serving models and this
+        scorer's catalog (:func:`~serving.scoring.stored.scoring_key`)."""
+        return scoring_key(self.setup, self.holder.current)
+
+    def score_known(
+        self,
+        accounts: Sequence[KnownAccount],
+        load: Callable[[list[str]], JourneyData],
+        now: pd.Timestamp,
+        *,
+        k: int,
+        rng: np.random.Generator,
+        explore: bool | None = None,
+    ) -> tuple[list[AccountScore], list[EncodedState]]:
+        """Returns the answer for each of ``accounts`` at ``now`` (as :meth:`score_account`
+        would give it) and the states that had to be computed, serialized for the store.
+
+        A state comes from the cache, else from ``stored`` (when it is not from after
+        ``now``), else is computed: ``load(account_ids)`` returns the rows of all of those
+        accounts, scored together. Computed states are cached."""
+        models = self.holder.current
+        now = to_utc(now)
+        states: dict[str, AccountState] = {}
+        missing: list[KnownAccount] = []
+        for account in accounts:
+            state = self.cache.hit(self._key(account, models), now.value)
+            if state is None and account.stored is not None:
+                state = self._restore(account.stored, now)
+            if state is None:
+                missing.append(account)
+            else:
+                states[account.account_id] = state
+        computed = self._compute_missing(models, missing, load, now, states)
+        cold = {a.account_id for a in missing}
+        answers = []
+        for account in accounts:
+            request = Request(
+                account.account_id,
+                now,
+                k,
+                rng,
+                served=account.served,
+                dismissed=account.dismissed,
+                explore=explore,
+            )
+            state = states.get(account.account_id)
+            answers.append(
+                self._cold_start(models, request)
+                if state is None
+                else decide(self.setup, models, state, request, hit=account.account_id not in cold)
+            )
+        return answers, computed
+
+    def states_for_store(
+        self, data: JourneyData, versions: Mapping[str, int], now: pd.Timestamp
+    ) -> list[EncodedState]:
+        """Returns the states of the accounts of ``data`` existing at ``now``, serialized
+        for the store; ``versions`` maps each account to its data version, read before
+        ``data`` (an account missing from it is skipped)."""
+        models = self.holder.current
+        now = to_utc(now)
+        fresh = compute_states(self.setup, models, data, now, ttl_ns=self.cache.ttl_ns)
+        key = scoring_key(self.setup, models)
+        return [
+            self._encoded(account_id, versions[account_id], state, models, key)
+            for account_id, state in fresh.items()
+            if account_id in versions
+        ]
+
+    def _key(self, account: KnownAccount, models: ModelSet) -> tuple[object, ...]:
+        return (account.account_id, store_version(account.data_version), models.key)
+
+    def _restore(self, blob: bytes, now: pd.Timestamp) -> AccountState | None:
+        """A stored state, or None when it is unreadable or computed after ``now``."""
+        try:
+            state = decode_state(self.setup, blob)
+        except ScoringError:
+            return None
+        return state if state.as_of_ns <= now.value else None
+
+    def _compute_missing(
+        self,
+        models: ModelSet,
+        missing: Sequence[KnownAccount],
+        load: Callable[[list[str]], JourneyData],
+        now: pd.Timestamp,
+        states: dict[str, AccountState],
+    ) -> list[EncodedState]:
+        """Computes the states of ``missing`` together into ``states`` and the cache;
+        returns them serialized (accounts created after ``now`` get none)."""
+        if not missing:
+            return []
+        data = load([a.account_id for a in missing])
+        fresh = compute_states(self.setup, models, data, now, ttl_ns=self.cache.ttl_ns)
+        key = scoring_key(self.setup, models)
+        out: list[EncodedState] = []
+        for account in missing:
+            state = fresh.get(account.account_id)
+            if state is None:
+                continue
+            self.cache.put(self._key(account, models), state)
+            states[account.account_id] = state
+            out.append(self._encoded(account.account_id, account.data_version, state, models, key))
+        return out
+
+    def _encoded(
+        self, account_id: str, version: int, state: AccountState, models: ModelSet, key: str
+    ) -> EncodedState:
+        proba = state.phase_proba
+        return EncodedState(
+            account_id=account_id,
+            data_version=version,
+            scoring_key=key,
+            model_versions=dict(models.versions),
+            as_of=state.as_of,
+            phase=self.setup.phases[int(np.argmax(proba))],
+            churn_risk=state.churn_risk,
+            churn_band=churn_band(state.churn_risk, self.setup.config),
+            state=encode_state(self.setup, state),
+        )
 
     def is_warm(self, account_id: str, data_version: int, now: pd.Timestamp) -> bool:
         """Returns whether a request for the account at ``now`` would hit the cache

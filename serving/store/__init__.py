@@ -1,6 +1,6 @@
 """The service's storage layer: SQLAlchemy over SQLite (default) or PostgreSQL, schema by
 Alembic migrations. :class:`Store` is the entry point (``repository``), made of one part
-per concern: ``engine``, ``journey``, ``bulk``, ``decisions``, ``api_keys``; ``ingest``
+per concern: ``engine``, ``journey``, ``bulk``, ``decisions``, ``api_keys``, ``scores``; ``ingest``
 holds the event contract of ``POST /v1/events``."""
 
 from serving.store.api_keys import (
@@ -24,6 +24,7 @@ from serving.store.engine import DEFAULT_DATABASE_URL, StoreError, database_url
 from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
 from serving.store.journey import BatchTooLargeError
 from serving.store.repository import Store
+from serving.store.scores import NewScore, RepAccount
 from serving.store.served_log import ServedLog
 from serving.store.tables import FEEDBACK_OUTCOMES
 
@@ -42,8 +43,10 @@ __all__ = [
     "InvalidRepError",
     "LoadResult",
     "NewRecommendation",
+    "NewScore",
     "OtherRepsAccountError",
     "RecordError",
+    "RepAccount",
     "ServedLog",
     "Store",
     "StoreError",

@@ -8,7 +8,8 @@ one part per concern, each in its own module:
 - ``journey``: ingesting events, reading accounts and the content catalog;
 - ``bulk``: loading whole tables and the catalog;
 - ``decisions``: the served-recommendation log, feedback, per-account decision state;
-- ``api_keys``: creating, verifying and revoking API keys.
+- ``api_keys``: creating, verifying and revoking API keys;
+- ``scores``: stored account scores and the worklist's read of a rep's accounts.
 
 Its schema comes from the Alembic migrations shipped in ``serving/store/migrations``
 (:meth:`Store.migrate`), never from ad-hoc DDL. Times cross this interface as UTC
@@ -25,9 +26,10 @@ from __future__ import annotations
 from serving.store.api_keys import ApiKeyStore
 from serving.store.bulk import BulkLoader
 from serving.store.decisions import DecisionLog
+from serving.store.scores import ScoreStore
 
 
-class Store(BulkLoader, DecisionLog, ApiKeyStore):
+class Store(BulkLoader, DecisionLog, ApiKeyStore, ScoreStore):
     """The store at ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
 
     ``taxonomy`` decides which channels, event types, roles, ... ingested events may name,

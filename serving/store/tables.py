@@ -13,7 +13,7 @@ canonical in-memory form of ``features.schema`` exactly:
 
 The journey tables (accounts, contacts, content, touchpoints, stages, exposures) mirror the
 data contract; the service tables (recommendations, feedback, served_actions,
-dismissed_items, api_keys) hold what the service serves and hears back.
+dismissed_items, account_scores, api_keys) hold what the service serves and hears back.
 """
 
 from __future__ import annotations
@@ -207,6 +207,29 @@ class DismissedItem(Base):
     account_id: Mapped[str] = mapped_column(String, primary_key=True)
     content_id: Mapped[str] = mapped_column(String, primary_key=True)
     last_dismissed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class StoredScore(Base):
+    """An account's latest score as the scorer's state (``serving.scoring.stored``): phase
+    probabilities, churn risk, every candidate's P(response), the reasons explained so far
+    and the consumed history arbitration reads, computed as of ``as_of`` from the account's
+    rows at ``data_version`` with the models and catalog ``scoring_key`` names. Written by
+    ``nba score`` and by worklists that had to compute it; a row whose ``data_version`` is
+    behind the account's (an event arrived) or whose ``scoring_key`` is not the serving one
+    (a model moved) is stale and recomputed. ``phase``, ``churn_risk`` and ``churn_band``
+    repeat the state's headline for people reading the table."""
+
+    __tablename__ = "account_scores"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), primary_key=True)
+    data_version: Mapped[int] = mapped_column(BigInteger)
+    scoring_key: Mapped[str] = mapped_column(String(64))
+    model_versions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    as_of: Mapped[int] = mapped_column(BigInteger)
+    phase: Mapped[str] = mapped_column(String)
+    churn_risk: Mapped[float] = mapped_column(Float)
+    churn_band: Mapped[str] = mapped_column(String(16))
+    state: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ApiKeyRow(Base):

@@ -1,0 +1,245 @@
+"""Computing accounts' states (the cold path): features, the three models' predictions and
+the reasons of the greedy answer, for many accounts at once.
+
+:func:`compute_states` runs the feature pipeline once for all accounts of the data and each
+model once per chunk of accounts (the fixed costs of pandas and of a LightGBM call are most
+of one account's cost), then assembles every account's :class:`AccountState`.
+:func:`compute_state` (one account, the online cold path) is the same function on one
+account's rows, so a state computed alone equals the one computed with others: a worklist
+served from stored states answers as it would from fresh ones.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.pipeline import select_accounts
+from features.schema import JourneyData
+from features.timestamps import NS_PER_DAY
+from models import next_content as nc
+from models.arbitration import Recent, addressees, churn_band, prepare_candidates
+from models.churn import calibrate
+from models.contract import CHURN, NEXT_CONTENT, PHASE
+from models.explain import Reason, contributions_for, reason_codes
+from serving.model_set import PREDICT_THREADS, ModelSet
+from serving.scoring.cache import AccountState
+from serving.scoring.online import CandidateRows, Request, action_reasons, rank
+from serving.scoring.predict import (
+    MAX_REASONS,
+    ScoringSetup,
+    SingleThreaded,
+    booster,
+    churn_raw,
+    current_contacts,
+)
+
+# Accounts whose candidates are scored in one call (about 5 contacts x the catalog each).
+STATE_CHUNK_ACCOUNTS = 100
+
+
+def compute_state(
+    setup: ScoringSetup,
+    models: ModelSet,
+    data: JourneyData,
+    account_id: str,
+    now: pd.Timestamp,
+    *,
+    ttl_ns: int,
+) -> AccountState | None:
+    """Returns the account's state as of ``now``, or None when ``data`` has no account row
+    for it or it is created after ``now``. ``ttl_ns`` is how long the state will be served
+    (it bounds the consumed history kept)."""
+    one = select_accounts(data, [account_id])
+    if one.accounts.empty:
+        return None
+    return compute_states(setup, models, one, now, ttl_ns=ttl_ns).get(account_id)
+
+
+def compute_states(
+    setup: ScoringSetup,
+    models: ModelSet,
+    data: JourneyData,
+    now: pd.Timestamp,
+    *,
+    ttl_ns: int,
+    chunk_accounts: int = STATE_CHUNK_ACCOUNTS,
+) -> dict[str, AccountState]:
+    """Returns account_id -> state as of ``now`` for every account of ``data`` existing at
+    ``now`` (see :func:`compute_state`)."""
+    frame = setup.features(data, now)
+    if frame is None:
+        return {}
+    frame = frame.reset_index(drop=True)
+    contacts = current_contacts(data.contacts, now)
+    tp = data.touchpoints
+    rows = _AccountRows(
+        contacts,
+        contacts.groupby(contacts["account_id"].astype(str), sort=False).indices,
+        tp,
+        tp.groupby(tp["account_id"].astype(str), sort=False).indices,
+        # Older rows cannot count as consumed recently while the state is served.
+        now.value - int(setup.config.eligibility.consumed_recently_days * NS_PER_DAY) - ttl_ns,
+    )
+    out: dict[str, AccountState] = {}
+    for lo in range(0, len(frame), chunk_accounts):
+        part = frame.iloc[lo : lo + chunk_accounts].reset_index(drop=True)
+        out.update(_chunk_states(setup, models, part, rows, now))
+    return out
+
+
+class _AccountRows:
+    """Each account's current contacts and touchpoints, by position in the frames."""
+
+    def __init__(
+        self,
+        contacts: pd.DataFrame,
+        contact_rows: Mapping[Any, np.ndarray],
+        touchpoints: pd.DataFrame,
+        touchpoint_rows: Mapping[Any, np.ndarray],
+        horizon_ns: int,
+    ) -> None:
+        self.contacts = contacts
+        self.contact_rows = contact_rows
+        self.touchpoints = touchpoints
+        self.touchpoint_rows = touchpoint_rows
+        self.horizon_ns = horizon_ns
+
+    def addressees(self, account_id: str) -> pd.DataFrame:
+        at = self.contact_rows.get(account_id, np.zeros(0, dtype=np.int64))
+        return addressees(self.contacts.iloc[at].reset_index(drop=True))
+
+    def consumed(self, account_id: str) -> Recent:
+        at = self.touchpoint_rows.get(account_id, np.zeros(0, dtype=np.int64))
+        return consumed_since(self.touchpoints.iloc[at], self.horizon_ns)
+
+
+def _chunk_states(
+    setup: ScoringSetup,
+    models: ModelSet,
+    part: pd.DataFrame,
+    rows: _AccountRows,
+    now: pd.Timestamp,
+) -> dict[str, AccountState]:
+    """The states of the accounts of ``part`` (feature rows of existing accounts)."""
+    ids = part["account_id"].astype(str).tolist()
+    proba = setup.phase_proba(models, part)
+    risk = calibrate(churn_raw(models, part), dict(models.calibration))
+    values = [{str(c): v for c, v in part.iloc[r].items()} for r in range(len(part))]
+    predicted = np.argmax(proba, axis=1)
+    phase_reasons = batch_reasons(setup, models, PHASE, part, values, classes=predicted)
+    directions = [1 if churn_band(float(r), setup.config) != "low" else -1 for r in risk]
+    churn_reasons = batch_reasons(setup, models, CHURN, part, values, directions=directions)
+    contacts = [rows.addressees(a) for a in ids]
+    computed = _candidates(setup, models, part, contacts)
+    out: dict[str, AccountState] = {}
+    for r, account_id in enumerate(ids):
+        candidates, candidate_rows = computed[r]
+        state = AccountState(
+            as_of=now,
+            as_of_ns=int(now.value),
+            features=pickle.dumps(part.iloc[[r]], protocol=pickle.HIGHEST_PROTOCOL),
+            phase_proba=proba[r],
+            phase_reasons=phase_reasons[r],
+            churn_risk=float(risk[r]),
+            churn_reasons=churn_reasons[r],
+            candidates=prepare_candidates(candidates, contacts[r], setup.catalog, account_id),
+            consumed=rows.consumed(account_id),
+        )
+        # The greedy answer is what nearly every request serves: explain it now, off the
+        # warm path (one pred_contrib call for its k rows).
+        greedy = Request(
+            account_id, now, setup.config.default_k, np.random.default_rng(0), explore=False
+        )
+        action_reasons(setup, models, state, rank(setup, state, greedy).actions, candidate_rows)
+        out[account_id] = state
+    return out
+
+
+def consumed_since(touchpoints: pd.DataFrame, horizon_ns: int) -> Recent:
+    """Returns the content touchpoints at or after ``horizon_ns`` as arbitration's history."""
+    ts_ns = touchpoints["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    keep = touchpoints["content_id"].notna().to_numpy(dtype=bool) & (ts_ns >= horizon_ns)
+    return Recent(
+        content_id=touchpoints["content_id"].to_numpy(dtype=object)[keep].tolist(),
+        ts_ns=ts_ns[keep],
+        contact_id=touchpoints["contact_id"].to_numpy(dtype=object)[keep].tolist(),
+    )
+
+
+def batch_reasons(
+    setup: ScoringSetup,
+    models: ModelSet,
+    name: str,
+    frame: pd.DataFrame,
+    values: Sequence[Mapping[str, Any]],
+    *,
+    classes: np.ndarray | None = None,
+    directions: Sequence[int] | None = None,
+) -> list[tuple[Reason, ...]]:
+    """Returns the top reasons (``pred_contrib``) of the phase or churn model's output for
+    each row of ``frame`` (feature values ``values[r]``): of the row's class ``classes[r]``
+    for the phase model, in direction ``directions[r]`` for churn. One contributions call
+    per class."""
+    spec = models.inputs[name]
+    estimator = {PHASE: models.phase, CHURN: models.churn}[name]
+    x = spec.encode(frame)
+    groups = [None] if classes is None else sorted({int(c) for c in classes})
+    out: list[tuple[Reason, ...]] = [()] * len(frame)
+    for c in groups:
+        at = np.arange(len(frame)) if c is None else np.flatnonzero(classes == c)
+        contrib = contributions_for(SingleThreaded(booster(estimator)), x[at], class_index=c)
+        for j, r in enumerate(at.tolist()):
+            out[r] = tuple(
+                reason_codes(
+                    contrib[j],
+                    list(spec.columns),
+                    values[r],
+                    top=MAX_REASONS,
+                    direction=1 if directions is None else directions[r],
+                    definitions=setup.definitions,
+                    labels=setup.labels,
+                )
+            )
+    return out
+
+
+def _candidates(
+    setup: ScoringSetup, models: ModelSet, part: pd.DataFrame, contacts: Sequence[pd.DataFrame]
+) -> list[tuple[pd.DataFrame, CandidateRows]]:
+    """Per account of ``part``: (contact_id, content_id, p_response) for every addressee x
+    catalog item, and the candidate rows behind it (contact-major). One next-content call
+    for all of them."""
+    n_items = len(setup.content)
+    counts = np.array([len(c) for c in contacts], dtype=np.int64)
+    roles = [r for c in contacts for r in c["role"].astype(object).tolist()]
+    decisions = part[setup.account_inputs].iloc[np.repeat(np.arange(len(part)), counts)]
+    rows = nc.candidate_features(
+        decisions.reset_index(drop=True),
+        pd.Series(roles, dtype=object),
+        setup.content,
+        setup.taxonomy,
+    )
+    x = models.inputs[NEXT_CONTENT].encode(rows)
+    p = np.asarray(
+        booster(models.next_content).predict(x, num_threads=PREDICT_THREADS), dtype=np.float64
+    )
+    out: list[tuple[pd.DataFrame, CandidateRows]] = []
+    ends = np.cumsum(counts) * n_items
+    for r, mine in enumerate(contacts):
+        lo, hi = int(ends[r] - counts[r] * n_items), int(ends[r])
+        ids = mine["contact_id"].astype(str).to_numpy(dtype=object)
+        candidates = pd.DataFrame(
+            {
+                "contact_id": np.repeat(ids, n_items),
+                "content_id": np.tile(setup.catalog.content_ids, len(ids)),
+                "p_response": p[lo:hi],
+            }
+        )
+        position = {c: i for i, c in enumerate(ids.tolist())}
+        out.append((candidates, CandidateRows(rows.iloc[lo:hi], x[lo:hi], position)))
+    return out

@@ -1,0 +1,146 @@
+"""An account's state as bytes, for the store's ``account_scores`` table, and back.
+
+What is kept is exactly what answering needs (:class:`~serving.scoring.cache.AccountState`):
+the phase probabilities, churn risk, every candidate's P(response), the addressees, the
+reasons explained so far, the consumed history and, to explain an action not explained yet,
+the account's next-content inputs. Arrays are stored as float64/int64 (no rounding), so an
+answer from a stored state equals one from the state computed fresh.
+
+The format is a NumPy ``.npz`` read with ``allow_pickle=False`` and JSON inside it: reading
+a row can never run code, whoever wrote the database. :func:`scoring_key` names the models,
+catalog and format a state depends on; a stored state under another key is stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from models.arbitration import ACCOUNT_LEVEL, PreparedCandidates, Recent
+from models.explain import Reason
+from serving.model_set import ModelSet
+from serving.scoring.answer import ScoringError
+from serving.scoring.cache import AccountState
+from serving.scoring.predict import ScoringSetup
+
+# Bumped whenever what :func:`encode_state` writes changes: older rows become stale.
+STATE_FORMAT = 1
+
+
+def scoring_key(setup: ScoringSetup, models: ModelSet) -> str:
+    """A short hash of what a stored state depends on besides the account's rows and time:
+    the model versions, the catalog (candidates are indexed by its order), the phases, the
+    next-content inputs and the format."""
+    parts = {
+        "format": STATE_FORMAT,
+        "models": list(models.key),
+        "catalog": [str(c) for c in setup.catalog.content_ids],
+        "phases": list(setup.phases),
+        "inputs": list(setup.account_inputs),
+    }
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return digest[:32]
+
+
+def _reasons_out(reasons: Sequence[Reason]) -> list[list[Any]]:
+    return [[r.feature, r.value, r.contribution, r.text] for r in reasons]
+
+
+def _reasons_in(rows: Sequence[Sequence[Any]]) -> tuple[Reason, ...]:
+    return tuple(Reason(feature=f, value=v, contribution=float(c), text=t) for f, v, c, t in rows)
+
+
+def _features_bytes(setup: ScoringSetup, state: AccountState) -> bytes:
+    """The account's next-content inputs (all an unexplained action needs) as Arrow IPC."""
+    frame = state.feature_frame()[setup.account_inputs]
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def encode_state(setup: ScoringSetup, state: AccountState) -> bytes:
+    """Returns ``state`` as bytes (see the module docstring)."""
+    c = state.candidates
+    meta = {
+        "format": STATE_FORMAT,
+        "as_of_ns": int(state.as_of_ns),
+        "churn_risk": float(state.churn_risk),
+        "phase_reasons": _reasons_out(state.phase_reasons),
+        "churn_reasons": _reasons_out(state.churn_reasons),
+        "actions": [[k[0], k[1], _reasons_out(v)] for k, v in state.action_reasons.items()],
+        "contact_ids": [str(x) for x in c.contact_ids.tolist()],
+        "contact_roles": [str(x) for x in c.contact_roles.tolist()],
+        "consumed_content": list(state.consumed.content_id),
+        "consumed_contact": (
+            None if state.consumed.contact_id is None else list(state.consumed.contact_id)
+        ),
+    }
+    out = io.BytesIO()
+    np.savez_compressed(
+        out,
+        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        features=np.frombuffer(_features_bytes(setup, state), dtype=np.uint8),
+        phase_proba=np.asarray(state.phase_proba, dtype=np.float64),
+        p=np.asarray(c.p, dtype=np.float64),
+        item=np.asarray(c.item, dtype=np.int64),
+        contact=np.asarray(c.contact, dtype=np.int64),
+        consumed_ts=np.asarray(state.consumed.ts_ns, dtype=np.int64),
+    )
+    return out.getvalue()
+
+
+def decode_state(setup: ScoringSetup, blob: bytes) -> AccountState:
+    """Returns the state :func:`encode_state` wrote. Raises :class:`ScoringError` for bytes
+    of another format (the caller recomputes)."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        meta = json.loads(arrays["meta"].tobytes())
+    except (ValueError, KeyError, OSError) as exc:
+        raise ScoringError(f"a stored account state is unreadable: {exc}") from exc
+    if meta.get("format") != STATE_FORMAT:
+        raise ScoringError(f"a stored account state has format {meta.get('format')!r}")
+    reader = pa.ipc.open_stream(arrays["features"].tobytes())
+    features = reader.read_all().to_pandas()
+    ids = np.array(meta["contact_ids"], dtype=object)
+    roles = np.array(meta["contact_roles"], dtype=object)
+    position = {c: i for i, c in enumerate(meta["contact_ids"])}
+    catalog = setup.catalog
+    candidates = PreparedCandidates(
+        p=arrays["p"],
+        item=arrays["item"],
+        contact=arrays["contact"],
+        contact_ids=ids,
+        contact_roles=roles,
+        contact_position=position,
+        role_code=np.array([catalog.role_index.get(r, -1) for r in roles], dtype=np.int64),
+        catalog_size=len(catalog.content_ids),
+        account_level=position.get(ACCOUNT_LEVEL, -1),
+    )
+    as_of_ns = int(meta["as_of_ns"])
+    return AccountState(
+        as_of=pd.Timestamp(as_of_ns, tz="UTC"),
+        as_of_ns=as_of_ns,
+        features=pickle.dumps(features, protocol=pickle.HIGHEST_PROTOCOL),
+        phase_proba=arrays["phase_proba"],
+        phase_reasons=_reasons_in(meta["phase_reasons"]),
+        churn_risk=float(meta["churn_risk"]),
+        churn_reasons=_reasons_in(meta["churn_reasons"]),
+        candidates=candidates,
+        consumed=Recent(
+            content_id=meta["consumed_content"],
+            ts_ns=arrays["consumed_ts"],
+            contact_id=meta["consumed_contact"],
+        ),
+        action_reasons={(c, i): _reasons_in(r) for c, i, r in meta["actions"]},
+    )
