@@ -177,9 +177,18 @@ def score(
     chunk_accounts: Annotated[
         int, typer.Option("--chunk-accounts", min=1, help="Accounts read and scored at once.")
     ] = 5_000,
+    store_scores: Annotated[
+        bool,
+        typer.Option(
+            "--store-scores/--no-store-scores",
+            help="Also store each account's score in the store (what worklists read).",
+        ),
+    ] = True,
 ) -> None:
     """Score every account in the store (phase, churn risk and band, top-k actions) for CRM
-    sync, with the champion models of MLFLOW_TRACKING_URI; writes Parquet."""
+    sync, with the champion models of MLFLOW_TRACKING_URI; writes Parquet and, unless
+    --no-store-scores, each account's score into the store, so that reps' worklists read
+    them instead of computing them (until the account's next event or a model change)."""
     import pandas as pd
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -187,6 +196,7 @@ def score(
     from serving.model_holder import ModelHolder
     from serving.model_set import ModelLoadError
     from serving.scoring import Scorer
+    from serving.store import NewScore
 
     settings = _settings()
     now = parse_time(as_of, "--as-of") if as_of else pd.Timestamp.now(tz="UTC")
@@ -216,7 +226,12 @@ def score(
         task = progress.add_task("scoring accounts", total=len(ids))
         for lo in range(0, len(ids), chunk_accounts):
             chunk = ids[lo : lo + chunk_accounts]
-            frames.append(scorer.score_accounts_batch(store.accounts_data(chunk), now, k=k))
+            versions = store.data_versions(chunk) if store_scores else {}
+            data = store.accounts_data(chunk)
+            frames.append(scorer.score_accounts_batch(data, now, k=k))
+            if store_scores:
+                stored = scorer.states_for_store(data, versions, now)
+                store.save_scores([NewScore(**vars(s)) for s in stored])
             progress.update(task, advance=len(chunk))
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     scores.insert(1, "as_of", now)

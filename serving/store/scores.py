@@ -18,7 +18,7 @@ from sqlalchemy import and_, select
 
 from features.timestamps import to_ns
 from serving.store.decisions import AccountActivity
-from serving.store.engine import Database
+from serving.store.engine import IN_CHUNK, Database
 from serving.store.tables import BY_NAME, Account, DismissedItem, ServedAction, StoredScore
 
 
@@ -147,6 +147,20 @@ class ScoreStore(Database):
         )
         with self._write() as conn:
             conn.execute(statement, rows)
+
+    def data_versions(self, account_ids: Sequence[str]) -> dict[str, int]:
+        """account_id -> data version of the given accounts the store holds (read before
+        their rows, a score stored under it is stale as soon as an event arrives)."""
+        ids = list(account_ids)
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), IN_CHUNK):
+                chunk = ids[start : start + IN_CHUNK]
+                query = select(Account.account_id, Account.data_version).where(
+                    Account.account_id.in_(chunk)
+                )
+                out.update({a: int(v) for a, v in conn.execute(query).all()})
+        return out
 
     def stored_scores(self) -> pd.DataFrame:
         """Every stored score's headline (account_id, data_version, scoring_key, as_of,
