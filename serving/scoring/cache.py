@@ -49,9 +49,14 @@ class AccountState:
     consumed: Recent  # content touchpoints recent enough to matter while the state lives
     # (contact_id, content_id) -> reasons, filled lazily
     action_reasons: dict[tuple[str, str], tuple[Reason, ...]] = field(default_factory=dict)
+    # A state read from the store keeps its next-content inputs as Arrow IPC bytes instead,
+    # converted only when an action needs explaining (rarely; converting costs milliseconds).
+    features_ipc: bool = False
 
     def feature_frame(self) -> pd.DataFrame:
-        """Returns the cached one-row feature frame (unpickled: a copy per call)."""
+        """Returns the cached one-row feature frame (a copy per call)."""
+        if self.features_ipc:
+            return pa.ipc.open_stream(self.features).read_all().to_pandas()
         frame: pd.DataFrame = pickle.loads(self.features)
         return frame
 

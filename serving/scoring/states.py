@@ -98,9 +98,9 @@ class _AccountRows:
     def __init__(
         self,
         contacts: pd.DataFrame,
-        contact_rows: Mapping[Any, np.ndarray],
+        contact_rows: Mapping[Any, Any],
         touchpoints: pd.DataFrame,
-        touchpoint_rows: Mapping[Any, np.ndarray],
+        touchpoint_rows: Mapping[Any, Any],
         horizon_ns: int,
     ) -> None:
         self.contacts = contacts

@@ -6,9 +6,11 @@ reasons explained so far, the consumed history and, to explain an action not exp
 the account's next-content inputs. Arrays are stored as float64/int64 (no rounding), so an
 answer from a stored state equals one from the state computed fresh.
 
-The format is a NumPy ``.npz`` read with ``allow_pickle=False`` and JSON inside it: reading
-a row can never run code, whoever wrote the database. :func:`scoring_key` names the models,
-catalog and format a state depends on; a stored state under another key is stale.
+The format is zlib-compressed: a magic, the length of a JSON header (the small parts and
+each array's dtype and length), then the arrays' raw bytes. Reading a row can never run
+code, whoever wrote the database (no pickle), and costs a few hundred microseconds.
+:func:`scoring_key` names the models, catalog and format a state depends on; a stored state
+under another key is stale.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import pickle
+import struct
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +36,7 @@ from serving.scoring.predict import ScoringSetup
 
 # Bumped whenever what :func:`encode_state` writes changes: older rows become stale.
 STATE_FORMAT = 1
+_MAGIC = b"NBAS"
 
 
 def scoring_key(setup: ScoringSetup, models: ModelSet) -> str:
@@ -85,33 +89,48 @@ def encode_state(setup: ScoringSetup, state: AccountState) -> bytes:
             None if state.consumed.contact_id is None else list(state.consumed.contact_id)
         ),
     }
-    out = io.BytesIO()
-    np.savez_compressed(
-        out,
-        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-        features=np.frombuffer(_features_bytes(setup, state), dtype=np.uint8),
-        phase_proba=np.asarray(state.phase_proba, dtype=np.float64),
-        p=np.asarray(c.p, dtype=np.float64),
-        item=np.asarray(c.item, dtype=np.int64),
-        contact=np.asarray(c.contact, dtype=np.int64),
-        consumed_ts=np.asarray(state.consumed.ts_ns, dtype=np.int64),
-    )
-    return out.getvalue()
+    arrays = {
+        "features": np.frombuffer(_features_bytes(setup, state), dtype=np.uint8),
+        "phase_proba": np.asarray(state.phase_proba, dtype="<f8"),
+        "p": np.asarray(c.p, dtype="<f8"),
+        "item": np.asarray(c.item, dtype="<i8"),
+        "contact": np.asarray(c.contact, dtype="<i8"),
+        "consumed_ts": np.asarray(state.consumed.ts_ns, dtype="<i8"),
+    }
+    meta["arrays"] = [[name, a.dtype.str, len(a)] for name, a in arrays.items()]
+    header = json.dumps(meta).encode()
+    body = b"".join(a.tobytes() for a in arrays.values())
+    return zlib.compress(_MAGIC + struct.pack("<I", len(header)) + header + body, 1)
+
+
+def _unpack(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON header and the arrays of a blob :func:`encode_state` wrote."""
+    raw = zlib.decompress(blob)
+    if raw[: len(_MAGIC)] != _MAGIC:
+        raise ValueError("not an account state")
+    at = len(_MAGIC) + 4
+    (size,) = struct.unpack("<I", raw[len(_MAGIC) : at])
+    meta = json.loads(raw[at : at + size])
+    at += size
+    arrays: dict[str, np.ndarray] = {}
+    for name, dtype, n in meta["arrays"]:
+        kind = np.dtype(dtype)
+        if kind.kind not in "fiu":  # numbers only: nothing else is ever written
+            raise ValueError(f"array {name!r} of dtype {dtype!r}")
+        arrays[name] = np.frombuffer(raw, dtype=kind, count=n, offset=at)
+        at += kind.itemsize * n
+    return meta, arrays
 
 
 def decode_state(setup: ScoringSetup, blob: bytes) -> AccountState:
     """Returns the state :func:`encode_state` wrote. Raises :class:`ScoringError` for bytes
     of another format (the caller recomputes)."""
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-        meta = json.loads(arrays["meta"].tobytes())
-    except (ValueError, KeyError, OSError) as exc:
+        meta, arrays = _unpack(blob)
+    except (ValueError, KeyError, TypeError, struct.error, zlib.error) as exc:
         raise ScoringError(f"a stored account state is unreadable: {exc}") from exc
     if meta.get("format") != STATE_FORMAT:
         raise ScoringError(f"a stored account state has format {meta.get('format')!r}")
-    reader = pa.ipc.open_stream(arrays["features"].tobytes())
-    features = reader.read_all().to_pandas()
     ids = np.array(meta["contact_ids"], dtype=object)
     roles = np.array(meta["contact_roles"], dtype=object)
     position = {c: i for i, c in enumerate(meta["contact_ids"])}
@@ -131,7 +150,8 @@ def decode_state(setup: ScoringSetup, blob: bytes) -> AccountState:
     return AccountState(
         as_of=pd.Timestamp(as_of_ns, tz="UTC"),
         as_of_ns=as_of_ns,
-        features=pickle.dumps(features, protocol=pickle.HIGHEST_PROTOCOL),
+        features=arrays["features"].tobytes(),
+        features_ipc=True,
         phase_proba=arrays["phase_proba"],
         phase_reasons=_reasons_in(meta["phase_reasons"]),
         churn_risk=float(meta["churn_risk"]),

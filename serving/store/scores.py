@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, select
+from sqlalchemy import and_, delete, select
 
 from features.timestamps import to_ns
 from serving.store.decisions import AccountActivity
@@ -161,6 +161,12 @@ class ScoreStore(Database):
                 )
                 out.update({a: int(v) for a, v in conn.execute(query).all()})
         return out
+
+    def delete_scores(self) -> int:
+        """Delete every stored score (worklists then compute and store them again, e.g.
+        after a bad ``nba score`` run); returns the rows deleted."""
+        with self._write() as conn:
+            return int(conn.execute(delete(BY_NAME["account_scores"])).rowcount)
 
     def stored_scores(self) -> pd.DataFrame:
         """Every stored score's headline (account_id, data_version, scoring_key, as_of,
