@@ -254,11 +254,12 @@ def test_the_page_is_small_and_only_the_crm_may_frame_it(
     ]
     assert sum(sizes) <= MAX_PAGE_BYTES, sizes
     assert httpx.get(f"{server.base_url}/static/../app.py").status_code == 404
-    # the widget's key reads touchpoints and recommendations, but no worklist
+    # the widget's key reads touchpoints and recommendations, but no worklist (it has no
+    # worklists:read scope; its name grants nothing)
     headers = {"Authorization": f"Bearer {server.keys['widget:crm']}"}
     rep = str(server.data.accounts["owner_rep_id"].iloc[0])
     denied = httpx.get(f"{server.base_url}/v1/reps/{rep}/actions", headers=headers)
-    assert denied.status_code == 403 and "widget key" in denied.json()["detail"]
+    assert denied.status_code == 403 and "lacks scope 'worklists:read'" in denied.json()["detail"]
     touchpoints = httpx.get(
         f"{server.base_url}/v1/accounts/{known_account}/touchpoints",
         params={"limit": 3},
