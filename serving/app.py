@@ -7,8 +7,9 @@ its migrations), the model holder (loaded from the registry alias, then polled e
 ``uvicorn serving.app:app_from_env --factory``, so every worker also builds its own app.
 
 Middleware, outermost first: CORS (only for the configured origins, none by default),
-Prometheus request metrics (count and latency per method and route template), and the
-body-size limit (413 with a clear message).
+Prometheus request metrics (count and latency per method and route template), load shedding
+(at most ``max_inflight`` ``/v1`` requests in progress per worker; beyond, 503 with
+Retry-After at once) and the body-size limit (413 with a clear message).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.errors import NbaError
+from features.errors import NbaError, UnavailableError
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
 from serving.auth import KeyVerifier
@@ -47,13 +48,15 @@ from serving.routes import (
 )
 from serving.scoring import Scorer
 from serving.settings import Settings
-from serving.store import ServedLog, Store
+from serving.store import ServedLog, Store, default_journal_dir
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0"
 # Threads per process computing features for cold accounts (see serving.routes.recommendations)
 COLD_PATH_THREADS = 2
+# Seconds a shed request's client is asked to wait before trying again.
+SHED_RETRY_AFTER_S = 1
 DESCRIPTION = """Next-best-action for B2B customer journeys.
 
 Every `/v1` route needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)
@@ -101,6 +104,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
     app.add_exception_handler(NbaError, _nba_error)
     # Added innermost first: the last one added wraps all others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InflightLimit, max_inflight=settings.max_inflight, metrics=metrics)
     app.add_middleware(RequestMetrics, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -113,12 +117,23 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
     return app
 
 
+class OverloadedError(UnavailableError):
+    """A worker with ``max_inflight`` requests in progress sheds the next one."""
+
+
 async def _nba_error(_request: Request, exc: Exception) -> JSONResponse:
     """The one translation of the project's errors to HTTP: the status follows the error's
     kind (invalid 422, not found 404, conflict 409, unavailable 503; a batch too large 413)
     and the detail is its message, as FastAPI's own errors put it."""
     assert isinstance(exc, NbaError)
-    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+    return error_response(exc)
+
+
+def error_response(exc: NbaError) -> JSONResponse:
+    """The answer to ``exc`` (see :func:`_nba_error`); an overloaded worker's says when to
+    try again."""
+    headers = {"Retry-After": str(SHED_RETRY_AFTER_S)} if isinstance(exc, OverloadedError) else None
+    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers=headers)
 
 
 def app_from_env() -> FastAPI:
@@ -157,7 +172,12 @@ def build_services(
         taxonomy=taxonomy,
         arbitration=arbitration,
         store=store,
-        served_log=ServedLog(store, settings.served_log_flush_s),
+        served_log=ServedLog(
+            store,
+            settings.served_log_flush_s,
+            journal_dir=settings.served_log_dir
+            or default_journal_dir(settings.database_url, settings.database_schema),
+        ),
         holder=holder,
         scorer=scorer,
         keys=KeyVerifier(store, settings.key_cache_ttl_s),
@@ -214,6 +234,39 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class InflightLimit:
+    """Sheds load: a worker works on at most ``max_inflight`` ``/v1`` requests at once and
+    answers the next one 503 with ``Retry-After`` at once, before any work (key check,
+    body, scoring). Without it a worker offered more than it can answer queues everything,
+    every request's latency grows until clients time out, and the work done for clients
+    that left is wasted. Health, metrics and the pages are never shed. The count needs no
+    lock: it changes only on the worker's event loop."""
+
+    def __init__(self, app: ASGIApp, max_inflight: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.metrics = metrics
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            self.metrics.shed.inc()
+            overloaded = OverloadedError(
+                f"this worker has {self.max_inflight} requests in progress (NBA_MAX_INFLIGHT); "
+                f"try again in {SHED_RETRY_AFTER_S} s"
+            )
+            await error_response(overloaded)(scope, receive, send)
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
 
 
 class RequestMetrics:

@@ -22,6 +22,8 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_FEATURE_TTL_S`` | feature_ttl_s | 3600 |
 | ``NBA_RANDOM_SEED`` | random_seed | none (fresh entropy per worker) |
 | ``NBA_SERVED_LOG_FLUSH_S`` | served_log_flush_s | 0.05 (0: log in the request) |
+| ``NBA_SERVED_LOG_DIR`` | served_log_dir | next to a SQLite file, else in the temp directory |
+| ``NBA_MAX_INFLIGHT`` | max_inflight | 32 (``/v1`` requests in progress per worker) |
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Settings(BaseModel):
     feature_ttl_s: float = Field(default=3600.0, gt=0)
     random_seed: int | None = None
     served_log_flush_s: float = Field(default=0.05, ge=0, le=10)
+    served_log_dir: Path | None = None
+    max_inflight: int = Field(default=32, ge=1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -115,4 +119,6 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_FEATURE_TTL_S": "feature_ttl_s",
     "NBA_RANDOM_SEED": "random_seed",
     "NBA_SERVED_LOG_FLUSH_S": "served_log_flush_s",
+    "NBA_SERVED_LOG_DIR": "served_log_dir",
+    "NBA_MAX_INFLIGHT": "max_inflight",
 }

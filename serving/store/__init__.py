@@ -22,6 +22,7 @@ from serving.store.engine import DEFAULT_DATABASE_URL, StoreError, database_url
 from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
 from serving.store.journey import BatchTooLargeError
 from serving.store.repository import Store
+from serving.store.served_journal import JournalError, default_journal_dir
 from serving.store.served_log import ServedLog
 from serving.store.tables import FEEDBACK_OUTCOMES
 
@@ -36,6 +37,7 @@ __all__ = [
     "BatchTooLargeError",
     "DuplicateApiKeyError",
     "IngestResult",
+    "JournalError",
     "InvalidOutcomeError",
     "LoadResult",
     "NewRecommendation",
@@ -47,4 +49,5 @@ __all__ = [
     "UnknownRecommendationError",
     "UnknownScopeError",
     "database_url",
+    "default_journal_dir",
 ]
