@@ -14,6 +14,7 @@ Retry-After at once) and the body-size limit (413 with a clear message).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -57,6 +58,8 @@ API_VERSION = "1.0"
 COLD_PATH_THREADS = 2
 # Seconds a shed request's client is asked to wait before trying again.
 SHED_RETRY_AFTER_S = 1
+# Seconds between the load shedder's measurements of the event loop's lag.
+LAG_PROBE_S = 0.01
 DESCRIPTION = """Next-best-action for B2B customer journeys.
 
 Every `/v1` route needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)
@@ -104,7 +107,12 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
     app.add_exception_handler(NbaError, _nba_error)
     # Added innermost first: the last one added wraps all others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(InflightLimit, max_inflight=settings.max_inflight, metrics=metrics)
+    app.add_middleware(
+        InflightLimit,
+        max_inflight=settings.max_inflight,
+        max_lag_s=settings.max_lag_ms / 1000,
+        metrics=metrics,
+    )
     app.add_middleware(RequestMetrics, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -237,27 +245,60 @@ class BodySizeLimit:
 
 
 class InflightLimit:
-    """Sheds load: a worker works on at most ``max_inflight`` ``/v1`` requests at once and
-    answers the next one 503 with ``Retry-After`` at once, before any work (key check,
-    body, scoring). Without it a worker offered more than it can answer queues everything,
-    every request's latency grows until clients time out, and the work done for clients
-    that left is wasted. Health, metrics and the pages are never shed. The count needs no
-    lock: it changes only on the worker's event loop."""
+    """Sheds load: a worker works on at most ``max_inflight`` ``/v1`` requests at once, and
+    takes none while its event loop runs more than ``max_lag_s`` behind (0: no lag limit);
+    beyond, it answers 503 with ``Retry-After`` at once, before any work (key check, body,
+    scoring). Without it a worker offered more than it can answer queues everything, every
+    request's latency grows until clients time out, and the work done for clients that left
+    is wasted. Both signals are needed: the count bounds requests that wait inside the app
+    (cold accounts in threads, worklists), but a warm request runs on the loop from start
+    to end, so under overload the queue forms before the app (requests read and not yet
+    run, connections not yet accepted), where only the loop's lag shows it. Health, metrics
+    and the pages are never shed. No lock: everything here runs on the worker's loop."""
 
-    def __init__(self, app: ASGIApp, max_inflight: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, max_inflight: int, metrics: Metrics, max_lag_s: float = 0.0
+    ) -> None:
         self.app = app
         self.max_inflight = max_inflight
+        self.max_lag_s = max_lag_s
         self.metrics = metrics
         self.inflight = 0
+        self.lag_s = 0.0  # how late the loop ran its last two lag probes (the lesser)
+        self._last_late = 0.0
+        self._probed: asyncio.AbstractEventLoop | None = None
+
+    def _probe(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        """Measures how late the loop runs a timer, and schedules the next measurement. The
+        lag is the lesser of the last two, so one long step (a slow request, a collection)
+        sheds nothing; a loop that stays behind does."""
+        now = loop.time()
+        late = max(0.0, now - due)
+        self.lag_s = min(late, self._last_late)
+        self._last_late = late
+        loop.call_at(now + LAG_PROBE_S, self._probe, loop, now + LAG_PROBE_S)
+
+    def overloaded(self) -> bool:
+        if self.inflight >= self.max_inflight:
+            return True
+        if self.max_lag_s <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._probed is not loop:  # the first request on this loop starts the probe
+            self._probed = loop
+            self.lag_s = self._last_late = 0.0
+            loop.call_soon(self._probe, loop, loop.time())
+        return self.lag_s > self.max_lag_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        if self.inflight >= self.max_inflight:
+        if self.overloaded():
             self.metrics.shed.inc()
             overloaded = OverloadedError(
-                f"this worker has {self.max_inflight} requests in progress (NBA_MAX_INFLIGHT); "
+                f"this worker is at its limit (NBA_MAX_INFLIGHT {self.max_inflight} requests "
+                f"in progress, or NBA_MAX_LAG_MS {self.max_lag_s * 1000:.0f} ms behind); "
                 f"try again in {SHED_RETRY_AFTER_S} s"
             )
             await error_response(overloaded)(scope, receive, send)

@@ -37,8 +37,12 @@ def record(svc: Services, body: FeedbackRequest, now: pd.Timestamp) -> int:
                 body.recommendation_id, body.outcome, at=now, note=body.note
             )
         except UnknownRecommendationError:
-            if not recovered and served_log.recover(body.recommendation_id):
-                recovered = True  # written now: the next attempt finds it
+            if not recovered:
+                # Writes the id if it waits in a queue or journal; if not, look once more
+                # anyway: a replay racing this one may have stored it and removed its journal
+                # between our look in the store and our look in the journals.
+                served_log.recover(body.recommendation_id)
+                recovered = True
                 continue
             if retries == 0 or served_log.journal_dir is not None:
                 raise  # a journal holds every id served and not stored: no need to wait

@@ -24,6 +24,7 @@ import uuid
 from functools import partial
 from typing import Annotated
 
+import anyio.lowlevel
 import anyio.to_thread
 import numpy as np
 import pandas as pd
@@ -245,6 +246,9 @@ def recommend(svc: Services, result: AccountScore, now: pd.Timestamp) -> Recomme
 
 async def client_gone(http: Request) -> bool:
     """Whether the client of ``http`` has disconnected (without waiting for anything)."""
+    # One pass of the event loop first: a request read together with its client's close (a
+    # client that gave up while the request queued) runs before the server handles the close.
+    await anyio.lowlevel.checkpoint()
     return await http.is_disconnected()
 
 

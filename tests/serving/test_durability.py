@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -26,14 +27,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx
 import psutil
 import pytest
-from starlette.types import Message
+from starlette.responses import PlainTextResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from features.pipeline import select_accounts
 from features.taxonomy import load_taxonomy
-from serving.routes import Services
+from serving.app import InflightLimit
+from serving.routes import Metrics, Services
 from serving.store import NewRecommendation, ServedLog, Store
 from tests.serving.test_api import Api, loaded_accounts, open_api
 from tests.serving.test_server import _free_port
@@ -432,3 +436,40 @@ def test_an_overloaded_worker_sheds_with_503_and_retry_after(
             if line.startswith("nba_http_requests_shed_total")
         )
         assert shed == statuses[503]
+
+
+def test_a_worker_whose_event_loop_stays_behind_sheds_until_it_catches_up() -> None:
+    async def ok(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    limit = InflightLimit(ok, max_inflight=100, metrics=Metrics(), max_lag_s=0.05)
+
+    async def status() -> int:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await limit(
+            {"type": "http", "method": "GET", "path": "/v1/x", "headers": []}, receive, send
+        )
+        return int(sent[0]["status"])
+
+    async def scenario() -> None:
+        assert await status() == 200  # and starts measuring the loop's lag
+        time.sleep(0.2)  # one long step alone sheds nothing
+        await asyncio.sleep(0)
+        assert await status() == 200
+        for _ in range(3):  # a loop that stays behind: every step long
+            time.sleep(0.1)
+            await asyncio.sleep(0)
+        assert await status() == 503
+        deadline = time.monotonic() + 30
+        while await status() != 200:  # caught up: taken again
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+
+    anyio.run(scenario)
