@@ -7,12 +7,14 @@ its migrations), the model holder (loaded from the registry alias, then polled e
 ``uvicorn serving.app:app_from_env --factory``, so every worker also builds its own app.
 
 Middleware, outermost first: CORS (only for the configured origins, none by default),
-Prometheus request metrics (count and latency per method and route template), and the
-body-size limit (413 with a clear message).
+Prometheus request metrics (count and latency per method and route template), load shedding
+(at most ``max_inflight`` ``/v1`` requests in progress per worker; beyond, 503 with
+Retry-After at once) and the body-size limit (413 with a clear message).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -32,7 +34,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.errors import NbaError
+from features.errors import NbaError, UnavailableError
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
 from serving.auth import KeyVerifier
@@ -50,13 +52,17 @@ from serving.routes import (
 )
 from serving.scoring import Scorer
 from serving.settings import Settings
-from serving.store import ServedLog, Store
+from serving.store import ServedLog, Store, default_journal_dir
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0"
 # Threads per process computing features for cold accounts (see serving.routes.recommendations)
 COLD_PATH_THREADS = 2
+# Seconds a shed request's client is asked to wait before trying again.
+SHED_RETRY_AFTER_S = 1
+# Seconds between the load shedder's measurements of the event loop's lag.
+LAG_PROBE_S = 0.01
 DESCRIPTION = """Next-best-action for B2B customer journeys.
 
 Every `/v1` route needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)
@@ -107,6 +113,12 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
     app.add_exception_handler(RequestValidationError, _invalid_request)
     # Added innermost first: the last one added wraps all others.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        InflightLimit,
+        max_inflight=settings.max_inflight,
+        max_lag_s=settings.max_lag_ms / 1000,
+        metrics=metrics,
+    )
     app.add_middleware(RequestMetrics, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -119,13 +131,24 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
     return app
 
 
+class OverloadedError(UnavailableError):
+    """A worker with ``max_inflight`` requests in progress sheds the next one."""
+
+
 async def _nba_error(_request: Request, exc: Exception) -> JSONResponse:
     """The one translation of the project's errors to HTTP: the status follows the error's
     kind (invalid 422, not found 404, conflict 409, unavailable 503; a batch too large 413,
     feedback on another rep's account 403) and the detail is its message, as FastAPI's own
     errors put it."""
     assert isinstance(exc, NbaError)
-    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+    return error_response(exc)
+
+
+def error_response(exc: NbaError) -> JSONResponse:
+    """The answer to ``exc`` (see :func:`_nba_error`); an overloaded worker's says when to
+    try again."""
+    headers = {"Retry-After": str(SHED_RETRY_AFTER_S)} if isinstance(exc, OverloadedError) else None
+    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers=headers)
 
 
 class _AsciiJSONResponse(JSONResponse):
@@ -189,7 +212,12 @@ def build_services(
         taxonomy=taxonomy,
         arbitration=arbitration,
         store=store,
-        served_log=ServedLog(store, settings.served_log_flush_s),
+        served_log=ServedLog(
+            store,
+            settings.served_log_flush_s,
+            journal_dir=settings.served_log_dir
+            or default_journal_dir(settings.database_url, settings.database_schema),
+        ),
         holder=holder,
         scorer=scorer,
         keys=KeyVerifier(store, settings.key_cache_ttl_s),
@@ -246,6 +274,72 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class InflightLimit:
+    """Sheds load: a worker works on at most ``max_inflight`` ``/v1`` requests at once, and
+    takes none while its event loop runs more than ``max_lag_s`` behind (0: no lag limit);
+    beyond, it answers 503 with ``Retry-After`` at once, before any work (key check, body,
+    scoring). Without it a worker offered more than it can answer queues everything, every
+    request's latency grows until clients time out, and the work done for clients that left
+    is wasted. Both signals are needed: the count bounds requests that wait inside the app
+    (cold accounts in threads, worklists), but a warm request runs on the loop from start
+    to end, so under overload the queue forms before the app (requests read and not yet
+    run, connections not yet accepted), where only the loop's lag shows it. Health, metrics
+    and the pages are never shed. No lock: everything here runs on the worker's loop."""
+
+    def __init__(
+        self, app: ASGIApp, max_inflight: int, metrics: Metrics, max_lag_s: float = 0.0
+    ) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.max_lag_s = max_lag_s
+        self.metrics = metrics
+        self.inflight = 0
+        self.lag_s = 0.0  # how late the loop ran its last two lag probes (the lesser)
+        self._last_late = 0.0
+        self._probed: asyncio.AbstractEventLoop | None = None
+
+    def _probe(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        """Measures how late the loop runs a timer, and schedules the next measurement. The
+        lag is the lesser of the last two, so one long step (a slow request, a collection)
+        sheds nothing; a loop that stays behind does."""
+        now = loop.time()
+        late = max(0.0, now - due)
+        self.lag_s = min(late, self._last_late)
+        self._last_late = late
+        loop.call_at(now + LAG_PROBE_S, self._probe, loop, now + LAG_PROBE_S)
+
+    def overloaded(self) -> bool:
+        if self.inflight >= self.max_inflight:
+            return True
+        if self.max_lag_s <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._probed is not loop:  # the first request on this loop starts the probe
+            self._probed = loop
+            self.lag_s = self._last_late = 0.0
+            loop.call_soon(self._probe, loop, loop.time())
+        return self.lag_s > self.max_lag_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if self.overloaded():
+            self.metrics.shed.inc()
+            overloaded = OverloadedError(
+                f"this worker is at its limit (NBA_MAX_INFLIGHT {self.max_inflight} requests "
+                f"in progress, or NBA_MAX_LAG_MS {self.max_lag_s * 1000:.0f} ms behind); "
+                f"try again in {SHED_RETRY_AFTER_S} s"
+            )
+            await error_response(overloaded)(scope, receive, send)
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
 
 
 class RequestMetrics:

@@ -84,6 +84,12 @@ class Metrics:
             "Recommendation answers for accounts the store does not know.",
             registry=self.registry,
         )
+        self.shed = Counter(
+            "nba_http_requests_shed",
+            "/v1 requests answered 503 at once because the worker had NBA_MAX_INFLIGHT "
+            "requests in progress.",
+            registry=self.registry,
+        )
         self.feedback = Counter(
             "nba_feedback",
             "Feedback recorded by outcome.",

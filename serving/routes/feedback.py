@@ -16,19 +16,22 @@ from serving.store import ApiKey, UnknownRecommendationError
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
 # Served actions reach the store within about one flush interval of the served log (see
-# serving.store.served_log); feedback for an id not stored yet waits this many intervals
-# for another worker's batch before answering 404.
+# serving.store.served_log). With its journal, an id not stored yet is written from the
+# journal that holds it at once; without one (a served log built without a directory),
+# feedback waits this many intervals for another worker's batch before answering 404.
 UNKNOWN_ID_RETRIES = 3
 
 
 def record(
     svc: Services, body: FeedbackRequest, now: pd.Timestamp, rep_id: str | None = None
 ) -> int:
-    """Store the feedback; returns its id. Writes this worker's queued served actions first
-    if the id is among them, and gives other workers' batches a few intervals to land.
-    ``rep_id``: the rep the key is bound to, whose accounts alone it may give feedback on."""
+    """Store the feedback; returns its id. An id the store does not hold yet is written
+    first from wherever it waits: this worker's queue, or any worker's journal (a worker
+    killed before its batch was written included). ``rep_id``: the rep the key is bound to,
+    whose accounts alone it may give feedback on."""
     served_log = svc.served_log
     retries = UNKNOWN_ID_RETRIES if served_log.background else 0
+    recovered = False
     while True:
         if served_log.holds(body.recommendation_id):
             served_log.flush()
@@ -37,8 +40,15 @@ def record(
                 body.recommendation_id, body.outcome, at=now, note=body.note, rep_id=rep_id
             )
         except UnknownRecommendationError:
-            if retries == 0:
-                raise
+            if not recovered:
+                # Writes the id if it waits in a queue or journal; if not, look once more
+                # anyway: a replay racing this one may have stored it and removed its journal
+                # between our look in the store and our look in the journals.
+                served_log.recover(body.recommendation_id)
+                recovered = True
+                continue
+            if retries == 0 or served_log.journal_dir is not None:
+                raise  # a journal holds every id served and not stored: no need to wait
             retries -= 1
             time.sleep(served_log.flush_interval_s)
 

@@ -11,6 +11,11 @@ whose cache entry expired) runs in a worker thread, at most ``COLD_PATH_THREADS`
 per process: the work is CPU-bound under one GIL, so more threads only slow every request
 down, the warm ones on the event loop included. The answer is serialized by its pydantic
 model straight to JSON bytes, once.
+
+An answer whose client has gone (a timeout, a closed tab) while it was computed is not
+logged: its actions were never served, and logging them would put decisions nobody saw into
+the off-policy log. The check comes last before the actions are logged; a client that leaves
+after that had its answer sent.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import uuid
 from functools import partial
 from typing import Annotated
 
+import anyio.lowlevel
 import anyio.to_thread
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from models.arbitration import Recent
 from serving.auth import check_account_access, require_scope
@@ -44,6 +50,8 @@ router = APIRouter(prefix="/v1", tags=["recommendations"])
 
 # The contact policy's caps count actions served in the last week.
 SERVED_WINDOW = pd.Timedelta(days=7)
+# The status recorded (in the metrics) for an answer whose client had gone: nobody reads it.
+CLIENT_CLOSED_REQUEST = 499
 _ERRORS = {
     401: {"description": "No or invalid API key."},
     403: {
@@ -182,14 +190,14 @@ def action_out(scored: ScoredAction, recommendation_id: str) -> ActionOut:
     )
 
 
-def recommend(
+def score_request(
     svc: Services,
     request: RecommendationsRequest,
     now: pd.Timestamp,
     activity: AccountActivity | None,
-) -> RecommendationsResponse:
-    """The full answer for one request at ``now``, its actions logged. ``activity`` as for
-    :func:`score`."""
+) -> AccountScore:
+    """The account's score for one request at ``now`` (nothing logged yet). ``activity`` as
+    for :func:`score`."""
     check_filters(svc, request.role, request.channel)
     result = score(
         svc,
@@ -203,6 +211,11 @@ def recommend(
     )
     if result.cold_start:
         svc.metrics.cold_starts.inc()
+    return result
+
+
+def recommend(svc: Services, result: AccountScore, now: pd.Timestamp) -> RecommendationsResponse:
+    """The full answer for a scored request at ``now``, its actions logged."""
     request_id, ids = log_actions(svc, result, result.actions, now)
     return RecommendationsResponse(
         request_id=request_id,
@@ -234,20 +247,34 @@ def recommend(
     )
 
 
-async def respond(svc: Services, request: RecommendationsRequest, key: ApiKey) -> Response:
-    """:func:`recommend` as a JSON response: on the event loop when the account is warm or
-    unknown, in the thread pool otherwise (see the module docstring). 403 when ``key`` is
-    bound to a rep who does not own the account."""
+async def client_gone(http: Request) -> bool:
+    """Whether the client of ``http`` has disconnected (without waiting for anything)."""
+    # One pass of the event loop first: a request read together with its client's close (a
+    # client that gave up while the request queued) runs before the server handles the close.
+    await anyio.lowlevel.checkpoint()
+    return await http.is_disconnected()
+
+
+async def respond(
+    svc: Services, request: RecommendationsRequest, key: ApiKey, http: Request
+) -> Response:
+    """:func:`recommend` as a JSON response: scored on the event loop when the account is
+    warm or unknown, in the thread pool otherwise (see the module docstring), and logged
+    only if the client is still there. 403 when ``key`` is bound to a rep who does not own
+    the account."""
     now = svc.now()
     activity = account_activity(svc, request.account_id, now)
     if activity is not None:
         check_account_access(key, request.account_id, activity.owner_rep_id)
     if activity is None or svc.scorer.is_warm(request.account_id, activity.data_version, now):
-        answer = recommend(svc, request, now, activity)
+        result = score_request(svc, request, now, activity)
     else:
-        answer = await anyio.to_thread.run_sync(
-            recommend, svc, request, now, activity, limiter=svc.cold_limiter
+        result = await anyio.to_thread.run_sync(
+            score_request, svc, request, now, activity, limiter=svc.cold_limiter
         )
+    if await client_gone(http):
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    answer = recommend(svc, result, now)
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
@@ -259,6 +286,7 @@ async def respond(svc: Services, request: RecommendationsRequest, key: ApiKey) -
 )
 async def get_recommendations(
     account_id: AccountIdPath,
+    http: Request,
     svc: Annotated[Services, Depends(services)],
     key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
     k: Annotated[int, Query(ge=1, le=50, description="Actions to return.")] = 5,
@@ -277,6 +305,7 @@ async def get_recommendations(
             account_id=account_id, k=k, contact_id=contact_id, role=role, channel=channel
         ),
         key,
+        http,
     )
 
 
@@ -288,8 +317,9 @@ async def get_recommendations(
 )
 async def post_recommendations(
     body: RecommendationsRequest,
+    http: Request,
     svc: Annotated[Services, Depends(services)],
     key: Annotated[ApiKey, Depends(require_scope("recommendations:read"))],
 ) -> Response:
     """The same answer as ``GET /v1/accounts/{account_id}/recommendations``."""
-    return await respond(svc, body, key)
+    return await respond(svc, body, key, http)

@@ -6,14 +6,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated
 
+import anyio.from_thread
 import pandas as pd
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from serving.auth import check_worklist_access, require_scope
 from serving.routes import Services, services
 from serving.routes.recommendations import (
+    CLIENT_CLOSED_REQUEST,
     SERVED_WINDOW,
     action_out,
+    client_gone,
     dismissed_recent,
     log_actions,
     served_recent,
@@ -44,10 +47,11 @@ WORKLIST_POLICY_SUFFIX = "/worklist-greedy"
 )
 def get_rep_actions(
     rep_id: RepIdPath,
+    http: Request,
     svc: Annotated[Services, Depends(services)],
     key: Annotated[ApiKey, Depends(require_scope("worklists:read"))],
     limit: Annotated[int, Query(ge=1, le=500, description="Accounts to return.")] = 50,
-) -> WorklistResponse:
+) -> WorklistResponse | Response:
     """The accounts owned by ``rep_id``, best next action first: each with its phase,
     churn risk and the action with its reasons. Accounts without an action that passes the
     rules come last, riskiest first. A rep without accounts gets an empty list.
@@ -71,6 +75,10 @@ def get_rep_actions(
         return (0 if s.actions else 1, -best, -(s.churn_risk or 0.0), s.account_id)
 
     top = sorted(scored, key=order)[:limit]
+    # A client gone while its worklist was scored was served nothing: log nothing. (FastAPI
+    # runs this route in a worker thread; the check runs on the event loop.)
+    if anyio.from_thread.run(client_gone, http):
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     items: list[WorklistItem] = []
     for s in top:
         action = None

@@ -25,6 +25,7 @@ from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
 from serving.store.journey import BatchTooLargeError
 from serving.store.repository import Store
 from serving.store.scores import NewScore, RepAccount
+from serving.store.served_journal import JournalError, default_journal_dir
 from serving.store.served_log import ServedLog
 from serving.store.tables import FEEDBACK_OUTCOMES
 
@@ -39,6 +40,7 @@ __all__ = [
     "BatchTooLargeError",
     "DuplicateApiKeyError",
     "IngestResult",
+    "JournalError",
     "InvalidOutcomeError",
     "InvalidRepError",
     "LoadResult",
@@ -54,4 +56,5 @@ __all__ = [
     "UnknownRecommendationError",
     "UnknownScopeError",
     "database_url",
+    "default_journal_dir",
 ]

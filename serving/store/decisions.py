@@ -155,7 +155,9 @@ class DecisionLog(Database):
         self, items: Sequence[NewRecommendation], *, served_at: pd.Timestamp | None = None
     ) -> list[str]:
         """Log served actions (one transaction); returns their ids, in order. Items without
-        their own ``served_at`` were served at ``served_at`` (default: now)."""
+        their own ``served_at`` were served at ``served_at`` (default: now). An id stored
+        already is left as it is (journals replay rows that may be written, see
+        ``serving.store.served_journal``)."""
         at = to_ns(served_at if served_at is not None else pd.Timestamp.now(tz="UTC"))
         times = [at if item.served_at is None else to_ns(item.served_at) for item in items]
         rows = [_recommendation_row(item, t) for item, t in zip(items, times, strict=True)]
@@ -165,7 +167,12 @@ class DecisionLog(Database):
                 action = (item.account_id, item.contact_id or "", item.content_id)
                 last[action] = max(last.get(action, served_ns), served_ns)
             with self._write() as conn:
-                conn.execute(insert(BY_NAME["recommendations"]), rows)
+                conn.execute(
+                    self._insert(BY_NAME["recommendations"]).on_conflict_do_nothing(
+                        index_elements=["id"]
+                    ),
+                    rows,
+                )
                 # Only accounts the store holds get per-account state: anyone with a read key
                 # can ask for any number of made-up ids, and their cold-start answers are
                 # kept in the log above alone (no contact cap reads them: unknown accounts

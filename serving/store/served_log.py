@@ -9,21 +9,32 @@ writes whatever is queued in one transaction every ``flush_interval_s``.
 
 Guarantees: ids are final when the answer leaves; rows reach the store within about one
 interval; a failed write keeps its rows queued and is retried (nothing accepted is lost
-while the process lives); :meth:`close` (the app's shutdown) writes what is left. A
-process killed hard loses at most the last interval's rows. ``flush_interval_s = 0`` writes
-synchronously inside :meth:`log` instead.
+while the process lives); :meth:`close` (the app's shutdown) writes what is left.
+``flush_interval_s = 0`` writes synchronously inside :meth:`log` instead.
+
+With a ``journal_dir`` (the service always has one) :meth:`log` also appends the rows to this
+process's journal before it returns (``serving.store.served_journal``), so a process killed
+hard loses nothing: its rows are replayed into the store by the next process that starts
+(:meth:`start`), by every writer every ``REPLAY_INTERVAL_S``, and, for one id, by
+:meth:`recover` when feedback names an id the store does not hold yet. Why a journal rather
+than writing each request to the database: one ``write()`` to the page cache costs
+microseconds and takes no lock another process holds, where a SQLite write transaction per
+request queues every worker behind one write lock.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
 from serving.store.decisions import NewRecommendation
 from serving.store.repository import Store
+from serving.store.served_journal import Journal, find, replay_dead
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +43,9 @@ DEFAULT_FLUSH_INTERVAL_S = 0.05
 # slower than the traffic), so memory stays bounded.
 DEFAULT_MAX_PENDING = 50_000
 _RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+# Seconds between the writer's looks for journals of processes that died (a supervisor that
+# restarts them replays at their start already; this covers one that does not).
+REPLAY_INTERVAL_S = 10.0
 
 
 class ServedLog:
@@ -43,6 +57,7 @@ class ServedLog:
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         *,
         max_pending: int = DEFAULT_MAX_PENDING,
+        journal_dir: Path | None = None,
     ) -> None:
         if flush_interval_s < 0:
             raise ValueError(f"flush_interval_s = {flush_interval_s}; expected >= 0")
@@ -58,6 +73,9 @@ class ServedLog:
         self.written = 0
         self.write_failures = 0
         self.last_error: str | None = None
+        self.journal_dir = journal_dir if self.background else None
+        self._journal: Journal | None = None
+        self.replayed = 0  # rows of dead processes' journals this one wrote
 
     @property
     def background(self) -> bool:
@@ -67,6 +85,12 @@ class ServedLog:
         """Start the writer thread (no-op when writing synchronously or already started)."""
         if not self.background or self._thread is not None:
             return
+        if self.journal_dir is not None:
+            self._journal = Journal(self.journal_dir)
+            try:
+                self.replay()
+            except Exception:  # the store may be down at start; the writer tries again later
+                log.warning("served log: replaying dead journals failed", exc_info=True)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="nba-served-log", daemon=True)
         self._thread.start()
@@ -84,6 +108,8 @@ class ServedLog:
             self._count(len(rows))
             return [r.id for r in rows]
         with self._lock:
+            if self._journal is not None:
+                self._journal.append(rows)  # first: raises before anything is queued
             self._pending.extend(rows)
             overflow = len(self._pending) >= self.max_pending
         if overflow:
@@ -110,6 +136,8 @@ class ServedLog:
             # and a failed write leaves them where they were.
             with self._lock:
                 batch = list(self._pending)
+                # the rows to come go to a new segment; these can go once batch is written
+                sealed = self._journal.seal() if self._journal is not None else []
             if not batch:
                 return
             try:
@@ -121,6 +149,8 @@ class ServedLog:
                 raise
             with self._lock:
                 del self._pending[: len(batch)]
+                if self._journal is not None:
+                    self._journal.discard(sealed)
             self._count(len(batch))
 
     def close(self) -> None:
@@ -130,10 +160,47 @@ class ServedLog:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        written = False
         try:
             self.flush()
+            written = True
         except Exception:
-            log.exception("served log: %d rows could not be written at shutdown", self.pending)
+            log.exception(
+                "served log: %d rows could not be written at shutdown; they stay in the "
+                "journal for the next process to replay",
+                self.pending,
+            )
+        if self._journal is not None:
+            with self._lock:
+                self._journal.close(written=written)
+                self._journal = None
+
+    def replay(self) -> int:
+        """Write the rows of journals whose processes died into the store; returns how many.
+        Raises the store's error (the journals then stay for the next attempt)."""
+        if self.journal_dir is None:
+            return 0
+        n = replay_dead(self.journal_dir, self.store.log_recommendations)
+        with self._lock:
+            self.replayed += n
+        return n
+
+    def recover(self, recommendation_id: str) -> bool:
+        """Make sure ``recommendation_id`` is in the store if any process served it: write
+        this process's queue if it holds the id, else the journals of dead processes, else
+        the id's row from any live process's journal (its owner's later batch ignores the
+        id then). Returns whether the id was found to write."""
+        if self.holds(recommendation_id):
+            self.flush()
+            return True
+        if self.journal_dir is None:
+            return False
+        self.replay()
+        row = find(self.journal_dir, recommendation_id)
+        if row is None:
+            return False
+        self.store.log_recommendations([row])
+        return True
 
     def _count(self, n: int) -> None:
         with self._lock:
@@ -142,6 +209,7 @@ class ServedLog:
 
     def _run(self) -> None:
         failures = 0
+        next_replay = time.monotonic() + REPLAY_INTERVAL_S
         while not self._stop.is_set():
             delay = (
                 self.flush_interval_s
@@ -156,3 +224,9 @@ class ServedLog:
             except Exception:
                 failures += 1
                 log.exception("served log: writing %d rows failed; retrying", self.pending)
+            if time.monotonic() >= next_replay:
+                next_replay = time.monotonic() + REPLAY_INTERVAL_S
+                try:
+                    self.replay()
+                except Exception:  # the writer must survive; the journals wait for the next try
+                    log.warning("served log: replaying dead journals failed", exc_info=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from features.taxonomy import load_taxonomy
 from nba.cli import app as cli
 from serving.store import Store
 from tests.utils.api import loaded_accounts
+from tests.utils.net import free_port
 from tests.utils.registry import TrainedRegistry
 from tests.utils.store import logged_recommendations
 
@@ -64,12 +64,6 @@ def loaded(tmp_path_factory: pytest.TempPathFactory, registry: TrainedRegistry) 
     return Loaded(env, ids, reps, db, len(data.touchpoints))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nba", *args],
@@ -87,7 +81,7 @@ def server(loaded: Loaded) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("nba_")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "nba", "serve", "--port", str(port), "--workers", "2"],
         env=loaded.env,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import pytest
 from features.pipeline import select_accounts
 from features.schema import JourneyData
 from serving.store import Store
+from tests.utils.net import free_port
 from tests.utils.registry import TrainedRegistry
 
 if TYPE_CHECKING:
@@ -100,12 +100,6 @@ def alive_accounts(registry: TrainedRegistry) -> pd.DataFrame:
     alive = set(contacts.loc[contacts["created_at"] < registry.now, "account_id"].astype(str))
     accounts = registry.data.accounts[["account_id", "owner_rep_id"]].astype(str)
     return accounts[accounts["account_id"].isin(alive)].sort_values("account_id")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
