@@ -133,6 +133,14 @@ def live_server(
         "NBA_RANDOM_SEED": "0",
         "NBA_CRM_ORIGINS": "https://crm.example.com",
     }
+    # As in production, `nba score` stores every account's score first, so that a rep's
+    # first worklist view reads them instead of computing them all.
+    subprocess.run(
+        [sys.executable, "-m", "nba", "score", "--out", str(directory / "scores.parquet")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     log = (directory / "server.log").open("w")
     process = subprocess.Popen(
