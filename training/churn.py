@@ -11,7 +11,7 @@ the simulator's true churn probabilities on the same rows.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from features.simulate.truth import SimulationTruth, true_churn_probability
 from features.taxonomy import Taxonomy
 from models import churn as churn_model
 from training.baselines import RecencyLogistic
-from training.datasets import TrainingSet
+from training.datasets import ModelSplits, TrainingSet, features_and_labels, model_splits
 from training.metrics import expected_calibration_error, lift_at
 from training.phase import feature_importance_csv, metrics_table
 from training.plots import calibration_table
@@ -73,34 +73,7 @@ def true_churn_for_rows(
     return merged["p_churn"].fillna(0.0).to_numpy(dtype=np.float64)
 
 
-def _xy(ts: TrainingSet, part: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    return part[ts.feature_columns], part[ts.label_column].to_numpy(dtype=np.int64)
-
-
-class _Splits(NamedTuple):
-    """Features and labels of each split of a training set, and the test rows themselves
-    (the recency baseline and truth read columns that are not features)."""
-
-    x_train: pd.DataFrame
-    y_train: np.ndarray
-    x_valid: pd.DataFrame
-    y_valid: np.ndarray
-    test: pd.DataFrame
-    x_test: pd.DataFrame
-    y_test: np.ndarray
-
-
-def _splits(ts: TrainingSet) -> _Splits:
-    """The features and labels of each split of ``ts``; raises when the test split is empty."""
-    x_train, y_train = _xy(ts, ts.split.train)
-    x_valid, y_valid = _xy(ts, ts.split.valid)
-    x_test, y_test = _xy(ts, ts.split.test)
-    if len(x_test) == 0:
-        raise ChurnTrainingError(f"training set {ts.name!r} has no test rows")
-    return _Splits(x_train, y_train, x_valid, y_valid, ts.split.test, x_test, y_test)
-
-
-def _validation_calibration(estimator: Any, s: _Splits) -> dict[str, float]:
+def _validation_calibration(estimator: Any, s: ModelSplits) -> dict[str, float]:
     """Platt-scaling params fitted on the validation split, or the identity when they do
     not lower the validation calibration error."""
     # Kept only if it helps on validation: test is where it is judged.
@@ -117,7 +90,7 @@ def _scores(
     estimator: Any,
     calibration: dict[str, float],
     ts: TrainingSet,
-    s: _Splits,
+    s: ModelSplits,
     truth: SimulationTruth | None,
 ) -> dict[str, np.ndarray]:
     """Churn probabilities of the test rows per scorer: the calibrated and the raw model, the
@@ -152,7 +125,7 @@ def _run_params(
     calibration: dict[str, float],
     estimator: Any,
     ts: TrainingSet,
-    s: _Splits,
+    s: ModelSplits,
 ) -> dict[str, Any]:
     """The run's params: the model's merged params, the calibration params, then the
     iteration early stopping kept, the horizon and the row and feature counts."""
@@ -186,7 +159,7 @@ def train_churn(
     is ``model.roc_auc``. ``taxonomy`` is accepted for a uniform signature.
     """
     del taxonomy
-    s = _splits(ts)
+    s = model_splits(ts)
     estimator = churn_model.fit(
         s.x_train, s.y_train, s.x_valid, s.y_valid, params=params, client=client
     )
@@ -221,7 +194,7 @@ def train_churn(
 def score_churn(estimator: Any, ts: TrainingSet) -> float:
     """ROC-AUC on ``ts``'s test split (the primary metric promotion compares; calibration
     is monotone and does not change it)."""
-    x_test, y_test = _xy(ts, ts.split.test)
+    x_test, y_test = features_and_labels(ts, ts.split.test)
     if len(np.unique(y_test)) < 2:
         raise ChurnTrainingError(
             f"training set {ts.name!r} test split has {len(y_test)} rows of one class; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -236,3 +237,32 @@ def build_churn_set(
 def all_feature_columns(taxonomy: Taxonomy) -> list[str]:
     """Every feature the pipeline produces, in output order."""
     return list(feature_definitions(taxonomy))
+
+
+def features_and_labels(ts: TrainingSet, part: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The feature columns of ``part`` (rows of ``ts``) and its integer labels."""
+    return part[ts.feature_columns], part[ts.label_column].to_numpy(dtype=np.int64)
+
+
+class ModelSplits(NamedTuple):
+    """Features and labels of each split of a training set, and the test rows themselves
+    (baselines and truth read columns that are not features)."""
+
+    x_train: pd.DataFrame
+    y_train: np.ndarray
+    x_valid: pd.DataFrame
+    y_valid: np.ndarray
+    test: pd.DataFrame
+    x_test: pd.DataFrame
+    y_test: np.ndarray
+
+
+def model_splits(ts: TrainingSet) -> ModelSplits:
+    """The features and labels of each split of ``ts``; raises TrainingSetError when the
+    test split is empty."""
+    x_train, y_train = features_and_labels(ts, ts.split.train)
+    x_valid, y_valid = features_and_labels(ts, ts.split.valid)
+    x_test, y_test = features_and_labels(ts, ts.split.test)
+    if len(x_test) == 0:
+        raise TrainingSetError(f"training set {ts.name!r} has no test rows")
+    return ModelSplits(x_train, y_train, x_valid, y_valid, ts.split.test, x_test, y_test)

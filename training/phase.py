@@ -10,7 +10,7 @@ next 90 days.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,14 @@ from training.baselines import (
     predict_last_content,
     predict_majority,
 )
-from training.datasets import LAST_CONTENT_PHASE_COLUMN, PURCHASED_COLUMN, TrainingSet
+from training.datasets import (
+    LAST_CONTENT_PHASE_COLUMN,
+    PURCHASED_COLUMN,
+    ModelSplits,
+    TrainingSet,
+    features_and_labels,
+    model_splits,
+)
 from training.result import Evaluation, ModelResult
 
 PRIMARY_METRIC = "model.macro_f1_crm"
@@ -86,34 +93,9 @@ def metrics_table(metrics: dict[str, float], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _xy(ts: TrainingSet, part: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    return part[ts.feature_columns], part[ts.label_column].to_numpy(dtype=np.int64)
-
-
-class _Splits(NamedTuple):
-    """Features and labels of each split of a training set, and the test rows themselves
-    (baselines and truth read columns that are not features)."""
-
-    x_train: pd.DataFrame
-    y_train: np.ndarray
-    x_valid: pd.DataFrame
-    y_valid: np.ndarray
-    test: pd.DataFrame
-    x_test: pd.DataFrame
-    y_test: np.ndarray
-
-
-def _splits(ts: TrainingSet) -> _Splits:
-    """The features and labels of each split of ``ts``; raises when the test split is empty."""
-    x_train, y_train = _xy(ts, ts.split.train)
-    x_valid, y_valid = _xy(ts, ts.split.valid)
-    x_test, y_test = _xy(ts, ts.split.test)
-    if len(x_test) == 0:
-        raise PhaseTrainingError(f"training set {ts.name!r} has no test rows")
-    return _Splits(x_train, y_train, x_valid, y_valid, ts.split.test, x_test, y_test)
-
-
-def _fit(s: _Splits, n_classes: int, *, params: dict[str, Any] | None, client: Any | None) -> Any:
+def _fit(
+    s: ModelSplits, n_classes: int, *, params: dict[str, Any] | None, client: Any | None
+) -> Any:
     """The phase model fitted on the training split, early stopping on the validation split."""
     return phase_model.fit(
         s.x_train,
@@ -145,7 +127,7 @@ def feature_importance_csv(estimator: Any, used: list[str]) -> str:
     return importance.to_csv(index=False)
 
 
-def _predictions(proba: np.ndarray, s: _Splits, names: list[str]) -> dict[str, np.ndarray]:
+def _predictions(proba: np.ndarray, s: ModelSplits, names: list[str]) -> dict[str, np.ndarray]:
     """Predicted phase codes on the test rows per predictor: the model (most probable class)
     and each baseline; the CRM-last-record baseline only when the rows carry ``crm_phase``."""
     majority = majority_phase(s.y_train, len(names))
@@ -173,7 +155,7 @@ def _scored(
 
 
 def _truth_metrics(
-    truth: SimulationTruth, s: _Splits, predictions: dict[str, np.ndarray], names: list[str]
+    truth: SimulationTruth, s: ModelSplits, predictions: dict[str, np.ndarray], names: list[str]
 ) -> tuple[dict[str, float], str]:
     """Metrics vs the true phase at as-of (``<who>.*_true``) and the ceiling (the true phase
     scored against the CRM label, ``ceiling.*_crm``), on the test rows where the simulator
@@ -188,7 +170,7 @@ def _truth_metrics(
 
 
 def _run_params(
-    params: dict[str, Any] | None, estimator: Any, ts: TrainingSet, s: _Splits, used: list[str]
+    params: dict[str, Any] | None, estimator: Any, ts: TrainingSet, s: ModelSplits, used: list[str]
 ) -> dict[str, Any]:
     """The run's params: the model's merged params, then the iteration early stopping kept,
     the label lag and the row and feature counts."""
@@ -227,7 +209,7 @@ def train_phase(
     names = list(ts.class_names)
     if not names:
         raise PhaseTrainingError(f"training set {ts.name!r} has no class_names; expected phases")
-    s = _splits(ts)
+    s = model_splits(ts)
     estimator = _fit(s, len(names), params=params, client=client)
     # The columns the fitted model takes (fit may select a subset of ts.feature_columns).
     used = phase_model.model_columns(estimator)
@@ -262,7 +244,7 @@ def train_phase(
 def score_phase(estimator: Any, ts: TrainingSet) -> float:
     """Macro-F1 vs the CRM label on ``ts``'s test split (the primary metric promotion
     compares; greater is better)."""
-    x_test, y_test = _xy(ts, ts.split.test)
+    x_test, y_test = features_and_labels(ts, ts.split.test)
     if len(x_test) == 0:
         raise PhaseTrainingError(f"training set {ts.name!r} has no test rows to score")
     proba = phase_model.predict_proba(estimator, x_test, n_classes=len(ts.class_names))
