@@ -4,7 +4,6 @@ online and in batch on an account without contacts and on an empty catalog."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -15,23 +14,11 @@ from features.pipeline import select_accounts
 from models.arbitration import ACCOUNT_LEVEL, load_arbitration_config
 from serving.model_holder import ModelHolder
 from serving.scoring import Scorer
-from tests.utils.api import Api, event, open_api, recommendations
+from tests.utils.api import Api, event, recommendations
 from tests.utils.registry import TrainedRegistry
-from tests.utils.store import BACKENDS
 
 NEW = "A-no-contacts"
 REP = "R-no-contacts"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def api(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: TrainedRegistry,
-) -> Iterator[Api]:
-    directory = tmp_path_factory.mktemp(f"no-contacts-{request.param}")
-    with open_api(request.param, directory, registry) as opened:
-        yield opened
 
 
 def _scorer(registry: TrainedRegistry, content: pd.DataFrame) -> Scorer:

@@ -18,20 +18,9 @@ from features.pipeline import select_accounts
 from serving.store.tables import Feedback, Recommendation
 from tests.utils.api import MAX_BODY, MAX_EVENTS, Api, event, open_api, recommendations
 from tests.utils.registry import TrainedRegistry
-from tests.utils.store import BACKENDS, logged_recommendations
+from tests.utils.store import logged_recommendations
 
 VERSIONS = {"nba-phase": "1", "nba-churn": "1", "nba-next-content": "1"}
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def api(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: TrainedRegistry,
-) -> Iterator[Api]:
-    directory = tmp_path_factory.mktemp(f"api-{request.param}")
-    with open_api(request.param, directory, registry) as opened:
-        yield opened
 
 
 # -- events -----------------------------------------------------------------------------------

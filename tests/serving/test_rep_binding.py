@@ -22,8 +22,7 @@ from features.timestamps import to_ns
 from nba.cli import app as cli
 from serving.store import InvalidRepError, Store
 from serving.store.tables import DismissedItem, Feedback, ServedAction
-from tests.utils.api import Api, open_api
-from tests.utils.registry import TrainedRegistry
+from tests.utils.api import Api
 from tests.utils.store import BACKENDS, logged_recommendations, open_store
 
 READ_AND_FEEDBACK = ["recommendations:read", "feedback:write"]
@@ -148,17 +147,6 @@ def test_migration_0004_binds_the_keys_the_old_name_rule_bound(
 
 
 # -- the API ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def api(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    registry: TrainedRegistry,
-) -> Iterator[Api]:
-    directory = tmp_path_factory.mktemp(f"reps-{request.param}")
-    with open_api(request.param, directory, registry) as opened:
-        yield opened
 
 
 def _reps(api: Api) -> tuple[str, str, dict[str, str]]:
