@@ -90,7 +90,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     from serving.app import create_app
     from serving.scoring.cache import StateCache
     from serving.settings import Settings
-    from serving.store import NewScore, Store
+    from serving.store import Store
 
     taxonomy = load_taxonomy()
     data = simulate(args.accounts, seed=args.seed, months=18, taxonomy=taxonomy).data
@@ -137,7 +137,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             ids = store.account_ids()
             versions = store.data_versions(ids)
             stored = svc.scorer.states_for_store(store.accounts_data(ids), versions, now)
-            store.save_scores([NewScore(**vars(s)) for s in stored])
+            store.save_scores(stored)
             score_s = time.perf_counter() - started
             warm = _timed(args.repeats, forget, view)
             rng = np.random.default_rng(0)

@@ -196,7 +196,6 @@ def score(
     from serving.model_holder import ModelHolder
     from serving.model_set import ModelLoadError
     from serving.scoring import Scorer
-    from serving.store import NewScore
 
     settings = _settings()
     now = parse_time(as_of, "--as-of") if as_of else pd.Timestamp.now(tz="UTC")
@@ -231,7 +230,7 @@ def score(
             frames.append(scorer.score_accounts_batch(data, now, k=k))
             if store_scores:
                 stored = scorer.states_for_store(data, versions, now)
-                store.save_scores([NewScore(**vars(s)) for s in stored])
+                store.save_scores(stored)
             progress.update(task, advance=len(chunk))
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     scores.insert(1, "as_of", now)

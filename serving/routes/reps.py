@@ -23,7 +23,7 @@ from serving.routes.recommendations import (
 )
 from serving.schemas import RepIdPath, WorklistItem, WorklistResponse
 from serving.scoring import AccountScore, KnownAccount
-from serving.store import ApiKey, NewScore
+from serving.store import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["reps"])
 
@@ -133,5 +133,5 @@ def _score_accounts(svc: Services, rep_id: str, now: pd.Timestamp) -> list[Accou
     scored, computed = svc.scorer.score_known(
         known, svc.store.accounts_data, now, k=1, rng=svc.rng, explore=False
     )
-    svc.store.save_scores([NewScore(**vars(c)) for c in computed])
+    svc.store.save_scores(computed)
     return scored

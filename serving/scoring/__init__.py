@@ -16,11 +16,10 @@ The cold-start ranking and :func:`content_popularity` are pure computations in
 
 from models.cold_start import content_popularity
 from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
-from serving.scoring.scorer import EncodedState, KnownAccount, Scorer
+from serving.scoring.scorer import KnownAccount, Scorer
 
 __all__ = [
     "AccountScore",
-    "EncodedState",
     "KnownAccount",
     "ScoredAction",
     "Scorer",

@@ -39,6 +39,7 @@ from serving.scoring.online import Request, decide
 from serving.scoring.predict import ScoringSetup
 from serving.scoring.states import compute_state, compute_states
 from serving.scoring.stored import decode_state, encode_state, scoring_key
+from serving.store import NewScore
 
 DEFAULT_CACHE_ENTRIES = 20_000
 DEFAULT_FEATURE_TTL_S = 3600.0
@@ -57,22 +58,6 @@ class KnownAccount:
     served: Recent | None = None
     dismissed: Recent | None = None
     stored: bytes | None = None
-
-
-@dataclass(frozen=True)
-class EncodedState:
-    """A state computed for an account at ``data_version``, serialized to store, with its
-    headline (phase, churn risk and band) and what it was computed with."""
-
-    account_id: str
-    data_version: int
-    scoring_key: str
-    model_versions: dict[str, str]
-    as_of: pd.Timestamp
-    phase: str
-    churn_risk: float
-    churn_band: str
-    state: bytes
 
 
 class Scorer:
@@ -180,7 +165,7 @@ class Scorer:
         k: int,
         rng: np.random.Generator,
         explore: bool | None = None,
-    ) -> tuple[list[AccountScore], list[EncodedState]]:
+    ) -> tuple[list[AccountScore], list[NewScore]]:
         """Returns the answer for each of ``accounts`` at ``now`` (as :meth:`score_account`
         would give it) and the states that had to be computed, serialized for the store.
 
@@ -222,7 +207,7 @@ class Scorer:
 
     def states_for_store(
         self, data: JourneyData, versions: Mapping[str, int], now: pd.Timestamp
-    ) -> list[EncodedState]:
+    ) -> list[NewScore]:
         """Returns the states of the accounts of ``data`` existing at ``now``, serialized
         for the store; ``versions`` maps each account to its data version, read before
         ``data`` (an account missing from it is skipped)."""
@@ -254,7 +239,7 @@ class Scorer:
         load: Callable[[list[str]], JourneyData],
         now: pd.Timestamp,
         states: dict[str, AccountState],
-    ) -> list[EncodedState]:
+    ) -> list[NewScore]:
         """Computes the states of ``missing`` together into ``states`` and the cache;
         returns them serialized (accounts created after ``now`` get none)."""
         if not missing:
@@ -262,7 +247,7 @@ class Scorer:
         data = load([a.account_id for a in missing])
         fresh = compute_states(self.setup, models, data, now, ttl_ns=self.cache.ttl_ns)
         key = scoring_key(self.setup, models)
-        out: list[EncodedState] = []
+        out: list[NewScore] = []
         for account in missing:
             state = fresh.get(account.account_id)
             if state is None:
@@ -274,9 +259,9 @@ class Scorer:
 
     def _encoded(
         self, account_id: str, version: int, state: AccountState, models: ModelSet, key: str
-    ) -> EncodedState:
+    ) -> NewScore:
         proba = state.phase_proba
-        return EncodedState(
+        return NewScore(
             account_id=account_id,
             data_version=version,
             scoring_key=key,
