@@ -49,6 +49,7 @@ from bench.serve import (
     server,
     wait_ready,
 )
+from bench.serve_load import fixed_rate
 
 
 def start(env: dict[str, str], workers: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -167,41 +168,6 @@ def kill_runs(env: dict[str, str], key: str, paths: list[str], runs: int, log: P
     }
 
 
-async def _offered(
-    base: str, key: str, paths: list[str], rate: float, seconds: float, timeout_s: float
-) -> dict[str, Any]:
-    """Open-loop GETs at ``rate``: latency from the scheduled send, status, ids received."""
-    import aiohttp
-
-    n = int(rate * seconds)
-    out: dict[str, Any] = {"latencies": [], "statuses": Counter(), "ids": []}
-    async with aiohttp.ClientSession(
-        base_url=base,
-        headers={"Authorization": f"Bearer {key}"},
-        connector=aiohttp.TCPConnector(limit=1024),
-        timeout=aiohttp.ClientTimeout(total=timeout_s),
-    ) as session:
-        start_at = time.perf_counter() + 0.2
-
-        async def one(i: int) -> None:
-            scheduled = start_at + i / rate
-            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-            try:
-                async with session.get(paths[i % len(paths)]) as response:
-                    body = await response.read()
-                    status = str(response.status)
-                    if response.status == 200:
-                        actions = json.loads(body)["actions"]
-                        out["ids"].extend(a["recommendation_id"] for a in actions)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status = type(exc).__name__
-            out["statuses"][status] += 1
-            out["latencies"].append((status, time.perf_counter() - scheduled))
-
-        await asyncio.gather(*(one(i) for i in range(n)))
-    return out
-
-
 def _served_total(base: str) -> float:
     text = httpx.get(f"{base}/metrics", timeout=30).text
     return sum(
@@ -239,12 +205,12 @@ def overload(base: str, key: str, paths: list[str], seconds: float) -> dict[str,
     sustainable = asyncio.run(_closed_loop(base, key, paths, 5))
     rate = 3 * sustainable
     served_before = _served_total(base)
-    raw = asyncio.run(_offered(base, key, paths, rate, seconds, timeout_s=2.0))
+    raw = asyncio.run(fixed_rate(base, key, paths, rate, seconds, timeout_s=2.0, collect_ids=True))
     time.sleep(1)  # requests the server finishes after their clients gave up
     logged = _served_total(base) - served_before
-    statuses: Counter[str] = raw["statuses"]
+    statuses: Counter[str] = Counter(status for status, _ in raw["outcomes"])
     total = sum(statuses.values())
-    fast = sum(1 for s, t in raw["latencies"] if s == "200" and t <= 0.1)
+    fast = sum(1 for s, t in raw["outcomes"] if s == "200" and t <= 0.1)
     answered = statuses.get("200", 0)
     feedback = feedback_all(base, key, raw["ids"])
     return {
@@ -255,8 +221,8 @@ def overload(base: str, key: str, paths: list[str], seconds: float) -> dict[str,
         "share_answered_within_100ms": round(fast / total, 3),
         "share_shed_503": round(statuses.get("503", 0) / total, 3),
         "share_failed_other": round((total - answered - statuses.get("503", 0)) / total, 3),
-        "answered_latency": percentiles([t for s, t in raw["latencies"] if s == "200"]),
-        "shed_latency": percentiles([t for s, t in raw["latencies"] if s == "503"]),
+        "answered_latency": percentiles([t for s, t in raw["outcomes"] if s == "200"]),
+        "shed_latency": percentiles([t for s, t in raw["outcomes"] if s == "503"]),
         "actions_logged_not_received": int(logged - len(raw["ids"])),
         "acknowledged_ids_lost": len(raw["ids"]) - feedback.get("201", 0),
     }

@@ -79,21 +79,33 @@ def wait_ready(
 
 def load_generator(args: dict[str, Any]) -> dict[str, Any]:
     """Run in a separate process: fixed-rate GETs; returns latencies and errors."""
-    return asyncio.run(_fixed_rate(**args))
+    return asyncio.run(fixed_rate(**args))
 
 
-async def _fixed_rate(
-    base: str, key: str, paths: list[str], rate: float, duration_s: float
+async def fixed_rate(
+    base: str,
+    key: str,
+    paths: list[str],
+    rate: float,
+    duration_s: float,
+    *,
+    timeout_s: float = 30,
+    collect_ids: bool = False,
 ) -> dict[str, Any]:
+    """Open-loop GETs at ``rate`` for ``duration_s``: each latency from its scheduled send
+    (no coordinated omission), the non-200 outcomes counted in ``errors``, every outcome with
+    its latency in ``outcomes`` and, with ``collect_ids``, the recommendation ids answered."""
     # aiohttp, not httpx: httpx's connection pool spends O(n^2) CPU once hundreds of
     # requests queue, which would make the load generator the bottleneck.
     import aiohttp
 
     n = int(rate * duration_s)
     latencies: list[float] = []
+    outcomes: list[tuple[str, float]] = []
     errors: dict[str, int] = {}
-    connector = aiohttp.TCPConnector(limit=256)
-    timeout = aiohttp.ClientTimeout(total=30)
+    ids: list[str] = []
+    connector = aiohttp.TCPConnector(limit=1024)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(
         base_url=base,
         headers={"Authorization": f"Bearer {key}"},
@@ -107,16 +119,28 @@ async def _fixed_rate(
             await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
             try:
                 async with session.get(paths[i % len(paths)]) as response:
-                    await response.read()
-                    if response.status != 200:
-                        errors[str(response.status)] = errors.get(str(response.status), 0) + 1
+                    body = await response.read()
+                    status = str(response.status)
+                    if response.status == 200 and collect_ids:
+                        ids.extend(a["recommendation_id"] for a in json.loads(body)["actions"])
             except (aiohttp.ClientError, TimeoutError) as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            latencies.append(time.perf_counter() - scheduled)
+                status = type(exc).__name__
+            if status != "200":
+                errors[status] = errors.get(status, 0) + 1
+            latency = time.perf_counter() - scheduled
+            latencies.append(latency)
+            outcomes.append((status, latency))
 
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = time.perf_counter() - start
-    return {"requests": n, "elapsed_s": elapsed, "latencies": latencies, "errors": errors}
+    return {
+        "requests": n,
+        "elapsed_s": elapsed,
+        "latencies": latencies,
+        "outcomes": outcomes,
+        "errors": errors,
+        "ids": ids,
+    }
 
 
 def run_generator(args: dict[str, Any]) -> dict[str, Any]:
