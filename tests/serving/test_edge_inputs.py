@@ -330,9 +330,7 @@ def _send_generated(api: Api, cases: st.SearchStrategy[Any], failures: list[str]
     send()
 
 
-@pytest.mark.parametrize(
-    "url", ["/v1/events", "/v1/feedback", "/v1/accounts/A-1/recommendations"]
-)
+@pytest.mark.parametrize("url", ["/v1/events", "/v1/feedback", "/v1/accounts/A-1/recommendations"])
 def test_a_deeply_nested_body_is_the_callers_fault(api: Api, url: str) -> None:
     """JSON nested deeper than the parser's recursion limit (within the size limit) is a
     4xx, not a RecursionError answered as a 500."""
