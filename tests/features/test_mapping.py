@@ -180,7 +180,7 @@ def test_unknown_phase_model_is_reported(
         ),
         ("values: {touchpoints: {kanal: {Fax: email}}}", "values.touchpoints.kanal: not a column"),
         ("timezone: Mars/Olympus", "timezone: unknown time zone 'Mars/Olympus'"),
-        ("csv_separator: ';;'", "csv_separator: String should have at most 1 character"),
+        ("csv_separator: ''", "csv_separator: String should have at least 1 character"),
         ("colums: {}", "colums: Extra inputs are not permitted"),
         ("files: [a, b]", "files: Input should be a valid dictionary"),
         ("files: {a: [", "is not valid YAML"),
