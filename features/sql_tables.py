@@ -155,7 +155,7 @@ def read_sql_tables(
                 )
                 continue
             try:
-                frames[table] = con.sql(query).df()
+                frames[table] = _result_frame(con.sql(query))
             except duckdb.Error as exc:
                 problems.append(
                     Problem(
@@ -166,6 +166,22 @@ def read_sql_tables(
                     )
                 )
     return frames, problems
+
+
+def _result_frame(relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    """The query's result as pandas, DuckDB's types kept (``df()``: strings, nullable
+    integers, decimals as floats, lists as arrays, TIMESTAMPTZ as tz-aware times).
+
+    DuckDB 2.0 hands a nanosecond TIMESTAMPTZ (what it reads from pandas' own Parquet
+    files) to pandas as naive UTC wall times; those are marked UTC here, so an instant
+    is never read as a local time.
+    """
+    frame = relation.df()
+    for position, dtype in enumerate(relation.types):
+        column = frame.iloc[:, position]
+        if dtype.id == "timestamptz_ns" and pd.api.types.is_datetime64_dtype(column.dtype):
+            frame.isetitem(position, column.dt.tz_localize("UTC"))
+    return frame
 
 
 def _connect(data_dir: Path, timezone: str) -> duckdb.DuckDBPyConnection:
@@ -197,7 +213,8 @@ def _create_views(
         try:
             con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM {source.reader_sql()}')
         except duckdb.Error as exc:
-            broken[name] = one_line(str(exc))
+            # Without DuckDB's "LINE 1: CREATE VIEW ..." excerpt: the user did not write it.
+            broken[name] = one_line(str(exc).split("\nLINE ")[0])
     return broken
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -13,12 +12,7 @@ from features.schema import TABLES, JourneyData
 from features.taxonomy import Taxonomy
 from features.validate import DataValidationError, Problem, validate_data_dir
 from nba.cli import app
-from tests.utils.data import NOW, write_csv_dir
-
-
-def assert_same_data(actual: JourneyData, expected: JourneyData) -> None:
-    for name, frame in expected.tables().items():
-        pd.testing.assert_frame_equal(getattr(actual, name), frame, check_exact=True)
+from tests.utils.data import NOW, assert_same_data, write_csv_dir
 
 
 def test_parquet_directory_round_trips(

@@ -9,7 +9,7 @@ import pytest
 from features.schema import TABLES, JourneyData, column_dtype
 from features.taxonomy import Taxonomy
 from features.validate import Problem, ValidationReport, validate_tables
-from tests.utils.data import NOW, make_tiny_data
+from tests.utils.data import NOW, assert_same_data, make_tiny_data
 
 
 def raw_tables(data: JourneyData) -> dict[str, pd.DataFrame]:
@@ -34,12 +34,6 @@ def problems_of(report: ValidationReport, table: str, column: str) -> list[Probl
 def only(report: ValidationReport) -> Problem:
     assert len(report.problems) == 1, report.format()
     return report.problems[0]
-
-
-def assert_same_data(actual: JourneyData | None, expected: JourneyData) -> None:
-    assert actual is not None
-    for name, frame in expected.tables().items():
-        pd.testing.assert_frame_equal(getattr(actual, name), frame, check_exact=True)
 
 
 def test_canonical_tables_pass_through_unchanged(
