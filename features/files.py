@@ -112,4 +112,6 @@ def read_raw_tables(
             mapped[table] = apply_mapping(table, raw[table], mapping, taxonomy)
         except MappingError as exc:
             problems.append(Problem(table, "", f"mapping cannot be applied: {exc}", ""))
+    # In table order, files and queries alike, so a report reads the same either way.
+    problems.sort(key=lambda p: TABLE_ORDER.index(p.table) if p.table in TABLE_ORDER else 0)
     return mapped, problems

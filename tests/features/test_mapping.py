@@ -10,7 +10,14 @@ from typer.testing import CliRunner
 
 import features
 from features.load import read_data_dir
-from features.mapping import ColumnMapping, MappingError, apply_mapping, load_mapping
+from features.mapping import (
+    ColumnMapping,
+    MappingError,
+    TimestampFormats,
+    apply_mapping,
+    load_mapping,
+    timestamp_format_for,
+)
 from features.schema import TABLES, JourneyData
 from features.taxonomy import Taxonomy
 from nba.cli import app
@@ -164,6 +171,23 @@ def test_unknown_phase_model_is_reported(
         "stages: mapping cannot be applied: phase_model 'hype_cycle' is not a phase model of "
         "the taxonomy; expected one of ['b2b_8', 'classic_5', 'decision_7']"
     ]
+
+
+@pytest.mark.parametrize(
+    ("formats", "expected"),
+    [
+        (None, [None, None, None]),
+        ("%d.%m.%Y", ["%d.%m.%Y"] * 3),
+        ({"stages": "%Y", "default": "%d"}, ["%d", "%Y", "%d"]),
+        ({"contacts.left_at": "%H", "contacts": "ISO8601"}, [None, None, "%H"]),
+    ],
+)
+def test_timestamp_format_of_a_column_then_its_table_then_the_default(
+    formats: TimestampFormats, expected: list[str | None]
+) -> None:
+    columns = [("accounts", "created_at"), ("stages", "ts"), ("contacts", "left_at")]
+
+    assert [timestamp_format_for(formats, t, c) for t, c in columns] == expected
 
 
 @pytest.mark.parametrize(

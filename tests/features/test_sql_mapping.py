@@ -250,6 +250,22 @@ def test_queries_over_export_sources(
     assert list(frame.itertuples(index=False, name=None)) == expected
 
 
+def test_json_and_parquet_sources(tmp_path: Path) -> None:
+    (tmp_path / "visits.jsonl").write_text(
+        '{"account": "A1", "pages": ["pricing", "demo"]}\n{"account": "A2", "pages": []}\n'
+    )
+    pd.DataFrame({"account": ["A3"], "pages": [["blog"]]}).to_parquet(tmp_path / "old.parquet")
+    sources = {"visits": Source(path="visits.jsonl"), "old": Source(path="old.parquet")}
+    query = "SELECT account, len(pages) AS n FROM visits UNION ALL SELECT account, 1 FROM old"
+
+    frames, problems = read_sql_tables(
+        tmp_path, {"touchpoints": query + " ORDER BY 1"}, sources=sources, timezone="UTC"
+    )
+
+    assert problems == []
+    assert frames["touchpoints"].to_dict("list") == {"account": ["A1", "A2", "A3"], "n": [2, 0, 1]}
+
+
 def test_typed_query_results_validate_like_files(
     tiny_data: JourneyData, taxonomy: Taxonomy, tmp_path: Path
 ) -> None:
