@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.errors import InvalidInputError
 from features.problems import Problem
 
 SourceFormat = Literal["csv", "parquet", "json"]
@@ -132,7 +133,8 @@ def read_sql_tables(
     source it reads) fails, with DuckDB's message.
 
     Paths in sources and queries are relative to ``data_dir``; naive timestamps in the
-    results are local times in ``timezone`` (the validation converts them).
+    results are local times in ``timezone`` (the validation converts them). Raises
+    :class:`InvalidInputError` if DuckDB does not know ``timezone``.
     """
     frames: dict[str, pd.DataFrame] = {}
     problems: list[Problem] = []
@@ -196,7 +198,14 @@ def _connect(data_dir: Path, timezone: str) -> duckdb.DuckDBPyConnection:
             "file_search_path": str(data_dir.resolve()),
         },
     )
-    con.execute(f"SET TimeZone = {_literal(timezone)}")
+    try:
+        con.execute(f"SET TimeZone = {_literal(timezone)}")
+    except duckdb.Error as exc:
+        con.close()
+        raise InvalidInputError(
+            f"timezone: DuckDB does not know the time zone {timezone!r}, so the sql queries "
+            f"cannot run in it: {one_line(str(exc))}"
+        ) from exc
     return con
 
 
