@@ -113,5 +113,5 @@ def read_raw_tables(
         except MappingError as exc:
             problems.append(Problem(table, "", f"mapping cannot be applied: {exc}", ""))
     # In table order, files and queries alike, so a report reads the same either way.
-    problems.sort(key=lambda p: TABLE_ORDER.index(p.table) if p.table in TABLE_ORDER else 0)
+    problems.sort(key=lambda p: TABLE_ORDER.index(p.table))
     return mapped, problems
