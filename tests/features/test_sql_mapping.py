@@ -270,7 +270,7 @@ def test_typed_query_results_validate_like_files(
     tiny_data: JourneyData, taxonomy: Taxonomy, tmp_path: Path
 ) -> None:
     """DuckDB's types come through: TIMESTAMPTZ as an instant, a naive TIMESTAMP as a local
-    time in the mapping's time zone, integers of any width, decimals, lists, enums."""
+    time in the mapping's time zone, integers of any width, decimals, lists."""
     write_data_dir(tiny_data, tmp_path)
     (tmp_path / "m.yaml").write_text("""
 timezone: Europe/Berlin
@@ -279,12 +279,14 @@ sql:
     SELECT account_id, industry, employees::INTEGER AS employees, region, created_at,
            annual_revenue::DECIMAL(18, 2) AS annual_revenue, owner_rep_id
     FROM 'accounts.parquet'
-  stages: SELECT account_id, ts, phase FROM 'stages.parquet'
+  stages: SELECT account_id AS "Company ID", ts, phase FROM 'stages.parquet'
   exposures: |
     SELECT * REPLACE (ts AT TIME ZONE 'Europe/Berlin' AS ts) FROM 'exposures.parquet'
   content: |
     SELECT * REPLACE (string_split(array_to_string(phases, ','), ',') AS phases)
     FROM 'content.parquet'
+columns:
+  stages: {Company ID: account_id}  # renames apply to query results as to files
 """)
     mapping = load_mapping(tmp_path / "m.yaml")
 
