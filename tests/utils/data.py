@@ -345,3 +345,10 @@ def make_data(taxonomy: Taxonomy) -> JourneyData:
         taxonomy,
     )
     return JourneyData(accounts, contacts, touchpoints, content, stages, exposures)
+
+
+def assert_same_data(actual: JourneyData | None, expected: JourneyData) -> None:
+    """Every table of ``actual`` equals ``expected``'s exactly (values and dtypes)."""
+    assert actual is not None
+    for name, frame in expected.tables().items():
+        pd.testing.assert_frame_equal(getattr(actual, name), frame, check_exact=True)
