@@ -81,3 +81,6 @@ class UnavailableError(NbaError, RuntimeError):
     """A dependency (database, registry, model) that cannot serve right now."""
 
     kind: ClassVar[ErrorKind] = "unavailable"
+    # Seconds a client should wait before trying again (the service's Retry-After), for
+    # errors that pass on their own (a busy worker or store); None: no advice.
+    retry_after_s: ClassVar[int | None] = None

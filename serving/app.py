@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         InflightLimit,
         max_inflight=settings.max_inflight,
         max_queue_s=settings.max_queue_ms / 1000,
+        max_ingest=settings.max_ingest_inflight,
         metrics=metrics,
     )
     app.add_middleware(RequestMetrics, metrics=metrics)
@@ -136,6 +137,8 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
 class OverloadedError(UnavailableError):
     """A worker with ``max_inflight`` requests in progress sheds the next one."""
 
+    retry_after_s = SHED_RETRY_AFTER_S
+
 
 async def _nba_error(_request: Request, exc: Exception) -> JSONResponse:
     """The one translation of the project's errors to HTTP: the status follows the error's
@@ -147,9 +150,10 @@ async def _nba_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def error_response(exc: NbaError) -> JSONResponse:
-    """The answer to ``exc`` (see :func:`_nba_error`); an overloaded worker's says when to
-    try again."""
-    headers = {"Retry-After": str(SHED_RETRY_AFTER_S)} if isinstance(exc, OverloadedError) else None
+    """The answer to ``exc`` (see :func:`_nba_error`); one that passes on its own (a busy
+    worker or store) says when to try again."""
+    retry_after = exc.retry_after_s if isinstance(exc, UnavailableError) else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers=headers)
 
 
@@ -293,45 +297,63 @@ class InflightLimit:
     everything here runs on the worker's loop."""
 
     def __init__(
-        self, app: ASGIApp, max_inflight: int, metrics: Metrics, max_queue_s: float = 0.0
+        self,
+        app: ASGIApp,
+        max_inflight: int,
+        metrics: Metrics,
+        max_queue_s: float = 0.0,
+        max_ingest: int | None = None,
     ) -> None:
         self.app = app
         self.max_inflight = max_inflight
         self.max_queue_s = max_queue_s
+        self.max_ingest = max_ingest or max_inflight
         self.metrics = metrics
         self.inflight = 0
+        self.ingesting = 0
 
-    def overloaded(self, scope: Scope) -> bool:
+    def overloaded(self, scope: Scope, ingest: bool) -> str | None:
+        """Why ``scope`` is shed, or None when the worker takes it."""
         if self.inflight >= self.max_inflight:
-            return True
+            return f"NBA_MAX_INFLIGHT {self.max_inflight} requests in progress"
+        if ingest and self.ingesting >= self.max_ingest:
+            return f"NBA_MAX_INGEST_INFLIGHT {self.max_ingest} event batches in progress"
         if self.max_queue_s <= 0:
-            return False
+            return None
         stamped = (scope.get("extensions") or {}).get(EXTENSION)
         if stamped is None:  # not served by nba serve's protocol (e.g. a test client)
-            return False
+            return None
         waited = asyncio.get_running_loop().time() - stamped[RECEIVED_AT]
         waiting = len(stamped[REQUESTS]) - self.inflight
-        return bool(waited > self.max_queue_s and waiting >= SHED_MIN_WAITING)
+        if waited > self.max_queue_s and waiting >= SHED_MIN_WAITING:
+            return (
+                f"{waiting} requests waiting, this one {waited * 1000:.0f} ms "
+                f"(NBA_MAX_QUEUE_MS {self.max_queue_s * 1000:.0f})"
+            )
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        if self.overloaded(scope):
+        # An event batch holds up to NBA_MAX_EVENTS_PER_REQUEST records in memory while it
+        # is parsed and stored: their own, smaller limit bounds a worker's memory.
+        ingest = scope.get("method") == "POST" and scope.get("path") == "/v1/events"
+        reason = self.overloaded(scope, ingest)
+        if reason is not None:
             self.metrics.shed.inc()
             overloaded = OverloadedError(
-                f"this worker is at its limit (NBA_MAX_INFLIGHT {self.max_inflight} requests "
-                f"in progress, or requests waiting over NBA_MAX_QUEUE_MS "
-                f"{self.max_queue_s * 1000:.0f} ms to start); try again in "
-                f"{SHED_RETRY_AFTER_S} s"
+                f"this worker is at its limit ({reason}); try again in {SHED_RETRY_AFTER_S} s"
             )
             await error_response(overloaded)(scope, receive, send)
             return
         self.inflight += 1
+        self.ingesting += ingest
         try:
             await self.app(scope, receive, send)
         finally:
             self.inflight -= 1
+            self.ingesting -= ingest
 
 
 class RequestMetrics:

@@ -25,6 +25,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_SERVED_LOG_FLUSH_S`` | served_log_flush_s | 0.05 (0: log in the request) |
 | ``NBA_SERVED_LOG_DIR`` | served_log_dir | next to a SQLite file, else in the temp directory |
 | ``NBA_MAX_INFLIGHT`` | max_inflight | 32 (``/v1`` requests in progress per worker) |
+| ``NBA_MAX_INGEST_INFLIGHT`` | max_ingest_inflight | 2 (event batches in progress per worker) |
 | ``NBA_MAX_QUEUE_MS`` | max_queue_ms | 50 (shed ``/v1`` requests that waited longer; 0: off) |
 | ``NBA_HEADER_TIMEOUT_S`` | header_timeout_s | 10 (a request's head must arrive within it) |
 """
@@ -83,6 +84,9 @@ class Settings(BaseModel):
     # in the app is shed: its client would get the answer too late to be of use, and the
     # time spent on it would make every request behind it later still.
     max_queue_ms: float = Field(default=50.0, ge=0)
+    # Event batches a worker parses and stores at once: each holds up to 10,000 records in
+    # memory, so this bounds a worker's memory under concurrent bulk ingestion.
+    max_ingest_inflight: int = Field(default=2, ge=1)
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
 
     @classmethod
@@ -133,6 +137,7 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_SERVED_LOG_FLUSH_S": "served_log_flush_s",
     "NBA_SERVED_LOG_DIR": "served_log_dir",
     "NBA_MAX_INFLIGHT": "max_inflight",
+    "NBA_MAX_INGEST_INFLIGHT": "max_ingest_inflight",
     "NBA_MAX_QUEUE_MS": "max_queue_ms",
     "NBA_HEADER_TIMEOUT_S": "header_timeout_s",
 }

@@ -20,7 +20,7 @@ from serving.store.decisions import (
     OtherRepsAccountError,
     UnknownRecommendationError,
 )
-from serving.store.engine import DEFAULT_DATABASE_URL, StoreError, database_url
+from serving.store.engine import DEFAULT_DATABASE_URL, StoreBusyError, StoreError, database_url
 from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
 from serving.store.journey import BatchTooLargeError
 from serving.store.repository import Store
@@ -51,6 +51,7 @@ __all__ = [
     "RepAccount",
     "ServedLog",
     "Store",
+    "StoreBusyError",
     "StoreError",
     "UnknownApiKeyError",
     "UnknownRecommendationError",

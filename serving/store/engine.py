@@ -21,11 +21,14 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
-from features.errors import InvalidInputError
+from features.errors import InvalidInputError, UnavailableError
 from serving.store.tables import Base
 
 DEFAULT_DATABASE_URL = "sqlite:///nba.db"
+# Seconds a client is asked to wait before writing to a busy store again.
+STORE_BUSY_RETRY_AFTER_S = 5
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Bound parameters per IN (...) lookup; SQLite allows 32,766.
 IN_CHUNK = 5_000
@@ -35,6 +38,12 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 class StoreError(InvalidInputError):
     """A database URL or schema the store cannot use."""
+
+
+class StoreBusyError(UnavailableError):
+    """A write that waited out the busy timeout: the caller may try again shortly."""
+
+    retry_after_s = STORE_BUSY_RETRY_AFTER_S
 
 
 def database_url(url: str) -> str:
@@ -81,11 +90,21 @@ class Database:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        """A connection inside a write transaction, committed on success."""
-        with self.engine.connect() as conn:
-            conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+        """A connection inside a write transaction, committed on success. A SQLite file
+        whose write lock stayed taken for the whole busy timeout raises
+        :class:`StoreBusyError` (nothing of the transaction is stored)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            if self.dialect == "sqlite" and "locked" in str(exc.orig):
+                raise StoreBusyError(
+                    f"the store is busy: other writers held the SQLite write lock for "
+                    f"{SQLITE_BUSY_TIMEOUT_MS / 1000:.0f} s; nothing was stored, try again"
+                ) from exc
+            raise
 
     def _insert(self, table: Table) -> Any:
         """A dialect insert (with ``on_conflict_*``) of ``table``."""

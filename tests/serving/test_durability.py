@@ -16,6 +16,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -26,19 +27,21 @@ from pathlib import Path
 
 import anyio
 import httpx
+import pandas as pd
 import pytest
 from sqlalchemy import select
 from starlette.responses import PlainTextResponse
 from starlette.types import Message, Receive, Scope, Send
 
+import serving.store.engine as store_engine
 from features.pipeline import select_accounts
 from features.taxonomy import load_taxonomy
 from serving.app import SHED_MIN_WAITING, InflightLimit
 from serving.http_protocol import EXTENSION, RECEIVED_AT, REQUESTS
 from serving.routes import Metrics, Services
-from serving.store import NewRecommendation, ServedLog, Store
+from serving.store import NewRecommendation, ServedLog, Store, StoreBusyError
 from serving.store.tables import Touchpoint
-from tests.utils.api import Api, loaded_accounts, open_api
+from tests.utils.api import Api, event, loaded_accounts, open_api
 from tests.utils.registry import TrainedRegistry
 from tests.utils.server import (
     ROOT,
@@ -56,6 +59,8 @@ N_ACCOUNTS = 40
 # Rows wait this long in a worker's queue: a kill almost always finds some unwritten, so
 # without the journal the kill test loses ids.
 SLOW_FLUSH_S = "2"
+# A request time after every simulated event.
+LATER = pd.Timestamp("2030-01-01", tz="UTC")
 
 
 def _served(i: int, account: str = "A1") -> NewRecommendation:
@@ -426,3 +431,64 @@ def test_a_connection_that_does_not_send_its_request_head_in_time_is_closed(
         with httpx.Client(base_url=server.base, timeout=60) as client:
             for _ in range(3):
                 assert client.get("/health").status_code == 200
+
+
+def test_event_batches_beyond_the_ingest_limit_are_shed_with_retry_after() -> None:
+    started = [anyio.Event(), anyio.Event()]  # set as the first and the second call enters
+    release = anyio.Event()
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        next(e for e in started if not e.is_set()).set()
+        await release.wait()
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    limit = InflightLimit(slow, max_inflight=100, metrics=Metrics(), max_ingest=1)
+
+    async def call(method: str, path: str) -> tuple[int, str | None]:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope: Scope = {"type": "http", "method": method, "path": path, "headers": []}
+        await limit(scope, receive, send)
+        headers = dict(sent[0].get("headers", []))
+        return int(sent[0]["status"]), (headers.get(b"retry-after") or b"").decode() or None
+
+    async def scenario() -> None:
+        results: list[tuple[int, str | None]] = []
+
+        async def first() -> None:
+            results.append(await call("POST", "/v1/events"))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(first)
+            await started[0].wait()  # one batch in progress
+            assert await call("POST", "/v1/events") == (503, "1")  # a second is shed at once
+            group.start_soon(call, "GET", "/v1/accounts/A1/recommendations")
+            await started[1].wait()  # other requests are still taken
+            release.set()
+        assert results == [(200, None)]
+
+    anyio.run(scenario)
+
+
+def test_a_write_that_waits_out_the_sqlite_busy_timeout_is_a_retryable_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    with open_store("sqlite", tmp_path, load_taxonomy()) as store:
+        holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(StoreBusyError) as busy:
+            store.ingest_events([event("busy-1", "A-busy", content_id=None)], now=LATER)
+        assert busy.value.http_status == 503
+        assert busy.value.retry_after_s is not None
+        assert "nothing was stored" in str(busy.value)
+        holder.execute("ROLLBACK")
+        holder.close()
+        result = store.ingest_events([event("busy-1", "A-busy", content_id=None)], now=LATER)
+        assert result.accepted == 1  # the lock gone, the same batch is stored
