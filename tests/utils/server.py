@@ -143,7 +143,7 @@ class Traffic:
 class EventTraffic:
     """Threads posting batches of new events until stopped, keeping the event ids of every
     batch the server acknowledged (answered 200 with every record accepted); a batch the
-    server did not answer (killed) is simply sent again, as a client would."""
+    server did not answer (killed) or shed (503) is sent again, as a client would."""
 
     def __init__(self, base: str, key: str, accounts: list[str], threads: int = 4) -> None:
         self.acknowledged: list[str] = []
@@ -180,6 +180,10 @@ class EventTraffic:
                     continue  # not acknowledged: sent again under the same ids
                 with self._lock:
                     self.statuses[r.status_code] += 1
+                if r.status_code == 503:  # shed (the worker's ingest limit): sent again
+                    time.sleep(float(r.headers.get("retry-after", "1")))
+                    continue
+                with self._lock:
                     body = r.json() if r.status_code == 200 else {}
                     if body.get("accepted", 0) + body.get("duplicates", 0) == len(ids):
                         self.acknowledged.extend(ids)
