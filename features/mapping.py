@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
 from features.errors import InvalidInputError
 from features.schema import TABLES
 from features.taxonomy import PhaseModel, Taxonomy
@@ -51,6 +52,9 @@ class ColumnMapping(BaseModel):
     phase_model: str | None = None
     csv_separator: str = Field(default=",", min_length=1, max_length=1)
     list_separator: str = Field(default="|", min_length=1)
+    # custom attributes: table -> {column: number | category} (features.attributes); export
+    # columns may be renamed onto them in ``columns``
+    attributes: AttributeDeclaration = NO_ATTRIBUTES
 
     @model_validator(mode="after")
     def _check_names(self) -> ColumnMapping:
@@ -73,7 +77,7 @@ class ColumnMapping(BaseModel):
         for table, renames in self.columns.items():
             if table not in TABLES:
                 continue
-            names = TABLES[table].names
+            names = [*TABLES[table].names, *self.attributes.of(table)]
             for export, canonical in renames.items():
                 if canonical not in names:
                     yield (
