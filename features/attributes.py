@@ -106,8 +106,9 @@ NO_ATTRIBUTES = AttributeDeclaration()
 
 
 def load_attributes(path: Path | str) -> AttributeDeclaration:
-    """The declaration in a YAML file (``{accounts: {plan: category}, ...}``, optionally under
-    a top-level ``attributes:`` key); raises :class:`InvalidAttributeError` naming file and entry."""
+    """The declaration in a YAML file (``{accounts: {plan: category}, ...}``, optionally
+    under a top-level ``attributes:`` key); raises :class:`InvalidAttributeError` naming
+    the file and the entry."""
     file = Path(path)
     try:
         raw = yaml.safe_load(file.read_text())

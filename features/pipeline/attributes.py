@@ -12,9 +12,10 @@ Definitions (``features.pipeline.specs`` words them for reason codes):
 
 Levels of categorical attributes are a fitted vocabulary (:func:`fit_attributes`): the
 ``MAX_LEVELS`` most frequent values in the training data, most frequent first. They are
-saved with the models (``features.attributes.FittedAttributes.to_dict``) so serving encodes values exactly as
-training did; a value not among them is missing. The account table is a snapshot (as the
-firmographics are): its attributes are read as they are now, at every as-of date.
+saved with the models (``features.attributes.FittedAttributes.to_dict``) so serving encodes
+values exactly as training did; a value not among them is missing. The account table is a
+snapshot (as the firmographics are): its attributes are read as they are now, at every
+as-of date.
 """
 
 from __future__ import annotations

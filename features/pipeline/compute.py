@@ -121,5 +121,5 @@ def _features_at(
     out.update(crm_phase(data, as_of, taxonomy))
     n = prep.n_accounts
     out["as_of_month"] = np.full(n, as_of.month)
-    out["as_of_weekday"] = np.full(n, as_of.dayofweek)
+    out["as_of_weekday"] = np.full(n, as_of.day_of_week)
     return out

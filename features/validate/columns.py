@@ -300,7 +300,7 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[pd.Series], pd.Series], str, str]
     ),
     ("accounts", "employees"): (lambda s: s < 0, "negative employees", "a whole number >= 0"),
     ("exposures", "position"): (
-        lambda s: (s < 0) | (s % 1 != 0),
+        lambda s: s.notna() & ((s < 0) | (s % 1 != 0)),
         "position not a whole number >= 0",
         "a slot number such as 1 (first) or empty",
     ),
