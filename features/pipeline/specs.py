@@ -72,7 +72,7 @@ def feature_specs(
         *_calendar_specs(),
     ]
     names = {s.name for s in specs}
-    extra = _attribute_specs(attributes)
+    extra = attribute_specs(attributes)
     clashes = sorted(s.name for s in extra if s.name in names)
     if clashes:
         raise FeatureError(
@@ -267,9 +267,9 @@ def attribute_prefix(table: str) -> str:
 _EVENT_WORDS = {"touchpoints": "touchpoints", "exposures": "content shown or sent"}
 
 
-def _attribute_specs(fitted: FittedAttributes) -> list[FeatureSpec]:
+def attribute_specs(fitted: FittedAttributes) -> list[FeatureSpec]:
     """The features of declared attributes (``features.pipeline.attributes``), in
-    declaration order."""
+    declaration order (the last of :func:`feature_specs`)."""
     specs: list[FeatureSpec] = []
     for name, kind in fitted.declaration.of("accounts").items():
         if kind == "number":
@@ -285,11 +285,11 @@ def _attribute_specs(fitted: FittedAttributes) -> list[FeatureSpec]:
             )
     for table in ("touchpoints", "exposures"):
         for name, kind in fitted.declaration.of(table).items():
-            specs.extend(_event_attribute_specs(fitted, table, name, kind))
+            specs.extend(_eventattribute_specs(fitted, table, name, kind))
     return specs
 
 
-def _event_attribute_specs(
+def _eventattribute_specs(
     fitted: FittedAttributes, table: str, name: str, kind: str
 ) -> list[FeatureSpec]:
     prefix = attribute_prefix(table)
