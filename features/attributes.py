@@ -132,16 +132,18 @@ def load_attributes(path: Path | str) -> AttributeDeclaration:
 def resolve_attributes(
     mapping_attributes: AttributeDeclaration, attributes_file: Path | None
 ) -> AttributeDeclaration:
-    """The declaration to use: the mapping's ``attributes`` or the ``--attributes`` file;
-    raises :class:`InvalidAttributeError` when both declare attributes (one place to look)."""
+    """The declaration to use: the mapping's ``attributes`` or the ``--attributes`` file
+    (``NBA_ATTRIBUTES``); raises :class:`InvalidAttributeError` when both declare attributes
+    and differ (one place to look)."""
     if attributes_file is None:
         return mapping_attributes
-    if mapping_attributes:
+    from_file = load_attributes(attributes_file)
+    if mapping_attributes and from_file != mapping_attributes:
         raise InvalidAttributeError(
-            f"attributes are declared both in the mapping and in {attributes_file}; "
-            "declare them in one place"
+            f"attributes are declared both in the mapping and in {attributes_file}, "
+            "differently; declare them in one place"
         )
-    return load_attributes(attributes_file)
+    return from_file
 
 
 def attribute_value(kind: str, value: object) -> float | str | None:

@@ -92,8 +92,10 @@ def test_attributes_file_and_its_one_place_rule(tmp_path: Path) -> None:
     bad.write_text("exposures: {position_x: amount}\n")
     with pytest.raises(InvalidAttributeError, match=r"bad.yaml is invalid: .*unknown kind"):
         load_attributes(bad)
-    with pytest.raises(InvalidAttributeError, match="declare them in one place"):
-        resolve_attributes(load_attributes(file), file)
+    assert resolve_attributes(load_attributes(file), file) == load_attributes(file)
+    other = AttributeDeclaration.model_validate({"accounts": {"plan": "number"}})
+    with pytest.raises(InvalidAttributeError, match="differently; declare them in one place"):
+        resolve_attributes(other, file)
     assert resolve_attributes(AttributeDeclaration(), None) == AttributeDeclaration()
 
 
