@@ -135,12 +135,12 @@ def _event_features(
 
 def _last_code(events: _Events, level: np.ndarray) -> np.ndarray:
     """Per account, the level code of its latest event with a known value (-1 if none); at
-    equal times the later row wins, so the answer does not depend on partitioning."""
+    equal times the later level (more frequent levels come first) wins, so the answer does
+    not depend on row order or partitioning."""
     result = np.full(events.n_accounts, -1, dtype=np.int64)
     known = np.flatnonzero(level >= 0)
     if len(known) == 0:
         return result
-    # Sort by (account, ts, level) so equal-time ties resolve the same way in every engine.
     order = known[np.lexsort((level[known], events.ns[known], events.account[known]))]
     account = events.account[order]
     is_last = np.append(account[1:] != account[:-1], True)
