@@ -146,10 +146,12 @@ def promote(
     ] = None,
     as_of_dates: Annotated[int, typer.Option("--as-of-dates", min=4)] = 12,
     tracking_uri: TrackingOption = None,
+    attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Score the newest version and the champion on the same test data; move `champion` to
-    the newcomer only if it is better on the model's primary metric."""
+    the newcomer only if it is better on the model's primary metric. Custom attributes get
+    their levels from DIR as in training (the same data gives the same levels)."""
     from training.registry import promote as run_promotion
     from training.result import MODEL_NAMES
     from training.tracking import configure_tracking
@@ -160,7 +162,7 @@ def promote(
         raise InvalidInputError(f"model {model!r}: promote one of {', '.join(MODEL_NAMES)}")
     name = cast("ModelName", model)
     configure_tracking(tracking_uri)
-    prepared = _prepare(data, tax, None, as_of_dates, "pandas", None)
+    prepared = _prepare(data, tax, None, as_of_dates, "pandas", None, attributes=attributes)
     score = scorer_on_test_split(name, prepared, tax)
     metric = model_steps(name).primary_metric.removeprefix("model.")
     outcome = run_promotion(name, score, metric=metric, version=version)
