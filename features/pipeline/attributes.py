@@ -62,7 +62,7 @@ def attribute_features(
     for name, kind in fitted.declaration.of("accounts").items():
         values = accounts[name] if name in accounts else pd.Series(np.nan, index=accounts.index)
         if kind == "number":
-            out[f"account_{name}"] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+            out[f"account_{name}"] = _numbers(values)
         else:
             levels = fitted.levels_of("accounts", name)
             out[f"account_{name}"] = _categorical(_level_codes(values, levels), levels)
@@ -109,7 +109,7 @@ def _event_features(
     prefix = attribute_prefix(table)
     n = events.n_accounts
     if kind == "number":
-        number = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        number = _numbers(values)
         known = ~np.isnan(number)
         return {
             f"{prefix}_{name}_sum_{w}d": np.bincount(
@@ -146,6 +146,13 @@ def _last_code(events: _Events, level: np.ndarray) -> np.ndarray:
     is_last = np.append(account[1:] != account[:-1], True)
     result[account[is_last]] = level[order[is_last]]
     return result
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    """``values`` as float64, NaN where missing. Validated data holds numbers already; a
+    store row ingested under an older declaration may not, and reads as missing."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    return np.asarray(numeric, dtype=np.float64)
 
 
 def _level_codes(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
