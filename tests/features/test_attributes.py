@@ -17,7 +17,8 @@ from features.attributes import (
     load_attributes,
     resolve_attributes,
 )
-from features.mapping import ColumnMapping
+from features.load import read_data_dir
+from features.mapping import ColumnMapping, load_mapping
 from features.pipeline import FeatureError, build_account_features, build_features
 from features.pipeline.attributes import fit_attributes
 from features.pipeline.specs import feature_definitions
@@ -25,7 +26,7 @@ from features.schema import JourneyData
 from features.simulate import simulate
 from features.taxonomy import Taxonomy
 from features.validate import validate_tables
-from tests.utils.data import ATTRIBUTES, NOW, with_attributes
+from tests.utils.data import ATTRIBUTES, NOW, with_attributes, write_csv_dir
 
 A1_ONLY = AttributeDeclaration.model_validate(
     {
@@ -145,6 +146,23 @@ def test_validation_keeps_declared_columns_and_reports_bad_ones(
     assert data.touchpoints["discount"].dtype == np.float64
     assert data.touchpoints["discount"].sum() == 17.5
     assert not any("ignored" in note for note in report.notes)
+
+
+def test_a_mapping_renames_an_export_column_onto_an_attribute(
+    tiny_data: JourneyData, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    data = tiny_with_attributes(tiny_data)
+    export = replace(data, accounts=data.accounts.rename(columns={"plan": "Plan Type"}))
+    write_csv_dir(export, tmp_path / "export")
+    (tmp_path / "map.yaml").write_text(
+        "columns:\n  accounts: {Plan Type: plan}\n"
+        "attributes:\n  accounts: {plan: category}\n  touchpoints: {discount: number}\n"
+    )
+    mapping = load_mapping(tmp_path / "map.yaml")
+    loaded = read_data_dir(tmp_path / "export", taxonomy, mapping, now=NOW)
+    assert loaded.accounts["plan"].tolist()[:2] == ["pro", "basic"]
+    assert loaded.touchpoints["discount"].sum() == 17.5
+    assert "lead_type" not in loaded.touchpoints  # not declared: dropped
 
 
 def test_exposure_position_must_be_a_slot_number(
