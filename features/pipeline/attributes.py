@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features.attributes import MAX_LEVELS, AttributeDeclaration, FittedAttributes
-from features.pipeline.prepare import codes
+from features.pipeline.prepare import PreparedEvents, codes
 from features.pipeline.specs import ENGAGEMENT_WINDOW_DAYS, WINDOWS_DAYS, attribute_prefix
 from features.schema import JourneyData
 from features.timestamps import NS_PER_DAY, column_ns
@@ -53,10 +53,11 @@ def fit_attributes(
 
 
 def attribute_features(
-    data: JourneyData, as_of: pd.Timestamp, fitted: FittedAttributes
+    data: JourneyData, prep: PreparedEvents, as_of: pd.Timestamp, fitted: FittedAttributes
 ) -> dict[str, np.ndarray | pd.Series]:
     """Feature name -> one value per account (accounts-table order) as of ``as_of``; only
-    touchpoints and exposures strictly before ``as_of`` count."""
+    touchpoints and exposures strictly before ``as_of`` count. ``prep`` holds their account
+    codes and times (computed once per data set)."""
     out: dict[str, np.ndarray | pd.Series] = {}
     accounts = data.accounts
     for name, kind in fitted.declaration.of("accounts").items():
@@ -66,20 +67,18 @@ def attribute_features(
         else:
             levels = fitted.levels_of("accounts", name)
             out[f"account_{name}"] = _categorical(_level_codes(values, levels), levels)
-    index = pd.Index(accounts["account_id"])
     as_of_ns = int(as_of.as_unit("ns").value)
-    for table in ("touchpoints", "exposures"):
+    arrays = {
+        "touchpoints": (prep.tp_account, prep.tp_ns),
+        "exposures": (prep.exp_account, prep.exp_ns),
+    }
+    for table, (account, ns) in arrays.items():
         declared = fitted.declaration.of(table)
         frame = getattr(data, table)
         if not declared:
             continue
-        if len(frame):
-            account = codes(frame["account_id"], index)
-            ns = column_ns(frame["ts"])
-            rows = np.flatnonzero((ns < as_of_ns) & (account >= 0))
-        else:
-            account = ns = rows = np.zeros(0, dtype=np.int64)
-        events = _Events(len(index), account[rows], as_of_ns - ns[rows], ns[rows])
+        rows = np.flatnonzero((ns < as_of_ns) & (account >= 0))
+        events = _Events(prep.n_accounts, account[rows], as_of_ns - ns[rows], ns[rows])
         for name, kind in declared.items():
             values = (
                 frame[name].iloc[rows] if name in frame else pd.Series(np.nan, index=rows)

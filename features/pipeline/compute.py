@@ -83,7 +83,7 @@ def _frame_at(
 ) -> pd.DataFrame:
     """One row per account (created or not) as of ``as_of``, columns in ``specs`` order."""
     values = _features_at(data, prep, as_of, taxonomy)
-    values.update(attribute_features(data, as_of, attributes))
+    values.update(attribute_features(data, prep, as_of, attributes))
     frame = pd.DataFrame({"account_id": data.accounts["account_id"].reset_index(drop=True)})
     frame["as_of"] = pd.Series([as_of] * len(frame), dtype="datetime64[ns, UTC]")
     columns: dict[str, np.ndarray | pd.Series] = {}
