@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from alembic import command
+from sqlalchemy import inspect
 
 from features.pipeline import build_account_features, build_features
 from features.pipeline.attributes import fit_attributes
@@ -16,6 +18,7 @@ from features.schema import JourneyData
 from features.simulate import simulate
 from features.taxonomy import Taxonomy, load_taxonomy
 from serving.store import Store
+from serving.store.engine import alembic_config
 from tests.utils.data import ATTRIBUTES, with_attributes
 from tests.utils.store import BACKENDS, open_store
 
@@ -94,3 +97,24 @@ def test_ingested_attributes_are_stored_and_wrong_ones_rejected(store: Store) ->
     tp = data.touchpoints.set_index("event_id")
     assert tp.loc["E1", "lead_type"] == "inbound" and tp.loc["E1", "discount"] == 5.0
     assert tp.loc["E6", "lead_type"] == "7" and pd.isna(tp.loc["E6", "discount"])
+
+
+def test_migration_0007_downgrades_and_upgrades_with_the_rows_kept(
+    store: Store, data: JourneyData
+) -> None:
+    store.load_data(data)
+
+    def columns(table: str) -> set[str]:
+        with store.engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns(table, schema=store.schema)}
+
+    config = alembic_config()
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005")
+    assert "attributes" not in columns("accounts") | columns("touchpoints")
+    assert not {"attributes", "position"} & columns("exposures")
+    assert store.migrate() == "0007"
+    assert {"attributes", "position"} <= columns("exposures")
+    loaded = store.accounts_data([str(data.accounts["account_id"].iloc[0])])
+    assert len(loaded.touchpoints) > 0 and "plan" not in loaded.accounts  # dropped with 0007

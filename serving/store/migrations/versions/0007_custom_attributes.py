@@ -32,9 +32,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Batch mode: SQLite drops a column by copying the table.
-    with op.batch_alter_table("exposures") as batch:
-        batch.drop_column("position")
+    # A plain DROP COLUMN (SQLite >= 3.35): batch mode would copy and drop the accounts
+    # table, which the other tables' foreign keys refer to.
+    op.drop_column("exposures", "position")
     for table in _TABLES:
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("attributes")
+        op.drop_column(table, "attributes")
