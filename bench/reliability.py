@@ -12,7 +12,9 @@ Needs champion models in ``WORKDIR/mlflow.db`` (or ``--tracking-uri``) and loads
 - overload: the sustainable rate of one worker (closed loop), then 3x that rate offered open
   loop with 2 s client timeouts: the share answered within 100 ms, the share shed (503), other
   failures, actions logged as served that no client received, and acknowledged ids lost;
-- warm p99 at a fixed rate (default 200/s) on one worker (``bench.serve``'s generator).
+- warm p99 at a fixed rate (default 200/s) on one worker (``bench.serve``'s generator);
+- memory: one worker's resident memory before, right after and 10 s after 30 concurrent
+  ``POST /v1/events`` batches of 10,000 new events each.
 
 Prints one JSON object.
 """
@@ -228,6 +230,69 @@ def overload(base: str, key: str, paths: list[str], seconds: float) -> dict[str,
     }
 
 
+def ingest_memory(
+    base: str, key: str, pid: int, account_ids: list[str], batches: int = 30, size: int = 10_000
+) -> dict[str, Any]:
+    """Resident memory (MB) of worker ``pid`` around ``batches`` concurrent event batches."""
+    worker = psutil.Process(pid)
+
+    def rss_mb() -> float:
+        return round(worker.memory_info().rss / 2**20, 1)
+
+    def post(batch: int) -> int:
+        events = [
+            {
+                "event_id": f"mem-{batch}-{i}",
+                "account_id": account_ids[(batch * size + i) % len(account_ids)],
+                "ts": "2025-06-20T10:00:00Z",
+                "channel": "website",
+                "event_type": "view",
+            }
+            for i in range(size)
+        ]
+        headers = {"Authorization": f"Bearer {key}"}
+        r = httpx.post(f"{base}/v1/events", json={"events": events}, headers=headers, timeout=600)
+        return r.status_code
+
+    before = rss_mb()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(batches) as pool:
+        statuses = Counter(str(code) for code in pool.map(post, range(batches)))
+    elapsed = time.perf_counter() - started
+    after = rss_mb()
+    time.sleep(10)
+    return {
+        "batches": batches,
+        "events_per_batch": size,
+        "statuses": dict(statuses),
+        "seconds": round(elapsed, 1),
+        "rss_mb_before": before,
+        "rss_mb_after": after,
+        "rss_mb_10s_later": rss_mb(),
+    }
+
+
+def warm_and_overload(
+    env: dict[str, str], key: str, paths: list[str], parts: set[str], args: Any, log: Path
+) -> dict[str, Any]:
+    """Warm p99 at a fixed rate and 3x overload, on one worker whose caches are warm."""
+    result: dict[str, Any] = {}
+    with server(env, workers=1, log=log) as base:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
+            for path in paths:  # warm the worker's cache
+                c.get(path, timeout=60)
+        if "warm" in parts:
+            warm = run_generator(
+                {"base": base, "key": key, "paths": paths, "rate": args.rate,
+                 "duration_s": args.duration}
+            )  # fmt: skip
+            result["warm_1_worker"] = fixed_rate_result(warm, args.rate)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+        if "overload" in parts:
+            result["overload_3x_1_worker"] = overload(base, key, paths, args.overload_seconds)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("out/bench-data-100000-7"))
@@ -238,6 +303,10 @@ def main() -> None:
     parser.add_argument("--overload-seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument(
+        "--only", choices=["kill", "warm", "overload", "memory"], default=None,
+        help="run one part only",
+    )  # fmt: skip
     args = parser.parse_args()
 
     workdir = args.workdir.resolve()
@@ -262,19 +331,21 @@ def main() -> None:
     paths = [f"/v1/accounts/{a}/recommendations?k=3" for a in sample]
     log = workdir / "reliability.log"
 
-    result["kill_9"] = kill_runs(env, key, paths, args.kills, log)
-    print(json.dumps(result), file=sys.stderr, flush=True)
-    with server(env, workers=1, log=log) as base:
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
-            for path in paths:  # warm the worker's cache
-                client.get(path, timeout=60)
-        warm = run_generator(
-            {"base": base, "key": key, "paths": paths, "rate": args.rate,
-             "duration_s": args.duration}
-        )  # fmt: skip
-        result["warm_1_worker"] = fixed_rate_result(warm, args.rate)
+    parts = {args.only} if args.only else {"kill", "warm", "overload", "memory"}
+    if "kill" in parts:
+        result["kill_9"] = kill_runs(env, key, paths, args.kills, log)
         print(json.dumps(result), file=sys.stderr, flush=True)
-        result["overload_3x_1_worker"] = overload(base, key, paths, args.overload_seconds)
+    if parts & {"warm", "overload"}:
+        result.update(warm_and_overload(env, key, paths, parts, args, log))
+    if "memory" in parts:
+        process, base = start(env, 1, log)
+        try:
+            # one worker: uvicorn serves in the process itself, no spawned child
+            pid = (workers_of(process) or [process.pid])[0]
+            result["ingest_memory_1_worker"] = ingest_memory(base, key, pid, sample)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
     result["machine"] = {**machine(), "load_average": os.getloadavg()}
     print(json.dumps(result, indent=2))
 

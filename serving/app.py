@@ -39,6 +39,7 @@ from features.errors import NbaError, UnavailableError
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
 from serving.auth import KeyVerifier
+from serving.http_protocol import EXTENSION, RECEIVED_AT, REQUESTS
 from serving.model_holder import ModelHolder
 from serving.routes import (
     Metrics,
@@ -60,10 +61,11 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.0"
 # Threads per process computing features for cold accounts (see serving.routes.recommendations)
 COLD_PATH_THREADS = 2
+# Fewer requests than this waiting to start are no standing queue (they clear in less than
+# NBA_MAX_QUEUE_MS): a request delayed by a pause of the process alone is never shed.
+SHED_MIN_WAITING = 8
 # Seconds a shed request's client is asked to wait before trying again.
 SHED_RETRY_AFTER_S = 1
-# Seconds between the load shedder's measurements of the event loop's lag.
-LAG_PROBE_S = 0.01
 DESCRIPTION = """Next-best-action for B2B customer journeys.
 
 Every `/v1` route needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)
@@ -117,7 +119,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
     app.add_middleware(
         InflightLimit,
         max_inflight=settings.max_inflight,
-        max_lag_s=settings.max_lag_ms / 1000,
+        max_queue_s=settings.max_queue_ms / 1000,
         metrics=metrics,
     )
     app.add_middleware(RequestMetrics, metrics=metrics)
@@ -284,60 +286,50 @@ class BodySizeLimit:
 
 class InflightLimit:
     """Sheds load: a worker works on at most ``max_inflight`` ``/v1`` requests at once, and
-    takes none while its event loop runs more than ``max_lag_s`` behind (0: no lag limit);
-    beyond, it answers 503 with ``Retry-After`` at once, before any work (key check, body,
-    scoring). Without it a worker offered more than it can answer queues everything, every
-    request's latency grows until clients time out, and the work done for clients that left
-    is wasted. Both signals are needed: the count bounds requests that wait inside the app
-    (cold accounts in threads, worklists), but a warm request runs on the loop from start
-    to end, so under overload the queue forms before the app (requests read and not yet
-    run, connections not yet accepted), where only the loop's lag shows it. Health, metrics
-    and the pages are never shed. No lock: everything here runs on the worker's loop."""
+    takes none that waited more than ``max_queue_s`` between its head arriving
+    (``serving.http_protocol`` stamps it) and reaching the app while at least
+    ``SHED_MIN_WAITING`` requests wait (0: no wait limit). Those are answered 503 with
+    ``Retry-After`` at once, before any work (key check, body, scoring). Without it a
+    worker offered more than it can answer queues everything, every request's latency grows
+    until clients time out, and the work done for clients that left is wasted. Both limits
+    are needed: the count bounds requests that wait inside the app (cold accounts in
+    threads, worklists), but a warm request runs on the loop from start to end, so under
+    overload the queue forms before the app (tasks created and not yet run), where only a
+    request's wait shows it. Health, metrics and the pages are never shed. No lock:
+    everything here runs on the worker's loop."""
 
     def __init__(
-        self, app: ASGIApp, max_inflight: int, metrics: Metrics, max_lag_s: float = 0.0
+        self, app: ASGIApp, max_inflight: int, metrics: Metrics, max_queue_s: float = 0.0
     ) -> None:
         self.app = app
         self.max_inflight = max_inflight
-        self.max_lag_s = max_lag_s
+        self.max_queue_s = max_queue_s
         self.metrics = metrics
         self.inflight = 0
-        self.lag_s = 0.0  # how late the loop ran its last two lag probes (the lesser)
-        self._last_late = 0.0
-        self._probed: asyncio.AbstractEventLoop | None = None
 
-    def _probe(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        """Measures how late the loop runs a timer, and schedules the next measurement. The
-        lag is the lesser of the last two, so one long step (a slow request, a collection)
-        sheds nothing; a loop that stays behind does."""
-        now = loop.time()
-        late = max(0.0, now - due)
-        self.lag_s = min(late, self._last_late)
-        self._last_late = late
-        loop.call_at(now + LAG_PROBE_S, self._probe, loop, now + LAG_PROBE_S)
-
-    def overloaded(self) -> bool:
+    def overloaded(self, scope: Scope) -> bool:
         if self.inflight >= self.max_inflight:
             return True
-        if self.max_lag_s <= 0:
+        if self.max_queue_s <= 0:
             return False
-        loop = asyncio.get_running_loop()
-        if self._probed is not loop:  # the first request on this loop starts the probe
-            self._probed = loop
-            self.lag_s = self._last_late = 0.0
-            loop.call_soon(self._probe, loop, loop.time())
-        return self.lag_s > self.max_lag_s
+        stamped = (scope.get("extensions") or {}).get(EXTENSION)
+        if stamped is None:  # not served by nba serve's protocol (e.g. a test client)
+            return False
+        waited = asyncio.get_running_loop().time() - stamped[RECEIVED_AT]
+        waiting = len(stamped[REQUESTS]) - self.inflight
+        return bool(waited > self.max_queue_s and waiting >= SHED_MIN_WAITING)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        if self.overloaded():
+        if self.overloaded(scope):
             self.metrics.shed.inc()
             overloaded = OverloadedError(
                 f"this worker is at its limit (NBA_MAX_INFLIGHT {self.max_inflight} requests "
-                f"in progress, or NBA_MAX_LAG_MS {self.max_lag_s * 1000:.0f} ms behind); "
-                f"try again in {SHED_RETRY_AFTER_S} s"
+                f"in progress, or requests waiting over NBA_MAX_QUEUE_MS "
+                f"{self.max_queue_s * 1000:.0f} ms to start); try again in "
+                f"{SHED_RETRY_AFTER_S} s"
             )
             await error_response(overloaded)(scope, receive, send)
             return

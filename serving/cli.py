@@ -88,6 +88,8 @@ def serve(
     uvicorn.run(
         "serving.app:app_from_env",
         factory=True,
+        # uvicorn's httptools protocol plus a request-head deadline and receive times
+        http="serving.http_protocol:NbaHttpProtocol",
         host=host,
         port=port,
         workers=workers,

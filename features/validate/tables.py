@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
+from features.mapping import TimestampFormats
 from features.problems import Problem, ValidationReport
 from features.schema import (
     OPTIONAL_TABLES,
@@ -43,7 +44,7 @@ def validate_tables(
     taxonomy: Taxonomy,
     *,
     now: pd.Timestamp | None = None,
-    timestamp_format: str | None = None,
+    timestamp_format: TimestampFormats = None,
     timezone: str = "UTC",
     problems: Sequence[Problem] = (),
     attributes: AttributeDeclaration = NO_ATTRIBUTES,
@@ -52,8 +53,11 @@ def validate_tables(
 
     ``raw`` maps table names to frames with canonical column names (apply a column mapping
     first); values may be strings (CSV) or typed (Parquet). ``exposures`` may be absent
-    (empty table). Naive timestamps are taken to be in ``timezone``; string timestamps are
-    parsed with ``timestamp_format`` (default ISO 8601). Timestamps after ``now`` (default:
+    (empty table). Naive timestamps are taken to be in ``timezone`` (times in a DST gap or
+    the repeated hour are resolved and counted in notes); string timestamps are parsed with
+    ``timestamp_format`` (one format, or per table and column as
+    ``features.mapping.timestamp_format_for`` resolves it; default ISO 8601). Timestamps
+    after ``now`` (default:
     the current UTC time) are errors. Extra columns are dropped and listed as notes; optional
     columns that are absent are added as all-missing. ``problems`` found before (e.g.
     unreadable files) are included in the report; their tables are not reported as missing

@@ -15,46 +15,47 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import httpx
-import psutil
 import pytest
+from sqlalchemy import select
 from starlette.responses import PlainTextResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from features.pipeline import select_accounts
 from features.taxonomy import load_taxonomy
-from serving.app import InflightLimit
+from serving.app import SHED_MIN_WAITING, InflightLimit
+from serving.http_protocol import EXTENSION, RECEIVED_AT, REQUESTS
 from serving.routes import Metrics, Services
 from serving.store import NewRecommendation, ServedLog, Store
+from serving.store.tables import Touchpoint
 from tests.utils.api import Api, loaded_accounts, open_api
-from tests.utils.net import free_port
 from tests.utils.registry import TrainedRegistry
+from tests.utils.server import (
+    ROOT,
+    EventTraffic,
+    Loaded,
+    Server,
+    Traffic,
+    server_env,
+    serving,
+    wait_for,
+)
 from tests.utils.store import BACKENDS, logged_recommendations, open_store
 
-ROOT = Path(__file__).resolve().parents[2]
 N_ACCOUNTS = 40
 # Rows wait this long in a worker's queue: a kill almost always finds some unwritten, so
 # without the journal the kill test loses ids.
 SLOW_FLUSH_S = "2"
-
-
-def _env(**variables: str) -> dict[str, str]:
-    """This environment with the worktree first on the path (subprocesses run its code)."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, **variables}
 
 
 def _served(i: int, account: str = "A1") -> NewRecommendation:
@@ -133,7 +134,7 @@ def test_the_journal_of_a_killed_process_is_replayed_by_the_next(
     journal = tmp_path / "journal"
     killed = subprocess.run(
         [sys.executable, "-c", _KILLED_PROCESS, store.url, store.schema or "", str(journal), "25"],
-        env=_env(),
+        env=server_env(),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -223,134 +224,30 @@ def test_an_answer_whose_client_has_gone_is_not_logged(api: Api) -> None:
 # -- a real server, killed and overloaded -----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Loaded:
-    env: dict[str, str]
-    accounts: list[str]
-    reps: list[str]
-    key: str
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory, registry: TrainedRegistry) -> Loaded:
-    db = tmp_path_factory.mktemp("durability-server") / "nba.db"
-    store = Store(f"sqlite:///{db}", registry.taxonomy)
-    store.migrate()
-    ids = loaded_accounts(registry, N_ACCOUNTS)
-    store.load_data(select_accounts(registry.data, ids))
-    key = store.create_api_key("durability", ["admin"])
-    store.dispose()
-    owners = registry.data.accounts.set_index("account_id")["owner_rep_id"]
-    reps = sorted({str(owners[a]) for a in ids if owners[a] is not None})
-    env = _env(
-        NBA_DATABASE_URL=f"sqlite:///{db}",
-        MLFLOW_TRACKING_URI=registry.tracking_uri,
-        NBA_RELOAD_INTERVAL_S="0",
-    )
-    return Loaded(env, ids, reps, key)
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.05)
-
-
-class Server:
-    """``nba serve`` in a process group of its own, so a test can kill it whole."""
-
-    def __init__(self, env: dict[str, str], workers: int, log: Path) -> None:
-        self.log = log
-        self.base = f"http://127.0.0.1:{free_port()}"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "nba", "serve", "--port", self.base.rsplit(":", 1)[1],
-                 "--workers", str(workers), "--no-access-log"],
-                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                return httpx.get(f"{self.base}/ready", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _wait_for(ready, "the server becoming ready")
-
-    def workers(self) -> list[int]:
-        """The uvicorn worker processes' ids (multiprocessing's spawned children)."""
-        children = psutil.Process(self.process.pid).children()
-        return [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
-
-    def kill(self) -> None:
-        """SIGKILL to the supervisor and every worker at once."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(30)
-
-
-@contextmanager
-def serving(env: dict[str, str], workers: int, log: Path) -> Iterator[Server]:
-    server = Server(env, workers, log)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
-class Traffic:
-    """Threads asking for recommendations until stopped, keeping every recommendation id an
-    answer carried; a request the server did not answer (killed) is simply tried again."""
-
-    def __init__(self, base: str, loaded: Loaded, threads: int = 6) -> None:
-        self.answered: list[str] = []
-        self.statuses: Counter[int] = Counter()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(base, loaded, i), daemon=True)
-            for i in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self, base: str, loaded: Loaded, offset: int) -> None:
-        headers = {"Authorization": f"Bearer {loaded.key}"}
-        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-            n = offset
-            while not self._stop.is_set():
-                account = loaded.accounts[n % len(loaded.accounts)]
-                n += 7
-                try:
-                    r = client.get(f"/v1/accounts/{account}/recommendations", params={"k": 2})
-                except httpx.HTTPError:
-                    time.sleep(0.05)
-                    continue
-                with self._lock:
-                    self.statuses[r.status_code] += 1
-                    if r.status_code == 200:
-                        self.answered.extend(a["recommendation_id"] for a in r.json()["actions"])
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.answered)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(90)
+@pytest.fixture(scope="module", params=BACKENDS)
+def loaded(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    registry: TrainedRegistry,
+) -> Iterator[Loaded]:
+    """A store on each backend with N_ACCOUNTS simulated accounts and an admin key, and the
+    environment of a server over it."""
+    directory = tmp_path_factory.mktemp(f"durability-{request.param}")
+    with open_store(request.param, directory, registry.taxonomy) as store:
+        ids = loaded_accounts(registry, N_ACCOUNTS)
+        store.load_data(select_accounts(registry.data, ids))
+        key = store.create_api_key("durability", ["admin"])
+        owners = registry.data.accounts.set_index("account_id")["owner_rep_id"]
+        reps = sorted({str(owners[a]) for a in ids if owners[a] is not None})
+        env = server_env(
+            NBA_DATABASE_URL=store.url,
+            NBA_DATABASE_SCHEMA=store.schema or "",
+            MLFLOW_TRACKING_URI=registry.tracking_uri,
+            NBA_RELOAD_INTERVAL_S="0",
+            # each backend's journals in a directory of their own
+            NBA_SERVED_LOG_DIR=str(directory / "journals"),
+        )
+        yield Loaded(env, ids, reps, key)
 
 
 def test_no_recommendation_id_is_lost_when_workers_are_killed(
@@ -363,11 +260,11 @@ def test_no_recommendation_id_is_lost_when_workers_are_killed(
         first.wait_ready()
         traffic = Traffic(first.base, loaded)
         try:
-            _wait_for(lambda: traffic.count() >= 150, "150 ids answered")
+            wait_for(lambda: traffic.count() >= 150, "150 ids answered")
             victim = first.workers()[0]
             os.kill(victim, signal.SIGKILL)  # one worker; uvicorn starts another
             at_kill = traffic.count()
-            _wait_for(lambda: traffic.count() >= at_kill + 150, "150 more ids answered")
+            wait_for(lambda: traffic.count() >= at_kill + 150, "150 more ids answered")
             first.kill()  # then all of them, mid-traffic
         finally:
             traffic.stop()
@@ -393,6 +290,43 @@ def test_no_recommendation_id_is_lost_when_workers_are_killed(
         with ThreadPoolExecutor(max_workers=6) as pool:
             statuses = sum(pool.map(feedback, [ordered[i::6] for i in range(6)]), Counter())
     assert statuses == Counter({201: len(answered)}), statuses
+    assert "Traceback" not in log.read_text()
+
+
+def test_no_acknowledged_event_is_lost_when_workers_are_killed(
+    loaded: Loaded, tmp_path: Path, registry: TrainedRegistry
+) -> None:
+    log = tmp_path / "server.log"
+    server = Server(loaded.env, 2, log)
+    try:
+        server.wait_ready()
+        traffic = EventTraffic(server.base, loaded.key, loaded.accounts)
+        try:
+            wait_for(lambda: traffic.count() >= 400, "400 events acknowledged")
+            os.kill(server.workers()[0], signal.SIGKILL)  # one worker mid-batch
+            at_kill = traffic.count()
+            wait_for(lambda: traffic.count() >= at_kill + 400, "400 more events acknowledged")
+            server.kill()  # then all of them, mid-traffic
+        finally:
+            traffic.stop()
+    finally:
+        server.stop()
+    acknowledged = set(traffic.acknowledged)
+    assert len(acknowledged) == len(traffic.acknowledged) >= 800
+    assert set(traffic.statuses) == {200}, traffic.statuses
+    store = Store(
+        loaded.env["NBA_DATABASE_URL"],
+        registry.taxonomy,
+        schema=loaded.env["NBA_DATABASE_SCHEMA"] or None,
+    )
+    try:
+        with store.engine.connect() as conn:
+            stored = set(
+                conn.scalars(select(Touchpoint.event_id).where(Touchpoint.event_id.like("kill-%")))
+            )
+    finally:
+        store.dispose()
+    assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged events lost"
     assert "Traceback" not in log.read_text()
 
 
@@ -433,13 +367,13 @@ def test_an_overloaded_worker_sheds_with_503_and_retry_after(
         assert shed == statuses[503]
 
 
-def test_a_worker_whose_event_loop_stays_behind_sheds_until_it_catches_up() -> None:
+def test_a_request_that_waited_too_long_in_a_standing_queue_is_shed() -> None:
     async def ok(scope: Scope, receive: Receive, send: Send) -> None:
         await PlainTextResponse("ok")(scope, receive, send)
 
-    limit = InflightLimit(ok, max_inflight=100, metrics=Metrics(), max_lag_s=0.05)
+    limit = InflightLimit(ok, max_inflight=100, metrics=Metrics(), max_queue_s=0.05)
 
-    async def status() -> int:
+    async def status(waited_s: float, waiting: int, *, stamped: bool = True) -> int:
         sent: list[Message] = []
 
         async def receive() -> Message:
@@ -448,23 +382,47 @@ def test_a_worker_whose_event_loop_stays_behind_sheds_until_it_catches_up() -> N
         async def send(message: Message) -> None:
             sent.append(message)
 
-        await limit(
-            {"type": "http", "method": "GET", "path": "/v1/x", "headers": []}, receive, send
-        )
+        scope: Scope = {"type": "http", "method": "GET", "path": "/v1/x", "headers": []}
+        if stamped:  # as serving.http_protocol stamps it: received, and the requests waiting
+            now = asyncio.get_running_loop().time()
+            stamp = {RECEIVED_AT: now - waited_s, REQUESTS: set(range(waiting))}
+            scope["extensions"] = {EXTENSION: stamp}
+        await limit(scope, receive, send)
         return int(sent[0]["status"])
 
     async def scenario() -> None:
-        assert await status() == 200  # and starts measuring the loop's lag
-        time.sleep(0.2)  # one long step alone sheds nothing
-        await asyncio.sleep(0)
-        assert await status() == 200
-        for _ in range(3):  # a loop that stays behind: every step long
-            time.sleep(0.1)
-            await asyncio.sleep(0)
-        assert await status() == 503
-        deadline = time.monotonic() + 30
-        while await status() != 200:  # caught up: taken again
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        assert await status(0.001, 40) == 200  # a queue, but short waits
+        assert await status(0.2, 1) == 200  # one late request alone: a pause, no queue
+        assert await status(0.2, SHED_MIN_WAITING - 1) == 200
+        assert await status(0.2, SHED_MIN_WAITING) == 503  # a standing queue
+        assert await status(0.2, 40, stamped=False) == 200  # no receive time: not judged
 
     anyio.run(scenario)
+
+
+def _until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a 60 s socket timeout
+    fails the test if it never does)."""
+    received = b""
+    while chunk := connection.recv(4096):
+        received += chunk
+    return received
+
+
+def test_a_connection_that_does_not_send_its_request_head_in_time_is_closed(
+    loaded: Loaded, tmp_path: Path
+) -> None:
+    env = {**loaded.env, "NBA_HEADER_TIMEOUT_S": "1"}
+    with serving(env, 1, tmp_path / "server.log") as server:
+        address = ("127.0.0.1", int(server.base.rsplit(":", 1)[1]))
+        silent = socket.create_connection(address, timeout=60)  # sends nothing at all
+        trickling = socket.create_connection(address, timeout=60)
+        trickling.sendall(b"GET /health HTTP/1.1\r\n")
+        trickling.sendall(b"Host: x\r\n")  # ... and the rest of its head never comes
+        for connection in (silent, trickling):
+            with connection:
+                assert _until_closed(connection).startswith(b"HTTP/1.1 408 "), connection
+        # a client that sends its requests promptly keeps its connection across requests
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            for _ in range(3):
+                assert client.get("/health").status_code == 200

@@ -328,3 +328,16 @@ def _send_generated(api: Api, cases: st.SearchStrategy[Any], failures: list[str]
             )
 
     send()
+
+
+@pytest.mark.parametrize("url", ["/v1/events", "/v1/feedback", "/v1/accounts/A-1/recommendations"])
+def test_a_deeply_nested_body_is_the_callers_fault(api: Api, url: str) -> None:
+    """JSON nested deeper than the parser's recursion limit (within the size limit) is a
+    4xx, not a RecursionError answered as a 500."""
+    depth = 100_000
+    body = "[" * depth + "]" * depth
+    response = api.client.post(url, content=body, headers={**api.headers(), **JSON})
+    assert 400 <= response.status_code < 500, response.text
+    nested_object = '{"a":' * depth + "1" + "}" * depth
+    response = api.client.post(url, content=nested_object, headers={**api.headers(), **JSON})
+    assert 400 <= response.status_code < 500, response.text

@@ -391,3 +391,10 @@ def _weights(n: int) -> np.ndarray:
     """Decreasing weights over ``n`` levels and a missing value, summing to 1."""
     raw = np.array([2.0**-i for i in range(n)] + [0.3])
     return raw / raw.sum()
+
+
+def assert_same_data(actual: JourneyData | None, expected: JourneyData) -> None:
+    """Every table of ``actual`` equals ``expected``'s exactly (values and dtypes)."""
+    assert actual is not None
+    for name, frame in expected.tables().items():
+        pd.testing.assert_frame_equal(getattr(actual, name), frame, check_exact=True)
