@@ -19,6 +19,8 @@ from features.errors import InvalidInputError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from features.attributes import AttributeDeclaration
+    from features.mapping import ColumnMapping
     from features.schema import JourneyData
     from features.taxonomy import Taxonomy
 
@@ -40,6 +42,16 @@ MappingOption = Annotated[
     typer.Option(
         "--mapping",
         help="Mapping YAML that renames a CRM export's files, columns and values onto ours.",
+        dir_okay=False,
+    ),
+]
+AttributesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--attributes",
+        envvar="NBA_ATTRIBUTES",
+        help="YAML declaring custom attribute columns (e.g. accounts: {plan: category}) for "
+        "data without a mapping; with --mapping, declare them in its attributes section.",
         dir_okay=False,
     ),
 ]
@@ -84,14 +96,29 @@ def parse_time(value: str, option: str) -> pd.Timestamp:
         ) from exc
 
 
-def read_data(data_dir: Path, taxonomy: Taxonomy, mapping: Path | None) -> JourneyData:
-    """The validated tables of ``data_dir`` through the ``--mapping`` file, if any; raises
-    DataValidationError with the full report when the data break the contract."""
-    from features.load import read_data_dir
+def load_declarations(
+    mapping: Path | None, attributes: Path | None
+) -> tuple[ColumnMapping | None, AttributeDeclaration]:
+    """The ``--mapping`` file's mapping (if any) and the custom attributes declared in it or
+    in the ``--attributes`` file (one of the two; both is an error)."""
+    from features.attributes import NO_ATTRIBUTES, resolve_attributes
     from features.mapping import load_mapping
 
     column_mapping = load_mapping(mapping) if mapping is not None else None
-    return read_data_dir(data_dir, taxonomy, mapping=column_mapping)
+    declared = column_mapping.attributes if column_mapping is not None else NO_ATTRIBUTES
+    return column_mapping, resolve_attributes(declared, attributes)
+
+
+def read_data(
+    data_dir: Path, taxonomy: Taxonomy, mapping: Path | None, attributes: Path | None = None
+) -> JourneyData:
+    """The validated tables of ``data_dir`` through the ``--mapping`` file, if any, with the
+    declared custom attribute columns; raises DataValidationError with the full report when
+    the data break the contract."""
+    from features.load import read_data_dir
+
+    column_mapping, declared = load_declarations(mapping, attributes)
+    return read_data_dir(data_dir, taxonomy, mapping=column_mapping, attributes=declared)
 
 
 @app.command()
@@ -132,14 +159,16 @@ def validate(
         Path, typer.Argument(help="Directory with <table>.csv or <table>.parquet files.")
     ],
     mapping: MappingOption = None,
+    attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Check a data directory against the data contract; exit 0 if good, 1 with a report."""
-    from features.mapping import load_mapping
     from features.validate import validate_data_dir
 
-    column_mapping = load_mapping(mapping) if mapping is not None else None
-    report = validate_data_dir(data_dir, load_taxonomy_option(taxonomy), mapping=column_mapping)
+    column_mapping, declared = load_declarations(mapping, attributes)
+    report = validate_data_dir(
+        data_dir, load_taxonomy_option(taxonomy), mapping=column_mapping, attributes=declared
+    )
     typer.echo(report.format())
     raise typer.Exit(0 if report.ok else 1)
 
@@ -162,14 +191,19 @@ def features(
         bool, typer.Option("--list", help="Print every feature with its definition and exit.")
     ] = False,
     mapping: MappingOption = None,
+    attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
 ) -> None:
-    """Build point-in-time account features: one row per (account, as-of date)."""
+    """Build point-in-time account features: one row per (account, as-of date). Custom
+    attributes get their levels from the data read (``--list``: without per-level counts)."""
+    from features.attributes import FittedAttributes
     from features.pipeline import build_features, feature_definitions
+    from features.pipeline.attributes import fit_attributes
 
     tax = load_taxonomy_option(taxonomy)
     if list_features:
-        definitions = feature_definitions(tax)
+        _, declared = load_declarations(mapping, attributes)
+        definitions = feature_definitions(tax, FittedAttributes(declared))
         width = max(len(name) for name in definitions)
         for name, text in definitions.items():
             typer.echo(f"{name:<{width}}  {text}")
@@ -181,9 +215,13 @@ def features(
         )
     chosen = parse_engine(engine)
     dates = [parse_time(v, "--as-of") for v in as_of]
-    loaded = read_data(data, tax, mapping)
+    _, declared = load_declarations(mapping, attributes)
+    loaded = read_data(data, tax, mapping, attributes)
     started = time.perf_counter()
-    frame = build_features(loaded, dates, tax, engine=chosen, scheduler=scheduler)
+    fitted = fit_attributes(loaded, declared, before=max(dates))
+    frame = build_features(
+        loaded, dates, tax, engine=chosen, scheduler=scheduler, attributes=fitted
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     typer.echo(

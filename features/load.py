@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
 from features.files import read_table_file
 from features.mapping import ColumnMapping
 from features.problems import DataValidationError
@@ -38,14 +39,18 @@ def read_data_dir(
     mapping: ColumnMapping | None = None,
     *,
     now: pd.Timestamp | None = None,
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
 ) -> JourneyData:
     """Read, map and validate a data directory into canonical :class:`JourneyData`.
 
     Raises :class:`DataValidationError` whose ``.report`` lists every problem (missing or
     unreadable files included); nothing is returned half-loaded. Timestamps after ``now``
-    (default: current UTC time) are problems.
+    (default: current UTC time) are problems. Declared custom ``attributes`` (or the
+    mapping's) are kept as extra columns.
     """
-    data, report = check_data_dir(Path(data_dir), taxonomy, mapping=mapping, now=now)
+    data, report = check_data_dir(
+        Path(data_dir), taxonomy, mapping=mapping, now=now, attributes=attributes
+    )
     if data is None:
         raise DataValidationError(report)
     return data

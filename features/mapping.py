@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
 from features.errors import InvalidInputError
 from features.schema import TABLES
 from features.sql_tables import Source, is_identifier, names_in, query_problem
@@ -71,6 +72,9 @@ class ColumnMapping(BaseModel):
     # "whitespace" (runs of spaces and tabs, for whitespace-aligned files)
     csv_separator: str = Field(default=",", min_length=1)
     list_separator: str = Field(default="|", min_length=1)
+    # custom attributes: table -> {column: number | category} (features.attributes); export
+    # columns may be renamed onto them in ``columns``
+    attributes: AttributeDeclaration = NO_ATTRIBUTES
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -107,7 +111,7 @@ class ColumnMapping(BaseModel):
         for table, renames in self.columns.items():
             if table not in TABLES:
                 continue
-            names = TABLES[table].names
+            names = [*TABLES[table].names, *self.attributes.of(table)]
             for export, canonical in renames.items():
                 if canonical not in names:
                     yield (

@@ -203,6 +203,13 @@ TABLES: dict[str, TableSchema] = {
                 Column("content_id", "id", "what was shown", references=("content", "content_id")),
                 Column("channel", "category", "how it was shown", vocabulary="channels"),
                 Column("propensity", "float", "probability the logging policy gave it"),
+                Column(
+                    "position",
+                    "float",
+                    "slot the item was shown in (a whole number, 1 = first), if known",
+                    required=False,
+                    nullable=True,
+                ),
             ),
         ),
     )

@@ -16,6 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.errors import InvalidInputError
 from features.pipeline import feature_definitions
 from features.taxonomy import Taxonomy
@@ -58,9 +59,12 @@ class ChurnModelError(InvalidInputError):
     """The churn model cannot be fitted or applied to these inputs."""
 
 
-def feature_columns(taxonomy: Taxonomy) -> list[str]:
-    """The features the churn model uses: every pipeline feature, in pipeline order."""
-    return list(feature_definitions(taxonomy))
+def feature_columns(
+    taxonomy: Taxonomy, attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
+) -> list[str]:
+    """The features the churn model uses: every pipeline feature (with those of the declared
+    custom ``attributes``), in pipeline order."""
+    return list(feature_definitions(taxonomy, attributes))
 
 
 def merged_params(params: dict[str, Any] | None = None) -> dict[str, Any]:

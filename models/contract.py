@@ -30,6 +30,11 @@ CALIBRATION_B = "calibration_b"
 # (in class-code order) are the phase distribution serving answers cold starts with.
 PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
 
+# Artifact of every run: the declared custom attributes and their categorical levels as
+# fixed at training (``features.attributes.FittedAttributes.to_dict``, JSON). Serving reads
+# the phase run's and computes the attribute features with exactly these levels.
+ATTRIBUTES_ARTIFACT = "attributes.json"
+
 # What serving reads from each model's run; a run missing one of these is not servable.
 REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = {
     PHASE: (),
@@ -37,7 +42,7 @@ REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = {
     NEXT_CONTENT: (),
 }
 REQUIRED_ARTIFACTS: Mapping[str, tuple[str, ...]] = {
-    PHASE: (PHASE_CONFUSION_ARTIFACT,),
+    PHASE: (PHASE_CONFUSION_ARTIFACT, ATTRIBUTES_ARTIFACT),
     CHURN: (),
     NEXT_CONTENT: (),
 }

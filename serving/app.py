@@ -34,6 +34,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from features.attributes import NO_ATTRIBUTES, resolve_attributes
 from features.errors import NbaError, UnavailableError
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
@@ -190,7 +191,12 @@ def build_services(
     arbitration = load_arbitration_config(settings.arbitration_config)
     if settings.exploration_rate is not None:
         arbitration = arbitration.model_copy(update={"exploration_rate": settings.exploration_rate})
-    store = Store(settings.database_url, taxonomy, schema=settings.database_schema)
+    store = Store(
+        settings.database_url,
+        taxonomy,
+        schema=settings.database_schema,
+        attributes=resolve_attributes(NO_ATTRIBUTES, settings.attributes),
+    )
     store.migrate()
     holder = ModelHolder(settings.tracking_uri, settings.model_alias, tuple(taxonomy.phases))
     if not holder.load():

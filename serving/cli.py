@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from features.cli import MappingOption, TaxonomyOption, load_taxonomy_option, parse_time, read_data
+from features.cli import (
+    AttributesOption,
+    MappingOption,
+    TaxonomyOption,
+    load_taxonomy_option,
+    parse_time,
+    read_data,
+)
 
 if TYPE_CHECKING:
     from serving.settings import Settings
@@ -38,12 +45,19 @@ def _settings() -> Settings:
 
 @contextmanager
 def _store(taxonomy: Path | None = None) -> Iterator[Store]:
-    """The migrated store of NBA_DATABASE_URL (and NBA_DATABASE_SCHEMA), disposed on exit."""
+    """The migrated store of NBA_DATABASE_URL (and NBA_DATABASE_SCHEMA), disposed on exit;
+    ingestion accepts the custom attributes of NBA_ATTRIBUTES."""
+    from features.attributes import NO_ATTRIBUTES, resolve_attributes
     from serving.store import Store
 
     settings = _settings()
     tax = load_taxonomy_option(taxonomy or settings.taxonomy)
-    store = Store(settings.database_url, tax, schema=settings.database_schema)
+    store = Store(
+        settings.database_url,
+        tax,
+        schema=settings.database_schema,
+        attributes=resolve_attributes(NO_ATTRIBUTES, settings.attributes),
+    )
     try:
         store.migrate()
         yield store
@@ -144,14 +158,15 @@ def load(
         Path, typer.Argument(help="Directory with <table>.csv or <table>.parquet files.")
     ],
     mapping: MappingOption = None,
+    attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Validate a data directory and bulk-load it into the service's store
-    (NBA_DATABASE_URL); loading twice stores nothing twice."""
+    (NBA_DATABASE_URL), custom attributes included; loading twice stores nothing twice."""
     from rich.progress import Progress, TaskID
 
     with _store(taxonomy) as store, Progress(transient=True) as progress:
-        data = read_data(data_dir, store.taxonomy, mapping)
+        data = read_data(data_dir, store.taxonomy, mapping, attributes)
         tasks: dict[str, TaskID] = {}
 
         def report(table: str, done: int, total: int) -> None:

@@ -26,6 +26,7 @@ both sides share the names through ``models.contract``.
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 from collections.abc import Mapping
@@ -36,8 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.errors import UnavailableError
+from features.pipeline import attribute_specs
 from models.contract import (
+    ATTRIBUTES_ARTIFACT,
     CHAMPION,
     CHURN,
     NEXT_CONTENT,
@@ -133,6 +137,12 @@ class ModelSet:
     loaded_at: pd.Timestamp
     phase_classes: tuple[str, ...] = ()
     examples: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
+
+    @property
+    def attribute_definitions(self) -> dict[str, str]:
+        """Definitions of the custom-attribute features (reason codes quote them)."""
+        return {s.name: s.definition for s in attribute_specs(self.attributes)}
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -186,6 +196,7 @@ def load_model_set(
     examples: dict[str, pd.DataFrame] = {}
     params: dict[str, dict[str, str]] = {}
     confusion = pd.Series(dtype=np.float64)
+    attributes = NO_FITTED_ATTRIBUTES
     prior_where = ""
     for name in REGISTERED_MODELS:
         where = f"{name} v{resolved[name]} ({alias})"
@@ -196,6 +207,9 @@ def load_model_set(
         if name == PHASE:
             csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
             confusion, prior_where = _confusion_counts(csv, where), where
+            attributes = _attributes(
+                _read_artifact(client, where, run_id, ATTRIBUTES_ARTIFACT), where
+            )
     inputs = {name: model_input(est) for name, est in estimators.items()}
     phase_est = estimators[PHASE]
     return ModelSet(
@@ -211,6 +225,7 @@ def load_model_set(
         loaded_at=pd.Timestamp.now(tz="UTC"),
         phase_classes=tuple(str(c) for c in confusion.index),
         examples=examples,
+        attributes=attributes,
     )
 
 
@@ -287,6 +302,14 @@ def _read_artifact(client: Any, where: str, run_id: str, artifact: str) -> str:
         return str(mlflow.artifacts.load_text(uri))
     except (MlflowException, OSError, ValueError) as exc:
         raise ModelLoadError(f"{where}: cannot read artifact {artifact!r}: {exc}") from exc
+
+
+def _attributes(text: str, where: str) -> FittedAttributes:
+    """The attribute levels the phase run logged; :class:`ModelLoadError` if unreadable."""
+    try:
+        return FittedAttributes.from_dict(json.loads(text))
+    except (ValueError, TypeError, AttributeError) as exc:  # pydantic's errors are ValueErrors
+        raise ModelLoadError(f"{where}: {ATTRIBUTES_ARTIFACT!r} is not readable: {exc}") from exc
 
 
 def _n_classes(estimator: Any) -> int:

@@ -17,6 +17,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_EXPLORATION_RATE`` | exploration_rate | the arbitration config's (2 %) |
 | ``NBA_ARBITRATION_CONFIG`` | arbitration_config | the shipped ``models/config/arbitration.yaml`` |
 | ``NBA_TAXONOMY`` | taxonomy | the shipped ``features/config/taxonomy.yaml`` |
+| ``NBA_ATTRIBUTES`` | attributes | none (YAML of custom attributes ingestion accepts) |
 | ``NBA_KEY_CACHE_TTL_S`` | key_cache_ttl_s | 5 |
 | ``NBA_CACHE_ENTRIES`` | cache_entries | 20,000 accounts (scored accounts cached per worker) |
 | ``NBA_FEATURE_TTL_S`` | feature_ttl_s | 3600 |
@@ -70,6 +71,8 @@ class Settings(BaseModel):
     exploration_rate: float | None = Field(default=None, ge=0, le=1)
     arbitration_config: Path | None = None
     taxonomy: Path | None = None
+    # Custom attributes ingested events and accounts may carry (features.attributes).
+    attributes: Path | None = None
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     cache_entries: int = Field(default=20_000, ge=1)
     feature_ttl_s: float = Field(default=3600.0, gt=0)
@@ -129,6 +132,7 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_EXPLORATION_RATE": "exploration_rate",
     "NBA_ARBITRATION_CONFIG": "arbitration_config",
     "NBA_TAXONOMY": "taxonomy",
+    "NBA_ATTRIBUTES": "attributes",
     "NBA_KEY_CACHE_TTL_S": "key_cache_ttl_s",
     "NBA_CACHE_ENTRIES": "cache_entries",
     "NBA_FEATURE_TTL_S": "feature_ttl_s",

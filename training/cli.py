@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from features.cli import (
+    AttributesOption,
     EngineOption,
     MappingOption,
     SchedulerOption,
@@ -66,6 +67,7 @@ def train(
         str | None, typer.Option("--parent-run-id", envvar="MLFLOW_RUN_ID", hidden=True)
     ] = None,
     mapping: MappingOption = None,
+    attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Train models, log one MLflow run each and register them (first version = champion)."""
@@ -93,10 +95,14 @@ def train(
         # One cluster for both: the Dask feature engine, then lightgbm.dask training.
         with dask_client(scheduler) as client:
             address = client.scheduler.address  # type: ignore[attr-defined]
-            prepared = _prepare(data, tax, mapping, as_of_dates, chosen, address)
+            prepared = _prepare(
+                data, tax, mapping, as_of_dates, chosen, address, attributes=attributes
+            )
             train_models(models, prepared, tax, params=params, on_result=logged, client=client)
     else:
-        prepared = _prepare(data, tax, mapping, as_of_dates, chosen, scheduler)
+        prepared = _prepare(
+            data, tax, mapping, as_of_dates, chosen, scheduler, attributes=attributes
+        )
         train_models(models, prepared, tax, params=params, on_result=logged)
     typer.echo(
         f"tracking store {uri}; seconds "
@@ -111,11 +117,13 @@ def _prepare(
     as_of_dates: int,
     engine: Engine,
     scheduler: str | None,
+    *,
+    attributes: Path | None = None,
 ) -> Prepared:
-    from features.mapping import load_mapping
+    from features.cli import load_declarations
     from training.train import prepare
 
-    column_mapping = load_mapping(mapping) if mapping is not None else None
+    column_mapping, declared = load_declarations(mapping, attributes)
     return prepare(
         data,
         taxonomy,
@@ -123,6 +131,7 @@ def _prepare(
         n_dates=as_of_dates,
         engine=engine,
         scheduler=scheduler,
+        attributes=declared,
     )
 
 
@@ -137,10 +146,12 @@ def promote(
     ] = None,
     as_of_dates: Annotated[int, typer.Option("--as-of-dates", min=4)] = 12,
     tracking_uri: TrackingOption = None,
+    attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Score the newest version and the champion on the same test data; move `champion` to
-    the newcomer only if it is better on the model's primary metric."""
+    the newcomer only if it is better on the model's primary metric. Custom attributes get
+    their levels from DIR as in training (the same data gives the same levels)."""
     from training.registry import promote as run_promotion
     from training.result import MODEL_NAMES
     from training.tracking import configure_tracking
@@ -151,7 +162,7 @@ def promote(
         raise InvalidInputError(f"model {model!r}: promote one of {', '.join(MODEL_NAMES)}")
     name = cast("ModelName", model)
     configure_tracking(tracking_uri)
-    prepared = _prepare(data, tax, None, as_of_dates, "pandas", None)
+    prepared = _prepare(data, tax, None, as_of_dates, "pandas", None, attributes=attributes)
     score = scorer_on_test_split(name, prepared, tax)
     metric = model_steps(name).primary_metric.removeprefix("model.")
     outcome = run_promotion(name, score, metric=metric, version=version)

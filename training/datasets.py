@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.errors import InvalidInputError
 from features.pipeline import feature_definitions
 from features.schema import JourneyData
@@ -147,6 +148,7 @@ def build_phase_set(
     valid_dates: int = 2,
     test_dates: int = 2,
     feature_columns: Sequence[str] | None = None,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> TrainingSet:
     """The phase training set: every (account, as-of) feature row whose account has a CRM
     phase by ``as_of + lag_days``, labelled with that CRM phase (``training.labels.label_phase``)
@@ -158,7 +160,7 @@ def build_phase_set(
     ``horizon_days = lag_days``: a label read at as-of + 14 days must not see the next
     split's period.
     """
-    columns = list(feature_columns or phase_model.feature_columns(taxonomy))
+    columns = list(feature_columns or phase_model.feature_columns(taxonomy, attributes))
     _check_features(features, [*columns, "is_customer"])
     keys = features[KEY_COLUMNS]
     label = label_phase(data.stages, keys, taxonomy, lag_days=lag_days)
@@ -205,6 +207,7 @@ def build_churn_set(
     valid_dates: int = 1,
     test_dates: int = 2,
     feature_columns: Sequence[str] | None = None,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> TrainingSet:
     """The churn training set: the (account, as-of) rows of customers (``is_customer == 1``:
     purchased and not churned since), labelled 1 when the account churns in
@@ -213,7 +216,7 @@ def build_churn_set(
     Split by time with the horizon purged between splits. With 12 monthly dates and a
     90-day horizon, one validation date leaves five training dates (two leave three).
     """
-    columns = list(feature_columns or churn_model.feature_columns(taxonomy))
+    columns = list(feature_columns or churn_model.feature_columns(taxonomy, attributes))
     _check_features(features, [*columns, "is_customer"])
     customers = features.loc[features["is_customer"].to_numpy() == 1]
     if customers.empty:

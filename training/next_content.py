@@ -204,7 +204,20 @@ def _candidate_matrix(
         raise TrainingSetError(
             f"table 'exposures' column 'content_id': {bad} are not in table 'content'"
         )
-    x = nc.candidate_features(account, pd.Series(contact_role), content, taxonomy, item_index=item)
+    position = (
+        ex["position"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "position" in ex
+        else np.full(len(ex), np.nan)
+    )
+    x = nc.candidate_features(
+        account,
+        pd.Series(contact_role),
+        content,
+        taxonomy,
+        item_index=item,
+        shown_at=ex["ts"],
+        position=position,
+    )
     # float32 halves the set's memory; LightGBM bins the values anyway.
     for c in x.columns:
         if x[c].dtype == np.float64:

@@ -7,6 +7,7 @@ model's code lives in its own module (``training.phase``, ``training.churn``,
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,13 +16,21 @@ from typing import Any
 
 import pandas as pd
 
+from features.attributes import (
+    NO_ATTRIBUTES,
+    NO_FITTED_ATTRIBUTES,
+    AttributeDeclaration,
+    FittedAttributes,
+)
 from features.errors import InvalidInputError
 from features.load import read_data_dir
 from features.mapping import ColumnMapping
 from features.pipeline import Engine, build_features
+from features.pipeline.attributes import fit_attributes
 from features.schema import JourneyData
 from features.simulate.truth import SimulationTruth, load_truth
 from features.taxonomy import Taxonomy
+from models.contract import ATTRIBUTES_ARTIFACT
 from training.datasets import TrainingSet, as_of_grid, build_churn_set, build_phase_set
 from training.result import MODEL_NAMES, ModelName, ModelResult
 
@@ -32,13 +41,15 @@ class TrainingError(InvalidInputError):
 
 @dataclass
 class Prepared:
-    """Everything the three models train from: data, optional truth, grid and features."""
+    """Everything the three models train from: data, optional truth, grid and features (with
+    those of the declared custom ``attributes``, whose levels are fixed here)."""
 
     data: JourneyData
     truth: SimulationTruth | None
     as_of: list[pd.Timestamp]
     features: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,17 @@ class ModelSteps:
     train: Callable[..., ModelResult]
     score: Callable[[Any, TrainingSet], float]
     primary_metric: str  # the metric `score` computes and promotion compares
+    # Whether the model takes the custom-attribute features (the account-level models do;
+    # next-content's account inputs are a fixed list serving keeps per catalog).
+    uses_attributes: bool = True
+
+    def build_set(self, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
+        """The model's training set from the prepared features."""
+        if self.uses_attributes:
+            return self.build(
+                prepared.data, taxonomy, prepared.features, attributes=prepared.attributes
+            )
+        return self.build(prepared.data, taxonomy, prepared.features)
 
 
 def model_steps(model: ModelName) -> ModelSteps:
@@ -69,6 +91,7 @@ def model_steps(model: ModelName) -> ModelSteps:
             next_content.train_next_content,
             next_content.score_next_content,
             next_content.PRIMARY_METRIC,
+            uses_attributes=False,
         )
     raise TrainingError(f"unknown model {model!r}; expected one of {', '.join(MODEL_NAMES)}")
 
@@ -122,24 +145,31 @@ def prepare(
     n_dates: int = 12,
     engine: Engine = "pandas",
     scheduler: str | None = None,
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
 ) -> Prepared:
     """Read and validate ``data_dir``, load the simulator's truth if it is there, and build
-    features for the monthly as-of grid (``training.datasets.as_of_grid``)."""
+    features for the monthly as-of grid (``training.datasets.as_of_grid``). Custom
+    attributes (the mapping's or ``attributes``) get their levels from the events before the
+    grid's last date."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    data = read_data_dir(data_dir, taxonomy, mapping=mapping)
+    data = read_data_dir(data_dir, taxonomy, mapping=mapping, attributes=attributes)
     truth = load_truth(data_dir) if (data_dir / "truth").is_dir() else None
     seconds["load_s"] = time.perf_counter() - started
     started = time.perf_counter()
     dates = as_of_grid(data, n_dates)
-    features = build_features(data, dates, taxonomy, engine=engine, scheduler=scheduler)
+    declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
+    fitted = fit_attributes(data, declared, before=dates[-1])
+    features = build_features(
+        data, dates, taxonomy, engine=engine, scheduler=scheduler, attributes=fitted
+    )
     seconds["features_s"] = time.perf_counter() - started
-    return Prepared(data, truth, dates, features, seconds)
+    return Prepared(data, truth, dates, features, seconds, fitted)
 
 
 def build_set(model: ModelName, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
     """One model's point-in-time training set from the prepared features."""
-    return model_steps(model).build(prepared.data, taxonomy, prepared.features)
+    return model_steps(model).build_set(prepared, taxonomy)
 
 
 def train_models(
@@ -158,7 +188,7 @@ def train_models(
     for model in models:
         steps = model_steps(model)
         started = time.perf_counter()
-        training_set = steps.build(prepared.data, taxonomy, prepared.features)
+        training_set = steps.build_set(prepared, taxonomy)
         prepared.seconds[f"{model}_set_s"] = time.perf_counter() - started
         started = time.perf_counter()
         kwargs: dict[str, Any] = {
@@ -170,6 +200,9 @@ def train_models(
         if model == "next-content":
             kwargs["content"] = prepared.data.content
         result = steps.train(training_set, **kwargs)
+        # Every run carries the attribute levels its features were built with: serving
+        # encodes with exactly these (models.contract).
+        result.extra_artifacts[ATTRIBUTES_ARTIFACT] = json.dumps(prepared.attributes.to_dict())
         prepared.seconds[f"{model}_train_s"] = time.perf_counter() - started
         if on_result is not None:
             started = time.perf_counter()
@@ -184,5 +217,5 @@ def scorer_on_test_split(
 ) -> Callable[[Any], float]:
     """A function scoring any estimator of ``model`` on the same test split (promotion)."""
     steps = model_steps(model)
-    training_set = steps.build(prepared.data, taxonomy, prepared.features)
+    training_set = steps.build_set(prepared, taxonomy)
     return lambda estimator: steps.score(estimator, training_set)

@@ -10,8 +10,9 @@ construction.
 Modules, by concern: ``specs`` (which features, their definitions), ``prepare`` (events as
 integer codes), ``windows`` (windowed counts, recency, trends), ``responses`` (exposures and
 their responses), ``buying_center``, ``firmographics`` (accounts table and CRM phase),
-``compute`` (the pandas engine), ``dask_engine``, ``build`` (the batch entry, choosing the
-engine) and ``account`` (the online entry). This package re-exports the entry points.
+``attributes`` (declared custom attributes), ``compute`` (the pandas engine),
+``dask_engine``, ``build`` (the batch entry, choosing the engine) and ``account`` (the
+online entry). This package re-exports the entry points.
 """
 
 from features.pipeline.account import build_account_features, select_accounts
@@ -20,6 +21,7 @@ from features.pipeline.specs import (
     FEATURE_PIPELINE_VERSION,
     FeatureError,
     FeatureSpec,
+    attribute_specs,
     feature_definitions,
     feature_specs,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "Engine",
     "FeatureError",
     "FeatureSpec",
+    "attribute_specs",
     "build_account_features",
     "build_features",
     "feature_definitions",

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.pipeline.compute import compute_features
 from features.pipeline.specs import FeatureError
 from features.schema import JourneyData
@@ -13,7 +14,12 @@ from features.taxonomy import Taxonomy
 
 
 def build_account_features(
-    data: JourneyData, account_id: str, as_of: pd.Timestamp, taxonomy: Taxonomy
+    data: JourneyData,
+    account_id: str,
+    as_of: pd.Timestamp,
+    taxonomy: Taxonomy,
+    *,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> pd.Series:
     """One account's feature row as of ``as_of`` (serving computes "now" with this).
 
@@ -23,7 +29,7 @@ def build_account_features(
     one = select_accounts(data, [account_id])
     if one.accounts.empty:
         raise FeatureError(f"account {account_id!r} is not in the accounts table")
-    frame = compute_features(one, [as_of], taxonomy)
+    frame = compute_features(one, [as_of], taxonomy, attributes=attributes)
     if frame.empty:
         raise FeatureError(f"account {account_id!r} was created after {as_of}")
     return frame.iloc[0]

@@ -7,6 +7,7 @@ from typing import Literal
 
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.pipeline.compute import compute_features
 from features.pipeline.dask_engine import build_features_dask
 from features.pipeline.specs import FeatureError
@@ -24,9 +25,11 @@ def build_features(
     engine: Engine = "pandas",
     scheduler: str | None = None,
     npartitions: int | None = None,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> pd.DataFrame:
     """Point-in-time features, one row per (account, as-of date); see
-    :func:`~features.pipeline.compute.compute_features`.
+    :func:`~features.pipeline.compute.compute_features` (``attributes``: the declared custom
+    attributes with their training levels).
 
     ``engine="dask"`` hash-partitions every table by account and runs
     ``compute_features`` on each partition of a Dask cluster (``scheduler`` address, or a
@@ -35,9 +38,14 @@ def build_features(
     if not as_of:
         raise FeatureError("no as-of dates given; pass at least one")
     if engine == "pandas":
-        return compute_features(data, as_of, taxonomy)
+        return compute_features(data, as_of, taxonomy, attributes=attributes)
     if engine == "dask":
         return build_features_dask(
-            data, as_of, taxonomy, scheduler=scheduler, npartitions=npartitions
+            data,
+            as_of,
+            taxonomy,
+            scheduler=scheduler,
+            npartitions=npartitions,
+            attributes=attributes,
         )
     raise FeatureError(f"engine {engine!r} is not one of pandas, dask")

@@ -12,6 +12,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
+from features.pipeline.attributes import attribute_features
 from features.pipeline.buying_center import buying_center_features
 from features.pipeline.firmographics import crm_phase, firmographics
 from features.pipeline.prepare import PreparedEvents, prepare_events, touchpoints_before
@@ -30,22 +32,28 @@ from features.timestamps import column_ns, to_utc
 
 
 def compute_features(
-    data: JourneyData, as_of: Sequence[pd.Timestamp], taxonomy: Taxonomy
+    data: JourneyData,
+    as_of: Sequence[pd.Timestamp],
+    taxonomy: Taxonomy,
+    *,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> pd.DataFrame:
     """Feature rows for every account of ``data`` created before each as-of date.
 
-    Returns columns ``account_id``, ``as_of`` and then :func:`feature_specs` in order, sorted
-    by (as_of, account_id). Assumes canonical tables (see ``features.schema``); touchpoints
-    need not be sorted. Only events strictly before each as-of date are used.
+    Returns columns ``account_id``, ``as_of`` and then :func:`feature_specs` (with the
+    features of ``attributes``) in order, sorted by (as_of, account_id). Assumes canonical
+    tables (see ``features.schema``) that hold the declared attribute columns (a missing one
+    reads as all missing); touchpoints need not be sorted. Only events strictly before each
+    as-of date are used.
     """
     dates = [to_utc(t) for t in as_of]
-    specs = feature_specs(taxonomy)
+    specs = feature_specs(taxonomy, attributes)
     data = _with_columns(data, taxonomy)
     prep = prepare_events(data, taxonomy)
     frames = []
     created_ns = column_ns(data.accounts["created_at"])
     for date in dates:
-        frame = _frame_at(data, prep, date, specs, taxonomy)
+        frame = _frame_at(data, prep, date, specs, taxonomy, attributes)
         frames.append(frame[created_ns < date.as_unit("ns").value])
     if not frames:
         return empty_features(specs, taxonomy)
@@ -71,9 +79,11 @@ def _frame_at(
     as_of: pd.Timestamp,
     specs: list[FeatureSpec],
     taxonomy: Taxonomy,
+    attributes: FittedAttributes,
 ) -> pd.DataFrame:
     """One row per account (created or not) as of ``as_of``, columns in ``specs`` order."""
     values = _features_at(data, prep, as_of, taxonomy)
+    values.update(attribute_features(data, prep, as_of, attributes))
     frame = pd.DataFrame({"account_id": data.accounts["account_id"].reset_index(drop=True)})
     frame["as_of"] = pd.Series([as_of] * len(frame), dtype="datetime64[ns, UTC]")
     columns: dict[str, np.ndarray | pd.Series] = {}
@@ -109,4 +119,7 @@ def _features_at(
     out.update(value_features(window, prep, taxonomy))
     out.update(firmographics(data, as_of))
     out.update(crm_phase(data, as_of, taxonomy))
+    n = prep.n_accounts
+    out["as_of_month"] = np.full(n, as_of.month)
+    out["as_of_weekday"] = np.full(n, as_of.day_of_week)
     return out

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.pipeline.compute import compute_features
 from features.pipeline.specs import empty_features, feature_specs
 from features.schema import JourneyData, empty_table
@@ -44,6 +45,7 @@ def _partition_features(
     content: pd.DataFrame,
     as_of: list[pd.Timestamp],
     taxonomy: Taxonomy,
+    attributes: FittedAttributes,
 ) -> pd.DataFrame:
     def strip(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.drop(columns=_PARTITION).reset_index(drop=True)
@@ -56,7 +58,7 @@ def _partition_features(
         stages=strip(stages),
         exposures=strip(exposures),
     )
-    return compute_features(data, as_of, taxonomy)
+    return compute_features(data, as_of, taxonomy, attributes=attributes)
 
 
 @contextmanager
@@ -84,6 +86,7 @@ def build_features_dask(
     *,
     scheduler: str | None = None,
     npartitions: int | None = None,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> pd.DataFrame:
     """Features computed on a Dask cluster; equal to the pandas engine's result."""
     import dask.dataframe as dd
@@ -104,13 +107,14 @@ def build_features_dask(
                     on=_PARTITION, npartitions=n
                 )
             )
-        meta = empty_features(feature_specs(taxonomy), taxonomy)
+        meta = empty_features(feature_specs(taxonomy, attributes), taxonomy)
         result = dd.map_partitions(
             _partition_features,
             *tables,
             content=data.content,
             as_of=dates,
             taxonomy=taxonomy,
+            attributes=attributes,
             meta=meta,
             align_dataframes=False,
         ).compute()

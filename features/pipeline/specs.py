@@ -13,13 +13,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.errors import InvalidInputError
 from features.schema import RESPONSE_WINDOW_DAYS
 from features.taxonomy import Taxonomy
 
 # Bump when a feature's definition changes, so models trained on old features are not
 # served new ones (MLflow runs log it).
-FEATURE_PIPELINE_VERSION = "1.0.0"
+# 1.1.0: calendar features and custom-attribute features.
+FEATURE_PIPELINE_VERSION = "1.1.0"
 
 WINDOWS_DAYS = (7, 30, 90, 365)
 # Bucket edges: the 60-day edge serves the 30-vs-previous-30 trend features.
@@ -48,11 +50,18 @@ class FeatureSpec:
     name: str
     definition: str
     kind: Literal["count", "number", "category"]
+    # The levels of a category feature that are not a taxonomy vocabulary (custom attributes,
+    # fixed at training); None for the taxonomy's category features.
+    categories: tuple[str, ...] | None = None
 
 
-def feature_specs(taxonomy: Taxonomy) -> list[FeatureSpec]:
-    """Every feature the pipeline produces, in output order, with a one-line definition."""
-    return [
+def feature_specs(
+    taxonomy: Taxonomy, attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
+) -> list[FeatureSpec]:
+    """Every feature the pipeline produces, in output order, with a one-line definition;
+    ``attributes`` adds the features of declared custom attributes. Raises
+    :class:`FeatureError` when an attribute's feature name is already a feature's."""
+    specs = [
         *_touchpoint_specs(),
         *_vocabulary_specs(taxonomy),
         *_trend_specs(),
@@ -60,12 +69,24 @@ def feature_specs(taxonomy: Taxonomy) -> list[FeatureSpec]:
         *_buying_center_specs(),
         *_engagement_specs(),
         *_account_specs(),
+        *_calendar_specs(),
     ]
+    names = {s.name for s in specs}
+    extra = attribute_specs(attributes)
+    clashes = sorted(s.name for s in extra if s.name in names)
+    if clashes:
+        raise FeatureError(
+            f"custom attributes would make features {clashes} that already exist; "
+            "rename those attributes"
+        )
+    return [*specs, *extra]
 
 
-def feature_definitions(taxonomy: Taxonomy) -> dict[str, str]:
+def feature_definitions(
+    taxonomy: Taxonomy, attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
+) -> dict[str, str]:
     """Feature name -> one-line definition, in output order."""
-    return {s.name: s.definition for s in feature_specs(taxonomy)}
+    return {s.name: s.definition for s in feature_specs(taxonomy, attributes)}
 
 
 def empty_features(specs: Sequence[FeatureSpec], taxonomy: Taxonomy) -> pd.DataFrame:
@@ -77,9 +98,15 @@ def empty_features(specs: Sequence[FeatureSpec], taxonomy: Taxonomy) -> pd.DataF
         elif spec.kind == "number":
             dtypes[spec.name] = np.float64
         else:
-            vocabulary = _CATEGORY_VOCABULARIES[spec.name]
-            dtypes[spec.name] = pd.CategoricalDtype(taxonomy.vocabulary(vocabulary))
+            dtypes[spec.name] = category_dtype(spec, taxonomy)
     return pd.DataFrame({k: pd.Series([], dtype=v) for k, v in dtypes.items()})  # type: ignore[call-overload]
+
+
+def category_dtype(spec: FeatureSpec, taxonomy: Taxonomy) -> pd.CategoricalDtype:
+    """The dtype of a category feature: its fixed levels or its taxonomy vocabulary."""
+    if spec.categories is not None:
+        return pd.CategoricalDtype(pd.Index(list(spec.categories), dtype="str"))
+    return pd.CategoricalDtype(taxonomy.vocabulary(_CATEGORY_VOCABULARIES[spec.name]))
 
 
 def _labels(taxonomy: Taxonomy, vocabulary: str) -> dict[str, str]:
@@ -222,4 +249,75 @@ def _account_specs() -> list[FeatureSpec]:
         FeatureSpec("region", "sales region", "category"),
         FeatureSpec("crm_phase", "phase last recorded in the CRM", "category"),
         FeatureSpec("days_in_crm_phase", "days since the CRM last recorded a phase", "number"),
+    ]
+
+
+def _calendar_specs() -> list[FeatureSpec]:
+    return [
+        FeatureSpec("as_of_month", "month of the year (1 = January)", "count"),
+        FeatureSpec("as_of_weekday", "day of the week (0 = Monday, 6 = Sunday)", "count"),
+    ]
+
+
+def attribute_prefix(table: str) -> str:
+    """The feature-name prefix of a touchpoint or exposure attribute."""
+    return "touchpoint" if table == "touchpoints" else "exposure"
+
+
+_EVENT_WORDS = {"touchpoints": "touchpoints", "exposures": "content shown or sent"}
+
+
+def attribute_specs(fitted: FittedAttributes) -> list[FeatureSpec]:
+    """The features of declared attributes (``features.pipeline.attributes``), in
+    declaration order (the last of :func:`feature_specs`)."""
+    specs: list[FeatureSpec] = []
+    for name, kind in fitted.declaration.of("accounts").items():
+        if kind == "number":
+            specs.append(FeatureSpec(f"account_{name}", f"the account's {name}", "number"))
+        else:
+            specs.append(
+                FeatureSpec(
+                    f"account_{name}",
+                    f"the account's {name} (values seen in training; others empty)",
+                    "category",
+                    categories=fitted.levels_of("accounts", name),
+                )
+            )
+    for table in ("touchpoints", "exposures"):
+        for name, kind in fitted.declaration.of(table).items():
+            specs.extend(_eventattribute_specs(fitted, table, name, kind))
+    return specs
+
+
+def _eventattribute_specs(
+    fitted: FittedAttributes, table: str, name: str, kind: str
+) -> list[FeatureSpec]:
+    prefix = attribute_prefix(table)
+    events = _EVENT_WORDS[table]
+    if kind == "number":
+        return [
+            FeatureSpec(
+                f"{prefix}_{name}_sum_{w}d",
+                f"sum of {name} over {events} in the last {w} days",
+                "number",
+            )
+            for w in WINDOWS_DAYS
+        ]
+    e = ENGAGEMENT_WINDOW_DAYS
+    return [
+        FeatureSpec(
+            f"{prefix}_{name}_last",
+            f"{name} of the last of the {events} that had one (values seen in training; "
+            "others empty)",
+            "category",
+            categories=fitted.levels_of(table, name),
+        ),
+        *(
+            FeatureSpec(
+                f"n_{prefix}_{name}_{slug}_{e}d",
+                f"{events} with {name} '{level}' in the last {e} days",
+                "count",
+            )
+            for level, slug in fitted.counted_levels(table, name)
+        ),
     ]

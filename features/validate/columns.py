@@ -350,4 +350,17 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[pd.Series], pd.Series], str, str]
         "a probability in (0, 1]",
     ),
     ("accounts", "employees"): (lambda s: s < 0, "negative employees", "a whole number >= 0"),
+    ("exposures", "position"): (
+        lambda s: s.notna() & ((s < 0) | (s % 1 != 0)),
+        "position not a whole number >= 0",
+        "a slot number such as 1 (first) or empty",
+    ),
 }
+
+
+def convert_column(
+    table: str, column: Column, series: pd.Series, ctx: CheckContext
+) -> pd.Series | None:
+    """``series`` converted to ``column``'s canonical dtype (``None`` if it cannot be);
+    problems go to ``ctx``. For columns outside the schema (declared custom attributes)."""
+    return _CONVERTERS[column.kind](table, column, series, ctx)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
 from features.files import read_raw_tables
 from features.mapping import ColumnMapping
 from features.problems import ValidationReport
@@ -20,11 +21,13 @@ def check_data_dir(
     *,
     mapping: ColumnMapping | None = None,
     now: pd.Timestamp | None = None,
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
 ) -> tuple[JourneyData | None, ValidationReport]:
     """The canonical data of ``data_dir`` (``None`` if there is any problem) and the report.
 
     Files are CSV or Parquet, read through ``mapping``; missing or unreadable files are
     problems in the report. Timestamps after ``now`` (default: current UTC time) are too.
+    Custom attributes are the mapping's ``attributes`` or else ``attributes``.
     """
     raw, file_problems = read_raw_tables(data_dir, taxonomy, mapping=mapping)
     return validate_tables(
@@ -34,6 +37,7 @@ def check_data_dir(
         timestamp_format=mapping.timestamp_format if mapping is not None else None,
         timezone=mapping.timezone if mapping is not None else "UTC",
         problems=file_problems,
+        attributes=mapping.attributes if mapping is not None and mapping.attributes else attributes,
     )
 
 
@@ -43,8 +47,11 @@ def validate_data_dir(
     mapping: ColumnMapping | None = None,
     *,
     now: pd.Timestamp | None = None,
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
 ) -> ValidationReport:
     """The validation report of every table of ``data_dir`` (CSV or Parquet, through
     ``mapping``); unreadable or missing files are problems in the report."""
-    _, report = check_data_dir(Path(data_dir), taxonomy, mapping=mapping, now=now)
+    _, report = check_data_dir(
+        Path(data_dir), taxonomy, mapping=mapping, now=now, attributes=attributes
+    )
     return report

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
 from features.mapping import TimestampFormats
 from features.problems import Problem, ValidationReport
 from features.schema import (
@@ -34,6 +35,7 @@ from features.schema import (
     column_dtype,
 )
 from features.taxonomy import Taxonomy
+from features.validate.attributes import check_attributes
 from features.validate.columns import CheckContext, check_table
 
 
@@ -45,6 +47,7 @@ def validate_tables(
     timestamp_format: TimestampFormats = None,
     timezone: str = "UTC",
     problems: Sequence[Problem] = (),
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
 ) -> tuple[JourneyData | None, ValidationReport]:
     """The canonical data (``None`` if there is any problem) and the report of every problem.
 
@@ -58,7 +61,8 @@ def validate_tables(
     the current UTC time) are errors. Extra columns are dropped and listed as notes; optional
     columns that are absent are added as all-missing. ``problems`` found before (e.g.
     unreadable files) are included in the report; their tables are not reported as missing
-    again.
+    again. Columns declared in ``attributes`` are kept (after the table's own columns),
+    checked for their kind, and a declared column that is absent is a problem.
     """
     if now is None:
         now = pd.Timestamp.now(tz="UTC")
@@ -68,6 +72,12 @@ def validate_tables(
     ctx.problems.extend(problems)
     present = _present_tables(raw, ctx, reported={p.table for p in problems})
     lengths = {table: len(frame) for table, frame in present.items()}
+    extras = {
+        table: check_attributes(table, present[table], attributes.of(table), ctx)
+        for table in present
+        if attributes.of(table)
+    }
+    present = {t: f.drop(columns=list(extras.get(t, {}))) for t, f in present.items()}
     # Tables are checked in parallel (Arrow's hashing releases the GIL; 2 cores halve the
     # time at 10M rows), each into its own context, merged in table order for a stable report.
     contexts = {t: replace(ctx, problems=[], notes=[]) for t in present}
@@ -83,7 +93,9 @@ def validate_tables(
     if not report.ok:
         return None, report
     frames = {
-        table: _canonical_frame(table, converted[table], lengths[table], taxonomy)
+        table: _canonical_frame(table, converted[table], lengths[table], taxonomy).assign(
+            **extras.get(table, {})
+        )
         for table in TABLE_ORDER
     }
     return JourneyData(**frames), report

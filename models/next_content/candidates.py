@@ -20,6 +20,7 @@ from models.next_content.columns import (
     CANDIDATE_COLUMNS,
     CANDIDATE_DEFINITIONS,
     KEY_COLUMNS,
+    SERVING_POSITION,
     TOPIC_WINDOWS,
 )
 from models.next_content.errors import NextContentModelError
@@ -39,6 +40,8 @@ def candidate_features(
     *,
     item_index: np.ndarray | None = None,
     decision_index: np.ndarray | None = None,
+    shown_at: pd.Series | None = None,
+    position: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Feature rows for (decision, content item) pairs.
 
@@ -50,6 +53,11 @@ def candidate_features(
     decision-major (row ``d * len(content) + i``); with ``item_index`` (content row
     positions) it is one row per entry: the item with decision ``decision_index`` (row
     positions into ``account_features``; default: entry k is decision k).
+
+    ``shown_at`` (one time per decision; training: the exposure's ``ts``) gives the
+    decision's month and weekday, else the account features' ``as_of_month`` and
+    ``as_of_weekday``; ``position`` (one slot per decision, NaN unknown) the slot, else
+    ``SERVING_POSITION``.
 
     Returns the account's columns except ``account_id``/``as_of`` followed by
     ``CANDIDATE_COLUMNS`` (default index). Topic columns are NaN when the account features
@@ -74,6 +82,10 @@ def candidate_features(
         **_phase_engagement(acc, dec, phase_fit, taxonomy.phases),
         **_role_engagement(acc, dec, role, taxonomy.role_names),
         **_topic_interest(acc, dec, items.topic_code[item], taxonomy.topic_names),
+        **_decision_context(acc, dec, shown_at, position),
+        "content_item": pd.Categorical.from_codes(
+            item, categories=pd.Index(content["content_id"].astype("str"))
+        ),
     }
     base_cols = [c for c in acc.columns if c not in KEY_COLUMNS and c not in CANDIDATE_DEFINITIONS]
     base = acc[base_cols].iloc[dec].reset_index(drop=True)
@@ -115,6 +127,33 @@ def _require(frame: pd.DataFrame, columns: list[str]) -> None:
             f"account features lack columns {missing[:5]}; expected the feature pipeline's "
             "output (features.pipeline.build_features)"
         )
+
+
+def _decision_context(
+    acc: pd.DataFrame, dec: np.ndarray, shown_at: pd.Series | None, position: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Returns the slot, month and weekday of each candidate row's decision."""
+    n_dec = len(acc)
+    for name, given in (("shown_at", shown_at), ("position", position)):
+        if given is not None and len(given) != n_dec:
+            raise NextContentModelError(
+                f"{name} has {len(given)} values for {n_dec} decisions; expected one each"
+            )
+    if shown_at is None:
+        calendar = _gather(acc, ["as_of_month", "as_of_weekday"], np.arange(n_dec))
+    else:
+        times = pd.Series(shown_at).reset_index(drop=True)
+        calendar = np.column_stack([times.dt.month, times.dt.day_of_week]).astype(np.float64)
+    slot = (
+        np.full(n_dec, SERVING_POSITION)
+        if position is None
+        else np.asarray(position, dtype=np.float64)
+    )
+    return {
+        "position": slot[dec].astype(np.float32),
+        "decision_month": calendar[dec, 0].astype(np.float32),
+        "decision_weekday": calendar[dec, 1].astype(np.float32),
+    }
 
 
 def _gather(acc: pd.DataFrame, names: list[str], dec: np.ndarray) -> np.ndarray:

@@ -51,7 +51,16 @@ CANDIDATE_DEFINITIONS: dict[str, str] = {
     "item's topic",
     "topic_rank_ever": "rank of the item's topic among the account's topics by touchpoints "
     "(0 = most engaged)",
+    "content_item": "the content item itself (items of the catalog at training; others empty)",
+    "position": "slot the item is shown in (1 = first; serving scores every item as if "
+    "shown first)",
+    "decision_month": "month of the year the item is shown in (1 = January)",
+    "decision_weekday": "day of the week the item is shown on (0 = Monday, 6 = Sunday)",
 }
+# The slot serving scores every candidate at: rankings compare items as if each were shown
+# first, so a position effect learned from the log does not favour the items the logging
+# policy happened to show higher up.
+SERVING_POSITION = 1.0
 CANDIDATE_COLUMNS: list[str] = list(CANDIDATE_DEFINITIONS)
 
 
@@ -96,6 +105,9 @@ def candidate_input_columns(taxonomy: Taxonomy) -> list[str]:
     types = taxonomy.content_type_names
     return [
         "crm_phase",
+        # the decision's calendar when no exposure time is given (serving: as of now)
+        "as_of_month",
+        "as_of_weekday",
         *(f"n_content_type_{t}_{w}" for w in ("90d", "365d") for t in types),
         *(f"days_since_content_type_{t}" for t in types),
         *(f"n_content_phase_{p}_{w}" for w in ("30d", "90d") for p in taxonomy.phases),

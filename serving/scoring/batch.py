@@ -55,7 +55,7 @@ def score_batch(
     owner_rep_id, phase, phase_probability, churn_risk, churn_band, and for rank 1..k
     ``action_<r>_content_id`` / ``action_<r>_contact_id`` / ``action_<r>_expected_value``."""
     out_columns = batch_columns(k)
-    frame = setup.features(data, now)
+    frame = setup.features(data, now, models.attributes)
     if frame is None:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in out_columns})
     scored = _score_all(setup, models, data, frame, now, chunk_accounts)

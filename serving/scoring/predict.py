@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.attributes import FittedAttributes
 from features.pipeline import build_features, feature_definitions
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
@@ -68,10 +69,13 @@ class ScoringSetup:
         self.labels = taxonomy_labels(taxonomy)
         self.account_inputs = nc.account_input_columns(taxonomy)
 
-    def features(self, data: JourneyData, now: pd.Timestamp) -> pd.DataFrame | None:
+    def features(
+        self, data: JourneyData, now: pd.Timestamp, attributes: FittedAttributes
+    ) -> pd.DataFrame | None:
         """Returns one row per account of ``data`` existing at ``now``: the pipeline
-        features, then the topic engagement the next-content model needs; None if none."""
-        frame = build_features(data, [now], self.taxonomy)
+        features (with those of the models' custom ``attributes``), then the topic
+        engagement the next-content model needs; None if none."""
+        frame = build_features(data, [now], self.taxonomy, attributes=attributes)
         if frame.empty:
             return None
         topics = nc.topic_engagement(data, frame[["account_id", "as_of"]], self.taxonomy)

@@ -71,7 +71,7 @@ def compute_states(
 ) -> dict[str, AccountState]:
     """Returns account_id -> state as of ``now`` for every account of ``data`` existing at
     ``now`` (see :func:`compute_state`)."""
-    frame = setup.features(data, now)
+    frame = setup.features(data, now, models.attributes)
     if frame is None:
         return {}
     frame = frame.reset_index(drop=True)
@@ -189,6 +189,7 @@ def batch_reasons(
     estimator = {PHASE: models.phase, CHURN: models.churn}[name]
     x = spec.encode(frame)
     groups = [None] if classes is None else sorted({int(c) for c in classes})
+    definitions = {**setup.definitions, **models.attribute_definitions}
     out: list[tuple[Reason, ...]] = [()] * len(frame)
     for c in groups:
         at = np.arange(len(frame)) if c is None else np.flatnonzero(classes == c)
@@ -201,7 +202,7 @@ def batch_reasons(
                     values[r],
                     top=MAX_REASONS,
                     direction=1 if directions is None else directions[r],
-                    definitions=setup.definitions,
+                    definitions=definitions,
                     labels=setup.labels,
                 )
             )

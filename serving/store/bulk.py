@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, update
 
-from features.schema import TABLE_ORDER, TABLES, JourneyData
-from serving.store.frames import db_rows
+from features.schema import TABLE_ORDER, JourneyData
+from serving.store.frames import db_rows, store_columns
 from serving.store.journey import JourneyStore
 from serving.store.tables import BY_NAME, Account
 
@@ -115,7 +115,7 @@ class BulkLoader(JourneyStore):
         self, conn: Connection, name: str, frame: pd.DataFrame, *, replace: bool
     ) -> int:
         """Insert a chunk of table ``name``; returns the rows written."""
-        columns = TABLES[name].names
+        columns = store_columns(name)
         rows = db_rows(name, frame)
         if not rows:
             return 0

@@ -2,7 +2,9 @@
 dtypes) from database rows, and database rows from canonical frames.
 
 In the database every time is nanoseconds since the epoch, vocabulary values are text and
-list columns are JSON (see ``serving.store.tables``)."""
+list columns are JSON (see ``serving.store.tables``). Custom attributes
+(``features.attributes``) are one JSON object per row in the database and one column per
+attribute name in a frame."""
 
 from __future__ import annotations
 
@@ -14,17 +16,26 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
+from features.attributes import ATTRIBUTE_TABLES
 from features.schema import TABLES
 from features.taxonomy import Taxonomy
 from serving.store.tables import BY_NAME
 
 _NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
+ATTRIBUTES_COLUMN = "attributes"
+
+
+def store_columns(name: str) -> list[str]:
+    """Table ``name``'s stored columns: the data contract's, in ``features.schema`` order,
+    then ``attributes`` on the tables that hold custom attributes."""
+    extra = [ATTRIBUTES_COLUMN] if name in ATTRIBUTE_TABLES else []
+    return [*TABLES[name].names, *extra]
 
 
 def schema_select(name: str) -> Any:
-    """SELECT of table ``name``'s data-contract columns, in ``features.schema`` order."""
+    """SELECT of table ``name``'s :func:`store_columns`."""
     table = BY_NAME[name]
-    return select(*(table.c[c] for c in TABLES[name].names))
+    return select(*(table.c[c] for c in store_columns(name)))
 
 
 def canonical_frame(name: str, rows: Sequence[Any], taxonomy: Taxonomy) -> pd.DataFrame:
@@ -55,12 +66,61 @@ def canonical_frame(name: str, rows: Sequence[Any], taxonomy: Taxonomy) -> pd.Da
             out[column.name] = pd.Categorical(values, dtype=vocabulary)
         else:
             out[column.name] = pd.array(values, dtype="str")
+    if name in ATTRIBUTE_TABLES:
+        out.update(_attribute_columns([r[len(TABLES[name].columns)] for r in rows]))
     return pd.DataFrame(out, index=pd.RangeIndex(len(rows)), copy=False)
+
+
+def _attribute_columns(objects: Sequence[Any]) -> dict[str, Any]:
+    """One column per attribute name found in the rows' JSON objects (None: no attributes),
+    sorted by name: numbers as float64 when every value is a number, else text."""
+    names = sorted({k for o in objects if o for k in o})
+    out: dict[str, Any] = {}
+    for key in names:
+        values = [o.get(key) if o else None for o in objects]
+        if all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values
+        ):
+            out[key] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        else:
+            out[key] = pd.array([None if v is None else str(v) for v in values], dtype="str")
+    return out
+
+
+def attribute_objects(name: str, frame: pd.DataFrame) -> list[str | None]:
+    """The JSON text of each row's custom attributes: the frame's columns beyond the data
+    contract's (validation kept only declared ones), missing values left out; None for a
+    row without any."""
+    names = [c for c in frame.columns if c not in TABLES[name].names]
+    if not names:
+        return [None] * len(frame)
+    columns = [
+        frame[c].to_numpy(dtype=object, na_value=None).tolist()  # type: ignore[call-overload]
+        for c in names
+    ]
+    out: list[str | None] = []
+    for values in zip(*columns, strict=True):
+        given = {
+            k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in zip(names, values, strict=True)
+            if v is not None and not (isinstance(v, float) and np.isnan(v))
+        }
+        out.append(json.dumps(given) if given else None)
+    return out
 
 
 def db_rows(name: str, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     """A canonical frame's rows as tuples of database values (Python scalars, None for
-    missing, times in ns, lists as JSON text), in ``TABLES[name]`` column order."""
+    missing, times in ns, lists and attributes as JSON text), in :func:`store_columns`
+    order."""
+    columns = _contract_columns(name, frame)
+    if name in ATTRIBUTE_TABLES:
+        columns.append(attribute_objects(name, frame))
+    return list(zip(*columns, strict=True))
+
+
+def _contract_columns(name: str, frame: pd.DataFrame) -> list[list[Any]]:
+    """The data-contract columns of ``frame`` as lists of database values."""
     columns: list[list[Any]] = []
     for column in TABLES[name].columns:
         if column.name not in frame:
@@ -94,4 +154,4 @@ def db_rows(name: str, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
             values = values.astype(object)
             values[missing] = None
         columns.append(values.tolist())
-    return list(zip(*columns, strict=True))
+    return columns

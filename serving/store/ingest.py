@@ -8,8 +8,13 @@ account or contact the store may not know yet::
      "ts": "2024-05-01T12:00:00Z", "channel": "webinar", "event_type": "attend",
      "content_id": "C040", "value": 45,
      "account": {"industry": "software", "employees": 50, "region": "dach",
-                 "owner_rep_id": "R1"},
-     "contact": {"role": "it"}}
+                 "owner_rep_id": "R1", "attributes": {"plan": "pro"}},
+     "contact": {"role": "it"},
+     "attributes": {"discount": 12.5}}
+
+``attributes`` (on the event and on its account) holds values of the custom attributes the
+service declares (``features.attributes``, ``NBA_ATTRIBUTES``): an undeclared name or a value
+of the wrong kind rejects the record.
 
 :func:`validate_events` is pure (no database): the store passes in what it knows (content
 ids, the accounts of known contacts) and gets back the valid rows and one
@@ -29,6 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.attributes import (
+    NO_ATTRIBUTES,
+    AttributeDeclaration,
+    InvalidAttributeError,
+    attribute_value,
+)
 from features.taxonomy import Taxonomy
 
 # Most records one request may carry (POST /v1/events answers 413 above it).
@@ -66,8 +77,16 @@ TOUCHPOINT_FIELDS = (
     "content_id",
     "value",
 )
-RECORD_FIELDS = (*TOUCHPOINT_FIELDS, "account", "contact")
-ACCOUNT_FIELDS = ("industry", "employees", "region", "owner_rep_id", "annual_revenue", "created_at")
+RECORD_FIELDS = (*TOUCHPOINT_FIELDS, "account", "contact", "attributes")
+ACCOUNT_FIELDS = (
+    "industry",
+    "employees",
+    "region",
+    "owner_rep_id",
+    "annual_revenue",
+    "attributes",
+    "created_at",
+)
 CONTACT_FIELDS = ("role", "created_at")
 
 # pandas also parses words such as "now" and "today"; a timestamp must start with a date.
@@ -210,15 +229,17 @@ def validate_events(
     content_ids: Collection[str],
     contact_accounts: Mapping[str, str],
     now_ns: int,
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
 ) -> ValidatedEvents:
-    """Check every record against the touchpoint contract.
+    """Check every record against the touchpoint contract and the declared custom
+    ``attributes`` of touchpoints and accounts.
 
     ``content_ids`` are the catalog's ids; ``contact_accounts`` maps known contact ids to
     their account (a record may not move a contact to another account); ``now_ns`` is the
     current time (timestamps after it are rejected). Returns the valid rows (duplicate
     event_ids within the batch counted, not returned) and one error per invalid record.
     """
-    checker = _Checker(taxonomy, content_ids, contact_accounts, now_ns)
+    checker = _Checker(taxonomy, content_ids, contact_accounts, now_ns, attributes)
     ts_ns = parse_timestamps_ns([r.get("ts") if isinstance(r, dict) else None for r in records])
     touchpoints: list[dict[str, Any]] = []
     indexes: list[int] = []
@@ -282,8 +303,10 @@ class _Checker:
         content_ids: Collection[str],
         contact_accounts: Mapping[str, str],
         now_ns: int,
+        attributes: AttributeDeclaration,
     ) -> None:
         self.taxonomy = taxonomy
+        self.attributes = attributes
         self.channels = frozenset(taxonomy.channel_names)
         self.event_types = frozenset(taxonomy.event_type_names)
         self.industries = frozenset(taxonomy.industries)
@@ -350,6 +373,7 @@ class _Checker:
             "event_type": event_type,
             "content_id": content_id,
             "value": value,
+            "attributes": self._attributes("touchpoints", "", record.get("attributes")),
         }
         return row, account, contact
 
@@ -452,7 +476,40 @@ class _Checker:
             out["owner_rep_id"] = self._id(given, "owner_rep_id", required=False, prefix="account.")
         if given.get("created_at") is not None:
             out["created_at"] = self._timestamp("account.created_at", given["created_at"])
+        given_attributes = self._attributes("accounts", "account.", given.get("attributes"))
+        if given_attributes is not None:
+            out["attributes"] = given_attributes
         return out
+
+    def _attributes(self, table: str, prefix: str, value: object) -> dict[str, Any] | None:
+        """The custom attributes of ``table`` a record gives (None if none); each name must
+        be declared and its value of the declared kind."""
+        if value is None:
+            return None
+        where = prefix + "attributes"
+        if not isinstance(value, dict):
+            raise _Reject(where, f"not a JSON object (got {type(value).__name__})")
+        declared = self.attributes.of(table)
+        out: dict[str, Any] = {}
+        for name, given in value.items():
+            if name not in declared:
+                expected = ", ".join(declared) or "none are declared (NBA_ATTRIBUTES)"
+                raise _Reject(
+                    f"{where}.{_key(name)}", f"unknown {table} attribute; expected {expected}"
+                )
+            kind = declared[name]
+            try:
+                checked = attribute_value(kind, given)
+            except InvalidAttributeError as exc:
+                what = "a finite number" if kind == "number" else "a category (a string)"
+                raise _Reject(
+                    f"{where}.{name}", f"invalid {kind} {shown(given)}; expected {what}"
+                ) from exc
+            if isinstance(checked, str) and text_problem(checked) is not None:
+                raise _Reject(f"{where}.{name}", f"{text_problem(checked)}; expected text")
+            if checked is not None:
+                out[name] = checked
+        return out or None
 
     def _contact(self, value: object, contact_id: str | None) -> dict[str, Any]:
         if value is None:

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
 from features.errors import InvalidInputError
 from features.schema import RESPONSE_EVENT_TYPES, JourneyData
 from features.taxonomy import Taxonomy
@@ -51,9 +52,18 @@ class JourneyStore(Database):
     """Journey data at ``url``; ``taxonomy`` decides which channels, event types, roles, ...
     ingested events may name, and the categories of the frames the reads return."""
 
-    def __init__(self, url: str, taxonomy: Taxonomy, *, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        taxonomy: Taxonomy,
+        *,
+        schema: str | None = None,
+        attributes: AttributeDeclaration = NO_ATTRIBUTES,
+    ) -> None:
         super().__init__(url, schema=schema)
         self.taxonomy = taxonomy
+        # The custom attributes ingested events and accounts may carry.
+        self.attributes = attributes
         self._content_ids: frozenset[str] = frozenset()
         self._content_frame: pd.DataFrame | None = None
 
@@ -120,6 +130,7 @@ class JourneyStore(Database):
                 content_ids=self._content_ids,
                 contact_accounts=known_contacts,
                 now_ns=now_ns,
+                attributes=self.attributes,
             )
             inserted = self._store_valid(conn, valid, known_contacts)
         accepted = len(inserted)

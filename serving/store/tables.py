@@ -69,6 +69,8 @@ class Account(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     annual_revenue: Mapped[float | None] = mapped_column(Float)
     owner_rep_id: Mapped[str | None] = mapped_column(String, index=True)
+    # Custom attributes ({name: value}, features.attributes); None when there are none.
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Bumped whenever the account's data changes: the scorer's feature cache is keyed by
     # it, so features computed from older rows are not served after an event arrives.
     data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
@@ -113,6 +115,7 @@ class Touchpoint(Base):
     event_type: Mapped[str] = mapped_column(String)
     content_id: Mapped[str | None] = mapped_column(ForeignKey("content.content_id"))
     value: Mapped[float | None] = mapped_column(Float)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Stage(Base):
@@ -140,6 +143,9 @@ class Exposure(Base):
     content_id: Mapped[str] = mapped_column(ForeignKey("content.content_id"))
     channel: Mapped[str] = mapped_column(String)
     propensity: Mapped[float] = mapped_column(Float)
+    # The slot it was shown in (a whole number, 1 = first), if known.
+    position: Mapped[float | None] = mapped_column(Float)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Recommendation(Base):

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from features.pipeline import build_features
+from features.pipeline.attributes import fit_attributes
 from features.pipeline.dask_engine import account_partition
 from features.taxonomy import Taxonomy, load_taxonomy
-from tests.utils.data import AS_OF, make_data
+from tests.utils.data import AS_OF, ATTRIBUTES, make_data, with_attributes
 
 pytestmark = pytest.mark.dask
 
@@ -55,4 +56,19 @@ def test_dask_equals_pandas_on_simulated_journeys(scheduler: str, taxonomy: Taxo
     expected = build_features(data, dates, taxonomy)
     got = build_features(data, dates, taxonomy, engine="dask", scheduler=scheduler, npartitions=4)
     assert len(got) > 400
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_dask_equals_pandas_with_custom_attributes(scheduler: str, taxonomy: Taxonomy) -> None:
+    from features.simulate import simulate
+
+    data = with_attributes(simulate(200, seed=4, months=10, taxonomy=taxonomy).data)
+    fitted = fit_attributes(data, ATTRIBUTES)
+    end = data.touchpoints["ts"].max().normalize()
+    dates = [end - pd.Timedelta(days=60), end]
+    expected = build_features(data, dates, taxonomy, attributes=fitted)
+    got = build_features(
+        data, dates, taxonomy, engine="dask", scheduler=scheduler, npartitions=3, attributes=fitted
+    )
+    assert expected["n_touchpoint_lead_type_inbound_90d"].sum() > 0
     pd.testing.assert_frame_equal(got, expected)

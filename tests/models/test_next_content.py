@@ -165,3 +165,32 @@ def test_fit_predicts_response_from_fit_features(taxonomy: Taxonomy) -> None:
     assert p[1] == pytest.approx(0.5, abs=0.06)
     with pytest.raises(nc.NextContentModelError, match="all 0"):
         nc.fit(x, np.zeros(n, dtype=int), x, y)
+
+
+def test_candidate_rows_carry_the_item_its_slot_and_the_decision_calendar(
+    taxonomy: Taxonomy,
+) -> None:
+    accounts = _accounts(taxonomy)
+    accounts["as_of_month"] = [3, 3]
+    accounts["as_of_weekday"] = [0, 0]
+    roles = pd.Series(["it", "finance"])
+    served = nc.candidate_features(accounts, roles, _content(), taxonomy)
+    assert served["content_item"].astype(str).tolist() == ["W1", "D1", "T1"] * 2
+    assert list(served["content_item"].cat.categories) == ["W1", "D1", "T1"]
+    # serving: every item as if shown first, in the as-of's month and weekday
+    assert served["position"].tolist() == [nc.SERVING_POSITION] * 6
+    assert set(served["decision_month"]) == {3.0} and set(served["decision_weekday"]) == {0.0}
+    # training: the logged exposure's slot and time (2024-05-04 is a Saturday)
+    logged = nc.candidate_features(
+        accounts,
+        roles,
+        _content(),
+        taxonomy,
+        item_index=np.array([2, 0]),
+        shown_at=pd.Series(pd.to_datetime(["2024-05-04", "2024-12-30"], utc=True)),
+        position=np.array([3.0, np.nan]),
+    )
+    assert logged["content_item"].astype(str).tolist() == ["T1", "W1"]
+    assert logged["position"].tolist()[0] == 3.0 and np.isnan(logged["position"].iloc[1])
+    assert logged["decision_month"].tolist() == [5.0, 12.0]
+    assert logged["decision_weekday"].tolist() == [5.0, 0.0]

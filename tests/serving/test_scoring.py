@@ -128,7 +128,9 @@ def test_online_scores_equal_batch_scores(registry: TrainedRegistry, scorer: Sco
         )
     # and the online features are the pipeline's batch features
     account = _accounts_with_contacts(registry, 1)[0]
-    online_row = scorer.setup.features(select_accounts(registry.data, [account]), registry.now)
+    online_row = scorer.setup.features(
+        select_accounts(registry.data, [account]), registry.now, scorer.holder.current.attributes
+    )
     assert online_row is not None
     full = build_features(registry.data, [registry.now], registry.taxonomy)
     batch_row = full[full["account_id"] == account].reset_index(drop=True)
@@ -169,5 +171,7 @@ def test_an_ingested_event_changes_the_key_and_the_answer_recomputes(
     served = {(a.action.contact_id, a.action.content_id) for a in after.actions}
     assert (str(event["contact_id"].iloc[0]), str(event["content_id"].iloc[0])) not in served
     # the recomputed answer is the batch answer on the new data
-    expected = scorer.setup.features(select_accounts(ingested, [account]), now)
+    expected = scorer.setup.features(
+        select_accounts(ingested, [account]), now, scorer.holder.current.attributes
+    )
     assert expected is not None and int(expected["n_touchpoints_7d"].iloc[0]) >= 1

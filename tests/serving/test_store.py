@@ -80,9 +80,9 @@ def simulation(taxonomy: Taxonomy) -> JourneyData:
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
-    assert store.revision() == "0005"
+    assert store.revision() == "0007"
     before = store.counts()
-    assert store.migrate() == "0005"
+    assert store.migrate() == "0007"
     assert store.counts() == before
     # The taxonomy's catalog is seeded once; everything else starts empty.
     assert before["content"] == 94
@@ -112,7 +112,7 @@ def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy
         t.join()
     try:
         assert errors == []
-        assert [s.revision() for s in stores] == ["0005"] * 3
+        assert [s.revision() for s in stores] == ["0007"] * 3
     finally:
         for s in stores:
             s.dispose()
@@ -484,12 +484,18 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
     assert store.revision() == "0002"
     diffs = differences()
     # the one table no code maps any more, besides what later migrations add (0004 a
-    # column, 0005 a table)
+    # column, 0005 a table, 0007 attribute and position columns)
     later = [d for d in diffs if d[0] == "add_table" and d[1].name == "account_scores"]
     [(change, table)] = [d for d in diffs if d[0] != "add_column" and d not in later]
-    assert [(d[2], d[3].name) for d in diffs if d[0] == "add_column"] == [("api_keys", "rep_id")]
+    assert sorted((d[2], d[3].name) for d in diffs if d[0] == "add_column") == [
+        ("accounts", "attributes"),
+        ("api_keys", "rep_id"),
+        ("exposures", "attributes"),
+        ("exposures", "position"),
+        ("touchpoints", "attributes"),
+    ]
     assert change == "remove_table" and table.name not in Base.metadata.tables
-    assert store.migrate() == "0005"
+    assert store.migrate() == "0007"
     assert differences() == []
 
 
@@ -521,7 +527,7 @@ def test_migration_0002_fills_the_decision_state_from_the_log(
                     {"recommendation_id": "r0", "outcome": "shown", "at": to_ns(t0), "note": None},
                 ],
             )
-        assert store.migrate() == "0005"
+        assert store.migrate() == "0007"
         with store.engine.connect() as conn:
             served = conn.execute(select(ServedAction)).all()
             dismissed = conn.execute(select(DismissedItem)).all()

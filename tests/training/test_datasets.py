@@ -213,3 +213,22 @@ def test_label_window_overlapping_the_next_split_is_caught(
     with pytest.raises(SplitError, match="label window of 90 days"):
         check_time_split(unpurged, horizon_days=90)
     assert np.isfinite(leaky.frame[leaky.label_column]).all()
+
+
+def test_phase_and_churn_sets_take_the_custom_attribute_features(
+    sim: Simulation, taxonomy: Taxonomy
+) -> None:
+    from features.pipeline.attributes import fit_attributes
+    from tests.utils.data import ATTRIBUTES, with_attributes
+
+    data = with_attributes(sim.data)
+    dates = as_of_grid(data, 8)
+    fitted = fit_attributes(data, ATTRIBUTES, before=dates[-1])
+    features = build_features(data, dates, taxonomy, attributes=fitted)
+    phase = build_phase_set(data, taxonomy, features, attributes=fitted)
+    churn = build_churn_set(data, taxonomy, features, attributes=fitted)
+    for ts in (phase, churn):
+        assert {"account_plan", "touchpoint_discount_sum_90d"} <= set(ts.feature_columns)
+        assert ts.frame["account_plan"].dtype.categories.tolist() == list(
+            fitted.levels_of("accounts", "plan")
+        )

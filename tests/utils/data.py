@@ -25,10 +25,13 @@ whose every feature value can be checked by eye (see its docstring).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from features.attributes import AttributeDeclaration
 from features.schema import TABLES, JourneyData, column_dtype
 from features.taxonomy import Taxonomy
 
@@ -345,6 +348,49 @@ def make_data(taxonomy: Taxonomy) -> JourneyData:
         taxonomy,
     )
     return JourneyData(accounts, contacts, touchpoints, content, stages, exposures)
+
+
+# The custom attributes with_attributes adds (features.attributes).
+ATTRIBUTES = AttributeDeclaration.model_validate(
+    {
+        "accounts": {"plan": "category", "seats": "number"},
+        "touchpoints": {"lead_type": "category", "discount": "number"},
+        "exposures": {"placement": "category"},
+    }
+)
+
+
+def with_attributes(data: JourneyData, seed: int = 0) -> JourneyData:
+    """``data`` with the columns of :data:`ATTRIBUTES` (some values missing) and an exposure
+    ``position``, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+
+    def pick(levels: list[str], n: int) -> pd.Series:
+        drawn = rng.choice(np.array([*levels, ""], dtype=object), size=n, p=_weights(len(levels)))
+        return pd.Series(drawn, dtype="str").replace("", np.nan)
+
+    accounts, tp, exp = data.accounts, data.touchpoints, data.exposures
+    seats = rng.integers(1, 500, size=len(accounts)).astype(np.float64)
+    seats[rng.random(len(accounts)) < 0.1] = np.nan
+    discount = np.round(rng.random(len(tp)) * 20, 1)
+    discount[rng.random(len(tp)) < 0.5] = np.nan
+    position = rng.integers(1, 6, size=len(exp)).astype(np.float64)
+    return replace(
+        data,
+        accounts=accounts.assign(
+            plan=pick(["basic", "pro", "Enterprise Plus"], len(accounts)), seats=seats
+        ),
+        touchpoints=tp.assign(
+            lead_type=pick(["inbound", "outbound", "partner"], len(tp)), discount=discount
+        ),
+        exposures=exp.assign(placement=pick(["banner", "email slot"], len(exp)), position=position),
+    )
+
+
+def _weights(n: int) -> np.ndarray:
+    """Decreasing weights over ``n`` levels and a missing value, summing to 1."""
+    raw = np.array([2.0**-i for i in range(n)] + [0.3])
+    return raw / raw.sum()
 
 
 def assert_same_data(actual: JourneyData | None, expected: JourneyData) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, select
 
+from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
 from features.taxonomy import Taxonomy
 from features.timestamps import to_ns
 from serving.store import Store
@@ -51,13 +52,18 @@ BACKENDS = [
 
 @contextmanager
 def open_store(
-    backend: str, directory: Path, taxonomy: Taxonomy, *, revision: str = "head"
+    backend: str,
+    directory: Path,
+    taxonomy: Taxonomy,
+    *,
+    revision: str = "head",
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
 ) -> Iterator[Store]:
     """A migrated (to ``revision``), empty store: a new SQLite file, or a new PostgreSQL
     schema that is dropped afterwards (so parallel and repeated runs never see each other's
-    rows)."""
+    rows). Ingestion accepts the custom ``attributes``."""
     if backend == "sqlite":
-        store = Store(f"sqlite:///{directory / 'store.db'}", taxonomy)
+        store = Store(f"sqlite:///{directory / 'store.db'}", taxonomy, attributes=attributes)
         store.migrate(revision)
         try:
             yield store
@@ -65,7 +71,7 @@ def open_store(
             store.dispose()
         return
     schema = f"test_store_{uuid.uuid4().hex[:12]}"
-    store = Store(POSTGRES_URL, taxonomy, schema=schema)
+    store = Store(POSTGRES_URL, taxonomy, schema=schema, attributes=attributes)
     try:
         store.migrate(revision)
         yield store
