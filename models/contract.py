@@ -32,7 +32,8 @@ PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
 
 # Artifact of every run: the declared custom attributes and their categorical levels as
 # fixed at training (``features.attributes.FittedAttributes.to_dict``, JSON). Serving reads
-# the phase run's and computes the attribute features with exactly these levels.
+# the phase run's and computes the attribute features with exactly these levels. A run
+# without it (logged before feature pipeline 1.1.0) declared no attributes.
 ATTRIBUTES_ARTIFACT = "attributes.json"
 
 # What serving reads from each model's run; a run missing one of these is not servable.
@@ -42,7 +43,7 @@ REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = {
     NEXT_CONTENT: (),
 }
 REQUIRED_ARTIFACTS: Mapping[str, tuple[str, ...]] = {
-    PHASE: (PHASE_CONFUSION_ARTIFACT, ATTRIBUTES_ARTIFACT),
+    PHASE: (PHASE_CONFUSION_ARTIFACT,),
     CHURN: (),
     NEXT_CONTENT: (),
 }

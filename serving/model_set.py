@@ -207,9 +207,10 @@ def load_model_set(
         if name == PHASE:
             csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
             confusion, prior_where = _confusion_counts(csv, where), where
-            attributes = _attributes(
-                _read_artifact(client, where, run_id, ATTRIBUTES_ARTIFACT), where
-            )
+            if ATTRIBUTES_ARTIFACT in _artifacts(client, where, run_id, None):
+                attributes = _attributes(
+                    _read_artifact(client, where, run_id, ATTRIBUTES_ARTIFACT), where
+                )
     inputs = {name: model_input(est) for name, est in estimators.items()}
     phase_est = estimators[PHASE]
     return ModelSet(
@@ -271,7 +272,6 @@ def _check_contract(
     """Raises :class:`ModelLoadError` naming the model, version and what is missing when
     the version's run lacks a param or an artifact ``models.contract`` requires of
     ``name``."""
-    from mlflow.exceptions import MlflowException
 
     missing = [p for p in REQUIRED_PARAMS[name] if p not in params]
     if missing:
@@ -280,15 +280,18 @@ def _check_contract(
     if artifacts and not run_id:
         raise ModelLoadError(f"{where}: no training run recorded, so no {', '.join(artifacts)}")
     for artifact in artifacts:
-        folder = posixpath.dirname(artifact) or None
-        try:
-            listed = {a.path for a in client.list_artifacts(run_id, folder)}
-        except (MlflowException, OSError) as exc:
-            raise ModelLoadError(
-                f"{where}: cannot list the artifacts of run {run_id}: {exc}"
-            ) from exc
-        if artifact not in listed:
+        if artifact not in _artifacts(client, where, run_id, posixpath.dirname(artifact) or None):
             raise ModelLoadError(f"{where}: run {run_id} has no artifact {artifact!r}")
+
+
+def _artifacts(client: Any, where: str, run_id: str, folder: str | None) -> set[str]:
+    """The artifact paths of ``run_id`` in ``folder`` (None: the top level)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {a.path for a in client.list_artifacts(run_id, folder)}
+    except (MlflowException, OSError) as exc:
+        raise ModelLoadError(f"{where}: cannot list the artifacts of run {run_id}: {exc}") from exc
 
 
 def _read_artifact(client: Any, where: str, run_id: str, artifact: str) -> str:
