@@ -152,15 +152,17 @@ def _convert_number(
     missing = series.isna()
     _check_nulls(table, column, missing, ctx)
     if integer:
+        # int64, or pandas' nullable Int64 for a nullable column (features.schema)
+        dtype = "Int64" if column.nullable else "int64"
         if pd.api.types.is_integer_dtype(series.dtype) and not missing.any():
-            return series.astype("int64")
+            return series.astype(dtype)
         fractional = numbers.notna() & (numbers % 1 != 0)
         bad = ctx.add_rows(
             table, column.name, "non-integer value", "a whole number", fractional, values=series
         )
-        if bad or numbers.isna().any():
+        if bad or (numbers.isna().any() and not column.nullable):
             return None
-        return numbers.astype("int64")
+        return numbers.astype(dtype)
     return numbers.astype("float64")
 
 
@@ -260,6 +262,9 @@ def _convert_list(table: str, column: Column, series: pd.Series, ctx: CheckConte
     lists = split_list_column(series, "|")
     lengths = lists.str.len()
     _check_nulls(table, column, lengths.isna() | (lengths == 0), ctx)
+    if column.nullable and lengths.isna().any():
+        # A missing list is an empty one: the canonical form has a list in every row.
+        lists = lists.map(lambda cell: cell if isinstance(cell, list) else []).astype(object)
     elements = lists.explode()  # index = row position, one entry per element
     bad = elements.notna() & ~elements.isin(vocab)
     if bad.any():
@@ -298,5 +303,9 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[pd.Series], pd.Series], str, str]
         "propensity outside (0, 1]",
         "a probability in (0, 1]",
     ),
-    ("accounts", "employees"): (lambda s: s < 0, "negative employees", "a whole number >= 0"),
+    ("accounts", "employees"): (
+        lambda s: (s < 0).fillna(False),  # nullable Int64: a missing count is not negative
+        "negative employees",
+        "a whole number >= 0",
+    ),
 }
