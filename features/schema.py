@@ -178,6 +178,7 @@ TABLES: dict[str, TableSchema] = {
                     "contact_id",
                     "id",
                     "the contact, if known",
+                    required=False,
                     nullable=True,
                     references=("contacts", "contact_id"),
                 ),
@@ -188,6 +189,7 @@ TABLES: dict[str, TableSchema] = {
                     "content_id",
                     "id",
                     "content involved, if any",
+                    required=False,
                     nullable=True,
                     references=("content", "content_id"),
                 ),
@@ -263,6 +265,7 @@ TABLES: dict[str, TableSchema] = {
                     "contact_id",
                     "id",
                     "the contact it was shown to",
+                    required=False,
                     nullable=True,
                     references=("contacts", "contact_id"),
                 ),
@@ -313,7 +316,9 @@ def with_all_columns(name: str, frame: pd.DataFrame, taxonomy: Taxonomy) -> pd.D
         return frame
     index = pd.RangeIndex(len(frame)) if frame.empty else frame.index
     columns = {
-        c.name: frame[c.name] if c.name in frame.columns else missing_column(c, len(frame), taxonomy)
+        c.name: frame[c.name]
+        if c.name in frame.columns
+        else missing_column(c, len(frame), taxonomy)
         for c in schema.columns
     }
     out = pd.DataFrame({k: v.set_axis(index) for k, v in columns.items()}, index=index)
@@ -370,7 +375,9 @@ def account_created_at(data: JourneyData) -> pd.Series:
         else pd.Series([], dtype=TIMESTAMP_DTYPE)
     )
     activity = pd.Series(
-        first.reindex(accounts["account_id"]).to_numpy(), index=accounts.index, dtype=TIMESTAMP_DTYPE
+        first.reindex(accounts["account_id"]).to_numpy(),
+        index=accounts.index,
+        dtype=TIMESTAMP_DTYPE,
     )
     return activity if created is None else created.fillna(activity)
 
