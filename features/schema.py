@@ -336,7 +336,7 @@ def missing_column(column: Column, length: int, taxonomy: Taxonomy) -> pd.Series
         return pd.Series(lists, index=index, dtype=object)
     if column.kind == "datetime":
         return pd.Series(pd.NaT, index=index, dtype=TIMESTAMP_DTYPE)
-    return pd.Series(index=index, dtype=column_dtype(column, taxonomy))  # type: ignore[arg-type]
+    return pd.Series(index=index, dtype=column_dtype(column, taxonomy))
 
 
 def column_dtype(column: Column, taxonomy: Taxonomy) -> str | pd.CategoricalDtype | type[object]:
@@ -361,7 +361,7 @@ def account_created_at(data: JourneyData) -> pd.Series:
     touchpoints, stages and exposures; ``NaT`` for an account with neither (it does not
     exist yet). Tables without rows or columns count as no activity."""
     accounts = data.accounts
-    created = accounts["created_at"] if "created_at" in accounts else None
+    created = accounts.get("created_at")
     if created is not None and not created.isna().any():
         return created
     events = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,7 @@ def _convert_number(
     _check_nulls(table, column, missing, ctx)
     if integer:
         # int64, or pandas' nullable Int64 for a nullable column (features.schema)
-        dtype = "Int64" if column.nullable else "int64"
+        dtype: Literal["Int64", "int64"] = "Int64" if column.nullable else "int64"
         if pd.api.types.is_integer_dtype(series.dtype) and not missing.any():
             return series.astype(dtype)
         fractional = numbers.notna() & (numbers % 1 != 0)

@@ -50,12 +50,12 @@ def validate_tables(
     first); values may be strings (CSV) or typed (Parquet). The optional tables
     (``features.schema.OPTIONAL_TABLES``) may be absent: ``stages`` and ``exposures`` are then
     empty, ``contacts`` and ``content`` the ones the events name (:func:`named_contacts`,
-    :func:`named_content`); a note says so. Naive timestamps are taken to be in ``timezone``; string timestamps are
-    parsed with ``timestamp_format`` (default ISO 8601). Timestamps after ``now`` (default:
-    the current UTC time) are errors. Extra columns are dropped and listed as notes; optional
-    columns that are absent are added as all-missing. ``problems`` found before (e.g.
-    unreadable files) are included in the report; their tables are not reported as missing
-    again.
+    :func:`named_content`); a note says so. Naive timestamps are taken to be in
+    ``timezone``; string timestamps are parsed with ``timestamp_format`` (default ISO
+    8601). Timestamps after ``now`` (default: the current UTC time) are errors. Extra
+    columns are dropped and listed as notes; optional columns that are absent are added as
+    all-missing. ``problems`` found before (e.g. unreadable files) are included in the
+    report; their tables are not reported as missing again.
     """
     if now is None:
         now = pd.Timestamp.now(tz="UTC")
@@ -249,4 +249,5 @@ def named_content(converted: dict[str, dict[str, pd.Series]]) -> dict[str, pd.Se
     nothing else (a catalog of bare items)."""
     ids = [frame["content_id"] for frame in _event_columns(converted, ["content_id"]).values()]
     named = pd.concat(ids, ignore_index=True).dropna() if ids else pd.Series([], dtype="str")
-    return {"content_id": pd.Series(np.sort(pd.unique(named.astype("str"))), dtype="str")}
+    distinct = named.astype("str").drop_duplicates().sort_values(ignore_index=True)
+    return {"content_id": distinct}
