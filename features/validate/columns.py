@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -152,15 +153,17 @@ def _convert_number(
     missing = series.isna()
     _check_nulls(table, column, missing, ctx)
     if integer:
+        # int64, or pandas' nullable Int64 for a nullable column (features.schema)
+        dtype: Literal["Int64", "int64"] = "Int64" if column.nullable else "int64"
         if pd.api.types.is_integer_dtype(series.dtype) and not missing.any():
-            return series.astype("int64")
+            return series.astype(dtype)
         fractional = numbers.notna() & (numbers % 1 != 0)
         bad = ctx.add_rows(
             table, column.name, "non-integer value", "a whole number", fractional, values=series
         )
-        if bad or numbers.isna().any():
+        if bad or (numbers.isna().any() and not column.nullable):
             return None
-        return numbers.astype("int64")
+        return numbers.astype(dtype)
     return numbers.astype("float64")
 
 
@@ -311,6 +314,9 @@ def _convert_list(table: str, column: Column, series: pd.Series, ctx: CheckConte
     lists = split_list_column(series, "|")
     lengths = lists.str.len()
     _check_nulls(table, column, lengths.isna() | (lengths == 0), ctx)
+    if column.nullable and lengths.isna().any():
+        # A missing list is an empty one: the canonical form has a list in every row.
+        lists = lists.map(lambda cell: cell if isinstance(cell, list) else []).astype(object)
     elements = lists.explode()  # index = row position, one entry per element
     bad = elements.notna() & ~elements.isin(vocab)
     if bad.any():
@@ -349,7 +355,11 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[pd.Series], pd.Series], str, str]
         "propensity outside (0, 1]",
         "a probability in (0, 1]",
     ),
-    ("accounts", "employees"): (lambda s: s < 0, "negative employees", "a whole number >= 0"),
+    ("accounts", "employees"): (
+        lambda s: (s < 0).fillna(False),  # nullable Int64: a missing count is not negative
+        "negative employees",
+        "a whole number >= 0",
+    ),
     ("exposures", "position"): (
         lambda s: s.notna() & ((s < 0) | (s % 1 != 0)),
         "position not a whole number >= 0",

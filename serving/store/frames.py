@@ -52,14 +52,14 @@ def canonical_frame(name: str, rows: Sequence[Any], taxonomy: Taxonomy) -> pd.Da
             out[column.name] = pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
         elif column.kind == "list":
             lists = np.empty(len(values), dtype=object)
-            lists[:] = [list(v) for v in values]
+            lists[:] = [list(v) if v is not None else [] for v in values]
             out[column.name] = lists
+        elif column.kind == "int" and column.nullable:
+            out[column.name] = pd.array(values, dtype="Int64")
         elif column.kind in ("int", "float"):
-            # np.float64 turns None into NaN; whole numbers stay int64 when none is missing.
+            # np.float64 turns None into NaN
             numbers = np.array(values, dtype=np.float64)
-            if column.kind == "int" and not np.isnan(numbers).any():
-                numbers = np.array(values, dtype=np.int64)
-            out[column.name] = numbers
+            out[column.name] = numbers.astype(np.int64) if column.kind == "int" else numbers
         elif column.kind == "category":
             assert column.vocabulary is not None
             vocabulary = pd.CategoricalDtype(taxonomy.vocabulary(column.vocabulary))
@@ -111,8 +111,8 @@ def attribute_objects(name: str, frame: pd.DataFrame) -> list[str | None]:
 
 def db_rows(name: str, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     """A canonical frame's rows as tuples of database values (Python scalars, None for
-    missing, times in ns, lists and attributes as JSON text), in :func:`store_columns`
-    order."""
+    missing, times in ns, lists as JSON text (None for an empty one) and attributes as JSON
+    text), in :func:`store_columns` order."""
     columns = _contract_columns(name, frame)
     if name in ATTRIBUTE_TABLES:
         columns.append(attribute_objects(name, frame))
@@ -145,7 +145,8 @@ def _contract_columns(name: str, frame: pd.DataFrame) -> list[list[Any]]:
         elif column.kind == "float":
             values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         elif column.kind == "list":
-            columns.append([json.dumps(list(v)) for v in series])
+            # none given is NULL, so that loading it keeps what is stored (see bulk)
+            columns.append([json.dumps(list(v)) if len(v) else None for v in series])
             continue
         else:
             columns.append(series.to_numpy(dtype=object, na_value=None).tolist())  # type: ignore[call-overload]

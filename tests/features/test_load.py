@@ -49,7 +49,7 @@ def test_read_table_file_reads_csv_as_strings_and_parquet_typed(
 
     assert csv["employees"].tolist() == ["50", "1200", "300"]
     assert csv["annual_revenue"].isna().tolist() == [False, False, True]
-    assert parquet["employees"].dtype == "int64"
+    assert parquet["employees"].dtype == "Int64"  # nullable in the contract
     with pytest.raises(ValueError, match=r"accounts.xlsx: unknown file type"):
         read_table_file(tmp_path / "accounts.xlsx", None)
 

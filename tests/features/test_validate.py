@@ -241,17 +241,30 @@ def test_list_columns_are_checked_element_wise(tiny_data: JourneyData, taxonomy:
     content = as_strings(raw["content"])
     content.loc[2, "phases"] = "trigger|nonsense"
     content.loc[0, "roles"] = "cto|it"
-    content.loc[4, "roles"] = np.nan
+    content.loc[4, "roles"] = np.nan  # no roles given: fits every role, not a problem
     raw["content"] = content
 
     _, report = validate_tables(raw, taxonomy, now=NOW)
 
     assert [(p.column, p.message, p.rows, p.sample) for p in report.problems] == [
         ("phases", "unknown phases", [3], ["nonsense"]),
-        ("roles", "missing value", [5], []),
         ("roles", "unknown roles", [1], ["cto"]),
     ]
     assert report.problems[0].expected == "lists of: " + ", ".join(taxonomy.phases)
+
+
+def test_missing_lists_read_as_empty_lists(tiny_data: JourneyData, taxonomy: Taxonomy) -> None:
+    raw = raw_tables(tiny_data)
+    content = as_strings(raw["content"])
+    content.loc[4, "roles"] = np.nan
+    raw["content"] = content.drop(columns=["phases"])
+
+    data, report = validate_tables(raw, taxonomy, now=NOW)
+
+    assert report.ok, report.format()
+    assert data is not None
+    assert all(phases == [] for phases in data.content["phases"])
+    assert data.content.loc[4, "roles"] == [] and data.content.loc[3, "roles"] != []
 
 
 def test_missing_required_column_and_ignored_extra_column(

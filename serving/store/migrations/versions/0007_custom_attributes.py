@@ -1,13 +1,12 @@
 """custom attributes and exposure positions
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-27
 
 A JSON ``attributes`` object ({name: value}) on accounts, touchpoints and exposures for the
 custom attributes a deployment declares (``features.attributes``), and an exposure's
 ``position`` (the slot it was shown in). Both are nullable: rows stored before have none.
-(Revises 0005 on its branch; at merge it follows 0006.)
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
