@@ -85,6 +85,10 @@ def serve(
     import uvicorn
 
     _settings()  # fail fast on a bad setting, before any worker starts
+    # Migrate once, here, rather than in every worker at once: on a large store a migration
+    # can outlast the busy timeout the other workers would wait on it.
+    with _store():
+        pass
     uvicorn.run(
         "serving.app:app_from_env",
         factory=True,
