@@ -5,8 +5,7 @@ their own transaction."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -19,6 +18,8 @@ from serving.store.tables import BY_NAME, Account
 
 # Rows per executemany / COPY chunk (and per transaction) when bulk loading.
 LOAD_CHUNK_ROWS = 200_000
+# Page cache of a bulk load (KiB): large enough that index pages stay in memory.
+BULK_CACHE_KIB = 262_144
 # Tables whose stored rows a load updates (the data wins); events already stored are kept.
 _REPLACED = ("accounts", "contacts", "content")
 
@@ -70,7 +71,7 @@ class BulkLoader(JourneyStore):
         stored: dict[str, int] = {}
         inputs: dict[str, int] = {}
         tables = data.tables()
-        with self._bulk_connection() as conn:
+        with self._unchecked_connection(cache_pages=BULK_CACHE_KIB) as conn:
             for name in TABLE_ORDER:
                 frame = tables[name]
                 inputs[name] = len(frame)
@@ -89,28 +90,6 @@ class BulkLoader(JourneyStore):
             conn.execute(update(BY_NAME["accounts"]).values(data_version=Account.data_version + 1))
         self._refresh_content()
         return LoadResult(inputs, stored, time.perf_counter() - started)
-
-    @contextmanager
-    def _bulk_connection(self) -> Iterator[Connection]:
-        """A connection for bulk writes (each ``begin()`` an immediate transaction); on
-        SQLite without foreign-key checks and with a 256 MB page cache, both restored
-        before the connection goes back to the pool."""
-        with self.engine.connect() as conn:
-            conn.execution_options(sqlite_begin="IMMEDIATE")
-            if self.dialect != "sqlite":
-                yield conn
-                return
-            # PRAGMA foreign_keys is ignored inside a transaction: set it on the raw
-            # connection before SQLAlchemy begins one.
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.execute("PRAGMA foreign_keys=OFF")
-            raw.execute("PRAGMA cache_size=-262144")
-            try:
-                yield conn
-            finally:
-                raw.execute("PRAGMA foreign_keys=ON")
-                raw.execute("PRAGMA cache_size=-2000")
 
     def _bulk_insert(
         self, conn: Connection, name: str, frame: pd.DataFrame, *, replace: bool

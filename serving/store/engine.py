@@ -30,6 +30,7 @@ DEFAULT_DATABASE_URL = "sqlite:///nba.db"
 # Seconds a client is asked to wait before writing to a busy store again.
 STORE_BUSY_RETRY_AFTER_S = 5
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_DEFAULT_CACHE_KIB = 2000  # SQLite's own default page cache
 # Bound parameters per IN (...) lookup; SQLite allows 32,766.
 IN_CHUNK = 5_000
 _MIGRATION_LOCK_KEY = 0x6E62615F6D6967  # "nba_mig": PostgreSQL advisory lock for migrations
@@ -115,7 +116,7 @@ class Database:
         """Run the Alembic migrations up to ``revision`` (a no-op when the schema is there
         already), under a lock so processes starting at once migrate one after the other."""
         config = alembic_config()
-        with self._migration_connection() as conn, conn.begin():
+        with self._unchecked_connection() as conn, conn.begin():
             if self.dialect == "postgresql":
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
@@ -136,24 +137,30 @@ class Database:
                     )
 
     @contextmanager
-    def _migration_connection(self) -> Iterator[Connection]:
-        """A connection for migrations (writes begin immediately). On SQLite foreign keys
-        are off meanwhile, as SQLite's procedure for changing a table asks: batch mode
-        rebuilds a table by dropping it, which the rows referring to it would otherwise
-        forbid; :meth:`_upgrade` checks the keys before it commits."""
+    def _unchecked_connection(self, *, cache_pages: int | None = None) -> Iterator[Connection]:
+        """A connection whose writes begin immediately; on SQLite without foreign-key checks
+        (and with a ``cache_pages``-KiB page cache, if given), both restored before the
+        connection goes back to the pool. Migrations need it because batch mode rebuilds a
+        table by dropping it, which the rows referring to it would otherwise forbid (SQLite's
+        procedure for changing a table; :meth:`_upgrade` checks the keys before it commits);
+        bulk loads because checking every reference row by row is their slowest part."""
         with self.engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             if self.dialect != "sqlite":
                 yield conn
                 return
-            # PRAGMA foreign_keys is ignored inside a transaction: set it before one begins.
+            # PRAGMA foreign_keys is ignored inside a transaction: set it on the raw
+            # connection before SQLAlchemy begins one.
             raw = conn.connection.driver_connection
             assert raw is not None
             raw.execute("PRAGMA foreign_keys=OFF")
+            if cache_pages is not None:
+                raw.execute(f"PRAGMA cache_size=-{cache_pages}")
             try:
                 yield conn
             finally:
                 raw.execute("PRAGMA foreign_keys=ON")
+                raw.execute(f"PRAGMA cache_size=-{SQLITE_DEFAULT_CACHE_KIB}")
 
     def revision(self) -> str | None:
         """The schema's migration revision, None before the first migration."""
