@@ -2,9 +2,12 @@
 
 A mapping YAML names, per table, the export's file, which export column is which canonical
 column, and which export value is which canonical value (e.g. ``Webinar Attended`` ->
-``attend``). It also says how timestamps are written (format, time zone of naive times),
-which phase model the export's stages use and the CSV and list separators. See
-``features/config/mappings/example_crm.yaml`` for a commented example.
+``attend``). A table may instead be given as a DuckDB query over the export's files
+(``sql:``, reading the named ``sources:``; see ``features.sql_tables``). The mapping also
+says how timestamps are written (format, per table or column if need be; time zone of naive
+times), which phase model the export's stages use and the CSV and list separators. See
+``features/config/mappings/example_crm.yaml`` for a commented example and
+``docs/mappings.md`` for both styles.
 
 :func:`apply_mapping` turns one raw export frame into a frame with canonical column names and
 values; the types are still raw (strings from CSV) and are checked by ``features.validate``.
@@ -13,18 +16,27 @@ values; the types are still raw (strings from CSV) and are checked by ``features
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.errors import InvalidInputError
 from features.schema import TABLES
+from features.sql_tables import Source, is_identifier, names_in, query_problem
 from features.taxonomy import PhaseModel, Taxonomy
+
+# How timestamps are written: one strftime format for every table, or a mapping from
+# ``default``, a table or a ``table.column`` to a format (see timestamp_format_for).
+# ``ISO8601`` (or no format) means ISO 8601, with or without an offset.
+TimestampFormats = str | Mapping[str, str] | None
+ISO8601 = "ISO8601"
+# csv_separator value for whitespace-aligned files: any run of spaces and tabs separates.
+WHITESPACE = "whitespace"
 
 
 class MappingError(InvalidInputError):
@@ -38,23 +50,45 @@ class ColumnMapping(BaseModel):
 
     # table -> file name inside the export directory (e.g. touchpoints: activities.csv)
     files: dict[str, str] = Field(default_factory=dict)
+    # name -> export file read by the sql queries as a view of that name; a plain string
+    # is the path (relative to the data directory)
+    sources: dict[str, Source] = Field(default_factory=dict)
+    # table -> one DuckDB SELECT giving the table (instead of a file)
+    sql: dict[str, str] = Field(default_factory=dict)
     # table -> {export column: canonical column}
     columns: dict[str, dict[str, str]] = Field(default_factory=dict)
     # table -> canonical column -> {export value: canonical value}
     values: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict)
-    # strftime format of timestamps; None means ISO 8601 (with or without offset)
-    timestamp_format: str | None = None
+    # strftime format of timestamps, or {default | table | table.column: format};
+    # None or ISO8601 means ISO 8601 (with or without offset)
+    timestamp_format: str | dict[str, str] | None = None
     # time zone in which naive timestamps (no offset) are written
     timezone: str = "UTC"
     # phase model of the export's stages table (a taxonomy phase model name);
     # converted to the default model with Taxonomy.to_default_phase
     phase_model: str | None = None
-    csv_separator: str = Field(default=",", min_length=1, max_length=1)
+    # field separator of CSV files: one or more characters taken literally, or
+    # "whitespace" (runs of spaces and tabs, for whitespace-aligned files)
+    csv_separator: str = Field(default=",", min_length=1)
     list_separator: str = Field(default="|", min_length=1)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _paths_as_sources(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"path": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _check_names(self) -> ColumnMapping:
-        problems = [*self._unknown_tables(), *self._bad_renames(), *self._bad_value_maps()]
+        problems = [
+            *self._unknown_tables(),
+            *self._bad_renames(),
+            *self._bad_value_maps(),
+            *self._bad_queries(),
+            *self._bad_sources(),
+            *self._bad_timestamp_formats(),
+        ]
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -64,7 +98,7 @@ class ColumnMapping(BaseModel):
         return self
 
     def _unknown_tables(self) -> Iterator[str]:
-        for section in ("files", "columns", "values"):
+        for section in ("files", "sql", "columns", "values"):
             for table in getattr(self, section):
                 if table not in TABLES:
                     yield f"{section}.{table}: unknown table; expected one of {sorted(TABLES)}"
@@ -95,6 +129,48 @@ class ColumnMapping(BaseModel):
                         f"values.{table}.{column}: not a column of {table}; "
                         f"expected one of {TABLES[table].names}"
                     )
+
+    def _bad_queries(self) -> Iterator[str]:
+        for table, query in self.sql.items():
+            if table in self.files:
+                yield f"sql.{table}: {table} is also given by files; give it one way"
+            problem = query_problem(query)
+            if problem is not None:
+                yield f"sql.{table}: {problem}"
+
+    def _bad_sources(self) -> Iterator[str]:
+        used = set(names_in("\n".join(self.sql.values()), self.sources))
+        for name in self.sources:
+            if not is_identifier(name):
+                yield f"sources.{name}: not a name a query can use (letters, digits and _)"
+            elif name not in used:
+                yield f"sources.{name}: not read by any sql query"
+
+    def _bad_timestamp_formats(self) -> Iterator[str]:
+        if not isinstance(self.timestamp_format, dict):
+            return
+        columns = [
+            f"{t.name}.{c.name}" for t in TABLES.values() for c in t.columns if c.kind == "datetime"
+        ]
+        for key in self.timestamp_format:
+            if key != "default" and key not in TABLES and key not in columns:
+                yield (
+                    f"timestamp_format.{key}: not 'default', a table or a timestamp column; "
+                    f"expected one of {['default', *TABLES, *columns]}"
+                )
+
+
+def timestamp_format_for(formats: TimestampFormats, table: str, column: str) -> str | None:
+    """The strftime format of ``table.column`` under ``formats`` (see
+    :data:`TimestampFormats`): the column's own, else its table's, else ``default``; None
+    for ISO 8601."""
+    if formats is None or isinstance(formats, str):
+        fmt = formats
+    else:
+        fmt = next(
+            (formats[k] for k in (f"{table}.{column}", table, "default") if k in formats), None
+        )
+    return None if fmt == ISO8601 else fmt
 
 
 def load_mapping(path: Path | str) -> ColumnMapping:

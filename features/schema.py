@@ -7,16 +7,32 @@ the feature pipeline assumes):
 - vocabulary columns (channel, event_type, role, phase, content_type, topic, industry,
   region): pandas ``category`` whose categories are the taxonomy's names, in taxonomy order;
 - timestamps: ``datetime64[ns, UTC]``;
-- integers: ``int64``; numbers: ``float64`` (NaN when missing);
-- list columns (content phases and roles): Python lists of ``str``; in CSV a ``|``-joined
-  string.
+- integers: ``int64``, ``Int64`` (pandas' nullable integers) where the column is nullable;
+  numbers: ``float64`` (NaN when missing);
+- list columns (content phases and roles): Python lists of ``str``, an empty list where none
+  are given; in CSV a ``|``-joined string.
+
+Every nullable column may be absent from a file: the loader adds it all-missing. Optional
+tables (:data:`OPTIONAL_TABLES`) may be absent from a data directory: they load as empty
+tables, except that absent ``contacts`` and ``content`` are the contacts and content items
+the events name, as ``POST /v1/events`` creates them (``features.validate.tables``).
+
+Two readings of missing values belong to the contract, written here once:
+
+- an account without ``created_at`` was created at its first recorded activity, the
+  earliest of its touchpoints, stages and exposures (:func:`account_created_at`); one with
+  neither does not exist yet;
+- content without ``phases`` (``roles``) fits every phase (role): it was made for no
+  journey phase or buying-center role in particular (:func:`fits_every`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from features.taxonomy import Taxonomy
@@ -88,10 +104,31 @@ TABLES: dict[str, TableSchema] = {
             "Companies the business sells to.",
             (
                 Column("account_id", "id", "account identifier", unique=True),
-                Column("industry", "category", "industry", vocabulary="industries"),
-                Column("employees", "int", "number of employees"),
-                Column("region", "category", "sales region", vocabulary="regions"),
-                Column("created_at", "datetime", "when the account was created in the CRM"),
+                Column(
+                    "industry",
+                    "category",
+                    "industry",
+                    required=False,
+                    nullable=True,
+                    vocabulary="industries",
+                ),
+                Column("employees", "int", "number of employees", required=False, nullable=True),
+                Column(
+                    "region",
+                    "category",
+                    "sales region",
+                    required=False,
+                    nullable=True,
+                    vocabulary="regions",
+                ),
+                Column(
+                    "created_at",
+                    "datetime",
+                    "when the account was created in the CRM; where missing, its first "
+                    "recorded activity (earliest touchpoint, stage or exposure)",
+                    required=False,
+                    nullable=True,
+                ),
                 Column(
                     "annual_revenue",
                     "float",
@@ -113,7 +150,14 @@ TABLES: dict[str, TableSchema] = {
                     "the contact's account",
                     references=("accounts", "account_id"),
                 ),
-                Column("role", "category", "buying-center role", vocabulary="roles"),
+                Column(
+                    "role",
+                    "category",
+                    "buying-center role",
+                    required=False,
+                    nullable=True,
+                    vocabulary="roles",
+                ),
                 Column("created_at", "datetime", "when the contact was created"),
                 Column(
                     "left_at",
@@ -134,6 +178,7 @@ TABLES: dict[str, TableSchema] = {
                     "contact_id",
                     "id",
                     "the contact, if known",
+                    required=False,
                     nullable=True,
                     references=("contacts", "contact_id"),
                 ),
@@ -144,6 +189,7 @@ TABLES: dict[str, TableSchema] = {
                     "content_id",
                     "id",
                     "content involved, if any",
+                    required=False,
                     nullable=True,
                     references=("content", "content_id"),
                 ),
@@ -161,10 +207,33 @@ TABLES: dict[str, TableSchema] = {
             "The content and action catalog.",
             (
                 Column("content_id", "id", "content identifier", unique=True),
-                Column("content_type", "category", "content type", vocabulary="content_types"),
-                Column("phases", "list", "phases it fits", vocabulary="phases"),
-                Column("roles", "list", "roles it fits", vocabulary="roles"),
-                Column("topic", "category", "topic", vocabulary="topics"),
+                Column(
+                    "content_type",
+                    "category",
+                    "content type",
+                    required=False,
+                    nullable=True,
+                    vocabulary="content_types",
+                ),
+                Column(
+                    "phases",
+                    "list",
+                    "phases it fits (none given: every phase)",
+                    required=False,
+                    nullable=True,
+                    vocabulary="phases",
+                ),
+                Column(
+                    "roles",
+                    "list",
+                    "roles it fits (none given: every role)",
+                    required=False,
+                    nullable=True,
+                    vocabulary="roles",
+                ),
+                Column(
+                    "topic", "category", "topic", required=False, nullable=True, vocabulary="topics"
+                ),
                 Column("value", "float", "relative business value", required=False, nullable=True),
                 Column("title", "text", "title", required=False, nullable=True),
                 Column(
@@ -196,6 +265,7 @@ TABLES: dict[str, TableSchema] = {
                     "contact_id",
                     "id",
                     "the contact it was shown to",
+                    required=False,
                     nullable=True,
                     references=("contacts", "contact_id"),
                 ),
@@ -210,8 +280,8 @@ TABLES: dict[str, TableSchema] = {
 
 # Order in which tables are validated, so references point to tables already checked.
 TABLE_ORDER = ("accounts", "contacts", "content", "touchpoints", "stages", "exposures")
-# Tables a data directory may leave out; they load as empty tables.
-OPTIONAL_TABLES = ("exposures",)
+# Tables a data directory may leave out (see the module docstring for what they load as).
+OPTIONAL_TABLES = ("contacts", "content", "stages", "exposures")
 
 
 @dataclass
@@ -231,10 +301,42 @@ class JourneyData:
 
 def empty_table(name: str, taxonomy: Taxonomy) -> pd.DataFrame:
     """A zero-row frame of table ``name`` with every column in canonical dtype."""
-    schema = TABLES[name]
     return pd.DataFrame(
-        {c.name: pd.Series([], dtype=column_dtype(c, taxonomy)) for c in schema.columns}
+        {c.name: missing_column(c, 0, taxonomy) for c in TABLES[name].columns},
+        index=pd.RangeIndex(0),
     )
+
+
+def with_all_columns(name: str, frame: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
+    """``frame`` (of table ``name``) in schema column order, absent columns added as
+    all-missing in their canonical dtype (:func:`missing_column`); extra columns are kept
+    after them."""
+    schema = TABLES[name]
+    if all(c in frame.columns for c in schema.names):
+        return frame
+    index = pd.RangeIndex(len(frame)) if frame.empty else frame.index
+    columns = {
+        c.name: frame[c.name]
+        if c.name in frame.columns
+        else missing_column(c, len(frame), taxonomy)
+        for c in schema.columns
+    }
+    out = pd.DataFrame({k: v.set_axis(index) for k, v in columns.items()}, index=index)
+    extra = [c for c in frame.columns if c not in schema.names]
+    return pd.concat([out, frame[extra]], axis=1) if extra else out
+
+
+def missing_column(column: Column, length: int, taxonomy: Taxonomy) -> pd.Series:
+    """``length`` missing values of ``column`` in its canonical dtype (empty lists for a
+    list column)."""
+    index = pd.RangeIndex(length)
+    if column.kind == "list":
+        lists = np.empty(length, dtype=object)
+        lists[:] = [[] for _ in range(length)]
+        return pd.Series(lists, index=index, dtype=object)
+    if column.kind == "datetime":
+        return pd.Series(pd.NaT, index=index, dtype=TIMESTAMP_DTYPE)
+    return pd.Series(index=index, dtype=column_dtype(column, taxonomy))
 
 
 def column_dtype(column: Column, taxonomy: Taxonomy) -> str | pd.CategoricalDtype | type[object]:
@@ -245,9 +347,45 @@ def column_dtype(column: Column, taxonomy: Taxonomy) -> str | pd.CategoricalDtyp
         assert column.vocabulary is not None
         return pd.CategoricalDtype(taxonomy.vocabulary(column.vocabulary))
     if column.kind == "int":
-        return "int64"
+        return "Int64" if column.nullable else "int64"
     if column.kind == "float":
         return "float64"
     if column.kind == "datetime":
         return TIMESTAMP_DTYPE
     return object
+
+
+def account_created_at(data: JourneyData) -> pd.Series:
+    """When each account of ``data.accounts`` was created (aligned with it): its
+    ``created_at``, or where that is missing its first recorded activity, the earliest of its
+    touchpoints, stages and exposures; ``NaT`` for an account with neither (it does not
+    exist yet). Tables without rows or columns count as no activity."""
+    accounts = data.accounts
+    created = accounts.get("created_at")
+    if created is not None and not created.isna().any():
+        return created
+    events = [
+        frame[["account_id", "ts"]]
+        for frame in (data.touchpoints, data.stages, data.exposures)
+        if len(frame) and {"account_id", "ts"} <= set(frame.columns)
+    ]
+    first = (
+        pd.concat(events, ignore_index=True).groupby("account_id", sort=False)["ts"].min()
+        if events
+        else pd.Series([], dtype=TIMESTAMP_DTYPE)
+    )
+    activity = pd.Series(
+        first.reindex(accounts["account_id"]).to_numpy(),
+        index=accounts.index,
+        dtype=TIMESTAMP_DTYPE,
+    )
+    return activity if created is None else created.fillna(activity)
+
+
+def fits_every(lists: pd.Series | Sequence[object]) -> np.ndarray:
+    """items bool: the item gives no phases (or roles) in this list column, so it fits
+    every phase (role): content made for no journey phase or buying-center role in
+    particular is for all of them."""
+    return np.array(
+        [not isinstance(v, list | tuple | np.ndarray) or len(v) == 0 for v in lists], dtype=bool
+    )

@@ -24,7 +24,7 @@ from features.pipeline.windows import (
     value_features,
     vocabulary_features,
 )
-from features.schema import TABLES, JourneyData, empty_table
+from features.schema import TABLES, JourneyData, account_created_at, with_all_columns
 from features.taxonomy import Taxonomy
 from features.timestamps import column_ns, to_utc
 
@@ -32,7 +32,8 @@ from features.timestamps import column_ns, to_utc
 def compute_features(
     data: JourneyData, as_of: Sequence[pd.Timestamp], taxonomy: Taxonomy
 ) -> pd.DataFrame:
-    """Feature rows for every account of ``data`` created before each as-of date.
+    """Feature rows for every account of ``data`` created before each as-of date (accounts
+    without ``created_at`` from their first activity: ``features.schema.account_created_at``).
 
     Returns columns ``account_id``, ``as_of`` and then :func:`feature_specs` in order, sorted
     by (as_of, account_id). Assumes canonical tables (see ``features.schema``); touchpoints
@@ -43,10 +44,12 @@ def compute_features(
     data = _with_columns(data, taxonomy)
     prep = prepare_events(data, taxonomy)
     frames = []
-    created_ns = column_ns(data.accounts["created_at"])
+    created = account_created_at(data)
+    created_ns = column_ns(created)
+    exists = created.notna().to_numpy()
     for date in dates:
-        frame = _frame_at(data, prep, date, specs, taxonomy)
-        frames.append(frame[created_ns < date.as_unit("ns").value])
+        frame = _frame_at(data, prep, date, specs, taxonomy, created=created)
+        frames.append(frame[exists & (created_ns < date.as_unit("ns").value)])
     if not frames:
         return empty_features(specs, taxonomy)
     result = pd.concat(frames, ignore_index=True)
@@ -54,15 +57,16 @@ def compute_features(
 
 
 def _with_columns(data: JourneyData, taxonomy: Taxonomy) -> JourneyData:
-    """``data`` with every empty table that lacks columns of the contract (``pd.DataFrame()``,
-    e.g. the default exposures) as a zero-row table of its columns, so the feature code reads
-    an empty table like any other (counts 0, recencies missing)."""
-    bare = {
-        name: empty_table(name, taxonomy)
+    """``data`` with every table that lacks columns of the contract (``pd.DataFrame()``, e.g.
+    the default exposures, or accounts without firmographics) completed with all-missing
+    ones, so the feature code reads them like any other (counts 0, recencies and
+    firmographics missing)."""
+    lacking = {
+        name: with_all_columns(name, frame, taxonomy)
         for name, frame in data.tables().items()
-        if frame.empty and not set(TABLES[name].required) <= set(frame.columns)
+        if not set(TABLES[name].names) <= set(frame.columns)
     }
-    return replace(data, **bare) if bare else data
+    return replace(data, **lacking) if lacking else data
 
 
 def _frame_at(
@@ -71,9 +75,12 @@ def _frame_at(
     as_of: pd.Timestamp,
     specs: list[FeatureSpec],
     taxonomy: Taxonomy,
+    *,
+    created: pd.Series,
 ) -> pd.DataFrame:
-    """One row per account (created or not) as of ``as_of``, columns in ``specs`` order."""
-    values = _features_at(data, prep, as_of, taxonomy)
+    """One row per account (created or not) as of ``as_of``, columns in ``specs`` order;
+    ``created`` is when each account was created."""
+    values = _features_at(data, prep, as_of, taxonomy, created=created)
     frame = pd.DataFrame({"account_id": data.accounts["account_id"].reset_index(drop=True)})
     frame["as_of"] = pd.Series([as_of] * len(frame), dtype="datetime64[ns, UTC]")
     columns: dict[str, np.ndarray | pd.Series] = {}
@@ -89,7 +96,12 @@ def _frame_at(
 
 
 def _features_at(
-    data: JourneyData, prep: PreparedEvents, as_of: pd.Timestamp, taxonomy: Taxonomy
+    data: JourneyData,
+    prep: PreparedEvents,
+    as_of: pd.Timestamp,
+    taxonomy: Taxonomy,
+    *,
+    created: pd.Series,
 ) -> dict[str, np.ndarray | pd.Series]:
     """Feature name -> one value per account (accounts-table order) as of ``as_of``."""
     window = touchpoints_before(prep, int(as_of.as_unit("ns").value))
@@ -107,6 +119,6 @@ def _features_at(
         )
     )
     out.update(value_features(window, prep, taxonomy))
-    out.update(firmographics(data, as_of))
+    out.update(firmographics(data.accounts, as_of, created=created))
     out.update(crm_phase(data, as_of, taxonomy))
     return out

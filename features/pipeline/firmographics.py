@@ -11,16 +11,23 @@ from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
 
 
-def firmographics(data: JourneyData, as_of: pd.Timestamp) -> dict[str, np.ndarray | pd.Series]:
-    """Size, revenue, age, industry and region of every account, in accounts-table order."""
-    accounts = data.accounts
+def firmographics(
+    accounts: pd.DataFrame, as_of: pd.Timestamp, *, created: pd.Series
+) -> dict[str, np.ndarray | pd.Series]:
+    """Size, revenue, age, industry and region of every account, in accounts-table order
+    (missing where the accounts table does not say); ``created`` is when each account was
+    created (``features.schema.account_created_at``), NaN age where unknown."""
     employees = accounts["employees"].to_numpy(dtype=np.float64, na_value=np.nan)
     revenue = (
         accounts["annual_revenue"].to_numpy(dtype=np.float64, na_value=np.nan)
         if "annual_revenue" in accounts
         else np.full(len(accounts), np.nan)
     )
-    age = (as_of.as_unit("ns").value - column_ns(accounts["created_at"])) / NS_PER_DAY
+    age = np.where(
+        created.notna().to_numpy(),
+        (as_of.as_unit("ns").value - column_ns(created)) / NS_PER_DAY,
+        np.nan,
+    )
     return {
         "employees": employees,
         "log_employees": np.log10(np.maximum(employees, 1)),

@@ -88,7 +88,7 @@ def _accounts(world: World, account_id: pd.Series) -> pd.DataFrame:
         {
             "account_id": account_id,
             "industry": categorical(acc.industry, list(tax.industries)),
-            "employees": acc.employees.astype(np.int64),
+            "employees": pd.array(acc.employees, dtype="Int64"),  # nullable in the contract
             "region": categorical(acc.region, list(tax.regions)),
             "created_at": timestamps(acc.created_ns),
             "annual_revenue": np.round(acc.revenue, 0).astype(np.float64),

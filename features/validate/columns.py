@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from features.mapping import split_list_column
+from features.mapping import TimestampFormats, split_list_column, timestamp_format_for
 from features.problems import Problem
 from features.schema import TABLES, Column
 from features.taxonomy import Taxonomy
@@ -29,7 +30,7 @@ class CheckContext:
 
     taxonomy: Taxonomy
     now: pd.Timestamp
-    timestamp_format: str | None
+    timestamp_format: TimestampFormats
     timezone: str
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -152,15 +153,17 @@ def _convert_number(
     missing = series.isna()
     _check_nulls(table, column, missing, ctx)
     if integer:
+        # int64, or pandas' nullable Int64 for a nullable column (features.schema)
+        dtype: Literal["Int64", "int64"] = "Int64" if column.nullable else "int64"
         if pd.api.types.is_integer_dtype(series.dtype) and not missing.any():
-            return series.astype("int64")
+            return series.astype(dtype)
         fractional = numbers.notna() & (numbers % 1 != 0)
         bad = ctx.add_rows(
             table, column.name, "non-integer value", "a whole number", fractional, values=series
         )
-        if bad or numbers.isna().any():
+        if bad or (numbers.isna().any() and not column.nullable):
             return None
-        return numbers.astype("int64")
+        return numbers.astype(dtype)
     return numbers.astype("float64")
 
 
@@ -169,14 +172,15 @@ def _convert_datetime(
 ) -> pd.Series | None:
     _check_nulls(table, column, series.isna(), ctx)
     if isinstance(series.dtype, pd.DatetimeTZDtype):
-        parsed = series.dt.tz_convert("UTC")
+        parsed, shifts = series.dt.tz_convert("UTC"), _DstShifts()
     elif pd.api.types.is_datetime64_dtype(series.dtype):
-        parsed = _localize(series, ctx.timezone)
+        parsed, shifts = _localize(series, ctx.timezone)
     else:
-        parsed = _parse_timestamps(series, ctx.timestamp_format, ctx.timezone)
+        fmt = timestamp_format_for(ctx.timestamp_format, table, column.name)
+        parsed, shifts = _parse_timestamps(series, fmt, ctx.timezone)
         how = (
-            f"a timestamp in the format {ctx.timestamp_format!r}"
-            if ctx.timestamp_format
+            f"a timestamp in the format {fmt!r}"
+            if fmt
             else "an ISO 8601 timestamp such as 2024-05-01T12:00:00Z"
         )
         ctx.add_rows(
@@ -187,6 +191,9 @@ def _convert_datetime(
             series.notna() & parsed.isna(),
             values=series,
         )
+    note = shifts.describe(ctx.timezone)
+    if note:
+        ctx.notes.append(f"{table}.{column.name}: {note}")
     parsed = parsed.dt.as_unit("ns")
     ctx.add_rows(
         table,
@@ -199,18 +206,64 @@ def _convert_datetime(
     return parsed
 
 
-def _localize(series: pd.Series, timezone: str) -> pd.Series:
-    """Naive datetimes written in ``timezone`` -> UTC (impossible local times become NaT)."""
-    return series.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+@dataclass(frozen=True)
+class _DstShifts:
+    """How many local times fell into a DST gap or the repeated hour (and were resolved)."""
+
+    gap: int = 0
+    ambiguous: int = 0
+
+    def describe(self, timezone: str) -> str:
+        parts = []
+        if self.gap:
+            parts.append(f"{_times(self.gap)} in a DST gap shifted forward by the gap")
+        if self.ambiguous:
+            parts.append(f"{_times(self.ambiguous, 'ambiguous ')} read as the first occurrence")
+        return f"{', '.join(parts)} ({timezone})" if parts else ""
 
 
-def _parse_timestamps(series: pd.Series, fmt: str | None, timezone: str) -> pd.Series:
+def _times(n: int, adjective: str = "") -> str:
+    return f"{n:,} {adjective}local time{'s' if n > 1 else ''}"
+
+
+def _localize(series: pd.Series, timezone: str) -> tuple[pd.Series, _DstShifts]:
+    """Naive datetimes written in ``timezone`` -> UTC, and how many needed the DST rule.
+
+    The rule (java.time's): a time in a DST gap, which no clock showed, is read with the
+    offset before the gap, i.e. shifted forward by the gap (02:30 on a spring-forward night
+    in Berlin is 03:30 summer time); a time in the repeated hour is its first occurrence
+    (summer time). Exports write such times when they store wall-clock times, so they are
+    resolved and counted, not rejected.
+    """
+    strict = series.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+    unresolved = strict.isna() & series.notna()
+    if not unresolved.any():
+        return strict.dt.tz_convert("UTC"), _DstShifts()
+    first = np.ones(len(series), dtype=bool)  # True: the DST reading of an ambiguous time
+    resolved = series.dt.tz_localize(timezone, ambiguous=first, nonexistent="NaT")
+    gap = unresolved & resolved.isna()
+    if gap.any():
+        # The instant just before the gap carries the offset in force before it.
+        before = series[gap].dt.tz_localize(
+            timezone, ambiguous=first[: int(gap.sum())], nonexistent="shift_backward"
+        )
+        offset = before.dt.tz_localize(None) - before.dt.tz_convert("UTC").dt.tz_localize(None)
+        shifted = (series[gap] - offset).dt.tz_localize("UTC").dt.tz_convert(timezone)
+        resolved = resolved.copy()
+        resolved[gap] = shifted
+    shifts = _DstShifts(gap=int(gap.sum()), ambiguous=int((unresolved & ~gap).sum()))
+    return resolved.dt.tz_convert("UTC"), shifts
+
+
+def _parse_timestamps(
+    series: pd.Series, fmt: str | None, timezone: str
+) -> tuple[pd.Series, _DstShifts]:
     """Parse strings to UTC timestamps; unparseable ones become NaT. Strings with an offset
-    keep it; naive ones are in ``timezone``."""
+    keep it; naive ones are in ``timezone`` (:func:`_localize`'s DST rule)."""
     text = series if series.dtype == "str" else series.astype("str")
     fmt = fmt or "ISO8601"
     if timezone == "UTC":
-        return pd.to_datetime(text, errors="coerce", format=fmt, utc=True)
+        return pd.to_datetime(text, errors="coerce", format=fmt, utc=True), _DstShifts()
     try:
         parsed = pd.to_datetime(text, errors="coerce", format=fmt)
     except ValueError:
@@ -218,9 +271,10 @@ def _parse_timestamps(series: pd.Series, fmt: str | None, timezone: str) -> pd.S
         has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)\s*$", regex=True, na=False)
         aware = pd.to_datetime(text.where(has_offset), errors="coerce", format=fmt, utc=True)
         naive = pd.to_datetime(text.where(~has_offset), errors="coerce", format=fmt)
-        return aware.where(has_offset, _localize(naive, timezone))
+        local, shifts = _localize(naive, timezone)
+        return aware.where(has_offset, local), shifts
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        return parsed.dt.tz_convert("UTC")
+        return parsed.dt.tz_convert("UTC"), _DstShifts()
     return _localize(parsed, timezone)
 
 
@@ -260,6 +314,9 @@ def _convert_list(table: str, column: Column, series: pd.Series, ctx: CheckConte
     lists = split_list_column(series, "|")
     lengths = lists.str.len()
     _check_nulls(table, column, lengths.isna() | (lengths == 0), ctx)
+    if column.nullable and lengths.isna().any():
+        # A missing list is an empty one: the canonical form has a list in every row.
+        lists = lists.map(lambda cell: cell if isinstance(cell, list) else []).astype(object)
     elements = lists.explode()  # index = row position, one entry per element
     bad = elements.notna() & ~elements.isin(vocab)
     if bad.any():
@@ -298,5 +355,9 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[pd.Series], pd.Series], str, str]
         "propensity outside (0, 1]",
         "a probability in (0, 1]",
     ),
-    ("accounts", "employees"): (lambda s: s < 0, "negative employees", "a whole number >= 0"),
+    ("accounts", "employees"): (
+        lambda s: (s < 0).fillna(False),  # nullable Int64: a missing count is not negative
+        "negative employees",
+        "a whole number >= 0",
+    ),
 }

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.schema import fits_every
 from models.arbitration.errors import ArbitrationError
 
 
@@ -31,6 +32,8 @@ class PreparedCatalog:
     phase_adjacent: np.ndarray  # items x phases bool: fits a neighbour, not the phase
     role_index: dict[str, int]
     role_fit: np.ndarray  # items x roles bool
+    # items bool: the item lists no role, so it fits every role (a contact without one too)
+    any_role: np.ndarray
     # retention content types -> items bool (a config rarely changes; isin costs 20 us)
     _retention: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
     # (exact, adjacent, none) phase weights -> items x phases weight (the same every request)
@@ -60,8 +63,10 @@ class PreparedCatalog:
 
 def prepare_catalog(catalog: pd.DataFrame, phase_names: Sequence[str]) -> PreparedCatalog:
     """Arrays of the ``content`` table (content_id, content_type, phases, roles, optional
-    title, channel, value — value defaults to 1) for ranking against ``phase_names``.
-    Phases an item lists that are not in ``phase_names`` are ignored."""
+    title, channel, value — value defaults to 1, the title to the content id, a missing
+    type or channel is '') for ranking against ``phase_names``. Phases an item lists that
+    are not in ``phase_names`` are ignored; an item listing no phase (role) fits every phase
+    (role): ``features.schema.fits_every``."""
     require_columns(catalog, "content catalog", ["content_id", "content_type", "phases", "roles"])
     ids = pd.Index(catalog["content_id"].astype(str))
     if ids.has_duplicates:
@@ -73,7 +78,10 @@ def prepare_catalog(catalog: pd.DataFrame, phase_names: Sequence[str]) -> Prepar
 
     def text(column: str, default: pd.Series) -> np.ndarray:
         values = catalog[column] if column in catalog.columns else default
-        return values.astype(str).to_numpy(dtype=object)
+        given = values.astype(object).where(values.notna(), default)
+        return given.astype(str).to_numpy(dtype=object)
+
+    blank = pd.Series([""] * n, index=catalog.index)
 
     value = (
         catalog["value"].to_numpy(dtype=np.float64, na_value=1.0)
@@ -84,14 +92,15 @@ def prepare_catalog(catalog: pd.DataFrame, phase_names: Sequence[str]) -> Prepar
         content_ids=ids.to_numpy(dtype=object),
         position={c: i for i, c in enumerate(ids)},
         title=text("title", catalog["content_id"]),
-        content_type=catalog["content_type"].astype(str).to_numpy(dtype=object),
-        channel=text("channel", pd.Series([""] * n, index=catalog.index)),
+        content_type=text("content_type", blank),
+        channel=text("channel", blank),
         value=value,
         phase_names=phases,
         phase_fit=fit,
         phase_adjacent=neighbour & ~fit,
         role_index=roles,
         role_fit=role_fit,
+        any_role=fits_every(catalog["roles"]),
     )
 
 
@@ -103,16 +112,17 @@ def _fit_matrices(
     one all-false column when no item lists a role)."""
     phase_pos = {p: j for j, p in enumerate(phases)}
     fit = np.zeros((len(catalog), len(phases)), dtype=bool)
+    fit[fits_every(catalog["phases"])] = True
     roles: dict[str, int] = {}
     role_pairs: list[tuple[int, int]] = []
     # a loop over ~100 items, once per catalog
     for i, (item_phases, item_roles) in enumerate(
         zip(catalog["phases"], catalog["roles"], strict=True)
     ):
-        for p in item_phases:
+        for p in _listed(item_phases):
             if p in phase_pos:
                 fit[i, phase_pos[p]] = True
-        for r in item_roles:
+        for r in _listed(item_roles):
             role_pairs.append((i, roles.setdefault(str(r), len(roles))))
     role_fit = np.zeros((len(catalog), max(len(roles), 1)), dtype=bool)
     if role_pairs:
@@ -122,6 +132,11 @@ def _fit_matrices(
     neighbour[:, 1:] |= fit[:, :-1]
     neighbour[:, :-1] |= fit[:, 1:]
     return fit, neighbour, roles, role_fit
+
+
+def _listed(cell: object) -> list[object]:
+    """The names a list cell holds (none for a missing cell)."""
+    return list(cell) if isinstance(cell, list | tuple | np.ndarray) else []
 
 
 def require_columns(frame: pd.DataFrame, table: str, columns: list[str]) -> None:

@@ -52,6 +52,7 @@ def score(
     phase_fit = _item_phase_fit(cat, proba, config.weights)[item]
     cand_role = prepared.role_code[rows.contact]
     role_match = (cand_role >= 0) & cat.role_fit[item, np.maximum(cand_role, 0)]
+    role_match |= cat.any_role[item]  # an item for every role fits any contact
     # An account-level action has no contact whose role it could miss: its fit is the
     # phase fit alone (as for a cold start), and the role rule does not hold it back.
     role_match |= rows.contact == prepared.account_level

@@ -123,10 +123,12 @@ def _gather(acc: pd.DataFrame, names: list[str], dec: np.ndarray) -> np.ndarray:
     return acc[names].to_numpy(dtype=np.float64, na_value=np.nan)[dec]
 
 
-def _at(matrix: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Returns ``matrix[k, cols[k]]`` per row k, 0 where the column is out of range."""
+def _at(matrix: np.ndarray, cols: np.ndarray, *, missing: float = 0.0) -> np.ndarray:
+    """Returns ``matrix[k, cols[k]]`` per row k, ``missing`` where the column is out of
+    range (e.g. -1: the item has no content type or topic)."""
     ok = (cols >= 0) & (cols < matrix.shape[1])
-    return np.where(ok, matrix[np.arange(len(cols)), np.clip(cols, 0, matrix.shape[1] - 1)], 0)
+    picked = matrix[np.arange(len(cols)), np.clip(cols, 0, max(matrix.shape[1] - 1, 0))]
+    return np.where(ok, picked, missing)
 
 
 def _share(part: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -206,13 +208,13 @@ def _type_engagement(
     acc: pd.DataFrame, dec: np.ndarray, type_code: np.ndarray, types: list[str]
 ) -> dict[str, np.ndarray]:
     """Returns the account's touchpoints with the item's content type and days since."""
-    rows = np.arange(len(type_code))
     out: dict[str, np.ndarray] = {}
+    # An item without a content type has no type engagement: NaN, not a count of another.
     for w in ("90d", "365d"):
         m = _gather(acc, [f"n_content_type_{t}_{w}" for t in types], dec)
-        out[f"type_touchpoints_{w}"] = m[rows, type_code].astype(np.float32)
+        out[f"type_touchpoints_{w}"] = _at(m, type_code, missing=np.nan).astype(np.float32)
     m = _gather(acc, [f"days_since_content_type_{t}" for t in types], dec)
-    out["days_since_type"] = m[rows, type_code].astype(np.float32)
+    out["days_since_type"] = _at(m, type_code, missing=np.nan).astype(np.float32)
     return out
 
 
@@ -242,18 +244,21 @@ def _topic_interest(
     acc: pd.DataFrame, dec: np.ndarray, topic_code: np.ndarray, topics: list[str]
 ) -> dict[str, np.ndarray]:
     """Returns the account's content touchpoints on the item's topic, their share and the
-    topic's rank; NaN when the account features lack the per-topic counts."""
+    topic's rank; NaN when the account features lack the per-topic counts or the item has
+    no topic."""
     n = len(topic_code)
     if not all(f"n_topic_{t}_{w}" in acc for w in TOPIC_WINDOWS for t in topics):
         return {c: np.full(n, np.nan, dtype=np.float32) for c in _TOPIC_CANDIDATES}
-    rows = np.arange(n)
     out: dict[str, np.ndarray] = {}
     for w in TOPIC_WINDOWS:
         m = _gather(acc, [f"n_topic_{t}_{w}" for t in topics], dec)
-        mine = m[rows, topic_code]
+        mine = _at(m, topic_code, missing=np.nan)
         out[f"topic_touchpoints_{w}"] = mine.astype(np.float32)
-        out[f"topic_share_{w}"] = _share(mine, m.sum(axis=1))
+        out[f"topic_share_{w}"] = np.where(
+            np.isnan(mine), np.nan, _share(np.nan_to_num(mine), m.sum(axis=1))
+        ).astype(np.float32)
         if w == "ever":
             # Topics engaged more than this one (ties share the better rank).
-            out["topic_rank_ever"] = (m > mine[:, None]).sum(axis=1).astype(np.float32)
+            rank = (m > mine[:, None]).sum(axis=1)
+            out["topic_rank_ever"] = np.where(np.isnan(mine), np.nan, rank).astype(np.float32)
     return out

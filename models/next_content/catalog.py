@@ -6,15 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.schema import fits_every
 from features.taxonomy import Taxonomy
 from models.next_content.errors import NextContentModelError
 
 
 def membership(lists: pd.Series, names: list[str], what: str) -> np.ndarray:
-    """items x names 0/1 matrix from a column of name lists (a loop over ~100 items)."""
+    """items x names 0/1 matrix from a column of name lists (a loop over ~100 items); an
+    item that lists none fits every name (``features.schema.fits_every``)."""
+    every = fits_every(lists)
     out = np.zeros((len(lists), len(names)), dtype=np.float32)
+    out[every] = 1.0
     index = {n: k for k, n in enumerate(names)}
     for i, values in enumerate(lists):
+        if every[i]:
+            continue
         for v in values:
             if v not in index:
                 raise NextContentModelError(
@@ -48,8 +54,9 @@ def eligible_items(
     content: pd.DataFrame, phase_codes: np.ndarray, taxonomy: Taxonomy
 ) -> np.ndarray:
     """decisions x items bool: the items fitting each decision's CRM phase (code into
-    ``taxonomy.phases``), the rule the logging policy follows; a phase no item fits (or an
-    unknown phase, code -1) makes every item eligible."""
+    ``taxonomy.phases``; items listing no phase fit all), the rule the logging policy
+    follows; a phase no item fits (or an unknown phase, code -1) makes every item
+    eligible."""
     fit = phase_fit_matrix(content, taxonomy) == 1.0  # items x phases
     phase = np.asarray(phase_codes, dtype=np.int64)
     out = fit[:, np.maximum(phase, 0)].T.copy()

@@ -96,7 +96,7 @@ class Database:
         """Run the Alembic migrations up to ``revision`` (a no-op when the schema is there
         already), under a lock so processes starting at once migrate one after the other."""
         config = alembic_config()
-        with self._write() as conn:
+        with self._migration_connection() as conn, conn.begin():
             if self.dialect == "postgresql":
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
@@ -105,6 +105,33 @@ class Database:
                     conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
+            if self.dialect == "sqlite":
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(
+                        f"migrating to {revision} breaks foreign keys, e.g. {broken[:3]}; "
+                        "expected every reference to resolve"
+                    )
+
+    @contextmanager
+    def _migration_connection(self) -> Iterator[Connection]:
+        """A connection for migrations (writes begin immediately). On SQLite foreign keys
+        are off meanwhile, as SQLite's procedure for changing a table asks: batch mode
+        rebuilds a table by dropping it, which the rows referring to it would otherwise
+        forbid; :meth:`_upgrade` checks the keys before it commits."""
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            if self.dialect != "sqlite":
+                yield conn
+                return
+            # PRAGMA foreign_keys is ignored inside a transaction: set it before one begins.
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                yield conn
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")
 
     def revision(self) -> str | None:
         """The schema's migration revision, None before the first migration."""

@@ -41,14 +41,14 @@ def canonical_frame(name: str, rows: Sequence[Any], taxonomy: Taxonomy) -> pd.Da
             out[column.name] = pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
         elif column.kind == "list":
             lists = np.empty(len(values), dtype=object)
-            lists[:] = [list(v) for v in values]
+            lists[:] = [list(v) if v is not None else [] for v in values]
             out[column.name] = lists
+        elif column.kind == "int" and column.nullable:
+            out[column.name] = pd.array(values, dtype="Int64")
         elif column.kind in ("int", "float"):
-            # np.float64 turns None into NaN; whole numbers stay int64 when none is missing.
+            # np.float64 turns None into NaN
             numbers = np.array(values, dtype=np.float64)
-            if column.kind == "int" and not np.isnan(numbers).any():
-                numbers = np.array(values, dtype=np.int64)
-            out[column.name] = numbers
+            out[column.name] = numbers.astype(np.int64) if column.kind == "int" else numbers
         elif column.kind == "category":
             assert column.vocabulary is not None
             vocabulary = pd.CategoricalDtype(taxonomy.vocabulary(column.vocabulary))

@@ -243,9 +243,8 @@ class JourneyStore(Database):
         the whole content catalog included; None if the account is unknown.
 
         ``build_account_features(store.account_data(a), a, as_of, taxonomy)`` equals the
-        batch pipeline's row for ``a`` on the same data. Accounts created from events
-        without ``employees`` have that column as float64 NaN (the pipeline reads it as a
-        number either way).
+        batch pipeline's row for ``a`` on the same data. What the store does not know (an
+        account's firmographics, an item's type) is missing, as the loader reads it.
         """
         data = self.accounts_data([account_id])
         return None if data.accounts.empty else data

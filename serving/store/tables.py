@@ -66,7 +66,9 @@ class Account(Base):
     # Unknown for accounts first seen in an event without an ``account`` object.
     employees: Mapped[int | None] = mapped_column(BigInteger)
     region: Mapped[str | None] = mapped_column(String)
-    created_at: Mapped[int] = mapped_column(BigInteger)
+    # Unknown when the data did not say: the account was created at its first activity
+    # (``features.schema.account_created_at``).
+    created_at: Mapped[int | None] = mapped_column(BigInteger)
     annual_revenue: Mapped[float | None] = mapped_column(Float)
     owner_rep_id: Mapped[str | None] = mapped_column(String, index=True)
     # Bumped whenever the account's data changes: the scorer's feature cache is keyed by
@@ -90,10 +92,12 @@ class Content(Base):
     __tablename__ = "content"
 
     content_id: Mapped[str] = mapped_column(String, primary_key=True)
-    content_type: Mapped[str] = mapped_column(String)
+    # Type and topic unknown for an item only named by events; phases and roles empty lists
+    # there (it fits every phase and role, ``features.schema.fits_every``).
+    content_type: Mapped[str | None] = mapped_column(String)
     phases: Mapped[list[str]] = mapped_column(JSON)
     roles: Mapped[list[str]] = mapped_column(JSON)
-    topic: Mapped[str] = mapped_column(String)
+    topic: Mapped[str | None] = mapped_column(String)
     value: Mapped[float | None] = mapped_column(Float)
     title: Mapped[str | None] = mapped_column(Text)
     channel: Mapped[str | None] = mapped_column(String)

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from features.load import read_data_dir, read_table_file, write_data_dir
+from features.mapping import ColumnMapping
 from features.schema import TABLES, JourneyData
 from features.taxonomy import Taxonomy
 from features.validate import DataValidationError, Problem, validate_data_dir
 from nba.cli import app
-from tests.utils.data import NOW, write_csv_dir
-
-
-def assert_same_data(actual: JourneyData, expected: JourneyData) -> None:
-    for name, frame in expected.tables().items():
-        pd.testing.assert_frame_equal(getattr(actual, name), frame, check_exact=True)
+from tests.utils.data import NOW, assert_same_data, write_csv_dir
 
 
 def test_parquet_directory_round_trips(
@@ -54,7 +49,7 @@ def test_read_table_file_reads_csv_as_strings_and_parquet_typed(
 
     assert csv["employees"].tolist() == ["50", "1200", "300"]
     assert csv["annual_revenue"].isna().tolist() == [False, False, True]
-    assert parquet["employees"].dtype == "int64"
+    assert parquet["employees"].dtype == "Int64"  # nullable in the contract
     with pytest.raises(ValueError, match=r"accounts.xlsx: unknown file type"):
         read_table_file(tmp_path / "accounts.xlsx", None)
 
@@ -70,6 +65,34 @@ def test_exposures_file_is_optional(
     assert len(loaded.exposures) == 0
     assert list(loaded.exposures.columns) == TABLES["exposures"].names
     assert len(loaded.touchpoints) == 12
+
+
+@pytest.mark.parametrize(
+    ("separator", "text"),
+    [
+        ("||", "account_id||industry||employees\nA1||soft|ware||50\nA2||retail||1200\n"),
+        (";", "account_id;industry;employees\nA1;soft|ware;50\nA2;retail;1200\n"),
+        (
+            "whitespace",
+            "account_id  industry   employees\n"
+            "A1          soft|ware  50\n"
+            "A2 \t        retail     1200\n",
+        ),
+    ],
+)
+def test_csv_separators_of_one_or_more_characters_or_whitespace(
+    tmp_path: Path, separator: str, text: str
+) -> None:
+    path = tmp_path / "accounts.csv"
+    path.write_text(text)
+
+    frame = read_table_file(path, ColumnMapping(csv_separator=separator))
+
+    assert frame.to_dict("list") == {
+        "account_id": ["A1", "A2"],
+        "industry": ["soft|ware", "retail"],  # a regex metacharacter is data, not a separator
+        "employees": ["50", "1200"],
+    }
 
 
 def test_missing_and_unreadable_files_are_reported_together(

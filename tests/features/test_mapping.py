@@ -10,7 +10,14 @@ from typer.testing import CliRunner
 
 import features
 from features.load import read_data_dir
-from features.mapping import ColumnMapping, MappingError, apply_mapping, load_mapping
+from features.mapping import (
+    ColumnMapping,
+    MappingError,
+    TimestampFormats,
+    apply_mapping,
+    load_mapping,
+    timestamp_format_for,
+)
 from features.schema import TABLES, JourneyData
 from features.taxonomy import Taxonomy
 from nba.cli import app
@@ -167,6 +174,23 @@ def test_unknown_phase_model_is_reported(
 
 
 @pytest.mark.parametrize(
+    ("formats", "expected"),
+    [
+        (None, [None, None, None]),
+        ("%d.%m.%Y", ["%d.%m.%Y"] * 3),
+        ({"stages": "%Y", "default": "%d"}, ["%d", "%Y", "%d"]),
+        ({"contacts.left_at": "%H", "contacts": "ISO8601"}, [None, None, "%H"]),
+    ],
+)
+def test_timestamp_format_of_a_column_then_its_table_then_the_default(
+    formats: TimestampFormats, expected: list[str | None]
+) -> None:
+    columns = [("accounts", "created_at"), ("stages", "ts"), ("contacts", "left_at")]
+
+    assert [timestamp_format_for(formats, t, c) for t, c in columns] == expected
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("files: {deals: deals.csv}", "files.deals: unknown table"),
@@ -180,7 +204,7 @@ def test_unknown_phase_model_is_reported(
         ),
         ("values: {touchpoints: {kanal: {Fax: email}}}", "values.touchpoints.kanal: not a column"),
         ("timezone: Mars/Olympus", "timezone: unknown time zone 'Mars/Olympus'"),
-        ("csv_separator: ';;'", "csv_separator: String should have at most 1 character"),
+        ("csv_separator: ''", "csv_separator: String should have at least 1 character"),
         ("colums: {}", "colums: Extra inputs are not permitted"),
         ("files: [a, b]", "files: Input should be a valid dictionary"),
         ("files: {a: [", "is not valid YAML"),

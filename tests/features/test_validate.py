@@ -9,7 +9,7 @@ import pytest
 from features.schema import TABLES, JourneyData, column_dtype
 from features.taxonomy import Taxonomy
 from features.validate import Problem, ValidationReport, validate_tables
-from tests.utils.data import NOW, make_tiny_data
+from tests.utils.data import NOW, assert_same_data, make_tiny_data
 
 
 def raw_tables(data: JourneyData) -> dict[str, pd.DataFrame]:
@@ -34,12 +34,6 @@ def problems_of(report: ValidationReport, table: str, column: str) -> list[Probl
 def only(report: ValidationReport) -> Problem:
     assert len(report.problems) == 1, report.format()
     return report.problems[0]
-
-
-def assert_same_data(actual: JourneyData | None, expected: JourneyData) -> None:
-    assert actual is not None
-    for name, frame in expected.tables().items():
-        pd.testing.assert_frame_equal(getattr(actual, name), frame, check_exact=True)
 
 
 def test_canonical_tables_pass_through_unchanged(
@@ -247,17 +241,30 @@ def test_list_columns_are_checked_element_wise(tiny_data: JourneyData, taxonomy:
     content = as_strings(raw["content"])
     content.loc[2, "phases"] = "trigger|nonsense"
     content.loc[0, "roles"] = "cto|it"
-    content.loc[4, "roles"] = np.nan
+    content.loc[4, "roles"] = np.nan  # no roles given: fits every role, not a problem
     raw["content"] = content
 
     _, report = validate_tables(raw, taxonomy, now=NOW)
 
     assert [(p.column, p.message, p.rows, p.sample) for p in report.problems] == [
         ("phases", "unknown phases", [3], ["nonsense"]),
-        ("roles", "missing value", [5], []),
         ("roles", "unknown roles", [1], ["cto"]),
     ]
     assert report.problems[0].expected == "lists of: " + ", ".join(taxonomy.phases)
+
+
+def test_missing_lists_read_as_empty_lists(tiny_data: JourneyData, taxonomy: Taxonomy) -> None:
+    raw = raw_tables(tiny_data)
+    content = as_strings(raw["content"])
+    content.loc[4, "roles"] = np.nan
+    raw["content"] = content.drop(columns=["phases"])
+
+    data, report = validate_tables(raw, taxonomy, now=NOW)
+
+    assert report.ok, report.format()
+    assert data is not None
+    assert all(phases == [] for phases in data.content["phases"])
+    assert data.content.loc[4, "roles"] == [] and data.content.loc[3, "roles"] != []
 
 
 def test_missing_required_column_and_ignored_extra_column(
@@ -391,6 +398,75 @@ def test_timestamp_format(tiny_data: JourneyData, taxonomy: Taxonomy) -> None:
     assert [(p.message, p.rows, p.expected) for p in report.problems] == [
         ("missing value", [5], "a value (the column may not be empty)"),
         ("unparseable timestamp", [2, 4], "a timestamp in the format '%d.%m.%Y %H:%M'"),
+    ]
+
+
+def test_timestamp_formats_per_table_and_column(tiny_data: JourneyData, taxonomy: Taxonomy) -> None:
+    raw = raw_tables(tiny_data)
+    raw["stages"]["ts"] = ["10.01.2024", "05.03.2024", "20.02.2024", "02.05.2024", "2024-01-15"]
+    raw["contacts"]["left_at"] = [None, None, None, "20240401 17:00", None]
+    raw["contacts"]["created_at"] = raw["contacts"]["created_at"].astype("str")  # ISO 8601
+    raw["accounts"]["created_at"] = ["2023-03-01T09:00", "2023-06-15T10:30", "2023-11-20T08:00"]
+    formats = {
+        "default": "%d.%m.%Y",  # stages, and every table not named
+        "contacts.left_at": "%Y%m%d %H:%M",  # a column's own format before its table's
+        "contacts": "ISO8601",
+        "accounts": "ISO8601",
+    }
+
+    data, report = validate_tables(raw, taxonomy, now=NOW, timestamp_format=formats)
+
+    assert [(p.table, p.column, p.rows, p.expected) for p in report.problems] == [
+        ("stages", "ts", [5], "a timestamp in the format '%d.%m.%Y'"),
+    ]
+    raw["stages"].loc[4, "ts"] = "15.01.2024"
+    data, report = validate_tables(raw, taxonomy, now=NOW, timestamp_format=formats)
+    assert report.ok, report.format()
+    assert_same_data(data, tiny_data)
+
+
+def test_local_times_in_a_dst_gap_or_repeated_hour_are_resolved_and_noted(
+    tiny_data: JourneyData, taxonomy: Taxonomy
+) -> None:
+    raw = raw_tables(tiny_data)
+    raw["stages"]["ts"] = [
+        "2024-03-31 02:30",  # Berlin springs forward 02:00 -> 03:00: read as 03:30 CEST
+        "2024-03-31 02:00",  # the gap's first minute: 03:00 CEST
+        "2024-10-27 02:30",  # clocks fall back 03:00 -> 02:00: first occurrence, CEST
+        "2024-10-27 03:00",  # after the repeated hour: CET, nothing to resolve
+        "not a time",
+    ]
+    exposure_times = ["2024-03-31 02:15", "2024-10-27 02:15", "2024-06-01 12:00", None]
+    raw["exposures"]["ts"] = pd.to_datetime(pd.Series(exposure_times))  # naive, as Parquet
+
+    _, report = validate_tables(raw, taxonomy, now=NOW, timezone="Europe/Berlin")
+
+    assert [p.format() for p in report.problems] == [
+        "stages.ts: 1 row with unparseable timestamp (row 5); sample: 'not a time'; expected an "
+        "ISO 8601 timestamp such as 2024-05-01T12:00:00Z",
+        "exposures.ts: 1 row with missing value (row 4); expected a value (the column may not "
+        "be empty)",
+    ]
+    assert report.notes == [
+        "stages.ts: 2 local times in a DST gap shifted forward by the gap, 1 ambiguous local "
+        "time read as the first occurrence (Europe/Berlin)",
+        "exposures.ts: 1 local time in a DST gap shifted forward by the gap, 1 ambiguous local "
+        "time read as the first occurrence (Europe/Berlin)",
+    ]
+    raw["stages"].loc[4, "ts"] = "2024-01-15 01:00"
+    raw["exposures"].loc[3, "ts"] = pd.Timestamp("2024-06-02 12:00")
+    data, report = validate_tables(raw, taxonomy, now=NOW, timezone="Europe/Berlin")
+    assert data is not None, report.format()
+    assert data.stages["ts"].astype("str").tolist() == [
+        "2024-03-31 01:30:00+00:00",
+        "2024-03-31 01:00:00+00:00",
+        "2024-10-27 00:30:00+00:00",
+        "2024-10-27 02:00:00+00:00",
+        "2024-01-15 00:00:00+00:00",
+    ]
+    assert data.exposures["ts"].astype("str").tolist()[:2] == [
+        "2024-03-31 01:15:00+00:00",
+        "2024-10-27 00:15:00+00:00",
     ]
 
 

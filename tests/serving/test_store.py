@@ -80,9 +80,9 @@ def simulation(taxonomy: Taxonomy) -> JourneyData:
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
-    assert store.revision() == "0005"
+    assert store.revision() == "0006"
     before = store.counts()
-    assert store.migrate() == "0005"
+    assert store.migrate() == "0006"
     assert store.counts() == before
     # The taxonomy's catalog is seeded once; everything else starts empty.
     assert before["content"] == 94
@@ -112,7 +112,7 @@ def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy
         t.join()
     try:
         assert errors == []
-        assert [s.revision() for s in stores] == ["0005"] * 3
+        assert [s.revision() for s in stores] == ["0006"] * 3
     finally:
         for s in stores:
             s.dispose()
@@ -482,14 +482,21 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
         config.attributes["connection"] = conn
         command.downgrade(config, "0002")
     assert store.revision() == "0002"
-    diffs = differences()
+    # modified columns come as lists of changes: 0006 makes columns nullable
+    nullable = [d for d in differences() if isinstance(d, list)]
+    assert sorted((c[0][0], c[0][2], c[0][3]) for c in nullable) == [
+        ("modify_nullable", "accounts", "created_at"),
+        ("modify_nullable", "content", "content_type"),
+        ("modify_nullable", "content", "topic"),
+    ]
+    diffs = [d for d in differences() if not isinstance(d, list)]
     # the one table no code maps any more, besides what later migrations add (0004 a
-    # column, 0005 a table)
+    # column, 0005 a table, 0006 nullable columns)
     later = [d for d in diffs if d[0] == "add_table" and d[1].name == "account_scores"]
     [(change, table)] = [d for d in diffs if d[0] != "add_column" and d not in later]
     assert [(d[2], d[3].name) for d in diffs if d[0] == "add_column"] == [("api_keys", "rep_id")]
     assert change == "remove_table" and table.name not in Base.metadata.tables
-    assert store.migrate() == "0005"
+    assert store.migrate() == "0006"
     assert differences() == []
 
 
@@ -521,7 +528,7 @@ def test_migration_0002_fills_the_decision_state_from_the_log(
                     {"recommendation_id": "r0", "outcome": "shown", "at": to_ns(t0), "note": None},
                 ],
             )
-        assert store.migrate() == "0005"
+        assert store.migrate() == "0006"
         with store.engine.connect() as conn:
             served = conn.execute(select(ServedAction)).all()
             dismissed = conn.execute(select(DismissedItem)).all()

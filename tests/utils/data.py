@@ -169,6 +169,22 @@ def write_csv_dir(data: JourneyData, out_dir: Path, list_separator: str = "|") -
     return out_dir
 
 
+# Touchpoint columns a lead, learner or shopper export has: no contact, content or value.
+BARE_TOUCHPOINT_COLUMNS = ["event_id", "account_id", "ts", "channel", "event_type"]
+
+
+def write_bare_dir(data: JourneyData, out_dir: Path) -> Path:
+    """Write only what such an export holds, as Parquet: ``accounts`` with nothing but
+    account_id and ``touchpoints`` with :data:`BARE_TOUCHPOINT_COLUMNS`; no contacts,
+    content, stages or exposures files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data.accounts[["account_id"]].to_parquet(out_dir / "accounts.parquet", index=False)
+    data.touchpoints[BARE_TOUCHPOINT_COLUMNS].to_parquet(
+        out_dir / "touchpoints.parquet", index=False
+    )
+    return out_dir
+
+
 # -- the feature pipeline's hand-built journeys ----------------------------------------------
 
 AS_OF = pd.Timestamp("2024-07-01", tz="UTC")
@@ -345,3 +361,10 @@ def make_data(taxonomy: Taxonomy) -> JourneyData:
         taxonomy,
     )
     return JourneyData(accounts, contacts, touchpoints, content, stages, exposures)
+
+
+def assert_same_data(actual: JourneyData | None, expected: JourneyData) -> None:
+    """Every table of ``actual`` equals ``expected``'s exactly (values and dtypes)."""
+    assert actual is not None
+    for name, frame in expected.tables().items():
+        pd.testing.assert_frame_equal(getattr(actual, name), frame, check_exact=True)
