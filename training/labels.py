@@ -41,18 +41,19 @@ def _last_before(keys: pd.DataFrame, at: pd.Series, events: pd.DataFrame, value:
     """For each key row: ``value`` of the account's last event with ``ts < at`` (NaN if none).
 
     ``at`` is aligned with ``keys``. Returned Series is aligned with ``keys`` (same index).
+    Times are compared as UTC ``datetime64[ns]`` (an empty table of events included).
     """
     left = pd.DataFrame(
         {
             "_row": np.arange(len(keys)),
-            "account_id": keys["account_id"].astype(str).to_numpy(),
-            "_at": pd.to_datetime(at, utc=True).dt.as_unit("ns").to_numpy(),
+            "account_id": pd.array(keys["account_id"].astype(str).to_numpy(), dtype="str"),
+            "_at": pd.to_datetime(at, utc=True).to_numpy(dtype="datetime64[ns]"),
         }
     ).sort_values("_at", kind="stable")
     right = pd.DataFrame(
         {
-            "account_id": events["account_id"].astype(str).to_numpy(),
-            "_ts": pd.to_datetime(events["ts"], utc=True).dt.as_unit("ns").to_numpy(),
+            "account_id": pd.array(events["account_id"].astype(str).to_numpy(), dtype="str"),
+            "_ts": pd.to_datetime(events["ts"], utc=True).to_numpy(dtype="datetime64[ns]"),
             "_value": events[value].to_numpy(),
         }
     ).sort_values("_ts", kind="stable")
@@ -112,14 +113,14 @@ def _events_in_window(
     left = pd.DataFrame(
         {
             "_row": np.arange(len(keys)),
-            "account_id": keys["account_id"].astype(str).to_numpy(),
-            "_at": pd.to_datetime(keys["as_of"], utc=True).dt.as_unit("ns").to_numpy(),
+            "account_id": pd.array(keys["account_id"].astype(str).to_numpy(), dtype="str"),
+            "_at": pd.to_datetime(keys["as_of"], utc=True).to_numpy(dtype="datetime64[ns]"),
         }
     ).sort_values("_at", kind="stable")
     right = pd.DataFrame(
         {
-            "account_id": events["account_id"].astype(str).to_numpy(),
-            "_ts": pd.to_datetime(events["ts"], utc=True).dt.as_unit("ns").to_numpy(),
+            "account_id": pd.array(events["account_id"].astype(str).to_numpy(), dtype="str"),
+            "_ts": pd.to_datetime(events["ts"], utc=True).to_numpy(dtype="datetime64[ns]"),
         }
     ).sort_values("_ts", kind="stable")
     right["_hit"] = right["_ts"]

@@ -59,7 +59,8 @@ class BulkLoader(JourneyStore):
         ``data`` or the store. SQLite skips the per-row foreign-key checks during the load
         (validation did them once for all rows; they would halve the speed).
 
-        Accounts, contacts and content are upserted (the data wins); touchpoints, stages and
+        Accounts, contacts and content are upserted (the data wins; a value it lacks keeps
+        the stored one); touchpoints, stages and
         exposures already stored are kept (loading twice stores nothing twice). Each chunk
         of ``chunk_rows`` is its own transaction, so an interrupted load can simply be run
         again. ``progress(table, rows_done, rows_total)`` is called after each chunk. Every
@@ -124,7 +125,11 @@ class BulkLoader(JourneyStore):
             keys = ["account_id", "ts", "phase"]
         names = ", ".join(columns)
         if replace:
-            updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+            # The data wins, but a value it lacks keeps the stored one (as ingestion does):
+            # loading bare accounts or content named by events erases nothing known.
+            updates = ", ".join(
+                f"{c} = COALESCE(excluded.{c}, {name}.{c})" for c in columns if c not in keys
+            )
             conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
         else:
             conflict = f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"

@@ -60,7 +60,8 @@ def canonical_frame(name: str, rows: Sequence[Any], taxonomy: Taxonomy) -> pd.Da
 
 def db_rows(name: str, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     """A canonical frame's rows as tuples of database values (Python scalars, None for
-    missing, times in ns, lists as JSON text), in ``TABLES[name]`` column order."""
+    missing, times in ns, lists as JSON text, None for an empty one), in ``TABLES[name]``
+    column order."""
     columns: list[list[Any]] = []
     for column in TABLES[name].columns:
         if column.name not in frame:
@@ -85,7 +86,8 @@ def db_rows(name: str, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
         elif column.kind == "float":
             values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         elif column.kind == "list":
-            columns.append([json.dumps(list(v)) for v in series])
+            # none given is NULL, so that loading it keeps what is stored (see bulk)
+            columns.append([json.dumps(list(v)) if len(v) else None for v in series])
             continue
         else:
             columns.append(series.to_numpy(dtype=object, na_value=None).tolist())  # type: ignore[call-overload]

@@ -92,11 +92,11 @@ class Content(Base):
     __tablename__ = "content"
 
     content_id: Mapped[str] = mapped_column(String, primary_key=True)
-    # Type and topic unknown for an item only named by events; phases and roles empty lists
-    # there (it fits every phase and role, ``features.schema.fits_every``).
+    # Unknown for an item only named by events; without phases or roles (NULL, an empty
+    # list in memory) it fits every phase and role (``features.schema.fits_every``).
     content_type: Mapped[str | None] = mapped_column(String)
-    phases: Mapped[list[str]] = mapped_column(JSON)
-    roles: Mapped[list[str]] = mapped_column(JSON)
+    phases: Mapped[list[str] | None] = mapped_column(JSON)
+    roles: Mapped[list[str] | None] = mapped_column(JSON)
     topic: Mapped[str | None] = mapped_column(String)
     value: Mapped[float | None] = mapped_column(Float)
     title: Mapped[str | None] = mapped_column(Text)

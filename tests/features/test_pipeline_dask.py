@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from features.pipeline import build_features
 from features.pipeline.dask_engine import account_partition
 from features.taxonomy import Taxonomy, load_taxonomy
-from tests.utils.data import AS_OF, make_data
+from tests.utils.data import AS_OF, make_data, write_bare_dir
 
 pytestmark = pytest.mark.dask
 
@@ -55,4 +56,22 @@ def test_dask_equals_pandas_on_simulated_journeys(scheduler: str, taxonomy: Taxo
     expected = build_features(data, dates, taxonomy)
     got = build_features(data, dates, taxonomy, engine="dask", scheduler=scheduler, npartitions=4)
     assert len(got) > 400
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_dask_equals_pandas_on_bare_data(
+    scheduler: str, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    """Accounts with only their id and touchpoints without contact or content (no other
+    table): firmographics missing, accounts existing from their first touchpoint."""
+    from features.load import read_data_dir
+    from features.simulate import simulate
+
+    sim = simulate(200, seed=4, months=12, taxonomy=taxonomy).data
+    data = read_data_dir(write_bare_dir(sim, tmp_path), taxonomy)
+    end = data.touchpoints["ts"].max().normalize()
+    dates = [end - pd.Timedelta(days=200), end - pd.Timedelta(days=30)]
+    expected = build_features(data, dates, taxonomy)
+    got = build_features(data, dates, taxonomy, engine="dask", scheduler=scheduler, npartitions=3)
+    assert len(got) > 200 and got["industry"].isna().all()
     pd.testing.assert_frame_equal(got, expected)

@@ -193,6 +193,31 @@ def test_wrong_phase_and_wrong_role_are_held_back_with_their_rule() -> None:
     assert {h.rule for h in d.held_back} == {"wrong phase", "wrong role"}
 
 
+def test_an_item_listing_no_phases_or_roles_fits_every_phase_and_role() -> None:
+    # G1: only an id (no type, phases, roles, topic, title or channel), as a shopper's items
+    bare = pd.DataFrame({"content_id": ["G1"], "phases": [[]], "roles": [[]], "value": [1.0]})
+    catalog = pd.concat([_catalog(), bare], ignore_index=True)
+    catalog.loc[5, ["content_type", "topic", "title", "channel"]] = np.nan
+    candidates = _candidates().query("content_id == 'W1'").assign(content_id="G1")
+
+    d = rank_actions(
+        _context([0.0, 0.0, 0.0, 1.0]),  # surely onboarding
+        candidates,
+        catalog,
+        _config(contact_policy__distinct_content=False),
+        k=3,
+        rng=np.random.default_rng(0),
+        now=NOW,
+    )
+
+    assert not d.held_back
+    # fin1's role (finance) is listed by no item: G1 still fits it
+    assert sorted(_pairs(d)) == [("G1", "eb1"), ("G1", "fin1"), ("G1", "it1")]
+    g1 = d.actions[0]
+    assert g1.phase_fit == 1.0 and g1.role_fit == 1.0
+    assert (g1.title, g1.content_type, g1.channel) == ("G1", "", "")
+
+
 def test_min_phase_fit_threshold() -> None:
     # D1 fit = 0.5 x P(consideration) = 0.1: below 0.15 -> wrong phase; with 0.05 it passes
     ctx = _context([0.8, 0.2, 0.0, 0.0])

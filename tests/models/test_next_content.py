@@ -72,6 +72,25 @@ def test_candidate_rows_are_every_decision_times_every_item(taxonomy: Taxonomy) 
     assert x["topic_rank_ever"].iloc[:3].tolist() == [0, 1, 0]
 
 
+def test_an_item_described_by_nothing_fits_everything_and_engages_nothing(
+    taxonomy: Taxonomy,
+) -> None:
+    bare = pd.DataFrame({"content_id": ["G1"], "phases": [[]], "roles": [[]]})
+    bare[["content_type", "topic"]] = np.nan
+
+    x = nc.candidate_features(_accounts(taxonomy), pd.Series(["it", None]), bare, taxonomy)
+
+    # it fits every phase and role (A in consideration, B in purchase; IT and no role)
+    assert x["fits_phase"].tolist() == [1, 1] and x["fits_next_phase"].tolist() == [1, 1]
+    assert x["fits_role"].iloc[0] == 1 and np.isnan(x["fits_role"].iloc[1])
+    assert x["n_content_phases"].tolist() == [len(taxonomy.phases)] * 2
+    # without a type or topic there is no engagement with them: missing, not another's count
+    assert x["content_type"].isna().all() and x["content_topic"].isna().all()
+    for column in ("type_touchpoints_90d", "days_since_type", "topic_touchpoints_ever"):
+        assert x[column].isna().all(), column
+    assert x["topic_rank_ever"].isna().all() and x["topic_share_ever"].isna().all()
+
+
 def test_candidate_rows_for_given_items(taxonomy: Taxonomy) -> None:
     x = nc.candidate_features(
         _accounts(taxonomy), ["it", None], _content(), taxonomy, item_index=np.array([1, 0])

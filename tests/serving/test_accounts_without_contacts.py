@@ -1,21 +1,31 @@
 """Accounts without contacts are scored: an event without ``contact_id`` for a new account,
 then its recommendations and its rep's worklist (200, account-level plays); the scorer
-online and in batch on an account without contacts and on an empty catalog."""
+online and in batch on an account without contacts and on an empty catalog; and a data
+directory of accounts with nothing but their id and touchpoints without contact or content
+loads into the store (``nba load``), is scored (``nba score``) and answered by the API, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from features.load import read_data_dir
 from features.pipeline import select_accounts
 from models.arbitration import ACCOUNT_LEVEL, load_arbitration_config
+from nba.cli import app as cli
 from serving.model_holder import ModelHolder
 from serving.scoring import Scorer
-from tests.utils.api import Api, event, recommendations
+from tests.utils.api import Api, event, loaded_accounts, open_api, recommendations
+from tests.utils.data import write_bare_dir
 from tests.utils.registry import TrainedRegistry
+from tests.utils.store import BACKENDS
 
 NEW = "A-no-contacts"
 REP = "R-no-contacts"
@@ -95,3 +105,100 @@ def test_an_empty_catalog_still_scores_phase_and_churn(registry: TrainedRegistry
     assert batch["account_id"].tolist() == accounts and batch["churn_risk"].notna().all()
     assert batch["action_1_content_id"].isna().all()
     assert cold.cold_start and cold.actions == ()
+
+
+SILENT = "A-silent"  # an account with nothing recorded yet
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def bare(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    registry: TrainedRegistry,
+) -> Iterator[tuple[Api, Path]]:
+    """The app over a store loaded from a bare data directory (accounts: account_id only,
+    plus one without any touchpoint; touchpoints without contact, content or value), and
+    that directory."""
+    directory = tmp_path_factory.mktemp(f"bare-{request.param}")
+    some = select_accounts(registry.data, loaded_accounts(registry, 30))
+    accounts = pd.concat(
+        [some.accounts, pd.DataFrame({"account_id": pd.Series([SILENT], dtype="str")})]
+    )
+    data_dir = write_bare_dir(replace(some, accounts=accounts), directory / "data")
+    data = read_data_dir(data_dir, registry.taxonomy, now=registry.now)
+    with open_api(request.param, directory, registry, data=data) as opened:
+        yield opened, data_dir
+
+
+def _env(api: Api) -> dict[str, str]:
+    return {
+        "NBA_DATABASE_URL": api.store.url,
+        "NBA_DATABASE_SCHEMA": api.store.schema or "",
+        "MLFLOW_TRACKING_URI": api.registry.tracking_uri,
+    }
+
+
+def test_bare_accounts_are_stored_with_what_they_lack_missing(
+    bare: tuple[Api, Path],
+) -> None:
+    api, _ = bare
+    account = next(a for a in api.account_ids if a != SILENT)
+
+    data = api.store.account_data(account)
+
+    assert data is not None and len(data.touchpoints) > 0
+    accounts = data.accounts
+    assert accounts[["industry", "region", "created_at"]].isna().all().all()
+    assert accounts["employees"].dtype == "Int64" and accounts["employees"].isna().all()
+    assert data.contacts.empty and data.touchpoints["contact_id"].isna().all()
+
+
+def test_bare_accounts_are_answered_from_their_touchpoints(bare: tuple[Api, Path]) -> None:
+    api, _ = bare
+    account = next(a for a in api.account_ids if a != SILENT)
+
+    body = recommendations(api, account, k=3)
+    silent = recommendations(api, SILENT, k=3)
+
+    assert body["cold_start"] is False and body["churn_risk"] is not None
+    assert sum(body["phase_probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+    assert len(body["actions"]) == 3
+    assert all(a["contact_id"] is None and a["reasons"] for a in body["actions"])
+    # nothing recorded yet: the account exists from its first activity, so not yet
+    assert silent["cold_start"] is True
+
+
+def test_nba_load_and_score_take_bare_data(bare: tuple[Api, Path], tmp_path: Path) -> None:
+    api, data_dir = bare
+    runner = CliRunner()
+
+    loaded = runner.invoke(cli, ["load", str(data_dir)], env=_env(api))
+    out = tmp_path / "scores.parquet"
+    as_of = api.now.strftime("%Y-%m-%d")
+    scored = runner.invoke(cli, ["score", "--out", str(out), "--as-of", as_of], env=_env(api))
+
+    assert loaded.exit_code == 0, loaded.output
+    n_touchpoints = len(pd.read_parquet(data_dir / "touchpoints.parquet"))
+    assert f"0/{n_touchpoints:,} touchpoints" in loaded.output  # stored once, by the fixture
+    assert "0/0 contacts" in loaded.output and "0/0 stages" in loaded.output
+    assert scored.exit_code == 0, scored.output
+    scores = pd.read_parquet(out)
+    # every account with a touchpoint before the as-of date; not the silent one
+    assert set(scores["account_id"]) == set(api.account_ids) - {SILENT}
+    assert scores["churn_risk"].notna().all() and scores["action_1_content_id"].notna().all()
+
+
+def test_an_event_without_contact_content_or_account_object_is_ingested(
+    bare: tuple[Api, Path],
+) -> None:
+    api, _ = bare
+    ts = (api.now - pd.Timedelta(days=1)).isoformat()
+    record = event(
+        "E-bare-1", account=SILENT, ts=ts, contact_id=None, contact=None, content_id=None
+    )
+    del record["account"]
+
+    ingested = api.client.post("/v1/events", json={"events": [record]}, headers=api.headers())
+
+    assert ingested.json() == {"accepted": 1, "duplicates": 0, "rejected": []}, ingested.text
+    assert recommendations(api, SILENT, k=2)["cold_start"] is False  # it exists now

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from features.pipeline import build_account_features, build_features, select_accounts
-from features.schema import JourneyData
+from features.schema import JourneyData, with_all_columns
 from features.simulate import simulate
 from features.taxonomy import Taxonomy, load_taxonomy
 from features.timestamps import to_ns
@@ -167,6 +167,53 @@ def test_loading_twice_stores_no_event_twice(store: Store, tiny: JourneyData) ->
     assert again.stored_rows["exposures"] == 0
     counts = store.counts()
     assert (counts["accounts"], counts["touchpoints"], counts["stages"]) == (3, 12, 5)
+
+
+def test_loading_what_the_data_lacks_keeps_what_the_store_knows(
+    store: Store, tiny: JourneyData, taxonomy: Taxonomy
+) -> None:
+    store.load_data(tiny)
+    # the same accounts and items again, described by nothing but their ids
+    bare = JourneyData(
+        accounts=with_all_columns("accounts", tiny.accounts[["account_id"]], taxonomy),
+        contacts=tiny.contacts.iloc[:0],
+        touchpoints=tiny.touchpoints.iloc[:0],
+        content=with_all_columns("content", tiny.content[["content_id"]], taxonomy),
+        stages=tiny.stages.iloc[:0],
+        exposures=tiny.exposures.iloc[:0],
+    )
+
+    store.load_data(bare)
+
+    got = store.account_data("A1")
+    assert got is not None
+    pd.testing.assert_frame_equal(got.accounts, select_accounts(tiny, ["A1"]).accounts)
+    pd.testing.assert_frame_equal(store.content(), tiny.content)
+
+
+def test_an_account_and_items_without_descriptions_are_stored_as_missing(
+    store: Store, tiny: JourneyData, taxonomy: Taxonomy
+) -> None:
+    accounts = with_all_columns("accounts", pd.DataFrame({"account_id": ["B1"]}), taxonomy)
+    content = with_all_columns("content", pd.DataFrame({"content_id": ["G1"]}), taxonomy)
+    store.load_data(
+        JourneyData(
+            accounts=accounts,
+            contacts=tiny.contacts.iloc[:0],
+            touchpoints=tiny.touchpoints.iloc[:0],
+            content=content,
+            stages=tiny.stages.iloc[:0],
+            exposures=tiny.exposures.iloc[:0],
+        )
+    )
+
+    got = store.account_data("B1")
+
+    assert got is not None
+    pd.testing.assert_frame_equal(got.accounts, accounts)
+    pd.testing.assert_frame_equal(
+        got.content[got.content["content_id"] == "G1"].reset_index(drop=True), content
+    )
 
 
 def test_online_features_equal_the_batch_pipeline(
@@ -487,6 +534,8 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
     assert sorted((c[0][0], c[0][2], c[0][3]) for c in nullable) == [
         ("modify_nullable", "accounts", "created_at"),
         ("modify_nullable", "content", "content_type"),
+        ("modify_nullable", "content", "phases"),
+        ("modify_nullable", "content", "roles"),
         ("modify_nullable", "content", "topic"),
     ]
     diffs = [d for d in differences() if not isinstance(d, list)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,10 +13,12 @@ from features.pipeline import build_features
 from features.simulate import Simulation, simulate
 from features.taxonomy import Taxonomy, load_taxonomy
 from models import churn as churn_model
+from tests.utils.data import write_bare_dir
 from training.baselines import BaselineError, RecencyLogistic
 from training.churn import churn_metrics, score_churn, train_churn, true_churn_for_rows
-from training.datasets import TrainingSet, as_of_grid, build_churn_set
+from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_churn_set
 from training.result import ModelResult
+from training.train import build_set, prepare
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +115,20 @@ def test_ceiling_is_zero_for_rows_the_simulator_has_no_hazard_for(
     p = true_churn_for_rows(sim.truth, rows, 90)
     assert p[0] == 0.0
     assert (p[1:] > 0).all() and (p < 1).all()
+
+
+def test_bare_data_trains_churn_and_names_what_phase_and_next_content_lack(
+    sim: Simulation, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    """Accounts with only their id and touchpoints without contact or content: churn (from
+    purchase and churn events) trains; phase needs stages and next content exposures."""
+    prepared = prepare(write_bare_dir(sim.data, tmp_path), taxonomy, n_dates=12)
+
+    result = train_churn(build_set("churn", prepared, taxonomy), params={"n_estimators": 60})
+
+    assert result.metrics["model.roc_auc"] > 0.6
+    assert result.metrics["model.roc_auc"] > result.metrics["baseline_recency_logistic.roc_auc"]
+    with pytest.raises(TrainingSetError, match="table 'stages' has no CRM phase record"):
+        build_set("phase", prepared, taxonomy)
+    with pytest.raises(TrainingSetError, match="table 'exposures' is empty"):
+        build_set("next-content", prepared, taxonomy)

@@ -14,6 +14,7 @@ import pandas as pd
 from fastapi.testclient import TestClient
 
 from features.pipeline import select_accounts
+from features.schema import JourneyData
 from serving.app import create_app
 from serving.routes import Services
 from serving.settings import Settings
@@ -58,12 +59,20 @@ def loaded_accounts(registry: TrainedRegistry, n: int = N_ACCOUNTS) -> list[str]
 
 @contextmanager
 def open_api(
-    backend: str, directory: Path, registry: TrainedRegistry, **overrides: Any
+    backend: str,
+    directory: Path,
+    registry: TrainedRegistry,
+    *,
+    data: JourneyData | None = None,
+    **overrides: Any,
 ) -> Iterator[Api]:
-    """A store on ``backend`` loaded with a slice of the simulation, and the app over it."""
+    """A store on ``backend`` loaded with ``data`` (default: a slice of the simulation),
+    and the app over it."""
     with open_store(backend, directory, registry.taxonomy) as store:
-        ids = loaded_accounts(registry)
-        store.load_data(select_accounts(registry.data, ids))
+        if data is None:
+            data = select_accounts(registry.data, loaded_accounts(registry))
+        ids = sorted(data.accounts["account_id"].astype(str))
+        store.load_data(data)
         keys = {scope: store.create_api_key(f"test-{scope}", [scope]) for scope in API_KEY_SCOPES}
         settings = Settings(
             database_url=store.url,
