@@ -8,7 +8,8 @@ if [[ $# -ne 2 ]]; then
     printf 'usage: %s DATA_DIR OUT_DIR\n' "$0" >&2
     exit 2
 fi
-here=${BASH_SOURCE[0]%/*}
+# the script's directory, also when run as `bash run.sh` from inside it
+case ${BASH_SOURCE[0]} in */*) here=${BASH_SOURCE[0]%/*} ;; *) here=. ;; esac
 . "$here/../run_example.sh"
 run_example hillstrom "$here/mapping.yaml" "$1" "$2" \
     2008-03-01 2008-03-15
