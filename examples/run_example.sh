@@ -12,8 +12,10 @@ run_example() {
     # On a problem nba prints the report (validate) or the error (stderr) and exits non-zero;
     # the script then stops with that exit code.
     validate=$(${NBA:-nba} validate "$data_dir" --mapping "$mapping" --json) || {
-        printf '%s\n' "$validate"
-        return 1
+        local code=$?
+        # the report (exit 1); an error such as a broken mapping printed nothing here
+        if [[ -n $validate ]]; then printf '%s\n' "$validate"; fi
+        return "$code"
     }
     features=$(${NBA:-nba} features --data "$data_dir" --mapping "$mapping" "${as_of[@]}" \
         --out "$out_dir/features.parquet" --json) || return
