@@ -44,40 +44,47 @@ def last_json(stdout: str) -> dict[str, Any]:
     return result
 
 
-def stored_event_types(out_dir: Path) -> dict[str, int]:
+def stored_event_types(out_dir: Path) -> dict[str, tuple[int, float | None]]:
+    """Stored touchpoints per event type: how many, and their values' sum (None: no values)."""
     with sqlite3.connect(out_dir / "nba.db") as conn:
         rows = conn.execute(
-            "SELECT event_type, count(*) FROM touchpoints GROUP BY event_type"
+            "SELECT event_type, count(*), round(sum(value), 2) FROM touchpoints GROUP BY event_type"
         ).fetchall()
-    return dict(rows)
+    return {event_type: (n, total) for event_type, n, total in rows}
 
 
 @pytest.mark.parametrize(
     ("name", "rows", "event_types"),
     [
-        # 190 lines after the overlap; 40 without a customer are dropped; 35 invoices of 7
-        # customers, 15 of them cancellations; 117 product codes
+        # 190 lines after the overlap (26 lines of 6 invoices in both files counted once);
+        # 40 without a customer are dropped; 35 invoices of 7 customers, 15 of them
+        # cancellations; GBP 4,631.52 ordered and 774.20 cancelled; 117 product codes
         (
             "online_retail",
             {"accounts": 7, "content": 117, "touchpoints": 35, "exposures": 0},
-            {"purchase": 20, "support_ticket": 15},
+            {"purchase": (20, 4631.52), "support_ticket": (15, 774.2)},
         ),
-        # 300 customers, 214 e-mailed; 300 last purchases, 35 visits, 2 conversions
+        # 300 customers, 214 e-mailed; 300 last purchases worth the past year's spend and 2
+        # conversions (USD 72,832.47 together), 35 visits
         (
             "hillstrom",
             {"accounts": 300, "content": 2, "touchpoints": 337, "exposures": 214},
-            {"purchase": 302, "view": 35},
+            {"purchase": (302, 72832.47), "view": (35, None)},
         ),
-        # 301 calls, 16 earlier contacts with a date, 15 of them successes, 37 subscriptions
+        # 301 calls, 16 earlier contacts with a date, 15 of them successes, 37 subscriptions;
+        # no amounts (and no call duration)
         (
             "bank_marketing",
             {"accounts": 301, "content": 0, "touchpoints": 369, "exposures": 0},
-            {"meeting": 317, "purchase": 52},
+            {"meeting": (317, None), "purchase": (52, None)},
         ),
     ],
 )
 def test_example_runs_on_slices(
-    tmp_path: Path, name: str, rows: dict[str, int], event_types: dict[str, int]
+    tmp_path: Path,
+    name: str,
+    rows: dict[str, int],
+    event_types: dict[str, tuple[int, float | None]],
 ) -> None:
     out_dir = tmp_path / "out"
     done = run_example(name, SLICES, out_dir)
