@@ -314,7 +314,7 @@ def with_all_columns(name: str, frame: pd.DataFrame, taxonomy: Taxonomy) -> pd.D
     schema = TABLES[name]
     if all(c in frame.columns for c in schema.names):
         return frame
-    index = pd.RangeIndex(len(frame)) if frame.empty else frame.index
+    index = frame.index
     columns = {
         c.name: frame[c.name]
         if c.name in frame.columns

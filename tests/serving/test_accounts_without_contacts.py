@@ -108,6 +108,7 @@ def test_an_empty_catalog_still_scores_phase_and_churn(registry: TrainedRegistry
 
 
 SILENT = "A-silent"  # an account with nothing recorded yet
+REP_BARE = "R-bare"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -116,15 +117,18 @@ def bare(
     tmp_path_factory: pytest.TempPathFactory,
     registry: TrainedRegistry,
 ) -> Iterator[tuple[Api, Path]]:
-    """The app over a store loaded from a bare data directory (accounts: account_id only,
-    plus one without any touchpoint; touchpoints without contact, content or value), and
-    that directory."""
+    """The app over a store loaded from a bare data directory (accounts: account_id and
+    their rep, plus one without any touchpoint; touchpoints without contact, content or
+    value), and that directory."""
     directory = tmp_path_factory.mktemp(f"bare-{request.param}")
     some = select_accounts(registry.data, loaded_accounts(registry, 30))
     accounts = pd.concat(
         [some.accounts, pd.DataFrame({"account_id": pd.Series([SILENT], dtype="str")})]
     )
     data_dir = write_bare_dir(replace(some, accounts=accounts), directory / "data")
+    accounts[["account_id"]].assign(owner_rep_id=REP_BARE).to_parquet(
+        data_dir / "accounts.parquet", index=False
+    )
     data = read_data_dir(data_dir, registry.taxonomy, now=registry.now)
     with open_api(request.param, directory, registry, data=data) as opened:
         yield opened, data_dir
@@ -166,6 +170,10 @@ def test_bare_accounts_are_answered_from_their_touchpoints(bare: tuple[Api, Path
     assert all(a["contact_id"] is None and a["reasons"] for a in body["actions"])
     # nothing recorded yet: the account exists from its first activity, so not yet
     assert silent["cold_start"] is True
+    worklist = api.client.get(f"/v1/reps/{REP_BARE}/actions", headers=api.headers())
+    assert worklist.status_code == 200, worklist.text
+    listed = {i["account_id"] for i in worklist.json()["items"]}
+    assert account in listed and listed <= set(api.account_ids)
 
 
 def test_nba_load_and_score_take_bare_data(bare: tuple[Api, Path], tmp_path: Path) -> None:
