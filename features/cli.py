@@ -8,6 +8,9 @@ command, which keeps ``nba --help`` fast.
 
 from __future__ import annotations
 
+import json
+import resource
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 
     from features.attributes import AttributeDeclaration
     from features.mapping import ColumnMapping
+    from features.problems import ValidationReport
     from features.schema import JourneyData
     from features.taxonomy import Taxonomy
 
@@ -64,6 +68,14 @@ SchedulerOption = Annotated[
         "--scheduler",
         envvar="NBA_DASK_SCHEDULER",
         help="Dask scheduler address; default starts a 2-worker LocalCluster.",
+    ),
+]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON object (rows, problems, notes, seconds, peak memory) "
+        "instead of the text.",
     ),
 ]
 
@@ -111,14 +123,30 @@ def load_declarations(
 
 def read_data(
     data_dir: Path, taxonomy: Taxonomy, mapping: Path | None, attributes: Path | None = None
-) -> JourneyData:
+) -> tuple[JourneyData, ValidationReport]:
     """The validated tables of ``data_dir`` through the ``--mapping`` file, if any, with the
-    declared custom attribute columns; raises DataValidationError with the full report when
-    the data break the contract."""
-    from features.load import read_data_dir
+    declared custom attribute columns, and the validation report (row counts, notes); raises
+    DataValidationError with the full report when the data break the contract."""
+    from features.problems import DataValidationError
+    from features.validate import check_data_dir
 
     column_mapping, declared = load_declarations(mapping, attributes)
-    return read_data_dir(data_dir, taxonomy, mapping=column_mapping, attributes=declared)
+    data, report = check_data_dir(data_dir, taxonomy, mapping=column_mapping, attributes=declared)
+    if data is None:
+        raise DataValidationError(report)
+    return data, report
+
+
+def peak_memory_mb() -> float:
+    """The peak resident memory of this process so far, in MB (Linux reports KiB, macOS
+    bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def echo_json(result: dict[str, object]) -> None:
+    """Print ``result`` as one line of JSON (what ``--json`` prints; scripts read it)."""
+    typer.echo(json.dumps(result, separators=(",", ":")))
 
 
 @app.command()
@@ -161,15 +189,26 @@ def validate(
     mapping: MappingOption = None,
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Check a data directory against the data contract; exit 0 if good, 1 with a report."""
     from features.validate import validate_data_dir
 
+    started = time.perf_counter()
     column_mapping, declared = load_declarations(mapping, attributes)
     report = validate_data_dir(
         data_dir, load_taxonomy_option(taxonomy), mapping=column_mapping, attributes=declared
     )
-    typer.echo(report.format())
+    if as_json:
+        echo_json(
+            {
+                **report.summary(),
+                "seconds": round(time.perf_counter() - started, 2),
+                "peak_memory_mb": peak_memory_mb(),
+            }
+        )
+    else:
+        typer.echo(report.format())
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -193,6 +232,7 @@ def features(
     mapping: MappingOption = None,
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Build point-in-time account features: one row per (account, as-of date). Custom
     attributes get their levels from the data read (``--list``: without per-level counts)."""
@@ -216,15 +256,34 @@ def features(
     chosen = parse_engine(engine)
     dates = [parse_time(v, "--as-of") for v in as_of]
     _, declared = load_declarations(mapping, attributes)
-    loaded = read_data(data, tax, mapping, attributes)
+    started = time.perf_counter()
+    loaded, report = read_data(data, tax, mapping, attributes)
+    read_s = time.perf_counter() - started
     started = time.perf_counter()
     fitted = fit_attributes(loaded, declared, before=max(dates))
     frame = build_features(
         loaded, dates, tax, engine=chosen, scheduler=scheduler, attributes=fitted
     )
+    build_s = time.perf_counter() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
+    built = frame.drop(columns=["account_id", "as_of"])
+    if as_json:
+        echo_json(
+            {
+                "rows": len(frame),
+                "features": built.shape[1],
+                # a feature with one value in every row tells a model nothing here
+                "features_not_constant": int((built.nunique(dropna=False) > 1).sum()),
+                "rows_in": report.row_counts,
+                "notes": report.notes,
+                "read_seconds": round(read_s, 2),
+                "build_seconds": round(build_s, 2),
+                "peak_memory_mb": peak_memory_mb(),
+            }
+        )
+        return
     typer.echo(
-        f"wrote {out}: {len(frame):,} rows x {frame.shape[1] - 2} features "
-        f"in {time.perf_counter() - started:.1f} s ({engine})"
+        f"wrote {out}: {len(frame):,} rows x {built.shape[1]} features "
+        f"in {build_s:.1f} s ({engine})"
     )

@@ -63,6 +63,18 @@ class ValidationReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def summary(self) -> dict[str, object]:
+        """The report as JSON-ready data: ``ok``, rows read per table, how many rows have a
+        problem (a row with two bad columns counts twice), every problem and note as its
+        one-line text."""
+        return {
+            "ok": self.ok,
+            "rows": dict(self.row_counts),
+            "rows_rejected": sum(p.n_rows for p in self.problems),
+            "problems": [p.format() for p in self.problems],
+            "notes": list(self.notes),
+        }
+
     def format(self) -> str:
         """Human-readable report: one line per problem, or an ``OK: ...`` summary line."""
         lines: list[str] = []

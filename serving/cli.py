@@ -19,10 +19,13 @@ import typer
 
 from features.cli import (
     AttributesOption,
+    JsonOption,
     MappingOption,
     TaxonomyOption,
+    echo_json,
     load_taxonomy_option,
     parse_time,
+    peak_memory_mb,
     read_data,
 )
 
@@ -164,22 +167,37 @@ def load(
     mapping: MappingOption = None,
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Validate a data directory and bulk-load it into the service's store
     (NBA_DATABASE_URL), custom attributes included; loading twice stores nothing twice."""
     from rich.progress import Progress, TaskID
 
-    with _store(taxonomy) as store, Progress(transient=True) as progress:
-        data = read_data(data_dir, store.taxonomy, mapping, attributes)
+    with _store(taxonomy) as store, Progress(transient=True, disable=as_json) as progress:
+        started = time.perf_counter()
+        data, report = read_data(data_dir, store.taxonomy, mapping, attributes)
+        read_s = time.perf_counter() - started
         tasks: dict[str, TaskID] = {}
 
-        def report(table: str, done: int, total: int) -> None:
+        def show(table: str, done: int, total: int) -> None:
             if table not in tasks:
                 tasks[table] = progress.add_task(f"loading {table}", total=max(total, 1))
             progress.update(tasks[table], completed=done)
 
-        result = store.load_data(data, progress=report)
+        result = store.load_data(data, progress=show)
         where = store.url.split("@")[-1]
+    if as_json:
+        echo_json(
+            {
+                "rows_in": result.input_rows,
+                "rows_stored": result.stored_rows,
+                "notes": report.notes,
+                "read_seconds": round(read_s, 2),
+                "load_seconds": round(result.seconds, 2),
+                "peak_memory_mb": peak_memory_mb(),
+            }
+        )
+        return
     typer.echo(
         f"loaded {data_dir} into {where} in {result.seconds:.1f} s: "
         + ", ".join(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -164,3 +166,45 @@ def test_cli_validate_reports_a_missing_directory(tmp_path: Path) -> None:
 
     assert result.exit_code == 1
     assert "accounts: missing table file" in result.output
+
+
+def test_cli_validate_json_gives_counts_problems_and_rows_rejected(
+    tiny_data: JourneyData, tmp_path: Path
+) -> None:
+    tiny_data.touchpoints["channel"] = tiny_data.touchpoints["channel"].astype("str")
+    tiny_data.touchpoints.loc[[1, 3], "channel"] = "fax"
+    write_data_dir(tiny_data, tmp_path)
+
+    result = CliRunner().invoke(app, ["validate", str(tmp_path), "--json"])
+
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["ok"] is False
+    assert report["rows"]["touchpoints"] == 12
+    assert report["rows_rejected"] == 2
+    assert len(report["problems"]) == 1
+    assert report["problems"][0].startswith("touchpoints.channel: 2 rows with unknown channel")
+    assert report["seconds"] >= 0 and report["peak_memory_mb"] > 0
+
+
+def test_cli_features_json_counts_rows_and_features_not_constant(
+    tiny_data: JourneyData, tmp_path: Path
+) -> None:
+    write_data_dir(tiny_data, tmp_path / "data")
+    out = tmp_path / "features.parquet"
+
+    result = CliRunner().invoke(
+        app,
+        ["features", "--data", str(tmp_path / "data"), "--as-of", "2024-06-01"]
+        + ["--out", str(out), "--json"],
+    )
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    built = pd.read_parquet(out).drop(columns=["account_id", "as_of"])
+    assert summary["rows"] == len(built) > 0
+    assert summary["features"] == built.shape[1]
+    constant = sum(built[c].nunique(dropna=False) <= 1 for c in built.columns)
+    assert 0 < constant < built.shape[1]
+    assert summary["features_not_constant"] == built.shape[1] - constant
+    assert summary["rows_in"]["touchpoints"] == 12

@@ -1,0 +1,27 @@
+# Sourced by each example's run.sh: validate, build features and load one example's data
+# through its mapping alone, then print one JSON line with the three commands' results.
+# Only `nba` commands and shell builtins run, so the example shows what a user types.
+# NBA is the command to run (default: nba), e.g. NBA="python -m nba" in a checkout.
+
+# run_example NAME MAPPING DATA_DIR OUT_DIR AS_OF...
+run_example() {
+    local name=$1 mapping=$2 data_dir=$3 out_dir=$4
+    shift 4
+    local as_of=() date validate features load
+    for date in "$@"; do as_of+=(--as-of "$date"); done
+    # On a problem nba prints the report (validate) or the error (stderr) and exits non-zero;
+    # the script then stops with that exit code.
+    validate=$(${NBA:-nba} validate "$data_dir" --mapping "$mapping" --json) || {
+        local code=$?
+        # the report (exit 1); an error such as a broken mapping printed nothing here
+        if [[ -n $validate ]]; then printf '%s\n' "$validate"; fi
+        return "$code"
+    }
+    features=$(${NBA:-nba} features --data "$data_dir" --mapping "$mapping" "${as_of[@]}" \
+        --out "$out_dir/features.parquet" --json) || return
+    # A store of the example's own (SQLite in OUT_DIR), whatever NBA_DATABASE_URL says.
+    load=$(NBA_DATABASE_URL="sqlite:///$out_dir/nba.db" ${NBA:-nba} load "$data_dir" \
+        --mapping "$mapping" --json) || return
+    printf '{"example":"%s","validate":%s,"features":%s,"load":%s}\n' \
+        "$name" "$validate" "$features" "$load"
+}
