@@ -307,17 +307,17 @@ def test_no_acknowledged_event_is_lost_when_workers_are_killed(
         server.wait_ready()
         traffic = EventTraffic(server.base, loaded.key, loaded.accounts)
         try:
-            wait_for(lambda: traffic.count() >= 400, "400 events acknowledged")
+            wait_for(lambda: traffic.count() >= 200, "200 events acknowledged")
             os.kill(server.workers()[0], signal.SIGKILL)  # one worker mid-batch
             at_kill = traffic.count()
-            wait_for(lambda: traffic.count() >= at_kill + 400, "400 more events acknowledged")
+            wait_for(lambda: traffic.count() >= at_kill + 200, "200 more events acknowledged")
             server.kill()  # then all of them, mid-traffic
         finally:
             traffic.stop()
     finally:
         server.stop()
     acknowledged = set(traffic.acknowledged)
-    assert len(acknowledged) == len(traffic.acknowledged) >= 800
+    assert len(acknowledged) == len(traffic.acknowledged) >= 400
     assert set(traffic.statuses) <= {200, 503}, traffic.statuses  # none failed
     store = Store(
         loaded.env["NBA_DATABASE_URL"],
@@ -335,9 +335,16 @@ def test_no_acknowledged_event_is_lost_when_workers_are_killed(
     assert "Traceback" not in log.read_text()
 
 
+def _http_layer_only(loaded: Loaded) -> None:
+    """Shedding and connection handling happen before the store: one backend shows them."""
+    if loaded.env["NBA_DATABASE_SCHEMA"]:
+        pytest.skip("the HTTP layer is the same over either store; run on SQLite")
+
+
 def test_an_overloaded_worker_sheds_with_503_and_retry_after(
     loaded: Loaded, tmp_path: Path
 ) -> None:
+    _http_layer_only(loaded)
     env = {**loaded.env, "NBA_MAX_INFLIGHT": "1"}
     headers = {"Authorization": f"Bearer {loaded.key}"}
     with serving(env, 1, tmp_path / "server.log") as server:
@@ -417,6 +424,7 @@ def _until_closed(connection: socket.socket) -> bytes:
 def test_a_connection_that_does_not_send_its_request_head_in_time_is_closed(
     loaded: Loaded, tmp_path: Path
 ) -> None:
+    _http_layer_only(loaded)
     env = {**loaded.env, "NBA_HEADER_TIMEOUT_S": "1"}
     with serving(env, 1, tmp_path / "server.log") as server:
         address = ("127.0.0.1", int(server.base.rsplit(":", 1)[1]))
