@@ -3,12 +3,17 @@
 # Only `nba` commands and shell builtins run, so the example shows what a user types.
 # NBA is the command to run (default: nba), e.g. NBA="python -m nba" in a checkout.
 
-# run_example NAME MAPPING DATA_DIR OUT_DIR AS_OF...
+# run_example NAME MAPPING "AS_OF ..." DATA_DIR OUT_DIR (the last two: run.sh's arguments)
 run_example() {
-    local name=$1 mapping=$2 data_dir=$3 out_dir=$4
-    shift 4
+    local name=$1 mapping=$2 dates=$3
+    shift 3
+    if [[ $# -ne 2 ]]; then
+        printf 'usage: %s DATA_DIR OUT_DIR\n' "$0" >&2
+        return 2
+    fi
+    local data_dir=$1 out_dir=$2
     local as_of=() date validate features load
-    for date in "$@"; do as_of+=(--as-of "$date"); done
+    for date in $dates; do as_of+=(--as-of "$date"); done
     # On a problem nba prints the report (validate) or the error (stderr) and exits non-zero;
     # the script then stops with that exit code.
     validate=$(${NBA:-nba} validate "$data_dir" --mapping "$mapping" --json) || {

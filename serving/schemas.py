@@ -4,7 +4,7 @@ Events are taken as plain JSON objects (``dict``), not validated here: the store
 each record on its own (``serving.store.ingest``) so one bad record is answered with its
 index, field and reason while the valid ones are stored. Everything else is validated by
 these models (a wrong type or value answers 422 naming the field); every id in a body, path
-or query is an :data:`Id` (the store's id rule, ``serving.store.ingest.ID_RULE``).
+or query is an :data:`Id` (the store's id rule, ``serving.store.values.ID_RULE``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import Reason
-from serving.store.ingest import ID_RULE, MAX_ID_LENGTH, check_id, check_text
+from serving.store.values import ID_RULE, MAX_ID_LENGTH, check_id, check_text
 
 # The id rule for people (OpenAPI descriptions).
 ID_DOC = ID_RULE[0].upper() + ID_RULE[1:] + "."

@@ -4,12 +4,7 @@
 # Validates, builds features (as of the start of 2009 and 2010 and of December 2010) and
 # loads into OUT_DIR/nba.db; the last line is one JSON object with the results.
 set -euo pipefail
-if [[ $# -ne 2 ]]; then
-    printf 'usage: %s DATA_DIR OUT_DIR\n' "$0" >&2
-    exit 2
-fi
 # the script's directory, also when run as `bash run.sh` from inside it
 case ${BASH_SOURCE[0]} in */*) here=${BASH_SOURCE[0]%/*} ;; *) here=. ;; esac
 . "$here/../run_example.sh"
-run_example bank_marketing "$here/mapping.yaml" "$1" "$2" \
-    2009-01-01 2010-01-01 2010-12-01
+run_example bank_marketing "$here/mapping.yaml" "2009-01-01 2010-01-01 2010-12-01" "$@"

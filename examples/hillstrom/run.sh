@@ -4,12 +4,7 @@
 # Validates, builds features (as of the campaign date and two weeks after) and loads into
 # OUT_DIR/nba.db; the last line is one JSON object with the results.
 set -euo pipefail
-if [[ $# -ne 2 ]]; then
-    printf 'usage: %s DATA_DIR OUT_DIR\n' "$0" >&2
-    exit 2
-fi
 # the script's directory, also when run as `bash run.sh` from inside it
 case ${BASH_SOURCE[0]} in */*) here=${BASH_SOURCE[0]%/*} ;; *) here=. ;; esac
 . "$here/../run_example.sh"
-run_example hillstrom "$here/mapping.yaml" "$1" "$2" \
-    2008-03-01 2008-03-15
+run_example hillstrom "$here/mapping.yaml" "2008-03-01 2008-03-15" "$@"

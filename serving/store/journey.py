@@ -25,10 +25,10 @@ from serving.store.ingest import (
     MAX_BATCH_EVENTS,
     IngestResult,
     ValidatedEvents,
-    id_problem,
     validate_events,
 )
 from serving.store.tables import BY_NAME, Account, Contact, Content, Touchpoint
+from serving.store.values import id_problem
 
 
 class BatchTooLargeError(InvalidInputError):

@@ -49,9 +49,9 @@ from tests.utils.server import (
     Loaded,
     Server,
     Traffic,
+    kill_mid_traffic,
     server_env,
     serving,
-    wait_for,
 )
 from tests.utils.store import BACKENDS, logged_recommendations, open_store
 
@@ -265,12 +265,7 @@ def test_no_recommendation_id_is_lost_when_workers_are_killed(
         first.wait_ready()
         traffic = Traffic(first.base, loaded)
         try:
-            wait_for(lambda: traffic.count() >= 150, "150 ids answered")
-            victim = first.workers()[0]
-            os.kill(victim, signal.SIGKILL)  # one worker; uvicorn starts another
-            at_kill = traffic.count()
-            wait_for(lambda: traffic.count() >= at_kill + 150, "150 more ids answered")
-            first.kill()  # then all of them, mid-traffic
+            kill_mid_traffic(first, traffic.count, 150, "ids answered")
         finally:
             traffic.stop()
     finally:
@@ -307,11 +302,7 @@ def test_no_acknowledged_event_is_lost_when_workers_are_killed(
         server.wait_ready()
         traffic = EventTraffic(server.base, loaded.key, loaded.accounts)
         try:
-            wait_for(lambda: traffic.count() >= 200, "200 events acknowledged")
-            os.kill(server.workers()[0], signal.SIGKILL)  # one worker mid-batch
-            at_kill = traffic.count()
-            wait_for(lambda: traffic.count() >= at_kill + 200, "200 more events acknowledged")
-            server.kill()  # then all of them, mid-traffic
+            kill_mid_traffic(server, traffic.count, 200, "events acknowledged")
         finally:
             traffic.stop()
     finally:

@@ -27,7 +27,7 @@ from features.pipeline import select_accounts
 from serving.app import create_app
 from serving.settings import Settings
 from serving.store import API_KEY_SCOPES
-from serving.store.ingest import MAX_ID_LENGTH, id_problem
+from serving.store.values import MAX_ID_LENGTH, id_problem
 from tests.utils.api import Api, event, loaded_accounts
 from tests.utils.registry import TrainedRegistry
 from tests.utils.store import BACKENDS, open_store

@@ -87,6 +87,16 @@ class Server:
                 self.process.wait(30)
 
 
+def kill_mid_traffic(server: Server, count: Callable[[], int], step: int, what: str) -> None:
+    """Once ``step`` more ``what`` are counted, SIGKILL to one worker (uvicorn starts
+    another); after ``step`` more, SIGKILL to the whole process group, mid-traffic."""
+    wait_for(lambda: count() >= step, f"{step} {what}")
+    os.kill(server.workers()[0], signal.SIGKILL)
+    at_kill = count()
+    wait_for(lambda: count() >= at_kill + step, f"{step} more {what}")
+    server.kill()
+
+
 @contextmanager
 def serving(env: dict[str, str], workers: int, log: Path) -> Iterator[Server]:
     server = Server(env, workers, log)
