@@ -39,7 +39,7 @@ from features.errors import NbaError, UnavailableError
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
 from serving.auth import KeyVerifier
-from serving.http_protocol import EXTENSION, RECEIVED_AT, REQUESTS
+from serving.http_protocol import EXTENSION, RECEIVED_AT, REQUESTS, SHED_LISTENERS
 from serving.model_holder import ModelHolder
 from serving.routes import (
     Metrics,
@@ -92,6 +92,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         if settings.reload_interval_s > 0:
             svc.holder.start_polling(settings.reload_interval_s)
         svc.served_log.start()
+        SHED_LISTENERS.append(metrics.shed.inc)  # requests nba serve's protocol sheds
         # Everything loaded so far (libraries, models, the catalog) lives as long as the
         # process: out of the collector's sight, a full collection scans only what requests
         # and caches create, instead of pausing every worker for hundreds of milliseconds.
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         try:
             yield
         finally:
+            SHED_LISTENERS.remove(metrics.shed.inc)
             svc.holder.stop()
             svc.served_log.close()
             svc.store.dispose()

@@ -86,8 +86,9 @@ class Metrics:
         )
         self.shed = Counter(
             "nba_http_requests_shed",
-            "/v1 requests answered 503 at once because the worker had NBA_MAX_INFLIGHT "
-            "requests in progress.",
+            "/v1 requests answered 503 at once: the worker held NBA_MAX_INFLIGHT requests, "
+            "one waited past NBA_MAX_QUEUE_MS, or NBA_MAX_INGEST_INFLIGHT event batches were "
+            "in progress.",
             registry=self.registry,
         )
         self.feedback = Counter(

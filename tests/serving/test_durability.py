@@ -340,22 +340,32 @@ def test_an_overloaded_worker_sheds_with_503_and_retry_after(
     headers = {"Authorization": f"Bearer {loaded.key}"}
     with serving(env, 1, tmp_path / "server.log") as server:
 
-        def call(i: int) -> tuple[int, str | None]:
+        def call(i: int) -> tuple[int, str | None, str]:
             # worklists score all a rep's accounts (slow on a fresh worker); mixed with
-            # single accounts' recommendations
+            # single accounts' recommendations and health checks (never shed)
             with httpx.Client(base_url=server.base, headers=headers, timeout=120) as client:
-                if i % 2:
+                if i % 3 == 2:
+                    r = client.get("/health")
+                elif i % 3:
                     r = client.get(f"/v1/reps/{loaded.reps[i % len(loaded.reps)]}/actions")
                 else:
                     account = loaded.accounts[i % len(loaded.accounts)]
                     r = client.get(f"/v1/accounts/{account}/recommendations")
-                return r.status_code, r.headers.get("retry-after")
+                return r.status_code, r.headers.get("retry-after"), r.text
 
         with ThreadPoolExecutor(max_workers=24) as pool:
-            results = list(pool.map(call, range(48)))
-        statuses = Counter(code for code, _ in results)
+            results = list(pool.map(call, range(72)))
+        statuses = Counter(code for code, _, _ in results)
         assert set(statuses) == {200, 503}, statuses  # some shed, none failed
-        assert {after for code, after in results if code == 503} == {"1"}
+        assert {after for code, after, _ in results if code == 503} == {"1"}
+        # shed at the door (nba serve's protocol), before the app: another request was in
+        # progress; health checks always reach the app
+        assert all(
+            "NBA_MAX_INFLIGHT 1 requests received and not answered" in text
+            for code, _, text in results
+            if code == 503
+        )
+        assert all(code == 200 for i, (code, _, _) in enumerate(results) if i % 3 == 2)
         # the worker is not stuck: one request at a time is answered
         with httpx.Client(base_url=server.base, headers=headers, timeout=120) as client:
             for account in loaded.accounts[:3]:
