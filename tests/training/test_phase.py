@@ -150,8 +150,10 @@ def test_two_recorded_stages_train_a_binary_phase_model(
     assert result.estimator.objective_ == "binary"
     assert result.metrics["model.macro_f1_crm"] > 0.5
     assert result.gate is not None and result.gate.metric == "macro_f1_crm"
-    assert result.extra_artifacts["confusion_matrix_crm.csv"].splitlines()[0].endswith(
-        "consideration,purchase"
+    assert (
+        result.extra_artifacts["confusion_matrix_crm.csv"]
+        .splitlines()[0]
+        .endswith("consideration,purchase")
     )
 
 
