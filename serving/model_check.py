@@ -73,7 +73,9 @@ def _check_model(models: ModelSet, name: str, phases: Sequence[str] | None) -> N
         out = np.asarray(booster.predict(spec.encode(example), num_threads=PREDICT_THREADS))
     except (LightGBMError, ValueError, TypeError, KeyError) as exc:
         raise ModelSetRejected(name, version, "predict", f"{type(exc).__name__}: {exc}") from exc
-    _check_output(name, version, out, len(example), len(classes))
+    # A phase model whose run recorded two phases is binary: one probability per row.
+    binary = name != PHASE or len(models.phase_classes) == 2
+    _check_output(name, version, out, len(example), None if binary else len(classes))
 
 
 def _classes(estimator: Any) -> list[int]:
@@ -119,10 +121,12 @@ def _check_classes(
         )
 
 
-def _check_output(name: str, version: str, out: np.ndarray, rows: int, n_classes: int) -> None:
-    """Binary: one probability per row; phase: one per row and class, summing to 1."""
-    # A phase model over two recorded phases is binary: one probability per row.
-    shape = (rows,) if name != PHASE or n_classes == 2 else (rows, n_classes)
+def _check_output(
+    name: str, version: str, out: np.ndarray, rows: int, n_classes: int | None
+) -> None:
+    """Binary (``n_classes`` None): one probability per row; multiclass: one per row and
+    class, summing to 1."""
+    shape = (rows,) if n_classes is None else (rows, n_classes)
     if out.shape != shape:
         raise ModelSetRejected(
             name, version, "output", f"expected an output of shape {shape}, got {out.shape}"
