@@ -9,15 +9,23 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from features.pipeline import build_features
+from models.arbitration import load_arbitration_config
 from models.contract import CHAMPION, CHURN, KIND_TAG, NEXT_CONTENT, OUTCOME_TAG, PHASE
 from nba.cli import app as cli
+from serving.model_holder import ModelHolder
+from serving.scoring import Scorer
 from tests.utils.api import Api, open_api, recommendations
 from tests.utils.registry import TrainedRegistry
+from training.datasets import as_of_grid, build_phase_set
+from training.phase import train_phase
+from training.tracking import configure_tracking, log_result
 
 NO_ACTIONS = {"next_actions": "no champion of nba-next-content in the registry"}
 NO_PHASE = {"phase": "no champion of nba-phase in the registry"}
@@ -136,3 +144,38 @@ def test_nba_score_writes_what_the_models_there_give(
         assert scores["outcome_repurchase"].between(0, 1).all()
     stored = api.store.stored_scores()
     assert len(stored) > 0 and stored["phase"].isna().all() == ("phase" in missing)
+
+
+def test_a_phase_model_of_two_recorded_stages_serves(
+    registry: TrainedRegistry, tmp_path: Path
+) -> None:
+    """A CRM recording lead -> won: the binary phase model passes the smoke test and answers
+    probabilities over the taxonomy's phases, zero outside its two."""
+
+    data = registry.data
+    order = list(registry.taxonomy.phases)
+    late = data.stages["phase"].astype(str).map(order.index) >= order.index("purchase")
+    stages = data.stages.assign(phase=np.where(late, "purchase", "consideration"))
+    stages["phase"] = stages["phase"].astype(data.stages["phase"].dtype)
+    two = replace(data, stages=stages)
+    features = build_features(two, as_of_grid(two, 10), registry.taxonomy)
+    result = train_phase(
+        build_phase_set(two, registry.taxonomy, features), params={"n_estimators": 30}
+    )
+    shutil.copy(registry.root / "mlflow.db", tmp_path / "mlflow.db")
+    uri = configure_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logged = log_result(result, artifact_root=tmp_path / "artifacts")
+    MlflowClient().set_registered_model_alias(PHASE, CHAMPION, logged.version)
+
+    holder = ModelHolder(uri, phases=tuple(order))
+    assert holder.load(), holder.status().last_error
+    assert holder.current.phase_classes == ("consideration", "purchase")
+    scorer = Scorer(holder, registry.taxonomy, load_arbitration_config(), data.content)
+    account = sorted(data.contacts["account_id"].astype(str).unique())[0]
+    score = scorer.score_account(data, account, registry.now, rng=np.random.default_rng(0))
+    assert list(score.phase_proba) == order
+    assert sum(score.phase_proba.values()) == pytest.approx(1.0)
+    assert {p for p, v in score.phase_proba.items() if v > 0} == {"consideration", "purchase"}
+    assert score.phase in {"consideration", "purchase"} and not score.missing
+    cold = scorer.score_account(None, "A-never-seen", registry.now, rng=np.random.default_rng(0))
+    assert {p for p, v in cold.phase_proba.items() if v > 0} == {"consideration", "purchase"}
