@@ -171,6 +171,11 @@ def build_phase_set(
     # stages gives a binary model, and absent phases take no class code.
     recorded = set(label[keep].astype(str))
     present = [p for p in taxonomy.phases if p in recorded]
+    if not present:
+        raise TrainingSetError(
+            "table 'stages' has no CRM phase record before any as-of date + "
+            f"{lag_days} days; expected phase history to label from"
+        )
     if len(present) < 2:
         raise TrainingSetError(
             f"table 'stages' records {len(present)} phase(s) {present} before any as-of date + "

@@ -163,7 +163,7 @@ def test_fewer_than_two_recorded_stages_are_refused(sim: Simulation, taxonomy: T
     with pytest.raises(TrainingSetError, match=r"records 1 phase\(s\) \['purchase'\].*at least 2"):
         build_phase_set(data, taxonomy, features)
     empty = replace(sim.data, stages=sim.data.stages.iloc[:0])
-    with pytest.raises(TrainingSetError, match=r"records 0 phase\(s\)"):
+    with pytest.raises(TrainingSetError, match=r"table 'stages' has no CRM phase record"):
         build_phase_set(empty, taxonomy, features)
 
 
