@@ -19,6 +19,14 @@ NEXT_CONTENT = "nba-next-content"
 # The order serving keys its cache by (phase, churn, next content).
 REGISTERED_MODELS: tuple[str, ...] = (PHASE, CHURN, NEXT_CONTENT)
 
+# Binary outcome models (``nba-<outcome name>``; the default outcome ``churn`` is CHURN):
+# serving finds them by these version tags, ``nba.kind=outcome`` and ``nba.outcome=<name>``.
+KIND_TAG = "nba.kind"
+OUTCOME_KIND = "outcome"
+OUTCOME_TAG = "nba.outcome"
+# The outcome whose probability the answers' ``risk`` field carries.
+RISK_OUTCOME = "churn"
+
 # The alias serving loads; training points it at a model's first version and promotion moves it.
 CHAMPION = "champion"
 

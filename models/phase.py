@@ -2,8 +2,9 @@
 
 Target: the CRM-recorded phase at as-of, read after the CRM's recording lag (the last
 ``stages`` record with ``ts < as_of + 14 days``; ``training.labels.label_phase``), one of the
-taxonomy's default phases. Multiclass LightGBM on every pipeline feature; the last CRM record
-before as-of (``crm_phase``) is an input, because a real CRM has it too. The simulator's true
+taxonomy's default phases the CRM records (at least two). Multiclass LightGBM (binary with
+two) on every pipeline feature; the last CRM record before as-of (``crm_phase``) is an input,
+because a real CRM has it too. The simulator's true
 phase is never an input; it is only used to evaluate.
 """
 
@@ -24,7 +25,7 @@ from models.fitting import fit_classifier, model_columns, select_features
 LABEL_COLUMN = "phase_label"
 TARGET = (
     "CRM-recorded journey phase at as-of, read 14 days later (last stages record with "
-    "ts < as_of + 14 days); classes = the taxonomy's default phases"
+    "ts < as_of + 14 days); classes = the taxonomy's default phases the CRM records"
 )
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -78,8 +79,9 @@ def fit(
     params: dict[str, Any] | None = None,
     client: Any | None = None,
 ) -> lgb.LGBMClassifier:
-    """A multiclass ``LGBMClassifier`` fitted on the training rows with early stopping on the
-    validation rows (multi-logloss). Labels are integer codes ``0 .. n_classes - 1``.
+    """An ``LGBMClassifier`` fitted on the training rows with early stopping on the validation
+    rows (multi-logloss; binary log loss when the training rows hold two classes). Labels are
+    integer codes ``0 .. n_classes - 1``; each split must hold at least two of them.
 
     Two knobs keep it fast without costing accuracy (measured at 20k accounts: macro-F1
     within 0.005 of all features and rows, 8x faster): ``max_features`` keeps the features a
@@ -97,7 +99,18 @@ def fit(
         raise PhaseModelError(
             f"phase labels {np.unique(y_train[bad])[:5].tolist()} outside 0..{n_classes - 1}"
         )
+    for split, y in (("training", y_train), ("validation", y_valid)):
+        seen = np.unique(y)
+        if len(seen) < 2:
+            raise PhaseModelError(
+                f"the {split} split holds one phase class only ({seen.tolist()}); expected at "
+                "least 2 (more as-of dates or a longer CRM history)"
+            )
     p = merged_params(params)
+    if len(np.unique(y_train)) == 2:
+        # Two recorded phases (a CRM with lead -> won): LightGBM's multiclass objective
+        # needs a class count, the binary one answers the same question.
+        p["objective"] = "binary"
     rounds = int(p.pop("early_stopping_rounds"))
     max_features = int(p.pop("max_features"))
     max_rows = int(p.pop("max_train_rows"))
@@ -129,6 +142,8 @@ def predict_proba(estimator: Any, x: pd.DataFrame, *, n_classes: int) -> np.ndar
         classes = np.asarray(estimator.classes_, dtype=np.int64)
     else:  # a Booster predicts every class it was trained with, in code order
         raw = np.asarray(estimator.predict(x))
+        if raw.ndim == 1:  # a binary booster answers P(class 1) only
+            raw = np.column_stack([1.0 - raw, raw])
         classes = np.arange(raw.shape[1], dtype=np.int64)
     out = np.zeros((len(x), n_classes), dtype=np.float64)
     out[:, classes] = raw

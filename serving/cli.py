@@ -279,3 +279,5 @@ def score(
         f"wrote {out}: {len(scores):,} accounts scored as of {now:%Y-%m-%d %H:%M} UTC "
         f"in {time.perf_counter() - started:.1f} s (models {dict(holder.current.versions)})"
     )
+    for part, why in holder.current.missing.items():
+        typer.echo(f"missing {part}: {why}")

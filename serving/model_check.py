@@ -7,9 +7,10 @@ with it, the way the request path does (``ModelInput.encode``, ``Booster.predict
 thread), and checks what ``models.contract.MODEL_CLASSES`` promises of its name: the
 feature columns are in the example, the binary models have classes 0 and 1 and answer one
 probability per row, the phase model's classes are among the phases its run recorded (and
-those are the service's taxonomy's phases) and it answers one probability per class that
-sum to 1. A set failing a check raises :class:`ModelSetRejected` naming the model, version,
-check and what was found; the holder keeps the previous set serving.
+those are phases of the service's taxonomy, in its order) and it answers one probability
+per class that sum to 1 (one per row when it is binary). Only the models the set holds are
+checked (any subset serves). A set failing a check raises :class:`ModelSetRejected` naming
+the model, version, check and what was found; the holder keeps the previous set serving.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from lightgbm.basic import LightGBMError
 
-from models.contract import CHURN, MODEL_CLASSES, NEXT_CONTENT, PHASE, REGISTERED_MODELS
+from models.contract import MODEL_CLASSES, PHASE
 from serving.model_set import PREDICT_THREADS, ModelLoadError, ModelSet
 
 # How far a phase row's probabilities may sum from 1 (LightGBM's softmax in float64).
@@ -43,16 +44,17 @@ class ModelSetRejected(ModelLoadError):
 
 
 def check_model_set(models: ModelSet, phases: Sequence[str] | None = None) -> None:
-    """Raises :class:`ModelSetRejected` for the first model of ``models`` that does not
-    predict what serving expects of its registered name on its input example. ``phases``
-    (the service's taxonomy's phases) must then equal the phases the phase run recorded."""
-    for name in REGISTERED_MODELS:
+    """Raises :class:`ModelSetRejected` for the first model of ``models`` (whichever it
+    holds) that does not predict what serving expects of its registered name on its input
+    example. The phases the phase run recorded must then be among ``phases`` (the service's
+    taxonomy's phases), in their order."""
+    for name in models.versions:
         _check_model(models, name, phases)
 
 
 def _check_model(models: ModelSet, name: str, phases: Sequence[str] | None) -> None:
     version = str(models.versions[name])
-    estimator = {PHASE: models.phase, CHURN: models.churn, NEXT_CONTENT: models.next_content}[name]
+    estimator = models.estimators[name]
     example = models.examples[name]
     spec = models.inputs[name]
     missing = [c for c in spec.columns if c not in example.columns]
@@ -71,7 +73,9 @@ def _check_model(models: ModelSet, name: str, phases: Sequence[str] | None) -> N
         out = np.asarray(booster.predict(spec.encode(example), num_threads=PREDICT_THREADS))
     except (LightGBMError, ValueError, TypeError, KeyError) as exc:
         raise ModelSetRejected(name, version, "predict", f"{type(exc).__name__}: {exc}") from exc
-    _check_output(name, version, out, len(example), len(classes))
+    # A phase model whose run recorded two phases is binary: one probability per row.
+    binary = name != PHASE or len(models.phase_classes) == 2
+    _check_output(name, version, out, len(example), None if binary else len(classes))
 
 
 def _classes(estimator: Any) -> list[int]:
@@ -87,7 +91,7 @@ def _classes(estimator: Any) -> list[int]:
 def _check_classes(
     models: ModelSet, name: str, version: str, classes: list[int], phases: Sequence[str] | None
 ) -> None:
-    expected = MODEL_CLASSES[name]
+    expected = MODEL_CLASSES.get(name, 2)  # an outcome model is binary
     if expected is not None:
         if classes != list(range(expected)):
             raise ModelSetRejected(
@@ -99,12 +103,13 @@ def _check_classes(
             )
         return
     recorded = list(models.phase_classes)
-    if phases is not None and recorded != list(phases):
+    if phases is not None and recorded != [p for p in phases if p in recorded]:
         raise ModelSetRejected(
             name,
             version,
             "classes",
-            f"its run recorded the phases {recorded}; the service's taxonomy has {list(phases)}",
+            f"its run recorded the phases {recorded}; expected phases of the service's "
+            f"taxonomy in its order, {list(phases)}",
         )
     if len(classes) < 2 or not set(classes) <= set(range(len(recorded))):
         raise ModelSetRejected(
@@ -116,16 +121,19 @@ def _check_classes(
         )
 
 
-def _check_output(name: str, version: str, out: np.ndarray, rows: int, n_classes: int) -> None:
-    """Binary: one probability per row; phase: one per row and class, summing to 1."""
-    shape = (rows,) if name != PHASE else (rows, n_classes)
+def _check_output(
+    name: str, version: str, out: np.ndarray, rows: int, n_classes: int | None
+) -> None:
+    """Binary (``n_classes`` None): one probability per row; multiclass: one per row and
+    class, summing to 1."""
+    shape = (rows,) if n_classes is None else (rows, n_classes)
     if out.shape != shape:
         raise ModelSetRejected(
             name, version, "output", f"expected an output of shape {shape}, got {out.shape}"
         )
     if not (np.isfinite(out).all() and (out >= 0).all() and (out <= 1).all()):
         raise ModelSetRejected(name, version, "output", "predicted values outside [0, 1]")
-    if name == PHASE and not np.allclose(out.sum(axis=1), 1.0, rtol=0, atol=SUM_TOLERANCE):
+    if out.ndim == 2 and not np.allclose(out.sum(axis=1), 1.0, rtol=0, atol=SUM_TOLERANCE):
         raise ModelSetRejected(
             name, version, "output", "phase probabilities of a row do not sum to 1"
         )

@@ -66,6 +66,7 @@ class HolderStatus:
     rejections: int = 0
     rejected: Rejection | None = None
     retry_interval_s: float | None = None
+    parts_missing: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,6 +190,7 @@ class ModelHolder:
             if rejected is not None
             else None,
             retry_interval_s=self._interval_s,
+            parts_missing=dict(current.missing) if current is not None else {},
         )
 
     def start_polling(self, interval_s: float) -> None:

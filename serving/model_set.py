@@ -44,12 +44,16 @@ from models.contract import (
     ATTRIBUTES_ARTIFACT,
     CHAMPION,
     CHURN,
+    KIND_TAG,
     NEXT_CONTENT,
+    OUTCOME_KIND,
+    OUTCOME_TAG,
     PHASE,
     PHASE_CONFUSION_ARTIFACT,
     REGISTERED_MODELS,
     REQUIRED_ARTIFACTS,
     REQUIRED_PARAMS,
+    RISK_OUTCOME,
 )
 from models.fitting import model_columns
 
@@ -112,9 +116,20 @@ def model_input(estimator: Any) -> ModelInput:
     return ModelInput(columns, categories)
 
 
+# The part of an answer each registered model provides (``missing`` says which are absent).
+ANSWER_PARTS: Mapping[str, str] = {PHASE: "phase", CHURN: "risk", NEXT_CONTENT: "next_actions"}
+
+
 @dataclass(frozen=True)
 class ModelSet:
-    """The three models one request uses, with what serving needs to apply them.
+    """The models one request uses, with what serving needs to apply them: any subset of
+    the three of ``models.contract`` and the binary outcome models found by their tags.
+
+    ``phase``, ``churn`` and ``next_content`` are None when the registry has no champion of
+    that model; ``missing`` then maps its answer part (``ANSWER_PARTS``) to why.
+    ``outcomes`` maps outcome name -> registered name of every binary outcome model held
+    (the default outcome ``churn`` is ``nba-churn``); ``estimators`` registered name ->
+    model, for all models held.
 
     ``versions`` maps registered name -> version; ``run_params`` registered name -> the
     run's params as text (the churn calibration is there); ``feature_columns`` registered
@@ -125,9 +140,9 @@ class ModelSet:
     registered name -> the input example logged with the model.
     """
 
-    phase: Any
-    churn: Any
-    next_content: Any
+    phase: Any | None
+    churn: Any | None
+    next_content: Any | None
     versions: Mapping[str, str]
     run_params: Mapping[str, Mapping[str, str]]
     feature_columns: Mapping[str, tuple[str, ...]]
@@ -138,6 +153,9 @@ class ModelSet:
     phase_classes: tuple[str, ...] = ()
     examples: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
+    missing: Mapping[str, str] = field(default_factory=dict)
+    outcomes: Mapping[str, str] = field(default_factory=dict)
+    estimators: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def attribute_definitions(self) -> dict[str, str]:
@@ -146,13 +164,18 @@ class ModelSet:
 
     @property
     def key(self) -> tuple[str, ...]:
-        """The versions as a hashable cache key (phase, churn, next content)."""
-        return tuple(self.versions[n] for n in REGISTERED_MODELS)
+        """The versions as a hashable cache key (phase, churn, next content, then each
+        outcome model; "-" for a missing model)."""
+        others = sorted(set(self.versions) - set(REGISTERED_MODELS))
+        return (
+            *(self.versions.get(n, "-") for n in REGISTERED_MODELS),
+            *(f"{n}={self.versions[n]}" for n in others),
+        )
 
     @property
     def calibration(self) -> Mapping[str, str]:
         """The churn run's params (``models.churn.calibrate`` reads the calibration)."""
-        return self.run_params[CHURN]
+        return self.run_params.get(CHURN, {})
 
 
 def _client(tracking_uri: str) -> Any:
@@ -162,20 +185,48 @@ def _client(tracking_uri: str) -> Any:
 
 
 def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
-    """Registered name -> the version ``alias`` points to now. Raises
-    :class:`ModelLoadError` naming the model when an alias is missing."""
+    """Registered name -> the version ``alias`` points to now, for each of the three
+    models of ``models.contract`` and each binary outcome model (versions tagged
+    ``nba.kind=outcome``) that has one. Raises :class:`ModelLoadError` naming every model
+    looked for when none has the alias."""
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
     out: dict[str, str] = {}
-    for name in REGISTERED_MODELS:
+    for name in [*REGISTERED_MODELS, *_outcome_names(client)]:
         try:
             out[name] = str(client.get_model_version_by_alias(name, alias).version)
-        except MlflowException as exc:
-            raise ModelLoadError(
-                f"registered model {name!r} has no alias {alias!r} at {tracking_uri}: {exc.message}"
-            ) from exc
+        except MlflowException:
+            continue  # not trained, or no version beat its baseline: served without it
+    if not out:
+        raise ModelLoadError(
+            f"no registered model has the alias {alias!r} at {tracking_uri} (looked for "
+            f"{', '.join(REGISTERED_MODELS)} and outcome models); run `nba train`"
+        )
     return out
+
+
+def missing_parts(versions: Mapping[str, str], alias: str = CHAMPION) -> dict[str, str]:
+    """Answer part -> why it is missing, for each of the three models without a version in
+    ``versions``."""
+    return {
+        part: f"no {alias} of {name} in the registry"
+        for name, part in ANSWER_PARTS.items()
+        if name not in versions
+    }
+
+
+def _outcome_names(client: Any) -> list[str]:
+    """The registered names of the binary outcome models (versions tagged
+    ``nba.kind=outcome``), sorted; the three models of ``models.contract`` excluded."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"tags.`{KIND_TAG}` = '{OUTCOME_KIND}'")
+    except MlflowException as exc:
+        log.warning("cannot search the registry for outcome models: %s", exc)
+        return []
+    return sorted({str(v.name) for v in found} - set(REGISTERED_MODELS))
 
 
 def load_model_set(
@@ -195,39 +246,67 @@ def load_model_set(
     estimators: dict[str, Any] = {}
     examples: dict[str, pd.DataFrame] = {}
     params: dict[str, dict[str, str]] = {}
+    outcomes: dict[str, str] = {}
     confusion = pd.Series(dtype=np.float64)
     attributes = NO_FITTED_ATTRIBUTES
     prior_where = ""
-    for name in REGISTERED_MODELS:
-        where = f"{name} v{resolved[name]} ({alias})"
+    for name, version in resolved.items():
+        where = f"{name} v{version} ({alias})"
         estimators[name], run_id, params[name], examples[name] = _load_version(
-            client, name, resolved[name], where
+            client, name, version, where
         )
         _check_contract(client, name, where, run_id, params[name])
+        outcome = _outcome_name(client, name, version, where)
+        if outcome is not None:
+            outcomes[outcome] = name
+        # The attribute levels are the same in every run of one training; the phase run's
+        # are read first when there is one (REGISTERED_MODELS order).
+        if attributes is NO_FITTED_ATTRIBUTES and ATTRIBUTES_ARTIFACT in _artifacts(
+            client, where, run_id, None
+        ):
+            attributes = _attributes(
+                _read_artifact(client, where, run_id, ATTRIBUTES_ARTIFACT), where
+            )
         if name == PHASE:
             csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
             confusion, prior_where = _confusion_counts(csv, where), where
-            if ATTRIBUTES_ARTIFACT in _artifacts(client, where, run_id, None):
-                attributes = _attributes(
-                    _read_artifact(client, where, run_id, ATTRIBUTES_ARTIFACT), where
-                )
     inputs = {name: model_input(est) for name, est in estimators.items()}
-    phase_est = estimators[PHASE]
+    phase_est = estimators.get(PHASE)
     return ModelSet(
         phase=phase_est,
-        churn=estimators[CHURN],
-        next_content=estimators[NEXT_CONTENT],
+        churn=estimators.get(CHURN),
+        next_content=estimators.get(NEXT_CONTENT),
         versions=resolved,
         run_params=params,
-        feature_columns={n: inputs[n].columns for n in REGISTERED_MODELS},
+        feature_columns={n: spec.columns for n, spec in inputs.items()},
         inputs=inputs,
-        phase_prior=_phase_prior(confusion, _n_classes(phase_est), prior_where),
+        phase_prior=_phase_prior(confusion, _n_classes(phase_est), prior_where)
+        if phase_est is not None
+        else np.zeros(0),
         alias=alias,
         loaded_at=pd.Timestamp.now(tz="UTC"),
         phase_classes=tuple(str(c) for c in confusion.index),
         examples=examples,
         attributes=attributes,
+        missing=missing_parts(resolved, alias),
+        outcomes=outcomes,
+        estimators=estimators,
     )
+
+
+def _outcome_name(client: Any, name: str, version: str, where: str) -> str | None:
+    """The outcome a version predicts (its ``nba.outcome`` tag) when it is tagged
+    ``nba.kind=outcome``; ``churn`` for ``nba-churn`` without tags (trained before
+    outcomes were configurable); else None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_model_version(name, version).tags or {}
+    except MlflowException as exc:
+        raise ModelLoadError(f"cannot read the tags of {where}: {exc}") from exc
+    if tags.get(KIND_TAG) == OUTCOME_KIND:
+        return str(tags.get(OUTCOME_TAG) or name.removeprefix("nba-"))
+    return RISK_OUTCOME if name == CHURN else None
 
 
 def _load_version(
@@ -273,10 +352,10 @@ def _check_contract(
     the version's run lacks a param or an artifact ``models.contract`` requires of
     ``name``."""
 
-    missing = [p for p in REQUIRED_PARAMS[name] if p not in params]
+    missing = [p for p in REQUIRED_PARAMS.get(name, ()) if p not in params]
     if missing:
         raise ModelLoadError(f"{where}: run {run_id or '(none)'} has no param {', '.join(missing)}")
-    artifacts = REQUIRED_ARTIFACTS[name]
+    artifacts = REQUIRED_ARTIFACTS.get(name, ())
     if artifacts and not run_id:
         raise ModelLoadError(f"{where}: no training run recorded, so no {', '.join(artifacts)}")
     for artifact in artifacts:

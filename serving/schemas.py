@@ -214,6 +214,7 @@ class RecommendationsResponse(_Out):
                     "churn_risk": 0.08,
                     "churn_band": "low",
                     "churn_reasons": [],
+                    "outcomes": {"churn": 0.08},
                     "actions": [
                         {
                             "recommendation_id": "5b0e7d0d2c0b4d3e8e51d6c1b0a9f7e2",
@@ -254,17 +255,35 @@ class RecommendationsResponse(_Out):
     account_id: str
     as_of: datetime
     cold_start: bool = Field(description="Unknown account: phase prior and popular content.")
-    phase: str = Field(description="The most likely phase.")
-    phase_probabilities: dict[str, float]
+    phase: str | None = Field(
+        description="The most likely phase; null when no phase model is served (see missing)."
+    )
+    phase_probabilities: dict[str, float] = Field(
+        description="Per phase; empty when no phase model is served."
+    )
     phase_reasons: list[ReasonOut]
-    churn_risk: float | None = Field(description="Calibrated; null for a cold start.")
+    churn_risk: float | None = Field(
+        description="Calibrated; null for a cold start or when no churn model is served."
+    )
     churn_band: ChurnBandName | None
     churn_reasons: list[ReasonOut]
-    actions: list[ActionOut]
+    outcomes: dict[str, float] = Field(
+        default_factory=dict,
+        description="Outcome name -> calibrated probability, one per binary outcome model "
+        "served (churn included; empty for a cold start).",
+    )
+    actions: list[ActionOut] = Field(
+        description="Empty when no next-content model is served (see missing)."
+    )
     held_back: list[HeldBackOut]
     policy: str
     explored: bool
     model_versions: dict[str, str]
+    missing: dict[str, str] = Field(
+        default_factory=dict,
+        description="Answer part (phase, risk, next_actions) -> why it is missing: no model "
+        "of it is served. Empty when every part is there.",
+    )
 
 
 # -- feedback ---------------------------------------------------------------------------------
@@ -319,10 +338,11 @@ class WorklistItem(_Out):
     """One of the rep's accounts with its best next action."""
 
     account_id: str
-    phase: str
-    phase_probability: float
+    phase: str | None = Field(description="Null when no phase model is served.")
+    phase_probability: float | None
     churn_risk: float | None
     churn_band: ChurnBandName | None
+    outcomes: dict[str, float] = Field(default_factory=dict)
     action: ActionOut | None = Field(description="Null when no action passes the rules now.")
 
 
@@ -356,6 +376,10 @@ class WorklistResponse(_Out):
     accounts: int = Field(description="Accounts the rep owns (items holds the best `limit`).")
     items: list[WorklistItem]
     model_versions: dict[str, str]
+    missing: dict[str, str] = Field(
+        default_factory=dict,
+        description="Answer part (phase, risk, next_actions) -> why it is missing.",
+    )
 
 
 # -- health -----------------------------------------------------------------------------------
@@ -368,6 +392,11 @@ class ReadyResponse(_Out):
     model_versions: dict[str, str]
     missing: list[str]
     last_reload_error: str | None
+    parts_missing: dict[str, str] = Field(
+        default_factory=dict,
+        description="Answer part (phase, risk, next_actions) -> why no model of it is "
+        "served; ready all the same while at least one model is loaded.",
+    )
 
 
 def json_value(value: Any) -> float | str | bool | None:

@@ -43,6 +43,14 @@ TrackingOption = Annotated[
     ),
 ]
 
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Make the version champion even if it loses to its baseline (tagged nba.forced).",
+    ),
+]
+
 
 @app.command()
 def train(
@@ -69,8 +77,12 @@ def train(
     mapping: MappingOption = None,
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
+    force: ForceOption = False,
 ) -> None:
-    """Train models, log one MLflow run each and register them (first version = champion)."""
+    """Train models, log one MLflow run each and register them. A model's first version
+    becomes champion only if it beats its strongest baseline on the validation split (its
+    gate), unless --force. With `all`, a model the data cannot support is skipped with the
+    reason and the others train."""
     from training.tracking import configure_tracking, log_result
     from training.train import parse_models, parse_params, train_models
 
@@ -81,13 +93,15 @@ def train(
     uri = configure_tracking(tracking_uri)
 
     def logged(result: ModelResult) -> None:
-        info = log_result(result, parent_run_id=parent_run_id)
-        typer.echo(
-            f"{info.registered_name} v{info.version}"
-            f"{' (champion)' if info.champion else ''}: {result.primary_metric}="
-            f"{result.metrics.get(result.primary_metric, float('nan')):.4f}  run {info.run_id}"
-        )
+        info = log_result(result, parent_run_id=parent_run_id, force=force)
+        value = result.metrics.get(result.primary_metric, float("nan"))
+        typer.echo(info.format(result.primary_metric, value))
         typer.echo(result.report_markdown)
+
+    def skipped(name: ModelName, why: str) -> None:
+        typer.echo(f"skipped {name}: {why}")
+
+    on_skip = skipped if model == "all" else None
 
     if chosen == "dask":
         from features.pipeline.dask_engine import dask_client
@@ -98,12 +112,20 @@ def train(
             prepared = _prepare(
                 data, tax, mapping, as_of_dates, chosen, address, attributes=attributes
             )
-            train_models(models, prepared, tax, params=params, on_result=logged, client=client)
+            train_models(
+                models,
+                prepared,
+                tax,
+                params=params,
+                on_result=logged,
+                client=client,
+                on_skip=on_skip,
+            )
     else:
         prepared = _prepare(
             data, tax, mapping, as_of_dates, chosen, scheduler, attributes=attributes
         )
-        train_models(models, prepared, tax, params=params, on_result=logged)
+        train_models(models, prepared, tax, params=params, on_result=logged, on_skip=on_skip)
     typer.echo(
         f"tracking store {uri}; seconds "
         + json.dumps({k: round(v, 1) for k, v in prepared.seconds.items()})
@@ -146,12 +168,16 @@ def promote(
     ] = None,
     as_of_dates: Annotated[int, typer.Option("--as-of-dates", min=4)] = 12,
     tracking_uri: TrackingOption = None,
+    mapping: MappingOption = None,
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Score the newest version and the champion on the same test data; move `champion` to
-    the newcomer only if it is better on the model's primary metric. Custom attributes get
-    their levels from DIR as in training (the same data gives the same levels)."""
+    the newcomer only if it is better on the model's primary metric and beat its strongest
+    baseline on the validation split (its gate), unless --force. Read DIR through --mapping
+    as in training; custom attributes get their levels from DIR as in training (the same
+    data gives the same levels)."""
     from training.registry import promote as run_promotion
     from training.result import MODEL_NAMES
     from training.tracking import configure_tracking
@@ -162,10 +188,10 @@ def promote(
         raise InvalidInputError(f"model {model!r}: promote one of {', '.join(MODEL_NAMES)}")
     name = cast("ModelName", model)
     configure_tracking(tracking_uri)
-    prepared = _prepare(data, tax, None, as_of_dates, "pandas", None, attributes=attributes)
+    prepared = _prepare(data, tax, mapping, as_of_dates, "pandas", None, attributes=attributes)
     score = scorer_on_test_split(name, prepared, tax)
     metric = model_steps(name).primary_metric.removeprefix("model.")
-    outcome = run_promotion(name, score, metric=metric, version=version)
+    outcome = run_promotion(name, score, metric=metric, version=version, force=force)
     typer.echo(outcome.format())
 
 

@@ -152,7 +152,8 @@ def build_phase_set(
 ) -> TrainingSet:
     """The phase training set: every (account, as-of) feature row whose account has a CRM
     phase by ``as_of + lag_days``, labelled with that CRM phase (``training.labels.label_phase``)
-    as integer codes into ``class_names`` (the taxonomy's default phases).
+    as integer codes into ``class_names``: the taxonomy's default phases the CRM records
+    (taxonomy order). Raises ``TrainingSetError`` when it records fewer than two.
 
     Also carries ``baseline_last_content_phase`` (the last-touchpoint-content rule, codes, -1
     if none), ``purchased_90d`` (the backtest outcome; NaN where the window passes the end of
@@ -166,6 +167,20 @@ def build_phase_set(
     label = label_phase(data.stages, keys, taxonomy, lag_days=lag_days)
     rule = last_content_phase(data.touchpoints, data.content, keys, taxonomy)
     keep = label.notna().to_numpy()
+    # Classes are the phases the CRM actually records (taxonomy order): a CRM with two
+    # stages gives a binary model, and absent phases take no class code.
+    recorded = set(label[keep].astype(str))
+    present = [p for p in taxonomy.phases if p in recorded]
+    if not present:
+        raise TrainingSetError(
+            "table 'stages' has no CRM phase record before any as-of date + "
+            f"{lag_days} days; expected phase history to label from"
+        )
+    if len(present) < 2:
+        raise TrainingSetError(
+            f"table 'stages' records {len(present)} phase(s) {present} before any as-of date + "
+            f"{lag_days} days; the phase model needs at least 2 of {list(taxonomy.phases)}"
+        )
     extra = [] if "is_customer" in columns else ["is_customer"]
     base = features.loc[keep, [*KEY_COLUMNS, *columns, *extra]].reset_index(drop=True)
     purchased = label_purchase(
@@ -174,18 +189,13 @@ def build_phase_set(
     complete = base["as_of"] + pd.Timedelta(days=PURCHASE_WINDOW_DAYS) <= data_end(data)
     labels = pd.DataFrame(
         {
-            phase_model.LABEL_COLUMN: label.cat.codes.to_numpy()[keep].astype(np.int32),
-            LAST_CONTENT_PHASE_COLUMN: rule.cat.codes.to_numpy()[keep].astype(np.int32),
+            phase_model.LABEL_COLUMN: _codes(label[keep], present),
+            LAST_CONTENT_PHASE_COLUMN: _codes(rule[keep], present),
             PURCHASED_COLUMN: purchased.where(complete.to_numpy()).to_numpy(),
         }
     )
     # One concat instead of column inserts keeps the wide frame unfragmented.
     frame = pd.concat([base, labels], axis=1)
-    if frame.empty:
-        raise TrainingSetError(
-            "table 'stages' has no CRM phase record before any as-of date + "
-            f"{lag_days} days; expected phase history to label from"
-        )
     split = _split(frame, horizon_days=lag_days, valid_dates=valid_dates, test_dates=test_dates)
     return TrainingSet(
         name="phase",
@@ -194,8 +204,14 @@ def build_phase_set(
         label_column=phase_model.LABEL_COLUMN,
         horizon_days=lag_days,
         split=split,
-        class_names=list(taxonomy.phases),
+        class_names=present,
     )
+
+
+def _codes(phases: pd.Series, classes: list[str]) -> np.ndarray:
+    """Phase names as codes into ``classes`` (-1 for missing or another phase)."""
+    code = {name: i for i, name in enumerate(classes)}
+    return phases.astype(object).map(code).fillna(-1).to_numpy(dtype=np.int32)
 
 
 def build_churn_set(

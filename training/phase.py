@@ -35,7 +35,7 @@ from training.datasets import (
     features_and_labels,
     model_splits,
 )
-from training.result import Evaluation, ModelResult
+from training.result import Evaluation, Gate, ModelResult
 
 PRIMARY_METRIC = "model.macro_f1_crm"
 
@@ -143,6 +143,35 @@ def _predictions(proba: np.ndarray, s: ModelSplits, names: list[str]) -> dict[st
     return predictions
 
 
+def phase_gate(estimator: Any, ts: TrainingSet, y_train: np.ndarray) -> Gate:
+    """The phase model's champion gate: its macro-F1 vs the CRM label on the validation split
+    against the strongest baseline's there (the CRM's last record carried forward, the
+    last-touchpoint-content rule or the majority class, each as in :func:`_predictions`)."""
+    names = list(ts.class_names)
+    rows = ts.split.valid
+    x_valid, y_valid = features_and_labels(ts, rows)
+    proba = phase_model.predict_proba(estimator, x_valid, n_classes=len(names))
+    majority = majority_phase(y_train, len(names))
+    baselines = {
+        "majority": predict_majority(len(rows), majority),
+        "last_content": predict_last_content(rows[LAST_CONTENT_PHASE_COLUMN].to_numpy(), majority),
+    }
+    if "crm_phase" in rows.columns:
+        baselines["crm_last"] = predict_crm_last(rows["crm_phase"], names, majority)
+
+    def macro_f1(y_pred: np.ndarray) -> float:
+        return phase_metrics(y_valid, y_pred, names, "crm")["macro_f1_crm"]
+
+    scores = {who: macro_f1(y_pred) for who, y_pred in baselines.items()}
+    strongest = max(scores, key=lambda who: scores[who])
+    return Gate(
+        metric="macro_f1_crm",
+        model=macro_f1(np.argmax(proba, axis=1)),
+        baseline=strongest,
+        baseline_value=scores[strongest],
+    )
+
+
 def _scored(
     y_true: np.ndarray, predictions: dict[str, np.ndarray], names: list[str], suffix: str
 ) -> dict[str, float]:
@@ -210,6 +239,11 @@ def train_phase(
     if not names:
         raise PhaseTrainingError(f"training set {ts.name!r} has no class_names; expected phases")
     s = model_splits(ts)
+    if len(np.unique(s.y_test)) < 2:
+        raise PhaseTrainingError(
+            f"the test split of training set {ts.name!r} holds one phase class only "
+            f"({names[int(s.y_test[0])]!r}); expected at least 2 to evaluate on"
+        )
     estimator = _fit(s, len(names), params=params, client=client)
     # The columns the fitted model takes (fit may select a subset of ts.feature_columns).
     used = phase_model.model_columns(estimator)
@@ -238,6 +272,7 @@ def train_phase(
         training_set_fingerprint=ts.fingerprint,
         as_of_dates=ts.as_of_dates,
         extra_artifacts=artifacts,
+        gate=phase_gate(estimator, ts, s.y_train),
     )
 
 

@@ -2,7 +2,9 @@
 
 Promotion is evidence-based: the challenger and the champion are scored by the same function
 on the same test data, and the alias moves only when the challenger is strictly better on
-the model's primary metric.
+the model's primary metric and passed its own gate (it beat its strongest baseline on the
+validation split, as stored on the version by ``training.tracking``). ``--force`` overrides
+both and is recorded on the version (``nba.forced=true``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from mlflow.exceptions import MlflowException
 
 from features.errors import NotFoundError
 from models.contract import CHAMPION
-from training.result import REGISTERED_NAMES, ModelName
-from training.tracking import champion_version
+from training.result import REGISTERED_NAMES, Gate, ModelName
+from training.tracking import FORCED_TAG, champion_version, format_gate, gate_from_tags
 
 
 class RegistryError(NotFoundError):
@@ -37,18 +39,22 @@ class Promotion:
     champion_score: float | None
     promoted: bool
     reason: str
+    gate: Gate | None = None  # the challenger's, as stored on its version
+    forced: bool = False
 
     def format(self) -> str:
         def show(score: float | None) -> str:
             return "-" if score is None else f"{score:.4f}"
 
-        return (
+        text = (
             f"{self.registered_name}: challenger v{self.challenger_version} "
             f"{self.metric}={show(self.challenger_score)}, champion "
             f"{'v' + self.champion_version if self.champion_version else '(none)'} "
             f"{self.metric}={show(self.champion_score)} -> "
             f"{'promoted' if self.promoted else 'kept'}: {self.reason}"
         )
+        gate = "no gate recorded" if self.gate is None else format_gate(self.gate)
+        return f"{text}\n  challenger's gate: {gate}"
 
 
 def latest_version(registered_name: str) -> str:
@@ -70,43 +76,60 @@ def load_version(registered_name: str, version: str) -> Any:
         raise RegistryError(f"cannot load {registered_name} v{version}: {exc}") from exc
 
 
+def version_gate(registered_name: str, version: str) -> Gate | None:
+    """The gate stored on a registered version (None: it has none)."""
+    try:
+        tags = MlflowClient().get_model_version(registered_name, version).tags
+    except MlflowException as exc:
+        raise RegistryError(f"no version {version} of {registered_name}: {exc.message}") from exc
+    return gate_from_tags(tags or {})
+
+
 def promote(
     model: ModelName,
     score: Callable[[Any], float],
     *,
     metric: str,
     version: str | None = None,
+    force: bool = False,
 ) -> Promotion:
     """Score the challenger (``version``, default the newest) and the champion with ``score``
-    (greater is better) and move ``champion`` to the challenger only if it scores higher.
+    (greater is better) and move ``champion`` to the challenger only if it scores higher and
+    passed its own gate (it beat its strongest baseline on the validation split; a version
+    without a gate passes). ``force`` moves it regardless and tags the version
+    ``nba.forced=true``.
 
-    With no champion yet, the challenger becomes champion without a comparison.
+    With no champion yet, the challenger becomes champion if it passed its gate.
     """
     name = REGISTERED_NAMES[model]
     challenger = version or latest_version(name)
+    gate = version_gate(name, challenger)
+    gate_ok = gate is None or gate.passed
     current = champion_version(name)
     client = MlflowClient()
-    if current is None:
-        client.set_registered_model_alias(name, CHAMPION, challenger)
-        return Promotion(
-            name, metric, challenger, None, None, None, True, "there was no champion yet"
-        )
-    challenger_score = float(score(load_version(name, challenger)))
     if current == challenger:
+        score_now = float(score(load_version(name, challenger)))
         return Promotion(
             name,
             metric,
             challenger,
-            challenger_score,
+            score_now,
             current,
-            challenger_score,
+            score_now,
             False,
             "the challenger already is the champion",
+            gate,
         )
-    champion_score = float(score(load_version(name, current)))
-    better = challenger_score > champion_score
-    if better:
+    challenger_score = float(score(load_version(name, challenger)))
+    champion_score = None if current is None else float(score(load_version(name, current)))
+    better = champion_score is None or challenger_score > champion_score
+    promoted = force or (better and gate_ok)
+    forced = promoted and not (better and gate_ok)
+    if promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger)
+    if forced:
+        client.set_model_version_tag(name, challenger, FORCED_TAG, "true")
+    reason = _reason(current, better=better, gate_ok=gate_ok, forced=forced)
     return Promotion(
         name,
         metric,
@@ -114,6 +137,21 @@ def promote(
         challenger_score,
         current,
         champion_score,
-        better,
-        "better on the same test data" if better else "not better on the same test data",
+        promoted,
+        reason,
+        gate,
+        forced,
     )
+
+
+def _reason(current: str | None, *, better: bool, gate_ok: bool, forced: bool) -> str:
+    """Why the alias moved or stayed, in words."""
+    compared = (
+        "there was no champion yet"
+        if current is None
+        else ("better" if better else "not better") + " on the same test data"
+    )
+    gate = "and it beats its baseline" if gate_ok else "but it LOSES to its baseline"
+    if forced:
+        return f"{compared} {gate}; promoted by --force (tagged {FORCED_TAG}=true)"
+    return f"{compared} {gate}"

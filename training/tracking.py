@@ -2,12 +2,14 @@
 
 A thin shell around :class:`training.result.ModelResult`: nothing here trains or evaluates.
 Each model has its own experiment (``nba-phase`` ...), and each logged model is registered
-(``nba-phase`` ... in the registry); the first registered version becomes ``champion``.
+(``nba-phase`` ... in the registry); the first registered version becomes ``champion`` when
+it beats its strongest baseline (its gate) or ``--force`` says so.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,12 @@ from training.plots import (
     plot_cumulative_gains,
     plot_feature_importance,
 )
-from training.result import REGISTERED_NAMES, ModelResult
+from training.result import REGISTERED_NAMES, Gate, ModelResult
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 REPORT_ARTIFACT = "quality_report.md"
+# Tag of a version made champion by --force although it lost its gate.
+FORCED_TAG = "nba.forced"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,54 @@ class LoggedModel:
     registered_name: str
     version: str
     champion: bool
+    gate: Gate | None = None
+    forced: bool = False  # champion by --force although it lost its gate
+
+    def format(self, metric: str, value: float) -> str:
+        """Lines for ``nba train``: the version, whether it is champion, its primary
+        ``metric``'s ``value`` and its gate, with the verdict (wins or LOSES)."""
+        role = " (champion)" if self.champion else ""
+        if self.forced:
+            role = " (champion by --force, despite losing its gate)"
+        elif self.gate is not None and not self.gate.passed and not self.champion:
+            role = " (not champion: it loses to its baseline)"
+        line = f"{self.registered_name} v{self.version}{role}: {metric}={value:.4f}"
+        line += f"  run {self.run_id}"
+        return line if self.gate is None else f"{line}\n  gate: {format_gate(self.gate)}"
+
+
+def format_gate(gate: Gate) -> str:
+    """``model 0.8100 vs baseline crm_last 0.8300 on valid macro_f1_crm: LOSES``."""
+    verdict = "wins" if gate.passed else "LOSES"
+    return (
+        f"model {gate.model:.4f} vs baseline {gate.baseline} {gate.baseline_value:.4f} "
+        f"on the validation split's {gate.metric}: {verdict}"
+    )
+
+
+def gate_tags(gate: Gate) -> dict[str, str]:
+    """The version tags a gate is stored as (``nba report`` and promotion read them)."""
+    return {
+        "gate_metric": gate.metric,
+        "gate_model": f"{gate.model:.6f}",
+        "gate_baseline": gate.baseline,
+        "gate_baseline_value": f"{gate.baseline_value:.6f}",
+        "gate_passed": str(gate.passed).lower(),
+    }
+
+
+def gate_from_tags(tags: Mapping[str, str]) -> Gate | None:
+    """The gate stored on a version by :func:`gate_tags`; None when it has none (logged
+    before gates, or a model without one)."""
+    try:
+        return Gate(
+            metric=tags["gate_metric"],
+            model=float(tags["gate_model"]),
+            baseline=tags["gate_baseline"],
+            baseline_value=float(tags["gate_baseline_value"]),
+        )
+    except (KeyError, ValueError):
+        return None
 
 
 def configure_tracking(tracking_uri: str | None) -> str:
@@ -63,11 +115,15 @@ def log_result(
     run_name: str | None = None,
     parent_run_id: str | None = None,
     artifact_root: Path | None = None,
+    force: bool = False,
 ) -> LoggedModel:
     """Log ``result`` as one MLflow run and register its model; returns where it went.
 
     Assumes :func:`configure_tracking` was called. The first version of a registered model
-    becomes ``champion``; later ones wait for ``nba promote``. ``parent_run_id`` (the run of
+    becomes ``champion`` if it passes its gate (beats its strongest baseline on the
+    validation split; a result without a gate passes), or with ``force`` (tagged
+    ``nba.forced=true``); later ones wait for ``nba promote``. The gate is stored on the
+    version as tags (:func:`gate_tags`). ``parent_run_id`` (the run of
     an ``mlflow run .`` step) is linked as the parent, so the step's runs group under it.
     ``artifact_root`` places a new experiment's artifacts there instead of ``./mlruns``.
     """
@@ -127,10 +183,19 @@ def log_result(
     primary = result.metrics.get(result.primary_metric, float("nan"))
     client.set_model_version_tag(registered, version, "primary_metric", result.primary_metric)
     client.set_model_version_tag(registered, version, "primary_value", f"{primary:.6f}")
-    champion = champion_version(registered) is None
+    gate = result.gate
+    for key, value in (gate_tags(gate) if gate is not None else {}).items():
+        client.set_model_version_tag(registered, version, key, value)
+    passed = gate is None or gate.passed
+    champion = champion_version(registered) is None and (passed or force)
+    forced = champion and not passed
+    if forced:
+        # An override is recorded where it acts: on the version and on its run.
+        client.set_model_version_tag(registered, version, FORCED_TAG, "true")
+        client.set_tag(run.info.run_id, FORCED_TAG, "true")
     if champion:
         client.set_registered_model_alias(registered, CHAMPION, version)
-    return LoggedModel(run.info.run_id, registered, version, champion)
+    return LoggedModel(run.info.run_id, registered, version, champion, gate, forced)
 
 
 def model_requirements() -> list[str]:

@@ -180,36 +180,68 @@ def train_models(
     params: dict[str, dict[str, Any]] | None = None,
     on_result: Callable[[ModelResult], object] | None = None,
     client: Any | None = None,
+    on_skip: Callable[[ModelName, str], object] | None = None,
 ) -> list[ModelResult]:
     """Train each model on its training set; ``on_result`` (e.g. MLflow logging) runs as
     soon as a model is done, so a failure later does not lose earlier models. ``client``
-    (a Dask client) grows the trees with ``lightgbm.dask`` on its cluster."""
+    (a Dask client) grows the trees with ``lightgbm.dask`` on its cluster.
+
+    With ``on_skip``, a model the data cannot support (its set or training raises an
+    :class:`InvalidInputError`, e.g. no stages for phase, no exposures for next content) is
+    skipped: ``on_skip(model, why)`` runs and the others train. Raises
+    :class:`TrainingError` when every model was skipped.
+    """
     results = []
+    skipped: dict[str, str] = {}
     for model in models:
-        steps = model_steps(model)
-        started = time.perf_counter()
-        training_set = steps.build_set(prepared, taxonomy)
-        prepared.seconds[f"{model}_set_s"] = time.perf_counter() - started
-        started = time.perf_counter()
-        kwargs: dict[str, Any] = {
-            "params": (params or {}).get(model) or None,
-            "truth": prepared.truth,
-            "taxonomy": taxonomy,
-            "client": client,
-        }
-        if model == "next-content":
-            kwargs["content"] = prepared.data.content
-        result = steps.train(training_set, **kwargs)
-        # Every run carries the attribute levels its features were built with: serving
-        # encodes with exactly these (models.contract).
-        result.extra_artifacts[ATTRIBUTES_ARTIFACT] = json.dumps(prepared.attributes.to_dict())
-        prepared.seconds[f"{model}_train_s"] = time.perf_counter() - started
-        if on_result is not None:
-            started = time.perf_counter()
-            on_result(result)
-            prepared.seconds[f"{model}_log_s"] = time.perf_counter() - started
-        results.append(result)
+        if on_skip is None:
+            results.append(_train_one(model, prepared, taxonomy, params, on_result, client))
+            continue
+        try:
+            results.append(_train_one(model, prepared, taxonomy, params, on_result, client))
+        except InvalidInputError as exc:
+            skipped[model] = exc.details
+            on_skip(model, exc.details)
+    if skipped and not results:
+        raise TrainingError(
+            "no model can be trained on these data: "
+            + "; ".join(f"{m}: {why}" for m, why in skipped.items())
+        )
     return results
+
+
+def _train_one(
+    model: ModelName,
+    prepared: Prepared,
+    taxonomy: Taxonomy,
+    params: dict[str, dict[str, Any]] | None,
+    on_result: Callable[[ModelResult], object] | None,
+    client: Any | None,
+) -> ModelResult:
+    """Build ``model``'s training set, train it and hand the result to ``on_result``."""
+    steps = model_steps(model)
+    started = time.perf_counter()
+    training_set = steps.build_set(prepared, taxonomy)
+    prepared.seconds[f"{model}_set_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    kwargs: dict[str, Any] = {
+        "params": (params or {}).get(model) or None,
+        "truth": prepared.truth,
+        "taxonomy": taxonomy,
+        "client": client,
+    }
+    if model == "next-content":
+        kwargs["content"] = prepared.data.content
+    result = steps.train(training_set, **kwargs)
+    # Every run carries the attribute levels its features were built with: serving
+    # encodes with exactly these (models.contract).
+    result.extra_artifacts[ATTRIBUTES_ARTIFACT] = json.dumps(prepared.attributes.to_dict())
+    prepared.seconds[f"{model}_train_s"] = time.perf_counter() - started
+    if on_result is not None:
+        started = time.perf_counter()
+        on_result(result)
+        prepared.seconds[f"{model}_log_s"] = time.perf_counter() - started
+    return result
 
 
 def scorer_on_test_split(

@@ -114,7 +114,8 @@ def health() -> dict[str, str]:
     responses={503: {"model": ReadyResponse, "description": "Something is missing."}},
 )
 def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
-    """200 when the store answers (and is migrated) and a model set is loaded; 503 with
+    """200 when the store answers (and is migrated) and a model set (at least one model) is
+    loaded, ``parts_missing`` naming the answer parts no model serves; 503 with
     what is missing otherwise, including the last model reload error. A set that failed to
     load or was rejected while another serves shows in ``last_reload_error`` (still 200)."""
     store_ok = svc.store.ping()
@@ -140,6 +141,7 @@ def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
         model_versions=dict(state.versions),
         missing=missing,
         last_reload_error=state.last_error,
+        parts_missing=dict(state.parts_missing),
     )
     code = status.HTTP_200_OK if not missing else status.HTTP_503_SERVICE_UNAVAILABLE
     return JSONResponse(body.model_dump(mode="json"), status_code=code)

@@ -228,6 +228,7 @@ def recommend(svc: Services, result: AccountScore, now: pd.Timestamp) -> Recomme
         churn_risk=None if result.churn_risk is None else float(result.churn_risk),
         churn_band=result.churn_band,
         churn_reasons=[ReasonOut.of(r) for r in result.churn_reasons],
+        outcomes={name: float(p) for name, p in result.outcomes.items()},
         actions=[action_out(s, rid) for s, rid in zip(result.actions, ids, strict=True)],
         held_back=[
             HeldBackOut(
@@ -244,6 +245,7 @@ def recommend(svc: Services, result: AccountScore, now: pd.Timestamp) -> Recomme
         policy=result.policy,
         explored=result.explored,
         model_versions=dict(result.versions),
+        missing=dict(result.missing),
     )
 
 

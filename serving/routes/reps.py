@@ -92,19 +92,22 @@ def get_rep_actions(
             WorklistItem(
                 account_id=s.account_id,
                 phase=s.phase,
-                phase_probability=float(s.phase_proba[s.phase]),
+                phase_probability=None if s.phase is None else float(s.phase_proba[s.phase]),
                 churn_risk=None if s.churn_risk is None else float(s.churn_risk),
                 churn_band=s.churn_band,
+                outcomes={name: float(p) for name, p in s.outcomes.items()},
                 action=action,
             )
         )
     versions = dict(svc.holder.current.versions) if svc.holder.ready else {}
+    missing = dict(svc.holder.current.missing) if svc.holder.ready else {}
     return WorklistResponse(
         rep_id=rep_id,
         as_of=now.to_pydatetime(),
         accounts=len(scored),
         items=items,
         model_versions=versions,
+        missing=missing,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -31,13 +31,16 @@ class AccountScore:
     ``phase_proba`` maps each taxonomy phase (default phase model) to its probability
     (they sum to 1); ``churn_risk`` is calibrated (None for a cold start: nothing is known
     about the account); ``actions`` are in rank order with their propensities under the
-    policy; ``held_back`` the "why not?" list; ``versions`` the model versions used.
+    policy; ``held_back`` the "why not?" list; ``versions`` the model versions used;
+    ``outcomes`` outcome name -> calibrated probability of each binary outcome model served
+    (``churn`` too); ``missing`` answer part (``phase``, ``risk``, ``next_actions``) -> why
+    it is absent (no model of it is served).
     """
 
     account_id: str
     as_of: pd.Timestamp
-    phase_proba: dict[str, float]
-    phase: str
+    phase_proba: dict[str, float]  # empty without a phase model
+    phase: str | None  # None without a phase model
     phase_reasons: tuple[Reason, ...]
     churn_risk: float | None
     churn_band: ChurnBand | None
@@ -49,3 +52,5 @@ class AccountScore:
     versions: Mapping[str, str]
     cold_start: bool
     cache_hit: bool
+    outcomes: Mapping[str, float] = field(default_factory=dict)
+    missing: Mapping[str, str] = field(default_factory=dict)

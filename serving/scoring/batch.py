@@ -8,7 +8,7 @@ account and time: both come from :class:`serving.scoring.predict.ScoringSetup`.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,13 @@ from models.arbitration import ACCOUNT_LEVEL, AccountContext, rank_actions
 from models.churn import calibrate
 from models.contract import NEXT_CONTENT
 from serving.model_set import ModelSet
-from serving.scoring.predict import ScoringSetup, booster, churn_raw, current_contacts
+from serving.scoring.predict import (
+    ScoringSetup,
+    booster,
+    churn_raw,
+    current_contacts,
+    outcome_probabilities,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,10 @@ class _Scored:
     touchpoints: pd.DataFrame
     touchpoint_rows: Mapping[Hashable, Any]  # account_id -> positions in touchpoints
     owner: pd.Series
+    outcomes: Mapping[str, np.ndarray]  # outcome name -> probability per account
+    has_phase: bool
+    has_risk: bool
+    has_actions: bool
 
 
 def score_batch(
@@ -54,7 +64,7 @@ def score_batch(
     """Returns one row per account existing at ``now`` (a UTC time): account_id,
     owner_rep_id, phase, phase_probability, churn_risk, churn_band, and for rank 1..k
     ``action_<r>_content_id`` / ``action_<r>_contact_id`` / ``action_<r>_expected_value``."""
-    out_columns = batch_columns(k)
+    out_columns = batch_columns(k, outcomes=sorted(models.outcomes))
     frame = setup.features(data, now, models.attributes)
     if frame is None:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in out_columns})
@@ -65,8 +75,9 @@ def score_batch(
     return pd.DataFrame(records, columns=out_columns)
 
 
-def batch_columns(k: int) -> list[str]:
-    """Returns the columns of :func:`score_batch`'s frame for ``k`` actions."""
+def batch_columns(k: int, *, outcomes: Sequence[str] = ()) -> list[str]:
+    """Returns the columns of :func:`score_batch`'s frame for ``k`` actions and the
+    binary ``outcomes`` served (``outcome_<name>``: its probability)."""
     cols = [
         "account_id",
         "owner_rep_id",
@@ -74,6 +85,7 @@ def batch_columns(k: int) -> list[str]:
         "phase_probability",
         "churn_risk",
         "churn_band",
+        *(f"outcome_{name}" for name in outcomes),
     ]
     for slot in range(1, k + 1):
         cols += [
@@ -119,6 +131,10 @@ def _score_all(
         touchpoints=tp,
         touchpoint_rows=tp.groupby(tp["account_id"].astype(str), sort=False).indices,
         owner=owner,
+        outcomes=outcome_probabilities(models, frame, threads=0),
+        has_phase=models.phase is not None,
+        has_risk=models.churn is not None,
+        has_actions=models.next_content is not None,
     )
 
 
@@ -157,11 +173,13 @@ def _record(
     mine = scored.contact_rows.get(r, np.zeros(0, dtype=np.int64))
     acc_contacts = scored.contacts.iloc[mine][["contact_id", "role"]].reset_index(drop=True)
     ids = acc_contacts["contact_id"].astype(str).to_numpy(dtype=object)
+    if not scored.has_actions:  # no next-content model: nothing to rank
+        ids = ids[:0]
     candidates = pd.DataFrame(
         {
             "contact_id": np.repeat(ids, len(setup.content)),
             "content_id": np.tile(setup.catalog.content_ids, len(ids)),
-            "p_response": scored.p[mine].ravel(),
+            "p_response": scored.p[mine[: len(ids)]].ravel(),
         }
     )
     tp = scored.touchpoints
@@ -172,8 +190,10 @@ def _record(
         else tp.iloc[:0][["content_id", "contact_id", "ts"]]
     )
     proba, risk = scored.proba[r], float(scored.risk[r])
+    # Without a churn model the churn lever is off (the risk counts as none).
+    lever = risk if scored.has_risk else 0.0
     context = AccountContext(
-        account_id, proba, setup.phases, risk, contacts=acc_contacts, consumed=consumed
+        account_id, proba, setup.phases, lever, contacts=acc_contacts, consumed=consumed
     )
     decision = rank_actions(
         context, candidates, setup.catalog, setup.config, k=k, rng=rng, now=now, explore=False
@@ -182,10 +202,11 @@ def _record(
     record: dict[str, Any] = {
         "account_id": account_id,
         "owner_rep_id": scored.owner.get(account_id),
-        "phase": setup.phases[best],
-        "phase_probability": float(proba[best]),
-        "churn_risk": risk,
-        "churn_band": decision.churn_band,
+        "phase": setup.phases[best] if scored.has_phase else None,
+        "phase_probability": float(proba[best]) if scored.has_phase else np.nan,
+        "churn_risk": risk if scored.has_risk else np.nan,
+        "churn_band": decision.churn_band if scored.has_risk else None,
+        **{f"outcome_{name}": float(p[r]) for name, p in scored.outcomes.items()},
     }
     for slot in range(k):
         a = decision.actions[slot] if slot < len(decision.actions) else None
@@ -208,6 +229,8 @@ def _p_response(
     features (``c_row``: the contact's row in ``frame``)."""
     n_items = len(setup.content)
     out = np.zeros((len(contacts), n_items), dtype=np.float64)
+    if models.next_content is None:
+        return out
     account = frame[setup.account_inputs]
     roles = contacts["role"].astype(object).to_numpy()
     spec = models.inputs[NEXT_CONTENT]

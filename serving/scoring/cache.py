@@ -52,6 +52,8 @@ class AccountState:
     # A state read from the store keeps its next-content inputs as Arrow IPC bytes instead,
     # converted only when an action needs explaining (rarely; converting costs milliseconds).
     features_ipc: bool = False
+    # Outcome name -> calibrated probability, one per binary outcome model served.
+    outcomes: dict[str, float] = field(default_factory=dict)
 
     def feature_frame(self) -> pd.DataFrame:
         """Returns the cached one-row feature frame (a copy per call)."""

@@ -72,14 +72,15 @@ def decide(
     decision = rank(setup, state, request)
     reasons = action_reasons(setup, models, state, decision.actions)
     proba = state.phase_proba
+    has_phase, has_risk = models.phase is not None, models.churn is not None
     return AccountScore(
         account_id=request.account_id,
         as_of=request.now,
-        phase_proba=dict(zip(setup.phases, proba.tolist(), strict=True)),
-        phase=setup.phases[int(np.argmax(proba))],
+        phase_proba=dict(zip(setup.phases, proba.tolist(), strict=True)) if has_phase else {},
+        phase=setup.phases[int(np.argmax(proba))] if has_phase else None,
         phase_reasons=state.phase_reasons,
-        churn_risk=state.churn_risk,
-        churn_band=decision.churn_band,
+        churn_risk=state.churn_risk if has_risk else None,
+        churn_band=decision.churn_band if has_risk else None,
         churn_reasons=state.churn_reasons,
         actions=tuple(
             ScoredAction(a, reasons.get((a.contact_id, a.content_id), ())) for a in decision.actions
@@ -90,6 +91,8 @@ def decide(
         versions=dict(models.versions),
         cold_start=False,
         cache_hit=hit,
+        outcomes=dict(state.outcomes),
+        missing=dict(models.missing),
     )
 
 
@@ -104,7 +107,8 @@ def rank(setup: ScoringSetup, state: AccountState, request: Request) -> Decision
         account_id=request.account_id,
         phase_proba=state.phase_proba,
         phase_names=setup.phases,
-        churn_risk=state.churn_risk,
+        # Without a churn model the churn lever is off: the risk counts as none.
+        churn_risk=0.0 if np.isnan(state.churn_risk) else state.churn_risk,
         consumed=state.consumed,
         contact_id=request.contact_id,
         role=request.role,

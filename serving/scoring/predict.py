@@ -24,6 +24,7 @@ from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from models import next_content as nc
 from models.arbitration import ArbitrationConfig, PreparedCatalog, prepare_catalog
+from models.churn import calibrate
 from models.contract import CHURN, PHASE
 from models.explain import taxonomy_labels
 from serving.model_set import PREDICT_THREADS, ModelSet
@@ -82,13 +83,44 @@ class ScoringSetup:
         return pd.concat([frame, topics], axis=1)
 
     def phase_proba(self, models: ModelSet, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
-        """Returns rows x taxonomy phases probabilities (phases the model never saw: 0)."""
+        """Returns rows x taxonomy phases probabilities (phases the model never saw: 0).
+        Without a phase model, every phase is equally likely (arbitration's phase fit is
+        then neutral; the answer says the phase is missing)."""
+        if models.phase is None:
+            return np.full((len(frame), len(self.phases)), 1.0 / len(self.phases))
         x = models.inputs[PHASE].encode(frame)
         raw = np.asarray(booster(models.phase).predict(x, num_threads=threads))
         raw = raw.reshape(len(frame), -1)
-        classes = getattr(models.phase, "classes_", np.arange(raw.shape[1]))
+        if raw.shape[1] == 1:  # a binary phase model (two recorded phases): P(class 1)
+            raw = np.column_stack([1.0 - raw[:, 0], raw[:, 0]])
+        classes = np.asarray(
+            getattr(models.phase, "classes_", np.arange(raw.shape[1])), dtype=np.int64
+        )
         out = np.zeros((len(frame), len(self.phases)), dtype=np.float64)
-        out[:, np.asarray(classes, dtype=np.int64)] = raw
+        out[:, self.phase_columns(models)[classes]] = raw
+        return out
+
+    def phase_columns(self, models: ModelSet) -> np.ndarray:
+        """The taxonomy position of each phase class of the phase model (its run's recorded
+        phases; class code = position when it recorded none)."""
+        if not models.phase_classes:
+            return np.arange(len(self.phases))
+        return np.array([self.phases.index(p) for p in models.phase_classes], dtype=np.int64)
+
+    def phase_codes(self, models: ModelSet, proba: np.ndarray) -> np.ndarray:
+        """``proba`` (rows x taxonomy phases) as rows x the phase model's classes."""
+        return proba[:, self.phase_columns(models)]
+
+    def phase_prior(self, models: ModelSet) -> np.ndarray:
+        """The phase model's cold-start prior over the taxonomy's phases (uniform without
+        a phase model)."""
+        out = np.zeros(len(self.phases), dtype=np.float64)
+        if models.phase is None or len(models.phase_prior) == 0:
+            return out + 1.0 / len(self.phases)
+        columns = self.phase_columns(models)
+        if len(columns) != len(models.phase_prior):
+            return out + 1.0 / len(self.phases)
+        out[columns] = models.phase_prior
         return out
 
     def candidate_rows(
@@ -108,9 +140,24 @@ class ScoringSetup:
 
 
 def churn_raw(models: ModelSet, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
-    """Returns the uncalibrated churn score of each row."""
+    """Returns the uncalibrated churn score of each row (NaN without a churn model)."""
+    if models.churn is None:
+        return np.full(len(frame), np.nan)
     x = models.inputs[CHURN].encode(frame)
     return np.asarray(booster(models.churn).predict(x, num_threads=threads), dtype=np.float64)
+
+
+def outcome_probabilities(
+    models: ModelSet, frame: pd.DataFrame, threads: int = 1
+) -> dict[str, np.ndarray]:
+    """Returns outcome name -> the calibrated probability of each row, for every binary
+    outcome model held (``churn`` included: the same numbers as the risk)."""
+    out: dict[str, np.ndarray] = {}
+    for outcome, name in models.outcomes.items():
+        x = models.inputs[name].encode(frame)
+        raw = booster(models.estimators[name]).predict(x, num_threads=threads)
+        out[outcome] = calibrate(np.asarray(raw, dtype=np.float64), dict(models.run_params[name]))
+    return out
 
 
 def current_contacts(contacts: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:

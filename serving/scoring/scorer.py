@@ -267,9 +267,11 @@ class Scorer:
             scoring_key=key,
             model_versions=dict(models.versions),
             as_of=state.as_of,
-            phase=self.setup.phases[int(np.argmax(proba))],
-            churn_risk=state.churn_risk,
-            churn_band=churn_band(state.churn_risk, self.setup.config),
+            phase=self.setup.phases[int(np.argmax(proba))] if models.phase is not None else None,
+            churn_risk=state.churn_risk if models.churn is not None else None,
+            churn_band=churn_band(state.churn_risk, self.setup.config)
+            if models.churn is not None
+            else None,
             state=encode_state(self.setup, state),
         )
 
@@ -304,7 +306,7 @@ class Scorer:
 
     def _cold_start(self, models: ModelSet, request: Request) -> AccountScore:
         ranked = rank_cold_start(
-            models.phase_prior,
+            self.setup.phase_prior(models),
             self.setup.catalog,
             self.popularity,
             request.k,
@@ -314,8 +316,10 @@ class Scorer:
         return AccountScore(
             account_id=request.account_id,
             as_of=request.now,
-            phase_proba=dict(zip(phases, ranked.phase_proba.tolist(), strict=True)),
-            phase=phases[ranked.phase],
+            phase_proba=dict(zip(phases, ranked.phase_proba.tolist(), strict=True))
+            if models.phase is not None
+            else {},
+            phase=phases[ranked.phase] if models.phase is not None else None,
             phase_reasons=(),
             churn_risk=None,
             churn_band=None,
@@ -327,4 +331,5 @@ class Scorer:
             versions=dict(models.versions),
             cold_start=True,
             cache_hit=False,
+            missing=dict(models.missing),
         )

@@ -36,6 +36,7 @@ from serving.scoring.predict import (
     booster,
     churn_raw,
     current_contacts,
+    outcome_probabilities,
 )
 
 # Accounts whose candidates are scored in one call (about 5 contacts x the catalog each).
@@ -129,11 +130,22 @@ def _chunk_states(
     ids = part["account_id"].astype(str).tolist()
     proba = setup.phase_proba(models, part)
     risk = calibrate(churn_raw(models, part), dict(models.calibration))
+    outcomes = outcome_probabilities(models, part)
     values = [{str(c): v for c, v in part.iloc[r].items()} for r in range(len(part))]
-    predicted = np.argmax(proba, axis=1)
-    phase_reasons = batch_reasons(setup, models, PHASE, part, values, classes=predicted)
-    directions = [1 if churn_band(float(r), setup.config) != "low" else -1 for r in risk]
-    churn_reasons = batch_reasons(setup, models, CHURN, part, values, directions=directions)
+    no_reasons: list[tuple[Reason, ...]] = [()] * len(part)
+    phase_reasons = no_reasons
+    if models.phase is not None:
+        # Reasons explain the model's own class codes (not taxonomy positions).
+        codes = np.argmax(setup.phase_codes(models, proba), axis=1)
+        if len(models.phase_classes) == 2:  # binary: contributions point to class 1
+            toward = [1 if c == 1 else -1 for c in codes.tolist()]
+            phase_reasons = batch_reasons(setup, models, PHASE, part, values, directions=toward)
+        else:
+            phase_reasons = batch_reasons(setup, models, PHASE, part, values, classes=codes)
+    churn_reasons = no_reasons
+    if models.churn is not None:
+        directions = [1 if churn_band(float(r), setup.config) != "low" else -1 for r in risk]
+        churn_reasons = batch_reasons(setup, models, CHURN, part, values, directions=directions)
     contacts = [rows.addressees(a) for a in ids]
     computed = _candidates(setup, models, part, contacts)
     out: dict[str, AccountState] = {}
@@ -149,6 +161,7 @@ def _chunk_states(
             churn_reasons=churn_reasons[r],
             candidates=prepare_candidates(candidates, contacts[r], setup.catalog, account_id),
             consumed=rows.consumed(account_id),
+            outcomes={name: float(p[r]) for name, p in outcomes.items()},
         )
         # The greedy answer is what nearly every request serves: explain it now, off the
         # warm path (one pred_contrib call for its k rows).
@@ -217,6 +230,10 @@ def _candidates(
     for all of them."""
     n_items = len(setup.content)
     counts = np.array([len(c) for c in contacts], dtype=np.int64)
+    if models.next_content is None:  # no actions to rank: the answer says why
+        return [(_no_candidates(), CandidateRows(pd.DataFrame(), np.zeros((0, 0)), {}))] * len(
+            contacts
+        )
     roles = [r for c in contacts for r in c["role"].astype(object).tolist()]
     decisions = part[setup.account_inputs].iloc[np.repeat(np.arange(len(part)), counts)]
     rows = nc.candidate_features(
@@ -244,3 +261,13 @@ def _candidates(
         position = {c: i for i, c in enumerate(ids.tolist())}
         out.append((candidates, CandidateRows(rows.iloc[lo:hi], x[lo:hi], position)))
     return out
+
+
+def _no_candidates() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "contact_id": pd.Series(dtype=object),
+            "content_id": pd.Series(dtype=object),
+            "p_response": pd.Series(dtype=np.float64),
+        }
+    )

@@ -78,7 +78,8 @@ def encode_state(setup: ScoringSetup, state: AccountState) -> bytes:
     meta = {
         "format": STATE_FORMAT,
         "as_of_ns": int(state.as_of_ns),
-        "churn_risk": float(state.churn_risk),
+        "churn_risk": float(state.churn_risk),  # NaN without a churn model
+        "outcomes": {str(k): float(v) for k, v in state.outcomes.items()},
         "phase_reasons": _reasons_out(state.phase_reasons),
         "churn_reasons": _reasons_out(state.churn_reasons),
         "actions": [[k[0], k[1], _reasons_out(v)] for k, v in state.action_reasons.items()],
@@ -163,4 +164,5 @@ def decode_state(setup: ScoringSetup, blob: bytes) -> AccountState:
             contact_id=meta["consumed_contact"],
         ),
         action_reasons={(c, i): _reasons_in(r) for c, i, r in meta["actions"]},
+        outcomes={str(k): float(v) for k, v in meta.get("outcomes", {}).items()},
     )

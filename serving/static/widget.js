@@ -46,9 +46,11 @@
   }
 
   function render(recs, touchpoints) {
-    renderJourney(recs);
-    renderChurn(recs);
-    renderActions(recs.actions);
+    const missing = recs.missing || {};
+    renderJourney(recs, missing.phase);
+    renderChurn(recs, missing.risk);
+    renderOutcomes(recs.outcomes || {});
+    renderActions(recs.actions, missing.next_actions);
     renderTimeline(touchpoints);
     $("cold-badge").hidden = !recs.cold_start;
     if (recs.cold_start) {
@@ -60,7 +62,17 @@
     }
   }
 
-  function renderJourney(recs) {
+  /* A part whose model is not served: a note saying so and why, instead of the part. */
+  function missingNote(id, what, why) {
+    return el("p", { class: "muted missing", id }, `${what} is not available: ${why}.`);
+  }
+
+  function renderJourney(recs, missing) {
+    if (missing) {
+      $("journey").replaceChildren(missingNote("phase-missing", "The journey phase", missing));
+      reasons($("phase-reasons"), []);
+      return;
+    }
     const probabilities = recs.phase_probabilities || {};
     const names = config.phases ? config.phases.map((p) => p.name) : Object.keys(probabilities);
     $("journey").replaceChildren(...names.map((name) => {
@@ -97,8 +109,13 @@
     return node;
   }
 
-  function renderChurn(recs) {
+  function renderChurn(recs, missing) {
     const box = $("churn");
+    if (missing) {
+      box.replaceChildren(missingNote("churn-missing", "Churn risk", missing));
+      reasons($("churn-reasons"), []);
+      return;
+    }
     if (recs.churn_risk === null || recs.churn_risk === undefined) {
       box.replaceChildren(el("p", { class: "muted", id: "churn-none" },
         "Not enough history to estimate churn risk for this account."));
@@ -129,9 +146,22 @@
     list.hidden = !(items && items.length);
   }
 
-  function renderActions(actions) {
+  /* Every binary outcome model served except churn (the gauge shows that one). */
+  function renderOutcomes(outcomes) {
+    const names = Object.keys(outcomes).filter((name) => name !== "churn").sort();
+    $("outcomes").replaceChildren(...names.map((name) => el("li", { dataset: { outcome: name } },
+      el("span", { class: "name" }, name.replace(/_/g, " ")), " ",
+      el("span", { class: "value" }, percent(outcomes[name])))));
+    $("outcomes-section").hidden = names.length === 0;
+  }
+
+  function renderActions(actions, missing) {
     $("actions").replaceChildren(...actions.map(actionCard));
-    $("no-actions").hidden = actions.length > 0;
+    $("no-actions").hidden = actions.length > 0 || Boolean(missing);
+    $("actions-missing").hidden = !missing;
+    if (missing) {
+      $("actions-missing").textContent = `Next best actions are not available: ${missing}.`;
+    }
   }
 
   function actionCard(action) {

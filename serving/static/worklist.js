@@ -8,6 +8,7 @@
   const key = NBA.readKey();
   const $ = (id) => document.getElementById(id);
   let items = [];
+  let missing = {};  // answer part -> why no model serves it (from the worklist answer)
   let sort = { column: "value", direction: "descending" };
 
   function setState(state, text, options = {}) {
@@ -35,6 +36,14 @@
       // The server's order is the ranking; it breaks ties between equal sort keys.
       items = data.items.map((item, rank) => ({ ...item, rank }));
       $("summary").textContent = `${data.accounts} accounts · as of ${NBA.date(data.as_of)}`;
+      missing = data.missing || {};
+      // A part no model serves: one note for the page instead of a blank column.
+      const notes = Object.entries({ phase: "Phase", risk: "Churn risk",
+        next_actions: "Next best actions" })
+        .filter(([part]) => missing[part])
+        .map(([part, what]) => `${what} not available: ${missing[part]}.`);
+      $("missing").textContent = notes.join(" ");
+      $("missing").hidden = notes.length === 0;
       setState("ready", "");
       render();
     } catch (err) {
@@ -80,18 +89,21 @@
     const link = el("a", { href: widgetUrl(item.account_id) }, item.account_id);
     const tr = el("tr", { dataset: { accountId: item.account_id } },
       el("td", { "data-label": "Account", class: "mono" }, link),
-      el("td", { "data-label": "Phase", dataset: { phase: item.phase } }, phaseLabel(item.phase),
-        el("span", { class: "muted nowrap" }, " " + percent(item.phase_probability))),
+      el("td", { "data-label": "Phase", dataset: { phase: item.phase || "none" } }, item.phase
+        ? [phaseLabel(item.phase),
+          el("span", { class: "muted nowrap" }, " " + percent(item.phase_probability))]
+        : el("span", { class: "muted" }, missing.phase ? "not available" : "unknown")),
       el("td", { "data-label": "Churn risk", class: "num nowrap", dataset: { band: item.churn_band || "none" } },
         item.churn_band
           ? [percent(item.churn_risk), " ", el("span", { class: "band " + item.churn_band },
             item.churn_band)]
-          : el("span", { class: "muted" }, "no estimate")),
+          : el("span", { class: "muted" }, missing.risk ? "not available" : "no estimate")),
       el("td", { "data-label": "Best action" }, action
         ? [action.title, el("span", { class: "muted" }, " · " +
           [label("channels", action.channel), action.role ? label("roles", action.role) : null]
             .filter(Boolean).join(" · "))]
-        : el("span", { class: "muted" }, "none passes the rules now")),
+        : el("span", { class: "muted" },
+          missing.next_actions ? "not available" : "none passes the rules now")),
       el("td", { "data-label": "Value", class: "num value" },
         action ? action.expected_value.toFixed(2) : "–"),
       el("td", { "data-label": "Reasons", class: "why" }, action && action.reasons.length

@@ -32,9 +32,9 @@ class NewScore:
     scoring_key: str
     model_versions: dict[str, str]
     as_of: pd.Timestamp
-    phase: str
-    churn_risk: float
-    churn_band: str
+    phase: str | None  # None: no phase model served
+    churn_risk: float | None  # None: no churn model served
+    churn_band: str | None
     state: bytes
 
 
@@ -132,7 +132,7 @@ class ScoreStore(Database):
                 "model_versions": {str(k): str(v) for k, v in s.model_versions.items()},
                 "as_of": to_ns(s.as_of),
                 "phase": s.phase,
-                "churn_risk": float(s.churn_risk),
+                "churn_risk": None if s.churn_risk is None else float(s.churn_risk),
                 "churn_band": s.churn_band,
                 "state": s.state,
             }

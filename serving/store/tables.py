@@ -236,9 +236,10 @@ class StoredScore(Base):
     scoring_key: Mapped[str] = mapped_column(String(64))
     model_versions: Mapped[dict[str, Any]] = mapped_column(JSON)
     as_of: Mapped[int] = mapped_column(BigInteger)
-    phase: Mapped[str] = mapped_column(String)
-    churn_risk: Mapped[float] = mapped_column(Float)
-    churn_band: Mapped[str] = mapped_column(String(16))
+    # NULL when that model is not served (a partial model set).
+    phase: Mapped[str | None] = mapped_column(String)
+    churn_risk: Mapped[float | None] = mapped_column(Float)
+    churn_band: Mapped[str | None] = mapped_column(String(16))
     state: Mapped[bytes] = mapped_column(LargeBinary)
 
 

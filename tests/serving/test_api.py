@@ -319,6 +319,7 @@ def test_health_ready_and_metrics(api: Api) -> None:
         "model_versions": VERSIONS,
         "missing": [],
         "last_reload_error": None,
+        "parts_missing": {},
     }
     recommendations(api, api.account_ids[5], k=2)
     api.client.post("/v1/events", json={"events": [event("E-metrics-1")]}, headers=api.headers())

@@ -203,11 +203,24 @@ def test_broken_model_keeps_the_previous_set_and_reports_the_error(
     assert status.last_error is not None and "nba-churn v2" in status.last_error
     assert status.last_check is not None and status.last_error_at == status.last_check
 
-    # a deleted alias is an error too, and the set still serves
-    _client(store).delete_registered_model_alias(NEXT_CONTENT, CHAMPION)
+    # a deleted alias is not an error: the models left serve, saying what is missing
+    client = _client(store)
+    client.set_registered_model_alias(CHURN, CHAMPION, "1")
+    client.delete_registered_model_alias(NEXT_CONTENT, CHAMPION)
+    assert holder.reload_if_moved() is True
+    partial = holder.current
+    assert partial.next_content is None and partial.phase is not None
+    assert dict(partial.versions) == {PHASE: "1", CHURN: "1"}
+    why = "no champion of nba-next-content in the registry"
+    assert dict(partial.missing) == {"next_actions": why}
+    assert holder.status().parts_missing == partial.missing
+
+    # no alias at all is an error, and the set still serves
+    for name in (PHASE, CHURN):
+        client.delete_registered_model_alias(name, CHAMPION)
     assert holder.reload_if_moved() is False
-    assert "nba-next-content" in (holder.status().last_error or "")
-    assert holder.current is before
+    assert "no registered model has the alias 'champion'" in (holder.status().last_error or "")
+    assert holder.current is partial
 
 
 def test_polling_thread_picks_up_a_moved_alias(store: str) -> None:

@@ -80,9 +80,9 @@ def simulation(taxonomy: Taxonomy) -> JourneyData:
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
-    assert store.revision() == "0007"
+    assert store.revision() == "0008"
     before = store.counts()
-    assert store.migrate() == "0007"
+    assert store.migrate() == "0008"
     assert store.counts() == before
     # The taxonomy's catalog is seeded once; everything else starts empty.
     assert before["content"] == 94
@@ -112,7 +112,7 @@ def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy
         t.join()
     try:
         assert errors == []
-        assert [s.revision() for s in stores] == ["0007"] * 3
+        assert [s.revision() for s in stores] == ["0008"] * 3
     finally:
         for s in stores:
             s.dispose()
@@ -551,7 +551,7 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
         ("touchpoints", "attributes"),
     ]
     assert change == "remove_table" and table.name not in Base.metadata.tables
-    assert store.migrate() == "0007"
+    assert store.migrate() == "0008"
     assert differences() == []
 
 
@@ -583,7 +583,7 @@ def test_migration_0002_fills_the_decision_state_from_the_log(
                     {"recommendation_id": "r0", "outcome": "shown", "at": to_ns(t0), "note": None},
                 ],
             )
-        assert store.migrate() == "0007"
+        assert store.migrate() == "0008"
         with store.engine.connect() as conn:
             served = conn.execute(select(ServedAction)).all()
             dismissed = conn.execute(select(DismissedItem)).all()

@@ -4,6 +4,7 @@ simulation with a real SQLite tracking store."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,8 @@ def trained(workdir: Path) -> str:
         cwd=workdir, env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-6000:]
-    assert "nba-next-content v1 (champion)" in done.stdout
+    assert "nba-next-content v1" in done.stdout
+    assert "gate: model " in done.stdout  # the phase model's gate and verdict
     return uri
 
 
@@ -56,8 +58,10 @@ def test_mlflow_run_train_logs_and_registers_three_models(trained: str, workdir:
     os.chdir(workdir)
     configure_tracking(trained)
     for name in ("nba-phase", "nba-churn", "nba-next-content"):
-        assert champion_version(name) == "1"
         version = MlflowClient().get_model_version(name, "1")
+        # The first version is champion unless it lost its gate (then nba train said so).
+        lost = version.tags.get("gate_passed") == "false"
+        assert champion_version(name) == (None if lost else "1")
         run = mlflow.get_run(str(version.run_id))
         # grouped under the `mlflow run` step's run
         assert run.data.tags.get("mlflow.parentRunId")
@@ -95,9 +99,65 @@ def test_train_promote_report_commands(trained: str, workdir: Path) -> None:
     result = runner.invoke(app, ["report", "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     text = out.read_text()
+    assert "| model value | baseline | baseline value | verdict |" in text
+    phase_gate = MlflowClient().get_model_version("nba-phase", "1").tags
+    verdict = "wins" if phase_gate["gate_passed"] == "true" else "LOSES"
+    assert f"| {phase_gate['gate_baseline']} | " in text and f"| {verdict}" in text
     for name in ("nba-phase", "nba-churn", "nba-next-content"):
-        assert f"## {name} v" in text
+        if champion_version(name) is not None:
+            assert f"## {name} v" in text
     assert "| roc_auc |" in text
+
+
+def test_promote_reads_the_data_through_a_mapping(workdir: Path, tmp_path: Path) -> None:
+    from features.load import read_data_dir
+    from features.mapping import load_mapping
+    from features.taxonomy import load_taxonomy
+    from tests.features.test_mapping import EXAMPLE, write_crm_export
+
+    taxonomy = load_taxonomy()
+    data = read_data_dir(workdir / "data", taxonomy)
+    export = write_crm_export(data, load_mapping(EXAMPLE), taxonomy, tmp_path / "export")
+    runner = CliRunner()
+    common = ["--data", str(export), "--as-of-dates", "10", "--mapping", str(EXAMPLE)]
+    args = [*common, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    os.chdir(tmp_path)
+    fast = ["--param", "churn.n_estimators=5"]
+    for _ in range(2):
+        result = runner.invoke(app, ["train", "churn", *args, *fast])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["promote", "churn", *args])
+    assert result.exit_code == 0, result.output
+    assert "challenger v2 roc_auc=" in result.output and "champion v1 roc_auc=" in result.output
+    # without the mapping, the export's files are not the canonical tables
+    result = runner.invoke(app, ["promote", "churn", *args[:4], *args[6:]])
+    assert result.exit_code == 1 and result.output.startswith("error: ")  # validation
+    assert "accounts: missing table file" in result.output
+
+
+def test_train_all_skips_what_the_data_cannot_support(workdir: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    data = tmp_path / "data"
+    shutil.copytree(workdir / "data", data)
+    shutil.rmtree(data / "truth", ignore_errors=True)
+    for table in ("stages", "exposures"):
+        path = data / f"{table}.parquet"
+        pd.read_parquet(path).iloc[:0].to_parquet(path, index=False)
+    os.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runner = CliRunner()
+    args = ["--data", str(data), "--as-of-dates", "10", "--tracking-uri", uri]
+    result = runner.invoke(app, ["train", "all", *args, "--param", "n_estimators=5"])
+    assert result.exit_code == 0, result.output
+    assert "skipped phase: table 'stages' has no CRM phase record" in result.output
+    assert "skipped next-content: table 'exposures' is empty" in result.output
+    assert "nba-churn v1" in result.output
+    # one model asked for by name: its error, as a message
+    result = runner.invoke(app, ["train", "phase", *args])
+    assert result.exit_code == 2
+    assert "error: table 'stages' has no CRM phase record" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_bad_requests_get_clear_errors(workdir: Path) -> None:

@@ -12,8 +12,9 @@ import pytest
 from mlflow import MlflowClient
 
 from training.registry import RegistryError, latest_version, load_version, promote
-from training.result import Evaluation, ModelName, ModelResult
+from training.result import Evaluation, Gate, ModelName, ModelResult
 from training.tracking import (
+    FORCED_TAG,
     REPORT_ARTIFACT,
     champion_version,
     configure_tracking,
@@ -110,3 +111,65 @@ def test_promote_moves_alias_only_when_challenger_scores_higher(tracking: str) -
 def test_promote_without_versions_names_the_problem(tracking: str) -> None:
     with pytest.raises(RegistryError, match="no versions of nba-phase"):
         promote("phase", lambda m: 0.0, metric="macro_f1")
+
+
+def test_a_first_version_losing_its_gate_is_not_champion(tracking: str) -> None:
+    from dataclasses import replace
+
+    result, _, _ = make_result(2, 20, "phase")
+    losing = replace(result, gate=Gate("macro_f1_crm", 0.80, "crm_last", 0.83))
+    logged = log_result(losing)
+    assert not logged.champion and not logged.forced
+    assert champion_version("nba-phase") is None
+    tags = MlflowClient().get_model_version("nba-phase", logged.version).tags
+    assert tags["gate_passed"] == "false" and tags["gate_baseline"] == "crm_last"
+    assert tags["gate_model"] == "0.800000" and tags["gate_baseline_value"] == "0.830000"
+    assert "LOSES" in logged.format("model.macro_f1_crm", 0.8)
+
+    # promotion keeps refusing it: it is the best there is, but it loses to its baseline
+    kept = promote("phase", lambda m: 0.5, metric="macro_f1_crm")
+    assert not kept.promoted and "LOSES to its baseline" in kept.reason
+    assert "model 0.8000 vs baseline crm_last 0.8300" in kept.format()
+    assert champion_version("nba-phase") is None
+
+    forced = promote("phase", lambda m: 0.5, metric="macro_f1_crm", force=True)
+    assert forced.promoted and forced.forced and "--force" in forced.reason
+    assert champion_version("nba-phase") == logged.version
+    tags = MlflowClient().get_model_version("nba-phase", logged.version).tags
+    assert tags[FORCED_TAG] == "true"
+
+
+def test_force_makes_a_losing_first_version_champion_and_logs_it(tracking: str) -> None:
+    from dataclasses import replace
+
+    result, _, _ = make_result(3, 20, "next-content")
+    losing = replace(result, gate=Gate("roc_auc", 0.60, "best_single_action", 0.61))
+    registered = "nba-next-content"
+    MlflowClient().delete_registered_model(registered)  # a fresh registry for this model
+    logged = log_result(losing, force=True)
+    assert logged.champion and logged.forced
+    assert champion_version(registered) == logged.version
+    assert MlflowClient().get_model_version(registered, logged.version).tags[FORCED_TAG] == "true"
+    assert mlflow.get_run(logged.run_id).data.tags[FORCED_TAG] == "true"
+    assert "champion by --force" in logged.format("model.roc_auc", 0.6)
+
+
+def test_promotion_needs_the_challengers_gate_as_well_as_a_better_score(tracking: str) -> None:
+    from dataclasses import replace
+
+    result, _, _ = make_result(4, 20, "churn")
+    registered = "nba-churn"
+    MlflowClient().delete_registered_model(registered)
+    first = log_result(replace(result, gate=Gate("roc_auc", 0.70, "rfm_logistic", 0.60)))
+    assert first.champion
+    better_but_losing = log_result(replace(result, gate=Gate("roc_auc", 0.70, "rfm", 0.71)))
+    scores = iter([0.9, 0.7])  # challenger first, then champion
+    outcome = promote("churn", lambda m: next(scores), metric="roc_auc")
+    assert not outcome.promoted and champion_version(registered) == first.version
+    assert outcome.challenger_version == better_but_losing.version
+    assert outcome.challenger_score == 0.9 and outcome.champion_score == 0.7
+    winning = log_result(replace(result, gate=Gate("roc_auc", 0.75, "rfm", 0.71)))
+    scores = iter([0.9, 0.7])
+    outcome = promote("churn", lambda m: next(scores), metric="roc_auc")
+    assert outcome.promoted and not outcome.forced
+    assert champion_version(registered) == winning.version

@@ -102,7 +102,8 @@ def train_and_register(
         prepared,
         taxonomy,
         params=params,
-        on_result=lambda r: versions.append(log_result(r).version),
+        # Forced: these few-tree models may lose their gates; serving needs champions.
+        on_result=lambda r: versions.append(log_result(r, force=True).version),
     )
     return versions
 
