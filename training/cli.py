@@ -27,9 +27,12 @@ from features.cli import (
 from features.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from features.cli import Engine
     from features.taxonomy import Taxonomy
     from training.result import ModelName, ModelResult
+    from training.reward import Reward, RewardKind
     from training.train import Prepared
 
 app = typer.Typer(add_completion=False)
@@ -41,6 +44,28 @@ TrackingOption = Annotated[
         envvar="MLFLOW_TRACKING_URI",
         help="MLflow tracking store; default a local SQLite file, sqlite:///mlflow.db.",
     ),
+]
+
+
+RewardOption = Annotated[
+    str,
+    typer.Option(
+        "--reward",
+        help="next-content on data with a no_action control: response (a touchpoint of the "
+        "reward event types follows the decision) or value (their summed value).",
+    ),
+]
+RewardEventOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reward-event",
+        help="Event type counted as the reward (repeatable; default: the response types for "
+        "response, purchase for value).",
+    ),
+]
+RewardWindowOption = Annotated[
+    int,
+    typer.Option("--reward-window-days", min=1, help="Days after a decision its reward counts."),
 ]
 
 
@@ -69,19 +94,39 @@ def train(
     mapping: MappingOption = None,
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
+    reward: RewardOption = "response",
+    reward_event: RewardEventOption = None,
+    reward_window_days: RewardWindowOption = 7,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object (per model: version, champion, gate, comparison with "
+            "its peer; seconds, peak memory) instead of the reports.",
+        ),
+    ] = False,
 ) -> None:
     """Train models, log one MLflow run each and register them (first version = champion)."""
+    from training.reward import Reward
     from training.tracking import configure_tracking, log_result
     from training.train import parse_models, parse_params, train_models
 
+    started = time.perf_counter()
     tax = load_taxonomy_option(taxonomy)
     models = parse_models(model)
     params = parse_params(param or [], models)
     chosen = parse_engine(engine)
+    rewarded = Reward(
+        _reward_kind(reward), tuple(reward_event or ()), window_days=reward_window_days
+    )
     uri = configure_tracking(tracking_uri)
+    summaries: list[dict[str, object]] = []
 
     def logged(result: ModelResult) -> None:
         info = log_result(result, parent_run_id=parent_run_id)
+        if as_json:
+            summaries.append(_summary(result, info.registered_name, info.version, info.champion))
+            return
         typer.echo(
             f"{info.registered_name} v{info.version}"
             f"{' (champion)' if info.champion else ''}: {result.primary_metric}="
@@ -96,18 +141,85 @@ def train(
         with dask_client(scheduler) as client:
             address = client.scheduler.address  # type: ignore[attr-defined]
             prepared = _prepare(
-                data, tax, mapping, as_of_dates, chosen, address, attributes=attributes
+                data,
+                tax,
+                mapping,
+                as_of_dates,
+                chosen,
+                address,
+                attributes=attributes,
+                models=models,
+                reward=rewarded,
             )
             train_models(models, prepared, tax, params=params, on_result=logged, client=client)
     else:
         prepared = _prepare(
-            data, tax, mapping, as_of_dates, chosen, scheduler, attributes=attributes
+            data,
+            tax,
+            mapping,
+            as_of_dates,
+            chosen,
+            scheduler,
+            attributes=attributes,
+            models=models,
+            reward=rewarded,
         )
         train_models(models, prepared, tax, params=params, on_result=logged)
-    typer.echo(
-        f"tracking store {uri}; seconds "
-        + json.dumps({k: round(v, 1) for k, v in prepared.seconds.items()})
-    )
+    seconds = {k: round(v, 1) for k, v in prepared.seconds.items()}
+    if as_json:
+        from features.cli import peak_memory_mb
+
+        seconds["total_s"] = round(time.perf_counter() - started, 1)
+        typer.echo(
+            json.dumps(
+                {
+                    "models": summaries,
+                    "tracking_uri": uri,
+                    "seconds": seconds,
+                    "peak_mb": peak_memory_mb(),
+                }
+            )
+        )
+        return
+    typer.echo(f"tracking store {uri}; seconds " + json.dumps(seconds))
+
+
+def _reward_kind(text: str) -> RewardKind:
+    from training.reward import REWARD_KINDS
+
+    if text not in REWARD_KINDS:
+        raise InvalidInputError(f"--reward {text!r}: expected one of {', '.join(REWARD_KINDS)}")
+    return cast("RewardKind", text)
+
+
+def _summary(
+    result: ModelResult, registered: str, version: str, champion: bool
+) -> dict[str, object]:
+    """One model's part of ``nba train --json``: the comparison with its peer last (flat, so
+    a shell script can cut it out)."""
+    primary = result.metrics.get(result.primary_metric, float("nan"))
+    gate = result.gate
+    out: dict[str, object] = {
+        "model": result.name,
+        "registered": registered,
+        "version": version,
+        "champion": champion,
+        "primary_metric": result.primary_metric,
+        "primary_value": round(primary, 6) if primary == primary else None,
+        "gate": None
+        if gate is None
+        else {
+            "metric": gate.metric,
+            "model": round(gate.model, 6),
+            "baseline": gate.baseline,
+            "baseline_value": round(gate.baseline_value, 6),
+            "passed": gate.passed,
+        },
+    }
+    comparison = result.extra_artifacts.get("comparison.json")
+    if comparison is not None:
+        out["comparison"] = json.loads(comparison)
+    return out
 
 
 def _prepare(
@@ -119,8 +231,11 @@ def _prepare(
     scheduler: str | None,
     *,
     attributes: Path | None = None,
+    models: Sequence[ModelName] | None = None,
+    reward: Reward | None = None,
 ) -> Prepared:
     from features.cli import load_declarations
+    from training.result import MODEL_NAMES
     from training.train import prepare
 
     column_mapping, declared = load_declarations(mapping, attributes)
@@ -132,6 +247,8 @@ def _prepare(
         engine=engine,
         scheduler=scheduler,
         attributes=declared,
+        models=models if models is not None else MODEL_NAMES,
+        reward=reward,
     )
 
 

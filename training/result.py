@@ -33,6 +33,21 @@ class Evaluation:
     class_names: list[str] = field(default_factory=list)  # phase names in class order
 
 
+@dataclass(frozen=True)
+class Gate:
+    """The champion gate: the model against its strongest simple baseline on the validation
+    split, on one metric where greater is better."""
+
+    metric: str
+    model: float
+    baseline: str
+    baseline_value: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.model > self.baseline_value)
+
+
 @dataclass
 class ModelResult:
     """A trained model with everything a run logs.
@@ -54,3 +69,4 @@ class ModelResult:
     training_set_fingerprint: str
     as_of_dates: dict[str, list[str]]  # split -> ISO dates
     extra_artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text
+    gate: Gate | None = None
