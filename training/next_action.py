@@ -33,12 +33,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.pipeline import build_features
 from features.schema import NO_ACTION_CONTENT_ID, JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc
-from training.datasets import TrainingSet, TrainingSetError
+from training.datasets import KEY_COLUMNS, TrainingSet, TrainingSetError
 from training.next_content import (
     account_inputs,
     candidate_matrix,
@@ -123,10 +124,16 @@ def label_rewards(
 
 
 def build_next_action_set(
-    data: JourneyData, taxonomy: Taxonomy, *, reward: Reward, seed: int = SPLIT_SEED
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    *,
+    reward: Reward,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
+    seed: int = SPLIT_SEED,
 ) -> NextActionSet:
-    """The next-action set of data with a control (see the module docstring): features as of
-    each decision's day, the arm's candidate features, the decision columns of
+    """The next-action set of data with a control (see the module docstring): every pipeline
+    feature (custom ``attributes`` included) as of each decision's day, the account's topic
+    engagement, the arm's candidate features, the decision columns of
     ``training.next_content``, the reward and whether it was positive; split by time or at
     random by account."""
     if not has_control(data):
@@ -136,9 +143,15 @@ def build_next_action_set(
         )
     ex_all = data.exposures.reset_index(drop=True)
     days = pd.DatetimeIndex(pd.unique(ex_all["ts"].dt.floor("D"))).sort_values()
-    features = build_features(data, [d.as_unit("ns") for d in days], taxonomy)
+    features = build_features(
+        data, [d.as_unit("ns") for d in days], taxonomy, attributes=attributes
+    )
     ex, ex_as_of, row = exposures_with_features(ex_all, features, 1)
-    account = account_inputs(data, taxonomy, features, ex_as_of, row)
+    # Every account feature, not next-content's fixed list: who gains from an action over
+    # doing nothing may show in any of them (Hillstrom: what the customer bought last year).
+    fixed = account_inputs(data, taxonomy, features, ex_as_of, row)
+    wider = [c for c in features.columns if c not in fixed.columns and c not in KEY_COLUMNS]
+    account = pd.concat([fixed, features[wider].iloc[row].reset_index(drop=True)], axis=1)
     x = candidate_matrix(data, taxonomy, account, ex)
     decision = decision_frame(data, taxonomy, ex, ex_as_of)
     value = label_rewards(ex, data.touchpoints, reward, taxonomy)
@@ -156,10 +169,11 @@ def build_next_action_set(
         if rule == "time"
         else _random_split(frame, reward.window_days, seed)
     )
+    used = [c for c in nc.account_feature_columns(taxonomy) if c in account.columns]
     return NextActionSet(
         name="next-content",
         frame=frame,
-        feature_columns=nc.feature_columns(taxonomy),
+        feature_columns=[*used, *wider, *nc.CANDIDATE_COLUMNS],
         label_column=nc.LABEL_COLUMN,
         horizon_days=reward.window_days,
         split=split,

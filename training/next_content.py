@@ -28,13 +28,15 @@ from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc
 from training.datasets import TrainingSet, TrainingSetError
+from training.ope import LoggedDecisions, compare_policies, gate_of
 from training.policy import (
     DECISION_PHASE_COLUMN,
+    Decisions,
     build_decisions,
     evaluate_policies,
     popular_items,
 )
-from training.result import Evaluation, ModelResult
+from training.result import Evaluation, Gate, ModelResult
 from training.splits import split_by_as_of
 
 EXPOSURE_WINDOW_DAYS = 7
@@ -322,6 +324,13 @@ def train_next_content(
     cols = ts.feature_columns
     y_train = split.train[ts.label_column].to_numpy()
     y_valid = split.valid[ts.label_column].to_numpy()
+    for part, y in (("validation", y_valid), ("test", split.test[ts.label_column].to_numpy())):
+        if len(np.unique(y)) < 2:
+            raise TrainingSetError(
+                f"next-content {part} split ({len(y)} exposures): every label is "
+                f"{int(y[0]) if len(y) else 'missing'}; expected responses and non-responses "
+                "(more as-of dates or more data)"
+            )
     estimator = nc.fit(
         split.train[cols], y_train, split.valid[cols], y_valid, params=params, client=client
     )
@@ -346,6 +355,9 @@ def train_next_content(
     metrics.update(evaluate_policies(decisions, popularity, catalog, taxonomy, truth))
 
     used = nc.merged_params(params)
+    valid_decisions = build_decisions(
+        estimator, split.valid, cols, ts.label_column, catalog, taxonomy
+    )
     return ModelResult(
         name="next-content",
         estimator=estimator,
@@ -358,7 +370,24 @@ def train_next_content(
         input_example=test[cols].head(5).reset_index(drop=True),
         training_set_fingerprint=ts.fingerprint,
         as_of_dates=ts.as_of_dates,
+        gate=next_content_gate(valid_decisions, catalog),
     )
+
+
+def next_content_gate(decisions: Decisions, catalog: pd.DataFrame) -> Gate:
+    """The model's top-1 policy against the stronger of the best single item and the logging
+    policy, by DR value on ``decisions`` (the validation split)."""
+    d = decisions
+    logged = LoggedDecisions(
+        q=d.scores,
+        eligible=d.eligible,
+        logged=d.logged,
+        propensity=d.propensity,
+        reward=d.reward,
+        actions=catalog["content_id"].astype(str).tolist(),
+    )
+    values = compare_policies(logged, nc.top1(d.scores, d.eligible))
+    return gate_of(values, logged.actions)
 
 
 def quality_report(metrics: dict[str, float]) -> str:

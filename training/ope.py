@@ -20,11 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.metrics import MetricError, doubly_robust_value, ips_value, snips_value
+from training.result import Gate
 
 Z_95 = 1.959963984540054
 LOGGING = "logging"
 RANDOM = "random"
 MODEL = "model"
+GATE_METRIC = "policy_value_dr"
 
 
 @dataclass(frozen=True)
@@ -171,3 +173,17 @@ def best_single_action(values: dict[str, PolicyValue], actions: list[str]) -> st
     if not valued:
         raise MetricError("no single action is eligible in any decision")
     return max(valued, key=lambda a: (values[a].dr.value, -valued.index(a)))
+
+
+def gate_of(values: dict[str, PolicyValue], actions: list[str]) -> Gate:
+    """The learned policy's DR value against the stronger of the best single action and the
+    logging policy (validation split)."""
+    best = best_single_action(values, actions)
+    baseline = best if values[best].dr.value >= values[LOGGING].dr.value else LOGGING
+    name = "logging policy" if baseline == LOGGING else f"best single action: {best}"
+    return Gate(
+        metric=GATE_METRIC,
+        model=values[MODEL].dr.value,
+        baseline=name,
+        baseline_value=values[baseline].dr.value,
+    )

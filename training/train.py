@@ -73,7 +73,13 @@ class ModelSteps:
     def build_set(self, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
         """The model's training set from the prepared features."""
         if self.uses_reward:
-            return self.build(prepared.data, taxonomy, prepared.features, reward=prepared.reward)
+            return self.build(
+                prepared.data,
+                taxonomy,
+                prepared.features,
+                reward=prepared.reward,
+                attributes=prepared.attributes,
+            )
         if self.uses_attributes:
             return self.build(
                 prepared.data, taxonomy, prepared.features, attributes=prepared.attributes
@@ -170,14 +176,17 @@ def prepare(
     truth = load_truth(data_dir) if (data_dir / "truth").is_dir() else None
     seconds["load_s"] = time.perf_counter() - started
     chosen = reward if reward is not None else Reward()
+    declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
     if list(models) == ["next-content"] and has_control(data):
+        # Levels from the events before the last decision day (its rows' as-of dates).
+        last_day = data.exposures["ts"].max().floor("D")
+        fitted = fit_attributes(data, declared, before=last_day)
         no_grid = pd.DataFrame(
             {"account_id": pd.Series(dtype=str), "as_of": pd.Series(dtype="datetime64[ns, UTC]")}
         )
-        return Prepared(data, truth, [], no_grid, seconds, reward=chosen)
+        return Prepared(data, truth, [], no_grid, seconds, fitted, chosen)
     started = time.perf_counter()
     dates = as_of_grid(data, n_dates)
-    declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
     fitted = fit_attributes(data, declared, before=dates[-1])
     features = build_features(
         data, dates, taxonomy, engine=engine, scheduler=scheduler, attributes=fitted

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.schema import NO_ACTION_CONTENT_ID, JourneyData
 from features.taxonomy import Taxonomy
 from models import next_content as nc
@@ -41,6 +42,7 @@ from training.next_content import (
     train_next_content,
 )
 from training.ope import (
+    GATE_METRIC,
     LOGGING,
     MODEL,
     RANDOM,
@@ -49,6 +51,7 @@ from training.ope import (
     PolicyValue,
     best_single_action,
     compare_policies,
+    gate_of,
     paired_difference,
 )
 from training.policy import DECISION_PHASE_COLUMN, phase_codes
@@ -56,7 +59,6 @@ from training.result import Evaluation, Gate, ModelResult
 from training.reward import Reward
 
 PRIMARY_METRIC = "model.dr_value"
-GATE_METRIC = "policy_value_dr"
 COMPARISON_ARTIFACT = "comparison.json"
 VALUE_PRIOR_ROWS = 10.0
 
@@ -106,7 +108,10 @@ def logged_decisions(
         catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
     )
     eligible[:, ts.control] = True
-    account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
+    wanted = [*nc.account_input_columns(taxonomy), *ts.feature_columns]
+    account_cols = [
+        c for c in dict.fromkeys(wanted) if c in rows.columns and c not in nc.CANDIDATE_COLUMNS
+    ]
     p = nc.score_candidates(
         estimator,
         rows[account_cols].reset_index(drop=True),
@@ -145,20 +150,6 @@ def evaluate(
     d = logged_decisions(estimator, ts, rows, values, taxonomy)
     pick = policy_pick(d, ts.control)
     return d, pick, compare_policies(d, pick)
-
-
-def gate_of(values: dict[str, PolicyValue], actions: list[str]) -> Gate:
-    """The learned policy's DR value against the stronger of the best single action and the
-    logging policy (validation split)."""
-    best = best_single_action(values, actions)
-    baseline = best if values[best].dr.value >= values[LOGGING].dr.value else LOGGING
-    name = "logging policy" if baseline == LOGGING else f"best single action: {best}"
-    return Gate(
-        metric=GATE_METRIC,
-        model=values[MODEL].dr.value,
-        baseline=name,
-        baseline_value=values[baseline].dr.value,
-    )
 
 
 def train_uplift(
@@ -264,7 +255,8 @@ def comparison_of(
     best = best_single_action(values, actions)
     model, peer = values[MODEL].dr, values[best].dr
     return {
-        "metric": f"{reward_kind}_value_dr",
+        "metric": GATE_METRIC,
+        "reward": reward_kind,
         "model": round(model.value, 6),
         "peer": round(peer.value, 6),
         "model_ci": [round(model.low, 6), round(model.high, 6)],
@@ -322,12 +314,18 @@ def quality_report(
 
 
 def build_next_set(
-    data: JourneyData, taxonomy: Taxonomy, features: pd.DataFrame, *, reward: Reward
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    *,
+    reward: Reward,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> TrainingSet:
-    """The next-content model's set: the next-action set (decisions, uplift) when the data
-    log a "no action" control, else the response set of the logged exposures on the grid."""
+    """The next-content model's set: the next-action set (decisions, uplift; with the
+    custom ``attributes``) when the data log a "no action" control, else the response set of
+    the logged exposures on the grid."""
     if has_control(data):
-        return build_next_action_set(data, taxonomy, reward=reward)
+        return build_next_action_set(data, taxonomy, reward=reward, attributes=attributes)
     return build_next_content_set(data, taxonomy, features)
 
 
