@@ -265,12 +265,17 @@ def promote(
     tracking_uri: TrackingOption = None,
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
+    reward: RewardOption = "response",
+    reward_event: RewardEventOption = None,
+    reward_window_days: RewardWindowOption = 7,
 ) -> None:
     """Score the newest version and the champion on the same test data; move `champion` to
     the newcomer only if it is better on the model's primary metric. Custom attributes get
-    their levels from DIR as in training (the same data gives the same levels)."""
+    their levels from DIR as in training (the same data gives the same levels); the reward
+    of a next-action model must be the one it was trained for."""
     from training.registry import promote as run_promotion
     from training.result import MODEL_NAMES
+    from training.reward import Reward
     from training.tracking import configure_tracking
     from training.train import model_steps, scorer_on_test_split
 
@@ -279,7 +284,20 @@ def promote(
         raise InvalidInputError(f"model {model!r}: promote one of {', '.join(MODEL_NAMES)}")
     name = cast("ModelName", model)
     configure_tracking(tracking_uri)
-    prepared = _prepare(data, tax, None, as_of_dates, "pandas", None, attributes=attributes)
+    rewarded = Reward(
+        _reward_kind(reward), tuple(reward_event or ()), window_days=reward_window_days
+    )
+    prepared = _prepare(
+        data,
+        tax,
+        None,
+        as_of_dates,
+        "pandas",
+        None,
+        attributes=attributes,
+        models=[name],
+        reward=rewarded,
+    )
     score = scorer_on_test_split(name, prepared, tax)
     metric = model_steps(name).primary_metric.removeprefix("model.")
     outcome = run_promotion(name, score, metric=metric, version=version)
