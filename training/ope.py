@@ -8,8 +8,8 @@ the reward model). Each is a mean of independent per-decision terms, so its 95 %
 the mean +- 1.96 standard errors (SNIPS: by the delta method, terms ``w (r - V) / mean(w)``).
 
 Policies compared: the learned policy (a pick per decision), every single action ("always
-a" where a is eligible; the logged action where it is not, so every policy answers every
-decision), random (uniform over the eligible actions) and the logging policy (the observed
+a" where a is eligible; where it is not, whatever the logging policy does, valued by the
+observed reward, so every policy answers every decision), random (uniform over the eligible actions) and the logging policy (the observed
 mean reward: its own value, needing no weights).
 """
 
@@ -154,8 +154,9 @@ def compare_policies(d: LoggedDecisions, model_pick: np.ndarray) -> dict[str, Po
         can = d.eligible[:, a]
         if not can.any():
             continue
-        # Where the action cannot be taken the policy keeps the logged action (pi = 1).
-        pi = np.where(can, (d.logged == a).astype(np.float64), 1.0)
+        # Where the action cannot be taken the policy does what the logging policy does: it
+        # gives the logged action the logged propensity (weight 1, the observed reward).
+        pi = np.where(can, (d.logged == a).astype(np.float64), d.propensity)
         out[name] = policy_value(
             d.reward, d.propensity, pi, q_logged, np.where(can, q[:, a], q_logged)
         )
@@ -168,11 +169,14 @@ def compare_policies(d: LoggedDecisions, model_pick: np.ndarray) -> dict[str, Po
 
 
 def best_single_action(values: dict[str, PolicyValue], actions: list[str]) -> str:
-    """The single action with the highest DR value (first listed on ties)."""
-    valued = [a for a in actions if a in values]
+    """The single action whose DR value is highest at the low end of its 95 % interval
+    (first listed on ties). By point value alone the pick among many actions would be the
+    luckiest: an action logged a few times with small propensities can show a value far
+    above any real one (on the simulator, above 1 for a 0/1 reward)."""
+    valued = [a for a in actions if a in values and np.isfinite(values[a].dr.low)]
     if not valued:
         raise MetricError("no single action is eligible in any decision")
-    return max(valued, key=lambda a: (values[a].dr.value, -valued.index(a)))
+    return max(valued, key=lambda a: (values[a].dr.low, -valued.index(a)))
 
 
 def gate_of(values: dict[str, PolicyValue], actions: list[str]) -> Gate:

@@ -107,3 +107,18 @@ def test_mean_estimate_and_shapes_are_checked() -> None:
             np.zeros(3),
             ["a"],
         )
+
+
+def test_where_an_action_is_not_eligible_its_policy_does_what_the_log_did() -> None:
+    d, x = randomised_log(60_000, np.random.default_rng(9), q_noise=0.05)
+    eligible = d.eligible.copy()
+    eligible[x == 0, 2] = False  # b only for x = 1 (its logged rows there stay: a test of
+    # the estimator, not of a log)
+    values = compare_policies(
+        LoggedDecisions(d.q, eligible, d.logged, d.propensity, d.reward, d.actions),
+        np.zeros(len(x), dtype=np.int64),
+    )
+    # b where x = 1, the uniform logging policy where x = 0
+    truth = 0.5 * MEANS[1, 2] + 0.5 * MEANS[0].mean()
+    for est in ("ips", "snips", "dr"):
+        assert getattr(values["b"], est).covers(truth), est
