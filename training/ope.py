@@ -9,8 +9,9 @@ the mean +- 1.96 standard errors (SNIPS: by the delta method, terms ``w (r - V) 
 
 Policies compared: the learned policy (a pick per decision), every single action ("always
 a" where a is eligible; where it is not, whatever the logging policy does, valued by the
-observed reward, so every policy answers every decision), random (uniform over the eligible actions) and the logging policy (the observed
-mean reward: its own value, needing no weights).
+observed reward, so every policy answers every decision), random (uniform over the
+eligible actions) and the logging policy (the observed mean reward: its own value, needing
+no weights).
 """
 
 from __future__ import annotations

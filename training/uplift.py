@@ -10,9 +10,9 @@ when no uplift is positive.
 
 Judged off-policy (``training.ope``: IPS, SNIPS and DR, 95 % intervals) on the test split
 against each single action (no action included), random and the logging policy; the peer is
-the best single action on the same split (``training.ope.best_single_action``). The gate (``ModelResult.gate``) compares the DR
-value on the validation split with the stronger of the best single action and the logging
-policy there.
+the best single action on the same split (``training.ope.best_single_action``). The gate
+(``ModelResult.gate``) compares the DR value on the validation split with the stronger of
+the best single action and the logging policy there.
 """
 
 from __future__ import annotations
