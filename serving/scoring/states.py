@@ -231,7 +231,7 @@ def _candidates(
     )
     # A model trained with a "no action" control ranks by uplift over it.
     p = nc.uplift_over_control(
-        p.reshape(-1, n_items), setup.catalog.content_ids, models.run_params[NEXT_CONTENT]
+        p.reshape(-1, n_items), setup.catalog.content_ids, models.run_params.get(NEXT_CONTENT, {})
     ).ravel()
     out: list[tuple[pd.DataFrame, CandidateRows]] = []
     ends = np.cumsum(counts) * n_items
