@@ -156,7 +156,9 @@ def train_uplift(
     ts: NextActionSet, *, params: dict[str, Any] | None = None, taxonomy: Taxonomy, **_: Any
 ) -> ModelResult:
     """Fit the next-action model (early stopping on validation), fill its gate on the
-    validation decisions and value every policy on the test decisions."""
+    validation decisions and value every policy on the test decisions. Trains on this
+    machine (a Dask ``client`` among the ignored keywords is not used: the sets are one row
+    per decision, small next to the grid's)."""
     _require_two_classes(ts)
     split, cols = ts.split, ts.feature_columns
     y_train = split.train[ts.label_column].to_numpy()
@@ -211,7 +213,7 @@ def score_uplift(estimator: Any, ts: NextActionSet, taxonomy: Taxonomy) -> float
 def _who(name: str) -> str:
     """The metrics prefix of a policy: ``model``, ``baseline_random``,
     ``baseline_logging`` or ``baseline_action_<id>`` (id made metric-safe)."""
-    if name in (MODEL,):
+    if name == MODEL:
         return MODEL
     if name in (RANDOM, LOGGING):
         return f"baseline_{name}"
