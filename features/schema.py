@@ -60,6 +60,12 @@ RESPONSE_EVENT_TYPES = (
     "trial_start",
 )
 
+# The content id of the control arm. An exposure of it is a logged decision to do nothing
+# (with the probability the logging policy gave doing nothing); a catalog holding it makes
+# the next-action model rank actions by uplift, the gain over doing nothing. It is never
+# recommended itself.
+NO_ACTION_CONTENT_ID = "no_action"
+
 
 @dataclass(frozen=True)
 class Column:

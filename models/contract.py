@@ -44,6 +44,14 @@ PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
 # without it (logged before feature pipeline 1.1.0) declared no attributes.
 ATTRIBUTES_ARTIFACT = "attributes.json"
 
+# Run params of a next-content run trained with a "no action" control
+# (``features.schema.NO_ACTION_CONTENT_ID`` in its catalog): the control's content id, and
+# per catalog item (JSON object) the value a positive reward of it is worth. Serving ranks
+# such a model's actions by uplift: P(positive | item) x value(item) minus the same for the
+# control. A run without CONTROL_PARAM ranks by P(response) as before.
+CONTROL_PARAM = "control_content_id"
+ARM_VALUES_PARAM = "arm_values"
+
 # What serving reads from each model's run; a run missing one of these is not servable.
 REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = {
     PHASE: (),

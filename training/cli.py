@@ -27,9 +27,12 @@ from features.cli import (
 from features.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from features.cli import Engine
     from features.taxonomy import Taxonomy
     from training.result import ModelName, ModelResult
+    from training.reward import Reward, RewardKind
     from training.train import Prepared
 
 app = typer.Typer(add_completion=False)
@@ -49,6 +52,28 @@ ForceOption = Annotated[
         "--force",
         help="Make the version champion even if it loses to its baseline (tagged nba.forced).",
     ),
+]
+
+
+RewardOption = Annotated[
+    str,
+    typer.Option(
+        "--reward",
+        help="next-content on data with a no_action control: response (a touchpoint of the "
+        "reward event types follows the decision) or value (their summed value).",
+    ),
+]
+RewardEventOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reward-event",
+        help="Event type counted as the reward (repeatable; default: the response types for "
+        "response, purchase for value).",
+    ),
+]
+RewardWindowOption = Annotated[
+    int,
+    typer.Option("--reward-window-days", min=1, help="Days after a decision its reward counts."),
 ]
 
 
@@ -78,22 +103,42 @@ def train(
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
     force: ForceOption = False,
+    reward: RewardOption = "response",
+    reward_event: RewardEventOption = None,
+    reward_window_days: RewardWindowOption = 7,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object (per model: version, champion, gate, comparison with "
+            "its peer; seconds, peak memory) instead of the reports.",
+        ),
+    ] = False,
 ) -> None:
     """Train models, log one MLflow run each and register them. A model's first version
     becomes champion only if it beats its strongest baseline on the validation split (its
     gate), unless --force. With `all`, a model the data cannot support is skipped with the
     reason and the others train."""
+    from training.reward import Reward
     from training.tracking import configure_tracking, log_result
     from training.train import parse_models, parse_params, train_models
 
+    started = time.perf_counter()
     tax = load_taxonomy_option(taxonomy)
     models = parse_models(model)
     params = parse_params(param or [], models)
     chosen = parse_engine(engine)
+    rewarded = Reward(
+        _reward_kind(reward), tuple(reward_event or ()), window_days=reward_window_days
+    )
     uri = configure_tracking(tracking_uri)
+    summaries: list[dict[str, object]] = []
 
     def logged(result: ModelResult) -> None:
         info = log_result(result, parent_run_id=parent_run_id, force=force)
+        if as_json:
+            summaries.append(_summary(result, info.registered_name, info.version, info.champion))
+            return
         value = result.metrics.get(result.primary_metric, float("nan"))
         typer.echo(info.format(result.primary_metric, value))
         typer.echo(result.report_markdown)
@@ -110,7 +155,15 @@ def train(
         with dask_client(scheduler) as client:
             address = client.scheduler.address  # type: ignore[attr-defined]
             prepared = _prepare(
-                data, tax, mapping, as_of_dates, chosen, address, attributes=attributes
+                data,
+                tax,
+                mapping,
+                as_of_dates,
+                chosen,
+                address,
+                attributes=attributes,
+                models=models,
+                reward=rewarded,
             )
             train_models(
                 models,
@@ -123,13 +176,72 @@ def train(
             )
     else:
         prepared = _prepare(
-            data, tax, mapping, as_of_dates, chosen, scheduler, attributes=attributes
+            data,
+            tax,
+            mapping,
+            as_of_dates,
+            chosen,
+            scheduler,
+            attributes=attributes,
+            models=models,
+            reward=rewarded,
         )
         train_models(models, prepared, tax, params=params, on_result=logged, on_skip=on_skip)
-    typer.echo(
-        f"tracking store {uri}; seconds "
-        + json.dumps({k: round(v, 1) for k, v in prepared.seconds.items()})
-    )
+    seconds = {k: round(v, 1) for k, v in prepared.seconds.items()}
+    if as_json:
+        from features.cli import peak_memory_mb
+
+        seconds["total_s"] = round(time.perf_counter() - started, 1)
+        typer.echo(
+            json.dumps(
+                {
+                    "models": summaries,
+                    "tracking_uri": uri,
+                    "seconds": seconds,
+                    "peak_mb": peak_memory_mb(),
+                }
+            )
+        )
+        return
+    typer.echo(f"tracking store {uri}; seconds " + json.dumps(seconds))
+
+
+def _reward_kind(text: str) -> RewardKind:
+    from training.reward import REWARD_KINDS
+
+    if text not in REWARD_KINDS:
+        raise InvalidInputError(f"--reward {text!r}: expected one of {', '.join(REWARD_KINDS)}")
+    return cast("RewardKind", text)
+
+
+def _summary(
+    result: ModelResult, registered: str, version: str, champion: bool
+) -> dict[str, object]:
+    """One model's part of ``nba train --json``: the comparison with its peer last (flat, so
+    a shell script can cut it out)."""
+    primary = result.metrics.get(result.primary_metric, float("nan"))
+    gate = result.gate
+    out: dict[str, object] = {
+        "model": result.name,
+        "registered": registered,
+        "version": version,
+        "champion": champion,
+        "primary_metric": result.primary_metric,
+        "primary_value": round(primary, 6) if primary == primary else None,
+        "gate": None
+        if gate is None
+        else {
+            "metric": gate.metric,
+            "model": round(gate.model, 6),
+            "baseline": gate.baseline,
+            "baseline_value": round(gate.baseline_value, 6),
+            "passed": gate.passed,
+        },
+    }
+    comparison = result.extra_artifacts.get("comparison.json")
+    if comparison is not None:
+        out["comparison"] = json.loads(comparison)
+    return out
 
 
 def _prepare(
@@ -141,8 +253,11 @@ def _prepare(
     scheduler: str | None,
     *,
     attributes: Path | None = None,
+    models: Sequence[ModelName] | None = None,
+    reward: Reward | None = None,
 ) -> Prepared:
     from features.cli import load_declarations
+    from training.result import MODEL_NAMES
     from training.train import prepare
 
     column_mapping, declared = load_declarations(mapping, attributes)
@@ -154,6 +269,8 @@ def _prepare(
         engine=engine,
         scheduler=scheduler,
         attributes=declared,
+        models=models if models is not None else MODEL_NAMES,
+        reward=reward,
     )
 
 
@@ -172,14 +289,19 @@ def promote(
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
     force: ForceOption = False,
+    reward: RewardOption = "response",
+    reward_event: RewardEventOption = None,
+    reward_window_days: RewardWindowOption = 7,
 ) -> None:
     """Score the newest version and the champion on the same test data; move `champion` to
     the newcomer only if it is better on the model's primary metric and beat its strongest
     baseline on the validation split (its gate), unless --force. Read DIR through --mapping
     as in training; custom attributes get their levels from DIR as in training (the same
-    data gives the same levels)."""
+    data gives the same levels); the reward of a next-action model must be the one it was
+    trained for."""
     from training.registry import promote as run_promotion
     from training.result import MODEL_NAMES
+    from training.reward import Reward
     from training.tracking import configure_tracking
     from training.train import model_steps, scorer_on_test_split
 
@@ -188,7 +310,20 @@ def promote(
         raise InvalidInputError(f"model {model!r}: promote one of {', '.join(MODEL_NAMES)}")
     name = cast("ModelName", model)
     configure_tracking(tracking_uri)
-    prepared = _prepare(data, tax, mapping, as_of_dates, "pandas", None, attributes=attributes)
+    rewarded = Reward(
+        _reward_kind(reward), tuple(reward_event or ()), window_days=reward_window_days
+    )
+    prepared = _prepare(
+        data,
+        tax,
+        mapping,
+        as_of_dates,
+        "pandas",
+        None,
+        attributes=attributes,
+        models=[name],
+        reward=rewarded,
+    )
     score = scorer_on_test_split(name, prepared, tax)
     metric = model_steps(name).primary_metric.removeprefix("model.")
     outcome = run_promotion(name, score, metric=metric, version=version, force=force)

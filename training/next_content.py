@@ -28,13 +28,15 @@ from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc
 from training.datasets import TrainingSet, TrainingSetError
+from training.ope import LoggedDecisions, compare_policies, gate_of
 from training.policy import (
     DECISION_PHASE_COLUMN,
+    Decisions,
     build_decisions,
     evaluate_policies,
     popular_items,
 )
-from training.result import Evaluation, ModelResult
+from training.result import Evaluation, Gate, ModelResult
 from training.splits import split_by_as_of
 
 EXPOSURE_WINDOW_DAYS = 7
@@ -104,17 +106,23 @@ def crm_phase_at(
 ) -> pd.Series:
     """The CRM phase of each account at each time: the last ``stages`` record with
     ``stages.ts <= ts`` (what a policy deciding at ts saw). Categorical over the taxonomy's
-    phases, NaN before the first record; aligned with ``account_ids`` (default index)."""
+    phases, NaN before the first record (all NaN without stages); aligned with
+    ``account_ids`` (default index)."""
+    if stages.empty:
+        return pd.Series(
+            pd.Categorical([None] * len(ts), categories=taxonomy.phases),
+            name=DECISION_PHASE_COLUMN,
+        )
     left = pd.DataFrame(
         {
-            "account_id": account_ids.astype(str).to_numpy(),
+            "account_id": account_ids.astype(str).to_numpy(dtype=object),
             "ts": column_ns(ts),
             "row": np.arange(len(ts)),
         }
     ).sort_values("ts", kind="stable")
     right = pd.DataFrame(
         {
-            "account_id": stages["account_id"].astype(str).to_numpy(),
+            "account_id": stages["account_id"].astype(str).to_numpy(dtype=object),
             "ts": column_ns(stages["ts"]),
             "phase": stages["phase"].astype(object).to_numpy(),
         }
@@ -136,7 +144,7 @@ def _require_columns(features: pd.DataFrame, columns: list[str]) -> None:
         )
 
 
-def _exposures_with_features(
+def exposures_with_features(
     exposures: pd.DataFrame | None, features: pd.DataFrame, window_days: int
 ) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
     """The exposures with ``as_of <= ts < as_of + window_days`` for an as-of date of
@@ -168,7 +176,7 @@ def _exposures_with_features(
     return ex.loc[has].reset_index(drop=True), ex_as_of[has].reset_index(drop=True), row[has]
 
 
-def _account_inputs(
+def account_inputs(
     data: JourneyData,
     taxonomy: Taxonomy,
     features: pd.DataFrame,
@@ -188,7 +196,7 @@ def _account_inputs(
     return pd.concat([pipeline, topics], axis=1)[inputs]
 
 
-def _candidate_matrix(
+def candidate_matrix(
     data: JourneyData, taxonomy: Taxonomy, account: pd.DataFrame, ex: pd.DataFrame
 ) -> pd.DataFrame:
     """The candidate features of each exposure's shown item (``nc.candidate_features``),
@@ -225,7 +233,7 @@ def _candidate_matrix(
     return x
 
 
-def _decision_frame(
+def decision_frame(
     data: JourneyData, taxonomy: Taxonomy, ex: pd.DataFrame, ex_as_of: pd.Series
 ) -> pd.DataFrame:
     """The ``DECISION_COLUMNS`` of each exposure; the CRM phase is the one at the exposure
@@ -265,10 +273,10 @@ def build_next_content_set(
     where the model's pick equals the logged item (about one in twenty).
     """
     _require_columns(features, ["account_id", "as_of", "crm_phase"])
-    ex, ex_as_of, row = _exposures_with_features(data.exposures, features, window_days)
-    account = _account_inputs(data, taxonomy, features, ex_as_of, row)
-    x = _candidate_matrix(data, taxonomy, account, ex)
-    decision = _decision_frame(data, taxonomy, ex, ex_as_of)
+    ex, ex_as_of, row = exposures_with_features(data.exposures, features, window_days)
+    account = account_inputs(data, taxonomy, features, ex_as_of, row)
+    x = candidate_matrix(data, taxonomy, account, ex)
+    decision = decision_frame(data, taxonomy, ex, ex_as_of)
     label = label_responses(ex, data.touchpoints, taxonomy).astype(np.int8)
     # The frame keeps the fit features' account inputs too: policy evaluation scores every
     # eligible item of a test decision from them.
@@ -316,6 +324,13 @@ def train_next_content(
     cols = ts.feature_columns
     y_train = split.train[ts.label_column].to_numpy()
     y_valid = split.valid[ts.label_column].to_numpy()
+    for part, y in (("validation", y_valid), ("test", split.test[ts.label_column].to_numpy())):
+        if len(np.unique(y)) < 2:
+            raise TrainingSetError(
+                f"next-content {part} split ({len(y)} exposures): every label is "
+                f"{int(y[0]) if len(y) else 'missing'}; expected responses and non-responses "
+                "(more as-of dates or more data)"
+            )
     estimator = nc.fit(
         split.train[cols], y_train, split.valid[cols], y_valid, params=params, client=client
     )
@@ -340,6 +355,9 @@ def train_next_content(
     metrics.update(evaluate_policies(decisions, popularity, catalog, taxonomy, truth))
 
     used = nc.merged_params(params)
+    valid_decisions = build_decisions(
+        estimator, split.valid, cols, ts.label_column, catalog, taxonomy
+    )
     return ModelResult(
         name="next-content",
         estimator=estimator,
@@ -352,7 +370,24 @@ def train_next_content(
         input_example=test[cols].head(5).reset_index(drop=True),
         training_set_fingerprint=ts.fingerprint,
         as_of_dates=ts.as_of_dates,
+        gate=next_content_gate(valid_decisions, catalog),
     )
+
+
+def next_content_gate(decisions: Decisions, catalog: pd.DataFrame) -> Gate:
+    """The model's top-1 policy against the stronger of the best single item and the logging
+    policy, by DR value on ``decisions`` (the validation split)."""
+    d = decisions
+    logged = LoggedDecisions(
+        q=d.scores,
+        eligible=d.eligible,
+        logged=d.logged,
+        propensity=d.propensity,
+        reward=d.reward,
+        actions=catalog["content_id"].astype(str).tolist(),
+    )
+    values = compare_policies(logged, nc.top1(d.scores, d.eligible))
+    return gate_of(values, logged.actions)
 
 
 def quality_report(metrics: dict[str, float]) -> str:

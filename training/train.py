@@ -32,7 +32,9 @@ from features.simulate.truth import SimulationTruth, load_truth
 from features.taxonomy import Taxonomy
 from models.contract import ATTRIBUTES_ARTIFACT
 from training.datasets import TrainingSet, as_of_grid, build_churn_set, build_phase_set
+from training.next_action import has_control
 from training.result import MODEL_NAMES, ModelName, ModelResult
+from training.reward import Reward
 
 
 class TrainingError(InvalidInputError):
@@ -50,6 +52,8 @@ class Prepared:
     features: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
+    # What the next-content model is rewarded for where the data have a "no action" control.
+    reward: Reward = field(default_factory=Reward)
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,19 @@ class ModelSteps:
     # Whether the model takes the custom-attribute features (the account-level models do;
     # next-content's account inputs are a fixed list serving keeps per catalog).
     uses_attributes: bool = True
+    # Whether the set takes the prepared reward (next-content: its next-action form).
+    uses_reward: bool = False
 
     def build_set(self, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
         """The model's training set from the prepared features."""
+        if self.uses_reward:
+            return self.build(
+                prepared.data,
+                taxonomy,
+                prepared.features,
+                reward=prepared.reward,
+                attributes=prepared.attributes,
+            )
         if self.uses_attributes:
             return self.build(
                 prepared.data, taxonomy, prepared.features, attributes=prepared.attributes
@@ -84,14 +98,16 @@ def model_steps(model: ModelName) -> ModelSteps:
 
         return ModelSteps(build_churn_set, train_churn, score_churn, PRIMARY_METRIC)
     if model == "next-content":
-        from training import next_content
+        from training import next_content, uplift
 
+        # With a "no action" control in the data, uplift's next-action set and training.
         return ModelSteps(
-            next_content.build_next_content_set,
-            next_content.train_next_content,
-            next_content.score_next_content,
+            uplift.build_next_set,
+            uplift.train_next,
+            uplift.score_next,
             next_content.PRIMARY_METRIC,
             uses_attributes=False,
+            uses_reward=True,
         )
     raise TrainingError(f"unknown model {model!r}; expected one of {', '.join(MODEL_NAMES)}")
 
@@ -146,25 +162,37 @@ def prepare(
     engine: Engine = "pandas",
     scheduler: str | None = None,
     attributes: AttributeDeclaration = NO_ATTRIBUTES,
+    models: Sequence[ModelName] = MODEL_NAMES,
+    reward: Reward | None = None,
 ) -> Prepared:
     """Read and validate ``data_dir``, load the simulator's truth if it is there, and build
     features for the monthly as-of grid (``training.datasets.as_of_grid``). Custom
     attributes (the mapping's or ``attributes``) get their levels from the events before the
-    grid's last date."""
+    grid's last date. No grid is built when only next-content is trained on data with a
+    "no action" control (its rows are anchored on the decisions instead)."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     data = read_data_dir(data_dir, taxonomy, mapping=mapping, attributes=attributes)
     truth = load_truth(data_dir) if (data_dir / "truth").is_dir() else None
     seconds["load_s"] = time.perf_counter() - started
+    chosen = reward if reward is not None else Reward()
+    declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
+    if list(models) == ["next-content"] and has_control(data):
+        # Levels from the events before the last decision day (its rows' as-of dates).
+        last_day = data.exposures["ts"].max().floor("D")
+        fitted = fit_attributes(data, declared, before=last_day)
+        no_grid = pd.DataFrame(
+            {"account_id": pd.Series(dtype=str), "as_of": pd.Series(dtype="datetime64[ns, UTC]")}
+        )
+        return Prepared(data, truth, [], no_grid, seconds, fitted, chosen)
     started = time.perf_counter()
     dates = as_of_grid(data, n_dates)
-    declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
     fitted = fit_attributes(data, declared, before=dates[-1])
     features = build_features(
         data, dates, taxonomy, engine=engine, scheduler=scheduler, attributes=fitted
     )
     seconds["features_s"] = time.perf_counter() - started
-    return Prepared(data, truth, dates, features, seconds, fitted)
+    return Prepared(data, truth, dates, features, seconds, fitted, chosen)
 
 
 def build_set(model: ModelName, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:

@@ -39,7 +39,7 @@ from models.next_content.columns import (
 )
 from models.next_content.errors import NextContentModelError
 from models.next_content.model import DEFAULT_PARAMS, fit, merged_params, predict_proba
-from models.next_content.scores import score_candidates, top1
+from models.next_content.scores import score_candidates, top1, uplift_over_control
 from models.next_content.topics import topic_engagement
 
 __all__ = [
@@ -66,4 +66,5 @@ __all__ = [
     "top1",
     "topic_columns",
     "topic_engagement",
+    "uplift_over_control",
 ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.taxonomy import Taxonomy
+from models.contract import ARM_VALUES_PARAM, CONTROL_PARAM
 from models.next_content.candidates import candidate_features
 from models.next_content.errors import NextContentModelError
 from models.next_content.model import predict_proba
@@ -61,3 +63,28 @@ def top1(scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     none = ~np.isfinite(masked).any(axis=1)
     pick[none] = np.nan_to_num(scores[none], nan=-np.inf).argmax(axis=1)
     return pick
+
+
+def uplift_over_control(
+    p: np.ndarray, content_ids: Sequence[str] | np.ndarray, run_params: Mapping[str, str]
+) -> np.ndarray:
+    """``p`` (decisions x items P(positive), items in ``content_ids`` order) as the ranking
+    serving uses. Unchanged for a model trained without a control (no
+    ``models.contract.CONTROL_PARAM`` in its ``run_params``). Otherwise each item's uplift,
+    P x value(item) minus the same for the control (values from ``ARM_VALUES_PARAM``; 1 for
+    a response reward), in units of the largest item value so it stays in [0, 1]; NaN (not
+    a candidate) for the control itself and where doing nothing is predicted at least as
+    good. A catalog without the control item leaves ``p`` unchanged."""
+    control_id = run_params.get(CONTROL_PARAM)
+    ids = [str(c) for c in content_ids]
+    if not control_id or control_id not in ids:
+        return p
+    raw = json.loads(run_params.get(ARM_VALUES_PARAM) or "{}")
+    values = np.array([float(raw.get(c, 1.0)) for c in ids], dtype=np.float64)
+    c = ids.index(control_id)
+    gain = p * values[None, :] - (p[:, [c]] * values[c])
+    scale = float(np.delete(values, c).max()) if len(ids) > 1 else 1.0
+    out = gain / (scale if scale > 0 else 1.0)
+    out[:, c] = np.nan
+    out[~(out > 0)] = np.nan
+    return out

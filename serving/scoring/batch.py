@@ -244,4 +244,7 @@ def _p_response(
         )
         p = np.asarray(model.predict(spec.encode(rows)), dtype=np.float64)
         out[sel] = p.reshape(len(sel), n_items)
-    return out
+    # A model trained with a "no action" control ranks by uplift over it.
+    return nc.uplift_over_control(
+        out, setup.catalog.content_ids, models.run_params.get(NEXT_CONTENT, {})
+    )

@@ -246,6 +246,10 @@ def _candidates(
     p = np.asarray(
         booster(models.next_content).predict(x, num_threads=PREDICT_THREADS), dtype=np.float64
     )
+    # A model trained with a "no action" control ranks by uplift over it.
+    p = nc.uplift_over_control(
+        p.reshape(-1, n_items), setup.catalog.content_ids, models.run_params.get(NEXT_CONTENT, {})
+    ).ravel()
     out: list[tuple[pd.DataFrame, CandidateRows]] = []
     ends = np.cumsum(counts) * n_items
     for r, mine in enumerate(contacts):

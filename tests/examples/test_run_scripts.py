@@ -64,12 +64,13 @@ def stored_event_types(out_dir: Path) -> dict[str, tuple[int, float | None]]:
             {"accounts": 7, "content": 117, "touchpoints": 35, "exposures": 0},
             {"purchase": (20, 4631.52), "support_ticket": (15, 774.2)},
         ),
-        # 300 customers, 214 e-mailed; 300 last purchases worth the past year's spend and 2
-        # conversions (USD 72,832.47 together), 35 visits
+        # 2,000 customers, each a logged decision (an e-mail or no_action); 2,000 last
+        # purchases worth the past year's spend and 28 conversions (USD 490,748.17
+        # together), 306 visits
         (
             "hillstrom",
-            {"accounts": 300, "content": 2, "touchpoints": 337, "exposures": 214},
-            {"purchase": (302, 72832.47), "view": (35, None)},
+            {"accounts": 2000, "content": 3, "touchpoints": 2334, "exposures": 2000},
+            {"purchase": (2028, 490748.17), "view": (306, None)},
         ),
         # 301 calls, 16 earlier contacts with a date, 15 of them successes, 37 subscriptions;
         # no amounts (and no call duration)
@@ -101,6 +102,28 @@ def test_example_runs_on_slices(
         assert part["peak_memory_mb"] > 0
     assert stored_event_types(out_dir) == event_types
     assert not (tmp_path / "must-not-be-used.db").exists()
+    if name == "hillstrom":
+        check_policy_values(result, out_dir)
+
+
+def check_policy_values(result: dict[str, Any], out_dir: Path) -> None:
+    """Hillstrom's last line: per reward the learned policy's and the best single action's
+    DR values side by side, each inside its 95 % interval, and a verdict that says which is
+    higher; each model in its own MLflow store."""
+    assert set(result["metrics"]) == {"visit_value_dr", "spend_value_dr"}
+    for part in result["metrics"].values():
+        low, high = part["model_ci"]
+        assert low <= part["model"] <= high
+        low, high = part["peer_ci"]
+        assert low <= part["peer"] <= high
+        assert part["peer_name"].startswith("best single action: ")
+        higher = part["model"] >= part["peer"]
+        assert part["verdict"] == ("model >= peer" if higher else "model < peer")
+    assert result["peer"].startswith(("best single action: ", "visits: "))
+    assert result["verdict"].startswith("visits: model ")
+    for run in ("visits", "spend"):
+        assert result["train"][run]["peak_mb"] > 0
+        assert (out_dir / run / "mlflow.db").is_file()
 
 
 def test_example_without_its_files_stops_with_the_report(tmp_path: Path) -> None:

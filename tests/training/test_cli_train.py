@@ -168,6 +168,11 @@ def test_bad_requests_get_clear_errors(workdir: Path) -> None:
     assert result.exit_code == 2 and "expected MODEL.KEY=VALUE" in result.output
     result = runner.invoke(app, ["promote", "all", "--data", str(workdir / "data")])
     assert result.exit_code == 2 and "promote one of" in result.output
+    data = ["--data", str(workdir / "data")]
+    result = runner.invoke(app, ["train", "next-content", *data, "--reward", "clicks"])
+    assert result.exit_code == 2 and "--reward 'clicks': expected one of response, value" in (
+        result.output
+    )
 
 
 def test_demo_runs_the_main_job_end_to_end(tmp_path: Path) -> None:

@@ -165,6 +165,12 @@ def test_model_beats_the_baselines_on_true_policy_value(world: World) -> None:
             assert 0 < m[f"{who}.{est}"] < 1
     assert "model.dr_relative_error" in m
     assert "| model top-1 |" in world.result.report_markdown
+    # The gate: the top-1 policy on the validation split against the stronger of the best
+    # single item and the logging policy (DR values, one per decision).
+    gate = world.result.gate
+    assert gate is not None and gate.metric == "policy_value_dr"
+    assert gate.baseline == "logging policy" or gate.baseline.startswith("best single action: ")
+    assert 0 < gate.baseline_value < 1 and 0 < gate.model < 1
 
 
 def test_score_is_the_test_roc_auc(world: World) -> None:

@@ -21,7 +21,7 @@ RETAIL_YEAR1_CUSTOMERS = (15100, 13807, 14237, 17420)
 RETAIL_YEAR2_CUSTOMERS = (15100, 13807, 16325, 12852, 17190)
 LINES_WITHOUT_CUSTOMER = 20
 # Hillstrom: the first rows (visits and conversions among them).
-HILLSTROM_ROWS = 300
+HILLSTROM_ROWS = 2000
 # Bank Marketing: every n-th row, so the slice still runs from May 2008 to Nov 2010 in date
 # order (the example derives the year from the order).
 BANK_EVERY = 137

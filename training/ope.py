@@ -1,0 +1,194 @@
+"""Off-policy values of next-action policies with 95 % intervals, on logged decisions.
+
+A decision is one logged action (an item, or "no action" where the data have a control)
+with its logging propensity and the reward observed after it. A policy is valued three ways
+(``training.metrics`` holds the point estimators): inverse propensity scoring (IPS),
+self-normalised IPS (SNIPS) and doubly robust (DR, with the model's predicted rewards as
+the reward model). Each is a mean of independent per-decision terms, so its 95 % interval is
+the mean +- 1.96 standard errors (SNIPS: by the delta method, terms ``w (r - V) / mean(w)``).
+
+Policies compared: the learned policy (a pick per decision), every single action ("always
+a" where a is eligible; where it is not, whatever the logging policy does, valued by the
+observed reward, so every policy answers every decision), random (uniform over the
+eligible actions) and the logging policy (the observed mean reward: its own value, needing
+no weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.metrics import MetricError, doubly_robust_value, ips_value, snips_value
+from training.result import Gate
+
+Z_95 = 1.959963984540054
+LOGGING = "logging"
+RANDOM = "random"
+MODEL = "model"
+GATE_METRIC = "policy_value_dr"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point value and its 95 % interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def covers(self, truth: float) -> bool:
+        """Whether the interval holds ``truth``."""
+        return bool(self.low <= truth <= self.high)
+
+
+@dataclass(frozen=True)
+class PolicyValue:
+    """One policy's IPS, SNIPS and DR values; ``dr_terms`` are the per-decision DR terms
+    (their mean is the DR value), kept for paired differences between policies."""
+
+    ips: Estimate
+    snips: Estimate
+    dr: Estimate
+    dr_terms: np.ndarray
+
+
+@dataclass(frozen=True)
+class LoggedDecisions:
+    """Decisions as arrays: ``q`` (decisions x actions) the model's predicted reward of
+    every action, ``eligible`` (same shape) the actions each decision could take,
+    ``logged`` the column of the logged action, ``propensity`` its logging probability
+    (in (0, 1]) and ``reward`` what followed. ``actions`` names the columns."""
+
+    q: np.ndarray
+    eligible: np.ndarray
+    logged: np.ndarray
+    propensity: np.ndarray
+    reward: np.ndarray
+    actions: list[str]
+
+    def __post_init__(self) -> None:
+        n, a = self.q.shape
+        if self.eligible.shape != (n, a) or len(self.actions) != a:
+            raise MetricError(
+                f"q has shape {(n, a)}, eligible {self.eligible.shape} and {len(self.actions)} "
+                "action names; expected (decisions, actions) for both and one name per action"
+            )
+        for name in ("logged", "propensity", "reward"):
+            if len(getattr(self, name)) != n:
+                raise MetricError(f"{name} has {len(getattr(self, name))} values; expected {n}")
+        if n < 2:
+            raise MetricError(f"{n} decisions; expected at least 2 to put an interval on a value")
+
+
+def mean_estimate(terms: np.ndarray) -> Estimate:
+    """The mean of independent terms with its normal 95 % interval."""
+    t = np.asarray(terms, dtype=np.float64)
+    mean = float(t.mean())
+    half = Z_95 * float(t.std(ddof=1)) / np.sqrt(len(t)) if len(t) > 1 else float("nan")
+    return Estimate(mean, mean - half, mean + half)
+
+
+def policy_value(
+    reward: np.ndarray,
+    propensity: np.ndarray,
+    target_propensity: np.ndarray,
+    q_logged: np.ndarray,
+    q_target: np.ndarray,
+) -> PolicyValue:
+    """IPS, SNIPS and DR values of a target policy giving the logged action
+    ``target_propensity``, whose expected predicted reward per decision is ``q_target``
+    (``q_logged``: the prediction for the logged action)."""
+    w = target_propensity / propensity
+    ips = ips_value(reward, propensity, target_propensity)
+    snips = snips_value(reward, propensity, target_propensity)
+    dr_terms = q_target + w * (reward - q_logged)
+    dr = doubly_robust_value(reward, propensity, target_propensity, q_logged, q_target)
+    if np.isnan(snips):
+        snips_ci = Estimate(float("nan"), float("nan"), float("nan"))
+    else:
+        # Delta method for a ratio of means: the terms' spread around the estimate.
+        snips_terms = w * (reward - snips) / w.mean()
+        half = Z_95 * float(snips_terms.std(ddof=1)) / np.sqrt(len(w))
+        snips_ci = Estimate(snips, snips - half, snips + half)
+    ips_ci = mean_estimate(w * reward)
+    dr_ci = mean_estimate(dr_terms)
+    return PolicyValue(
+        ips=Estimate(ips, ips_ci.low, ips_ci.high),
+        snips=snips_ci,
+        dr=Estimate(dr, dr_ci.low, dr_ci.high),
+        dr_terms=dr_terms,
+    )
+
+
+def logged_policy_value(reward: np.ndarray) -> PolicyValue:
+    """The logging policy's own value: the observed mean reward for all three estimators
+    (its importance weights are all 1)."""
+    r = np.asarray(reward, dtype=np.float64)
+    observed = mean_estimate(r)
+    return PolicyValue(ips=observed, snips=observed, dr=observed, dr_terms=r)
+
+
+def paired_difference(a: PolicyValue, b: PolicyValue) -> Estimate:
+    """DR value of ``a`` minus that of ``b`` on the same decisions, with the 95 % interval
+    of the paired per-decision differences (tighter than two separate intervals)."""
+    return mean_estimate(a.dr_terms - b.dr_terms)
+
+
+def compare_policies(d: LoggedDecisions, model_pick: np.ndarray) -> dict[str, PolicyValue]:
+    """Values of the learned policy (``model_pick``: its action column per decision), each
+    single action (keyed by its name), random and the logging policy."""
+    n = len(d.logged)
+    rows = np.arange(n)
+    q = np.nan_to_num(d.q)
+    q_logged = q[rows, d.logged]
+    out: dict[str, PolicyValue] = {}
+    out[MODEL] = policy_value(
+        d.reward,
+        d.propensity,
+        (model_pick == d.logged).astype(np.float64),
+        q_logged,
+        q[rows, model_pick],
+    )
+    for a, name in enumerate(d.actions):
+        can = d.eligible[:, a]
+        if not can.any():
+            continue
+        # Where the action cannot be taken the policy does what the logging policy does: it
+        # gives the logged action the logged propensity (weight 1, the observed reward).
+        pi = np.where(can, (d.logged == a).astype(np.float64), d.propensity)
+        out[name] = policy_value(
+            d.reward, d.propensity, pi, q_logged, np.where(can, q[:, a], q_logged)
+        )
+    n_eligible = d.eligible.sum(axis=1)
+    pi_random = d.eligible[rows, d.logged] / n_eligible
+    q_random = np.where(d.eligible, q, 0.0).sum(axis=1) / n_eligible
+    out[RANDOM] = policy_value(d.reward, d.propensity, pi_random, q_logged, q_random)
+    out[LOGGING] = logged_policy_value(d.reward)
+    return out
+
+
+def best_single_action(values: dict[str, PolicyValue], actions: list[str]) -> str:
+    """The single action whose DR value is highest at the low end of its 95 % interval
+    (first listed on ties). By point value alone the pick among many actions would be the
+    luckiest: an action logged a few times with small propensities can show a value far
+    above any real one (on the simulator, above 1 for a 0/1 reward)."""
+    valued = [a for a in actions if a in values and np.isfinite(values[a].dr.low)]
+    if not valued:
+        raise MetricError("no single action is eligible in any decision")
+    return max(valued, key=lambda a: (values[a].dr.low, -valued.index(a)))
+
+
+def gate_of(values: dict[str, PolicyValue], actions: list[str]) -> Gate:
+    """The learned policy's DR value against the stronger of the best single action and the
+    logging policy (validation split)."""
+    best = best_single_action(values, actions)
+    baseline = best if values[best].dr.value >= values[LOGGING].dr.value else LOGGING
+    name = "logging policy" if baseline == LOGGING else f"best single action: {best}"
+    return Gate(
+        metric=GATE_METRIC,
+        model=values[MODEL].dr.value,
+        baseline=name,
+        baseline_value=values[baseline].dr.value,
+    )
