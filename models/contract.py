@@ -36,6 +36,14 @@ PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
 # without it (logged before feature pipeline 1.1.0) declared no attributes.
 ATTRIBUTES_ARTIFACT = "attributes.json"
 
+# Binary outcome models (``models.outcomes``): registered as ``nba-<outcome name>`` (the
+# default outcome, churn, is CHURN), each version tagged OUTCOME_KIND_TAG=OUTCOME_KIND and
+# OUTCOME_NAME_TAG=<name>; the run logs the outcome's definition as OUTCOME_ARTIFACT (JSON).
+OUTCOME_ARTIFACT = "outcome.json"
+OUTCOME_KIND_TAG = "nba.kind"
+OUTCOME_KIND = "outcome"
+OUTCOME_NAME_TAG = "nba.outcome"
+
 # What serving reads from each model's run; a run missing one of these is not servable.
 REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = {
     PHASE: (),

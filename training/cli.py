@@ -23,6 +23,7 @@ from features.cli import (
     TaxonomyOption,
     load_taxonomy_option,
     parse_engine,
+    peak_memory_mb,
 )
 from features.errors import InvalidInputError
 
@@ -34,6 +35,16 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False)
 
+OutcomesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--outcomes",
+        help="Outcomes file (YAML) declaring the binary outcome models; default the shipped "
+        "one (churn).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 TrackingOption = Annotated[
     str | None,
     typer.Option(
@@ -46,7 +57,13 @@ TrackingOption = Annotated[
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="phase, churn, next-content or all.")] = "all",
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="all, outcomes (every declared outcome), phase, next-content, or one "
+            "outcome: NAME or outcome:NAME (churn by default)."
+        ),
+    ] = "all",
     data: Annotated[
         Path, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
     ] = Path("data"),
@@ -69,24 +86,53 @@ def train(
     mapping: MappingOption = None,
     attributes: AttributesOption = None,
     taxonomy: TaxonomyOption = None,
+    outcomes: OutcomesOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print only one JSON line: the models logged, seconds per step, peak memory.",
+        ),
+    ] = False,
 ) -> None:
     """Train models, log one MLflow run each and register them (first version = champion)."""
+    from models.outcomes import load_outcomes
     from training.tracking import configure_tracking, log_result
     from training.train import parse_models, parse_params, train_models
 
     tax = load_taxonomy_option(taxonomy)
-    models = parse_models(model)
+    declared = load_outcomes(outcomes, taxonomy=tax)
+    models = parse_models(model, declared)
     params = parse_params(param or [], models)
     chosen = parse_engine(engine)
     uri = configure_tracking(tracking_uri)
 
+    trained: list[dict[str, object]] = []
+
     def logged(result: ModelResult) -> None:
         info = log_result(result, parent_run_id=parent_run_id)
+        primary = result.metrics.get(result.primary_metric, float("nan"))
+        gate = result.gate
+        trained.append(
+            {
+                "model": f"{info.registered_name} v{info.version}",
+                "champion": info.champion,
+                result.primary_metric: round(primary, 4),
+                "gate_passed": None if gate is None else gate.passed,
+            }
+        )
+        if as_json:
+            return
         typer.echo(
             f"{info.registered_name} v{info.version}"
             f"{' (champion)' if info.champion else ''}: {result.primary_metric}="
-            f"{result.metrics.get(result.primary_metric, float('nan')):.4f}  run {info.run_id}"
+            f"{primary:.4f}  run {info.run_id}"
         )
+        if gate is not None:
+            typer.echo(
+                f"gate (validation {gate.metric}): model {gate.model:.4f} vs {gate.baseline} "
+                f"{gate.baseline_value:.4f}: {'passed' if gate.passed else 'NOT passed'}"
+            )
         typer.echo(result.report_markdown)
 
     if chosen == "dask":
@@ -98,15 +144,28 @@ def train(
             prepared = _prepare(
                 data, tax, mapping, as_of_dates, chosen, address, attributes=attributes
             )
-            train_models(models, prepared, tax, params=params, on_result=logged, client=client)
+            train_models(
+                models,
+                prepared,
+                tax,
+                params=params,
+                on_result=logged,
+                client=client,
+                outcomes=declared,
+            )
     else:
         prepared = _prepare(
             data, tax, mapping, as_of_dates, chosen, scheduler, attributes=attributes
         )
-        train_models(models, prepared, tax, params=params, on_result=logged)
+        train_models(models, prepared, tax, params=params, on_result=logged, outcomes=declared)
+    seconds = {k: round(v, 1) for k, v in prepared.seconds.items()}
+    if as_json:
+        summary = {"models": trained, "seconds": seconds, "peak_memory_mb": peak_memory_mb()}
+        typer.echo(json.dumps(summary))
+        return
     typer.echo(
-        f"tracking store {uri}; seconds "
-        + json.dumps({k: round(v, 1) for k, v in prepared.seconds.items()})
+        f"tracking store {uri}; seconds {json.dumps(seconds)}; "
+        f"peak memory {peak_memory_mb():.0f} MB"
     )
 
 
@@ -174,18 +233,55 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the report to this Markdown file.")
     ] = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(
+            "--outcome",
+            help="Report this binary outcome's newest model (test split vs its peer, 95 % "
+            "intervals) instead of the champions.",
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="With --outcome: this version.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --outcome: one JSON object.")
+    ] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Print the quality table of the current champions (model vs baselines vs ceiling)."""
-    from training.report import champions_report
+    """Print the quality table of the current champions (model vs baselines vs ceiling),
+    or with --outcome one outcome model's figures beside its peer."""
+    from training.report import champions_report, outcome_report
     from training.tracking import configure_tracking
 
+    if outcome is None and (as_json or version is not None):
+        raise InvalidInputError("--json and --version need --outcome NAME")
     configure_tracking(tracking_uri)
-    text = champions_report()
+    if outcome is not None:
+        figures = outcome_report(outcome, version=version)
+        text = json.dumps(figures) if as_json else _outcome_text(figures)
+    else:
+        text = champions_report()
     typer.echo(text)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
+
+
+def _outcome_text(figures: dict[str, object]) -> str:
+    """An outcome report as a Markdown table: metric | model [CI] | peer [CI] | verdict."""
+    lines = [
+        f"### {figures['model']}: model vs {figures['peer']} (test split, 95 % intervals)",
+        "",
+        "| metric | model | peer | model - peer | verdict |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, m in cast("dict[str, dict[str, object]]", figures["metrics"]).items():
+        lines.append(
+            f"| {name} | {m['model']} {m['model_ci']} | {m['peer']} {m['peer_ci']} | "
+            f"{m['difference_ci']} | {m['verdict']} |"
+        )
+    return "\n".join([*lines, "", f"split: {json.dumps(figures['split'])}"])
 
 
 @app.command()
@@ -214,6 +310,7 @@ def demo(
 
     started = time.perf_counter()
     prepared = prepare(data_dir, tax, n_dates=12)
+    prepared.features  # noqa: B018 - computed now, so the step's time includes them
     steps["load_and_features_s"] = time.perf_counter() - started
     latest = build_features(prepared.data, [prepared.as_of[-1]], tax)
     latest.to_parquet(out / "features.parquet", index=False)

@@ -24,6 +24,12 @@ REGISTERED_NAMES: dict[ModelName, str] = {
 }
 
 
+def registered_name(name: str) -> str:
+    """The registered model (and experiment) name of a model or binary outcome: ``nba-<name>``
+    (the default churn outcome stays ``nba-churn``)."""
+    return REGISTERED_NAMES.get(name, f"nba-{name}")  # type: ignore[call-overload]
+
+
 @dataclass
 class Evaluation:
     """Arrays the plots are drawn from (test split)."""
@@ -33,16 +39,32 @@ class Evaluation:
     class_names: list[str] = field(default_factory=list)  # phase names in class order
 
 
+@dataclass(frozen=True)
+class Gate:
+    """The champion gate: the model against its strongest simple baseline on the validation
+    split, on one metric where greater is better."""
+
+    metric: str
+    model: float
+    baseline: str
+    baseline_value: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.model > self.baseline_value)
+
+
 @dataclass
 class ModelResult:
     """A trained model with everything a run logs.
 
-    ``metrics`` keys are ``"<who>.<metric>"`` where who is ``model``, ``baseline_<name>`` or
-    ``ceiling`` (the simulator's best achievable), e.g. ``model.macro_f1_true``.
+    ``metrics`` keys are ``"<who>.<metric>"`` where who is ``model``, ``baseline_<name>``,
+    ``ceiling`` (the simulator's best achievable) or ``truth_probability`` (the simulator's
+    own probabilities: a reference, not a bound), e.g. ``model.macro_f1_true``.
     ``primary_metric`` names the key promotion compares (greater is better).
     """
 
-    name: ModelName
+    name: str  # a ModelName, or a binary outcome's name (``models.outcomes``)
     estimator: Any  # a fitted lightgbm.LGBMClassifier
     feature_columns: list[str]
     params: dict[str, Any]
@@ -54,3 +76,4 @@ class ModelResult:
     training_set_fingerprint: str
     as_of_dates: dict[str, list[str]]  # split -> ISO dates
     extra_artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text
+    gate: Gate | None = None

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from training.churn import churn_metrics, score_churn, train_churn, true_churn_for_rows
 
 from features.pipeline import build_features
 from features.simulate import Simulation, simulate
@@ -15,7 +16,6 @@ from features.taxonomy import Taxonomy, load_taxonomy
 from models import churn as churn_model
 from tests.utils.data import write_bare_dir
 from training.baselines import BaselineError, RecencyLogistic
-from training.churn import churn_metrics, score_churn, train_churn, true_churn_for_rows
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_churn_set
 from training.result import ModelResult
 from training.train import build_set, prepare
