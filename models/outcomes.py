@@ -23,6 +23,8 @@ declares today's churn model) holds a list under ``outcomes:``. Each definition:
 - ``peer``: the baseline the champion gate and the reports compare with:
   ``rfm_logistic`` (logistic regression on recency, frequency and monetary features; the
   default) or ``logistic`` (logistic regression on the model's own inputs).
+- ``exclude_features`` (optional): pipeline features the model and its baselines leave out
+  (e.g. calendar features where the dates are reconstructed).
 
 Serving reads this module too (an outcome's definition is logged with its model as
 ``outcome.json``), so it lives in ``models``.
@@ -161,6 +163,7 @@ class Outcome(_Frozen):
     horizon_days: int = Field(ge=1)
     score_at: ScoreAt = ScoreAt(grid="monthly")
     peer: Peer = "rfm_logistic"
+    exclude_features: tuple[str, ...] = ()
     description: str = ""
 
     @property

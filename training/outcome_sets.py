@@ -222,6 +222,13 @@ def build_outcome_set(
     its dates, 1 validation and ``moments.test_dates`` test dates; anchored moments by
     share of rows). Raises ``TrainingSetError`` when the population is empty."""
     columns = list(feature_columns or binary_model.feature_columns(taxonomy, attributes))
+    unknown = sorted(set(outcome.exclude_features) - set(columns))
+    if unknown:
+        raise TrainingSetError(
+            f"outcome {outcome.name!r} key exclude_features: {unknown} are not features; "
+            f"expected names of the pipeline's features, e.g. {columns[:3]}"
+        )
+    columns = [c for c in columns if c not in outcome.exclude_features]
     missing = [c for c in [*KEY_COLUMNS, *columns] if c not in features.columns]
     if missing:
         raise TrainingSetError(

@@ -23,7 +23,7 @@ from features.schema import JourneyData
 from features.taxonomy import Taxonomy, load_taxonomy
 from models.outcomes import Outcome
 from tests.utils.data import canonical
-from training.datasets import TrainingSet, model_splits
+from training.datasets import TrainingSet, TrainingSetError, model_splits
 from training.outcome import OutcomeTrainingError, check_both_classes
 from training.outcome_sets import (
     ANCHOR_DELAY,
@@ -197,6 +197,17 @@ def test_a_weekly_grid_splits_a_short_span_with_the_horizon_purged(
     assert len(d.test) == 2 and len(d.valid) == 1 and len(d.train) >= 1
     assert d.train[-1] + pd.Timedelta(days=30) <= d.valid[0]
     assert d.valid[0] + pd.Timedelta(days=30) <= d.test[0]
+
+
+def test_excluded_features_are_not_inputs(data: JourneyData, taxonomy: Taxonomy) -> None:
+    calendar = outcome(horizon_days=60, exclude_features=["as_of_month", "as_of_weekday"])
+    moments = outcome_moments(data, calendar)
+    features = build_features(data, list(moments.dates), taxonomy)
+    ts = build_outcome_set(data, taxonomy, features, calendar, moments)
+    assert "as_of_month" not in ts.feature_columns and "n_purchases" in ts.feature_columns
+    typo = outcome(horizon_days=60, exclude_features=["as_of_moon"])
+    with pytest.raises(TrainingSetError, match=r"key exclude_features: \['as_of_moon'\] are not"):
+        build_outcome_set(data, taxonomy, features, typo, moments)
 
 
 def test_a_grid_too_short_for_the_horizon_is_refused_with_what_is_needed(
