@@ -111,7 +111,7 @@ RFM_COLUMNS = (
 def _design(frame: pd.DataFrame, columns: list[str], levels: dict[str, list[str]]) -> np.ndarray:
     """Numbers as log(1 + |x|) with the sign kept and a "missing" flag (0 where missing);
     categories one-hot over ``levels`` (fixed at fitting)."""
-    parts = []
+    parts: list[np.ndarray] = []
     for column in columns:
         if column in levels:
             values = frame[column].astype(object).to_numpy()

@@ -68,7 +68,13 @@ def train(
         Path, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
     ] = Path("data"),
     as_of_dates: Annotated[
-        int, typer.Option("--as-of-dates", min=4, help="Monthly as-of dates in the training set.")
+        int,
+        typer.Option(
+            "--as-of-dates",
+            min=4,
+            help="Dates of the calendar grids (monthly for phase and next content; an "
+            "outcome's grid takes more when its split needs them).",
+        ),
     ] = 12,
     param: Annotated[
         list[str] | None,

@@ -232,7 +232,7 @@ def test_default_outcome_reproduces_todays_churn_set(
     customers = features.loc[features["is_customer"] == 1, ["account_id", "as_of", *columns]]
     customers = customers.reset_index(drop=True)
     label = label_events(sim.data.touchpoints, customers, ["churn"], window_days=90)
-    expected = pd.concat([customers, label.to_frame()], axis=1)
+    expected = pd.concat([customers, label.rename("positive").to_frame()], axis=1)
     split = split_by_as_of(expected, valid_dates=1, test_dates=2, horizon_days=90)
 
     ts = build_churn_set(sim.data, taxonomy, features)
