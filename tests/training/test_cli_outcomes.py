@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from features.simulate import simulate, write_simulation
 from nba.cli import app
+from training.tracking import configure_tracking
 
 OUTCOMES = """
 outcomes:
@@ -59,6 +62,12 @@ def test_a_weekly_outcome_trains_on_a_short_span_and_reports_beside_its_peer(
     trained = json.loads(output.strip().splitlines()[-1])
     assert [m["model"] for m in trained["models"]] == ["nba-buy_again v1"]
     assert trained["peak_memory_mb"] > 0 and "buy_again_train_s" in trained["seconds"]
+
+    configure_tracking(f"sqlite:///{workdir / 'mlflow.db'}")
+    version = MlflowClient().get_model_version("nba-buy_again", "1")
+    assert version.tags["nba.kind"] == "outcome" and version.tags["nba.outcome"] == "buy_again"
+    logged = mlflow.artifacts.load_text(f"runs:/{version.run_id}/outcome.json")
+    assert json.loads(logged)["score_at"]["grid"] == "weekly"
 
     code, output = invoke(workdir, "report", "--outcome", "buy_again", "--json")
     assert code == 0, output
