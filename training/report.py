@@ -11,19 +11,20 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from features.errors import InvalidInputError
-from models.contract import CHAMPION
+from models.contract import CHAMPION, OUTCOME_KIND, OUTCOME_KIND_TAG
 from training.result import MODEL_NAMES, REGISTERED_NAMES, registered_name
 from training.tracking import REPORT_ARTIFACT, champion_version
 
 
 def champions_report() -> str:
-    """Markdown: one section per model with a champion, holding the quality table its
-    training run logged, headed by version, run and training-set fingerprint."""
+    """Markdown: one section per model with a champion (phase, churn, next content, then the
+    other binary outcome models), holding the quality table its training run logged, headed
+    by version, run and training-set fingerprint."""
     client = MlflowClient()
     sections = ["# journey-nba model quality (champions)", ""]
     missing = []
-    for model in MODEL_NAMES:
-        name = REGISTERED_NAMES[model]
+    names = [REGISTERED_NAMES[model] for model in MODEL_NAMES]
+    for name in [*names, *sorted(set(outcome_model_names()) - set(names))]:
         version = champion_version(name)
         if version is None:
             missing.append(name)
@@ -46,6 +47,12 @@ def champions_report() -> str:
     if missing:
         sections += [f"No champion yet for: {', '.join(missing)} (run `nba train`).", ""]
     return "\n".join(sections)
+
+
+def outcome_model_names() -> list[str]:
+    """Registered names of the binary outcome models (versions tagged ``nba.kind=outcome``)."""
+    found = MlflowClient().search_model_versions(f"tags.`{OUTCOME_KIND_TAG}` = '{OUTCOME_KIND}'")
+    return sorted({str(v.name) for v in found})
 
 
 # The metrics an outcome report shows side by side (model vs peer, 95 % intervals).

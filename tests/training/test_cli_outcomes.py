@@ -82,6 +82,9 @@ def test_a_weekly_outcome_trains_on_a_short_span_and_reports_beside_its_peer(
         assert m["peer_ci"][0] <= m["peer"] <= m["peer_ci"][1]
         assert m["verdict"] in ("model ahead", "peer ahead", "no clear difference")
     assert report["gate"]["passed"] == (report["gate"]["model"] > report["gate"]["peer"])
+    code, output = invoke(workdir, "report")
+    assert code == 0 and "## nba-buy_again v1 (champion)" in output
+    assert "No champion yet for: nba-phase, nba-churn, nba-next-content" in output
 
 
 def test_a_span_too_short_for_the_horizon_is_a_message(workdir: Path) -> None:
