@@ -118,13 +118,16 @@ def _churn(
 ) -> dict[str, Any]:
     """The churn model's part of the report, with its calibration params (builds the set
     and trains; timings go to ``seconds``)."""
-    from training.churn import train_churn
-    from training.datasets import build_churn_set
+    from models.outcomes import load_outcomes
+    from training.outcome import train_outcome
+    from training.outcome_sets import build_outcome_set, outcome_moments
 
+    outcome = load_outcomes()[0]  # the default: churn
     with _timed(seconds, "churn_set"):
-        churn_set = build_churn_set(sim.data, taxonomy, features)
+        moments = outcome_moments(sim.data, outcome, n_dates=features["as_of"].nunique())
+        churn_set = build_outcome_set(sim.data, taxonomy, features, outcome, moments)
     with _timed(seconds, "churn_train"):
-        churn = train_churn(churn_set, truth=sim.truth, taxonomy=taxonomy)
+        churn = train_outcome(churn_set, outcome, truth=sim.truth)
     calibration = {k: churn.params[k] for k in ("calibration_a", "calibration_b")}
     return {**_model_summary(churn, churn_set), "calibration": calibration}
 

@@ -48,7 +48,7 @@ def _train(root: Path, data: Any, taxonomy: Any) -> str:
     for name in ("nba-phase", "nba-churn", "nba-next-content"):
         client.create_experiment(name, artifact_location=(root / "artifacts" / name).as_uri())
     dates = as_of_grid(data, 8)
-    prepared = Prepared(data, None, dates, build_features(data, dates, taxonomy))
+    prepared = Prepared.from_features(data, dates, build_features(data, dates, taxonomy), taxonomy)
     params = {
         "phase": {"n_estimators": 40, "max_features": 0},
         "churn": {"n_estimators": 40, "max_features": 0},

@@ -30,3 +30,22 @@ run_example() {
     printf '{"example":"%s","validate":%s,"features":%s,"load":%s}\n' \
         "$name" "$validate" "$features" "$load"
 }
+
+# train_example NAME MAPPING OUTCOMES OUTCOME DATA_DIR OUT_DIR [nba train option ...]
+# Trains the example's declared outcomes (MLflow store OUT_DIR/mlflow.db) and prints one JSON
+# line: the example, the training's models, seconds and peak memory, and the outcome's test
+# figures beside its peer with 95 % intervals (`nba report --outcome OUTCOME --json`).
+train_example() {
+    local name=$1 mapping=$2 outcomes=$3 outcome=$4 data_dir=$5 out_dir=$6
+    shift 6
+    # absolute paths: training runs inside OUT_DIR, where MLflow keeps the runs' artifacts
+    data_dir=$(cd "$data_dir" && pwd) out_dir=$(cd "$out_dir" && pwd)
+    mapping="$(cd "${mapping%/*}" && pwd)/${mapping##*/}"
+    outcomes="$(cd "${outcomes%/*}" && pwd)/${outcomes##*/}"
+    local uri="sqlite:///$out_dir/mlflow.db" trained report
+    trained=$(cd "$out_dir" && ${NBA:-nba} train outcomes --data "$data_dir" \
+        --mapping "$mapping" --outcomes "$outcomes" --tracking-uri "$uri" --json "$@") || return
+    trained=${trained##*$'\n'}  # the last line: the JSON summary
+    report=$(${NBA:-nba} report --outcome "$outcome" --tracking-uri "$uri" --json) || return
+    printf '{"example":"%s","train":%s,%s\n' "$name" "$trained" "${report#\{}"
+}

@@ -1,7 +1,9 @@
-"""The churn model: will a customer churn within the horizon after as-of?
+"""The binary outcome model: will the outcome happen within the horizon after as-of?
 
-Target: 1 when a customer at as-of (purchased and not churned since; ``is_customer == 1``)
-has a churn event in ``[as_of, as_of + 90 days)`` (``training.labels.label_churn``).
+Every binary outcome declared in ``models.outcomes`` (churn, the default, and repurchase,
+conversion, dropout, ...) uses this one model; the outcome defines the rows and the target
+(``training.outcome_sets``): for churn, 1 when a customer at as-of (purchased and not churned
+since; ``is_customer == 1``) has a churn event in ``[as_of, as_of + 90 days)``.
 Binary LightGBM on every pipeline feature, early-stopped on the validation split, then
 calibrated: Platt scaling on the logit, fitted on the validation split, stored as two numbers
 in the run's params (``calibration_a``, ``calibration_b``) so that a model loaded with MLflow's
@@ -22,13 +24,6 @@ from features.pipeline import feature_definitions
 from features.taxonomy import Taxonomy
 from models.contract import CALIBRATION_A, CALIBRATION_B
 from models.fitting import fit_classifier, model_columns, select_features
-
-LABEL_COLUMN = "churned"
-HORIZON_DAYS = 90
-TARGET = (
-    "1 if a customer at as-of (is_customer == 1) has a churn event in "
-    "[as_of, as_of + 90 days), else 0"
-)
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -85,12 +80,12 @@ def fit(
     validation rows (binary logloss). Labels are 0/1; both must occur in training."""
     if len(x_train) == 0 or len(x_valid) == 0:
         raise ChurnModelError(
-            f"churn model needs training and validation rows, got {len(x_train)} and {len(x_valid)}"
+            "binary outcome model needs training and validation rows, got "
+            f"{len(x_train)} and {len(x_valid)}"
         )
     if len(np.unique(y_train)) < 2:
         raise ChurnModelError(
-            f"churn labels in training are all {int(y_train[0])}; expected churners and "
-            "non-churners"
+            f"labels in training are all {int(y_train[0])}; expected positives and negatives"
         )
     p = merged_params(params)
     rounds = int(p.pop("early_stopping_rounds"))

@@ -19,11 +19,6 @@ NEXT_CONTENT = "nba-next-content"
 # The order serving keys its cache by (phase, churn, next content).
 REGISTERED_MODELS: tuple[str, ...] = (PHASE, CHURN, NEXT_CONTENT)
 
-# Binary outcome models (``nba-<outcome name>``; the default outcome ``churn`` is CHURN):
-# serving finds them by these version tags, ``nba.kind=outcome`` and ``nba.outcome=<name>``.
-KIND_TAG = "nba.kind"
-OUTCOME_KIND = "outcome"
-OUTCOME_TAG = "nba.outcome"
 # The outcome whose probability the answers' ``risk`` field carries.
 RISK_OUTCOME = "churn"
 
@@ -51,6 +46,15 @@ ATTRIBUTES_ARTIFACT = "attributes.json"
 # control. A run without CONTROL_PARAM ranks by P(response) as before.
 CONTROL_PARAM = "control_content_id"
 ARM_VALUES_PARAM = "arm_values"
+
+# Binary outcome models (``models.outcomes``): registered as ``nba-<outcome name>`` (the
+# default outcome, churn, is CHURN), each version tagged OUTCOME_KIND_TAG=OUTCOME_KIND and
+# OUTCOME_NAME_TAG=<name>, which is how serving finds them; the run logs the outcome's
+# definition as OUTCOME_ARTIFACT (JSON).
+OUTCOME_ARTIFACT = "outcome.json"
+OUTCOME_KIND_TAG = "nba.kind"
+OUTCOME_KIND = "outcome"
+OUTCOME_NAME_TAG = "nba.outcome"
 
 # What serving reads from each model's run; a run missing one of these is not servable.
 REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = {

@@ -44,10 +44,10 @@ from models.contract import (
     ATTRIBUTES_ARTIFACT,
     CHAMPION,
     CHURN,
-    KIND_TAG,
     NEXT_CONTENT,
     OUTCOME_KIND,
-    OUTCOME_TAG,
+    OUTCOME_KIND_TAG,
+    OUTCOME_NAME_TAG,
     PHASE,
     PHASE_CONFUSION_ARTIFACT,
     REGISTERED_MODELS,
@@ -222,7 +222,7 @@ def _outcome_names(client: Any) -> list[str]:
     from mlflow.exceptions import MlflowException
 
     try:
-        found = client.search_model_versions(f"tags.`{KIND_TAG}` = '{OUTCOME_KIND}'")
+        found = client.search_model_versions(f"tags.`{OUTCOME_KIND_TAG}` = '{OUTCOME_KIND}'")
     except MlflowException as exc:
         log.warning("cannot search the registry for outcome models: %s", exc)
         return []
@@ -304,8 +304,8 @@ def _outcome_name(client: Any, name: str, version: str, where: str) -> str | Non
         tags = client.get_model_version(name, version).tags or {}
     except MlflowException as exc:
         raise ModelLoadError(f"cannot read the tags of {where}: {exc}") from exc
-    if tags.get(KIND_TAG) == OUTCOME_KIND:
-        return str(tags.get(OUTCOME_TAG) or name.removeprefix("nba-"))
+    if tags.get(OUTCOME_KIND_TAG) == OUTCOME_KIND:
+        return str(tags.get(OUTCOME_NAME_TAG) or name.removeprefix("nba-"))
     return RISK_OUTCOME if name == CHURN else None
 
 

@@ -4,8 +4,10 @@
   content item of the account's last content touchpoint before as-of, majority class when
   there is none); and, for reference, the CRM's last recorded phase before as-of carried
   forward (what a CRM shows without any model).
-- churn: a recency-only logistic regression on how long ago the account was last touched
-  and last used the product.
+- binary outcomes (churn, repurchase, conversion, ...): logistic regression on recency,
+  frequency and monetary features (``RFM_COLUMNS``, the gate's default peer), logistic
+  regression on the model's own inputs, and the older recency-only logistic regression on
+  how long ago the account was last touched and last used the product.
 """
 
 from __future__ import annotations
@@ -90,3 +92,74 @@ class RecencyLogistic:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """P(churn) per row of ``frame``."""
         return np.asarray(self.model.predict_proba(_recency_matrix(frame, self.columns)))[:, 1]
+
+
+# Recency, frequency and monetary features of the binary outcomes' baseline (those present):
+# days since the last touch and the last purchase, purchases ever, touchpoints in the last
+# 90 and 365 days, purchases in the last 365 days and the year's purchase amounts.
+RFM_COLUMNS = (
+    "days_since_last_touch",
+    "days_since_event_purchase",
+    "n_purchases",
+    "n_touchpoints_90d",
+    "n_touchpoints_365d",
+    "n_event_purchase_365d",
+    "revenue_365d",
+)
+
+
+def _design(frame: pd.DataFrame, columns: list[str], levels: dict[str, list[str]]) -> np.ndarray:
+    """Numbers as log(1 + |x|) with the sign kept and a "missing" flag (0 where missing);
+    categories one-hot over ``levels`` (fixed at fitting)."""
+    parts: list[np.ndarray] = []
+    for column in columns:
+        if column in levels:
+            values = frame[column].astype(object).to_numpy()
+            parts.extend((values == level)[:, None] for level in levels[column])
+            continue
+        x = frame[column].to_numpy(dtype=np.float64)
+        missing = np.isnan(x)
+        x = np.where(missing, 0.0, x)
+        parts.append(np.column_stack([np.sign(x) * np.log1p(np.abs(x)), missing]))
+    return np.column_stack(parts).astype(np.float64) if parts else np.zeros((len(frame), 0))
+
+
+@dataclass
+class FeatureLogistic:
+    """Logistic regression (standardised inputs, L2) on ``columns`` of a training set: the
+    binary outcomes' baselines. ``RFM_COLUMNS`` gives the recency-frequency-monetary peer;
+    a model's own feature columns give "logistic regression on the same inputs"."""
+
+    columns: tuple[str, ...]
+    levels: dict[str, list[str]] = field(default_factory=dict)
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+    model: LogisticRegression = field(
+        default_factory=lambda: LogisticRegression(max_iter=2000, C=1.0)
+    )
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray) -> FeatureLogistic:
+        """Fit on the rows of ``frame`` (columns absent from it are left out) with 0/1
+        labels ``y``; returns self."""
+        y = np.asarray(y)
+        if len(np.unique(y)) < 2:
+            raise BaselineError("logistic baseline needs both outcomes among training rows")
+        self.columns = tuple(c for c in self.columns if c in frame.columns)
+        if not self.columns:
+            raise BaselineError("logistic baseline: the training set has none of its columns")
+        self.levels = {
+            c: sorted(frame[c].dropna().astype(str).unique())
+            for c in self.columns
+            if not pd.api.types.is_numeric_dtype(frame[c])
+        }
+        x = _design(frame, list(self.columns), self.levels)
+        self.mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        self.scale = np.where(std > 0, std, 1.0)
+        self.model.fit((x - self.mean) / self.scale, y)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(positive) per row of ``frame``."""
+        x = (_design(frame, list(self.columns), self.levels) - self.mean) / self.scale
+        return np.asarray(self.model.predict_proba(x))[:, 1]

@@ -31,12 +31,22 @@ if TYPE_CHECKING:
 
     from features.cli import Engine
     from features.taxonomy import Taxonomy
-    from training.result import ModelName, ModelResult
+    from training.result import ModelResult
     from training.reward import Reward, RewardKind
     from training.train import Prepared
 
 app = typer.Typer(add_completion=False)
 
+OutcomesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--outcomes",
+        help="Outcomes file (YAML) declaring the binary outcome models; default the shipped "
+        "one (churn).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 TrackingOption = Annotated[
     str | None,
     typer.Option(
@@ -79,12 +89,24 @@ RewardWindowOption = Annotated[
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="phase, churn, next-content or all.")] = "all",
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="all, outcomes (every declared outcome), phase, next-content, or one "
+            "outcome: NAME or outcome:NAME (churn by default)."
+        ),
+    ] = "all",
     data: Annotated[
         Path, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
     ] = Path("data"),
     as_of_dates: Annotated[
-        int, typer.Option("--as-of-dates", min=4, help="Monthly as-of dates in the training set.")
+        int,
+        typer.Option(
+            "--as-of-dates",
+            min=4,
+            help="Dates of the calendar grids (monthly for phase and next content; an "
+            "outcome's grid takes more when its split needs them).",
+        ),
     ] = 12,
     param: Annotated[
         list[str] | None,
@@ -106,6 +128,7 @@ def train(
     reward: RewardOption = "response",
     reward_event: RewardEventOption = None,
     reward_window_days: RewardWindowOption = 7,
+    outcomes: OutcomesOption = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -119,13 +142,15 @@ def train(
     becomes champion only if it beats its strongest baseline on the validation split (its
     gate), unless --force. With `all`, a model the data cannot support is skipped with the
     reason and the others train."""
+    from models.outcomes import load_outcomes
     from training.reward import Reward
     from training.tracking import configure_tracking, log_result
     from training.train import parse_models, parse_params, train_models
 
     started = time.perf_counter()
     tax = load_taxonomy_option(taxonomy)
-    models = parse_models(model)
+    declared = load_outcomes(outcomes, taxonomy=tax)
+    models = parse_models(model, declared)
     params = parse_params(param or [], models)
     chosen = parse_engine(engine)
     rewarded = Reward(
@@ -143,7 +168,7 @@ def train(
         typer.echo(info.format(result.primary_metric, value))
         typer.echo(result.report_markdown)
 
-    def skipped(name: ModelName, why: str) -> None:
+    def skipped(name: str, why: str) -> None:
         typer.echo(f"skipped {name}: {why}")
 
     on_skip = skipped if model == "all" else None
@@ -173,6 +198,7 @@ def train(
                 on_result=logged,
                 client=client,
                 on_skip=on_skip,
+                outcomes=declared,
             )
     else:
         prepared = _prepare(
@@ -186,7 +212,15 @@ def train(
             models=models,
             reward=rewarded,
         )
-        train_models(models, prepared, tax, params=params, on_result=logged, on_skip=on_skip)
+        train_models(
+            models,
+            prepared,
+            tax,
+            params=params,
+            on_result=logged,
+            on_skip=on_skip,
+            outcomes=declared,
+        )
     seconds = {k: round(v, 1) for k, v in prepared.seconds.items()}
     if as_json:
         from features.cli import peak_memory_mb
@@ -253,7 +287,7 @@ def _prepare(
     scheduler: str | None,
     *,
     attributes: Path | None = None,
-    models: Sequence[ModelName] | None = None,
+    models: Sequence[str] | None = None,
     reward: Reward | None = None,
 ) -> Prepared:
     from features.cli import load_declarations
@@ -276,7 +310,9 @@ def _prepare(
 
 @app.command()
 def promote(
-    model: Annotated[str, typer.Argument(help="phase, churn or next-content.")],
+    model: Annotated[
+        str, typer.Argument(help="phase, next-content or a declared outcome (churn, ...).")
+    ],
     data: Annotated[
         Path, typer.Option("--data", help="Data directory to build the test split from.")
     ] = Path("data"),
@@ -292,6 +328,7 @@ def promote(
     reward: RewardOption = "response",
     reward_event: RewardEventOption = None,
     reward_window_days: RewardWindowOption = 7,
+    outcomes: OutcomesOption = None,
 ) -> None:
     """Score the newest version and the champion on the same test data; move `champion` to
     the newcomer only if it is better on the model's primary metric and beat its strongest
@@ -299,16 +336,18 @@ def promote(
     as in training; custom attributes get their levels from DIR as in training (the same
     data gives the same levels); the reward of a next-action model must be the one it was
     trained for."""
+    from models.outcomes import load_outcomes
     from training.registry import promote as run_promotion
-    from training.result import MODEL_NAMES
     from training.reward import Reward
     from training.tracking import configure_tracking
-    from training.train import model_steps, scorer_on_test_split
+    from training.train import model_steps, parse_models, scorer_on_test_split
 
     tax = load_taxonomy_option(taxonomy)
-    if model not in MODEL_NAMES:
-        raise InvalidInputError(f"model {model!r}: promote one of {', '.join(MODEL_NAMES)}")
-    name = cast("ModelName", model)
+    declared = load_outcomes(outcomes, taxonomy=tax)
+    chosen = parse_models(model, declared)
+    if len(chosen) != 1:
+        raise InvalidInputError(f"model {model!r}: promote one model at a time")
+    name = chosen[0]
     configure_tracking(tracking_uri)
     rewarded = Reward(
         _reward_kind(reward), tuple(reward_event or ()), window_days=reward_window_days
@@ -324,8 +363,8 @@ def promote(
         models=[name],
         reward=rewarded,
     )
-    score = scorer_on_test_split(name, prepared, tax)
-    metric = model_steps(name).primary_metric.removeprefix("model.")
+    score = scorer_on_test_split(name, prepared, tax, declared)
+    metric = model_steps(name, declared).primary_metric.removeprefix("model.")
     outcome = run_promotion(name, score, metric=metric, version=version, force=force)
     typer.echo(outcome.format())
 
@@ -335,18 +374,55 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the report to this Markdown file.")
     ] = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(
+            "--outcome",
+            help="Report this binary outcome's newest model (test split vs its peer, 95 % "
+            "intervals) instead of the champions.",
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="With --outcome: this version.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --outcome: one JSON object.")
+    ] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Print the quality table of the current champions (model vs baselines vs ceiling)."""
-    from training.report import champions_report
+    """Print the quality table of the current champions (model vs baselines vs ceiling),
+    or with --outcome one outcome model's figures beside its peer."""
+    from training.report import champions_report, outcome_report
     from training.tracking import configure_tracking
 
+    if outcome is None and (as_json or version is not None):
+        raise InvalidInputError("--json and --version need --outcome NAME")
     configure_tracking(tracking_uri)
-    text = champions_report()
+    if outcome is not None:
+        figures = outcome_report(outcome, version=version)
+        text = json.dumps(figures) if as_json else _outcome_text(figures)
+    else:
+        text = champions_report()
     typer.echo(text)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
+
+
+def _outcome_text(figures: dict[str, object]) -> str:
+    """An outcome report as a Markdown table: metric | model [CI] | peer [CI] | verdict."""
+    lines = [
+        f"### {figures['model']}: model vs {figures['peer']} (test split, 95 % intervals)",
+        "",
+        "| metric | model | peer | model - peer | verdict |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, m in cast("dict[str, dict[str, object]]", figures["metrics"]).items():
+        lines.append(
+            f"| {name} | {m['model']} {m['model_ci']} | {m['peer']} {m['peer_ci']} | "
+            f"{m['difference_ci']} | {m['verdict']} |"
+        )
+    return "\n".join([*lines, "", f"split: {json.dumps(figures['split'])}"])
 
 
 @app.command()
@@ -375,6 +451,7 @@ def demo(
 
     started = time.perf_counter()
     prepared = prepare(data_dir, tax, n_dates=12)
+    prepared.features  # noqa: B018 - computed now, so the step's time includes them
     steps["load_and_features_s"] = time.perf_counter() - started
     latest = build_features(prepared.data, [prepared.as_of[-1]], tax)
     latest.to_parquet(out / "features.parquet", index=False)

@@ -1,9 +1,10 @@
 """Point-in-time training sets: feature rows from the feature pipeline, labels from after.
 
-``as_of_grid`` picks the monthly as-of dates once; ``features.pipeline.build_features`` turns
-them into one feature row per (account, as-of); ``build_phase_set`` and ``build_churn_set``
-attach labels (``training.labels``), keep the rows each model is defined on and split them by
-time (``training.splits``) with the label horizon purged between splits.
+``as_of_grid`` picks the as-of dates of a calendar grid (monthly for phase and next-content);
+``features.pipeline.build_features`` turns them into one feature row per (account, as-of);
+``build_phase_set`` (here) and ``training.outcome_sets.build_outcome_set`` (binary outcomes,
+churn among them) attach labels (``training.labels``), keep the rows each model is defined on
+and split them by time (``training.splits``) with the label horizon purged between splits.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from features.pipeline import feature_definitions
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
-from models import churn as churn_model
 from models import phase as phase_model
+from models.outcomes import Grid
 from training.fingerprint import fingerprint_training_set
 from training.labels import (
     CHURN_HORIZON_DAYS,
     PHASE_LABEL_LAG_DAYS,
     PURCHASE_WINDOW_DAYS,
-    label_churn,
     label_phase,
     label_purchase,
     last_content_phase,
@@ -92,15 +92,22 @@ def data_end(data: JourneyData) -> pd.Timestamp:
     return to_utc(max(ends))
 
 
+# pandas frequency and step of each calendar grid (first of month, Monday, midnight).
+_GRID_FREQ = {"monthly": ("MS", 31), "weekly": ("W-MON", 7), "daily": ("D", 1)}
+
+
 def as_of_grid(
     data: JourneyData,
     n_dates: int = 12,
     *,
     horizon_days: int = CHURN_HORIZON_DAYS,
     end: pd.Timestamp | None = None,
+    grid: Grid = "monthly",
 ) -> list[pd.Timestamp]:
-    """The latest ``n_dates`` first-of-month dates (UTC midnight) whose label window
-    ``[as_of, as_of + horizon_days)`` ends on or before the end of the data, ascending.
+    """The latest ``n_dates`` dates of the calendar ``grid`` (first of month, Monday or
+    every day, UTC midnight) after the first touchpoint whose label window
+    ``[as_of, as_of + horizon_days)`` ends on or before the end of the data, ascending;
+    fewer when the data span fewer.
 
     ``end`` defaults to :func:`data_end`. Raises ``TrainingSetError`` if ``n_dates < 1`` or
     the data do not span a single such date after the first touchpoint.
@@ -110,16 +117,23 @@ def as_of_grid(
     last = end if end is not None else data_end(data)
     last = to_utc(last)
     latest = (last - pd.Timedelta(days=horizon_days)).floor("D")
-    latest_month = pd.Timestamp(year=latest.year, month=latest.month, day=1, tz="UTC")
-    dates = pd.date_range(end=latest_month, periods=n_dates, freq="MS", tz="UTC")
+    freq, _ = _GRID_FREQ[grid]
+    anchor = pd.date_range(end=latest, periods=1, freq=freq, tz="UTC")[0]
+    dates = pd.date_range(end=anchor, periods=n_dates, freq=freq, tz="UTC")
     first = pd.Timestamp(data.touchpoints["ts"].min())
     dates = dates[dates > first]
     if len(dates) == 0:
         raise TrainingSetError(
-            f"touchpoints span {first} .. {last}: no first-of-month as-of date leaves a "
+            f"touchpoints span {first} .. {last}: no {grid} as-of date leaves a "
             f"{horizon_days}-day label window; expected data spanning more than that"
         )
     return [t.as_unit("ns") for t in dates]
+
+
+def grid_capacity(data: JourneyData, grid: Grid) -> int:
+    """How many dates of ``grid`` the data's span holds at most (an upper bound)."""
+    span = data_end(data) - pd.Timestamp(data.touchpoints["ts"].min())
+    return int(span / pd.Timedelta(days=_GRID_FREQ[grid][1])) + 2
 
 
 def _check_features(features: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -212,45 +226,6 @@ def _codes(phases: pd.Series, classes: list[str]) -> np.ndarray:
     """Phase names as codes into ``classes`` (-1 for missing or another phase)."""
     code = {name: i for i, name in enumerate(classes)}
     return phases.astype(object).map(code).fillna(-1).to_numpy(dtype=np.int32)
-
-
-def build_churn_set(
-    data: JourneyData,
-    taxonomy: Taxonomy,
-    features: pd.DataFrame,
-    *,
-    horizon_days: int = CHURN_HORIZON_DAYS,
-    valid_dates: int = 1,
-    test_dates: int = 2,
-    feature_columns: Sequence[str] | None = None,
-    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
-) -> TrainingSet:
-    """The churn training set: the (account, as-of) rows of customers (``is_customer == 1``:
-    purchased and not churned since), labelled 1 when the account churns in
-    ``[as_of, as_of + horizon_days)`` (``training.labels.label_churn``).
-
-    Split by time with the horizon purged between splits. With 12 monthly dates and a
-    90-day horizon, one validation date leaves five training dates (two leave three).
-    """
-    columns = list(feature_columns or churn_model.feature_columns(taxonomy, attributes))
-    _check_features(features, [*columns, "is_customer"])
-    customers = features.loc[features["is_customer"].to_numpy() == 1]
-    if customers.empty:
-        raise TrainingSetError(
-            "features column 'is_customer' is 0 on every row; expected customers to label"
-        )
-    base = customers[[*KEY_COLUMNS, *columns]].reset_index(drop=True)
-    label = label_churn(data.touchpoints, base[KEY_COLUMNS], horizon_days=horizon_days)
-    frame = pd.concat([base, label.rename(churn_model.LABEL_COLUMN).to_frame()], axis=1)
-    split = _split(frame, horizon_days=horizon_days, valid_dates=valid_dates, test_dates=test_dates)
-    return TrainingSet(
-        name="churn",
-        frame=frame,
-        feature_columns=columns,
-        label_column=churn_model.LABEL_COLUMN,
-        horizon_days=horizon_days,
-        split=split,
-    )
 
 
 def all_feature_columns(taxonomy: Taxonomy) -> list[str]:

@@ -3,10 +3,12 @@
 Pure functions on the input tables and a frame of ``(account_id, as_of)`` keys; each returns
 one value per key row, aligned with the keys' row order. Features are computed from events
 with ``ts < as_of``; labels from the CRM as it reads shortly after as-of (phase) or from events
-in ``[as_of, as_of + horizon_days)`` (churn, purchase).
+in ``[as_of, as_of + horizon_days)`` (binary outcomes, purchase).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -105,10 +107,49 @@ def _events_in_window(
 ) -> pd.Series:
     """1 where the key's account has a touchpoint of ``event_type`` in
     ``[as_of, as_of + window_days)``, else 0 (int8, aligned with ``keys``)."""
+    return label_events(touchpoints, keys, [event_type], window_days=window_days)
+
+
+def label_events(
+    events: pd.DataFrame, keys: pd.DataFrame, event_types: Sequence[str], *, window_days: int
+) -> pd.Series:
+    """1 where the key's account has an event (a row of ``events``: account_id, ts,
+    event_type) of one of ``event_types`` in ``[as_of, as_of + window_days)``, else 0
+    (int8, aligned with ``keys``; ``as_of`` may differ per row)."""
     _check_keys(keys)
     if window_days < 1:
         raise LabelError(f"window_days={window_days}: expected at least 1 day")
-    events = touchpoints.loc[touchpoints["event_type"] == event_type, ["account_id", "ts"]]
+    chosen = events.loc[events["event_type"].isin(list(event_types)), ["account_id", "ts"]]
+    return _first_in_window(chosen, keys, window_days)
+
+
+def label_stage(
+    stages: pd.DataFrame, keys: pd.DataFrame, phase: str, *, window_days: int
+) -> pd.Series:
+    """1 where the CRM records ``phase`` for the key's account in
+    ``[as_of, as_of + window_days)``, else 0 (int8, aligned with ``keys``)."""
+    _check_keys(keys)
+    if window_days < 1:
+        raise LabelError(f"window_days={window_days}: expected at least 1 day")
+    if stages.empty:
+        return pd.Series(np.zeros(len(keys), dtype=np.int8), index=keys.index)
+    chosen = stages.loc[stages["phase"].astype(str) == phase, ["account_id", "ts"]]
+    return _first_in_window(chosen, keys, window_days)
+
+
+def event_before(events: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
+    """True where the key's account has a row of ``events`` (account_id, ts) with
+    ``ts < as_of``; aligned with ``keys``."""
+    _check_keys(keys)
+    if events.empty:
+        return pd.Series(False, index=keys.index)
+    last = _last_before(keys, keys["as_of"], events.assign(_seen=True), "_seen")
+    return last.notna() & last.astype(bool)
+
+
+def _first_in_window(events: pd.DataFrame, keys: pd.DataFrame, window_days: int) -> pd.Series:
+    """1 where the key's account has a row of ``events`` (account_id, ts) in
+    ``[as_of, as_of + window_days)``, else 0 (int8, aligned with ``keys``)."""
     # The first such event at or after as-of, then whether it falls inside the window.
     left = pd.DataFrame(
         {
@@ -130,14 +171,6 @@ def _events_in_window(
     end = merged["_at"] + pd.Timedelta(days=window_days)
     hit = merged["_hit"].notna() & (merged["_hit"] < end)
     return pd.Series(hit.to_numpy().astype(np.int8), index=keys.index)
-
-
-def label_churn(
-    touchpoints: pd.DataFrame, keys: pd.DataFrame, *, horizon_days: int = CHURN_HORIZON_DAYS
-) -> pd.Series:
-    """1 where the account has a churn touchpoint (``event_type == "churn"``) in
-    ``[as_of, as_of + horizon_days)``, else 0; int8 aligned with ``keys``."""
-    return _events_in_window(touchpoints, keys, "churn", horizon_days).rename("churned")
 
 
 def label_purchase(

@@ -1,10 +1,12 @@
 """Evaluation metrics the quality report uses beyond scikit-learn's.
 
-Pure functions on arrays: calibration error, lift, and the off-policy estimators that value a
-new next-content policy from exposures logged under another policy.
+Pure functions on arrays: calibration error, lift, bootstrap intervals, and the off-policy
+estimators that value a new next-content policy from exposures logged under another policy.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -110,3 +112,45 @@ def _check_propensities(mu: np.ndarray) -> None:
         raise MetricError(
             f"{int(bad.sum())} logging propensities outside (0, 1], e.g. {mu[bad][:3].tolist()}"
         )
+
+
+def bootstrap_interval(
+    y_true: ArrayLike,
+    scores: dict[str, ArrayLike],
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    rng: np.random.Generator,
+    n_resamples: int = 200,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of ``metric(y, score)`` for each scorer of ``scores``
+    (same rows), and of each scorer's difference to the first one (``"<a>-<first>"``),
+    from the same resampled rows. Resamples with one class only are skipped (AUCs are
+    undefined there); an interval is NaN when none is left."""
+    y = np.asarray(y_true)
+    named = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
+    n = len(y)
+    if n == 0:
+        raise MetricError("no rows to resample")
+    values: dict[str, list[float]] = {k: [] for k in named}
+    first = next(iter(named))
+    diffs: dict[str, list[float]] = {f"{k}-{first}": [] for k in named if k != first}
+    for _ in range(n_resamples):
+        rows = rng.integers(0, n, n)
+        if np.unique(y[rows]).size < 2:
+            continue
+        point = {k: metric(y[rows], p[rows]) for k, p in named.items()}
+        for k, v in point.items():
+            values[k].append(v)
+        for k in named:
+            if k != first:
+                diffs[f"{k}-{first}"].append(point[k] - point[first])
+    tail = (1 - level) / 2 * 100
+    out: dict[str, tuple[float, float]] = {}
+    for k, samples in {**values, **diffs}.items():
+        if samples:
+            bounds = np.percentile(samples, [tail, 100 - tail])
+            out[k] = (float(bounds[0]), float(bounds[1]))
+        else:
+            out[k] = (float("nan"), float("nan"))
+    return out

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from features.errors import NotFoundError
 from models.contract import CHAMPION
-from training.result import REGISTERED_NAMES, Gate, ModelName
+from training.result import Gate, registered_name
 from training.tracking import FORCED_TAG, champion_version, format_gate, gate_from_tags
 
 
@@ -86,7 +86,7 @@ def version_gate(registered_name: str, version: str) -> Gate | None:
 
 
 def promote(
-    model: ModelName,
+    model: str,
     score: Callable[[Any], float],
     *,
     metric: str,
@@ -101,7 +101,7 @@ def promote(
 
     With no champion yet, the challenger becomes champion if it passed its gate.
     """
-    name = REGISTERED_NAMES[model]
+    name = registered_name(model)
     challenger = version or latest_version(name)
     gate = version_gate(name, challenger)
     gate_ok = gate is None or gate.passed

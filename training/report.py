@@ -1,14 +1,19 @@
-"""The quality report of the current champions: model vs baselines vs ceiling, per model."""
+"""Quality reports: the current champions' tables (model vs baselines vs ceiling, per
+model) and one binary outcome model's figures beside its peer, with 95 % intervals."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from models.contract import CHAMPION, KIND_TAG, OUTCOME_KIND
+from features.errors import InvalidInputError
+from models.contract import CHAMPION, OUTCOME_KIND, OUTCOME_KIND_TAG
 from training.registry import RegistryError, latest_version
-from training.result import MODEL_NAMES, REGISTERED_NAMES
+from training.result import MODEL_NAMES, REGISTERED_NAMES, registered_name
 from training.tracking import FORCED_TAG, REPORT_ARTIFACT, champion_version, gate_from_tags
 
 
@@ -17,10 +22,7 @@ def registered_names() -> list[str]:
     binary outcome model (versions tagged ``nba.kind=outcome``), in that order."""
     names = [REGISTERED_NAMES[m] for m in MODEL_NAMES]
     try:
-        tagged = {
-            str(v.name)
-            for v in MlflowClient().search_model_versions(f"tags.`{KIND_TAG}` = '{OUTCOME_KIND}'")
-        }
+        tagged = set(outcome_model_names())
     except MlflowException:  # a store that cannot filter on tags lists no outcome models
         tagged = set()
     return names + sorted(tagged - set(names))
@@ -90,3 +92,106 @@ def champions_report() -> str:
     if missing:
         sections += [f"No champion yet for: {', '.join(missing)} (run `nba train`).", ""]
     return "\n".join(sections)
+
+
+def outcome_model_names() -> list[str]:
+    """Registered names of the binary outcome models (versions tagged ``nba.kind=outcome``)."""
+    found = MlflowClient().search_model_versions(f"tags.`{OUTCOME_KIND_TAG}` = '{OUTCOME_KIND}'")
+    return sorted({str(v.name) for v in found})
+
+
+# The metrics an outcome report shows side by side (model vs peer, 95 % intervals).
+OUTCOME_REPORT_METRICS = ("roc_auc", "pr_auc")
+
+
+def outcome_report(outcome: str, *, version: str | None = None) -> dict[str, Any]:
+    """The test-split figures of a binary outcome model (``nba-<outcome>``; ``version``
+    defaults to the newest) beside its peer, with 95 % bootstrap intervals, the split, the
+    gate on validation and a verdict per metric (from the interval of the paired
+    difference: ``model ahead``, ``peer ahead`` or ``no clear difference``).
+
+    Raises ``InvalidInputError`` when no such model was trained."""
+    client = MlflowClient()
+    name = registered_name(outcome)
+    try:
+        versions = list(client.search_model_versions(f"name='{name}'"))
+    except MlflowException:
+        versions = []
+    if not versions:
+        raise InvalidInputError(
+            f"no model {name!r} in the registry; expected `nba train outcome:{outcome}` first"
+        )
+    chosen = (
+        max(versions, key=lambda v: int(v.version))
+        if version is None
+        else next((v for v in versions if str(v.version) == version), None)
+    )
+    if chosen is None:
+        raise InvalidInputError(
+            f"model {name!r} has no version {version}; expected one of "
+            f"{sorted(int(v.version) for v in versions)}"
+        )
+    run = client.get_run(str(chosen.run_id))
+    m, params, tags = run.data.metrics, run.data.params, run.data.tags
+    peer = params.get("gate_baseline", "baseline_rfm_logistic")
+    metrics = {}
+    for metric in OUTCOME_REPORT_METRICS:
+        low = m.get(f"model_minus_peer.{metric}_ci_low", float("nan"))
+        high = m.get(f"model_minus_peer.{metric}_ci_high", float("nan"))
+        verdict = "model ahead" if low > 0 else "peer ahead" if high < 0 else "no clear difference"
+        metrics[metric] = {
+            "model": _round(m.get(f"model.{metric}")),
+            "peer": _round(m.get(f"{peer}.{metric}")),
+            "model_ci": [
+                _round(m.get(f"model.{metric}_ci_low")),
+                _round(m.get(f"model.{metric}_ci_high")),
+            ],
+            "peer_ci": [
+                _round(m.get(f"{peer}.{metric}_ci_low")),
+                _round(m.get(f"{peer}.{metric}_ci_high")),
+            ],
+            "difference_ci": [_round(low), _round(high)],
+            "verdict": verdict,
+        }
+    gate_model = float(params.get("gate_model_valid_roc_auc", "nan"))
+    gate_peer = float(params.get("gate_baseline_valid_roc_auc", "nan"))
+    return {
+        "outcome": outcome,
+        "model": f"{name} v{chosen.version}",
+        "score_at": params.get("score_at", ""),
+        "peer": peer,
+        "split": _split_summary(tags, params),
+        "metrics": metrics,
+        "gate": {
+            "metric": "valid roc_auc",
+            "model": _round(gate_model),
+            "peer": _round(gate_peer),
+            "passed": bool(gate_model > gate_peer),
+        },
+        "verdict": "; ".join(f"{k}: {v['verdict']}" for k, v in metrics.items()),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), 4)
+
+
+def _split_summary(tags: dict[str, str], params: dict[str, str]) -> dict[str, Any]:
+    """Per split: the first and last as-of date, how many distinct dates and rows."""
+    out: dict[str, Any] = {"horizon_days": int(params.get("horizon_days", "0") or 0)}
+    for part, rows in (
+        ("train", "n_train_rows"),
+        ("valid", "n_valid_rows"),
+        ("test", "n_test_rows"),
+    ):
+        tag = tags.get(f"nba.as_of.{part}", "")
+        dates = [d for d in tag.replace("..", ",").split(",") if d]
+        count = tags.get(f"nba.as_of.{part}.count")  # set when the dates were summarised
+        out[part] = {
+            "as_of": [dates[0][:10], dates[-1][:10]] if dates else [],
+            "dates": int(count) if count else len(dates),
+            "rows": int(params.get(rows, "0") or 0),
+        }
+    return out

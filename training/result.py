@@ -24,6 +24,12 @@ REGISTERED_NAMES: dict[ModelName, str] = {
 }
 
 
+def registered_name(name: str) -> str:
+    """The registered model (and experiment) name of a model or binary outcome: ``nba-<name>``
+    (the default churn outcome stays ``nba-churn``)."""
+    return REGISTERED_NAMES.get(name, f"nba-{name}")  # type: ignore[call-overload]
+
+
 @dataclass
 class Evaluation:
     """Arrays the plots are drawn from (test split)."""
@@ -52,12 +58,13 @@ class Gate:
 class ModelResult:
     """A trained model with everything a run logs.
 
-    ``metrics`` keys are ``"<who>.<metric>"`` where who is ``model``, ``baseline_<name>`` or
-    ``ceiling`` (the simulator's best achievable), e.g. ``model.macro_f1_true``.
+    ``metrics`` keys are ``"<who>.<metric>"`` where who is ``model``, ``baseline_<name>``,
+    ``ceiling`` (the simulator's best achievable) or ``truth_probability`` (the simulator's
+    own probabilities: a reference, not a bound), e.g. ``model.macro_f1_true``.
     ``primary_metric`` names the key promotion compares (greater is better).
     """
 
-    name: ModelName
+    name: str  # a ModelName, or a binary outcome's name (``models.outcomes``)
     estimator: Any  # a fitted lightgbm.LGBMClassifier
     feature_columns: list[str]
     params: dict[str, Any]

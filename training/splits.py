@@ -139,6 +139,67 @@ def split_by_as_of(
     )
 
 
+def split_by_share(
+    frame: pd.DataFrame,
+    *,
+    horizon_days: int,
+    valid_share: float = 0.2,
+    test_share: float = 0.2,
+    as_of_column: str = AS_OF_COLUMN,
+) -> TimeSplit:
+    """Split rows with many distinct as-of dates (anchored moments) by time and share: the
+    test split is the latest dates holding at least ``test_share`` of the rows, validation
+    the latest dates holding ``valid_share`` whose label windows end by the first test date,
+    training every earlier date whose window ends by the first validation date.
+
+    Raises ``SplitError`` naming the span and the horizon when the dates cannot hold three
+    non-empty splits with the horizon purged between them.
+    """
+    column = _as_of_values(frame, as_of_column)
+    counts = column.value_counts().sort_index()
+    dates, rows = pd.DatetimeIndex(counts.index), counts.to_numpy(dtype=np.int64)
+    if len(dates) == 0:
+        raise SplitError("training set has no rows to split")
+    gap = pd.Timedelta(days=horizon_days)
+    total = rows.sum()
+    n_test = _latest_holding(rows, test_share * total)
+    before_test = dates[: len(dates) - n_test]
+    room = int(np.sum(before_test + gap <= dates[len(dates) - n_test]))
+    n_valid = _latest_holding(rows[:room], valid_share * total) if room else 0
+    # Fewer validation dates when the share would leave no training date before them.
+    split = None
+    for valid_dates in range(n_valid, 0, -1):
+        try:
+            split = split_as_of_dates(
+                dates, valid_dates=valid_dates, test_dates=n_test, horizon_days=horizon_days
+            )
+            break
+        except SplitError:
+            continue
+    if split is None:
+        span = (dates[-1] - dates[0]).days
+        raise SplitError(
+            f"as-of dates span {dates[0]} .. {dates[-1]} ({span} days) with a "
+            f"{horizon_days}-day horizon: no honest split (train, validation and test each "
+            f"non-empty, {horizon_days} days purged between them); expected moments spanning "
+            f"well over {2 * horizon_days} days, or a shorter horizon"
+        ) from None
+    return TimeSplit(
+        train=frame[column.isin(split.train)],
+        valid=frame[column.isin(split.valid)],
+        test=frame[column.isin(split.test)],
+        dates=split,
+    )
+
+
+def _latest_holding(rows: np.ndarray, at_least: float) -> int:
+    """How many of the latest dates hold at least ``at_least`` rows (all if none do)."""
+    if len(rows) == 0:
+        return 0
+    cumulative = np.cumsum(rows[::-1])
+    return min(int(np.searchsorted(cumulative, at_least)) + 1, len(rows))
+
+
 def check_time_split(
     split: TimeSplit,
     *,

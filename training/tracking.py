@@ -22,7 +22,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from features.pipeline import FEATURE_PIPELINE_VERSION
-from models.contract import CHAMPION
+from models.contract import (
+    CHAMPION,
+    OUTCOME_ARTIFACT,
+    OUTCOME_KIND,
+    OUTCOME_KIND_TAG,
+    OUTCOME_NAME_TAG,
+)
 from training.plots import (
     feature_importance,
     plot_calibration_curve,
@@ -30,7 +36,7 @@ from training.plots import (
     plot_cumulative_gains,
     plot_feature_importance,
 )
-from training.result import REGISTERED_NAMES, Gate, ModelResult
+from training.result import Gate, ModelResult, registered_name
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 REPORT_ARTIFACT = "quality_report.md"
@@ -106,7 +112,7 @@ def configure_tracking(tracking_uri: str | None) -> str:
 
 
 def experiment_name(result: ModelResult) -> str:
-    return REGISTERED_NAMES[result.name]
+    return registered_name(result.name)
 
 
 def log_result(
@@ -127,7 +133,7 @@ def log_result(
     an ``mlflow run .`` step) is linked as the parent, so the step's runs group under it.
     ``artifact_root`` places a new experiment's artifacts there instead of ``./mlruns``.
     """
-    registered = REGISTERED_NAMES[result.name]
+    registered = registered_name(result.name)
     experiment = mlflow.get_experiment_by_name(registered)
     experiment_id = (
         experiment.experiment_id
@@ -154,8 +160,9 @@ def log_result(
                 "nba.training_set_fingerprint": result.training_set_fingerprint,
                 "nba.primary_metric": result.primary_metric,
                 **{
-                    f"nba.as_of.{split}": ",".join(dates)
+                    key: value
                     for split, dates in result.as_of_dates.items()
+                    for key, value in as_of_tags(split, dates).items()
                 },
             }
         )
@@ -183,6 +190,9 @@ def log_result(
     primary = result.metrics.get(result.primary_metric, float("nan"))
     client.set_model_version_tag(registered, version, "primary_metric", result.primary_metric)
     client.set_model_version_tag(registered, version, "primary_value", f"{primary:.6f}")
+    if OUTCOME_ARTIFACT in result.extra_artifacts:  # a binary outcome model (models.outcomes)
+        client.set_model_version_tag(registered, version, OUTCOME_KIND_TAG, OUTCOME_KIND)
+        client.set_model_version_tag(registered, version, OUTCOME_NAME_TAG, result.name)
     gate = result.gate
     for key, value in (gate_tags(gate) if gate is not None else {}).items():
         client.set_model_version_tag(registered, version, key, value)
@@ -196,6 +206,23 @@ def log_result(
     if champion:
         client.set_registered_model_alias(registered, CHAMPION, version)
     return LoggedModel(run.info.run_id, registered, version, champion, gate, forced)
+
+
+# MLflow caps tag values (5000 characters in its SQL stores).
+_MAX_TAG_CHARS = 5000
+
+
+def as_of_tags(split: str, dates: list[str]) -> dict[str, str]:
+    """The ``nba.as_of.<split>`` tag: the split's ISO as-of dates joined by commas, or, when
+    too many for a tag (anchored moments), ``first..last`` with the count in
+    ``nba.as_of.<split>.count``."""
+    joined = ",".join(dates)
+    if len(joined) <= _MAX_TAG_CHARS:
+        return {f"nba.as_of.{split}": joined}
+    return {
+        f"nba.as_of.{split}": f"{dates[0]}..{dates[-1]}",
+        f"nba.as_of.{split}.count": str(len(dates)),
+    }
 
 
 def model_requirements() -> list[str]:

@@ -1,7 +1,10 @@
-"""Training end to end: data directory -> features on the as-of grid -> three models.
+"""Training end to end: data directory -> features at the as-of moments -> the models.
 
-The as-of grid's features are computed once and shared by the three training sets. Each
-model's code lives in its own module (``training.phase``, ``training.churn``,
+The models are phase, next-content and one binary model per declared outcome
+(``models.outcomes``; the default declares churn). Features are computed once per as-of
+date and shared by every training set that scores on it (the monthly grid of phase,
+next-content and churn); an outcome scored on another grid or on anchored moments gets its
+own. Each model's code lives in its own module (``training.phase``, ``training.outcome``,
 ``training.next_content``); this module only wires them and times the steps.
 """
 
@@ -31,10 +34,18 @@ from features.schema import JourneyData
 from features.simulate.truth import SimulationTruth, load_truth
 from features.taxonomy import Taxonomy
 from models.contract import ATTRIBUTES_ARTIFACT
-from training.datasets import TrainingSet, as_of_grid, build_churn_set, build_phase_set
+from models.outcomes import Outcome, load_outcomes
+from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_phase_set, data_end
 from training.next_action import has_control
-from training.result import MODEL_NAMES, ModelName, ModelResult
+from training.outcome_sets import Moments, build_outcome_set, features_at_keys, outcome_moments
+from training.result import MODEL_NAMES, ModelResult
 from training.reward import Reward
+
+# The models that are not binary outcomes.
+OTHER_MODELS = ("phase", "next-content")
+_NO_GRID = pd.DataFrame(
+    {"account_id": pd.Series(dtype=str), "as_of": pd.Series(dtype="datetime64[ns, UTC]")}
+)
 
 
 class TrainingError(InvalidInputError):
@@ -43,17 +54,82 @@ class TrainingError(InvalidInputError):
 
 @dataclass
 class Prepared:
-    """Everything the three models train from: data, optional truth, grid and features (with
+    """Everything the models train from: data, optional truth, the monthly as-of grid
+    (empty when the data span none) and features computed on first use per as-of date (with
     those of the declared custom ``attributes``, whose levels are fixed here)."""
 
     data: JourneyData
     truth: SimulationTruth | None
     as_of: list[pd.Timestamp]
-    features: pd.DataFrame
+    taxonomy: Taxonomy
     seconds: dict[str, float] = field(default_factory=dict)
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
+    n_dates: int = 12
+    engine: Engine = "pandas"
+    scheduler: str | None = None
+    grid_error: str = ""  # why the monthly grid is empty
     # What the next-content model is rewarded for where the data have a "no action" control.
     reward: Reward = field(default_factory=Reward)
+    _frames: list[pd.DataFrame] = field(default_factory=list)
+    _dates: set[pd.Timestamp] = field(default_factory=set)
+
+    @classmethod
+    def from_features(
+        cls,
+        data: JourneyData,
+        dates: list[pd.Timestamp],
+        features: pd.DataFrame,
+        taxonomy: Taxonomy,
+        *,
+        truth: SimulationTruth | None = None,
+    ) -> Prepared:
+        """Prepared data whose grid features were computed already (``features`` on
+        ``dates``, without custom attributes)."""
+        prepared = cls(data, truth, list(dates), taxonomy)
+        prepared._frames.append(features)
+        prepared._dates.update(dates)
+        return prepared
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """Features of every account on the monthly grid (phase, next-content, churn)."""
+        if not self.as_of:
+            raise TrainingSetError(self.grid_error)
+        return self.features_on(self.as_of)
+
+    def features_on(self, dates: Sequence[pd.Timestamp]) -> pd.DataFrame:
+        """Features of every account on ``dates``, computing the dates not seen before."""
+        missing = sorted(set(dates) - self._dates)
+        if missing:
+            started = time.perf_counter()
+            self._frames.append(
+                build_features(
+                    self.data,
+                    missing,
+                    self.taxonomy,
+                    engine=self.engine,
+                    scheduler=self.scheduler,
+                    attributes=self.attributes,
+                )
+            )
+            self._dates.update(missing)
+            self.seconds["features_s"] = self.seconds.get("features_s", 0.0) + (
+                time.perf_counter() - started
+            )
+        frames = [f[f["as_of"].isin(list(dates))] for f in self._frames]
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
+
+    def features_at(self, moments: Moments) -> pd.DataFrame:
+        """Features at an outcome's moments: the grid's (shared), or anchored moments'."""
+        if moments.keys is None:
+            return self.features_on(moments.dates)
+        started = time.perf_counter()
+        frame = features_at_keys(self.data, moments.keys, self.taxonomy, attributes=self.attributes)
+        self.seconds["features_s"] = self.seconds.get("features_s", 0.0) + (
+            time.perf_counter() - started
+        )
+        return frame
 
 
 @dataclass(frozen=True)
@@ -69,14 +145,28 @@ class ModelSteps:
     uses_attributes: bool = True
     # Whether the set takes the prepared reward (next-content: its next-action form).
     uses_reward: bool = False
+    outcome: Outcome | None = None  # set for a binary outcome model
 
     def build_set(self, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
         """The model's training set from the prepared features."""
+        if self.outcome is not None:
+            moments = outcome_moments(prepared.data, self.outcome, n_dates=prepared.n_dates)
+            return build_outcome_set(
+                prepared.data,
+                taxonomy,
+                prepared.features_at(moments),
+                self.outcome,
+                moments,
+                attributes=prepared.attributes,
+            )
         if self.uses_reward:
+            # A next-action set (data with a "no action" control) is anchored on the
+            # decisions and never reads the monthly grid's features.
+            grid = _NO_GRID if has_control(prepared.data) else prepared.features
             return self.build(
                 prepared.data,
                 taxonomy,
-                prepared.features,
+                grid,
                 reward=prepared.reward,
                 attributes=prepared.attributes,
             )
@@ -87,16 +177,13 @@ class ModelSteps:
         return self.build(prepared.data, taxonomy, prepared.features)
 
 
-def model_steps(model: ModelName) -> ModelSteps:
-    """The build/train/score functions of a model (imported lazily: LightGBM is heavy)."""
+def model_steps(model: str, outcomes: Sequence[Outcome] | None = None) -> ModelSteps:
+    """The build/train/score functions of a model or of a declared outcome (``outcomes``,
+    default: the shipped outcomes file). Imported lazily: LightGBM is heavy."""
     if model == "phase":
         from training.phase import PRIMARY_METRIC, score_phase, train_phase
 
         return ModelSteps(build_phase_set, train_phase, score_phase, PRIMARY_METRIC)
-    if model == "churn":
-        from training.churn import PRIMARY_METRIC, score_churn, train_churn
-
-        return ModelSteps(build_churn_set, train_churn, score_churn, PRIMARY_METRIC)
     if model == "next-content":
         from training import next_content, uplift
 
@@ -109,32 +196,60 @@ def model_steps(model: ModelName) -> ModelSteps:
             uses_attributes=False,
             uses_reward=True,
         )
-    raise TrainingError(f"unknown model {model!r}; expected one of {', '.join(MODEL_NAMES)}")
+    declared = {o.name: o for o in (load_outcomes() if outcomes is None else outcomes)}
+    if model in declared:
+        from training.outcome import PRIMARY_METRIC, score_outcome, train_outcome
+
+        outcome = declared[model]
+
+        def train(ts: TrainingSet, **kwargs: Any) -> ModelResult:
+            return train_outcome(
+                ts,
+                outcome,
+                params=kwargs.get("params"),
+                truth=kwargs.get("truth"),
+                client=kwargs.get("client"),
+            )
+
+        return ModelSteps(build_outcome_set, train, score_outcome, PRIMARY_METRIC, outcome=outcome)
+    raise TrainingError(
+        f"unknown model {model!r}; expected one of {', '.join([*OTHER_MODELS, *declared])}"
+    )
 
 
-def parse_models(name: str) -> list[ModelName]:
-    """``all`` or one model name -> the models to train."""
+def parse_models(name: str, outcomes: Sequence[Outcome] | None = None) -> list[str]:
+    """What ``nba train NAME`` trains: ``all`` (phase, every declared outcome, next-content),
+    ``outcomes`` (every declared outcome), ``phase``, ``next-content``, or one outcome by its
+    name or as ``outcome:NAME`` (``churn`` is the default outcome)."""
+    declared = [o.name for o in (load_outcomes() if outcomes is None else outcomes)]
     if name == "all":
-        return list(MODEL_NAMES)
-    if name not in MODEL_NAMES:
-        raise TrainingError(f"unknown model {name!r}; expected all, {', '.join(MODEL_NAMES)}")
-    return [name]
+        return ["phase", *declared, "next-content"]
+    if name == "outcomes":
+        return declared
+    bare = name.removeprefix("outcome:")
+    if bare in declared or (name in OTHER_MODELS and name == bare):
+        return [bare]
+    raise TrainingError(
+        f"unknown model {name!r}; expected all, outcomes, phase, next-content or a declared "
+        f"outcome ({', '.join(declared) or 'none declared'})"
+    )
 
 
-def parse_params(values: Sequence[str], models: Sequence[ModelName]) -> dict[str, dict[str, Any]]:
+def parse_params(values: Sequence[str], models: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``MODEL.KEY=VALUE`` flags (``KEY=VALUE`` applies to every model) -> params per model.
 
     Values are read as int, float, true/false, or kept as text.
     """
+    known = {*MODEL_NAMES, *models}
     params: dict[str, dict[str, Any]] = {m: {} for m in models}
     for raw in values:
         key, sep, text = raw.partition("=")
         if not sep or not key:
             raise TrainingError(f"--param {raw!r}: expected MODEL.KEY=VALUE or KEY=VALUE")
         model, dot, name = key.partition(".")
-        targets = [model] if dot and model in MODEL_NAMES else list(models)
-        name = name if dot and model in MODEL_NAMES else key
-        if dot and model in MODEL_NAMES and model not in models:
+        targets = [model] if dot and model in known else list(models)
+        name = name if dot and model in known else key
+        if dot and model in known and model not in models:
             raise TrainingError(f"--param {raw!r}: model {model!r} is not being trained")
         for target in targets:
             params[target][name] = _value(text)
@@ -162,57 +277,68 @@ def prepare(
     engine: Engine = "pandas",
     scheduler: str | None = None,
     attributes: AttributeDeclaration = NO_ATTRIBUTES,
-    models: Sequence[ModelName] = MODEL_NAMES,
+    models: Sequence[str] | None = None,
     reward: Reward | None = None,
 ) -> Prepared:
-    """Read and validate ``data_dir``, load the simulator's truth if it is there, and build
-    features for the monthly as-of grid (``training.datasets.as_of_grid``). Custom
-    attributes (the mapping's or ``attributes``) get their levels from the events before the
-    grid's last date. No grid is built when only next-content is trained on data with a
-    "no action" control (its rows are anchored on the decisions instead)."""
+    """Read and validate ``data_dir``, load the simulator's truth if it is there, and pick
+    the monthly as-of grid (``training.datasets.as_of_grid``; empty when the data span no
+    date, which only the models that need it refuse). Features are computed when a model
+    asks for them. Custom attributes (the mapping's or ``attributes``) get their levels from
+    the events before the grid's last date (the data's end without a grid; the last
+    decision day when only next-content is trained on data with a "no action" control,
+    whose rows are anchored on the decisions)."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     data = read_data_dir(data_dir, taxonomy, mapping=mapping, attributes=attributes)
     truth = load_truth(data_dir) if (data_dir / "truth").is_dir() else None
     seconds["load_s"] = time.perf_counter() - started
-    chosen = reward if reward is not None else Reward()
+    grid_error = ""
+    try:
+        dates = as_of_grid(data, n_dates)
+    except TrainingSetError as exc:
+        dates, grid_error = [], str(exc)
     declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
-    if list(models) == ["next-content"] and has_control(data):
-        # Levels from the events before the last decision day (its rows' as-of dates).
-        last_day = data.exposures["ts"].max().floor("D")
-        fitted = fit_attributes(data, declared, before=last_day)
-        no_grid = pd.DataFrame(
-            {"account_id": pd.Series(dtype=str), "as_of": pd.Series(dtype="datetime64[ns, UTC]")}
-        )
-        return Prepared(data, truth, [], no_grid, seconds, fitted, chosen)
-    started = time.perf_counter()
-    dates = as_of_grid(data, n_dates)
-    fitted = fit_attributes(data, declared, before=dates[-1])
-    features = build_features(
-        data, dates, taxonomy, engine=engine, scheduler=scheduler, attributes=fitted
+    before = dates[-1] if dates else data_end(data)
+    if models is not None and list(models) == ["next-content"] and has_control(data):
+        before = data.exposures["ts"].max().floor("D")
+    fitted = fit_attributes(data, declared, before=before)
+    return Prepared(
+        data,
+        truth,
+        dates,
+        taxonomy,
+        seconds,
+        fitted,
+        n_dates=n_dates,
+        engine=engine,
+        scheduler=scheduler,
+        grid_error=grid_error,
+        reward=reward if reward is not None else Reward(),
     )
-    seconds["features_s"] = time.perf_counter() - started
-    return Prepared(data, truth, dates, features, seconds, fitted, chosen)
 
 
-def build_set(model: ModelName, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
+def build_set(
+    model: str, prepared: Prepared, taxonomy: Taxonomy, outcomes: Sequence[Outcome] | None = None
+) -> TrainingSet:
     """One model's point-in-time training set from the prepared features."""
-    return model_steps(model).build_set(prepared, taxonomy)
+    return model_steps(model, outcomes).build_set(prepared, taxonomy)
 
 
 def train_models(
-    models: Sequence[ModelName],
+    models: Sequence[str],
     prepared: Prepared,
     taxonomy: Taxonomy,
     *,
     params: dict[str, dict[str, Any]] | None = None,
     on_result: Callable[[ModelResult], object] | None = None,
     client: Any | None = None,
-    on_skip: Callable[[ModelName, str], object] | None = None,
+    outcomes: Sequence[Outcome] | None = None,
+    on_skip: Callable[[str, str], object] | None = None,
 ) -> list[ModelResult]:
-    """Train each model on its training set; ``on_result`` (e.g. MLflow logging) runs as
-    soon as a model is done, so a failure later does not lose earlier models. ``client``
-    (a Dask client) grows the trees with ``lightgbm.dask`` on its cluster.
+    """Train each model (``parse_models``; outcomes from ``outcomes``, default the shipped
+    file) on its training set; ``on_result`` (e.g. MLflow logging) runs as soon as a model
+    is done, so a failure later does not lose earlier models. ``client`` (a Dask client)
+    grows the trees with ``lightgbm.dask`` on its cluster.
 
     With ``on_skip``, a model the data cannot support (its set or training raises an
     :class:`InvalidInputError`, e.g. no stages for phase, no exposures for next content) is
@@ -222,11 +348,12 @@ def train_models(
     results = []
     skipped: dict[str, str] = {}
     for model in models:
+        train = (model, prepared, taxonomy, params, on_result, client, outcomes)
         if on_skip is None:
-            results.append(_train_one(model, prepared, taxonomy, params, on_result, client))
+            results.append(_train_one(*train))
             continue
         try:
-            results.append(_train_one(model, prepared, taxonomy, params, on_result, client))
+            results.append(_train_one(*train))
         except InvalidInputError as exc:
             skipped[model] = exc.details
             on_skip(model, exc.details)
@@ -239,15 +366,16 @@ def train_models(
 
 
 def _train_one(
-    model: ModelName,
+    model: str,
     prepared: Prepared,
     taxonomy: Taxonomy,
     params: dict[str, dict[str, Any]] | None,
     on_result: Callable[[ModelResult], object] | None,
     client: Any | None,
+    outcomes: Sequence[Outcome] | None,
 ) -> ModelResult:
     """Build ``model``'s training set, train it and hand the result to ``on_result``."""
-    steps = model_steps(model)
+    steps = model_steps(model, outcomes)
     started = time.perf_counter()
     training_set = steps.build_set(prepared, taxonomy)
     prepared.seconds[f"{model}_set_s"] = time.perf_counter() - started
@@ -273,9 +401,9 @@ def _train_one(
 
 
 def scorer_on_test_split(
-    model: ModelName, prepared: Prepared, taxonomy: Taxonomy
+    model: str, prepared: Prepared, taxonomy: Taxonomy, outcomes: Sequence[Outcome] | None = None
 ) -> Callable[[Any], float]:
     """A function scoring any estimator of ``model`` on the same test split (promotion)."""
-    steps = model_steps(model)
+    steps = model_steps(model, outcomes)
     training_set = steps.build_set(prepared, taxonomy)
     return lambda estimator: steps.score(estimator, training_set)

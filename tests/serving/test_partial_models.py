@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from features.pipeline import build_features
 from models.arbitration import load_arbitration_config
-from models.contract import CHAMPION, CHURN, KIND_TAG, NEXT_CONTENT, OUTCOME_TAG, PHASE
+from models.contract import CHAMPION, CHURN, NEXT_CONTENT, OUTCOME_KIND_TAG, OUTCOME_NAME_TAG, PHASE
 from nba.cli import app as cli
 from serving.model_holder import ModelHolder
 from serving.scoring import Scorer
@@ -42,7 +42,7 @@ def _only_an_outcome(client: MlflowClient) -> None:
         REPURCHASE,
         source=str(churn.source),
         run_id=churn.run_id,
-        tags={KIND_TAG: "outcome", OUTCOME_TAG: "repurchase"},
+        tags={OUTCOME_KIND_TAG: "outcome", OUTCOME_NAME_TAG: "repurchase"},
     )
     client.set_registered_model_alias(REPURCHASE, CHAMPION, str(created.version))
     for name in (PHASE, CHURN, NEXT_CONTENT):

@@ -6,20 +6,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.pipeline import build_features
+from features.schema import JourneyData
 from features.simulate import Simulation, simulate
 from features.taxonomy import Taxonomy, load_taxonomy
+from models import churn as churn_model
+from models.outcomes import load_outcomes
 from training.datasets import (
     LAST_CONTENT_PHASE_COLUMN,
     PURCHASED_COLUMN,
     TrainingSet,
     as_of_grid,
-    build_churn_set,
     build_phase_set,
     data_end,
 )
-from training.labels import LabelError, label_churn, label_phase, last_content_phase
-from training.splits import SplitError, TimeSplit, check_time_split
+from training.labels import LabelError, label_events, label_phase, last_content_phase
+from training.outcome_sets import build_outcome_set, outcome_moments
+from training.splits import SplitError, TimeSplit, check_time_split, split_by_as_of
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +39,20 @@ def sim() -> Simulation:
 @pytest.fixture(scope="module")
 def features(sim: Simulation, taxonomy: Taxonomy) -> pd.DataFrame:
     return build_features(sim.data, as_of_grid(sim.data, 12), taxonomy)
+
+
+def build_churn_set(
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    *,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
+) -> TrainingSet:
+    """The default outcome's (churn's) training set on the grid ``features`` were built on."""
+    (churn,) = load_outcomes()
+    moments = outcome_moments(data, churn, n_dates=features["as_of"].nunique())
+    assert moments.dates == tuple(sorted(features["as_of"].unique()))
+    return build_outcome_set(data, taxonomy, features, churn, moments, attributes=attributes)
 
 
 def _ts(day: str) -> pd.Timestamp:
@@ -84,7 +102,7 @@ def test_label_phase_reads_the_crm_after_its_lag(taxonomy: Taxonomy) -> None:
     assert without_lag.astype(object).tolist()[:2] == ["trigger", "trigger"]
 
 
-def test_label_churn_counts_events_in_the_half_open_horizon() -> None:
+def test_label_events_counts_events_in_the_half_open_horizon() -> None:
     touchpoints = pd.DataFrame(
         {
             "account_id": ["A1", "A2", "A3", "A4"],
@@ -96,11 +114,18 @@ def test_label_churn_counts_events_in_the_half_open_horizon() -> None:
         }
     )
     keys = _keys([(a, "2025-03-01") for a in ("A1", "A2", "A3", "A4", "A5")])
-    got = label_churn(touchpoints, keys, horizon_days=90)
+    got = label_events(touchpoints, keys, ["churn"], window_days=90)
     # A1 churns at as-of (inside), A2 on day 90 (outside: 03-01 + 90 days = 05-30),
     # A3 before as-of, A4 only uses the product, A5 has no events.
     assert got.tolist() == [1, 0, 0, 0, 0]
-    assert label_churn(touchpoints, keys, horizon_days=91).tolist() == [1, 1, 0, 0, 0]
+    assert label_events(touchpoints, keys, ["churn"], window_days=91).tolist() == [1, 1, 0, 0, 0]
+    assert label_events(touchpoints, keys, ["churn", "usage"], window_days=91).tolist() == [
+        1,
+        1,
+        0,
+        1,
+        0,
+    ]
 
 
 def test_last_content_phase_takes_the_last_content_touchpoint_before_as_of(
@@ -130,7 +155,7 @@ def test_last_content_phase_takes_the_last_content_touchpoint_before_as_of(
 
 def test_labels_reject_keys_without_as_of(taxonomy: Taxonomy) -> None:
     with pytest.raises(LabelError, match="as_of"):
-        label_churn(pd.DataFrame(), pd.DataFrame({"account_id": ["A1"]}))
+        label_events(pd.DataFrame(), pd.DataFrame({"account_id": ["A1"]}), [], window_days=1)
 
 
 def _assert_labels_before_next_split(split: TimeSplit, horizon_days: int) -> None:
@@ -198,12 +223,32 @@ def test_churn_set_holds_customers_with_forward_labels(
     assert 0.02 < rate < 0.2
 
 
+def test_default_outcome_reproduces_todays_churn_set(
+    sim: Simulation, taxonomy: Taxonomy, features: pd.DataFrame
+) -> None:
+    """Today's rule, written out: customers (is_customer == 1) on the 12 monthly dates, 1
+    when a churn event falls in [as_of, as_of + 90 days), 1 validation and 2 test dates."""
+    columns = churn_model.feature_columns(taxonomy)
+    customers = features.loc[features["is_customer"] == 1, ["account_id", "as_of", *columns]]
+    customers = customers.reset_index(drop=True)
+    label = label_events(sim.data.touchpoints, customers, ["churn"], window_days=90)
+    expected = pd.concat([customers, label.rename("positive").to_frame()], axis=1)
+    split = split_by_as_of(expected, valid_dates=1, test_dates=2, horizon_days=90)
+
+    ts = build_churn_set(sim.data, taxonomy, features)
+
+    assert ts.name == "churn" and ts.feature_columns == columns
+    pd.testing.assert_frame_equal(ts.frame, expected)
+    assert ts.split.dates == split.dates
+    pd.testing.assert_frame_equal(ts.split.test, split.test)
+
+
 def test_label_window_overlapping_the_next_split_is_caught(
     sim: Simulation, taxonomy: Taxonomy, features: pd.DataFrame
 ) -> None:
     # Splitting without purging the 90-day horizon puts the validation date right after
     # the last training date; the training labels would then see the validation period.
-    leaky = build_churn_set(sim.data, taxonomy, features, valid_dates=1)
+    leaky = build_churn_set(sim.data, taxonomy, features)
     unpurged = TimeSplit(
         train=leaky.frame[leaky.frame["as_of"] < _ts("2025-08-01")],
         valid=leaky.frame[leaky.frame["as_of"] == _ts("2025-08-01")],

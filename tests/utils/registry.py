@@ -92,7 +92,7 @@ def train_and_register(
     configure(root)
     dates = as_of_grid(data, AS_OF_DATES)
     features = build_features(data, dates, taxonomy)
-    prepared = Prepared(data, None, dates, features)
+    prepared = Prepared.from_features(data, dates, features, taxonomy)
     params: dict[str, dict[str, Any]] = {
         m: {**TRAIN_PARAMS[m], "random_state": 7 + seed_offset} for m in MODEL_NAMES
     }

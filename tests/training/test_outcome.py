@@ -1,4 +1,6 @@
-"""Churn training: beats the recency baseline, is calibrated, reports the ceiling."""
+"""Binary outcome training on the simulator's churn (the default outcome): beats the
+recency baseline, is calibrated, reports intervals, the simulator's own probabilities and the
+gate on its peer."""
 
 from __future__ import annotations
 
@@ -8,15 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from features.pipeline import build_features
 from features.simulate import Simulation, simulate
 from features.taxonomy import Taxonomy, load_taxonomy
 from models import churn as churn_model
+from models.outcomes import Outcome, load_outcomes
 from tests.utils.data import write_bare_dir
 from training.baselines import BaselineError, RecencyLogistic
-from training.churn import churn_metrics, score_churn, train_churn, true_churn_for_rows
-from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_churn_set
+from training.datasets import TrainingSet, TrainingSetError, as_of_grid
+from training.outcome import churn_metrics, score_outcome, train_outcome, true_churn_for_rows
+from training.outcome_sets import build_outcome_set, outcome_moments
 from training.result import ModelResult
 from training.train import build_set, prepare
 
@@ -32,14 +37,21 @@ def sim() -> Simulation:
 
 
 @pytest.fixture(scope="module")
-def churn_set(sim: Simulation, taxonomy: Taxonomy) -> TrainingSet:
-    features = build_features(sim.data, as_of_grid(sim.data, 12), taxonomy)
-    return build_churn_set(sim.data, taxonomy, features)
+def churn() -> Outcome:
+    (default,) = load_outcomes()
+    return default
 
 
 @pytest.fixture(scope="module")
-def result(churn_set: TrainingSet, sim: Simulation) -> ModelResult:
-    return train_churn(churn_set, truth=sim.truth)
+def churn_set(sim: Simulation, taxonomy: Taxonomy, churn: Outcome) -> TrainingSet:
+    features = build_features(sim.data, as_of_grid(sim.data, 12), taxonomy)
+    moments = outcome_moments(sim.data, churn, n_dates=12)
+    return build_outcome_set(sim.data, taxonomy, features, churn, moments)
+
+
+@pytest.fixture(scope="module")
+def result(churn_set: TrainingSet, sim: Simulation, churn: Outcome) -> ModelResult:
+    return train_outcome(churn_set, churn, truth=sim.truth)
 
 
 def test_recency_baseline_learns_that_silence_means_churn() -> None:
@@ -65,12 +77,43 @@ def test_churn_metrics_exact_on_hand_built_rows() -> None:
     assert m["positive_rate"] == 0.5
 
 
-def test_model_beats_recency_baseline_and_nears_the_ceiling(result: ModelResult) -> None:
+def test_model_beats_recency_baseline_and_nears_the_simulators_probability(
+    result: ModelResult,
+) -> None:
     m = result.metrics
     assert m["model.roc_auc"] > m["baseline_recency_logistic.roc_auc"] + 0.05
-    assert m["model.roc_auc"] - 0.5 >= 0.75 * (m["ceiling.roc_auc"] - 0.5)
+    # The simulator's own churn probability is a reference, not a ceiling (the model can beat
+    # it on a test split); the model gets most of its distance from chance.
+    assert m["model.roc_auc"] - 0.5 >= 0.75 * (m["truth_probability.roc_auc"] - 0.5)
+    assert "ceiling.roc_auc" not in m
     assert m["model.pr_auc"] > m["baseline_recency_logistic.pr_auc"]
     assert m["model.lift_top_decile"] > 2
+
+
+def test_intervals_hold_the_figures_and_the_gate_compares_with_the_rfm_peer(
+    result: ModelResult, churn_set: TrainingSet
+) -> None:
+    m = result.metrics
+    for who in ("model", "baseline_rfm_logistic", "baseline_logistic"):
+        for metric in ("roc_auc", "pr_auc"):
+            assert (
+                m[f"{who}.{metric}_ci_low"] <= m[f"{who}.{metric}"] <= m[f"{who}.{metric}_ci_high"]
+            )
+            assert m[f"{who}.{metric}_ci_high"] - m[f"{who}.{metric}_ci_low"] < 0.3
+    difference = m["model.roc_auc"] - m["baseline_rfm_logistic.roc_auc"]
+    low, high = m["model_minus_peer.roc_auc_ci_low"], m["model_minus_peer.roc_auc_ci_high"]
+    assert low - 0.02 <= difference <= high + 0.02
+    gate = result.gate
+    assert gate is not None and gate.metric == "roc_auc"
+    assert gate.baseline == "baseline_rfm_logistic"
+    assert gate.model == pytest.approx(
+        roc_auc_score(
+            churn_set.split.valid[churn_set.label_column],
+            churn_model.predict_proba(result.estimator, churn_set.split.valid),
+        )
+    )
+    assert gate.passed == (gate.model > gate.baseline_value)
+    assert json.loads(result.extra_artifacts["outcome.json"])["name"] == "churn"
 
 
 def test_probabilities_are_calibrated(result: ModelResult) -> None:
@@ -97,7 +140,7 @@ def test_result_is_complete_and_score_is_the_primary_metric(
     assert result.as_of_dates["test"] == ["2025-09-01T00:00:00+00:00", "2025-10-01T00:00:00+00:00"]
     assert "| roc_auc |" in result.report_markdown
     # Promotion scores the raw model; calibration is monotone and keeps the AUC.
-    assert score_churn(result.estimator, churn_set) == pytest.approx(
+    assert score_outcome(result.estimator, churn_set) == pytest.approx(
         result.metrics["model.roc_auc"]
     )
     served = churn_model.calibrate(
@@ -124,7 +167,10 @@ def test_bare_data_trains_churn_and_names_what_phase_and_next_content_lack(
     purchase and churn events) trains; phase needs stages and next content exposures."""
     prepared = prepare(write_bare_dir(sim.data, tmp_path), taxonomy, n_dates=12)
 
-    result = train_churn(build_set("churn", prepared, taxonomy), params={"n_estimators": 60})
+    churn = load_outcomes()[0]
+    result = train_outcome(
+        build_set("churn", prepared, taxonomy), churn, params={"n_estimators": 60}
+    )
 
     assert result.metrics["model.roc_auc"] > 0.6
     assert result.metrics["model.roc_auc"] > result.metrics["baseline_recency_logistic.roc_auc"]
