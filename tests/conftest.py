@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+
 import pytest
 
 from tests.utils.registry import TrainedRegistry, open_trained_registry
@@ -13,3 +16,16 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistr
     """Simulated data and three registered champion models in a SQLite MLflow store, built
     on first use and shared by the whole session (read it, never change it)."""
     return open_trained_registry(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored() -> Iterator[None]:
+    """MLflow's tracking and registry URIs are process-wide: a test that points them at its
+    own store (``training.tracking.configure_tracking``) must not leave later tests, in
+    whatever order a worker runs them, reading that store."""
+    mlflow = sys.modules.get("mlflow")  # not imported: nothing to restore
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) if mlflow else None
+    yield
+    if before is not None:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])

@@ -247,8 +247,10 @@ def _candidates(
         booster(models.next_content).predict(x, num_threads=PREDICT_THREADS), dtype=np.float64
     )
     # A model trained with a "no action" control ranks by uplift over it.
+    # (an empty catalog has no candidates: reshape(-1, 0) cannot infer the row count)
+    by_item = p.reshape(len(p) // n_items if n_items else 0, n_items)
     p = nc.uplift_over_control(
-        p.reshape(-1, n_items), setup.catalog.content_ids, models.run_params.get(NEXT_CONTENT, {})
+        by_item, setup.catalog.content_ids, models.run_params.get(NEXT_CONTENT, {})
     ).ravel()
     out: list[tuple[pd.DataFrame, CandidateRows]] = []
     ends = np.cumsum(counts) * n_items

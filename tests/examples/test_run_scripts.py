@@ -167,8 +167,9 @@ def test_bank_marketing_trains_and_reports_model_beside_peer(tmp_path: Path) -> 
     result = last_json(done.stdout)
     assert result["example"] == "bank_marketing" and result["outcome"] == "subscription"
     assert result["peer"] == "baseline_logistic"
-    assert [m["model"] for m in result["train"]["models"]] == ["nba-subscription v1"]
-    assert result["train"]["peak_memory_mb"] > 0
+    trained = result["train"]["models"]
+    assert [f"{m['registered']} v{m['version']}" for m in trained] == ["nba-subscription v1"]
+    assert result["train"]["peak_mb"] > 0
     split = result["split"]
     assert split["horizon_days"] == 1
     assert sum(split[part]["rows"] for part in ("train", "valid", "test")) <= 317  # the calls

@@ -86,14 +86,19 @@ def test_train_promote_report_commands(trained: str, workdir: Path) -> None:
          "--param", "churn.num_leaves=4", "--param", "churn.n_estimators=5", *args],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "nba-churn v2:" in result.output  # not champion until promoted
+    # not champion until promoted; the gate (model vs its peer on validation) is printed
+    assert "nba-churn v2" in result.output and "nba-churn v2 (champion" not in result.output
+    assert "gate: " in result.output
 
+    configure_tracking(trained)
+    before = champion_version("nba-churn")  # None when v1 lost its gate
     result = runner.invoke(app, ["promote", "churn", "--data", data, "--as-of-dates", "10", *args])
     assert result.exit_code == 0, result.output
-    assert "challenger v2 roc_auc=" in result.output and "champion v1 roc_auc=" in result.output
+    assert "challenger v2 roc_auc=" in result.output and "challenger's gate:" in result.output
+    assert ("champion v1 roc_auc=" if before else "champion (none)") in result.output
     configure_tracking(trained)
     promoted = "-> promoted" in result.output
-    assert champion_version("nba-churn") == ("2" if promoted else "1")
+    assert champion_version("nba-churn") == ("2" if promoted else before)
 
     out = workdir / "quality.md"
     result = runner.invoke(app, ["report", "--out", str(out), *args])
@@ -123,8 +128,9 @@ def test_promote_reads_the_data_through_a_mapping(workdir: Path, tmp_path: Path)
     args = [*common, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     os.chdir(tmp_path)
     fast = ["--param", "churn.n_estimators=5"]
-    for _ in range(2):
-        result = runner.invoke(app, ["train", "churn", *args, *fast])
+    # five trees lose to the RFM peer: the first version is champion only by --force
+    for force in (["--force"], []):
+        result = runner.invoke(app, ["train", "churn", *args, *fast, *force])
         assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["promote", "churn", *args])
     assert result.exit_code == 0, result.output
@@ -167,7 +173,9 @@ def test_bad_requests_get_clear_errors(workdir: Path) -> None:
     result = runner.invoke(app, ["train", "churn", "--data", str(workdir / "data"), "--param", "x"])
     assert result.exit_code == 2 and "expected MODEL.KEY=VALUE" in result.output
     result = runner.invoke(app, ["promote", "all", "--data", str(workdir / "data")])
-    assert result.exit_code == 2 and "promote one of" in result.output
+    assert result.exit_code == 2 and "promote one model at a time" in result.output
+    result = runner.invoke(app, ["promote", "nonsense", "--data", str(workdir / "data")])
+    assert result.exit_code == 2 and "unknown model 'nonsense'" in result.output
     data = ["--data", str(workdir / "data")]
     result = runner.invoke(app, ["train", "next-content", *data, "--reward", "clicks"])
     assert result.exit_code == 2 and "--reward 'clicks': expected one of response, value" in (
