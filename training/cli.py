@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -173,41 +173,14 @@ def train(
 
     on_skip = skipped if model == "all" else None
 
-    if chosen == "dask":
-        from features.pipeline.dask_engine import dask_client
-
-        # One cluster for both: the Dask feature engine, then lightgbm.dask training.
-        with dask_client(scheduler) as client:
-            address = client.scheduler.address  # type: ignore[attr-defined]
-            prepared = _prepare(
-                data,
-                tax,
-                mapping,
-                as_of_dates,
-                chosen,
-                address,
-                attributes=attributes,
-                models=models,
-                reward=rewarded,
-            )
-            train_models(
-                models,
-                prepared,
-                tax,
-                params=params,
-                on_result=logged,
-                client=client,
-                on_skip=on_skip,
-                outcomes=declared,
-            )
-    else:
+    def run(address: str | None, client: Any | None) -> Prepared:
         prepared = _prepare(
             data,
             tax,
             mapping,
             as_of_dates,
             chosen,
-            scheduler,
+            address,
             attributes=attributes,
             models=models,
             reward=rewarded,
@@ -218,9 +191,20 @@ def train(
             tax,
             params=params,
             on_result=logged,
+            client=client,
             on_skip=on_skip,
             outcomes=declared,
         )
+        return prepared
+
+    if chosen == "dask":
+        from features.pipeline.dask_engine import dask_client
+
+        # One cluster for both: the Dask feature engine, then lightgbm.dask training.
+        with dask_client(scheduler) as client:
+            prepared = run(client.scheduler.address, client)  # type: ignore[attr-defined]
+    else:
+        prepared = run(scheduler, None)
     seconds = {k: round(v, 1) for k, v in prepared.seconds.items()}
     if as_json:
         from features.cli import peak_memory_mb
