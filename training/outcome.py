@@ -276,6 +276,7 @@ def train_outcome(
         **_run_params(params, calibration, estimator, ts, s),
         "outcome": outcome.name,
         "score_at": outcome.score_at.describe(),
+        "peer": peer,  # reports put the model beside it (model_minus_peer.* intervals)
         # The gate, for the reports: validation ROC-AUC of the model and of the strongest
         # baseline there.
         "gate_baseline": gate.baseline,

@@ -133,7 +133,9 @@ def outcome_report(outcome: str, *, version: str | None = None) -> dict[str, Any
         )
     run = client.get_run(str(chosen.run_id))
     m, params, tags = run.data.metrics, run.data.params, run.data.tags
-    peer = params.get("gate_baseline", "baseline_rfm_logistic")
+    # the outcome's declared peer (the difference intervals are the model's against it);
+    # the gate's bar is the strongest baseline on validation, named in "gate"
+    peer = params.get("peer") or params.get("gate_baseline", "baseline_rfm_logistic")
     metrics = {}
     for metric in OUTCOME_REPORT_METRICS:
         low = m.get(f"model_minus_peer.{metric}_ci_low", float("nan"))
@@ -164,6 +166,7 @@ def outcome_report(outcome: str, *, version: str | None = None) -> dict[str, Any
         "metrics": metrics,
         "gate": {
             "metric": "valid roc_auc",
+            "baseline": params.get("gate_baseline", peer),
             "model": _round(gate_model),
             "peer": _round(gate_peer),
             "passed": bool(gate_model > gate_peer),
