@@ -6,8 +6,8 @@
 # maximise spend (each with its own MLflow store, OUT_DIR/visits and OUT_DIR/spend), prints
 # each champion's quality report; then serves each model that became champion with
 # `nba score` as of the campaign date, on the store in OUT_DIR/nba.db (OUT_DIR/<name>/
-# scores.parquet; the visits model's answers also stored as the accounts' scores), and
-# stops if a served answer recommends no_action (actions rank by uplift over it). The last
+# scores.parquet; the first model served also stores its answers as the accounts' scores),
+# and stops if a served answer recommends no_action (actions rank by uplift over it). The last
 # line is one JSON object with the results: per metric the learned policy's and the best
 # single action's DR values on the held-out half, side by side with their 95 % intervals,
 # and under "served" per model what `nba score --json` said (or why it was not served).
@@ -92,6 +92,9 @@ printf '"train":{"visits":{"seconds":%s,"peak_mb":%s},"spend":{"seconds":%s,"pea
     "$(field "$visits" total_s)" "$(field "$visits" peak_mb)" \
     "$(field "$spend" total_s)" "$(field "$spend" peak_mb)"
 served_visits=$(serve visits --store-scores)
-served_spend=$(serve spend --no-store-scores)
+# the store keeps one score per account: the first model served writes them
+store=--store-scores
+if [[ $served_visits == *'"stored":'* ]]; then store=--no-store-scores; fi
+served_spend=$(serve spend "$store")
 printf '"served":{"visits":%s,"spend":%s},' "$served_visits" "$served_spend"
 printf '"seconds":%s}\n' "$SECONDS"
