@@ -242,7 +242,8 @@ def _candidates(
     for all of them."""
     n_items = len(setup.content)
     counts = np.array([len(c) for c in contacts], dtype=np.int64)
-    if models.next_content is None:  # no actions to rank: the answer says why
+    # No actions to rank: without a model the answer says why; an empty catalog has none.
+    if models.next_content is None or n_items == 0:
         return [(_no_candidates(), CandidateRows(pd.DataFrame(), np.zeros((0, 0)), {}))] * len(
             contacts
         )
