@@ -30,6 +30,9 @@ from features.cli import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from serving.model_set import ModelSet
     from serving.settings import Settings
     from serving.store import Store
 
@@ -223,11 +226,15 @@ def score(
             help="Also store each account's score in the store (what worklists read).",
         ),
     ] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Score every account in the store (phase, churn risk and band, top-k actions) for CRM
     sync, with the champion models of MLFLOW_TRACKING_URI; writes Parquet and, unless
     --no-store-scores, each account's score into the store, so that reps' worklists read
-    them instead of computing them (until the account's next event or a model change)."""
+    them instead of computing them (until the account's next event or a model change).
+    --json prints one summary line: accounts, scores stored, seconds, model versions, the
+    parts missing and why, how actions are ranked and the share of accounts whose first
+    action is each item."""
     import pandas as pd
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -245,6 +252,7 @@ def score(
         raise ModelLoadError(f"no models to score with: {holder.status().last_error}")
     started = time.perf_counter()
     frames = []
+    stored_n = 0
     with (
         _store() as store,
         Progress(
@@ -252,6 +260,7 @@ def score(
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
+            disable=as_json,
         ) as progress,
     ):
         scorer = Scorer(
@@ -270,14 +279,51 @@ def score(
             if store_scores:
                 stored = scorer.states_for_store(data, versions, now)
                 store.save_scores(stored)
+                stored_n += len(stored)
             progress.update(task, advance=len(chunk))
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     scores.insert(1, "as_of", now)
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(out, index=False)
+    seconds = time.perf_counter() - started
+    models = scorer.models
+    if as_json:
+        echo_json(
+            {
+                "out": str(out),
+                "as_of": now.isoformat(),
+                "accounts": len(scores),
+                "stored": stored_n,
+                "seconds": round(seconds, 2),
+                "models": dict(models.versions),
+                "missing": dict(models.missing),
+                "ranking": _ranking(models),
+                "first_action_share": _first_action_share(scores),
+                "peak_memory_mb": peak_memory_mb(),
+            }
+        )
+        return
     typer.echo(
         f"wrote {out}: {len(scores):,} accounts scored as of {now:%Y-%m-%d %H:%M} UTC "
-        f"in {time.perf_counter() - started:.1f} s (models {dict(holder.current.versions)})"
+        f"in {seconds:.1f} s (models {dict(models.versions)})"
     )
-    for part, why in holder.current.missing.items():
+    for part, why in models.missing.items():
         typer.echo(f"missing {part}: {why}")
+
+
+def _ranking(models: ModelSet) -> str | None:
+    """How the served next-content model ranks actions (None without one)."""
+    from models.contract import CONTROL_PARAM, NEXT_CONTENT
+
+    if models.next_content is None:
+        return None
+    control = models.run_params.get(NEXT_CONTENT, {}).get(CONTROL_PARAM)
+    return f"uplift over {control}" if control else "response probability"
+
+
+def _first_action_share(scores: pd.DataFrame) -> dict[str, float]:
+    """Content id (``none``: no action) -> the share of accounts whose first action it is."""
+    if scores.empty or "action_1_content_id" not in scores:
+        return {}
+    first = scores["action_1_content_id"].astype(object).fillna("none")
+    return {str(c): round(float(v), 4) for c, v in first.value_counts(normalize=True).items()}

@@ -4,9 +4,13 @@
 # Validates, builds features (as of the campaign date and two weeks after) and loads into
 # OUT_DIR/nba.db; then trains the next-action model twice, to maximise visits and to
 # maximise spend (each with its own MLflow store, OUT_DIR/visits and OUT_DIR/spend), prints
-# each champion's quality report, and as the last line one JSON object with the results:
-# per metric the learned policy's and the best single action's DR values on the held-out
-# half, side by side with their 95 % intervals.
+# each champion's quality report; then serves each model that became champion with
+# `nba score` as of the campaign date, on the store in OUT_DIR/nba.db (OUT_DIR/<name>/
+# scores.parquet; the first model served also stores its answers as the accounts' scores),
+# and stops if a served answer recommends no_action (actions rank by uplift over it). The last
+# line is one JSON object with the results: per metric the learned policy's and the best
+# single action's DR values on the held-out half, side by side with their 95 % intervals,
+# and under "served" per model what `nba score --json` said (or why it was not served).
 set -euo pipefail
 # the script's directory, also when run as `bash run.sh` from inside it
 case ${BASH_SOURCE[0]} in */*) here=${BASH_SOURCE[0]%/*} ;; *) here=. ;; esac
@@ -45,6 +49,33 @@ field() {
     fi
 }
 
+# serve NAME STORE_SCORES: score every stored account with NAME's champion; prints the
+# `nba score --json` object, or {"not_served": "<the error>"} when it has no champion
+serve() {
+    local dir="$out_dir/$1" result
+    if ! result=$(NBA_DATABASE_URL="sqlite:///$out_dir/nba.db" \
+        MLFLOW_TRACKING_URI="sqlite:///$dir/mlflow.db" ${NBA:-nba} score --as-of 2008-03-01 \
+        --out "$dir/scores.parquet" --chunk-accounts 4000 "$2" --json 2>"$dir/score.err"); then
+        local why
+        why=$(tail -n 1 "$dir/score.err")
+        # only a model without a champion (it lost its gate) is left unserved
+        if [[ $why != *"has the alias"* ]]; then
+            cat "$dir/score.err" >&2
+            return 1
+        fi
+        why=${why//\\/\\\\}
+        printf '{"not_served":"%s"}\n' "${why//\"/\\\"}"
+        return
+    fi
+    # Doing nothing is what an e-mail's uplift is measured against, never an action.
+    if [[ $result == *'"no_action":'* || $result != *'"ranking":"uplift over no_action"'* ]]; then
+        printf '%s: served answers do not rank e-mails by uplift over no_action: %s\n' \
+            "$1" "$result" >&2
+        return 1
+    fi
+    printf '%s\n' "$result"
+}
+
 visits=$(train visits response view)
 spend=$(train spend value purchase)
 visit_cmp=$(comparison "$visits")
@@ -60,4 +91,10 @@ printf '%s,"metrics":{"visit_value_dr":%s,"spend_value_dr":%s},"peer":"%s","verd
 printf '"train":{"visits":{"seconds":%s,"peak_mb":%s},"spend":{"seconds":%s,"peak_mb":%s}},' \
     "$(field "$visits" total_s)" "$(field "$visits" peak_mb)" \
     "$(field "$spend" total_s)" "$(field "$spend" peak_mb)"
+served_visits=$(serve visits --store-scores)
+# the store keeps one score per account: the first model served writes them
+store=--store-scores
+if [[ $served_visits == *'"stored":'* ]]; then store=--no-store-scores; fi
+served_spend=$(serve spend "$store")
+printf '"served":{"visits":%s,"spend":%s},' "$served_visits" "$served_spend"
 printf '"seconds":%s}\n' "$SECONDS"

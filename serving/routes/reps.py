@@ -100,7 +100,7 @@ def get_rep_actions(
             )
         )
     versions = dict(svc.holder.current.versions) if svc.holder.ready else {}
-    missing = dict(svc.holder.current.missing) if svc.holder.ready else {}
+    missing = dict(svc.scorer.models.missing) if svc.holder.ready else {}
     return WorklistResponse(
         rep_id=rep_id,
         as_of=now.to_pydatetime(),

@@ -231,7 +231,7 @@ def _p_response(
     out = np.zeros((len(contacts), n_items), dtype=np.float64)
     if models.next_content is None:
         return out
-    account = frame[setup.account_inputs]
+    account = setup.account_frame(models, frame)
     roles = contacts["role"].astype(object).to_numpy()
     spec = models.inputs[NEXT_CONTENT]
     model = booster(models.next_content)

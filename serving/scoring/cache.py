@@ -12,6 +12,7 @@ the clock even without new events). The least recently used entries go first.
 
 from __future__ import annotations
 
+import io
 import pickle
 import threading
 from collections import OrderedDict
@@ -40,7 +41,9 @@ class AccountState:
 
     as_of: pd.Timestamp
     as_of_ns: int
-    features: bytes  # pickled one-row frame: pipeline features + topic engagement
+    # The pickled one-row frame (pipeline features + topic engagement), or, with
+    # ``features_ipc``, the next-content model's account columns as Arrow IPC bytes.
+    features: bytes
     phase_proba: np.ndarray
     phase_reasons: tuple[Reason, ...]
     churn_risk: float
@@ -49,8 +52,9 @@ class AccountState:
     consumed: Recent  # content touchpoints recent enough to matter while the state lives
     # (contact_id, content_id) -> reasons, filled lazily
     action_reasons: dict[tuple[str, str], tuple[Reason, ...]] = field(default_factory=dict)
-    # A state read from the store keeps its next-content inputs as Arrow IPC bytes instead,
-    # converted only when an action needs explaining (rarely; converting costs milliseconds).
+    # A state read from or computed for the store keeps its next-content inputs as Arrow IPC
+    # bytes instead, converted only when an action needs explaining (rarely; converting
+    # costs milliseconds).
     features_ipc: bool = False
     # Outcome name -> calibrated probability, one per binary outcome model served.
     outcomes: dict[str, float] = field(default_factory=dict)
@@ -61,6 +65,23 @@ class AccountState:
             return pa.ipc.open_stream(self.features).read_all().to_pandas()
         frame: pd.DataFrame = pickle.loads(self.features)
         return frame
+
+
+def ipc_rows(frame: pd.DataFrame) -> list[bytes]:
+    """Returns each row of ``frame`` as Arrow IPC stream bytes (what
+    :meth:`AccountState.feature_frame` reads with ``features_ipc``). Converts the frame
+    once: a one-row conversion costs about as much as a hundred-row one, per column."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # Arrow's own types keep the dtypes (categories, UTC times); pandas' metadata would only
+    # double each row's bytes.
+    table = table.replace_schema_metadata(None)
+    out: list[bytes] = []
+    for r in range(table.num_rows):
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table.slice(r, 1))
+        out.append(sink.getvalue())
+    return out
 
 
 class StateCache:

@@ -31,6 +31,7 @@ from serving.scoring.answer import AccountScore, ScoredAction
 from serving.scoring.cache import AccountState
 from serving.scoring.predict import (
     MAX_REASONS,
+    RowValues,
     ScoringSetup,
     SingleThreaded,
     booster,
@@ -165,17 +166,20 @@ def _explain(
             + items
         )
         x = computed.x[at]
-        table = computed.rows[columns].to_numpy(dtype=object)[at]
+        values = [RowValues(computed.rows, int(r)) for r in at.tolist()]
     else:
         prepared = state.candidates
         role_of = dict(
             zip(prepared.contact_ids.tolist(), prepared.contact_roles.tolist(), strict=True)
         )
         rows = setup.candidate_rows(
-            state.feature_frame(), [role_of.get(c) or None for c, _ in missing], items
+            models,
+            state.feature_frame(),
+            [role_of.get(c) or None for c, _ in missing],
+            items,
         )
         x = spec.encode(rows)
-        table = rows[columns].to_numpy(dtype=object)
+        values = [RowValues(rows, r) for r in range(len(rows))]
     contrib = contributions_for(SingleThreaded(booster(models.next_content)), x)
     known = state.action_reasons
     for j, pair in enumerate(missing):
@@ -184,7 +188,7 @@ def _explain(
             reason_codes(
                 contrib[j],
                 columns,
-                dict(zip(columns, table[j].tolist(), strict=True)),
+                values[j],
                 top=MAX_REASONS,
                 direction=1,
                 definitions=setup.definitions,

@@ -12,7 +12,8 @@ from them); batch scoring passes ``threads=0`` (LightGBM's default).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,10 @@ from features.taxonomy import Taxonomy
 from models import next_content as nc
 from models.arbitration import ArbitrationConfig, PreparedCatalog, prepare_catalog
 from models.churn import calibrate
-from models.contract import CHURN, PHASE
+from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import taxonomy_labels
-from serving.model_set import PREDICT_THREADS, ModelSet
+from serving.model_set import ANSWER_PARTS, PREDICT_THREADS, ModelSet
+from serving.scoring.answer import ScoringError
 
 MAX_REASONS = 3
 
@@ -43,6 +45,28 @@ class SingleThreaded:
 
     def num_feature(self) -> int:
         return int(self._booster.num_feature())
+
+
+class RowValues(Mapping[str, Any]):
+    """Row ``row`` of ``frame`` as column -> value, each value read when asked for (reasons
+    read a few of hundreds of columns; converting the whole row costs milliseconds). NumPy
+    scalars come out as Python ones."""
+
+    def __init__(self, frame: pd.DataFrame, row: int) -> None:
+        self._frame = frame
+        self._row = row
+
+    def __getitem__(self, column: str) -> Any:
+        if column not in self._frame.columns:
+            raise KeyError(column)
+        value = self._frame[column].iat[self._row]
+        return value.item() if isinstance(value, np.generic) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(str(c) for c in self._frame.columns)
+
+    def __len__(self) -> int:
+        return len(self._frame.columns)
 
 
 def booster(estimator: Any) -> Any:
@@ -69,6 +93,44 @@ class ScoringSetup:
         }
         self.labels = taxonomy_labels(taxonomy)
         self.account_inputs = nc.account_input_columns(taxonomy)
+        # The last model set :meth:`servable` saw and its answer (a request reads it once).
+        self._servable: tuple[ModelSet, ModelSet] | None = None
+
+    def servable(self, models: ModelSet) -> ModelSet:
+        """Returns ``models`` as this service can apply them: without the next-content
+        model, and ``missing`` saying why, when it takes account columns the features
+        computed here never hold (a model trained on custom attributes the serving set
+        did not log, or by another feature pipeline); else ``models`` itself."""
+        last = self._servable
+        if last is not None and last[0] is models:
+            return last[1]
+        out = models
+        absent = self._uncomputable(models)
+        if absent:
+            part = ANSWER_PARTS[NEXT_CONTENT]
+            version = models.versions.get(NEXT_CONTENT, "?")
+            why = (
+                f"{NEXT_CONTENT} v{version} takes account columns {absent[:5]} "
+                f"({len(absent)} in all) that this service does not compute; expected "
+                "features of the feature pipeline and the custom attributes logged with "
+                "the models"
+            )
+            out = dataclasses.replace(
+                models, next_content=None, missing={**models.missing, part: why}
+            )
+        self._servable = (models, out)
+        return out
+
+    def _uncomputable(self, models: ModelSet) -> list[str]:
+        """The next-content model's account columns no feature frame of
+        :meth:`features` holds (none without a next-content model)."""
+        if models.next_content is None:
+            return []
+        computed = {
+            *feature_definitions(self.taxonomy, models.attributes),
+            *nc.topic_columns(self.taxonomy),
+        }
+        return [c for c in self.account_columns(models) if c not in computed]
 
     def features(
         self, data: JourneyData, now: pd.Timestamp, attributes: FittedAttributes
@@ -123,12 +185,47 @@ class ScoringSetup:
         out[columns] = models.phase_prior
         return out
 
+    def account_columns(self, models: ModelSet) -> list[str]:
+        """Returns the account columns each candidate row carries for the served
+        next-content model: the fixed inputs the candidate features are computed from
+        (``account_inputs``), then every other account column the model was trained on (a
+        next-action model trained with a control takes every account feature, custom
+        attributes included), in the model's order. Only ``account_inputs`` without a
+        next-content model."""
+        spec = models.inputs.get(NEXT_CONTENT)
+        if models.next_content is None or spec is None:
+            return list(self.account_inputs)
+        fixed = set(self.account_inputs)
+        wider = [c for c in spec.columns if c not in fixed and c not in nc.CANDIDATE_DEFINITIONS]
+        return [*self.account_inputs, *wider]
+
+    def account_frame(self, models: ModelSet, frame: pd.DataFrame) -> pd.DataFrame:
+        """Returns the account columns of ``frame`` the served next-content model needs
+        (:meth:`account_columns`). Raises :class:`ScoringError` naming the model and the
+        columns when the features lack some (a model trained on attributes or features
+        this service does not compute)."""
+        columns = self.account_columns(models)
+        absent = [c for c in columns if c not in frame.columns]
+        if absent:
+            version = models.versions.get(NEXT_CONTENT, "?")
+            raise ScoringError(
+                f"{NEXT_CONTENT} v{version} takes account columns {absent[:5]} "
+                f"({len(absent)} in all) that the features computed here lack; expected the "
+                "features and custom attributes it was trained with (the mapping's "
+                "attributes, logged with the model)"
+            )
+        return frame[columns]
+
     def candidate_rows(
-        self, frame: pd.DataFrame, roles: Sequence[Any], items: np.ndarray | None = None
+        self,
+        models: ModelSet,
+        frame: pd.DataFrame,
+        roles: Sequence[Any],
+        items: np.ndarray | None = None,
     ) -> pd.DataFrame:
-        """Returns candidate feature rows of the account row ``frame``: every role x item
-        (``items`` None) or role k x item k."""
-        account = frame[self.account_inputs]
+        """Returns candidate feature rows of the account row ``frame`` for the served
+        next-content model: every role x item (``items`` None) or role k x item k."""
+        account = self.account_frame(models, frame)
         decisions = account.iloc[np.zeros(len(roles), dtype=np.int64)].reset_index(drop=True)
         return nc.candidate_features(
             decisions,

@@ -86,6 +86,13 @@ class Scorer:
         self.cache = StateCache(cache_entries, int(feature_ttl_s * _NS_PER_S))
 
     @property
+    def models(self) -> ModelSet:
+        """The serving models as this scorer applies them (``ScoringSetup.servable``: a
+        next-content model it cannot feed is left out, and ``missing`` says why). Raises
+        ``ModelLoadError`` when no models are loaded."""
+        return self.setup.servable(self.holder.current)
+
+    @property
     def hits(self) -> int:
         """Requests answered from the cache."""
         return self.cache.hits
@@ -125,7 +132,7 @@ class Scorer:
         caller knows it (it then keys the cache instead of a version computed from
         ``data``).
         """
-        models = self.holder.current  # one snapshot for the whole request
+        models = self.models  # one snapshot for the whole request
         now = to_utc(now)
         k = self.setup.config.default_k if k is None else k
         if k < 1:
@@ -154,7 +161,7 @@ class Scorer:
     def scoring_key(self) -> str:
         """The key stored states must carry to be current for the serving models and this
         scorer's catalog (:func:`~serving.scoring.stored.scoring_key`)."""
-        return scoring_key(self.setup, self.holder.current)
+        return scoring_key(self.setup, self.models)
 
     def score_known(
         self,
@@ -172,7 +179,7 @@ class Scorer:
         A state comes from the cache, else from ``stored`` (when it is not from after
         ``now``), else is computed: ``load(account_ids)`` returns the rows of all of those
         accounts, scored together. Computed states are cached."""
-        models = self.holder.current
+        models = self.models
         now = to_utc(now)
         states: dict[str, AccountState] = {}
         missing: list[KnownAccount] = []
@@ -211,9 +218,11 @@ class Scorer:
         """Returns the states of the accounts of ``data`` existing at ``now``, serialized
         for the store; ``versions`` maps each account to its data version, read before
         ``data`` (an account missing from it is skipped)."""
-        models = self.holder.current
+        models = self.models
         now = to_utc(now)
-        fresh = compute_states(self.setup, models, data, now, ttl_ns=self.cache.ttl_ns)
+        fresh = compute_states(
+            self.setup, models, data, now, ttl_ns=self.cache.ttl_ns, for_store=True
+        )
         key = scoring_key(self.setup, models)
         return [
             self._encoded(account_id, versions[account_id], state, models, key)
@@ -245,7 +254,9 @@ class Scorer:
         if not missing:
             return []
         data = load([a.account_id for a in missing])
-        fresh = compute_states(self.setup, models, data, now, ttl_ns=self.cache.ttl_ns)
+        fresh = compute_states(
+            self.setup, models, data, now, ttl_ns=self.cache.ttl_ns, for_store=True
+        )
         key = scoring_key(self.setup, models)
         out: list[NewScore] = []
         for account in missing:
@@ -272,7 +283,7 @@ class Scorer:
             churn_band=churn_band(state.churn_risk, self.setup.config)
             if models.churn is not None
             else None,
-            state=encode_state(self.setup, state),
+            state=encode_state(self.setup, models, state),
         )
 
     def is_warm(self, account_id: str, data_version: int, now: pd.Timestamp) -> bool:
@@ -301,7 +312,7 @@ class Scorer:
         ``chunk_accounts`` bound memory); arbitration runs per account. Equals the online
         phase probabilities and churn risk for the same account and time.
         """
-        models = self.holder.current
+        models = self.models
         return score_batch(self.setup, models, data, to_utc(now), k, chunk_accounts=chunk_accounts)
 
     def _cold_start(self, models: ModelSet, request: Request) -> AccountScore:

@@ -27,10 +27,11 @@ from models.churn import calibrate
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import Reason, contributions_for, reason_codes
 from serving.model_set import PREDICT_THREADS, ModelSet
-from serving.scoring.cache import AccountState
+from serving.scoring.cache import AccountState, ipc_rows
 from serving.scoring.online import CandidateRows, Request, action_reasons, rank
 from serving.scoring.predict import (
     MAX_REASONS,
+    RowValues,
     ScoringSetup,
     SingleThreaded,
     booster,
@@ -69,9 +70,12 @@ def compute_states(
     *,
     ttl_ns: int,
     chunk_accounts: int = STATE_CHUNK_ACCOUNTS,
+    for_store: bool = False,
 ) -> dict[str, AccountState]:
     """Returns account_id -> state as of ``now`` for every account of ``data`` existing at
-    ``now`` (see :func:`compute_state`)."""
+    ``now`` (see :func:`compute_state`). ``for_store``: each state keeps the next-content
+    model's account columns as Arrow IPC (what the store keeps, converted for the chunk at
+    once) instead of its pickled feature row."""
     frame = setup.features(data, now, models.attributes)
     if frame is None:
         return {}
@@ -89,7 +93,7 @@ def compute_states(
     out: dict[str, AccountState] = {}
     for lo in range(0, len(frame), chunk_accounts):
         part = frame.iloc[lo : lo + chunk_accounts].reset_index(drop=True)
-        out.update(_chunk_states(setup, models, part, rows, now))
+        out.update(_chunk_states(setup, models, part, rows, now, for_store=for_store))
     return out
 
 
@@ -125,13 +129,15 @@ def _chunk_states(
     part: pd.DataFrame,
     rows: _AccountRows,
     now: pd.Timestamp,
+    *,
+    for_store: bool,
 ) -> dict[str, AccountState]:
     """The states of the accounts of ``part`` (feature rows of existing accounts)."""
     ids = part["account_id"].astype(str).tolist()
     proba = setup.phase_proba(models, part)
     risk = calibrate(churn_raw(models, part), dict(models.calibration))
     outcomes = outcome_probabilities(models, part)
-    values = [{str(c): v for c, v in part.iloc[r].items()} for r in range(len(part))]
+    values = [RowValues(part, r) for r in range(len(part))]
     no_reasons: list[tuple[Reason, ...]] = [()] * len(part)
     phase_reasons = no_reasons
     if models.phase is not None:
@@ -148,13 +154,19 @@ def _chunk_states(
         churn_reasons = batch_reasons(setup, models, CHURN, part, values, directions=directions)
     contacts = [rows.addressees(a) for a in ids]
     computed = _candidates(setup, models, part, contacts)
+    ipc = ipc_rows(setup.account_frame(models, part)) if for_store else None
     out: dict[str, AccountState] = {}
     for r, account_id in enumerate(ids):
         candidates, candidate_rows = computed[r]
         state = AccountState(
             as_of=now,
             as_of_ns=int(now.value),
-            features=pickle.dumps(part.iloc[[r]], protocol=pickle.HIGHEST_PROTOCOL),
+            features=(
+                pickle.dumps(part.iloc[[r]], protocol=pickle.HIGHEST_PROTOCOL)
+                if ipc is None
+                else ipc[r]
+            ),
+            features_ipc=ipc is not None,
             phase_proba=proba[r],
             phase_reasons=phase_reasons[r],
             churn_risk=float(risk[r]),
@@ -230,12 +242,13 @@ def _candidates(
     for all of them."""
     n_items = len(setup.content)
     counts = np.array([len(c) for c in contacts], dtype=np.int64)
-    if models.next_content is None:  # no actions to rank: the answer says why
+    # No actions to rank: without a model the answer says why; an empty catalog has none.
+    if models.next_content is None or n_items == 0:
         return [(_no_candidates(), CandidateRows(pd.DataFrame(), np.zeros((0, 0)), {}))] * len(
             contacts
         )
     roles = [r for c in contacts for r in c["role"].astype(object).tolist()]
-    decisions = part[setup.account_inputs].iloc[np.repeat(np.arange(len(part)), counts)]
+    decisions = setup.account_frame(models, part).iloc[np.repeat(np.arange(len(part)), counts)]
     rows = nc.candidate_features(
         decisions.reset_index(drop=True),
         pd.Series(roles, dtype=object),

@@ -3,8 +3,9 @@
 What is kept is exactly what answering needs (:class:`~serving.scoring.cache.AccountState`):
 the phase probabilities, churn risk, every candidate's P(response), the addressees, the
 reasons explained so far, the consumed history and, to explain an action not explained yet,
-the account's next-content inputs. Arrays are stored as float64/int64 (no rounding), so an
-answer from a stored state equals one from the state computed fresh.
+the account columns the served next-content model takes (``ScoringSetup.account_columns``).
+Arrays are stored as float64/int64 (no rounding), so an answer from a stored state equals
+one from the state computed fresh.
 
 The format is zlib-compressed: a magic, the length of a JSON header (the small parts and
 each array's dtype and length), then the arrays' raw bytes. Reading a row can never run
@@ -16,7 +17,6 @@ under another key is stale.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import struct
 import zlib
@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from models.arbitration import ACCOUNT_LEVEL, PreparedCandidates, Recent
 from models.explain import Reason
 from serving.model_set import ModelSet
 from serving.scoring.answer import ScoringError
-from serving.scoring.cache import AccountState
+from serving.scoring.cache import AccountState, ipc_rows
 from serving.scoring.predict import ScoringSetup
 
 # Bumped whenever what :func:`encode_state` writes changes: older rows become stale.
@@ -48,7 +47,7 @@ def scoring_key(setup: ScoringSetup, models: ModelSet) -> str:
         "models": list(models.key),
         "catalog": [str(c) for c in setup.catalog.content_ids],
         "phases": list(setup.phases),
-        "inputs": list(setup.account_inputs),
+        "inputs": setup.account_columns(models),
     }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return digest[:32]
@@ -62,18 +61,16 @@ def _reasons_in(rows: Sequence[Sequence[Any]]) -> tuple[Reason, ...]:
     return tuple(Reason(feature=f, value=v, contribution=float(c), text=t) for f, v, c, t in rows)
 
 
-def _features_bytes(setup: ScoringSetup, state: AccountState) -> bytes:
-    """The account's next-content inputs (all an unexplained action needs) as Arrow IPC."""
-    frame = state.feature_frame()[setup.account_inputs]
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+def _features_bytes(setup: ScoringSetup, models: ModelSet, state: AccountState) -> bytes:
+    """The account columns of the served next-content model (all an unexplained action
+    needs) as Arrow IPC (states computed for the store hold them so already)."""
+    if state.features_ipc:
+        return state.features
+    return ipc_rows(setup.account_frame(models, state.feature_frame()))[0]
 
 
-def encode_state(setup: ScoringSetup, state: AccountState) -> bytes:
-    """Returns ``state`` as bytes (see the module docstring)."""
+def encode_state(setup: ScoringSetup, models: ModelSet, state: AccountState) -> bytes:
+    """Returns ``state``, computed with ``models``, as bytes (see the module docstring)."""
     c = state.candidates
     meta = {
         "format": STATE_FORMAT,
@@ -91,7 +88,7 @@ def encode_state(setup: ScoringSetup, state: AccountState) -> bytes:
         ),
     }
     arrays = {
-        "features": np.frombuffer(_features_bytes(setup, state), dtype=np.uint8),
+        "features": np.frombuffer(_features_bytes(setup, models, state), dtype=np.uint8),
         "phase_proba": np.asarray(state.phase_proba, dtype="<f8"),
         "p": np.asarray(c.p, dtype="<f8"),
         "item": np.asarray(c.item, dtype="<i8"),

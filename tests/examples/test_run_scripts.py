@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,6 +148,34 @@ def check_policy_values(result: dict[str, Any], out_dir: Path) -> None:
     for run in ("visits", "spend"):
         assert result["train"][run]["peak_mb"] > 0
         assert (out_dir / run / "mlflow.db").is_file()
+    check_served(result, out_dir)
+
+
+def check_served(result: dict[str, Any], out_dir: Path) -> None:
+    """Hillstrom serves each champion with `nba score`: every account answered, e-mails
+    only (ranked by uplift over no_action, never no_action itself), the first served
+    model's answers stored in the example's store; a model without a champion says so."""
+    served = result["served"]
+    assert set(served) == {"visits", "spend"}
+    # on the slice the spend model beats its gate and the visits model does not
+    assert "no registered model has the alias 'champion'" in served["visits"]["not_served"]
+    spend = served["spend"]
+    assert spend["accounts"] == spend["stored"] == 2000
+    with sqlite3.connect(out_dir / "nba.db") as conn:
+        (stored,) = conn.execute("SELECT count(DISTINCT account_id) FROM account_scores").fetchone()
+    assert stored == 2000
+    assert spend["ranking"] == "uplift over no_action"
+    assert spend["missing"].keys() == {"phase", "risk"} and "next_actions" not in spend["missing"]
+    shares = spend["first_action_share"]
+    assert set(shares) <= {"mens_email", "womens_email", "none"}
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+    assert spend["seconds"] > 0 and spend["peak_memory_mb"] > 0
+    scores = pd.read_parquet(out_dir / "spend" / "scores.parquet")
+    assert len(scores) == 2000 and scores["account_id"].is_unique
+    actions = scores[[f"action_{s}_content_id" for s in (1, 2, 3)]]
+    assert not actions.isin(["no_action"]).any().any()
+    first = scores["action_1_content_id"].fillna("none").value_counts(normalize=True)
+    assert {c: round(v, 4) for c, v in first.items()} == shares
 
 
 def test_example_without_its_files_stops_with_the_report(tmp_path: Path) -> None:
