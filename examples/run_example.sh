@@ -31,21 +31,41 @@ run_example() {
         "$name" "$validate" "$features" "$load"
 }
 
-# train_example NAME MAPPING OUTCOMES OUTCOME DATA_DIR OUT_DIR [nba train option ...]
-# Trains the example's declared outcomes (MLflow store OUT_DIR/mlflow.db) and prints one JSON
-# line: the example, the training's models, seconds and peak memory, and the outcome's test
-# figures beside its peer with 95 % intervals (`nba report --outcome OUTCOME --json`).
+# train_example NAME MAPPING OUTCOMES OUTCOME AS_OF DATA_DIR OUT_DIR [nba train option ...]
+# Trains the example's declared outcomes (MLflow store OUT_DIR/mlflow.db), reports OUTCOME and
+# serves what was trained: `nba score` as of AS_OF (the data's end) on the example's store,
+# OUT_DIR/nba.db, into OUT_DIR/scores.parquet. Prints one JSON line: the example, the
+# training's models, seconds and peak memory, the outcome's test figures beside its peer with
+# 95 % intervals (`nba report --outcome OUTCOME --json`), and under "served" what
+# `nba score --json` said, or {"not_served": why} when no model has a champion (every one
+# lost its gate).
 train_example() {
-    local name=$1 mapping=$2 outcomes=$3 outcome=$4 data_dir=$5 out_dir=$6
-    shift 6
+    local name=$1 mapping=$2 outcomes=$3 outcome=$4 as_of=$5 data_dir=$6 out_dir=$7
+    shift 7
     # absolute paths: training runs inside OUT_DIR, where MLflow keeps the runs' artifacts
     data_dir=$(cd "$data_dir" && pwd) out_dir=$(cd "$out_dir" && pwd)
     mapping="$(cd "${mapping%/*}" && pwd)/${mapping##*/}"
     outcomes="$(cd "${outcomes%/*}" && pwd)/${outcomes##*/}"
-    local uri="sqlite:///$out_dir/mlflow.db" trained report
+    local uri="sqlite:///$out_dir/mlflow.db" trained report served
     trained=$(cd "$out_dir" && ${NBA:-nba} train outcomes --data "$data_dir" \
         --mapping "$mapping" --outcomes "$outcomes" --tracking-uri "$uri" --json "$@") || return
     trained=${trained##*$'\n'}  # the last line: the JSON summary
     report=$(${NBA:-nba} report --outcome "$outcome" --tracking-uri "$uri" --json) || return
-    printf '{"example":"%s","train":%s,%s\n' "$name" "$trained" "${report#\{}"
+    if ! served=$(NBA_DATABASE_URL="sqlite:///$out_dir/nba.db" MLFLOW_TRACKING_URI="$uri" \
+        ${NBA:-nba} score --as-of "$as_of" --out "$out_dir/scores.parquet" --json \
+        2>"$out_dir/score.err"); then
+        local why
+        why=$(tail -n 1 "$out_dir/score.err")
+        # only a set without any champion (every model lost its gate) is left unserved
+        if [[ $why != *"has the alias"* ]]; then
+            cat "$out_dir/score.err" >&2
+            return 1
+        fi
+        why=${why//\\/\\\\}
+        served=$(printf '{"not_served":"%s"}' "${why//\"/\\\"}")
+    fi
+    served=${served##*$'\n'}
+    report=${report%\}}
+    printf '{"example":"%s","train":%s,%s,"served":%s}\n' "$name" "$trained" "${report#\{}" \
+        "$served"
 }

@@ -10,4 +10,4 @@ set -euo pipefail
 case ${BASH_SOURCE[0]} in */*) here=${BASH_SOURCE[0]%/*} ;; *) here=. ;; esac
 . "$here/../run_example.sh"
 run_example bank_marketing "$here/mapping.yaml" "2009-01-01 2010-01-01 2010-12-01" "$@"
-train_example bank_marketing "$here/mapping.yaml" "$here/outcomes.yaml" subscription "$@"
+train_example bank_marketing "$here/mapping.yaml" "$here/outcomes.yaml" subscription 2010-12-01 "$@"

@@ -10,5 +10,5 @@ case ${BASH_SOURCE[0]} in */*) here=${BASH_SOURCE[0]%/*} ;; *) here=. ;; esac
 . "$here/../run_example.sh"
 run_example online_retail "$here/mapping.yaml" "2010-06-01 2010-12-01 2011-06-01 2011-12-01" "$@"
 # every first of a month with 90 days of invoices after it (21, from 2010-01-01)
-train_example online_retail "$here/mapping.yaml" "$here/outcomes.yaml" repurchase "$@" \
+train_example online_retail "$here/mapping.yaml" "$here/outcomes.yaml" repurchase 2011-12-10 "$@" \
     --as-of-dates 24

@@ -209,3 +209,13 @@ def test_bank_marketing_trains_and_reports_model_beside_peer(tmp_path: Path) -> 
         assert set(figures) >= {"model", "peer", "model_ci", "peer_ci", "verdict"}
         assert figures["peer_ci"][0] <= figures["peer"] <= figures["peer_ci"][1]
     assert (out_dir / "mlflow.db").is_file() and (out_dir / "mlruns").is_dir()
+    # served with `nba score` when the model won its gate, else the reason it was not
+    served = result["served"]
+    if trained[0]["champion"]:
+        assert served["models"] == {"nba-subscription": "1"} and served["accounts"] > 0
+        assert set(served["missing"]) == {"phase", "risk", "next_actions"}
+        scores = pd.read_parquet(out_dir / "scores.parquet")
+        assert scores["outcome_subscription"].between(0, 1).all()
+    else:
+        assert "no registered model has the alias 'champion'" in served["not_served"]
+        assert not (out_dir / "scores.parquet").exists()
