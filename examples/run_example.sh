@@ -51,21 +51,30 @@ train_example() {
         --mapping "$mapping" --outcomes "$outcomes" --tracking-uri "$uri" --json "$@") || return
     trained=${trained##*$'\n'}  # the last line: the JSON summary
     report=$(${NBA:-nba} report --outcome "$outcome" --tracking-uri "$uri" --json) || return
-    if ! served=$(NBA_DATABASE_URL="sqlite:///$out_dir/nba.db" MLFLOW_TRACKING_URI="$uri" \
-        ${NBA:-nba} score --as-of "$as_of" --out "$out_dir/scores.parquet" --json \
-        2>"$out_dir/score.err"); then
-        local why
-        why=$(tail -n 1 "$out_dir/score.err")
-        # only a set without any champion (every model lost its gate) is left unserved
-        if [[ $why != *"has the alias"* ]]; then
-            cat "$out_dir/score.err" >&2
-            return 1
-        fi
-        why=${why//\\/\\\\}
-        served=$(printf '{"not_served":"%s"}' "${why//\"/\\\"}")
-    fi
-    served=${served##*$'\n'}
+    served=$(serve_or_why "$out_dir/nba.db" "$uri" "$out_dir/score.err" --as-of "$as_of" \
+        --out "$out_dir/scores.parquet") || return
     report=${report%\}}
     printf '{"example":"%s","train":%s,%s,"served":%s}\n' "$name" "$trained" "${report#\{}" \
         "$served"
+}
+
+# serve_or_why STORE TRACKING_URI LOG [nba score option ...]: `nba score --json` on the SQLite
+# store STORE with the champions at TRACKING_URI; prints its JSON line, or
+# {"not_served": "<why>"} when no model has a champion (every one lost its gate). Any other
+# failure prints LOG (nba score's messages) and fails.
+serve_or_why() {
+    local store=$1 uri=$2 log=$3 result why
+    shift 3
+    if result=$(NBA_DATABASE_URL="sqlite:///$store" MLFLOW_TRACKING_URI="$uri" \
+        ${NBA:-nba} score --json "$@" 2>"$log"); then
+        printf '%s\n' "${result##*$'\n'}"
+        return
+    fi
+    why=$(tail -n 1 "$log")
+    if [[ $why != *"has the alias"* ]]; then
+        cat "$log" >&2
+        return 1
+    fi
+    why=${why//\\/\\\\}
+    printf '{"not_served":"%s"}\n' "${why//\"/\\\"}"
 }

@@ -53,18 +53,10 @@ field() {
 # `nba score --json` object, or {"not_served": "<the error>"} when it has no champion
 serve() {
     local dir="$out_dir/$1" result
-    if ! result=$(NBA_DATABASE_URL="sqlite:///$out_dir/nba.db" \
-        MLFLOW_TRACKING_URI="sqlite:///$dir/mlflow.db" ${NBA:-nba} score --as-of 2008-03-01 \
-        --out "$dir/scores.parquet" --chunk-accounts 4000 "$2" --json 2>"$dir/score.err"); then
-        local why
-        why=$(tail -n 1 "$dir/score.err")
-        # only a model without a champion (it lost its gate) is left unserved
-        if [[ $why != *"has the alias"* ]]; then
-            cat "$dir/score.err" >&2
-            return 1
-        fi
-        why=${why//\\/\\\\}
-        printf '{"not_served":"%s"}\n' "${why//\"/\\\"}"
+    result=$(serve_or_why "$out_dir/nba.db" "sqlite:///$dir/mlflow.db" "$dir/score.err" \
+        --as-of 2008-03-01 --out "$dir/scores.parquet" --chunk-accounts 4000 "$2") || return
+    if [[ $result == *'"not_served":'* ]]; then
+        printf '%s\n' "$result"
         return
     fi
     # Doing nothing is what an e-mail's uplift is measured against, never an action.
