@@ -30,6 +30,7 @@ from models.contract import CONTROL_PARAM, NEXT_CONTENT
 from serving.model_holder import ModelHolder
 from serving.model_set import ModelSet
 from serving.scoring import Scorer
+from serving.scoring.answer import AccountScore
 from serving.scoring.scorer import KnownAccount
 from serving.scoring.stored import decode_state
 
@@ -101,6 +102,18 @@ def _accounts(served: Served, n: int) -> list[str]:
     return served.data.accounts["account_id"].astype(str).iloc[:n].tolist()
 
 
+def _greedy(scorer: Scorer, data: JourneyData, account: str) -> AccountScore:
+    """The account's online answer at the campaign: top 3, no exploration."""
+    return scorer.score_account(
+        select_accounts(data, [account]),
+        account,
+        CAMPAIGN,
+        k=3,
+        rng=np.random.default_rng(0),
+        explore=False,
+    )
+
+
 def test_candidate_rows_carry_every_input_the_model_was_trained_on(served: Served) -> None:
     models = served.scorer.models
     assert models.next_content is not None and "next_actions" not in models.missing
@@ -128,14 +141,7 @@ def test_online_scores_equal_batch_scores_and_rank_by_uplift(served: Served) -> 
     assert (firsts[mens_only[mens_only].index] == "mens_email").mean() > 0.9
     assert (firsts[womens_only[womens_only].index] == "womens_email").mean() > 0.9
     for account in _accounts(served, 6):
-        online = scorer.score_account(
-            select_accounts(data, [account]),
-            account,
-            CAMPAIGN,
-            k=3,
-            rng=np.random.default_rng(0),
-            explore=False,
-        )
+        online = _greedy(scorer, data, account)
         row = batch.loc[account]
         got = [a.action.content_id for a in online.actions]
         want = [row[f"action_{s}_content_id"] for s in (1, 2, 3)]
@@ -196,14 +202,7 @@ def test_stored_states_answer_as_fresh_ones(served: Served) -> None:
     )
     assert computed == []  # every answer came from its stored state
     for account, answer in zip(accounts, from_store, strict=True):
-        online = scorer.score_account(
-            select_accounts(data, [account]),
-            account,
-            CAMPAIGN,
-            k=3,
-            rng=np.random.default_rng(0),
-            explore=False,
-        )
+        online = _greedy(scorer, data, account)
         assert [(a.action.content_id, a.action.expected_value) for a in answer.actions] == [
             (a.action.content_id, a.action.expected_value) for a in online.actions
         ]
