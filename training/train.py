@@ -43,9 +43,6 @@ from training.reward import Reward
 
 # The models that are not binary outcomes.
 OTHER_MODELS = ("phase", "next-content")
-_NO_GRID = pd.DataFrame(
-    {"account_id": pd.Series(dtype=str), "as_of": pd.Series(dtype="datetime64[ns, UTC]")}
-)
 
 
 class TrainingError(InvalidInputError):
@@ -160,13 +157,11 @@ class ModelSteps:
                 attributes=prepared.attributes,
             )
         if self.uses_reward:
-            # A next-action set (data with a "no action" control) is anchored on the
-            # decisions and never reads the monthly grid's features.
-            grid = _NO_GRID if has_control(prepared.data) else prepared.features
+            # the grid's features only if the set reads them (see uplift.build_next_set)
             return self.build(
                 prepared.data,
                 taxonomy,
-                grid,
+                lambda: prepared.features,
                 reward=prepared.reward,
                 attributes=prepared.attributes,
             )

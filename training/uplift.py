@@ -18,6 +18,7 @@ the best single action and the logging policy there.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -318,17 +319,19 @@ def quality_report(
 def build_next_set(
     data: JourneyData,
     taxonomy: Taxonomy,
-    features: pd.DataFrame,
+    grid_features: Callable[[], pd.DataFrame],
     *,
     reward: Reward,
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> TrainingSet:
     """The next-content model's set: the next-action set (decisions, uplift; with the
     custom ``attributes``) when the data log a "no action" control, else the response set of
-    the logged exposures on the grid."""
+    the logged exposures on the grid. ``grid_features`` returns the monthly grid's features;
+    it is called only for the latter (a next-action set is anchored on the decisions, and
+    data with a single campaign moment may have no grid at all)."""
     if has_control(data):
         return build_next_action_set(data, taxonomy, reward=reward, attributes=attributes)
-    return build_next_content_set(data, taxonomy, features)
+    return build_next_content_set(data, taxonomy, grid_features())
 
 
 def train_next(ts: TrainingSet, **kwargs: Any) -> ModelResult:
