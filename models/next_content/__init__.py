@@ -21,7 +21,7 @@ One module per concern, each importing only those before it: ``errors``, ``colum
 :func:`top1`).
 """
 
-from models.next_content.candidates import candidate_features
+from models.next_content.candidates import CatalogArrays, candidate_features, catalog_arrays
 from models.next_content.catalog import eligible_items, phase_fit_matrix
 from models.next_content.columns import (
     CANDIDATE_COLUMNS,
@@ -43,6 +43,7 @@ from models.next_content.scores import score_candidates, top1, uplift_over_contr
 from models.next_content.topics import topic_engagement
 
 __all__ = [
+    "CatalogArrays",
     "CANDIDATE_COLUMNS",
     "CANDIDATE_DEFINITIONS",
     "DEFAULT_PARAMS",
@@ -55,6 +56,7 @@ __all__ = [
     "account_feature_columns",
     "account_input_columns",
     "candidate_features",
+    "catalog_arrays",
     "candidate_input_columns",
     "eligible_items",
     "feature_columns",

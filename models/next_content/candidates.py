@@ -42,6 +42,7 @@ def candidate_features(
     decision_index: np.ndarray | None = None,
     shown_at: pd.Series | None = None,
     position: np.ndarray | None = None,
+    catalog: CatalogArrays | None = None,
 ) -> pd.DataFrame:
     """Feature rows for (decision, content item) pairs.
 
@@ -57,7 +58,9 @@ def candidate_features(
     ``shown_at`` (one time per decision; training: the exposure's ``ts``) gives the
     decision's month and weekday, else the account features' ``as_of_month`` and
     ``as_of_weekday``; ``position`` (one slot per decision, NaN unknown) the slot, else
-    ``SERVING_POSITION``.
+    ``SERVING_POSITION``. ``catalog`` is :func:`catalog_arrays` of ``content`` when the
+    caller keeps it (serving scores one account at a time: rebuilding it costs more than the
+    rows).
 
     Returns the account's columns except ``account_id``/``as_of`` followed by
     ``CANDIDATE_COLUMNS`` (default index). Topic columns are NaN when the account features
@@ -71,21 +74,25 @@ def candidate_features(
         )
     dec, item = _pairs(len(acc), len(content), item_index, decision_index)
     _require(acc, ["crm_phase"])
-    items = _catalog_arrays(content, taxonomy)
+    items = catalog_arrays(content, taxonomy) if catalog is None else catalog
+    if len(items.value) != len(content):
+        raise NextContentModelError(
+            f"the catalog arrays hold {len(items.value)} items for {len(content)} content rows; "
+            "expected catalog_arrays of the same content"
+        )
+    gathered = _Gathered(acc, taxonomy)
     crm = codes(acc["crm_phase"], taxonomy.phases, "crm_phase", strict=False)[dec]
     role = codes(pd.Series(contact_role), taxonomy.role_names, "contact_role", strict=False)[dec]
     phase_fit = items.phase_fit[item]  # rows x phases
     type_code = items.type_code[item]
     cand = {
         **_item_attributes(items, item, taxonomy, phase_fit=phase_fit, crm=crm, role=role),
-        **_type_engagement(acc, dec, type_code, taxonomy.content_type_names),
-        **_phase_engagement(acc, dec, phase_fit, taxonomy.phases),
-        **_role_engagement(acc, dec, role, taxonomy.role_names),
-        **_topic_interest(acc, dec, items.topic_code[item], taxonomy.topic_names),
-        **_decision_context(acc, dec, shown_at, position),
-        "content_item": pd.Categorical.from_codes(
-            item, categories=pd.Index(content["content_id"].astype("str"))
-        ),
+        **_type_engagement(gathered, dec, type_code, taxonomy.content_type_names),
+        **_phase_engagement(gathered, dec, phase_fit, taxonomy.phases),
+        **_role_engagement(gathered, dec, role, taxonomy.role_names),
+        **_topic_interest(gathered, dec, items.topic_code[item], taxonomy.topic_names),
+        **_decision_context(gathered, len(acc), dec, shown_at, position),
+        "content_item": pd.Categorical.from_codes(item, dtype=items.item_dtype),
     }
     base_cols = [c for c in acc.columns if c not in KEY_COLUMNS and c not in CANDIDATE_DEFINITIONS]
     base = acc[base_cols].iloc[dec].reset_index(drop=True)
@@ -130,17 +137,20 @@ def _require(frame: pd.DataFrame, columns: list[str]) -> None:
 
 
 def _decision_context(
-    acc: pd.DataFrame, dec: np.ndarray, shown_at: pd.Series | None, position: np.ndarray | None
+    acc: _Gathered,
+    n_dec: int,
+    dec: np.ndarray,
+    shown_at: pd.Series | None,
+    position: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
     """Returns the slot, month and weekday of each candidate row's decision."""
-    n_dec = len(acc)
     for name, given in (("shown_at", shown_at), ("position", position)):
         if given is not None and len(given) != n_dec:
             raise NextContentModelError(
                 f"{name} has {len(given)} values for {n_dec} decisions; expected one each"
             )
     if shown_at is None:
-        calendar = _gather(acc, ["as_of_month", "as_of_weekday"], np.arange(n_dec))
+        calendar = acc.take(["as_of_month", "as_of_weekday"], np.arange(n_dec))
     else:
         times = pd.Series(shown_at).reset_index(drop=True)
         calendar = np.column_stack([times.dt.month, times.dt.day_of_week]).astype(np.float64)
@@ -156,10 +166,47 @@ def _decision_context(
     }
 
 
-def _gather(acc: pd.DataFrame, names: list[str], dec: np.ndarray) -> np.ndarray:
-    """Returns the account columns ``names`` as float64, one row per candidate row."""
-    _require(acc, names)
-    return acc[names].to_numpy(dtype=np.float64, na_value=np.nan)[dec]
+class _Gathered:
+    """The numeric account columns candidate features read. For a few rows (serving scores
+    one account at a time) they are read in one pandas selection up front, not one per
+    group of columns: there the per-call cost of pandas is most of the time. Training's
+    millions of rows read each group when asked (all at once would hold every column as
+    float64 together)."""
+
+    _AT_ONCE_ROWS = 10_000
+
+    def __init__(self, acc: pd.DataFrame, taxonomy: Taxonomy) -> None:
+        self._acc = acc
+        self._values: np.ndarray | None = None
+        self._position: dict[str, int] = {}
+        if len(acc) <= self._AT_ONCE_ROWS:
+            wanted = [
+                *(
+                    f"n_content_type_{t}_{w}"
+                    for w in ("90d", "365d")
+                    for t in taxonomy.content_type_names
+                ),
+                *(f"days_since_content_type_{t}" for t in taxonomy.content_type_names),
+                *(f"n_content_phase_{p}_{w}" for w in ("30d", "90d") for p in taxonomy.phases),
+                *(f"n_role_{r}_90d" for r in taxonomy.role_names),
+                *(f"n_topic_{t}_{w}" for w in TOPIC_WINDOWS for t in taxonomy.topic_names),
+                "as_of_month",
+                "as_of_weekday",
+            ]
+            present = [c for c in dict.fromkeys(wanted) if c in acc.columns]
+            self._position = {c: k for k, c in enumerate(present)}
+            self._values = acc[present].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def has(self, names: Sequence[str]) -> bool:
+        """Whether the account features hold every column of ``names``."""
+        return all(c in self._acc.columns for c in names)
+
+    def take(self, names: list[str], dec: np.ndarray) -> np.ndarray:
+        """Returns the account columns ``names`` as float64, one row per candidate row."""
+        _require(self._acc, names)
+        if self._values is not None and all(c in self._position for c in names):
+            return self._values[np.ix_(dec, [self._position[c] for c in names])]
+        return self._acc[names].to_numpy(dtype=np.float64, na_value=np.nan)[dec]
 
 
 def _at(matrix: np.ndarray, cols: np.ndarray, *, missing: float = 0.0) -> np.ndarray:
@@ -180,7 +227,7 @@ def _share(part: np.ndarray, total: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _CatalogArrays:
+class CatalogArrays:
     """The catalog rows as arrays (codes into the taxonomy's vocabularies)."""
 
     phase_fit: np.ndarray  # items x phases, 0/1
@@ -188,10 +235,17 @@ class _CatalogArrays:
     type_code: np.ndarray
     topic_code: np.ndarray
     value: np.ndarray  # float64, 1 when the catalog has no values
+    # The categorical dtypes of the candidate columns (built once: validating categories on
+    # every call costs more than one account's rows).
+    role_dtype: pd.CategoricalDtype
+    type_dtype: pd.CategoricalDtype
+    topic_dtype: pd.CategoricalDtype
+    item_dtype: pd.CategoricalDtype
 
 
-def _catalog_arrays(content: pd.DataFrame, taxonomy: Taxonomy) -> _CatalogArrays:
-    return _CatalogArrays(
+def catalog_arrays(content: pd.DataFrame, taxonomy: Taxonomy) -> CatalogArrays:
+    """The catalog rows ``content`` as the arrays candidate features read."""
+    return CatalogArrays(
         phase_fit=phase_fit_matrix(content, taxonomy),
         role_fit=membership(content["roles"], taxonomy.role_names, "roles"),
         type_code=codes(content["content_type"], taxonomy.content_type_names, "content_type"),
@@ -201,11 +255,15 @@ def _catalog_arrays(content: pd.DataFrame, taxonomy: Taxonomy) -> _CatalogArrays
             if "value" in content
             else np.ones(len(content), dtype=np.float64)
         ),
+        role_dtype=pd.CategoricalDtype(pd.Index(taxonomy.role_names)),
+        type_dtype=pd.CategoricalDtype(pd.Index(taxonomy.content_type_names)),
+        topic_dtype=pd.CategoricalDtype(pd.Index(taxonomy.topic_names)),
+        item_dtype=pd.CategoricalDtype(pd.Index(content["content_id"].astype("str"))),
     )
 
 
 def _item_attributes(
-    items: _CatalogArrays,
+    items: CatalogArrays,
     item: np.ndarray,
     taxonomy: Taxonomy,
     *,
@@ -218,13 +276,9 @@ def _item_attributes(
     known_phase = crm >= 0
     role_fit = items.role_fit[item]
     return {
-        "contact_role": pd.Categorical.from_codes(role, categories=pd.Index(taxonomy.role_names)),
-        "content_type": pd.Categorical.from_codes(
-            items.type_code[item], categories=pd.Index(taxonomy.content_type_names)
-        ),
-        "content_topic": pd.Categorical.from_codes(
-            items.topic_code[item], categories=pd.Index(taxonomy.topic_names)
-        ),
+        "contact_role": pd.Categorical.from_codes(role, dtype=items.role_dtype),
+        "content_type": pd.Categorical.from_codes(items.type_code[item], dtype=items.type_dtype),
+        "content_topic": pd.Categorical.from_codes(items.topic_code[item], dtype=items.topic_dtype),
         "content_value": items.value[item].astype(np.float32),
         "fits_phase": np.where(known_phase, _at(phase_fit, crm), np.nan).astype(np.float32),
         "fits_next_phase": np.where(known_phase, _at(phase_fit, crm + 1), np.nan).astype(
@@ -244,26 +298,26 @@ def _item_attributes(
 
 
 def _type_engagement(
-    acc: pd.DataFrame, dec: np.ndarray, type_code: np.ndarray, types: list[str]
+    acc: _Gathered, dec: np.ndarray, type_code: np.ndarray, types: list[str]
 ) -> dict[str, np.ndarray]:
     """Returns the account's touchpoints with the item's content type and days since."""
     out: dict[str, np.ndarray] = {}
     # An item without a content type has no type engagement: NaN, not a count of another.
     for w in ("90d", "365d"):
-        m = _gather(acc, [f"n_content_type_{t}_{w}" for t in types], dec)
+        m = acc.take([f"n_content_type_{t}_{w}" for t in types], dec)
         out[f"type_touchpoints_{w}"] = _at(m, type_code, missing=np.nan).astype(np.float32)
-    m = _gather(acc, [f"days_since_content_type_{t}" for t in types], dec)
+    m = acc.take([f"days_since_content_type_{t}" for t in types], dec)
     out["days_since_type"] = _at(m, type_code, missing=np.nan).astype(np.float32)
     return out
 
 
 def _phase_engagement(
-    acc: pd.DataFrame, dec: np.ndarray, phase_fit: np.ndarray, phases: list[str]
+    acc: _Gathered, dec: np.ndarray, phase_fit: np.ndarray, phases: list[str]
 ) -> dict[str, np.ndarray]:
     """Returns the account's content touchpoints on the item's phases, and their share."""
     out: dict[str, np.ndarray] = {}
     for w in ("30d", "90d"):
-        m = _gather(acc, [f"n_content_phase_{p}_{w}" for p in phases], dec)
+        m = acc.take([f"n_content_phase_{p}_{w}" for p in phases], dec)
         touched = (m * phase_fit).sum(axis=1)
         if w == "30d":
             out["phase_touchpoints_30d"] = touched.astype(np.float32)
@@ -272,25 +326,25 @@ def _phase_engagement(
 
 
 def _role_engagement(
-    acc: pd.DataFrame, dec: np.ndarray, role: np.ndarray, roles: list[str]
+    acc: _Gathered, dec: np.ndarray, role: np.ndarray, roles: list[str]
 ) -> dict[str, np.ndarray]:
     """Returns the account's touchpoints by contacts of the contact's role (NaN unknown)."""
-    m = _gather(acc, [f"n_role_{r}_90d" for r in roles], dec)
+    m = acc.take([f"n_role_{r}_90d" for r in roles], dec)
     return {"role_touchpoints_90d": np.where(role >= 0, _at(m, role), np.nan).astype(np.float32)}
 
 
 def _topic_interest(
-    acc: pd.DataFrame, dec: np.ndarray, topic_code: np.ndarray, topics: list[str]
+    acc: _Gathered, dec: np.ndarray, topic_code: np.ndarray, topics: list[str]
 ) -> dict[str, np.ndarray]:
     """Returns the account's content touchpoints on the item's topic, their share and the
     topic's rank; NaN when the account features lack the per-topic counts or the item has
     no topic."""
     n = len(topic_code)
-    if not all(f"n_topic_{t}_{w}" in acc for w in TOPIC_WINDOWS for t in topics):
+    if not acc.has([f"n_topic_{t}_{w}" for w in TOPIC_WINDOWS for t in topics]):
         return {c: np.full(n, np.nan, dtype=np.float32) for c in _TOPIC_CANDIDATES}
     out: dict[str, np.ndarray] = {}
     for w in TOPIC_WINDOWS:
-        m = _gather(acc, [f"n_topic_{t}_{w}" for t in topics], dec)
+        m = acc.take([f"n_topic_{t}_{w}" for t in topics], dec)
         mine = _at(m, topic_code, missing=np.nan)
         out[f"topic_touchpoints_{w}"] = mine.astype(np.float32)
         out[f"topic_share_{w}"] = np.where(

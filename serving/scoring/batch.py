@@ -240,7 +240,11 @@ def _p_response(
         sel = np.arange(lo, min(lo + step, len(contacts)))
         decisions = account.iloc[c_row[sel]].reset_index(drop=True)
         rows = nc.candidate_features(
-            decisions, pd.Series(roles[sel], dtype=object), setup.content, setup.taxonomy
+            decisions,
+            pd.Series(roles[sel], dtype=object),
+            setup.content,
+            setup.taxonomy,
+            catalog=setup.catalog_arrays,
         )
         p = np.asarray(model.predict(spec.encode(rows)), dtype=np.float64)
         out[sel] = p.reshape(len(sel), n_items)

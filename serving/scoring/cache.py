@@ -41,8 +41,8 @@ class AccountState:
 
     as_of: pd.Timestamp
     as_of_ns: int
-    # The pickled one-row frame (pipeline features + topic engagement), or, with
-    # ``features_ipc``, the next-content model's account columns as Arrow IPC bytes.
+    # The next-content model's account columns (``ScoringSetup.account_frame``) as a
+    # pickled one-row frame, or, with ``features_ipc``, as Arrow IPC bytes.
     features: bytes
     phase_proba: np.ndarray
     phase_reasons: tuple[Reason, ...]
@@ -60,7 +60,7 @@ class AccountState:
     outcomes: dict[str, float] = field(default_factory=dict)
 
     def feature_frame(self) -> pd.DataFrame:
-        """Returns the cached one-row feature frame (a copy per call)."""
+        """Returns the cached one-row frame of account columns (a copy per call)."""
         if self.features_ipc:
             return pa.ipc.open_stream(self.features).read_all().to_pandas()
         frame: pd.DataFrame = pickle.loads(self.features)

@@ -86,6 +86,7 @@ class ScoringSetup:
         self.content = content.reset_index(drop=True)
         self.phases: list[str] = list(taxonomy.phases)
         self.catalog: PreparedCatalog = prepare_catalog(self.content, self.phases)
+        self.catalog_arrays = nc.catalog_arrays(self.content, taxonomy)
         self.definitions: dict[str, str] = {
             **feature_definitions(taxonomy),
             **_topic_definitions(taxonomy),
@@ -233,6 +234,7 @@ class ScoringSetup:
             self.content,
             self.taxonomy,
             item_index=items,
+            catalog=self.catalog_arrays,
         )
 
 
