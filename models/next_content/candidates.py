@@ -205,7 +205,8 @@ class _Gathered:
         """Returns the account columns ``names`` as float64, one row per candidate row."""
         _require(self._acc, names)
         if self._values is not None and all(c in self._position for c in names):
-            return self._values[np.ix_(dec, [self._position[c] for c in names])]
+            at = np.array([self._position[c] for c in names], dtype=np.int64)
+            return self._values[np.ix_(dec, at)]
         return self._acc[names].to_numpy(dtype=np.float64, na_value=np.nan)[dec]
 
 

@@ -3,6 +3,8 @@ in the taxonomy's vocabularies, and which items are eligible for a decision."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -33,7 +35,7 @@ def membership(lists: pd.Series, names: list[str], what: str) -> np.ndarray:
 _DICT_CODES_ROWS = 64
 
 
-def _present(value: object) -> bool:
+def _present(value: Any) -> bool:
     """Whether ``value`` is a value (not None, NaN or pandas' NA), as ``notna`` counts."""
     return not bool(pd.isna(value)) if np.ndim(value) == 0 else True
 
