@@ -39,6 +39,7 @@ import pandas as pd
 
 from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.errors import UnavailableError
+from features.frames import select_columns
 from features.pipeline import attribute_specs
 from models.contract import (
     ATTRIBUTES_ARTIFACT,
@@ -78,22 +79,37 @@ class ModelInput:
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """``frame``'s model columns as float64 (categories as their training codes, unknown
-        or missing values as NaN), shape ``(len(frame), len(columns))``."""
+        or missing values as NaN), shape ``(len(frame), len(columns))``. KeyError when the
+        frame lacks a model column."""
         cols = list(self.columns)
-        sub = frame[cols]
-        numeric = [c for c in cols if c not in self.categories]
-        out = np.empty((len(sub), len(cols)), dtype=np.float64)
+        sub = select_columns(frame, cols)
+        out = np.empty((len(frame), len(cols)), dtype=np.float64)
+        numeric = [j for j, c in enumerate(cols) if c not in self.categories]
         if numeric:
-            position = {c: i for i, c in enumerate(cols)}
-            idx = [position[c] for c in numeric]
-            out[:, idx] = sub[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+            out[:, numeric] = sub.iloc[:, numeric].to_numpy(dtype=np.float64, na_value=np.nan)
         for j, c in enumerate(cols):
             mapping = self.categories.get(c)
-            if mapping is None:
-                continue
-            values = sub[c].astype(object).tolist()
-            out[:, j] = [mapping.get(str(v), np.nan) if v is not None else np.nan for v in values]
+            if mapping is not None:
+                out[:, j] = _category_codes(sub.iloc[:, j], mapping)
         return out
+
+
+def _category_codes(column: pd.Series, mapping: Mapping[str, int]) -> np.ndarray:
+    """The training codes of ``column``'s values (NaN: missing or unseen in training)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        # Map the few categories, not every row's value.
+        lut = np.array(
+            [mapping.get(str(v), np.nan) for v in column.cat.categories], dtype=np.float64
+        )
+        at = column.cat.codes.to_numpy()
+        if not len(lut):
+            return np.full(len(column), np.nan)
+        return np.where(at >= 0, lut[np.clip(at, 0, len(lut) - 1)], np.nan)
+    values = column.astype(object).tolist()
+    return np.array(
+        [mapping.get(str(v), np.nan) if v is not None else np.nan for v in values],
+        dtype=np.float64,
+    )
 
 
 def model_input(estimator: Any) -> ModelInput:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.frames import select_columns
 from features.taxonomy import Taxonomy
 from models.next_content.catalog import codes, membership, phase_fit_matrix
 from models.next_content.columns import (
@@ -95,7 +96,7 @@ def candidate_features(
         "content_item": pd.Categorical.from_codes(item, dtype=items.item_dtype),
     }
     base_cols = [c for c in acc.columns if c not in KEY_COLUMNS and c not in CANDIDATE_DEFINITIONS]
-    base = acc[base_cols].iloc[dec].reset_index(drop=True)
+    base = select_columns(acc, base_cols).iloc[dec].reset_index(drop=True)
     extra = pd.DataFrame({c: cand[c] for c in CANDIDATE_COLUMNS})
     return pd.concat([base, extra], axis=1)
 
@@ -195,7 +196,7 @@ class _Gathered:
             ]
             present = [c for c in dict.fromkeys(wanted) if c in acc.columns]
             self._position = {c: k for k, c in enumerate(present)}
-            self._values = acc[present].to_numpy(dtype=np.float64, na_value=np.nan)
+            self._values = select_columns(acc, present).to_numpy(dtype=np.float64, na_value=np.nan)
 
     def has(self, names: Sequence[str]) -> bool:
         """Whether the account features hold every column of ``names``."""

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.attributes import FittedAttributes
+from features.frames import select_columns
 from features.pipeline import build_features, feature_definitions
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
@@ -215,7 +216,7 @@ class ScoringSetup:
                 "features and custom attributes it was trained with (the mapping's "
                 "attributes, logged with the model)"
             )
-        return frame[columns]
+        return select_columns(frame, columns)
 
     def candidate_rows(
         self,
