@@ -31,13 +31,21 @@ definition forms) and ``reasons`` (:class:`Reason`, :func:`reason_codes`,
 from models.explain.contributions import contributions_for
 from models.explain.errors import ExplainError
 from models.explain.phrasing import describe
-from models.explain.reasons import Reason, reason_codes, taxonomy_labels
+from models.explain.reasons import (
+    EXPLORATION,
+    Reason,
+    exploration_reason,
+    reason_codes,
+    taxonomy_labels,
+)
 
 __all__ = [
+    "EXPLORATION",
     "ExplainError",
     "Reason",
     "contributions_for",
     "describe",
+    "exploration_reason",
     "reason_codes",
     "taxonomy_labels",
 ]

@@ -73,6 +73,26 @@ def reason_codes(
     return out
 
 
+# The feature name of the reason an explored action carries (not a model feature).
+EXPLORATION = "exploration"
+
+
+def exploration_reason(rate: float, n_eligible: int) -> Reason:
+    """The reason of an action exploration drew at random: it was not chosen for what the
+    model says about it, so the model's contributions would not say why it is there."""
+    share = f"{rate * 100:.3g} %"
+    among = f"the {n_eligible} eligible actions" if n_eligible > 1 else "the eligible actions"
+    return Reason(
+        feature=EXPLORATION,
+        value=float(rate),
+        contribution=0.0,
+        text=(
+            f"picked at random among {among} to learn what works: {share} of answers "
+            "explore, the others serve the best expected value"
+        ),
+    )
+
+
 # Phrases of candidate-feature sentences that the row itself can name ("the item's topic"
 # -> "Security", "the contact's role" -> "the IT role"): a rep reads which, not a reference.
 _ITEM_PHRASES = {"the item's topic": "content_topic", "the contact's role": "contact_role"}

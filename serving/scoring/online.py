@@ -4,7 +4,8 @@
 calibrated churn risk, P(response) of every (current contact x catalog item) candidate and
 the ``pred_contrib`` reasons of the phase, the churn risk and the greedy top-k actions).
 :func:`decide` (the warm path, run on every request) only re-runs arbitration on the state
-(served/dismissed history, filters, exploration) and explains actions not explained yet;
+(served/dismissed history, filters, exploration) and explains actions not explained yet
+(an explored action's reason is that it was drawn at random);
 it works on arrays and never builds a DataFrame for an action already explained.
 """
 
@@ -25,7 +26,7 @@ from models.arbitration import (
     rank_actions,
 )
 from models.contract import NEXT_CONTENT
-from models.explain import Reason, contributions_for, reason_codes
+from models.explain import Reason, contributions_for, exploration_reason, reason_codes
 from serving.model_set import ModelSet
 from serving.scoring.answer import AccountScore, ScoredAction
 from serving.scoring.cache import AccountState
@@ -71,7 +72,10 @@ def decide(
 ) -> AccountScore:
     """Returns the answer to ``request`` from the account's cached ``state``."""
     decision = rank(setup, state, request)
-    reasons = action_reasons(setup, models, state, decision.actions)
+    # An explored action was drawn at random: its reason says so (the model's contributions
+    # would explain a choice nobody made, and computing them costs the answer milliseconds).
+    explored = (exploration_reason(decision.exploration_rate, decision.n_eligible),)
+    reasons = action_reasons(setup, models, state, [a for a in decision.actions if not a.explored])
     proba = state.phase_proba
     has_phase, has_risk = models.phase is not None, models.churn is not None
     return AccountScore(
@@ -84,7 +88,10 @@ def decide(
         churn_band=decision.churn_band if has_risk else None,
         churn_reasons=state.churn_reasons,
         actions=tuple(
-            ScoredAction(a, reasons.get((a.contact_id, a.content_id), ())) for a in decision.actions
+            ScoredAction(
+                a, explored if a.explored else reasons.get((a.contact_id, a.content_id), ())
+            )
+            for a in decision.actions
         ),
         held_back=decision.held_back,
         policy=decision.policy,

@@ -179,9 +179,10 @@ def _chunk_states(
             outcomes={name: float(p[r]) for name, p in outcomes.items()},
         )
         # The greedy answer is what nearly every request serves: explain it now, off the
-        # warm path (one pred_contrib call for its k rows).
+        # warm path (one pred_contrib call for its rows), with one action more: an explored
+        # top slot moves the greedy ones down by one.
         greedy = Request(
-            account_id, now, setup.config.default_k, np.random.default_rng(0), explore=False
+            account_id, now, setup.config.default_k + 1, np.random.default_rng(0), explore=False
         )
         action_reasons(setup, models, state, rank(setup, state, greedy).actions, candidate_rows)
         out[account_id] = state
