@@ -37,10 +37,12 @@ from models.outcomes import Outcome
 from training.baselines import RFM_COLUMNS, FeatureLogistic, RecencyLogistic
 from training.datasets import ModelSplits, TrainingSet, features_and_labels, model_splits
 from training.metrics import (
+    average_precision,
     bootstrap_interval,
     bootstrap_rows,
     expected_calibration_error,
     lift_at,
+    roc_auc,
     with_intervals,
 )
 from training.phase import feature_importance_csv
@@ -169,9 +171,9 @@ def _scores(
 
 # The test metrics that get 95 % bootstrap intervals, with how each is computed.
 INTERVAL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "roc_auc": lambda y, p: float(roc_auc_score(y, p)),
-    "pr_auc": lambda y, p: float(average_precision_score(y, p)),
-    "brier": lambda y, p: float(brier_score_loss(y, p)),
+    "roc_auc": roc_auc,
+    "pr_auc": average_precision,
+    "brier": lambda y, p: float(np.mean((p - y) ** 2)),
     "ece": expected_calibration_error,
     "lift_top_decile": lambda y, p: lift_at(y, p, share=0.1),
 }
@@ -210,8 +212,8 @@ def oracle_share(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, floa
     def statistics(rows: np.ndarray) -> dict[str, float] | None:
         if np.unique(y[rows]).size < 2:
             return None
-        oracle = roc_auc_score(y[rows], scores["oracle"][rows]) - 0.5
-        model = roc_auc_score(y[rows], scores["model"][rows]) - 0.5
+        oracle = roc_auc(y[rows], scores["oracle"][rows]) - 0.5
+        model = roc_auc(y[rows], scores["model"][rows]) - 0.5
         return {"model.oracle_auc_share": float(model / oracle) if oracle > 0 else float("nan")}
 
     out = statistics(np.arange(len(y))) or {}

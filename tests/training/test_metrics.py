@@ -7,12 +7,14 @@ import pytest
 
 from training.metrics import (
     MetricError,
+    average_precision,
     bootstrap_rows,
     class_f1,
     doubly_robust_value,
     expected_calibration_error,
     ips_value,
     lift_at,
+    roc_auc,
     snips_value,
     with_intervals,
 )
@@ -83,3 +85,15 @@ def test_bootstrap_rows_brackets_a_mean_and_skips_refused_resamples() -> None:
     with pytest.raises(MetricError, match="no rows"):
         bootstrap_rows(0, statistics, rng=np.random.default_rng(0))
     assert with_intervals({"a.auc": (0.1, 0.2)}) == {"a.auc_ci_low": 0.1, "a.auc_ci_high": 0.2}
+
+
+def test_fast_aucs_equal_scikit_learns_with_ties() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(500) < 0.2).astype(int)
+    score = np.round(rng.random(500) + 0.3 * y, 1)  # rounded: many ties
+    assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score))
+    assert average_precision(y, score) == pytest.approx(average_precision_score(y, score))
+    assert np.isnan(roc_auc(np.zeros(3), np.arange(3.0)))
+    assert np.isnan(average_precision(np.zeros(3), np.arange(3.0)))
