@@ -1,6 +1,8 @@
 """The simulation's ground truth and what evaluation derives from it: the latent phase of an
-account at a time, the probability that a customer churns within a horizon, the probability
-that a contact responds to an exposure. These are the best achievable predictions.
+account at a time, the probability that a customer churns within a horizon (the Monte Carlo
+oracle, when the run computed it, and the as-of week's hazard held for the horizon, which is
+no bound), the probability that a contact responds to an exposure. The true phase, the
+oracle and the response probability are the best achievable predictions.
 
 Only evaluation may read the truth. This module does not import the simulator itself, so
 importing it (as the training layer does) stays light.
@@ -155,7 +157,11 @@ def true_churn_probability(
 ) -> pd.DataFrame:
     """For every account that is a customer at each as-of date: the probability that it
     churns in (as_of, as_of + horizon_days], holding the weekly hazard the simulator used in
-    the week containing as_of for the horizon. Returns account_id, as_of, p_churn."""
+    the week containing as_of for the horizon. Returns account_id, as_of, p_churn.
+
+    A reference, not the best achievable prediction: the hazard changes predictably over the
+    horizon (onboarding, tickets, health), so this under-predicts; the true upper reference
+    is ``churn_oracle`` (:func:`oracle_churn_probability`)."""
     start_ns = int(truth.param("start_ns"))
     week_ns = int(truth.param("week_ns"))
     hz = truth.churn_hazard
