@@ -3,12 +3,22 @@ as-of, opt-in and without disturbing the run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
-from features.simulate import Simulation, SimulationError, simulate, true_churn_probability
+from features.simulate import (
+    Simulation,
+    SimulationError,
+    load_truth,
+    simulate,
+    true_churn_probability,
+)
 from features.simulate.truth import oracle_churn_probability, true_phases
+from nba.cli import app
 
 AS_OF = [pd.Timestamp("2025-03-01", tz="UTC"), pd.Timestamp("2025-06-02", tz="UTC")]
 
@@ -94,3 +104,19 @@ def test_dates_whose_horizon_leaves_the_run_are_refused() -> None:
         simulate(50, 1, oracle_as_of=["2025-12-01"], oracle_draws=2)
     with pytest.raises(SimulationError, match="oracle_draws must be >= 1"):
         simulate(50, 1, oracle_as_of=["2025-01-01"], oracle_draws=0)
+
+
+def test_nba_simulate_writes_the_oracle_that_load_truth_reads(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    args = ["simulate", "--accounts", "60", "--months", "6", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--oracle-as-of", "2024-03-01", "--oracle-draws", "3"])
+    assert result.exit_code == 0, result.output
+    table = load_truth(out).churn_oracle
+    assert set(table["as_of"]) == {pd.Timestamp("2024-03-01", tz="UTC")}
+    assert (table["draws"] == 3).all()
+    # a truth directory written before the oracle existed reads as no oracle
+    (out / "truth" / "churn_oracle.parquet").unlink()
+    assert load_truth(out).churn_oracle.empty
+    late = CliRunner().invoke(app, [*args, "--oracle-as-of", "2024-06-15"])
+    assert late.exit_code == 2
+    assert "does not fit the run" in late.output
