@@ -6,7 +6,7 @@ estimators that value a new next-content policy from exposures logged under anot
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -196,7 +196,7 @@ def bootstrap_rows(
 
 def bootstrap_interval(
     y_true: ArrayLike,
-    scores: dict[str, ArrayLike],
+    scores: Mapping[str, ArrayLike],
     metric: Callable[[np.ndarray, np.ndarray], float],
     *,
     rng: np.random.Generator,

@@ -180,25 +180,26 @@ INTERVAL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 
 
 def interval_metrics(
-    y: np.ndarray, scores: dict[str, np.ndarray], *, peer: str
+    y: np.ndarray, scores: dict[str, np.ndarray], *, peer: str, strongest: str
 ) -> dict[str, float]:
     """95 % bootstrap intervals (``<who>.<metric>_ci_low``/``_ci_high``) of every metric of
     ``INTERVAL_METRICS`` for the model, each baseline and reference, and of the model's
-    difference to ``peer`` (``model_minus_peer.<metric>_ci_*``), from the same resampled test
-    rows."""
-    whos = [w for w in scores if w != "model_uncalibrated"]
-    chosen = {"model": scores["model"], **{w: scores[w] for w in whos if w != "model"}}
+    difference to ``peer`` (``model_minus_peer.<metric>_ci_*``) and to ``strongest`` (the
+    gate's strongest baseline on validation, ``model_minus_strongest``), from the same
+    resampled test rows."""
+    chosen = {"model": scores["model"]}
+    chosen.update({w: p for w, p in scores.items() if w not in ("model", "model_uncalibrated")})
     out: dict[str, float] = {}
     for metric, fn in INTERVAL_METRICS.items():
         rng = np.random.default_rng(BOOTSTRAP_SEED)
-        ci = bootstrap_interval(
-            y, {peer: chosen[peer], **chosen}, fn, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES
-        )
+        ci = bootstrap_interval(y, chosen, fn, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES)
         for who in chosen:
             out[f"{who}.{metric}_ci_low"], out[f"{who}.{metric}_ci_high"] = ci[who]
-        low, high = ci[f"model-{peer}"]
-        out[f"model_minus_peer.{metric}_ci_low"] = low
-        out[f"model_minus_peer.{metric}_ci_high"] = high
+        for name, who in (("peer", peer), ("strongest", strongest)):
+            # the interval of (who - model), turned round
+            low, high = ci[f"{who}-model"]
+            out[f"model_minus_{name}.{metric}_ci_low"] = -high
+            out[f"model_minus_{name}.{metric}_ci_high"] = -low
     return out
 
 
@@ -309,7 +310,8 @@ def train_outcome(
     metrics = {
         f"{who}.{k}": v for who, p in scores.items() for k, v in churn_metrics(s.y_test, p).items()
     }
-    metrics.update(interval_metrics(s.y_test, scores, peer=peer))
+    gate = outcome_gate(estimator, baselines, ts, s)
+    metrics.update(interval_metrics(s.y_test, scores, peer=peer, strongest=gate.baseline))
     metrics.update(oracle_share(s.y_test, scores))
     title = (
         f"{outcome.name} model ({len(s.test)} test rows, {int(s.y_test.sum())} positive within "
@@ -319,7 +321,6 @@ def train_outcome(
         s.y_test, scores["model"], calibration, feature_importance_csv(estimator, used)
     )
     artifacts[OUTCOME_ARTIFACT] = outcome.to_json()
-    gate = outcome_gate(estimator, baselines, ts, s)
     run_params = {
         **_run_params(params, calibration, estimator, ts, s),
         "outcome": outcome.name,

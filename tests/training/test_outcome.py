@@ -126,6 +126,12 @@ def test_intervals_hold_the_figures_and_the_gate_compares_with_the_rfm_peer(
     difference = m["model.roc_auc"] - m["baseline_rfm_logistic.roc_auc"]
     low, high = m["model_minus_peer.roc_auc_ci_low"], m["model_minus_peer.roc_auc_ci_high"]
     assert low - 0.02 <= difference <= high + 0.02
+    # and against the strongest baseline on validation (the gate's bar)
+    assert result.gate is not None
+    difference = m["model.roc_auc"] - m[f"{result.gate.baseline}.roc_auc"]
+    low = m["model_minus_strongest.roc_auc_ci_low"]
+    high = m["model_minus_strongest.roc_auc_ci_high"]
+    assert low - 0.02 <= difference <= high + 0.02
     gate = result.gate
     assert gate is not None and gate.metric == "roc_auc"
     # the bar is the strongest baseline on validation, whichever the outcome's peer is
