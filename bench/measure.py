@@ -23,3 +23,34 @@ def machine() -> dict[str, object]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
     }
+
+
+def target(
+    metrics: dict[str, float],
+    key: str,
+    *,
+    what: str,
+    at_least: float | None = None,
+    at_most: float | None = None,
+) -> dict[str, object]:
+    """A quality target on ``metrics[key]`` (``at_least`` or ``at_most`` a bound): the value
+    with its 95 % interval (``key_ci_low``/``_ci_high``), the target, whether the value meets
+    it and whether the whole interval does (``met_with_confidence``)."""
+    value = metrics.get(key, float("nan"))
+    low = metrics.get(f"{key}_ci_low", float("nan"))
+    high = metrics.get(f"{key}_ci_high", float("nan"))
+    if (at_least is None) == (at_most is None):
+        raise ValueError(f"target {key!r}: give exactly one of at_least and at_most")
+    if at_least is not None:
+        bound, met, sure = f">= {at_least}", value >= at_least, low >= at_least
+    else:
+        assert at_most is not None
+        bound, met, sure = f"<= {at_most}", value <= at_most, high <= at_most
+    return {
+        "what": what,
+        "value": value,
+        "ci": [low, high],
+        "target": bound,
+        "met": bool(met),
+        "met_with_confidence": bool(sure),
+    }

@@ -158,6 +158,18 @@ def simulate(
         str, typer.Option("--start", help="First simulated day (UTC).")
     ] = "2024-01-01",
     months: Annotated[int, typer.Option("--months", min=1, help="Months to simulate.")] = 24,
+    oracle_as_of: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--oracle-as-of",
+            help="An as-of date (UTC) for the churn oracle in truth/churn_oracle.parquet: each "
+            "customer's probability of churning within 90 days given the latent state, by Monte "
+            "Carlo (repeatable; training reports it for the test dates it covers).",
+        ),
+    ] = None,
+    oracle_draws: Annotated[
+        int, typer.Option("--oracle-draws", min=1, help="Monte Carlo draws of the churn oracle.")
+    ] = 100,
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Simulate B2B journeys: writes the six tables as Parquet plus OUT/truth/."""
@@ -171,6 +183,8 @@ def simulate(
         start=parse_time(start, "--start"),
         months=months,
         taxonomy=load_taxonomy_option(taxonomy),
+        oracle_as_of=[parse_time(t, "--oracle-as-of") for t in oracle_as_of or []],
+        oracle_draws=oracle_draws,
     )
     write_simulation(sim, out)
     counts = {name: len(frame) for name, frame in sim.data.tables().items()}

@@ -8,6 +8,9 @@
   frequency and monetary features (``RFM_COLUMNS``, the gate's default peer), logistic
   regression on the model's own inputs, and the older recency-only logistic regression on
   how long ago the account was last touched and last used the product.
+- next content: the hand rule, a two-line rule a marketer would write: the item's fit to the
+  contact's role (1 or 0) plus the share of the account's content touchpoints (ever, before
+  the decision) that were on the item's topic; ties broken at random.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from features.errors import InvalidInputError
+from features.taxonomy import Taxonomy
+from models.next_content.catalog import codes, membership
 
 # Recency features of the churn baseline; NaN (never) becomes _NEVER_DAYS plus a flag.
 CHURN_RECENCY_COLUMNS = ("days_since_last_touch", "days_since_event_usage")
@@ -163,3 +168,33 @@ class FeatureLogistic:
         """P(positive) per row of ``frame``."""
         x = (_design(frame, list(self.columns), self.levels) - self.mean) / self.scale
         return np.asarray(self.model.predict_proba(x))[:, 1]
+
+
+# The seed of the hand rule's tie-breaking draws.
+HAND_RULE_SEED = 13
+
+
+def hand_rule_scores(rows: pd.DataFrame, content: pd.DataFrame, taxonomy: Taxonomy) -> np.ndarray:
+    """decisions x items: the hand rule's score of every catalog item (``content`` rows in
+    order) for each decision row, role fit + topic share + a tie-breaking draw below 1e-6.
+
+    ``rows`` need ``contact_role`` (NaN: no role fits) and the account's per-topic counts
+    ``n_topic_<topic>_ever`` (``models.next_content.topic_engagement``)."""
+    topics = taxonomy.topic_names
+    needed = ["contact_role", *(f"n_topic_{t}_ever" for t in topics)]
+    missing = [c for c in needed if c not in rows.columns]
+    if missing:
+        raise BaselineError(
+            f"hand rule: decision rows lack columns {missing[:5]}; expected the next-content "
+            "set's contact_role and per-topic counts"
+        )
+    role = codes(rows["contact_role"], taxonomy.role_names, "contact_role", strict=False)
+    role_fit = membership(content["roles"], taxonomy.role_names, "roles").T  # roles x items
+    fits = np.where(role[:, None] >= 0, role_fit[np.maximum(role, 0)], 0.0)
+    counts = rows[needed[1:]].to_numpy(dtype=np.float64)
+    counts = np.nan_to_num(counts)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    topic = codes(content["topic"], topics, "topic", strict=False)
+    on_topic = np.where(topic[None, :] >= 0, share[:, np.maximum(topic, 0)], 0.0)
+    ties = np.random.default_rng(HAND_RULE_SEED).random(fits.shape) * 1e-7
+    return fits + on_topic + ties

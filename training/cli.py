@@ -374,7 +374,7 @@ def report(
     ] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Print the quality table of the current champions (model vs baselines vs ceiling),
+    """Print the quality table of the current champions (model vs baselines vs oracle),
     or with --outcome one outcome model's figures beside its peer."""
     from training.report import champions_report, outcome_report
     from training.tracking import configure_tracking

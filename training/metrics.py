@@ -6,10 +6,11 @@ estimators that value a new next-content policy from exposures logged under anot
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.stats import rankdata
 
 from features.errors import InvalidInputError
 
@@ -44,6 +45,35 @@ def expected_calibration_error(y_true: ArrayLike, p: ArrayLike, *, bins: int = 1
     return float(error / len(y))
 
 
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC of 0/1 labels by the rank-sum (ties share their average rank), equal to
+    scikit-learn's ``roc_auc_score`` and fast enough to bootstrap; NaN with one class."""
+    y = np.asarray(y_true) == 1
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Average precision (the PR-AUC scikit-learn's ``average_precision_score`` gives: the
+    precision at each distinct score threshold weighted by the recall it adds); NaN
+    without positives."""
+    y = np.asarray(y_true, dtype=np.float64)
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="mergesort")
+    s, hits = np.asarray(score)[order], y[order]
+    tp = np.cumsum(hits)
+    if tp[-1] == 0:
+        return float("nan")
+    last = np.append(s[1:] != s[:-1], True)  # the last row of each distinct score
+    tp = tp[last]
+    precision = tp / (np.nonzero(last)[0] + 1)
+    recall_added = np.diff(np.append(0.0, tp / tp[-1]))
+    return float((recall_added * precision).sum())
+
+
 def lift_at(y_true: ArrayLike, score: ArrayLike, *, share: float = 0.1) -> float:
     """Positive rate among the top ``share`` by score divided by the overall positive rate."""
     if not 0 < share <= 1:
@@ -54,6 +84,25 @@ def lift_at(y_true: ArrayLike, score: ArrayLike, *, share: float = 0.1) -> float
         return float("nan")
     top = np.argsort(-s, kind="stable")[: max(1, int(round(share * len(s))))]
     return float(y[top].mean() / base)
+
+
+def class_f1(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Accuracy, the F1 of each class code ``0 .. n_classes - 1`` (0 where a class is
+    neither true nor predicted) and which classes occur in ``y_true``, from one confusion
+    count (fast enough to bootstrap)."""
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    if len(t) == 0:
+        raise MetricError("no rows to evaluate")
+    counts = np.bincount(t * n_classes + p, minlength=n_classes * n_classes)
+    matrix = counts.reshape(n_classes, n_classes)
+    hits = np.diag(matrix).astype(np.float64)
+    true_n, pred_n = matrix.sum(axis=1), matrix.sum(axis=0)
+    denominator = true_n + pred_n
+    f1 = np.where(denominator > 0, 2 * hits / np.maximum(denominator, 1), 0.0)
+    return float(hits.sum() / len(t)), f1, true_n > 0
 
 
 def ips_value(
@@ -114,9 +163,40 @@ def _check_propensities(mu: np.ndarray) -> None:
         )
 
 
+def bootstrap_rows(
+    n: int,
+    statistics: Callable[[np.ndarray], dict[str, float] | None],
+    *,
+    rng: np.random.Generator,
+    n_resamples: int = 200,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of named statistics of ``n`` rows: ``statistics``
+    gets the resampled row positions and returns one value per name (None skips the
+    resample); an interval is NaN when no resample gave its name a value."""
+    if n == 0:
+        raise MetricError("no rows to resample")
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_resamples):
+        point = statistics(rng.integers(0, n, n))
+        for k, v in (point or {}).items():
+            samples.setdefault(k, []).append(v)
+    tail = (1 - level) / 2 * 100
+    out: dict[str, tuple[float, float]] = {}
+    for k, values in samples.items():
+        finite = np.asarray(values, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        if len(finite):
+            bounds = np.percentile(finite, [tail, 100 - tail])
+            out[k] = (float(bounds[0]), float(bounds[1]))
+        else:
+            out[k] = (float("nan"), float("nan"))
+    return out
+
+
 def bootstrap_interval(
     y_true: ArrayLike,
-    scores: dict[str, ArrayLike],
+    scores: Mapping[str, ArrayLike],
     metric: Callable[[np.ndarray, np.ndarray], float],
     *,
     rng: np.random.Generator,
@@ -129,28 +209,25 @@ def bootstrap_interval(
     undefined there); an interval is NaN when none is left."""
     y = np.asarray(y_true)
     named = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
-    n = len(y)
-    if n == 0:
-        raise MetricError("no rows to resample")
-    values: dict[str, list[float]] = {k: [] for k in named}
     first = next(iter(named))
-    diffs: dict[str, list[float]] = {f"{k}-{first}": [] for k in named if k != first}
-    for _ in range(n_resamples):
-        rows = rng.integers(0, n, n)
+
+    def statistics(rows: np.ndarray) -> dict[str, float] | None:
         if np.unique(y[rows]).size < 2:
-            continue
+            return None
         point = {k: metric(y[rows], p[rows]) for k, p in named.items()}
-        for k, v in point.items():
-            values[k].append(v)
-        for k in named:
-            if k != first:
-                diffs[f"{k}-{first}"].append(point[k] - point[first])
-    tail = (1 - level) / 2 * 100
-    out: dict[str, tuple[float, float]] = {}
-    for k, samples in {**values, **diffs}.items():
-        if samples:
-            bounds = np.percentile(samples, [tail, 100 - tail])
-            out[k] = (float(bounds[0]), float(bounds[1]))
-        else:
-            out[k] = (float("nan"), float("nan"))
+        diffs = {f"{k}-{first}": point[k] - point[first] for k in named if k != first}
+        return {**point, **diffs}
+
+    found = bootstrap_rows(len(y), statistics, rng=rng, n_resamples=n_resamples, level=level)
+    names = [*named, *(f"{k}-{first}" for k in named if k != first)]
+    return {k: found.get(k, (float("nan"), float("nan"))) for k in names}
+
+
+def with_intervals(
+    intervals: dict[str, tuple[float, float]], *, prefix: str = ""
+) -> dict[str, float]:
+    """Intervals as metrics: ``<prefix><name>_ci_low`` and ``<prefix><name>_ci_high``."""
+    out: dict[str, float] = {}
+    for name, (low, high) in intervals.items():
+        out[f"{prefix}{name}_ci_low"], out[f"{prefix}{name}_ci_high"] = low, high
     return out

@@ -42,6 +42,11 @@ class Estimate:
         """Whether the interval holds ``truth``."""
         return bool(self.low <= truth <= self.high)
 
+    def as_metrics(self, key: str) -> dict[str, float]:
+        """``key`` with the value, ``key_ci_low`` and ``key_ci_high`` with the interval (the
+        metric names every report reads intervals by)."""
+        return {key: self.value, f"{key}_ci_low": self.low, f"{key}_ci_high": self.high}
+
 
 @dataclass(frozen=True)
 class PolicyValue:

@@ -7,15 +7,18 @@ outcome's :class:`~training.datasets.TrainingSet`, calibrates it on the validati
 :class:`~training.result.ModelResult` with ROC-AUC, PR-AUC, Brier score, expected
 calibration error and top-decile lift on the test split, 95 % bootstrap intervals of the
 AUCs, beside three logistic regressions fitted on the training split (recency-frequency-
-monetary, the model's own inputs, recency only) and, for the simulator's churn, the
-simulator's own churn probabilities (``truth_probability``: a reference, not an upper bound;
-the model can and does beat it on its test rows). The gate compares the model with the
-outcome's peer on the validation split.
+monetary, the model's own inputs, recency only) and, for the simulator's churn, two
+references from its truth: ``oracle``, the Monte Carlo probability of churning within the
+horizon given the latent state (``features.simulate.oracle``; a true upper reference, present
+when the simulation computed it for the test dates), and ``held_hazard``, the weekly hazard
+of the as-of week held for the horizon (not a bound: the hazard changes predictably and it
+under-predicts). The gate compares the model with the outcome's peer on the validation split.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,15 +26,28 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from features.errors import InvalidInputError
-from features.simulate.truth import SimulationTruth, true_churn_probability
+from features.simulate.truth import (
+    SimulationTruth,
+    oracle_churn_probability,
+    true_churn_probability,
+)
 from models import churn as binary_model
 from models.contract import OUTCOME_ARTIFACT
 from models.outcomes import Outcome
 from training.baselines import RFM_COLUMNS, FeatureLogistic, RecencyLogistic
 from training.datasets import ModelSplits, TrainingSet, features_and_labels, model_splits
-from training.metrics import bootstrap_interval, expected_calibration_error, lift_at
-from training.phase import feature_importance_csv, metrics_table
+from training.metrics import (
+    average_precision,
+    bootstrap_interval,
+    bootstrap_rows,
+    expected_calibration_error,
+    lift_at,
+    roc_auc,
+    with_intervals,
+)
+from training.phase import feature_importance_csv
 from training.plots import calibration_table
+from training.quality_table import metrics_table
 from training.result import Evaluation, Gate, ModelResult
 
 PRIMARY_METRIC = "model.roc_auc"
@@ -69,9 +85,9 @@ def churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 def true_churn_for_rows(
     truth: SimulationTruth, rows: pd.DataFrame, horizon_days: int
 ) -> np.ndarray:
-    """The simulator's churn probability within the horizon for each (account_id, as_of) row;
-    0 where the simulator has no customer hazard for the account at that date (it could not
-    churn)."""
+    """The simulator's weekly churn hazard of the as-of week held for the horizon, for each
+    (account_id, as_of) row; 0 where the simulator has no customer hazard for the account at
+    that date (it could not churn)."""
     dates = list(pd.DatetimeIndex(rows["as_of"].unique()))
     p = true_churn_probability(truth, dates, horizon_days=horizon_days)
     p = p.assign(account_id=p["account_id"].astype(str))
@@ -137,7 +153,8 @@ def _scores(
     truth: SimulationTruth | None,
 ) -> dict[str, np.ndarray]:
     """Probabilities of the test rows per scorer: the calibrated and the raw model, each
-    baseline and, with ``truth``, the simulator's churn probability."""
+    baseline and, with ``truth``, the held hazard and (when the simulation computed it for
+    the test dates) the churn oracle."""
     p_raw = binary_model.predict_proba(estimator, s.x_test)
     scores = {
         "model": binary_model.calibrate(p_raw, calibration),
@@ -145,34 +162,65 @@ def _scores(
         **{who: b.predict_proba(s.test) for who, b in baselines.items()},
     }
     if truth is not None:
-        scores["truth_probability"] = true_churn_for_rows(truth, s.test, ts.horizon_days)
+        oracle = oracle_churn_probability(truth, s.test, ts.horizon_days)
+        if oracle is not None:
+            scores["oracle"] = oracle
+        scores["held_hazard"] = true_churn_for_rows(truth, s.test, ts.horizon_days)
     return scores
 
 
+# The test metrics that get 95 % bootstrap intervals, with how each is computed.
+INTERVAL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "roc_auc": roc_auc,
+    "pr_auc": average_precision,
+    "brier": lambda y, p: float(np.mean((p - y) ** 2)),
+    "ece": expected_calibration_error,
+    "lift_top_decile": lambda y, p: lift_at(y, p, share=0.1),
+}
+
+
 def interval_metrics(
-    y: np.ndarray, scores: dict[str, np.ndarray], *, peer: str
+    y: np.ndarray, scores: dict[str, np.ndarray], *, peer: str, strongest: str
 ) -> dict[str, float]:
-    """95 % bootstrap intervals (``<who>.<metric>_ci_low``/``_ci_high``) of ROC-AUC and PR-AUC
-    for the model and each baseline, and of the model's difference to ``peer``
-    (``model_minus_peer.<metric>_ci_*``), from the same resampled test rows."""
-    whos = [w for w in scores if w != "model_uncalibrated"]
-    chosen = {"model": scores["model"], **{w: scores[w] for w in whos if w != "model"}}
+    """95 % bootstrap intervals (``<who>.<metric>_ci_low``/``_ci_high``) of every metric of
+    ``INTERVAL_METRICS`` for the model, each baseline and reference, and of the model's
+    difference to ``peer`` (``model_minus_peer.<metric>_ci_*``) and to ``strongest`` (the
+    gate's strongest baseline on validation, ``model_minus_strongest``), from the same
+    resampled test rows."""
+    chosen = {"model": scores["model"]}
+    chosen.update({w: p for w, p in scores.items() if w not in ("model", "model_uncalibrated")})
     out: dict[str, float] = {}
-    for metric, fn in (("roc_auc", roc_auc_score), ("pr_auc", average_precision_score)):
+    for metric, fn in INTERVAL_METRICS.items():
         rng = np.random.default_rng(BOOTSTRAP_SEED)
-        ci = bootstrap_interval(
-            y,
-            {peer: chosen[peer], **chosen},
-            lambda a, b: float(fn(a, b)),  # noqa: B023 - called within the loop
-            rng=rng,
-            n_resamples=BOOTSTRAP_RESAMPLES,
-        )
+        ci = bootstrap_interval(y, chosen, fn, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES)
         for who in chosen:
             out[f"{who}.{metric}_ci_low"], out[f"{who}.{metric}_ci_high"] = ci[who]
-        low, high = ci[f"model-{peer}"]
-        out[f"model_minus_peer.{metric}_ci_low"] = low
-        out[f"model_minus_peer.{metric}_ci_high"] = high
+        for name, who in (("peer", peer), ("strongest", strongest)):
+            # the interval of (who - model), turned round
+            low, high = ci[f"{who}-model"]
+            out[f"model_minus_{name}.{metric}_ci_low"] = -high
+            out[f"model_minus_{name}.{metric}_ci_high"] = -low
     return out
+
+
+def oracle_share(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """The model's ROC-AUC above chance as a share of the oracle's,
+    ``model.oracle_auc_share`` = (model - 0.5) / (oracle - 0.5), with its 95 % bootstrap
+    interval (both AUCs from the same resampled rows); empty without an ``oracle`` score."""
+    if "oracle" not in scores:
+        return {}
+
+    def statistics(rows: np.ndarray) -> dict[str, float] | None:
+        if np.unique(y[rows]).size < 2:
+            return None
+        oracle = roc_auc(y[rows], scores["oracle"][rows]) - 0.5
+        model = roc_auc(y[rows], scores["model"][rows]) - 0.5
+        return {"model.oracle_auc_share": float(model / oracle) if oracle > 0 else float("nan")}
+
+    out = statistics(np.arange(len(y))) or {}
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    found = bootstrap_rows(len(y), statistics, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES)
+    return {**out, **with_intervals(found)}
 
 
 def outcome_gate(
@@ -262,7 +310,9 @@ def train_outcome(
     metrics = {
         f"{who}.{k}": v for who, p in scores.items() for k, v in churn_metrics(s.y_test, p).items()
     }
-    metrics.update(interval_metrics(s.y_test, scores, peer=peer))
+    gate = outcome_gate(estimator, baselines, ts, s)
+    metrics.update(interval_metrics(s.y_test, scores, peer=peer, strongest=gate.baseline))
+    metrics.update(oracle_share(s.y_test, scores))
     title = (
         f"{outcome.name} model ({len(s.test)} test rows, {int(s.y_test.sum())} positive within "
         f"{ts.horizon_days} days; scored {outcome.score_at.describe()}; peer {peer})"
@@ -271,7 +321,6 @@ def train_outcome(
         s.y_test, scores["model"], calibration, feature_importance_csv(estimator, used)
     )
     artifacts[OUTCOME_ARTIFACT] = outcome.to_json()
-    gate = outcome_gate(estimator, baselines, ts, s)
     run_params = {
         **_run_params(params, calibration, estimator, ts, s),
         "outcome": outcome.name,

@@ -35,9 +35,13 @@ from training.datasets import (
     features_and_labels,
     model_splits,
 )
+from training.metrics import bootstrap_rows, class_f1, with_intervals
+from training.quality_table import metrics_table
 from training.result import Evaluation, Gate, ModelResult
 
 PRIMARY_METRIC = "model.macro_f1_crm"
+BOOTSTRAP_RESAMPLES = 200
+BOOTSTRAP_SEED = 11
 
 
 class PhaseTrainingError(InvalidInputError):
@@ -67,30 +71,6 @@ def confusion_csv(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]
     frame = pd.DataFrame(matrix, index=class_names, columns=class_names)
     frame.index.name = "actual \\ predicted"
     return frame.to_csv()
-
-
-def metrics_table(metrics: dict[str, float], title: str) -> str:
-    """A Markdown table ``metric | model | baseline_... | ceiling`` from ``"<who>.<metric>"``
-    keys (blank where a column has no value for a metric), under a ``### title`` heading."""
-    whos: list[str] = []
-    names: list[str] = []
-    for key in metrics:
-        who, _, name = key.partition(".")
-        if who not in whos:
-            whos.append(who)
-        if name not in names:
-            names.append(name)
-    order = sorted(whos, key=lambda w: (w != "model", w == "ceiling", w))
-    lines = [
-        f"### {title}",
-        "",
-        "| metric | " + " | ".join(order) + " |",
-        "|---|" + "---:|" * len(order),
-    ]
-    for name in names:
-        cells = [f"{metrics[f'{w}.{name}']:.4f}" if f"{w}.{name}" in metrics else "" for w in order]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _fit(
@@ -183,19 +163,60 @@ def _scored(
     return metrics
 
 
+def phase_intervals(
+    y_true: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    names: list[str],
+    suffix: str,
+    *,
+    peer: str,
+) -> dict[str, float]:
+    """95 % bootstrap intervals (``_ci_low``/``_ci_high``) of every metric of
+    :func:`phase_metrics` for each predictor, and of the model's macro-F1 minus ``peer``'s
+    (``model_minus_peer.macro_f1_<suffix>``), from the same resampled rows."""
+
+    def statistics(rows: np.ndarray) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for who, y_pred in predictions.items():
+            accuracy, f1, present = class_f1(y_true[rows], y_pred[rows], len(names))
+            out[f"{who}.accuracy_{suffix}"] = accuracy
+            out[f"{who}.macro_f1_{suffix}"] = float(f1[present].mean())
+            for code in np.nonzero(present)[0]:
+                out[f"{who}.f1_{names[code]}_{suffix}"] = float(f1[code])
+        if peer in predictions:
+            out[f"model_minus_peer.macro_f1_{suffix}"] = (
+                out[f"model.macro_f1_{suffix}"] - out[f"{peer}.macro_f1_{suffix}"]
+            )
+        return out
+
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    found = bootstrap_rows(len(y_true), statistics, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES)
+    return with_intervals(found)
+
+
 def _truth_metrics(
     truth: SimulationTruth, s: ModelSplits, predictions: dict[str, np.ndarray], names: list[str]
 ) -> tuple[dict[str, float], str]:
-    """Metrics vs the true phase at as-of (``<who>.*_true``) and the ceiling (the true phase
-    scored against the CRM label, ``ceiling.*_crm``), on the test rows where the simulator
-    knows the phase; and the model's confusion matrix vs the true phase as CSV text."""
+    """Metrics vs the true phase at as-of (``<who>.*_true``, with intervals; the oracle is
+    the true phase itself) and the true phase scored against the CRM label
+    (``true_phase.*_crm``: a reference, not a ceiling, since the CRM label lags and errs in
+    ways a model can learn), on the test rows where the simulator knows the phase; and the
+    model's confusion matrix vs the true phase as CSV text."""
     y_true = _true_phase_codes(truth, s.test, names)
     known = y_true >= 0
     kept = {who: y_pred[known] for who, y_pred in predictions.items()}
+    kept["oracle"] = y_true[known]
     metrics = _scored(y_true[known], kept, names, "true")
-    ceiling = phase_metrics(s.y_test[known], y_true[known], names, "crm")
-    metrics.update({f"ceiling.{k}": v for k, v in ceiling.items()})
+    metrics.update(phase_intervals(y_true[known], kept, names, "true", peer=_peer(kept)))
+    reference = phase_metrics(s.y_test[known], y_true[known], names, "crm")
+    metrics.update({f"true_phase.{k}": v for k, v in reference.items()})
     return metrics, confusion_csv(y_true[known], kept["model"], names)
+
+
+def _peer(predictions: dict[str, np.ndarray]) -> str:
+    """The strongest simple baseline the phase model is put beside: the CRM's last record
+    carried forward when the rows carry it, else the last-touchpoint-content rule."""
+    return "baseline_crm_last" if "baseline_crm_last" in predictions else "baseline_last_content"
 
 
 def _run_params(
@@ -227,9 +248,11 @@ def train_phase(
     validation) and evaluating it and its baselines on the test split.
 
     Metrics ``<who>.<metric>_crm`` compare with the CRM label; with ``truth``,
-    ``<who>.<metric>_true`` compare with the simulator's true phase at as-of and
-    ``ceiling.*_crm`` scores the true phase as a predictor of the CRM label (what perfect
-    knowledge of the journey would reach). Baselines: majority class, last-touchpoint-content
+    ``<who>.<metric>_true`` compare with the simulator's true phase at as-of (``oracle``: the
+    true phase itself) and ``true_phase.*_crm`` scores the true phase as a predictor of the
+    CRM label (a reference, not a ceiling). Every metric has a 95 % bootstrap interval
+    (``_ci_low``/``_ci_high``), and so has the model's macro-F1 minus the CRM's last record's
+    (``model_minus_peer``). Baselines: majority class, last-touchpoint-content
     rule, the CRM's last record carried forward. The primary metric is
     ``model.macro_f1_crm`` (promotion needs no truth). ``taxonomy`` is not needed (class
     names travel with ``ts``) and is accepted for a uniform signature.
@@ -250,6 +273,7 @@ def train_phase(
     proba = phase_model.predict_proba(estimator, s.x_test, n_classes=len(names))
     predictions = _predictions(proba, s, names)
     metrics = _scored(s.y_test, predictions, names, "crm")
+    metrics.update(phase_intervals(s.y_test, predictions, names, "crm", peer=_peer(predictions)))
     artifacts = {PHASE_CONFUSION_ARTIFACT: confusion_csv(s.y_test, predictions["model"], names)}
     if truth is not None:
         found, artifacts["confusion_matrix_true.csv"] = _truth_metrics(truth, s, predictions, names)

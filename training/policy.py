@@ -11,8 +11,12 @@ probability of the picked items:
   IPS and doubly robust, the latter with the model's own predictions as reward model.
 
 Policies: the model's top-1, random (uniform over eligible), most popular per CRM phase
-(most responses in the training split), the logging policy (the logged item), and, with
-truth, the oracle (the truly best eligible item; the ceiling).
+(most responses in the training split), the hand rule (role fit + the account's share of
+touches on the item's topic, ``training.baselines.hand_rule_scores``), the logging policy (the
+logged item), and, with truth, the oracle: the eligible item of highest true response
+probability given the latent state at the decision. In the simulator a response needs an
+exposure (no exposure, no response), so the item of highest true uplift over no exposure is
+the same item and the uplift oracle is this oracle.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from features.errors import InvalidInputError
 from features.simulate.truth import SimulationTruth, true_response_probability
 from features.taxonomy import Taxonomy
 from models import next_content as nc
-from training.metrics import doubly_robust_value, ips_value, snips_value
+from training.baselines import hand_rule_scores
+from training.metrics import bootstrap_rows, with_intervals
+from training.ope import PolicyValue, mean_estimate, policy_value
 
 DECISION_PHASE_COLUMN = "decision_crm_phase"
+BOOTSTRAP_SEED = 11
 
 
 class PolicyEvaluationError(InvalidInputError):
@@ -144,80 +151,93 @@ def evaluate_policies(
     truth: SimulationTruth | None = None,
 ) -> dict[str, float]:
     """Metrics ``"<who>.<metric>"`` of every policy on the decisions: off-policy estimates
-    (``ips_value``, ``snips_value``, ``dr_value``) of model, random and popular, the logging
-    policy's observed reward; with ``truth`` the ``true_value`` of each policy, the oracle's
-    (``ceiling.true_value``), the ROC-AUC of the true probabilities of the logged items
-    (``ceiling.roc_auc``), the model's share of the random-to-oracle gain, its ratio to the
-    logging policy and the doubly robust estimate's relative error, standard error and z."""
+    (``ips_value``, ``snips_value``, ``dr_value``, each with its 95 % interval
+    ``_ci_low``/``_ci_high``) of model, random, popular and the hand rule, the logging
+    policy's observed reward; with ``truth`` (:func:`true_policy_metrics`) the true values,
+    the oracle's, the shares of the random-to-oracle gain and the doubly robust estimate's
+    error against the true value."""
     d = decisions
     n = len(d.logged)
     rows = np.arange(n)
     elig = d.eligible
     n_elig = elig.sum(axis=1)
-    q = d.scores
+    q = np.nan_to_num(d.scores)
     q_logged = q[rows, d.logged]
     ph = phase_codes(d.frame[DECISION_PHASE_COLUMN], taxonomy)
     picks = {
-        "model": nc.top1(q, elig),
+        "model": nc.top1(d.scores, elig),
         "baseline_popular": nc.top1(popularity[np.maximum(ph, 0)], elig),
+        "baseline_hand_rule": nc.top1(hand_rule_scores(d.frame, content, taxonomy), elig),
+    }
+    q_target = {who: q[rows, pick] for who, pick in picks.items()}
+    q_target["baseline_random"] = np.where(elig, q, 0.0).sum(axis=1) / n_elig
+    target = {who: (pick == d.logged).astype(np.float64) for who, pick in picks.items()}
+    target["baseline_random"] = 1.0 / n_elig
+    values = {
+        who: policy_value(d.reward, d.propensity, target[who], q_logged, q_target[who])
+        for who in q_target
     }
     out: dict[str, float] = {}
-    for who, pick in picks.items():
-        pi = (pick == d.logged).astype(np.float64)
-        out.update(_estimates(who, d, pi, q_logged, q[rows, pick]))
-    pi_random = 1.0 / n_elig
-    q_random = np.where(elig, np.nan_to_num(q), 0.0).sum(axis=1) / n_elig
-    out.update(_estimates("baseline_random", d, pi_random, q_logged, q_random))
-    out["baseline_logging.observed_value"] = float(d.reward.mean())
+    for who, v in values.items():
+        for name, estimate in (("ips", v.ips), ("snips", v.snips), ("dr", v.dr)):
+            out.update(estimate.as_metrics(f"{who}.{name}_value"))
+        out[f"{who}.predicted_value"] = float(q_target[who].mean())
+    out.update(mean_estimate(d.reward).as_metrics("baseline_logging.observed_value"))
+    out["model.dr_stderr"] = float(values["model"].dr_terms.std(ddof=1) / np.sqrt(n))
     out["model.match_rate"] = float((picks["model"] == d.logged).mean())
     out["decisions"] = float(n)
     out["mean_eligible_items"] = float(n_elig.mean())
     if truth is None:
         return out
-
     true = true_values(d, content, truth)
-    values = {
-        "model": true[rows, picks["model"]].mean(),
-        "baseline_popular": true[rows, picks["baseline_popular"]].mean(),
-        "baseline_random": (np.where(elig, np.nan_to_num(true), 0.0).sum(axis=1) / n_elig).mean(),
-        "baseline_logging": true[rows, d.logged].mean(),
-        "ceiling": np.where(elig, true, -np.inf).max(axis=1).mean(),
-    }
-    for who, v in values.items():
-        out[f"{who}.true_value"] = float(v)
+    per_decision = {who: true[rows, pick] for who, pick in picks.items()}
+    per_decision["baseline_random"] = np.where(elig, np.nan_to_num(true), 0.0).sum(axis=1) / n_elig
+    per_decision["baseline_logging"] = true[rows, d.logged]
+    per_decision["oracle"] = np.where(elig, true, -np.inf).max(axis=1)
+    out.update(true_policy_metrics(per_decision, values["model"]))
     if 0 < d.reward.sum() < n:
         # The best achievable ranking of the logged exposures: by their true probability.
-        out["ceiling.roc_auc"] = float(roc_auc_score(d.reward, true[rows, d.logged]))
-    gain = values["ceiling"] - values["baseline_random"]
-    out["model.share_of_oracle_gain"] = (
-        float((values["model"] - values["baseline_random"]) / gain) if gain > 0 else float("nan")
-    )
-    out["model.lift_over_logging"] = float(values["model"] / values["baseline_logging"])
-    se = out["model.dr_stderr"]
-    out["model.dr_z"] = float((out["model.dr_value"] - values["model"]) / se) if se > 0 else 0.0
-    out["model.dr_relative_error"] = float(
-        abs(out["model.dr_value"] - values["model"]) / values["model"]
-    )
-    out["model.ips_relative_error"] = float(
-        abs(out["model.ips_value"] - values["model"]) / values["model"]
-    )
+        out["oracle.roc_auc"] = float(roc_auc_score(d.reward, true[rows, d.logged]))
     return out
 
 
-def _estimates(
-    who: str, d: Decisions, pi: np.ndarray, q_logged: np.ndarray, q_target: np.ndarray
+def true_policy_metrics(
+    per_decision: dict[str, np.ndarray], model: PolicyValue
 ) -> dict[str, float]:
-    # Standard error of the doubly robust mean: its per-decision terms are independent.
-    terms = q_target + pi / d.propensity * (d.reward - q_logged)
-    return {
-        f"{who}.dr_stderr": float(terms.std(ddof=1) / np.sqrt(len(terms)))
-        if len(terms) > 1
-        else float("nan"),
-        f"{who}.ips_value": ips_value(d.reward, d.propensity, pi),
-        f"{who}.snips_value": snips_value(d.reward, d.propensity, pi),
-        f"{who}.dr_value": doubly_robust_value(d.reward, d.propensity, pi, q_logged, q_target),
-        f"{who}.predicted_value": float(np.mean(q_target)),
-    }
+    """From each policy's true expected response per decision (``model``, ``baseline_*``,
+    ``oracle``): each ``true_value``; the model's and the hand rule's ``share_of_oracle_gain``
+    (from random to the oracle); the model's ``lift_over_logging`` and ``gain_over_hand_rule``
+    (its gain over random divided by the hand rule's); each with a 95 % bootstrap interval
+    over decisions. And the doubly robust estimate against the true value: ``dr_error``
+    (DR minus true, interval of the paired per-decision differences), ``dr_relative_error``,
+    ``dr_z`` and ``dr_covers_truth`` (1 when DR's interval holds the true value)."""
+
+    def statistics(rows: np.ndarray) -> dict[str, float]:
+        v = {who: float(x[rows].mean()) for who, x in per_decision.items()}
+        out = {f"{who}.true_value": value for who, value in v.items()}
+        gain = v["oracle"] - v["baseline_random"]
+        for who in ("model", "baseline_hand_rule"):
+            share = (v[who] - v["baseline_random"]) / gain if gain > 0 else float("nan")
+            out[f"{who}.share_of_oracle_gain"] = share
+        out["model.lift_over_logging"] = v["model"] / v["baseline_logging"]
+        hand_gain = v["baseline_hand_rule"] - v["baseline_random"]
+        out["model.gain_over_hand_rule"] = (
+            (v["model"] - v["baseline_random"]) / hand_gain if hand_gain > 0 else float("nan")
+        )
+        return out
+
+    n = len(per_decision["model"])
+    out = statistics(np.arange(n))
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    out.update(with_intervals(bootstrap_rows(n, statistics, rng=rng, n_resamples=200)))
+    truth = out["model.true_value"]
+    se = float(model.dr_terms.std(ddof=1) / np.sqrt(n))
+    out.update(mean_estimate(model.dr_terms - per_decision["model"]).as_metrics("model.dr_error"))
+    out["model.dr_relative_error"] = abs(model.dr.value - truth) / truth
+    out["model.dr_z"] = (model.dr.value - truth) / se if se > 0 else 0.0
+    out["model.dr_covers_truth"] = float(model.dr.covers(truth))
+    out["model.ips_relative_error"] = abs(model.ips.value - truth) / truth
+    return out
 
 
 def true_values(d: Decisions, content: pd.DataFrame, truth: SimulationTruth) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Quality reports: the current champions' tables (model vs baselines vs ceiling, per
+"""Quality reports: the current champions' tables (model vs baselines vs oracle, per
 model) and one binary outcome model's figures beside its peer, with 95 % intervals."""
 
 from __future__ import annotations

@@ -59,8 +59,10 @@ class ModelResult:
     """A trained model with everything a run logs.
 
     ``metrics`` keys are ``"<who>.<metric>"`` where who is ``model``, ``baseline_<name>``,
-    ``ceiling`` (the simulator's best achievable) or ``truth_probability`` (the simulator's
-    own probabilities: a reference, not a bound), e.g. ``model.macro_f1_true``.
+    ``oracle`` (from the simulator's latent state: a true upper reference), a named
+    reference from the simulator that is no bound (``held_hazard``, ``true_phase``) or
+    ``model_minus_peer`` (differences), e.g. ``model.macro_f1_true``; ``<metric>_ci_low`` and
+    ``<metric>_ci_high`` hold a metric's 95 % interval.
     ``primary_metric`` names the key promotion compares (greater is better).
     """
 

@@ -224,22 +224,18 @@ def _who(name: str) -> str:
 def policy_metrics(
     values: dict[str, PolicyValue], d: LoggedDecisions, pick: np.ndarray, control: int
 ) -> dict[str, float]:
-    """``<who>.<estimator>_value|_low|_high`` of every policy, the best single action's and
-    the model's paired DR gain over it, the share of decisions the model acts on, and the
-    mean predicted uplift of each action."""
+    """``<who>.<estimator>_value`` with its interval (``_ci_low``/``_ci_high``) of every
+    policy, the best single action's and the model's paired DR gain over it, the share of
+    decisions the model acts on, and the mean predicted uplift of each action."""
     out: dict[str, float] = {}
     for name, v in values.items():
         for est in ("ips", "snips", "dr"):
             e: Estimate = getattr(v, est)
-            out[f"{_who(name)}.{est}_value"] = e.value
-            out[f"{_who(name)}.{est}_low"] = e.low
-            out[f"{_who(name)}.{est}_high"] = e.high
+            out.update(e.as_metrics(f"{_who(name)}.{est}_value"))
     best = best_single_action(values, d.actions)
     gain = paired_difference(values[MODEL], values[best])
     out["baseline_best_action.dr_value"] = values[best].dr.value
-    out["model.dr_gain_over_best_action"] = gain.value
-    out["model.dr_gain_over_best_action_low"] = gain.low
-    out["model.dr_gain_over_best_action_high"] = gain.high
+    out.update(gain.as_metrics("model.dr_gain_over_best_action"))
     out["model.action_share"] = float((pick != control).mean())
     uplift = d.q - d.q[:, [control]]
     for a, name in enumerate(d.actions):

@@ -25,8 +25,10 @@ per-event attribute is drawn in bulk, never in a per-account or per-event Python
 - a CRM (``stages``) that records phase changes late (lognormal lag, median ~14 days) and
   about 10 % of the time as a neighbouring phase.
 
-The ``truth`` functions (:func:`true_phases`, :func:`true_churn_probability`,
-:func:`true_response_probability`) give the best achievable predictions.
+The ``truth`` functions :func:`true_phases` and :func:`true_response_probability` give the
+best achievable predictions; for churn that is the truth's ``churn_oracle`` (opt-in:
+``simulate(..., oracle_as_of=[...])``, ``oracle``), while :func:`true_churn_probability`
+holds the as-of week's hazard and is only a reference.
 
 The package, one module per concern:
 
@@ -37,7 +39,8 @@ The package, one module per concern:
 - ``customers``, ``touchpoints``, ``exposures``, ``phases``: the weekly steps; ``run``:
   :func:`simulate`, which threads them;
 - ``tables``: the output tables and :func:`write_simulation`;
-- ``truth``: :class:`SimulationTruth`, :func:`load_truth` and the ground-truth functions.
+- ``truth``: :class:`SimulationTruth`, :func:`load_truth` and the ground-truth functions;
+  ``oracle``: the churn oracle, by Monte Carlo over the weekly steps from a run's state.
 """
 
 from __future__ import annotations

@@ -8,12 +8,15 @@ changing that order changes the data a seed gives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from features.simulate.customers import churn_hazard, renewals, service_events, update_health
 from features.simulate.exposures import exposures_and_responses
 from features.simulate.lookups import build_lookups
+from features.simulate.oracle import churn_oracle_at, oracle_weeks
 from features.simulate.params import (
     N_PHASES,
     RESPONSE_COEFFICIENTS,
@@ -40,11 +43,18 @@ def simulate(
     months: int = 24,
     taxonomy: Taxonomy | None = None,
     params: SimulationParams | None = None,
+    oracle_as_of: Sequence[pd.Timestamp | str] = (),
+    oracle_draws: int = 100,
+    oracle_horizon_days: int = 90,
 ) -> Simulation:
     """Simulate ``n_accounts`` B2B journeys for ``months`` months from ``start`` (UTC).
 
     Returns the six tables in canonical dtypes and the ground truth. Deterministic given
-    ``seed`` (and taxonomy and params). Assumes the taxonomy's default phase model has eight
+    ``seed`` (and taxonomy and params). With ``oracle_as_of`` dates the truth's
+    ``churn_oracle`` holds, per account that is a customer at each date, the probability of
+    churning within ``oracle_horizon_days`` given the latent state, from ``oracle_draws``
+    Monte Carlo runs of the weekly steps (``features.simulate.oracle``); the tables are the
+    same as without. Assumes the taxonomy's default phase model has eight
     phases in the order trigger ... expansion (names may differ) and that it has the channels
     and event types the simulator emits (search_ads, product, usage, purchase, ...).
     """
@@ -69,9 +79,19 @@ def simulate(
     world = _draw_world(n_accounts, tax, p, start_ns, int(end_ts.value), n_weeks, rng)
     state = initial_state(world, rng)
     records = initial_records(world, state, rng)
+    at_week = oracle_weeks(world, oracle_as_of, oracle_horizon_days)
+    oracle: list[pd.DataFrame] = []
     for w in range(n_weeks):
+        for as_of_ns in at_week.get(w, []):
+            oracle.append(
+                churn_oracle_at(world, state, records, w, as_of_ns, step=_run_week,
+                                horizon_days=oracle_horizon_days, draws=oracle_draws, seed=seed)
+            )  # fmt: skip
         _run_week(world, state, records, w, rng)
-    return assemble(world, records)
+    sim = assemble(world, records)
+    if oracle:
+        sim.truth.churn_oracle = pd.concat(oracle, ignore_index=True)
+    return sim
 
 
 def _draw_world(

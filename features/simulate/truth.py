@@ -1,6 +1,8 @@
 """The simulation's ground truth and what evaluation derives from it: the latent phase of an
-account at a time, the probability that a customer churns within a horizon, the probability
-that a contact responds to an exposure. These are the best achievable predictions.
+account at a time, the probability that a customer churns within a horizon (the Monte Carlo
+oracle, when the run computed it, and the as-of week's hazard held for the horizon, which is
+no bound), the probability that a contact responds to an exposure. The true phase, the
+oracle and the response probability are the best achievable predictions.
 
 Only evaluation may read the truth. This module does not import the simulator itself, so
 importing it (as the training layer does) stays light.
@@ -9,7 +11,7 @@ importing it (as the training layer does) stays light.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,7 +39,10 @@ class SimulationTruth:
       p_response, responded;
     - ``churn_hazard``: account_id, week_start, hazard (weekly churn hazard of every customer
       in every week it was a customer);
-    - ``params``: name, value (the response model's coefficients, start and end).
+    - ``params``: name, value (the response model's coefficients, start and end);
+    - ``churn_oracle``: account_id, as_of, horizon_days, draws, p_churn (the Monte Carlo
+      churn probability given the latent state, ``features.simulate.oracle``; empty unless
+      the run was asked for it with ``oracle_as_of``).
     """
 
     phases: pd.DataFrame
@@ -47,6 +52,7 @@ class SimulationTruth:
     exposures: pd.DataFrame
     churn_hazard: pd.DataFrame
     params: pd.DataFrame
+    churn_oracle: pd.DataFrame = field(default_factory=lambda: _empty_churn_oracle())
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The truth frames by field name, in field order."""
@@ -61,17 +67,33 @@ class SimulationTruth:
 
 
 def load_truth(data_dir: Path | str) -> SimulationTruth:
-    """Read ``DATA_DIR/truth/`` as written by :func:`write_simulation`."""
+    """Read ``DATA_DIR/truth/`` as written by :func:`write_simulation` (a data directory
+    written before the churn oracle existed has no ``churn_oracle`` file: it reads as empty)."""
     truth_dir = Path(data_dir) / "truth"
     frames: dict[str, Any] = {}
     for f in fields(SimulationTruth):
         path = truth_dir / f"{f.name}.parquet"
+        if f.name == "churn_oracle" and not path.exists():
+            continue
         if not path.exists():
             raise FileNotFoundError(f"simulation truth file {path} is missing")
         frames[f.name] = pd.read_parquet(path)
     frames["content"]["phases"] = frames["content"]["phases"].map(list)
     frames["content"]["roles"] = frames["content"]["roles"].map(list)
     return SimulationTruth(**frames)
+
+
+def _empty_churn_oracle() -> pd.DataFrame:
+    """The churn oracle table of a run that computed none."""
+    return pd.DataFrame(
+        {
+            "account_id": pd.Series([], dtype=STR),
+            "as_of": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "horizon_days": pd.Series([], dtype=np.int64),
+            "draws": pd.Series([], dtype=np.int64),
+            "p_churn": pd.Series([], dtype=np.float64),
+        }
+    )
 
 
 def _utc_ns(values: Any, n: int) -> np.ndarray:
@@ -135,7 +157,11 @@ def true_churn_probability(
 ) -> pd.DataFrame:
     """For every account that is a customer at each as-of date: the probability that it
     churns in (as_of, as_of + horizon_days], holding the weekly hazard the simulator used in
-    the week containing as_of for the horizon. Returns account_id, as_of, p_churn."""
+    the week containing as_of for the horizon. Returns account_id, as_of, p_churn.
+
+    A reference, not the best achievable prediction: the hazard changes predictably over the
+    horizon (onboarding, tickets, health), so this under-predicts; the true upper reference
+    is ``churn_oracle`` (:func:`oracle_churn_probability`)."""
     start_ns = int(truth.param("start_ns"))
     week_ns = int(truth.param("week_ns"))
     hz = truth.churn_hazard
@@ -223,3 +249,31 @@ def _fatigue(truth: SimulationTruth, contact_ids: Any, ts: np.ndarray) -> np.nda
     hi = np.searchsorted(key, req_codes * scale + hi_s, side="left")
     lo = np.searchsorted(key, req_codes * scale + lo_s, side="left")
     return (hi - lo).astype(float)
+
+
+def oracle_churn_probability(
+    truth: SimulationTruth, rows: pd.DataFrame, horizon_days: int
+) -> np.ndarray | None:
+    """The churn oracle's probability (``truth.churn_oracle``) for each (account_id, as_of)
+    row, 0 for accounts that were no customers at as-of (they could churn only after a
+    purchase within the horizon, which the oracle does not follow); None unless the oracle
+    was computed for every as-of date of ``rows`` with this horizon."""
+    oracle = truth.churn_oracle
+    oracle = oracle[oracle["horizon_days"] == horizon_days]
+    keys = pd.DataFrame(
+        {
+            "account_id": rows["account_id"].astype(str).to_numpy(),
+            "as_of": _utc_ns(rows["as_of"], len(rows)),
+        }
+    )
+    table = pd.DataFrame(
+        {
+            "account_id": oracle["account_id"].astype(str).to_numpy(),
+            "as_of": _utc_ns(oracle["as_of"], len(oracle)),
+            "p_churn": oracle["p_churn"].to_numpy(dtype=np.float64),
+        }
+    )
+    if not set(keys["as_of"].unique()) <= set(table["as_of"].unique()):
+        return None
+    merged = keys.merge(table, on=["account_id", "as_of"], how="left", validate="many_to_one")
+    return merged["p_churn"].fillna(0.0).to_numpy(dtype=np.float64)

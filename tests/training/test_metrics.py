@@ -7,11 +7,16 @@ import pytest
 
 from training.metrics import (
     MetricError,
+    average_precision,
+    bootstrap_rows,
+    class_f1,
     doubly_robust_value,
     expected_calibration_error,
     ips_value,
     lift_at,
+    roc_auc,
     snips_value,
+    with_intervals,
 )
 
 
@@ -55,3 +60,40 @@ def test_bad_inputs_name_the_problem() -> None:
         expected_calibration_error([1.0, float("nan")], [0.5, 0.5])
     with pytest.raises(MetricError, match="no rows"):
         expected_calibration_error([], [])
+
+
+def test_class_f1_agrees_with_scikit_learn() -> None:
+    from sklearn.metrics import f1_score
+
+    y = np.array([0, 0, 1, 1, 2, 2, 2])
+    p = np.array([0, 1, 1, 1, 2, 0, 3])
+    accuracy, f1, present = class_f1(y, p, 4)
+    assert accuracy == pytest.approx(4 / 7)
+    np.testing.assert_allclose(f1, f1_score(y, p, labels=[0, 1, 2, 3], average=None))
+    assert present.tolist() == [True, True, True, False]
+
+
+def test_bootstrap_rows_brackets_a_mean_and_skips_refused_resamples() -> None:
+    x = np.arange(100, dtype=float)
+
+    def statistics(rows: np.ndarray) -> dict[str, float] | None:
+        return {"mean": float(x[rows].mean())} if rows[0] % 2 == 0 else None
+
+    found = bootstrap_rows(100, statistics, rng=np.random.default_rng(0), n_resamples=200)
+    low, high = found["mean"]
+    assert 40 < low < 49.5 < high < 60
+    with pytest.raises(MetricError, match="no rows"):
+        bootstrap_rows(0, statistics, rng=np.random.default_rng(0))
+    assert with_intervals({"a.auc": (0.1, 0.2)}) == {"a.auc_ci_low": 0.1, "a.auc_ci_high": 0.2}
+
+
+def test_fast_aucs_equal_scikit_learns_with_ties() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(500) < 0.2).astype(int)
+    score = np.round(rng.random(500) + 0.3 * y, 1)  # rounded: many ties
+    assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score))
+    assert average_precision(y, score) == pytest.approx(average_precision_score(y, score))
+    assert np.isnan(roc_auc(np.zeros(3), np.arange(3.0)))
+    assert np.isnan(average_precision(np.zeros(3), np.arange(3.0)))

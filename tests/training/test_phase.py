@@ -19,7 +19,8 @@ from training.baselines import (
     predict_majority,
 )
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_phase_set
-from training.phase import backtest_phase, metrics_table, phase_metrics, score_phase, train_phase
+from training.phase import backtest_phase, phase_metrics, score_phase, train_phase
+from training.quality_table import metrics_table
 from training.result import ModelResult
 
 FAST = {"n_estimators": 150, "max_features": 60}
@@ -75,7 +76,29 @@ def test_model_beats_the_baselines_vs_crm_and_true_phase(result: ModelResult) ->
             assert m[f"model.macro_f1_{suffix}"] > m[f"baseline_{baseline}.macro_f1_{suffix}"] + 0.1
         assert m[f"model.accuracy_{suffix}"] >= m[f"baseline_crm_last.accuracy_{suffix}"] - 0.01
     assert m["model.macro_f1_true"] < m["model.macro_f1_crm"]  # the CRM label is noisy
-    assert 0 < m["ceiling.macro_f1_crm"] < 1
+    assert 0 < m["true_phase.macro_f1_crm"] < 1  # a reference, not a ceiling
+
+
+def test_every_figure_has_an_interval_and_the_oracle_is_above_the_model(
+    result: ModelResult,
+) -> None:
+    m = result.metrics
+    for who in ("model", "baseline_crm_last", "baseline_last_content", "baseline_majority"):
+        for metric in ("macro_f1_crm", "macro_f1_true", "accuracy_true", "f1_selection_true"):
+            low, high = m[f"{who}.{metric}_ci_low"], m[f"{who}.{metric}_ci_high"]
+            assert low <= m[f"{who}.{metric}"] <= high
+            assert high - low < 0.2
+    # the oracle (the true phase) is a true upper reference: at or above the model's interval
+    assert m["oracle.macro_f1_true"] == 1.0
+    assert m["oracle.macro_f1_true"] >= m["model.macro_f1_true_ci_high"]
+    # model minus the CRM's last record carried forward, from the same resampled rows
+    difference = m["model.macro_f1_true"] - m["baseline_crm_last.macro_f1_true"]
+    low, high = (
+        m["model_minus_peer.macro_f1_true_ci_low"],
+        m["model_minus_peer.macro_f1_true_ci_high"],
+    )
+    assert low - 0.01 <= difference <= high + 0.01
+    assert "[" in result.report_markdown.split("| macro_f1_true |")[1].splitlines()[0]
 
 
 def test_result_is_complete(result: ModelResult, phase_set: TrainingSet) -> None:
@@ -118,13 +141,24 @@ def test_backtest_later_phases_convert_more(result: ModelResult, phase_set: Trai
     assert result.metrics["model.backtest_purchase_rate_selection"] == rate["selection"]
 
 
-def test_metrics_table_has_one_column_per_who() -> None:
+def test_metrics_table_has_one_column_per_who_and_intervals_in_the_cells() -> None:
     text = metrics_table(
-        {"model.auc": 0.8, "baseline_x.auc": 0.6, "ceiling.auc": 0.9, "model.ece": 0.01}, "t"
+        {
+            "oracle.auc": 0.9,
+            "model.auc": 0.8,
+            "model.auc_ci_low": 0.75,
+            "model.auc_ci_high": 0.85,
+            "baseline_x.auc": 0.6,
+            "model.ece": 0.01,
+            "model_minus_peer.auc_ci_low": 0.1,
+            "model_minus_peer.auc_ci_high": 0.3,
+        },
+        "t",
     )
-    assert "| metric | model | baseline_x | ceiling |" in text
-    assert "| auc | 0.8000 | 0.6000 | 0.9000 |" in text
-    assert "| ece | 0.0100 |  |  |" in text
+    assert "| metric | model | baseline_x | oracle | model_minus_peer |" in text
+    assert "| auc | 0.8000 [0.7500, 0.8500] | 0.6000 | 0.9000 | [0.1000, 0.3000] |" in text
+    assert "| ece | 0.0100 |  |  |  |" in text
+    assert "ci_low" not in text
 
 
 def _two_stage(sim: Simulation, phases: tuple[str, str]) -> JourneyData:

@@ -118,10 +118,10 @@ def test_the_policy_beats_each_single_action_and_fills_the_gate(trained) -> None
     _, result = trained
     m = result.metrics
     truth = BASE + LIFT  # the planted best: always the right item
-    assert m["model.dr_low"] <= truth <= m["model.dr_high"]
+    assert m["model.dr_value_ci_low"] <= truth <= m["model.dr_value_ci_high"]
     for arm in ARMS:
         assert m["model.dr_value"] > m[f"baseline_action_{arm}.dr_value"]
-    assert m["model.dr_gain_over_best_action_low"] > 0  # paired: significantly better
+    assert m["model.dr_gain_over_best_action_ci_low"] > 0  # paired: significantly better
     gate = result.gate
     assert gate is not None and gate.passed and gate.metric == "policy_value_dr"
     assert gate.baseline.startswith("best single action: item_")
