@@ -16,14 +16,13 @@ from features.simulate.exposures import exposures_and_responses
 from features.simulate.lookups import build_lookups
 from features.simulate.params import (
     N_PHASES,
-    RESPONSE_COEFFICIENTS,
     WEEK_NS,
     SimulationError,
     SimulationParams,
 )
 from features.simulate.phases import transition
 from features.simulate.records import Records
-from features.simulate.response import build_catalog
+from features.simulate.response import ResponseModel, build_catalog
 from features.simulate.state import State, initial_records, initial_state, week_at
 from features.simulate.tables import Simulation, assemble
 from features.simulate.touchpoints import organic_touchpoints
@@ -99,7 +98,13 @@ def _draw_world(
         content_frame=content_frame,
         catalog=cat,
         lookups=build_lookups(tax, cat, content_frame, p),
-        response={k: float(getattr(p, k)) for k in RESPONSE_COEFFICIENTS},
+        response=ResponseModel.build(
+            ResponseModel.rows(p),
+            roles=tax.role_names,
+            channels=tax.channel_names,
+            content_types=[str(t) for t in content_frame["content_type"]],
+            n_phases=N_PHASES,
+        ),
         accounts=accounts,
         centers=centers,
         start_ns=start_ns,
