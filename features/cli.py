@@ -158,11 +158,19 @@ def simulate(
         str, typer.Option("--start", help="First simulated day (UTC).")
     ] = "2024-01-01",
     months: Annotated[int, typer.Option("--months", min=1, help="Months to simulate.")] = 24,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="World: realistic (calibrated to published B2B figures, docs/realism.md) "
+            "or legacy (the world before that calibration).",
+        ),
+    ] = "realistic",
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Simulate B2B journeys: writes the six tables as Parquet plus OUT/truth/."""
+    from features.simulate import SimulationParams, write_simulation
     from features.simulate import simulate as run_simulation
-    from features.simulate import write_simulation
 
     started = time.perf_counter()
     sim = run_simulation(
@@ -171,6 +179,7 @@ def simulate(
         start=parse_time(start, "--start"),
         months=months,
         taxonomy=load_taxonomy_option(taxonomy),
+        params=SimulationParams.profile(profile),
     )
     write_simulation(sim, out)
     counts = {name: len(frame) for name, frame in sim.data.tables().items()}

@@ -50,9 +50,9 @@ class SimulationParams:
 
     # Weekly hazard of advancing to the next phase, per phase (expansion: the deal closes
     # or stops and the account returns to impact).
-    advance_hazard: tuple[float, ...] = (0.0033, 0.085, 0.07, 0.05, 0.25, 0.08, 0.02, 0.15)
+    advance_hazard: tuple[float, ...] = (0.003, 0.085, 0.07, 0.05, 0.25, 0.08, 0.02, 0.15)
     # Weekly hazard of a lost deal (back to trigger), per phase.
-    loss_hazard: tuple[float, ...] = (0.0, 0.04, 0.04, 0.085, 0.13, 0.0, 0.0, 0.0)
+    loss_hazard: tuple[float, ...] = (0.0, 0.04, 0.04, 0.11, 0.16, 0.0, 0.0, 0.0)
     # Organic touchpoints per week, per phase (before account engagement multipliers).
     touch_rate: tuple[float, ...] = (0.25, 1.0, 1.65, 2.2, 2.2, 1.2, 0.3, 0.8)
     # Share of accounts in each phase at the start.
@@ -74,12 +74,12 @@ class SimulationParams:
     # topic_phase[phase] * interest - fatigue * (recency-weighted exposures of the contact
     # in the last fatigue_window_days; halflife 0: a plain count). A is how active the
     # contact's role is in the true phase (ROLE_WEIGHTS over their mean).
-    response_base: float = -5.8
-    response_phase_fit: float = 1.8
+    response_base: float = -6.2
+    response_phase_fit: float = 2.6
     adjacent_phase_fit: float = 0.35  # F for an item fitting a neighbouring phase
-    response_role_fit: float = 0.9
+    response_role_fit: float = 0.6
     response_role_phase: float = 0.8
-    response_topic: float = 0.7
+    response_topic: float = 0.5
     response_topic_phase: tuple[float, ...] = (1.4, 1.4, 1.0, 0.4, 0.1, 0.3, 0.8, 1.0)
     response_fatigue: float = 0.9
     fatigue_halflife_days: float = 3.0
@@ -132,9 +132,9 @@ class SimulationParams:
     # Churn: weekly hazard = sigmoid(base + at_renewal + drivers) in the last week of a
     # contract year (annual contracts end there), sigmoid(base + midterm_drivers * drivers)
     # in other weeks; drivers: the terms below, churn_size per log unit of employees / 200.
-    churn_base: float = -10.5
-    churn_at_renewal: float = 7.0
-    churn_midterm_drivers: float = 0.3
+    churn_base: float = -9.6
+    churn_at_renewal: float = 6.2
+    churn_midterm_drivers: float = 0.35
     churn_size: float = -0.6
     churn_few_trainings: float = 0.9
     churn_per_ticket: float = 0.25

@@ -11,10 +11,11 @@ from leaving trigger until a purchase (won) or a fall back to trigger (lost)):
 - ``new_customers_per_year``: share of the accounts that are no customers at the start that
   purchase within the first 52 weeks;
 - ``ever_customer_24m``: share of all accounts that are customers at some time;
-- ``annual_churn`` (and ``_smb`` < 100 employees, ``_mid``, ``_enterprise`` >= 1,000): share
-  of the customers at week 26 that churn within the next 52 weeks;
-- ``churn_at_renewal``: share of churns 335-395 days after the contract's last purchase or
-  renewal (annual contracts end there);
+- ``annual_churn`` (and ``_smb`` < 100 employees, ``_mid``, ``_enterprise`` >= 1,000):
+  churns per customer-year over the span;
+- ``churn_at_renewal``: share of churns within 30 days of a contract anniversary (52-week
+  years from the purchase that began the customer spell);
+- ``customers_at_week_26``: share of the accounts that are customers half a year in;
 - ``buying_group_mean`` / ``buying_group_6_10``: contacts per account at the start, their
   mean and the share of accounts with 6-10;
 - ``response_rate`` (and ``_email``, ``_other_channels``): responses per exposure;
@@ -79,7 +80,7 @@ PUBLISHED: dict[str, Published] = {
         Published("annual_churn", 0.08, 0.20, "median B2B SaaS annual logo churn ~13 %"),
         Published("annual_churn_smb", 0.12, 0.30, "SMB SaaS 15-25 % a year"),
         Published("annual_churn_enterprise", 0.02, 0.09, "enterprise SaaS 3-7 % a year"),
-        Published("churn_at_renewal", 0.6, 1.0, "annual contracts: customers leave at renewal"),
+        Published("churn_at_renewal", 0.8, 1.0, "annual contracts: customers leave at renewal"),
         Published("buying_group_mean", 6.0, 10.0, "Gartner: 6-10 decision makers"),
         Published("buying_group_6_10", 0.5, 1.0, "Gartner: 6-10 decision makers"),
         Published("response_rate_email", 0.015, 0.045, "B2B e-mail click-through 2-4 %"),
@@ -125,7 +126,7 @@ def measure(sim: Simulation) -> dict[str, float]:
     seg = _segments(truth.phases)
     out: dict[str, float] = {}
     out.update(_runs(seg, data.touchpoints))
-    out.update(_customers(seg, data.accounts, start_ns))
+    out.update(_customers(seg, data.accounts, start_ns, int(truth.param("end_ns"))))
     out.update(_churn_timing(data.touchpoints))
     out.update(_buying_groups(data.contacts, data.accounts, start_ns))
     out.update(_responses(truth.exposures, data.exposures))
@@ -224,7 +225,9 @@ def _search(key: np.ndarray, ts: np.ndarray, acc: np.ndarray, at: np.ndarray) ->
     return np.searchsorted(k * scale + (t_s - base), q * scale + (a_s - base), side="left")
 
 
-def _customers(seg: pd.DataFrame, accounts: pd.DataFrame, start_ns: int) -> dict[str, float]:
+def _customers(
+    seg: pd.DataFrame, accounts: pd.DataFrame, start_ns: int, end_of_span: int
+) -> dict[str, float]:
     """New customers a year, customers ever, annual churn (overall and by size)."""
     first = seg[~seg["acc"].eq(seg["acc"].shift())]
     non_cust = first.loc[~first["phase"].isin([5, 6, 7]), "acc"]
@@ -235,40 +238,51 @@ def _customers(seg: pd.DataFrame, accounts: pd.DataFrame, start_ns: int) -> dict
         "new_customers_per_year": _mean(non_cust.isin(year1["acc"]).to_numpy()),
         "ever_customer_24m": ever / max(len(accounts), 1),
     }
-    t0 = start_ns + 26 * _WEEK_NS
-    seg_end = np.where(seg["next_start"] >= 0, seg["next_start"], np.iinfo(np.int64).max)
-    cust_at = seg[seg["phase"].isin([5, 6, 7]) & (seg["start"] <= t0) & (seg_end > t0)]
-    churned = seg[seg["phase"].isin([5, 6, 7]) & (seg["next_phase"] == 0)]
-    churned = churned[(churned["next_start"] > t0) & (churned["next_start"] <= t0 + 52 * _WEEK_NS)]
+    # Annual churn: churns per customer-year over the span, by account size.
+    is_cust = seg["phase"].isin([5, 6, 7]).to_numpy()
+    end_ns = seg["next_start"].where(seg["next_start"] >= 0, end_of_span).to_numpy()
+    years = (end_ns - np.maximum(seg["start"].to_numpy(), start_ns)).clip(0) / (52 * _WEEK_NS)
+    churned = is_cust & (seg["next_phase"] == 0).to_numpy()
     emp = accounts.set_index(accounts["account_id"].astype(str))["employees"]
-    size = emp.reindex(cust_at["acc"]).to_numpy(dtype=float, na_value=np.nan)
-    gone = cust_at["acc"].isin(churned["acc"]).to_numpy()
-    out["annual_churn"] = _mean(gone)
-    out["annual_churn_smb"] = _mean(gone[size < 100])
-    out["annual_churn_mid"] = _mean(gone[(size >= 100) & (size < 1000)])
-    out["annual_churn_enterprise"] = _mean(gone[size >= 1000])
-    out["customers_at_week_26"] = float(len(cust_at)) / max(len(accounts), 1)
+    size = emp.reindex(seg["acc"]).to_numpy(dtype=float, na_value=np.nan)
+    for name, part in (
+        ("annual_churn", np.ones(len(seg), dtype=bool)),
+        ("annual_churn_smb", size < 100),
+        ("annual_churn_mid", (size >= 100) & (size < 1000)),
+        ("annual_churn_enterprise", size >= 1000),
+    ):
+        cy = years[is_cust & part].sum()
+        out[name] = float(churned[part].sum() / cy) if cy > 0 else float("nan")
+    t0 = start_ns + 26 * _WEEK_NS
+    at_t0 = is_cust & (seg["start"].to_numpy() <= t0) & (end_ns > t0)
+    out["customers_at_week_26"] = float(at_t0.sum()) / max(len(accounts), 1)
     return out
 
 
 def _churn_timing(touchpoints: pd.DataFrame) -> dict[str, float]:
-    """Share of churns at a renewal, and the median days since purchase or renewal."""
+    """Share of churns within 30 days of a contract anniversary (52 weeks after the spell's
+    first purchase; expansion deals are purchases too but no new contract), and the median
+    days to the nearest anniversary."""
     et = touchpoints["event_type"].astype(str)
-    life = touchpoints[et.isin(["purchase", "renewal", "churn"])]
+    life = touchpoints[et.isin(["purchase", "churn"]).to_numpy()]
     frame = pd.DataFrame(
         {
             "acc": life["account_id"].astype(str).to_numpy(),
             "ts": column_ns(life["ts"]),
-            "churn": et[life.index].eq("churn").to_numpy(),
+            "churn": life["event_type"].astype(str).eq("churn").to_numpy(),
         }
     ).sort_values(["acc", "ts"], ignore_index=True)
-    frame["contract_ts"] = frame["ts"].where(~frame["churn"])
-    frame["contract_ts"] = frame.groupby("acc")["contract_ts"].ffill()
-    churns = frame[frame["churn"] & frame["contract_ts"].notna()]
-    days = (churns["ts"] - churns["contract_ts"]).to_numpy(dtype=float) / NS_PER_DAY
+    # A spell starts at an account's first purchase or the first after a churn.
+    prev_churn = frame.groupby("acc")["churn"].shift(fill_value=True)
+    frame["spell_ts"] = frame["ts"].where(~frame["churn"] & prev_churn)
+    frame["spell_ts"] = frame.groupby("acc")["spell_ts"].ffill()
+    churns = frame[frame["churn"] & frame["spell_ts"].notna()]
+    days = (churns["ts"] - churns["spell_ts"]).to_numpy(dtype=float) / NS_PER_DAY
+    since = np.mod(days, 364.0)
+    distance = np.minimum(since, 364.0 - since)
     return {
-        "churn_at_renewal": _mean((days >= 335) & (days <= 395)),
-        "churn_days_after_contract_median": _median(days),
+        "churn_at_renewal": _mean(distance <= 30),
+        "churn_days_from_anniversary_median": _median(distance),
     }
 
 

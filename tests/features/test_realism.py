@@ -1,0 +1,120 @@
+"""The default simulated world stays inside published B2B ranges (docs/realism.md): each
+calibrated quantity measured on one seeded world of 4,000 accounts. Ranges are the published
+ones (``features.simulate.realism.PUBLISHED``), widened where a quantity rests on few cases at
+this size (enterprise churn: ~40 customers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.simulate import Simulation, SimulationError, SimulationParams, simulate
+from features.simulate.realism import PUBLISHED, measure
+from nba.cli import app
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict[str, float]:
+    """The realism quantities of the default world, 4,000 accounts over 24 months."""
+    return measure(simulate(4000, 20261127))
+
+
+@pytest.fixture(scope="module")
+def legacy() -> Simulation:
+    """The legacy profile, 1,000 accounts over 24 months."""
+    return simulate(1000, 20261127, params=SimulationParams.profile("legacy"))
+
+
+# Sampling slack at 4,000 accounts, per quantity (absolute, on top of the published range).
+SLACK = {
+    "win_rate_opportunities": 0.03,
+    "annual_churn_smb": 0.03,
+    "annual_churn_enterprise": 0.03,
+    "new_customers_per_year": 0.005,
+}
+
+
+@pytest.mark.parametrize("quantity", sorted(PUBLISHED))
+def test_default_world_is_inside_the_published_range(
+    measured: dict[str, float], quantity: str
+) -> None:
+    pub = PUBLISHED[quantity]
+    slack = SLACK.get(quantity, 0.0)
+    value = measured[quantity]
+    assert pub.low - slack <= value <= pub.high + slack, (
+        f"{quantity} = {value:.3f}, published {pub.low}-{pub.high} ({pub.source})"
+    )
+
+
+def test_churn_is_concentrated_at_renewal_and_falls_with_size(measured: dict[str, float]) -> None:
+    assert measured["churn_days_from_anniversary_median"] <= 14
+    assert (
+        measured["annual_churn_smb"]
+        > measured["annual_churn_mid"]
+        > measured["annual_churn_enterprise"]
+    )
+
+
+def test_enough_customers_for_a_churn_model(measured: dict[str, float]) -> None:
+    # A few thousand accounts give a few hundred customers (~15 %) and dozens of churns.
+    assert 0.10 <= measured["customers_at_week_26"] <= 0.25
+
+
+def test_the_legacy_profile_is_the_world_before_calibration(legacy: Simulation) -> None:
+    old = measure(legacy)
+    assert old["win_rate_opportunities"] > 0.5
+    assert old["ever_customer_24m"] > 0.6
+    assert old["response_rate"] > 0.12
+    assert old["known_contact"] > 0.9
+    assert old["opportunity_without_earlier_stage"] < 0.05
+    assert old["churn_at_renewal"] < 0.2
+
+
+def test_profiles_are_data_and_unknown_names_are_refused() -> None:
+    assert SimulationParams.profile("realistic") == SimulationParams()
+    legacy = SimulationParams.profile("legacy")
+    assert legacy.exposure_phase_source == "true"
+    assert legacy.response_channel == ()
+    with pytest.raises(SimulationError, match="unknown simulation profile 'nope'"):
+        SimulationParams.profile("nope")
+    with pytest.raises(SimulationError, match=r"unknown simulation parameters \['churn_bas'\]"):
+        SimulationParams().with_overrides({"churn_bas": -3.0})
+
+
+def test_the_crm_starts_at_the_opportunity(legacy: Simulation) -> None:
+    sim = simulate(600, 5, months=12)
+    ph = sim.truth.phases
+    recorded = ph["recorded_at"].notna()
+    early = ph["phase"].astype(str).isin(["awareness", "consideration"])
+    late = ph["phase"].astype(str).isin(["selection", "purchase", "onboarding"])
+    assert recorded[early].mean() < 0.35
+    assert recorded[late].mean() > 0.8
+    # Onboarding (a won deal) is always recorded once due; selection and purchase are skipped
+    # now and then.
+    assert recorded[ph["phase"].astype(str).isin(["selection", "purchase"])].mean() < 0.97
+    old = legacy.truth.phases
+    assert old["recorded_at"].notna().mean() > 0.95
+
+
+def test_backdated_records_carry_the_change_date() -> None:
+    sim = simulate(300, 5, months=6, params=SimulationParams(stage_backdate_share=1.0))
+    ph = sim.truth.phases
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    changes = ph[(ph["start"] >= start) & ph["recorded_at"].notna()]
+    lag = (changes["recorded_at"] - changes["start"]).dt.total_seconds()
+    assert len(changes) > 50
+    assert lag.between(0, 86_400).all()
+
+
+def test_simulate_command_takes_a_profile(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["simulate", "--accounts", "30", "--months", "2", "--out", str(tmp_path / "d")]
+    done = runner.invoke(app, [*args, "--profile", "legacy"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "d" / "touchpoints.parquet").exists()
+    bad = runner.invoke(app, [*args, "--profile", "nope"])
+    assert bad.exit_code == 2
+    assert "unknown simulation profile 'nope'" in bad.output
