@@ -12,9 +12,11 @@ import argparse
 import json
 import math
 
+import pandas as pd
+
 from features.simulate import SimulationParams, simulate
 from features.simulate.params import PROFILES
-from features.simulate.realism import PUBLISHED, measure
+from features.simulate.realism import PUBLISHED, measure, response_rates
 
 
 def markdown(by_seed: dict[int, dict[str, float]]) -> str:
@@ -46,11 +48,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", choices=PROFILES, default="realistic")
     args = parser.parse_args(argv)
     params = SimulationParams.profile(args.profile)
-    by_seed = {
-        seed: measure(simulate(args.accounts, seed, params=params))
-        for seed in (args.seeds or [7, 20261125])
-    }
+    by_seed, rates = {}, []
+    for seed in args.seeds or [7, 20261125]:
+        sim = simulate(args.accounts, seed, params=params)
+        by_seed[seed] = measure(sim)
+        rates.append(response_rates(sim).assign(seed=seed))
     print(markdown(by_seed))
+    table = pd.concat(rates).pivot_table(
+        index=["by", "name"], columns="seed", values="response_rate", sort=False
+    )
+    print("\nresponse rate by channel and content type\n")
+    print("| by | name | " + " | ".join(f"seed {s}" for s in table.columns) + " |")
+    print("|---|---|" + "---:|" * len(table.columns))
+    for (by, name), row in table.iterrows():
+        print(f"| {by} | {name} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
     print(json.dumps({"accounts": args.accounts, "profile": args.profile, "by_seed": by_seed}))
 
 

@@ -152,6 +152,30 @@ def table(measured: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def response_rates(sim: Simulation) -> pd.DataFrame:
+    """Response rates to exposures by channel and by content type: by, name, exposures,
+    response_rate."""
+    x = sim.truth.exposures
+    ctype = sim.data.content.set_index("content_id")["content_type"].astype(str)
+    frames = []
+    for by, key in (
+        ("channel", x["channel"].astype(str)),
+        ("content_type", x["content_id"].astype(str).map(ctype)),
+    ):
+        g = x["responded"].groupby(key.to_numpy())
+        frames.append(
+            pd.DataFrame(
+                {
+                    "by": by,
+                    "name": g.size().index,
+                    "exposures": g.size().to_numpy(),
+                    "response_rate": g.mean().to_numpy(),
+                }
+            )  # fmt: skip
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def _segments(phases: pd.DataFrame) -> pd.DataFrame:
     """Phase segments with integer phase codes, ns times, run ids and each run's furthest
     phase; sorted by account and start."""
