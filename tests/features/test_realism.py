@@ -76,6 +76,21 @@ def test_the_legacy_profile_is_the_world_before_calibration(legacy: Simulation) 
 def test_profiles_are_data_and_unknown_names_are_refused() -> None:
     assert SimulationParams.profile("realistic") == SimulationParams()
     legacy = SimulationParams.profile("legacy")
+    # The knobs that existed before issue 13 keep their values then.
+    assert legacy.advance_hazard == (0.035, 0.11, 0.09, 0.10, 0.35, 0.08, 0.02, 0.15)
+    assert legacy.loss_hazard == (0.0, 0.015, 0.02, 0.035, 0.04, 0.0, 0.0, 0.0)
+    assert legacy.initial_phase_share == (0.5, 0.12, 0.08, 0.05, 0.02, 0.03, 0.15, 0.05)
+    assert (legacy.response_base, legacy.response_phase_fit, legacy.response_role_fit) == (
+        -3.5,
+        1.8,
+        0.8,
+    )
+    assert (legacy.response_topic, legacy.response_fatigue, legacy.response_boost) == (
+        0.5,
+        0.45,
+        0.7,
+    )
+    assert legacy.churn_base == -6.6
     assert legacy.exposure_phase_source == "true"
     assert legacy.response_channel == ()
     with pytest.raises(SimulationError, match="unknown simulation profile 'nope'"):
