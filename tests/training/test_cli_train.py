@@ -190,11 +190,7 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path: Path) -> None:
     import json
 
     out = tmp_path / "demo"
-    # Seed 8: at 400 accounts the churn model's validation ROC-AUC varies by seed (0.57 to
-    # 0.80 measured); this one has enough churns for it to win its gate and be champion.
-    result = CliRunner().invoke(
-        app, ["demo", "--out", str(out), "--accounts", "400", "--seed", "8"]
-    )
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--accounts", "400"])
     assert result.exit_code == 0, result.output
     stdout = result.stdout
     summary = json.loads(stdout[stdout.index('{\n  "data_dir"') :])
