@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\nresponse rate by channel and content type\n")
     print("| by | name | " + " | ".join(f"seed {s}" for s in table.columns) + " |")
     print("|---|---|" + "---:|" * len(table.columns))
-    for (by, name), row in table.iterrows():
-        print(f"| {by} | {name} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
+    for key, row in zip(table.index, table.to_numpy(), strict=True):
+        print(f"| {key[0]} | {key[1]} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
     print(json.dumps({"accounts": args.accounts, "profile": args.profile, "by_seed": by_seed}))
 
 
