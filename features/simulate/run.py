@@ -58,6 +58,7 @@ def simulate(
             f"the simulator needs an 8-phase default model (trigger ... expansion), "
             f"got {len(tax.phases)}: {tax.phases}"
         )
+    _check_params(p, tax)
     start_ts = to_utc(start)
     end_ts = start_ts + pd.DateOffset(months=months)
     start_ns = int(start_ts.value)
@@ -71,6 +72,29 @@ def simulate(
     for w in range(n_weeks):
         _run_week(world, state, records, w, rng)
     return assemble(world, records)
+
+
+def _check_params(p: SimulationParams, tax: Taxonomy) -> None:
+    """Raises SimulationError naming a parameter that does not fit the model or taxonomy:
+    per-phase tuples of another length, channels or content types the taxonomy lacks."""
+    for name in ("advance_hazard", "loss_hazard", "touch_rate", "initial_phase_share",
+                 "response_topic_phase"):  # fmt: skip
+        if len(getattr(p, name)) != N_PHASES:
+            raise SimulationError(
+                f"{name} needs {N_PHASES} values (one per phase), got {len(getattr(p, name))}"
+            )
+    if p.exposure_phase_source not in ("crm", "true"):
+        raise SimulationError(
+            f"exposure_phase_source must be 'crm' or 'true', got {p.exposure_phase_source!r}"
+        )
+    for name, known in (
+        ("response_channel", tax.channel_names),
+        ("anonymous_by_channel", tax.channel_names),
+        ("response_content_type", tax.content_type_names),
+    ):
+        unknown = sorted({str(k) for k, _ in getattr(p, name)} - set(known))
+        if unknown:
+            raise SimulationError(f"{name} names {unknown}, which the taxonomy does not have")
 
 
 def _draw_world(

@@ -99,6 +99,20 @@ def test_profiles_are_data_and_unknown_names_are_refused() -> None:
         SimulationParams().with_overrides({"churn_bas": -3.0})
 
 
+def test_parameters_that_do_not_fit_are_refused() -> None:
+    with pytest.raises(SimulationError, match="loss_hazard needs 8 values"):
+        simulate(10, 1, months=1, params=SimulationParams(loss_hazard=(0.1, 0.2)))
+    with pytest.raises(SimulationError, match=r"response_channel names \['fax'\]"):
+        simulate(10, 1, months=1, params=SimulationParams(response_channel=(("fax", 1.0),)))
+    with pytest.raises(SimulationError, match="exposure_phase_source must be"):
+        simulate(
+            10,
+            1,
+            months=1,
+            params=SimulationParams().with_overrides({"exposure_phase_source": "x"}),
+        )
+
+
 def test_the_crm_starts_at_the_opportunity(legacy: Simulation) -> None:
     sim = simulate(600, 5, months=12)
     ph = sim.truth.phases
