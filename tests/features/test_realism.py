@@ -147,3 +147,51 @@ def test_simulate_command_takes_a_profile(tmp_path: Path) -> None:
     bad = runner.invoke(app, [*args, "--profile", "nope"])
     assert bad.exit_code == 2
     assert "unknown simulation profile 'nope'" in bad.output
+
+
+def test_the_sender_times_exposures_by_what_it_can_know() -> None:
+    """Weeks of accounts the CRM has no record of and that showed no activity with a known
+    contact get a decision point at the no-stage rate, whatever their latent phase (the
+    legacy sender followed the latent phase)."""
+    from features.simulate import true_phases
+
+    def exposed_share(params: SimulationParams, *, unrecorded: bool) -> pd.Series:
+        sim = simulate(1500, 9, months=12, params=params)
+        start = pd.Timestamp("2024-01-01", tz="UTC")
+        weeks = pd.date_range(start, periods=50, freq="7D")
+        grid = pd.DataFrame({"account_id": sim.data.accounts["account_id"].astype(str)}).merge(
+            pd.DataFrame({"week": weeks}), how="cross"
+        )
+        grid["phase"] = true_phases(sim.truth, grid["account_id"], grid["week"]).astype(str)
+        stages = sim.data.stages.assign(account_id=sim.data.stages["account_id"].astype(str))
+        first_record = stages.groupby("account_id")["ts"].min()
+        grid["recorded"] = grid["week"] >= grid["account_id"].map(first_record).fillna(
+            pd.Timestamp.max.tz_localize("UTC")
+        )
+
+        def week_of(frame: pd.DataFrame) -> pd.Series:
+            return (
+                frame["account_id"].astype(str)
+                + "|"
+                + ((frame["ts"] - start) // pd.Timedelta(days=7)).astype(str)
+            )
+
+        key = (
+            grid["account_id"] + "|" + ((grid["week"] - start) // pd.Timedelta(days=7)).astype(str)
+        )
+        tp = sim.data.touchpoints
+        active = set(week_of(tp[tp["contact_id"].notna()]))
+        exposed = set(week_of(sim.data.exposures))
+        quiet = ~key.isin(active) & (~grid["recorded"] if unrecorded else True)
+        return key[quiet].isin(exposed).groupby(grid.loc[quiet, "phase"]).mean()
+
+    realistic = exposed_share(SimulationParams(), unrecorded=True)
+    # The no-stage rate (0.25) whatever the latent phase, buying phases included (within
+    # noise, and a little less where exposures are answered the same week, which makes the
+    # week count as active).
+    assert abs(realistic["trigger"] - 0.25) < 0.03, realistic
+    for phase in ("awareness", "consideration"):
+        assert abs(realistic[phase] - realistic["trigger"]) < 0.07, realistic
+    # The legacy CRM records every account; its sender followed the latent phase.
+    legacy = exposed_share(SimulationParams.profile("legacy"), unrecorded=False)
+    assert legacy["consideration"] > 2 * legacy["trigger"]
