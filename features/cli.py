@@ -170,11 +170,19 @@ def simulate(
     oracle_draws: Annotated[
         int, typer.Option("--oracle-draws", min=1, help="Monte Carlo draws of the churn oracle.")
     ] = 100,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="World: realistic (calibrated to published B2B figures, docs/realism.md) "
+            "or legacy (the world before that calibration).",
+        ),
+    ] = "realistic",
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Simulate B2B journeys: writes the six tables as Parquet plus OUT/truth/."""
+    from features.simulate import SimulationParams, write_simulation
     from features.simulate import simulate as run_simulation
-    from features.simulate import write_simulation
 
     started = time.perf_counter()
     sim = run_simulation(
@@ -185,6 +193,7 @@ def simulate(
         taxonomy=load_taxonomy_option(taxonomy),
         oracle_as_of=[parse_time(t, "--oracle-as-of") for t in oracle_as_of or []],
         oracle_draws=oracle_draws,
+        params=SimulationParams.profile(profile),
     )
     write_simulation(sim, out)
     counts = {name: len(frame) for name, frame in sim.data.tables().items()}

@@ -416,12 +416,21 @@ def demo(
     ] = Path("demo"),
     accounts: Annotated[int, typer.Option("--accounts", min=1)] = 500,
     seed: Annotated[int, typer.Option("--seed")] = 7,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="Simulated world (see nba simulate): legacy by default, because the "
+            "realistic one has too few customers and churns in a few hundred accounts to "
+            "train the churn model; realistic needs a few thousand.",
+        ),
+    ] = "legacy",
 ) -> None:
     """Run the main job end to end on a small simulated data set: simulate, validate, build
     features, train and register the three models (MLflow store in OUT/mlflow.db)."""
     from features.pipeline import build_features
+    from features.simulate import SimulationParams, write_simulation
     from features.simulate import simulate as run_simulation
-    from features.simulate import write_simulation
     from training.report import champions_report
     from training.tracking import configure_tracking, log_result
     from training.train import prepare, train_models
@@ -429,7 +438,7 @@ def demo(
     tax = load_taxonomy_option(None)
     steps: dict[str, float] = {}
     started = time.perf_counter()
-    sim = run_simulation(accounts, seed, taxonomy=tax)
+    sim = run_simulation(accounts, seed, taxonomy=tax, params=SimulationParams.profile(profile))
     data_dir = write_simulation(sim, out / "data")
     steps["simulate_s"] = time.perf_counter() - started
 

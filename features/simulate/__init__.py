@@ -5,25 +5,33 @@
 may read. The same seed gives the same tables.
 
 The model, stepped WEEKLY over all accounts at once (numpy arrays of length n_accounts; every
-per-event attribute is drawn in bulk, never in a per-account or per-event Python loop):
+per-event attribute is drawn in bulk, never in a per-account or per-event Python loop). The
+defaults are the ``realistic`` profile, calibrated to published B2B figures (docs/realism.md);
+``SimulationParams.profile("legacy")`` is the world before that calibration.
 
 - a latent phase process over the taxonomy's eight default phases (trigger = out of market,
   awareness, consideration, selection, purchase, onboarding, impact, expansion) with
   covariate-dependent weekly hazards (size, industry, an account velocity); lost deals fall
   back to trigger; entering onboarding is a purchase, yearly contracts renew, expansion deals
   close as purchases, customers churn back to trigger. Phase changes happen at week starts.
+- buying groups of several contacts with roles, who leave and are replaced;
 - organic touchpoints whose rate, channel, event type, content and contact role depend on the
-  latent phase, with organic noise;
-- exposures: at weekly decision points a stochastic logging policy picks content by the
+  latent phase, with organic noise; most web and ad touchpoints have no known contact;
+- exposures: decision points come at a rate set by what a sender knows (the CRM's last record,
+  the week's activity with known contacts); a stochastic logging policy picks content by the
   CRM-recorded phase (softmax over eligible items mixed with uniform, every eligible item
-  >= 0.01), and records the chosen item's propensity exactly;
-- responses with P = sigmoid(base + phase fit vs the TRUE phase + role fit + topic interest
-  - fatigue); responding to content that fits the true phase raises the hazard of advancing
-  to the next phase (the lever a next-best-action policy pulls);
+  >= 0.01; no record: items fitting an early phase) and records the chosen item's propensity
+  exactly;
+- responses with P = sigmoid(base + channel + content type + phase fit vs the TRUE phase +
+  role fit x how active the role is in that phase + topic interest x the phase's topic weight
+  - recency-weighted fatigue); responding to content that fits the true phase raises the
+  hazard of advancing to the next phase (the lever a next-best-action policy pulls);
 - a customer churn hazard driven by onboarding (trainings), support tickets, usage trend,
-  engagement decline and champion departure;
-- a CRM (``stages``) that records phase changes late (lognormal lag, median ~14 days) and
-  about 10 % of the time as a neighbouring phase.
+  engagement decline, champion departure and size, concentrated in the last week of a
+  contract year (annual contracts);
+- a CRM (``stages``) that records phase changes late (lognormal lag, median ~14 days), about
+  10 % of the time as a neighbouring phase, early phases mostly not at all and later ones
+  now and then skipped.
 
 The ``truth`` functions :func:`true_phases` and :func:`true_response_probability` give the
 best achievable predictions; for churn that is the truth's ``churn_oracle`` (opt-in:
@@ -32,7 +40,8 @@ holds the as-of week's hazard and is only a reference.
 
 The package, one module per concern:
 
-- ``params``: the model's knobs (:class:`SimulationParams`) and fixed tables;
+- ``params``: the model's knobs (:class:`SimulationParams`, its profiles) and fixed tables;
+- ``realism``: the quantities published B2B figures exist for, measured on a run;
 - ``world``, ``lookups``, ``response``: what is fixed during a run (accounts, buying centers,
   lookup tables, the catalog's fit tables and the response model);
 - ``state``, ``records``: what the weekly steps evolve and record;

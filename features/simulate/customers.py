@@ -83,23 +83,33 @@ def service_events(
 def churn_hazard(
     world: World, state: State, week: Week, drivers: ChurnDrivers, records: Records
 ) -> np.ndarray:
-    """Returns the weekly churn hazard per account (0 for non-customers) and records the
-    customers' hazards as truth."""
+    """Returns the weekly churn hazard per account (0 for non-customers), higher in the last
+    week of a contract year and for smaller accounts, and records the customers' hazards as
+    truth."""
     p, w, cust_idx = world.params, week.index, week.cust_idx
     cust_h = np.zeros(world.n_accounts)
     if len(cust_idx):
         now, old = w % _HISTORY, (w - TREND_WEEKS) % _HISTORY
         usage_trend = state.health_hist[cust_idx, now] - state.health_hist[cust_idx, old]
         eng_trend = state.eng_hist[cust_idx, now] - state.eng_hist[cust_idx, old]
-        logit = (
-            p.churn_base
-            + p.churn_few_trainings * drivers.few_trainings[cust_idx]
+        risk = (
+            p.churn_few_trainings * drivers.few_trainings[cust_idx]
             + p.churn_per_ticket * state.ticket_hist[cust_idx].sum(axis=1)
             - p.churn_usage_decline * usage_trend
             - p.churn_engagement_decline * eng_trend
             + p.churn_champion_left * drivers.champion_recent[cust_idx]
             + p.churn_frailty * world.accounts.frailty[cust_idx]
             - p.churn_health * state.health[cust_idx]
+            + p.churn_size * (np.log(world.accounts.employees[cust_idx]) - np.log(200.0))
+        )
+        # Annual contracts: the decision to leave falls in a contract year's last week (the
+        # churn takes effect at the anniversary, so no renewal is recorded); between
+        # renewals the drivers weigh churn_midterm_drivers as much.
+        renewal = (w - state.contract_week[cust_idx]) % 52 == 51
+        logit = (
+            p.churn_base
+            + p.churn_at_renewal * renewal
+            + np.where(renewal, 1.0, p.churn_midterm_drivers) * risk
         )
         cust_h[cust_idx] = sigmoid(logit)
         records.hz_acc.append(cust_idx.astype(np.int32))

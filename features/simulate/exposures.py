@@ -1,6 +1,8 @@
-"""The weekly step of exposures and responses: at decision points the logging policy picks
-content by the CRM-recorded phase; a contact responds with the response model's probability
-(fit to the TRUE phase, role fit, topic interest, fatigue)."""
+"""The weekly step of exposures and responses: decision points come at a rate set by what a
+sender knows (the CRM's last record and the week's activity with known contacts), where the
+logging policy picks content by the CRM-recorded phase; a contact responds with the response
+model's probability (fit to the TRUE phase, role x phase, topic x phase, recency-weighted
+fatigue, channel and content type)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 from features.simulate.draws import durations, pick, pick_cdf
 from features.simulate.params import DAY_S, FATIGUE_SLOTS, SECOND_NS
 from features.simulate.records import Records
-from features.simulate.response import response_logit, sigmoid
+from features.simulate.response import fatigue_weight, sigmoid
 from features.simulate.state import State, Week
 from features.simulate.world import World
 from features.timestamps import NS_PER_DAY
@@ -22,10 +24,15 @@ def exposures_and_responses(
 ) -> np.ndarray:
     """Records this week's exposures (up to two per account, an hour apart) and responses;
     returns per account the number of responses to content fitting its true phase."""
-    n = world.n_accounts
+    n, p = world.n_accounts, world.params
     responded_fit = np.zeros(n)
-    first = rng.random(n) < world.lookups.exposure_rate[state.phase]
-    second = first & (rng.random(n) < world.params.second_exposure)
+    # What the sender knows: the CRM's last record (NO_STAGE: none yet) and whether the
+    # account showed activity with a known contact this week; "true" is the legacy world's
+    # sender, who knew the latent phase.
+    known_phase = state.phase if p.exposure_phase_source == "true" else state.crm_phase
+    active = np.where(state.touched > 0, p.exposure_activity_boost, 1.0)
+    first = rng.random(n) < np.minimum(world.lookups.exposure_rate[known_phase] * active, 1.0)
+    second = first & (rng.random(n) < p.second_exposure)
     for k, chosen in enumerate((first, second)):
         _apply_due_crm_records(world, state, week.start_ns + k * _HOUR_NS)
         responded_fit += _send(world, state, week, k, chosen, rng, records)
@@ -83,12 +90,14 @@ def _send(
     x_phase = state.phase[x_acc]
     fit = cat.phase_fit[x_item, x_phase]
     prob = sigmoid(
-        response_logit(
-            world.response,
-            fit,
-            cat.role_fit[x_item, world.centers.slot_role[x_acc, slot]],
-            world.accounts.interest[x_acc, cat.topic[x_item]],
-            fatigue,
+        world.response.logit(
+            cat,
+            item=x_item,
+            phase=x_phase,
+            role=world.centers.slot_role[x_acc, slot],
+            interest=world.accounts.interest[x_acc, cat.topic[x_item]],
+            fatigue=fatigue,
+            channel=x_channel,
         )
     )
     r_ts = x_ts + rng.integers(60, 7 * DAY_S, n_x) * SECOND_NS
@@ -112,11 +121,14 @@ def _send(
 
 
 def _fatigue(world: World, state: State, contact: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Returns each contact's exposures in [ts - fatigue window, ts) and remembers ``ts`` as
-    the contact's latest exposure."""
-    window_ns = world.params.fatigue_window_days * NS_PER_DAY
+    """Returns each contact's fatigue, its exposures in [ts - fatigue window, ts) weighted
+    by recency (fatigue_weight), and remembers ``ts`` as the contact's latest exposure."""
+    p = world.params
+    window_ns = p.fatigue_window_days * NS_PER_DAY
     ring = state.fatigue_ring[contact]
-    fatigue = ((ring >= (ts - window_ns)[:, None]) & (ring < ts[:, None])).sum(1)
+    inside = (ring >= (ts - window_ns)[:, None]) & (ring < ts[:, None])
+    age = np.where(inside, ts[:, None] - ring, 0)
+    fatigue = np.where(inside, fatigue_weight(age, p.fatigue_halflife_days), 0.0).sum(1)
     state.fatigue_ring[contact, state.fatigue_pos[contact] % FATIGUE_SLOTS] = ts
     state.fatigue_pos[contact] += 1
     return fatigue

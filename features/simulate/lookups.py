@@ -5,7 +5,6 @@ simulator emits."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,9 @@ from features.simulate.params import (
     CONTENT_SHARE,
     CONTRACT_ROLES,
     CUSTOMER_PHASES,
+    EARLY_PHASES,
     N_PHASES,
+    NO_STAGE,
     NOISE_CHANNELS,
     RESPONSE_EVENTS,
     ROLE_WEIGHTS,
@@ -27,7 +28,7 @@ from features.simulate.params import (
     SimulationError,
     SimulationParams,
 )
-from features.simulate.response import Catalog
+from features.simulate.response import Catalog, role_vector
 from features.taxonomy import Taxonomy
 
 
@@ -81,6 +82,7 @@ class Lookups:
     tmpl_channel: np.ndarray
     tmpl_etype: np.ndarray
     tmpl_anon: np.ndarray  # probability that no contact is known
+    anon_channel: np.ndarray  # channels: least probability that no contact is known
     tmpl_cdf: np.ndarray
     item_table: np.ndarray  # phases x topics x slots: items fitting (phase, topic)
     item_count: np.ndarray  # phases x topics: used slots of item_table
@@ -89,24 +91,22 @@ class Lookups:
     item_channel: np.ndarray  # items: the item's usual channel
     noise_channels: np.ndarray
     is_training: np.ndarray  # items: training content (counts towards onboarding)
-    policy: np.ndarray  # CRM phases x items: the logging policy's propensities
+    policy: np.ndarray  # (CRM phases + no stage) x items: the logging policy's propensities
     policy_cdf: np.ndarray
     advance: np.ndarray  # phases: weekly advance hazard
     loss: np.ndarray  # phases: weekly loss hazard
     touch_rate: np.ndarray  # phases: organic touchpoints per week
-    exposure_rate: np.ndarray  # phases: probability of a decision point per week
-
-
-def role_vector(weights: Mapping[str, float], roles: list[str]) -> np.ndarray:
-    """The weight of each role in ``roles`` (roles not in ``weights``: 1)."""
-    return np.array([float(weights.get(r, 1.0)) for r in roles])
+    exposure_rate: np.ndarray  # phases + no stage: probability of a decision point per week
 
 
 def logging_policy(catalog: Catalog, mix: float) -> np.ndarray:
-    """Propensity of each item per CRM phase (phases x items): softmax of log value over the
-    items fitting that phase (all items if none fit), mixed with uniform so every eligible
-    item has propensity >= 0.01."""
+    """Propensity of each item per CRM phase, the last row for no stage ((phases + 1) x
+    items): softmax of log value over the items fitting that phase (no stage: fitting an
+    early phase; all items if none fit), mixed with uniform so every eligible item has
+    propensity >= 0.01."""
     eligible = (catalog.phase_fit == 1.0).T  # phases x items
+    # Without a CRM stage the sender nurtures: items fitting any early phase.
+    eligible = np.vstack([eligible, eligible[list(EARLY_PHASES)].any(axis=0)])
     none = ~eligible.any(axis=1)
     eligible[none] = True
     n_eligible = eligible.sum(axis=1, keepdims=True)
@@ -132,8 +132,8 @@ def build_lookups(
     policy = logging_policy(cat, p.policy_uniform_mix)
     policy_cdf = np.cumsum(policy, axis=1)
     policy_cdf[:, -1] = 1.0
-    exposure_rate = np.full(N_PHASES, p.exposure_rate[1])
-    exposure_rate[TRIGGER] = p.exposure_rate[0]
+    exposure_rate = np.full(N_PHASES + 1, p.exposure_rate[1])
+    exposure_rate[[TRIGGER, NO_STAGE]] = p.exposure_rate[0]
     exposure_rate[list(CUSTOMER_PHASES)] = p.exposure_rate[2]
     return Lookups(
         codes=_codes(names),
@@ -145,6 +145,7 @@ def build_lookups(
         tmpl_etype=tmpl_etype,
         tmpl_anon=tmpl_anon,
         tmpl_cdf=tmpl_cdf,
+        anon_channel=_per_channel(p.anonymous_by_channel, names),
         item_table=item_table,
         item_count=item_count,
         item_evt_cdf=item_evt_cdf,
@@ -159,6 +160,15 @@ def build_lookups(
         touch_rate=np.asarray(p.touch_rate, dtype=float),
         exposure_rate=exposure_rate,
     )
+
+
+def _per_channel(pairs: tuple[tuple[str, float], ...], names: _Names) -> np.ndarray:
+    """A value per taxonomy channel from (channel, value) pairs (others: 0); raises
+    SimulationError for a channel the taxonomy lacks."""
+    out = np.zeros(len(names.channels))
+    for channel, value in pairs:
+        out[names.channel(channel)] = value
+    return out
 
 
 def _codes(names: _Names) -> Codes:

@@ -1,6 +1,6 @@
 """The weekly step of phase progression: advances, lost deals and churn at the next week's
-start, the lifecycle events they cause (purchases, closed expansions, churn), and the late
-and sometimes wrong CRM records of each change."""
+start, the lifecycle events they cause (purchases, closed expansions, churn), and the late,
+sometimes wrong, skipped or backdated CRM records of each change."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ import numpy as np
 from features.simulate.draws import choose_contacts
 from features.simulate.params import (
     DAY_S,
+    EARLY_PHASES,
     EXPANSION,
     IMPACT,
     N_PHASES,
     ONBOARDING,
     PURCHASE,
     SECOND_NS,
+    SELECTION,
     TRIGGER,
     WEEK_NS,
 )
-from features.simulate.records import Records
+from features.simulate.records import NOT_RECORDED, Records
 from features.simulate.state import NO_CONTRACT, State, Week
 from features.simulate.world import World
 
@@ -121,22 +123,37 @@ def _record_changes(
     rng: np.random.Generator,
     records: Records,
 ) -> None:
-    """Records the new truth segments and their CRM records: late (lognormal lag) and with
-    stage_error_rate a neighbouring phase; the records wait in the state until due."""
+    """Records the new truth segments and their CRM records: late (lognormal lag), with
+    stage_error_rate a neighbouring phase, early phases mostly not at all (a loss only when
+    an opportunity was lost), other changes sometimes skipped, some backdated to the
+    change's date; the records wait in the state until the sender can see them."""
     p = world.params
     nxt = week.start_ns + WEEK_NS
     n_c = len(changed)
     lag_mu = np.log(p.stage_lag_median_days)
     lag = (rng.lognormal(lag_mu, p.stage_lag_sigma, n_c) * DAY_S).astype(np.int64)
-    r_ts = nxt + lag * SECOND_NS
+    known_ts = nxt + lag * SECOND_NS
     r_phase = new_phase[changed].copy()
     wrong = rng.random(n_c) < p.stage_error_rate
     step = np.where(rng.random(n_c) < 0.5, -1, 1)
     step = np.where(r_phase == 0, 1, np.where(r_phase == N_PHASES - 1, -1, step))
     r_phase[wrong] += step[wrong]
-    records.add_segments(
-        changed, new_phase[changed], np.full(n_c, nxt, dtype=np.int64), r_ts, r_phase
+    u = rng.random(n_c)
+    to = new_phase[changed]
+    lost_opportunity = (to == TRIGGER) & (state.phase[changed] >= SELECTION)
+    early = np.isin(to, EARLY_PHASES) & ~lost_opportunity
+    recorded = np.where(
+        early, u < p.crm_early_record_share, (to == ONBOARDING) | (u >= p.stage_skip_rate)
     )
-    state.pend_acc = np.concatenate([state.pend_acc, changed])
-    state.pend_ts = np.concatenate([state.pend_ts, r_ts])
-    state.pend_phase = np.concatenate([state.pend_phase, r_phase])
+    backdated = rng.random(n_c) < p.stage_backdate_share
+    table_ts = np.where(backdated, nxt + rng.integers(0, DAY_S, n_c) * SECOND_NS, known_ts)
+    records.add_segments(
+        changed,
+        new_phase[changed],
+        np.full(n_c, nxt, dtype=np.int64),
+        np.where(recorded, table_ts, NOT_RECORDED),
+        r_phase,
+    )
+    state.pend_acc = np.concatenate([state.pend_acc, changed[recorded]])
+    state.pend_ts = np.concatenate([state.pend_ts, known_ts[recorded]])
+    state.pend_phase = np.concatenate([state.pend_phase, r_phase[recorded]])

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+NOT_RECORDED = np.iinfo(np.int64).max  # record time of a phase change the CRM never records
 _EXPOSURE_COLUMNS = ("acc", "contact", "item", "ts", "channel", "prop", "phase", "p", "resp")
 
 
@@ -54,7 +55,8 @@ class Records:
     """Everything a run records for the output tables and the truth."""
 
     events: Events = field(default_factory=Events)
-    # Latent phase segments (account, phase, start) and their CRM records (time, phase).
+    # Latent phase segments (account, phase, start) and their CRM records (time as the
+    # stages table shows it, NOT_RECORDED: none; phase).
     seg_acc: list[np.ndarray] = field(default_factory=list)
     seg_phase: list[np.ndarray] = field(default_factory=list)
     seg_start: list[np.ndarray] = field(default_factory=list)

@@ -19,14 +19,13 @@ from features.simulate.lookups import build_lookups
 from features.simulate.oracle import churn_oracle_at, oracle_weeks
 from features.simulate.params import (
     N_PHASES,
-    RESPONSE_COEFFICIENTS,
     WEEK_NS,
     SimulationError,
     SimulationParams,
 )
 from features.simulate.phases import transition
 from features.simulate.records import Records
-from features.simulate.response import build_catalog
+from features.simulate.response import ResponseModel, build_catalog
 from features.simulate.state import State, initial_records, initial_state, week_at
 from features.simulate.tables import Simulation, assemble
 from features.simulate.touchpoints import organic_touchpoints
@@ -69,6 +68,7 @@ def simulate(
             f"the simulator needs an 8-phase default model (trigger ... expansion), "
             f"got {len(tax.phases)}: {tax.phases}"
         )
+    _check_params(p, tax)
     start_ts = to_utc(start)
     end_ts = start_ts + pd.DateOffset(months=months)
     start_ns = int(start_ts.value)
@@ -92,6 +92,29 @@ def simulate(
     if oracle:
         sim.truth.churn_oracle = pd.concat(oracle, ignore_index=True)
     return sim
+
+
+def _check_params(p: SimulationParams, tax: Taxonomy) -> None:
+    """Raises SimulationError naming a parameter that does not fit the model or taxonomy:
+    per-phase tuples of another length, channels or content types the taxonomy lacks."""
+    for name in ("advance_hazard", "loss_hazard", "touch_rate", "initial_phase_share",
+                 "response_topic_phase"):  # fmt: skip
+        if len(getattr(p, name)) != N_PHASES:
+            raise SimulationError(
+                f"{name} needs {N_PHASES} values (one per phase), got {len(getattr(p, name))}"
+            )
+    if p.exposure_phase_source not in ("crm", "true"):
+        raise SimulationError(
+            f"exposure_phase_source must be 'crm' or 'true', got {p.exposure_phase_source!r}"
+        )
+    for name, known in (
+        ("response_channel", tax.channel_names),
+        ("anonymous_by_channel", tax.channel_names),
+        ("response_content_type", tax.content_type_names),
+    ):
+        unknown = sorted({str(k) for k, _ in getattr(p, name)} - set(known))
+        if unknown:
+            raise SimulationError(f"{name} names {unknown}, which the taxonomy does not have")
 
 
 def _draw_world(
@@ -119,7 +142,13 @@ def _draw_world(
         content_frame=content_frame,
         catalog=cat,
         lookups=build_lookups(tax, cat, content_frame, p),
-        response={k: float(getattr(p, k)) for k in RESPONSE_COEFFICIENTS},
+        response=ResponseModel.build(
+            ResponseModel.rows(p),
+            roles=tax.role_names,
+            channels=tax.channel_names,
+            content_types=[str(t) for t in content_frame["content_type"]],
+            n_phases=N_PHASES,
+        ),
         accounts=accounts,
         centers=centers,
         start_ns=start_ns,

@@ -11,15 +11,17 @@ from features.simulate.draws import choose_contacts
 from features.simulate.params import (
     CUSTOMER_PHASES,
     DAY_S,
+    EARLY_PHASES,
     FATIGUE_SLOTS,
     N_PHASES,
+    NO_STAGE,
     ONBOARDING,
     SECOND_NS,
     TICKET_WEEKS,
     TREND_WEEKS,
     WEEK_NS,
 )
-from features.simulate.records import Records
+from features.simulate.records import NOT_RECORDED, Records
 from features.simulate.world import World
 from features.timestamps import NS_PER_DAY
 
@@ -31,7 +33,7 @@ class State:
     """The per-account and per-contact arrays the weekly steps update."""
 
     phase: np.ndarray  # latent phase per account
-    crm_phase: np.ndarray  # the phase the CRM shows, which the logging policy reads
+    crm_phase: np.ndarray  # the phase the CRM shows (NO_STAGE: none), which the sender reads
     contract_week: np.ndarray  # week the current contract started (NO_CONTRACT: none)
     trainings: np.ndarray  # trainings attended during the current contract
     ever_churned: np.ndarray
@@ -43,6 +45,7 @@ class State:
     ticket_hist: np.ndarray  # accounts x TICKET_WEEKS: ring of weekly ticket counts
     fatigue_ring: np.ndarray  # contacts x FATIGUE_SLOTS: ring of recent exposure times
     fatigue_pos: np.ndarray  # contacts: exposures so far (the ring's write position)
+    touched: np.ndarray  # accounts: this week's touchpoints with a known contact
     # CRM records of phase changes not yet visible (account, time due, recorded phase).
     pend_acc: np.ndarray
     pend_ts: np.ndarray
@@ -89,7 +92,7 @@ def initial_state(world: World, rng: np.random.Generator) -> State:
     n_contacts = len(world.centers.contact_acc)
     return State(
         phase=phase,
-        crm_phase=phase.copy(),
+        crm_phase=np.full(n, NO_STAGE, dtype=np.int64),  # set by initial_records
         contract_week=contract_week,
         trainings=trainings,
         ever_churned=np.zeros(n, dtype=bool),
@@ -101,6 +104,7 @@ def initial_state(world: World, rng: np.random.Generator) -> State:
         ticket_hist=np.zeros((n, TICKET_WEEKS), dtype=np.int64),
         fatigue_ring=np.full((n_contacts, FATIGUE_SLOTS), np.iinfo(np.int64).min // 2),
         fatigue_pos=np.zeros(n_contacts, dtype=np.int64),
+        touched=np.zeros(n, dtype=np.int64),
         pend_acc=np.empty(0, dtype=np.int64),
         pend_ts=np.empty(0, dtype=np.int64),
         pend_phase=np.empty(0, dtype=np.int64),
@@ -108,8 +112,10 @@ def initial_state(world: World, rng: np.random.Generator) -> State:
 
 
 def initial_records(world: World, state: State, rng: np.random.Generator) -> Records:
-    """Returns the records at the start: the initial customers' contracts (the CRM knows
-    their purchase) and each account's current phase segment, recorded when it began."""
+    """Returns the records at the start and sets the CRM's phase of each account: the
+    initial customers' contracts (the CRM knows their purchase) and each account's current
+    phase segment, recorded when it began (early phases only with crm_early_record_share;
+    NOT_RECORDED: never)."""
     records = Records()
     lk, start_ns = world.lookups, world.start_ns
     init_cust = np.nonzero(np.isin(state.phase, CUSTOMER_PHASES))[0]
@@ -132,7 +138,19 @@ def initial_records(world: World, state: State, rng: np.random.Generator) -> Rec
     n = world.n_accounts
     init_start = start_ns - (rng.uniform(0, 60, n) * NS_PER_DAY).astype(np.int64)
     init_start -= init_start % SECOND_NS
+    # The CRM starts late: an account in an early phase has a record only with
+    # crm_early_record_share (the legacy world records every account).
+    early = np.isin(state.phase, EARLY_PHASES)
+    if world.params.crm_early_record_share < 1.0:
+        early &= rng.random(n) >= world.params.crm_early_record_share
+    else:
+        early[:] = False
+    state.crm_phase = np.where(early, NO_STAGE, state.phase)
     records.add_segments(
-        np.arange(n), state.phase.copy(), init_start, init_start, state.phase.copy()
+        np.arange(n),
+        state.phase.copy(),
+        init_start,
+        np.where(early, NOT_RECORDED, init_start),
+        state.phase.copy(),
     )
     return records

@@ -15,6 +15,7 @@ from features.schema import TABLES, JourneyData, column_dtype
 from features.simulate.columns import STR, categorical, content_ids, ids, timestamps
 from features.simulate.params import WEEK_NS
 from features.simulate.records import Records
+from features.simulate.response import ResponseModel
 from features.simulate.truth import SimulationTruth
 from features.simulate.world import World
 from features.taxonomy import Taxonomy
@@ -66,7 +67,7 @@ def assemble(world: World, records: Records) -> Simulation:
         phases=phases_truth,
         accounts=_latent(world, account_id, to_id),
         contacts=contacts_df[["contact_id", "account_id", "role"]].copy(),
-        content=content_df[["content_id", "phases", "roles", "topic"]].copy(),
+        content=content_df[["content_id", "phases", "roles", "topic", "content_type"]].copy(),
         exposures=exposures_truth,
         churn_hazard=_churn_hazard(world, records, to_id),
         params=_params(world),
@@ -206,6 +207,7 @@ def _exposures(
             "contact_id": x_contact_ids,
             "content_id": x_content_ids,
             "ts": x_ts,
+            "channel": categorical(xp["channel"], world.taxonomy.channel_names),
             "true_phase": categorical(xp["phase"], world.taxonomy.phases),
             "p_response": xp["p"].astype(np.float64),
             "responded": xp["resp"].astype(bool),
@@ -248,7 +250,7 @@ def _latent(world: World, account_id: pd.Series, to_id: _Ids) -> pd.DataFrame:
 def _params(world: World) -> pd.DataFrame:
     """The response model's coefficients and the time span, as name/value rows."""
     p = world.params
-    params = dict(world.response)
+    params = ResponseModel.rows(p)
     params.update(
         adjacent_phase_fit=p.adjacent_phase_fit,
         fatigue_window_days=float(p.fatigue_window_days),

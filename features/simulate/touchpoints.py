@@ -16,7 +16,9 @@ def organic_touchpoints(
     world: World, state: State, week: Week, rng: np.random.Generator, events: Events
 ) -> None:
     """Records this week's organic touchpoints: their rate, template, content and contact
-    role depend on the latent phase; customers' trainings count towards onboarding."""
+    role depend on the latent phase; the contact is unknown with the template's or the
+    channel's anonymous share; customers' trainings count towards onboarding. Sets the
+    accounts' touchpoints with a known contact this week (what a sender can observe)."""
     lk, n = world.lookups, world.n_accounts
     eng = np.where(week.customer, np.exp(0.5 * state.eng_level), 1.0)
     rate = lk.touch_rate[state.phase] * world.accounts.engagement * eng
@@ -24,6 +26,7 @@ def organic_touchpoints(
     e_acc = np.repeat(np.arange(n), n_touch)
     n_e = len(e_acc)
     if not n_e:
+        state.touched = np.zeros(n, dtype=np.int64)
         return
     e_phase = state.phase[e_acc]
     tmpl = pick_cdf(lk.tmpl_cdf[e_phase], rng.random(n_e))
@@ -43,8 +46,9 @@ def organic_touchpoints(
         item=e_item,
         cat=world.catalog,
     )
-    anon = rng.random(n_e) < lk.tmpl_anon[e_phase, tmpl]
+    anon = rng.random(n_e) < np.maximum(lk.tmpl_anon[e_phase, tmpl], lk.anon_channel[e_channel])
     contact[anon] = -1
+    state.touched = np.bincount(e_acc[contact >= 0], minlength=n)
     events.add(
         e_acc,
         contact,

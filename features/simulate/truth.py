@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from features.simulate.columns import STR, timestamps
-from features.simulate.params import RESPONSE_COEFFICIENTS, SECOND_NS
-from features.simulate.response import build_catalog, response_logit, sigmoid
+from features.simulate.params import SECOND_NS
+from features.simulate.response import ResponseModel, build_catalog, fatigue_weight, sigmoid
 from features.timestamps import NS_PER_DAY, column_ns, to_ns
 
 
@@ -34,12 +34,14 @@ class SimulationTruth:
     - ``accounts``: account_id, velocity, frailty, engagement, champion_contact_id and one
       ``interest_<topic>`` column per topic (the latent per-account parameters);
     - ``contacts``: contact_id, account_id, role;
-    - ``content``: content_id, phases, roles, topic (the catalog the response model used);
-    - ``exposures``: exposure_id, account_id, contact_id, content_id, ts, true_phase,
-      p_response, responded;
+    - ``content``: content_id, phases, roles, topic, content_type (the catalog the response
+      model used);
+    - ``exposures``: exposure_id, account_id, contact_id, content_id, ts, channel,
+      true_phase, p_response, responded;
     - ``churn_hazard``: account_id, week_start, hazard (weekly churn hazard of every customer
       in every week it was a customer);
-    - ``params``: name, value (the response model's coefficients, start and end);
+    - ``params``: name, value (the response model's coefficients and its per-phase,
+      per-channel and per-content-type terms, start and end);
     - ``churn_oracle``: account_id, as_of, horizon_days, draws, p_churn (the Monte Carlo
       churn probability given the latent state, ``features.simulate.oracle``; empty unless
       the run was asked for it with ``oracle_as_of``).
@@ -197,9 +199,11 @@ def true_churn_probability(
 
 def true_response_probability(truth: SimulationTruth, requests: pd.DataFrame) -> np.ndarray:
     """The simulator's probability that ``contact_id`` of ``account_id`` responds to
-    ``content_id`` shown at ``ts``: the response model with the true phase at ts, the
-    contact's role, the account's topic interest and fatigue = the contact's exposures in
-    [ts - fatigue window, ts). Requests need account_id, contact_id, content_id, ts."""
+    ``content_id`` shown at ``ts`` through ``channel`` (optional column; without it e-mail,
+    the channel most exposures go out through): the response model with the true phase at
+    ts, the contact's role, the account's topic interest and the contact's fatigue from its
+    exposures in [ts - fatigue window, ts). Requests need account_id, contact_id,
+    content_id, ts."""
     missing = {"account_id", "contact_id", "content_id", "ts"} - set(requests.columns)
     if missing:
         raise ValueError(f"requests lacks columns {sorted(missing)}")
@@ -216,22 +220,50 @@ def true_response_probability(truth: SimulationTruth, requests: pd.DataFrame) ->
     seg, _ = _segment_lookup(truth, requests["account_id"], ts)
     phase_codes = truth.phases["phase"].cat.codes.to_numpy()
     phase_idx = np.where(seg >= 0, phase_codes[np.maximum(seg, 0)], -1)
-    phase_fit = np.where(phase_idx >= 0, cat.phase_fit[item, np.maximum(phase_idx, 0)], 0.0)
     contacts = truth.contacts.set_index("contact_id")["role"]
     role = contacts.reindex(requests["contact_id"].astype(str)).cat.codes.to_numpy()
-    role_fit = np.where(role >= 0, cat.role_fit[item, np.maximum(role, 0)], 0.0)
     latent = truth.accounts.set_index("account_id")
     interest_cols = [f"interest_{t}" for t in topics]
     interest_m = latent[interest_cols].reindex(requests["account_id"].astype(str)).to_numpy()
     interest = np.nan_to_num(interest_m[np.arange(n), cat.topic[item]])
+    channel = requests["channel"].astype(str) if "channel" in requests else pd.Series(["email"] * n)
+    channel_codes, channel_names = pd.factorize(channel)
+    content_types = (
+        truth.content["content_type"].astype(str).tolist()
+        if "content_type" in truth.content
+        else [""] * len(cat.content_ids)
+    )
+    rows = dict(zip(truth.params["name"].astype(str), truth.params["value"], strict=True))
+    model = ResponseModel.build(
+        rows,
+        roles=roles,
+        channels=[str(c) for c in channel_names],
+        content_types=content_types,
+        n_phases=len(phases),
+    )
     fatigue = _fatigue(truth, requests["contact_id"], ts)
-    params = {k: truth.param(k) for k in RESPONSE_COEFFICIENTS}
-    return sigmoid(response_logit(params, phase_fit, role_fit, interest, fatigue))
+    return sigmoid(
+        model.logit(
+            cat,
+            item=item,
+            phase=phase_idx,
+            role=role,
+            interest=interest,
+            fatigue=fatigue,
+            channel=channel_codes,
+        )
+    )
 
 
 def _fatigue(truth: SimulationTruth, contact_ids: Any, ts: np.ndarray) -> np.ndarray:
-    """Exposures of each contact with time in [ts - window, ts)."""
+    """Exposures of each contact with time in [ts - window, ts), weighted by recency as the
+    simulator weighs them (``fatigue_weight``)."""
     window = int(truth.param("fatigue_window_days")) * NS_PER_DAY
+    halflife = (
+        truth.param("fatigue_halflife_days")
+        if "fatigue_halflife_days" in set(truth.params["name"].astype(str))
+        else 0.0
+    )
     ex = truth.exposures
     codes, uniques = pd.factorize(
         pd.concat([ex["contact_id"].astype(str), pd.Series(contact_ids, dtype=str)]), sort=False
@@ -248,7 +280,14 @@ def _fatigue(truth: SimulationTruth, contact_ids: Any, ts: np.ndarray) -> np.nda
     lo_s = -((-(ts - window - base)) // SECOND_NS)
     hi = np.searchsorted(key, req_codes * scale + hi_s, side="left")
     lo = np.searchsorted(key, req_codes * scale + lo_s, side="left")
-    return (hi - lo).astype(float)
+    fatigue = np.zeros(len(ts))
+    for k in range(int((hi - lo).max(initial=0))):  # at most a few exposures in the window
+        pos = hi - 1 - k
+        inside = pos >= lo
+        e_sec = key[np.clip(pos, 0, None)] % scale
+        age_ns = (ts - base) - e_sec * SECOND_NS
+        fatigue += np.where(inside, fatigue_weight(age_ns, halflife), 0.0)
+    return fatigue
 
 
 def oracle_churn_probability(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.simulate.lookups import Lookups, role_vector
+from features.simulate.lookups import Lookups
 from features.simulate.params import (
     CONTACT_ROLE_SHARE,
     DAY_S,
@@ -19,7 +19,7 @@ from features.simulate.params import (
     WEEK_NS,
     SimulationParams,
 )
-from features.simulate.response import Catalog
+from features.simulate.response import Catalog, ResponseModel, role_vector
 from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY
 
@@ -84,7 +84,7 @@ class World:
     content_frame: pd.DataFrame
     catalog: Catalog
     lookups: Lookups
-    response: dict[str, float]  # the response model's coefficients
+    response: ResponseModel
     accounts: Accounts
     centers: BuyingCenters
     start_ns: int
@@ -150,11 +150,14 @@ def draw_buying_centers(
     p: SimulationParams,
     rng: np.random.Generator,
 ) -> BuyingCenters:
-    """Returns 2-8 contacts per account (more in larger accounts), each original leaving
-    after a geometric number of weeks and most replaced a few weeks later."""
+    """Returns contacts_min to contacts_min + contacts_extra contacts per account (more in
+    larger accounts; at most MAX_CONTACTS), each original leaving after a geometric number
+    of weeks and most replaced a few weeks later."""
     n = len(accounts.employees)
-    n_contacts = 2 + rng.binomial(
-        6, np.clip(0.2 + 0.1 * (np.log(accounts.employees) - np.log(150.0)), 0.05, 0.95)
+    size_share = p.contacts_size_share + 0.1 * (np.log(accounts.employees) - np.log(150.0))
+    n_contacts = np.minimum(
+        p.contacts_min + rng.binomial(p.contacts_extra, np.clip(size_share, 0.05, 0.95)),
+        MAX_CONTACTS,
     )
     slot_exists = np.arange(MAX_CONTACTS)[None, :] < n_contacts[:, None]
     role_share = role_vector(CONTACT_ROLE_SHARE, roles)

@@ -142,21 +142,26 @@ def test_referential_integrity_and_nothing_after_the_end(small: Simulation) -> N
     assert (d.contacts["left_at"].dropna() > START).all()
 
 
-def test_accounts_are_heavy_tailed_with_buying_centers_of_two_to_eight(
+def test_accounts_are_heavy_tailed_with_buying_centers_of_four_to_twelve(
     full: Simulation,
 ) -> None:
     employees = full.data.accounts["employees"]
     assert employees.max() > 20 * employees.median()
     sizes = full.data.contacts.groupby("account_id").size()
-    # Replacements of contacts who left can add a few beyond eight over two years.
-    assert sizes.min() >= 2
+    # Replacements of contacts who left can add a few beyond twelve over two years.
+    assert sizes.min() >= 4
     originals = full.data.contacts[full.data.contacts["created_at"] < START]
     per_account = originals.groupby("account_id").size()
-    assert per_account.between(2, 8).all()
-    assert per_account.nunique() >= 5
+    assert per_account.between(4, 12).all()
+    assert per_account.nunique() >= 7
+    # Larger accounts have larger buying groups.
+    size = full.data.accounts.set_index("account_id")["employees"].reindex(per_account.index)
+    assert per_account[size >= 1000].mean() > per_account[size < 100].mean() + 1
 
 
-def test_propensities_are_valid_probabilities_of_the_logging_policy(small: Simulation) -> None:
+def test_propensities_are_valid_probabilities_of_the_logging_policy(full: Simulation) -> None:
+    # The full world: with a CRM that starts late, the small one records too few late phases.
+    small = full
     x = small.data.exposures
     assert x["propensity"].between(0.01, 1.0).all()
     # The policy sees the CRM phase recorded by the time of the exposure: every item shown
@@ -168,18 +173,24 @@ def test_propensities_are_valid_probabilities_of_the_logging_policy(small: Simul
         by="account_id",
     )
     content = small.data.content.set_index("content_id")["phases"]
-    fits = [ph in content[c] for ph, c in zip(crm["crm_phase"], crm["content_id"], strict=True)]
+    # Without a CRM stage yet the sender nurtures: items fitting an early phase.
+    early = {"trigger", "awareness", "consideration"}
+    fits = [
+        (ph in content[c]) if isinstance(ph, str) else bool(early & set(content[c]))
+        for ph, c in zip(crm["crm_phase"], crm["content_id"], strict=True)
+    ]
     assert all(fits)
+    assert crm["crm_phase"].isna().mean() > 0.3  # the CRM starts late
     per_item = crm.groupby(["crm_phase", "content_id"], observed=True)["propensity"]
     assert per_item.nunique().max() == 1
     totals = per_item.first().groupby(level="crm_phase", observed=True).sum()
     # (at most one when a rarely recorded phase did not show every item)
     assert (totals <= 1 + 1e-9).all()
     assert totals.round(9).eq(1.0).sum() >= 6
-    assert len(x) > 300 * 26 * 0.3
+    assert len(x) > 1500 * 104 * 0.3
 
 
-def test_touchpoints_from_first_touch_to_purchase_average_40_to_90(full: Simulation) -> None:
+def test_touchpoints_from_first_touch_to_purchase_average_20_to_60(full: Simulation) -> None:
     tp = full.data.touchpoints
     purchases = tp[tp["event_type"] == "purchase"]
     earlier_customers = purchases.loc[purchases["ts"] < START, "account_id"].unique()
@@ -187,14 +198,15 @@ def test_touchpoints_from_first_touch_to_purchase_average_40_to_90(full: Simulat
     first = first[~first.index.isin(earlier_customers)]
     before = tp.merge(first.rename("purchased_at"), left_on="account_id", right_index=True)
     counts = (before["ts"] < before["purchased_at"]).groupby(before["account_id"]).sum()
-    assert len(counts) > 300
-    assert 40 <= counts.mean() <= 90
+    # A few percent of the accounts buy a year (tests/features/test_realism.py checks it).
+    assert len(counts) > 50
+    assert 20 <= counts.mean() <= 60
     per_account = len(tp) / len(full.data.accounts)
-    assert 80 <= per_account <= 130
+    assert 30 <= per_account <= 70
 
 
 def test_touchpoints_depend_on_the_phase(full: Simulation) -> None:
-    tp = full.data.touchpoints.sample(100_000, random_state=0)
+    tp = full.data.touchpoints.sample(min(100_000, len(full.data.touchpoints)), random_state=0)
     tp = tp[tp["ts"] >= START].reset_index(drop=True)
     tp["true_phase"] = true_phases(full.truth, tp["account_id"], tp["ts"]).to_numpy()
     share = pd.crosstab(tp["true_phase"], tp["channel"], normalize="index")
@@ -240,7 +252,11 @@ def test_true_phases_follow_the_timeline(full: Simulation) -> None:
     assert one_time.notna().all() and len(one_time) == 1500
 
 
-def test_true_churn_probability_ranks_the_accounts_that_churn(full: Simulation) -> None:
+def test_true_churn_probability_ranks_the_accounts_that_churn(taxonomy: Taxonomy) -> None:
+    # The legacy world: its churn hazard holds from week to week, as this probability
+    # assumes; in the realistic world churn falls at renewals, which a hazard held from the
+    # as-of week cannot see (see docs/realism.md).
+    full = simulate(1500, 3, taxonomy=taxonomy, params=SimulationParams.profile("legacy"))
     as_of = [START + pd.DateOffset(months=m) for m in (9, 12, 15)]
     p = true_churn_probability(full.truth, as_of, horizon_days=90)
     assert list(p.columns) == ["account_id", "as_of", "p_churn"]
@@ -264,7 +280,9 @@ def test_true_churn_probability_ranks_the_accounts_that_churn(full: Simulation) 
 
 def test_true_response_probability_is_what_the_simulator_used(small: Simulation) -> None:
     x = small.truth.exposures
-    p = true_response_probability(small.truth, x[["account_id", "contact_id", "content_id", "ts"]])
+    p = true_response_probability(
+        small.truth, x[["account_id", "contact_id", "content_id", "ts", "channel"]]
+    )
     np.testing.assert_allclose(p, x["p_response"].to_numpy(), rtol=1e-12)
     # And the responses happened at that rate.
     assert abs(x["responded"].mean() - x["p_response"].mean()) < 0.01
@@ -292,7 +310,8 @@ def test_content_fitting_the_true_phase_gets_more_responses(
     far_req = x.assign(content_id=x["true_phase"].astype(str).map(far))
     p_fit = true_response_probability(small.truth, fit_req)
     p_far = true_response_probability(small.truth, far_req)
-    assert (p_fit > p_far).mean() > 0.9
+    # (the two items also differ in content type, topic and roles, which now weigh too)
+    assert (p_fit > p_far).mean() > 0.85
     assert p_fit.mean() > 2 * p_far.mean()
     # Observed response rates agree: exposures of fitting content are answered more often.
     fit = x.apply(
@@ -317,15 +336,16 @@ def test_fatigue_lowers_the_response_probability(small: Simulation) -> None:
 
 def test_responding_to_fitting_content_speeds_up_progress(taxonomy: Taxonomy) -> None:
     def advances(boost: float) -> int:
+        # 1,500 accounts: few are in a buying run at a time and few respond (~3 %).
         sim = simulate(
-            400, 21, months=12, taxonomy=taxonomy, params=SimulationParams(response_boost=boost)
+            1500, 21, months=12, taxonomy=taxonomy, params=SimulationParams(response_boost=boost)
         )
         ph = sim.truth.phases
         codes = ph["phase"].cat.codes
         step = codes.diff().where(ph["account_id"] == ph["account_id"].shift())
         return int((step == 1).sum())
 
-    assert advances(0.7) > 1.15 * advances(0.0)
+    assert advances(SimulationParams().response_boost) > 1.15 * advances(0.0)
 
 
 def test_write_simulation_and_load_truth_round_trip(small: Simulation, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from features.simulate import simulate, write_simulation
+from features.simulate import SimulationParams, simulate, write_simulation
 from nba.cli import app
 from training.registry import load_version
 from training.tracking import champion_version, configure_tracking
@@ -25,7 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("train")
-    write_simulation(simulate(700, seed=11, months=24), path / "data")
+    # The legacy world: these check the commands and MLflow on 700 accounts, where the
+    # realistic world has too few churns for every split (a few thousand accounts needed).
+    legacy = SimulationParams.profile("legacy")
+    write_simulation(simulate(700, seed=11, months=24, params=legacy), path / "data")
     return path
 
 

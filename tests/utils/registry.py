@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from features.schema import JourneyData
-from features.simulate import simulate, write_simulation
+from features.simulate import SimulationParams, simulate, write_simulation
 from features.taxonomy import Taxonomy, load_taxonomy
 
 N_ACCOUNTS = 800
@@ -111,7 +111,15 @@ def train_and_register(
 def build_registry(root: Path) -> None:
     """Simulate, train and register into ``root`` (which must not exist yet)."""
     taxonomy = load_taxonomy()
-    sim = simulate(N_ACCOUNTS, seed=SEED, months=MONTHS, taxonomy=taxonomy)
+    # The legacy world: serving mechanics need every model trained on 800 accounts, where
+    # the realistic world has too few churns for the churn model's splits.
+    sim = simulate(
+        N_ACCOUNTS,
+        seed=SEED,
+        months=MONTHS,
+        taxonomy=taxonomy,
+        params=SimulationParams.profile("legacy"),
+    )
     write_simulation(sim, root / "data")
     train_and_register(root, sim.data, taxonomy)
     (root / _DONE).write_text("ok\n")
