@@ -3,13 +3,13 @@
 :func:`load_model_set` resolves ``models:/<name>@<alias>`` for the registered models of
 ``models.contract`` to a version first and then loads that exact version, so the versions a
 :class:`ModelSet` reports are the ones it holds even if the alias moves while it loads. The
-churn model's calibration comes from its run's params and the cold-start phase prior from
-the phase run's confusion matrix; the names (registered models, alias, params, artifacts)
-are the training -> serving contract in :mod:`models.contract`. A set whose run lacks a
-param or artifact the contract requires is refused with a :class:`ModelLoadError` naming
-the model, version and what is missing (rather than served with a guessed default). Each
-model's input example (logged with it by training) is kept in the set, so
-``serving.model_check`` can smoke-test a candidate set before it serves.
+churn model's calibration comes from its run's params and the phases the phase model
+predicts from the phase run's confusion matrix; the names (registered models, alias,
+params, artifacts) are the training -> serving contract in :mod:`models.contract`. A set
+whose run lacks a param or artifact the contract requires is refused with a
+:class:`ModelLoadError` naming the model, version and what is missing (rather than served
+with a guessed default). Each model's input example (logged with it by training) is kept
+in the set, so ``serving.model_check`` can smoke-test a candidate set before it serves.
 :class:`ModelInput` turns a DataFrame into the float matrix a model's booster takes.
 
 Several uvicorn workers: LightGBM predicts with OpenMP threads, and a process forked after
@@ -133,9 +133,7 @@ class ModelSet:
 
     ``versions`` maps registered name -> version; ``run_params`` registered name -> the
     run's params as text (the churn calibration is there); ``feature_columns`` registered
-    name -> the columns the model takes; ``phase_prior`` the phase distribution of the
-    phase model's test split (class code order; uniform if its confusion matrix does not
-    match the model's classes), the cold-start answer; ``phase_classes`` the phase names the
+    name -> the columns the model takes; ``phase_classes`` the phase names the
     phase run recorded (its confusion matrix's rows, class code order); ``examples``
     registered name -> the input example logged with the model.
     """
@@ -147,7 +145,6 @@ class ModelSet:
     run_params: Mapping[str, Mapping[str, str]]
     feature_columns: Mapping[str, tuple[str, ...]]
     inputs: Mapping[str, ModelInput]
-    phase_prior: np.ndarray
     alias: str
     loaded_at: pd.Timestamp
     phase_classes: tuple[str, ...] = ()
@@ -249,7 +246,6 @@ def load_model_set(
     outcomes: dict[str, str] = {}
     confusion = pd.Series(dtype=np.float64)
     attributes = NO_FITTED_ATTRIBUTES
-    prior_where = ""
     for name, version in resolved.items():
         where = f"{name} v{version} ({alias})"
         estimators[name], run_id, params[name], examples[name] = _load_version(
@@ -269,7 +265,7 @@ def load_model_set(
             )
         if name == PHASE:
             csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
-            confusion, prior_where = _confusion_counts(csv, where), where
+            confusion = _confusion_counts(csv, where)
     inputs = {name: model_input(est) for name, est in estimators.items()}
     phase_est = estimators.get(PHASE)
     return ModelSet(
@@ -280,9 +276,6 @@ def load_model_set(
         run_params=params,
         feature_columns={n: spec.columns for n, spec in inputs.items()},
         inputs=inputs,
-        phase_prior=_phase_prior(confusion, _n_classes(phase_est), prior_where)
-        if phase_est is not None
-        else np.zeros(0),
         alias=alias,
         loaded_at=pd.Timestamp.now(tz="UTC"),
         phase_classes=tuple(str(c) for c in confusion.index),
@@ -394,13 +387,6 @@ def _attributes(text: str, where: str) -> FittedAttributes:
         raise ModelLoadError(f"{where}: {ATTRIBUTES_ARTIFACT!r} is not readable: {exc}") from exc
 
 
-def _n_classes(estimator: Any) -> int:
-    classes = getattr(estimator, "classes_", None)
-    if classes is not None:
-        return int(np.max(classes)) + 1
-    return int(getattr(estimator, "num_model_per_iteration", lambda: 1)())
-
-
 def _confusion_counts(confusion_csv: str, where: str) -> pd.Series:
     """Returns the row sums of the phase run's CRM confusion matrix, indexed by phase name
     in the file's class order (= class codes)."""
@@ -410,21 +396,3 @@ def _confusion_counts(confusion_csv: str, where: str) -> pd.Series:
         raise ModelLoadError(
             f"{where}: {PHASE_CONFUSION_ARTIFACT!r} is not a table: {exc}"
         ) from exc
-
-
-def _phase_prior(counts: pd.Series, n_classes: int, where: str) -> np.ndarray:
-    """Returns the phase distribution of the phase run's test split: the row sums of its
-    CRM confusion matrix (:func:`_confusion_counts`). Uniform when the matrix does not match
-    the model's classes (a model that never saw the last phase)."""
-    values = counts.to_numpy(dtype=np.float64)
-    if len(values) != n_classes or values.sum() <= 0:
-        log.warning(
-            "%s: %s has %d rows (sum %s) for %d phase classes; using a uniform cold-start prior",
-            where,
-            PHASE_CONFUSION_ARTIFACT,
-            len(values),
-            values.sum(),
-            n_classes,
-        )
-        return np.full(n_classes, 1.0 / max(n_classes, 1))
-    return values / values.sum()

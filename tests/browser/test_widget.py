@@ -184,14 +184,18 @@ def test_dismiss_removes_the_action_and_it_is_not_offered_again(
     expect(page.locator(f'li[data-content-id="{action["content_id"]}"]')).to_have_count(0)
 
 
-def test_a_cold_start_account_is_shown_as_new(page: Page, server: LiveServer, shots: Path) -> None:
+def test_an_unknown_account_is_shown_as_unknown(
+    page: Page, server: LiveServer, shots: Path
+) -> None:
     with page.expect_response(lambda r: "/recommendations" in r.url) as info:
         page.goto(server.url("/widget/accounts/A-not-in-the-crm-yet", key="widget:crm"))
     expect(page.locator("body")).to_have_attribute("data-state", "cold-start")
     recs = info.value.json()
-    assert recs["cold_start"] is True
-    expect(page.locator("#cold-badge")).to_be_visible()
-    expect(page.locator("#status-text")).to_contain_text("New account: no history yet")
+    assert recs["cold_start"] is True and recs["known"] is False
+    expect(page.locator("#cold-badge")).to_have_text("Unknown account")
+    expect(page.locator("#status-text")).to_contain_text(
+        "Unknown account: the service holds no data for this id"
+    )
     expect(page.locator('#journey li[aria-current="step"]')).to_have_attribute(
         "data-phase", recs["phase"]
     )

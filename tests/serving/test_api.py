@@ -94,7 +94,7 @@ def test_too_many_events_or_too_large_a_body_answer_413(api: Api) -> None:
 def test_a_known_account_gets_a_full_answer_and_every_action_is_logged(api: Api) -> None:
     account = api.account_ids[0]
     body = recommendations(api, account, k=3)
-    assert body["account_id"] == account and body["cold_start"] is False
+    assert body["account_id"] == account and body["cold_start"] is False and body["known"]
     assert list(body["phase_probabilities"]) == api.registry.taxonomy.phases
     assert sum(body["phase_probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
     assert body["phase"] == max(body["phase_probabilities"], key=body["phase_probabilities"].get)
@@ -160,7 +160,9 @@ def test_an_ingested_event_changes_the_next_recommendations(api: Api) -> None:
 
 def test_an_unknown_account_gets_a_flagged_cold_start(api: Api) -> None:
     body = recommendations(api, "no-such-account", k=4)
-    assert body["cold_start"] is True and body["churn_risk"] is None
+    assert body["known"] is False and body["cold_start"] is True and body["churn_risk"] is None
+    # an account with no history is early in its journey, not where the population is
+    assert body["phase"] in {"trigger", "awareness"}
     assert body["churn_band"] is None and body["policy"] == "cold-start-popular"
     assert body["model_versions"] == VERSIONS
     assert len(body["actions"]) == 4
