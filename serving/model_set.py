@@ -32,6 +32,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -181,13 +182,42 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def sqlite_file_missing(tracking_uri: str) -> Path | None:
+    """The file a ``sqlite:///`` tracking URI names when it does not exist (MLflow would
+    create an empty store there on first use); None for other URIs or an existing file."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
+    return None if path.exists() else path.resolve()
+
+
+def how_to_train(tracking_uri: str, model: str = "all") -> str:
+    """What to run so that the registry at ``tracking_uri`` gets a ``champion`` of ``model``
+    (``all`` or a registered name)."""
+    name = model.removeprefix("nba-")
+    return (
+        f"train with `MLFLOW_TRACKING_URI={tracking_uri} nba train {name} --data DIR`, or, "
+        f"when a trained version lost its gate, `nba promote "
+        f"{'MODEL' if name == 'all' else name} --data DIR` (--force to override) against "
+        "the same tracking URI"
+    )
+
+
 def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
     """Registered name -> the version ``alias`` points to now, for each of the three
     models of ``models.contract`` and each binary outcome model (versions tagged
     ``nba.kind=outcome``) that has one. Raises :class:`ModelLoadError` naming every model
-    looked for when none has the alias."""
+    looked for, and how to get one, when none has the alias, and without touching it when
+    ``tracking_uri`` names a SQLite file that does not exist (no empty store is created)."""
     from mlflow.exceptions import MlflowException
 
+    absent = sqlite_file_missing(tracking_uri)
+    if absent is not None:
+        raise ModelLoadError(
+            f"tracking URI {tracking_uri} holds no models: {absent} does not exist (nothing "
+            "was created). Point MLFLOW_TRACKING_URI at the store training wrote (`nba demo` "
+            f"prints it), or {how_to_train(tracking_uri)}"
+        )
     client = _client(tracking_uri)
     out: dict[str, str] = {}
     for name in [*REGISTERED_MODELS, *_outcome_names(client)]:
@@ -197,15 +227,16 @@ def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
             continue  # not trained, or no version beat its baseline: served without it
     if not out:
         raise ModelLoadError(
-            f"no registered model has the alias {alias!r} at {tracking_uri} (looked for "
-            f"{', '.join(REGISTERED_MODELS)} and outcome models); run `nba train`"
+            f"no registered model has the alias {alias!r} at tracking URI {tracking_uri} "
+            f"(looked for {', '.join(REGISTERED_MODELS)} and outcome models): "
+            + how_to_train(tracking_uri)
         )
     return out
 
 
 def missing_parts(versions: Mapping[str, str], alias: str = CHAMPION) -> dict[str, str]:
     """Answer part -> why it is missing, for each of the three models without a version in
-    ``versions``."""
+    ``versions`` (short: the pages show it; ``/ready`` adds :func:`how_to_train`)."""
     return {
         part: f"no {alias} of {name} in the registry"
         for name, part in ANSWER_PARTS.items()

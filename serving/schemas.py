@@ -404,7 +404,10 @@ class ReadyResponse(_Out):
     parts_missing: dict[str, str] = Field(
         default_factory=dict,
         description="Answer part (phase, risk, next_actions) -> why no model of it is "
-        "served; ready all the same while at least one model is loaded.",
+        "served and what to run; ready all the same while at least one model is loaded.",
+    )
+    tracking_uri: str = Field(
+        default="", description="The MLflow tracking and registry store the models come from."
     )
 
 

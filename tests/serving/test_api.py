@@ -8,6 +8,7 @@ end of the simulated period) with exploration off, so answers are deterministic.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -322,6 +323,7 @@ def test_health_ready_and_metrics(api: Api) -> None:
         "missing": [],
         "last_reload_error": None,
         "parts_missing": {},
+        "tracking_uri": api.registry.tracking_uri,
     }
     recommendations(api, api.account_ids[5], k=2)
     api.client.post("/v1/events", json={"events": [event("E-metrics-1")]}, headers=api.headers())
@@ -361,12 +363,35 @@ def test_ready_is_503_with_the_reason_when_models_cannot_load(
         assert body["missing"][0].startswith(
             "models: no model set loaded from alias 'no-such-alias'"
         )
+        # ... and what to run about it, against which tracking store
+        assert (
+            f"train with `MLFLOW_TRACKING_URI={registry.tracking_uri} nba train all"
+            in (body["missing"][0])
+        )
+        assert "nba promote" in body["missing"][0]
         response = api.client.get(
             f"/v1/accounts/{api.account_ids[0]}/recommendations", headers=api.headers()
         )
         assert response.status_code == 503 and "no-such-alias" in response.json()["detail"]
         text = api.client.get("/metrics").text
         assert "nba_models_ready 0.0" in text and "nba_model_reload_failures_total 1.0" in text
+
+
+def test_a_tracking_file_that_is_not_there_is_named_and_not_created(
+    tmp_path: Path, registry: TrainedRegistry
+) -> None:
+    absent = tmp_path / "nowhere" / "mlflow.db"
+    uri = f"sqlite:///{absent}"
+    with open_api("sqlite", tmp_path, replace(registry, tracking_uri=uri)) as api:
+        ready = api.client.get("/ready")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["tracking_uri"] == uri
+        assert (
+            f"tracking URI {uri} holds no models: {absent} does not exist"
+            in (body["last_reload_error"])
+        )
+    assert not absent.exists() and not absent.parent.exists()
 
 
 def test_openapi_documents_every_route_with_examples(api: Api) -> None:
