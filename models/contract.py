@@ -33,6 +33,11 @@ CALIBRATION_B = "calibration_b"
 # the phases the model predicts, in class-code order.
 PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
 
+# Key of a logged model's MLmodel metadata: column -> levels (code order) of each
+# categorical input, which the model takes as the level's code (``models.fitting``); what a
+# user outside this project encodes text values with.
+CATEGORIES_METADATA = "categories"
+
 # Artifact of every run: the declared custom attributes and their categorical levels as
 # fixed at training (``features.attributes.FittedAttributes.to_dict``, JSON). Serving reads
 # the phase run's and computes the attribute features with exactly these levels. A run

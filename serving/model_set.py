@@ -56,7 +56,7 @@ from models.contract import (
     REQUIRED_PARAMS,
     RISK_OUTCOME,
 )
-from models.fitting import model_columns
+from models.fitting import fitted_categories, model_columns
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +71,21 @@ class ModelLoadError(UnavailableError):
 @dataclass(frozen=True)
 class ModelInput:
     """How a DataFrame becomes the float matrix a model's booster takes: its feature
-    columns in order and, for the categorical ones, value -> code as in training (LightGBM
-    records the training categories in ``pandas_categorical``)."""
+    columns in order and, for the categorical ones, value -> code as in training (the
+    levels the estimator keeps, ``models.fitting.fitted_categories``; a model trained on
+    pandas categories before that records them in LightGBM's ``pandas_categorical``)."""
 
     columns: tuple[str, ...]
     categories: Mapping[str, Mapping[str, int]]
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """``frame``'s model columns as float64 (categories as their training codes, unknown
-        or missing values as NaN), shape ``(len(frame), len(columns))``."""
+        or missing values as NaN; a categorical column already numeric, such as a logged
+        input example, is taken as codes), shape ``(len(frame), len(columns))``."""
         cols = list(self.columns)
         sub = frame[cols]
-        numeric = [c for c in cols if c not in self.categories]
+        as_codes = {c for c in self.categories if pd.api.types.is_numeric_dtype(sub[c].dtype)}
+        numeric = [c for c in cols if c not in self.categories or c in as_codes]
         out = np.empty((len(sub), len(cols)), dtype=np.float64)
         if numeric:
             position = {c: i for i, c in enumerate(cols)}
@@ -90,7 +93,7 @@ class ModelInput:
             out[:, idx] = sub[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
         for j, c in enumerate(cols):
             mapping = self.categories.get(c)
-            if mapping is None:
+            if mapping is None or c in as_codes:
                 continue
             values = sub[c].astype(object).tolist()
             out[:, j] = [mapping.get(str(v), np.nan) if v is not None else np.nan for v in values]
@@ -99,8 +102,14 @@ class ModelInput:
 
 def model_input(estimator: Any) -> ModelInput:
     """The :class:`ModelInput` of a fitted ``LGBMClassifier`` or ``lightgbm.Booster``."""
-    booster = getattr(estimator, "booster_", estimator)
     columns = tuple(model_columns(estimator))
+    levels = fitted_categories(estimator)
+    if levels:
+        return ModelInput(
+            columns,
+            {c: {str(v): code for code, v in enumerate(names)} for c, names in levels.items()},
+        )
+    booster = getattr(estimator, "booster_", estimator)
     cat_index = booster.params.get("categorical_column") or []
     if isinstance(cat_index, int):
         cat_index = [cat_index]

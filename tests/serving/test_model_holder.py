@@ -153,11 +153,13 @@ def test_model_set_loads_champions_with_versions_calibration_and_columns(
 
 def test_encoded_input_predicts_like_the_dataframe(registry: TrainedRegistry) -> None:
     from features.pipeline import build_features
+    from models.fitting import model_frame
 
     models = load_model_set(registry.tracking_uri)
     frame = build_features(registry.data, [registry.now], registry.taxonomy).head(20)
     x = models.inputs[PHASE].encode(frame)
-    expected = models.phase.predict_proba(frame[list(models.feature_columns[PHASE])])
+    # training's encoding of the same rows (models.fitting), categories as text
+    expected = models.phase.predict_proba(model_frame(models.phase, frame))
     np.testing.assert_allclose(models.phase.booster_.predict(x), expected, rtol=0, atol=1e-12)
 
 
