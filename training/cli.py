@@ -374,8 +374,9 @@ def report(
     ] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Print the quality table of the current champions (model vs baselines vs ceiling),
-    or with --outcome one outcome model's figures beside its peer."""
+    """Print each model's verdict against its strongest baseline and the quality table of
+    its champion (else its newest version: model vs baselines vs references), or with
+    --outcome one outcome model's figures beside its peer."""
     from training.report import champions_report, outcome_report
     from training.tracking import configure_tracking
 
@@ -499,6 +500,7 @@ def demo(
         "quality_report": str(report_file),
         "store": handoff.env["NBA_DATABASE_URL"],
         "serve": handoff.serve_command,
+        "urls": handoff.urls,
         "seconds": {k: round(v, 2) for k, v in steps.items()},
     }
     typer.echo(json.dumps(summary, indent=2))

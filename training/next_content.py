@@ -401,7 +401,8 @@ def quality_report(metrics: dict[str, float]) -> str:
     lines = [
         "## Next content",
         "",
-        f"ROC-AUC of response (test exposures): {fmt('model.roc_auc')} (true probabilities: "
+        f"ROC-AUC of response (test exposures): {fmt('model.roc_auc')} (reference, the "
+        f"simulator's true probabilities: "
         f"{fmt('ceiling.roc_auc')}); PR-AUC "
         f"{fmt('model.pr_auc')}; Brier {fmt('model.brier')}; response rate "
         f"{fmt('test.response_rate')} over {int(metrics.get('test.exposures', 0))} exposures.",
@@ -414,7 +415,7 @@ def quality_report(metrics: dict[str, float]) -> str:
         ("baseline_random", "random"),
         ("baseline_popular", "most popular per phase"),
         ("baseline_logging", "logging policy"),
-        ("ceiling", "oracle (true best item)"),
+        ("ceiling", "oracle (true best item: the upper bound)"),
     ):
         lines.append(
             f"| {label} | {fmt(who + '.true_value')} | {fmt(who + '.ips_value')} | "

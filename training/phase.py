@@ -70,9 +70,16 @@ def confusion_csv(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]
     return frame.to_csv()
 
 
+# Column headings of the phase report: the "ceiling" metrics score the simulator's true
+# phase as a predictor of the CRM label, which a model can beat (the CRM's record lags the
+# true phase, and so may a model trained on it): a reference, not an upper bound.
+COLUMN_LABELS = {"ceiling": "reference: true phase"}
+
+
 def metrics_table(metrics: dict[str, float], title: str) -> str:
-    """A Markdown table ``metric | model | baseline_... | ceiling`` from ``"<who>.<metric>"``
-    keys (blank where a column has no value for a metric), under a ``### title`` heading."""
+    """A Markdown table ``metric | model | baseline_... | reference`` from
+    ``"<who>.<metric>"`` keys (blank where a column has no value for a metric), under a
+    ``### title`` heading."""
     whos: list[str] = []
     names: list[str] = []
     for key in metrics:
@@ -85,7 +92,7 @@ def metrics_table(metrics: dict[str, float], title: str) -> str:
     lines = [
         f"### {title}",
         "",
-        "| metric | " + " | ".join(order) + " |",
+        "| metric | " + " | ".join(COLUMN_LABELS.get(w, w) for w in order) + " |",
         "|---|" + "---:|" * len(order),
     ]
     for name in names:
