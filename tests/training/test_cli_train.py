@@ -196,7 +196,9 @@ def test_demo_runs_the_main_job_end_to_end_and_hands_over_a_service(tmp_path: Pa
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     stdout = result.stdout
-    summary, after = json.JSONDecoder().raw_decode(stdout[stdout.index('{\n  "data_dir"') :])
+    printed = stdout[stdout.index('{\n  "data_dir"') :]
+    summary, end = json.JSONDecoder().raw_decode(printed)
+    after = printed[end:]
     assert summary["tables"]["accounts"] == 400 and summary["features"] > 300
     assert set(summary["models"]) == {"nba-phase", "nba-churn", "nba-next-content"}
     assert all(m["champion"] for m in summary["models"].values())  # --force
