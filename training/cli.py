@@ -510,8 +510,12 @@ def demo(
         typer.echo(
             f"Not champion (lost to its strongest baseline, see {report_file}): "
             f"{', '.join(losers)}; the service answers without "
-            + ("any model (not ready)" if len(losers) == len(versions) else "them")
-            + ". Serve them anyway: the same demo with --force (tagged nba.forced)."
+            + (
+                "any model (not ready)"
+                if len(losers) == len(versions)
+                else ("it" if len(losers) == 1 else "them")
+            )
+            + ". To serve it anyway: the same demo with --force (tagged nba.forced)."
         )
     if serve:
         raise typer.Exit(run_service(handoff))
