@@ -320,3 +320,29 @@ def test_text_contrast_meets_wcag_aa(page: Page, server: LiveServer, known_accou
     ratios = page.evaluate(CONTRAST_JS, TEXT_SELECTORS)
     assert all(ratios[s] is not None for s in TEXT_SELECTORS), ratios
     assert min(ratios.values()) >= 4.5, ratios
+
+
+def test_the_api_docs_render_offline_under_the_csp(browser: Browser, server: LiveServer) -> None:
+    """Swagger UI at /docs with every request to another host refused (no internet): it
+    renders the API from the service's own files, and the CSP blocks nothing."""
+    context = browser.new_context()
+    page = context.new_page()
+    outside: list[str] = []
+    problems: list[str] = []
+
+    def only_local(route: Route) -> None:
+        if route.request.url.startswith(server.base_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"{server.base_url}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("journey-nba")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        assert outside == [] and problems == []
+    finally:
+        context.close()
