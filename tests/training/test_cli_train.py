@@ -220,6 +220,11 @@ def test_demo_runs_the_main_job_end_to_end_and_hands_over_a_service(tmp_path: Pa
     server = Server(env, workers=1, log=tmp_path / "serve.log")
     try:
         server.wait_ready()
+        # nba serve names what it reads
+        assert (
+            f"store {store}; models: alias 'champion' at tracking URI {summary['tracking_uri']}"
+            in (tmp_path / "serve.log").read_text()
+        )
         answer = httpx.get(
             f"{server.base}/v1/accounts/{account}/recommendations?k=3",
             headers={"Authorization": f"Bearer {key}"},
