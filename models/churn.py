@@ -23,7 +23,7 @@ from features.errors import InvalidInputError
 from features.pipeline import feature_definitions
 from features.taxonomy import Taxonomy
 from models.contract import CALIBRATION_A, CALIBRATION_B
-from models.fitting import fit_classifier, model_columns, select_features
+from models.fitting import fit_classifier, model_frame, select_features
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -109,7 +109,7 @@ def predict_proba(estimator: Any, x: pd.DataFrame) -> np.ndarray:
     """Uncalibrated P(churn within the horizon), one per row (pass through
     :func:`calibrate` with the run's calibration params). ``x`` may hold more columns than
     the estimator uses; it picks its own (:func:`model_columns`)."""
-    x = x[model_columns(estimator)]
+    x = model_frame(estimator, x)
     if hasattr(estimator, "predict_proba"):
         return np.asarray(estimator.predict_proba(x))[:, 1].astype(np.float64)
     return np.asarray(estimator.predict(x), dtype=np.float64)  # a Booster gives P(1)

@@ -1,8 +1,10 @@
 """The answer for an account nothing is known about: the phase prior and popular content.
 
-An account the data do not hold yet has no features, so no model applies to it. It gets the
-phase distribution of the phase model's test split (the prior serving loads with the model)
-and the catalog items that fit the most likely phase, most popular first (popularity: the
+An account the data do not hold yet has no history, so no per-account prediction applies
+to it. It gets the phase probabilities of an account with no history (serving asks the
+phase model about an account created just now with nothing recorded: the early phases,
+not the population's mix, which peaks after the purchase) and the catalog items that fit
+the most likely phase, most popular first (popularity: the
 response touchpoints on each item, :func:`content_popularity`). Pure computation on arrays:
 serving wraps the result into its answer.
 """

@@ -29,9 +29,14 @@ CHAMPION = "champion"
 CALIBRATION_A = "calibration_a"
 CALIBRATION_B = "calibration_b"
 
-# Artifact of the phase run: the CRM-label confusion matrix of its test split. Its row sums
-# (in class-code order) are the phase distribution serving answers cold starts with.
+# Artifact of the phase run: the CRM-label confusion matrix of its test split. Its rows name
+# the phases the model predicts, in class-code order.
 PHASE_CONFUSION_ARTIFACT = "confusion_matrix_crm.csv"
+
+# Key of a logged model's MLmodel metadata: column -> levels (code order) of each
+# categorical input, which the model takes as the level's code (``models.fitting``); what a
+# user outside this project encodes text values with.
+CATEGORIES_METADATA = "categories"
 
 # Artifact of every run: the declared custom attributes and their categorical levels as
 # fixed at training (``features.attributes.FittedAttributes.to_dict``, JSON). Serving reads

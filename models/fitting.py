@@ -4,15 +4,29 @@ Every model fits through :func:`fit_classifier`, so ``--engine dask`` changes wh
 trees are grown and nothing else. ``lightgbm.dask`` has no early stopping, so on Dask the
 best number of rounds is read from the validation curve of a first fit and a second fit
 grows exactly that many; the result is a plain ``LGBMClassifier`` either way.
+
+Categorical columns (pandas ``category`` dtype in the training frames) reach LightGBM as
+numbers: each value's code among the levels the training rows hold (a float; NaN for a
+missing or unseen value), declared categorical by name. A model so fitted takes only
+numbers, so its logged input example and signature survive MLflow's JSON round trip and
+``mlflow.pyfunc.load_model(uri).predict(example)`` works outside this project (a model fitted
+on pandas categories needs ``category`` dtypes at predict time, which JSON cannot carry).
+The levels are kept on the estimator (:data:`CATEGORIES_ATTRIBUTE`, pickled with it) and
+logged in the model's MLmodel metadata; :func:`model_frame` encodes a frame for a model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+# The fitted estimator's attribute holding column -> levels (code order) of the categorical
+# columns it takes as codes (see the module docstring).
+CATEGORIES_ATTRIBUTE = "nba_categories_"
 
 
 def fit_classifier(
@@ -26,7 +40,12 @@ def fit_classifier(
     client: Any | None = None,
 ) -> lgb.LGBMClassifier:
     """An ``LGBMClassifier`` fitted on the training rows, stopped early on the validation
-    rows' first metric. ``client`` (a ``dask.distributed.Client``) trains on its cluster."""
+    rows' first metric. ``client`` (a ``dask.distributed.Client``) trains on its cluster.
+    Categorical columns are fitted as codes of the training rows' levels, which the
+    estimator keeps (:func:`fitted_categories`; predict through :func:`model_frame`)."""
+    levels = category_levels(x_train)
+    x_train, x_valid = encode_categories(x_train, levels), encode_categories(x_valid, levels)
+    declared: list[str] | Literal["auto"] = list(levels) or "auto"
     if client is None:
         estimator = lgb.LGBMClassifier(**params)
         estimator.fit(
@@ -34,10 +53,51 @@ def fit_classifier(
             y_train,
             eval_X=(x_valid,),
             eval_y=(y_valid,),
+            categorical_feature=declared,
             callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
         )
-        return estimator
-    return _fit_on_dask(params, x_train, y_train, x_valid, y_valid, client)
+    else:
+        estimator = _fit_on_dask(params, x_train, y_train, x_valid, y_valid, client, declared)
+    setattr(estimator, CATEGORIES_ATTRIBUTE, levels)
+    return estimator
+
+
+def category_levels(x: pd.DataFrame) -> dict[str, list[str]]:
+    """Column -> its levels as text, in code order, for each ``category`` column of ``x``."""
+    return {
+        str(c): [str(v) for v in x[c].cat.categories]
+        for c in x.columns
+        if isinstance(x[c].dtype, pd.CategoricalDtype)
+    }
+
+
+def encode_categories(x: pd.DataFrame, levels: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """``x`` with each column of ``levels`` replaced by the code of its value among them, as
+    float64 (NaN for a missing or unknown value); a column already numeric is taken as codes.
+    Other columns are left as they are."""
+    if not levels:
+        return x
+    out = x.copy(deep=False)
+    for column, names in levels.items():
+        if column not in out.columns or pd.api.types.is_numeric_dtype(out[column].dtype):
+            continue
+        text = out[column].astype("string")
+        codes = pd.Categorical(text, categories=list(names)).codes.astype(np.float64)
+        codes[codes < 0] = np.nan
+        out[column] = codes
+    return out
+
+
+def fitted_categories(estimator: Any) -> dict[str, list[str]]:
+    """Column -> levels (code order) of the categorical columns ``estimator`` takes as
+    codes; empty for a model without categorical columns."""
+    return dict(getattr(estimator, CATEGORIES_ATTRIBUTE, None) or {})
+
+
+def model_frame(estimator: Any, x: pd.DataFrame) -> pd.DataFrame:
+    """``x``'s columns the estimator takes, in its order, categorical ones as their codes:
+    what its ``predict_proba`` is given."""
+    return encode_categories(x[model_columns(estimator)], fitted_categories(estimator))
 
 
 def select_features(
@@ -78,6 +138,7 @@ def _fit_on_dask(
     x_valid: pd.DataFrame,
     y_valid: np.ndarray,
     client: Any,
+    categorical_feature: list[str] | Literal["auto"],
 ) -> lgb.LGBMClassifier:
     import dask.dataframe as dd
     from lightgbm.dask import DaskLGBMClassifier
@@ -96,12 +157,12 @@ def _fit_on_dask(
     dask_params = {k: v for k, v in params.items() if k != "n_jobs"}
     xt, yt = parts(x_train, y_train)
     probe = DaskLGBMClassifier(client=client, **dask_params)
-    probe.fit(xt, yt)
+    probe.fit(xt, yt, categorical_feature=categorical_feature)
     # The validation curve is computed here rather than read from evals_result_, which is
     # empty whenever the worker that returns the model held no validation partition.
     best_rounds = _best_rounds(probe.to_local().booster_, x_valid, y_valid)
     final = DaskLGBMClassifier(client=client, **{**dask_params, "n_estimators": best_rounds})
-    final.fit(xt, yt)
+    final.fit(xt, yt, categorical_feature=categorical_feature)
     return final.to_local()
 
 

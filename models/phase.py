@@ -20,7 +20,7 @@ from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.errors import InvalidInputError
 from features.pipeline import feature_definitions
 from features.taxonomy import Taxonomy
-from models.fitting import fit_classifier, model_columns, select_features
+from models.fitting import fit_classifier, model_frame, select_features
 
 LABEL_COLUMN = "phase_label"
 TARGET = (
@@ -136,7 +136,7 @@ def predict_proba(estimator: Any, x: pd.DataFrame, *, n_classes: int) -> np.ndar
     """Phase probabilities, shape ``(len(x), n_classes)`` in class-code order; a class the
     estimator never saw in training gets probability 0. ``x`` may hold more columns than the
     estimator uses; it picks its own (:func:`model_columns`)."""
-    x = x[model_columns(estimator)]
+    x = model_frame(estimator, x)
     if hasattr(estimator, "predict_proba"):
         raw = np.asarray(estimator.predict_proba(x))
         classes = np.asarray(estimator.classes_, dtype=np.int64)

@@ -44,6 +44,7 @@ from serving.model_holder import ModelHolder
 from serving.routes import (
     Metrics,
     Services,
+    docs,
     events,
     feedback,
     health,
@@ -111,8 +112,11 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /docs is served from the package's assets (serving.routes.docs), not a CDN
+        docs_url=None,
+        redoc_url=None,
     )
-    for module in (events, recommendations, feedback, reps, health, pages):
+    for module in (events, recommendations, feedback, reps, health, pages, docs):
         app.include_router(module.router)
     app.add_exception_handler(NbaError, _nba_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

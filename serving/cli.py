@@ -90,11 +90,27 @@ def serve(
     the fork."""
     import uvicorn
 
-    _settings()  # fail fast on a bad setting, before any worker starts
+    from serving.model_set import how_to_train, sqlite_file_missing
+
+    settings = _settings()  # fail fast on a bad setting, before any worker starts
     # Migrate once, here, rather than in every worker at once: on a large store a migration
     # can outlast the busy timeout the other workers would wait on it.
-    with _store():
-        pass
+    with _store() as store:
+        where = store.url.split("@")[-1]
+    typer.echo(
+        f"store {where}; models: alias {settings.model_alias!r} at tracking URI "
+        f"{settings.tracking_uri} (MLFLOW_TRACKING_URI)"
+    )
+    absent = sqlite_file_missing(settings.tracking_uri)
+    if absent is not None:
+        typer.secho(
+            f"warning: {absent} does not exist, so the tracking URI holds no models and "
+            "the service will not be ready (/ready says why); nothing is created there. "
+            f"Point MLFLOW_TRACKING_URI at the store training wrote, or "
+            f"{how_to_train(settings.tracking_uri)}",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     uvicorn.run(
         "serving.app:app_from_env",
         factory=True,

@@ -3,13 +3,13 @@
 :func:`load_model_set` resolves ``models:/<name>@<alias>`` for the registered models of
 ``models.contract`` to a version first and then loads that exact version, so the versions a
 :class:`ModelSet` reports are the ones it holds even if the alias moves while it loads. The
-churn model's calibration comes from its run's params and the cold-start phase prior from
-the phase run's confusion matrix; the names (registered models, alias, params, artifacts)
-are the training -> serving contract in :mod:`models.contract`. A set whose run lacks a
-param or artifact the contract requires is refused with a :class:`ModelLoadError` naming
-the model, version and what is missing (rather than served with a guessed default). Each
-model's input example (logged with it by training) is kept in the set, so
-``serving.model_check`` can smoke-test a candidate set before it serves.
+churn model's calibration comes from its run's params and the phases the phase model
+predicts from the phase run's confusion matrix; the names (registered models, alias,
+params, artifacts) are the training -> serving contract in :mod:`models.contract`. A set
+whose run lacks a param or artifact the contract requires is refused with a
+:class:`ModelLoadError` naming the model, version and what is missing (rather than served
+with a guessed default). Each model's input example (logged with it by training) is kept
+in the set, so ``serving.model_check`` can smoke-test a candidate set before it serves.
 :class:`ModelInput` turns a DataFrame into the float matrix a model's booster takes.
 
 Several uvicorn workers: LightGBM predicts with OpenMP threads, and a process forked after
@@ -32,6 +32,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ from models.contract import (
     REQUIRED_PARAMS,
     RISK_OUTCOME,
 )
-from models.fitting import model_columns
+from models.fitting import fitted_categories, model_columns
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +72,32 @@ class ModelLoadError(UnavailableError):
 @dataclass(frozen=True)
 class ModelInput:
     """How a DataFrame becomes the float matrix a model's booster takes: its feature
-    columns in order and, for the categorical ones, value -> code as in training (LightGBM
-    records the training categories in ``pandas_categorical``)."""
+    columns in order and, for the categorical ones, value -> code as in training (the
+    levels the estimator keeps, ``models.fitting.fitted_categories``; a model trained on
+    pandas categories before that records them in LightGBM's ``pandas_categorical``)."""
 
     columns: tuple[str, ...]
     categories: Mapping[str, Mapping[str, int]]
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """``frame``'s model columns as float64 (categories as their training codes, unknown
-        or missing values as NaN), shape ``(len(frame), len(columns))``. KeyError when the
-        frame lacks a model column."""
+        or missing values as NaN; a categorical column already numeric, such as a logged
+        input example, is taken as codes), shape ``(len(frame), len(columns))``. KeyError
+        when the frame lacks a model column."""
         cols = list(self.columns)
         sub = select_columns(frame, cols)
         out = np.empty((len(frame), len(cols)), dtype=np.float64)
-        numeric = [j for j, c in enumerate(cols) if c not in self.categories]
+        as_codes = {
+            j
+            for j, c in enumerate(cols)
+            if c in self.categories and pd.api.types.is_numeric_dtype(sub.iloc[:, j].dtype)
+        }
+        numeric = [j for j, c in enumerate(cols) if c not in self.categories or j in as_codes]
         if numeric:
             out[:, numeric] = sub.iloc[:, numeric].to_numpy(dtype=np.float64, na_value=np.nan)
         for j, c in enumerate(cols):
             mapping = self.categories.get(c)
-            if mapping is not None:
+            if mapping is not None and j not in as_codes:
                 out[:, j] = _category_codes(sub.iloc[:, j], mapping)
         return out
 
@@ -114,8 +122,14 @@ def _category_codes(column: pd.Series, mapping: Mapping[str, int]) -> np.ndarray
 
 def model_input(estimator: Any) -> ModelInput:
     """The :class:`ModelInput` of a fitted ``LGBMClassifier`` or ``lightgbm.Booster``."""
-    booster = getattr(estimator, "booster_", estimator)
     columns = tuple(model_columns(estimator))
+    levels = fitted_categories(estimator)
+    if levels:
+        return ModelInput(
+            columns,
+            {c: {str(v): code for code, v in enumerate(names)} for c, names in levels.items()},
+        )
+    booster = getattr(estimator, "booster_", estimator)
     cat_index = booster.params.get("categorical_column") or []
     if isinstance(cat_index, int):
         cat_index = [cat_index]
@@ -149,9 +163,7 @@ class ModelSet:
 
     ``versions`` maps registered name -> version; ``run_params`` registered name -> the
     run's params as text (the churn calibration is there); ``feature_columns`` registered
-    name -> the columns the model takes; ``phase_prior`` the phase distribution of the
-    phase model's test split (class code order; uniform if its confusion matrix does not
-    match the model's classes), the cold-start answer; ``phase_classes`` the phase names the
+    name -> the columns the model takes; ``phase_classes`` the phase names the
     phase run recorded (its confusion matrix's rows, class code order); ``examples``
     registered name -> the input example logged with the model.
     """
@@ -163,7 +175,6 @@ class ModelSet:
     run_params: Mapping[str, Mapping[str, str]]
     feature_columns: Mapping[str, tuple[str, ...]]
     inputs: Mapping[str, ModelInput]
-    phase_prior: np.ndarray
     alias: str
     loaded_at: pd.Timestamp
     phase_classes: tuple[str, ...] = ()
@@ -200,13 +211,42 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def sqlite_file_missing(tracking_uri: str) -> Path | None:
+    """The file a ``sqlite:///`` tracking URI names when it does not exist (MLflow would
+    create an empty store there on first use); None for other URIs or an existing file."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
+    return None if path.exists() else path.resolve()
+
+
+def how_to_train(tracking_uri: str, model: str = "all") -> str:
+    """What to run so that the registry at ``tracking_uri`` gets a ``champion`` of ``model``
+    (``all`` or a registered name)."""
+    name = model.removeprefix("nba-")
+    return (
+        f"train with `MLFLOW_TRACKING_URI={tracking_uri} nba train {name} --data DIR`, or, "
+        f"when a trained version lost its gate, `nba promote "
+        f"{'MODEL' if name == 'all' else name} --data DIR` (--force to override) against "
+        "the same tracking URI"
+    )
+
+
 def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
     """Registered name -> the version ``alias`` points to now, for each of the three
     models of ``models.contract`` and each binary outcome model (versions tagged
     ``nba.kind=outcome``) that has one. Raises :class:`ModelLoadError` naming every model
-    looked for when none has the alias."""
+    looked for, and how to get one, when none has the alias, and without touching it when
+    ``tracking_uri`` names a SQLite file that does not exist (no empty store is created)."""
     from mlflow.exceptions import MlflowException
 
+    absent = sqlite_file_missing(tracking_uri)
+    if absent is not None:
+        raise ModelLoadError(
+            f"tracking URI {tracking_uri} holds no models: {absent} does not exist (nothing "
+            "was created). Point MLFLOW_TRACKING_URI at the store training wrote (`nba demo` "
+            f"prints it), or {how_to_train(tracking_uri)}"
+        )
     client = _client(tracking_uri)
     out: dict[str, str] = {}
     for name in [*REGISTERED_MODELS, *_outcome_names(client)]:
@@ -216,15 +256,16 @@ def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
             continue  # not trained, or no version beat its baseline: served without it
     if not out:
         raise ModelLoadError(
-            f"no registered model has the alias {alias!r} at {tracking_uri} (looked for "
-            f"{', '.join(REGISTERED_MODELS)} and outcome models); run `nba train`"
+            f"no registered model has the alias {alias!r} at tracking URI {tracking_uri} "
+            f"(looked for {', '.join(REGISTERED_MODELS)} and outcome models): "
+            + how_to_train(tracking_uri)
         )
     return out
 
 
 def missing_parts(versions: Mapping[str, str], alias: str = CHAMPION) -> dict[str, str]:
     """Answer part -> why it is missing, for each of the three models without a version in
-    ``versions``."""
+    ``versions`` (short: the pages show it; ``/ready`` adds :func:`how_to_train`)."""
     return {
         part: f"no {alias} of {name} in the registry"
         for name, part in ANSWER_PARTS.items()
@@ -265,7 +306,6 @@ def load_model_set(
     outcomes: dict[str, str] = {}
     confusion = pd.Series(dtype=np.float64)
     attributes = NO_FITTED_ATTRIBUTES
-    prior_where = ""
     for name, version in resolved.items():
         where = f"{name} v{version} ({alias})"
         estimators[name], run_id, params[name], examples[name] = _load_version(
@@ -285,7 +325,7 @@ def load_model_set(
             )
         if name == PHASE:
             csv = _read_artifact(client, where, run_id, PHASE_CONFUSION_ARTIFACT)
-            confusion, prior_where = _confusion_counts(csv, where), where
+            confusion = _confusion_counts(csv, where)
     inputs = {name: model_input(est) for name, est in estimators.items()}
     phase_est = estimators.get(PHASE)
     return ModelSet(
@@ -296,9 +336,6 @@ def load_model_set(
         run_params=params,
         feature_columns={n: spec.columns for n, spec in inputs.items()},
         inputs=inputs,
-        phase_prior=_phase_prior(confusion, _n_classes(phase_est), prior_where)
-        if phase_est is not None
-        else np.zeros(0),
         alias=alias,
         loaded_at=pd.Timestamp.now(tz="UTC"),
         phase_classes=tuple(str(c) for c in confusion.index),
@@ -410,13 +447,6 @@ def _attributes(text: str, where: str) -> FittedAttributes:
         raise ModelLoadError(f"{where}: {ATTRIBUTES_ARTIFACT!r} is not readable: {exc}") from exc
 
 
-def _n_classes(estimator: Any) -> int:
-    classes = getattr(estimator, "classes_", None)
-    if classes is not None:
-        return int(np.max(classes)) + 1
-    return int(getattr(estimator, "num_model_per_iteration", lambda: 1)())
-
-
 def _confusion_counts(confusion_csv: str, where: str) -> pd.Series:
     """Returns the row sums of the phase run's CRM confusion matrix, indexed by phase name
     in the file's class order (= class codes)."""
@@ -426,21 +456,3 @@ def _confusion_counts(confusion_csv: str, where: str) -> pd.Series:
         raise ModelLoadError(
             f"{where}: {PHASE_CONFUSION_ARTIFACT!r} is not a table: {exc}"
         ) from exc
-
-
-def _phase_prior(counts: pd.Series, n_classes: int, where: str) -> np.ndarray:
-    """Returns the phase distribution of the phase run's test split: the row sums of its
-    CRM confusion matrix (:func:`_confusion_counts`). Uniform when the matrix does not match
-    the model's classes (a model that never saw the last phase)."""
-    values = counts.to_numpy(dtype=np.float64)
-    if len(values) != n_classes or values.sum() <= 0:
-        log.warning(
-            "%s: %s has %d rows (sum %s) for %d phase classes; using a uniform cold-start prior",
-            where,
-            PHASE_CONFUSION_ARTIFACT,
-            len(values),
-            values.sum(),
-            n_classes,
-        )
-        return np.full(n_classes, 1.0 / max(n_classes, 1))
-    return values / values.sum()

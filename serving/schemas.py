@@ -200,6 +200,7 @@ class RecommendationsResponse(_Out):
                     "request_id": "9f1c0c6a4c8e4a3f9d1b6f0e2a7c5d11",
                     "account_id": "A00017",
                     "as_of": "2025-12-01T09:30:00Z",
+                    "known": True,
                     "cold_start": False,
                     "phase": "consideration",
                     "phase_probabilities": {"awareness": 0.12, "consideration": 0.71},
@@ -254,7 +255,15 @@ class RecommendationsResponse(_Out):
     request_id: str
     account_id: str
     as_of: datetime
-    cold_start: bool = Field(description="Unknown account: phase prior and popular content.")
+    known: bool = Field(
+        description="False for an account the store has never seen (a mistyped id, or one "
+        "not loaded yet): nothing about it is stored, and it is answered as a cold start."
+    )
+    cold_start: bool = Field(
+        description="No history at this time (an unknown account, or one without activity "
+        "yet): the phases of an account with no history (the early ones) and popular "
+        "content that fits the most likely of them."
+    )
     phase: str | None = Field(
         description="The most likely phase; null when no phase model is served (see missing)."
     )
@@ -395,7 +404,10 @@ class ReadyResponse(_Out):
     parts_missing: dict[str, str] = Field(
         default_factory=dict,
         description="Answer part (phase, risk, next_actions) -> why no model of it is "
-        "served; ready all the same while at least one model is loaded.",
+        "served and what to run; ready all the same while at least one model is loaded.",
+    )
+    tracking_uri: str = Field(
+        default="", description="The MLflow tracking and registry store the models come from."
     )
 
 

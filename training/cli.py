@@ -374,8 +374,9 @@ def report(
     ] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Print the quality table of the current champions (model vs baselines vs oracle),
-    or with --outcome one outcome model's figures beside its peer."""
+    """Print each model's verdict against its strongest baseline and the quality table of
+    its champion (else its newest version: model vs baselines vs references), or with
+    --outcome one outcome model's figures beside its peer."""
     from training.report import champions_report, outcome_report
     from training.tracking import configure_tracking
 
@@ -425,12 +426,39 @@ def demo(
             "train the churn model; realistic needs a few thousand.",
         ),
     ] = "legacy",
+    end: Annotated[
+        str | None,
+        typer.Option(
+            "--end",
+            help="Last simulated day (UTC; default today): the data cover the 24 months "
+            "before it. Same seed and end, same data.",
+        ),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then start the service on the demo's store.")
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="Interface the service listens on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Make every model champion even if it loses to its baseline (tagged "
+            "nba.forced), so the service has something to serve.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the main job end to end on a small simulated data set: simulate, validate, build
-    features, train and register the three models (MLflow store in OUT/mlflow.db)."""
+    """Run the main job end to end on a small simulated data set ending today: simulate,
+    validate, build features, train and register the three models (MLflow store in
+    OUT/mlflow.db), load the data into the service's store OUT/nba.db with a demo API key,
+    and print the `nba serve` command and page URLs (--serve starts it)."""
     from features.pipeline import build_features
     from features.simulate import SimulationParams, write_simulation
     from features.simulate import simulate as run_simulation
+    from training.demo import DEMO_MONTHS, demo_end, demo_start, hand_over
+    from training.demo import serve as run_service
     from training.report import champions_report
     from training.tracking import configure_tracking, log_result
     from training.train import prepare, train_models
@@ -438,7 +466,15 @@ def demo(
     tax = load_taxonomy_option(None)
     steps: dict[str, float] = {}
     started = time.perf_counter()
-    sim = run_simulation(accounts, seed, taxonomy=tax, params=SimulationParams.profile(profile))
+    last_day = demo_end(end)
+    sim = run_simulation(
+        accounts,
+        seed,
+        start=demo_start(last_day),
+        months=DEMO_MONTHS,
+        taxonomy=tax,
+        params=SimulationParams.profile(profile),
+    )
     data_dir = write_simulation(sim, out / "data")
     steps["simulate_s"] = time.perf_counter() - started
 
@@ -453,16 +489,22 @@ def demo(
     uri = configure_tracking(f"sqlite:///{(out / 'mlflow.db').resolve()}")
     versions = {}
     for result in train_models(["phase", "churn", "next-content"], prepared, tax):
-        logged = log_result(result, artifact_root=out / "mlruns")
+        logged = log_result(result, artifact_root=out / "mlruns", force=force)
         versions[logged.registered_name] = {
             "version": logged.version,
+            "champion": logged.champion,
             result.primary_metric: round(result.metrics[result.primary_metric], 4),
         }
     steps["train_and_log_s"] = time.perf_counter() - started
     report_file = out / "quality.md"
     report_file.write_text(champions_report())
+
+    started = time.perf_counter()
+    handoff = hand_over(out, sim.data, uri, host=host, port=port)
+    steps["store_and_key_s"] = time.perf_counter() - started
     summary = {
         "data_dir": str(data_dir),
+        "data_end": str(last_day.date()),
         "tables": {name: len(f) for name, f in sim.data.tables().items()},
         "features_file": str(out / "features.parquet"),
         "features": latest.shape[1] - 2,
@@ -470,6 +512,24 @@ def demo(
         "tracking_uri": uri,
         "models": versions,
         "quality_report": str(report_file),
+        "store": handoff.env["NBA_DATABASE_URL"],
+        "serve": handoff.serve_command,
+        "urls": handoff.urls,
         "seconds": {k: round(v, 2) for k, v in steps.items()},
     }
     typer.echo(json.dumps(summary, indent=2))
+    typer.echo(handoff.text())
+    losers = [name for name, v in versions.items() if not v["champion"]]
+    if losers:
+        typer.echo(
+            f"Not champion (lost to its strongest baseline, see {report_file}): "
+            f"{', '.join(losers)}; the service answers without "
+            + (
+                "any model (not ready)"
+                if len(losers) == len(versions)
+                else ("it" if len(losers) == 1 else "them")
+            )
+            + ". To serve it anyway: the same demo with --force (tagged nba.forced)."
+        )
+    if serve:
+        raise typer.Exit(run_service(handoff))

@@ -33,6 +33,7 @@ from features.simulate.truth import (
 )
 from models import churn as binary_model
 from models.contract import OUTCOME_ARTIFACT
+from models.fitting import model_columns
 from models.outcomes import Outcome
 from training.baselines import RFM_COLUMNS, FeatureLogistic, RecencyLogistic
 from training.datasets import ModelSplits, TrainingSet, features_and_labels, model_splits
@@ -275,7 +276,7 @@ def _run_params(
         "n_train_rows": len(s.x_train),
         "n_valid_rows": len(s.x_valid),
         "n_test_rows": len(s.x_test),
-        "n_features": len(binary_model.model_columns(estimator)),
+        "n_features": len(model_columns(estimator)),
     }
 
 
@@ -301,7 +302,7 @@ def train_outcome(
     estimator = binary_model.fit(
         s.x_train, s.y_train, s.x_valid, s.y_valid, params=params, client=client
     )
-    used = binary_model.model_columns(estimator)
+    used = model_columns(estimator)
     calibration = _validation_calibration(estimator, s)
     baselines = fit_baselines(ts, s)
     is_sim_churn = outcome.positive.events == ("churn",) and outcome.population.kind == "customers"

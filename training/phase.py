@@ -21,6 +21,7 @@ from features.simulate.truth import SimulationTruth, true_phases
 from features.taxonomy import Taxonomy
 from models import phase as phase_model
 from models.contract import PHASE_CONFUSION_ARTIFACT
+from models.fitting import model_columns
 from training.baselines import (
     majority_phase,
     predict_crm_last,
@@ -269,7 +270,7 @@ def train_phase(
         )
     estimator = _fit(s, len(names), params=params, client=client)
     # The columns the fitted model takes (fit may select a subset of ts.feature_columns).
-    used = phase_model.model_columns(estimator)
+    used = model_columns(estimator)
     proba = phase_model.predict_proba(estimator, s.x_test, n_classes=len(names))
     predictions = _predictions(proba, s, names)
     metrics = _scored(s.y_test, predictions, names, "crm")

@@ -1,5 +1,7 @@
-"""Quality reports: the current champions' tables (model vs baselines vs oracle, per
-model) and one binary outcome model's figures beside its peer, with 95 % intervals."""
+"""Quality reports: per model, the verdict against its strongest baseline and the quality
+table of the champion (or, when none, the newest version) beside its baselines and the
+simulator's oracle; and one binary outcome model's figures beside its peer, with 95 %
+intervals."""
 
 from __future__ import annotations
 
@@ -61,18 +63,44 @@ def gates_table(names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict_line(name: str, version: str, *, champion: bool) -> str:
+    """One sentence: does the version beat its strongest baseline on the validation split
+    (its gate), and is it served."""
+    tags = MlflowClient().get_model_version(name, version).tags or {}
+    gate = gate_from_tags(tags)
+    served = (
+        "served (champion by --force)"
+        if champion and tags.get(FORCED_TAG) == "true"
+        else "served (champion)"
+        if champion
+        else f"not served (no champion; `nba promote {name.removeprefix('nba-')} --data DIR "
+        "--force` serves it anyway)"
+    )
+    if gate is None:
+        return f"**Verdict:** no gate recorded; {served}."
+    verb = "beats" if gate.passed else "LOSES to"
+    return (
+        f"**Verdict:** {verb} its strongest baseline, {gate.baseline}, on the validation "
+        f"split ({gate.metric} {gate.model:.4f} vs {gate.baseline_value:.4f}); {served}."
+    )
+
+
 def champions_report() -> str:
-    """Markdown: the gates table (:func:`gates_table`), then one section per model with a
-    champion, holding the quality table its training run logged, headed by version, run and
-    training-set fingerprint."""
+    """Markdown: the gates table (:func:`gates_table`), then one section per trained model
+    (its champion, else its newest version) with its verdict (:func:`verdict_line`) and the
+    quality table its training run logged, headed by version, run and training-set
+    fingerprint. Columns named ``reference`` are the simulator's truth, for orientation: a
+    model may score above them on a finite test split; only an ``oracle`` is an upper bound."""
     client = MlflowClient()
     names = registered_names()
-    sections = ["# journey-nba model quality (champions)", "", gates_table(names)]
-    missing = []
+    sections = ["# journey-nba model quality", "", gates_table(names)]
+    untrained = []
     for name in names:
-        version = champion_version(name)
-        if version is None:
-            missing.append(name)
+        champion = champion_version(name)
+        try:
+            version = champion or latest_version(name)
+        except RegistryError:
+            untrained.append(name)
             continue
         mv = client.get_model_version(name, version)
         run = client.get_run(str(mv.run_id))
@@ -80,7 +108,9 @@ def champions_report() -> str:
         primary = run.data.tags.get("nba.primary_metric", "")
         fingerprint = run.data.params.get("training_set_fingerprint", "")[:12]
         sections += [
-            f"## {name} v{version} ({CHAMPION})",
+            f"## {name} v{version} ({CHAMPION if champion else 'not champion'})",
+            "",
+            verdict_line(name, version, champion=champion is not None),
             "",
             f"run `{mv.run_id}`, training set `{fingerprint}`, "
             f"feature pipeline {run.data.params.get('feature_pipeline_version', '?')}, "
@@ -89,8 +119,8 @@ def champions_report() -> str:
             table.strip(),
             "",
         ]
-    if missing:
-        sections += [f"No champion yet for: {', '.join(missing)} (run `nba train`).", ""]
+    if untrained:
+        sections += [f"Not trained: {', '.join(untrained)} (run `nba train`).", ""]
     return "\n".join(sections)
 
 

@@ -16,19 +16,20 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from features.pipeline import FEATURE_PIPELINE_VERSION
 from models.contract import (
+    CATEGORIES_METADATA,
     CHAMPION,
     OUTCOME_ARTIFACT,
     OUTCOME_KIND,
     OUTCOME_KIND_TAG,
     OUTCOME_NAME_TAG,
 )
+from models.fitting import fitted_categories, model_frame
 from training.plots import (
     feature_importance,
     plot_calibration_curve,
@@ -174,13 +175,16 @@ def log_result(
             mlflow.log_text(text, file_name)
         for file_name, figure in _figures(result).items():
             mlflow.log_figure(figure, f"plots/{file_name}")
-        example = result.input_example
-        signature = infer_signature(example, _predict(result.estimator, example))
+        # The example as the model takes it: numbers only (categories as their codes, see
+        # models.fitting), all float64 so the signature allows missing values everywhere.
+        example = model_frame(result.estimator, result.input_example).astype(np.float64)
+        signature = infer_signature(example, np.asarray(result.estimator.predict_proba(example)))
         info = mlflow.lightgbm.log_model(
             result.estimator,
             name="model",
             signature=signature,
             input_example=example,
+            metadata={CATEGORIES_METADATA: fitted_categories(result.estimator)},
             registered_model_name=registered,
             # Named, not inferred: inference re-imports the model in a subprocess (~5 s).
             pip_requirements=model_requirements(),
@@ -238,10 +242,6 @@ def champion_version(registered_name: str) -> str | None:
         return str(MlflowClient().get_model_version_by_alias(registered_name, CHAMPION).version)
     except MlflowException:
         return None
-
-
-def _predict(estimator: Any, frame: pd.DataFrame) -> np.ndarray:
-    return np.asarray(estimator.predict_proba(frame))
 
 
 def _finite(value: object) -> bool:

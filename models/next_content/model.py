@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.fitting import fit_classifier
+from models.fitting import fit_classifier, model_frame
 from models.next_content.errors import NextContentModelError
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -65,4 +65,4 @@ def fit(
 
 def predict_proba(estimator: Any, x: pd.DataFrame) -> np.ndarray:
     """P(response within the window), one per row of ``x`` (the model's feature columns)."""
-    return np.asarray(estimator.predict_proba(x))[:, 1].astype(np.float64)
+    return np.asarray(estimator.predict_proba(model_frame(estimator, x)))[:, 1].astype(np.float64)

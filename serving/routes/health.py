@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from serving.model_set import ANSWER_PARTS, how_to_train
 from serving.routes import Services, services
 from serving.schemas import ReadyResponse
 
@@ -115,8 +116,9 @@ def health() -> dict[str, str]:
 )
 def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     """200 when the store answers (and is migrated) and a model set (at least one model) is
-    loaded, ``parts_missing`` naming the answer parts no model serves; 503 with
-    what is missing otherwise, including the last model reload error. A set that failed to
+    loaded, ``parts_missing`` naming the answer parts no model serves and how to train
+    them; 503 with what is missing otherwise and how to fix it, including the last model
+    reload error. A set that failed to
     load or was rejected while another serves shows in ``last_reload_error`` (still 200)."""
     store_ok = svc.store.ping()
     state = svc.holder.status()
@@ -134,6 +136,7 @@ def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
             + (f" ({state.last_error})" if state.last_error else "")
             + retry
         )
+    model_of = {part: name for name, part in ANSWER_PARTS.items()}
     body = ReadyResponse(
         status="ready" if not missing else "not ready",
         store=store_ok,
@@ -141,7 +144,11 @@ def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
         model_versions=dict(state.versions),
         missing=missing,
         last_reload_error=state.last_error,
-        parts_missing=dict(state.parts_missing),
+        parts_missing={
+            part: f"{why}: {how_to_train(svc.holder.tracking_uri, model_of.get(part, 'all'))}"
+            for part, why in state.parts_missing.items()
+        },
+        tracking_uri=svc.holder.tracking_uri,
     )
     code = status.HTTP_200_OK if not missing else status.HTTP_503_SERVICE_UNAVAILABLE
     return JSONResponse(body.model_dump(mode="json"), status_code=code)

@@ -46,6 +46,7 @@ STATIC_TYPES: dict[str, str] = {
     "widget.css": "text/css; charset=utf-8",
     "worklist.js": "text/javascript; charset=utf-8",
     "common.js": "text/javascript; charset=utf-8",
+    "docs.js": "text/javascript; charset=utf-8",
 }
 # Assets are small and change only with a deployment; a short max-age keeps a CRM page with
 # many widget frames from refetching them while a release still reaches everyone quickly.

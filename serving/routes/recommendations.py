@@ -221,6 +221,7 @@ def recommend(svc: Services, result: AccountScore, now: pd.Timestamp) -> Recomme
         request_id=request_id,
         account_id=result.account_id,
         as_of=result.as_of.to_pydatetime(),
+        known=result.known,
         cold_start=result.cold_start,
         phase=result.phase,
         phase_probabilities={p: float(v) for p, v in result.phase_proba.items()},

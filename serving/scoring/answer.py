@@ -34,7 +34,8 @@ class AccountScore:
     policy; ``held_back`` the "why not?" list; ``versions`` the model versions used;
     ``outcomes`` outcome name -> calibrated probability of each binary outcome model served
     (``churn`` too); ``missing`` answer part (``phase``, ``risk``, ``next_actions``) -> why
-    it is absent (no model of it is served).
+    it is absent (no model of it is served); ``known`` is False for an account the data
+    do not hold (a cold start; nothing about it is stored).
     """
 
     account_id: str
@@ -52,5 +53,6 @@ class AccountScore:
     versions: Mapping[str, str]
     cold_start: bool
     cache_hit: bool
+    known: bool = True
     outcomes: Mapping[str, float] = field(default_factory=dict)
     missing: Mapping[str, str] = field(default_factory=dict)

@@ -22,7 +22,7 @@ import pandas as pd
 from features.attributes import FittedAttributes
 from features.frames import select_columns
 from features.pipeline import build_features, feature_definitions
-from features.schema import JourneyData
+from features.schema import TABLE_ORDER, TIMESTAMP_DTYPE, JourneyData, empty_table, with_all_columns
 from features.taxonomy import Taxonomy
 from models import next_content as nc
 from models.arbitration import ArbitrationConfig, PreparedCatalog, prepare_catalog
@@ -97,6 +97,8 @@ class ScoringSetup:
         self.account_inputs = nc.account_input_columns(taxonomy)
         # The last model set :meth:`servable` saw and its answer (a request reads it once).
         self._servable: tuple[ModelSet, ModelSet] | None = None
+        # (model set key, day) -> :meth:`new_account_prior`, the last one computed.
+        self._new_prior: tuple[tuple[tuple[str, ...], int], np.ndarray] | None = None
 
     def servable(self, models: ModelSet) -> ModelSet:
         """Returns ``models`` as this service can apply them: without the next-content
@@ -175,17 +177,26 @@ class ScoringSetup:
         """``proba`` (rows x taxonomy phases) as rows x the phase model's classes."""
         return proba[:, self.phase_columns(models)]
 
-    def phase_prior(self, models: ModelSet) -> np.ndarray:
-        """The phase model's cold-start prior over the taxonomy's phases (uniform without
-        a phase model)."""
-        out = np.zeros(len(self.phases), dtype=np.float64)
-        if models.phase is None or len(models.phase_prior) == 0:
-            return out + 1.0 / len(self.phases)
-        columns = self.phase_columns(models)
-        if len(columns) != len(models.phase_prior):
-            return out + 1.0 / len(self.phases)
-        out[columns] = models.phase_prior
-        return out
+    def new_account_prior(self, models: ModelSet, now: pd.Timestamp) -> np.ndarray:
+        """The taxonomy phases' probabilities for an account with no history at ``now``:
+        the phase model's answer for an account created a second before ``now`` with no
+        touchpoints, stages, contacts or firmographics (uniform without a phase model).
+
+        This is what an account nobody has seen yet gets: the early phases of a journey,
+        not the population's mix of phases (which peaks after the purchase). Remembered
+        per model set and day (the as-of month and weekday are features)."""
+        if models.phase is None:
+            return np.full(len(self.phases), 1.0 / len(self.phases))
+        key = (models.key, now.normalize().value)
+        remembered = self._new_prior
+        if remembered is not None and remembered[0] == key:
+            return remembered[1]
+        frame = self.features(_no_history(self.taxonomy, self.content, now), now, models.attributes)
+        if frame is None:
+            raise ScoringError(f"no feature row for an account created before {now}")
+        prior = self.phase_proba(models, frame)[0]
+        self._new_prior = (key, prior)
+        return prior
 
     def account_columns(self, models: ModelSet) -> list[str]:
         """Returns the account columns each candidate row carries for the served
@@ -278,3 +289,22 @@ def _topic_definitions(taxonomy: Taxonomy) -> dict[str, str]:
         out[f"n_topic_{t}_365d"] = f"content touchpoints on topic '{t}' in the last 365 days"
         out[f"n_topic_{t}_ever"] = f"content touchpoints on topic '{t}' ever"
     return out
+
+
+# The id of the account :func:`_no_history` makes up (only its features are used).
+NO_HISTORY_ACCOUNT = "new account"
+
+
+def _no_history(taxonomy: Taxonomy, content: pd.DataFrame, now: pd.Timestamp) -> JourneyData:
+    """Data holding one account, created a second before ``now``, with nothing else known
+    about it (the catalog is kept: some features read it)."""
+    tables = {name: empty_table(name, taxonomy) for name in TABLE_ORDER}
+    account = pd.DataFrame(
+        {
+            "account_id": pd.Series([NO_HISTORY_ACCOUNT], dtype="str"),
+            "created_at": pd.Series([now - pd.Timedelta(seconds=1)], dtype=TIMESTAMP_DTYPE),
+        }
+    )
+    tables["accounts"] = with_all_columns("accounts", account, taxonomy)
+    tables["content"] = content
+    return JourneyData(**tables)

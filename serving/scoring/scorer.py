@@ -5,8 +5,10 @@ fresh for the account's data version and the serving model versions (only arbitr
 ``serving.scoring.online.decide``), and otherwise computes the state first
 (``serving.scoring.states.compute_state``) and caches it (``serving.scoring.cache``). An
 account the data do not hold (or hold with no account row) gets a cold start
-(``models.cold_start``): the phase model's prior over phases and the most popular catalog
-items for the most likely phase, ``cold_start=True``. :meth:`Scorer.score_accounts_batch`
+(``models.cold_start``): the phase model's answer for an account with no history (the
+early phases) and the most popular catalog items for the most likely phase,
+``cold_start=True`` and ``known=False`` (an account it holds that has no history yet at that
+time is a cold start with ``known=True``). :meth:`Scorer.score_accounts_batch`
 scores every account at once (``serving.scoring.batch``).
 
 Many known accounts at once (a rep's worklist), :meth:`Scorer.score_known` answers each
@@ -142,7 +144,7 @@ class Scorer:
         )
         version = cache_version(data, account_id, data_version)
         if version is None:
-            return self._cold_start(models, request)
+            return self._cold_start(models, request, known=False)
         key = (account_id, version, models.key)
         state = self.cache.hit(key, now.value)
         if state is not None:
@@ -154,7 +156,7 @@ class Scorer:
             else compute_state(self.setup, models, rows, account_id, now, ttl_ns=self.cache.ttl_ns)
         )
         if state is None:  # unknown after all, or created after now
-            return self._cold_start(models, request)
+            return self._cold_start(models, request, known=_holds(rows, account_id))
         self.cache.put(key, state)
         return decide(self.setup, models, state, request, hit=False)
 
@@ -206,7 +208,7 @@ class Scorer:
             )
             state = states.get(account.account_id)
             answers.append(
-                self._cold_start(models, request)
+                self._cold_start(models, request, known=True)
                 if state is None
                 else decide(self.setup, models, state, request, hit=account.account_id not in cold)
             )
@@ -315,9 +317,11 @@ class Scorer:
         models = self.models
         return score_batch(self.setup, models, data, to_utc(now), k, chunk_accounts=chunk_accounts)
 
-    def _cold_start(self, models: ModelSet, request: Request) -> AccountScore:
+    def _cold_start(self, models: ModelSet, request: Request, *, known: bool) -> AccountScore:
+        """The answer for an account without history at the request's time: ``known`` says
+        whether the store holds it (created later, or nothing recorded yet)."""
         ranked = rank_cold_start(
-            self.setup.phase_prior(models),
+            self.setup.new_account_prior(models, request.now),
             self.setup.catalog,
             self.popularity,
             request.k,
@@ -341,6 +345,12 @@ class Scorer:
             explored=False,
             versions=dict(models.versions),
             cold_start=True,
+            known=known,
             cache_hit=False,
             missing=dict(models.missing),
         )
+
+
+def _holds(rows: JourneyData | None, account_id: str) -> bool:
+    """Whether ``rows`` has an account row for ``account_id``."""
+    return rows is not None and bool(rows.accounts["account_id"].astype(str).eq(account_id).any())

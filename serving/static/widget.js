@@ -53,10 +53,16 @@
     renderActions(recs.actions, missing.next_actions);
     renderTimeline(touchpoints);
     $("cold-badge").hidden = !recs.cold_start;
-    if (recs.cold_start) {
+    $("cold-badge").textContent = recs.known === false ? "Unknown account" : "New account";
+    if (recs.known === false) {
       setState("cold-start",
-        "New account: no history yet. The phase is the typical starting distribution and the " +
-        "actions are the most popular content for it.", { kind: "note" });
+        "Unknown account: the service holds no data for this id (check it, or load the " +
+        "account's data). Shown: the phases of an account with no history and the most " +
+        "popular content for the likeliest one.", { kind: "note" });
+    } else if (recs.cold_start) {
+      setState("cold-start",
+        "New account: no history yet. The phase is that of an account with no history and " +
+        "the actions are the most popular content for it.", { kind: "note" });
     } else {
       setState("ready", "");
     }

@@ -184,14 +184,18 @@ def test_dismiss_removes_the_action_and_it_is_not_offered_again(
     expect(page.locator(f'li[data-content-id="{action["content_id"]}"]')).to_have_count(0)
 
 
-def test_a_cold_start_account_is_shown_as_new(page: Page, server: LiveServer, shots: Path) -> None:
+def test_an_unknown_account_is_shown_as_unknown(
+    page: Page, server: LiveServer, shots: Path
+) -> None:
     with page.expect_response(lambda r: "/recommendations" in r.url) as info:
         page.goto(server.url("/widget/accounts/A-not-in-the-crm-yet", key="widget:crm"))
     expect(page.locator("body")).to_have_attribute("data-state", "cold-start")
     recs = info.value.json()
-    assert recs["cold_start"] is True
-    expect(page.locator("#cold-badge")).to_be_visible()
-    expect(page.locator("#status-text")).to_contain_text("New account: no history yet")
+    assert recs["cold_start"] is True and recs["known"] is False
+    expect(page.locator("#cold-badge")).to_have_text("Unknown account")
+    expect(page.locator("#status-text")).to_contain_text(
+        "Unknown account: the service holds no data for this id"
+    )
     expect(page.locator('#journey li[aria-current="step"]')).to_have_attribute(
         "data-phase", recs["phase"]
     )
@@ -316,3 +320,29 @@ def test_text_contrast_meets_wcag_aa(page: Page, server: LiveServer, known_accou
     ratios = page.evaluate(CONTRAST_JS, TEXT_SELECTORS)
     assert all(ratios[s] is not None for s in TEXT_SELECTORS), ratios
     assert min(ratios.values()) >= 4.5, ratios
+
+
+def test_the_api_docs_render_offline_under_the_csp(browser: Browser, server: LiveServer) -> None:
+    """Swagger UI at /docs with every request to another host refused (no internet): it
+    renders the API from the service's own files, and the CSP blocks nothing."""
+    context = browser.new_context()
+    page = context.new_page()
+    outside: list[str] = []
+    problems: list[str] = []
+
+    def only_local(route: Route) -> None:
+        if route.request.url.startswith(server.base_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"{server.base_url}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("journey-nba")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        assert outside == [] and problems == []
+    finally:
+        context.close()

@@ -63,3 +63,19 @@ def test_dask_fit_matches_local_quality(client: Any) -> None:
     auc_dask = roc_auc_score(yt, distributed.predict_proba(xt)[:, 1])
     assert auc_local > 0.7
     assert abs(auc_dask - auc_local) < 0.02
+
+
+def test_categories_are_encoded_as_codes_of_the_training_levels() -> None:
+    from models.fitting import category_levels, encode_categories
+
+    train = pd.DataFrame(
+        {"n": [1.0, 2.0, 3.0], "kind": pd.Categorical(["b", "a", "b"], categories=["a", "b"])}
+    )
+    levels = category_levels(train)
+    assert levels == {"kind": ["a", "b"]}
+    later = pd.DataFrame({"n": [4.0, 5.0, 6.0], "kind": ["b", "c", None]})  # text, as JSON gives
+    coded = encode_categories(later, levels)
+    np.testing.assert_array_equal(coded["kind"].to_numpy(), [1.0, np.nan, np.nan])
+    assert coded["n"].tolist() == [4.0, 5.0, 6.0]
+    # codes already (a logged input example) are taken as they are
+    assert encode_categories(coded, levels)["kind"].equals(coded["kind"])

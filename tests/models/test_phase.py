@@ -8,6 +8,7 @@ import pytest
 
 from features.taxonomy import load_taxonomy
 from models import phase as phase_model
+from models.fitting import model_columns
 
 
 def _data(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -62,4 +63,4 @@ def test_a_raw_booster_predicts_like_the_classifier() -> None:
     est = phase_model.fit(x, y, x, y, n_classes=4, params={"n_estimators": 20})
     booster_p = phase_model.predict_proba(est.booster_, x, n_classes=4)
     np.testing.assert_allclose(booster_p, phase_model.predict_proba(est, x, n_classes=4))
-    assert phase_model.model_columns(est.booster_) == phase_model.model_columns(est)
+    assert model_columns(est.booster_) == model_columns(est)

@@ -8,6 +8,7 @@ end of the simulated period) with exploration off, so answers are deterministic.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -94,7 +95,7 @@ def test_too_many_events_or_too_large_a_body_answer_413(api: Api) -> None:
 def test_a_known_account_gets_a_full_answer_and_every_action_is_logged(api: Api) -> None:
     account = api.account_ids[0]
     body = recommendations(api, account, k=3)
-    assert body["account_id"] == account and body["cold_start"] is False
+    assert body["account_id"] == account and body["cold_start"] is False and body["known"]
     assert list(body["phase_probabilities"]) == api.registry.taxonomy.phases
     assert sum(body["phase_probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
     assert body["phase"] == max(body["phase_probabilities"], key=body["phase_probabilities"].get)
@@ -160,7 +161,9 @@ def test_an_ingested_event_changes_the_next_recommendations(api: Api) -> None:
 
 def test_an_unknown_account_gets_a_flagged_cold_start(api: Api) -> None:
     body = recommendations(api, "no-such-account", k=4)
-    assert body["cold_start"] is True and body["churn_risk"] is None
+    assert body["known"] is False and body["cold_start"] is True and body["churn_risk"] is None
+    # an account with no history is early in its journey, not where the population is
+    assert body["phase"] in {"trigger", "awareness"}
     assert body["churn_band"] is None and body["policy"] == "cold-start-popular"
     assert body["model_versions"] == VERSIONS
     assert len(body["actions"]) == 4
@@ -320,6 +323,7 @@ def test_health_ready_and_metrics(api: Api) -> None:
         "missing": [],
         "last_reload_error": None,
         "parts_missing": {},
+        "tracking_uri": api.registry.tracking_uri,
     }
     recommendations(api, api.account_ids[5], k=2)
     api.client.post("/v1/events", json={"events": [event("E-metrics-1")]}, headers=api.headers())
@@ -359,12 +363,35 @@ def test_ready_is_503_with_the_reason_when_models_cannot_load(
         assert body["missing"][0].startswith(
             "models: no model set loaded from alias 'no-such-alias'"
         )
+        # ... and what to run about it, against which tracking store
+        assert (
+            f"train with `MLFLOW_TRACKING_URI={registry.tracking_uri} nba train all"
+            in (body["missing"][0])
+        )
+        assert "nba promote" in body["missing"][0]
         response = api.client.get(
             f"/v1/accounts/{api.account_ids[0]}/recommendations", headers=api.headers()
         )
         assert response.status_code == 503 and "no-such-alias" in response.json()["detail"]
         text = api.client.get("/metrics").text
         assert "nba_models_ready 0.0" in text and "nba_model_reload_failures_total 1.0" in text
+
+
+def test_a_tracking_file_that_is_not_there_is_named_and_not_created(
+    tmp_path: Path, registry: TrainedRegistry
+) -> None:
+    absent = tmp_path / "nowhere" / "mlflow.db"
+    uri = f"sqlite:///{absent}"
+    with open_api("sqlite", tmp_path, replace(registry, tracking_uri=uri)) as api:
+        ready = api.client.get("/ready")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["tracking_uri"] == uri
+        assert (
+            f"tracking URI {uri} holds no models: {absent} does not exist"
+            in (body["last_reload_error"])
+        )
+    assert not absent.exists() and not absent.parent.exists()
 
 
 def test_openapi_documents_every_route_with_examples(api: Api) -> None:

@@ -82,7 +82,13 @@ def test_ready_names_the_missing_parts(partial: tuple[str, Api]) -> None:
     ready = api.client.get("/ready")
     assert ready.status_code == 200, ready.text
     body = ready.json()
-    assert body["status"] == "ready" and body["parts_missing"] == CASES[case][1]
+    assert body["status"] == "ready" and body["tracking_uri"] == api.registry.tracking_uri
+    # each missing part: why, then what to run against which tracking store
+    assert set(body["parts_missing"]) == set(CASES[case][1])
+    for part, why in CASES[case][1].items():
+        fix = body["parts_missing"][part]
+        assert fix.startswith(why + ": train with `MLFLOW_TRACKING_URI=")
+        assert api.registry.tracking_uri in fix and "nba promote" in fix
 
 
 def test_recommendations_answer_with_the_models_there(partial: tuple[str, Api]) -> None:

@@ -88,8 +88,13 @@ def test_unknown_account_gets_a_cold_start(registry: TrainedRegistry, scorer: Sc
             data, "no-such-account", registry.now, k=4, rng=np.random.default_rng(0)
         )
         assert score.cold_start and score.churn_risk is None and score.churn_band is None
-        np.testing.assert_allclose(list(score.phase_proba.values()), models.phase_prior)
-        assert score.phase == registry.taxonomy.phases[int(np.argmax(models.phase_prior))]
+        assert not score.known
+        prior = scorer.setup.new_account_prior(models, registry.now)
+        np.testing.assert_allclose(list(score.phase_proba.values()), prior)
+        assert sum(score.phase_proba.values()) == pytest.approx(1.0)
+        assert score.phase == registry.taxonomy.phases[int(np.argmax(prior))]
+        # no history: the early phases, not the population's mix (which peaks later)
+        assert score.phase in {"trigger", "awareness"}
         assert len(score.actions) == 4
         catalog = registry.data.content.set_index("content_id")
         for scored in score.actions:

@@ -86,13 +86,16 @@ def test_a_weekly_outcome_trains_on_a_short_span_and_reports_beside_its_peer(
     assert trained["models"][0]["champion"] == report["gate"]["passed"]
     code, output = invoke(workdir, "report")
     assert code == 0
-    if report["gate"]["passed"]:
+    gate = report["gate"]
+    verb = "beats" if gate["passed"] else "LOSES to"
+    if gate["passed"]:
         assert "## nba-buy_again v1 (champion)" in output
-        assert "No champion yet for: nba-phase, nba-churn, nba-next-content" in output
     else:
-        assert "No champion yet for: nba-phase, nba-churn, nba-next-content, nba-buy_again" in (
-            output
-        )
+        assert "## nba-buy_again v1 (not champion)" in output
+        assert "not served (no champion; `nba promote buy_again --data DIR --force`" in output
+    # every model gets a verdict against its strongest baseline
+    assert f"**Verdict:** {verb} its strongest baseline, {gate['baseline']}," in output
+    assert "Not trained: nba-phase, nba-churn, nba-next-content (run `nba train`)." in output
 
 
 def test_a_span_too_short_for_the_horizon_is_a_message(workdir: Path) -> None:

@@ -186,15 +186,54 @@ def test_bad_requests_get_clear_errors(workdir: Path) -> None:
     )
 
 
-def test_demo_runs_the_main_job_end_to_end(tmp_path: Path) -> None:
+def test_demo_runs_the_main_job_end_to_end_and_hands_over_a_service(tmp_path: Path) -> None:
     import json
 
+    import httpx
+    import pandas as pd
+
+    from tests.utils.server import Server, server_env
+
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--accounts", "400"])
+    args = ["demo", "--out", str(out), "--accounts", "400", "--end", "2026-01-15", "--force"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     stdout = result.stdout
-    summary = json.loads(stdout[stdout.index('{\n  "data_dir"') :])
+    printed = stdout[stdout.index('{\n  "data_dir"') :]
+    summary, end = json.JSONDecoder().raw_decode(printed)
+    after = printed[end:]
     assert summary["tables"]["accounts"] == 400 and summary["features"] > 300
     assert set(summary["models"]) == {"nba-phase", "nba-churn", "nba-next-content"}
+    assert all(m["champion"] for m in summary["models"].values())  # --force
     assert (out / "features.parquet").exists() and (out / "mlruns").is_dir()
     assert "## nba-churn v1" in (out / "quality.md").read_text()
+    # the data end at --end (default today): the last simulated week ends by then
+    last = pd.read_parquet(out / "data" / "touchpoints.parquet")["ts"].max()
+    assert summary["data_end"] == "2026-01-15"
+    assert pd.Timestamp("2026-01-08", tz="UTC") <= last < pd.Timestamp("2026-01-15", tz="UTC")
+    # the service is one command away: its store is loaded, its key made, its command printed
+    store = f"sqlite:///{(out / 'nba.db').resolve()}"
+    assert summary["store"] == store and (out / "nba.db").exists()
+    assert f"NBA_DATABASE_URL={store}" in summary["serve"]
+    assert f"MLFLOW_TRACKING_URI={summary['tracking_uri']}" in summary["serve"]
+    assert summary["serve"] in after and summary["urls"]["account widget"] in after
+    widget = summary["urls"]["account widget"]
+    account, key = widget.split("/widget/accounts/")[1].split("#key=")
+    env = server_env(NBA_DATABASE_URL=store, MLFLOW_TRACKING_URI=summary["tracking_uri"])
+    server = Server(env, workers=1, log=tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        # nba serve names what it reads
+        assert (
+            f"store {store}; models: alias 'champion' at tracking URI {summary['tracking_uri']}"
+            in (tmp_path / "serve.log").read_text()
+        )
+        answer = httpx.get(
+            f"{server.base}/v1/accounts/{account}/recommendations?k=3",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["known"] is True and answer.json()["actions"]
+    finally:
+        server.stop()

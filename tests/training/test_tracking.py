@@ -173,3 +173,52 @@ def test_promotion_needs_the_challengers_gate_as_well_as_a_better_score(tracking
     outcome = promote("churn", lambda m: next(scores), metric="roc_auc")
     assert outcome.promoted and not outcome.forced
     assert champion_version(registered) == winning.version
+
+
+def test_a_model_with_categorical_inputs_round_trips_through_mlflow(
+    tracking: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Categories reach LightGBM as codes (models.fitting): the logged example and signature
+    are numbers, MLflow validates them without a warning, and the model predicts on its
+    own example through MLflow's pyfunc and LightGBM loaders, as outside this project."""
+    from mlflow.models import Model
+
+    from models.fitting import fit_classifier, model_frame
+
+    rng = np.random.default_rng(3)
+    kind = pd.Categorical(rng.choice(["x", "y", "z"], size=400), categories=["x", "y", "z"])
+    x = pd.DataFrame({"a": rng.normal(size=400), "kind": kind})
+    y = ((x["a"] + 2 * (x["kind"] == "y") + rng.normal(size=400)) > 1).astype(int).to_numpy()
+    model = fit_classifier(
+        {"n_estimators": 30, "verbose": -1, "min_child_samples": 5},
+        x.iloc[:300],
+        y[:300],
+        x.iloc[300:],
+        y[300:],
+        early_stopping_rounds=10,
+    )
+    result, _, _ = make_result(4, 5, "phase")
+    result = ModelResult(
+        **{
+            **result.__dict__,
+            "estimator": model,
+            "feature_columns": ["a", "kind"],
+            "input_example": x.head(5),
+        }
+    )
+    capfd.readouterr()
+    logged = log_result(result)
+    printed = capfd.readouterr()
+    assert "Created version" in printed.out + printed.err  # what MLflow prints is seen here
+    # MLflow predicts on the example when logging and warns when it cannot
+    assert "input example" not in printed.out + printed.err
+    uri = f"models:/{logged.registered_name}/{logged.version}"
+    info = Model.load(uri)
+    assert info.metadata == {"categories": {"kind": ["x", "y", "z"]}}
+    example = info.load_input_example(mlflow.artifacts.download_artifacts(uri))
+    assert example["kind"].tolist() == [float("xyz".index(v)) for v in x["kind"].head(5)]
+    labels = mlflow.pyfunc.load_model(uri).predict(example)
+    assert len(labels) == 5
+    proba = mlflow.lightgbm.load_model(uri).predict_proba(example)
+    expected = model.predict_proba(model_frame(model, x.head(5)))
+    np.testing.assert_allclose(proba, expected)
