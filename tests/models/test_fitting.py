@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.fitting import fit_classifier
+from models.fitting import fit_classifier, model_frame
 
 PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -59,8 +59,9 @@ def test_dask_fit_matches_local_quality(client: Any) -> None:
     local = fit_classifier(PARAMS, x, y, xv, yv, early_stopping_rounds=20)
     distributed = fit_classifier(PARAMS, x, y, xv, yv, early_stopping_rounds=20, client=client)
     assert isinstance(distributed, lgb.LGBMClassifier)
-    auc_local = roc_auc_score(yt, local.predict_proba(xt)[:, 1])
-    auc_dask = roc_auc_score(yt, distributed.predict_proba(xt)[:, 1])
+    # fitted on codes of the categorical levels: predictions go through model_frame
+    auc_local = roc_auc_score(yt, local.predict_proba(model_frame(local, xt))[:, 1])
+    auc_dask = roc_auc_score(yt, distributed.predict_proba(model_frame(distributed, xt))[:, 1])
     assert auc_local > 0.7
     assert abs(auc_dask - auc_local) < 0.02
 
