@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -20,9 +21,13 @@ from features.cli import (
     EngineOption,
     MappingOption,
     SchedulerOption,
+    StoreOption,
+    StoreReader,
+    StoreSchemaOption,
     TaxonomyOption,
     load_taxonomy_option,
     parse_engine,
+    store_reader,
 )
 from features.errors import InvalidInputError
 
@@ -89,6 +94,7 @@ RewardWindowOption = Annotated[
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: Annotated[
         str,
         typer.Argument(
@@ -97,8 +103,11 @@ def train(
         ),
     ] = "all",
     data: Annotated[
-        Path, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
-    ] = Path("data"),
+        Path | None,
+        typer.Option("--data", help="Data directory (CSV or Parquet tables); default ./data."),
+    ] = None,
+    store: StoreOption = None,
+    store_schema: StoreSchemaOption = None,
     as_of_dates: Annotated[
         int,
         typer.Option(
@@ -156,6 +165,7 @@ def train(
     rewarded = Reward(
         _reward_kind(reward), tuple(reward_event or ()), window_days=reward_window_days
     )
+    source = _store_source(ctx, data, store, store_schema, mapping)
     uri = configure_tracking(tracking_uri)
     summaries: list[dict[str, object]] = []
 
@@ -184,6 +194,7 @@ def train(
             attributes=attributes,
             models=models,
             reward=rewarded,
+            store=source,
         )
         train_models(
             models,
@@ -262,8 +273,36 @@ def _summary(
     return out
 
 
+@dataclass(frozen=True)
+class _StoreSource:
+    """``--store``: the service's store at ``url`` and the reader the root app handed down."""
+
+    url: str
+    schema: str | None
+    read: StoreReader
+
+
+def _store_source(
+    ctx: typer.Context,
+    data: Path | None,
+    store: str | None,
+    schema: str | None,
+    mapping: Path | None,
+) -> _StoreSource | None:
+    """The ``--store`` to read instead of a data directory (None: read ``--data``). Raises
+    InvalidInputError for both ``--data`` and ``--store``, or ``--store`` with a mapping (the
+    store holds the contract's tables already)."""
+    if store is None:
+        return None
+    if data is not None:
+        raise InvalidInputError("--data and --store: give one source of training data")
+    if mapping is not None:
+        raise InvalidInputError("--mapping maps a data directory; the store is in the contract")
+    return _StoreSource(store, schema, store_reader(ctx))
+
+
 def _prepare(
-    data: Path,
+    data: Path | None,
     taxonomy: Taxonomy,
     mapping: Path | None,
     as_of_dates: int,
@@ -273,14 +312,33 @@ def _prepare(
     attributes: Path | None = None,
     models: Sequence[str] | None = None,
     reward: Reward | None = None,
+    store: _StoreSource | None = None,
 ) -> Prepared:
+    """The prepared training data of the data directory ``data`` (default ./data) or, with
+    ``store``, of the service's store, read into the same validated tables."""
     from features.cli import load_declarations
     from training.result import MODEL_NAMES
-    from training.train import prepare
+    from training.train import prepare, prepare_data
 
     column_mapping, declared = load_declarations(mapping, attributes)
+    if store is not None:
+        from features.load import read_tables
+
+        started = time.perf_counter()
+        tables = store.read(store.url, taxonomy, schema=store.schema)
+        return prepare_data(
+            read_tables(tables, taxonomy, attributes=declared),
+            taxonomy,
+            load_s=time.perf_counter() - started,
+            n_dates=as_of_dates,
+            engine=engine,
+            scheduler=scheduler,
+            attributes=declared,
+            models=models if models is not None else MODEL_NAMES,
+            reward=reward,
+        )
     return prepare(
-        data,
+        data if data is not None else Path("data"),
         taxonomy,
         mapping=column_mapping,
         n_dates=as_of_dates,
