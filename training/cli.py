@@ -298,7 +298,7 @@ def _store_source(
         raise InvalidInputError("--data and --store: give one source of training data")
     if mapping is not None:
         raise InvalidInputError("--mapping maps a data directory; the store is in the contract")
-    return _StoreSource(store, schema, store_reader(ctx))
+    return _StoreSource(store, schema or None, store_reader(ctx))
 
 
 def _prepare(
