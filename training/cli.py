@@ -352,12 +352,16 @@ def _prepare(
 
 @app.command()
 def promote(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Argument(help="phase, next-content or a declared outcome (churn, ...).")
     ],
     data: Annotated[
-        Path, typer.Option("--data", help="Data directory to build the test split from.")
-    ] = Path("data"),
+        Path | None,
+        typer.Option("--data", help="Data directory to build the test split from; default ./data."),
+    ] = None,
+    store: StoreOption = None,
+    store_schema: StoreSchemaOption = None,
     version: Annotated[
         str | None, typer.Option("--version", help="Challenger version (default: newest).")
     ] = None,
@@ -377,7 +381,11 @@ def promote(
     baseline on the validation split (its gate), unless --force. Read DIR through --mapping
     as in training; custom attributes get their levels from DIR as in training (the same
     data gives the same levels); the reward of a next-action model must be the one it was
-    trained for."""
+    trained for. Next content on data holding the service's decisions (--store, or the
+    directory nba export writes) is judged on that served log instead: the newest version's
+    top-1 policy valued off-policy (IPS, SNIPS, DR, 95 % intervals) on the decisions the
+    service served, promoted only when its DR lower bound beats the champion's served value;
+    the comparison is logged to MLflow."""
     from models.outcomes import load_outcomes
     from training.registry import promote as run_promotion
     from training.reward import Reward
@@ -404,11 +412,35 @@ def promote(
         attributes=attributes,
         models=[name],
         reward=rewarded,
+        store=_store_source(ctx, data, store, store_schema, mapping),
     )
+    if name == "next-content":
+        from training.log_promotion import has_served_log
+
+        if has_served_log(prepared.data):
+            typer.echo(_promote_on_log(prepared, tax, version=version, force=force))
+            return
     score = scorer_on_test_split(name, prepared, tax, declared)
     metric = model_steps(name, declared).primary_metric.removeprefix("model.")
     outcome = run_promotion(name, score, metric=metric, version=version, force=force)
     typer.echo(outcome.format())
+
+
+def _promote_on_log(
+    prepared: Prepared, taxonomy: Taxonomy, *, version: str | None, force: bool
+) -> str:
+    """``nba promote next-content`` on data holding the service's decisions."""
+    from training.log_promotion import judge, promote_on_log, served_decisions
+    from training.registry import latest_version, load_version
+    from training.result import registered_name
+
+    name = registered_name("next-content")
+    challenger = version or latest_version(name)
+    rows, columns = served_decisions(prepared.data, taxonomy, prepared.features)
+    judgement = judge(
+        load_version(name, challenger), rows, columns, prepared.data.content, taxonomy
+    )
+    return promote_on_log(challenger, judgement, force=force).format()
 
 
 @app.command()
