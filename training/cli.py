@@ -430,13 +430,18 @@ def _promote_on_log(
     prepared: Prepared, taxonomy: Taxonomy, *, version: str | None, force: bool
 ) -> str:
     """``nba promote next-content`` on data holding the service's decisions."""
-    from training.log_promotion import judge, promote_on_log, served_decisions
+    from mlflow import MlflowClient
+
+    from training.log_promotion import judge, learned_until, promote_on_log, served_decisions
     from training.registry import latest_version, load_version
     from training.result import registered_name
 
     name = registered_name("next-content")
     challenger = version or latest_version(name)
-    rows, columns = served_decisions(prepared.data, taxonomy, prepared.features)
+    client = MlflowClient()
+    run_id = client.get_model_version(name, challenger).run_id
+    after = learned_until(client.get_run(str(run_id)).data.tags) if run_id else None
+    rows, columns = served_decisions(prepared.data, taxonomy, prepared.features, after=after)
     judgement = judge(
         load_version(name, challenger), rows, columns, prepared.data.content, taxonomy
     )

@@ -9,6 +9,10 @@ training grid; decisions up to :data:`LOG_WINDOW_DAYS` after a date), its eligib
 those fitting the CRM phase at the time plus the item served (the service decided on the
 predicted phase), and its reward a response within the response window, as in training.
 
+Only decisions after what the challenger learned from count (its last training or validation
+as-of date plus the exposure window, from its run's tags): a model valued on its own
+training rows would look better than it is.
+
 The challenger's top-1 policy is valued off-policy on those decisions (IPS, SNIPS and DR with
 95 % intervals, ``training.ope``); the champion's estimate is the value of what it served,
 the observed mean reward (on-policy: its importance weights are 1). The alias moves only when
@@ -29,9 +33,10 @@ from mlflow import MlflowClient
 from features.errors import InvalidInputError
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
+from features.timestamps import to_utc
 from models import next_content as nc
 from models.contract import CHAMPION
-from training.next_content import next_content_rows
+from training.next_content import EXPOSURE_WINDOW_DAYS, next_content_rows
 from training.ope import LOGGING, MODEL, Estimate, LoggedDecisions, compare_policies
 from training.policy import DECISION_PHASE_COLUMN, content_positions, phase_codes
 from training.result import registered_name
@@ -91,20 +96,40 @@ class LogJudgement:
         )
 
 
+def learned_until(run_tags: dict[str, str]) -> pd.Timestamp | None:
+    """The end of what a next-content version learned from: its last training or validation
+    as-of date (the run's ``nba.as_of.*`` tags) plus the exposure window. None when the run
+    does not say."""
+    dates: list[pd.Timestamp] = []
+    for split in ("train", "valid"):
+        tag = run_tags.get(f"nba.as_of.{split}", "")
+        dates += [to_utc(d) for d in tag.replace("..", ",").split(",") if d]
+    return max(dates) + pd.Timedelta(days=EXPOSURE_WINDOW_DAYS) if dates else None
+
+
 def served_decisions(
-    data: JourneyData, taxonomy: Taxonomy, features: pd.DataFrame
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    *,
+    after: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The next-content rows of the service's top-slot decisions (see the module docstring)
-    and the model's feature columns. Raises :class:`ServedLogError` with fewer than
-    :data:`MIN_DECISIONS`."""
+    made at or after ``after`` (the end of what the challenger learned from: it is judged on
+    decisions it did not see) and the model's feature columns. Raises
+    :class:`ServedLogError` with fewer than :data:`MIN_DECISIONS`."""
     frame = next_content_rows(data, taxonomy, features, window_days=LOG_WINDOW_DAYS)
     exposures = data.exposures.set_index(data.exposures["exposure_id"].astype(str))
     served = exposures["policy"].notna() & (exposures["position"] == 1)
-    rows = frame[frame["exposure_id"].map(served).fillna(False).astype(bool)]
+    keep = frame["exposure_id"].map(served).fillna(False).astype(bool)
+    if after is not None:
+        keep &= frame["ts"] >= after
+    rows = frame[keep]
     if len(rows) < MIN_DECISIONS:
+        since = "" if after is None else f" from {after.date()} on (after its training data)"
         raise ServedLogError(
             f"exposures: {len(rows)} top-slot decisions of the service (policy set, position "
-            f"1) within {LOG_WINDOW_DAYS} days after an as-of date; expected at least "
+            f"1) within {LOG_WINDOW_DAYS} days after an as-of date{since}; expected at least "
             f"{MIN_DECISIONS} to judge a challenger on the served log"
         )
     return rows.reset_index(drop=True), nc.feature_columns(taxonomy)

@@ -17,7 +17,7 @@ from features.load import write_data_dir
 from models.contract import CHAMPION, NEXT_CONTENT
 from nba.cli import app as cli
 from tests.utils.registry import TrainedRegistry
-from training.log_promotion import LogJudgement, promote_on_log
+from training.log_promotion import LogJudgement, learned_until, promote_on_log
 from training.ope import Estimate
 from training.tracking import FORCED_TAG, champion_version, configure_tracking
 
@@ -91,3 +91,14 @@ def test_promote_judges_next_content_on_the_served_log(
     promoted = m["log.challenger.dr_low"] > m["log.champion.served"]
     assert champion_version(NEXT_CONTENT) == ("2" if promoted else "1")
     print(result.output)  # the figures, for the record (pytest -s)
+
+
+def test_a_challenger_is_judged_on_decisions_after_what_it_learned_from() -> None:
+    tags = {
+        "nba.as_of.train": "2025-01-01T00:00:00+00:00,2025-02-01T00:00:00+00:00",
+        "nba.as_of.valid": "2025-03-01T00:00:00+00:00",
+    }
+    assert learned_until(tags) == pd.Timestamp("2025-03-08", tz="UTC")
+    summarised = {"nba.as_of.train": "2024-01-01..2025-04-01", "nba.as_of.train.count": "400"}
+    assert learned_until(summarised) == pd.Timestamp("2025-04-08", tz="UTC")
+    assert learned_until({}) is None
