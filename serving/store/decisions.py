@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import pandas as pd
 from sqlalchemy import Connection, Table, bindparam, func, insert, select
@@ -24,6 +24,7 @@ from serving.store.tables import (
     Feedback,
     Recommendation,
     ServedAction,
+    ServedKind,
 )
 
 # The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
@@ -70,9 +71,6 @@ class OtherRepsAccountError(InvalidInputError):
     not own. Forbidden (403), as reading that account is."""
 
     http_status_override: ClassVar[int | None] = 403
-
-
-ServedKind = Literal["decision", "impression"]
 
 
 def _new_id() -> str:

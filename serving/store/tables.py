@@ -18,7 +18,7 @@ dismissed_items, account_scores, api_keys) hold what the service serves and hear
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
@@ -43,7 +43,8 @@ FEEDBACK_OUTCOMES = ("shown", "accepted", "dismissed", "converted")
 # What a logged serving is: the first serving of an action to an account's contact in the
 # contact policy's week is a decision (what caps count and the off-policy log holds); serving
 # it again within that week is an impression of that decision.
-SERVED_KINDS = ("decision", "impression")
+ServedKind = Literal["decision", "impression"]
+SERVED_KINDS: tuple[str, ...] = get_args(ServedKind)
 
 # Stable constraint names, so migrations can refer to them on both databases.
 NAMING_CONVENTION = {
