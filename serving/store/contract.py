@@ -66,13 +66,14 @@ class ContractReader(JourneyStore):
         converted feedback as touchpoints (see the module docstring), in one read
         transaction. Rows come in key order, so two reads of the same store are equal."""
         frames: dict[str, pd.DataFrame] = {}
-        with self.engine.connect() as conn, conn.begin():
-            for name in TABLE_ORDER:
-                table = BY_NAME[name]
-                rows = conn.execute(schema_select(name).order_by(*table.primary_key.columns)).all()
-                frames[name] = canonical_frame(name, rows, self.taxonomy)
-            served = _served(conn)
-            feedback = _feedback(conn)
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                # one snapshot for every table (SQLite's read transaction is one already)
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                frames.update(self._read_tables(conn))
+                served = _served(conn)
+                feedback = _feedback(conn)
         channel = _item_channels(frames["content"])
         known = set(frames["accounts"]["account_id"].astype(str))
         decisions = served[served["kind"] == "decision"]
@@ -93,6 +94,15 @@ class ContractReader(JourneyStore):
             "other_feedback": len(feedback) - int((feedback["outcome"] == "converted").sum()),
         }
         return ContractTables(frames, counts)
+
+    def _read_tables(self, conn: Connection) -> dict[str, pd.DataFrame]:
+        """Every journey table as stored, canonical, rows in key order."""
+        frames = {}
+        for name in TABLE_ORDER:
+            table = BY_NAME[name]
+            rows = conn.execute(schema_select(name).order_by(*table.primary_key.columns)).all()
+            frames[name] = canonical_frame(name, rows, self.taxonomy)
+        return frames
 
 
 def _served(conn: Connection) -> pd.DataFrame:
