@@ -119,8 +119,12 @@ def test_export_writes_each_decision_as_an_exposure_with_its_logged_propensity(
         )  # fmt: skip
         assert row["position"] == r.rank and pd.Timestamp(row["ts"]).value == r.served_at
     # the simulation's own exposures are there too, untouched
-    loaded = served.api.store.accounts_data(served.api.account_ids).exposures
+    # the service reads an account's exposures the same way: the loaded ones and its
+    # decisions (more of them by now: other tests may have served since the export)
+    online = served.api.store.accounts_data(served.api.account_ids).exposures
+    loaded = online[online["policy"].isna()]
     assert len(exposures) == len(loaded) + len(decisions)
+    assert set(exposures.index) <= set(online["exposure_id"])
     touchpoints = pd.read_parquet(served.exported / "touchpoints.parquet")
     converted = touchpoints[touchpoints["event_id"].str.startswith("feedback-")]
     action = next(
