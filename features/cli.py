@@ -12,8 +12,10 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 import typer
 
@@ -78,6 +80,51 @@ JsonOption = Annotated[
         "instead of the text.",
     ),
 ]
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Read the service's store at this URL (sqlite:///nba.db, postgresql://...) "
+        "instead of a data directory: its journey tables, its served decisions as exposures "
+        "and converted feedback as touchpoints (what nba export writes).",
+    ),
+]
+StoreSchemaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store-schema",
+        envvar="NBA_DATABASE_SCHEMA",
+        help="PostgreSQL schema holding the store's tables (with --store).",
+    ),
+]
+
+
+class StoreReader(Protocol):
+    """Reads the service's store at ``url`` (PostgreSQL tables in ``schema``) as the data
+    contract's tables, unvalidated (``serving.cli.store_tables``)."""
+
+    def __call__(
+        self, url: str, taxonomy: Taxonomy, *, schema: str | None
+    ) -> Mapping[str, pd.DataFrame]: ...
+
+
+@dataclass(frozen=True)
+class Readers:
+    """What the root ``nba`` app hands every command in ``typer.Context.obj``: readers one
+    layer provides and another may not import (training reads the store through serving's
+    reader)."""
+
+    store: StoreReader
+
+
+def store_reader(ctx: typer.Context) -> StoreReader:
+    """The store reader the root app handed to the command of ``ctx``."""
+    readers = ctx.find_object(Readers)
+    if readers is None:
+        raise InvalidInputError("--store needs the nba command (it reads the store for training)")
+    return readers.store
 
 
 def load_taxonomy_option(path: Path | None) -> Taxonomy:

@@ -8,6 +8,7 @@ Writing writes canonical tables as Parquet. Finding and reading the raw files is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -18,10 +19,10 @@ from features.mapping import ColumnMapping
 from features.problems import DataValidationError
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
-from features.validate import check_data_dir
+from features.validate import check_data_dir, validate_tables
 
 # read_table_file: re-exported, its callers import it from here.
-__all__ = ["read_data_dir", "read_table_file", "write_data_dir"]
+__all__ = ["read_data_dir", "read_table_file", "read_tables", "write_data_dir"]
 
 
 def write_data_dir(data: JourneyData, out_dir: Path | str) -> Path:
@@ -51,6 +52,24 @@ def read_data_dir(
     data, report = check_data_dir(
         Path(data_dir), taxonomy, mapping=mapping, now=now, attributes=attributes
     )
+    if data is None:
+        raise DataValidationError(report)
+    return data
+
+
+def read_tables(
+    tables: Mapping[str, pd.DataFrame],
+    taxonomy: Taxonomy,
+    *,
+    now: pd.Timestamp | None = None,
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
+) -> JourneyData:
+    """Validate tables read elsewhere (the service's store, ``nba train --store``) into
+    canonical :class:`JourneyData`, exactly as the tables of a data directory are: columns
+    named as in the contract, values raw or canonical. Raises :class:`DataValidationError`
+    with every problem; timestamps after ``now`` (default: the current UTC time) are
+    problems; declared custom ``attributes`` are kept."""
+    data, report = validate_tables(tables, taxonomy, now=now, attributes=attributes)
     if data is None:
         raise DataValidationError(report)
     return data

@@ -286,6 +286,13 @@ TABLES: dict[str, TableSchema] = {
                     required=False,
                     nullable=True,
                 ),
+                Column(
+                    "policy",
+                    "text",
+                    "the policy that chose it (its propensity is under this policy), if known",
+                    required=False,
+                    nullable=True,
+                ),
             ),
         ),
     )

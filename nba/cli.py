@@ -1,7 +1,9 @@
 """The root ``nba`` app: it only mounts the layers' commands and reports their errors.
 
 Each layer owns its commands (``features/cli.py``, ``training/cli.py``, ``serving/cli.py``);
-this is the one module that sees every layer. A command raises
+this is the one module that sees every layer, and hands the commands of one layer what
+another provides (:class:`features.cli.Readers`: training reads the store through serving's
+reader). A command raises
 :class:`~features.errors.NbaError` for a user's mistake, and :class:`_NbaGroup` turns it into
 ``error: <message>`` on stderr and the exit code of its kind, once for every command; a file
 that is not there counts as the user's mistake too. ``nba --debug ...`` shows the traceback
@@ -52,11 +54,15 @@ app.add_typer(serving_cli.app)
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an error, not just its message.")
     ] = False,
 ) -> None:
     """journey-nba: next-best-action for B2B customer journeys."""
+    # Training reads the service's store (nba train --store) through the serving layer's
+    # reader, handed down here: the layers never import each other.
+    ctx.obj = features_cli.Readers(store=serving_cli.store_tables)
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""The serving layer's commands: ``nba serve``, ``nba load``, ``nba score`` and
-``nba keys create|list|revoke``.
+"""The serving layer's commands: ``nba serve``, ``nba load``, ``nba export``, ``nba score``
+and ``nba keys create|list|revoke``, and the store reader ``nba train --store`` is handed
+(:func:`store_tables`).
 
 Settings come from the environment once (:meth:`Settings.from_env`). Commands raise
 :class:`~features.errors.NbaError` for a user's mistake; the root ``nba`` app turns it into
@@ -32,6 +33,7 @@ from features.cli import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from features.taxonomy import Taxonomy
     from serving.model_set import ModelSet
     from serving.settings import Settings
     from serving.store import Store
@@ -67,6 +69,26 @@ def _store(taxonomy: Path | None = None) -> Iterator[Store]:
     try:
         store.migrate()
         yield store
+    finally:
+        store.dispose()
+
+
+def store_tables(url: str, taxonomy: Taxonomy, *, schema: str | None) -> dict[str, pd.DataFrame]:
+    """The store at ``url`` (migrated first, as every command does) as the data contract's
+    tables, unvalidated (``serving.store.contract``): what ``nba train --store`` reads.
+    Raises NotFoundError for a SQLite file that is not there (rather than creating one)."""
+    from sqlalchemy.engine import make_url
+
+    from features.errors import NotFoundError
+    from serving.store import Store
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(str(parsed.database or "")).is_file():
+        raise NotFoundError(f"--store {url!r}: no SQLite file {parsed.database!r}")
+    store = Store(url, taxonomy, schema=schema)
+    try:
+        store.migrate()
+        return store.contract_tables().tables
     finally:
         store.dispose()
 
@@ -223,6 +245,45 @@ def load(
             f"{result.stored_rows[t]:,}/{result.input_rows[t]:,} {t}" for t in result.input_rows
         )
     )
+
+
+@app.command()
+def export(
+    out: Annotated[
+        Path, typer.Option("--out", help="Data directory to write (Parquet).", file_okay=False)
+    ],
+    attributes: AttributesOption = None,
+    taxonomy: TaxonomyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the service's store (NBA_DATABASE_URL) as a data directory in the data
+    contract, validated: its journey tables, every served decision as an exposure with the
+    propensity and policy it was served with, converted feedback as touchpoints. `nba train
+    --data OUT` then trains as `nba train --store URL` does."""
+    from features.cli import load_declarations
+    from features.load import read_tables, write_data_dir
+
+    started = time.perf_counter()
+    _, declared = load_declarations(None, attributes)
+    with _store(taxonomy) as store:
+        exported = store.contract_tables()
+        data = read_tables(exported.tables, store.taxonomy, attributes=declared)
+    write_data_dir(data, out)
+    rows = {name: len(frame) for name, frame in data.tables().items()}
+    if as_json:
+        echo_json(
+            {
+                "out": str(out),
+                "rows": rows,
+                "counts": exported.counts,
+                "seconds": round(time.perf_counter() - started, 2),
+                "peak_memory_mb": peak_memory_mb(),
+            }
+        )
+        return
+    typer.echo(f"exported to {out}: " + ", ".join(f"{n:,} {t}" for t, n in rows.items()))
+    for note in exported.notes():
+        typer.echo(f"  {note}")
 
 
 @app.command()

@@ -155,6 +155,12 @@ class ActionOut(_Out):
     p_response: float
     propensity: float = Field(description="Probability the serving policy gave this action.")
     explored: bool = Field(description="Drawn at random by exploration.")
+    kind: Literal["decision", "impression"] = Field(
+        description="decision: first served to this contact in the contact policy's week (it "
+        "uses a cap slot and enters the off-policy log); impression: served as a decision "
+        "earlier in the week and shown again (no slot; feedback on it counts for that "
+        "decision)."
+    )
     reasons: list[ReasonOut]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -20,9 +21,13 @@ from features.cli import (
     EngineOption,
     MappingOption,
     SchedulerOption,
+    StoreOption,
+    StoreReader,
+    StoreSchemaOption,
     TaxonomyOption,
     load_taxonomy_option,
     parse_engine,
+    store_reader,
 )
 from features.errors import InvalidInputError
 
@@ -89,6 +94,7 @@ RewardWindowOption = Annotated[
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: Annotated[
         str,
         typer.Argument(
@@ -97,8 +103,11 @@ def train(
         ),
     ] = "all",
     data: Annotated[
-        Path, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
-    ] = Path("data"),
+        Path | None,
+        typer.Option("--data", help="Data directory (CSV or Parquet tables); default ./data."),
+    ] = None,
+    store: StoreOption = None,
+    store_schema: StoreSchemaOption = None,
     as_of_dates: Annotated[
         int,
         typer.Option(
@@ -156,6 +165,7 @@ def train(
     rewarded = Reward(
         _reward_kind(reward), tuple(reward_event or ()), window_days=reward_window_days
     )
+    source = _store_source(ctx, data, store, store_schema, mapping)
     uri = configure_tracking(tracking_uri)
     summaries: list[dict[str, object]] = []
 
@@ -184,6 +194,7 @@ def train(
             attributes=attributes,
             models=models,
             reward=rewarded,
+            store=source,
         )
         train_models(
             models,
@@ -262,8 +273,36 @@ def _summary(
     return out
 
 
+@dataclass(frozen=True)
+class _StoreSource:
+    """``--store``: the service's store at ``url`` and the reader the root app handed down."""
+
+    url: str
+    schema: str | None
+    read: StoreReader
+
+
+def _store_source(
+    ctx: typer.Context,
+    data: Path | None,
+    store: str | None,
+    schema: str | None,
+    mapping: Path | None,
+) -> _StoreSource | None:
+    """The ``--store`` to read instead of a data directory (None: read ``--data``). Raises
+    InvalidInputError for both ``--data`` and ``--store``, or ``--store`` with a mapping (the
+    store holds the contract's tables already)."""
+    if store is None:
+        return None
+    if data is not None:
+        raise InvalidInputError("--data and --store: give one source of training data")
+    if mapping is not None:
+        raise InvalidInputError("--mapping maps a data directory; the store is in the contract")
+    return _StoreSource(store, schema or None, store_reader(ctx))
+
+
 def _prepare(
-    data: Path,
+    data: Path | None,
     taxonomy: Taxonomy,
     mapping: Path | None,
     as_of_dates: int,
@@ -273,14 +312,33 @@ def _prepare(
     attributes: Path | None = None,
     models: Sequence[str] | None = None,
     reward: Reward | None = None,
+    store: _StoreSource | None = None,
 ) -> Prepared:
+    """The prepared training data of the data directory ``data`` (default ./data) or, with
+    ``store``, of the service's store, read into the same validated tables."""
     from features.cli import load_declarations
     from training.result import MODEL_NAMES
-    from training.train import prepare
+    from training.train import prepare, prepare_data
 
     column_mapping, declared = load_declarations(mapping, attributes)
+    if store is not None:
+        from features.load import read_tables
+
+        started = time.perf_counter()
+        tables = store.read(store.url, taxonomy, schema=store.schema)
+        return prepare_data(
+            read_tables(tables, taxonomy, attributes=declared),
+            taxonomy,
+            load_s=time.perf_counter() - started,
+            n_dates=as_of_dates,
+            engine=engine,
+            scheduler=scheduler,
+            attributes=declared,
+            models=models if models is not None else MODEL_NAMES,
+            reward=reward,
+        )
     return prepare(
-        data,
+        data if data is not None else Path("data"),
         taxonomy,
         mapping=column_mapping,
         n_dates=as_of_dates,
@@ -294,12 +352,16 @@ def _prepare(
 
 @app.command()
 def promote(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Argument(help="phase, next-content or a declared outcome (churn, ...).")
     ],
     data: Annotated[
-        Path, typer.Option("--data", help="Data directory to build the test split from.")
-    ] = Path("data"),
+        Path | None,
+        typer.Option("--data", help="Data directory to build the test split from; default ./data."),
+    ] = None,
+    store: StoreOption = None,
+    store_schema: StoreSchemaOption = None,
     version: Annotated[
         str | None, typer.Option("--version", help="Challenger version (default: newest).")
     ] = None,
@@ -319,7 +381,11 @@ def promote(
     baseline on the validation split (its gate), unless --force. Read DIR through --mapping
     as in training; custom attributes get their levels from DIR as in training (the same
     data gives the same levels); the reward of a next-action model must be the one it was
-    trained for."""
+    trained for. Next content on data holding the service's decisions (--store, or the
+    directory nba export writes) is judged on that served log instead: the newest version's
+    top-1 policy valued off-policy (IPS, SNIPS, DR, 95 % intervals) on the decisions the
+    service served, promoted only when its DR lower bound beats the champion's served value;
+    the comparison is logged to MLflow."""
     from models.outcomes import load_outcomes
     from training.registry import promote as run_promotion
     from training.reward import Reward
@@ -346,11 +412,40 @@ def promote(
         attributes=attributes,
         models=[name],
         reward=rewarded,
+        store=_store_source(ctx, data, store, store_schema, mapping),
     )
+    if name == "next-content":
+        from training.log_promotion import has_served_log
+
+        if has_served_log(prepared.data):
+            typer.echo(_promote_on_log(prepared, tax, version=version, force=force))
+            return
     score = scorer_on_test_split(name, prepared, tax, declared)
     metric = model_steps(name, declared).primary_metric.removeprefix("model.")
     outcome = run_promotion(name, score, metric=metric, version=version, force=force)
     typer.echo(outcome.format())
+
+
+def _promote_on_log(
+    prepared: Prepared, taxonomy: Taxonomy, *, version: str | None, force: bool
+) -> str:
+    """``nba promote next-content`` on data holding the service's decisions."""
+    from mlflow import MlflowClient
+
+    from training.log_promotion import judge, learned_until, promote_on_log, served_decisions
+    from training.registry import latest_version, load_version
+    from training.result import registered_name
+
+    name = registered_name("next-content")
+    challenger = version or latest_version(name)
+    client = MlflowClient()
+    run_id = client.get_model_version(name, challenger).run_id
+    after = learned_until(client.get_run(str(run_id)).data.tags) if run_id else None
+    rows, columns = served_decisions(prepared.data, taxonomy, prepared.features, after=after)
+    judgement = judge(
+        load_version(name, challenger), rows, columns, prepared.data.content, taxonomy
+    )
+    return promote_on_log(challenger, judgement, force=force).format()
 
 
 @app.command()

@@ -252,6 +252,23 @@ def decision_frame(
     )
 
 
+def next_content_rows(
+    data: JourneyData, taxonomy: Taxonomy, features: pd.DataFrame, *, window_days: int
+) -> pd.DataFrame:
+    """The rows of :func:`build_next_content_set` before the split: one per exposure with
+    ``as_of <= ts < as_of + window_days`` for an as-of date of ``features``, with its
+    decision columns, inputs and label."""
+    _require_columns(features, ["account_id", "as_of", "crm_phase"])
+    ex, ex_as_of, row = exposures_with_features(data.exposures, features, window_days)
+    account = account_inputs(data, taxonomy, features, ex_as_of, row)
+    x = candidate_matrix(data, taxonomy, account, ex)
+    decision = decision_frame(data, taxonomy, ex, ex_as_of)
+    label = label_responses(ex, data.touchpoints, taxonomy).astype(np.int8)
+    # The frame keeps the fit features' account inputs too: policy evaluation scores every
+    # eligible item of a test decision from them.
+    return pd.concat([decision, x, pd.DataFrame({nc.LABEL_COLUMN: label})], axis=1)
+
+
 def build_next_content_set(
     data: JourneyData,
     taxonomy: Taxonomy,
@@ -272,15 +289,7 @@ def build_next_content_set(
     test dates by default because the off-policy estimates rest on the few test decisions
     where the model's pick equals the logged item (about one in twenty).
     """
-    _require_columns(features, ["account_id", "as_of", "crm_phase"])
-    ex, ex_as_of, row = exposures_with_features(data.exposures, features, window_days)
-    account = account_inputs(data, taxonomy, features, ex_as_of, row)
-    x = candidate_matrix(data, taxonomy, account, ex)
-    decision = decision_frame(data, taxonomy, ex, ex_as_of)
-    label = label_responses(ex, data.touchpoints, taxonomy).astype(np.int8)
-    # The frame keeps the fit features' account inputs too: policy evaluation scores every
-    # eligible item of a test decision from them.
-    frame = pd.concat([decision, x, pd.DataFrame({nc.LABEL_COLUMN: label})], axis=1)
+    frame = next_content_rows(data, taxonomy, features, window_days=window_days)
     horizon = window_days + RESPONSE_WINDOW_DAYS
     split = split_by_as_of(
         frame, valid_dates=valid_dates, test_dates=test_dates, horizon_days=horizon

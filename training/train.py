@@ -282,21 +282,50 @@ def prepare(
     the events before the grid's last date (the data's end without a grid; the last
     decision day when only next-content is trained on data with a "no action" control,
     whose rows are anchored on the decisions)."""
-    seconds: dict[str, float] = {}
     started = time.perf_counter()
     data = read_data_dir(data_dir, taxonomy, mapping=mapping, attributes=attributes)
     truth = load_truth(data_dir) if (data_dir / "truth").is_dir() else None
-    seconds["load_s"] = time.perf_counter() - started
+    declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
+    return prepare_data(
+        data,
+        taxonomy,
+        truth=truth,
+        load_s=time.perf_counter() - started,
+        n_dates=n_dates,
+        engine=engine,
+        scheduler=scheduler,
+        attributes=declared,
+        models=models,
+        reward=reward,
+    )
+
+
+def prepare_data(
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    *,
+    truth: SimulationTruth | None = None,
+    load_s: float = 0.0,
+    n_dates: int = 12,
+    engine: Engine = "pandas",
+    scheduler: str | None = None,
+    attributes: AttributeDeclaration = NO_ATTRIBUTES,
+    models: Sequence[str] | None = None,
+    reward: Reward | None = None,
+) -> Prepared:
+    """:func:`prepare` on data read already (a data directory's, or the service's store
+    through ``features.load.read_tables``): the as-of grid and the attribute levels, the
+    same way whatever the data came from. ``load_s``: the seconds reading them took."""
+    seconds: dict[str, float] = {"load_s": load_s}
     grid_error = ""
     try:
         dates = as_of_grid(data, n_dates)
     except TrainingSetError as exc:
         dates, grid_error = [], str(exc)
-    declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
     before = dates[-1] if dates else data_end(data)
     if models is not None and list(models) == ["next-content"] and has_control(data):
         before = data.exposures["ts"].max().floor("D")
-    fitted = fit_attributes(data, declared, before=before)
+    fitted = fit_attributes(data, attributes, before=before)
     return Prepared(
         data,
         truth,

@@ -33,6 +33,9 @@ class Action:
     propensity: float
     rank: int
     explored: bool
+    # Served to this contact as a decision in the week before already: this serving re-shows
+    # that decision (an impression); it uses no cap slot and is no new decision to evaluate.
+    repeat: bool = False
 
 
 @dataclass(frozen=True)

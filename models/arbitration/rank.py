@@ -115,9 +115,13 @@ def rank_actions(
     without using a slot, so repeated requests in one week return a stable list.
 
     ``explore`` None draws the epsilon-greedy coin from ``rng`` (probability
-    ``config.exploration_rate``); True / False force its outcome (for callers that draw it
-    themselves at the configured rate). Propensities are always those of the configured
-    mixture: set ``exploration_rate`` to 0 for a purely greedy policy.
+    ``config.exploration_rate``), except when a servable action was served this week
+    already (a repeat view of a standing decision): then nothing is drawn, the answer is
+    greedy and every propensity is that of the greedy rule (``Decision.exploration_rate`` 0).
+    True / False force the coin's outcome (for callers that draw it themselves at the
+    configured rate); propensities are then those of the configured mixture. Set
+    ``exploration_rate`` to 0 for a purely greedy policy. Each action says whether it was
+    served this week already (``Action.repeat``: an impression of that decision).
     """
     if k < 1:
         raise ArbitrationError(f"k = {k}; expected at least 1 action")
@@ -142,17 +146,24 @@ def rank_actions(
     caps = week_caps(context.served_last_week, rows, cat, prepared, policy, now_ns)
     servable = servable_order(rule, scores.ev, rows.contact, caps)
     ranker = greedy_over(servable, rows, caps, distinct=policy.distinct_content)
-    slots = fill_slots(ranker, k, config.exploration_rate, rng=rng, explore=explore)
+    # A request for an account with a servable action decided this week already looks
+    # again at a standing decision (a widget reloaded, a page opened again): it draws no
+    # exploration, so looking again explores nothing new and re-shows what stands without
+    # using a cap slot; its answer is the greedy one, each action in it served with
+    # certainty under that rule (an account explores at most once while decisions stand).
+    standing = explore is None and bool(caps.already[servable].any())
+    eps = 0.0 if standing else config.exploration_rate
+    slots = fill_slots(ranker, k, eps, rng=rng, explore=False if standing else explore)
     for pos, code in slots.capped:
         rule[servable[pos]] = code
     return Decision(
         account_id=context.account_id,
-        actions=_actions(slots, servable, rows, scores, cat, prepared),
+        actions=_actions(slots, servable, rows, scores, cat, prepared, caps.already),
         held_back=held_back(rule, scores.ev, rows, cat, prepared, config.held_back_per_rule),
         policy=config.policy_name,
         churn_band=band,
         churn_risk=risk,
-        exploration_rate=config.exploration_rate,
+        exploration_rate=eps,
         explored=slots.explored,
         n_eligible=len(servable),
     )
@@ -185,8 +196,10 @@ def _actions(
     scores: Scores,
     cat: PreparedCatalog,
     prepared: PreparedCandidates,
+    already: np.ndarray,
 ) -> tuple[Action, ...]:
-    """The filled slots as actions, rank 1 first."""
+    """The filled slots as actions, rank 1 first; ``already`` marks the candidate rows
+    decided this week already (repeats)."""
     item, contact = rows.item, rows.contact
     return tuple(
         Action(
@@ -206,6 +219,7 @@ def _actions(
             propensity=slots.propensity[slot],
             rank=slot + 1,
             explored=slots.explored and slot == 0,
+            repeat=bool(already[r]),
         )
         for slot, r in enumerate(int(servable[pos]) for pos in slots.picks)
     )

@@ -161,6 +161,7 @@ def log_actions(
                 policy=result.policy,
                 model_versions=result.versions,
                 contact_id=s.action.contact_id or None,
+                kind="impression" if s.action.repeat else "decision",
             )
             for s in actions
         ],
@@ -186,6 +187,7 @@ def action_out(scored: ScoredAction, recommendation_id: str) -> ActionOut:
         p_response=float(a.p_response),
         propensity=float(a.propensity),
         explored=bool(a.explored),
+        kind="impression" if a.repeat else "decision",
         reasons=[ReasonOut.of(r) for r in scored.reasons],
     )
 

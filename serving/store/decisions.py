@@ -24,6 +24,7 @@ from serving.store.tables import (
     Feedback,
     Recommendation,
     ServedAction,
+    ServedKind,
 )
 
 # The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
@@ -80,6 +81,9 @@ def _new_id() -> str:
 class NewRecommendation:
     """One action to log as served. ``propensity`` is the probability the serving
     ``policy`` gave this action (needed to evaluate other policies off-policy later);
+    ``kind`` says whether this serving is a decision or an impression of a decision served
+    earlier in the week (``serving.store.tables.SERVED_KINDS``; only decisions count for the
+    caps);
     ``model_versions`` maps model names to the registry versions used. ``id`` is assigned
     on creation (the id the caller hands out); ``served_at`` None means the time the log
     call gives."""
@@ -95,6 +99,7 @@ class NewRecommendation:
     contact_id: str | None = None
     id: str = field(default_factory=_new_id)
     served_at: pd.Timestamp | None = None
+    kind: ServedKind = "decision"
 
     def at(self, served_at: pd.Timestamp) -> NewRecommendation:
         """This action served at ``served_at``."""
@@ -145,6 +150,7 @@ def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, An
         "policy": item.policy,
         "model_versions": {str(k): str(v) for k, v in item.model_versions.items()},
         "served_at": served_ns,
+        "kind": item.kind,
     }
 
 
@@ -162,8 +168,11 @@ class DecisionLog(Database):
         times = [at if item.served_at is None else to_ns(item.served_at) for item in items]
         rows = [_recommendation_row(item, t) for item, t in zip(items, times, strict=True)]
         if rows:
+            # The caps' state counts decisions: an impression re-shows one.
             last: dict[tuple[str, str, str], int] = {}
             for item, served_ns in zip(items, times, strict=True):
+                if item.kind != "decision":
+                    continue
                 action = (item.account_id, item.contact_id or "", item.content_id)
                 last[action] = max(last.get(action, served_ns), served_ns)
             with self._write() as conn:
@@ -177,7 +186,7 @@ class DecisionLog(Database):
                 # can ask for any number of made-up ids, and their cold-start answers are
                 # kept in the log above alone (no contact cap reads them: unknown accounts
                 # have no activity).
-                known = self._known_accounts(conn, {a for a, _, _ in last})
+                known = self._known_accounts(conn, {a for a, _, _ in last}) if last else set()
                 state = [
                     {"account_id": a, "contact_id": c, "content_id": i, "last_served_at": t}
                     for (a, c, i), t in sorted(last.items())

@@ -27,6 +27,7 @@ from serving.store.ingest import (
     ValidatedEvents,
     validate_events,
 )
+from serving.store.served_exposures import decision_exposure_rows, item_channels
 from serving.store.tables import BY_NAME, Account, Contact, Content, Touchpoint
 from serving.store.values import id_problem
 
@@ -265,13 +266,19 @@ class JourneyStore(Database):
         one query per table (unknown ids are simply absent); events in time order."""
         ids = list(account_ids)
         frames: dict[str, pd.DataFrame] = {}
+        channel = item_channels(self.content())
         with self.engine.connect() as conn:
             for name in ("accounts", "contacts", "touchpoints", "stages", "exposures"):
                 table = BY_NAME[name]
                 query = schema_select(name).where(table.c.account_id.in_(ids))
                 if "ts" in table.c:
                     query = query.order_by(table.c.ts, *table.primary_key.columns)
-                rows = conn.execute(query).all()
+                rows: list[Any] = list(conn.execute(query).all())
+                if name == "exposures":
+                    # the service's own decisions are exposures too, as training reads them
+                    known = set(frames["accounts"]["account_id"].astype(str))
+                    rows += decision_exposure_rows(conn, channel, known)[0]
+                    rows.sort(key=lambda r: (r[3], r[0]))  # by time, then id
                 frames[name] = canonical_frame(name, rows, self.taxonomy)
         return JourneyData(
             accounts=frames["accounts"],

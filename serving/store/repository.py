@@ -9,7 +9,8 @@ one part per concern, each in its own module:
 - ``bulk``: loading whole tables and the catalog;
 - ``decisions``: the served-recommendation log, feedback, per-account decision state;
 - ``api_keys``: creating, verifying and revoking API keys;
-- ``scores``: stored account scores and the worklist's read of a rep's accounts.
+- ``scores``: stored account scores and the worklist's read of a rep's accounts;
+- ``contract``: the whole store as the data contract's tables (``nba export``).
 
 Its schema comes from the Alembic migrations shipped in ``serving/store/migrations``
 (:meth:`Store.migrate`), never from ad-hoc DDL. Times cross this interface as UTC
@@ -25,11 +26,12 @@ from __future__ import annotations
 
 from serving.store.api_keys import ApiKeyStore
 from serving.store.bulk import BulkLoader
+from serving.store.contract import ContractReader
 from serving.store.decisions import DecisionLog
 from serving.store.scores import ScoreStore
 
 
-class Store(BulkLoader, DecisionLog, ApiKeyStore, ScoreStore):
+class Store(BulkLoader, ContractReader, DecisionLog, ApiKeyStore, ScoreStore):
     """The store at ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
 
     ``taxonomy`` decides which channels, event types, roles, ... ingested events may name,

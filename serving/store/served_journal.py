@@ -82,6 +82,7 @@ def encode(rows: Sequence[NewRecommendation]) -> bytes:
                 "policy": r.policy,
                 "model_versions": dict(r.model_versions),
                 "served_at": to_ns(r.served_at),
+                "kind": r.kind,
             },
             separators=(",", ":"),
         ).encode()

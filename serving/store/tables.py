@@ -18,7 +18,7 @@ dismissed_items, account_scores, api_keys) hold what the service serves and hear
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
@@ -40,6 +40,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Outcomes a recommendation can have (POST /v1/feedback).
 FEEDBACK_OUTCOMES = ("shown", "accepted", "dismissed", "converted")
+# What a logged serving is: the first serving of an action to an account's contact in the
+# contact policy's week is a decision (what caps count and the off-policy log holds); serving
+# it again within that week is an impression of that decision.
+ServedKind = Literal["decision", "impression"]
+SERVED_KINDS: tuple[str, ...] = get_args(ServedKind)
 
 # Stable constraint names, so migrations can refer to them on both databases.
 NAMING_CONVENTION = {
@@ -150,6 +155,8 @@ class Exposure(Base):
     # The slot it was shown in (a whole number, 1 = first), if known.
     position: Mapped[float | None] = mapped_column(Float)
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The policy that chose it (its propensity is under this policy), if known.
+    policy: Mapped[str | None] = mapped_column(String)
 
 
 class Recommendation(Base):
@@ -172,6 +179,8 @@ class Recommendation(Base):
     policy: Mapped[str] = mapped_column(String)
     model_versions: Mapped[dict[str, Any]] = mapped_column(JSON)
     served_at: Mapped[int] = mapped_column(BigInteger)
+    # One of SERVED_KINDS: a decision, or an impression of a decision served before.
+    kind: Mapped[str] = mapped_column(String(16), server_default=text("'decision'"))
 
 
 class Feedback(Base):
@@ -195,10 +204,10 @@ class Feedback(Base):
 
 
 class ServedAction(Base):
-    """The last time each distinct action was served to an account: what the contact
-    policy's weekly caps count, kept beside the full log so a request reads a handful of
-    rows however often the account was served. ``contact_id`` is '' for account-level
-    actions (a key column cannot be null)."""
+    """The last time each distinct action was decided for an account (served as a decision,
+    not an impression): what the contact policy's weekly caps count, kept beside the full
+    log so a request reads a handful of rows however often the account was served.
+    ``contact_id`` is '' for account-level actions (a key column cannot be null)."""
 
     __tablename__ = "served_actions"
 

@@ -454,11 +454,36 @@ def test_propensities_equal_the_policys_serving_probability_in_every_slot(
         assert total == pytest.approx(1.0)
     prepared = prepare_catalog(catalog, taxonomy.phases)
     for seed in range(30):
-        d = rank_actions(
-            context, cand, prepared, config, k=3, rng=np.random.default_rng(seed), now=NOW
-        )
+        # The coin drawn here at the configured rate (the account has a standing decision,
+        # on which the policy itself would not explore; see the test after this one).
+        rng = np.random.default_rng(seed)
+        explore = bool(rng.random() < config.exploration_rate)
+        d = rank_actions(context, cand, prepared, config, k=3, rng=rng, now=NOW, explore=explore)
         for a in d.actions:
             assert a.propensity == pytest.approx(dist[(a.rank, a.content_id, a.contact_id)])
+
+
+def test_a_standing_decision_is_re_shown_without_exploring() -> None:
+    """A reload: an account with an action decided this week draws no exploration, so
+    looking again re-shows the greedy answer (with certainty) and uses no new slot."""
+    config = _config(exploration_rate=1.0)  # every fresh decision explores
+    first = _rank(config=config, k=1, seed=1)
+    assert first.explored and first.exploration_rate == 1.0
+    [fresh] = first.actions
+    assert not fresh.repeat and fresh.propensity == pytest.approx(1.0 / first.n_eligible)
+    standing = _served([(fresh.contact_id, fresh.content_id, 0.0)])
+    for seed in range(10):
+        again = _rank(_context(served_last_week=standing), config=config, k=1, seed=seed)
+        assert not again.explored and again.exploration_rate == 0.0
+        assert [a.propensity for a in again.actions] == [1.0]
+        assert _pairs(again) == _pairs(_rank(config=config, k=1, explore=False))
+    # the greedy answer, once decided, is re-shown as an impression of that decision
+    greedy = _pairs(_rank(config=config, k=1, explore=False))
+    decided = _served(
+        [(greedy[0][1], greedy[0][0], 0.0), (fresh.contact_id, fresh.content_id, 0.0)]
+    )
+    again = _rank(_context(served_last_week=decided), config=config, k=1, seed=3)
+    assert [(a.repeat, a.propensity) for a in again.actions] == [(True, 1.0)]
 
 
 def test_empirical_frequencies_match_propensities() -> None:

@@ -58,12 +58,15 @@ def _worklist(api: Api, rep: str) -> dict[str, Any]:
 
 
 def _items(body: dict[str, Any]) -> dict[str, Any]:
-    """account_id -> item, without the recommendation ids (new on every view)."""
+    """account_id -> item, without the recommendation ids (new on every view) and kinds (a
+    decision the first time, an impression of it when viewed again that week)."""
     out = {}
     for item in body["items"]:
         item = dict(item)
         if item["action"] is not None:
-            item["action"] = {k: v for k, v in item["action"].items() if k != "recommendation_id"}
+            item["action"] = {
+                k: v for k, v in item["action"].items() if k not in ("recommendation_id", "kind")
+            }
         out[item["account_id"]] = item
     return out
 
@@ -79,10 +82,13 @@ def test_a_worklist_read_from_stored_scores_equals_the_one_computed(api: Api) ->
     assert (stored["as_of"] == api.now).all()
 
     _forget(svc)  # another worker, or this one restarted (its counts start at 0)
+    api.flush()
     second = _worklist(api, rep)
     assert svc.scorer.misses == 0  # nothing computed: every state from the store
     assert [i["account_id"] for i in second["items"]] == [i["account_id"] for i in first["items"]]
     assert _items(second) == _items(first)
+    # the same actions viewed again: impressions of the decisions the first view made
+    assert {i["action"]["kind"] for i in second["items"] if i["action"]} == {"impression"}
 
 
 def test_a_new_event_makes_that_accounts_score_stale(api: Api) -> None:

@@ -74,6 +74,7 @@ def open_api(
         ids = sorted(data.accounts["account_id"].astype(str))
         store.load_data(data)
         keys = {scope: store.create_api_key(f"test-{scope}", [scope]) for scope in API_KEY_SCOPES}
+        # exploration off and a fixed seed unless the test overrides them
         settings = Settings(
             database_url=store.url,
             database_schema=store.schema,
@@ -81,9 +82,7 @@ def open_api(
             reload_interval_s=0,
             max_events_per_request=MAX_EVENTS,
             max_body_bytes=MAX_BODY,
-            exploration_rate=0.0,
-            random_seed=0,
-            **overrides,
+            **{"exploration_rate": 0.0, "random_seed": 0, **overrides},
         )
         app = create_app(settings, clock=lambda: registry.now)
         with TestClient(app) as client:

@@ -1,0 +1,79 @@
+"""The service's decisions as exposures of the data contract: every served action of kind
+``decision`` (``serving.store.tables.SERVED_KINDS``) is an exposure with its recommendation
+id as ``exposure_id``, the time it was served, the account, the contact (none for an
+account-level action), the item and the item's channel, the exact ``propensity`` the
+serving policy gave it, its rank as ``position`` and the ``policy``. Impressions are not
+exposures: the decision they re-show is.
+
+One reading for every consumer, so the features the service computes online and those
+training computes from the store or its export count the same exposures."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, select
+
+from serving.store.engine import IN_CHUNK
+from serving.store.tables import Recommendation
+
+_DECISIONS = select(
+    Recommendation.id,
+    Recommendation.account_id,
+    Recommendation.contact_id,
+    Recommendation.served_at,
+    Recommendation.content_id,
+    Recommendation.propensity,
+    Recommendation.rank,
+    Recommendation.policy,
+).where(Recommendation.kind == "decision")
+
+
+def item_channels(content: pd.DataFrame) -> dict[str, str]:
+    """content_id -> the item's channel (items without one are absent)."""
+    known = content[content["channel"].notna()]
+    return dict(zip(known["content_id"].astype(str), known["channel"].astype(str), strict=True))
+
+
+def decision_exposure_rows(
+    conn: Connection,
+    channel: Mapping[str, str],
+    account_ids: Collection[str],
+    *,
+    every_account: bool = False,
+) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+    """The decisions served to ``account_ids`` (all logged ones with ``every_account``,
+    then kept for ``account_ids`` alone) as rows of the store's ``exposures`` columns
+    (``serving.store.frames.store_columns``), oldest first, and counts of the decisions left
+    out: ``unknown_account`` (an account not among ``account_ids``: cold starts) and
+    ``no_channel`` (``channel``, content_id -> channel, does not name the item's)."""
+    if every_account:
+        found = conn.execute(_DECISIONS).all()
+    else:
+        ids = sorted(account_ids)
+        found = []
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            found += conn.execute(_DECISIONS.where(Recommendation.account_id.in_(chunk))).all()
+    known = [r for r in found if r.account_id in account_ids]
+    rows = [
+        (
+            r.id,
+            r.account_id,
+            r.contact_id,
+            int(r.served_at),
+            r.content_id,
+            channel[r.content_id],
+            float(r.propensity),
+            float(r.rank),
+            r.policy,
+            None,  # no custom attributes
+        )
+        for r in known
+        if r.content_id in channel
+    ]
+    rows.sort(key=lambda row: (row[3], row[0]))
+    counts = {"unknown_account": len(found) - len(known), "no_channel": len(known) - len(rows)}
+    return rows, counts

@@ -1,0 +1,104 @@
+"""A next-content challenger judged on the service's own served log before promotion
+(``training.log_promotion``, ``nba promote next-content`` on data holding decisions)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from features.load import write_data_dir
+from models.contract import CHAMPION, NEXT_CONTENT
+from nba.cli import app as cli
+from tests.utils.registry import TrainedRegistry
+from training.log_promotion import LogJudgement, learned_until, promote_on_log
+from training.ope import Estimate
+from training.tracking import FORCED_TAG, champion_version, configure_tracking
+
+POLICY = "ev-greedy-epsilon-v1"
+
+
+@pytest.fixture
+def registry_copy(trained_registry: TrainedRegistry, tmp_path: Path) -> str:
+    """A copy of the session's MLflow store (the session's must not change) with a second
+    next-content version (the champion's model registered again: a challenger); its URI."""
+    shutil.copy(trained_registry.root / "mlflow.db", tmp_path / "mlflow.db")
+    uri = configure_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    v1 = client.get_model_version(NEXT_CONTENT, "1")
+    client.create_model_version(NEXT_CONTENT, str(v1.source), run_id=v1.run_id)
+    return uri
+
+
+def _judgement(dr_low: float, champion: float) -> LogJudgement:
+    e = Estimate(dr_low + 0.05, dr_low, dr_low + 0.1)
+    return LogJudgement(
+        decisions=100,
+        ips=e,
+        snips=e,
+        dr=e,
+        champion=Estimate(champion, champion - 0.02, champion + 0.02),
+    )
+
+
+def test_the_alias_moves_only_when_the_lower_bound_beats_the_champion(registry_copy: str) -> None:
+    client = MlflowClient()
+    kept = promote_on_log("2", _judgement(dr_low=0.18, champion=0.20))
+    assert not kept.promoted and champion_version(NEXT_CONTENT) == "1"
+    assert "does not beat" in kept.format()
+    run = client.get_run(kept.run_id)
+    assert run.data.metrics["log.challenger.dr_low"] == pytest.approx(0.18)
+    assert run.data.metrics["log.champion.served"] == pytest.approx(0.20)
+    assert run.data.tags["nba.promoted"] == "false"
+    forced = promote_on_log("2", _judgement(dr_low=0.18, champion=0.20), force=True)
+    assert forced.promoted and forced.forced and champion_version(NEXT_CONTENT) == "2"
+    assert client.get_model_version(NEXT_CONTENT, "2").tags[FORCED_TAG] == "true"
+    client.set_registered_model_alias(NEXT_CONTENT, CHAMPION, "1")
+    won = promote_on_log("2", _judgement(dr_low=0.21, champion=0.20))
+    assert won.promoted and not won.forced and champion_version(NEXT_CONTENT) == "2"
+    tags = client.get_model_version(NEXT_CONTENT, "2").tags
+    assert tags["nba.log_promotion.run_id"] == won.run_id
+
+
+def test_promote_judges_next_content_on_the_served_log(
+    trained_registry: TrainedRegistry, registry_copy: str, tmp_path: Path
+) -> None:
+    """The simulator's exposures of the last months stand in for the service's top-slot
+    decisions: served by a known policy with exact propensities, exploration included."""
+    data = trained_registry.data
+    exposures = data.exposures.copy()
+    recent = exposures["ts"] >= data.touchpoints["ts"].max() - pd.Timedelta(days=150)
+    exposures["policy"] = pd.array(np.where(recent, POLICY, None), dtype="str")
+    exposures["position"] = np.where(recent, 1.0, np.nan)
+    write_data_dir(dataclasses.replace(data, exposures=exposures), tmp_path / "served")
+    args = ["promote", "next-content", "--data", str(tmp_path / "served"), "--as-of-dates", "6"]
+    result = CliRunner().invoke(cli, [*args, "--tracking-uri", registry_copy])
+    assert result.exit_code == 0, result.output
+    assert "decisions the service served" in result.output
+    [run] = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name(NEXT_CONTENT).experiment_id],
+        filter_string="tags.`nba.promotion` = 'served-log'",
+    )
+    m = run.data.metrics
+    assert m["log.decisions"] >= 20
+    assert m["log.challenger.dr_low"] <= m["log.challenger.dr"] <= m["log.challenger.dr_high"]
+    promoted = m["log.challenger.dr_low"] > m["log.champion.served"]
+    assert champion_version(NEXT_CONTENT) == ("2" if promoted else "1")
+    print(result.output)  # the figures, for the record (pytest -s)
+
+
+def test_a_challenger_is_judged_on_decisions_after_what_it_learned_from() -> None:
+    tags = {
+        "nba.as_of.train": "2025-01-01T00:00:00+00:00,2025-02-01T00:00:00+00:00",
+        "nba.as_of.valid": "2025-03-01T00:00:00+00:00",
+    }
+    assert learned_until(tags) == pd.Timestamp("2025-03-08", tz="UTC")
+    summarised = {"nba.as_of.train": "2024-01-01..2025-04-01", "nba.as_of.train.count": "400"}
+    assert learned_until(summarised) == pd.Timestamp("2025-04-08", tz="UTC")
+    assert learned_until({}) is None

@@ -1,0 +1,249 @@
+"""A next-content challenger judged on the service's own log before promotion.
+
+The log is the decisions the service served (exposures with a ``policy``: what ``nba
+export`` and ``nba train --store`` read from the store), exploration included, each with the
+exact propensity it was served with. Only top slots count (``position`` 1): the challenger's
+policy is a top-1 pick, and a lower slot's propensity is that of another event. Each decision
+is taken with the account's features as of the latest monthly as-of date before it (the
+training grid; decisions up to :data:`LOG_WINDOW_DAYS` after a date), its eligible items
+those fitting the CRM phase at the time plus the item served (the service decided on the
+predicted phase), and its reward a response within the response window, as in training.
+
+Only decisions after what the challenger learned from count (its last training or validation
+as-of date plus the exposure window, from its run's tags): a model valued on its own
+training rows would look better than it is.
+
+The challenger's top-1 policy is valued off-policy on those decisions (IPS, SNIPS and DR with
+95 % intervals, ``training.ope``); the champion's estimate is the value of what it served,
+the observed mean reward (on-policy: its importance weights are 1). The alias moves only when
+the challenger's DR lower bound beats that estimate; ``--force`` moves it anyway, tagged. The
+comparison is logged as an MLflow run in the model's experiment and on the version's tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from features.errors import InvalidInputError
+from features.schema import JourneyData
+from features.taxonomy import Taxonomy
+from features.timestamps import to_utc
+from models import next_content as nc
+from models.contract import CHAMPION
+from training.next_content import EXPOSURE_WINDOW_DAYS, next_content_rows
+from training.ope import LOGGING, MODEL, Estimate, LoggedDecisions, compare_policies
+from training.policy import DECISION_PHASE_COLUMN, content_positions, phase_codes
+from training.result import registered_name
+from training.tracking import FORCED_TAG, champion_version
+
+# Days after a monthly as-of date whose decisions take that date's features: the month.
+LOG_WINDOW_DAYS = 31
+MIN_DECISIONS = 20
+LOG_TAG_PREFIX = "nba.log_promotion."
+
+
+class ServedLogError(InvalidInputError):
+    """The data hold too few served decisions to judge a challenger on."""
+
+
+def has_served_log(data: JourneyData) -> bool:
+    """Whether the data hold decisions the service served (exposures with a policy)."""
+    exposures = data.exposures
+    return "policy" in exposures and bool(exposures["policy"].notna().any())
+
+
+@dataclass(frozen=True)
+class LogJudgement:
+    """The challenger's policy value on the served log and the champion's estimate."""
+
+    decisions: int
+    ips: Estimate
+    snips: Estimate
+    dr: Estimate
+    champion: Estimate
+
+    @property
+    def beats_champion(self) -> bool:
+        """The challenger's DR lower bound is above the champion's estimate."""
+        return self.dr.low > self.champion.value
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics for MLflow."""
+        out = {"log.decisions": float(self.decisions)}
+        for name, e in (
+            ("challenger.ips", self.ips),
+            ("challenger.snips", self.snips),
+            ("challenger.dr", self.dr),
+            ("champion.served", self.champion),
+        ):
+            out |= {f"log.{name}": e.value, f"log.{name}_low": e.low, f"log.{name}_high": e.high}
+        return out
+
+    def format(self) -> str:
+        def show(e: Estimate) -> str:
+            return f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]"
+
+        return (
+            f"on {self.decisions:,} decisions the service served (top slot, exploration "
+            f"included): challenger IPS {show(self.ips)}, SNIPS {show(self.snips)}, DR "
+            f"{show(self.dr)}; champion's served value {show(self.champion)}"
+        )
+
+
+def learned_until(run_tags: dict[str, str]) -> pd.Timestamp | None:
+    """The end of what a next-content version learned from: its last training or validation
+    as-of date (the run's ``nba.as_of.*`` tags) plus the exposure window. None when the run
+    does not say."""
+    dates: list[pd.Timestamp] = []
+    for split in ("train", "valid"):
+        tag = run_tags.get(f"nba.as_of.{split}", "")
+        dates += [to_utc(d) for d in tag.replace("..", ",").split(",") if d]
+    return max(dates) + pd.Timedelta(days=EXPOSURE_WINDOW_DAYS) if dates else None
+
+
+def served_decisions(
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    *,
+    after: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The next-content rows of the service's top-slot decisions (see the module docstring)
+    made at or after ``after`` (the end of what the challenger learned from: it is judged on
+    decisions it did not see) and the model's feature columns. Raises
+    :class:`ServedLogError` with fewer than :data:`MIN_DECISIONS`."""
+    frame = next_content_rows(data, taxonomy, features, window_days=LOG_WINDOW_DAYS)
+    exposures = data.exposures.set_index(data.exposures["exposure_id"].astype(str))
+    served = exposures["policy"].notna() & (exposures["position"] == 1)
+    keep = frame["exposure_id"].map(served).fillna(False).astype(bool)
+    if after is not None:
+        keep &= frame["ts"] >= after
+    rows = frame[keep]
+    if len(rows) < MIN_DECISIONS:
+        since = "" if after is None else f" from {after.date()} on (after its training data)"
+        raise ServedLogError(
+            f"exposures: {len(rows)} top-slot decisions of the service (policy set, position "
+            f"1) within {LOG_WINDOW_DAYS} days after an as-of date{since}; expected at least "
+            f"{MIN_DECISIONS} to judge a challenger on the served log"
+        )
+    return rows.reset_index(drop=True), nc.feature_columns(taxonomy)
+
+
+def judge(
+    estimator: Any,
+    rows: pd.DataFrame,
+    feature_columns: list[str],
+    content: pd.DataFrame,
+    taxonomy: Taxonomy,
+) -> LogJudgement:
+    """The challenger ``estimator``'s top-1 policy valued on the decision ``rows``
+    (:func:`served_decisions`), beside the value of what was served."""
+    catalog = content.reset_index(drop=True)
+    n = len(rows)
+    eligible = nc.eligible_items(
+        catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
+    )
+    logged = content_positions(catalog, rows["content_id"])
+    eligible[np.arange(n), logged] = True  # what was served could be served
+    account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
+    scores = nc.score_candidates(
+        estimator,
+        rows[account_cols],
+        rows["contact_role"],
+        catalog,
+        taxonomy,
+        feature_columns,
+        eligible=eligible,
+    )
+    decisions = LoggedDecisions(
+        q=scores,
+        eligible=eligible,
+        logged=logged,
+        propensity=rows["propensity"].to_numpy(dtype=np.float64),
+        reward=rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64),
+        actions=catalog["content_id"].astype(str).tolist(),
+    )
+    values = compare_policies(decisions, nc.top1(scores, eligible))
+    challenger = values[MODEL]
+    return LogJudgement(
+        decisions=n,
+        ips=challenger.ips,
+        snips=challenger.snips,
+        dr=challenger.dr,
+        champion=values[LOGGING].dr,
+    )
+
+
+@dataclass(frozen=True)
+class LogPromotion:
+    """What ``nba promote next-content`` did on a served log."""
+
+    registered_name: str
+    challenger_version: str
+    champion_version: str | None
+    judgement: LogJudgement
+    promoted: bool
+    forced: bool
+    run_id: str
+
+    def format(self) -> str:
+        champion = f"v{self.champion_version}" if self.champion_version else "(none)"
+        verdict = (
+            "its DR lower bound beats the champion's served value"
+            if self.judgement.beats_champion
+            else "its DR lower bound does not beat the champion's served value"
+        )
+        if self.forced:
+            verdict += f"; promoted by --force (tagged {FORCED_TAG}=true)"
+        action = "promoted" if self.promoted else "kept"
+        return (
+            f"{self.registered_name}: challenger v{self.challenger_version} vs champion "
+            f"{champion} -> {action}: {verdict}\n  {self.judgement.format()}\n"
+            f"  comparison logged as MLflow run {self.run_id}"
+        )
+
+
+def promote_on_log(
+    challenger: str,
+    judgement: LogJudgement,
+    *,
+    force: bool = False,
+) -> LogPromotion:
+    """Move the next-content ``champion`` alias to version ``challenger`` when ``judgement``
+    says it beats the champion (or ``force``: then tagged ``nba.forced=true``); log the
+    comparison as a run in the model's experiment and as tags on the challenger version."""
+    name = registered_name("next-content")
+    current = champion_version(name)
+    promoted = force or judgement.beats_champion
+    forced = promoted and not judgement.beats_champion
+    client = MlflowClient()
+    mlflow.set_experiment(name)
+    with mlflow.start_run(run_name=f"promotion-on-log-v{challenger}") as run:
+        mlflow.log_metrics(judgement.metrics())
+        mlflow.set_tags(
+            {
+                "nba.promotion": "served-log",
+                "nba.challenger_version": challenger,
+                "nba.champion_version": current or "",
+                "nba.promoted": str(promoted).lower(),
+                FORCED_TAG: str(forced).lower(),
+            }
+        )
+    for key, value in {
+        "run_id": run.info.run_id,
+        "dr_low": f"{judgement.dr.low:.6f}",
+        "champion_value": f"{judgement.champion.value:.6f}",
+        "decisions": str(judgement.decisions),
+    }.items():
+        client.set_model_version_tag(name, challenger, LOG_TAG_PREFIX + key, value)
+    if promoted and current != challenger:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+    if forced:
+        client.set_model_version_tag(name, challenger, FORCED_TAG, "true")
+    return LogPromotion(name, challenger, current, judgement, promoted, forced, run.info.run_id)
