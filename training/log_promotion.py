@@ -22,13 +22,14 @@ comparison is logged as an MLflow run in the model's experiment and on the versi
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 
 from features.errors import InvalidInputError
 from features.schema import JourneyData
@@ -223,18 +224,29 @@ def promote_on_log(
     promoted = force or judgement.beats_champion
     forced = promoted and not judgement.beats_champion
     client = MlflowClient()
-    mlflow.set_experiment(name)
-    with mlflow.start_run(run_name=f"promotion-on-log-v{challenger}") as run:
-        mlflow.log_metrics(judgement.metrics())
-        mlflow.set_tags(
-            {
-                "nba.promotion": "served-log",
-                "nba.challenger_version": challenger,
-                "nba.champion_version": current or "",
-                "nba.promoted": str(promoted).lower(),
-                FORCED_TAG: str(forced).lower(),
-            }
-        )
+    # The client alone, not mlflow.set_experiment: that would leave the process's active
+    # experiment set, and a later training run in the same process could not start.
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = (
+        experiment.experiment_id if experiment is not None else client.create_experiment(name)
+    )
+    run = client.create_run(
+        experiment_id,
+        run_name=f"promotion-on-log-v{challenger}",
+        tags={
+            "nba.promotion": "served-log",
+            "nba.challenger_version": challenger,
+            "nba.champion_version": current or "",
+            "nba.promoted": str(promoted).lower(),
+            FORCED_TAG: str(forced).lower(),
+        },
+    )
+    stamp = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, float(v), stamp, 0) for k, v in judgement.metrics().items()],
+    )
+    client.set_terminated(run.info.run_id)
     for key, value in {
         "run_id": run.info.run_id,
         "dr_low": f"{judgement.dr.low:.6f}",
