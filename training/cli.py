@@ -549,82 +549,24 @@ def demo(
     validate, build features, train and register the three models (MLflow store in
     OUT/mlflow.db), load the data into the service's store OUT/nba.db with a demo API key,
     and print the `nba serve` command and page URLs (--serve starts it)."""
-    from features.pipeline import build_features
-    from features.simulate import SimulationParams, write_simulation
-    from features.simulate import simulate as run_simulation
-    from training.demo import DEMO_MONTHS, demo_end, demo_start, hand_over
+    from features.simulate import SimulationParams
+    from training.demo import run_demo
     from training.demo import serve as run_service
-    from training.report import champions_report
-    from training.tracking import configure_tracking, log_result
-    from training.train import prepare, train_models
 
-    tax = load_taxonomy_option(None)
-    steps: dict[str, float] = {}
-    started = time.perf_counter()
-    last_day = demo_end(end)
-    sim = run_simulation(
+    ran = run_demo(
+        out,
         accounts,
         seed,
-        start=demo_start(last_day),
-        months=DEMO_MONTHS,
-        taxonomy=tax,
+        load_taxonomy_option(None),
         params=SimulationParams.profile(profile),
+        end=end,
+        host=host,
+        port=port,
+        force=force,
     )
-    data_dir = write_simulation(sim, out / "data")
-    steps["simulate_s"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    prepared = prepare(data_dir, tax, n_dates=12)
-    prepared.features  # noqa: B018 - computed now, so the step's time includes them
-    steps["load_and_features_s"] = time.perf_counter() - started
-    latest = build_features(prepared.data, [prepared.as_of[-1]], tax)
-    latest.to_parquet(out / "features.parquet", index=False)
-
-    started = time.perf_counter()
-    uri = configure_tracking(f"sqlite:///{(out / 'mlflow.db').resolve()}")
-    versions = {}
-    for result in train_models(["phase", "churn", "next-content"], prepared, tax):
-        logged = log_result(result, artifact_root=out / "mlruns", force=force)
-        versions[logged.registered_name] = {
-            "version": logged.version,
-            "champion": logged.champion,
-            result.primary_metric: round(result.metrics[result.primary_metric], 4),
-        }
-    steps["train_and_log_s"] = time.perf_counter() - started
-    report_file = out / "quality.md"
-    report_file.write_text(champions_report())
-
-    started = time.perf_counter()
-    handoff = hand_over(out, sim.data, uri, host=host, port=port)
-    steps["store_and_key_s"] = time.perf_counter() - started
-    summary = {
-        "data_dir": str(data_dir),
-        "data_end": str(last_day.date()),
-        "tables": {name: len(f) for name, f in sim.data.tables().items()},
-        "features_file": str(out / "features.parquet"),
-        "features": latest.shape[1] - 2,
-        "as_of_grid": [str(d.date()) for d in (prepared.as_of[0], prepared.as_of[-1])],
-        "tracking_uri": uri,
-        "models": versions,
-        "quality_report": str(report_file),
-        "store": handoff.env["NBA_DATABASE_URL"],
-        "serve": handoff.serve_command,
-        "urls": handoff.urls,
-        "seconds": {k: round(v, 2) for k, v in steps.items()},
-    }
-    typer.echo(json.dumps(summary, indent=2))
-    typer.echo(handoff.text())
-    losers = [name for name, v in versions.items() if not v["champion"]]
-    if losers:
-        typer.echo(
-            f"Not champion (lost to its strongest baseline, see {report_file}): "
-            f"{', '.join(losers)}; the service answers without "
-            + (
-                "any model (not ready)"
-                if len(losers) == len(versions)
-                else ("it" if len(losers) == 1 else "them")
-            )
-            + ". To serve it anyway: the same demo with --force (tagged nba.forced)."
-        )
+    typer.echo(json.dumps(ran.summary, indent=2))
+    typer.echo(ran.handoff.text())
+    if ran.losers_note:
+        typer.echo(ran.losers_note)
     if serve:
-        raise typer.Exit(run_service(handoff))
+        raise typer.Exit(run_service(ran.handoff))

@@ -18,11 +18,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from features.errors import UnavailableError
 from features.schema import JourneyData
+from features.simulate import SimulationParams
+from features.taxonomy import Taxonomy
 
 # What the demo's key may do: read recommendations and worklists (any rep's: it has no rep),
 # give feedback and send events, so every page and route of the demo works with it.
@@ -64,6 +67,107 @@ class Handoff:
                 "",
             ]
         )
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What a demo run did: its JSON summary, the handoff to the service and, when some
+    model lost its gate, the note that says so (empty otherwise)."""
+
+    summary: dict[str, Any]
+    handoff: Handoff
+    losers_note: str
+
+
+def run_demo(
+    out: Path,
+    accounts: int,
+    seed: int,
+    taxonomy: Taxonomy,
+    *,
+    params: SimulationParams,
+    end: str | None,
+    host: str,
+    port: int,
+    force: bool,
+) -> DemoRun:
+    """Simulate, validate, build features, train and register the three models (MLflow store
+    in OUT/mlflow.db), write OUT/quality.md and hand over to the service (see the module
+    docstring). ``force`` makes every model champion even if it loses its gate."""
+    from features.pipeline import build_features
+    from features.simulate import simulate as run_simulation
+    from features.simulate import write_simulation
+    from training.report import champions_report
+    from training.tracking import configure_tracking, log_result
+    from training.train import prepare, train_models
+
+    tax = taxonomy
+    steps: dict[str, float] = {}
+    started = time.perf_counter()
+    last_day = demo_end(end)
+    sim = run_simulation(
+        accounts,
+        seed,
+        start=demo_start(last_day),
+        months=DEMO_MONTHS,
+        taxonomy=tax,
+        params=params,
+    )
+    data_dir = write_simulation(sim, out / "data")
+    steps["simulate_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    prepared = prepare(data_dir, tax, n_dates=12)
+    prepared.features  # noqa: B018 - computed now, so the step's time includes them
+    steps["load_and_features_s"] = time.perf_counter() - started
+    latest = build_features(prepared.data, [prepared.as_of[-1]], tax)
+    latest.to_parquet(out / "features.parquet", index=False)
+
+    started = time.perf_counter()
+    uri = configure_tracking(f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    versions = {}
+    for result in train_models(["phase", "churn", "next-content"], prepared, tax):
+        logged = log_result(result, artifact_root=out / "mlruns", force=force)
+        versions[logged.registered_name] = {
+            "version": logged.version,
+            "champion": logged.champion,
+            result.primary_metric: round(result.metrics[result.primary_metric], 4),
+        }
+    steps["train_and_log_s"] = time.perf_counter() - started
+    report_file = out / "quality.md"
+    report_file.write_text(champions_report())
+
+    started = time.perf_counter()
+    handoff = hand_over(out, sim.data, uri, host=host, port=port)
+    steps["store_and_key_s"] = time.perf_counter() - started
+    summary = {
+        "data_dir": str(data_dir),
+        "data_end": str(last_day.date()),
+        "tables": {name: len(f) for name, f in sim.data.tables().items()},
+        "features_file": str(out / "features.parquet"),
+        "features": latest.shape[1] - 2,
+        "as_of_grid": [str(d.date()) for d in (prepared.as_of[0], prepared.as_of[-1])],
+        "tracking_uri": uri,
+        "models": versions,
+        "quality_report": str(report_file),
+        "store": handoff.env["NBA_DATABASE_URL"],
+        "serve": handoff.serve_command,
+        "urls": handoff.urls,
+        "seconds": {k: round(v, 2) for k, v in steps.items()},
+    }
+    losers = [name for name, v in versions.items() if not v["champion"]]
+    note = ""
+    if losers:
+        note = (
+            f"Not champion (lost to its strongest baseline, see {report_file}): "
+            f"{', '.join(losers)}; the service answers without "
+            + (
+                "any model (not ready)"
+                if len(losers) == len(versions)
+                else ("it" if len(losers) == 1 else "them")
+            )
+            + ". To serve it anyway: the same demo with --force (tagged nba.forced)."
+        )
+    return DemoRun(summary, handoff, note)
 
 
 def demo_end(end: str | None) -> pd.Timestamp:
