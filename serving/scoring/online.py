@@ -74,7 +74,11 @@ def decide(
     decision = rank(setup, state, request)
     # An explored action was drawn at random: its reason says so (the model's contributions
     # would explain a choice nobody made, and computing them costs the answer milliseconds).
-    explored = (exploration_reason(decision.exploration_rate, decision.n_eligible),)
+    explored = (
+        (exploration_reason(decision.exploration_rate, decision.n_eligible),)
+        if decision.explored
+        else ()
+    )
     reasons = action_reasons(setup, models, state, [a for a in decision.actions if not a.explored])
     proba = state.phase_proba
     has_phase, has_risk = models.phase is not None, models.churn is not None

@@ -11,6 +11,7 @@ from features.pipeline import build_features, select_accounts
 from features.schema import JourneyData
 from models.arbitration import churn_band, load_arbitration_config
 from models.contract import CHURN, NEXT_CONTENT, PHASE
+from models.explain import EXPLORATION
 from serving.model_holder import ModelHolder
 from serving.scoring import Scorer, content_popularity
 from tests.utils.registry import TrainedRegistry
@@ -34,6 +35,23 @@ def _accounts_with_contacts(registry: TrainedRegistry, n: int) -> list[str]:
     created = data.contacts["created_at"] < registry.now
     ids = data.contacts.loc[created, "account_id"].astype(str).unique()
     return sorted(ids)[:n]
+
+
+def test_an_explored_action_says_it_was_drawn_at_random(
+    registry: TrainedRegistry, scorer: Scorer
+) -> None:
+    account = _accounts_with_contacts(registry, 2)[1]
+    one = select_accounts(registry.data, [account])
+    score = scorer.score_account(
+        one, account, registry.now, k=3, rng=np.random.default_rng(1), explore=True
+    )
+    top, *rest = score.actions
+    assert score.explored and top.action.explored
+    assert [r.feature for r in top.reasons] == [EXPLORATION]
+    assert "random" in top.reasons[0].text and "2 % of answers explore" in top.reasons[0].text
+    for scored in rest:  # the greedy slots keep the model's reasons
+        assert not scored.action.explored and scored.reasons
+        assert all(r.feature != EXPLORATION and r.contribution > 0 for r in scored.reasons)
 
 
 def test_score_account_returns_a_complete_answer(registry: TrainedRegistry, scorer: Scorer) -> None:
