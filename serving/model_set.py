@@ -90,7 +90,7 @@ class ModelInput:
         as_codes = {
             j
             for j, c in enumerate(cols)
-            if c in self.categories and pd.api.types.is_numeric_dtype(sub.iloc[:, j].dtype)
+            if c in self.categories and pd.api.types.is_numeric_dtype(sub.dtypes.iloc[j])
         }
         numeric = [j for j, c in enumerate(cols) if c not in self.categories or j in as_codes]
         if numeric:
