@@ -52,6 +52,7 @@ from tests.utils.server import (
     kill_mid_traffic,
     server_env,
     serving,
+    wait_for,
 )
 from tests.utils.store import BACKENDS, logged_recommendations, open_store
 
@@ -366,18 +367,31 @@ def test_an_overloaded_worker_sheds_with_503_and_retry_after(
             if code == 503
         )
         assert all(code == 200 for i, (code, _, _) in enumerate(results) if i % 3 == 2)
-        # the worker is not stuck: one request at a time is answered
+        # the worker is not stuck: one request at a time is answered. A request sent the
+        # moment the previous answer arrives can find that request's task not yet finished
+        # (uvicorn drops it a loop step later) and be shed: sent again, as a client must.
+        retried = 0
         with httpx.Client(base_url=server.base, headers=headers, timeout=120) as client:
             for account in loaded.accounts[:3]:
-                r = client.get(f"/v1/accounts/{account}/recommendations")
-                assert r.status_code == 200, r.text
+                answers: list[httpx.Response] = []
+
+                def answered(
+                    path: str = f"/v1/accounts/{account}/recommendations",
+                    answers: list[httpx.Response] = answers,
+                ) -> bool:
+                    answers.append(client.get(path))
+                    return answers[-1].status_code != 503
+
+                wait_for(answered, "an answer that is not shed", timeout_s=60)
+                assert answers[-1].status_code == 200, answers[-1].text
+                retried += sum(r.status_code == 503 for r in answers)
             metrics = client.get("/metrics").text
         shed = next(
             float(line.split()[-1])
             for line in metrics.splitlines()
             if line.startswith("nba_http_requests_shed_total")
         )
-        assert shed == statuses[503]
+        assert shed == statuses[503] + retried
 
 
 def test_a_request_that_waited_too_long_in_a_standing_queue_is_shed() -> None:
