@@ -21,6 +21,7 @@ from features import cli as features_cli
 from features.errors import EXIT_CODES, NbaError
 from serving import cli as serving_cli
 from training import cli as training_cli
+from training.insights import cli as insights_cli
 
 
 class _NbaGroup(TyperGroup):
@@ -49,6 +50,7 @@ app = typer.Typer(
 )
 app.add_typer(features_cli.app)
 app.add_typer(training_cli.app)
+app.add_typer(insights_cli.app)
 app.add_typer(serving_cli.app)
 
 

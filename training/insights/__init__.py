@@ -1,0 +1,1 @@
+"""The journey insights report (``nba insights``): HTML with plots, JSON and CSV."""
