@@ -48,6 +48,7 @@ from serving.routes import (
     events,
     feedback,
     health,
+    insights,
     pages,
     recommendations,
     reps,
@@ -116,7 +117,7 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         docs_url=None,
         redoc_url=None,
     )
-    for module in (events, recommendations, feedback, reps, health, pages, docs):
+    for module in (events, recommendations, feedback, reps, health, pages, insights, docs):
         app.include_router(module.router)
     app.add_exception_handler(NbaError, _nba_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -153,7 +153,7 @@ def keys_create(
         str,
         typer.Option(
             "--scopes",
-            help="Comma-separated: events:write, recommendations:read, worklists:read, "
+            help="Comma-separated: events:write, recommendations:read, worklists:read, insights:read, "
             "feedback:write, admin.",
         ),
     ],

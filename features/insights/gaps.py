@@ -12,7 +12,9 @@ all). Status, decided in this order:
 - ``weak``: the response rate's 95 % interval lies below :data:`WEAK_SHARE` x the period's
   overall response rate, or the uplift over ``no_action`` is known and its interval lies at
   or below 0;
-- ``ok`` otherwise.
+- ``ok`` otherwise;
+- ``unassigned`` for the ``unrecorded`` phase and ``unknown`` role rows, whatever their
+  numbers: without a phase or role no gap can be judged.
 
 Uplift (where ``no_action`` exposures fall in the cell): the account's response rate after an
 item minus after doing nothing (any response-type touchpoint of the account within the
@@ -120,13 +122,16 @@ def _add_rates(table: pd.DataFrame) -> None:
 def _status(table: pd.DataFrame, overall: float) -> np.ndarray:
     weak_rate = table["response_rate_high"].to_numpy() < WEAK_SHARE * overall
     no_uplift = table["uplift_high"].to_numpy() <= 0
+    phase = table.index.get_level_values("phase")
+    role = table.index.get_level_values("role")
     return np.select(
         [
+            (phase == UNRECORDED) | (role == UNKNOWN_ROLE),
             table["items_available"].to_numpy() == 0,
             table["exposures"].to_numpy() == 0,
             table["exposures"].to_numpy() < MIN_EXPOSURES,
             weak_rate | no_uplift,
         ],
-        ["empty", "unshown", "thin", "weak"],
+        ["unassigned", "empty", "unshown", "thin", "weak"],
         default="ok",
     )

@@ -68,10 +68,16 @@ def journey_map(
 def _entries(ev: InsightEvents, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """Every phase change in ``[start, end)`` with the phase before it and its outcome."""
     stages = ev.stages.loc[(ev.stages["ts"] < end).to_numpy()]
+    if not len(stages):
+        columns = ["moved_on", "fell_back", "stayed", "churned"]
+        empty = {"phase": [], "from_phase": [], **{c: np.zeros(0, dtype=bool) for c in columns}}
+        return pd.DataFrame({**empty, "dwell_days": np.zeros(0)})
     acc = stages["account_id"].to_numpy()
     phase = stages["phase"].astype("str").to_numpy()
     ns = column_ns(stages["ts"])
     order = np.array([ev.phases.index(p) for p in phase], dtype=np.int64)
+    previous = np.empty(len(phase), dtype=object)
+    previous[1:] = phase[:-1]
     same_next = np.append(acc[1:] == acc[:-1], False)
     same_prev = np.append(False, acc[1:] == acc[:-1])
     next_order = np.append(order[1:], -1)
@@ -82,7 +88,7 @@ def _entries(ev: InsightEvents, start: pd.Timestamp, end: pd.Timestamp) -> pd.Da
     frame = pd.DataFrame(
         {
             "phase": phase,
-            "from_phase": np.where(same_prev, np.append("", phase[:-1]), None),
+            "from_phase": np.where(same_prev, previous, None),
             "moved_on": same_next & (next_order > order),
             "fell_back": same_next & (next_order < order),
             "stayed": ~same_next,

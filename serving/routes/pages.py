@@ -45,6 +45,8 @@ STATIC_TYPES: dict[str, str] = {
     "widget.js": "text/javascript; charset=utf-8",
     "widget.css": "text/css; charset=utf-8",
     "worklist.js": "text/javascript; charset=utf-8",
+    "insights.js": "text/javascript; charset=utf-8",
+    "insights.css": "text/css; charset=utf-8",
     "common.js": "text/javascript; charset=utf-8",
     "docs.js": "text/javascript; charset=utf-8",
 }

@@ -25,6 +25,7 @@ API_KEY_SCOPES = (
     "events:write",
     "recommendations:read",
     "worklists:read",
+    "insights:read",
     "feedback:write",
     "admin",
 )

@@ -15,6 +15,7 @@ STATUS_COLOURS = {
     "weak": "#ffbb78",
     "thin": "#dddddd",
     "ok": "#98df8a",
+    "unassigned": "#ffffff",
 }
 
 
@@ -86,7 +87,7 @@ def plot_gaps(gaps: pd.DataFrame) -> Figure:
     ax.imshow(grid, cmap=ListedColormap(list(STATUS_COLOURS.values())), vmin=0, vmax=len(statuses) - 1, aspect="auto")
     ax.set_xticks(range(len(roles)), roles, rotation=30, ha="right")
     ax.set_yticks(range(len(phases)), phases)
-    ax.set_title("Content gaps: " + ", ".join(f"{s} = {c}" for s, c in zip(statuses, ("red", "pink", "orange", "grey", "green"), strict=True)))
+    ax.set_title("Content gaps: " + ", ".join(f"{s} = {c}" for s, c in zip(statuses, ("red", "pink", "orange", "grey", "green", "white"), strict=True)))
     return figure
 
 
