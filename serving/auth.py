@@ -23,7 +23,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from serving.store import API_KEY_SCOPES, ApiKey, Store
 
 Scope = Literal[
-    "events:write", "recommendations:read", "worklists:read", "insights:read", "feedback:write", "admin"
+    "events:write",
+    "recommendations:read",
+    "worklists:read",
+    "insights:read",
+    "feedback:write",
+    "admin",
 ]
 SCOPES: tuple[str, ...] = API_KEY_SCOPES
 # Verdicts remembered at most; the cache is cleared when it grows past this (bounded memory

@@ -153,8 +153,8 @@ def keys_create(
         str,
         typer.Option(
             "--scopes",
-            help="Comma-separated: events:write, recommendations:read, worklists:read, insights:read, "
-            "feedback:write, admin.",
+            help="Comma-separated: events:write, recommendations:read, worklists:read, "
+            "insights:read, feedback:write, admin.",
         ),
     ],
     rep: Annotated[

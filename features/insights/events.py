@@ -99,9 +99,7 @@ def phase_changes(stages: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
                 "phase": pd.Categorical([], categories=taxonomy.phases),
             }
         )
-    ordered = stages[["account_id", "ts", "phase"]].sort_values(
-        ["account_id", "ts"], kind="stable"
-    )
+    ordered = stages[["account_id", "ts", "phase"]].sort_values(["account_id", "ts"], kind="stable")
     same_account = ordered["account_id"].eq(ordered["account_id"].shift())
     repeated = same_account & ordered["phase"].astype(str).eq(ordered["phase"].astype(str).shift())
     return ordered.loc[~repeated].reset_index(drop=True)
@@ -109,7 +107,7 @@ def phase_changes(stages: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
 
 def phase_at(
     accounts: pd.Series, times: pd.Series, stages: pd.DataFrame, phases: list[str]
-) -> pd.Categorical:
+) -> pd.Categorical[str]:
     """The CRM phase carried forward to each (account, time): the last record at or before
     the time; :data:`UNRECORDED` where there is none. ``stages`` as :func:`phase_changes`."""
     out = np.full(len(accounts), len(phases) - 1, dtype=np.int64)
@@ -135,7 +133,7 @@ def phase_at(
         found = merged["code"].notna().to_numpy() & (merged["acc"].to_numpy() >= 0)
         rows = merged["row"].to_numpy()
         out[rows[found]] = merged["code"].to_numpy()[found].astype(np.int64)
-    return pd.Categorical.from_codes(out, categories=phases)
+    return pd.Categorical.from_codes(out, categories=pd.Index(phases))
 
 
 def _with_phase_and_role(
@@ -152,7 +150,7 @@ def _with_phase_and_role(
         contact_roles = contacts.set_index("contact_id")["role"].astype("str")
         known = category_codes(frame["contact_id"].map(contact_roles), roles[:-1])
         role_codes = np.where(known >= 0, known, role_codes)
-    out["role"] = pd.Categorical.from_codes(role_codes, categories=roles)
+    out["role"] = pd.Categorical.from_codes(role_codes, categories=pd.Index(roles))
     out["is_control"] = (
         out["content_id"].eq(NO_ACTION_CONTENT_ID).fillna(False).to_numpy(dtype=bool)
         if "content_id" in out.columns
@@ -170,7 +168,10 @@ def _responses(
         return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     accounts = pd.Index(exposures["account_id"].astype("str").unique())
     items = pd.Index(
-        pd.concat([exposures["content_id"], responses["content_id"]]).dropna().astype("str").unique()
+        pd.concat([exposures["content_id"], responses["content_id"]])
+        .dropna()
+        .astype("str")
+        .unique()
     )
     exp_acc = codes(exposures["account_id"].astype("str"), accounts)
     tp_acc = codes(responses["account_id"].astype("str"), accounts)

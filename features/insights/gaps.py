@@ -35,7 +35,9 @@ MIN_EXPOSURES = 30
 WEAK_SHARE = 0.5
 
 
-def gap_matrix(ev: InsightEvents, content: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def gap_matrix(
+    ev: InsightEvents, content: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
     """One row per (phase, role) of the taxonomy, plus ``unrecorded`` phase and ``unknown``
     role rows where exposures fall there: items_available, items_shown, exposures,
     responses, response_rate (+ ``_low``/``_high``), control_exposures, uplift (+ ``_low``,
@@ -97,8 +99,12 @@ def _available(content: pd.DataFrame, cells: pd.Index) -> np.ndarray:
     catalog = content.loc[content["content_id"].ne(NO_ACTION_CONTENT_ID).to_numpy()]
     every_phase = fits_every(catalog["phases"])
     every_role = fits_every(catalog["roles"])
-    phase_sets = [set(v) if not e else set() for v, e in zip(catalog["phases"], every_phase, strict=True)]
-    role_sets = [set(v) if not e else set() for v, e in zip(catalog["roles"], every_role, strict=True)]
+    phase_sets = [
+        set(v) if not e else set() for v, e in zip(catalog["phases"], every_phase, strict=True)
+    ]
+    role_sets = [
+        set(v) if not e else set() for v, e in zip(catalog["roles"], every_role, strict=True)
+    ]
     out = np.zeros(len(cells), dtype=np.int64)
     for i, (phase, role) in enumerate(cells):
         fits_phase = every_phase | np.array([phase in s for s in phase_sets], dtype=bool)
@@ -109,7 +115,11 @@ def _available(content: pd.DataFrame, cells: pd.Index) -> np.ndarray:
 
 def _add_rates(table: pd.DataFrame) -> None:
     rate, low, high = wilson(table["responses"].to_numpy(), table["exposures"].to_numpy())
-    table["response_rate"], table["response_rate_low"], table["response_rate_high"] = rate, low, high
+    table["response_rate"], table["response_rate_low"], table["response_rate_high"] = (
+        rate,
+        low,
+        high,
+    )
     diff, d_low, d_high = difference(
         table["account_responses"].to_numpy(),
         table["exposures"].to_numpy(),

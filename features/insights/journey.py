@@ -76,10 +76,11 @@ def _entries(ev: InsightEvents, start: pd.Timestamp, end: pd.Timestamp) -> pd.Da
     phase = stages["phase"].astype("str").to_numpy()
     ns = column_ns(stages["ts"])
     order = np.array([ev.phases.index(p) for p in phase], dtype=np.int64)
-    previous = np.empty(len(phase), dtype=object)
-    previous[1:] = phase[:-1]
     same_next = np.append(acc[1:] == acc[:-1], False)
     same_prev = np.append(False, acc[1:] == acc[:-1])
+    previous = np.empty(len(phase), dtype=object)
+    previous[1:] = phase[:-1]
+    previous[~same_prev] = None
     next_order = np.append(order[1:], -1)
     next_ns = np.append(ns[1:], -1)
     keep = ns >= start.value
@@ -88,7 +89,7 @@ def _entries(ev: InsightEvents, start: pd.Timestamp, end: pd.Timestamp) -> pd.Da
     frame = pd.DataFrame(
         {
             "phase": phase,
-            "from_phase": np.where(same_prev, previous, None),
+            "from_phase": previous,
             "moved_on": same_next & (next_order > order),
             "fell_back": same_next & (next_order < order),
             "stayed": ~same_next,
@@ -107,8 +108,12 @@ def _first_churn_after(ev: InsightEvents, accounts: pd.Series, ns: np.ndarray) -
     churns = life.loc[life["event_type"].eq("churn").to_numpy(), ["account_id", "ts"]]
     if not len(churns) or not len(ns):
         return out
-    left = pd.DataFrame({"acc": accounts.astype("str").to_numpy(), "ns": ns, "row": np.arange(len(ns))})
-    right = pd.DataFrame({"acc": churns["account_id"].astype("str").to_numpy(), "ns": column_ns(churns["ts"])})
+    left = pd.DataFrame(
+        {"acc": accounts.astype("str").to_numpy(), "ns": ns, "row": np.arange(len(ns))}
+    )
+    right = pd.DataFrame(
+        {"acc": churns["account_id"].astype("str").to_numpy(), "ns": column_ns(churns["ts"])}
+    )
     right["churn_ns"] = right["ns"]
     merged = pd.merge_asof(
         left.sort_values("ns", kind="stable"),
@@ -151,7 +156,12 @@ def _lifecycle_by_phase(
     renewals = renewals.reindex(phases, fill_value=0)
     churns = churns.reindex(phases, fill_value=0)
     out = pd.DataFrame(
-        {"accounts": in_phase, "churned_accounts": n_churned, "renewals": renewals, "churns": churns}
+        {
+            "accounts": in_phase,
+            "churned_accounts": n_churned,
+            "renewals": renewals,
+            "churns": churns,
+        }
     )
     rate, low, high = wilson(out["churned_accounts"].to_numpy(), out["accounts"].to_numpy())
     out["churn_rate"], out["churn_rate_low"], out["churn_rate_high"] = rate, low, high

@@ -122,7 +122,9 @@ def period_kpis(
         out |= {"lead_quality": None, "lead_quality_low": None, "lead_quality_high": None}
         out["pipeline_accounts"] = None
     else:
-        _rate(out, "lead_quality", len(_qualified(ev, pipeline, end).intersection(leads)), len(leads))
+        _rate(
+            out, "lead_quality", len(_qualified(ev, pipeline, end).intersection(leads)), len(leads)
+        )
         out["pipeline_accounts"] = int(_phase_at_end(ev, end).isin(pipeline).sum())
     customers = _customers_at(life, start)
     churned = in_period.loc[event.eq("churn").to_numpy(), "account_id"].unique()
@@ -193,7 +195,11 @@ def by_dimension(
     counts = [c for c in table.columns if c not in ("dwell_minutes",)]
     table[counts] = table[counts].fillna(0)
     rate, low, high = wilson(table["responded"].to_numpy(), table["exposures"].to_numpy())
-    table["click_through"], table["click_through_low"], table["click_through_high"] = rate, low, high
+    table["click_through"], table["click_through_low"], table["click_through_high"] = (
+        rate,
+        low,
+        high,
+    )
     table = table.astype({c: "int64" for c in counts if c != "won_revenue"})
     table.index.name = dimension
     table = _ordered(table, dimension, ev, taxonomy).reset_index()

@@ -63,7 +63,9 @@ def resolve_period(
     :data:`DEFAULT_DAYS` days before ``to``. Raises PeriodError naming a value that is not a
     date, or an empty period."""
     end_ts = _time(end, "to") if end is not None else _default_end(last_event)
-    start_ts = _time(start, "from") if start is not None else end_ts - pd.Timedelta(DEFAULT_DAYS, "D")
+    start_ts = (
+        _time(start, "from") if start is not None else end_ts - pd.Timedelta(DEFAULT_DAYS, "D")
+    )
     if every not in EVERY:
         raise PeriodError(f"every {every!r}: expected one of {', '.join(EVERY)}")
     return Period(start_ts, end_ts, "week" if every == "week" else "month")

@@ -101,7 +101,9 @@ class Insights:
         return {
             "period": self.period.to_dict(),
             "kpis": {k: _clean(v) for k, v in self.current.items()},
-            "previous": {k: _clean(v) for k, v in self.previous.items() if not k.endswith(("_low", "_high"))},
+            "previous": {
+                k: _clean(v) for k, v in self.previous.items() if not k.endswith(("_low", "_high"))
+            },
             "gap_cells": {str(k): int(v) for k, v in gaps.items()},
             "notes": self.notes,
         }
@@ -118,15 +120,13 @@ def compute_insights(
     defs = definitions or KpiDefinitions()
     previous = period.previous
     ev = insight_events(data, taxonomy, previous.start, period.end)
-    kw = {"taxonomy": taxonomy, "definitions": defs}
     return Insights(
         period=period,
-        current=period_kpis(ev, period.start, period.end, **kw),
-        previous=period_kpis(ev, previous.start, previous.end, **kw),
-        trend=trend(ev, period.buckets(), **kw),
+        current=period_kpis(ev, period.start, period.end, taxonomy=taxonomy, definitions=defs),
+        previous=period_kpis(ev, previous.start, previous.end, taxonomy=taxonomy, definitions=defs),
+        trend=trend(ev, period.buckets(), taxonomy=taxonomy, definitions=defs),
         dimensions={
-            d: by_dimension(ev, period.start, period.end, d, taxonomy=taxonomy)
-            for d in DIMENSIONS
+            d: by_dimension(ev, period.start, period.end, d, taxonomy=taxonomy) for d in DIMENSIONS
         },
         gaps=gap_matrix(ev, data.content, period.start, period.end),
         journey=(journey := journey_map(ev, period.start, period.end))[0],
@@ -138,13 +138,16 @@ def compute_insights(
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """``frame``'s rows as JSON-ready dicts: NaN as None, times ISO 8601, numpy numbers as
     Python numbers."""
-    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return [{str(k): _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def _kpi(current: dict[str, Any], previous: dict[str, Any], name: str) -> dict[str, Any]:
     out = {"value": _clean(current.get(name)), "previous": _clean(previous.get(name))}
     if name in RATES:
-        out |= {"low": _clean(current.get(f"{name}_low")), "high": _clean(current.get(f"{name}_high"))}
+        out |= {
+            "low": _clean(current.get(f"{name}_low")),
+            "high": _clean(current.get(f"{name}_high")),
+        }
     return out
 
 

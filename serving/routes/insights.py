@@ -79,7 +79,10 @@ async def get_insights(
     ] = None,
     end: Annotated[
         str | None,
-        Query(alias="to", description="Day after the period (UTC); default the day after the latest event."),
+        Query(
+            alias="to",
+            description="Day after the period (UTC); default the day after the latest event.",
+        ),
     ] = None,
     every: Annotated[str, Query(pattern="^(week|month)$", description="Trend buckets.")] = "month",
 ) -> dict[str, Any]:

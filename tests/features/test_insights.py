@@ -62,7 +62,9 @@ def _hand_responded(world: JourneyData, exposures: pd.DataFrame, *, any_item: bo
     return np.isin(np.arange(len(shown)), hit)
 
 
-def test_engagement_kpis_are_counts_of_the_period(report: Insights, world: JourneyData, taxonomy: Taxonomy) -> None:
+def test_engagement_kpis_are_counts_of_the_period(
+    report: Insights, world: JourneyData, taxonomy: Taxonomy
+) -> None:
     tp = _in(world.touchpoints)
     kpis = report.current
     assert kpis["touchpoints"] == len(tp) > 1000
@@ -77,13 +79,18 @@ def test_engagement_kpis_are_counts_of_the_period(report: Insights, world: Journ
     assert report.previous["touchpoints"] == len(before)
 
 
-def test_click_through_is_responded_exposures_over_exposures(report: Insights, world: JourneyData) -> None:
+def test_click_through_is_responded_exposures_over_exposures(
+    report: Insights, world: JourneyData
+) -> None:
     ex = _in(world.exposures)
     hit = _hand_responded(world, ex, any_item=False)
     assert report.current["exposures"] == len(ex)
     rate, low, high = wilson(np.array([hit.sum()]), np.array([len(ex)]))
     assert report.current["click_through"] == pytest.approx(hit.mean())
-    assert (report.current["click_through_low"], report.current["click_through_high"]) == pytest.approx((low[0], high[0]))
+    assert (
+        report.current["click_through_low"],
+        report.current["click_through_high"],
+    ) == pytest.approx((low[0], high[0]))
     assert 0 < hit.sum() < len(ex)
     by_channel = report.dimensions["channel"].set_index("channel")
     hand = pd.Series(hit, index=ex.index).groupby(ex["channel"].astype(str)).agg(["sum", "size"])
@@ -113,10 +120,14 @@ def test_revenue_and_traffic_match_pandas(report: Insights, world: JourneyData) 
     assert report.current["leads"] == ((created >= START) & (created < END)).sum()
     accounts = world.stages["account_id"].drop_duplicates()
     at_end = _hand_phase(world, accounts, pd.Series([END - pd.Timedelta(1, "ns")] * len(accounts)))
-    assert report.current["pipeline_accounts"] == sum(p in ("selection", "purchase") for p in at_end)
+    assert report.current["pipeline_accounts"] == sum(
+        p in ("selection", "purchase") for p in at_end
+    )
 
 
-def test_kpis_per_phase_and_role_use_the_crm_stage_carried_forward(report: Insights, world: JourneyData) -> None:
+def test_kpis_per_phase_and_role_use_the_crm_stage_carried_forward(
+    report: Insights, world: JourneyData
+) -> None:
     tp = _in(world.touchpoints)
     phases = pd.Series(_hand_phase(world, tp["account_id"], tp["ts"])).value_counts()
     by_phase = report.dimensions["phase"].set_index("phase")["touchpoints"]
@@ -129,12 +140,19 @@ def test_kpis_per_phase_and_role_use_the_crm_stage_carried_forward(report: Insig
     by_content = report.dimensions["content_id"]
     assert by_content["exposures"].is_monotonic_decreasing
     shown = _in(world.exposures)["content_id"].value_counts()
-    assert by_content.set_index("content_id")["exposures"].loc[shown.index].tolist() == shown.tolist()
+    assert (
+        by_content.set_index("content_id")["exposures"].loc[shown.index].tolist() == shown.tolist()
+    )
 
 
 def test_trend_buckets_are_calendar_months_adding_up(report: Insights) -> None:
     trend = report.trend
-    assert [t.strftime("%Y-%m") for t in trend["from"]] == ["2025-03", "2025-04", "2025-05", "2025-06"]
+    assert [t.strftime("%Y-%m") for t in trend["from"]] == [
+        "2025-03",
+        "2025-04",
+        "2025-05",
+        "2025-06",
+    ]
     assert trend["touchpoints"].sum() == report.current["touchpoints"]
     assert trend["purchases"].sum() == report.current["purchases"]
     weeks = Period(START, END, "week").buckets()
@@ -157,13 +175,20 @@ def test_gap_matrix_counts_items_and_exposures_per_phase_and_role(
         ]
         assert row["items_available"] == sum(fits), (phase, role)
     ex = _in(world.exposures)
-    hand = pd.DataFrame(
-        {
-            "phase": _hand_phase(world, ex["account_id"], ex["ts"]),
-            "role": ex["contact_id"].map(world.contacts.set_index("contact_id")["role"].astype(str)).fillna("unknown").to_numpy(),
-            "hit": _hand_responded(world, ex, any_item=False),
-        }
-    ).groupby(["phase", "role"])["hit"].agg(["sum", "size"])
+    hand = (
+        pd.DataFrame(
+            {
+                "phase": _hand_phase(world, ex["account_id"], ex["ts"]),
+                "role": ex["contact_id"]
+                .map(world.contacts.set_index("contact_id")["role"].astype(str))
+                .fillna("unknown")
+                .to_numpy(),
+                "hit": _hand_responded(world, ex, any_item=False),
+            }
+        )
+        .groupby(["phase", "role"])["hit"]
+        .agg(["sum", "size"])
+    )
     for cell, row in hand.iterrows():
         assert gaps.loc[cell, "exposures"] == row["size"]
         assert gaps.loc[cell, "responses"] == row["sum"]
@@ -175,7 +200,9 @@ def test_gap_matrix_counts_items_and_exposures_per_phase_and_role(
     assert (judged.loc[weak, "status"] == "weak").all()
     assert (judged.loc[~weak, "status"] == "ok").all()  # no control: uplift unknown
     assert gaps["uplift"].isna().all()
-    assert (gaps.loc[gaps["items_available"] == 0].query("status != 'unassigned'")["status"] == "empty").all()
+    assert (
+        gaps.loc[gaps["items_available"] == 0].query("status != 'unassigned'")["status"] == "empty"
+    ).all()
 
 
 def test_uplift_against_a_no_action_control(world: JourneyData, taxonomy: Taxonomy) -> None:
@@ -184,15 +211,23 @@ def test_uplift_against_a_no_action_control(world: JourneyData, taxonomy: Taxono
     exposures = world.exposures.copy()
     control = np.arange(len(exposures)) % 3 == 0
     exposures.loc[control, "content_id"] = NO_ACTION_CONTENT_ID
-    content = pd.concat([world.content, world.content.iloc[:1].assign(content_id=NO_ACTION_CONTENT_ID)], ignore_index=True)
-    data = JourneyData(world.accounts, world.contacts, world.touchpoints, content, world.stages, exposures)
+    content = pd.concat(
+        [world.content, world.content.iloc[:1].assign(content_id=NO_ACTION_CONTENT_ID)],
+        ignore_index=True,
+    )
+    data = JourneyData(
+        world.accounts, world.contacts, world.touchpoints, content, world.stages, exposures
+    )
     gaps = compute_insights(data, taxonomy, Period(START, END)).gaps.set_index(["phase", "role"])
     ex = _in(exposures)
     account_hit = _hand_responded(world, ex, any_item=True)
     cells = pd.DataFrame(
         {
             "phase": _hand_phase(world, ex["account_id"], ex["ts"]),
-            "role": ex["contact_id"].map(world.contacts.set_index("contact_id")["role"].astype(str)).fillna("unknown").to_numpy(),
+            "role": ex["contact_id"]
+            .map(world.contacts.set_index("contact_id")["role"].astype(str))
+            .fillna("unknown")
+            .to_numpy(),
             "control": (ex["content_id"] == NO_ACTION_CONTENT_ID).to_numpy(),
             "hit": account_hit,
         }
@@ -207,7 +242,9 @@ def test_uplift_against_a_no_action_control(world: JourneyData, taxonomy: Taxono
     assert row["control_exposures"] == n0 > 0
     assert row["exposures"] == n1
     assert row["uplift"] == pytest.approx(p1 - p0)
-    assert (row["uplift_low"], row["uplift_high"]) == pytest.approx((p1 - p0 - 1.959964 * se, p1 - p0 + 1.959964 * se))
+    assert (row["uplift_low"], row["uplift_high"]) == pytest.approx(
+        (p1 - p0 - 1.959964 * se, p1 - p0 + 1.959964 * se)
+    )
 
 
 def test_journey_map_follows_each_phase_change(report: Insights, world: JourneyData) -> None:
@@ -225,9 +262,18 @@ def test_journey_map_follows_each_phase_change(report: Insights, world: JourneyD
             nxt = kept[j + 1] if j + 1 < len(kept) else None
             moved = nxt is not None and order.index(phases[nxt]) > order.index(phases[i])
             dwell = (times[nxt] - times[i]) / pd.Timedelta(1, "D") if nxt is not None else np.nan
-            rows.append({"phase": phases[i], "moved_on": moved, "stayed": nxt is None, "dwell": dwell})
-    hand = pd.DataFrame(rows).groupby("phase").agg(
-        entries=("moved_on", "size"), moved_on=("moved_on", "sum"), stayed=("stayed", "sum"), dwell=("dwell", "median")
+            rows.append(
+                {"phase": phases[i], "moved_on": moved, "stayed": nxt is None, "dwell": dwell}
+            )
+    hand = (
+        pd.DataFrame(rows)
+        .groupby("phase")
+        .agg(
+            entries=("moved_on", "size"),
+            moved_on=("moved_on", "sum"),
+            stayed=("stayed", "sum"),
+            dwell=("dwell", "median"),
+        )
     )
     journey = report.journey.set_index("phase")
     assert hand["entries"].sum() > 20
@@ -246,17 +292,35 @@ def test_periods_are_checked() -> None:
         resolve_period("yesterday-ish", None, every="month", last_event=None)
     with pytest.raises(PeriodError, match="every 'day'"):
         resolve_period(None, None, every="day", last_event=None)
-    period = resolve_period(None, None, every="week", last_event=pd.Timestamp("2025-06-30 17:00", tz="UTC"))
-    assert (period.start, period.end) == (pd.Timestamp("2025-04-02", tz="UTC"), pd.Timestamp("2025-07-01", tz="UTC"))  # 90 days
+    period = resolve_period(
+        None, None, every="week", last_event=pd.Timestamp("2025-06-30 17:00", tz="UTC")
+    )
+    assert (period.start, period.end) == (
+        pd.Timestamp("2025-04-02", tz="UTC"),
+        pd.Timestamp("2025-07-01", tz="UTC"),
+    )  # 90 days
 
 
 def test_real_data_through_a_mapping(taxonomy: Taxonomy) -> None:
     """The Hillstrom slice: a campaign with a no_action control and no CRM stages."""
-    data = read_data_dir(REPO / "tests" / "data" / "real", taxonomy, load_mapping(REPO / "examples" / "hillstrom" / "mapping.yaml"))
+    data = read_data_dir(
+        REPO / "tests" / "data" / "real",
+        taxonomy,
+        load_mapping(REPO / "examples" / "hillstrom" / "mapping.yaml"),
+    )
     last = data.touchpoints["ts"].max()
-    report = compute_insights(data, taxonomy, resolve_period("2008-01-01", None, every="week", last_event=last))
-    assert report.current["exposures"] == (~data.exposures["content_id"].eq(NO_ACTION_CONTENT_ID)).sum() > 0
-    assert report.current["touchpoints"] == (data.touchpoints["ts"] >= pd.Timestamp("2008-01-01", tz="UTC")).sum()
+    report = compute_insights(
+        data, taxonomy, resolve_period("2008-01-01", None, every="week", last_event=last)
+    )
+    assert (
+        report.current["exposures"]
+        == (~data.exposures["content_id"].eq(NO_ACTION_CONTENT_ID)).sum()
+        > 0
+    )
+    assert (
+        report.current["touchpoints"]
+        == (data.touchpoints["ts"] >= pd.Timestamp("2008-01-01", tz="UTC")).sum()
+    )
     assert any("no CRM stages" in n for n in report.notes)
     assert report.journey["entries"].sum() == 0
     unassigned = report.gaps.loc[report.gaps["status"] == "unassigned"]

@@ -30,7 +30,9 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def insights(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the report into.", file_okay=False)],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write the report into.", file_okay=False)
+    ],
     data: Annotated[
         Path | None, typer.Option("--data", help="Data directory (CSV or Parquet tables).")
     ] = None,
@@ -42,7 +44,10 @@ def insights(
     ] = None,
     end: Annotated[
         str | None,
-        typer.Option("--to", help="Day after the period (UTC, exclusive); default the day after the latest event."),
+        typer.Option(
+            "--to",
+            help="Day after the period (UTC, exclusive); default the day after the latest event.",
+        ),
     ] = None,
     every: Annotated[str, typer.Option("--every", help="Trend buckets: week or month.")] = "month",
     mapping: MappingOption = None,

@@ -39,7 +39,10 @@ def plot_trend(trend: pd.DataFrame) -> Figure:
     right.errorbar(
         x,
         rate,
-        yerr=[rate - trend["click_through_low"].astype(float), trend["click_through_high"].astype(float) - rate],
+        yerr=[
+            rate - trend["click_through_low"].astype(float),
+            trend["click_through_high"].astype(float) - rate,
+        ],
         marker="o",
         capsize=3,
     )
@@ -51,7 +54,11 @@ def plot_trend(trend: pd.DataFrame) -> Figure:
 
 def plot_by(table: pd.DataFrame, key: str, title: str, *, top: int = 15) -> Figure:
     """Click-through with its 95 % interval per value of ``key`` (the ``top`` most exposed)."""
-    shown = table.loc[table["exposures"] > 0].head(top) if key == "content_id" else table.loc[table["exposures"] > 0]
+    shown = (
+        table.loc[table["exposures"] > 0].head(top)
+        if key == "content_id"
+        else table.loc[table["exposures"] > 0]
+    )
     figure = _figure(7, 0.35 * max(len(shown), 3) + 1.2)
     ax = figure.subplots()
     y = np.arange(len(shown))
@@ -59,7 +66,10 @@ def plot_by(table: pd.DataFrame, key: str, title: str, *, top: int = 15) -> Figu
     ax.errorbar(
         rate,
         y,
-        xerr=[rate - shown["click_through_low"].to_numpy(float), shown["click_through_high"].to_numpy(float) - rate],
+        xerr=[
+            rate - shown["click_through_low"].to_numpy(float),
+            shown["click_through_high"].to_numpy(float) - rate,
+        ],
         fmt="o",
         capsize=3,
     )
@@ -79,15 +89,37 @@ def plot_gaps(gaps: pd.DataFrame) -> Figure:
     grid = np.full((len(phases), len(roles)), np.nan)
     figure = _figure(1.3 * len(roles) + 2, 0.55 * len(phases) + 1.5)
     ax = figure.subplots()
-    for row in gaps.itertuples():
-        i, j = phases.index(row.phase), roles.index(row.role)
-        grid[i, j] = statuses.index(str(row.status))
-        rate = "" if pd.isna(row.response_rate) else f"{100 * row.response_rate:.1f}%"
-        ax.text(j, i, f"{row.items_available} items\n{rate}", ha="center", va="center", fontsize=7)
-    ax.imshow(grid, cmap=ListedColormap(list(STATUS_COLOURS.values())), vmin=0, vmax=len(statuses) - 1, aspect="auto")
+    cells = zip(
+        gaps["phase"],
+        gaps["role"],
+        gaps["status"].astype(str),
+        gaps["items_available"].astype(int),
+        gaps["response_rate"].astype(float),
+        strict=True,
+    )
+    for phase, role, status, items, response_rate in cells:
+        i, j = phases.index(phase), roles.index(role)
+        grid[i, j] = statuses.index(status)
+        rate = "" if np.isnan(response_rate) else f"{100 * response_rate:.1f}%"
+        ax.text(j, i, f"{items} items\n{rate}", ha="center", va="center", fontsize=7)
+    ax.imshow(
+        grid,
+        cmap=ListedColormap(list(STATUS_COLOURS.values())),
+        vmin=0,
+        vmax=len(statuses) - 1,
+        aspect="auto",
+    )
     ax.set_xticks(range(len(roles)), roles, rotation=30, ha="right")
     ax.set_yticks(range(len(phases)), phases)
-    ax.set_title("Content gaps: " + ", ".join(f"{s} = {c}" for s, c in zip(statuses, ("red", "pink", "orange", "grey", "green", "white"), strict=True)))
+    ax.set_title(
+        "Content gaps: "
+        + ", ".join(
+            f"{s} = {c}"
+            for s, c in zip(
+                statuses, ("red", "pink", "orange", "grey", "green", "white"), strict=True
+            )
+        )
+    )
     return figure
 
 
@@ -97,7 +129,9 @@ def plot_journey(journey: pd.DataFrame) -> Figure:
     ax = figure.subplots()
     entries = journey["entries"].to_numpy(float)
     shares = {
-        name: np.divide(journey[name].to_numpy(float), entries, out=np.zeros_like(entries), where=entries > 0)
+        name: np.divide(
+            journey[name].to_numpy(float), entries, out=np.zeros_like(entries), where=entries > 0
+        )
         for name in ("moved_on", "fell_back", "stayed")
     }
     left = np.zeros(len(journey))

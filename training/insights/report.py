@@ -37,8 +37,12 @@ def write_report(insights: Insights, out: Path) -> dict[str, Path]:
     written["json"] = json_path
     figures = {
         "trend": plot_trend(insights.trend),
-        "by_channel": plot_by(insights.dimensions["channel"], "channel", "Click-through per channel"),
-        "by_content": plot_by(insights.dimensions["content_id"], "content_id", "Click-through per item (most shown)"),
+        "by_channel": plot_by(
+            insights.dimensions["channel"], "channel", "Click-through per channel"
+        ),
+        "by_content": plot_by(
+            insights.dimensions["content_id"], "content_id", "Click-through per item (most shown)"
+        ),
         "content_gaps": plot_gaps(insights.gaps),
         "journey": plot_journey(insights.journey),
     }
@@ -77,7 +81,8 @@ def _page(insights: Insights) -> str:
         _table(insights.dimensions["channel"]),
         "<h2>Per role</h2>",
         _table(insights.dimensions["role"]),
-        "<h2>Per content item (30 most shown)</h2><img src='by_content.png' alt='Click-through per item'>",
+        "<h2>Per content item (30 most shown)</h2>",
+        "<img src='by_content.png' alt='Click-through per item'>",
         _table(insights.dimensions["content_id"].head(30)),
         "<h2>Content gaps (phase x buying-center role)</h2>",
         f"<p class='muted'>empty: no item fits; unshown: items fit, none shown; thin: fewer "
