@@ -18,6 +18,8 @@
     churns: "Churns", churn_rate: "Churn rate", renewal_rate: "Renewal rate",
   };
   const RATES = new Set(["click_through", "lead_quality", "churn_rate", "renewal_rate"]);
+  // KPIs where less is better: a fall is shown as good news.
+  const LOWER_IS_BETTER = new Set(["churns", "churn_rate"]);
 
   function number(v, digits = 0) {
     if (v === null || v === undefined) return "–";
@@ -95,7 +97,8 @@
         let direction = null;
         if (k.value !== null && k.previous !== null) {
           const diff = k.value - k.previous;
-          direction = diff > 0 ? "up" : diff < 0 ? "down" : null;
+          const better = LOWER_IS_BETTER.has(name) ? diff < 0 : diff > 0;
+          direction = diff === 0 ? null : better ? "up" : "down";
           change = (diff > 0 ? "+" : "") + (isRate ? (diff * 100).toFixed(1) + " points" : number(diff, 1)) +
             " vs " + show(k.previous);
         }
