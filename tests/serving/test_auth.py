@@ -84,6 +84,7 @@ ROUTES: list[Route] = [
         lambda api, rec_id: {"recommendation_id": rec_id, "outcome": "shown"},
     ),
     ("GET", "/v1/reps/{rep}/actions", "worklists:read", 200, lambda api, _: None),
+    ("GET", "/v1/insights", "insights:read", 200, lambda api, _: None),
 ]
 CREDENTIALS = ["none", "invalid", *API_KEY_SCOPES]
 
