@@ -7,7 +7,7 @@ The page authenticates as the worklist does: the key travels in the URL fragment
 scope ``insights:read``; insights cover every account, so a key bound to a rep (which reads
 only its own accounts) is refused. A report reads the whole store, so each worker keeps an
 answer for :data:`CACHE_TTL_S` seconds per period and computes at most one at a time, off
-the event loop.
+the event loop, reading only the events the period needs.
 """
 
 from __future__ import annotations
@@ -17,15 +17,20 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
+import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 
 from features.insights import compute_insights, resolve_period
+from features.insights.events import LIFECYCLE_TYPES
 from features.load import read_tables
+from features.schema import RESPONSE_WINDOW_DAYS
+from features.timestamps import from_ns
 from serving.auth import bound_rep, require_scope
 from serving.routes import Services, services
 from serving.routes.pages import render_page
 from serving.store import ApiKey
+from serving.store.contract import EventWindow
 
 router = APIRouter(tags=["insights"])
 
@@ -111,9 +116,14 @@ async def get_insights(
 
 
 def _compute(svc: Services, start: str | None, end: str | None, every: str) -> dict[str, Any]:
-    """The insights of the whole store (read as ``nba export`` reads it) over the period."""
-    tables = svc.store.contract_tables().tables
+    """The store's insights over the period, reading (as ``nba export`` reads the store)
+    only the events they count: those from the previous period's start to the period's end
+    plus the response window, and every purchase, renewal and churn."""
+    latest = svc.store.latest_touchpoint_ns()
+    last_event = from_ns(latest) if latest is not None else None
+    period = resolve_period(start, end, every=every, last_event=last_event)
+    until = period.end + pd.Timedelta(RESPONSE_WINDOW_DAYS, "D")
+    window = EventWindow(period.previous.start.value, until.value, LIFECYCLE_TYPES)
+    tables = svc.store.contract_tables(window).tables
     data = read_tables(tables, svc.taxonomy, attributes=svc.store.attributes)
-    tp = data.touchpoints
-    period = resolve_period(start, end, every=every, last_event=tp["ts"].max() if len(tp) else None)
     return compute_insights(data, svc.taxonomy, period).to_dict()

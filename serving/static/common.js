@@ -25,7 +25,7 @@ const NBA = (() => {
     const headers = { Accept: "application/json", Authorization: "Bearer " + key };
     if (options.body) headers["Content-Type"] = "application/json";
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+    const timer = setTimeout(() => abort.abort(), options.timeoutMs || TIMEOUT_MS);
     let response;
     try {
       response = await fetch(path, {

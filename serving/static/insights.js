@@ -7,6 +7,9 @@
   const key = NBA.readKey();
   const $ = (id) => document.getElementById(id);
   let report = null;
+  // A report reads the period's events from the whole store: minutes at 100,000 accounts
+  // the first time (a worker then keeps it for 5 minutes).
+  const REPORT_TIMEOUT_MS = 10 * 60 * 1000;
 
   const KPI_NAMES = {
     touchpoints: "Touchpoints", engaged_accounts: "Engaged accounts", downloads: "Downloads",
@@ -54,9 +57,10 @@
     const query = new URLSearchParams({ every: $("every").value });
     if ($("from").value) query.set("from", $("from").value);
     if ($("to").value) query.set("to", $("to").value);
-    setState("loading", "Loading insights…");
+    setState("loading", "Computing insights over the period (a large store takes minutes)…");
     try {
-      report = await api("/v1/insights?" + query.toString(), key);
+      report = await api("/v1/insights?" + query.toString(), key,
+        { timeoutMs: REPORT_TIMEOUT_MS });
       render();
       setState("ready", "");
     } catch (err) {

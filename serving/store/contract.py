@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from features.schema import TABLE_ORDER
-from serving.store.frames import canonical_frame, schema_select
+from serving.store.frames import canonical_frame, schema_select, store_columns
 from serving.store.journey import JourneyStore
 from serving.store.served_exposures import decision_exposure_rows, item_channels
 from serving.store.tables import BY_NAME, Feedback, Recommendation
@@ -55,14 +55,34 @@ class ContractTables:
         ]
 
 
+@dataclass(frozen=True)
+class EventWindow:
+    """The part of the event tables a reader needs (insights over a period): touchpoints
+    and exposures at ``[since_ns, until_ns)``, and touchpoints of ``always_types`` whenever
+    (e.g. every purchase, renewal and churn, which say who is a customer)."""
+
+    since_ns: int
+    until_ns: int
+    always_types: tuple[str, ...] = ()
+
+
 class ContractReader(JourneyStore):
     """Reading the whole store as the data contract's tables."""
 
-    def contract_tables(self) -> ContractTables:
+    def latest_touchpoint_ns(self) -> int | None:
+        """The time (ns) of the store's latest touchpoint; None when it holds none."""
+        with self.engine.connect() as conn:
+            latest = conn.execute(select(func.max(BY_NAME["touchpoints"].c.ts))).scalar_one()
+        return None if latest is None else int(latest)
+
+    def contract_tables(self, window: EventWindow | None = None) -> ContractTables:
         """Every journey table of the store with the served decisions as exposures and
         converted feedback as touchpoints (see the module docstring), in one read
         transaction. Rows come in key order, the added ones after the stored ones, so two
-        reads of the same store are equal."""
+        reads of the same store are equal. With ``window``, touchpoints, exposures,
+        decisions and converted feedback only in it (see :class:`EventWindow`); an account
+        without ``created_at`` then gets its first activity in the whole store, as a full
+        read would give it (``features.schema.account_created_at``)."""
         rows: dict[str, list[Any]] = {}
         with self.engine.connect() as conn:
             if self.dialect == "postgresql":
@@ -71,19 +91,25 @@ class ContractReader(JourneyStore):
             with conn.begin():
                 for name in TABLE_ORDER:
                     table = BY_NAME[name]
-                    query = schema_select(name).order_by(*table.primary_key.columns)
-                    rows[name] = list(conn.execute(query).all())
+                    query = _in_window(schema_select(name), name, window)
+                    rows[name] = list(conn.execute(query.order_by(*table.primary_key.columns)))
                 content = canonical_frame("content", rows["content"], self.taxonomy)
                 channel = item_channels(content)
                 known = {str(r[0]) for r in rows["accounts"]}
                 decisions, counts = decision_exposure_rows(conn, channel, known, every_account=True)
                 feedback = conn.execute(_FEEDBACK).all()
                 impressions = conn.execute(_IMPRESSIONS).scalar_one()
+                if window is not None:
+                    rows["accounts"] = _with_first_activity(conn, rows["accounts"], decisions)
         converted = [
             f
             for f in feedback
             if f.outcome == "converted" and f.account_id in known and f.content_id in channel
         ]
+        if window is not None:
+            ts = store_columns("exposures").index("ts")
+            decisions = [d for d in decisions if window.since_ns <= d[ts] < window.until_ns]
+            converted = [f for f in converted if window.since_ns <= int(f.at) < window.until_ns]
         rows["exposures"] += decisions
         rows["touchpoints"] += [_touchpoint_row(f, channel) for f in converted]
         frames = {name: canonical_frame(name, rows[name], self.taxonomy) for name in TABLE_ORDER}
@@ -94,6 +120,41 @@ class ContractReader(JourneyStore):
             "other_feedback": sum(f.outcome != "converted" for f in feedback),
         }
         return ContractTables(frames, counts)
+
+
+def _in_window(query: Any, name: str, window: EventWindow | None) -> Any:
+    """``query`` of table ``name`` limited to ``window`` (touchpoints and exposures)."""
+    if window is None or name not in ("touchpoints", "exposures"):
+        return query
+    table = BY_NAME[name]
+    inside = and_(table.c.ts >= window.since_ns, table.c.ts < window.until_ns)
+    if name == "touchpoints" and window.always_types:
+        return query.where(or_(inside, table.c.event_type.in_(window.always_types)))
+    return query.where(inside)
+
+
+def _with_first_activity(conn: Any, accounts: list[Any], decisions: list[Any]) -> list[Any]:
+    """``accounts`` rows with a missing ``created_at`` set to the account's earliest
+    touchpoint, stage, exposure or decision in the whole store."""
+    at = store_columns("accounts").index("created_at")
+    missing = {str(r[0]) for r in accounts if r[at] is None}
+    if not missing:
+        return accounts
+    first: dict[str, int] = {}
+    for name in ("touchpoints", "stages", "exposures"):
+        table = BY_NAME[name]
+        query = select(table.c.account_id, func.min(table.c.ts)).group_by(table.c.account_id)
+        for account, ts in conn.execute(query):
+            if account in missing and ts is not None:
+                first[account] = min(first.get(account, ts), ts)
+    ts_at = store_columns("exposures").index("ts")
+    for row in decisions:
+        if row[1] in missing:
+            first[row[1]] = min(first.get(row[1], row[ts_at]), row[ts_at])
+    return [
+        (*r[:at], first.get(str(r[0])), *r[at + 1 :]) if str(r[0]) in missing else r
+        for r in accounts
+    ]
 
 
 # Every feedback row with its recommendation's account, contact and item.

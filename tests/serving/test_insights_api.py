@@ -11,9 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from features.insights import Period, compute_insights
+from features.insights.events import LIFECYCLE_TYPES
 from features.load import read_tables
+from features.schema import JourneyData
 from nba.cli import app as cli
 from serving.store import Store
+from serving.store.contract import EventWindow
 from tests.utils.api import Api
 
 DAYS = 120
@@ -110,3 +113,28 @@ def test_an_empty_store_reports_zeros(tmp_path: Path, api: Api) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["kpis"]["touchpoints"] == 0 and summary["kpis"]["click_through"] is None
+
+
+def test_the_windowed_read_gives_what_the_whole_store_gives(api: Api, tmp_path: Path) -> None:
+    """The page reads only the period's events; accounts without created_at still get their
+    first activity in the whole store, so leads and every other number are equal."""
+    taxonomy = api.registry.taxonomy
+    full = read_tables(api.store.contract_tables().tables, taxonomy)
+    accounts = full.accounts.assign(created_at=pd.NaT)
+    data = JourneyData(
+        accounts, full.contacts, full.touchpoints, full.content, full.stages, full.exposures
+    )
+    store = Store(f"sqlite:///{tmp_path / 'bare.db'}", taxonomy)
+    store.migrate()
+    store.load_data(data)
+    start, end = _period(api)
+    period = Period(pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"))
+    until = period.end + pd.Timedelta(7, "D")
+    window = EventWindow(period.previous.start.value, until.value, LIFECYCLE_TYPES)
+    windowed = read_tables(store.contract_tables(window).tables, taxonomy)
+    whole = read_tables(store.contract_tables().tables, taxonomy)
+    store.dispose()
+    assert len(windowed.touchpoints) < len(whole.touchpoints)
+    assert windowed.accounts["created_at"].notna().all()
+    expected = compute_insights(whole, taxonomy, period).to_dict()
+    assert compute_insights(windowed, taxonomy, period).to_dict() == expected
