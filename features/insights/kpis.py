@@ -215,9 +215,15 @@ def trend(
     taxonomy: Taxonomy,
     definitions: KpiDefinitions,
 ) -> pd.DataFrame:
-    """One row of :func:`period_kpis` per bucket, with its ``from`` and ``to``."""
+    """One row of :func:`period_kpis` per bucket, with its ``from``, ``to`` and ``days`` (a
+    bucket cut by the period's start or end is shorter: compare per day)."""
     rows = [
-        {"from": a, "to": b, **period_kpis(ev, a, b, taxonomy=taxonomy, definitions=definitions)}
+        {
+            "from": a,
+            "to": b,
+            "days": (b - a) / pd.Timedelta(1, "D"),
+            **period_kpis(ev, a, b, taxonomy=taxonomy, definitions=definitions),
+        }
         for a, b in buckets
     ]
     return pd.DataFrame(rows)

@@ -117,12 +117,13 @@
   }
 
   function renderTrend() {
-    const max = Math.max(1, ...report.trend.map((r) => r.touchpoints));
-    table("trend", ["From", "Touchpoints", "Responses", "Exposures", "Click-through (95 %)",
+    // Bars per day: a bucket cut by the period's start or end is shorter.
+    const max = Math.max(1, ...report.trend.map((r) => r.touchpoints / r.days));
+    table("trend", ["From", "Days", "Touchpoints", "Responses", "Exposures", "Click-through (95 %)",
       "Purchases", "Won revenue", "Churns", "Renewals"], report.trend.map((r) => [
-      r.from.slice(0, 10),
+      r.from.slice(0, 10), number(r.days),
       el("td", {}, number(r.touchpoints), el("span", { class: "bar", "aria-hidden": "true",
-        style: { width: Math.round(80 * r.touchpoints / max) + "px" } })),
+        style: { width: Math.round(80 * r.touchpoints / r.days / max) + "px" } })),
       number(r.responses), number(r.exposures),
       rate(r.click_through) + interval(r.click_through_low, r.click_through_high),
       number(r.purchases), number(r.won_revenue), number(r.churns), number(r.renewals),

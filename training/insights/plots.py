@@ -26,14 +26,16 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def plot_trend(trend: pd.DataFrame) -> Figure:
-    """Touchpoints, responses and click-through (with its interval) per bucket."""
+    """Touchpoints and responses per day in each bucket (a bucket cut by the period's edge
+    is shorter), and click-through with its interval."""
     figure = _figure(8, 4)
     left, right = figure.subplots(1, 2)
     labels = [pd.Timestamp(t).strftime("%Y-%m-%d") for t in trend["from"]]
     x = np.arange(len(trend))
-    left.plot(x, trend["touchpoints"], marker="o", label="touchpoints")
-    left.plot(x, trend["responses"], marker="o", label="responses")
-    left.set_title("Engagement per bucket")
+    days = trend["days"].to_numpy(float)
+    left.plot(x, trend["touchpoints"] / days, marker="o", label="touchpoints")
+    left.plot(x, trend["responses"] / days, marker="o", label="responses")
+    left.set_title("Engagement per day")
     left.legend()
     rate = trend["click_through"].astype(float)
     right.errorbar(

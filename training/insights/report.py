@@ -103,6 +103,7 @@ def _page(insights: Insights) -> str:
 _TREND_COLUMNS = (
     "from",
     "to",
+    "days",
     "touchpoints",
     "responses",
     "exposures",
