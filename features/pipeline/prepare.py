@@ -62,6 +62,9 @@ class PreparedEvents:
     exp_account: np.ndarray
     exp_ns: np.ndarray
     exp_response_ns: np.ndarray  # first response within the window; int64 max if none
+    # Touchpoints in time order, all of known accounts (as exports and the simulator write
+    # them): the touchpoints before an as-of date are then a prefix, read as views.
+    in_time_order: bool = False
 
 
 def prepare_events(data: JourneyData, taxonomy: Taxonomy) -> PreparedEvents:
@@ -112,6 +115,7 @@ def prepare_events(data: JourneyData, taxonomy: Taxonomy) -> PreparedEvents:
         exp_account=exp_account,
         exp_ns=exp_ns,
         exp_response_ns=exp_response_ns,
+        in_time_order=bool(np.all(tp_account >= 0) and np.all(tp_ns[1:] >= tp_ns[:-1])),
     )
 
 
@@ -161,7 +165,8 @@ class TouchpointWindow:
 
     as_of_ns: int
     n_accounts: int
-    rows: np.ndarray  # positions in the prepared touchpoint arrays
+    # positions in the prepared touchpoint arrays (a slice: the first ones, as views)
+    rows: np.ndarray | slice
     account: np.ndarray
     ns: np.ndarray
     age_ns: np.ndarray  # as-of minus touchpoint time
@@ -172,7 +177,12 @@ class TouchpointWindow:
 
 def touchpoints_before(prep: PreparedEvents, as_of_ns: int) -> TouchpointWindow:
     """The touchpoints strictly before ``as_of_ns`` whose account is known."""
-    rows = np.flatnonzero((prep.tp_ns < as_of_ns) & (prep.tp_account >= 0))
+    rows: np.ndarray | slice
+    if prep.in_time_order:
+        # A prefix: views of the prepared arrays instead of copies of nearly all of them.
+        rows = slice(0, int(np.searchsorted(prep.tp_ns, as_of_ns, side="left")))
+    else:
+        rows = np.flatnonzero((prep.tp_ns < as_of_ns) & (prep.tp_account >= 0))
     ns = prep.tp_ns[rows]
     age_ns = as_of_ns - ns
     edges = np.array(EDGES_DAYS, dtype=np.int64) * NS_PER_DAY

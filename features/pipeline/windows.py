@@ -25,9 +25,13 @@ def touchpoint_counts(window: TouchpointWindow) -> tuple[dict[str, np.ndarray], 
     """(``n_touchpoints_<w>d`` features, (n_edges, n_accounts) cumulative counts)."""
     n = window.n_accounts
     n_edges = len(EDGES_DAYS)
-    in_year = window.bucket < n_edges
+    # As in _windowed_counts: the bin index in place, older touchpoints to one extra bin.
+    flat = window.bucket.astype(np.int64)
+    flat *= n
+    flat += window.account
+    flat[window.bucket >= n_edges] = n * n_edges
     total = (
-        np.bincount(window.bucket[in_year] * n + window.account[in_year], minlength=n * n_edges)
+        np.bincount(flat, minlength=n * n_edges + 1)[: n * n_edges]
         .reshape(n_edges, n)
         .cumsum(axis=0)
     )
@@ -75,22 +79,30 @@ def _vocabulary_counts(
         account, bucket, ns = window.account, window.bucket, window.ns
         codes = window.event if prefix == "event" else prep.tp_codes[prefix][window.rows]
     n_values = len(taxonomy.vocabulary(_VOCABULARY_NAMES[prefix]))
-    sel = bucket < len(EDGES_DAYS)
-    counts = _windowed_counts(account[sel], bucket[sel], codes[sel], n, n_values)
+    counts = _windowed_counts(account, bucket, codes, n, n_values)
     return counts, days_since_last(account, codes, ns, window.as_of_ns, n, n_values)
 
 
 def _windowed_counts(
     account: np.ndarray, bucket: np.ndarray, codes: np.ndarray, n_accounts: int, n_codes: int
 ) -> np.ndarray:
-    """(n_edges, n_accounts, n_codes) cumulative counts: [j] = events within edge j.
+    """(n_edges, n_accounts, n_codes) cumulative counts: [j] = events within edge j;
+    events older than the last edge (bucket ``len(EDGES_DAYS)``) or without a code (-1)
+    are not counted.
 
-    Edges first, so the cumulative sum adds whole contiguous blocks.
+    Edges first, so the cumulative sum adds whole contiguous blocks. The bin index is built
+    in place in one array, and uncounted events go to one extra bin: no filtered copies of
+    the inputs (at 10M touchpoints each copy is 80 MB of fresh pages).
     """
     n_edges = len(EDGES_DAYS)
-    keep = codes >= 0
-    flat = (bucket[keep] * n_accounts + account[keep]) * n_codes + codes[keep]
-    counts = np.bincount(flat, minlength=n_accounts * n_codes * n_edges)
+    size = n_accounts * n_codes * n_edges
+    flat = bucket.astype(np.int64)
+    flat *= n_accounts
+    flat += account
+    flat *= n_codes
+    flat += codes
+    flat[(codes < 0) | (bucket >= n_edges)] = size
+    counts = np.bincount(flat, minlength=size + 1)[:size]
     return counts.reshape(n_edges, n_accounts, n_codes).cumsum(axis=0)
 
 
@@ -103,9 +115,13 @@ def days_since_last(
     n_codes: int,
 ) -> np.ndarray:
     """(n_accounts, n_codes) days since the last event per code; NaN if none."""
-    keep = codes >= 0
-    last = np.full(n_accounts * n_codes, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last, account[keep] * n_codes + codes[keep], ns[keep])
+    size = n_accounts * n_codes
+    key = account * n_codes
+    key += codes
+    key[codes < 0] = size  # one extra slot for events without a code: no filtered copies
+    last = np.full(size + 1, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, key, ns)
+    last = last[:size]
     days = (as_of_ns - last) / NS_PER_DAY
     days[last == np.iinfo(np.int64).min] = np.nan
     return days.reshape(n_accounts, n_codes)
