@@ -71,16 +71,30 @@ def _vocabulary_counts(
     """(windowed counts, days since last) of one vocabulary."""
     n = window.n_accounts
     if prefix == "content_phase":
-        # A touchpoint counts once for every phase its content fits.
-        r, p = np.nonzero(prep.tp_phase_fit[window.rows])
-        account, bucket, ns = window.account[r], window.bucket[r], window.ns[r]
-        codes = p.astype(np.int64)
-    else:
-        account, bucket, ns = window.account, window.bucket, window.ns
-        codes = window.event if prefix == "event" else prep.tp_codes[prefix][window.rows]
+        return _phase_counts(window, prep)
+    account, bucket, ns = window.account, window.bucket, window.ns
+    codes = window.event if prefix == "event" else prep.tp_codes[prefix][window.rows]
     n_values = len(taxonomy.vocabulary(_VOCABULARY_NAMES[prefix]))
     counts = _windowed_counts(account, bucket, codes, n, n_values)
     return counts, days_since_last(account, codes, ns, window.as_of_ns, n, n_values)
+
+
+def _phase_counts(window: TouchpointWindow, prep: PreparedEvents) -> tuple[np.ndarray, np.ndarray]:
+    """(windowed counts, days since last) per content phase: a touchpoint counts once for
+    every phase its content fits. One phase at a time, so the temporaries are those of the
+    touchpoints fitting one phase (all phases' at once were the largest of the pipeline)."""
+    n = window.n_accounts
+    n_phases = prep.tp_phase_fit.shape[1]
+    counts = np.zeros((len(EDGES_DAYS), n, n_phases), dtype=np.int64)
+    recency = np.full((n, n_phases), np.nan)
+    for p in range(n_phases):
+        fits = np.flatnonzero(prep.tp_phase_fit[window.rows, p])
+        account = window.account[fits]
+        none = np.zeros(len(fits), dtype=np.int64)
+        counts[:, :, p] = _windowed_counts(account, window.bucket[fits], none, n, 1)[:, :, 0]
+        ns = window.ns[fits]
+        recency[:, p] = days_since_last(account, none, ns, window.as_of_ns, n, 1)[:, 0]
+    return counts, recency
 
 
 def _windowed_counts(
