@@ -97,7 +97,10 @@ def compare(data_dir: Path, as_of: pd.Timestamp, repeats: int, work: Path) -> di
         "ratio_wall": round(ours_m["wall_s"] / duck_m["wall_s"], 2),
         "ratio_cpu": round(ours_m["cpu_s"] / duck_m["cpu_s"], 2),
         "ratio_peak_rss": round(ours_m["peak_rss_mb"] / duck_m["peak_rss_mb"], 2),
-        "runs": {"nba_features": ours, "duckdb": duck},
+        "runs": {
+            "nba_features": [{k: round(v, 2) for k, v in r.items()} for r in ours],
+            "duckdb": [{k: round(v, 2) for k, v in r.items()} for r in duck],
+        },
         "vocabulary_features_equal": not differ,
         "vocabulary_features_differing": differ,
         "load_average_before": [round(x, 2) for x in load_before],
