@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.measure import machine, peak_rss_mb
+from bench.measure import machine, peak_rss_mb, peak_rss_since_reset_mb, reset_peak_rss
 from features.schema import JourneyData
 
 
@@ -46,12 +46,13 @@ def _dask_run(data: JourneyData, as_of: pd.Timestamp, expected: pd.DataFrame) ->
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.run(reset_peak_rss)  # the workers' own peak, not their parent's
         started = time.perf_counter()
         frame = build_features(
             data, [as_of], load_taxonomy(), engine="dask", scheduler=cluster.scheduler_address
         )
         seconds = time.perf_counter() - started
-        peaks = client.run(peak_rss_mb)
+        peaks = client.run(peak_rss_since_reset_mb)
     pd.testing.assert_frame_equal(frame, expected)
     return {
         "dask_2_workers_s": round(seconds, 2),
