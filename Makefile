@@ -26,6 +26,7 @@ test: lint
 bench: setup
 	$(PY) -m bench.simulate
 	$(PY) -m bench.features --dask
+	$(PY) -m bench.features_vs_duckdb
 	$(PY) -m bench.train
 	$(PY) -m bench.quality_phase_churn
 	$(PY) -m bench.quality_next_content

@@ -4,7 +4,8 @@
 
 Without ``--data`` it simulates ``--accounts`` accounts into ``out/bench-data-<N>`` once
 and reuses that directory. Prints one JSON object: read (Parquet + validation) and feature
-seconds, touchpoints per second, the number of features and the peak memory of this process.
+seconds, touchpoints per second, the number of features and the peak memory of this process;
+with ``--dask`` also the Dask engine's seconds and each worker's peak memory.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.measure import machine, peak_rss_mb
+from bench.measure import machine, peak_rss_mb, peak_rss_since_reset_mb, reset_peak_rss
+from features.schema import JourneyData
 
 
 def ensure_data(data: Path | None, accounts: int, seed: int) -> Path:
@@ -28,6 +30,36 @@ def ensure_data(data: Path | None, accounts: int, seed: int) -> Path:
 
         write_simulation(simulate(accounts, seed), out)
     return out
+
+
+def _dask_run(data: JourneyData, as_of: pd.Timestamp, expected: pd.DataFrame) -> dict[str, object]:
+    """The Dask engine on a 2-worker LocalCluster: seconds, each worker's peak resident
+    memory (MB, read from the workers after the run) and whether it equals ``expected``."""
+    from dask.distributed import Client, LocalCluster
+
+    from features.pipeline import build_features
+    from features.taxonomy import load_taxonomy
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(reset_peak_rss)  # the workers' own peak, not their parent's
+        started = time.perf_counter()
+        frame = build_features(
+            data, [as_of], load_taxonomy(), engine="dask", scheduler=cluster.scheduler_address
+        )
+        seconds = time.perf_counter() - started
+        peaks = client.run(peak_rss_since_reset_mb)
+    pd.testing.assert_frame_equal(frame, expected)
+    return {
+        "dask_2_workers_s": round(seconds, 2),
+        "dask_worker_peak_rss_mb": sorted(round(v) for v in peaks.values()),
+        "dask_client_peak_rss_mb": round(peak_rss_mb()),
+        "dask_equals_pandas": True,
+    }
 
 
 def main() -> None:
@@ -72,11 +104,7 @@ def main() -> None:
         "machine": machine(),
     }
     if args.dask:
-        started = time.perf_counter()
-        dask_frame = build_features(data, [as_of], taxonomy, engine="dask")
-        result["dask_2_workers_s"] = round(time.perf_counter() - started, 2)
-        pd.testing.assert_frame_equal(dask_frame, frame)
-        result["dask_equals_pandas"] = True
+        result.update(_dask_run(data, as_of, frame))
     print(json.dumps(result, indent=2))
 
 

@@ -15,6 +15,30 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory again from its current size (Linux:
+    ``/proc/self/clear_refs``); a forked process inherits its parent's peak otherwise.
+    Elsewhere a no-op."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_since_reset_mb() -> float:
+    """Peak resident memory since :func:`reset_peak_rss` (Linux ``VmHWM``), in MB; else
+    :func:`peak_rss_mb`."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def machine() -> dict[str, object]:
     """The machine a benchmark ran on."""
     return {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.pipeline.prepare import PreparedEvents, TouchpointWindow, codes
+from features.id_codes import id_positions
+from features.pipeline.prepare import PreparedEvents, TouchpointWindow
 from features.pipeline.specs import ENGAGEMENT_WINDOW_DAYS
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
@@ -26,7 +27,7 @@ def buying_center_features(
     """
     n = window.n_accounts
     contacts = data.contacts
-    c_account = codes(contacts["account_id"], pd.Index(data.accounts["account_id"]))
+    c_account = id_positions(contacts["account_id"], data.accounts["account_id"])
     created = contacts["created_at"] < as_of
     if "left_at" in contacts:
         left_at = contacts["left_at"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.pipeline.prepare import category_codes, codes
+from features.id_codes import id_positions
+from features.pipeline.prepare import category_codes
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
@@ -49,7 +50,7 @@ def crm_phase(
     phase = pd.Series(pd.Categorical.from_codes(np.full(n, -1), dtype=phase_type))
     days = np.full(n, np.nan)
     if len(stages):
-        account = codes(stages["account_id"], pd.Index(data.accounts["account_id"]))
+        account = id_positions(stages["account_id"], data.accounts["account_id"])
         ns = column_ns(stages["ts"])
         as_of_ns = int(as_of.as_unit("ns").value)
         keep = np.flatnonzero((ns < as_of_ns) & (account >= 0))

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.id_codes import id_positions
 from features.pipeline.responses import first_response_ns
 from features.pipeline.specs import EDGES_DAYS
 from features.schema import JourneyData
@@ -62,14 +63,16 @@ class PreparedEvents:
     exp_account: np.ndarray
     exp_ns: np.ndarray
     exp_response_ns: np.ndarray  # first response within the window; int64 max if none
+    # Touchpoints in time order, all of known accounts (as exports and the simulator write
+    # them): the touchpoints before an as-of date are then a prefix, read as views.
+    in_time_order: bool = False
 
 
 def prepare_events(data: JourneyData, taxonomy: Taxonomy) -> PreparedEvents:
     """The integer arrays of ``data``'s touchpoints and exposures; assumes canonical tables."""
-    accounts = pd.Index(data.accounts["account_id"])
     tp = data.touchpoints
     content = data.content
-    tp_account, tp_contact, tp_content, exp_account, exp_content = _id_codes(data, accounts)
+    tp_account, tp_contact, tp_content, exp_account, exp_content = _id_codes(data)
     contact_role = category_codes(data.contacts["role"], taxonomy.role_names)
     content_type = category_codes(content["content_type"], taxonomy.content_type_names)
     has_content = tp_content >= 0
@@ -101,7 +104,7 @@ def prepare_events(data: JourneyData, taxonomy: Taxonomy) -> PreparedEvents:
         exp_account = exp_ns = exp_response_ns = np.zeros(0, dtype=np.int64)
     phase_matrix = _phase_matrix(content, taxonomy)
     return PreparedEvents(
-        n_accounts=len(accounts),
+        n_accounts=len(data.accounts),
         tp_account=tp_account,
         tp_ns=tp_ns,
         tp_contact=tp_contact,
@@ -112,6 +115,7 @@ def prepare_events(data: JourneyData, taxonomy: Taxonomy) -> PreparedEvents:
         exp_account=exp_account,
         exp_ns=exp_ns,
         exp_response_ns=exp_response_ns,
+        in_time_order=bool(np.all(tp_account >= 0) and np.all(tp_ns[1:] >= tp_ns[:-1])),
     )
 
 
@@ -123,22 +127,23 @@ def _gather(values: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.append(values.astype(np.int64, copy=False), -1)[at]
 
 
-def _id_codes(data: JourneyData, accounts: pd.Index) -> list[np.ndarray]:
+def _id_codes(data: JourneyData) -> list[np.ndarray]:
     """Codes of touchpoints' account, contact and content and of exposures' account and
     content (the last two empty when there are no exposures)."""
     tp = data.touchpoints
     exposures = data.exposures
-    content_index = pd.Index(data.content["content_id"])
+    account_ids, content_ids = data.accounts["account_id"], data.content["content_id"]
     lookups = [
-        (tp["account_id"], accounts),
-        (tp["contact_id"], pd.Index(data.contacts["contact_id"])),
-        (tp["content_id"], content_index),
+        (tp["account_id"], account_ids),
+        (tp["contact_id"], data.contacts["contact_id"]),
+        (tp["content_id"], content_ids),
     ]
     if len(exposures):
-        lookups += [(exposures["account_id"], accounts), (exposures["content_id"], content_index)]
-    # The id lookups are Arrow hash joins that release the GIL: two threads, two cores.
+        lookups += [(exposures["account_id"], account_ids), (exposures["content_id"], content_ids)]
+    # The id lookups are Arrow hash joins that release the GIL: two threads, two cores. After
+    # validation they are mostly found already (features.id_codes).
     with ThreadPoolExecutor(max_workers=2) as pool:
-        found = list(pool.map(lambda lookup: codes(*lookup), lookups))
+        found = list(pool.map(lambda lookup: id_positions(*lookup), lookups))
     if not len(exposures):
         found += [np.zeros(0, dtype=np.int64)] * 2
     return found
@@ -161,7 +166,8 @@ class TouchpointWindow:
 
     as_of_ns: int
     n_accounts: int
-    rows: np.ndarray  # positions in the prepared touchpoint arrays
+    # positions in the prepared touchpoint arrays (a slice: the first ones, as views)
+    rows: np.ndarray | slice
     account: np.ndarray
     ns: np.ndarray
     age_ns: np.ndarray  # as-of minus touchpoint time
@@ -172,7 +178,12 @@ class TouchpointWindow:
 
 def touchpoints_before(prep: PreparedEvents, as_of_ns: int) -> TouchpointWindow:
     """The touchpoints strictly before ``as_of_ns`` whose account is known."""
-    rows = np.flatnonzero((prep.tp_ns < as_of_ns) & (prep.tp_account >= 0))
+    rows: np.ndarray | slice
+    if prep.in_time_order:
+        # A prefix: views of the prepared arrays instead of copies of nearly all of them.
+        rows = slice(0, int(np.searchsorted(prep.tp_ns, as_of_ns, side="left")))
+    else:
+        rows = np.flatnonzero((prep.tp_ns < as_of_ns) & (prep.tp_account >= 0))
     ns = prep.tp_ns[rows]
     age_ns = as_of_ns - ns
     edges = np.array(EDGES_DAYS, dtype=np.int64) * NS_PER_DAY

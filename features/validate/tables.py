@@ -19,10 +19,9 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from features.attributes import NO_ATTRIBUTES, AttributeDeclaration
+from features.id_codes import id_positions
 from features.mapping import TimestampFormats
 from features.problems import Problem, ValidationReport
 from features.schema import (
@@ -170,12 +169,8 @@ def _isin(series: pd.Series, target: pd.Series) -> np.ndarray:
     )
     if not arrow:
         return np.asarray(series.isin(target), dtype=bool)
-    values = pa.array(series.array)
-    value_set = pa.array(target.array)
-    if isinstance(value_set, pa.ChunkedArray):
-        value_set = value_set.combine_chunks()
-    found = pc.is_in(values, value_set=value_set)
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+    # The positions, not just membership: the feature pipeline reads the same ones.
+    return id_positions(series, target) >= 0
 
 
 def _canonical_frame(

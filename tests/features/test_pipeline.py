@@ -202,3 +202,25 @@ def test_account_features_equal_batch_rows_on_simulated_journeys(taxonomy: Taxon
         pd.testing.assert_series_equal(
             online.drop(["account_id"]), batch.loc[account_id], check_names=False
         )
+
+
+def test_touchpoints_in_time_order_give_the_same_features(taxonomy: Taxonomy) -> None:
+    """Touchpoints in time order are read as a prefix (views); shuffled ones by position.
+    Both give the same rows."""
+    from dataclasses import replace
+
+    from features.pipeline.prepare import prepare_events
+    from features.simulate import SimulationParams, simulate
+
+    data = simulate(
+        80, seed=9, months=14, taxonomy=taxonomy, params=SimulationParams.profile("legacy")
+    ).data
+    ordered = replace(data, touchpoints=data.touchpoints.sort_values("ts", ignore_index=True))
+    shuffled = replace(data, touchpoints=ordered.touchpoints.sample(frac=1.0, random_state=3))
+    assert prepare_events(ordered, taxonomy).in_time_order
+    assert not prepare_events(shuffled, taxonomy).in_time_order
+    end = data.touchpoints["ts"].max().normalize()
+    as_of = [end - pd.Timedelta(days=d) for d in (0, 45, 300)]
+    expected = build_features(shuffled, as_of, taxonomy)
+    assert expected["n_touchpoints_30d"].sum() > 0
+    pd.testing.assert_frame_equal(build_features(ordered, as_of, taxonomy), expected)

@@ -9,6 +9,7 @@ import pytest
 from features.schema import TABLES, JourneyData, column_dtype
 from features.taxonomy import Taxonomy
 from features.validate import Problem, ValidationReport, validate_tables
+from features.validate.columns import is_unique
 from tests.utils.data import NOW, assert_same_data, make_tiny_data
 
 
@@ -197,6 +198,35 @@ def test_duplicate_ids(tiny_data: JourneyData, taxonomy: Taxonomy) -> None:
         "touchpoints.event_id: 2 rows with duplicate event_id (rows 1, 5); sample: 'E01'; "
         "expected each event_id once"
     )
+
+
+@pytest.mark.parametrize(
+    ("ids", "unique"),
+    [
+        (["E01", "E02", "E10"], True),  # in order: one comparison pass
+        (["E01", "E02", "E02", "E03"], False),  # in order but repeated
+        (["E03", "E01", "E02"], True),  # out of order: the hash pass
+        (["E02", "E01", "E02"], False),
+        (["E01", None, "E02"], True),
+        (["E01", None, None], False),  # as pandas counts missing values
+    ],
+)
+def test_is_unique_agrees_with_pandas(ids: list[str | None], unique: bool) -> None:
+    for dtype in ("str", object):
+        series = pd.Series(ids, dtype=dtype)
+        assert is_unique(series) is unique
+        assert series.is_unique is unique
+
+
+def test_duplicate_ids_in_order_are_reported(tiny_data: JourneyData, taxonomy: Taxonomy) -> None:
+    raw = raw_tables(tiny_data)
+    ids = raw["touchpoints"]["event_id"].sort_values(ignore_index=True)
+    raw["touchpoints"]["event_id"] = ids.where(ids.index != 2, ids[1]).astype("str")
+
+    _, report = validate_tables(raw, taxonomy, now=NOW)
+
+    assert only(report).message == "duplicate event_id"
+    assert only(report).rows == [2, 3]
 
 
 def test_unknown_references(tiny_data: JourneyData, taxonomy: Taxonomy) -> None:
