@@ -70,7 +70,8 @@ class LoggedModel:
 
 
 def format_gate(gate: Gate) -> str:
-    """``model 0.8100 vs baseline crm_last 0.8300 on valid macro_f1_crm: LOSES``."""
+    """``model 0.8100 [0.79, 0.83] vs baseline crm_last 0.8300 [0.81, 0.85] on the validation
+    split's macro_f1_hindsight: LOSES`` (intervals where the gate has them)."""
     verdict = "wins" if gate.passed else "LOSES"
     return (
         f"model {gate.model:.4f}{_interval_text(gate.model_ci)} vs baseline {gate.baseline} "
