@@ -7,22 +7,26 @@ what it did not know at as-of, so a training label may look forward where a feat
 not. :func:`label_phase_hindsight` reconstructs each account's journey from its CRM records
 and lifecycle events up to ``as_of + hindsight_days`` and reads the phase at as-of:
 
-1. **Exact starts.** A record that follows a ``purchase`` or ``churn`` touchpoint within
-   ``2 x lag_days`` started at that event (a purchase starts the product journey, a churn
-   ends it); any other record started ``lag_days`` before it was entered.
-2. **Stale buying phases.** A record of a phase between the first phase and the phase
-   purchases lead to (the buying phases) that is older than that phase usually lasts (the
-   90th percentile of the gaps between consecutive records) without a later record means a
-   deal lost silently: the account is back in the first phase.
+1. **Exact starts.** A record of the phase purchases lead to (the phase with the largest
+   share of its records entered within ``2 x lag_days`` after a ``purchase`` touchpoint)
+   started at that purchase; a record of the first phase started at a ``churn`` within that
+   window before it; any other record started ``lag_days`` before it was entered.
+2. **Stale phases.** A record of a buying phase (between the first phase and the one
+   purchases lead to) older than that phase's usual time to the next record (the 90th
+   percentile) is a deal lost without a record: the account is back in the first phase.
+   The phase purchases lead to ends after that long too, in the phase its records are
+   most often followed by (its successor's record was skipped).
 3. **Back-fill.** When the next record jumps over phases (trigger -> selection: the CRM
    was silent about awareness and consideration; selection -> onboarding: purchase was
    skipped), the account went through them just before it: each skipped phase takes its
    median duration, counted back from the next record's start.
 
-Durations and which phase purchases lead to are estimated from the records each label may
-read (those entered before ``as_of + hindsight_days``), so a label uses nothing from after
-its window. Only phases in ``classes`` (the phases the CRM records, in journey order) are
-used. The simulator's truth is never read.
+Durations (a gap between consecutive records of one account over k phases credits each a
+k-th) are estimated from the records each label may read (those entered before ``as_of +
+hindsight_days``), so a label uses nothing from after its window; which phase purchases lead
+to is read from the whole history once (a fact of the CRM's process, not of an account's
+future). Only phases in ``classes`` (the phases the CRM records, in journey order) are used.
+The simulator's truth is never read.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ STALE_QUANTILE = 0.9
 
 @dataclass(frozen=True)
 class Durations:
-    """Per class code: the median and the stale limit (``STALE_QUANTILE``) of the days
-    between a record of that phase and the next phase's record; and the class code purchases
+    """Per class code (nanoseconds): the median time in the phase (forward steps) and the
+    stale limit (``STALE_QUANTILE`` of the time to any next record); the phase a record of it
+    is most often followed by, the first phase aside (-1: none); and the class code purchases
     lead to (-1 when no record follows a purchase)."""
 
     median_ns: np.ndarray
