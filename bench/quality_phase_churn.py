@@ -218,7 +218,7 @@ def main() -> None:
                 f"phase_{metric}": _headline(
                     phase["metrics"], metric, "baseline_crm_last", difference="model_minus_peer"
                 )
-                for metric in ("macro_f1_true", "macro_f1_crm")
+                for metric in ("macro_f1_true", "macro_f1_hindsight", "macro_f1_crm")
             },
             **{
                 f"churn_{metric}": _headline(

@@ -1,10 +1,12 @@
-"""The phase model: which journey phase an account is in at as-of, as the CRM will record it.
+"""The phase model: which journey phase an account is in at as-of.
 
-Target: the CRM-recorded phase at as-of, read after the CRM's recording lag (the last
-``stages`` record with ``ts < as_of + 14 days``; ``training.labels.label_phase``), one of the
-taxonomy's default phases the CRM records (at least two). Multiclass LightGBM (binary with
-two) on every pipeline feature; the last CRM record before as-of (``crm_phase``) is an input,
-because a real CRM has it too. The simulator's true
+Target: the hindsight phase at as-of (``training.hindsight.label_phase_hindsight``): the CRM
+history and the purchase and churn touchpoints up to ``as_of + 60 days`` read as a whole,
+which places the phases the CRM recorded late, skipped or never recorded (most early phases)
+and the deals it lost without a record; classes are the taxonomy's default phases the CRM
+records (at least two). Multiclass LightGBM (binary with two) on every pipeline feature; the
+last CRM record before as-of (``crm_phase``) is an input, because a real CRM has it too.
+Features see only events before as-of; only the label looks forward. The simulator's true
 phase is never an input; it is only used to evaluate.
 """
 
@@ -24,8 +26,10 @@ from models.fitting import fit_classifier, model_frame, select_features
 
 LABEL_COLUMN = "phase_label"
 TARGET = (
-    "CRM-recorded journey phase at as-of, read 14 days later (last stages record with "
-    "ts < as_of + 14 days); classes = the taxonomy's default phases the CRM records"
+    "journey phase at as-of in hindsight: the CRM history and purchase/churn touchpoints up "
+    "to as_of + 60 days read as a whole (exact starts at purchases and churns, stale buying "
+    "phases lost, skipped phases back-filled); classes = the taxonomy's default phases the "
+    "CRM records"
 )
 
 DEFAULT_PARAMS: dict[str, Any] = {

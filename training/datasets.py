@@ -25,6 +25,7 @@ from features.timestamps import to_utc
 from models import phase as phase_model
 from models.outcomes import Grid
 from training.fingerprint import fingerprint_training_set
+from training.hindsight import HINDSIGHT_DAYS, label_phase_hindsight
 from training.labels import (
     CHURN_HORIZON_DAYS,
     PHASE_LABEL_LAG_DAYS,
@@ -41,6 +42,9 @@ LAST_CONTENT_PHASE_COLUMN = "baseline_last_content_phase"
 # Column of the phase set: purchase in [as_of, as_of + 90 days), NaN where the data end
 # earlier (the backtest's outcome, not a feature).
 PURCHASED_COLUMN = "purchased_90d"
+# Column of the phase set: the CRM-recorded phase at as-of, read lag_days later, as codes (the
+# label a real CRM shows then; a comparison and a baseline's target, not the training label).
+CRM_LABEL_COLUMN = "crm_phase_label"
 
 
 class TrainingSetError(InvalidInputError):
@@ -159,20 +163,25 @@ def build_phase_set(
     features: pd.DataFrame,
     *,
     lag_days: int = PHASE_LABEL_LAG_DAYS,
+    hindsight_days: int = HINDSIGHT_DAYS,
     valid_dates: int = 2,
     test_dates: int = 2,
     feature_columns: Sequence[str] | None = None,
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> TrainingSet:
     """The phase training set: every (account, as-of) feature row whose account has a CRM
-    phase by ``as_of + lag_days``, labelled with that CRM phase (``training.labels.label_phase``)
-    as integer codes into ``class_names``: the taxonomy's default phases the CRM records
-    (taxonomy order). Raises ``TrainingSetError`` when it records fewer than two.
+    phase by ``as_of + lag_days`` (``training.labels.label_phase``), labelled with its
+    hindsight phase (``training.hindsight.label_phase_hindsight``: the CRM history and
+    lifecycle events up to ``as_of + hindsight_days`` read as a whole) as integer codes into
+    ``class_names``: the taxonomy's default phases the CRM records (taxonomy order). Raises
+    ``TrainingSetError`` when it records fewer than two.
 
-    Also carries ``baseline_last_content_phase`` (the last-touchpoint-content rule, codes, -1
-    if none), ``purchased_90d`` (the backtest outcome; NaN where the window passes the end of
-    the data) and ``is_customer`` (which accounts are open). Split by time with
-    ``horizon_days = lag_days``: a label read at as-of + 14 days must not see the next
+    Also carries ``crm_phase_label`` (the CRM phase at as-of read ``lag_days`` later, codes:
+    the label a real CRM shows, scored beside the hindsight label),
+    ``baseline_last_content_phase`` (the last-touchpoint-content rule, codes, -1 if none),
+    ``purchased_90d`` (the backtest outcome; NaN where the window passes the end of the data)
+    and ``is_customer`` (which accounts are open). Split by time with ``horizon_days`` the
+    longer of ``lag_days`` and ``hindsight_days``: a label read then must not see the next
     split's period.
     """
     columns = list(feature_columns or phase_model.feature_columns(taxonomy, attributes))
@@ -201,22 +210,35 @@ def build_phase_set(
         data.touchpoints, base[KEY_COLUMNS], window_days=PURCHASE_WINDOW_DAYS
     ).astype(np.float32)
     complete = base["as_of"] + pd.Timedelta(days=PURCHASE_WINDOW_DAYS) <= data_end(data)
+    crm = _codes(label[keep], present)
+    hindsight = label_phase_hindsight(
+        data.stages,
+        data.touchpoints,
+        base[KEY_COLUMNS],
+        present,
+        lag_days=lag_days,
+        hindsight_days=hindsight_days,
+    )
     labels = pd.DataFrame(
         {
-            phase_model.LABEL_COLUMN: _codes(label[keep], present),
+            # Every kept row has a CRM record by as_of + lag_days, so a hindsight label too;
+            # the CRM's code stands in should one be missing.
+            phase_model.LABEL_COLUMN: np.where(hindsight >= 0, hindsight, crm).astype(np.int32),
+            CRM_LABEL_COLUMN: crm,
             LAST_CONTENT_PHASE_COLUMN: _codes(rule[keep], present),
             PURCHASED_COLUMN: purchased.where(complete.to_numpy()).to_numpy(),
         }
     )
     # One concat instead of column inserts keeps the wide frame unfragmented.
     frame = pd.concat([base, labels], axis=1)
-    split = _split(frame, horizon_days=lag_days, valid_dates=valid_dates, test_dates=test_dates)
+    horizon = max(lag_days, hindsight_days)
+    split = _split(frame, horizon_days=horizon, valid_dates=valid_dates, test_dates=test_dates)
     return TrainingSet(
         name="phase",
         frame=frame,
         feature_columns=columns,
         label_column=phase_model.LABEL_COLUMN,
-        horizon_days=lag_days,
+        horizon_days=horizon,
         split=split,
         class_names=present,
     )

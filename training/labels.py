@@ -27,7 +27,7 @@ class LabelError(InvalidInputError):
     """Inputs labels cannot be built from; the message names the table and column."""
 
 
-def _check_keys(keys: pd.DataFrame) -> None:
+def check_keys(keys: pd.DataFrame) -> None:
     missing = {"account_id", "as_of"} - set(keys.columns)
     if missing:
         raise LabelError(
@@ -87,7 +87,7 @@ def label_phase(
     NaN where the CRM has no record for the account by then. Assumes canonical ``stages``
     (account_id, ts UTC, phase).
     """
-    _check_keys(keys)
+    check_keys(keys)
     if lag_days < 0:
         raise LabelError(f"lag_days={lag_days}: expected 0 or more days")
     phases = pd.CategoricalDtype(taxonomy.phases)
@@ -116,7 +116,7 @@ def label_events(
     """1 where the key's account has an event (a row of ``events``: account_id, ts,
     event_type) of one of ``event_types`` in ``[as_of, as_of + window_days)``, else 0
     (int8, aligned with ``keys``; ``as_of`` may differ per row)."""
-    _check_keys(keys)
+    check_keys(keys)
     if window_days < 1:
         raise LabelError(f"window_days={window_days}: expected at least 1 day")
     chosen = events.loc[events["event_type"].isin(list(event_types)), ["account_id", "ts"]]
@@ -128,7 +128,7 @@ def label_stage(
 ) -> pd.Series:
     """1 where the CRM records ``phase`` for the key's account in
     ``[as_of, as_of + window_days)``, else 0 (int8, aligned with ``keys``)."""
-    _check_keys(keys)
+    check_keys(keys)
     if window_days < 1:
         raise LabelError(f"window_days={window_days}: expected at least 1 day")
     if stages.empty:
@@ -140,7 +140,7 @@ def label_stage(
 def event_before(events: pd.DataFrame, keys: pd.DataFrame) -> pd.Series:
     """True where the key's account has a row of ``events`` (account_id, ts) with
     ``ts < as_of``; aligned with ``keys``."""
-    _check_keys(keys)
+    check_keys(keys)
     if events.empty:
         return pd.Series(False, index=keys.index)
     last = _last_before(keys, keys["as_of"], events.assign(_seen=True), "_seen")
@@ -190,7 +190,7 @@ def last_content_phase(
 
     This is the "last-touchpoint-content" rule a marketing team uses without a model.
     """
-    _check_keys(keys)
+    check_keys(keys)
     with_content = touchpoints.loc[
         touchpoints["content_id"].notna(), ["account_id", "ts", "content_id"]
     ]

@@ -170,15 +170,21 @@ def bootstrap_rows(
     rng: np.random.Generator,
     n_resamples: int = 200,
     level: float = 0.95,
+    groups: ArrayLike | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of named statistics of ``n`` rows: ``statistics``
     gets the resampled row positions and returns one value per name (None skips the
-    resample); an interval is NaN when no resample gave its name a value."""
+    resample); an interval is NaN when no resample gave its name a value.
+
+    With ``groups`` (one key per row, e.g. the account of each row), whole groups are
+    resampled with all their rows (a cluster bootstrap): rows of one account at several
+    as-of dates are not independent, and resampling them one by one narrows the interval."""
     if n == 0:
         raise MetricError("no rows to resample")
+    draw = _cluster_draw(groups, n) if groups is not None else lambda r: r.integers(0, n, n)
     samples: dict[str, list[float]] = {}
     for _ in range(n_resamples):
-        point = statistics(rng.integers(0, n, n))
+        point = statistics(draw(rng))
         for k, v in (point or {}).items():
             samples.setdefault(k, []).append(v)
     tail = (1 - level) / 2 * 100
@@ -194,6 +200,26 @@ def bootstrap_rows(
     return out
 
 
+def _cluster_draw(groups: ArrayLike, n: int) -> Callable[[np.random.Generator], np.ndarray]:
+    """A function drawing one cluster resample: as many groups as there are, with
+    replacement, each with all its row positions."""
+    keys = np.asarray(groups)
+    if keys.ndim != 1 or len(keys) != n:
+        raise MetricError(f"groups has shape {keys.shape}; expected one key per row ({n})")
+    _, codes = np.unique(keys, return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        picked = rng.integers(0, len(counts), len(counts))
+        sizes = counts[picked]
+        offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        return order[np.repeat(starts[picked], sizes) + offsets]
+
+    return draw
+
+
 def bootstrap_interval(
     y_true: ArrayLike,
     scores: Mapping[str, ArrayLike],
@@ -202,11 +228,13 @@ def bootstrap_interval(
     rng: np.random.Generator,
     n_resamples: int = 200,
     level: float = 0.95,
+    groups: ArrayLike | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of ``metric(y, score)`` for each scorer of ``scores``
     (same rows), and of each scorer's difference to the first one (``"<a>-<first>"``),
-    from the same resampled rows. Resamples with one class only are skipped (AUCs are
-    undefined there); an interval is NaN when none is left."""
+    from the same resampled rows (whole ``groups`` when given, as in
+    :func:`bootstrap_rows`). Resamples with one class only are skipped (AUCs are undefined
+    there); an interval is NaN when none is left."""
     y = np.asarray(y_true)
     named = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
     first = next(iter(named))
@@ -218,7 +246,9 @@ def bootstrap_interval(
         diffs = {f"{k}-{first}": point[k] - point[first] for k in named if k != first}
         return {**point, **diffs}
 
-    found = bootstrap_rows(len(y), statistics, rng=rng, n_resamples=n_resamples, level=level)
+    found = bootstrap_rows(
+        len(y), statistics, rng=rng, n_resamples=n_resamples, level=level, groups=groups
+    )
     names = [*named, *(f"{k}-{first}" for k in named if k != first)]
     return {k: found.get(k, (float("nan"), float("nan"))) for k in names}
 

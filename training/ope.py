@@ -196,4 +196,6 @@ def gate_of(values: dict[str, PolicyValue], actions: list[str]) -> Gate:
         model=values[MODEL].dr.value,
         baseline=name,
         baseline_value=values[baseline].dr.value,
+        model_ci=(values[MODEL].dr.low, values[MODEL].dr.high),
+        baseline_ci=(values[baseline].dr.low, values[baseline].dr.high),
     )

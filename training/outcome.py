@@ -181,19 +181,27 @@ INTERVAL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 
 
 def interval_metrics(
-    y: np.ndarray, scores: dict[str, np.ndarray], *, peer: str, strongest: str
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    *,
+    peer: str,
+    strongest: str,
+    groups: np.ndarray,
 ) -> dict[str, float]:
     """95 % bootstrap intervals (``<who>.<metric>_ci_low``/``_ci_high``) of every metric of
-    ``INTERVAL_METRICS`` for the model, each baseline and reference, and of the model's
-    difference to ``peer`` (``model_minus_peer.<metric>_ci_*``) and to ``strongest`` (the
-    gate's strongest baseline on validation, ``model_minus_strongest``), from the same
-    resampled test rows."""
+    ``INTERVAL_METRICS`` for every scorer of ``scores`` (the uncalibrated model included), and
+    of the model's difference to ``peer`` (``model_minus_peer.<metric>_ci_*``) and to
+    ``strongest`` (the gate's strongest baseline on validation, ``model_minus_strongest``),
+    from the same resampled test rows: whole accounts (``groups``, one per row), since an
+    account has a row at each test date."""
     chosen = {"model": scores["model"]}
-    chosen.update({w: p for w, p in scores.items() if w not in ("model", "model_uncalibrated")})
+    chosen.update({w: p for w, p in scores.items() if w != "model"})
     out: dict[str, float] = {}
     for metric, fn in INTERVAL_METRICS.items():
         rng = np.random.default_rng(BOOTSTRAP_SEED)
-        ci = bootstrap_interval(y, chosen, fn, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES)
+        ci = bootstrap_interval(
+            y, chosen, fn, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES, groups=groups
+        )
         for who in chosen:
             out[f"{who}.{metric}_ci_low"], out[f"{who}.{metric}_ci_high"] = ci[who]
         for name, who in (("peer", peer), ("strongest", strongest)):
@@ -204,10 +212,13 @@ def interval_metrics(
     return out
 
 
-def oracle_share(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, float]:
+def oracle_share(
+    y: np.ndarray, scores: dict[str, np.ndarray], *, groups: np.ndarray
+) -> dict[str, float]:
     """The model's ROC-AUC above chance as a share of the oracle's,
     ``model.oracle_auc_share`` = (model - 0.5) / (oracle - 0.5), with its 95 % bootstrap
-    interval (both AUCs from the same resampled rows); empty without an ``oracle`` score."""
+    interval (both AUCs from the same resampled accounts, ``groups``); empty without an
+    ``oracle`` score."""
     if "oracle" not in scores:
         return {}
 
@@ -220,7 +231,9 @@ def oracle_share(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, floa
 
     out = statistics(np.arange(len(y))) or {}
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    found = bootstrap_rows(len(y), statistics, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES)
+    found = bootstrap_rows(
+        len(y), statistics, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES, groups=groups
+    )
     return {**out, **with_intervals(found)}
 
 
@@ -237,11 +250,24 @@ def outcome_gate(
         for who, baseline in baselines.items()
     }
     strongest = max(values, key=lambda who: values[who])
+    ci = bootstrap_interval(
+        s.y_valid,
+        {
+            "model": binary_model.predict_proba(estimator, s.x_valid),
+            strongest: baselines[strongest].predict_proba(x_valid),
+        },
+        roc_auc,
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        groups=x_valid["account_id"].astype(str).to_numpy(),
+    )
     return Gate(
         metric=GATE_METRIC,
         model=float(model),
         baseline=strongest,
         baseline_value=values[strongest],
+        model_ci=ci["model"],
+        baseline_ci=ci[strongest],
     )
 
 
@@ -312,8 +338,11 @@ def train_outcome(
         f"{who}.{k}": v for who, p in scores.items() for k, v in churn_metrics(s.y_test, p).items()
     }
     gate = outcome_gate(estimator, baselines, ts, s)
-    metrics.update(interval_metrics(s.y_test, scores, peer=peer, strongest=gate.baseline))
-    metrics.update(oracle_share(s.y_test, scores))
+    accounts = s.test["account_id"].astype(str).to_numpy()
+    metrics.update(
+        interval_metrics(s.y_test, scores, peer=peer, strongest=gate.baseline, groups=accounts)
+    )
+    metrics.update(oracle_share(s.y_test, scores, groups=accounts))
     title = (
         f"{outcome.name} model ({len(s.test)} test rows, {int(s.y_test.sum())} positive within "
         f"{ts.horizon_days} days; scored {outcome.score_at.describe()}; peer {peer})"

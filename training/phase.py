@@ -1,11 +1,13 @@
 """Train and evaluate the phase model against its baselines, the CRM and the true phase.
 
-``train_phase`` fits ``models.phase`` on a phase :class:`~training.datasets.TrainingSet` and
-returns a :class:`~training.result.ModelResult` with metrics on the test split, vs the CRM
-label (what a real customer can measure) and, with simulator truth, vs the true phase at
-as-of. ``score_phase`` is the primary metric promotion compares; ``backtest_phase`` is the
-intent-data-vendor view: per predicted phase, the share of open accounts that purchased in the
-next 90 days.
+``train_phase`` fits ``models.phase`` on a phase :class:`~training.datasets.TrainingSet`
+(labels: the hindsight phase, ``training.hindsight``) and returns a
+:class:`~training.result.ModelResult` with metrics on the test split vs the hindsight label
+(the primary metric: the best account of the phase at as-of a real company has, read from
+its CRM history later), vs the CRM label at as-of (what the CRM showed then) and, with
+simulator truth, vs the true phase at as-of. ``score_phase`` is the primary metric promotion
+compares; ``backtest_phase`` is the intent-data-vendor view: per predicted phase, the share
+of open accounts that purchased in the next 90 days.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from training.baselines import (
     predict_majority,
 )
 from training.datasets import (
+    CRM_LABEL_COLUMN,
     LAST_CONTENT_PHASE_COLUMN,
     PURCHASED_COLUMN,
     ModelSplits,
@@ -40,7 +43,7 @@ from training.metrics import bootstrap_rows, class_f1, with_intervals
 from training.quality_table import metrics_table
 from training.result import Evaluation, Gate, ModelResult
 
-PRIMARY_METRIC = "model.macro_f1_crm"
+PRIMARY_METRIC = "model.macro_f1_hindsight"
 BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_SEED = 11
 
@@ -125,31 +128,40 @@ def _predictions(proba: np.ndarray, s: ModelSplits, names: list[str]) -> dict[st
 
 
 def phase_gate(estimator: Any, ts: TrainingSet, y_train: np.ndarray) -> Gate:
-    """The phase model's champion gate: its macro-F1 vs the CRM label on the validation split
-    against the strongest baseline's there (the CRM's last record carried forward, the
-    last-touchpoint-content rule or the majority class, each as in :func:`_predictions`)."""
+    """The phase model's champion gate: its macro-F1 vs the hindsight label on the
+    validation split against the strongest baseline's there (the CRM's last record carried
+    forward, the last-touchpoint-content rule or the majority class, each as in
+    :func:`_predictions`), each with its 95 % interval over resampled accounts."""
     names = list(ts.class_names)
     rows = ts.split.valid
     x_valid, y_valid = features_and_labels(ts, rows)
     proba = phase_model.predict_proba(estimator, x_valid, n_classes=len(names))
     majority = majority_phase(y_train, len(names))
-    baselines = {
+    predictions = {
+        "model": np.argmax(proba, axis=1),
         "majority": predict_majority(len(rows), majority),
         "last_content": predict_last_content(rows[LAST_CONTENT_PHASE_COLUMN].to_numpy(), majority),
     }
     if "crm_phase" in rows.columns:
-        baselines["crm_last"] = predict_crm_last(rows["crm_phase"], names, majority)
+        predictions["crm_last"] = predict_crm_last(rows["crm_phase"], names, majority)
 
     def macro_f1(y_pred: np.ndarray) -> float:
-        return phase_metrics(y_valid, y_pred, names, "crm")["macro_f1_crm"]
+        return phase_metrics(y_valid, y_pred, names, "hindsight")["macro_f1_hindsight"]
 
-    scores = {who: macro_f1(y_pred) for who, y_pred in baselines.items()}
+    scores = {who: macro_f1(y_pred) for who, y_pred in predictions.items() if who != "model"}
     strongest = max(scores, key=lambda who: scores[who])
+    chosen = {"model": predictions["model"], strongest: predictions[strongest]}
+    ci = phase_intervals(
+        y_valid, chosen, names, "hindsight", peer=strongest, groups=rows["account_id"]
+    )
+    key = "macro_f1_hindsight"
     return Gate(
-        metric="macro_f1_crm",
-        model=macro_f1(np.argmax(proba, axis=1)),
+        metric=key,
+        model=macro_f1(predictions["model"]),
         baseline=strongest,
         baseline_value=scores[strongest],
+        model_ci=(ci[f"model.{key}_ci_low"], ci[f"model.{key}_ci_high"]),
+        baseline_ci=(ci[f"{strongest}.{key}_ci_low"], ci[f"{strongest}.{key}_ci_high"]),
     )
 
 
@@ -171,10 +183,12 @@ def phase_intervals(
     suffix: str,
     *,
     peer: str,
+    groups: pd.Series | np.ndarray,
 ) -> dict[str, float]:
     """95 % bootstrap intervals (``_ci_low``/``_ci_high``) of every metric of
     :func:`phase_metrics` for each predictor, and of the model's macro-F1 minus ``peer``'s
-    (``model_minus_peer.macro_f1_<suffix>``), from the same resampled rows."""
+    (``model_minus_peer.macro_f1_<suffix>``), from the same resampled accounts (``groups``:
+    each row's account; an account has a row at each as-of date)."""
 
     def statistics(rows: np.ndarray) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -191,7 +205,13 @@ def phase_intervals(
         return out
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    found = bootstrap_rows(len(y_true), statistics, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES)
+    found = bootstrap_rows(
+        len(y_true),
+        statistics,
+        rng=rng,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        groups=np.asarray(groups).astype(str),
+    )
     return with_intervals(found)
 
 
@@ -199,18 +219,25 @@ def _truth_metrics(
     truth: SimulationTruth, s: ModelSplits, predictions: dict[str, np.ndarray], names: list[str]
 ) -> tuple[dict[str, float], str]:
     """Metrics vs the true phase at as-of (``<who>.*_true``, with intervals; the oracle is
-    the true phase itself) and the true phase scored against the CRM label
-    (``true_phase.*_crm``: a reference, not a ceiling, since the CRM label lags and errs in
+    the true phase itself, ``hindsight_label`` the training label), the true phase scored
+    against the CRM label and the hindsight label (``true_phase.*_crm``,
+    ``true_phase.*_hindsight``: references, not ceilings, since those labels lag and err in
     ways a model can learn), on the test rows where the simulator knows the phase; and the
     model's confusion matrix vs the true phase as CSV text."""
     y_true = _true_phase_codes(truth, s.test, names)
     known = y_true >= 0
     kept = {who: y_pred[known] for who, y_pred in predictions.items()}
+    kept["hindsight_label"] = s.y_test[known]
     kept["oracle"] = y_true[known]
     metrics = _scored(y_true[known], kept, names, "true")
-    metrics.update(phase_intervals(y_true[known], kept, names, "true", peer=_peer(kept)))
-    reference = phase_metrics(s.y_test[known], y_true[known], names, "crm")
-    metrics.update({f"true_phase.{k}": v for k, v in reference.items()})
+    groups = s.test["account_id"].to_numpy()[known]
+    metrics.update(
+        phase_intervals(y_true[known], kept, names, "true", peer=_peer(kept), groups=groups)
+    )
+    crm = s.test[CRM_LABEL_COLUMN].to_numpy(dtype=np.int64)[known]
+    for suffix, label in (("crm", crm), ("hindsight", s.y_test[known])):
+        reference = phase_metrics(label, y_true[known], names, suffix)
+        metrics.update({f"true_phase.{k}": v for k, v in reference.items()})
     return metrics, confusion_csv(y_true[known], kept["model"], names)
 
 
@@ -224,12 +251,12 @@ def _run_params(
     params: dict[str, Any] | None, estimator: Any, ts: TrainingSet, s: ModelSplits, used: list[str]
 ) -> dict[str, Any]:
     """The run's params: the model's merged params, then the iteration early stopping kept,
-    the label lag and the row and feature counts."""
+    how far the labels look past as-of (the split's purge) and the row and feature counts."""
     merged = phase_model.merged_params(params)
     return {
         **merged,
         "best_iteration": int(estimator.best_iteration_ or merged["n_estimators"]),
-        "label_lag_days": ts.horizon_days,
+        "label_horizon_days": ts.horizon_days,
         "n_train_rows": len(s.x_train),
         "n_valid_rows": len(s.x_valid),
         "n_test_rows": len(s.x_test),
@@ -248,15 +275,18 @@ def train_phase(
     """The result of fitting the phase model on ``ts``'s training split (early stopping on
     validation) and evaluating it and its baselines on the test split.
 
-    Metrics ``<who>.<metric>_crm`` compare with the CRM label; with ``truth``,
-    ``<who>.<metric>_true`` compare with the simulator's true phase at as-of (``oracle``: the
-    true phase itself) and ``true_phase.*_crm`` scores the true phase as a predictor of the
-    CRM label (a reference, not a ceiling). Every metric has a 95 % bootstrap interval
-    (``_ci_low``/``_ci_high``), and so has the model's macro-F1 minus the CRM's last record's
-    (``model_minus_peer``). Baselines: majority class, last-touchpoint-content
-    rule, the CRM's last record carried forward. The primary metric is
-    ``model.macro_f1_crm`` (promotion needs no truth). ``taxonomy`` is not needed (class
-    names travel with ``ts``) and is accepted for a uniform signature.
+    Metrics ``<who>.<metric>_hindsight`` compare with the hindsight label (the training
+    label: the phase at as-of as the CRM history read later tells it), ``<who>.<metric>_crm``
+    with the CRM label at as-of; with ``truth``, ``<who>.<metric>_true`` compare with the
+    simulator's true phase at as-of (``oracle``: the true phase itself; ``hindsight_label``:
+    the training label) and ``true_phase.*_crm`` / ``_hindsight`` score the true phase as a
+    predictor of either label (references, not ceilings). Every metric has a 95 % bootstrap
+    interval over resampled accounts (``_ci_low``/``_ci_high``), and so has the model's
+    macro-F1 minus the CRM's last record's (``model_minus_peer``). Baselines: majority
+    class, last-touchpoint-content rule, the CRM's last record carried forward. The primary
+    metric is ``model.macro_f1_hindsight`` (promotion needs no truth, and the CRM label at
+    as-of would reward copying the CRM). ``taxonomy`` is not needed (class names travel with
+    ``ts``) and is accepted for a uniform signature.
     """
     del taxonomy
     names = list(ts.class_names)
@@ -273,9 +303,20 @@ def train_phase(
     used = model_columns(estimator)
     proba = phase_model.predict_proba(estimator, s.x_test, n_classes=len(names))
     predictions = _predictions(proba, s, names)
-    metrics = _scored(s.y_test, predictions, names, "crm")
-    metrics.update(phase_intervals(s.y_test, predictions, names, "crm", peer=_peer(predictions)))
-    artifacts = {PHASE_CONFUSION_ARTIFACT: confusion_csv(s.y_test, predictions["model"], names)}
+    accounts = s.test["account_id"].to_numpy()
+    crm = s.test[CRM_LABEL_COLUMN].to_numpy(dtype=np.int64)
+    metrics: dict[str, float] = {}
+    for suffix, label in (("hindsight", s.y_test), ("crm", crm)):
+        metrics.update(_scored(label, predictions, names, suffix))
+        metrics.update(
+            phase_intervals(
+                label, predictions, names, suffix, peer=_peer(predictions), groups=accounts
+            )
+        )
+    artifacts = {
+        PHASE_CONFUSION_ARTIFACT: confusion_csv(crm, predictions["model"], names),
+        "confusion_matrix_hindsight.csv": confusion_csv(s.y_test, predictions["model"], names),
+    }
     if truth is not None:
         found, artifacts["confusion_matrix_true.csv"] = _truth_metrics(truth, s, predictions, names)
         metrics.update(found)
@@ -302,14 +343,14 @@ def train_phase(
 
 
 def score_phase(estimator: Any, ts: TrainingSet) -> float:
-    """Macro-F1 vs the CRM label on ``ts``'s test split (the primary metric promotion
+    """Macro-F1 vs the hindsight label on ``ts``'s test split (the primary metric promotion
     compares; greater is better)."""
     x_test, y_test = features_and_labels(ts, ts.split.test)
     if len(x_test) == 0:
         raise PhaseTrainingError(f"training set {ts.name!r} has no test rows to score")
     proba = phase_model.predict_proba(estimator, x_test, n_classes=len(ts.class_names))
-    found = phase_metrics(y_test, np.argmax(proba, axis=1), ts.class_names, "crm")
-    return found["macro_f1_crm"]
+    found = phase_metrics(y_test, np.argmax(proba, axis=1), ts.class_names, "hindsight")
+    return found["macro_f1_hindsight"]
 
 
 def backtest_phase(
@@ -385,7 +426,7 @@ def _backtest_metrics(backtest: pd.DataFrame) -> dict[str, float]:
 def _report(metrics: dict[str, float], backtest: pd.DataFrame, *, n_test: int) -> str:
     """The run's Markdown report: the metrics table, then the backtest table when there is
     one."""
-    title = f"phase model ({n_test} test rows; CRM label and true phase at as-of)"
+    title = f"phase model ({n_test} test rows; hindsight label, CRM label and true phase at as-of)"
     report = metrics_table(metrics, title)
     if not backtest.empty:
         report += "\n" + _backtest_markdown(backtest)

@@ -194,7 +194,8 @@ def evaluate_policies(
     per_decision["baseline_random"] = np.where(elig, np.nan_to_num(true), 0.0).sum(axis=1) / n_elig
     per_decision["baseline_logging"] = true[rows, d.logged]
     per_decision["oracle"] = np.where(elig, true, -np.inf).max(axis=1)
-    out.update(true_policy_metrics(per_decision, values["model"]))
+    accounts = d.frame["account_id"].astype(str).to_numpy()
+    out.update(true_policy_metrics(per_decision, values["model"], groups=accounts))
     if 0 < d.reward.sum() < n:
         # The best achievable ranking of the logged exposures: by their true probability.
         out["oracle.roc_auc"] = float(roc_auc_score(d.reward, true[rows, d.logged]))
@@ -202,14 +203,15 @@ def evaluate_policies(
 
 
 def true_policy_metrics(
-    per_decision: dict[str, np.ndarray], model: PolicyValue
+    per_decision: dict[str, np.ndarray], model: PolicyValue, *, groups: np.ndarray
 ) -> dict[str, float]:
     """From each policy's true expected response per decision (``model``, ``baseline_*``,
     ``oracle``): each ``true_value``; the model's and the hand rule's ``share_of_oracle_gain``
     (from random to the oracle); the model's ``lift_over_logging`` and ``gain_over_hand_rule``
     (its gain over random divided by the hand rule's); each with a 95 % bootstrap interval
-    over decisions. And the doubly robust estimate against the true value: ``dr_error``
-    (DR minus true, interval of the paired per-decision differences), ``dr_relative_error``,
+    over accounts (``groups``: each decision's account; an account holds several). And the
+    doubly robust estimate against the true value: ``dr_error`` (DR minus true, interval
+    of the paired per-decision differences), ``dr_relative_error``,
     ``dr_z`` and ``dr_covers_truth`` (1 when DR's interval holds the true value)."""
 
     def statistics(rows: np.ndarray) -> dict[str, float]:
@@ -229,7 +231,8 @@ def true_policy_metrics(
     n = len(per_decision["model"])
     out = statistics(np.arange(n))
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    out.update(with_intervals(bootstrap_rows(n, statistics, rng=rng, n_resamples=200)))
+    found = bootstrap_rows(n, statistics, rng=rng, n_resamples=200, groups=groups)
+    out.update(with_intervals(found))
     truth = out["model.true_value"]
     se = float(model.dr_terms.std(ddof=1) / np.sqrt(n))
     out.update(mean_estimate(model.dr_terms - per_decision["model"]).as_metrics("model.dr_error"))

@@ -35,7 +35,7 @@ def gates_table(names: list[str]) -> str:
     validation split and the verdict: wins, LOSES, or LOSES but champion by --force."""
     client = MlflowClient()
     lines = [
-        "## gates (validation split: model vs its strongest baseline)",
+        "## gates (validation split: model vs its strongest baseline, 95 % intervals)",
         "",
         "| model | version | metric | model value | baseline | baseline value | verdict |",
         "|---|---|---|---:|---|---:|---|",
@@ -57,10 +57,19 @@ def gates_table(names: list[str]) -> str:
         if tags.get(FORCED_TAG) == "true":
             verdict += " (champion by --force)"
         lines.append(
-            f"| {name} | {label} | {gate.metric} | {gate.model:.4f} | {gate.baseline} | "
-            f"{gate.baseline_value:.4f} | {verdict} |"
+            f"| {name} | {label} | {gate.metric} | {_with_interval(gate.model, gate.model_ci)} | "
+            f"{gate.baseline} | {_with_interval(gate.baseline_value, gate.baseline_ci)} | "
+            f"{verdict} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _with_interval(value: float, interval: tuple[float, float]) -> str:
+    """``value [low, high]``, or the value alone for a gate stored without an interval."""
+    low, high = interval
+    if math.isfinite(low) and math.isfinite(high):
+        return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+    return f"{value:.4f}"
 
 
 def verdict_line(name: str, version: str, *, champion: bool) -> str:

@@ -48,6 +48,9 @@ class Gate:
     model: float
     baseline: str
     baseline_value: float
+    # 95 % intervals of both values (NaN where a gate was recorded without them).
+    model_ci: tuple[float, float] = (float("nan"), float("nan"))
+    baseline_ci: tuple[float, float] = (float("nan"), float("nan"))
 
     @property
     def passed(self) -> bool:

@@ -70,12 +70,20 @@ class LoggedModel:
 
 
 def format_gate(gate: Gate) -> str:
-    """``model 0.8100 vs baseline crm_last 0.8300 on valid macro_f1_crm: LOSES``."""
+    """``model 0.8100 [0.79, 0.83] vs baseline crm_last 0.8300 [0.81, 0.85] on the validation
+    split's macro_f1_hindsight: LOSES`` (intervals where the gate has them)."""
     verdict = "wins" if gate.passed else "LOSES"
     return (
-        f"model {gate.model:.4f} vs baseline {gate.baseline} {gate.baseline_value:.4f} "
-        f"on the validation split's {gate.metric}: {verdict}"
+        f"model {gate.model:.4f}{_interval_text(gate.model_ci)} vs baseline {gate.baseline} "
+        f"{gate.baseline_value:.4f}{_interval_text(gate.baseline_ci)} on the validation "
+        f"split's {gate.metric}: {verdict}"
     )
+
+
+def _interval_text(interval: tuple[float, float]) -> str:
+    """`` [low, high]``, or nothing for a gate without an interval."""
+    low, high = interval
+    return f" [{low:.4f}, {high:.4f}]" if math.isfinite(low) and math.isfinite(high) else ""
 
 
 def gate_tags(gate: Gate) -> dict[str, str]:
@@ -86,6 +94,8 @@ def gate_tags(gate: Gate) -> dict[str, str]:
         "gate_baseline": gate.baseline,
         "gate_baseline_value": f"{gate.baseline_value:.6f}",
         "gate_passed": str(gate.passed).lower(),
+        "gate_model_ci": f"{gate.model_ci[0]:.6f},{gate.model_ci[1]:.6f}",
+        "gate_baseline_ci": f"{gate.baseline_ci[0]:.6f},{gate.baseline_ci[1]:.6f}",
     }
 
 
@@ -98,9 +108,19 @@ def gate_from_tags(tags: Mapping[str, str]) -> Gate | None:
             model=float(tags["gate_model"]),
             baseline=tags["gate_baseline"],
             baseline_value=float(tags["gate_baseline_value"]),
+            model_ci=_interval_tag(tags.get("gate_model_ci")),
+            baseline_ci=_interval_tag(tags.get("gate_baseline_ci")),
         )
     except (KeyError, ValueError):
         return None
+
+
+def _interval_tag(tag: str | None) -> tuple[float, float]:
+    """``low,high`` as two floats; NaNs for a gate stored before it had intervals."""
+    if not tag:
+        return float("nan"), float("nan")
+    low, high = tag.split(",")
+    return float(low), float(high)
 
 
 def configure_tracking(tracking_uri: str | None) -> str:

@@ -87,6 +87,31 @@ def test_bootstrap_rows_brackets_a_mean_and_skips_refused_resamples() -> None:
     assert with_intervals({"a.auc": (0.1, 0.2)}) == {"a.auc_ci_low": 0.1, "a.auc_ci_high": 0.2}
 
 
+def test_bootstrap_with_groups_resamples_whole_accounts() -> None:
+    # 20 accounts with 10 identical rows each: 200 rows, but 20 independent values
+    accounts = np.repeat(np.arange(20), 10)
+    x = accounts.astype(float)
+    seen_sizes: set[int] = set()
+
+    def statistics(rows: np.ndarray) -> dict[str, float]:
+        counts = np.bincount(accounts[rows], minlength=20)
+        seen_sizes.update(int(c) for c in counts)
+        return {"mean": float(x[rows].mean())}
+
+    by_account = bootstrap_rows(
+        200, statistics, rng=np.random.default_rng(0), n_resamples=300, groups=accounts
+    )
+    assert seen_sizes <= {0, 10, 20, 30, 40, 50, 60, 70}  # every account whole or absent
+    by_row = bootstrap_rows(200, statistics, rng=np.random.default_rng(0), n_resamples=300)
+    width = by_account["mean"][1] - by_account["mean"][0]
+    # the standard error of the mean of 20 values (sd 5.8) is 1.3: the interval is about
+    # 4 standard errors wide; resampling rows one by one makes it about 3 times narrower
+    assert 3.5 < width < 7.0
+    assert width > 2.5 * (by_row["mean"][1] - by_row["mean"][0])
+    with pytest.raises(MetricError, match="groups has shape"):
+        bootstrap_rows(200, statistics, rng=np.random.default_rng(0), groups=accounts[:5])
+
+
 def test_fast_aucs_equal_scikit_learns_with_ties() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 

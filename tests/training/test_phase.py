@@ -1,4 +1,5 @@
-"""Phase training: beats its baselines vs CRM and true phase, fills the ModelResult."""
+"""Phase training: trained on hindsight labels, beats its baselines vs them and the true phase
+(the CRM's last record carried forward included), fills the ModelResult."""
 
 from __future__ import annotations
 
@@ -71,14 +72,17 @@ def test_phase_metrics_exact_on_hand_built_rows() -> None:
     assert got["macro_f1_crm"] == pytest.approx((2 / 3 + 0.8) / 2)
 
 
-def test_model_beats_the_baselines_vs_crm_and_true_phase(result: ModelResult) -> None:
+def test_model_beats_the_baselines_vs_hindsight_and_true_phase(result: ModelResult) -> None:
     m = result.metrics
-    for suffix in ("crm", "true"):
+    for suffix in ("hindsight", "true"):
         for baseline in ("majority", "last_content"):
             assert m[f"model.macro_f1_{suffix}"] > m[f"baseline_{baseline}.macro_f1_{suffix}"] + 0.1
-        assert m[f"model.accuracy_{suffix}"] >= m[f"baseline_crm_last.accuracy_{suffix}"] - 0.01
-    assert m["model.macro_f1_true"] < m["model.macro_f1_crm"]  # the CRM label is noisy
-    assert 0 < m["true_phase.macro_f1_crm"] < 1  # a reference, not a ceiling
+        assert m[f"model.macro_f1_{suffix}"] > m[f"baseline_crm_last.macro_f1_{suffix}"]
+    # vs the CRM label the CRM's own record is hard to beat: the model no longer copies it
+    assert m["baseline_crm_last.macro_f1_crm"] > m["model.macro_f1_crm"] > 0.3
+    for label in ("crm", "hindsight"):  # references, not ceilings
+        assert 0 < m[f"true_phase.macro_f1_{label}"] < 1
+    assert m["true_phase.macro_f1_hindsight"] > m["true_phase.macro_f1_crm"]
 
 
 def test_every_figure_has_an_interval_and_the_oracle_is_above_the_model(
@@ -86,10 +90,16 @@ def test_every_figure_has_an_interval_and_the_oracle_is_above_the_model(
 ) -> None:
     m = result.metrics
     for who in ("model", "baseline_crm_last", "baseline_last_content", "baseline_majority"):
-        for metric in ("macro_f1_crm", "macro_f1_true", "accuracy_true", "f1_selection_true"):
+        for metric in (
+            "macro_f1_crm",
+            "macro_f1_hindsight",
+            "macro_f1_true",
+            "accuracy_true",
+            "f1_selection_true",
+        ):
             low, high = m[f"{who}.{metric}_ci_low"], m[f"{who}.{metric}_ci_high"]
             assert low <= m[f"{who}.{metric}"] <= high
-            assert high - low < 0.2
+            assert high - low < 0.25
     # the oracle (the true phase) is a true upper reference: at or above the model's interval
     assert m["oracle.macro_f1_true"] == 1.0
     assert m["oracle.macro_f1_true"] >= m["model.macro_f1_true_ci_high"]
@@ -105,7 +115,7 @@ def test_every_figure_has_an_interval_and_the_oracle_is_above_the_model(
 
 def test_result_is_complete(result: ModelResult, phase_set: TrainingSet) -> None:
     assert result.name == "phase"
-    assert result.primary_metric == "model.macro_f1_crm"
+    assert result.primary_metric == "model.macro_f1_hindsight"
     assert result.primary_metric in result.metrics
     assert list(result.input_example.columns) == result.feature_columns
     assert len(result.input_example) == 5
@@ -121,11 +131,12 @@ def test_result_is_complete(result: ModelResult, phase_set: TrainingSet) -> None
     assert "| metric | model | baseline_crm_last |" in result.report_markdown
     assert "confusion_matrix_true.csv" in result.extra_artifacts
     assert result.extra_artifacts["confusion_matrix_crm.csv"].startswith("actual")
+    assert result.extra_artifacts["confusion_matrix_hindsight.csv"].startswith("actual")
 
 
 def test_score_phase_is_the_primary_metric(result: ModelResult, phase_set: TrainingSet) -> None:
     assert score_phase(result.estimator, phase_set) == pytest.approx(
-        result.metrics["model.macro_f1_crm"]
+        result.metrics["model.macro_f1_hindsight"]
     )
 
 
@@ -184,8 +195,8 @@ def test_two_recorded_stages_train_a_binary_phase_model(
     result = train_phase(ts, params=FAST, taxonomy=taxonomy)
     assert result.evaluation.y_score.shape == (len(ts.split.test), 2)
     assert result.estimator.objective_ == "binary"
-    assert result.metrics["model.macro_f1_crm"] > 0.5
-    assert result.gate is not None and result.gate.metric == "macro_f1_crm"
+    assert result.metrics["model.macro_f1_hindsight"] > 0.5
+    assert result.gate is not None and result.gate.metric == "macro_f1_hindsight"
     assert (
         result.extra_artifacts["confusion_matrix_crm.csv"]
         .splitlines()[0]
@@ -214,6 +225,10 @@ def test_the_gate_compares_with_the_strongest_baseline_on_validation(
     y = rows["phase_label"].to_numpy()
     majority = majority_phase(phase_set.split.train["phase_label"].to_numpy(), 8)
     crm = predict_crm_last(rows["crm_phase"], phase_set.class_names, majority)
-    crm_f1 = phase_metrics(y, crm, phase_set.class_names, "crm")["macro_f1_crm"]
+    crm_f1 = phase_metrics(y, crm, phase_set.class_names, "hindsight")["macro_f1_hindsight"]
+    assert gate.metric == "macro_f1_hindsight"
     assert gate.baseline_value >= crm_f1
     assert gate.passed == (gate.model > gate.baseline_value)
+    # each value with its 95 % interval over resampled accounts
+    assert gate.model_ci[0] <= gate.model <= gate.model_ci[1]
+    assert gate.baseline_ci[0] <= gate.baseline_value <= gate.baseline_ci[1]

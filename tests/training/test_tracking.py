@@ -18,6 +18,7 @@ from training.tracking import (
     REPORT_ARTIFACT,
     champion_version,
     configure_tracking,
+    gate_from_tags,
     log_result,
 )
 
@@ -137,6 +138,27 @@ def test_a_first_version_losing_its_gate_is_not_champion(tracking: str) -> None:
     assert champion_version("nba-phase") == logged.version
     tags = MlflowClient().get_model_version("nba-phase", logged.version).tags
     assert tags[FORCED_TAG] == "true"
+
+
+def test_a_gate_keeps_its_intervals_and_the_gates_table_shows_them(tracking: str) -> None:
+    from dataclasses import replace
+
+    from training.report import gates_table
+
+    result, _, _ = make_result(5, 20, "phase")
+    MlflowClient().delete_registered_model("nba-phase")
+    gate = Gate("macro_f1_hindsight", 0.70, "crm_last", 0.60, (0.66, 0.74), (0.55, 0.64))
+    logged = log_result(replace(result, gate=gate))
+    tags = MlflowClient().get_model_version("nba-phase", logged.version).tags
+    assert gate_from_tags(tags) == gate
+    assert "model 0.7000 [0.6600, 0.7400] vs baseline crm_last 0.6000 [0.5500, 0.6400]" in (
+        logged.format("model.macro_f1_hindsight", 0.7)
+    )
+    row = next(line for line in gates_table(["nba-phase"]).splitlines() if "nba-phase" in line)
+    assert "| 0.7000 [0.6600, 0.7400] | crm_last | 0.6000 [0.5500, 0.6400] | wins |" in row
+    # a gate stored before gates had intervals reads back without them
+    old = {k: v for k, v in tags.items() if not k.endswith("_ci")}
+    assert np.isnan(gate_from_tags(old).model_ci).all()  # type: ignore[union-attr]
 
 
 def test_force_makes_a_losing_first_version_champion_and_logs_it(tracking: str) -> None:
