@@ -432,7 +432,12 @@ def test_account_activity_reads_version_served_actions_and_dismissals(
     later = t0 + pd.Timedelta(days=1)
     assert store.account_activity("A1", served_since=later, dismissed_since=later) == (
         AccountActivity(
-            data_version=activity.data_version, owner_rep_id="R1", served=[], dismissed=[]
+            data_version=activity.data_version,
+            owner_rep_id="R1",
+            served=[],
+            dismissed=[],
+            # the last visit is the last serving, however long ago; nothing happened since
+            last_served_ns=to_ns(t0 + pd.Timedelta(hours=1)),
         )
     )
 
