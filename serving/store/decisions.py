@@ -31,20 +31,22 @@ from serving.store.tables import (
 
 # The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
 # statement built per call costs more Python than the query costs SQLite.
-_VERSION_AND_OWNER = select(Account.data_version, Account.owner_rep_id, Account.name).where(
-    Account.account_id == bindparam("account_id")
+# The last time an action was decided for the account (the rep's or the CRM's last visit).
+_LAST_SERVED = (
+    select(func.max(ServedAction.last_served_at))
+    .where(ServedAction.account_id == bindparam("account_id"))
+    .scalar_subquery()
 )
+_VERSION_AND_OWNER = select(
+    Account.data_version, Account.owner_rep_id, Account.name, _LAST_SERVED.label("last_served")
+).where(Account.account_id == bindparam("account_id"))
 _CONTACT_NAMES = select(Contact.contact_id, Contact.name).where(
     Contact.account_id == bindparam("account_id"), Contact.name.is_not(None)
 )
-# The last time any action was served for the account (the rep's or CRM's last visit), and
-# what happened to the account since then, per event type.
-_LAST_SERVED = select(func.max(ServedAction.last_served_at)).where(
-    ServedAction.account_id == bindparam("account_id")
-)
+# What happened to the account since its last visit, per event type (nothing when none).
 _EVENTS_SINCE = (
     select(Touchpoint.event_type, func.count())
-    .where(Touchpoint.account_id == bindparam("account_id"), Touchpoint.ts > bindparam("since"))
+    .where(Touchpoint.account_id == bindparam("account_id"), Touchpoint.ts > _LAST_SERVED)
     .group_by(Touchpoint.event_type)
 )
 _SERVED_ACTIONS = select(
@@ -327,11 +329,11 @@ class DecisionLog(Database):
                 _DISMISSED_ITEMS, {"account_id": account_id, "since": to_ns(dismissed_since)}
             ).all()
             names = conn.execute(_CONTACT_NAMES, {"account_id": account_id}).all()
-            last = conn.execute(_LAST_SERVED, {"account_id": account_id}).scalar()
+            last = account.last_served
             events = (
                 []
                 if last is None
-                else conn.execute(_EVENTS_SINCE, {"account_id": account_id, "since": last}).all()
+                else conn.execute(_EVENTS_SINCE, {"account_id": account_id}).all()
             )
         return AccountActivity(
             data_version=int(account.data_version),
