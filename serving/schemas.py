@@ -47,8 +47,14 @@ EVENT_EXAMPLE: dict[str, Any] = {
     "event_type": "attend",
     "content_id": "C040",
     "value": 45,
-    "account": {"industry": "software", "employees": 50, "region": "dach", "owner_rep_id": "R01"},
-    "contact": {"role": "it"},
+    "account": {
+        "name": "Hoffmann Logistik GmbH",
+        "industry": "software",
+        "employees": 50,
+        "region": "dach",
+        "owner_rep_id": "R01",
+    },
+    "contact": {"name": "Jana Weber", "role": "it"},
 }
 
 
@@ -63,8 +69,8 @@ class EventsRequest(BaseModel):
     """A batch of touchpoint records (at most ``NBA_MAX_EVENTS_PER_REQUEST``, 10,000 by
     default). Each record has the touchpoint columns of the data contract (event_id,
     account_id, contact_id, ts, channel, event_type, content_id, value) and optionally
-    ``account`` / ``contact`` objects describing an account or contact the service does not
-    know yet."""
+    ``account`` / ``contact`` objects describing an account or contact (its name, role,
+    firmographics; what they give replaces the stored value)."""
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"events": [EVENT_EXAMPLE]}]},

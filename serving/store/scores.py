@@ -70,7 +70,8 @@ class ScoreStore(Database):
         """The accounts owned by ``rep_id`` (sorted by id) with what a worklist needs of
         each, in one read transaction: data version, actions served at or after
         ``served_since``, items dismissed at or after ``dismissed_since`` (as
-        :meth:`DecisionLog.account_activity` reads them) and the stored state when it was
+        :meth:`DecisionLog.account_activity` reads them), the account's and its contacts'
+        names, and the stored state when it was
         computed at the account's current data version, under ``scoring_key`` and as of
         ``scored_since`` or later."""
         mine = Account.owner_rep_id == rep_id

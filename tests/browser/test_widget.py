@@ -398,7 +398,11 @@ def test_what_changed_since_the_last_recommendation_is_shown(
     headers = {"Authorization": f"Bearer {server.keys['admin']}"}
     stored = httpx.post(f"{server.base_url}/v1/events", json={"events": [event]}, headers=headers)
     assert stored.status_code == 200 and stored.json()["accepted"] == 1
-    recs = open_widget(page, server, known_account)
+    # the same address again: a reload (a fragment-only navigation would load nothing)
+    with page.expect_response(lambda r: "/recommendations" in r.url) as info:
+        page.reload()
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    recs = info.value.json()
     changes = recs["since_last_visit"]
     assert changes is not None and changes["touchpoints"] >= 1
     assert "download" in changes["text"]
