@@ -16,6 +16,7 @@ from models.explain import (
     ExplainError,
     contributions_for,
     describe,
+    describe_changes,
     reason_codes,
     taxonomy_labels,
 )
@@ -337,3 +338,15 @@ def test_no_feature_of_the_catalogue_reads_as_a_bare_name_or_a_raw_zero(
             if problems:
                 bad.append(f"{name}={value!r}: {text!r} ({', '.join(problems)})")
     assert not bad, "\n".join(bad[:40])
+
+
+def test_what_changed_reads_as_a_phrase_most_frequent_first() -> None:
+    assert describe_changes({}) == "nothing new"
+    assert describe_changes({"view": 0}) == "nothing new"
+    assert describe_changes({"register": 1}) == "1 registration"
+    assert describe_changes({"attend": 1, "download": 2, "view": 0}) == (
+        "2 downloads and 1 attendance"
+    )
+    assert describe_changes({"reply": 1, "click": 3, "attend": 1}) == (
+        "3 clicks, 1 attendance and 1 reply"
+    )
