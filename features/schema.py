@@ -23,7 +23,9 @@ Two readings of missing values belong to the contract, written here once:
   earliest of its touchpoints, stages and exposures (:func:`account_created_at`); one with
   neither does not exist yet;
 - content without ``phases`` (``roles``) fits every phase (role): it was made for no
-  journey phase or buying-center role in particular (:func:`fits_every`).
+  journey phase or buying-center role in particular (:func:`fits_every`);
+- an account or contact without ``name`` is shown by its id: names are for people and
+  never a feature.
 """
 
 from __future__ import annotations
@@ -143,6 +145,14 @@ TABLES: dict[str, TableSchema] = {
                     nullable=True,
                 ),
                 Column("owner_rep_id", "id", "owning sales rep", required=False, nullable=True),
+                Column(
+                    "name",
+                    "text",
+                    "the company's name as people know it (where missing, the account id "
+                    "stands for it)",
+                    required=False,
+                    nullable=True,
+                ),
             ),
         ),
         TableSchema(
@@ -169,6 +179,13 @@ TABLES: dict[str, TableSchema] = {
                     "left_at",
                     "datetime",
                     "when the contact left the account",
+                    required=False,
+                    nullable=True,
+                ),
+                Column(
+                    "name",
+                    "text",
+                    "the person's name (where missing, the contact id stands for it)",
                     required=False,
                     nullable=True,
                 ),

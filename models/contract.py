@@ -60,6 +60,9 @@ OUTCOME_ARTIFACT = "outcome.json"
 OUTCOME_KIND_TAG = "nba.kind"
 OUTCOME_KIND = "outcome"
 OUTCOME_NAME_TAG = "nba.outcome"
+# Run param of a binary outcome run: its horizon in days (the answers and pages say
+# "within 90 days"; a run without it names no horizon).
+HORIZON_DAYS_PARAM = "horizon_days"
 
 # What serving reads from each model's run; a run missing one of these is not servable.
 REQUIRED_PARAMS: Mapping[str, tuple[str, ...]] = {

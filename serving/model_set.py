@@ -46,6 +46,7 @@ from models.contract import (
     ATTRIBUTES_ARTIFACT,
     CHAMPION,
     CHURN,
+    HORIZON_DAYS_PARAM,
     NEXT_CONTENT,
     OUTCOME_KIND,
     OUTCOME_KIND_TAG,
@@ -198,6 +199,17 @@ class ModelSet:
             *(self.versions.get(n, "-") for n in REGISTERED_MODELS),
             *(f"{n}={self.versions[n]}" for n in others),
         )
+
+    @property
+    def horizon_days(self) -> dict[str, int]:
+        """Outcome name -> the horizon its model was trained for, in days (outcomes whose
+        run logged none are left out)."""
+        out: dict[str, int] = {}
+        for outcome, name in self.outcomes.items():
+            days = self.run_params.get(name, {}).get(HORIZON_DAYS_PARAM)
+            if days is not None and str(days).isdigit():
+                out[outcome] = int(days)
+        return out
 
     @property
     def calibration(self) -> Mapping[str, str]:

@@ -47,8 +47,14 @@ EVENT_EXAMPLE: dict[str, Any] = {
     "event_type": "attend",
     "content_id": "C040",
     "value": 45,
-    "account": {"industry": "software", "employees": 50, "region": "dach", "owner_rep_id": "R01"},
-    "contact": {"role": "it"},
+    "account": {
+        "name": "Hoffmann Logistik GmbH",
+        "industry": "software",
+        "employees": 50,
+        "region": "dach",
+        "owner_rep_id": "R01",
+    },
+    "contact": {"name": "Jana Weber", "role": "it"},
 }
 
 
@@ -63,8 +69,8 @@ class EventsRequest(BaseModel):
     """A batch of touchpoint records (at most ``NBA_MAX_EVENTS_PER_REQUEST``, 10,000 by
     default). Each record has the touchpoint columns of the data contract (event_id,
     account_id, contact_id, ts, channel, event_type, content_id, value) and optionally
-    ``account`` / ``contact`` objects describing an account or contact the service does not
-    know yet."""
+    ``account`` / ``contact`` objects describing an account or contact (its name, role,
+    firmographics; what they give replaces the stored value)."""
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"events": [EVENT_EXAMPLE]}]},
@@ -151,7 +157,13 @@ class ActionOut(_Out):
         "account without contacts)."
     )
     role: str | None = None
-    expected_value: float = Field(description="P(response) x value x fit x churn lever.")
+    contact_name: str | None = Field(
+        default=None,
+        description="The contact's name (null when the store holds none: show the contact id).",
+    )
+    expected_value: float = Field(
+        description="P(response) x value x fit x churn lever, in the answer's value_unit."
+    )
     p_response: float
     propensity: float = Field(description="Probability the serving policy gave this action.")
     explored: bool = Field(description="Drawn at random by exploration.")
@@ -195,6 +207,17 @@ class RecommendationsRequest(BaseModel):
     channel: Id | None = Field(default=None, description="Only actions on this channel.")
 
 
+class ChangesOut(_Out):
+    """What happened to the account since actions were last recommended for it."""
+
+    since: datetime = Field(description="When an action was last recommended (decided).")
+    touchpoints: int = Field(description="The account's touchpoints after that.")
+    text: str = Field(
+        examples=["2 downloads and 1 webinar attendance"],
+        description='The touchpoints by kind, for people ("nothing new" when none).',
+    )
+
+
 class RecommendationsResponse(_Out):
     """Phase, churn risk, the top-k next actions with their reasons, and what was held back."""
 
@@ -205,6 +228,7 @@ class RecommendationsResponse(_Out):
                 {
                     "request_id": "9f1c0c6a4c8e4a3f9d1b6f0e2a7c5d11",
                     "account_id": "A00017",
+                    "account_name": "Hoffmann Logistik GmbH",
                     "as_of": "2025-12-01T09:30:00Z",
                     "known": True,
                     "cold_start": False,
@@ -222,6 +246,13 @@ class RecommendationsResponse(_Out):
                     "churn_band": "low",
                     "churn_reasons": [],
                     "outcomes": {"churn": 0.08},
+                    "horizon_days": {"churn": 90},
+                    "value_unit": "EUR",
+                    "since_last_visit": {
+                        "since": "2025-11-24T08:10:00Z",
+                        "touchpoints": 3,
+                        "text": "2 downloads and 1 webinar attendance",
+                    },
                     "actions": [
                         {
                             "recommendation_id": "5b0e7d0d2c0b4d3e8e51d6c1b0a9f7e2",
@@ -232,6 +263,7 @@ class RecommendationsResponse(_Out):
                             "channel": "webinar",
                             "contact_id": "P00017-2",
                             "role": "it",
+                            "contact_name": "Jana Weber",
                             "expected_value": 0.42,
                             "p_response": 0.21,
                             "propensity": 0.98,
@@ -260,6 +292,10 @@ class RecommendationsResponse(_Out):
 
     request_id: str
     account_id: str
+    account_name: str | None = Field(
+        default=None,
+        description="The company's name (null when the store holds none: show the id).",
+    )
     as_of: datetime
     known: bool = Field(
         description="False for an account the store has never seen (a mistyped id, or one "
@@ -286,6 +322,21 @@ class RecommendationsResponse(_Out):
         default_factory=dict,
         description="Outcome name -> calibrated probability, one per binary outcome model "
         "served (churn included; empty for a cold start).",
+    )
+    horizon_days: dict[str, int] = Field(
+        default_factory=dict,
+        description="Outcome name -> the horizon its probability is for, in days (the "
+        "served model's declared horizon: churn within 90 days).",
+    )
+    value_unit: str = Field(
+        default="points",
+        description="The unit of expected values: the currency code NBA_CURRENCY sets "
+        "(e.g. EUR), else points (the catalog's relative value).",
+    )
+    since_last_visit: ChangesOut | None = Field(
+        default=None,
+        description="The account's touchpoints since actions were last recommended for it; "
+        "null when none ever were (or the account is unknown).",
     )
     actions: list[ActionOut] = Field(
         description="Empty when no next-content model is served (see missing)."
@@ -353,6 +404,9 @@ class WorklistItem(_Out):
     """One of the rep's accounts with its best next action."""
 
     account_id: str
+    account_name: str | None = Field(
+        default=None, description="The company's name (null: show the id)."
+    )
     phase: str | None = Field(description="Null when no phase model is served.")
     phase_probability: float | None
     churn_risk: float | None
@@ -373,6 +427,7 @@ class WorklistResponse(_Out):
                     "items": [
                         {
                             "account_id": "A00017",
+                            "account_name": "Hoffmann Logistik GmbH",
                             "phase": "selection",
                             "phase_probability": 0.64,
                             "churn_risk": 0.05,
@@ -394,6 +449,12 @@ class WorklistResponse(_Out):
     missing: dict[str, str] = Field(
         default_factory=dict,
         description="Answer part (phase, risk, next_actions) -> why it is missing.",
+    )
+    horizon_days: dict[str, int] = Field(
+        default_factory=dict, description="Outcome name -> its horizon in days."
+    )
+    value_unit: str = Field(
+        default="points", description="The unit of expected values (a currency code, or points)."
     )
 
 

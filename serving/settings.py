@@ -29,6 +29,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_MAX_INGEST_INFLIGHT`` | max_ingest_inflight | 2 (event batches in progress per worker) |
 | ``NBA_MAX_QUEUE_MS`` | max_queue_ms | 50 (shed ``/v1`` requests that waited longer; 0: off) |
 | ``NBA_HEADER_TIMEOUT_S`` | header_timeout_s | 10 (a request's head must arrive within it) |
+| ``NBA_CURRENCY`` | currency | none: values are in points (an ISO 4217 code such as EUR) |
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from serving.store import DEFAULT_DATABASE_URL, MAX_BATCH_EVENTS
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+# The unit of values when no currency is set: the catalog's relative business value.
+POINTS = "points"
 
 
 class SettingsError(InvalidInputError):
@@ -91,6 +94,14 @@ class Settings(BaseModel):
     # memory, so this bounds a worker's memory under concurrent bulk ingestion.
     max_ingest_inflight: int = Field(default=2, ge=1)
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    # The currency the catalog's item values (and so expected values) are in, an ISO 4217
+    # code; None: they are relative points.
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+    @property
+    def value_unit(self) -> str:
+        """The unit of values in answers and pages: the currency code, else "points"."""
+        return self.currency or POINTS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -144,4 +155,5 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_MAX_INGEST_INFLIGHT": "max_ingest_inflight",
     "NBA_MAX_QUEUE_MS": "max_queue_ms",
     "NBA_HEADER_TIMEOUT_S": "header_timeout_s",
+    "NBA_CURRENCY": "currency",
 }

@@ -32,7 +32,7 @@ from features.simulate.truth import (
     true_churn_probability,
 )
 from models import churn as binary_model
-from models.contract import OUTCOME_ARTIFACT
+from models.contract import HORIZON_DAYS_PARAM, OUTCOME_ARTIFACT
 from models.fitting import model_columns
 from models.outcomes import Outcome
 from training.baselines import RFM_COLUMNS, FeatureLogistic, RecencyLogistic
@@ -298,7 +298,7 @@ def _run_params(
         **merged,
         **calibration,
         "best_iteration": int(estimator.best_iteration_ or merged["n_estimators"]),
-        "horizon_days": ts.horizon_days,
+        HORIZON_DAYS_PARAM: ts.horizon_days,
         "n_train_rows": len(s.x_train),
         "n_valid_rows": len(s.x_valid),
         "n_test_rows": len(s.x_test),

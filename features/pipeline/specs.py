@@ -212,10 +212,12 @@ def _buying_center_specs() -> list[FeatureSpec]:
 def _engagement_specs() -> list[FeatureSpec]:
     e = ENGAGEMENT_WINDOW_DAYS
     return [
-        FeatureSpec(f"n_exposures_{e}d", f"content shown or sent in the last {e} days", "count"),
+        FeatureSpec(
+            f"n_exposures_{e}d", f"items shown or sent to the account in the last {e} days", "count"
+        ),
         FeatureSpec(
             f"n_responses_{e}d",
-            f"content shown in the last {e} days that got a response within "
+            f"items shown in the last {e} days that got a response within "
             f"{RESPONSE_WINDOW_DAYS} days",
             "count",
         ),

@@ -16,6 +16,7 @@ import pandas as pd
 from features.simulate.customers import churn_hazard, renewals, service_events, update_health
 from features.simulate.exposures import exposures_and_responses
 from features.simulate.lookups import build_lookups
+from features.simulate.names import add_names
 from features.simulate.oracle import churn_oracle_at, oracle_weeks
 from features.simulate.params import (
     N_PHASES,
@@ -89,6 +90,7 @@ def simulate(
             )  # fmt: skip
         _run_week(world, state, records, w, rng)
     sim = assemble(world, records)
+    add_names(sim.data, seed)
     if oracle:
         sim.truth.churn_oracle = pd.concat(oracle, ignore_index=True)
     return sim

@@ -25,9 +25,11 @@ One module per concern, each importing only those before it: ``errors``,
 ``contributions`` (LightGBM's contributions per class), ``words`` (numbers, days, plurals,
 labels), ``phrasing`` (:func:`describe`: a table of name families, then a table of
 definition forms) and ``reasons`` (:class:`Reason`, :func:`reason_codes`,
-:func:`taxonomy_labels`).
+:func:`taxonomy_labels`); ``changes`` (:func:`describe_changes`: what happened since the
+last visit) needs only ``words``.
 """
 
+from models.explain.changes import describe_changes
 from models.explain.contributions import contributions_for
 from models.explain.errors import ExplainError
 from models.explain.phrasing import describe
@@ -45,6 +47,7 @@ __all__ = [
     "Reason",
     "contributions_for",
     "describe",
+    "describe_changes",
     "exploration_reason",
     "reason_codes",
     "taxonomy_labels",

@@ -40,6 +40,8 @@ _PAREN = re.compile(r"\s*\(([^)]*)\)")
 _NEGATION = re.compile(r"\(0: ([^)]*)\)")
 # "<definition> (empty if <why>)": the sentence for a missing value
 _EMPTY = re.compile(r"\(empty if ([^)]*)\)")
+# "days since the account's last <thing>": missing when there was no <thing>
+_SINCE_LAST = re.compile(r"^days since (?:the account's |the )?last (.+)$")
 # "the account's <things>, last <n> days" / "..., ever": a count of the account's rows
 _ACCOUNT_COUNT = re.compile(r"^the account's (.+?), (?:last (\d+) days|ever)$")
 
@@ -161,13 +163,32 @@ class _Numeric(NamedTuple):
     labels: Mapping[str, str]
 
 
+# Category features by their definition (without notes): the sentence for a value, written
+# for a rep rather than "<feature>: <value>".
+_CATEGORY_FORMS: dict[str, str] = {
+    "industry": "a company in {label}",
+    "sales region": "an account in {label}",
+    "phase last recorded in the CRM": "the CRM records the {label} phase",
+    "buying-center role of the contact the content goes to": "for the {label} contact",
+    "content type of the item": "the item is a {label}",
+    "topic of the item": "the item is on {label}",
+    "the content item itself": "the item itself: {label}",
+}
+
+
 def _from_definition(name: str, value: Any, definition: str, labels: Mapping[str, str]) -> str:
     base = _PAREN.sub("", definition).strip() or humanise(name)
     if isinstance(value, str) or is_category(value):
-        return f"{capitalise(humanise(name))}: {category_label(value, labels)}"
+        label = category_label(value, labels)
+        form = _CATEGORY_FORMS.get(base)
+        return form.format(label=label) if form else f"{capitalise(base)}: {label}"
     if is_missing(value):
         empty = _EMPTY.search(definition)
-        return f"{base}: {empty.group(1) if empty else 'unknown'}"
+        if empty:
+            return f"{base}: {empty.group(1)}"
+        if m := _SINCE_LAST.match(base):  # no last one: there was none
+            return f"no {m.group(1)} so far"
+        return f"{base}: unknown"
     n = _Numeric(name, float(value), base, definition, labels)
     if m := _TREND.match(base):
         return _trend_text(n.value, m)
@@ -205,7 +226,46 @@ def _log10_text(n: _Numeric, rest: str) -> str:
 
 
 def _number_of_text(n: _Numeric, rest: str) -> str:
-    return f"{number(n.value)} {rest}"
+    return f"no {rest}" if n.value == 0 else f"{number(n.value)} {rest}"
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")  # fmt: skip
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _month_text(n: _Numeric, rest: str) -> str:
+    # "month of the year (1 = January)" / "... the item is shown in": "in March"
+    month = int(n.value)
+    return f"in {_MONTHS[month - 1]}" if 1 <= month <= 12 else "in an unknown month"
+
+
+def _weekday_text(n: _Numeric, rest: str) -> str:
+    # "day of the week (0 = Monday, 6 = Sunday)": "on a Monday"
+    day = int(n.value)
+    return f"on a {_WEEKDAYS[day]}" if 0 <= day <= 6 else "on an unknown day"
+
+
+def _slot_text(n: _Numeric, rest: str) -> str:
+    # "slot the item is shown in (1 = first; ...)": "shown first" / "shown in slot 3"
+    return "shown first" if n.value <= 1 else f"shown in slot {number(n.value)}"
+
+
+def _rank_text(n: _Numeric, rest: str) -> str:
+    # "rank of <thing> among <things> (0 = most engaged)": who leads, not a raw rank
+    thing, among, things = rest.partition(" among ")
+    if not among:
+        return f"rank {number(n.value + 1)} of {rest}"
+    if n.value == 0:
+        return f"{thing} leads {things}"
+    return f"{thing} comes {_ordinal(int(n.value) + 1)} among {things}"
+
+
+def _ordinal(k: int) -> str:
+    if 10 <= k % 100 <= 20:
+        return f"{k}th"
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
 
 
 def _flag_text(n: _Numeric, claim: str) -> str:
@@ -224,13 +284,18 @@ _DEFINITION_FORMS: tuple[tuple[str, Callable[[_Numeric, str], str]], ...] = (
     ("the number of ", _number_of_text),
     ("number of ", _number_of_text),
     ("1 if ", _flag_text),
+    ("month of the year", _month_text),
+    ("day of the week", _weekday_text),
+    ("slot the item is shown in", _slot_text),
+    ("rank of ", _rank_text),
 )
 
 
 def _plural_or_plain_text(base: str, v: float) -> str:
     head = plural_head(base)
     if head is None:
-        return f"{base}: {number(v)}"
+        # never a raw zero ("...: 0"): nothing of it is "no <it>"
+        return f"no {base}" if v == 0 else f"{base}: {number(v)}"
     if v == 0:
         return f"no {base}"
     if v == 1:

@@ -164,4 +164,6 @@ def fraction(v: float) -> str:
     for target, words in _FRACTIONS:
         if abs(v - target) < 1e-9:
             return words
+    if 0 < v < 0.005:  # not "0 %": some, less than a percent
+        return "less than 1 %"
     return f"{round(100 * v)} %"

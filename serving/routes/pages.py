@@ -69,6 +69,7 @@ class TouchpointOut(BaseModel):
     content_title: str | None
     contact_id: str | None
     role: str | None = Field(description="The contact's buying-center role, if known.")
+    contact_name: str | None = Field(default=None, description="The contact's name, if known.")
 
 
 class TouchpointsResponse(BaseModel):
@@ -89,6 +90,7 @@ class TouchpointsResponse(BaseModel):
                             "content_title": "Live demo",
                             "contact_id": "P00017-2",
                             "role": "it",
+                            "contact_name": "Jana Weber",
                         }
                     ],
                 }
@@ -139,9 +141,11 @@ def latest_touchpoints(
     touchpoints: pd.DataFrame, contacts: pd.DataFrame, content: pd.DataFrame, limit: int
 ) -> list[TouchpointOut]:
     """The newest ``limit`` rows of ``touchpoints`` (one account's, canonical dtypes), with
-    the contact's role and the content's title joined on (None where unknown)."""
+    the contact's role and name and the content's title joined on (None where unknown)."""
     latest = touchpoints.sort_values(["ts", "event_id"], ascending=False).head(limit)
-    roles = contacts.set_index("contact_id")["role"].astype(str)
+    by_id = contacts.set_index("contact_id")
+    roles = by_id["role"].astype(str)
+    names = by_id["name"].astype(object)
     titles = content.set_index("content_id")["title"].astype(str)
     frame = pd.DataFrame(
         {
@@ -153,6 +157,7 @@ def latest_touchpoints(
             "content_title": latest["content_id"].map(titles).astype(object),
             "contact_id": latest["contact_id"].astype(object),
             "role": latest["contact_id"].map(roles).astype(object),
+            "contact_name": latest["contact_id"].map(names).astype(object),
         }
     )
     frame = frame.astype(object).where(frame.notna(), None)
@@ -212,6 +217,7 @@ def page_config(svc: Services) -> dict[str, Any]:
         "roles": {r.name: r.label for r in taxonomy.roles},
         "contentTypes": {c.name: c.label for c in taxonomy.content_types},
         "bands": {"medium": float(bands.medium), "high": float(bands.high)},
+        "valueUnit": svc.settings.value_unit,
     }
 
 

@@ -21,6 +21,7 @@ after that had its answer sent.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from functools import partial
 from typing import Annotated
 
@@ -31,11 +32,13 @@ import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from models.arbitration import Recent
+from models.explain import describe_changes
 from serving.auth import check_account_access, require_scope
 from serving.routes import Services, services
 from serving.schemas import (
     AccountIdPath,
     ActionOut,
+    ChangesOut,
     ContactIdQuery,
     HeldBackOut,
     Id,
@@ -172,7 +175,11 @@ def log_actions(
     return request_id, ids
 
 
-def action_out(scored: ScoredAction, recommendation_id: str) -> ActionOut:
+def action_out(
+    scored: ScoredAction, recommendation_id: str, contact_names: Mapping[str, str]
+) -> ActionOut:
+    """An action as answered, its contact's name from ``contact_names`` (contact_id ->
+    name; a contact without one answers null)."""
     a = scored.action
     return ActionOut(
         recommendation_id=recommendation_id,
@@ -183,6 +190,7 @@ def action_out(scored: ScoredAction, recommendation_id: str) -> ActionOut:
         channel=a.channel,
         contact_id=a.contact_id or None,
         role=a.role or None,
+        contact_name=contact_names.get(a.contact_id) if a.contact_id else None,
         expected_value=float(a.expected_value),
         p_response=float(a.p_response),
         propensity=float(a.propensity),
@@ -216,12 +224,29 @@ def score_request(
     return result
 
 
-def recommend(svc: Services, result: AccountScore, now: pd.Timestamp) -> RecommendationsResponse:
-    """The full answer for a scored request at ``now``, its actions logged."""
+def since_last_visit(activity: AccountActivity | None) -> ChangesOut | None:
+    """The account's touchpoints since actions were last recommended for it (None when none
+    ever were, or the account is unknown)."""
+    if activity is None or activity.last_served_ns is None:
+        return None
+    return ChangesOut(
+        since=pd.Timestamp(activity.last_served_ns, tz="UTC").to_pydatetime(),
+        touchpoints=sum(activity.events_since.values()),
+        text=describe_changes(activity.events_since),
+    )
+
+
+def recommend(
+    svc: Services, result: AccountScore, now: pd.Timestamp, activity: AccountActivity | None
+) -> RecommendationsResponse:
+    """The full answer for a scored request at ``now``, its actions logged; names and what
+    changed since the last visit come from the account's ``activity`` (None: unknown)."""
     request_id, ids = log_actions(svc, result, result.actions, now)
+    contact_names = {} if activity is None else activity.contact_names
     return RecommendationsResponse(
         request_id=request_id,
         account_id=result.account_id,
+        account_name=None if activity is None else activity.name,
         as_of=result.as_of.to_pydatetime(),
         known=result.known,
         cold_start=result.cold_start,
@@ -232,7 +257,12 @@ def recommend(svc: Services, result: AccountScore, now: pd.Timestamp) -> Recomme
         churn_band=result.churn_band,
         churn_reasons=[ReasonOut.of(r) for r in result.churn_reasons],
         outcomes={name: float(p) for name, p in result.outcomes.items()},
-        actions=[action_out(s, rid) for s, rid in zip(result.actions, ids, strict=True)],
+        horizon_days=svc.scorer.models.horizon_days,
+        value_unit=svc.settings.value_unit,
+        since_last_visit=since_last_visit(activity),
+        actions=[
+            action_out(s, rid, contact_names) for s, rid in zip(result.actions, ids, strict=True)
+        ],
         held_back=[
             HeldBackOut(
                 content_id=h.content_id,
@@ -279,7 +309,7 @@ async def respond(
         )
     if await client_gone(http):
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    answer = recommend(svc, result, now)
+    answer = recommend(svc, result, now, activity)
     return Response(answer.model_dump_json(), media_type="application/json")
 
 

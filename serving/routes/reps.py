@@ -23,7 +23,7 @@ from serving.routes.recommendations import (
 )
 from serving.schemas import RepIdPath, WorklistItem, WorklistResponse
 from serving.scoring import AccountScore, KnownAccount
-from serving.store import ApiKey
+from serving.store import AccountActivity, ApiKey
 
 router = APIRouter(prefix="/v1", tags=["reps"])
 
@@ -68,7 +68,7 @@ def get_rep_actions(
     to a rep reads only that rep's worklist (403 for others'), a key without a rep any."""
     check_worklist_access(key, rep_id)
     now = svc.now()
-    scored = _score_accounts(svc, rep_id, now)
+    scored, activities = _score_accounts(svc, rep_id, now)
 
     def order(s: AccountScore) -> tuple[int, float, float, str]:
         best = s.actions[0].action.expected_value if s.actions else 0.0
@@ -82,15 +82,17 @@ def get_rep_actions(
     items: list[WorklistItem] = []
     for s in top:
         action = None
+        activity = activities[s.account_id]
         if s.actions:
             first = s.actions[0]
             certain = replace(first, action=replace(first.action, propensity=1.0))
             logged = replace(s, policy=s.policy + WORKLIST_POLICY_SUFFIX)
             _, ids = log_actions(svc, logged, (certain,), now)
-            action = action_out(certain, ids[0])
+            action = action_out(certain, ids[0], activity.contact_names)
         items.append(
             WorklistItem(
                 account_id=s.account_id,
+                account_name=activity.name,
                 phase=s.phase,
                 phase_probability=None if s.phase is None else float(s.phase_proba[s.phase]),
                 churn_risk=None if s.churn_risk is None else float(s.churn_risk),
@@ -101,6 +103,7 @@ def get_rep_actions(
         )
     versions = dict(svc.holder.current.versions) if svc.holder.ready else {}
     missing = dict(svc.scorer.models.missing) if svc.holder.ready else {}
+    horizons = svc.scorer.models.horizon_days if svc.holder.ready else {}
     return WorklistResponse(
         rep_id=rep_id,
         as_of=now.to_pydatetime(),
@@ -108,12 +111,17 @@ def get_rep_actions(
         items=items,
         model_versions=versions,
         missing=missing,
+        horizon_days=horizons,
+        value_unit=svc.settings.value_unit,
     )
 
 
-def _score_accounts(svc: Services, rep_id: str, now: pd.Timestamp) -> list[AccountScore]:
+def _score_accounts(
+    svc: Services, rep_id: str, now: pd.Timestamp
+) -> tuple[list[AccountScore], dict[str, AccountActivity]]:
     """The greedy best action (k=1, no exploration) of each of the rep's accounts at
-    ``now``, from one read of the store; the states computed on the way are stored."""
+    ``now``, from one read of the store (the states computed on the way are stored), and
+    each account's activity as read (names included) by account id."""
     scoring_key = svc.scorer.scoring_key()  # raises ModelLoadError (503) without models
     window = pd.Timedelta(days=svc.arbitration.eligibility.dismissed_recently_days)
     rows = svc.store.rep_accounts(
@@ -137,4 +145,4 @@ def _score_accounts(svc: Services, rep_id: str, now: pd.Timestamp) -> list[Accou
         known, svc.store.accounts_data, now, k=1, rng=svc.rng, explore=False
     )
     svc.store.save_scores(computed)
-    return scored
+    return scored, {r.account_id: r.activity for r in rows}

@@ -93,7 +93,9 @@ class ScoringSetup:
             **_topic_definitions(taxonomy),
             **nc.CANDIDATE_DEFINITIONS,
         }
-        self.labels = taxonomy_labels(taxonomy)
+        # Value -> label: the taxonomy's, then each catalog item's title (a reason about
+        # the item itself names it, not its id).
+        self.labels = {**_titles(self.content), **taxonomy_labels(taxonomy)}
         self.account_inputs = nc.account_input_columns(taxonomy)
         # The last model set :meth:`servable` saw and its answer (a request reads it once).
         self._servable: tuple[ModelSet, ModelSet] | None = None
@@ -308,3 +310,11 @@ def _no_history(taxonomy: Taxonomy, content: pd.DataFrame, now: pd.Timestamp) ->
     tables["accounts"] = with_all_columns("accounts", account, taxonomy)
     tables["content"] = content
     return JourneyData(**tables)
+
+
+def _titles(content: pd.DataFrame) -> dict[str, str]:
+    """content_id -> title of the catalog items that have one."""
+    if "title" not in content:
+        return {}
+    titled = content[content["title"].notna()]
+    return dict(zip(titled["content_id"].astype(str), titled["title"].astype(str), strict=True))

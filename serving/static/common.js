@@ -103,6 +103,35 @@ const NBA = (() => {
     return (value > 0 && value < 1 ? "<1" : String(Math.round(value))) + " %";
   }
 
+  /* A value in the service's unit: "€2.74" for a currency Intl knows, "2.74 XYZ" for
+     another code, "2.74 points" without a currency (NBA_CURRENCY unset). */
+  function money(value, unit) {
+    if (value === null || value === undefined) return "–";
+    const u = unit || config.valueUnit || "points";
+    if (u !== "points") {
+      try {
+        return new Intl.NumberFormat("en-GB", { style: "currency", currency: u,
+          minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(value);
+      } catch (err) {
+        return value.toFixed(2) + " " + u;
+      }
+    }
+    return value.toFixed(2) + " points";
+  }
+
+  /* "within 90 days" from a model's declared horizon; "" when it declared none. */
+  function within(days) {
+    if (!days) return "";
+    return "within " + days + (days === 1 ? " day" : " days");
+  }
+
+  /* Who an action or touchpoint is for: "Jane Doe, IT" (the id where the name is
+     missing; the role alone, "IT", for a contact the store knows only by role). */
+  function person(name, id, roleName) {
+    const role = roleName ? label("roles", roleName) : null;
+    return [name || id || null, role].filter(Boolean).join(", ");
+  }
+
   const dateFormat = new Intl.DateTimeFormat("en-GB", {
     day: "numeric", month: "short", year: "numeric", timeZone: "UTC",
   });
@@ -131,5 +160,5 @@ const NBA = (() => {
   }
 
   return { config, readKey, api, ApiError, problem, label, phaseLabel, phaseIndex, percent,
-    date, el, humanize };
+    date, el, humanize, money, within, person };
 })();

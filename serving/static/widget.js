@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { el, api, problem, percent, label, phaseLabel, config } = NBA;
+  const { el, api, problem, percent, label, phaseLabel, config, money, within, person } = NBA;
   const accountId = document.body.dataset.accountId;
   const key = NBA.readKey();
   const path = "/v1/accounts/" + encodeURIComponent(accountId);
@@ -47,10 +47,12 @@
 
   function render(recs, touchpoints) {
     const missing = recs.missing || {};
+    renderTitle(recs);
+    renderChanges(recs.since_last_visit);
     renderJourney(recs, missing.phase);
     renderChurn(recs, missing.risk);
-    renderOutcomes(recs.outcomes || {});
-    renderActions(recs.actions, missing.next_actions);
+    renderOutcomes(recs.outcomes || {}, recs.horizon_days || {});
+    renderActions(recs.actions, missing.next_actions, recs.value_unit);
     renderTimeline(touchpoints);
     $("cold-badge").hidden = !recs.cold_start;
     $("cold-badge").textContent = recs.known === false ? "Unknown account" : "New account";
@@ -65,6 +67,27 @@
         "the actions are the most popular content for it.", { kind: "note" });
     } else {
       setState("ready", "");
+    }
+  }
+
+  /* The company's name with its id beside it; the id alone when the store has no name. */
+  function renderTitle(recs) {
+    const name = recs.account_name;
+    $("title").replaceChildren(...(name
+      ? [el("span", { id: "account-name" }, name), " ",
+        el("span", { class: "mono muted", id: "account-id" }, accountId)]
+      : ["Account ", el("span", { class: "mono", id: "account-id" }, accountId)]));
+    document.title = "Next best action · " + (name ? name + " (" + accountId + ")"
+      : "account " + accountId);
+  }
+
+  /* What happened since actions were last recommended for the account. */
+  function renderChanges(changes) {
+    const box = $("changes");
+    box.hidden = !changes;
+    if (changes) {
+      box.textContent = `Since the last recommendation (${NBA.date(changes.since)}): ` +
+        changes.text + ".";
     }
   }
 
@@ -143,7 +166,9 @@
       el("div", {},
         el("div", { class: "risk-value", id: "churn-value" }, percent(risk)),
         el("span", { class: "band " + band, id: "churn-band" }, band + " risk"),
-        el("p", { class: "muted" }, "chance of churning within the horizon")));
+        el("p", { class: "muted", id: "churn-horizon" },
+          ["chance of churning", within((recs.horizon_days || {}).churn)]
+            .filter(Boolean).join(" "))));
     reasons($("churn-reasons"), recs.churn_reasons);
   }
 
@@ -153,16 +178,17 @@
   }
 
   /* Every binary outcome model served except churn (the gauge shows that one). */
-  function renderOutcomes(outcomes) {
+  function renderOutcomes(outcomes, horizons) {
     const names = Object.keys(outcomes).filter((name) => name !== "churn").sort();
     $("outcomes").replaceChildren(...names.map((name) => el("li", { dataset: { outcome: name } },
       el("span", { class: "name" }, name.replace(/_/g, " ")), " ",
-      el("span", { class: "value" }, percent(outcomes[name])))));
+      el("span", { class: "value" }, percent(outcomes[name])),
+      horizons[name] ? el("span", { class: "muted" }, " " + within(horizons[name])) : null)));
     $("outcomes-section").hidden = names.length === 0;
   }
 
-  function renderActions(actions, missing) {
-    $("actions").replaceChildren(...actions.map(actionCard));
+  function renderActions(actions, missing, unit) {
+    $("actions").replaceChildren(...actions.map((action) => actionCard(action, unit)));
     $("no-actions").hidden = actions.length > 0 || Boolean(missing);
     $("actions-missing").hidden = !missing;
     if (missing) {
@@ -170,19 +196,20 @@
     }
   }
 
-  function actionCard(action) {
+  function actionCard(action, unit) {
     const titleId = "action-" + action.recommendation_id;
-    const who = action.role ? "to " + label("roles", action.role) : null;
+    const who = person(action.contact_name, action.contact_id, action.role);
     const card = el("li", {
       class: "action", "aria-labelledby": titleId,
       dataset: { recommendationId: action.recommendation_id, contentId: action.content_id },
     },
     el("h3", { id: titleId }, action.title),
     el("p", { class: "meta" },
-      [label("contentTypes", action.content_type), label("channels", action.channel), who]
-        .filter(Boolean).join(" · ")),
+      [label("contentTypes", action.content_type), label("channels", action.channel)]
+        .join(" · ")),
+    who ? el("p", { class: "meta who" }, "For ", el("strong", {}, who)) : null,
     el("p", { class: "meta" },
-      "Expected value ", el("span", { class: "value" }, action.expected_value.toFixed(2)),
+      "Expected value ", el("span", { class: "value" }, money(action.expected_value, unit)),
       " · response chance ", percent(action.p_response)),
     action.reasons.length
       ? el("ul", { class: "reasons", "aria-label": "Why this action" },
@@ -241,7 +268,8 @@
       el("div", {},
         el("strong", {}, label("channels", t.channel)), " · ", label("eventTypes", t.event_type),
         t.content_title ? " · " + t.content_title : "",
-        t.role ? el("span", { class: "muted" }, " · " + label("roles", t.role)) : null))));
+        t.contact_id ? el("span", { class: "muted who" },
+          " · " + person(t.contact_name, t.contact_id, t.role)) : null))));
     $("no-touchpoints").hidden = items.length > 0;
     $("no-touchpoints").textContent = data ? "No touchpoints recorded yet."
       : "The touchpoint timeline could not be loaded.";

@@ -3,12 +3,13 @@
 "use strict";
 
 (() => {
-  const { el, api, problem, percent, phaseLabel, phaseIndex, label, config } = NBA;
+  const { el, api, problem, percent, phaseLabel, phaseIndex, label, config, money, person } = NBA;
   const repId = document.body.dataset.repId;
   const key = NBA.readKey();
   const $ = (id) => document.getElementById(id);
   let items = [];
   let missing = {};  // answer part -> why no model serves it (from the worklist answer)
+  let unit = null;  // the unit of values (from the worklist answer)
   let sort = { column: "value", direction: "descending" };
 
   function setState(state, text, options = {}) {
@@ -37,6 +38,8 @@
       items = data.items.map((item, rank) => ({ ...item, rank }));
       $("summary").textContent = `${data.accounts} accounts · as of ${NBA.date(data.as_of)}`;
       missing = data.missing || {};
+      unit = data.value_unit || null;
+      $("value-unit").textContent = "(" + (unit || "points") + ")";
       // A part no model serves: one note for the page instead of a blank column.
       const notes = Object.entries({ phase: "Phase", risk: "Churn risk",
         next_actions: "Next best actions" })
@@ -55,7 +58,7 @@
   /* The value a column sorts by; missing values sort last in either direction. */
   function sortKey(item, column) {
     switch (column) {
-      case "account": return item.account_id;
+      case "account": return (item.account_name || item.account_id).toLowerCase();
       case "phase": return phaseIndex(item.phase);
       case "churn": return item.churn_risk;
       case "action": return item.action ? item.action.title.toLowerCase() : null;
@@ -86,9 +89,13 @@
 
   function row(item) {
     const action = item.action;
-    const link = el("a", { href: widgetUrl(item.account_id) }, item.account_id);
+    // The company's name with its id beside it; the id alone where the store has no name.
+    const link = el("a", { href: widgetUrl(item.account_id) },
+      item.account_name || item.account_id);
     const tr = el("tr", { dataset: { accountId: item.account_id } },
-      el("td", { "data-label": "Account", class: "mono" }, link),
+      el("td", { "data-label": "Account", class: item.account_name ? "account" : "account mono" },
+        link, item.account_name
+          ? el("span", { class: "muted mono account-id" }, " " + item.account_id) : null),
       el("td", { "data-label": "Phase", dataset: { phase: item.phase || "none" } }, item.phase
         ? [phaseLabel(item.phase),
           el("span", { class: "muted nowrap" }, " " + percent(item.phase_probability))]
@@ -99,13 +106,14 @@
             item.churn_band)]
           : el("span", { class: "muted" }, missing.risk ? "not available" : "no estimate")),
       el("td", { "data-label": "Best action" }, action
-        ? [action.title, el("span", { class: "muted" }, " · " +
-          [label("channels", action.channel), action.role ? label("roles", action.role) : null]
+        ? [action.title, el("span", { class: "muted who" }, " · " +
+          [label("channels", action.channel),
+            person(action.contact_name, action.contact_id, action.role) || null]
             .filter(Boolean).join(" · "))]
         : el("span", { class: "muted" },
           missing.next_actions ? "not available" : "none passes the rules now")),
       el("td", { "data-label": "Value", class: "num value" },
-        action ? action.expected_value.toFixed(2) : "–"),
+        action ? money(action.expected_value, unit) : "–"),
       el("td", { "data-label": "Reasons", class: "why" }, action && action.reasons.length
         ? el("ul", { class: "reasons" }, action.reasons.map((r) => el("li", {}, r.text)))
         : ""));

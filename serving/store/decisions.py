@@ -20,17 +20,34 @@ from serving.store.tables import (
     BY_NAME,
     FEEDBACK_OUTCOMES,
     Account,
+    Contact,
     DismissedItem,
     Feedback,
     Recommendation,
     ServedAction,
     ServedKind,
+    Touchpoint,
 )
 
 # The request path's reads, built once: SQLAlchemy then reuses their compiled form, where a
 # statement built per call costs more Python than the query costs SQLite.
-_VERSION_AND_OWNER = select(Account.data_version, Account.owner_rep_id).where(
-    Account.account_id == bindparam("account_id")
+# The last time an action was decided for the account (the rep's or the CRM's last visit).
+_LAST_SERVED = (
+    select(func.max(ServedAction.last_served_at))
+    .where(ServedAction.account_id == bindparam("account_id"))
+    .scalar_subquery()
+)
+_VERSION_AND_OWNER = select(
+    Account.data_version, Account.owner_rep_id, Account.name, _LAST_SERVED.label("last_served")
+).where(Account.account_id == bindparam("account_id"))
+_CONTACT_NAMES = select(Contact.contact_id, Contact.name).where(
+    Contact.account_id == bindparam("account_id"), Contact.name.is_not(None)
+)
+# What happened to the account since its last visit, per event type (nothing when none).
+_EVENTS_SINCE = (
+    select(Touchpoint.event_type, func.count())
+    .where(Touchpoint.account_id == bindparam("account_id"), Touchpoint.ts > _LAST_SERVED)
+    .group_by(Touchpoint.event_type)
 )
 _SERVED_ACTIONS = select(
     ServedAction.contact_id, ServedAction.content_id, ServedAction.last_served_at
@@ -110,12 +127,19 @@ class NewRecommendation:
 class AccountActivity:
     """An account's data version, owner and recent decisions (:meth:`Store.account_activity`):
     ``served`` holds (contact_id, content_id, last served, ns since the epoch) per distinct
-    action, ``dismissed`` (content_id, dismissed at, ns) per dismissal."""
+    action, ``dismissed`` (content_id, dismissed at, ns) per dismissal. ``name`` is the
+    account's name and ``contact_names`` its contacts' (contact_id -> name; those without a
+    name are left out); ``last_served_ns`` the last time an action was served for it (None:
+    never) and ``events_since`` its touchpoints after that, per event type."""
 
     data_version: int
     owner_rep_id: str | None
     served: list[tuple[str | None, str, int]]
     dismissed: list[tuple[str, int]]
+    name: str | None = None
+    contact_names: Mapping[str, str] = field(default_factory=dict)
+    last_served_ns: int | None = None
+    events_since: Mapping[str, int] = field(default_factory=dict)
 
 
 def _served_for_feedback(
@@ -304,9 +328,20 @@ class DecisionLog(Database):
             dismissed = conn.execute(
                 _DISMISSED_ITEMS, {"account_id": account_id, "since": to_ns(dismissed_since)}
             ).all()
+            names = conn.execute(_CONTACT_NAMES, {"account_id": account_id}).all()
+            last = account.last_served
+            events = (
+                []
+                if last is None
+                else conn.execute(_EVENTS_SINCE, {"account_id": account_id}).all()
+            )
         return AccountActivity(
             data_version=int(account.data_version),
             owner_rep_id=account.owner_rep_id,
             served=[(r[0] or None, r[1], int(r[2])) for r in served],
             dismissed=[(r[0], int(r[1])) for r in dismissed],
+            name=account.name,
+            contact_names={r[0]: str(r[1]) for r in names},
+            last_served_ns=None if last is None else int(last),
+            events_since={r[0]: int(r[1]) for r in events},
         )

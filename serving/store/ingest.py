@@ -7,9 +7,10 @@ account or contact the store may not know yet::
     {"event_id": "E1", "account_id": "A1", "contact_id": "P1",
      "ts": "2024-05-01T12:00:00Z", "channel": "webinar", "event_type": "attend",
      "content_id": "C040", "value": 45,
-     "account": {"industry": "software", "employees": 50, "region": "dach",
-                 "owner_rep_id": "R1", "attributes": {"plan": "pro"}},
-     "contact": {"role": "it"},
+     "account": {"name": "Hoffmann Logistik GmbH", "industry": "software",
+                 "employees": 50, "region": "dach", "owner_rep_id": "R1",
+                 "attributes": {"plan": "pro"}},
+     "contact": {"name": "Jana Weber", "role": "it"},
      "attributes": {"discount": 12.5}}
 
 ``attributes`` (on the event and on its account) holds values of the custom attributes the
@@ -59,6 +60,7 @@ TOUCHPOINT_FIELDS = (
 )
 RECORD_FIELDS = (*TOUCHPOINT_FIELDS, "account", "contact", "attributes")
 ACCOUNT_FIELDS = (
+    "name",
     "industry",
     "employees",
     "region",
@@ -67,7 +69,9 @@ ACCOUNT_FIELDS = (
     "attributes",
     "created_at",
 )
-CONTACT_FIELDS = ("role", "created_at")
+CONTACT_FIELDS = ("name", "role", "created_at")
+# The longest name (of an account or contact) a record may give.
+MAX_NAME_LENGTH = 500
 
 # pandas also parses words such as "now" and "today"; a timestamp must start with a date.
 _ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -383,7 +387,7 @@ class _Checker:
         if value is None:
             return {}
         given = self._object("account", value, ACCOUNT_FIELDS)
-        out: dict[str, Any] = {}
+        out = _named("account", given)
         for name, vocabulary, allowed in (
             ("industry", "industries", self.industries),
             ("region", "regions", self.regions),
@@ -449,7 +453,7 @@ class _Checker:
         given = self._object("contact", value, CONTACT_FIELDS)
         if contact_id is None:
             raise _Reject("contact", "contact given without contact_id; expected a contact_id")
-        out: dict[str, Any] = {}
+        out = _named("contact", given)
         if given.get("role") is not None:
             out["role"] = self._vocab(
                 given, "role", self.roles, "roles", required=False, prefix="contact."
@@ -457,3 +461,23 @@ class _Checker:
         if given.get("created_at") is not None:
             out["created_at"] = self._timestamp("contact.created_at", given["created_at"])
         return out
+
+
+def _named(what: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"name": ...}`` when the ``account`` or ``contact`` object gives a name (checked by
+    :func:`_name`), else empty."""
+    value = given.get("name")
+    return {} if value is None else {"name": _name(f"{what}.name", value)}
+
+
+def _name(where: str, value: object) -> str:
+    """A person's or company's name as given: text of 1 to ``MAX_NAME_LENGTH`` characters,
+    not only whitespace, without NUL or lone surrogates."""
+    if not isinstance(value, str) or not value.strip():
+        raise _Reject(where, f"invalid name {shown(value)}; expected a non-empty string")
+    if len(value) > MAX_NAME_LENGTH:
+        raise _Reject(where, f"name of {len(value)} characters; expected at most {MAX_NAME_LENGTH}")
+    problem = text_problem(value)
+    if problem is not None:
+        raise _Reject(where, f"name {problem}; expected text")
+    return value

@@ -207,7 +207,7 @@ class JourneyStore(Database):
         known: Mapping[str, str],
     ) -> None:
         new: list[dict[str, Any]] = []
-        roles: list[dict[str, Any]] = []
+        described: list[dict[str, Any]] = []
         for contact_id in sorted(contacts):
             given = contacts[contact_id]
             row = {
@@ -216,25 +216,40 @@ class JourneyStore(Database):
                 "role": given.get("role"),
                 "created_at": given["created_at"],
                 "left_at": None,
+                "name": given.get("name"),
             }
             if contact_id not in known:
                 new.append(row)
-            elif row["role"] is not None:
-                roles.append(row)
+            elif row["role"] is not None or row["name"] is not None:
+                described.append(row)
         table = BY_NAME["contacts"]
         if new:
             statement = self._insert(table)
             statement = statement.on_conflict_do_update(
                 index_elements=["contact_id"],
-                set_={"role": func.coalesce(statement.excluded.role, table.c.role)},
+                set_={
+                    c: func.coalesce(getattr(statement.excluded, c), table.c[c])
+                    for c in ("role", "name")
+                },
             )
             conn.execute(statement, new)
-        if roles:
+        if described:
+            # what a record gives replaces the stored value; what it does not give is kept
             conn.execute(
                 update(table)
                 .where(table.c.contact_id == bindparam("known_contact_id"))
-                .values(role=bindparam("new_role")),
-                [{"known_contact_id": r["contact_id"], "new_role": r["role"]} for r in roles],
+                .values(
+                    role=func.coalesce(bindparam("new_role"), table.c.role),
+                    name=func.coalesce(bindparam("new_name"), table.c.name),
+                ),
+                [
+                    {
+                        "known_contact_id": r["contact_id"],
+                        "new_role": r["role"],
+                        "new_name": r["name"],
+                    }
+                    for r in described
+                ],
             )
 
     def _bump_accounts(self, conn: Connection, account_ids: Iterable[str]) -> None:

@@ -19,7 +19,14 @@ from sqlalchemy import and_, delete, select
 from features.timestamps import to_ns
 from serving.store.decisions import AccountActivity
 from serving.store.engine import IN_CHUNK, Database
-from serving.store.tables import BY_NAME, Account, DismissedItem, ServedAction, StoredScore
+from serving.store.tables import (
+    BY_NAME,
+    Account,
+    Contact,
+    DismissedItem,
+    ServedAction,
+    StoredScore,
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,8 @@ class ScoreStore(Database):
         """The accounts owned by ``rep_id`` (sorted by id) with what a worklist needs of
         each, in one read transaction: data version, actions served at or after
         ``served_since``, items dismissed at or after ``dismissed_since`` (as
-        :meth:`DecisionLog.account_activity` reads them) and the stored state when it was
+        :meth:`DecisionLog.account_activity` reads them), the account's and its contacts'
+        names, and the stored state when it was
         computed at the account's current data version, under ``scoring_key`` and as of
         ``scored_since`` or later."""
         mine = Account.owner_rep_id == rep_id
@@ -75,7 +83,7 @@ class ScoreStore(Database):
         )
         with self.engine.connect() as conn:
             accounts = conn.execute(
-                select(Account.account_id, Account.data_version, StoredScore.state)
+                select(Account.account_id, Account.data_version, StoredScore.state, Account.name)
                 .outerjoin(StoredScore, current)
                 .where(mine)
                 .order_by(Account.account_id)
@@ -99,6 +107,14 @@ class ScoreStore(Database):
                 .join(Account, Account.account_id == DismissedItem.account_id)
                 .where(mine, DismissedItem.last_dismissed_at >= to_ns(dismissed_since))
             ).all()
+            names = conn.execute(
+                select(Contact.account_id, Contact.contact_id, Contact.name)
+                .join(Account, Account.account_id == Contact.account_id)
+                .where(mine, Contact.name.is_not(None))
+            ).all()
+        names_of: dict[str, dict[str, str]] = {}
+        for account_id, contact_id, name in names:
+            names_of.setdefault(account_id, {})[contact_id] = str(name)
         served_of: dict[str, list[tuple[str | None, str, int]]] = {}
         for account_id, contact_id, content_id, at in served:
             served_of.setdefault(account_id, []).append((contact_id or None, content_id, int(at)))
@@ -113,10 +129,12 @@ class ScoreStore(Database):
                     owner_rep_id=rep_id,
                     served=served_of.get(account_id, []),
                     dismissed=dismissed_of.get(account_id, []),
+                    name=name,
+                    contact_names=names_of.get(account_id, {}),
                 ),
                 stored=None if state is None else bytes(state),
             )
-            for account_id, version, state in accounts
+            for account_id, version, state, name in accounts
         ]
 
     def save_scores(self, scores: Sequence[NewScore]) -> None:

@@ -78,6 +78,8 @@ class Account(Base):
     owner_rep_id: Mapped[str | None] = mapped_column(String, index=True)
     # Custom attributes ({name: value}, features.attributes); None when there are none.
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The company's name for people (pages, answers); None: shown by its id (migration 0010).
+    name: Mapped[str | None] = mapped_column(Text)
     # Bumped whenever the account's data changes: the scorer's feature cache is keyed by
     # it, so features computed from older rows are not served after an event arrives.
     data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
@@ -91,6 +93,8 @@ class Contact(Base):
     role: Mapped[str | None] = mapped_column(String)
     created_at: Mapped[int] = mapped_column(BigInteger)
     left_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The person's name for people; None: shown by the id (migration 0010).
+    name: Mapped[str | None] = mapped_column(Text)
 
 
 class Content(Base):

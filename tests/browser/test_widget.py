@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 from sqlalchemy import select
@@ -112,11 +113,12 @@ def test_the_widget_shows_phase_churn_actions_and_touchpoints(
 
     cards = page.locator("#actions li.action")
     expect(cards).to_have_count(len(recs["actions"]))
+    assert recs["value_unit"] == "points"  # no NBA_CURRENCY
     for i, action in enumerate(recs["actions"]):
         card = cards.nth(i)
         expect(card).to_have_attribute("data-recommendation-id", action["recommendation_id"])
         expect(card.locator("h3")).to_have_text(action["title"])
-        expect(card.locator(".value")).to_have_text(f"{action['expected_value']:.2f}")
+        expect(card.locator(".value")).to_have_text(f"{action['expected_value']:.2f} points")
         expect(card.locator(".reasons li")).to_have_text([r["text"] for r in action["reasons"]])
         expect(card.get_by_role("button", name=f"Accept: {action['title']}")).to_be_visible()
         expect(card.get_by_role("button", name=f"Dismiss: {action['title']}")).to_be_visible()
@@ -193,6 +195,9 @@ def test_an_unknown_account_is_shown_as_unknown(
     recs = info.value.json()
     assert recs["cold_start"] is True and recs["known"] is False
     expect(page.locator("#cold-badge")).to_have_text("Unknown account")
+    # no name: the id stands for it
+    assert recs["account_name"] is None and recs["since_last_visit"] is None
+    expect(page.locator("h1")).to_have_text("Account A-not-in-the-crm-yet")
     expect(page.locator("#status-text")).to_contain_text(
         "Unknown account: the service holds no data for this id"
     )
@@ -346,3 +351,60 @@ def test_the_api_docs_render_offline_under_the_csp(browser: Browser, server: Liv
         assert outside == [] and problems == []
     finally:
         context.close()
+
+
+def test_the_account_its_contacts_and_the_horizon_are_named(
+    page: Page, server: LiveServer, known_account: str
+) -> None:
+    recs = open_widget(page, server, known_account)
+    names = server.data.accounts.set_index("account_id")["name"]
+    contacts = server.data.contacts.set_index("contact_id")["name"]
+    assert recs["account_name"] == names[known_account]
+    expect(page.locator("h1")).to_have_text(f"{names[known_account]} {known_account}")
+    expect(page.locator("#account-id")).to_have_text(known_account)
+    roles = page.evaluate("NBA.config.roles")
+    with_contact = [a for a in recs["actions"] if a["contact_id"]]
+    assert with_contact, "no action for a contact"
+    for action in with_contact:
+        name = contacts[action["contact_id"]]
+        assert action["contact_name"] == name
+        card = page.locator(f'li.action[data-recommendation-id="{action["recommendation_id"]}"]')
+        who = f"{name}, {roles[action['role']]}" if action["role"] else name
+        expect(card.locator(".who")).to_have_text(f"For {who}")
+    # the churn model's declared horizon, not "the horizon"
+    assert recs["horizon_days"]["churn"] == 90
+    expect(page.locator("#churn-horizon")).to_have_text("chance of churning within 90 days")
+    expect(page.locator("body")).not_to_contain_text("within the horizon")
+    # the timeline names who: "Jane Doe, IT"
+    touchpoints = server.data.touchpoints
+    mine = touchpoints[touchpoints["account_id"] == known_account].sort_values("ts")
+    latest = mine.iloc[-1]
+    if isinstance(latest["contact_id"], str):
+        item = page.locator(f'#timeline li[data-event-id="{latest["event_id"]}"]')
+        expect(item.locator(".who")).to_contain_text(str(contacts[latest["contact_id"]]))
+
+
+def test_what_changed_since_the_last_recommendation_is_shown(
+    page: Page, server: LiveServer, known_account: str
+) -> None:
+    open_widget(page, server, known_account)  # actions decided now: the last visit
+    event = {
+        "event_id": f"since-visit-{known_account}",
+        "account_id": known_account,
+        "ts": pd.Timestamp.now(tz="UTC").isoformat(),
+        "channel": "website",
+        "event_type": "download",
+    }
+    headers = {"Authorization": f"Bearer {server.keys['admin']}"}
+    stored = httpx.post(f"{server.base_url}/v1/events", json={"events": [event]}, headers=headers)
+    assert stored.status_code == 200 and stored.json()["accepted"] == 1
+    # the same address again: a reload (a fragment-only navigation would load nothing)
+    with page.expect_response(lambda r: "/recommendations" in r.url) as info:
+        page.reload()
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    recs = info.value.json()
+    changes = recs["since_last_visit"]
+    assert changes is not None and changes["touchpoints"] >= 1
+    assert "download" in changes["text"]
+    expect(page.locator("#changes")).to_contain_text("Since the last recommendation (")
+    expect(page.locator("#changes")).to_contain_text(changes["text"])

@@ -1,6 +1,7 @@
 """The sales rep's worklist in a real browser (Debian Chromium via Playwright) against a live
-``nba serve``: ranking by the best action's value, sorting, filtering by phase and churn
-band, rows opening the account widget, and a rep seeing only their own accounts."""
+``nba serve`` with a currency set (``NBA_CURRENCY=EUR``): ranking by the best action's value,
+accounts and contacts by name, sorting, filtering by phase and churn band, rows opening the
+account widget, and a rep seeing only their own accounts."""
 
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ def server(
     accounts = alive_accounts(registry)
     ids = accounts.loc[accounts["owner_rep_id"].isin([rep, other]), "account_id"].tolist()
     directory = tmp_path_factory.mktemp("worklist")
-    with live_server(directory, registry, ids, [rep, other]) as live:
+    with live_server(
+        directory, registry, ids, [rep, other], settings={"NBA_CURRENCY": "EUR"}
+    ) as live:
         yield live
 
 
@@ -78,8 +81,19 @@ def column(page: Page, index: int) -> list[str]:
     return texts
 
 
+def account_ids(page: Page) -> list[str]:
+    """The account ids of the visible rows, top to bottom."""
+    rows = page.locator("#worklist tbody tr")
+    return [str(rows.nth(i).get_attribute("data-account-id")) for i in range(rows.count())]
+
+
 def values(page: Page) -> list[float | None]:
-    return [None if t == "–" else float(t) for t in column(page, 4)]
+    """The values as shown in euros ("€2.74"), None for none."""
+    out: list[float | None] = []
+    for text in column(page, 4):
+        assert text == "–" or text.startswith("€"), text
+        out.append(None if text == "–" else float(text.removeprefix("€").replace(",", "")))
+    return out
 
 
 def churn(page: Page) -> list[float | None]:
@@ -98,11 +112,13 @@ def test_the_worklist_ranks_the_reps_accounts_by_best_action_value(
     owned = server.data.accounts
     mine = sorted(owned.loc[owned["owner_rep_id"] == rep, "account_id"].astype(str))
     # a rep sees exactly their own accounts
-    assert sorted(column(page, 0)) == mine
+    assert sorted(account_ids(page)) == mine
     assert worklist["accounts"] == len(mine)
     expect(page.locator("#count")).to_have_text(f"{len(mine)} of {len(mine)} accounts shown")
     # ranked by the best action's value, as the API ranks them
-    assert column(page, 0) == [item["account_id"] for item in worklist["items"]]
+    assert account_ids(page) == [item["account_id"] for item in worklist["items"]]
+    assert worklist["value_unit"] == "EUR"
+    expect(page.locator("#value-unit")).to_have_text("(EUR)")
     shown = [v for v in values(page) if v is not None]
     assert shown == sorted(shown, reverse=True) and len(shown) > 0
     expect(page.locator('th[data-column="value"]')).to_have_attribute("aria-sort", "descending")
@@ -128,10 +144,11 @@ def test_columns_sort_both_ways(page: Page, server: LiveServer, rep: str, shots:
     assert risks == sorted(risks)
 
     page.locator('th[data-column="account"]').get_by_role("button").click()
-    accounts = column(page, 0)
-    assert accounts == sorted(accounts)
+    accounts = [a.lower() for a in page.locator("#worklist tbody td a").all_inner_texts()]
+    assert accounts == sorted(accounts)  # by name
     page.locator('th[data-column="account"]').get_by_role("button").press("Enter")
-    assert column(page, 0) == sorted(accounts, reverse=True)
+    shown = [a.lower() for a in page.locator("#worklist tbody td a").all_inner_texts()]
+    assert shown == sorted(accounts, reverse=True)
 
     page.get_by_label("Sort by", exact=True).select_option("value:ascending")
     expect(page.locator('th[data-column="value"]')).to_have_attribute("aria-sort", "ascending")
@@ -157,7 +174,7 @@ def test_filters_by_phase_and_churn_band(
     page.get_by_label("Churn risk", exact=True).select_option(band)
     both = [i for i in items if i["phase"] == phase and (i["churn_band"] or "none") == band]
     expect(rows).to_have_count(len(both))
-    assert sorted(column(page, 0)) == sorted(i["account_id"] for i in both)
+    assert sorted(account_ids(page)) == sorted(i["account_id"] for i in both)
     save_screenshot(page, shots, "worklist-filtered")
 
     page.get_by_label("Phase", exact=True).select_option("")
@@ -177,7 +194,8 @@ def test_a_row_opens_the_account_widget(page: Page, server: LiveServer, rep: str
     page.locator(f'#worklist tbody tr[data-account-id="{account}"] td').nth(1).click()
     page.wait_for_url(f"**/widget/accounts/{account}#key=*")
     expect(page.locator("body")).to_have_attribute("data-state", "ready")
-    expect(page.locator("h1")).to_have_text(f"Account {account}")
+    name = worklist["items"][1]["account_name"]
+    expect(page.locator("h1")).to_have_text(f"{name} {account}")
     expect(page.locator("#actions li.action").first).to_be_visible()
 
 
@@ -226,3 +244,27 @@ def test_the_worklist_is_small_and_readable_at_360_px(
         save_screenshot(narrow, shots, "worklist-360px")
     finally:
         context.close()
+
+
+def test_accounts_and_contacts_are_shown_by_name_with_their_ids(
+    page: Page, server: LiveServer, rep: str
+) -> None:
+    worklist = open_worklist(page, server, rep)
+    accounts = server.data.accounts.set_index("account_id")["name"]
+    contacts = server.data.contacts.set_index("contact_id")["name"]
+    assert all(item["account_name"] == accounts[item["account_id"]] for item in worklist["items"])
+    labels = page.evaluate("NBA.config.roles")  # role labels, from the taxonomy
+    checked = 0
+    for item in worklist["items"][:10]:
+        row = page.locator(f'#worklist tbody tr[data-account-id="{item["account_id"]}"]')
+        cell = row.locator("td").first
+        expect(cell.locator("a")).to_have_text(item["account_name"])
+        expect(cell.locator(".account-id")).to_have_text(item["account_id"])
+        action = item["action"]
+        if action and action["contact_id"]:
+            name = contacts[action["contact_id"]]
+            assert action["contact_name"] == name
+            who = f"{name}, {labels[action['role']]}" if action["role"] else name
+            expect(row.locator("td").nth(3).locator(".who")).to_contain_text(who)
+            checked += 1
+    assert checked > 0

@@ -16,10 +16,12 @@ from models.explain import (
     ExplainError,
     contributions_for,
     describe,
+    describe_changes,
     reason_codes,
     taxonomy_labels,
 )
 from models.next_content import CANDIDATE_DEFINITIONS
+from tests.utils.reasons import reason_problems
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +116,12 @@ def labels(taxonomy: Taxonomy) -> dict[str, str]:
             "42.5 minutes spent viewing and attending content in the last 90 days",
         ),
         # categories and firmographics
-        ("crm_phase", "selection", "CRM phase: Selection"),
-        ("industry", "financial_services", "Industry: Financial services"),
-        ("contact_role", "it", "Contact role: IT"),
+        ("crm_phase", "selection", "the CRM records the Selection phase"),
+        ("industry", "financial_services", "a company in Financial services"),
+        ("contact_role", "it", "for the IT contact"),
+        ("content_type", "whitepaper", "the item is a Whitepaper"),
+        ("content_item", "C040", "the item itself: C040"),
+        ("region", "dach", "an account in DACH"),
         ("employees", 250.0, "250 employees"),
         ("log_employees", math.log10(250), "about 250 employees"),
         ("account_age_days", 700.0, "700 days since the account was created"),
@@ -124,6 +129,27 @@ def labels(taxonomy: Taxonomy) -> dict[str, str]:
         ("annual_revenue", 12_300_000.0, "annual revenue in EUR: 12.3 million"),
         ("revenue_365d", 120_000.0, "purchase and renewal amounts in the last 365 days: 120,000"),
         ("content_value", 2.0, "business value of the item: 2"),
+        # never a raw zero or a bare feature name
+        ("n_exposures_90d", 0, "no items shown or sent to the account in the last 90 days"),
+        ("n_exposures_90d", 3, "3 items shown or sent to the account in the last 90 days"),
+        ("revenue_365d", 0.0, "no purchase and renewal amounts in the last 365 days"),
+        ("employees", 0.0, "no employees"),
+        ("as_of_month", 3, "in March"),
+        ("as_of_weekday", 0, "on a Monday"),
+        ("decision_weekday", 6, "on a Sunday"),
+        ("position", 1.0, "shown first"),
+        ("topic_rank_ever", 0, "the item's topic leads the account's topics by touchpoints"),
+        (
+            "topic_rank_ever",
+            2,
+            "the item's topic comes 3rd among the account's topics by touchpoints",
+        ),
+        ("days_since_type", math.nan, "no touchpoint with this content type so far"),
+        (
+            "response_rate_90d",
+            0.001,
+            "less than 1 % of content shown in the last 90 days got a response",
+        ),
     ],
 )
 def test_sentence_per_family(
@@ -281,3 +307,46 @@ def test_multiclass_contributions_are_sliced_per_class() -> None:
         contributions_for(model, row)
     with pytest.raises(ExplainError, match="outside 0..2"):
         contributions_for(model, row, class_index=3)
+
+
+def test_no_feature_of_the_catalogue_reads_as_a_bare_name_or_a_raw_zero(
+    definitions: dict[str, str], labels: dict[str, str], taxonomy: Taxonomy
+) -> None:
+    """Every feature the models may explain, at values a reason may hold (zero, one, a few,
+    a share, missing, and for categories each level), phrased for a rep."""
+    topics = {
+        f"n_topic_{t}_{w}": f"content touchpoints on '{t}' content, {w}"
+        for t in taxonomy.topic_names
+        for w in ("365d", "ever")
+    }
+    catalogue = {**definitions, **topics}
+    levels: dict[str, list[str]] = {
+        "crm_phase": list(taxonomy.phases),
+        "industry": list(taxonomy.industries),
+        "region": list(taxonomy.regions),
+        "contact_role": taxonomy.role_names,
+        "content_type": taxonomy.content_type_names,
+        "content_topic": taxonomy.topic_names,
+        "content_item": ["C001", "C040"],
+    }
+    bad = []
+    for name, definition in catalogue.items():
+        values: list[object] = levels.get(name, [0, 0.0, 1, 2, 3.5, 0.25, 0.001, math.nan])
+        for value in values:
+            text = describe(name, value, definition, labels=labels)
+            problems = reason_problems(text, catalogue)
+            if problems:
+                bad.append(f"{name}={value!r}: {text!r} ({', '.join(problems)})")
+    assert not bad, "\n".join(bad[:40])
+
+
+def test_what_changed_reads_as_a_phrase_most_frequent_first() -> None:
+    assert describe_changes({}) == "nothing new"
+    assert describe_changes({"view": 0}) == "nothing new"
+    assert describe_changes({"register": 1}) == "1 registration"
+    assert describe_changes({"attend": 1, "download": 2, "view": 0}) == (
+        "2 downloads and 1 attendance"
+    )
+    assert describe_changes({"reply": 1, "click": 3, "attend": 1}) == (
+        "3 clicks, 1 attendance and 1 reply"
+    )

@@ -1,0 +1,64 @@
+"""Reasons as a rep reads them, over many simulated accounts: every phase, churn and action
+reason the service gives is a sentence, never a bare feature name or a raw zero count."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features.pipeline import select_accounts
+from models.arbitration import load_arbitration_config
+from serving.model_holder import ModelHolder
+from serving.scoring import KnownAccount, Scorer, content_popularity
+from tests.utils.reasons import reason_problems
+from tests.utils.registry import TrainedRegistry
+
+N_ACCOUNTS = 300
+
+
+def test_no_reason_shows_a_bare_feature_name_or_a_raw_zero(
+    trained_registry: TrainedRegistry,
+) -> None:
+    registry = trained_registry
+    holder = ModelHolder(registry.tracking_uri)
+    assert holder.load(), holder.status().last_error
+    scorer = Scorer(
+        holder,
+        registry.taxonomy,
+        load_arbitration_config(),
+        registry.data.content,
+        popularity=content_popularity(registry.data.touchpoints),
+    )
+    accounts = registry.data.accounts
+    alive = accounts.loc[accounts["created_at"] < registry.now, "account_id"].astype(str)
+    known = [KnownAccount(a, data_version=0) for a in alive.head(N_ACCOUNTS)]
+    scored, _ = scorer.score_known(
+        known,
+        lambda ids: select_accounts(registry.data, list(ids)),
+        registry.now,
+        k=5,
+        rng=np.random.default_rng(0),
+        explore=False,
+    )
+    # the catalogue: every feature a served model may explain
+    models = scorer.models
+    catalogue = set(scorer.setup.definitions) | {
+        c for columns in models.feature_columns.values() for c in columns
+    }
+    texts = [
+        (kind, reason.feature, reason.text)
+        for s in scored
+        for kind, reasons in (
+            ("phase", s.phase_reasons),
+            ("churn", s.churn_reasons),
+            *(("action", a.reasons) for a in s.actions),
+        )
+        for reason in reasons
+    ]
+    assert len(scored) == N_ACCOUNTS and len(texts) > 5 * N_ACCOUNTS
+    assert {kind for kind, _, _ in texts} == {"phase", "churn", "action"}
+    bad = [
+        f"{kind} {feature}: {text!r} ({', '.join(problems)})"
+        for kind, feature, text in texts
+        if (problems := reason_problems(text, catalogue))
+    ]
+    assert not bad, "\n".join(sorted(set(bad))[:30])
