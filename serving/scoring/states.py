@@ -93,7 +93,7 @@ def compute_states(
     out: dict[str, AccountState] = {}
     for lo in range(0, len(frame), chunk_accounts):
         part = frame.iloc[lo : lo + chunk_accounts].reset_index(drop=True)
-        out.update(_chunk_states(setup, models, part, rows, now, for_store=for_store))
+        out.update(chunk_states(setup, models, part, rows, now, for_store=for_store))
     return out
 
 
@@ -123,7 +123,7 @@ class _AccountRows:
         return consumed_since(self.touchpoints.iloc[at], self.horizon_ns)
 
 
-def _chunk_states(
+def chunk_states(
     setup: ScoringSetup,
     models: ModelSet,
     part: pd.DataFrame,

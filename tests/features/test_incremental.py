@@ -16,7 +16,9 @@ from features.pipeline.incremental import (
     add_stages,
     add_touchpoints,
     build_states,
+    decode_state,
     empty_state,
+    encode_state,
     fold,
     state_feature_frame,
     with_account,
@@ -120,6 +122,8 @@ def test_updates_in_any_order_with_folding_give_the_batch_rows(
     fold_before = AS_OF[1] - pd.Timedelta(days=365)
     ids = world.accounts["account_id"].astype(str).tolist()
     states = {a: _events_in_random_order(world, a, taxonomy, rng, fold_before) for a in ids}
+    # as the store keeps them
+    states = {a: decode_state(encode_state(s)) for a, s in states.items()}
     assert sum(len(s.tp_ns) for s in states.values()) < len(world.touchpoints)
     assert any(s.folded.event_count.sum() > 0 for s in states.values())
     for as_of in AS_OF[1:]:
@@ -165,3 +169,8 @@ def test_fold_keeps_only_recent_events(world: JourneyData, taxonomy: Taxonomy) -
     assert len(folded.tp_ns) < len(busiest.tp_ns)
     assert (folded.tp_ns >= before).all()
     assert folded.folded.event_count.sum() == len(busiest.tp_ns) - len(folded.tp_ns)
+
+
+def test_unreadable_state_is_refused() -> None:
+    with pytest.raises(StateError, match="unreadable"):
+        decode_state(b"not a state")

@@ -3,6 +3,7 @@ its feature row at any later as-of date derived from the state alone (equal to t
 pipeline's row). ``state`` holds the state and its updates, ``derive`` the features,
 ``codec`` the state as bytes (what the service's store keeps)."""
 
+from features.pipeline.incremental.codec import decode_state, encode_state
 from features.pipeline.incremental.derive import (
     CatalogCodes,
     StateError,
@@ -33,6 +34,8 @@ __all__ = [
     "add_stages",
     "add_touchpoints",
     "build_states",
+    "decode_state",
+    "encode_state",
     "empty_state",
     "fold",
     "state_feature_frame",
