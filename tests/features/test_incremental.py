@@ -28,6 +28,7 @@ from features.schema import JourneyData
 from features.simulate import SimulationParams, simulate
 from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY
+from tests.utils.frames import assert_rows_equal
 
 # Within the simulated 24 months and after them (recencies grow, windows empty).
 AS_OF = [pd.Timestamp(d, tz="UTC") for d in ("2025-03-01 13:45", "2025-09-17", "2026-02-01")]
@@ -41,20 +42,6 @@ def world(taxonomy: Taxonomy) -> JourneyData:
 @pytest.fixture(scope="module")
 def batch(world: JourneyData, taxonomy: Taxonomy) -> pd.DataFrame:
     return build_features(world, AS_OF, taxonomy)
-
-
-def assert_rows_equal(expected: pd.DataFrame, got: pd.DataFrame) -> None:
-    """Every column equal: counts and categories exactly, numbers to 1e-9 relative (sums of
-    dwell minutes and revenue may add the same values in another order)."""
-    assert list(got.columns) == list(expected.columns)
-    assert len(got) == len(expected)
-    for column in expected.columns:
-        e, g = expected[column], got[column]
-        assert g.dtype == e.dtype, column
-        if e.dtype.kind == "f":
-            np.testing.assert_allclose(g.to_numpy(), e.to_numpy(), rtol=1e-9, err_msg=column)
-        else:
-            assert g.astype(object).tolist() == e.astype(object).tolist(), column
 
 
 def derived(
