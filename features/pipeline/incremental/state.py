@@ -128,31 +128,108 @@ def empty_state(account_id: str, taxonomy: Taxonomy) -> FeatureState:
 
 def build_states(data: JourneyData, taxonomy: Taxonomy) -> dict[str, FeatureState]:
     """Returns account_id -> state of every account of ``data`` (canonical tables), nothing
-    folded; each equals :func:`add_touchpoints` etc. applied to its rows in any order."""
-    ids = data.accounts["account_id"].astype(str).tolist()
-    groups = {
-        name: _groups(frame)
-        for name, frame in (
-            ("contacts", data.contacts),
-            ("touchpoints", data.touchpoints),
-            ("exposures", data.exposures),
-            ("stages", data.stages),
-        )
-    }
-    out: dict[str, FeatureState] = {}
+    folded; equal to :func:`add_touchpoints` etc. applied to its rows in any order (each
+    table is coded once, then cut per account: ``nba load`` builds every account's)."""
+    tables = _Coded(data, taxonomy)
     records: list[dict[str, Any]] = data.accounts.to_dict("records")  # type: ignore[assignment]
-    for account_id, record in zip(ids, records, strict=True):
-
-        def rows(name: str, frame: pd.DataFrame, account_id: str = account_id) -> pd.DataFrame:
-            at = groups[name].get(account_id)
-            return frame.iloc[at] if at is not None else frame.iloc[:0]
-
+    out: dict[str, FeatureState] = {}
+    for record in records:
+        account_id = str(record["account_id"])
         state = with_account(empty_state(account_id, taxonomy), record)
-        state = with_contacts(state, rows("contacts", data.contacts))
-        state = add_touchpoints(state, rows("touchpoints", data.touchpoints), taxonomy)
-        state = add_exposures(state, rows("exposures", data.exposures))
-        out[account_id] = add_stages(state, rows("stages", data.stages), taxonomy)
+        out[account_id] = tables.state(state)
     return out
+
+
+class _Coded:
+    """The tables of ``data`` as arrays (codes, ns, ids as objects), with each account's
+    row positions."""
+
+    def __init__(self, data: JourneyData, taxonomy: Taxonomy) -> None:
+        tp, ex, st, co = data.touchpoints, data.exposures, data.stages, data.contacts
+        self.groups = {
+            name: _groups(frame)
+            for name, frame in (("contacts", co), ("touchpoints", tp), ("exposures", ex))
+        }
+        self.groups["stages"] = _groups(st)
+        self.co_id = np.asarray(_ids(co["contact_id"]), dtype=object)
+        self.co_role = np.asarray(_ids(co["role"]) if len(co) else [], dtype=object)
+        self.co_created = column_ns(co["created_at"]) if len(co) else _int()
+        left = column_ns(co["left_at"]) if "left_at" in co and len(co) else _int(len(co))
+        self.co_left = np.where(left == NEVER, NOT_LEFT, left)
+        self.tp_ns = column_ns(tp["ts"]) if len(tp) else _int()
+        self.tp_channel = category_codes(tp["channel"], taxonomy.channel_names)
+        self.tp_event = category_codes(tp["event_type"], taxonomy.event_type_names)
+        self.tp_contact = np.asarray(
+            _ids(tp["contact_id"]) if "contact_id" in tp else [None] * len(tp), dtype=object
+        )
+        self.tp_content = np.asarray(
+            _ids(tp["content_id"]) if "content_id" in tp else [None] * len(tp), dtype=object
+        )
+        self.tp_value = (
+            tp["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+            if "value" in tp
+            else np.full(len(tp), np.nan)
+        )
+        has_exposures = len(ex) > 0 and "ts" in ex
+        self.ex_ns = column_ns(ex["ts"]) if has_exposures else _int()
+        self.ex_content = np.asarray(_ids(ex["content_id"]) if has_exposures else [], dtype=object)
+        self.st_ns = column_ns(st["ts"]) if len(st) else _int()
+        self.st_phase = category_codes(st["phase"], list(taxonomy.phases)) if len(st) else _int()
+
+    def _at(self, name: str, account_id: str) -> np.ndarray:
+        return self.groups[name].get(account_id, np.zeros(0, dtype=np.int64))
+
+    def state(self, state: FeatureState) -> FeatureState:
+        """``state`` (an account row only) with the account's rows of every table."""
+        a = state.account_id
+        co, tp = self._at("contacts", a), self._at("touchpoints", a)
+        ex, st = self._at("exposures", a), self._at("stages", a)
+        contact_ids = [str(c) for c in self.co_id[co]]
+        named = [c for c in dict.fromkeys(self.tp_contact[tp].tolist()) if c is not None]
+        extra = [c for c in named if c not in set(contact_ids)]
+        contacts = {c: i for i, c in enumerate([*contact_ids, *extra])}
+        content = [c for c in self.tp_content[tp].tolist() if c is not None]
+        content += [c for c in self.ex_content[ex].tolist() if c is not None]
+        content_at = {c: i for i, c in enumerate(dict.fromkeys(content))}
+        n_contacts, n_content = len(contacts), len(content_at)
+        order = tp[np.argsort(self.tp_ns[tp], kind="stable")]
+        ex_order = ex[np.argsort(self.ex_ns[ex], kind="stable")]
+        st_order = st[np.argsort(self.st_ns[st], kind="stable")]
+        return replace(
+            state,
+            contact_ids=list(contacts),
+            contact_role=[*(None if r is None else str(r) for r in self.co_role[co])]
+            + [None] * len(extra),
+            contact_created_ns=np.concatenate([self.co_created[co], _int(len(extra))]),
+            contact_left_ns=np.concatenate([self.co_left[co], _int(len(extra), NOT_LEFT)]),
+            contact_listed=np.arange(n_contacts) < len(contact_ids),
+            content_ids=list(content_at),
+            tp_ns=self.tp_ns[order],
+            tp_channel=self.tp_channel[order],
+            tp_event=self.tp_event[order],
+            tp_contact=np.array(
+                [-1 if c is None else contacts[c] for c in self.tp_contact[order].tolist()],
+                dtype=np.int64,
+            ),
+            tp_content=np.array(
+                [-1 if c is None else content_at[c] for c in self.tp_content[order].tolist()],
+                dtype=np.int64,
+            ),
+            tp_value=self.tp_value[order],
+            exp_ns=self.ex_ns[ex_order],
+            exp_content=np.array(
+                [-1 if c is None else content_at[c] for c in self.ex_content[ex_order].tolist()],
+                dtype=np.int64,
+            ),
+            stage_ns=self.st_ns[st_order],
+            stage_phase=self.st_phase[st_order],
+            folded=replace(
+                state.folded,
+                contact_last=_int(n_contacts),
+                content_last=_int(n_content),
+                content_count=_int(n_content, 0),
+            ),
+        )
 
 
 def _groups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
