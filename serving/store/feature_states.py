@@ -21,14 +21,13 @@ from features.pipeline.incremental import (
     KEEP_DAYS,
     FeatureState,
     StateError,
-    add_touchpoints,
     build_states,
     decode_state,
     encode_state,
     fold,
-    with_account,
-    with_contacts,
+    merge_rows,
 )
+from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY
 from serving.store.engine import IN_CHUNK
@@ -100,56 +99,35 @@ def updated_states(
     if not before:
         return []
     ids = sorted(before)
-    accounts = _frame(conn, "accounts", ids, taxonomy)
-    contacts = _frame(conn, "contacts", ids, taxonomy)
     columns = store_columns("touchpoints")
     mine = [tuple(r.get(c) for c in columns) for r in touchpoints if r["account_id"] in before]
-    new = canonical_frame("touchpoints", mine, taxonomy)
+    data = JourneyData(
+        accounts=_frame(conn, "accounts", ids, taxonomy),
+        contacts=_frame(conn, "contacts", ids, taxonomy),
+        touchpoints=canonical_frame("touchpoints", mine, taxonomy),
+        content=pd.DataFrame(),
+        stages=pd.DataFrame(),
+        exposures=pd.DataFrame(),
+    )
     versions = dict(
         conn.execute(
             select(Account.account_id, Account.data_version).where(Account.account_id.in_(ids))
         ).all()
     )
-    by_account = {
-        "accounts": accounts.groupby(accounts["account_id"].astype(str)).indices,
-        "contacts": contacts.groupby(contacts["account_id"].astype(str)).indices,
-        "touchpoints": new.groupby(new["account_id"].astype(str)).indices,
-    }
-    out: list[dict[str, Any]] = []
+    states: dict[str, FeatureState] = {}
     for account_id in ids:
         try:
-            state = decode_state(before[account_id])
+            states[account_id] = decode_state(before[account_id])
         except StateError:
             continue
-        state = _updated(state, by_account, accounts, contacts, new, taxonomy)
-        out.append(
-            {
-                "account_id": account_id,
-                "data_version": int(versions[account_id]),
-                "state": encode_state(fold(state, fold_point(now_ns))),
-            }
-        )
-    return out
-
-
-def _updated(
-    state: FeatureState,
-    by_account: Mapping[str, Mapping[Any, Any]],
-    accounts: pd.DataFrame,
-    contacts: pd.DataFrame,
-    touchpoints: pd.DataFrame,
-    taxonomy: Taxonomy,
-) -> FeatureState:
-    a = state.account_id
-    record = accounts.iloc[by_account["accounts"][a]].to_dict("records")[0]
-    state = with_account(state, {str(k): v for k, v in record.items()})
-    at = by_account["contacts"].get(a)
-    if at is not None:
-        state = with_contacts(state, contacts.iloc[at])
-    at = by_account["touchpoints"].get(a)
-    if at is not None:
-        state = add_touchpoints(state, touchpoints.iloc[at], taxonomy)
-    return state
+    return [
+        {
+            "account_id": account_id,
+            "data_version": int(versions[account_id]),
+            "state": encode_state(fold(state, fold_point(now_ns))),
+        }
+        for account_id, state in merge_rows(states, data, taxonomy).items()
+    ]
 
 
 def _frame(conn: Connection, name: str, ids: Sequence[str], taxonomy: Taxonomy) -> pd.DataFrame:

@@ -457,3 +457,93 @@ def valid_from_ns(state: FeatureState) -> int:
     """The earliest as-of (ns) the state can derive features at: nothing folded, any."""
     before = state.folded.before_ns
     return NEVER if before == NEVER else before + HORIZON_NS
+
+
+def merge_rows(
+    states: dict[str, FeatureState], data: JourneyData, taxonomy: Taxonomy
+) -> dict[str, FeatureState]:
+    """Each of ``states`` with its account's row and contacts as ``data`` holds them now
+    and its touchpoints of ``data`` added (what ingestion does to the states of the
+    accounts a batch changes: the tables are coded once for the batch, so a state costs
+    array operations, not frame ones). Each equals :func:`with_account`,
+    :func:`with_contacts` and :func:`add_touchpoints` applied to it."""
+    coded = _Coded(data, taxonomy)
+    records: list[dict[str, Any]] = data.accounts.to_dict("records")  # type: ignore[assignment]
+    by_id = {str(r["account_id"]): r for r in records}
+    out: dict[str, FeatureState] = {}
+    for account_id, old in states.items():
+        record = by_id.get(account_id)
+        base = empty_state(account_id, taxonomy)
+        new = coded.state(with_account(base, record) if record is not None else base)
+        if record is None:
+            new = replace(new, account=old.account)
+        out[account_id] = _merged(old, new)
+    return out
+
+
+def _merged(old: FeatureState, new: FeatureState) -> FeatureState:
+    """``old`` with ``new``'s account row, listed contacts and touchpoints (``new`` holds
+    no exposures or stages), folded as ``old`` was."""
+    listed = [
+        c for c, is_listed in zip(new.contact_ids, new.contact_listed, strict=True) if is_listed
+    ]
+    ids = list(dict.fromkeys([*listed, *old.contact_ids, *new.contact_ids]))
+    at = {c: i for i, c in enumerate(ids)}
+    n = len(ids)
+    role: list[str | None] = [None] * n
+    created, left = _int(n), _int(n, NOT_LEFT)
+    is_listed = np.zeros(n, dtype=bool)
+    for source, only_listed in ((old, False), (new, True)):
+        for i, c in enumerate(source.contact_ids):
+            if only_listed and not source.contact_listed[i]:
+                continue
+            j = at[c]
+            role[j] = source.contact_role[i]
+            created[j] = source.contact_created_ns[i]
+            left[j] = source.contact_left_ns[i]
+            is_listed[j] = is_listed[j] or bool(source.contact_listed[i])
+    old_contact = np.array([at[c] for c in old.contact_ids], dtype=np.int64)
+    new_contact = np.array([at[c] for c in new.contact_ids], dtype=np.int64)
+    contact_last = _int(n)
+    np.maximum.at(contact_last, old_contact, old.folded.contact_last)
+    content = list(dict.fromkeys([*old.content_ids, *new.content_ids]))
+    cat = {c: i for i, c in enumerate(content)}
+    old_content = np.array([cat[c] for c in old.content_ids], dtype=np.int64)
+    new_content = np.array([cat[c] for c in new.content_ids], dtype=np.int64)
+    content_last, content_count = _int(len(content)), _int(len(content), 0)
+    content_last[old_content] = old.folded.content_last
+    content_count[old_content] = old.folded.content_count
+
+    def remap(codes: np.ndarray, to: np.ndarray) -> np.ndarray:
+        return np.where(codes >= 0, to[np.maximum(codes, 0)] if len(to) else -1, -1)
+
+    tp_ns = np.concatenate([old.tp_ns, new.tp_ns])
+    order = np.argsort(tp_ns, kind="stable")
+
+    def joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, b])[order]
+
+    merged = replace(
+        old,
+        account=new.account,
+        contact_ids=ids,
+        contact_role=role,
+        contact_created_ns=created,
+        contact_left_ns=left,
+        contact_listed=is_listed,
+        content_ids=content,
+        tp_ns=tp_ns[order],
+        tp_channel=joined(old.tp_channel, new.tp_channel),
+        tp_event=joined(old.tp_event, new.tp_event),
+        tp_contact=joined(remap(old.tp_contact, old_contact), remap(new.tp_contact, new_contact)),
+        tp_content=joined(remap(old.tp_content, old_content), remap(new.tp_content, new_content)),
+        tp_value=joined(old.tp_value, new.tp_value),
+        exp_content=remap(old.exp_content, old_content),
+        folded=replace(
+            old.folded,
+            contact_last=contact_last,
+            content_last=content_last,
+            content_count=content_count,
+        ),
+    )
+    return fold(merged, old.folded.before_ns)
