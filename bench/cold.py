@@ -4,7 +4,7 @@
         --workdir out/cold-bench [--accounts 300] [--now 2026-01-01]
 
 Loads DATA into ``WORKDIR/nba.db`` once (``nba load``: the rows, then every account's
-feature state), then answers ``--accounts`` accounts (drawn with seed 7), each the first
+feature state), then answers ``--accounts`` accounts (drawn with ``--seed``, 7), each the first
 request for its account in two fresh services, in process (no HTTP): one reads the
 account's feature state and decisions (what the service does now), the other all its rows
 (what it did before). The two run alternately, account by account, so that other work on
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--workdir", type=Path, default=Path("out/cold-bench"))
     parser.add_argument("--accounts", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7, help="draws the accounts asked for")
     parser.add_argument("--now", default=None, help="the service's clock (default: now)")
     args = parser.parse_args()
 
@@ -155,6 +156,7 @@ def main() -> None:
     url = f"sqlite:///{(args.workdir / 'nba.db').resolve()}"
     result: dict[str, Any] = {"benchmark": "cold", "date": time.strftime("%Y-%m-%d")}
     result["now"] = str(now)
+    result["seed"] = args.seed
     result.update(_ensure_store(args.data, url, now))
     env = {
         **os.environ,
@@ -166,7 +168,9 @@ def main() -> None:
     state_svc = build_services(settings, Metrics(), lambda: now)
     rows_svc = build_services(settings, Metrics(), lambda: now)
     ids = state_svc.store.account_ids()
-    sample = [str(a) for a in np.random.default_rng(7).choice(ids, args.accounts, replace=False)]
+    sample = [
+        str(a) for a in np.random.default_rng(args.seed).choice(ids, args.accounts, replace=False)
+    ]
     result["accounts_in_store"] = len(ids)
     result["versions"] = dict(state_svc.scorer.models.versions)
     result.update(_measure(state_svc, rows_svc, ids[0], sample, now))
