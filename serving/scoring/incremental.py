@@ -118,9 +118,11 @@ def compute_state_from(
     now: pd.Timestamp,
     *,
     ttl_ns: int,
+    explain_k: int = 0,
 ) -> AccountState | None:
-    """Returns the account's state as of ``now`` (as ``compute_state`` on its rows), or
-    None when it does not exist at ``now``. Raises ``StateError`` as :func:`state_frame`."""
+    """Returns the account's state as of ``now`` (as ``compute_state`` on its rows, with
+    the same ``explain_k``), or None when it does not exist at ``now``. Raises
+    ``StateError`` as :func:`state_frame`."""
     state = source.state
     if len(source.decisions):
         state = add_exposures(state, source.decisions)
@@ -130,7 +132,15 @@ def compute_state_from(
     # Older rows cannot count as consumed recently while the state is served.
     horizon = now.value - int(setup.config.eligibility.consumed_recently_days * NS_PER_DAY) - ttl_ns
     rows = _StateRows(state, now, horizon)
-    states = chunk_states(setup, models, frame, rows, now, for_store=False)  # type: ignore[arg-type]
+    states = chunk_states(
+        setup,
+        models,
+        frame,
+        rows,  # type: ignore[arg-type]
+        now,
+        for_store=False,
+        explain_k=explain_k,
+    )
     return states.get(state.account_id)
 
 

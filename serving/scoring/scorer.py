@@ -153,14 +153,14 @@ class Scorer:
             return decide(self.setup, models, state, request, hit=True)
         rows = data() if callable(data) else data
         if isinstance(rows, StateSource):
-            state = self._from_state(models, rows, now)
+            state = self._from_state(models, rows, now, k)
             known = True
         else:
             state = (
                 None
                 if rows is None
                 else compute_state(
-                    self.setup, models, rows, account_id, now, ttl_ns=self.cache.ttl_ns
+                    self.setup, models, rows, account_id, now, ttl_ns=self.cache.ttl_ns, explain_k=k
                 )
             )
             known = _holds(rows, account_id)
@@ -170,16 +170,19 @@ class Scorer:
         return decide(self.setup, models, state, request, hit=False)
 
     def _from_state(
-        self, models: ModelSet, source: StateSource, now: pd.Timestamp
+        self, models: ModelSet, source: StateSource, now: pd.Timestamp, k: int
     ) -> AccountState | None:
         """The account's state from its feature state, or from all its rows when the
-        feature state cannot give the features these models take."""
+        feature state cannot give the features these models take (``k``: the request's,
+        whose greedy actions are explained up front)."""
         ttl_ns = self.cache.ttl_ns
         try:
-            return compute_state_from(self.setup, models, source, now, ttl_ns=ttl_ns)
+            return compute_state_from(self.setup, models, source, now, ttl_ns=ttl_ns, explain_k=k)
         except StateError:
             account_id = source.state.account_id
-            return compute_state(self.setup, models, source.rows(), account_id, now, ttl_ns=ttl_ns)
+            return compute_state(
+                self.setup, models, source.rows(), account_id, now, ttl_ns=ttl_ns, explain_k=k
+            )
 
     def scoring_key(self) -> str:
         """The key stored states must carry to be current for the serving models and this
