@@ -63,6 +63,8 @@ __all__ = [
 
 def ensure_store(data_dir: Path, url: str) -> float:
     """Load DATA into the store once; returns seconds spent (0 when already loaded)."""
+    import pandas as pd
+
     from features.load import read_data_dir
     from features.taxonomy import load_taxonomy
     from serving.store import Store
@@ -74,6 +76,7 @@ def ensure_store(data_dir: Path, url: str) -> float:
         return 0.0
     started = time.perf_counter()
     store.load_data(read_data_dir(data_dir, taxonomy))
+    store.build_feature_states(pd.Timestamp.now(tz="UTC"))  # as nba load does
     return time.perf_counter() - started
 
 

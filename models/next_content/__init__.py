@@ -40,7 +40,7 @@ from models.next_content.columns import (
 from models.next_content.errors import NextContentModelError
 from models.next_content.model import DEFAULT_PARAMS, fit, merged_params, predict_proba
 from models.next_content.scores import score_candidates, top1, uplift_over_control
-from models.next_content.topics import topic_engagement
+from models.next_content.topics import topic_engagement, topic_engagement_of_items
 
 __all__ = [
     "CatalogArrays",
@@ -68,5 +68,6 @@ __all__ = [
     "top1",
     "topic_columns",
     "topic_engagement",
+    "topic_engagement_of_items",
     "uplift_over_control",
 ]

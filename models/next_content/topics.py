@@ -49,3 +49,28 @@ def topic_engagement(data: JourneyData, keys: pd.DataFrame, taxonomy: Taxonomy) 
             ).reshape(len(acc_index), n_t)
             out[rows, j * n_t : (j + 1) * n_t] = counts[key_acc[rows]]
     return pd.DataFrame(out, columns=topic_columns(taxonomy), index=keys.index)
+
+
+def topic_engagement_of_items(
+    content_ids: list[str],
+    recent: np.ndarray,
+    ever: np.ndarray,
+    content: pd.DataFrame,
+    taxonomy: Taxonomy,
+) -> pd.DataFrame:
+    """One account's :func:`topic_engagement` row from its touchpoints per content id
+    (``recent``: in the 365 days before as-of, ``ever``: before as-of; aligned with
+    ``content_ids``), as an incremental feature state keeps them. Ids not in the catalog
+    ``content`` count for no topic."""
+    topics = taxonomy.topic_names
+    codes = pd.Categorical(content["topic"].astype(str), categories=topics).codes
+    topic_of = dict(zip(content["content_id"].astype(str), codes.tolist(), strict=True))
+    t = np.array([topic_of.get(c, -1) for c in content_ids], dtype=np.int64)
+    known = t >= 0
+    row = np.concatenate(
+        [
+            np.bincount(t[known], weights=recent[known], minlength=len(topics)),
+            np.bincount(t[known], weights=ever[known], minlength=len(topics)),
+        ]
+    ).astype(np.int32)
+    return pd.DataFrame(row[None, :], columns=topic_columns(taxonomy))

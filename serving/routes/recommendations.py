@@ -47,6 +47,7 @@ from serving.schemas import (
     RecommendationsResponse,
 )
 from serving.scoring import AccountScore, ScoredAction
+from serving.scoring.incremental import account_source
 from serving.store import AccountActivity, ApiKey, NewRecommendation
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -131,8 +132,10 @@ def score(
         served = served_recent(activity)
         dismissed = dismissed_recent(activity)
     return svc.scorer.score_account(
-        # the rows are read only when the scorer's cache cannot answer
-        None if activity is None else partial(svc.store.account_data, account_id),
+        # the feature state is read only when the scorer's cache cannot answer
+        None
+        if activity is None
+        else partial(account_source, svc.store, account_id, now, svc.taxonomy),
         account_id,
         now,
         k=k,

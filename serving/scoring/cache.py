@@ -130,7 +130,7 @@ class StateCache:
 
 
 def cache_version(
-    data: JourneyData | Callable[[], JourneyData | None] | None,
+    data: JourneyData | Callable[[], object] | None,
     account_id: str,
     data_version: int | None,
 ) -> Hashable | None:

@@ -22,6 +22,7 @@ import pandas as pd
 from features.attributes import FittedAttributes
 from features.frames import select_columns
 from features.pipeline import build_features, feature_definitions
+from features.pipeline.incremental import CatalogCodes
 from features.schema import TABLE_ORDER, TIMESTAMP_DTYPE, JourneyData, empty_table, with_all_columns
 from features.taxonomy import Taxonomy
 from models import next_content as nc
@@ -88,6 +89,8 @@ class ScoringSetup:
         self.phases: list[str] = list(taxonomy.phases)
         self.catalog: PreparedCatalog = prepare_catalog(self.content, self.phases)
         self.catalog_arrays = nc.catalog_arrays(self.content, taxonomy)
+        # The catalog as feature states read it (incremental features of cold accounts).
+        self.catalog_codes = CatalogCodes.of(self.content, taxonomy)
         self.definitions: dict[str, str] = {
             **feature_definitions(taxonomy),
             **_topic_definitions(taxonomy),

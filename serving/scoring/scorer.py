@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.pipeline.incremental import StateError
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
@@ -37,6 +38,7 @@ from serving.model_set import ModelSet
 from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
 from serving.scoring.batch import score_batch
 from serving.scoring.cache import AccountState, StateCache, cache_version, store_version
+from serving.scoring.incremental import StateSource, compute_state_from
 from serving.scoring.online import Request, decide
 from serving.scoring.predict import ScoringSetup
 from serving.scoring.states import compute_state, compute_states
@@ -106,7 +108,7 @@ class Scorer:
 
     def score_account(
         self,
-        data: JourneyData | Callable[[], JourneyData | None] | None,
+        data: JourneyData | Callable[[], JourneyData | StateSource | None] | None,
         account_id: str,
         now: pd.Timestamp,
         *,
@@ -150,15 +152,37 @@ class Scorer:
         if state is not None:
             return decide(self.setup, models, state, request, hit=True)
         rows = data() if callable(data) else data
-        state = (
-            None
-            if rows is None
-            else compute_state(self.setup, models, rows, account_id, now, ttl_ns=self.cache.ttl_ns)
-        )
+        if isinstance(rows, StateSource):
+            state = self._from_state(models, rows, now, k)
+            known = True
+        else:
+            state = (
+                None
+                if rows is None
+                else compute_state(
+                    self.setup, models, rows, account_id, now, ttl_ns=self.cache.ttl_ns, explain_k=k
+                )
+            )
+            known = _holds(rows, account_id)
         if state is None:  # unknown after all, or created after now
-            return self._cold_start(models, request, known=_holds(rows, account_id))
+            return self._cold_start(models, request, known=known)
         self.cache.put(key, state)
         return decide(self.setup, models, state, request, hit=False)
+
+    def _from_state(
+        self, models: ModelSet, source: StateSource, now: pd.Timestamp, k: int
+    ) -> AccountState | None:
+        """The account's state from its feature state, or from all its rows when the
+        feature state cannot give the features these models take (``k``: the request's,
+        whose greedy actions are explained up front)."""
+        ttl_ns = self.cache.ttl_ns
+        try:
+            return compute_state_from(self.setup, models, source, now, ttl_ns=ttl_ns, explain_k=k)
+        except StateError:
+            account_id = source.state.account_id
+            return compute_state(
+                self.setup, models, source.rows(), account_id, now, ttl_ns=ttl_ns, explain_k=k
+            )
 
     def scoring_key(self) -> str:
         """The key stored states must carry to be current for the serving models and this

@@ -52,14 +52,18 @@ def compute_state(
     now: pd.Timestamp,
     *,
     ttl_ns: int,
+    explain_k: int = 0,
 ) -> AccountState | None:
     """Returns the account's state as of ``now``, or None when ``data`` has no account row
     for it or it is created after ``now``. ``ttl_ns`` is how long the state will be served
-    (it bounds the consumed history kept)."""
+    (it bounds the consumed history kept); ``explain_k``: the greedy actions explained up
+    front number at least this many (the request's k) plus one."""
     one = select_accounts(data, [account_id])
     if one.accounts.empty:
         return None
-    return compute_states(setup, models, one, now, ttl_ns=ttl_ns).get(account_id)
+    return compute_states(setup, models, one, now, ttl_ns=ttl_ns, explain_k=explain_k).get(
+        account_id
+    )
 
 
 def compute_states(
@@ -71,6 +75,7 @@ def compute_states(
     ttl_ns: int,
     chunk_accounts: int = STATE_CHUNK_ACCOUNTS,
     for_store: bool = False,
+    explain_k: int = 0,
 ) -> dict[str, AccountState]:
     """Returns account_id -> state as of ``now`` for every account of ``data`` existing at
     ``now`` (see :func:`compute_state`). ``for_store``: each state keeps the next-content
@@ -93,7 +98,9 @@ def compute_states(
     out: dict[str, AccountState] = {}
     for lo in range(0, len(frame), chunk_accounts):
         part = frame.iloc[lo : lo + chunk_accounts].reset_index(drop=True)
-        out.update(_chunk_states(setup, models, part, rows, now, for_store=for_store))
+        out.update(
+            chunk_states(setup, models, part, rows, now, for_store=for_store, explain_k=explain_k)
+        )
     return out
 
 
@@ -123,7 +130,7 @@ class _AccountRows:
         return consumed_since(self.touchpoints.iloc[at], self.horizon_ns)
 
 
-def _chunk_states(
+def chunk_states(
     setup: ScoringSetup,
     models: ModelSet,
     part: pd.DataFrame,
@@ -131,8 +138,10 @@ def _chunk_states(
     now: pd.Timestamp,
     *,
     for_store: bool,
+    explain_k: int = 0,
 ) -> dict[str, AccountState]:
-    """The states of the accounts of ``part`` (feature rows of existing accounts)."""
+    """The states of the accounts of ``part`` (feature rows of existing accounts), the
+    greedy top ``max(default_k, explain_k)`` + 1 actions explained."""
     ids = part["account_id"].astype(str).tolist()
     proba = setup.phase_proba(models, part)
     risk = calibrate(churn_raw(models, part), dict(models.calibration))
@@ -179,11 +188,12 @@ def _chunk_states(
             outcomes={name: float(p[r]) for name, p in outcomes.items()},
         )
         # The greedy answer is what nearly every request serves: explain it now, off the
-        # warm path (one pred_contrib call for its rows), with one action more: an explored
-        # top slot moves the greedy ones down by one.
-        greedy = Request(
-            account_id, now, setup.config.default_k + 1, np.random.default_rng(0), explore=False
-        )
+        # warm path (one pred_contrib call for its rows, which are at hand), for the
+        # request's k when it asks for more than the default (a request computing the
+        # state would otherwise rebuild the rows to explain the rest), with one action
+        # more: an explored top slot moves the greedy ones down by one.
+        k = max(setup.config.default_k, explain_k) + 1
+        greedy = Request(account_id, now, k, np.random.default_rng(0), explore=False)
         action_reasons(setup, models, state, rank(setup, state, greedy).actions, candidate_rows)
         out[account_id] = state
     return out

@@ -21,6 +21,7 @@ from serving.store.decisions import (
     UnknownRecommendationError,
 )
 from serving.store.engine import DEFAULT_DATABASE_URL, StoreBusyError, StoreError, database_url
+from serving.store.feature_states import StateRead
 from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
 from serving.store.journey import BatchTooLargeError
 from serving.store.repository import Store
@@ -51,6 +52,7 @@ __all__ = [
     "RepAccount",
     "ServedLog",
     "Store",
+    "StateRead",
     "StoreBusyError",
     "StoreError",
     "UnknownApiKeyError",

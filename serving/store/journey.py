@@ -7,7 +7,7 @@ feature cache (see ``serving.store.tables.Account``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -19,6 +19,14 @@ from features.schema import RESPONSE_EVENT_TYPES, JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_ns
 from serving.store.engine import IN_CHUNK, Database
+from serving.store.feature_states import (
+    BUILD_CHUNK_ACCOUNTS,
+    StateRead,
+    built_states,
+    current_states,
+    save_states,
+    updated_states,
+)
 from serving.store.frames import canonical_frame, schema_select
 from serving.store.ingest import (
     ACCOUNT_FIELDS,
@@ -133,7 +141,7 @@ class JourneyStore(Database):
                 now_ns=now_ns,
                 attributes=self.attributes,
             )
-            inserted = self._store_valid(conn, valid, known_contacts)
+            inserted = self._store_valid(conn, valid, known_contacts, now_ns)
         accepted = len(inserted)
         return IngestResult(
             accepted=accepted,
@@ -143,13 +151,20 @@ class JourneyStore(Database):
         )
 
     def _store_valid(
-        self, conn: Connection, valid: ValidatedEvents, known_contacts: Mapping[str, str]
+        self,
+        conn: Connection,
+        valid: ValidatedEvents,
+        known_contacts: Mapping[str, str],
+        now_ns: int,
     ) -> Sequence[Any]:
-        """Store a batch's valid rows; returns the (event_id, account_id) of the touchpoints
-        that were new."""
+        """Store a batch's valid rows and update the feature states of the accounts they
+        change (those whose state was current); returns the (event_id, account_id) of the
+        touchpoints that were new."""
         inserted: Sequence[Any] = []
         updated_accounts: set[str] = set()
+        before: dict[str, bytes] = {}
         if valid.touchpoints:
+            before = current_states(conn, set(valid.accounts))
             updated_accounts = self._upsert_accounts(conn, valid.accounts)
             self._upsert_contacts(conn, valid.contacts, known_contacts)
             rows = sorted(valid.touchpoints, key=lambda r: r["event_id"])  # lock order
@@ -161,6 +176,19 @@ class JourneyStore(Database):
             inserted = conn.execute(statement, rows).all()
         changed = {account_id for _, account_id in inserted}
         self._bump_accounts(conn, changed | updated_accounts)
+        new_ids = {event_id for event_id, _ in inserted}
+        touched = {a: before[a] for a in changed | updated_accounts if a in before}
+        save_states(
+            conn,
+            updated_states(
+                conn,
+                touched,
+                [r for r in valid.touchpoints if r["event_id"] in new_ids],
+                self.taxonomy,
+                now_ns,
+            ),
+            self._insert,
+        )
         return inserted
 
     def _contact_accounts(self, conn: Connection, contact_ids: Sequence[str]) -> dict[str, str]:
@@ -276,9 +304,10 @@ class JourneyStore(Database):
         data = self.accounts_data([account_id])
         return None if data.accounts.empty else data
 
-    def accounts_data(self, account_ids: Sequence[str]) -> JourneyData:
+    def accounts_data(self, account_ids: Sequence[str], *, decisions: bool = True) -> JourneyData:
         """The rows of the given accounts in the six tables, in canonical form, read with
-        one query per table (unknown ids are simply absent); events in time order."""
+        one query per table (unknown ids are simply absent); events in time order. The
+        service's decisions are exposures too unless ``decisions`` is False."""
         ids = list(account_ids)
         frames: dict[str, pd.DataFrame] = {}
         channel = item_channels(self.content())
@@ -289,7 +318,7 @@ class JourneyStore(Database):
                 if "ts" in table.c:
                     query = query.order_by(table.c.ts, *table.primary_key.columns)
                 rows: list[Any] = list(conn.execute(query).all())
-                if name == "exposures":
+                if name == "exposures" and decisions:
                     # the service's own decisions are exposures too, as training reads them
                     known = set(frames["accounts"]["account_id"].astype(str))
                     rows += decision_exposure_rows(conn, channel, known)[0]
@@ -302,6 +331,65 @@ class JourneyStore(Database):
             content=self.content(),
             stages=frames["stages"],
             exposures=frames["exposures"],
+        )
+
+    # -- feature states --------------------------------------------------------------------
+
+    def account_state(self, account_id: str) -> StateRead | None:
+        """The account's data version, current feature state (None: none current) and
+        decisions, in one read transaction; None if the account is unknown."""
+        channel = item_channels(self.content())
+        with self.engine.connect() as conn, conn.begin():
+            version = conn.execute(
+                select(Account.data_version).where(Account.account_id == account_id)
+            ).scalar()
+            if version is None:
+                return None
+            state = current_states(conn, [account_id]).get(account_id)
+            rows = decision_exposure_rows(conn, channel, {account_id})[0]
+        return StateRead(int(version), state, canonical_frame("exposures", rows, self.taxonomy))
+
+    def save_feature_state(self, account_id: str, data_version: int, state: bytes) -> None:
+        """Store the account's feature state built from its rows at ``data_version``."""
+        row = {"account_id": account_id, "data_version": data_version, "state": state}
+        with self._write() as conn:
+            save_states(conn, [row], self._insert)
+
+    def build_feature_states(
+        self,
+        now: pd.Timestamp,
+        *,
+        chunk_accounts: int = BUILD_CHUNK_ACCOUNTS,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Build and store every account's feature state from its rows (``nba load``, after
+        loading), events before ``now`` - ``KEEP_DAYS`` folded; returns the states written.
+        ``progress(done, total)`` is called after each chunk of accounts."""
+        ids = self.account_ids()
+        now_ns = to_ns(now)
+        written = 0
+        for start in range(0, len(ids), chunk_accounts):
+            chunk = ids[start : start + chunk_accounts]
+            rows = built_states(self._versions_and_rows, chunk, self.taxonomy, now_ns)
+            with self._write() as conn:
+                save_states(conn, rows, self._insert)
+            written += len(rows)
+            if progress is not None:
+                progress(min(start + chunk_accounts, len(ids)), len(ids))
+        return written
+
+    def _versions_and_rows(self, account_ids: list[str]) -> tuple[dict[str, int], JourneyData]:
+        """The accounts' data versions, then their journey rows (no decisions)."""
+        with self.engine.connect() as conn:
+            versions = dict(
+                conn.execute(
+                    select(Account.account_id, Account.data_version).where(
+                        Account.account_id.in_(account_ids)
+                    )
+                ).all()
+            )
+        return {str(a): int(v) for a, v in versions.items()}, self.accounts_data(
+            account_ids, decisions=False
         )
 
     def accounts_of_rep(self, rep_id: str) -> list[str]:

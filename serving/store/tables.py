@@ -256,6 +256,20 @@ class StoredScore(Base):
     state: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class FeatureStateRow(Base):
+    """An account's feature state (``features.pipeline.incremental``: its events as codes,
+    older ones folded into aggregates) at the account's ``data_version``: built by ``nba
+    load`` and by the first cold request that finds none current, updated by ingestion
+    with the account's new events. A row whose ``data_version`` is behind the account's is
+    stale (it is rebuilt from the account's rows)."""
+
+    __tablename__ = "feature_states"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), primary_key=True)
+    data_version: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class ApiKeyRow(Base):
     """An API key: only a salted SHA-256 of its secret part is stored.
 

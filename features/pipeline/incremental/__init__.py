@@ -1,0 +1,49 @@
+"""Incremental features: one account's feature state, updated as its events arrive, and
+its feature row at any later as-of date derived from the state alone (equal to the batch
+pipeline's row). ``state`` holds the state and its updates, ``derive`` the features,
+``codec`` the state as bytes (what the service's store keeps)."""
+
+from features.pipeline.incremental.codec import decode_state, encode_state
+from features.pipeline.incremental.derive import (
+    CatalogCodes,
+    StateError,
+    state_feature_frame,
+    state_features,
+    topic_counts,
+)
+from features.pipeline.incremental.state import (
+    KEEP_DAYS,
+    FeatureState,
+    add_exposures,
+    add_stages,
+    add_touchpoints,
+    build_states,
+    empty_state,
+    fold,
+    merge_rows,
+    valid_from_ns,
+    with_account,
+    with_contacts,
+)
+
+__all__ = [
+    "KEEP_DAYS",
+    "CatalogCodes",
+    "FeatureState",
+    "StateError",
+    "add_exposures",
+    "add_stages",
+    "add_touchpoints",
+    "build_states",
+    "decode_state",
+    "encode_state",
+    "empty_state",
+    "fold",
+    "merge_rows",
+    "state_feature_frame",
+    "state_features",
+    "topic_counts",
+    "valid_from_ns",
+    "with_account",
+    "with_contacts",
+]

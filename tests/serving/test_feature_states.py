@@ -1,0 +1,133 @@
+"""Feature states in the store: built by a load, updated by ingestion, rebuilt when stale,
+and a cold answer from a state equal to one from all the account's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.pipeline import build_account_features
+from features.pipeline.incremental import decode_state, state_feature_frame
+from models.arbitration import load_arbitration_config
+from serving.model_holder import ModelHolder
+from serving.scoring import Scorer, content_popularity
+from serving.scoring.incremental import StateSource, account_source
+from serving.store import Store
+from tests.utils.api import event
+from tests.utils.frames import assert_rows_equal
+from tests.utils.registry import TrainedRegistry
+from tests.utils.store import BACKENDS, open_store
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    registry: TrainedRegistry,
+) -> Iterator[Store]:
+    directory: Path = tmp_path_factory.mktemp(f"states-{request.param}")
+    with open_store(request.param, directory, registry.taxonomy) as opened:
+        opened.load_data(registry.data)
+        assert opened.build_feature_states(registry.now) == len(registry.data.accounts)
+        yield opened
+
+
+def _scorer(registry: TrainedRegistry) -> Scorer:
+    holder = ModelHolder(registry.tracking_uri)
+    assert holder.load(), holder.status().last_error
+    return Scorer(
+        holder,
+        registry.taxonomy,
+        load_arbitration_config(),
+        registry.data.content,
+        popularity=content_popularity(registry.data.touchpoints),
+    )
+
+
+def _with_contacts(registry: TrainedRegistry, n: int) -> list[str]:
+    contacts = registry.data.contacts
+    ids = contacts.loc[contacts["created_at"] < registry.now, "account_id"].astype(str).unique()
+    return sorted(ids)[:n]
+
+
+def test_answer_from_the_state_equals_the_answer_from_the_rows(
+    registry: TrainedRegistry, store: Store
+) -> None:
+    from_state, from_rows = _scorer(registry), _scorer(registry)
+    now = registry.now
+    for account in _with_contacts(registry, 6):
+        source = account_source(store, account, now, registry.taxonomy)
+        assert isinstance(source, StateSource)
+        a = from_state.score_account(
+            lambda source=source: source, account, now, rng=np.random.default_rng(0),
+            explore=False, data_version=1,
+        )  # fmt: skip
+        b = from_rows.score_account(
+            store.account_data(account), account, now, rng=np.random.default_rng(0),
+            explore=False,
+        )  # fmt: skip
+        assert not a.cold_start and not b.cold_start
+        assert a.phase_proba == pytest.approx(b.phase_proba, rel=1e-12)
+        assert a.churn_risk == pytest.approx(b.churn_risk, rel=1e-12)
+        assert [(s.action.contact_id, s.action.content_id) for s in a.actions] == [
+            (s.action.contact_id, s.action.content_id) for s in b.actions
+        ]
+        assert [s.action.expected_value for s in a.actions] == pytest.approx(
+            [s.action.expected_value for s in b.actions], rel=1e-12
+        )
+        assert [r.feature for r in a.phase_reasons] == [r.feature for r in b.phase_reasons]
+        assert [[r.feature for r in s.reasons] for s in a.actions] == [
+            [r.feature for r in s.reasons] for s in b.actions
+        ]
+
+
+def _state_row(store: Store, account: str, now: pd.Timestamp, registry: TrainedRegistry) -> None:
+    """The account's current state gives the batch row on its stored rows at ``now``."""
+    read = store.account_state(account)
+    assert read is not None and read.state is not None, "no current state"
+    state = decode_state(read.state)
+    expected = build_account_features(
+        store.accounts_data([account], decisions=False), account, now, registry.taxonomy
+    )
+    got = state_feature_frame(state, now, registry.taxonomy, _scorer(registry).setup.catalog_codes)
+    assert_rows_equal(expected.to_frame().T.infer_objects().astype(got.dtypes.to_dict()), got)
+
+
+def test_ingestion_updates_a_current_state(registry: TrainedRegistry, store: Store) -> None:
+    account = _with_contacts(registry, 8)[7]
+    before = store.account_state(account)
+    assert before is not None and before.state is not None
+    now = registry.now
+    late = (now - pd.Timedelta(days=200)).isoformat()
+    records = [
+        event("fs-1", account, ts=(now - pd.Timedelta(hours=5)).isoformat()),
+        # late and out of order, from a contact the account did not have
+        event("fs-2", account, ts=late, contact_id=f"{account}-new", event_type="click"),
+        event("fs-3", account, ts=(now - pd.Timedelta(days=2)).isoformat(), content_id=None),
+        # older than the fold point: folded on arrival
+        event(
+            "fs-4", account, ts=(now - pd.Timedelta(days=400)).isoformat(), event_type="purchase"
+        ),
+    ]
+    result = store.ingest_events(records, now=now)
+    assert result.accepted == 4, result.rejected
+    after = store.account_state(account)
+    assert after is not None and after.data_version == before.data_version + 1
+    assert after.state is not None and after.state != before.state
+    _state_row(store, account, now, registry)
+    assert f"{account}-new" in decode_state(after.state).contact_ids
+
+
+def test_a_stale_state_is_rebuilt_from_the_rows(registry: TrainedRegistry, store: Store) -> None:
+    account = _with_contacts(registry, 10)[9]
+    store.load_data(registry.data)  # a load bumps every account's data version
+    read = store.account_state(account)
+    assert read is not None and read.state is None
+    source = account_source(store, account, registry.now, registry.taxonomy)
+    assert isinstance(source, StateSource)
+    _state_row(store, account, registry.now, registry)
+    assert account_source(store, "no such account", registry.now, registry.taxonomy) is None
