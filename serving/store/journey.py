@@ -18,7 +18,7 @@ from features.errors import InvalidInputError
 from features.schema import RESPONSE_EVENT_TYPES, JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_ns
-from serving.store.engine import IN_CHUNK, Database
+from serving.store.engine import IN_CHUNK
 from serving.store.frames import canonical_frame, schema_select
 from serving.store.ingest import (
     ACCOUNT_FIELDS,
@@ -27,6 +27,7 @@ from serving.store.ingest import (
     ValidatedEvents,
     validate_events,
 )
+from serving.store.posteriors import PosteriorLog
 from serving.store.served_exposures import decision_exposure_rows, item_channels
 from serving.store.tables import BY_NAME, Account, Contact, Content, Touchpoint
 from serving.store.values import id_problem
@@ -49,7 +50,7 @@ _POPULARITY = (
 )
 
 
-class JourneyStore(Database):
+class JourneyStore(PosteriorLog):
     """Journey data at ``url``; ``taxonomy`` decides which channels, event types, roles, ...
     ingested events may name, and the categories of the frames the reads return."""
 
@@ -133,7 +134,7 @@ class JourneyStore(Database):
                 now_ns=now_ns,
                 attributes=self.attributes,
             )
-            inserted = self._store_valid(conn, valid, known_contacts)
+            inserted = self._store_valid(conn, valid, known_contacts, now_ns)
         accepted = len(inserted)
         return IngestResult(
             accepted=accepted,
@@ -143,10 +144,14 @@ class JourneyStore(Database):
         )
 
     def _store_valid(
-        self, conn: Connection, valid: ValidatedEvents, known_contacts: Mapping[str, str]
+        self,
+        conn: Connection,
+        valid: ValidatedEvents,
+        known_contacts: Mapping[str, str],
+        now_ns: int,
     ) -> Sequence[Any]:
         """Store a batch's valid rows; returns the (event_id, account_id) of the touchpoints
-        that were new."""
+        that were new. New responses reward the decisions they answer (online posterior)."""
         inserted: Sequence[Any] = []
         updated_accounts: set[str] = set()
         if valid.touchpoints:
@@ -159,6 +164,8 @@ class JourneyStore(Database):
                 .returning(Touchpoint.event_id, Touchpoint.account_id)
             )
             inserted = conn.execute(statement, rows).all()
+            new_ids = {event_id for event_id, _ in inserted}
+            self._reward_touchpoints(conn, [r for r in rows if r["event_id"] in new_ids], now_ns)
         changed = {account_id for _, account_id in inserted}
         self._bump_accounts(conn, changed | updated_accounts)
         return inserted
