@@ -183,6 +183,7 @@ def rank_actions(
         exploration_rate=eps,
         explored=slots.explored,
         n_eligible=len(servable),
+        segment=None if online is None else segment_of(context),
     )
 
 

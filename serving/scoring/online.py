@@ -22,6 +22,7 @@ from models.arbitration import (
     AccountContext,
     Action,
     Decision,
+    OnlinePosterior,
     Recent,
     rank_actions,
 )
@@ -55,6 +56,7 @@ class Request:
     served: pd.DataFrame | Recent | None = None
     dismissed: pd.DataFrame | Recent | None = None
     explore: bool | None = None
+    online: OnlinePosterior | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def decide(
         cache_hit=hit,
         outcomes=dict(state.outcomes),
         missing=dict(models.missing),
+        segment=decision.segment,
     )
 
 
@@ -136,6 +139,7 @@ def rank(setup: ScoringSetup, state: AccountState, request: Request) -> Decision
         rng=request.rng,
         now=request.now,
         explore=request.explore,
+        online=request.online,
     )
 
 

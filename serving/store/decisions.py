@@ -139,9 +139,7 @@ def _served_for_feedback(
     return str(served.account_id), str(served.content_id)
 
 
-def _trials(
-    items: Sequence[NewRecommendation], new_ids: set[str]
-) -> list[tuple[str, str, str]]:
+def _trials(items: Sequence[NewRecommendation], new_ids: set[str]) -> list[tuple[str, str, str]]:
     """The posterior keys of the newly stored decisions that count in a segment."""
     return [
         (posterior_key(i.model_versions), i.segment, i.content_id)
