@@ -58,9 +58,7 @@ def simulate(
     phases in the order trigger ... expansion (names may differ) and that it has the channels
     and event types the simulator emits (search_ads, product, usage, purchase, ...).
     """
-    run = start_run(
-        n_accounts, seed, start=start, months=months, taxonomy=taxonomy, params=params
-    )
+    run = start_run(n_accounts, seed, start=start, months=months, taxonomy=taxonomy, params=params)
     world, state, records, rng = run.world, run.state, run.records, run.rng
     n_weeks = world.n_weeks
     at_week = oracle_weeks(world, oracle_as_of, oracle_horizon_days)
