@@ -15,7 +15,7 @@ from models.arbitration import THOMPSON_SUFFIX
 from models.contract import NEXT_CONTENT
 from serving.app import create_app
 from serving.routes import Services
-from serving.settings import Settings
+from serving.settings import Settings, SettingsError
 from tests.utils.api import Api, open_api, recommendations
 from tests.utils.registry import TrainedRegistry
 from tests.utils.store import BACKENDS, logged_recommendations
@@ -155,3 +155,11 @@ def test_the_off_switch_serves_the_greedy_policy_and_counts_nothing(
         assert [a["propensity"] for a in body["actions"]] == [1.0] * len(body["actions"])
         assert {r.segment for r in logged_recommendations(api.store, account)} == {None}
         assert api.store.posterior_counts(_version(api)) == {}
+
+
+def test_settings_read_the_online_learning_variables() -> None:
+    assert Settings.from_env({}).online_learning is True
+    off = Settings.from_env({"NBA_ONLINE_LEARNING": "0", "NBA_ONLINE_PRIOR_STRENGTH": "20"})
+    assert off.online_learning is False and off.online_prior_strength == 20.0
+    with pytest.raises(SettingsError, match="NBA_ONLINE_PRIOR_STRENGTH='-1'"):
+        Settings.from_env({"NBA_ONLINE_PRIOR_STRENGTH": "-1"})
