@@ -257,6 +257,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     sender = ServiceSender(serve=loop.serve, frozen=loop.frozen)
     weeks: list[dict[str, Any]] = []
     promotions: list[dict[str, Any]] = []
+    loaded = 0  # touchpoints of the loop sent so far
     try:
         for w in range(args.weeks):
             week_start = first + pd.Timedelta(weeks=w)
@@ -268,7 +269,10 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
             values: WeekValues = sender.values
             loop.clock = week_start + pd.Timedelta(days=7) - pd.Timedelta(seconds=1)
             started = time.perf_counter()
-            events = new_touchpoints(run.world, run.records, before_ns=int(loop.clock.value))
+            events = new_touchpoints(
+                run.world, run.records, before_ns=int(loop.clock.value), first_id=loaded
+            )
+            loaded += len(events)
             loop.post_events(events + values.responses)
             loop._timed("events", started)
             weeks.append({"week": w + 1, **values.summary()})

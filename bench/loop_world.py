@@ -72,10 +72,12 @@ def contact_id(index: int) -> str:
     return f"K{index + 1:07d}"
 
 
-def new_touchpoints(world: World, records: Records, *, before_ns: int) -> list[dict[str, Any]]:
+def new_touchpoints(
+    world: World, records: Records, *, before_ns: int, first_id: int
+) -> list[dict[str, Any]]:
     """The touchpoints recorded since the last call, before ``before_ns``, as event records
-    (ids ``L`` + a running number; a contact with its role); later ones are kept for the
-    next call."""
+    (ids ``L`` + a running number from ``first_id``; a contact with its role); later ones
+    are kept for the next call."""
     ev = records.events.arrays()  # frees what it returns
     later = ev["ts"] >= before_ns
     if later.any():
@@ -94,7 +96,7 @@ def new_touchpoints(world: World, records: Records, *, before_ns: int) -> list[d
     content_ids = [str(c) for c in world.content_frame["content_id"]]
     roles = tax.role_names
     out = []
-    start = getattr(records, "_loop_events", 0)
+    start = first_id
     for i, r in enumerate(np.flatnonzero(keep).tolist()):
         contact = int(ev["contact"][r])
         record: dict[str, Any] = {
@@ -113,7 +115,6 @@ def new_touchpoints(world: World, records: Records, *, before_ns: int) -> list[d
         if not np.isnan(value):
             record["value"] = value
         out.append(record)
-    records._loop_events = start + len(out)  # type: ignore[attr-defined]
     return out
 
 
