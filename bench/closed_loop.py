@@ -148,7 +148,7 @@ class Loop:
             reload_interval_s=0,
             random_seed=self.args.seed,
             online_learning=not self.args.no_online,
-            online_refresh_s=0,
+            online_refresh_s=0,  # read once a week, after the week's responses (run_loop)
         )
         self.client = TestClient(create_app(settings, clock=lambda: self.clock))
         self.client.__enter__()
@@ -274,6 +274,9 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
             )
             loaded += len(events)
             loop.post_events(events + values.responses)
+            posteriors = loop.services(loop.client).posteriors
+            if posteriors is not None:  # the week's rewards, read as a worker's refresh would
+                posteriors.refresh()
             loop._timed("events", started)
             weeks.append({"week": w + 1, **values.summary()})
             if (w + 1) % args.retrain_every == 0 and w + 1 < args.weeks:
