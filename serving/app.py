@@ -41,6 +41,7 @@ from models.arbitration import load_arbitration_config
 from serving.auth import KeyVerifier
 from serving.http_protocol import EXTENSION, RECEIVED_AT, REQUESTS, SHED_LISTENERS
 from serving.model_holder import ModelHolder
+from serving.posteriors import PosteriorCache
 from serving.routes import (
     Metrics,
     Services,
@@ -94,6 +95,8 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         if settings.reload_interval_s > 0:
             svc.holder.start_polling(settings.reload_interval_s)
         svc.served_log.start()
+        if svc.posteriors is not None:
+            svc.posteriors.start()
         SHED_LISTENERS.append(metrics.shed.inc)  # requests nba serve's protocol sheds
         # Everything loaded so far (libraries, models, the catalog) lives as long as the
         # process: out of the collector's sight, a full collection scans only what requests
@@ -105,6 +108,8 @@ def create_app(settings: Settings, *, clock: Callable[[], pd.Timestamp] | None =
         finally:
             SHED_LISTENERS.remove(metrics.shed.inc)
             svc.holder.stop()
+            if svc.posteriors is not None:
+                svc.posteriors.stop()
             svc.served_log.close()
             svc.store.dispose()
 
@@ -244,6 +249,9 @@ def build_services(
         cold_limiter=anyio.CapacityLimiter(COLD_PATH_THREADS),
         rng=np.random.default_rng(settings.random_seed),
         clock=clock,
+        posteriors=PosteriorCache(store, settings.online_prior_strength, settings.online_refresh_s)
+        if settings.online_learning
+        else None,
     )
 
 

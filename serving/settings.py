@@ -30,6 +30,9 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_MAX_QUEUE_MS`` | max_queue_ms | 50 (shed ``/v1`` requests that waited longer; 0: off) |
 | ``NBA_HEADER_TIMEOUT_S`` | header_timeout_s | 10 (a request's head must arrive within it) |
 | ``NBA_CURRENCY`` | currency | none: values are in points (an ISO 4217 code such as EUR) |
+| ``NBA_ONLINE_LEARNING`` | online_learning | true (Thompson sampling on the online posterior) |
+| ``NBA_ONLINE_PRIOR_STRENGTH`` | online_prior_strength | 50 (the model's prior, in decisions) |
+| ``NBA_ONLINE_REFRESH_S`` | online_refresh_s | 2 (seconds between reads of the shared counts) |
 """
 
 from __future__ import annotations
@@ -103,6 +106,13 @@ class Settings(BaseModel):
         """The unit of values in answers and pages: the currency code, else "points"."""
         return self.currency or POINTS
 
+    # Learning between retrains (models.arbitration.thompson): the top slot is drawn by
+    # Thompson sampling on a Beta posterior per (phase, item) whose prior is the model's
+    # prediction weighted as this many decisions; the counts are read every refresh.
+    online_learning: bool = True
+    online_prior_strength: float = Field(default=50.0, gt=0)
+    online_refresh_s: float = Field(default=2.0, ge=0, le=3600)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Settings from the variables in ``environ`` (e.g. ``os.environ``); unset or empty
@@ -156,4 +166,7 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_MAX_QUEUE_MS": "max_queue_ms",
     "NBA_HEADER_TIMEOUT_S": "header_timeout_s",
     "NBA_CURRENCY": "currency",
+    "NBA_ONLINE_LEARNING": "online_learning",
+    "NBA_ONLINE_PRIOR_STRENGTH": "online_prior_strength",
+    "NBA_ONLINE_REFRESH_S": "online_refresh_s",
 }

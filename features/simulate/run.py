@@ -8,7 +8,8 @@ changing that order changes the data a seed gives.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from features.simulate.params import (
 from features.simulate.phases import transition
 from features.simulate.records import Records
 from features.simulate.response import ResponseModel, build_catalog
-from features.simulate.state import State, initial_records, initial_state, week_at
+from features.simulate.state import State, Week, initial_records, initial_state, week_at
 from features.simulate.tables import Simulation, assemble
 from features.simulate.touchpoints import organic_touchpoints
 from features.simulate.world import World, draw_accounts, draw_buying_centers
@@ -58,6 +59,53 @@ def simulate(
     phases in the order trigger ... expansion (names may differ) and that it has the channels
     and event types the simulator emits (search_ads, product, usage, purchase, ...).
     """
+    run = start_run(n_accounts, seed, start=start, months=months, taxonomy=taxonomy, params=params)
+    world, state, records, rng = run.world, run.state, run.records, run.rng
+    n_weeks = world.n_weeks
+    at_week = oracle_weeks(world, oracle_as_of, oracle_horizon_days)
+    oracle: list[pd.DataFrame] = []
+    for w in range(n_weeks):
+        for as_of_ns in at_week.get(w, []):
+            oracle.append(
+                churn_oracle_at(world, state, records, w, as_of_ns, step=_run_week,
+                                horizon_days=oracle_horizon_days, draws=oracle_draws, seed=seed)
+            )  # fmt: skip
+        _run_week(world, state, records, w, rng)
+    sim = assemble(world, records)
+    add_names(sim.data, seed)
+    if oracle:
+        sim.truth.churn_oracle = pd.concat(oracle, ignore_index=True)
+    return sim
+
+
+@dataclass
+class Run:
+    """A simulation in progress: the world, its state and records, the generator every
+    draw comes from and the next week to step (:func:`start_run`, :func:`step_week`)."""
+
+    world: World
+    state: State
+    records: Records
+    rng: np.random.Generator
+    week: int = 0
+
+
+# The weekly exposure step: records the week's exposures and responses and returns per
+# account the number of responses to content fitting its true phase (the lever's boost).
+Send = Callable[[World, State, Week, np.random.Generator, Records], np.ndarray]
+
+
+def start_run(
+    n_accounts: int,
+    seed: int,
+    *,
+    start: pd.Timestamp | str = "2024-01-01",
+    months: int = 24,
+    taxonomy: Taxonomy | None = None,
+    params: SimulationParams | None = None,
+) -> Run:
+    """The world of a run of ``months`` months from ``start`` and its initial state and
+    records, before the first week (see :func:`simulate`, which steps it to the end)."""
     if n_accounts < 1:
         raise SimulationError(f"n_accounts must be >= 1, got {n_accounts}")
     if months < 1:
@@ -80,20 +128,16 @@ def simulate(
     world = _draw_world(n_accounts, tax, p, start_ns, int(end_ts.value), n_weeks, rng)
     state = initial_state(world, rng)
     records = initial_records(world, state, rng)
-    at_week = oracle_weeks(world, oracle_as_of, oracle_horizon_days)
-    oracle: list[pd.DataFrame] = []
-    for w in range(n_weeks):
-        for as_of_ns in at_week.get(w, []):
-            oracle.append(
-                churn_oracle_at(world, state, records, w, as_of_ns, step=_run_week,
-                                horizon_days=oracle_horizon_days, draws=oracle_draws, seed=seed)
-            )  # fmt: skip
-        _run_week(world, state, records, w, rng)
-    sim = assemble(world, records)
-    add_names(sim.data, seed)
-    if oracle:
-        sim.truth.churn_oracle = pd.concat(oracle, ignore_index=True)
-    return sim
+    return Run(world=world, state=state, records=records, rng=rng)
+
+
+def step_week(run: Run, send: Send = exposures_and_responses) -> None:
+    """Steps ``run`` through its next week; ``send`` decides the week's exposures (the
+    simulator's own sender by default; a closed-loop benchmark passes the service's)."""
+    if run.week >= run.world.n_weeks:
+        raise SimulationError(f"the run has {run.world.n_weeks} weeks; all are stepped")
+    _run_week(run.world, run.state, run.records, run.week, run.rng, send=send)
+    run.week += 1
 
 
 def _check_params(p: SimulationParams, tax: Taxonomy) -> None:
@@ -160,7 +204,13 @@ def _draw_world(
 
 
 def _run_week(
-    world: World, state: State, records: Records, w: int, rng: np.random.Generator
+    world: World,
+    state: State,
+    records: Records,
+    w: int,
+    rng: np.random.Generator,
+    *,
+    send: Send = exposures_and_responses,
 ) -> None:
     """Steps the world through week ``w``: customer health and service, organic
     touchpoints, exposures and responses, churn hazards and renewals, then the phase
@@ -169,7 +219,7 @@ def _run_week(
     drivers = update_health(world, state, week, rng)
     service_events(world, state, week, rng, records.events)
     organic_touchpoints(world, state, week, rng, records.events)
-    responded_fit = exposures_and_responses(world, state, week, rng, records)
+    responded_fit = send(world, state, week, rng, records)
     state.boost = world.params.boost_decay * state.boost + responded_fit
     cust_h = churn_hazard(world, state, week, drivers, records)
     renewals(world, state, week, rng, records.events)

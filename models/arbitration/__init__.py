@@ -19,14 +19,18 @@ The policy is epsilon-greedy: with probability ``exploration_rate`` the top-1 sl
 uniformly from the actions that could fill it, otherwise it is the highest expected value;
 the other slots are filled greedily. Every action carries its propensity under that mixture
 (exactly, for every slot), so later policies can be evaluated off-policy from the logs.
+With an online posterior (learning between retrains, ``thompson``) the top slot not explored
+is drawn by Thompson sampling on a Beta posterior per (phase, item) seeded by the model's
+prediction, with each action's exact probability of being drawn as its propensity.
 
 Everything here is pure: no I/O except :func:`load_arbitration_config`.
 
 One module per concern, each importing only those before it: ``errors``, ``config`` (the
 policy file), ``catalog`` (the content catalog as arrays), ``candidates`` (account context,
 candidates, filters and eligibility rules), ``caps`` (the contact policy and greedy slot
-filling), ``decision`` (what is returned), ``holdback`` (exploration with propensities and
-the "why not?" list) and ``rank`` (expected value and :func:`rank_actions`).
+filling), ``decision`` (what is returned), ``thompson`` (the online posterior and each action's
+probability of winning its draw), ``holdback`` (exploration with propensities and the
+"why not?" list) and ``rank`` (expected value and :func:`rank_actions`).
 """
 
 from models.arbitration.candidates import (
@@ -51,7 +55,8 @@ from models.arbitration.config import (
 from models.arbitration.decision import Action, Decision, HeldBack, decision_record
 from models.arbitration.errors import ArbitrationConfigError, ArbitrationError
 from models.arbitration.holdback import _draw_groups as _draw_groups  # checked by the tests
-from models.arbitration.rank import rank_actions
+from models.arbitration.rank import THOMPSON_SUFFIX, rank_actions, segment_of
+from models.arbitration.thompson import OnlinePosterior, win_probabilities
 
 __all__ = [
     "ACCOUNT_LEVEL",
@@ -66,6 +71,8 @@ __all__ = [
     "Decision",
     "HeldBack",
     "HoldRule",
+    "OnlinePosterior",
+    "THOMPSON_SUFFIX",
     "PreparedCandidates",
     "PreparedCatalog",
     "Recent",
@@ -76,4 +83,6 @@ __all__ = [
     "prepare_candidates",
     "prepare_catalog",
     "rank_actions",
+    "segment_of",
+    "win_probabilities",
 ]

@@ -67,6 +67,8 @@ class Decision:
     exploration_rate: float
     explored: bool
     n_eligible: int
+    # The online posterior's segment the decision counts in (None: decided without one).
+    segment: str | None = None
 
     def actions_frame(self) -> pd.DataFrame:
         """The actions as a DataFrame, one row per action in rank order."""

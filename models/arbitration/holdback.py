@@ -17,6 +17,7 @@ from models.arbitration.candidates import (
 from models.arbitration.caps import _Greedy
 from models.arbitration.catalog import PreparedCatalog
 from models.arbitration.decision import HeldBack
+from models.arbitration.thompson import draw_top
 
 
 class Slots(NamedTuple):
@@ -37,23 +38,52 @@ def fill_slots(
     *,
     rng: np.random.Generator,
     explore: bool | None,
+    sampled: np.ndarray | None = None,
 ) -> Slots:
     """Up to ``k`` slots: the top one drawn uniformly with probability ``eps`` (or as
     ``explore`` forces), else the best; the others filled greedily. Draws from ``rng`` only
-    when there is an action to serve: the coin (unless forced), then the explored pick."""
+    when there is an action to serve: the coin (unless forced), then the explored pick.
+
+    ``sampled`` (per servable position, summing to 1: each one's probability of winning
+    the posterior draw, :mod:`models.arbitration.thompson`) replaces "the best" by a draw
+    from those probabilities (one more draw from ``rng`` when the coin did not explore)."""
     n = len(ranker.item)
     if not n:
         return Slots(picks=[], propensity=[], explored=False, capped=[])
     explored = bool(rng.random() < eps) if explore is None else bool(explore)
-    first = int(rng.integers(n)) if explored else 0
+    if explored or sampled is None:
+        first = int(rng.integers(n)) if explored else 0
+    else:
+        first = draw_top(sampled, rng)
     rest, capped = ranker.fill(first, k - 1, collect=True)
     picks = [first, *rest]
-    return Slots(
-        picks=picks,
-        propensity=_propensities(ranker, picks, k, eps),
-        explored=explored,
-        capped=capped,
-    )
+    if sampled is None:
+        propensity = _propensities(ranker, picks, k, eps)
+    else:
+        propensity = _sampled_propensities(ranker, picks, k, (1 - eps) * sampled + eps / n)
+    return Slots(picks=picks, propensity=propensity, explored=explored, capped=capped)
+
+
+def _sampled_propensities(
+    ranker: _Greedy, picks: list[int], k: int, top: np.ndarray
+) -> list[float]:
+    """P(the policy serves the action at ``picks[j]`` in slot j), per slot, when the top
+    slot is drawn with probabilities ``top`` (per servable position) and the others are
+    filled greedily after it: slot 1 is ``top`` of its pick; slot j > 1 sums ``top`` over
+    the draws whose fill puts that action there (the draws grouped by fill, as in
+    :func:`_propensities`)."""
+    props = [float(top[picks[0]])]
+    if len(picks) == 1:
+        return props
+    counts: dict[tuple[int, int], float] = {}
+    for fill, members in _draw_members(ranker, k - 1):
+        weight = float(top[members].sum())
+        if weight <= 0:
+            continue
+        for j, q in enumerate(fill):
+            counts[(j, q)] = counts.get((j, q), 0.0) + weight
+    props.extend(counts.get((j, q), 0.0) for j, q in enumerate(picks[1:]))
+    return props
 
 
 def _propensities(ranker: _Greedy, picks: list[int], k: int, eps: float) -> list[float]:
@@ -91,15 +121,23 @@ def _propensities(ranker: _Greedy, picks: list[int], k: int, eps: float) -> list
 
 def _draw_groups(ranker: _Greedy, slots: int) -> list[tuple[list[int], int]]:
     """(fill of the other slots, number of top-1 draws giving it) for every top-1 draw."""
+    return [(fill, len(members)) for fill, members in _draw_members(ranker, slots)]
+
+
+def _draw_members(ranker: _Greedy, slots: int) -> list[tuple[list[int], np.ndarray]]:
+    """(fill of the other slots, the top-1 draws giving it) for every top-1 draw."""
     already = np.asarray(ranker.already, dtype=bool)
     contact = np.asarray(ranker.contact, dtype=np.int64)
     item = np.asarray(ranker.item, dtype=np.int64)
     n_items = int(item.max()) + 2
     references, ref_of = _references(ranker, slots, already, contact)
     affected = _affected(ranker, references, ref_of, item, n_items)
-    out: list[tuple[list[int], int]] = []
-    sizes = np.bincount(ref_of[~affected], minlength=len(references))
-    out.extend((ref, int(size)) for ref, size in zip(references, sizes.tolist(), strict=True))
+    out: list[tuple[list[int], np.ndarray]] = []
+    plain = np.flatnonzero(~affected)
+    for r, ref in enumerate(references):
+        members = plain[ref_of[plain] == r]
+        if len(members):
+            out.append((ref, members))
     rows = np.flatnonzero(affected)
     if len(rows):
         # affected draws with the same slot use, contact and content give the same fill
@@ -107,9 +145,9 @@ def _draw_groups(ranker: _Greedy, slots: int) -> list[tuple[list[int], int]]:
         key = (ref_of[rows] * n_contacts + contact[rows]) * n_items + item[rows]
         if not ranker.distinct:
             key = key * (len(item) + 1) + rows
-        _, first_of, size = np.unique(key, return_index=True, return_counts=True)
-        for s, m in zip(rows[first_of].tolist(), size.tolist(), strict=True):
-            out.append((ranker.fill(s, slots)[0], m))
+        _, first_of, inverse = np.unique(key, return_index=True, return_inverse=True)
+        for g, s in enumerate(rows[first_of].tolist()):
+            out.append((ranker.fill(s, slots)[0], rows[inverse.ravel() == g]))
     return out
 
 

@@ -23,6 +23,10 @@ from models.arbitration.config import ArbitrationConfig, ChurnLever, Weights, ch
 from models.arbitration.decision import Action, Decision
 from models.arbitration.errors import ArbitrationError
 from models.arbitration.holdback import Slots, fill_slots, held_back
+from models.arbitration.thompson import OnlinePosterior, posterior_params, win_probabilities
+
+# The policy name's suffix when the top slot is drawn from the online posterior.
+THOMPSON_SUFFIX = "/thompson"
 
 
 class Scores(NamedTuple):
@@ -99,6 +103,7 @@ def rank_actions(
     rng: np.random.Generator,
     now: pd.Timestamp,
     explore: bool | None = None,
+    online: OnlinePosterior | None = None,
 ) -> Decision:
     """The top ``k`` next actions for ``context``'s account, held-back candidates and the
     policy's propensities.
@@ -122,6 +127,13 @@ def rank_actions(
     configured rate); propensities are then those of the configured mixture. Set
     ``exploration_rate`` to 0 for a purely greedy policy. Each action says whether it was
     served this week already (``Action.repeat``: an impression of that decision).
+
+    ``online`` (learning between retrains, :mod:`models.arbitration.thompson`): when the
+    coin is drawn here (``explore`` None) and the decision does not stand, the top slot not
+    explored goes to a draw from each action's probability of winning the posterior draw of
+    its rate (the account's segment is its likeliest phase) instead of to the best expected
+    value; propensities are those of that mixture and the policy is named
+    ``<policy_name>/thompson``.
     """
     if k < 1:
         raise ArbitrationError(f"k = {k}; expected at least 1 action")
@@ -153,20 +165,50 @@ def rank_actions(
     # certainty under that rule (an account explores at most once while decisions stand).
     standing = explore is None and bool(caps.already[servable].any())
     eps = 0.0 if standing else config.exploration_rate
-    slots = fill_slots(ranker, k, eps, rng=rng, explore=False if standing else explore)
+    sampled = None
+    if online is not None and explore is None and not standing and len(servable) > 1:
+        sampled = _win_probabilities(online, context, servable, rows, scores, cat)
+    slots = fill_slots(
+        ranker, k, eps, rng=rng, explore=False if standing else explore, sampled=sampled
+    )
     for pos, code in slots.capped:
         rule[servable[pos]] = code
     return Decision(
         account_id=context.account_id,
         actions=_actions(slots, servable, rows, scores, cat, prepared, caps.already),
         held_back=held_back(rule, scores.ev, rows, cat, prepared, config.held_back_per_rule),
-        policy=config.policy_name,
+        policy=config.policy_name if online is None else config.policy_name + THOMPSON_SUFFIX,
         churn_band=band,
         churn_risk=risk,
         exploration_rate=eps,
         explored=slots.explored,
         n_eligible=len(servable),
+        segment=None if online is None else segment_of(context),
     )
+
+
+def segment_of(context: AccountContext) -> str:
+    """The account's segment for the online posterior: its likeliest phase."""
+    proba = np.asarray(context.phase_proba, dtype=np.float64).ravel()
+    return str(context.phase_names[int(np.argmax(proba))]) if len(proba) else ""
+
+
+def _win_probabilities(
+    online: OnlinePosterior,
+    context: AccountContext,
+    servable: np.ndarray,
+    rows: CandidateRows,
+    scores: Scores,
+    cat: PreparedCatalog,
+) -> np.ndarray:
+    """Per servable row: its probability of winning the posterior draw."""
+    item = rows.item[servable]
+    successes, failures = online.item_counts(segment_of(context), cat.content_ids)
+    a, b = posterior_params(
+        rows.p[servable], successes[item], failures[item], online.prior_strength
+    )
+    rest = (scores.value * scores.fit * scores.lever)[servable]
+    return win_probabilities(a, b, rest)
 
 
 def _catalog_and_proba(

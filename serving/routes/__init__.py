@@ -21,6 +21,7 @@ from features.taxonomy import Taxonomy
 from models.arbitration import ArbitrationConfig
 from serving.auth import KeyVerifier
 from serving.model_holder import ModelHolder
+from serving.posteriors import PosteriorCache
 from serving.scoring import Scorer
 from serving.settings import Settings
 from serving.store import ServedLog, Store
@@ -115,6 +116,8 @@ class Services:
     cold_limiter: anyio.CapacityLimiter
     rng: np.random.Generator
     clock: Callable[[], pd.Timestamp]
+    # The online posterior (learning between retrains); None when NBA_ONLINE_LEARNING is off.
+    posteriors: PosteriorCache | None = None
 
     def now(self) -> pd.Timestamp:
         """The request time (UTC), from the app's clock."""

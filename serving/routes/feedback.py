@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, status
 from serving.auth import bound_rep, require_scope
 from serving.routes import Services, services
 from serving.schemas import FeedbackRequest, FeedbackResponse
-from serving.store import ApiKey, UnknownRecommendationError
+from serving.store import REWARDING_OUTCOMES, ApiKey, UnknownRecommendationError
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -79,6 +79,8 @@ def post_feedback(
     feedback only on recommendations for that rep's accounts (403 otherwise)."""
     now: pd.Timestamp = svc.now()
     feedback_id = record(svc, body, now, bound_rep(key))
+    if svc.posteriors is not None and body.outcome in REWARDING_OUTCOMES:
+        svc.posteriors.wake()  # it may have rewarded a decision: read the counts again
     svc.metrics.feedback.labels(body.outcome).inc()
     return FeedbackResponse(
         feedback_id=feedback_id, recommendation_id=body.recommendation_id, outcome=body.outcome

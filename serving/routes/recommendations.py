@@ -32,6 +32,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from models.arbitration import Recent
+from models.contract import NEXT_CONTENT
 from models.explain import describe_changes
 from serving.auth import check_account_access, require_scope
 from serving.routes import Services, services
@@ -128,6 +129,9 @@ def score(
         activity = account_activity(svc, account_id, now)
     served: Recent | None = None
     dismissed: Recent | None = None
+    online = None
+    if svc.posteriors is not None:
+        online = svc.posteriors.current(svc.scorer.models.versions.get(NEXT_CONTENT, ""))
     if activity is not None:
         served = served_recent(activity)
         dismissed = dismissed_recent(activity)
@@ -147,6 +151,7 @@ def score(
         dismissed=dismissed,
         explore=explore,
         data_version=None if activity is None else activity.data_version,
+        online=online,
     )
 
 
@@ -168,6 +173,7 @@ def log_actions(
                 model_versions=result.versions,
                 contact_id=s.action.contact_id or None,
                 kind="impression" if s.action.repeat else "decision",
+                segment=result.segment,
             )
             for s in actions
         ],

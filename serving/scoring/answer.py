@@ -56,3 +56,5 @@ class AccountScore:
     known: bool = True
     outcomes: Mapping[str, float] = field(default_factory=dict)
     missing: Mapping[str, str] = field(default_factory=dict)
+    # The online posterior's segment the answer's decisions count in (None: none).
+    segment: str | None = None

@@ -22,6 +22,7 @@ from models.arbitration import (
     AccountContext,
     Action,
     Decision,
+    OnlinePosterior,
     Recent,
     rank_actions,
 )
@@ -55,6 +56,7 @@ class Request:
     served: pd.DataFrame | Recent | None = None
     dismissed: pd.DataFrame | Recent | None = None
     explore: bool | None = None
+    online: OnlinePosterior | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,10 @@ def decide(
         if decision.explored
         else ()
     )
-    reasons = action_reasons(setup, models, state, [a for a in decision.actions if not a.explored])
+    sampled = _sampled_unexplained(decision, state)
+    reasons = action_reasons(
+        setup, models, state, [a for a in decision.actions if not a.explored and a not in sampled]
+    )
     proba = state.phase_proba
     has_phase, has_risk = models.phase is not None, models.churn is not None
     return AccountScore(
@@ -93,7 +98,12 @@ def decide(
         churn_reasons=state.churn_reasons,
         actions=tuple(
             ScoredAction(
-                a, explored if a.explored else reasons.get((a.contact_id, a.content_id), ())
+                a,
+                explored
+                if a.explored
+                else (sampled_reason(a.propensity),)
+                if a in sampled
+                else reasons.get((a.contact_id, a.content_id), ()),
             )
             for a in decision.actions
         ),
@@ -105,6 +115,40 @@ def decide(
         cache_hit=hit,
         outcomes=dict(state.outcomes),
         missing=dict(models.missing),
+        segment=decision.segment,
+    )
+
+
+# The reason feature of a top slot the online posterior's draw gave to an action not
+# explained yet (``sampled_reason``).
+SAMPLED = "online_sampling"
+
+
+def _sampled_unexplained(decision: Decision, state: AccountState) -> tuple[Action, ...]:
+    """The actions of an answer the online posterior's draw decided that the cold path did
+    not explain (it explains the greedy answer): a draw away from the greedy top reorders
+    the slots, and explaining them here would cost the warm answer a ``pred_contrib`` call
+    (milliseconds) on the event loop."""
+    if decision.segment is None:
+        return ()
+    known = state.action_reasons
+    return tuple(
+        a for a in decision.actions if not a.explored and (a.contact_id, a.content_id) not in known
+    )
+
+
+def sampled_reason(propensity: float) -> Reason:
+    """The reason of an action an answer drawn on the online posterior holds without the
+    model's reasons (see :func:`_sampled_unexplained`)."""
+    return Reason(
+        feature=SAMPLED,
+        value=float(propensity),
+        contribution=0.0,
+        text=(
+            "chosen with what the service has learnt from responses since the model was "
+            f"trained (served in {propensity * 100:.3g} % of answers for this account now); "
+            "the model's own reasons are not computed for this answer"
+        ),
     )
 
 
@@ -136,6 +180,7 @@ def rank(setup: ScoringSetup, state: AccountState, request: Request) -> Decision
         rng=request.rng,
         now=request.now,
         explore=request.explore,
+        online=request.online,
     )
 
 

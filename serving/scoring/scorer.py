@@ -30,7 +30,7 @@ from features.pipeline.incremental import StateError
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
-from models.arbitration import ArbitrationConfig, Recent, churn_band
+from models.arbitration import ArbitrationConfig, OnlinePosterior, Recent, churn_band
 from models.cold_start import POLICY as COLD_START_POLICY
 from models.cold_start import rank_cold_start
 from serving.model_holder import ModelHolder
@@ -121,6 +121,7 @@ class Scorer:
         dismissed: pd.DataFrame | Recent | None = None,
         explore: bool | None = None,
         data_version: int | None = None,
+        online: OnlinePosterior | None = None,
     ) -> AccountScore:
         """Returns the answer for one account at ``now``.
 
@@ -134,7 +135,8 @@ class Scorer:
         ``explore`` forces the exploration coin (None: drawn from ``rng`` at the configured
         rate). ``data_version`` is the store's version of the account's rows when the
         caller knows it (it then keys the cache instead of a version computed from
-        ``data``).
+        ``data``). ``online``: the online posterior the top slot is drawn on (learning
+        between retrains; None: the epsilon-greedy policy alone).
         """
         models = self.models  # one snapshot for the whole request
         now = to_utc(now)
@@ -142,7 +144,7 @@ class Scorer:
         if k < 1:
             raise ScoringError(f"k = {k}; expected at least 1 action")
         request = Request(
-            account_id, now, k, rng, contact_id, role, channel, served, dismissed, explore
+            account_id, now, k, rng, contact_id, role, channel, served, dismissed, explore, online
         )
         version = cache_version(data, account_id, data_version)
         if version is None:

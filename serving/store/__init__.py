@@ -24,6 +24,7 @@ from serving.store.engine import DEFAULT_DATABASE_URL, StoreBusyError, StoreErro
 from serving.store.feature_states import StateRead
 from serving.store.ingest import MAX_BATCH_EVENTS, IngestResult, RecordError
 from serving.store.journey import BatchTooLargeError
+from serving.store.posteriors import REWARDING_OUTCOMES
 from serving.store.repository import Store
 from serving.store.scores import NewScore, RepAccount
 from serving.store.served_journal import JournalError, default_journal_dir
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "FEEDBACK_OUTCOMES",
     "MAX_BATCH_EVENTS",
+    "REWARDING_OUTCOMES",
     "ApiKey",
     "ApiKeyError",
     "BatchTooLargeError",

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from features.errors import InvalidInputError, NotFoundError
 from features.timestamps import to_ns
-from serving.store.engine import Database
+from serving.store.posteriors import REWARDING_OUTCOMES, PosteriorLog, posterior_key
 from serving.store.tables import (
     BY_NAME,
     FEEDBACK_OUTCOMES,
@@ -117,6 +117,8 @@ class NewRecommendation:
     id: str = field(default_factory=_new_id)
     served_at: pd.Timestamp | None = None
     kind: ServedKind = "decision"
+    # The online posterior's segment a decision counts in (None: it counts in none).
+    segment: str | None = None
 
     def at(self, served_at: pd.Timestamp) -> NewRecommendation:
         """This action served at ``served_at``."""
@@ -161,6 +163,15 @@ def _served_for_feedback(
     return str(served.account_id), str(served.content_id)
 
 
+def _trials(items: Sequence[NewRecommendation], new_ids: set[str]) -> list[tuple[str, str, str]]:
+    """The posterior keys of the newly stored decisions that count in a segment."""
+    return [
+        (posterior_key(i.model_versions), i.segment, i.content_id)
+        for i in items
+        if i.kind == "decision" and i.segment is not None and i.id in new_ids
+    ]
+
+
 def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, Any]:
     return {
         "id": item.id,
@@ -175,10 +186,11 @@ def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, An
         "model_versions": {str(k): str(v) for k, v in item.model_versions.items()},
         "served_at": served_ns,
         "kind": item.kind,
+        "segment": item.segment if item.kind == "decision" else None,
     }
 
 
-class DecisionLog(Database):
+class DecisionLog(PosteriorLog):
     """Served recommendations, feedback and the per-account decision state."""
 
     def log_recommendations(
@@ -200,12 +212,14 @@ class DecisionLog(Database):
                 action = (item.account_id, item.contact_id or "", item.content_id)
                 last[action] = max(last.get(action, served_ns), served_ns)
             with self._write() as conn:
-                conn.execute(
-                    self._insert(BY_NAME["recommendations"]).on_conflict_do_nothing(
-                        index_elements=["id"]
-                    ),
+                new = conn.execute(
+                    self._insert(BY_NAME["recommendations"])
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(Recommendation.id),
                     rows,
-                )
+                ).scalars()
+                # Each decision counts once in the online posterior, however often replayed.
+                self._count_posterior(conn, "trials", _trials(items, set(new)), at)
                 # Only accounts the store holds get per-account state: anyone with a read key
                 # can ask for any number of made-up ids, and their cold-start answers are
                 # kept in the log above alone (no contact cap reads them: unknown accounts
@@ -270,10 +284,11 @@ class DecisionLog(Database):
                 f"feedback.outcome {outcome!r} is unknown; expected one of: "
                 + ", ".join(FEEDBACK_OUTCOMES)
             )
+        at_ns = to_ns(at if at is not None else pd.Timestamp.now(tz="UTC"))
         row = {
             "recommendation_id": recommendation_id,
             "outcome": outcome,
-            "at": to_ns(at if at is not None else pd.Timestamp.now(tz="UTC")),
+            "at": at_ns,
             "note": note,
         }
         unknown = UnknownRecommendationError(
@@ -291,6 +306,11 @@ class DecisionLog(Database):
                         insert(BY_NAME["feedback"]).returning(Feedback.id), row
                     ).scalar_one()
                 )
+                if outcome in REWARDING_OUTCOMES:
+                    response = [(account_id, content_id, at_ns)]
+                    if not self._reward(conn, response, at_ns, decision_id=recommendation_id):
+                        # an impression's feedback counts for the decision it re-showed
+                        self._reward(conn, response, at_ns)
                 if outcome == "dismissed":
                     self._upsert_latest(
                         conn,
@@ -301,7 +321,7 @@ class DecisionLog(Database):
                             {
                                 "account_id": account_id,
                                 "content_id": content_id,
-                                "last_dismissed_at": row["at"],
+                                "last_dismissed_at": at_ns,
                             }
                         ],
                     )

@@ -18,7 +18,7 @@ from features.errors import InvalidInputError
 from features.schema import RESPONSE_EVENT_TYPES, JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_ns
-from serving.store.engine import IN_CHUNK, Database
+from serving.store.engine import IN_CHUNK
 from serving.store.feature_states import (
     BUILD_CHUNK_ACCOUNTS,
     StateRead,
@@ -35,6 +35,7 @@ from serving.store.ingest import (
     ValidatedEvents,
     validate_events,
 )
+from serving.store.posteriors import PosteriorLog
 from serving.store.served_exposures import decision_exposure_rows, item_channels
 from serving.store.tables import BY_NAME, Account, Contact, Content, Touchpoint
 from serving.store.values import id_problem
@@ -57,7 +58,7 @@ _POPULARITY = (
 )
 
 
-class JourneyStore(Database):
+class JourneyStore(PosteriorLog):
     """Journey data at ``url``; ``taxonomy`` decides which channels, event types, roles, ...
     ingested events may name, and the categories of the frames the reads return."""
 
@@ -159,7 +160,8 @@ class JourneyStore(Database):
     ) -> Sequence[Any]:
         """Store a batch's valid rows and update the feature states of the accounts they
         change (those whose state was current); returns the (event_id, account_id) of the
-        touchpoints that were new."""
+        touchpoints that were new. New responses reward the decisions they answer (online
+        posterior)."""
         inserted: Sequence[Any] = []
         updated_accounts: set[str] = set()
         before: dict[str, bytes] = {}
@@ -174,6 +176,8 @@ class JourneyStore(Database):
                 .returning(Touchpoint.event_id, Touchpoint.account_id)
             )
             inserted = conn.execute(statement, rows).all()
+            new_ids = {event_id for event_id, _ in inserted}
+            self._reward_touchpoints(conn, [r for r in rows if r["event_id"] in new_ids], now_ns)
         changed = {account_id for _, account_id in inserted}
         self._bump_accounts(conn, changed | updated_accounts)
         new_ids = {event_id for event_id, _ in inserted}

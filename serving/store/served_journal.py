@@ -83,6 +83,7 @@ def encode(rows: Sequence[NewRecommendation]) -> bytes:
                 "model_versions": dict(r.model_versions),
                 "served_at": to_ns(r.served_at),
                 "kind": r.kind,
+                "segment": r.segment,
             },
             separators=(",", ":"),
         ).encode()

@@ -13,7 +13,8 @@ canonical in-memory form of ``features.schema`` exactly:
 
 The journey tables (accounts, contacts, content, touchpoints, stages, exposures) mirror the
 data contract; the service tables (recommendations, feedback, served_actions,
-dismissed_items, account_scores, api_keys) hold what the service serves and hears back.
+dismissed_items, account_scores, api_keys, action_posteriors) hold what the service serves
+and hears back.
 """
 
 from __future__ import annotations
@@ -185,6 +186,10 @@ class Recommendation(Base):
     served_at: Mapped[int] = mapped_column(BigInteger)
     # One of SERVED_KINDS: a decision, or an impression of a decision served before.
     kind: Mapped[str] = mapped_column(String(16), server_default=text("'decision'"))
+    # The online posterior's segment the decision counted in (None: not counted, e.g.
+    # learning between retrains off) and when a response first rewarded it there.
+    segment: Mapped[str | None] = mapped_column(String)
+    rewarded_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Feedback(Base):
@@ -219,6 +224,21 @@ class ServedAction(Base):
     contact_id: Mapped[str] = mapped_column(String, primary_key=True)
     content_id: Mapped[str] = mapped_column(String, primary_key=True)
     last_served_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ActionPosterior(Base):
+    """Learning between retrains: per next-content model version, segment (the account's
+    likeliest phase) and item, the decisions served and how many a response rewarded (from
+    feedback or a later response touchpoint), shared by every worker."""
+
+    __tablename__ = "action_posteriors"
+
+    model_version: Mapped[str] = mapped_column(String, primary_key=True)
+    segment: Mapped[str] = mapped_column(String, primary_key=True)
+    content_id: Mapped[str] = mapped_column(String, primary_key=True)
+    trials: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    successes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class DismissedItem(Base):

@@ -80,9 +80,9 @@ def simulation(taxonomy: Taxonomy) -> JourneyData:
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
-    assert store.revision() == "0011"
+    assert store.revision() == "0012"
     before = store.counts()
-    assert store.migrate() == "0011"
+    assert store.migrate() == "0012"
     assert store.counts() == before
     # The taxonomy's catalog is seeded once; everything else starts empty.
     assert before["content"] == 94
@@ -112,7 +112,7 @@ def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy
         t.join()
     try:
         assert errors == []
-        assert [s.revision() for s in stores] == ["0011"] * 3
+        assert [s.revision() for s in stores] == ["0012"] * 3
     finally:
         for s in stores:
             s.dispose()
@@ -546,11 +546,13 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
     diffs = [d for d in differences() if not isinstance(d, list)]
     # the one table no code maps any more, besides what later migrations add (0004 a
     # column, 0005 a table, 0006 nullable columns, 0007 attribute and position columns, 0009 the
-    # kind of a served action and an exposure's policy, 0010 names, 0011 a table)
+    # kind of a served action and an exposure's policy, 0010 names, 0011 the feature states'
+    # table, 0012 the online posterior's table and a decision's segment and reward)
     later = [
         d
         for d in diffs
-        if d[0] == "add_table" and d[1].name in ("account_scores", "feature_states")
+        if d[0] == "add_table"
+        and d[1].name in ("account_scores", "feature_states", "action_posteriors")
     ]
     [(change, table)] = [d for d in diffs if d[0] != "add_column" and d not in later]
     assert sorted((d[2], d[3].name) for d in diffs if d[0] == "add_column") == [
@@ -562,10 +564,12 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
         ("exposures", "policy"),
         ("exposures", "position"),
         ("recommendations", "kind"),
+        ("recommendations", "rewarded_at"),
+        ("recommendations", "segment"),
         ("touchpoints", "attributes"),
     ]
     assert change == "remove_table" and table.name not in Base.metadata.tables
-    assert store.migrate() == "0011"
+    assert store.migrate() == "0012"
     assert differences() == []
 
 
@@ -597,7 +601,7 @@ def test_migration_0002_fills_the_decision_state_from_the_log(
                     {"recommendation_id": "r0", "outcome": "shown", "at": to_ns(t0), "note": None},
                 ],
             )
-        assert store.migrate() == "0011"
+        assert store.migrate() == "0012"
         with store.engine.connect() as conn:
             served = conn.execute(select(ServedAction)).all()
             dismissed = conn.execute(select(DismissedItem)).all()

@@ -1,6 +1,7 @@
 """The HTTP API under test: the app over a store loaded with a slice of the trained
 registry's simulation, scoring at a fixed clock (the end of the simulated period) with
-exploration off, driven through FastAPI's TestClient with one key per scope."""
+exploration and online learning off, driven through FastAPI's TestClient with one key per
+scope."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def open_api(
         ids = sorted(data.accounts["account_id"].astype(str))
         store.load_data(data)
         keys = {scope: store.create_api_key(f"test-{scope}", [scope]) for scope in API_KEY_SCOPES}
-        # exploration off and a fixed seed unless the test overrides them
+        # exploration and learning between retrains off (the greedy policy: answers the
+        # tests can predict) and a fixed seed unless the test overrides them
         settings = Settings(
             database_url=store.url,
             database_schema=store.schema,
@@ -82,7 +84,7 @@ def open_api(
             reload_interval_s=0,
             max_events_per_request=MAX_EVENTS,
             max_body_bytes=MAX_BODY,
-            **{"exploration_rate": 0.0, "random_seed": 0, **overrides},
+            **{"exploration_rate": 0.0, "random_seed": 0, "online_learning": False, **overrides},
         )
         app = create_app(settings, clock=lambda: registry.now)
         with TestClient(app) as client:

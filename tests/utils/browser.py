@@ -137,6 +137,7 @@ def live_server(
         "MLFLOW_TRACKING_URI": registry.tracking_uri,
         "NBA_RELOAD_INTERVAL_S": "0",
         "NBA_EXPLORATION_RATE": "0",
+        "NBA_ONLINE_LEARNING": "0",
         "NBA_RANDOM_SEED": "0",
         "NBA_CRM_ORIGINS": "https://crm.example.com",
         **(settings or {}),

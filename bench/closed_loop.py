@@ -1,0 +1,368 @@
+"""The closed loop: the service decides for simulated accounts week by week and learns from
+what it served. ``python -m bench.closed_loop [--accounts 400] [--weeks 26] [--seed 7]``.
+
+The simulator runs ``--history-months`` with its own sender; its tables are loaded into a
+fresh store and ``nba train all --store`` trains the first models (also aliased ``frozen``).
+Then, each week, accounts come to a decision at the simulator's cadence and the service (the
+app in process, its real request path: ``GET /v1/accounts/{id}/recommendations?k=1``)
+decides; the world answers with its true response model; the week's touchpoints and the
+responses go back through ``POST /v1/events`` (which also rewards the decisions they answer
+in the online posterior). Every ``--retrain-every`` weeks ``nba train next-content --store``
+retrains from the service's own store and ``nba promote next-content --store`` judges the
+newcomer on the served log; the service then reloads its models.
+
+Prints JSON: per week the true value (mean true response probability of the decided action,
+95 % interval over decisions) of the served policy, the logging policy, the frozen champion
+and the oracle; per promotion the off-policy estimate (DR with its interval, from the MLflow
+comparison run) and the served policy's true value in the weeks before and after; the
+targets with pass/fail. See ``bench.loop_world`` for how the world answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from bench.loop_world import ServiceSender, WeekValues, new_touchpoints
+from bench.measure import machine
+from features.simulate import SimulationParams
+from features.simulate.params import WEEK_NS
+from features.simulate.run import Run, start_run, step_week
+from features.simulate.tables import assemble
+from models.contract import NEXT_CONTENT
+from serving.app import create_app
+from serving.routes import Services
+from serving.settings import Settings
+from serving.store import Store
+
+START = "2024-01-01"
+FROZEN = "frozen"
+EVENT_BATCH = 5000
+
+
+def _nba(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Runs an ``nba`` command as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "nba", *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def _history(args: argparse.Namespace) -> tuple[Run, pd.Timestamp]:
+    """The simulator's run through the history months, and the loop's first decision time."""
+    loop_months = int(np.ceil(args.weeks * 7 / 30)) + 1
+    run = start_run(
+        args.accounts,
+        args.seed,
+        start=START,
+        months=args.history_months + loop_months,
+        params=SimulationParams.profile(args.profile),
+    )
+    history_weeks = int(
+        (pd.Timestamp(START, tz="UTC") + pd.DateOffset(months=args.history_months)
+         - pd.Timestamp(START, tz="UTC")).days // 7
+    )  # fmt: skip
+    for _ in range(history_weeks):
+        step_week(run)
+    return run, pd.Timestamp(run.world.start_ns + history_weeks * WEEK_NS, tz="UTC")
+
+
+def _freeze(tracking_uri: str) -> dict[str, str]:
+    """Aliases every champion ``frozen`` too; returns name -> version."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    out = {}
+    for model in client.search_registered_models():
+        version = model.aliases.get("champion")
+        if version is not None:
+            client.set_registered_model_alias(model.name, FROZEN, version)
+            out[model.name] = str(version)
+    return out
+
+
+def _promotion_run(tracking_uri: str) -> dict[str, float]:
+    """The metrics of the newest served-log comparison run of next content."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(NEXT_CONTENT)
+    if experiment is None:
+        return {}
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`nba.promotion` = 'served-log'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return dict(runs[0].data.metrics) if runs else {}
+
+
+class Loop:
+    """The service over its store and the world it decides for."""
+
+    def __init__(self, args: argparse.Namespace, out: Path) -> None:
+        self.args = args
+        self.url = f"sqlite:///{out / 'nba.db'}"
+        self.tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
+        self.env = {
+            **os.environ,
+            "NBA_DATABASE_URL": self.url,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+        }
+        self.clock = pd.Timestamp(START, tz="UTC")
+        self.seconds: dict[str, float] = {}
+
+    def _timed(self, name: str, started: float) -> None:
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 1)
+
+    def setup(self, run: Run) -> dict[str, str]:
+        """Loads the history into the store and trains the first models."""
+        started = time.perf_counter()
+        sim = assemble(run.world, run.records)
+        store = Store(self.url, run.world.taxonomy)
+        store.migrate()
+        store.load_data(sim.data)
+        self.key = store.create_api_key("loop", ["admin"])
+        store.dispose()
+        self._timed("load", started)
+        started = time.perf_counter()
+        # The first models are the loop's starting point: made champion even when one loses
+        # its gate on a small world (said in the output as "initial_forced").
+        trained = _nba(["train", "all", "--store", self.url, "--force", "--json"], self.env)
+        if trained.returncode != 0:
+            raise SystemExit(f"nba train all failed:\n{trained.stdout}\n{trained.stderr}")
+        self._timed("train", started)
+        return _freeze(self.tracking_uri)
+
+    def open(self) -> TestClient:
+        settings = Settings(
+            database_url=self.url,
+            tracking_uri=self.tracking_uri,
+            reload_interval_s=0,
+            random_seed=self.args.seed,
+            online_learning=not self.args.no_online,
+            online_refresh_s=0,  # read once a week, after the week's responses (run_loop)
+        )
+        self.client = TestClient(create_app(settings, clock=lambda: self.clock))
+        self.client.__enter__()
+        frozen = Settings(
+            database_url=self.url,
+            tracking_uri=self.tracking_uri,
+            reload_interval_s=0,
+            random_seed=self.args.seed,
+            online_learning=False,
+            exploration_rate=0.0,
+            model_alias=FROZEN,
+            served_log_dir=None,
+        )
+        self.frozen_client = TestClient(create_app(frozen, clock=lambda: self.clock))
+        self.frozen_client.__enter__()
+        return self.client
+
+    def services(self, client: TestClient) -> Services:
+        services: Services = client.app.state.services  # type: ignore[attr-defined]
+        return services
+
+    def serve(self, account: str, _: int) -> tuple[str, str] | None:
+        """The service's top action for ``account`` now (logged as served)."""
+        answer = self.client.get(
+            f"/v1/accounts/{account}/recommendations",
+            params={"k": 1},
+            headers={"Authorization": f"Bearer {self.key}"},
+        )
+        actions = answer.json().get("actions") or []
+        if answer.status_code != 200 or not actions or not actions[0].get("contact_id"):
+            return None
+        return str(actions[0]["content_id"]), str(actions[0]["contact_id"])
+
+    def frozen(self, account: str, _: int) -> tuple[str, str] | None:
+        """The frozen champion's greedy top action (scored, not logged: its decisions are
+        counterfactual)."""
+        svc = self.services(self.frozen_client)
+        activity = svc.store.account_activity(
+            account, served_since=self.clock - pd.Timedelta(days=7), dismissed_since=self.clock
+        )
+        if activity is None:
+            return None
+        result = svc.scorer.score_account(
+            lambda: svc.store.account_data(account),
+            account,
+            self.clock,
+            k=1,
+            rng=svc.rng,
+            explore=False,
+            data_version=activity.data_version,
+        )
+        if not result.actions or not result.actions[0].action.contact_id:
+            return None
+        return result.actions[0].action.content_id, result.actions[0].action.contact_id
+
+    def post_events(self, records: list[dict[str, Any]]) -> int:
+        accepted = 0
+        for i in range(0, len(records), EVENT_BATCH):
+            answer = self.client.post(
+                "/v1/events",
+                json={"events": records[i : i + EVENT_BATCH]},
+                headers={"Authorization": f"Bearer {self.key}"},
+            )
+            accepted += int(answer.json().get("accepted", 0))
+        return accepted
+
+    def retrain(self) -> dict[str, Any]:
+        """``nba train next-content --store`` then ``nba promote next-content --store``;
+        the service reloads what the alias points to."""
+        started = time.perf_counter()
+        before = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
+        trained = _nba(["train", "next-content", "--store", self.url, "--json"], self.env)
+        promoted = _nba(["promote", "next-content", "--store", self.url], self.env)
+        self.services(self.client).holder.reload_if_moved()
+        after = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
+        self._timed("retrain", started)
+        metrics = _promotion_run(self.tracking_uri) if promoted.returncode == 0 else {}
+        return {
+            "trained": trained.returncode == 0,
+            "promote_exit": promoted.returncode,
+            "promote_said": (promoted.stdout + promoted.stderr).strip().splitlines()[-3:],
+            "champion_before": before,
+            "champion_after": after,
+            "moved": before != after,
+            "dr": [
+                metrics.get("log.challenger.dr"),
+                metrics.get("log.challenger.dr_low"),
+                metrics.get("log.challenger.dr_high"),
+            ],
+            "champion_served": metrics.get("log.champion.served"),
+            "decisions": metrics.get("log.decisions"),
+        }
+
+
+def run_loop(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark; returns its JSON."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    loop = Loop(args, out)
+    started = time.perf_counter()
+    run, first = _history(args)
+    loop._timed("simulate_history", started)
+    frozen_versions = loop.setup(run)
+    loop.clock = first
+    loop.open()
+    sender = ServiceSender(serve=loop.serve, frozen=loop.frozen)
+    weeks: list[dict[str, Any]] = []
+    promotions: list[dict[str, Any]] = []
+    loaded = 0  # touchpoints of the loop sent so far
+    try:
+        for w in range(args.weeks):
+            week_start = first + pd.Timedelta(weeks=w)
+            loop.clock = week_start + pd.Timedelta(hours=9)
+            sender.decide_ns = int(loop.clock.value)
+            started = time.perf_counter()
+            step_week(run, send=sender)
+            loop._timed("decide", started)
+            values: WeekValues = sender.values
+            loop.clock = week_start + pd.Timedelta(days=7) - pd.Timedelta(seconds=1)
+            started = time.perf_counter()
+            events = new_touchpoints(
+                run.world, run.records, before_ns=int(loop.clock.value), first_id=loaded
+            )
+            loaded += len(events)
+            loop.post_events(events + values.responses)
+            posteriors = loop.services(loop.client).posteriors
+            if posteriors is not None:  # the week's rewards, read as a worker's refresh would
+                posteriors.refresh()
+            loop._timed("events", started)
+            weeks.append({"week": w + 1, **values.summary()})
+            if (w + 1) % args.retrain_every == 0 and w + 1 < args.weeks:
+                promotions.append({"after_week": w + 1, **loop.retrain()})
+            # what is known so far, for a run cut short
+            progress = {"weeks": weeks, "promotions": promotions, "seconds": loop.seconds}
+            (out / "progress.json").write_text(json.dumps(progress, indent=1))
+    finally:
+        loop.frozen_client.__exit__(None, None, None)
+        loop.client.__exit__(None, None, None)
+    return {
+        "benchmark": "closed_loop",
+        "accounts": args.accounts,
+        "seed": args.seed,
+        "profile": args.profile,
+        "history_months": args.history_months,
+        "online_learning": not args.no_online,
+        "frozen_versions": frozen_versions,
+        "initial_forced": True,
+        "weeks": weeks,
+        "promotions": [_judge(p, weeks, args.retrain_every) for p in promotions],
+        "targets": _targets(weeks, promotions, args.retrain_every),
+        "seconds": loop.seconds,
+        "machine": machine(),
+    }
+
+
+def _mean(weeks: list[dict[str, Any]], name: str) -> float | None:
+    """The decision-weighted mean true value of ``name`` over ``weeks``."""
+    pairs = [(w[name][0], w["decisions"]) for w in weeks if w.get(name)]
+    n = sum(d for _, d in pairs)
+    return round(sum(v * d for v, d in pairs) / n, 5) if n else None
+
+
+def _judge(p: dict[str, Any], weeks: list[dict[str, Any]], every: int) -> dict[str, Any]:
+    """The promotion with the served policy's true value in the weeks before and after it,
+    and whether its DR interval covers the true value after (when it moved the alias)."""
+    at = p["after_week"]
+    before = _mean(weeks[at - every : at], "served")
+    after = _mean(weeks[at : at + every], "served")
+    low, high = p["dr"][1], p["dr"][2]
+    covers = None if (low is None or after is None or not p["moved"]) else low <= after <= high
+    return {**p, "true_before": before, "true_after": after, "dr_covers_true_after": covers}
+
+
+def _targets(
+    weeks: list[dict[str, Any]], promotions: list[dict[str, Any]], every: int
+) -> dict[str, Any]:
+    last = weeks[-every:]
+    served, oracle = _mean(last, "served"), _mean(last, "oracle")
+    judged = [_judge(p, weeks, every) for p in promotions]
+    moved = [j for j in judged if j["moved"]]
+    return {
+        "served_last_weeks_share_of_oracle": None
+        if not served or not oracle
+        else {"value": round(served / oracle, 4), "at_least": 0.9, "met": served / oracle >= 0.9},
+        "served_rises": {
+            "first_weeks": _mean(weeks[:every], "served"),
+            "last_weeks": served,
+            "met": bool(served and served > (_mean(weeks[:every], "served") or 0)),
+        },
+        "no_promotion_lowers_true_value": {
+            "promotions_moved": len(moved),
+            "met": all((j["true_after"] or 0) >= (j["true_before"] or 0) for j in moved),
+        },
+        "promotion_intervals_cover_truth": {
+            "covered": sum(bool(j["dr_covers_true_after"]) for j in moved),
+            "of": len(moved),
+            "met": all(j["dr_covers_true_after"] for j in moved),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--weeks", type=int, default=26)
+    parser.add_argument("--retrain-every", type=int, default=4)
+    parser.add_argument("--history-months", type=int, default=12)
+    parser.add_argument("--profile", choices=["realistic", "legacy"], default="realistic")
+    parser.add_argument("--no-online", action="store_true", help="learning between retrains off")
+    parser.add_argument("--out", default="closed-loop")
+    args = parser.parse_args()
+    print(json.dumps(run_loop(args), indent=1))
+
+
+if __name__ == "__main__":
+    main()

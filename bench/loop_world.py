@@ -1,0 +1,201 @@
+"""The simulated world of the closed-loop benchmark (``bench.closed_loop``): the simulator's
+run stepped week by week, where the service decides the week's exposures and the world
+answers with its true response model (``features.simulate.response``), and the new
+touchpoints as ``POST /v1/events`` records.
+
+True values are response probabilities of the simulator's response model for the decided
+contact at the decision time: for the served action, the logging policy (the simulator's
+sender: its item distribution for the CRM-recorded phase), a frozen champion (the first
+models, greedy) and the oracle (the item of highest true response probability for that
+contact). Every policy is valued with the item's own channel, the channel the service names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.simulate.draws import pick_cdf
+from features.simulate.exposures import _fatigue
+from features.simulate.params import DAY_S, SECOND_NS
+from features.simulate.records import Records
+from features.simulate.response import sigmoid
+from features.simulate.state import State, Week
+from features.simulate.world import World
+
+# The action a policy serves an account: (content_id, contact_id), or None for nothing.
+Chooser = Callable[[str, int], tuple[str, str] | None]
+
+
+@dataclass
+class WeekValues:
+    """One loop week's decisions: per decision the true response probability of each
+    policy's action for the decided contact."""
+
+    served: list[float] = field(default_factory=list)
+    logging: list[float] = field(default_factory=list)
+    frozen: list[float] = field(default_factory=list)
+    oracle: list[float] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Mean true value per policy with its 95 % interval (normal, over decisions)."""
+        out: dict[str, Any] = {"decisions": len(self.served)}
+        for name in ("served", "logging", "frozen", "oracle"):
+            values = np.asarray(getattr(self, name), dtype=float)
+            values = values[~np.isnan(values)]
+            if not len(values):
+                out[name] = None
+                continue
+            mean = float(values.mean())
+            half = 1.96 * float(values.std(ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0
+            out[name] = [round(mean, 5), round(mean - half, 5), round(mean + half, 5)]
+        out["responses"] = len(self.responses)
+        return out
+
+
+def account_id(world_index: int, width: int = 6) -> str:
+    """The simulator's id of account index ``world_index`` (``features.simulate.tables``)."""
+    return f"A{world_index + 1:0{width}d}"
+
+
+def contact_index(contact_id: str) -> int:
+    """The simulator's contact index of ``contact_id`` (``K`` + number)."""
+    return int(contact_id[1:]) - 1
+
+
+def contact_id(index: int) -> str:
+    return f"K{index + 1:07d}"
+
+
+def new_touchpoints(
+    world: World, records: Records, *, before_ns: int, first_id: int
+) -> list[dict[str, Any]]:
+    """The touchpoints recorded since the last call, before ``before_ns``, as event records
+    (ids ``L`` + a running number from ``first_id``; a contact with its role); later ones
+    are kept for the next call."""
+    ev = records.events.arrays()  # frees what it returns
+    later = ev["ts"] >= before_ns
+    if later.any():
+        records.events.add(
+            ev["acc"][later],
+            ev["contact"][later],
+            ev["ts"][later],
+            ev["channel"][later],
+            ev["etype"][later],
+            ev["content"][later],
+            ev["value"][later],
+        )
+    keep = ~later
+    tax = world.taxonomy
+    channels, etypes = tax.channel_names, tax.event_type_names
+    content_ids = [str(c) for c in world.content_frame["content_id"]]
+    roles = tax.role_names
+    out = []
+    start = first_id
+    for i, r in enumerate(np.flatnonzero(keep).tolist()):
+        contact = int(ev["contact"][r])
+        record: dict[str, Any] = {
+            "event_id": f"L{start + i:09d}",
+            "account_id": account_id(int(ev["acc"][r])),
+            "ts": pd.Timestamp(int(ev["ts"][r]), tz="UTC").isoformat(),
+            "channel": channels[int(ev["channel"][r])],
+            "event_type": etypes[int(ev["etype"][r])],
+        }
+        if contact >= 0:
+            record["contact_id"] = contact_id(contact)
+            record["contact"] = {"role": roles[int(world.centers.contact_role[contact])]}
+        if int(ev["content"][r]) >= 0:
+            record["content_id"] = content_ids[int(ev["content"][r])]
+        value = float(ev["value"][r])
+        if not np.isnan(value):
+            record["value"] = value
+        out.append(record)
+    return out
+
+
+def true_probabilities(
+    world: World, state: State, acc: int, contact: int, fatigue: float
+) -> np.ndarray:
+    """The true response probability of every catalog item shown through its own channel to
+    ``contact`` of account ``acc`` now."""
+    cat, lk = world.catalog, world.lookups
+    items = np.arange(len(cat.content_ids))
+    n = len(items)
+    return sigmoid(
+        world.response.logit(
+            cat,
+            item=items,
+            phase=np.full(n, state.phase[acc]),
+            role=np.full(n, world.centers.contact_role[contact]),
+            interest=world.accounts.interest[acc, cat.topic[items]],
+            fatigue=np.full(n, fatigue),
+            channel=lk.item_channel[items],
+        )
+    )
+
+
+@dataclass
+class ServiceSender:
+    """The weekly exposure step with the service deciding: accounts come to a decision at
+    the simulator's own cadence (its exposure rate for the CRM-recorded phase, boosted by
+    the week's activity), the service picks the action (``serve``), the world answers."""
+
+    serve: Chooser
+    frozen: Chooser
+    decide_ns: int = 0
+    values: WeekValues = field(default_factory=WeekValues)
+
+    def __call__(
+        self, world: World, state: State, week: Week, rng: np.random.Generator, records: Records
+    ) -> np.ndarray:
+        p, lk, cat = world.params, world.lookups, world.catalog
+        n = world.n_accounts
+        self.values = WeekValues()
+        responded_fit = np.zeros(n)
+        active = np.where(state.touched > 0, p.exposure_activity_boost, 1.0)
+        due = rng.random(n) < np.minimum(lk.exposure_rate[state.crm_phase] * active, 1.0)
+        has_contact = (week.slot_contact >= 0).any(axis=1)
+        exists = world.accounts.created_ns <= self.decide_ns
+        positions = content_positions(world)
+        for acc in np.flatnonzero(due & has_contact & exists).tolist():
+            chosen = self.serve(account_id(acc), acc)
+            if chosen is None:
+                continue
+            item, contact = positions[chosen[0]], contact_index(chosen[1])
+            ts = np.array([self.decide_ns])
+            fatigue = float(_fatigue(world, state, np.array([contact]), ts)[0])
+            probs = true_probabilities(world, state, acc, contact, fatigue)
+            frozen = self.frozen(account_id(acc), acc)
+            self.values.served.append(float(probs[item]))
+            self.values.logging.append(float(lk.policy[state.crm_phase[acc]] @ probs))
+            self.values.frozen.append(
+                float(probs[positions[frozen[0]]]) if frozen is not None else float("nan")
+            )
+            self.values.oracle.append(float(probs.max()))
+            r_ts = self.decide_ns + int(rng.integers(60, 3 * DAY_S)) * SECOND_NS
+            if rng.random() < probs[item] and r_ts < world.centers.contact_gone[contact]:
+                etype = int(pick_cdf(lk.item_resp_cdf[[item]], rng.random(1))[0])
+                self.values.responses.append(
+                    {
+                        "event_id": f"R{acc}-{self.decide_ns}",
+                        "account_id": account_id(acc),
+                        "contact_id": chosen[1],
+                        "ts": pd.Timestamp(r_ts, tz="UTC").isoformat(),
+                        "channel": world.taxonomy.channel_names[int(lk.item_channel[item])],
+                        "event_type": world.taxonomy.event_type_names[etype],
+                        "content_id": chosen[0],
+                    }
+                )
+                if cat.phase_fit[item, state.phase[acc]] == 1.0:
+                    responded_fit[acc] += 1
+        return responded_fit
+
+
+def content_positions(world: World) -> dict[str, int]:
+    """content_id -> catalog row of the simulator's catalog."""
+    return {str(c): i for i, c in enumerate(world.catalog.content_ids)}
