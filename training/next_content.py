@@ -7,7 +7,7 @@ shown item's attributes and its fit to the account and contact
 (``models.next_content.candidate_features``). Label: a response within
 ``RESPONSE_WINDOW_DAYS`` of the exposure (a touchpoint of the same account, contact and
 content of a response event type). The label window of a row ends at most
-``EXPOSURE_WINDOW_DAYS + RESPONSE_WINDOW_DAYS`` = 14 days after T, the horizon purged between
+``EXPOSURE_WINDOW_DAYS + RESPONSE_WINDOW_DAYS`` = 35 days after T, the horizon purged between
 splits.
 
 Evaluation: ROC-AUC of response on the test exposures (the primary metric, which promotion
@@ -39,7 +39,11 @@ from training.policy import (
 from training.result import Evaluation, Gate, ModelResult
 from training.splits import split_by_as_of
 
-EXPOSURE_WINDOW_DAYS = 7
+# Every exposure until the next monthly as-of date (28 days: no month is shorter) is a row,
+# paired with the features as of its month's date: four times the rows of the first week
+# alone, which the model's quality grew with (share of the random-to-oracle gain 0.67 ->
+# 0.76 on 5,000 simulated accounts), at the cost of features up to four weeks old.
+EXPOSURE_WINDOW_DAYS = 28
 HORIZON_DAYS = EXPOSURE_WINDOW_DAYS + RESPONSE_WINDOW_DAYS
 PRIMARY_METRIC = "model.roc_auc"
 # Columns of the set that are keys or policy-evaluation inputs, never features.

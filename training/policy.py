@@ -6,7 +6,9 @@ followed). A policy picks one eligible item per decision. Its value is the mean 
 probability of the picked items:
 
 - the **true value** (simulated data only) reads the simulator's response probability of the
-  picked item (``features.simulate.truth.true_response_probability``);
+  picked item as its sender would send it, over the channels it sends through
+  (``features.simulate.truth.sent_response_probability``; the logged responses the
+  off-policy estimates read came through those channels too);
 - the **off-policy estimates** (any data) re-weight the logged exposures: IPS, self-normalised
   IPS and doubly robust, the latter with the model's own predictions as reward model.
 
@@ -29,7 +31,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.errors import InvalidInputError
-from features.simulate.truth import SimulationTruth, true_response_probability
+from features.simulate.truth import SimulationTruth, sent_response_probability
 from features.taxonomy import Taxonomy
 from models import next_content as nc
 from training.baselines import hand_rule_scores
@@ -245,7 +247,8 @@ def true_policy_metrics(
 
 def true_values(d: Decisions, content: pd.DataFrame, truth: SimulationTruth) -> np.ndarray:
     """decisions x items: the simulator's response probability of each eligible item for the
-    decision's account, contact and time (NaN where not eligible)."""
+    decision's account, contact and time, sent as its sender sends
+    (``sent_response_probability``); NaN where not eligible."""
     di, ii = np.nonzero(d.eligible)
     requests = pd.DataFrame(
         {
@@ -256,5 +259,5 @@ def true_values(d: Decisions, content: pd.DataFrame, truth: SimulationTruth) -> 
         }
     )
     out = np.full(d.eligible.shape, np.nan)
-    out[di, ii] = true_response_probability(truth, requests)
+    out[di, ii] = sent_response_probability(truth, requests)
     return out

@@ -34,8 +34,10 @@ defaults are the ``realistic`` profile, calibrated to published B2B figures (doc
   now and then skipped.
 
 The ``truth`` functions :func:`true_phases` and :func:`true_response_probability` give the
-best achievable predictions; for churn that is the truth's ``churn_oracle`` (opt-in:
-``simulate(..., oracle_as_of=[...])``, ``oracle``), while :func:`true_churn_probability`
+best achievable predictions (:func:`sent_response_probability`: the latter averaged over
+the channels the sender sends an item through, the true value of picking it); for churn
+that is the truth's ``churn_oracle`` (opt-in: ``simulate(..., oracle_as_of=[...])``,
+``oracle``), while :func:`true_churn_probability`
 holds the as-of week's hazard and is only a reference.
 
 The package, one module per concern:
@@ -61,6 +63,7 @@ from features.simulate.params import SimulationError, SimulationParams
 from features.simulate.truth import (
     SimulationTruth,
     load_truth,
+    sent_response_probability,
     true_churn_probability,
     true_phases,
     true_response_probability,
@@ -94,6 +97,7 @@ __all__ = [
     "SimulationParams",
     "SimulationTruth",
     "load_truth",
+    "sent_response_probability",
     "simulate",
     "true_churn_probability",
     "true_phases",

@@ -85,7 +85,11 @@ def _send(
     x_ts = week.start_ns + world.accounts.send_offset[x_acc] + k * _HOUR_NS
     x_item = pick_cdf(lk.policy_cdf[state.crm_phase[x_acc]], rng.random(n_x))
     x_prop = lk.policy[state.crm_phase[x_acc], x_item]
-    x_channel = np.where(rng.random(n_x) < 0.6, lk.codes.ch_email, lk.item_channel[x_item])
+    x_channel = np.where(
+        rng.random(n_x) < world.params.exposure_email_share,
+        lk.codes.ch_email,
+        lk.item_channel[x_item],
+    )
     fatigue = _fatigue(world, state, x_contact, x_ts)
     x_phase = state.phase[x_acc]
     fit = cat.phase_fit[x_item, x_phase]

@@ -106,6 +106,9 @@ class SimulationParams:
     exposure_activity_boost: float = 1.6
     second_exposure: float = 0.35
     policy_uniform_mix: float = 0.3
+    # The channel an exposure goes out through: e-mail with this probability, else the
+    # item's usual channel (the content table's ``channel``).
+    exposure_email_share: float = 0.6
     # Anonymous touchpoints: at least this share of a channel's touchpoints has no known
     # contact (on top of each template's own share).
     anonymous_by_channel: tuple[tuple[str, float], ...] = (

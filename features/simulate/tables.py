@@ -16,7 +16,7 @@ from features.simulate.columns import STR, categorical, content_ids, ids, timest
 from features.simulate.params import WEEK_NS
 from features.simulate.records import Records
 from features.simulate.response import ResponseModel
-from features.simulate.truth import SimulationTruth
+from features.simulate.truth import TRUTH_CONTENT_COLUMNS, SimulationTruth
 from features.simulate.world import World
 from features.taxonomy import Taxonomy
 
@@ -67,7 +67,7 @@ def assemble(world: World, records: Records) -> Simulation:
         phases=phases_truth,
         accounts=_latent(world, account_id, to_id),
         contacts=contacts_df[["contact_id", "account_id", "role"]].copy(),
-        content=content_df[["content_id", "phases", "roles", "topic", "content_type"]].copy(),
+        content=content_df[[c for c in TRUTH_CONTENT_COLUMNS if c in content_df.columns]].copy(),
         exposures=exposures_truth,
         churn_hazard=_churn_hazard(world, records, to_id),
         params=_params(world),
@@ -254,6 +254,7 @@ def _params(world: World) -> pd.DataFrame:
     params.update(
         adjacent_phase_fit=p.adjacent_phase_fit,
         fatigue_window_days=float(p.fatigue_window_days),
+        exposure_email_share=p.exposure_email_share,
         start_ns=float(world.start_ns),
         end_ns=float(world.end_ns),
         week_ns=float(WEEK_NS),

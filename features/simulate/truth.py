@@ -23,6 +23,10 @@ from features.simulate.params import SECOND_NS
 from features.simulate.response import ResponseModel, build_catalog, fatigue_weight, sigmoid
 from features.timestamps import NS_PER_DAY, column_ns, to_ns
 
+# The catalog columns the truth keeps (``channel``: the item's usual channel, which the
+# sender uses when it does not send by e-mail).
+TRUTH_CONTENT_COLUMNS = ("content_id", "phases", "roles", "topic", "content_type", "channel")
+
 
 @dataclass
 class SimulationTruth:
@@ -34,8 +38,8 @@ class SimulationTruth:
     - ``accounts``: account_id, velocity, frailty, engagement, champion_contact_id and one
       ``interest_<topic>`` column per topic (the latent per-account parameters);
     - ``contacts``: contact_id, account_id, role;
-    - ``content``: content_id, phases, roles, topic, content_type (the catalog the response
-      model used);
+    - ``content``: content_id, phases, roles, topic, content_type, channel (the catalog the
+      response model used; channel: the item's usual channel);
     - ``exposures``: exposure_id, account_id, contact_id, content_id, ts, channel,
       true_phase, p_response, responded;
     - ``churn_hazard``: account_id, week_start, hazard (weekly churn hazard of every customer
@@ -253,6 +257,26 @@ def true_response_probability(truth: SimulationTruth, requests: pd.DataFrame) ->
             channel=channel_codes,
         )
     )
+
+
+def sent_response_probability(truth: SimulationTruth, requests: pd.DataFrame) -> np.ndarray:
+    """The simulator's probability that each request's contact responds to the item if the
+    simulator's sender sent it (``true_response_probability`` averaged over the channel the
+    sender picks: e-mail with the run's ``exposure_email_share``, else the item's usual
+    channel). This is the true value of picking the item that a logged exposure's observed
+    response estimates; e-mail alone overstates it where items usually go out through
+    weaker channels. A truth written before the run kept the share and the items' channels
+    gives the e-mail probability. Requests need account_id, contact_id, content_id, ts."""
+    by_email = true_response_probability(truth, requests.drop(columns="channel", errors="ignore"))
+    names = set(truth.params["name"].astype(str))
+    if "exposure_email_share" not in names or "channel" not in truth.content.columns:
+        return by_email
+    share = truth.param("exposure_email_share")
+    usual = truth.content.set_index(truth.content["content_id"].astype(str))["channel"]
+    own = requests.assign(
+        channel=usual.reindex(requests["content_id"].astype(str)).astype(str).to_numpy()
+    )
+    return share * by_email + (1.0 - share) * true_response_probability(truth, own)
 
 
 def _fatigue(truth: SimulationTruth, contact_ids: Any, ts: np.ndarray) -> np.ndarray:

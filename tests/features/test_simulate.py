@@ -15,6 +15,7 @@ from features.simulate import (
     Simulation,
     SimulationParams,
     load_truth,
+    sent_response_probability,
     simulate,
     true_churn_probability,
     true_phases,
@@ -286,6 +287,26 @@ def test_true_response_probability_is_what_the_simulator_used(small: Simulation)
     np.testing.assert_allclose(p, x["p_response"].to_numpy(), rtol=1e-12)
     # And the responses happened at that rate.
     assert abs(x["responded"].mean() - x["p_response"].mean()) < 0.01
+
+
+def test_sent_response_probability_is_the_value_the_logged_responses_measure(
+    small: Simulation,
+) -> None:
+    x = small.truth.exposures
+    requests = x[["account_id", "contact_id", "content_id", "ts"]]
+    sent = sent_response_probability(small.truth, requests)
+    by_email = true_response_probability(small.truth, requests)
+    logged = x["p_response"].to_numpy()
+    # The sender draws each exposure's channel at random, so over the log the channel mix
+    # averages out: sent minus the logged probability is zero within sampling error ...
+    diff = sent - logged
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    assert abs(diff.mean()) < 4 * se
+    # ... while e-mail alone overstates what the logged responses measure.
+    assert (by_email - logged).mean() > 4 * (by_email - logged).std(ddof=1) / np.sqrt(len(x))
+    # An exposure sent by e-mail had the e-mail probability.
+    email = (x["channel"].astype(str) == "email").to_numpy()
+    np.testing.assert_allclose(by_email[email], logged[email], rtol=1e-12)
 
 
 def test_content_fitting_the_true_phase_gets_more_responses(

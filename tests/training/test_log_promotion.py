@@ -98,7 +98,8 @@ def test_a_challenger_is_judged_on_decisions_after_what_it_learned_from() -> Non
         "nba.as_of.train": "2025-01-01T00:00:00+00:00,2025-02-01T00:00:00+00:00",
         "nba.as_of.valid": "2025-03-01T00:00:00+00:00",
     }
-    assert learned_until(tags) == pd.Timestamp("2025-03-08", tz="UTC")
+    # The last as-of date it learned from plus the four weeks of exposures paired with it.
+    assert learned_until(tags) == pd.Timestamp("2025-03-29", tz="UTC")
     summarised = {"nba.as_of.train": "2024-01-01..2025-04-01", "nba.as_of.train.count": "400"}
-    assert learned_until(summarised) == pd.Timestamp("2025-04-08", tz="UTC")
+    assert learned_until(summarised) == pd.Timestamp("2025-04-29", tz="UTC")
     assert learned_until({}) is None

@@ -19,6 +19,7 @@ from models import next_content as nc
 from training.baselines import hand_rule_scores
 from training.datasets import TrainingSet, as_of_grid
 from training.next_content import (
+    EXPOSURE_WINDOW_DAYS,
     HORIZON_DAYS,
     build_next_content_set,
     crm_phase_at,
@@ -52,15 +53,17 @@ def world() -> World:
     return World(taxonomy, sim, features, ts, result)
 
 
-def test_rows_are_exposures_of_the_week_after_each_as_of(world: World) -> None:
+def test_rows_are_exposures_of_the_four_weeks_after_each_as_of(world: World) -> None:
     frame = world.ts.frame
+    window = EXPOSURE_WINDOW_DAYS * DAY
+    assert EXPOSURE_WINDOW_DAYS == 28  # no month is shorter: every exposure of a month, once
     assert frame["exposure_id"].is_unique
-    assert ((frame["ts"] >= frame["as_of"]) & (frame["ts"] < frame["as_of"] + 7 * DAY)).all()
+    assert ((frame["ts"] >= frame["as_of"]) & (frame["ts"] < frame["as_of"] + window)).all()
     ex = world.sim.data.exposures
     grid = pd.DatetimeIndex(world.features["as_of"].unique())
     in_window = np.zeros(len(ex), dtype=bool)
     for t in grid:
-        in_window |= ((ex["ts"] >= t) & (ex["ts"] < t + 7 * DAY)).to_numpy()
+        in_window |= ((ex["ts"] >= t) & (ex["ts"] < t + window)).to_numpy()
     assert len(frame) == int(in_window.sum())  # every exposure of the windows, once
     assert set(frame["as_of"].unique()) <= set(grid)
     assert frame[nc.LABEL_COLUMN].isin([0, 1]).all()
@@ -78,7 +81,7 @@ def test_features_are_the_pipeline_row_as_of_the_grid_date(world: World) -> None
 
 def test_splits_by_time_and_no_label_window_reaches_the_next_split(world: World) -> None:
     split = world.ts.split
-    assert world.ts.horizon_days == HORIZON_DAYS == 14
+    assert world.ts.horizon_days == HORIZON_DAYS == EXPOSURE_WINDOW_DAYS + 7
     assert split.train["as_of"].max() < split.valid["as_of"].min()
     assert split.valid["as_of"].max() < split.test["as_of"].min()
     check_time_split(split, horizon_days=HORIZON_DAYS, key_columns=("exposure_id",))
