@@ -156,11 +156,12 @@ def test_train_store_reads_what_train_data_reads_on_the_export(
     assert read_data_dir(exported, taxonomy).exposures["policy"].notna().any()
     # Training is a function of those tables: the command trains from the store (one run,
     # the cheapest model; a second from the files would repeat the same computation).
+    # Nine as-of dates: the phase model's hindsight labels purge 60 days between splits.
     schema = ["--store-schema", api.store.schema] if api.store.schema else []
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = CliRunner().invoke(
         cli,
-        ["train", "phase", "--store", api.store.url, *schema, "--as-of-dates", "6"]
+        ["train", "phase", "--store", api.store.url, *schema, "--as-of-dates", "9"]
         + ["--param", "n_estimators=5", "--json", "--tracking-uri", uri],
         env=served.env(),
     )
