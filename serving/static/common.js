@@ -1,4 +1,4 @@
-/* Shared by the widget and the worklist: the key from the URL fragment, calls to the /v1 API
+/* Shared by the pages (widget, worklist, insights): the key from the URL fragment, calls to the /v1 API
    with it, labels from the taxonomy the server put into data-config, and safe DOM building
    (text only, never innerHTML, so ids and titles from the data cannot inject markup). */
 "use strict";
@@ -159,6 +159,22 @@ const NBA = (() => {
     return node;
   }
 
+  /* The page's state: data-state on <body> (for CSS hooks and tests), the status line with
+     a spinner while loading and a Retry button calling `retry` where it helps; the content
+     shows in the states `shown` lists. */
+  function setState(state, text, options = {}) {
+    document.body.dataset.state = state;
+    const status = document.getElementById("status");
+    status.className = "status" + (options.kind ? " " + options.kind : "");
+    status.replaceChildren();
+    if (state === "loading") status.append(el("span", { class: "spinner", "aria-hidden": "true" }));
+    if (text) status.append(el("span", { id: "status-text" }, text));
+    if (options.retry && options.onRetry) {
+      status.append(el("button", { type: "button", id: "retry", onclick: options.onRetry }, "Retry"));
+    }
+    document.getElementById("content").hidden = !(options.shown || ["ready"]).includes(state);
+  }
+
   return { config, readKey, api, ApiError, problem, label, phaseLabel, phaseIndex, percent,
-    date, el, humanize, money, within, person };
+    date, el, humanize, money, within, person, setState };
 })();

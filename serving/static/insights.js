@@ -38,14 +38,7 @@
   }
 
   function setState(state, text, options = {}) {
-    document.body.dataset.state = state;
-    const status = $("status");
-    status.className = "status" + (options.kind ? " " + options.kind : "");
-    status.replaceChildren();
-    if (state === "loading") status.append(el("span", { class: "spinner", "aria-hidden": "true" }));
-    if (text) status.append(el("span", { id: "status-text" }, text));
-    if (options.retry) status.append(el("button", { type: "button", id: "retry", onclick: load }, "Retry"));
-    $("content").hidden = state !== "ready";
+    NBA.setState(state, text, { ...options, onRetry: load, shown: ["ready"] });
   }
 
   async function load() {
