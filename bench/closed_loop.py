@@ -79,7 +79,7 @@ def _history(args: argparse.Namespace) -> tuple[Run, pd.Timestamp]:
 
 def _freeze(tracking_uri: str) -> dict[str, str]:
     """Aliases every champion ``frozen`` too; returns name -> version."""
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     out = {}
     for model in client.search_registered_models():
         version = model.aliases.get("champion")
@@ -91,7 +91,7 @@ def _freeze(tracking_uri: str) -> dict[str, str]:
 
 def _promotion_run(tracking_uri: str) -> dict[str, float]:
     """The metrics of the newest served-log comparison run of next content."""
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = client.get_experiment_by_name(NEXT_CONTENT)
     if experiment is None:
         return {}

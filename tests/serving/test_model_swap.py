@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.models import Model
@@ -34,10 +35,19 @@ WAIT_S = 60.0
 
 
 @pytest.fixture
-def store(registry: TrainedRegistry, tmp_path: Path) -> str:
-    """A private copy of the registry database, so moving aliases disturbs no other test."""
+def store(registry: TrainedRegistry, tmp_path: Path) -> Iterator[str]:
+    """A private copy of the registry database, so moving aliases disturbs no other test.
+    It is also MLflow's current tracking URI while the test runs: registering a version from
+    a logged model's URI (``models:/m-...``) looks the model up there, not in the client's
+    store, and an earlier test in the same worker may have pointed it elsewhere."""
     shutil.copy(registry.root / "mlflow.db", tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def _client(uri: str) -> MlflowClient:
