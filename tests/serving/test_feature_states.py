@@ -12,14 +12,12 @@ import pytest
 
 from features.pipeline import build_account_features
 from features.pipeline.incremental import decode_state, state_feature_frame
-from models.arbitration import load_arbitration_config
-from serving.model_holder import ModelHolder
-from serving.scoring import Scorer, content_popularity
+from serving.scoring import Scorer
 from serving.scoring.incremental import StateSource, account_source
 from serving.store import Store
 from tests.utils.api import event
 from tests.utils.frames import assert_rows_equal
-from tests.utils.registry import TrainedRegistry
+from tests.utils.registry import TrainedRegistry, registry_scorer
 from tests.utils.store import BACKENDS, open_store
 
 
@@ -37,15 +35,7 @@ def store(
 
 
 def _scorer(registry: TrainedRegistry) -> Scorer:
-    holder = ModelHolder(registry.tracking_uri)
-    assert holder.load(), holder.status().last_error
-    return Scorer(
-        holder,
-        registry.taxonomy,
-        load_arbitration_config(),
-        registry.data.content,
-        popularity=content_popularity(registry.data.touchpoints),
-    )
+    return registry_scorer(registry)
 
 
 def _with_contacts(registry: TrainedRegistry, n: int) -> list[str]:

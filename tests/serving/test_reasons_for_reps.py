@@ -6,11 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from features.pipeline import select_accounts
-from models.arbitration import load_arbitration_config
-from serving.model_holder import ModelHolder
-from serving.scoring import KnownAccount, Scorer, content_popularity
+from serving.scoring import KnownAccount
 from tests.utils.reasons import reason_problems
-from tests.utils.registry import TrainedRegistry
+from tests.utils.registry import TrainedRegistry, registry_scorer
 
 N_ACCOUNTS = 300
 
@@ -19,15 +17,7 @@ def test_no_reason_shows_a_bare_feature_name_or_a_raw_zero(
     trained_registry: TrainedRegistry,
 ) -> None:
     registry = trained_registry
-    holder = ModelHolder(registry.tracking_uri)
-    assert holder.load(), holder.status().last_error
-    scorer = Scorer(
-        holder,
-        registry.taxonomy,
-        load_arbitration_config(),
-        registry.data.content,
-        popularity=content_popularity(registry.data.touchpoints),
-    )
+    scorer = registry_scorer(registry)
     accounts = registry.data.accounts
     alive = accounts.loc[accounts["created_at"] < registry.now, "account_id"].astype(str)
     known = [KnownAccount(a, data_version=0) for a in alive.head(N_ACCOUNTS)]

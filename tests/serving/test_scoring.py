@@ -9,25 +9,16 @@ import pytest
 
 from features.pipeline import build_features, select_accounts
 from features.schema import JourneyData
-from models.arbitration import churn_band, load_arbitration_config
+from models.arbitration import churn_band
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import EXPLORATION
-from serving.model_holder import ModelHolder
-from serving.scoring import Scorer, content_popularity
-from tests.utils.registry import TrainedRegistry
+from serving.scoring import Scorer
+from tests.utils.registry import TrainedRegistry, registry_scorer
 
 
 @pytest.fixture(scope="module")
 def scorer(registry: TrainedRegistry) -> Scorer:
-    holder = ModelHolder(registry.tracking_uri)
-    assert holder.load(), holder.status().last_error
-    return Scorer(
-        holder,
-        registry.taxonomy,
-        load_arbitration_config(),
-        registry.data.content,
-        popularity=content_popularity(registry.data.touchpoints),
-    )
+    return registry_scorer(registry)
 
 
 def _accounts_with_contacts(registry: TrainedRegistry, n: int) -> list[str]:

@@ -23,6 +23,9 @@ import pytest
 from features.schema import JourneyData
 from features.simulate import SimulationParams, simulate, write_simulation
 from features.taxonomy import Taxonomy, load_taxonomy
+from models.arbitration import load_arbitration_config
+from serving.model_holder import ModelHolder
+from serving.scoring import Scorer, content_popularity
 
 N_ACCOUNTS = 800
 SEED = 5
@@ -56,6 +59,20 @@ class TrainedRegistry:
     def now(self) -> pd.Timestamp:
         """A scoring time inside the simulated period, after most accounts exist."""
         return pd.Timestamp(self.data.touchpoints["ts"].max()).ceil("D")
+
+
+def registry_scorer(registry: TrainedRegistry) -> Scorer:
+    """A scorer over the registry's champions, its catalog and its content popularity, as
+    the service builds one."""
+    holder = ModelHolder(registry.tracking_uri)
+    assert holder.load(), holder.status().last_error
+    return Scorer(
+        holder,
+        registry.taxonomy,
+        load_arbitration_config(),
+        registry.data.content,
+        popularity=content_popularity(registry.data.touchpoints),
+    )
 
 
 def tracking_uri_for(root: Path) -> str:
