@@ -18,7 +18,7 @@ from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from models.contract import CHURN, NEXT_CONTENT, PHASE
-from models.explain import Reason
+from models.explain import Reason, WhyNow
 from serving.store.values import ID_RULE, MAX_ID_LENGTH, check_id, check_text
 
 # The id rule for people (OpenAPI descriptions).
@@ -207,6 +207,25 @@ class RecommendationsRequest(BaseModel):
     channel: Id | None = Field(default=None, description="Only actions on this channel.")
 
 
+class WhyNowOut(_Out):
+    """What about the account's recent history makes this the moment to act."""
+
+    signal: str = Field(
+        examples=["activity_up"],
+        description="A stable code: churn_risk_high, usage_down, tickets_up, ahead_of_crm, "
+        "new_crm_phase, activity_up, engagement_up or gone_quiet.",
+    )
+    text: str = Field(
+        examples=[
+            "activity picked up: 12 touchpoints in the last 30 days against 4 in the 30 before"
+        ]
+    )
+
+    @classmethod
+    def of(cls, signal: WhyNow) -> WhyNowOut:
+        return cls(signal=signal.signal, text=signal.text)
+
+
 class ChangesOut(_Out):
     """What happened to the account since actions were last recommended for it."""
 
@@ -253,6 +272,13 @@ class RecommendationsResponse(_Out):
                         "touchpoints": 3,
                         "text": "2 downloads and 1 webinar attendance",
                     },
+                    "why_now": [
+                        {
+                            "signal": "ahead_of_crm",
+                            "text": "its behaviour reads as Consideration; the CRM still says "
+                            "Awareness (recorded 64 days ago)",
+                        }
+                    ],
                     "actions": [
                         {
                             "recommendation_id": "5b0e7d0d2c0b4d3e8e51d6c1b0a9f7e2",
@@ -338,6 +364,11 @@ class RecommendationsResponse(_Out):
         description="The account's touchpoints since actions were last recommended for it; "
         "null when none ever were (or the account is unknown).",
     )
+    why_now: list[WhyNowOut] = Field(
+        default_factory=list,
+        description="What changed that makes this the moment to act, most urgent first (at "
+        "most 3; empty when nothing stands out, and for a cold start).",
+    )
     actions: list[ActionOut] = Field(
         description="Empty when no next-content model is served (see missing)."
     )
@@ -412,6 +443,9 @@ class WorklistItem(_Out):
     churn_risk: float | None
     churn_band: ChurnBandName | None
     outcomes: dict[str, float] = Field(default_factory=dict)
+    why_now: list[WhyNowOut] = Field(
+        default_factory=list, description="What makes this the moment to act (see recommendations)."
+    )
     action: ActionOut | None = Field(description="Null when no action passes the rules now.")
 
 

@@ -26,7 +26,8 @@ One module per concern, each importing only those before it: ``errors``,
 labels), ``phrasing`` (:func:`describe`: a table of name families, then a table of
 definition forms) and ``reasons`` (:class:`Reason`, :func:`reason_codes`,
 :func:`taxonomy_labels`); ``changes`` (:func:`describe_changes`: what happened since the
-last visit) needs only ``words``.
+last visit) and ``timing`` (:func:`why_now`: what changed that makes this the moment to
+act) need only ``words``.
 """
 
 from models.explain.changes import describe_changes
@@ -40,15 +41,18 @@ from models.explain.reasons import (
     reason_codes,
     taxonomy_labels,
 )
+from models.explain.timing import WhyNow, why_now
 
 __all__ = [
     "EXPLORATION",
     "ExplainError",
     "Reason",
+    "WhyNow",
     "contributions_for",
     "describe",
     "describe_changes",
     "exploration_reason",
     "reason_codes",
     "taxonomy_labels",
+    "why_now",
 ]

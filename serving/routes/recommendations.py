@@ -46,6 +46,7 @@ from serving.schemas import (
     ReasonOut,
     RecommendationsRequest,
     RecommendationsResponse,
+    WhyNowOut,
 )
 from serving.scoring import AccountScore, ScoredAction
 from serving.scoring.incremental import account_source
@@ -269,6 +270,7 @@ def recommend(
         horizon_days=svc.scorer.models.horizon_days,
         value_unit=svc.settings.value_unit,
         since_last_visit=since_last_visit(activity),
+        why_now=[WhyNowOut.of(w) for w in result.why_now],
         actions=[
             action_out(s, rid, contact_names) for s, rid in zip(result.actions, ids, strict=True)
         ],

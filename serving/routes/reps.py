@@ -21,7 +21,7 @@ from serving.routes.recommendations import (
     log_actions,
     served_recent,
 )
-from serving.schemas import RepIdPath, WorklistItem, WorklistResponse
+from serving.schemas import RepIdPath, WhyNowOut, WorklistItem, WorklistResponse
 from serving.scoring import AccountScore, KnownAccount
 from serving.store import AccountActivity, ApiKey
 
@@ -98,6 +98,7 @@ def get_rep_actions(
                 churn_risk=None if s.churn_risk is None else float(s.churn_risk),
                 churn_band=s.churn_band,
                 outcomes={name: float(p) for name, p in s.outcomes.items()},
+                why_now=[WhyNowOut.of(w) for w in s.why_now],
                 action=action,
             )
         )

@@ -9,7 +9,7 @@ import pandas as pd
 
 from features.errors import InvalidInputError
 from models.arbitration import Action, ChurnBand, HeldBack
-from models.explain import Reason
+from models.explain import Reason, WhyNow
 
 
 class ScoringError(InvalidInputError):
@@ -32,6 +32,7 @@ class AccountScore:
     (they sum to 1); ``churn_risk`` is calibrated (None for a cold start: nothing is known
     about the account); ``actions`` are in rank order with their propensities under the
     policy; ``held_back`` the "why not?" list; ``versions`` the model versions used;
+    ``why_now`` what makes this the moment to act (``models.explain.why_now``);
     ``outcomes`` outcome name -> calibrated probability of each binary outcome model served
     (``churn`` too); ``missing`` answer part (``phase``, ``risk``, ``next_actions``) -> why
     it is absent (no model of it is served); ``known`` is False for an account the data
@@ -58,3 +59,4 @@ class AccountScore:
     missing: Mapping[str, str] = field(default_factory=dict)
     # The online posterior's segment the answer's decisions count in (None: none).
     segment: str | None = None
+    why_now: tuple[WhyNow, ...] = ()

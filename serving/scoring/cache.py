@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from features.schema import JourneyData
 from models.arbitration import PreparedCandidates, Recent
-from models.explain import Reason
+from models.explain import Reason, WhyNow
 from serving.scoring.answer import ScoringError
 
 
@@ -58,6 +58,8 @@ class AccountState:
     features_ipc: bool = False
     # Outcome name -> calibrated probability, one per binary outcome model served.
     outcomes: dict[str, float] = field(default_factory=dict)
+    # What makes this the moment to act (``models.explain.why_now``), most urgent first.
+    why_now: tuple[WhyNow, ...] = ()
 
     def feature_frame(self) -> pd.DataFrame:
         """Returns the cached one-row frame of account columns (a copy per call)."""

@@ -116,6 +116,7 @@ def decide(
         outcomes=dict(state.outcomes),
         missing=dict(models.missing),
         segment=decision.segment,
+        why_now=state.why_now,
     )
 
 

@@ -25,7 +25,7 @@ from models import next_content as nc
 from models.arbitration import Recent, addressees, churn_band, prepare_candidates
 from models.churn import calibrate
 from models.contract import CHURN, NEXT_CONTENT, PHASE
-from models.explain import Reason, contributions_for, reason_codes
+from models.explain import Reason, contributions_for, reason_codes, why_now
 from serving.model_set import PREDICT_THREADS, ModelSet
 from serving.scoring.cache import AccountState, ipc_rows
 from serving.scoring.online import CandidateRows, Request, action_reasons, rank
@@ -158,8 +158,10 @@ def chunk_states(
         else:
             phase_reasons = batch_reasons(setup, models, PHASE, part, values, classes=codes)
     churn_reasons = no_reasons
+    bands: list[str | None] = [None] * len(part)
     if models.churn is not None:
-        directions = [1 if churn_band(float(r), setup.config) != "low" else -1 for r in risk]
+        bands = [churn_band(float(r), setup.config) for r in risk]
+        directions = [1 if b != "low" else -1 for b in bands]
         churn_reasons = batch_reasons(setup, models, CHURN, part, values, directions=directions)
     contacts = [rows.addressees(a) for a in ids]
     computed = _candidates(setup, models, part, contacts)
@@ -186,6 +188,15 @@ def chunk_states(
             candidates=prepare_candidates(candidates, contacts[r], setup.catalog, account_id),
             consumed=rows.consumed(account_id),
             outcomes={name: float(p[r]) for name, p in outcomes.items()},
+            why_now=why_now(
+                values[r],
+                phase=setup.phases[int(np.argmax(proba[r]))] if models.phase is not None else None,
+                phases=setup.phases,
+                churn_band=bands[r],
+                churn_risk=float(risk[r]) if models.churn is not None else None,
+                horizon_days=models.horizon_days.get(CHURN),
+                labels=setup.labels,
+            ),
         )
         # The greedy answer is what nearly every request serves: explain it now, off the
         # warm path (one pred_contrib call for its rows, which are at hand), for the

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from models.arbitration import ACCOUNT_LEVEL, PreparedCandidates, Recent
-from models.explain import Reason
+from models.explain import Reason, WhyNow
 from serving.model_set import ModelSet
 from serving.scoring.answer import ScoringError
 from serving.scoring.cache import AccountState, ipc_rows
@@ -79,6 +79,7 @@ def encode_state(setup: ScoringSetup, models: ModelSet, state: AccountState) -> 
         "outcomes": {str(k): float(v) for k, v in state.outcomes.items()},
         "phase_reasons": _reasons_out(state.phase_reasons),
         "churn_reasons": _reasons_out(state.churn_reasons),
+        "why_now": [[w.signal, w.text] for w in state.why_now],
         "actions": [[k[0], k[1], _reasons_out(v)] for k, v in state.action_reasons.items()],
         "contact_ids": [str(x) for x in c.contact_ids.tolist()],
         "contact_roles": [str(x) for x in c.contact_roles.tolist()],
@@ -162,4 +163,6 @@ def decode_state(setup: ScoringSetup, blob: bytes) -> AccountState:
         ),
         action_reasons={(c, i): _reasons_in(r) for c, i, r in meta["actions"]},
         outcomes={str(k): float(v) for k, v in meta.get("outcomes", {}).items()},
+        # States stored before timing signals existed have none (until recomputed).
+        why_now=tuple(WhyNow(str(s), str(t)) for s, t in meta.get("why_now", [])),
     )

@@ -40,6 +40,7 @@
     const missing = recs.missing || {};
     renderTitle(recs);
     renderChanges(recs.since_last_visit);
+    renderWhyNow(recs.why_now || []);
     renderJourney(recs, missing.phase);
     renderChurn(recs, missing.risk);
     renderOutcomes(recs.outcomes || {}, recs.horizon_days || {});
@@ -80,6 +81,14 @@
       box.textContent = `Since the last recommendation (${NBA.date(changes.since)}): ` +
         changes.text + ".";
     }
+  }
+
+  /* What changed that makes this the moment to act (timing signals, most urgent first). */
+  function renderWhyNow(signals) {
+    const box = $("why-now");
+    box.hidden = signals.length === 0;
+    box.querySelector("ul").replaceChildren(...signals.map((s) =>
+      el("li", { dataset: { signal: s.signal } }, s.text)));
   }
 
   /* A part whose model is not served: a note saying so and why, instead of the part. */

@@ -86,7 +86,11 @@
     const tr = el("tr", { dataset: { accountId: item.account_id } },
       el("td", { "data-label": "Account", class: item.account_name ? "account" : "account mono" },
         link, item.account_name
-          ? el("span", { class: "muted mono account-id" }, " " + item.account_id) : null),
+          ? el("span", { class: "muted mono account-id" }, " " + item.account_id) : null,
+        (item.why_now || []).length
+          ? el("div", { class: "muted why-now" }, "Why now: " +
+            item.why_now.map((s) => s.text).join("; "))
+          : null),
       el("td", { "data-label": "Phase", dataset: { phase: item.phase || "none" } }, item.phase
         ? [phaseLabel(item.phase),
           el("span", { class: "muted nowrap" }, " " + percent(item.phase_probability))]

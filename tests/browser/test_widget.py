@@ -408,3 +408,20 @@ def test_what_changed_since_the_last_recommendation_is_shown(
     assert "download" in changes["text"]
     expect(page.locator("#changes")).to_contain_text("Since the last recommendation (")
     expect(page.locator("#changes")).to_contain_text(changes["text"])
+
+
+def test_why_now_is_shown_as_the_service_says(page: Page, server: LiveServer) -> None:
+    """Each loaded account's timing signals appear under "Why now", in the service's order;
+    the box is hidden for an account without any."""
+    shown = 0
+    for account in sorted(server.data.accounts["account_id"].astype(str)):
+        recs = open_widget(page, server, account)
+        signals = [s["text"] for s in recs["why_now"]]
+        box = page.locator("#why-now")
+        if signals:
+            expect(box).to_be_visible()
+            expect(box.locator("li")).to_have_text(signals)
+            shown += 1
+        else:
+            expect(box).to_be_hidden()
+    assert shown > 0, "no loaded account has a timing signal"

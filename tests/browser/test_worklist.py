@@ -268,3 +268,18 @@ def test_accounts_and_contacts_are_shown_by_name_with_their_ids(
             expect(row.locator("td").nth(3).locator(".who")).to_contain_text(who)
             checked += 1
     assert checked > 0
+
+
+def test_each_row_says_why_now(page: Page, server: LiveServer, rep: str) -> None:
+    """An account's timing signals are under its name; an account without any shows none."""
+    worklist = open_worklist(page, server, rep)
+    with_signals = 0
+    for item in worklist["items"]:
+        cell = page.locator(f'#worklist tbody tr[data-account-id="{item["account_id"]}"] td').first
+        texts = [s["text"] for s in item["why_now"]]
+        if texts:
+            expect(cell.locator(".why-now")).to_have_text("Why now: " + "; ".join(texts))
+            with_signals += 1
+        else:
+            expect(cell.locator(".why-now")).to_have_count(0)
+    assert with_signals > 0, "no account of the worklist has a timing signal"
