@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -224,10 +225,19 @@ def serve(handoff: Handoff) -> int:
     process = subprocess.Popen(
         [sys.executable, "-m", "nba", *handoff.serve_args], env={**os.environ, **handoff.env}
     )
+
+    # A process manager (or `timeout`, `docker stop`) stops the demo with SIGTERM, which only
+    # this process receives: pass it on, or the server would be left running on its port.
+    def stop(signum: int, _frame: object) -> None:
+        process.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return process.wait()
     except KeyboardInterrupt:  # the server got the same Ctrl-C: let it finish
         return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_nba(args: list[str], env: dict[str, str]) -> str:
