@@ -89,7 +89,7 @@ def _measure(
 ) -> dict[str, Any]:
     """Cold answers by both paths (alternately), warm answers, features alone."""
     from serving.routes.recommendations import score
-    from serving.scoring.incremental import account_source, state_frame
+    from serving.scoring.incremental import account_source, state_values
 
     # one untimed account each: first-call costs (imports, LightGBM buffers)
     score(state_svc, first, now, k=5)
@@ -116,7 +116,7 @@ def _measure(
     for account in sample[:100]:
         source = account_source(state_svc.store, account, now, state_svc.taxonomy)
         assert source is not None
-        _, _, cpu = _timed(partial(state_frame, setup, models, source.state, now))
+        _, _, cpu = _timed(partial(state_values, setup, models, source.state, now))
         feature_timings["state"].append(cpu)
         rows = state_svc.store.account_data(account)
         _, _, cpu = _timed(partial(setup.features, rows, now, models.attributes))

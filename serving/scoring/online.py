@@ -33,11 +33,11 @@ from serving.scoring.answer import AccountScore, ScoredAction
 from serving.scoring.cache import AccountState
 from serving.scoring.predict import (
     MAX_REASONS,
-    RowValues,
     ScoringSetup,
     SingleThreaded,
     booster,
 )
+from serving.scoring.rows import RowSource
 
 
 @dataclass(frozen=True)
@@ -61,18 +61,27 @@ class Request:
 
 @dataclass(frozen=True)
 class CandidateRows:
-    """The cold path's candidate rows (contact-major: row = contact x n_items + item), their
-    encoded matrix and contact_id -> contact position."""
+    """The cold path's candidate rows (blocks of the catalog: row = block x n_items +
+    item): the values reasons read, their encoded matrix and contact_id -> the contact's
+    block (contacts whose rows are equal may share one)."""
 
-    rows: pd.DataFrame
+    rows: RowSource
     x: np.ndarray
     contact_position: dict[str, int]
 
 
 def decide(
-    setup: ScoringSetup, models: ModelSet, state: AccountState, request: Request, *, hit: bool
+    setup: ScoringSetup,
+    models: ModelSet,
+    state: AccountState,
+    request: Request,
+    *,
+    hit: bool,
+    computed: CandidateRows | None = None,
 ) -> AccountScore:
-    """Returns the answer to ``request`` from the account's cached ``state``."""
+    """Returns the answer to ``request`` from the account's cached ``state``; ``computed``
+    (the candidate rows the state was just computed from) saves rebuilding the rows of the
+    actions to explain."""
     decision = rank(setup, state, request)
     # An explored action was drawn at random: its reason says so (the model's contributions
     # would explain a choice nobody made, and computing them costs the answer milliseconds).
@@ -83,7 +92,11 @@ def decide(
     )
     sampled = _sampled_unexplained(decision, state)
     reasons = action_reasons(
-        setup, models, state, [a for a in decision.actions if not a.explored and a not in sampled]
+        setup,
+        models,
+        state,
+        [a for a in decision.actions if not a.explored and a not in sampled],
+        computed,
     )
     proba = state.phase_proba
     has_phase, has_risk = models.phase is not None, models.churn is not None
@@ -222,20 +235,16 @@ def _explain(
             + items
         )
         x = computed.x[at]
-        values = [RowValues(computed.rows, int(r)) for r in at.tolist()]
+        values = [computed.rows.values(int(r)) for r in at.tolist()]
     else:
         prepared = state.candidates
         role_of = dict(
             zip(prepared.contact_ids.tolist(), prepared.contact_roles.tolist(), strict=True)
         )
-        rows = setup.candidate_rows(
-            models,
-            state.feature_frame(),
-            [role_of.get(c) or None for c, _ in missing],
-            items,
+        x, rows = setup.candidate_encoder(models).encode(
+            state.account_values(), [role_of.get(c) or None for c, _ in missing], items
         )
-        x = spec.encode(rows)
-        values = [RowValues(rows, r) for r in range(len(rows))]
+        values = [rows.values(r) for r in range(len(missing))]
     contrib = contributions_for(SingleThreaded(booster(models.next_content)), x)
     known = state.action_reasons
     for j, pair in enumerate(missing):

@@ -13,7 +13,7 @@ from features.pipeline.incremental.derive import (
     state_features,
     topic_counts,
 )
-from features.pipeline.incremental.frame import state_feature_frame
+from features.pipeline.incremental.frame import state_feature_frame, state_values
 from features.pipeline.incremental.state import (
     KEEP_DAYS,
     FeatureState,
@@ -43,6 +43,7 @@ __all__ = [
     "merge_rows",
     "state_feature_frame",
     "state_features",
+    "state_values",
     "topic_counts",
     "valid_from_ns",
     "with_account",

@@ -54,6 +54,27 @@ def _code(dtype: pd.CategoricalDtype, value: object) -> int:
     return -1 if value is None else int(dtype.categories.tolist().index(value))
 
 
+def typed_values(
+    values: dict[str, float | int | str | None],
+    taxonomy: Taxonomy,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
+) -> dict[str, float | int | str | None]:
+    """``values`` (:func:`state_features`) as the frame's dtypes give them back as Python
+    scalars: counts as ints, numbers as floats (NaN missing), categories as their level or
+    None; in the frame's column order."""
+    layout = _layout(taxonomy, attributes)
+    out: dict[str, float | int | str | None] = {}
+    for spec in layout.specs:
+        value = values[spec.name]
+        if spec.kind == "count":
+            out[spec.name] = int(np.int32(value))  # type: ignore[arg-type]
+        elif spec.kind == "number":
+            out[spec.name] = np.nan if value is None else float(value)
+        else:
+            out[spec.name] = value
+    return out
+
+
 def feature_frame(
     values: dict[str, float | int | str | None],
     account_id: str,
@@ -90,6 +111,29 @@ def feature_frame(
     return pd.concat(parts, axis=1).iloc[:, layout.order]
 
 
+def exists_at(state: FeatureState, as_of: pd.Timestamp) -> bool:
+    """Whether the account exists at ``as_of`` (created before it)."""
+    created = created_ns(state)
+    return created != NEVER and created < int(as_of.as_unit("ns").value)
+
+
+def state_values(
+    state: FeatureState,
+    as_of: pd.Timestamp,
+    taxonomy: Taxonomy,
+    catalog: CatalogCodes,
+    *,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
+) -> dict[str, float | int | str | None] | None:
+    """The account's feature row at ``as_of`` as column -> plain value
+    (:func:`typed_values`: what :func:`state_feature_frame`'s row holds, without building
+    it), or None when the account is created at or after ``as_of``."""
+    if not exists_at(state, as_of):
+        return None
+    values = state_features(state, as_of, taxonomy, catalog, attributes=attributes)
+    return typed_values(values, taxonomy, attributes)
+
+
 def state_feature_frame(
     state: FeatureState,
     as_of: pd.Timestamp,
@@ -100,9 +144,6 @@ def state_feature_frame(
 ) -> pd.DataFrame:
     """The account's feature row at ``as_of`` as ``compute_features`` gives it (none when
     the account is created at or after ``as_of``: an empty frame of its columns)."""
-    created = created_ns(state)
     values = state_features(state, as_of, taxonomy, catalog, attributes=attributes)
     frame = feature_frame(values, state.account_id, as_of, taxonomy, attributes)
-    if created == NEVER or created >= int(as_of.as_unit("ns").value):
-        return frame.iloc[:0]
-    return frame
+    return frame if exists_at(state, as_of) else frame.iloc[:0]
