@@ -11,6 +11,7 @@ it works on arrays and never builds a DataFrame for an action already explained.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,13 +92,14 @@ def decide(
         else ()
     )
     sampled = _sampled_unexplained(decision, state)
-    reasons = action_reasons(
-        setup,
-        models,
-        state,
-        [a for a in decision.actions if not a.explored and a not in sampled],
-        computed,
-    )
+    explain = [a for a in decision.actions if not a.explored and a not in sampled]
+    if computed is not None and decision.explored:
+        # The explored slot pushed the greedy k-th action out; the next answers (which
+        # seldom explore) show it: explain it now, from the rows at hand, not on the warm
+        # path. (A fresh generator: the greedy ranking must not draw from the request's.)
+        greedy = dataclasses.replace(request, rng=np.random.default_rng(0), explore=False)
+        explain += rank(setup, state, greedy).actions
+    reasons = action_reasons(setup, models, state, explain, computed)
     proba = state.phase_proba
     has_phase, has_risk = models.phase is not None, models.churn is not None
     return AccountScore(
@@ -208,9 +210,13 @@ def action_reasons(
     pred_contrib call) the ones not yet explained and remembering them in the state.
     ``computed`` (the cold path's candidate rows) saves rebuilding the rows."""
     known = state.action_reasons
-    missing = [
-        (a.contact_id, a.content_id) for a in actions if (a.contact_id, a.content_id) not in known
-    ]
+    missing = list(
+        dict.fromkeys(
+            (a.contact_id, a.content_id)
+            for a in actions
+            if (a.contact_id, a.content_id) not in known
+        )
+    )
     if missing:
         _explain(setup, models, state, missing, computed)
     return {(a.contact_id, a.content_id): known[(a.contact_id, a.content_id)] for a in actions}

@@ -74,16 +74,17 @@ def test_answer_from_the_state_equals_the_answer_from_the_rows(
 ) -> None:
     from_state, from_rows = _scorer(registry), _scorer(registry)
     now = registry.now
-    for account in _with_contacts(registry, 6):
+    for n, account in enumerate(_with_contacts(registry, 6)):
         source = account_source(store, account, now, registry.taxonomy)
         assert isinstance(source, StateSource)
+        explore = n % 3 == 2  # an explored first answer, then greedy ones
         a = from_state.score_account(
             lambda source=source: source, account, now, rng=np.random.default_rng(0),
-            explore=False, data_version=1,
+            explore=explore, data_version=1,
         )  # fmt: skip
         b = from_rows.score_account(
             store.account_data(account), account, now, rng=np.random.default_rng(0),
-            explore=False,
+            explore=explore,
         )  # fmt: skip
         _same_answer(a, b)
         assert a.actions and all(s.reasons for s in a.actions)
