@@ -78,11 +78,12 @@ class _StateRows:
             & ~(s.contact_left_ns < self.now_ns)
         )
         at = np.flatnonzero(present).tolist()
+        # what the cold path reads of them (object columns: string arrays cost more to
+        # build than the rest of the frame)
         contacts = pd.DataFrame(
             {
-                "account_id": pd.Series([account_id] * len(at), dtype="str"),
-                "contact_id": pd.Series([s.contact_ids[i] for i in at], dtype=object),
-                "role": pd.Series([s.contact_role[i] for i in at], dtype=object),
+                "contact_id": np.array([s.contact_ids[i] for i in at], dtype=object),
+                "role": np.array([s.contact_role[i] for i in at], dtype=object),
             }
         )
         return addressees(contacts)

@@ -240,7 +240,9 @@ def _explain(
             * len(setup.content)
             + items
         )
-        x = computed.x[at]
+        # contacts sharing a role share their rows: each row is explained once
+        rows_at, row_of = np.unique(at, return_inverse=True)
+        x = computed.x[rows_at]
         values = [computed.rows.values(int(r)) for r in at.tolist()]
     else:
         prepared = state.candidates
@@ -251,7 +253,8 @@ def _explain(
             state.account_values(), [role_of.get(c) or None for c, _ in missing], items
         )
         values = [rows.values(r) for r in range(len(missing))]
-    contrib = contributions_for(SingleThreaded(booster(models.next_content)), x)
+        row_of = np.arange(len(missing))
+    contrib = contributions_for(SingleThreaded(booster(models.next_content)), x)[row_of]
     known = state.action_reasons
     for j, pair in enumerate(missing):
         # dict item assignment is atomic; two threads may at worst explain a pair twice
