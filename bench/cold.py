@@ -10,7 +10,8 @@ account's feature state and decisions (what the service does now), the other all
 (what it did before). The two run alternately, account by account, so that other work on
 the machine weighs on both alike. Then the same accounts again, warm (cache hits). Prints
 one JSON object: per path the wall-clock and CPU milliseconds per answer (p50, p99), and the
-features alone (from the state vs from the rows).
+features alone (from the state as values, what the cold path computes, vs from the rows as
+the batch pipeline's frame).
 
 ``--now`` pins the service's clock (default: the wall clock). Simulated data end at their
 last month: a clock a year later leaves most events folded into the states, so the
