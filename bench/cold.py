@@ -10,7 +10,8 @@ account's feature state and decisions (what the service does now), the other all
 (what it did before). The two run alternately, account by account, so that other work on
 the machine weighs on both alike. Then the same accounts again, warm (cache hits). Prints
 one JSON object: per path the wall-clock and CPU milliseconds per answer (p50, p99), and the
-features alone (from the state vs from the rows).
+features alone (from the state as values, what the cold path computes, vs from the rows as
+the batch pipeline's frame).
 
 ``--now`` pins the service's clock (default: the wall clock). Simulated data end at their
 last month: a clock a year later leaves most events folded into the states, so the
@@ -89,7 +90,7 @@ def _measure(
 ) -> dict[str, Any]:
     """Cold answers by both paths (alternately), warm answers, features alone."""
     from serving.routes.recommendations import score
-    from serving.scoring.incremental import account_source, state_frame
+    from serving.scoring.incremental import account_source, state_values
 
     # one untimed account each: first-call costs (imports, LightGBM buffers)
     score(state_svc, first, now, k=5)
@@ -116,7 +117,7 @@ def _measure(
     for account in sample[:100]:
         source = account_source(state_svc.store, account, now, state_svc.taxonomy)
         assert source is not None
-        _, _, cpu = _timed(partial(state_frame, setup, models, source.state, now))
+        _, _, cpu = _timed(partial(state_values, setup, models, source.state, now))
         feature_timings["state"].append(cpu)
         rows = state_svc.store.account_data(account)
         _, _, cpu = _timed(partial(setup.features, rows, now, models.attributes))

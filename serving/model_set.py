@@ -106,6 +106,23 @@ class ModelInput:
                 out[:, j] = _category_codes(sub.iloc[:, j], mapping)
         return out
 
+    def encode_values(self, values: Mapping[str, Any]) -> np.ndarray:
+        """:meth:`encode` of one row given as column -> plain value (None or NaN missing;
+        categories as their value): shape ``(1, len(columns))``, the same numbers. KeyError
+        when ``values`` lacks a model column."""
+        out = np.empty((1, len(self.columns)), dtype=np.float64)
+        row = out[0]
+        for j, c in enumerate(self.columns):
+            v = values[c]
+            mapping = self.categories.get(c)
+            if _missing(v):
+                row[j] = np.nan
+            elif mapping is not None and not isinstance(v, int | float):
+                row[j] = mapping.get(str(v), np.nan)
+            else:
+                row[j] = float(v)
+        return out
+
     def _encode_small(self, frame: pd.DataFrame) -> np.ndarray:
         """:meth:`encode` of a frame of a few rows (the cold path's): one conversion of
         the whole frame to objects, then plain indexing. Selecting hundreds of columns of a

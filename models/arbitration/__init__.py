@@ -42,6 +42,7 @@ from models.arbitration.candidates import (
     Recent,
     addressees,
     prepare_candidates,
+    prepare_grid,
 )
 from models.arbitration.caps import _Greedy as _Greedy  # checked by the tests
 from models.arbitration.catalog import PreparedCatalog, prepare_catalog
@@ -81,6 +82,7 @@ __all__ = [
     "decision_record",
     "load_arbitration_config",
     "prepare_candidates",
+    "prepare_grid",
     "prepare_catalog",
     "rank_actions",
     "segment_of",

@@ -171,11 +171,7 @@ def prepare_candidates(
         raise ArbitrationError(
             f"table candidates column 'content_id': values {bad} are not in the content catalog"
         )
-    contact_ids = contacts["contact_id"].astype(str).to_numpy(dtype=object)
-    contact_position = {c: i for i, c in enumerate(contact_ids.tolist())}
-    contact_roles = np.array(
-        ["" if pd.isna(r) else str(r) for r in contacts["role"].tolist()], dtype=object
-    )
+    contact_ids, contact_position, contact_roles, role_code = _contact_codes(contacts, catalog)
     contact = positions(candidates["contact_id"], contact_position)
     if (contact < 0).any():
         bad = candidates["contact_id"][contact < 0].unique()[:5].tolist()
@@ -183,7 +179,6 @@ def prepare_candidates(
             f"table candidates column 'contact_id': values {bad} are not contacts of account "
             f"{account_id!r}"
         )
-    role_code = np.array([catalog.role_index.get(r, -1) for r in contact_roles], dtype=np.int64)
     return PreparedCandidates(
         p=p,
         item=item,
@@ -195,6 +190,48 @@ def prepare_candidates(
         catalog_size=len(catalog.content_ids),
         account_level=contact_position.get(ACCOUNT_LEVEL, -1),
     )
+
+
+def prepare_grid(
+    p_response: np.ndarray, contacts: pd.DataFrame, catalog: PreparedCatalog
+) -> PreparedCandidates:
+    """:func:`prepare_candidates` of every contact of ``contacts`` x every catalog item,
+    contact-major, ``p_response`` one per pair in that order (what scoring an account
+    gives), without a candidates frame to look the ids up in. Raises
+    :class:`ArbitrationError` when ``p_response`` is not one per pair."""
+    require_columns(contacts, "contacts", ["contact_id", "role"])
+    n_items = len(catalog.content_ids)
+    if len(p_response) != len(contacts) * n_items:
+        raise ArbitrationError(
+            f"p_response has {len(p_response)} values for {len(contacts)} contacts x "
+            f"{n_items} catalog items; expected one per pair"
+        )
+    contact_ids, contact_position, contact_roles, role_code = _contact_codes(contacts, catalog)
+    block = positions(contact_ids.tolist(), contact_position)
+    return PreparedCandidates(
+        p=np.asarray(p_response, dtype=np.float64),
+        item=np.tile(np.arange(n_items, dtype=np.int64), len(contacts)),
+        contact=np.repeat(block, n_items),
+        contact_ids=contact_ids,
+        contact_roles=contact_roles,
+        contact_position=contact_position,
+        role_code=role_code,
+        catalog_size=n_items,
+        account_level=contact_position.get(ACCOUNT_LEVEL, -1),
+    )
+
+
+def _contact_codes(
+    contacts: pd.DataFrame, catalog: PreparedCatalog
+) -> tuple[np.ndarray, dict[str, int], np.ndarray, np.ndarray]:
+    """(contact ids, id -> position, roles ("" unknown), role codes in the catalog)."""
+    contact_ids = contacts["contact_id"].astype(str).to_numpy(dtype=object)
+    contact_position = {c: i for i, c in enumerate(contact_ids.tolist())}
+    contact_roles = np.array(
+        ["" if pd.isna(r) else str(r) for r in contacts["role"].tolist()], dtype=object
+    )
+    role_code = np.array([catalog.role_index.get(r, -1) for r in contact_roles], dtype=np.int64)
+    return contact_ids, contact_position, contact_roles, role_code
 
 
 def candidates_for(

@@ -21,7 +21,14 @@ One module per concern, each importing only those before it: ``errors``, ``colum
 :func:`top1`).
 """
 
-from models.next_content.candidates import CatalogArrays, candidate_features, catalog_arrays
+from models.next_content.candidates import (
+    CATEGORICAL_CANDIDATES,
+    CatalogArrays,
+    candidate_arrays,
+    candidate_features,
+    catalog_arrays,
+    categorical_dtypes,
+)
 from models.next_content.catalog import eligible_items, phase_fit_matrix
 from models.next_content.columns import (
     CANDIDATE_COLUMNS,
@@ -43,6 +50,7 @@ from models.next_content.scores import score_candidates, top1, uplift_over_contr
 from models.next_content.topics import topic_engagement, topic_engagement_of_items
 
 __all__ = [
+    "CATEGORICAL_CANDIDATES",
     "CatalogArrays",
     "CANDIDATE_COLUMNS",
     "CANDIDATE_DEFINITIONS",
@@ -55,8 +63,10 @@ __all__ = [
     "NextContentModelError",
     "account_feature_columns",
     "account_input_columns",
+    "candidate_arrays",
     "candidate_features",
     "catalog_arrays",
+    "categorical_dtypes",
     "candidate_input_columns",
     "eligible_items",
     "feature_columns",

@@ -8,8 +8,9 @@ array operations over all rows, never a loop over rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from models.next_content.columns import (
     KEY_COLUMNS,
     SERVING_POSITION,
     TOPIC_WINDOWS,
+    candidate_input_columns,
 )
 from models.next_content.errors import NextContentModelError
 
@@ -74,31 +76,129 @@ def candidate_features(
             "expected one per decision"
         )
     dec, item = _pairs(len(acc), len(content), item_index, decision_index)
-    _require(acc, ["crm_phase"])
+    _require(acc.columns, ["crm_phase"])
     items = catalog_arrays(content, taxonomy) if catalog is None else catalog
-    if len(items.value) != len(content):
-        raise NextContentModelError(
-            f"the catalog arrays hold {len(items.value)} items for {len(content)} content rows; "
-            "expected catalog_arrays of the same content"
-        )
-    gathered = _Gathered(acc, taxonomy)
-    crm = codes(acc["crm_phase"], taxonomy.phases, "crm_phase", strict=False)[dec]
-    role = codes(pd.Series(contact_role), taxonomy.role_names, "contact_role", strict=False)[dec]
+    _check_catalog(items, len(content))
+    crm = codes(acc["crm_phase"], taxonomy.phases, "crm_phase", strict=False)
+    role = codes(pd.Series(contact_role), taxonomy.role_names, "contact_role", strict=False)
+    gathered = _Gathered.of_frame(acc, taxonomy)
+    cand = _candidate_columns(
+        gathered,
+        items,
+        taxonomy,
+        dec=dec,
+        item=item,
+        crm=crm[dec],
+        role=role[dec],
+        context=_decision_context(gathered, len(acc), shown_at, position),
+    )
+    dtypes = categorical_dtypes(items)
+    base_cols = [c for c in acc.columns if c not in KEY_COLUMNS and c not in CANDIDATE_DEFINITIONS]
+    base = select_columns(acc, base_cols).iloc[dec].reset_index(drop=True)
+    extra = pd.DataFrame(
+        {
+            c: pd.Categorical.from_codes(cand[c], dtype=dtypes[c]) if c in dtypes else cand[c]
+            for c in CANDIDATE_COLUMNS
+        }
+    )
+    return pd.concat([base, extra], axis=1)
+
+
+def candidate_arrays(
+    account: Mapping[str, Any],
+    contact_role: Sequence[str | None],
+    taxonomy: Taxonomy,
+    catalog: CatalogArrays,
+    *,
+    item_index: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """One account's candidate columns (``CANDIDATE_COLUMNS``) as arrays, the values
+    :func:`candidate_features` gives for the account's feature row (serving, one account at
+    a time: no frames). ``account`` maps the account's columns (those
+    ``candidate_input_columns`` lists; topic counts may be absent) to plain values (None or
+    NaN missing); ``contact_role`` is one decision per contact (None unknown). Rows are every
+    decision x every item, decision-major, or with ``item_index`` one item per decision.
+    Numbers come as float32; the categorical columns (:data:`CATEGORICAL_CANDIDATES`) as
+    codes into :func:`categorical_dtypes`' categories (-1: missing)."""
+    n_dec = len(contact_role)
+    dec, item = _pairs(n_dec, len(catalog.value), item_index, None)
+    _require(account.keys(), ["crm_phase"])
+    crm = _codes_of([account["crm_phase"]], taxonomy.phases)[np.zeros(len(dec), dtype=np.int64)]
+    role = _codes_of(list(contact_role), taxonomy.role_names)[dec]
+    gathered = _Gathered.of_values(account, taxonomy)
+    at = np.zeros(len(dec), dtype=np.int64)  # every row reads the account's one row
+    return _candidate_columns(
+        gathered,
+        catalog,
+        taxonomy,
+        dec=at,
+        item=item,
+        crm=crm,
+        role=role,
+        context=_decision_context(gathered, 1, None, None),
+    )
+
+
+# The categorical candidate columns and the CatalogArrays field holding each one's dtype.
+CATEGORICAL_CANDIDATES: dict[str, str] = {
+    "contact_role": "role_dtype",
+    "content_type": "type_dtype",
+    "content_topic": "topic_dtype",
+    "content_item": "item_dtype",
+}
+
+
+def categorical_dtypes(catalog: CatalogArrays) -> dict[str, pd.CategoricalDtype]:
+    """Categorical candidate column -> its dtype (what its codes index)."""
+    return {c: getattr(catalog, attr) for c, attr in CATEGORICAL_CANDIDATES.items()}
+
+
+def _candidate_columns(
+    acc: _Gathered,
+    items: CatalogArrays,
+    taxonomy: Taxonomy,
+    *,
+    dec: np.ndarray,
+    item: np.ndarray,
+    crm: np.ndarray,
+    role: np.ndarray,
+    context: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Every candidate column, one value per row (row k: account row ``dec[k]``, catalog
+    item ``item[k]``, CRM phase code ``crm[k]``, contact role code ``role[k]``; ``context``
+    is :func:`_decision_context` per account row). New candidate columns are computed here
+    (and defined in ``columns.CANDIDATE_DEFINITIONS``); the account columns they read are
+    listed in ``columns.candidate_input_columns``. Categorical columns as codes."""
     phase_fit = items.phase_fit[item]  # rows x phases
     type_code = items.type_code[item]
     cand = {
-        **_item_attributes(items, item, taxonomy, phase_fit=phase_fit, crm=crm, role=role),
-        **_type_engagement(gathered, dec, type_code, taxonomy.content_type_names),
-        **_phase_engagement(gathered, dec, phase_fit, taxonomy.phases),
-        **_role_engagement(gathered, dec, role, taxonomy.role_names),
-        **_topic_interest(gathered, dec, items.topic_code[item], taxonomy.topic_names),
-        **_decision_context(gathered, len(acc), dec, shown_at, position),
-        "content_item": pd.Categorical.from_codes(item, dtype=items.item_dtype),
+        **_item_attributes(items, item, phase_fit=phase_fit, crm=crm, role=role),
+        **_type_engagement(acc, dec, type_code, taxonomy.content_type_names),
+        **_phase_engagement(acc, dec, phase_fit, taxonomy.phases),
+        **_role_engagement(acc, dec, role, taxonomy.role_names),
+        **_topic_interest(acc, dec, items.topic_code[item], taxonomy.topic_names),
+        "position": context[dec, 0].astype(np.float32),
+        "decision_month": context[dec, 1].astype(np.float32),
+        "decision_weekday": context[dec, 2].astype(np.float32),
+        "content_item": item,
     }
-    base_cols = [c for c in acc.columns if c not in KEY_COLUMNS and c not in CANDIDATE_DEFINITIONS]
-    base = select_columns(acc, base_cols).iloc[dec].reset_index(drop=True)
-    extra = pd.DataFrame({c: cand[c] for c in CANDIDATE_COLUMNS})
-    return pd.concat([base, extra], axis=1)
+    return {c: cand[c] for c in CANDIDATE_COLUMNS}
+
+
+def _check_catalog(items: CatalogArrays, n_content: int) -> None:
+    if len(items.value) != n_content:
+        raise NextContentModelError(
+            f"the catalog arrays hold {len(items.value)} items for {n_content} content rows; "
+            "expected catalog_arrays of the same content"
+        )
+
+
+def _codes_of(values: list[Any], names: list[str]) -> np.ndarray:
+    """Codes of a few plain values in ``names`` (-1: missing or unknown)."""
+    index = {n: k for k, n in enumerate(names)}
+    return np.array(
+        [-1 if v is None or pd.isna(v) else index.get(str(v), -1) for v in values], dtype=np.int64
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,8 +228,9 @@ def _check_positions(positions: np.ndarray, n: int, name: str, rows: str) -> Non
         raise NextContentModelError(f"{name} holds positions outside the {rows} (0..{n - 1})")
 
 
-def _require(frame: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+def _require(present: Iterable[str], columns: list[str]) -> None:
+    have = set(present)
+    missing = [c for c in columns if c not in have]
     if missing:
         raise NextContentModelError(
             f"account features lack columns {missing[:5]}; expected the feature pipeline's "
@@ -140,75 +241,84 @@ def _require(frame: pd.DataFrame, columns: list[str]) -> None:
 def _decision_context(
     acc: _Gathered,
     n_dec: int,
-    dec: np.ndarray,
     shown_at: pd.Series | None,
     position: np.ndarray | None,
-) -> dict[str, np.ndarray]:
-    """Returns the slot, month and weekday of each candidate row's decision."""
+) -> np.ndarray:
+    """Returns (slot, month, weekday) per decision, float64."""
     for name, given in (("shown_at", shown_at), ("position", position)):
         if given is not None and len(given) != n_dec:
             raise NextContentModelError(
                 f"{name} has {len(given)} values for {n_dec} decisions; expected one each"
             )
-    if shown_at is None:
-        calendar = acc.take(["as_of_month", "as_of_weekday"], np.arange(n_dec))
-    else:
+    if shown_at is not None:
         times = pd.Series(shown_at).reset_index(drop=True)
         calendar = np.column_stack([times.dt.month, times.dt.day_of_week]).astype(np.float64)
+    else:
+        calendar = acc.take(["as_of_month", "as_of_weekday"], np.arange(n_dec))
     slot = (
         np.full(n_dec, SERVING_POSITION)
         if position is None
         else np.asarray(position, dtype=np.float64)
     )
-    return {
-        "position": slot[dec].astype(np.float32),
-        "decision_month": calendar[dec, 0].astype(np.float32),
-        "decision_weekday": calendar[dec, 1].astype(np.float32),
-    }
+    return np.column_stack([slot, calendar])
 
 
 class _Gathered:
-    """The numeric account columns candidate features read. For a few rows (serving scores
-    one account at a time) they are read in one pandas selection up front, not one per
-    group of columns: there the per-call cost of pandas is most of the time. Training's
-    millions of rows read each group when asked (all at once would hold every column as
-    float64 together)."""
+    """The numeric account columns candidate features read (``candidate_input_columns``).
+    For a few rows (serving scores one account at a time) they are read in one selection up
+    front, not one per group of columns: there the per-call cost of pandas is most of the
+    time. Training's millions of rows read each group when asked (all at once would hold
+    every column as float64 together)."""
 
     _AT_ONCE_ROWS = 10_000
 
-    def __init__(self, acc: pd.DataFrame, taxonomy: Taxonomy) -> None:
-        self._acc = acc
-        self._values: np.ndarray | None = None
-        self._position: dict[str, int] = {}
-        if len(acc) <= self._AT_ONCE_ROWS:
-            wanted = [
-                *(
-                    f"n_content_type_{t}_{w}"
-                    for w in ("90d", "365d")
-                    for t in taxonomy.content_type_names
-                ),
-                *(f"days_since_content_type_{t}" for t in taxonomy.content_type_names),
-                *(f"n_content_phase_{p}_{w}" for w in ("30d", "90d") for p in taxonomy.phases),
-                *(f"n_role_{r}_90d" for r in taxonomy.role_names),
-                *(f"n_topic_{t}_{w}" for w in TOPIC_WINDOWS for t in taxonomy.topic_names),
-                "as_of_month",
-                "as_of_weekday",
-            ]
-            present = [c for c in dict.fromkeys(wanted) if c in acc.columns]
-            self._position = {c: k for k, c in enumerate(present)}
-            self._values = select_columns(acc, present).to_numpy(dtype=np.float64, na_value=np.nan)
+    def __init__(
+        self,
+        columns: Iterable[str],
+        values: np.ndarray | None,
+        position: dict[str, int],
+        frame: pd.DataFrame | None,
+    ) -> None:
+        self._columns = set(columns)
+        self._values = values
+        self._position = position
+        self._frame = frame
+
+    @classmethod
+    def of_frame(cls, acc: pd.DataFrame, taxonomy: Taxonomy) -> _Gathered:
+        """The columns of the account feature rows ``acc``."""
+        if len(acc) > cls._AT_ONCE_ROWS:
+            return cls(acc.columns, None, {}, acc)
+        present = [c for c in _numeric_inputs(taxonomy) if c in acc.columns]
+        values = select_columns(acc, present).to_numpy(dtype=np.float64, na_value=np.nan)
+        return cls(acc.columns, values, {c: k for k, c in enumerate(present)}, acc)
+
+    @classmethod
+    def of_values(cls, account: Mapping[str, Any], taxonomy: Taxonomy) -> _Gathered:
+        """One account's columns (name -> plain value, None missing) as one row."""
+        present = [c for c in _numeric_inputs(taxonomy) if c in account]
+        values = np.array(
+            [[np.nan if account[c] is None else account[c] for c in present]], dtype=np.float64
+        )
+        return cls(account.keys(), values, {c: k for k, c in enumerate(present)}, None)
 
     def has(self, names: Sequence[str]) -> bool:
         """Whether the account features hold every column of ``names``."""
-        return all(c in self._acc.columns for c in names)
+        return all(c in self._columns for c in names)
 
     def take(self, names: list[str], dec: np.ndarray) -> np.ndarray:
         """Returns the account columns ``names`` as float64, one row per candidate row."""
-        _require(self._acc, names)
+        _require(self._columns, names)
         if self._values is not None and all(c in self._position for c in names):
             at = np.array([self._position[c] for c in names], dtype=np.int64)
             return self._values[np.ix_(dec, at)]
-        return self._acc[names].to_numpy(dtype=np.float64, na_value=np.nan)[dec]
+        assert self._frame is not None  # values hold every numeric input present
+        return self._frame[names].to_numpy(dtype=np.float64, na_value=np.nan)[dec]
+
+
+def _numeric_inputs(taxonomy: Taxonomy) -> list[str]:
+    """The numeric account columns candidate features read (all but the CRM phase)."""
+    return [c for c in candidate_input_columns(taxonomy) if c != "crm_phase"]
 
 
 def _at(matrix: np.ndarray, cols: np.ndarray, *, missing: float = 0.0) -> np.ndarray:
@@ -267,20 +377,19 @@ def catalog_arrays(content: pd.DataFrame, taxonomy: Taxonomy) -> CatalogArrays:
 def _item_attributes(
     items: CatalogArrays,
     item: np.ndarray,
-    taxonomy: Taxonomy,
     *,
     phase_fit: np.ndarray,
     crm: np.ndarray,
     role: np.ndarray,
-) -> dict[str, object]:
-    """Returns the contact's role, the item's type, topic and value, and its fit to the
-    CRM phase (``crm`` codes, -1 unknown: NaN), its neighbours and the role."""
+) -> dict[str, np.ndarray]:
+    """Returns the contact's role, the item's type, topic (codes) and value, and its fit
+    to the CRM phase (``crm`` codes, -1 unknown: NaN), its neighbours and the role."""
     known_phase = crm >= 0
     role_fit = items.role_fit[item]
     return {
-        "contact_role": pd.Categorical.from_codes(role, dtype=items.role_dtype),
-        "content_type": pd.Categorical.from_codes(items.type_code[item], dtype=items.type_dtype),
-        "content_topic": pd.Categorical.from_codes(items.topic_code[item], dtype=items.topic_dtype),
+        "contact_role": role,
+        "content_type": items.type_code[item],
+        "content_topic": items.topic_code[item],
         "content_value": items.value[item].astype(np.float32),
         "fits_phase": np.where(known_phase, _at(phase_fit, crm), np.nan).astype(np.float32),
         "fits_next_phase": np.where(known_phase, _at(phase_fit, crm + 1), np.nan).astype(

@@ -52,25 +52,18 @@ def topic_engagement(data: JourneyData, keys: pd.DataFrame, taxonomy: Taxonomy) 
 
 
 def topic_engagement_of_items(
-    content_ids: list[str],
-    recent: np.ndarray,
-    ever: np.ndarray,
-    content: pd.DataFrame,
-    taxonomy: Taxonomy,
-) -> pd.DataFrame:
-    """One account's :func:`topic_engagement` row from its touchpoints per content id
-    (``recent``: in the 365 days before as-of, ``ever``: before as-of; aligned with
-    ``content_ids``), as an incremental feature state keeps them. Ids not in the catalog
-    ``content`` count for no topic."""
-    topics = taxonomy.topic_names
-    codes = pd.Categorical(content["topic"].astype(str), categories=topics).codes
-    topic_of = dict(zip(content["content_id"].astype(str), codes.tolist(), strict=True))
-    t = np.array([topic_of.get(c, -1) for c in content_ids], dtype=np.int64)
-    known = t >= 0
+    topic_code: np.ndarray, recent: np.ndarray, ever: np.ndarray, taxonomy: Taxonomy
+) -> dict[str, int]:
+    """One account's :func:`topic_engagement` row (column -> count) from its touchpoints
+    per content item (``recent``: in the 365 days before as-of, ``ever``: before as-of),
+    as an incremental feature state keeps them; ``topic_code`` is each item's topic
+    (position in ``taxonomy.topic_names``; -1: none, or not in the catalog)."""
+    n = len(taxonomy.topic_names)
+    known = topic_code >= 0
     row = np.concatenate(
         [
-            np.bincount(t[known], weights=recent[known], minlength=len(topics)),
-            np.bincount(t[known], weights=ever[known], minlength=len(topics)),
+            np.bincount(topic_code[known], weights=recent[known], minlength=n),
+            np.bincount(topic_code[known], weights=ever[known], minlength=n),
         ]
     ).astype(np.int32)
-    return pd.DataFrame(row[None, :], columns=topic_columns(taxonomy))
+    return dict(zip(topic_columns(taxonomy), row.tolist(), strict=True))

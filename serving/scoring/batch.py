@@ -26,6 +26,7 @@ from serving.scoring.predict import (
     booster,
     churn_raw,
     current_contacts,
+    encode_frame,
     outcome_probabilities,
 )
 
@@ -106,8 +107,9 @@ def _score_all(
 ) -> _Scored:
     """Returns the three models' outputs for every account of ``frame`` and its contacts,
     with the rows arbitration reads per account grouped."""
-    proba = setup.phase_proba(models, frame, threads=0)
-    risk = calibrate(churn_raw(models, frame, threads=0), dict(models.calibration))
+    rows = encode_frame(models, frame)
+    proba = setup.phase_proba(models, rows, threads=0)
+    risk = calibrate(churn_raw(models, rows, threads=0), dict(models.calibration))
     contacts = current_contacts(data.contacts, now)
     account_ids = frame["account_id"].astype(str).to_numpy(dtype=object)
     c_row = pd.Index(account_ids).get_indexer(pd.Index(contacts["account_id"].astype(str)))
@@ -131,7 +133,7 @@ def _score_all(
         touchpoints=tp,
         touchpoint_rows=tp.groupby(tp["account_id"].astype(str), sort=False).indices,
         owner=owner,
-        outcomes=outcome_probabilities(models, frame, threads=0),
+        outcomes=outcome_probabilities(models, rows, threads=0),
         has_phase=models.phase is not None,
         has_risk=models.churn is not None,
         has_actions=models.next_content is not None,

@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +42,9 @@ class AccountState:
 
     as_of: pd.Timestamp
     as_of_ns: int
-    # The next-content model's account columns (``ScoringSetup.account_frame``) as a
-    # pickled one-row frame, or, with ``features_ipc``, as Arrow IPC bytes.
+    # The next-content model's account columns (``ScoringSetup.account_columns``) as a
+    # pickled one-row frame or a pickled dict of plain values (the cold path from a
+    # feature state, which builds no frame), or, with ``features_ipc``, as Arrow IPC bytes.
     features: bytes
     phase_proba: np.ndarray
     phase_reasons: tuple[Reason, ...]
@@ -62,11 +64,30 @@ class AccountState:
     why_now: tuple[WhyNow, ...] = ()
 
     def feature_frame(self) -> pd.DataFrame:
-        """Returns the cached one-row frame of account columns (a copy per call)."""
+        """Returns the cached account columns as a one-row frame (a copy per call; built
+        from the values when the state keeps them as values)."""
+        kept = self._kept()
+        if isinstance(kept, pd.DataFrame):
+            return kept
+        return pd.DataFrame({c: [v] for c, v in kept.items()})
+
+    def account_values(self) -> dict[str, Any]:
+        """Returns the cached account columns as column -> plain value (NumPy scalars as
+        Python ones; what explaining an action reads)."""
+        kept = self._kept()
+        if not isinstance(kept, pd.DataFrame):
+            return kept
+        return {str(c): _plain(kept[c].iat[0]) for c in kept.columns}
+
+    def _kept(self) -> pd.DataFrame | dict[str, Any]:
         if self.features_ipc:
             return pa.ipc.open_stream(self.features).read_all().to_pandas()
-        frame: pd.DataFrame = pickle.loads(self.features)
-        return frame
+        kept: pd.DataFrame | dict[str, Any] = pickle.loads(self.features)
+        return kept
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def ipc_rows(frame: pd.DataFrame) -> list[bytes]:

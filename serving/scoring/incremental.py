@@ -4,8 +4,9 @@ and its decisions, instead of from all its rows.
 
 The feature row equals the batch pipeline's (the state is built and updated so that it
 does), so a state computed here equals one computed from the rows
-(``serving.scoring.states.compute_state``); the rest of the cold path is the same code
-(``serving.scoring.states.chunk_states``).
+(``serving.scoring.states.compute_state``). The rest of the cold path works on arrays
+(``serving.scoring.states.values_state``): one account's frames cost more than its
+features and its predictions together.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,9 +27,11 @@ from features.pipeline.incremental import (
     decode_state,
     encode_state,
     fold,
-    state_feature_frame,
     topic_counts,
     valid_from_ns,
+)
+from features.pipeline.incremental import (
+    state_values as incremental_values,
 )
 from features.pipeline.incremental.state import vocabulary_key
 from features.schema import JourneyData
@@ -38,8 +41,9 @@ from models import next_content as nc
 from models.arbitration import Recent, addressees
 from serving.model_set import ModelSet
 from serving.scoring.cache import AccountState
+from serving.scoring.online import CandidateRows
 from serving.scoring.predict import ScoringSetup
-from serving.scoring.states import chunk_states
+from serving.scoring.states import values_state
 from serving.store import StateRead
 from serving.store.feature_states import fold_point
 
@@ -74,11 +78,12 @@ class _StateRows:
             & ~(s.contact_left_ns < self.now_ns)
         )
         at = np.flatnonzero(present).tolist()
+        # what the cold path reads of them (object columns: string arrays cost more to
+        # build than the rest of the frame)
         contacts = pd.DataFrame(
             {
-                "account_id": pd.Series([account_id] * len(at), dtype="str"),
-                "contact_id": pd.Series([s.contact_ids[i] for i in at], dtype=object),
-                "role": pd.Series([s.contact_role[i] for i in at], dtype=object),
+                "contact_id": np.array([s.contact_ids[i] for i in at], dtype=object),
+                "role": np.array([s.contact_role[i] for i in at], dtype=object),
             }
         )
         return addressees(contacts)
@@ -93,22 +98,23 @@ class _StateRows:
         )
 
 
-def state_frame(
+def state_values(
     setup: ScoringSetup, models: ModelSet, state: FeatureState, now: pd.Timestamp
-) -> pd.DataFrame | None:
+) -> dict[str, Any] | None:
     """The account's row as ``ScoringSetup.features`` gives it (pipeline features, then
-    topic engagement); None when the account does not exist at ``now``. Raises
-    ``features.pipeline.incremental.StateError`` when the state cannot give it."""
-    frame = state_feature_frame(
+    topic engagement) as column -> plain value; None when the account does not exist at
+    ``now``. Raises ``features.pipeline.incremental.StateError`` when the state cannot
+    give it."""
+    values: dict[str, Any] | None = incremental_values(
         state, now, setup.taxonomy, setup.catalog_codes, attributes=models.attributes
     )
-    if frame.empty:
+    if values is None:
         return None
     recent, ever = topic_counts(state, now)
-    topics = nc.topic_engagement_of_items(
-        state.content_ids, recent, ever, setup.content, setup.taxonomy
-    )
-    return pd.concat([frame, topics], axis=1)
+    codes = setup.catalog_codes
+    topic_code = codes.topic_code[codes.items(state.content_ids)]
+    values.update(nc.topic_engagement_of_items(topic_code, recent, ever, setup.taxonomy))
+    return values
 
 
 def compute_state_from(
@@ -118,30 +124,22 @@ def compute_state_from(
     now: pd.Timestamp,
     *,
     ttl_ns: int,
-    explain_k: int = 0,
-) -> AccountState | None:
-    """Returns the account's state as of ``now`` (as ``compute_state`` on its rows, with
-    the same ``explain_k``), or None when it does not exist at ``now``. Raises
-    ``StateError`` as :func:`state_frame`."""
+) -> tuple[AccountState, CandidateRows] | None:
+    """Returns the account's state as of ``now`` (as ``compute_state`` on its rows, but
+    with no action explained yet) and the candidate rows it was computed from (the request
+    explains the actions it shows from them), or None when the account does not exist at
+    ``now``. Raises ``StateError`` as :func:`state_values`."""
     state = source.state
     if len(source.decisions):
         state = add_exposures(state, source.decisions)
-    frame = state_frame(setup, models, state, now)
-    if frame is None:
+    values = state_values(setup, models, state, now)
+    if values is None:
         return None
     # Older rows cannot count as consumed recently while the state is served.
     horizon = now.value - int(setup.config.eligibility.consumed_recently_days * NS_PER_DAY) - ttl_ns
-    rows = _StateRows(state, now, horizon)
-    states = chunk_states(
-        setup,
-        models,
-        frame,
-        rows,  # type: ignore[arg-type]
-        now,
-        for_store=False,
-        explain_k=explain_k,
+    return values_state(
+        setup, models, state.account_id, values, _StateRows(state, now, horizon), now
     )
-    return states.get(state.account_id)
 
 
 class StateStore(Protocol):

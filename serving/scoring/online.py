@@ -11,6 +11,7 @@ it works on arrays and never builds a DataFrame for an action already explained.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +34,11 @@ from serving.scoring.answer import AccountScore, ScoredAction
 from serving.scoring.cache import AccountState
 from serving.scoring.predict import (
     MAX_REASONS,
-    RowValues,
     ScoringSetup,
     SingleThreaded,
     booster,
 )
+from serving.scoring.rows import RowSource
 
 
 @dataclass(frozen=True)
@@ -61,18 +62,27 @@ class Request:
 
 @dataclass(frozen=True)
 class CandidateRows:
-    """The cold path's candidate rows (contact-major: row = contact x n_items + item), their
-    encoded matrix and contact_id -> contact position."""
+    """The cold path's candidate rows (blocks of the catalog: row = block x n_items +
+    item): the values reasons read, their encoded matrix and contact_id -> the contact's
+    block (contacts whose rows are equal may share one)."""
 
-    rows: pd.DataFrame
+    rows: RowSource
     x: np.ndarray
     contact_position: dict[str, int]
 
 
 def decide(
-    setup: ScoringSetup, models: ModelSet, state: AccountState, request: Request, *, hit: bool
+    setup: ScoringSetup,
+    models: ModelSet,
+    state: AccountState,
+    request: Request,
+    *,
+    hit: bool,
+    computed: CandidateRows | None = None,
 ) -> AccountScore:
-    """Returns the answer to ``request`` from the account's cached ``state``."""
+    """Returns the answer to ``request`` from the account's cached ``state``; ``computed``
+    (the candidate rows the state was just computed from) saves rebuilding the rows of the
+    actions to explain."""
     decision = rank(setup, state, request)
     # An explored action was drawn at random: its reason says so (the model's contributions
     # would explain a choice nobody made, and computing them costs the answer milliseconds).
@@ -82,9 +92,14 @@ def decide(
         else ()
     )
     sampled = _sampled_unexplained(decision, state)
-    reasons = action_reasons(
-        setup, models, state, [a for a in decision.actions if not a.explored and a not in sampled]
-    )
+    explain = [a for a in decision.actions if not a.explored and a not in sampled]
+    if computed is not None and decision.explored:
+        # The explored slot pushed the greedy k-th action out; the next answers (which
+        # seldom explore) show it: explain it now, from the rows at hand, not on the warm
+        # path. (A fresh generator: the greedy ranking must not draw from the request's.)
+        greedy = dataclasses.replace(request, rng=np.random.default_rng(0), explore=False)
+        explain += rank(setup, state, greedy).actions
+    reasons = action_reasons(setup, models, state, explain, computed)
     proba = state.phase_proba
     has_phase, has_risk = models.phase is not None, models.churn is not None
     return AccountScore(
@@ -196,9 +211,13 @@ def action_reasons(
     pred_contrib call) the ones not yet explained and remembering them in the state.
     ``computed`` (the cold path's candidate rows) saves rebuilding the rows."""
     known = state.action_reasons
-    missing = [
-        (a.contact_id, a.content_id) for a in actions if (a.contact_id, a.content_id) not in known
-    ]
+    missing = list(
+        dict.fromkeys(
+            (a.contact_id, a.content_id)
+            for a in actions
+            if (a.contact_id, a.content_id) not in known
+        )
+    )
     if missing:
         _explain(setup, models, state, missing, computed)
     return {(a.contact_id, a.content_id): known[(a.contact_id, a.content_id)] for a in actions}
@@ -222,22 +241,21 @@ def _explain(
             * len(setup.content)
             + items
         )
-        x = computed.x[at]
-        values = [RowValues(computed.rows, int(r)) for r in at.tolist()]
+        # contacts sharing a role share their rows: each row is explained once
+        rows_at, row_of = np.unique(at, return_inverse=True)
+        x = computed.x[rows_at]
+        values = [computed.rows.values(int(r)) for r in at.tolist()]
     else:
         prepared = state.candidates
         role_of = dict(
             zip(prepared.contact_ids.tolist(), prepared.contact_roles.tolist(), strict=True)
         )
-        rows = setup.candidate_rows(
-            models,
-            state.feature_frame(),
-            [role_of.get(c) or None for c, _ in missing],
-            items,
+        x, rows = setup.candidate_encoder(models).encode(
+            state.account_values(), [role_of.get(c) or None for c, _ in missing], items
         )
-        x = spec.encode(rows)
-        values = [RowValues(rows, r) for r in range(len(rows))]
-    contrib = contributions_for(SingleThreaded(booster(models.next_content)), x)
+        values = [rows.values(r) for r in range(len(missing))]
+        row_of = np.arange(len(missing))
+    contrib = contributions_for(SingleThreaded(booster(models.next_content)), x)[row_of]
     known = state.action_reasons
     for j, pair in enumerate(missing):
         # dict item assignment is atomic; two threads may at worst explain a pair twice

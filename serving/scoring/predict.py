@@ -13,7 +13,7 @@ from them); batch scoring passes ``threads=0`` (LightGBM's default).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,10 @@ from models.arbitration import ArbitrationConfig, PreparedCatalog, prepare_catal
 from models.churn import calibrate
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import taxonomy_labels
-from serving.model_set import ANSWER_PARTS, PREDICT_THREADS, ModelSet
+from serving.model_set import ANSWER_PARTS, PREDICT_THREADS, ModelInput, ModelSet
 from serving.scoring.answer import ScoringError
+from serving.scoring.class_trees import ClassTrees
+from serving.scoring.rows import CandidateEncoder
 
 MAX_REASONS = 3
 
@@ -47,28 +49,6 @@ class SingleThreaded:
 
     def num_feature(self) -> int:
         return int(self._booster.num_feature())
-
-
-class RowValues(Mapping[str, Any]):
-    """Row ``row`` of ``frame`` as column -> value, each value read when asked for (reasons
-    read a few of hundreds of columns; converting the whole row costs milliseconds). NumPy
-    scalars come out as Python ones."""
-
-    def __init__(self, frame: pd.DataFrame, row: int) -> None:
-        self._frame = frame
-        self._row = row
-
-    def __getitem__(self, column: str) -> Any:
-        if column not in self._frame.columns:
-            raise KeyError(column)
-        value = self._frame[column].iat[self._row]
-        return value.item() if isinstance(value, np.generic) else value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(str(c) for c in self._frame.columns)
-
-    def __len__(self) -> int:
-        return len(self._frame.columns)
 
 
 def booster(estimator: Any) -> Any:
@@ -104,6 +84,10 @@ class ScoringSetup:
         self._servable: tuple[ModelSet, ModelSet] | None = None
         # (model set key, day) -> :meth:`new_account_prior`, the last one computed.
         self._new_prior: tuple[tuple[tuple[str, ...], int], np.ndarray] | None = None
+        # The phase model's trees per class (a reason explains one class).
+        self.class_trees = ClassTrees()
+        # The last next-content model input :meth:`candidate_encoder` saw and its encoder.
+        self._encoder: tuple[ModelInput, CandidateEncoder] | None = None
 
     def servable(self, models: ModelSet) -> ModelSet:
         """Returns ``models`` as this service can apply them: without the next-content
@@ -153,21 +137,19 @@ class ScoringSetup:
         topics = nc.topic_engagement(data, frame[["account_id", "as_of"]], self.taxonomy)
         return pd.concat([frame, topics], axis=1)
 
-    def phase_proba(self, models: ModelSet, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
+    def phase_proba(self, models: ModelSet, rows: Encoded, threads: int = 1) -> np.ndarray:
         """Returns rows x taxonomy phases probabilities (phases the model never saw: 0).
         Without a phase model, every phase is equally likely (arbitration's phase fit is
         then neutral; the answer says the phase is missing)."""
         if models.phase is None:
-            return np.full((len(frame), len(self.phases)), 1.0 / len(self.phases))
-        x = models.inputs[PHASE].encode(frame)
-        raw = np.asarray(booster(models.phase).predict(x, num_threads=threads))
-        raw = raw.reshape(len(frame), -1)
+            return np.full((rows.n, len(self.phases)), 1.0 / len(self.phases))
+        raw = rows.raw(models, PHASE, threads).reshape(rows.n, -1)
         if raw.shape[1] == 1:  # a binary phase model (two recorded phases): P(class 1)
             raw = np.column_stack([1.0 - raw[:, 0], raw[:, 0]])
         classes = np.asarray(
             getattr(models.phase, "classes_", np.arange(raw.shape[1])), dtype=np.int64
         )
-        out = np.zeros((len(frame), len(self.phases)), dtype=np.float64)
+        out = np.zeros((rows.n, len(self.phases)), dtype=np.float64)
         out[:, self.phase_columns(models)[classes]] = raw
         return out
 
@@ -199,7 +181,7 @@ class ScoringSetup:
         frame = self.features(_no_history(self.taxonomy, self.content, now), now, models.attributes)
         if frame is None:
             raise ScoringError(f"no feature row for an account created before {now}")
-        prior = self.phase_proba(models, frame)[0]
+        prior = self.phase_proba(models, encode_frame(models, frame))[0]
         self._new_prior = (key, prior)
         return prior
 
@@ -223,7 +205,16 @@ class ScoringSetup:
         columns when the features lack some (a model trained on attributes or features
         this service does not compute)."""
         columns = self.account_columns(models)
-        absent = [c for c in columns if c not in frame.columns]
+        self._require(models, [c for c in columns if c not in frame.columns])
+        return select_columns(frame, columns)
+
+    def account_values(self, models: ModelSet, values: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`account_frame` of one account's feature values (column -> value)."""
+        columns = self.account_columns(models)
+        self._require(models, [c for c in columns if c not in values])
+        return {c: values[c] for c in columns}
+
+    def _require(self, models: ModelSet, absent: list[str]) -> None:
         if absent:
             version = models.versions.get(NEXT_CONTENT, "?")
             raise ScoringError(
@@ -232,48 +223,73 @@ class ScoringSetup:
                 "features and custom attributes it was trained with (the mapping's "
                 "attributes, logged with the model)"
             )
-        return select_columns(frame, columns)
 
-    def candidate_rows(
-        self,
-        models: ModelSet,
-        frame: pd.DataFrame,
-        roles: Sequence[Any],
-        items: np.ndarray | None = None,
-    ) -> pd.DataFrame:
-        """Returns candidate feature rows of the account row ``frame`` for the served
-        next-content model: every role x item (``items`` None) or role k x item k."""
-        account = self.account_frame(models, frame)
-        decisions = account.iloc[np.zeros(len(roles), dtype=np.int64)].reset_index(drop=True)
-        return nc.candidate_features(
-            decisions,
-            pd.Series(list(roles), dtype=object),
-            self.content,
-            self.taxonomy,
-            item_index=items,
-            catalog=self.catalog_arrays,
-        )
+    def candidate_encoder(self, models: ModelSet) -> CandidateEncoder:
+        """The served next-content model's :class:`CandidateEncoder` (built once per model
+        set). Raises ``ScoringError`` without a next-content model."""
+        spec = models.inputs.get(NEXT_CONTENT)
+        if models.next_content is None or spec is None:
+            raise ScoringError("no next-content model is served: no candidate rows to build")
+        last = self._encoder
+        if last is not None and last[0] is spec:
+            return last[1]
+        encoder = CandidateEncoder(spec, self.catalog_arrays, self.taxonomy)
+        self._encoder = (spec, encoder)
+        return encoder
 
 
-def churn_raw(models: ModelSet, frame: pd.DataFrame, threads: int = 1) -> np.ndarray:
+class Encoded:
+    """Rows as the float matrix of each model held but next content (``x``: registered
+    name -> matrix), each model's raw output computed once when first asked for (the churn
+    risk and the churn outcome share one prediction)."""
+
+    def __init__(self, n: int, x: dict[str, np.ndarray]) -> None:
+        self.n = n
+        self.x = x
+        self._raw: dict[str, np.ndarray] = {}
+
+    def raw(self, models: ModelSet, name: str, threads: int = 1) -> np.ndarray:
+        """The raw ``predict`` output of model ``name`` (registered name) for the rows."""
+        if name not in self._raw:
+            self._raw[name] = np.asarray(
+                booster(models.estimators[name]).predict(self.x[name], num_threads=threads),
+                dtype=np.float64,
+            )
+        return self._raw[name]
+
+
+def _row_models(models: ModelSet) -> list[str]:
+    """The registered names of the models that take account rows (all but next content)."""
+    return [name for name in models.estimators if name != NEXT_CONTENT]
+
+
+def encode_frame(models: ModelSet, frame: pd.DataFrame) -> Encoded:
+    """``frame``'s rows encoded for every account-row model held."""
+    return Encoded(len(frame), {n: models.inputs[n].encode(frame) for n in _row_models(models)})
+
+
+def encode_values(models: ModelSet, values: Mapping[str, Any]) -> Encoded:
+    """One account's row (column -> plain value) encoded for every account-row model held:
+    the same matrices :func:`encode_frame` gives for its one-row frame."""
+    return Encoded(1, {n: models.inputs[n].encode_values(values) for n in _row_models(models)})
+
+
+def churn_raw(models: ModelSet, rows: Encoded, threads: int = 1) -> np.ndarray:
     """Returns the uncalibrated churn score of each row (NaN without a churn model)."""
     if models.churn is None:
-        return np.full(len(frame), np.nan)
-    x = models.inputs[CHURN].encode(frame)
-    return np.asarray(booster(models.churn).predict(x, num_threads=threads), dtype=np.float64)
+        return np.full(rows.n, np.nan)
+    return rows.raw(models, CHURN, threads)
 
 
 def outcome_probabilities(
-    models: ModelSet, frame: pd.DataFrame, threads: int = 1
+    models: ModelSet, rows: Encoded, threads: int = 1
 ) -> dict[str, np.ndarray]:
     """Returns outcome name -> the calibrated probability of each row, for every binary
     outcome model held (``churn`` included: the same numbers as the risk)."""
-    out: dict[str, np.ndarray] = {}
-    for outcome, name in models.outcomes.items():
-        x = models.inputs[name].encode(frame)
-        raw = booster(models.estimators[name]).predict(x, num_threads=threads)
-        out[outcome] = calibrate(np.asarray(raw, dtype=np.float64), dict(models.run_params[name]))
-    return out
+    return {
+        outcome: calibrate(rows.raw(models, name, threads), dict(models.run_params[name]))
+        for outcome, name in models.outcomes.items()
+    }
 
 
 def current_contacts(contacts: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:

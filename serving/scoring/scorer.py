@@ -39,7 +39,7 @@ from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
 from serving.scoring.batch import score_batch
 from serving.scoring.cache import AccountState, StateCache, cache_version, store_version
 from serving.scoring.incremental import StateSource, compute_state_from
-from serving.scoring.online import Request, decide
+from serving.scoring.online import CandidateRows, Request, decide
 from serving.scoring.predict import ScoringSetup
 from serving.scoring.states import compute_state, compute_states
 from serving.scoring.stored import decode_state, encode_state, scoring_key
@@ -154,8 +154,9 @@ class Scorer:
         if state is not None:
             return decide(self.setup, models, state, request, hit=True)
         rows = data() if callable(data) else data
+        computed: CandidateRows | None = None
         if isinstance(rows, StateSource):
-            state = self._from_state(models, rows, now, k)
+            state, computed = self._from_state(models, rows, now, k)
             known = True
         else:
             state = (
@@ -169,22 +170,24 @@ class Scorer:
         if state is None:  # unknown after all, or created after now
             return self._cold_start(models, request, known=known)
         self.cache.put(key, state)
-        return decide(self.setup, models, state, request, hit=False)
+        return decide(self.setup, models, state, request, hit=False, computed=computed)
 
     def _from_state(
         self, models: ModelSet, source: StateSource, now: pd.Timestamp, k: int
-    ) -> AccountState | None:
-        """The account's state from its feature state, or from all its rows when the
-        feature state cannot give the features these models take (``k``: the request's,
-        whose greedy actions are explained up front)."""
+    ) -> tuple[AccountState | None, CandidateRows | None]:
+        """The account's state from its feature state with the candidate rows the request
+        explains its actions from, or from all its rows (greedy top ``k`` + 1 explained,
+        no rows) when the feature state cannot give the features these models take."""
         ttl_ns = self.cache.ttl_ns
         try:
-            return compute_state_from(self.setup, models, source, now, ttl_ns=ttl_ns, explain_k=k)
+            fresh = compute_state_from(self.setup, models, source, now, ttl_ns=ttl_ns)
         except StateError:
             account_id = source.state.account_id
+            rows = source.rows()
             return compute_state(
-                self.setup, models, source.rows(), account_id, now, ttl_ns=ttl_ns, explain_k=k
-            )
+                self.setup, models, rows, account_id, now, ttl_ns=ttl_ns, explain_k=k
+            ), None
+        return (None, None) if fresh is None else fresh
 
     def scoring_key(self) -> str:
         """The key stored states must carry to be current for the serving models and this

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -22,23 +23,34 @@ from features.pipeline import select_accounts
 from features.schema import JourneyData
 from features.timestamps import NS_PER_DAY
 from models import next_content as nc
-from models.arbitration import Recent, addressees, churn_band, prepare_candidates
+from models.arbitration import (
+    PreparedCandidates,
+    Recent,
+    addressees,
+    churn_band,
+    prepare_candidates,
+    prepare_grid,
+)
 from models.churn import calibrate
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import Reason, contributions_for, reason_codes, why_now
+from models.explain.words import is_missing
 from serving.model_set import PREDICT_THREADS, ModelSet
 from serving.scoring.cache import AccountState, ipc_rows
 from serving.scoring.online import CandidateRows, Request, action_reasons, rank
 from serving.scoring.predict import (
     MAX_REASONS,
-    RowValues,
+    Encoded,
     ScoringSetup,
     SingleThreaded,
     booster,
     churn_raw,
     current_contacts,
+    encode_frame,
+    encode_values,
     outcome_probabilities,
 )
+from serving.scoring.rows import FrameRows, RowValues
 
 # Accounts whose candidates are scored in one call (about 5 contacts x the catalog each).
 STATE_CHUNK_ACCOUNTS = 100
@@ -104,6 +116,15 @@ def compute_states(
     return out
 
 
+class AccountRows(Protocol):
+    """What a state reads of an account's rows besides its features: the addressees
+    (``models.arbitration.addressees``) and the content consumed recently."""
+
+    def addressees(self, account_id: str) -> pd.DataFrame: ...
+
+    def consumed(self, account_id: str) -> Recent: ...
+
+
 class _AccountRows:
     """Each account's current contacts and touchpoints, by position in the frames."""
 
@@ -134,7 +155,7 @@ def chunk_states(
     setup: ScoringSetup,
     models: ModelSet,
     part: pd.DataFrame,
-    rows: _AccountRows,
+    rows: AccountRows,
     now: pd.Timestamp,
     *,
     for_store: bool,
@@ -143,49 +164,131 @@ def chunk_states(
     """The states of the accounts of ``part`` (feature rows of existing accounts), the
     greedy top ``max(default_k, explain_k)`` + 1 actions explained."""
     ids = part["account_id"].astype(str).tolist()
-    proba = setup.phase_proba(models, part)
-    risk = calibrate(churn_raw(models, part), dict(models.calibration))
-    outcomes = outcome_probabilities(models, part)
-    values = [RowValues(part, r) for r in range(len(part))]
-    no_reasons: list[tuple[Reason, ...]] = [()] * len(part)
-    phase_reasons = no_reasons
-    if models.phase is not None:
-        # Reasons explain the model's own class codes (not taxonomy positions).
-        codes = np.argmax(setup.phase_codes(models, proba), axis=1)
-        if len(models.phase_classes) == 2:  # binary: contributions point to class 1
-            toward = [1 if c == 1 else -1 for c in codes.tolist()]
-            phase_reasons = batch_reasons(setup, models, PHASE, part, values, directions=toward)
-        else:
-            phase_reasons = batch_reasons(setup, models, PHASE, part, values, classes=codes)
-    churn_reasons = no_reasons
-    bands: list[str | None] = [None] * len(part)
-    if models.churn is not None:
-        bands = [churn_band(float(r), setup.config) for r in risk]
-        directions = [1 if b != "low" else -1 for b in bands]
-        churn_reasons = batch_reasons(setup, models, CHURN, part, values, directions=directions)
     contacts = [rows.addressees(a) for a in ids]
     computed = _candidates(setup, models, part, contacts)
     # What explaining an action later reads: the served next-content model's account
     # columns (not the whole feature row: a third of the bytes, and less to select then).
     account = setup.account_frame(models, part)
     ipc = ipc_rows(account) if for_store else None
+    features = (
+        ipc
+        if ipc is not None
+        else [
+            pickle.dumps(account.iloc[[r]], protocol=pickle.HIGHEST_PROTOCOL)
+            for r in range(len(part))
+        ]
+    )
+    states = _assemble(
+        setup,
+        models,
+        _Accounts(ids, encode_frame(models, part), [RowValues(part, r) for r in range(len(part))]),
+        contacts,
+        [p for p, _ in computed],
+        rows,
+        now,
+        features=features,
+        features_ipc=ipc is not None,
+    )
     out: dict[str, AccountState] = {}
-    for r, account_id in enumerate(ids):
-        candidates, candidate_rows = computed[r]
-        state = AccountState(
+    for r, (account_id, state) in enumerate(zip(ids, states, strict=True)):
+        # The greedy answer is what nearly every request serves: explain it now, off the
+        # warm path (one pred_contrib call for its rows, which are at hand), for the
+        # request's k when it asks for more than the default (a request computing the
+        # state would otherwise rebuild the rows to explain the rest), with one action
+        # more: an explored top slot moves the greedy ones down by one.
+        k = max(setup.config.default_k, explain_k) + 1
+        greedy = Request(account_id, now, k, np.random.default_rng(0), explore=False)
+        action_reasons(setup, models, state, rank(setup, state, greedy).actions, computed[r][1])
+        out[account_id] = state
+    return out
+
+
+def values_state(
+    setup: ScoringSetup,
+    models: ModelSet,
+    account_id: str,
+    values: Mapping[str, Any],
+    rows: AccountRows,
+    now: pd.Timestamp,
+) -> tuple[AccountState, CandidateRows]:
+    """One account's state from its feature values (column -> plain value, as
+    ``ScoringSetup.features`` gives them in its row) with no action explained yet, and the
+    candidate rows it was computed from (the request explains the actions it shows from
+    them: ``serving.scoring.online.decide``). Equal to :func:`chunk_states`' state of the
+    account's row, on arrays instead of frames (one account's frames cost milliseconds)."""
+    contacts = rows.addressees(account_id)
+    account = setup.account_values(models, values)
+    p_response, computed = _candidates_of_values(setup, models, account, contacts)
+    state = _assemble(
+        setup,
+        models,
+        _Accounts([account_id], encode_values(models, values), [values]),
+        [contacts],
+        [p_response],
+        rows,
+        now,
+        features=[pickle.dumps(account, protocol=pickle.HIGHEST_PROTOCOL)],
+        features_ipc=False,
+    )[0]
+    return state, computed
+
+
+@dataclass(frozen=True)
+class _Accounts:
+    """Accounts' ids, their rows encoded for the account-row models and their values."""
+
+    ids: list[str]
+    encoded: Encoded
+    values: Sequence[Mapping[str, Any]]
+
+
+def _assemble(
+    setup: ScoringSetup,
+    models: ModelSet,
+    accounts: _Accounts,
+    contacts: Sequence[pd.DataFrame],
+    p_response: Sequence[np.ndarray | None],
+    rows: AccountRows,
+    now: pd.Timestamp,
+    *,
+    features: Sequence[bytes],
+    features_ipc: bool,
+) -> list[AccountState]:
+    """The accounts' states: phase probabilities, churn risk, outcomes and their reasons,
+    the prepared candidates (``p_response``: of every contact x catalog item,
+    contact-major; None: none), the consumed history and ``features``; no action
+    explained."""
+    encoded, values = accounts.encoded, accounts.values
+    proba = setup.phase_proba(models, encoded)
+    risk = calibrate(churn_raw(models, encoded), dict(models.calibration))
+    outcomes = outcome_probabilities(models, encoded)
+    no_reasons: list[tuple[Reason, ...]] = [()] * encoded.n
+    phase_reasons = no_reasons
+    if models.phase is not None:
+        # Reasons explain the model's own class codes (not taxonomy positions).
+        codes = np.argmax(setup.phase_codes(models, proba), axis=1)
+        if len(models.phase_classes) == 2:  # binary: contributions point to class 1
+            toward = [1 if c == 1 else -1 for c in codes.tolist()]
+            phase_reasons = batch_reasons(setup, models, PHASE, encoded, values, directions=toward)
+        else:
+            phase_reasons = batch_reasons(setup, models, PHASE, encoded, values, classes=codes)
+    churn_reasons = no_reasons
+    bands: list[str | None] = [None] * encoded.n
+    if models.churn is not None:
+        bands = [churn_band(float(r), setup.config) for r in risk]
+        directions = [1 if b != "low" else -1 for b in bands]
+        churn_reasons = batch_reasons(setup, models, CHURN, encoded, values, directions=directions)
+    return [
+        AccountState(
             as_of=now,
             as_of_ns=int(now.value),
-            features=(
-                pickle.dumps(account.iloc[[r]], protocol=pickle.HIGHEST_PROTOCOL)
-                if ipc is None
-                else ipc[r]
-            ),
-            features_ipc=ipc is not None,
+            features=features[r],
+            features_ipc=features_ipc,
             phase_proba=proba[r],
             phase_reasons=phase_reasons[r],
             churn_risk=float(risk[r]),
             churn_reasons=churn_reasons[r],
-            candidates=prepare_candidates(candidates, contacts[r], setup.catalog, account_id),
+            candidates=_prepared(setup, p_response[r], contacts[r], account_id),
             consumed=rows.consumed(account_id),
             outcomes={name: float(p[r]) for name, p in outcomes.items()},
             why_now=why_now(
@@ -198,16 +301,8 @@ def chunk_states(
                 labels=setup.labels,
             ),
         )
-        # The greedy answer is what nearly every request serves: explain it now, off the
-        # warm path (one pred_contrib call for its rows, which are at hand), for the
-        # request's k when it asks for more than the default (a request computing the
-        # state would otherwise rebuild the rows to explain the rest), with one action
-        # more: an explored top slot moves the greedy ones down by one.
-        k = max(setup.config.default_k, explain_k) + 1
-        greedy = Request(account_id, now, k, np.random.default_rng(0), explore=False)
-        action_reasons(setup, models, state, rank(setup, state, greedy).actions, candidate_rows)
-        out[account_id] = state
-    return out
+        for r, account_id in enumerate(accounts.ids)
+    ]
 
 
 def consumed_since(touchpoints: pd.DataFrame, horizon_ns: int) -> Recent:
@@ -225,25 +320,30 @@ def batch_reasons(
     setup: ScoringSetup,
     models: ModelSet,
     name: str,
-    frame: pd.DataFrame,
+    encoded: Encoded,
     values: Sequence[Mapping[str, Any]],
     *,
     classes: np.ndarray | None = None,
     directions: Sequence[int] | None = None,
 ) -> list[tuple[Reason, ...]]:
     """Returns the top reasons (``pred_contrib``) of the phase or churn model's output for
-    each row of ``frame`` (feature values ``values[r]``): of the row's class ``classes[r]``
+    each row of ``encoded`` (feature values ``values[r]``): of the row's class ``classes[r]``
     for the phase model, in direction ``directions[r]`` for churn. One contributions call
     per class."""
     spec = models.inputs[name]
     estimator = {PHASE: models.phase, CHURN: models.churn}[name]
-    x = spec.encode(frame)
+    x = encoded.x[name]
     groups = [None] if classes is None else sorted({int(c) for c in classes})
     definitions = {**setup.definitions, **models.attribute_definitions}
-    out: list[tuple[Reason, ...]] = [()] * len(frame)
+    out: list[tuple[Reason, ...]] = [()] * encoded.n
     for c in groups:
-        at = np.arange(len(frame)) if c is None else np.flatnonzero(classes == c)
-        contrib = contributions_for(SingleThreaded(booster(estimator)), x[at], class_index=c)
+        at = np.arange(encoded.n) if c is None else np.flatnonzero(classes == c)
+        model = booster(estimator)
+        contrib = (
+            contributions_for(SingleThreaded(model), x[at], class_index=c)
+            if c is None or model.num_model_per_iteration() == 1
+            else setup.class_trees.contributions(model, x[at], c)
+        )
         for j, r in enumerate(at.tolist()):
             out[r] = tuple(
                 reason_codes(
@@ -261,17 +361,15 @@ def batch_reasons(
 
 def _candidates(
     setup: ScoringSetup, models: ModelSet, part: pd.DataFrame, contacts: Sequence[pd.DataFrame]
-) -> list[tuple[pd.DataFrame, CandidateRows]]:
-    """Per account of ``part``: (contact_id, content_id, p_response) for every addressee x
-    catalog item, and the candidate rows behind it (contact-major). One next-content call
-    for all of them."""
+) -> list[tuple[np.ndarray | None, CandidateRows]]:
+    """Per account of ``part``: P(response) of every addressee x catalog item
+    (contact-major; None: no actions to rank), and the candidate rows behind it. One
+    next-content call for all of them."""
     n_items = len(setup.content)
     counts = np.array([len(c) for c in contacts], dtype=np.int64)
     # No actions to rank: without a model the answer says why; an empty catalog has none.
     if models.next_content is None or n_items == 0:
-        return [(_no_candidates(), CandidateRows(pd.DataFrame(), np.zeros((0, 0)), {}))] * len(
-            contacts
-        )
+        return [_none()] * len(contacts)
     roles = [r for c in contacts for r in c["role"].astype(object).tolist()]
     decisions = setup.account_frame(models, part).iloc[np.repeat(np.arange(len(part)), counts)]
     rows = nc.candidate_features(
@@ -282,30 +380,59 @@ def _candidates(
         catalog=setup.catalog_arrays,
     )
     x = models.inputs[NEXT_CONTENT].encode(rows)
-    p = np.asarray(
-        booster(models.next_content).predict(x, num_threads=PREDICT_THREADS), dtype=np.float64
-    )
-    # A model trained with a "no action" control ranks by uplift over it.
-    # (an empty catalog has no candidates: reshape(-1, 0) cannot infer the row count)
-    by_item = p.reshape(len(p) // n_items if n_items else 0, n_items)
-    p = nc.uplift_over_control(
-        by_item, setup.catalog.content_ids, models.run_params.get(NEXT_CONTENT, {})
-    ).ravel()
-    out: list[tuple[pd.DataFrame, CandidateRows]] = []
+    p = _p_response(setup, models, x)
+    out: list[tuple[np.ndarray | None, CandidateRows]] = []
     ends = np.cumsum(counts) * n_items
     for r, mine in enumerate(contacts):
         lo, hi = int(ends[r] - counts[r] * n_items), int(ends[r])
-        ids = mine["contact_id"].astype(str).to_numpy(dtype=object)
-        candidates = pd.DataFrame(
-            {
-                "contact_id": np.repeat(ids, n_items),
-                "content_id": np.tile(setup.catalog.content_ids, len(ids)),
-                "p_response": p[lo:hi],
-            }
-        )
-        position = {c: i for i, c in enumerate(ids.tolist())}
-        out.append((candidates, CandidateRows(rows.iloc[lo:hi], x[lo:hi], position)))
+        ids = mine["contact_id"].astype(str).tolist()
+        position = {c: i for i, c in enumerate(ids)}
+        out.append((p[lo:hi], CandidateRows(FrameRows(rows, lo), x[lo:hi], position)))
     return out
+
+
+def _candidates_of_values(
+    setup: ScoringSetup, models: ModelSet, account: Mapping[str, Any], contacts: pd.DataFrame
+) -> tuple[np.ndarray | None, CandidateRows]:
+    """:func:`_candidates` of one account given as its account values, on arrays. A
+    candidate row depends on the contact only through the role, so each distinct role's
+    rows are built and predicted once (contacts sharing a role share them)."""
+    if models.next_content is None or len(setup.content) == 0:
+        return _none()
+    roles = [None if is_missing(r) else str(r) for r in contacts["role"].astype(object).tolist()]
+    distinct = list(dict.fromkeys(roles))
+    block = {r: i for i, r in enumerate(distinct)}
+    at = np.array([block[r] for r in roles], dtype=np.int64)
+    x, rows = setup.candidate_encoder(models).encode(account, distinct)
+    p = _p_response(setup, models, x).reshape(len(distinct), len(setup.content))[at].ravel()
+    ids = contacts["contact_id"].astype(str).tolist()
+    position = {c: int(b) for c, b in zip(ids, at.tolist(), strict=True)}
+    return p, CandidateRows(rows, x, position)
+
+
+def _p_response(setup: ScoringSetup, models: ModelSet, x: np.ndarray) -> np.ndarray:
+    """P(response) of each candidate row of ``x`` (contact-major blocks of the catalog),
+    as the uplift over the "no action" control for a model trained with one."""
+    n_items = len(setup.content)
+    p = np.asarray(
+        booster(models.next_content).predict(x, num_threads=PREDICT_THREADS), dtype=np.float64
+    )
+    by_item = p.reshape(len(p) // n_items, n_items)
+    return nc.uplift_over_control(
+        by_item, setup.catalog.content_ids, models.run_params.get(NEXT_CONTENT, {})
+    ).ravel()
+
+
+def _none() -> tuple[None, CandidateRows]:
+    return None, CandidateRows(FrameRows(pd.DataFrame()), np.zeros((0, 0)), {})
+
+
+def _prepared(
+    setup: ScoringSetup, p: np.ndarray | None, contacts: pd.DataFrame, account_id: str
+) -> PreparedCandidates:
+    if p is None:
+        return prepare_candidates(_no_candidates(), contacts, setup.catalog, account_id)
+    return prepare_grid(p, contacts, setup.catalog)
 
 
 def _no_candidates() -> pd.DataFrame:

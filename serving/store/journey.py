@@ -76,6 +76,9 @@ class JourneyStore(PosteriorLog):
         self.attributes = attributes
         self._content_ids: frozenset[str] = frozenset()
         self._content_frame: pd.DataFrame | None = None
+        self._channels: dict[str, str] = {}
+        # The decisions of an account that has none (read only, shared by the requests).
+        self._no_decisions: pd.DataFrame | None = None
 
     # -- content catalog -------------------------------------------------------------------
 
@@ -84,6 +87,8 @@ class JourneyStore(PosteriorLog):
             rows = conn.execute(schema_select("content").order_by(Content.content_id)).all()
         self._content_frame = canonical_frame("content", rows, self.taxonomy)
         self._content_ids = frozenset(self._content_frame["content_id"])
+        # read by every cold request (its decisions as exposures): built once per catalog
+        self._channels = item_channels(self._content_frame)
 
     def content(self) -> pd.DataFrame:
         """The catalog as a canonical ``content`` table."""
@@ -91,6 +96,11 @@ class JourneyStore(PosteriorLog):
             self._refresh_content()
         assert self._content_frame is not None
         return self._content_frame
+
+    def _item_channels(self) -> dict[str, str]:
+        """content_id -> the item's channel (``item_channels`` of :meth:`content`)."""
+        self.content()
+        return self._channels
 
     def content_popularity(self) -> dict[str, float]:
         """content_id -> number of response touchpoints on it (what cold-start answers rank
@@ -342,7 +352,7 @@ class JourneyStore(PosteriorLog):
     def account_state(self, account_id: str) -> StateRead | None:
         """The account's data version, current feature state (None: none current) and
         decisions, in one read transaction; None if the account is unknown."""
-        channel = item_channels(self.content())
+        channel = self._item_channels()
         with self.engine.connect() as conn, conn.begin():
             version = conn.execute(
                 select(Account.data_version).where(Account.account_id == account_id)
@@ -351,6 +361,10 @@ class JourneyStore(PosteriorLog):
                 return None
             state = current_states(conn, [account_id]).get(account_id)
             rows = decision_exposure_rows(conn, channel, {account_id})[0]
+        if not rows:  # most accounts: no decision yet (a frame costs more than the reads)
+            if self._no_decisions is None:
+                self._no_decisions = canonical_frame("exposures", [], self.taxonomy)
+            return StateRead(int(version), state, self._no_decisions)
         return StateRead(int(version), state, canonical_frame("exposures", rows, self.taxonomy))
 
     def save_feature_state(self, account_id: str, data_version: int, state: bytes) -> None:

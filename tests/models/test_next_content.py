@@ -213,3 +213,36 @@ def test_candidate_rows_carry_the_item_its_slot_and_the_decision_calendar(
     assert logged["position"].tolist()[0] == 3.0 and np.isnan(logged["position"].iloc[1])
     assert logged["decision_month"].tolist() == [5.0, 12.0]
     assert logged["decision_weekday"].tolist() == [5.0, 0.0]
+
+
+def test_candidate_arrays_equal_the_candidate_rows(taxonomy: Taxonomy) -> None:
+    """Serving's arrays of one account give candidate_features' values: numbers equal,
+    categories as the codes of their levels."""
+    content = _content()
+    catalog = nc.catalog_arrays(content, taxonomy)
+    accounts = _accounts(taxonomy)
+    accounts.loc[1, "n_role_it_90d"] = np.nan
+    roles = ["it", None, "finance"]
+    for r in range(len(accounts)):
+        one = accounts.iloc[[r] * len(roles)].reset_index(drop=True)
+        frame = nc.candidate_features(one, pd.Series(roles, dtype=object), content, taxonomy)
+        row = one.iloc[0]
+        values = {str(c): v for c, v in row.items()}
+        values["crm_phase"] = str(row["crm_phase"])
+        arrays = nc.candidate_arrays(values, roles, taxonomy, catalog)
+        assert list(arrays) == nc.CANDIDATE_COLUMNS
+        dtypes = nc.categorical_dtypes(catalog)
+        for column in nc.CANDIDATE_COLUMNS:
+            got, want = arrays[column], frame[column]
+            if column in dtypes:
+                assert got.tolist() == want.cat.codes.tolist(), column
+            else:
+                assert got.dtype == want.dtype, column
+                np.testing.assert_array_equal(got, want.to_numpy(), err_msg=column)
+    # one item per decision
+    values = {str(c): v for c, v in accounts.iloc[0].items()}
+    values["crm_phase"] = "consideration"
+    items = np.array([2, 0])
+    pairs = nc.candidate_arrays(values, ["it", "it"], taxonomy, catalog, item_index=items)
+    assert pairs["content_item"].tolist() == [2, 0]
+    assert pairs["fits_role"].tolist() == [0.0, 1.0]

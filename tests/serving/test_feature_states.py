@@ -12,8 +12,8 @@ import pytest
 
 from features.pipeline import build_account_features
 from features.pipeline.incremental import decode_state, state_feature_frame
-from serving.scoring import Scorer
-from serving.scoring.incremental import StateSource, account_source
+from serving.scoring import AccountScore, Scorer
+from serving.scoring.incremental import StateSource, account_source, state_values
 from serving.store import Store
 from tests.utils.api import event
 from tests.utils.frames import assert_rows_equal
@@ -44,35 +44,85 @@ def _with_contacts(registry: TrainedRegistry, n: int) -> list[str]:
     return sorted(ids)[:n]
 
 
+def _same_answer(a: AccountScore, b: AccountScore) -> None:
+    """The answers agree in every number and sentence a user sees."""
+    assert not a.cold_start and not b.cold_start
+    assert a.phase_proba == pytest.approx(b.phase_proba, rel=1e-12)
+    assert a.churn_risk == pytest.approx(b.churn_risk, rel=1e-12)
+    assert a.outcomes == pytest.approx(b.outcomes, rel=1e-12)
+    assert [(s.action.contact_id, s.action.content_id) for s in a.actions] == [
+        (s.action.contact_id, s.action.content_id) for s in b.actions
+    ]
+    assert [s.action.expected_value for s in a.actions] == pytest.approx(
+        [s.action.expected_value for s in b.actions], rel=1e-12
+    )
+    for got, want in [
+        (a.phase_reasons, b.phase_reasons),
+        (a.churn_reasons, b.churn_reasons),
+        *((x.reasons, y.reasons) for x, y in zip(a.actions, b.actions, strict=True)),
+    ]:
+        assert [(r.feature, r.value, r.text) for r in got] == [
+            (r.feature, r.value, r.text) for r in want
+        ]
+        assert [r.contribution for r in got] == pytest.approx(
+            [r.contribution for r in want], rel=1e-9, abs=1e-12
+        )
+
+
 def test_answer_from_the_state_equals_the_answer_from_the_rows(
     registry: TrainedRegistry, store: Store
 ) -> None:
     from_state, from_rows = _scorer(registry), _scorer(registry)
     now = registry.now
-    for account in _with_contacts(registry, 6):
+    for n, account in enumerate(_with_contacts(registry, 6)):
         source = account_source(store, account, now, registry.taxonomy)
         assert isinstance(source, StateSource)
+        explore = n % 3 == 2  # an explored first answer, then greedy ones
         a = from_state.score_account(
             lambda source=source: source, account, now, rng=np.random.default_rng(0),
-            explore=False, data_version=1,
+            explore=explore, data_version=1,
         )  # fmt: skip
         b = from_rows.score_account(
             store.account_data(account), account, now, rng=np.random.default_rng(0),
+            explore=explore,
+        )  # fmt: skip
+        _same_answer(a, b)
+        assert a.actions and all(s.reasons for s in a.actions)
+        # warm, more actions than the cold answer explained: the rest from the kept values
+        a = from_state.score_account(
+            lambda source=source: source, account, now, k=8, rng=np.random.default_rng(1),
+            explore=False, data_version=1,
+        )  # fmt: skip
+        b = from_rows.score_account(
+            store.account_data(account), account, now, k=8, rng=np.random.default_rng(1),
             explore=False,
         )  # fmt: skip
-        assert not a.cold_start and not b.cold_start
-        assert a.phase_proba == pytest.approx(b.phase_proba, rel=1e-12)
-        assert a.churn_risk == pytest.approx(b.churn_risk, rel=1e-12)
-        assert [(s.action.contact_id, s.action.content_id) for s in a.actions] == [
-            (s.action.contact_id, s.action.content_id) for s in b.actions
-        ]
-        assert [s.action.expected_value for s in a.actions] == pytest.approx(
-            [s.action.expected_value for s in b.actions], rel=1e-12
-        )
-        assert [r.feature for r in a.phase_reasons] == [r.feature for r in b.phase_reasons]
-        assert [[r.feature for r in s.reasons] for s in a.actions] == [
-            [r.feature for r in s.reasons] for s in b.actions
-        ]
+        assert a.cache_hit and b.cache_hit
+        _same_answer(a, b)
+
+
+def test_state_values_are_the_feature_row(registry: TrainedRegistry, store: Store) -> None:
+    """The values the cold path computes from a state are the batch row's, typed as the
+    frame gives them back (counts int, numbers float, categories their level)."""
+    scorer = _scorer(registry)
+    setup, models, now = scorer.setup, scorer.models, registry.now
+    for account in _with_contacts(registry, 5):
+        source = account_source(store, account, now, registry.taxonomy)
+        assert isinstance(source, StateSource)
+        got = state_values(setup, models, source.state, now)
+        rows = store.accounts_data([account], decisions=False)
+        frame = setup.features(rows, now, models.attributes)
+        assert got is not None and frame is not None
+        want = {
+            c: v.item() if isinstance(v, np.generic) else v
+            for c, v in frame.drop(columns=["account_id", "as_of"]).iloc[0].items()
+        }
+        assert list(got) == list(want)
+        for column, value in want.items():
+            if isinstance(value, float) and np.isnan(value):
+                assert got[column] is None or np.isnan(got[column]), column  # type: ignore[arg-type]
+            else:
+                assert got[column] == value and type(got[column]) is type(value), column
 
 
 def _state_row(store: Store, account: str, now: pd.Timestamp, registry: TrainedRegistry) -> None:

@@ -164,9 +164,11 @@ def test_uplift_orders_the_served_actions(served: Served) -> None:
     frame = scorer.setup.features(data, CAMPAIGN, models.attributes)
     assert frame is not None
     # each account's one addressee (no contacts: the account itself, no role) x every item
-    rows = pd.concat(
-        [scorer.setup.candidate_rows(models, frame.iloc[[r]], [None]) for r in range(20)],
-        ignore_index=True,
+    rows = nc.candidate_features(
+        scorer.setup.account_frame(models, frame.iloc[:20]).reset_index(drop=True),
+        pd.Series([None] * 20, dtype=object),
+        scorer.setup.content,
+        served.taxonomy,
     )
     assert len(rows) == 20 * len(data.content)
     p = nc.predict_proba(models.next_content, rows[list(models.inputs[NEXT_CONTENT].columns)])
