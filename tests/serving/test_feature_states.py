@@ -50,6 +50,7 @@ def _same_answer(a: AccountScore, b: AccountScore) -> None:
     assert a.phase_proba == pytest.approx(b.phase_proba, rel=1e-12)
     assert a.churn_risk == pytest.approx(b.churn_risk, rel=1e-12)
     assert a.outcomes == pytest.approx(b.outcomes, rel=1e-12)
+    assert a.why_now == b.why_now
     assert [(s.action.contact_id, s.action.content_id) for s in a.actions] == [
         (s.action.contact_id, s.action.content_id) for s in b.actions
     ]
