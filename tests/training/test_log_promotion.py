@@ -14,10 +14,19 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from features.load import write_data_dir
+from features.schema import RESPONSE_WINDOW_DAYS, JourneyData
 from models.contract import CHAMPION, NEXT_CONTENT
 from nba.cli import app as cli
 from tests.utils.registry import TrainedRegistry
-from training.log_promotion import LogJudgement, learned_until, promote_on_log
+from training.datasets import data_end
+from training.log_promotion import (
+    LogJudgement,
+    ServedLogError,
+    learned_until,
+    promote_on_log,
+    served_decisions,
+)
+from training.next_content import label_responses
 from training.ope import Estimate
 from training.tracking import FORCED_TAG, champion_version, configure_tracking
 
@@ -103,3 +112,41 @@ def test_a_challenger_is_judged_on_decisions_after_what_it_learned_from() -> Non
     summarised = {"nba.as_of.train": "2024-01-01..2025-04-01", "nba.as_of.train.count": "400"}
     assert learned_until(summarised) == pd.Timestamp("2025-04-29", tz="UTC")
     assert learned_until({}) is None
+
+
+def _served(data: JourneyData, since: pd.Timestamp) -> JourneyData:
+    """``data`` whose exposures from ``since`` on stand in for the service's top-slot
+    decisions."""
+    exposures = data.exposures.copy()
+    served = exposures["ts"] >= since
+    exposures["policy"] = pd.array(np.where(served, POLICY, None), dtype="str")
+    exposures["position"] = np.where(served, 1.0, np.nan)
+    return dataclasses.replace(data, exposures=exposures)
+
+
+def test_recent_decisions_are_judged_on_their_own_day_and_young_ones_wait(
+    trained_registry: TrainedRegistry,
+) -> None:
+    """Decisions of the last 40 days: all after the monthly grid's last date (a churn
+    horizon before the data end), judged with features as of each decision's day, except
+    those whose response window has not closed yet."""
+    data, taxonomy = trained_registry.data, trained_registry.taxonomy
+    end = data_end(data)
+    served = _served(data, end - pd.Timedelta(days=40))
+    rows, columns = served_decisions(served, taxonomy)
+    ts = served.exposures["ts"]
+    decided = served.exposures["policy"].notna()
+    old_enough = ts <= end - pd.Timedelta(days=RESPONSE_WINDOW_DAYS)
+    expected = served.exposures.loc[decided & old_enough, "exposure_id"].astype(str)
+    assert len(expected) >= 20 and (decided & ~old_enough).any()
+    assert sorted(rows["exposure_id"]) == sorted(expected)  # every judged one, no young one
+    assert (rows["as_of"] == rows["ts"].dt.floor("D")).all()
+    assert set(columns) <= set(rows.columns)
+    # the reward is a response within the window, as in training
+    judged = served.exposures.set_index(served.exposures["exposure_id"].astype(str))
+    again = label_responses(judged.loc[rows["exposure_id"]], data.touchpoints, taxonomy)
+    assert (rows["responded"].to_numpy() == again).all()
+    # only decisions younger than the response window: nothing to judge yet
+    young = _served(data, end - pd.Timedelta(days=RESPONSE_WINDOW_DAYS - 1))
+    with pytest.raises(ServedLogError, match="response window"):
+        served_decisions(young, taxonomy)
