@@ -18,7 +18,8 @@ from features.schema import RESPONSE_WINDOW_DAYS, JourneyData
 from models.contract import CHAMPION, NEXT_CONTENT
 from nba.cli import app as cli
 from tests.utils.registry import TrainedRegistry
-from training.datasets import data_end
+from training.datasets import as_of_grid, data_end
+from training.labels import CHURN_HORIZON_DAYS
 from training.log_promotion import (
     LogJudgement,
     ServedLogError,
@@ -26,9 +27,10 @@ from training.log_promotion import (
     promote_on_log,
     served_decisions,
 )
-from training.next_content import label_responses
+from training.next_content import HORIZON_DAYS, label_responses
 from training.ope import Estimate
 from training.tracking import FORCED_TAG, champion_version, configure_tracking
+from training.train import model_steps, prepare_data
 
 POLICY = "ev-greedy-epsilon-v1"
 
@@ -150,3 +152,18 @@ def test_recent_decisions_are_judged_on_their_own_day_and_young_ones_wait(
     young = _served(data, end - pd.Timedelta(days=RESPONSE_WINDOW_DAYS - 1))
     with pytest.raises(ServedLogError, match="response window"):
         served_decisions(young, taxonomy)
+
+
+def test_next_content_trains_on_exposures_up_to_its_own_horizon(
+    trained_registry: TrainedRegistry,
+) -> None:
+    """The monthly grid of churn ends 90 days before the data end; next content's label
+    window is 35 days, so its rows reach the recent decisions the grid would leave out."""
+    data, taxonomy = trained_registry.data, trained_registry.taxonomy
+    prepared = prepare_data(data, taxonomy, n_dates=6, models=["next-content"])
+    ts = model_steps("next-content").build_set(prepared, taxonomy)
+    end = data_end(data)
+    last = ts.frame["as_of"].max()
+    assert last == as_of_grid(data, 6, horizon_days=HORIZON_DAYS)[-1] > prepared.as_of[-1]
+    assert end - last >= pd.Timedelta(days=HORIZON_DAYS)  # every label window has closed
+    assert ts.frame["ts"].max() > end - pd.Timedelta(days=CHURN_HORIZON_DAYS)
