@@ -319,6 +319,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "profile": args.profile,
         "history_months": args.history_months,
         "online_learning": not args.no_online,
+        "first_decision": first.isoformat(),
         "frozen_versions": frozen_versions,
         "initial_forced": True,
         "weeks": weeks,
