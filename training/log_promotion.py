@@ -17,12 +17,14 @@ as-of date plus the exposure window, from its run's tags): a model valued on its
 training rows would look better than it is.
 
 The challenger's top-1 policy (the eligible item of highest expected value, P(response) x
-the item's value, as the service ranks; the phase-fit weights, the churn lever and the
-online posterior are left out) is valued off-policy on those decisions (IPS, SNIPS and DR with
-95 % intervals, ``training.ope``); the champion's estimate is the value of what it served,
-the observed mean reward (on-policy: its importance weights are 1). The alias moves only when
-the challenger's DR lower bound beats that estimate; ``--force`` moves it anyway, tagged. The
-comparison is logged as an MLflow run in the model's experiment and on the version's tags.
+the item's value, as the service ranks, among the items fitting the CRM phase and listing
+the contact's role, the shipped arbitration's rules; the phase-fit weights, the churn lever
+and the online posterior are left out) is valued off-policy on those decisions (IPS, SNIPS
+and DR with 95 % intervals, ``training.ope``); the champion's estimate is the value of what
+it served, the observed mean reward (on-policy: its importance weights are 1). The alias
+moves only when the challenger's DR lower bound beats that estimate; ``--force`` moves it
+anyway, tagged. The comparison is logged as an MLflow run in the model's experiment and on
+the version's tags.
 """
 
 from __future__ import annotations
@@ -153,6 +155,21 @@ def served_decisions(
     return frame, nc.feature_columns(taxonomy)
 
 
+def role_fits(catalog: pd.DataFrame, contact_role: pd.Series) -> np.ndarray:
+    """decisions x items bool: the item lists the decision's contact role, the service's
+    role rule (``eligibility.require_role_fit`` of the shipped arbitration); an item listing
+    no role, and a contact of unknown role, fit everything."""
+    roles = pd.Series(contact_role).astype(object).reset_index(drop=True)
+    known = roles.notna().to_numpy()
+    out = np.ones((len(roles), len(catalog)), dtype=bool)
+    listed = catalog["roles"] if "roles" in catalog else pd.Series([None] * len(catalog))
+    for j, item_roles in enumerate(listed):
+        if item_roles is None or len(item_roles) == 0:
+            continue
+        out[:, j] = ~known | roles.isin([str(r) for r in item_roles]).to_numpy()
+    return out
+
+
 def judge(
     estimator: Any,
     rows: pd.DataFrame,
@@ -167,6 +184,7 @@ def judge(
     eligible = nc.eligible_items(
         catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
     )
+    eligible &= role_fits(catalog, rows["contact_role"])
     logged = content_positions(catalog, rows["content_id"])
     eligible[np.arange(n), logged] = True  # what was served could be served
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
