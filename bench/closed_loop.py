@@ -252,6 +252,10 @@ class Loop:
         metrics = _promotion_run(self.tracking_uri) if promoted.returncode == 0 else {}
         return {
             "trained": trained.returncode == 0,
+            # why a retrain failed (its promotion then judges the previous newcomer again)
+            "train_said": []
+            if trained.returncode == 0
+            else trained.stderr.strip().splitlines()[-3:],
             "promote_exit": promoted.returncode,
             "promote_said": (promoted.stdout + promoted.stderr).strip().splitlines()[-3:],
             "champion_before": before,
