@@ -21,6 +21,7 @@ targets with pass/fail. See ``bench.loop_world`` for how the world answers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -34,8 +35,9 @@ import pandas as pd
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from bench.loop_world import ServiceSender, WeekValues, new_touchpoints
+from bench.loop_world import ServiceSender, WeekValues, new_touchpoints, recorded_stages
 from bench.measure import machine
+from features.schema import JourneyData, empty_table
 from features.simulate import SimulationParams
 from features.simulate.params import WEEK_NS
 from features.simulate.run import Run, start_run, step_week
@@ -122,13 +124,17 @@ class Loop:
     def _timed(self, name: str, started: float) -> None:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 1)
 
-    def setup(self, run: Run) -> dict[str, str]:
-        """Loads the history into the store and trains the first models."""
+    def setup(self, run: Run, first: pd.Timestamp) -> dict[str, str]:
+        """Loads the history before ``first`` into the store and trains the first models."""
         started = time.perf_counter()
         sim = assemble(run.world, run.records)
+        # The CRM records a phase some days after it starts: those of the history's last
+        # phases fall after the first decision and come with the weeks' syncs.
+        stages = sim.data.stages
+        data = dataclasses.replace(sim.data, stages=stages.loc[stages["ts"] < first])
         store = Store(self.url, run.world.taxonomy)
         store.migrate()
-        store.load_data(sim.data)
+        store.load_data(data)
         self.key = store.create_api_key("loop", ["admin"])
         store.dispose()
         self._timed("load", started)
@@ -204,6 +210,24 @@ class Loop:
             return None
         return result.actions[0].action.content_id, result.actions[0].action.contact_id
 
+    def sync_stages(self, run: Run, *, since: pd.Timestamp) -> int:
+        """Loads the CRM's stage records from ``since`` to the clock into the store, as a
+        CRM sync (``nba load`` of a stages export) would; returns how many."""
+        stages = recorded_stages(
+            run.world, run.records, since_ns=int(since.value), before_ns=int(self.clock.value)
+        )
+        if len(stages):
+            tax = run.world.taxonomy
+            empty = {name: empty_table(name, tax) for name in ("accounts", "contacts", "content")}
+            data = JourneyData(
+                touchpoints=empty_table("touchpoints", tax),
+                stages=stages,
+                exposures=empty_table("exposures", tax),
+                **empty,
+            )
+            self.services(self.client).store.load_data(data)
+        return len(stages)
+
     def post_events(self, records: list[dict[str, Any]]) -> int:
         accepted = 0
         for i in range(0, len(records), EVENT_BATCH):
@@ -228,6 +252,10 @@ class Loop:
         metrics = _promotion_run(self.tracking_uri) if promoted.returncode == 0 else {}
         return {
             "trained": trained.returncode == 0,
+            # why a retrain failed (its promotion then judges the previous newcomer again)
+            "train_said": []
+            if trained.returncode == 0
+            else trained.stderr.strip().splitlines()[-3:],
             "promote_exit": promoted.returncode,
             "promote_said": (promoted.stdout + promoted.stderr).strip().splitlines()[-3:],
             "champion_before": before,
@@ -251,7 +279,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     run, first = _history(args)
     loop._timed("simulate_history", started)
-    frozen_versions = loop.setup(run)
+    frozen_versions = loop.setup(run, first)
     loop.clock = first
     loop.open()
     sender = ServiceSender(serve=loop.serve, frozen=loop.frozen)
@@ -274,6 +302,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
             )
             loaded += len(events)
             loop.post_events(events + values.responses)
+            loop.sync_stages(run, since=week_start)
             posteriors = loop.services(loop.client).posteriors
             if posteriors is not None:  # the week's rewards, read as a worker's refresh would
                 posteriors.refresh()
@@ -294,6 +323,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "profile": args.profile,
         "history_months": args.history_months,
         "online_learning": not args.no_online,
+        "first_decision": first.isoformat(),
         "frozen_versions": frozen_versions,
         "initial_forced": True,
         "weeks": weeks,
@@ -329,10 +359,19 @@ def _targets(
     served, oracle = _mean(last, "served"), _mean(last, "oracle")
     judged = [_judge(p, weeks, every) for p in promotions]
     moved = [j for j in judged if j["moved"]]
+    served_ev, oracle_ev = _mean(last, "served_ev"), _mean(last, "oracle_ev")
     return {
         "served_last_weeks_share_of_oracle": None
         if not served or not oracle
         else {"value": round(served / oracle, 4), "at_least": 0.9, "met": served / oracle >= 0.9},
+        # the same in the service's own currency (response x item value), beside the issue's
+        "served_last_weeks_share_of_oracle_ev": None
+        if not served_ev or not oracle_ev
+        else {
+            "value": round(served_ev / oracle_ev, 4),
+            "at_least": 0.9,
+            "met": served_ev / oracle_ev >= 0.9,
+        },
         "served_rises": {
             "first_weeks": _mean(weeks[:every], "served"),
             "last_weeks": served,

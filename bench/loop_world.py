@@ -25,27 +25,38 @@ from features.simulate.params import DAY_S, SECOND_NS
 from features.simulate.records import Records
 from features.simulate.response import sigmoid
 from features.simulate.state import State, Week
+from features.simulate.tables import _Ids, _phases_and_stages
 from features.simulate.world import World
 
 # The action a policy serves an account: (content_id, contact_id), or None for nothing.
 Chooser = Callable[[str, int], tuple[str, str] | None]
 
 
+POLICIES = ("served", "logging", "frozen", "oracle")
+
+
 @dataclass
 class WeekValues:
     """One loop week's decisions: per decision the true response probability of each
-    policy's action for the decided contact."""
+    policy's action for the decided contact (``served`` ... ``oracle``) and its true expected
+    value, that probability times the item's value (``<policy>_ev``: the quantity the
+    service's arbitration ranks by; the EV oracle is the item of highest true expected
+    value)."""
 
     served: list[float] = field(default_factory=list)
     logging: list[float] = field(default_factory=list)
     frozen: list[float] = field(default_factory=list)
     oracle: list[float] = field(default_factory=list)
+    served_ev: list[float] = field(default_factory=list)
+    logging_ev: list[float] = field(default_factory=list)
+    frozen_ev: list[float] = field(default_factory=list)
+    oracle_ev: list[float] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Mean true value per policy with its 95 % interval (normal, over decisions)."""
         out: dict[str, Any] = {"decisions": len(self.served)}
-        for name in ("served", "logging", "frozen", "oracle"):
+        for name in (*POLICIES, *(f"{p}_ev" for p in POLICIES)):
             values = np.asarray(getattr(self, name), dtype=float)
             values = values[~np.isnan(values)]
             if not len(values):
@@ -118,6 +129,16 @@ def new_touchpoints(
     return out
 
 
+def recorded_stages(
+    world: World, records: Records, *, since_ns: int, before_ns: int
+) -> pd.DataFrame:
+    """The CRM's stage records (the ``stages`` table) with ``since_ns <= ts < before_ns``:
+    what a CRM sync of that period brings to the store."""
+    stages = _phases_and_stages(world, records, _Ids(world.n_accounts))[1]
+    ts = stages["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return stages.loc[(ts >= since_ns) & (ts < before_ns)].reset_index(drop=True)
+
+
 def true_probabilities(
     world: World, state: State, acc: int, contact: int, fatigue: float
 ) -> np.ndarray:
@@ -171,12 +192,17 @@ class ServiceSender:
             fatigue = float(_fatigue(world, state, np.array([contact]), ts)[0])
             probs = true_probabilities(world, state, acc, contact, fatigue)
             frozen = self.frozen(account_id(acc), acc)
-            self.values.served.append(float(probs[item]))
-            self.values.logging.append(float(lk.policy[state.crm_phase[acc]] @ probs))
-            self.values.frozen.append(
-                float(probs[positions[frozen[0]]]) if frozen is not None else float("nan")
-            )
-            self.values.oracle.append(float(probs.max()))
+            frozen_item = positions[frozen[0]] if frozen is not None else None
+            ev = probs * item_values(world)
+            for values, of in ((probs, ""), (ev, "_ev")):
+                getattr(self.values, "served" + of).append(float(values[item]))
+                getattr(self.values, "logging" + of).append(
+                    float(lk.policy[state.crm_phase[acc]] @ values)
+                )
+                getattr(self.values, "frozen" + of).append(
+                    float(values[frozen_item]) if frozen_item is not None else float("nan")
+                )
+                getattr(self.values, "oracle" + of).append(float(values.max()))
             r_ts = self.decide_ns + int(rng.integers(60, 3 * DAY_S)) * SECOND_NS
             if rng.random() < probs[item] and r_ts < world.centers.contact_gone[contact]:
                 etype = int(pick_cdf(lk.item_resp_cdf[[item]], rng.random(1))[0])
@@ -199,3 +225,13 @@ class ServiceSender:
 def content_positions(world: World) -> dict[str, int]:
     """content_id -> catalog row of the simulator's catalog."""
     return {str(c): i for i, c in enumerate(world.catalog.content_ids)}
+
+
+def item_values(world: World) -> np.ndarray:
+    """The value of each catalog item (the catalog's ``value``, 1 where it has none), in
+    catalog order: what the service's expected value multiplies a response by."""
+    frame = world.content_frame
+    if "value" not in frame:
+        return np.ones(len(world.catalog.content_ids))
+    by_id = dict(zip(frame["content_id"].astype(str), frame["value"].astype(float), strict=True))
+    return np.array([by_id.get(str(c), 1.0) for c in world.catalog.content_ids])

@@ -441,7 +441,9 @@ def _promote_on_log(
     client = MlflowClient()
     run_id = client.get_model_version(name, challenger).run_id
     after = learned_until(client.get_run(str(run_id)).data.tags) if run_id else None
-    rows, columns = served_decisions(prepared.data, taxonomy, prepared.features, after=after)
+    rows, columns = served_decisions(
+        prepared.data, taxonomy, after=after, attributes=prepared.attributes
+    )
     judgement = judge(
         load_version(name, challenger), rows, columns, prepared.data.content, taxonomy
     )

@@ -4,24 +4,32 @@ The log is the decisions the service served (exposures with a ``policy``: what `
 export`` and ``nba train --store`` read from the store), exploration included, each with the
 exact propensity it was served with. Only top slots count (``position`` 1): the challenger's
 policy is a top-1 pick, and a lower slot's propensity is that of another event. Each decision
-is taken with the account's features as of the latest monthly as-of date before it (the
-training grid; decisions up to :data:`LOG_WINDOW_DAYS` after a date), its eligible items
+is taken with the account's point-in-time features as of the decision's day (UTC midnight:
+what the service knew when it decided, not the monthly training grid, which ends a label
+horizon before the data end and so would leave the newest decisions out), its eligible items
 those fitting the CRM phase at the time plus the item served (the service decided on the
-predicted phase), and its reward a response within the response window, as in training.
+predicted phase), and its reward a response within the response window. Only decisions whose
+response window has closed by the end of the data count: a younger decision is not judged
+yet (its missing response would read as a failure).
 
 Only decisions after what the challenger learned from count (its last training or validation
 as-of date plus the exposure window, from its run's tags): a model valued on its own
 training rows would look better than it is.
 
-The challenger's top-1 policy is valued off-policy on those decisions (IPS, SNIPS and DR with
-95 % intervals, ``training.ope``); the champion's estimate is the value of what it served,
-the observed mean reward (on-policy: its importance weights are 1). The alias moves only when
-the challenger's DR lower bound beats that estimate; ``--force`` moves it anyway, tagged. The
-comparison is logged as an MLflow run in the model's experiment and on the version's tags.
+The challenger's top-1 policy (the eligible item of highest expected value, P(response) x
+the item's value, as the service ranks, among the items fitting the CRM phase and listing
+the contact's role, the shipped arbitration's rules; the phase-fit weights, the churn lever
+and the online posterior are left out) is valued off-policy on those decisions (IPS, SNIPS
+and DR with 95 % intervals, ``training.ope``); the champion's estimate is the value of what
+it served, the observed mean reward (on-policy: its importance weights are 1). The alias
+moves only when the challenger's DR lower bound beats that estimate; ``--force`` moves it
+anyway, tagged. The comparison is logged as an MLflow run in the model's experiment and on
+the version's tags.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,20 +39,21 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.errors import InvalidInputError
-from features.schema import JourneyData
+from features.schema import RESPONSE_WINDOW_DAYS, JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
 from models import next_content as nc
 from models.contract import CHAMPION
+from training.datasets import data_end
 from training.next_content import EXPOSURE_WINDOW_DAYS, next_content_rows
 from training.ope import LOGGING, MODEL, Estimate, LoggedDecisions, compare_policies
+from training.outcome_sets import features_at_keys
 from training.policy import DECISION_PHASE_COLUMN, content_positions, phase_codes
 from training.result import registered_name
 from training.tracking import FORCED_TAG, champion_version
 
-# Days after a monthly as-of date whose decisions take that date's features: the month.
-LOG_WINDOW_DAYS = 31
 MIN_DECISIONS = 20
 LOG_TAG_PREFIX = "nba.log_promotion."
 
@@ -111,29 +120,54 @@ def learned_until(run_tags: dict[str, str]) -> pd.Timestamp | None:
 def served_decisions(
     data: JourneyData,
     taxonomy: Taxonomy,
-    features: pd.DataFrame,
     *,
     after: pd.Timestamp | None = None,
+    attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The next-content rows of the service's top-slot decisions (see the module docstring)
     made at or after ``after`` (the end of what the challenger learned from: it is judged on
-    decisions it did not see) and the model's feature columns. Raises
-    :class:`ServedLogError` with fewer than :data:`MIN_DECISIONS`."""
-    frame = next_content_rows(data, taxonomy, features, window_days=LOG_WINDOW_DAYS)
-    exposures = data.exposures.set_index(data.exposures["exposure_id"].astype(str))
-    served = exposures["policy"].notna() & (exposures["position"] == 1)
-    keep = frame["exposure_id"].map(served).fillna(False).astype(bool)
+    decisions it did not see) whose response window has closed by :func:`data_end`, and the
+    model's feature columns. Raises :class:`ServedLogError` with fewer than
+    :data:`MIN_DECISIONS`."""
+    ex = data.exposures
+    ts = ex["ts"]
+    closed_before = data_end(data) - pd.Timedelta(days=RESPONSE_WINDOW_DAYS)
+    keep = ex["policy"].notna() & (ex["position"] == 1) & (ts <= closed_before)
     if after is not None:
-        keep &= frame["ts"] >= after
-    rows = frame[keep]
-    if len(rows) < MIN_DECISIONS:
+        keep &= ts >= after
+    decided = ex.loc[keep.to_numpy()].reset_index(drop=True)
+    if len(decided) < MIN_DECISIONS:
         since = "" if after is None else f" from {after.date()} on (after its training data)"
         raise ServedLogError(
-            f"exposures: {len(rows)} top-slot decisions of the service (policy set, position "
-            f"1) within {LOG_WINDOW_DAYS} days after an as-of date{since}; expected at least "
+            f"exposures: {len(decided)} top-slot decisions of the service (policy set, "
+            f"position 1){since} whose {RESPONSE_WINDOW_DAYS}-day response window closed by "
+            f"{closed_before + pd.Timedelta(days=RESPONSE_WINDOW_DAYS)}; expected at least "
             f"{MIN_DECISIONS} to judge a challenger on the served log"
         )
-    return rows.reset_index(drop=True), nc.feature_columns(taxonomy)
+    keys = pd.DataFrame(
+        {"account_id": decided["account_id"].astype(str), "as_of": decided["ts"].dt.floor("D")}
+    ).drop_duplicates()
+    features = features_at_keys(data, keys, taxonomy, attributes=attributes)
+    # A one-day window: each decision pairs with its own day's feature row.
+    frame = next_content_rows(
+        dataclasses.replace(data, exposures=decided), taxonomy, features, window_days=1
+    )
+    return frame, nc.feature_columns(taxonomy)
+
+
+def role_fits(catalog: pd.DataFrame, contact_role: pd.Series) -> np.ndarray:
+    """decisions x items bool: the item lists the decision's contact role, the service's
+    role rule (``eligibility.require_role_fit`` of the shipped arbitration); an item listing
+    no role, and a contact of unknown role, fit everything."""
+    roles = pd.Series(contact_role).astype(object).reset_index(drop=True)
+    known = roles.notna().to_numpy()
+    out = np.ones((len(roles), len(catalog)), dtype=bool)
+    listed = catalog["roles"] if "roles" in catalog else pd.Series([None] * len(catalog))
+    for j, item_roles in enumerate(listed):
+        if item_roles is None or len(item_roles) == 0:
+            continue
+        out[:, j] = ~known | roles.isin([str(r) for r in item_roles]).to_numpy()
+    return out
 
 
 def judge(
@@ -150,6 +184,7 @@ def judge(
     eligible = nc.eligible_items(
         catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
     )
+    eligible &= role_fits(catalog, rows["contact_role"])
     logged = content_positions(catalog, rows["content_id"])
     eligible[np.arange(n), logged] = True  # what was served could be served
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
@@ -170,7 +205,15 @@ def judge(
         reward=rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64),
         actions=catalog["content_id"].astype(str).tolist(),
     )
-    values = compare_policies(decisions, nc.top1(scores, eligible))
+    # The challenger's policy is the pick the service would serve with it: the service ranks
+    # by expected value, P(response) x the item's value (models.arbitration; 1 without one),
+    # so a top-1 by P alone would value a policy nobody serves.
+    value = (
+        catalog["value"].to_numpy(dtype=np.float64, na_value=1.0)
+        if "value" in catalog
+        else np.ones(len(catalog))
+    )
+    values = compare_policies(decisions, nc.top1(scores * value[None, :], eligible))
     challenger = values[MODEL]
     return LogJudgement(
         decisions=n,

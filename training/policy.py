@@ -93,7 +93,7 @@ def build_decisions(
 ) -> Decisions:
     """Decisions from training-set rows (one per logged exposure): scores every catalog item
     with the model (``models.next_content.score_candidates``) and marks the eligible ones by
-    the ``decision_crm_phase`` column."""
+    the ``decision_crm_phase`` column, plus the item shown."""
     for c in (DECISION_PHASE_COLUMN, "content_id", "propensity", "contact_role", label_column):
         if c not in rows.columns:
             raise PolicyEvaluationError(
@@ -103,12 +103,10 @@ def build_decisions(
         content, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
     )
     logged = content_positions(content, rows["content_id"])
-    if not eligible[np.arange(len(rows)), logged].all():
-        n_bad = int((~eligible[np.arange(len(rows)), logged]).sum())
-        raise PolicyEvaluationError(
-            f"{n_bad} logged items do not fit the decision's CRM phase; expected a logging "
-            "policy that shows only eligible items"
-        )
+    # What was shown could be shown: the service decides on the predicted phase, so its
+    # decisions (in the rows once training reaches the served log) may name an item outside
+    # the CRM phase's (the served-log promotion's rule, training.log_promotion).
+    eligible[np.arange(len(rows)), logged] = True
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
     scores = nc.score_candidates(
         estimator,

@@ -94,6 +94,12 @@ class Prepared:
             raise TrainingSetError(self.grid_error)
         return self.features_on(self.as_of)
 
+    def grid_features(self, horizon_days: int) -> pd.DataFrame:
+        """Features on the latest ``n_dates`` monthly dates whose ``horizon_days`` label
+        window ends by the data end: a model with a shorter horizon than the grid's (churn's
+        90 days) learns from the recent rows that grid leaves out."""
+        return self.features_on(as_of_grid(self.data, self.n_dates, horizon_days=horizon_days))
+
     def features_on(self, dates: Sequence[pd.Timestamp]) -> pd.DataFrame:
         """Features of every account on ``dates``, computing the dates not seen before."""
         missing = sorted(set(dates) - self._dates)
@@ -143,6 +149,8 @@ class ModelSteps:
     # Whether the set takes the prepared reward (next-content: its next-action form).
     uses_reward: bool = False
     outcome: Outcome | None = None  # set for a binary outcome model
+    # The label horizon of the model's monthly grid (None: the prepared grid's, churn's).
+    grid_horizon_days: int | None = None
 
     def build_set(self, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
         """The model's training set from the prepared features."""
@@ -158,10 +166,11 @@ class ModelSteps:
             )
         if self.uses_reward:
             # the grid's features only if the set reads them (see uplift.build_next_set)
+            horizon = self.grid_horizon_days
             return self.build(
                 prepared.data,
                 taxonomy,
-                lambda: prepared.features,
+                lambda: prepared.features if horizon is None else prepared.grid_features(horizon),
                 reward=prepared.reward,
                 attributes=prepared.attributes,
             )
@@ -190,6 +199,8 @@ def model_steps(model: str, outcomes: Sequence[Outcome] | None = None) -> ModelS
             next_content.PRIMARY_METRIC,
             uses_attributes=False,
             uses_reward=True,
+            # exposures up to the last week whose response window closed, not 90 days back
+            grid_horizon_days=next_content.HORIZON_DAYS,
         )
     declared = {o.name: o for o in (load_outcomes() if outcomes is None else outcomes)}
     if model in declared:

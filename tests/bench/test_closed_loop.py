@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench.closed_loop import run_loop
@@ -38,10 +39,15 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         assert w["served"][1] <= served <= w["served"][2]  # the mean inside its interval
     [promotion] = result["promotions"]
     assert promotion["after_week"] == 2 and promotion["trained"]
-    # judged on the served log, or refused with the reason (too few decisions yet)
-    assert promotion["promote_exit"] in (0, 2) and promotion["promote_said"]
+    # judged on the served log: the first week's decisions, whose response windows have
+    # closed; the second week's are younger than the window and wait
+    assert promotion["promote_exit"] == 0, promotion["promote_said"]
+    assert 20 <= promotion["decisions"] <= weeks[0]["decisions"]
     store = Store(f"sqlite:///{tmp_path / 'nba.db'}", load_taxonomy())
     try:
+        # the CRM's stage records of the loop's weeks reached the store
+        stages = store.contract_tables().tables["stages"]
+        assert (stages["ts"] >= pd.Timestamp(result["first_decision"])).any()
         counts = store.posterior_counts(result["frozen_versions"][NEXT_CONTENT])
         trials = sum(t for t, _ in counts.values())
         successes = sum(s for _, s in counts.values())

@@ -14,12 +14,23 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from features.load import write_data_dir
+from features.schema import RESPONSE_WINDOW_DAYS, JourneyData
 from models.contract import CHAMPION, NEXT_CONTENT
 from nba.cli import app as cli
 from tests.utils.registry import TrainedRegistry
-from training.log_promotion import LogJudgement, learned_until, promote_on_log
+from training.datasets import as_of_grid, data_end
+from training.labels import CHURN_HORIZON_DAYS
+from training.log_promotion import (
+    LogJudgement,
+    ServedLogError,
+    learned_until,
+    promote_on_log,
+    served_decisions,
+)
+from training.next_content import HORIZON_DAYS, label_responses
 from training.ope import Estimate
 from training.tracking import FORCED_TAG, champion_version, configure_tracking
+from training.train import model_steps, prepare_data
 
 POLICY = "ev-greedy-epsilon-v1"
 
@@ -103,3 +114,59 @@ def test_a_challenger_is_judged_on_decisions_after_what_it_learned_from() -> Non
     summarised = {"nba.as_of.train": "2024-01-01..2025-04-01", "nba.as_of.train.count": "400"}
     assert learned_until(summarised) == pd.Timestamp("2025-04-29", tz="UTC")
     assert learned_until({}) is None
+
+
+def _served(data: JourneyData, since: pd.Timestamp) -> JourneyData:
+    """``data`` whose exposures from ``since`` on stand in for the service's top-slot
+    decisions, plus one made a day before the data end (its response window still open)."""
+    exposures = data.exposures.copy()
+    young = exposures.iloc[[-1]].copy()
+    young["exposure_id"] = "young-decision"
+    young["ts"] = data_end(data) - pd.Timedelta(days=1)
+    exposures = pd.concat([exposures, young], ignore_index=True)
+    served = exposures["ts"] >= since
+    exposures["policy"] = pd.array(np.where(served, POLICY, None), dtype="str")
+    exposures["position"] = np.where(served, 1.0, np.nan)
+    return dataclasses.replace(data, exposures=exposures)
+
+
+def test_recent_decisions_are_judged_on_their_own_day_and_young_ones_wait(
+    trained_registry: TrainedRegistry,
+) -> None:
+    """Decisions of the last 40 days: all after the monthly grid's last date (a churn
+    horizon before the data end), judged with features as of each decision's day, except
+    the one whose response window has not closed yet."""
+    data, taxonomy = trained_registry.data, trained_registry.taxonomy
+    end = data_end(data)
+    served = _served(data, end - pd.Timedelta(days=40))
+    assert data_end(served) == end
+    rows, columns = served_decisions(served, taxonomy)
+    decided = served.exposures.loc[served.exposures["policy"].notna(), "exposure_id"]
+    assert len(decided) >= 21 and "young-decision" in set(decided)
+    # every judged one, no young one
+    assert sorted(rows["exposure_id"]) == sorted(set(decided.astype(str)) - {"young-decision"})
+    assert (rows["as_of"] == rows["ts"].dt.floor("D")).all()
+    assert set(columns) <= set(rows.columns)
+    # the reward is a response within the window, as in training
+    judged = served.exposures.set_index(served.exposures["exposure_id"].astype(str))
+    again = label_responses(judged.loc[rows["exposure_id"]], data.touchpoints, taxonomy)
+    assert (rows["responded"].to_numpy() == again).all()
+    # only a decision younger than the response window: nothing to judge yet
+    young = _served(data, end - pd.Timedelta(days=RESPONSE_WINDOW_DAYS - 1))
+    with pytest.raises(ServedLogError, match="response window"):
+        served_decisions(young, taxonomy)
+
+
+def test_next_content_trains_on_exposures_up_to_its_own_horizon(
+    trained_registry: TrainedRegistry,
+) -> None:
+    """The monthly grid of churn ends 90 days before the data end; next content's label
+    window is 35 days, so its rows reach the recent decisions the grid would leave out."""
+    data, taxonomy = trained_registry.data, trained_registry.taxonomy
+    prepared = prepare_data(data, taxonomy, models=["next-content"])
+    ts = model_steps("next-content").build_set(prepared, taxonomy)
+    end = data_end(data)
+    last = ts.frame["as_of"].max()
+    assert last == as_of_grid(data, horizon_days=HORIZON_DAYS)[-1] > prepared.as_of[-1]
+    assert end - last >= pd.Timedelta(days=HORIZON_DAYS)  # every label window has closed
+    assert ts.frame["ts"].max() > end - pd.Timedelta(days=CHURN_HORIZON_DAYS)
