@@ -226,15 +226,27 @@ def simulate(
         ),
     ] = "realistic",
     taxonomy: TaxonomyOption = None,
+    chunk_accounts: Annotated[
+        int,
+        typer.Option(
+            "--chunk-accounts",
+            min=1,
+            help="Simulate at most this many accounts at a time (memory grows with it, about "
+            "2-3 GB per 100,000); more accounts are written chunk by chunk, each chunk from its "
+            "own seed (features.simulate.chunked), so one chunk is the unchunked world.",
+        ),
+    ] = 100_000,
 ) -> None:
     """Simulate B2B journeys: writes the six tables as Parquet plus OUT/truth/."""
-    from features.simulate import SimulationParams, write_simulation
-    from features.simulate import simulate as run_simulation
+    from features.simulate import SimulationParams
+    from features.simulate.chunked import write_simulation_chunked
 
     started = time.perf_counter()
-    sim = run_simulation(
+    summary = write_simulation_chunked(
+        out,
         accounts,
         seed,
+        chunk_accounts=chunk_accounts,
         start=parse_time(start, "--start"),
         months=months,
         taxonomy=load_taxonomy_option(taxonomy),
@@ -242,12 +254,11 @@ def simulate(
         oracle_draws=oracle_draws,
         params=SimulationParams.profile(profile),
     )
-    write_simulation(sim, out)
-    counts = {name: len(frame) for name, frame in sim.data.tables().items()}
+    chunks = f" ({len(summary.chunks)} chunks)" if len(summary.chunks) > 1 else ""
     typer.echo(
         f"wrote {out}: "
-        + ", ".join(f"{n:,} {name}" for name, n in counts.items())
-        + f" in {time.perf_counter() - started:.1f} s"
+        + ", ".join(f"{n:,} {name}" for name, n in summary.rows.items())
+        + f" in {time.perf_counter() - started:.1f} s{chunks}"
     )
 
 
