@@ -262,6 +262,47 @@ def simulate(
     )
 
 
+def _features_on_dask(
+    data: Path,
+    dates: list[pd.Timestamp],
+    tax: Taxonomy,
+    out: Path,
+    scheduler: str | None,
+    declarations: Path | None,
+    as_json: bool,
+) -> None:
+    """``nba features --engine dask``: the workers read, validate and compute account ranges
+    of the Parquet directory and write ``out`` as a directory of parts
+    (``features.pipeline.dask_files``)."""
+    from features.pipeline.dask_files import write_features_dask
+
+    if declarations is not None:
+        raise InvalidInputError(
+            "--engine dask reads canonical Parquet directories: no --mapping or --attributes"
+        )
+    started = time.perf_counter()
+    result = write_features_dask(data, dates, tax, out, scheduler=scheduler)
+    seconds = time.perf_counter() - started
+    if as_json:
+        echo_json(
+            {
+                "rows": result.rows,
+                "features": len(result.features),
+                "features_not_constant": len(result.not_constant),
+                "rows_in": result.rows_in,
+                "partitions": result.partitions,
+                "seconds": round(seconds, 2),
+                "peak_memory_mb": peak_memory_mb(),
+                "worker_peak_memory_mb": result.worker_peak_mb,
+            }
+        )
+        return
+    typer.echo(
+        f"wrote {out}/: {result.rows:,} rows x {len(result.features)} features in "
+        f"{result.partitions} parts in {seconds:.1f} s (dask)"
+    )
+
+
 @app.command()
 def validate(
     data_dir: Annotated[
@@ -336,6 +377,9 @@ def features(
         )
     chosen = parse_engine(engine)
     dates = [parse_time(v, "--as-of") for v in as_of]
+    if chosen == "dask":
+        _features_on_dask(data, dates, tax, out, scheduler, mapping or attributes, as_json)
+        return
     _, declared = load_declarations(mapping, attributes)
     started = time.perf_counter()
     loaded, report = read_data(data, tax, mapping, attributes)
