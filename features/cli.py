@@ -268,6 +268,7 @@ def _features_on_dask(
     tax: Taxonomy,
     out: Path,
     scheduler: str | None,
+    partitions: int | None,
     declarations: Path | None,
     as_json: bool,
 ) -> None:
@@ -281,7 +282,7 @@ def _features_on_dask(
             "--engine dask reads canonical Parquet directories: no --mapping or --attributes"
         )
     started = time.perf_counter()
-    result = write_features_dask(data, dates, tax, out, scheduler=scheduler)
+    result = write_features_dask(data, dates, tax, out, scheduler=scheduler, npartitions=partitions)
     seconds = time.perf_counter() - started
     if as_json:
         echo_json(
@@ -348,6 +349,15 @@ def features(
     ] = None,
     engine: EngineOption = "pandas",
     scheduler: SchedulerOption = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            "--partitions",
+            min=1,
+            help="--engine dask: account ranges, one task each (default: one per 50,000 "
+            "accounts, at least two per worker); a worker's memory grows with its range.",
+        ),
+    ] = None,
     list_features: Annotated[
         bool, typer.Option("--list", help="Print every feature with its definition and exit.")
     ] = False,
@@ -378,7 +388,9 @@ def features(
     chosen = parse_engine(engine)
     dates = [parse_time(v, "--as-of") for v in as_of]
     if chosen == "dask":
-        _features_on_dask(data, dates, tax, out, scheduler, mapping or attributes, as_json)
+        _features_on_dask(
+            data, dates, tax, out, scheduler, partitions, mapping or attributes, as_json
+        )
         return
     _, declared = load_declarations(mapping, attributes)
     started = time.perf_counter()

@@ -145,3 +145,26 @@ def test_workers_report_each_ranges_problems(
         write_features_dask(
             data_dir, [AS_OF], taxonomy, tmp_path / "out", scheduler=scheduler, npartitions=2
         )
+
+
+def test_nba_features_on_dask_writes_parts(
+    scheduler: str, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from features.simulate.chunked import write_simulation_chunked
+    from nba.cli import app
+
+    data_dir = tmp_path / "data"
+    write_simulation_chunked(data_dir, 50, 4, months=4, taxonomy=taxonomy)
+    out = tmp_path / "features"
+    args = ["features", "--data", str(data_dir), "--as-of", "2024-04-01", "--out", str(out)]
+    args += ["--engine", "dask", "--scheduler", scheduler, "--partitions", "3", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output.strip().splitlines()[-1])
+    assert printed["partitions"] == 3 and printed["rows"] == 50
+    assert len(pd.read_parquet(out)) == 50
+    assert len(printed["worker_peak_memory_mb"]) >= 1
