@@ -226,15 +226,27 @@ def simulate(
         ),
     ] = "realistic",
     taxonomy: TaxonomyOption = None,
+    chunk_accounts: Annotated[
+        int,
+        typer.Option(
+            "--chunk-accounts",
+            min=1,
+            help="Simulate at most this many accounts at a time (memory grows with it, about "
+            "2-3 GB per 100,000); more accounts are written chunk by chunk, each chunk from its "
+            "own seed (features.simulate.chunked), so one chunk is the unchunked world.",
+        ),
+    ] = 100_000,
 ) -> None:
     """Simulate B2B journeys: writes the six tables as Parquet plus OUT/truth/."""
-    from features.simulate import SimulationParams, write_simulation
-    from features.simulate import simulate as run_simulation
+    from features.simulate import SimulationParams
+    from features.simulate.chunked import write_simulation_chunked
 
     started = time.perf_counter()
-    sim = run_simulation(
+    summary = write_simulation_chunked(
+        out,
         accounts,
         seed,
+        chunk_accounts=chunk_accounts,
         start=parse_time(start, "--start"),
         months=months,
         taxonomy=load_taxonomy_option(taxonomy),
@@ -242,12 +254,53 @@ def simulate(
         oracle_draws=oracle_draws,
         params=SimulationParams.profile(profile),
     )
-    write_simulation(sim, out)
-    counts = {name: len(frame) for name, frame in sim.data.tables().items()}
+    chunks = f" ({len(summary.chunks)} chunks)" if len(summary.chunks) > 1 else ""
     typer.echo(
         f"wrote {out}: "
-        + ", ".join(f"{n:,} {name}" for name, n in counts.items())
-        + f" in {time.perf_counter() - started:.1f} s"
+        + ", ".join(f"{n:,} {name}" for name, n in summary.rows.items())
+        + f" in {time.perf_counter() - started:.1f} s{chunks}"
+    )
+
+
+def _features_on_dask(
+    data: Path,
+    dates: list[pd.Timestamp],
+    tax: Taxonomy,
+    out: Path,
+    scheduler: str | None,
+    partitions: int | None,
+    declarations: Path | None,
+    as_json: bool,
+) -> None:
+    """``nba features --engine dask``: the workers read, validate and compute account ranges
+    of the Parquet directory and write ``out`` as a directory of parts
+    (``features.pipeline.dask_files``)."""
+    from features.pipeline.dask_files import write_features_dask
+
+    if declarations is not None:
+        raise InvalidInputError(
+            "--engine dask reads canonical Parquet directories: no --mapping or --attributes"
+        )
+    started = time.perf_counter()
+    result = write_features_dask(data, dates, tax, out, scheduler=scheduler, npartitions=partitions)
+    seconds = time.perf_counter() - started
+    if as_json:
+        echo_json(
+            {
+                "rows": result.rows,
+                "features": len(result.features),
+                "features_not_constant": len(result.not_constant),
+                "rows_in": result.rows_in,
+                "partitions": result.partitions,
+                "seconds": round(seconds, 2),
+                "peak_memory_mb": peak_memory_mb(),
+                "worker_peak_memory_mb": result.worker_peak_mb,
+            }
+        )
+        return
+    typer.echo(
+        f"wrote {out}/: {result.rows:,} rows x {len(result.features)} features in "
+        f"{result.partitions} parts in {seconds:.1f} s (dask)"
     )
 
 
@@ -296,6 +349,15 @@ def features(
     ] = None,
     engine: EngineOption = "pandas",
     scheduler: SchedulerOption = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            "--partitions",
+            min=1,
+            help="--engine dask: account ranges, one task each (default: one per 50,000 "
+            "accounts, at least two per worker); a worker's memory grows with its range.",
+        ),
+    ] = None,
     list_features: Annotated[
         bool, typer.Option("--list", help="Print every feature with its definition and exit.")
     ] = False,
@@ -325,6 +387,11 @@ def features(
         )
     chosen = parse_engine(engine)
     dates = [parse_time(v, "--as-of") for v in as_of]
+    if chosen == "dask":
+        _features_on_dask(
+            data, dates, tax, out, scheduler, partitions, mapping or attributes, as_json
+        )
+        return
     _, declared = load_declarations(mapping, attributes)
     started = time.perf_counter()
     loaded, report = read_data(data, tax, mapping, attributes)

@@ -29,7 +29,7 @@ from features.simulate.phases import transition
 from features.simulate.records import Records
 from features.simulate.response import ResponseModel, build_catalog
 from features.simulate.state import State, Week, initial_records, initial_state, week_at
-from features.simulate.tables import Simulation, assemble
+from features.simulate.tables import IdStart, Simulation, assemble
 from features.simulate.touchpoints import organic_touchpoints
 from features.simulate.world import World, draw_accounts, draw_buying_centers
 from features.taxonomy import Taxonomy, load_taxonomy
@@ -47,6 +47,7 @@ def simulate(
     oracle_as_of: Sequence[pd.Timestamp | str] = (),
     oracle_draws: int = 100,
     oracle_horizon_days: int = 90,
+    first_ids: IdStart | None = None,
 ) -> Simulation:
     """Simulate ``n_accounts`` B2B journeys for ``months`` months from ``start`` (UTC).
 
@@ -55,9 +56,11 @@ def simulate(
     ``churn_oracle`` holds, per account that is a customer at each date, the probability of
     churning within ``oracle_horizon_days`` given the latent state, from ``oracle_draws``
     Monte Carlo runs of the weekly steps (``features.simulate.oracle``); the tables are the
-    same as without. Assumes the taxonomy's default phase model has eight
-    phases in the order trigger ... expansion (names may differ) and that it has the channels
-    and event types the simulator emits (search_ads, product, usage, purchase, ...).
+    same as without. ``first_ids``: where the ids start (a chunk of a larger world,
+    ``features.simulate.chunked``; default from 1). Assumes the taxonomy's default phase
+    model has eight phases in the order trigger ... expansion (names may differ) and that it
+    has the channels and event types the simulator emits (search_ads, product, usage,
+    purchase, ...).
     """
     run = start_run(n_accounts, seed, start=start, months=months, taxonomy=taxonomy, params=params)
     world, state, records, rng = run.world, run.state, run.records, run.rng
@@ -71,7 +74,7 @@ def simulate(
                                 horizon_days=oracle_horizon_days, draws=oracle_draws, seed=seed)
             )  # fmt: skip
         _run_week(world, state, records, w, rng)
-    sim = assemble(world, records)
+    sim = assemble(world, records, first_ids)
     add_names(sim.data, seed)
     if oracle:
         sim.truth.churn_oracle = pd.concat(oracle, ignore_index=True)

@@ -29,27 +29,44 @@ class Simulation:
     truth: SimulationTruth
 
 
+@dataclass(frozen=True)
+class IdStart:
+    """Where a run's ids start: the numbers before its first account, contact, touchpoint
+    and exposure, and the accounts of the whole world (which set the account ids' width).
+    A run alone starts at zero; chunk k of a chunked world after the ids of chunks < k
+    (``features.simulate.chunked``)."""
+
+    account: int = 0
+    contact: int = 0
+    event: int = 0
+    exposure: int = 0
+    world_accounts: int | None = None  # None: the run's own accounts
+
+
 class _Ids:
     """Account and contact ids of the simulator's indices (0-based)."""
 
-    def __init__(self, n_accounts: int) -> None:
-        self.acc_width = 6 if n_accounts < 10**6 else 9
+    def __init__(self, n_accounts: int, start: IdStart) -> None:
+        total = start.world_accounts if start.world_accounts is not None else n_accounts
+        self.acc_width = 6 if total < 10**6 else 9
+        self.start = start
 
     def acc(self, idx: np.ndarray) -> pd.Series:
         """Account ids ``A`` + number."""
-        return ids("A", np.asarray(idx) + 1, self.acc_width)
+        return ids("A", np.asarray(idx) + 1 + self.start.account, self.acc_width)
 
     def contact(self, idx: np.ndarray) -> pd.Series:
         """Contact ids ``K`` + number; index -1 gives NaN."""
         idx = np.asarray(idx)
-        return ids("K", np.maximum(idx, 0) + 1, 7, valid=idx >= 0)
+        return ids("K", np.maximum(idx, 0) + 1 + self.start.contact, 7, valid=idx >= 0)
 
 
-def assemble(world: World, records: Records) -> Simulation:
-    """Returns the canonical tables and the truth of a finished run."""
+def assemble(world: World, records: Records, start: IdStart | None = None) -> Simulation:
+    """Returns the canonical tables and the truth of a finished run, ids numbered from
+    ``start`` (default: from 1)."""
     tax, n = world.taxonomy, world.n_accounts
-    to_id = _Ids(n)
-    account_id = ids("A", np.arange(1, n + 1), to_id.acc_width)
+    to_id = _Ids(n, start if start is not None else IdStart())
+    account_id = to_id.acc(np.arange(n))
     cat_ids = [str(c) for c in world.content_frame["content_id"]]
     accounts_df = _accounts(world, account_id)
     contacts_df = _contacts(world, to_id)
@@ -124,7 +141,7 @@ def _touchpoints(world: World, records: Records, to_id: _Ids, cat_ids: list[str]
     n_ev = len(ev["ts"])
     return pd.DataFrame(
         {
-            "event_id": ids("E", np.arange(1, n_ev + 1), 9),
+            "event_id": ids("E", np.arange(1, n_ev + 1) + to_id.start.event, 9),
             "account_id": to_id.acc(ev["acc"]),
             "contact_id": to_id.contact(ev["contact"]),
             "ts": timestamps(ev["ts"]),
@@ -184,7 +201,7 @@ def _exposures(
     order = np.lexsort((xp["acc"], xp["ts"]))
     xp = {k: v[order] for k, v in xp.items()}
     n_x = len(order)
-    exposure_id = ids("X", np.arange(1, n_x + 1), 9)
+    exposure_id = ids("X", np.arange(1, n_x + 1) + to_id.start.exposure, 9)
     x_acc_ids = to_id.acc(xp["acc"])
     x_contact_ids = to_id.contact(xp["contact"])
     x_content_ids = content_ids(xp["item"].astype(np.int64), cat_ids)

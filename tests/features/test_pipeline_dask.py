@@ -91,3 +91,80 @@ def test_dask_equals_pandas_on_bare_data(
     got = build_features(data, dates, taxonomy, engine="dask", scheduler=scheduler, npartitions=3)
     assert len(got) > 200 and got["industry"].isna().all()
     pd.testing.assert_frame_equal(got, expected)
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["as_of", "account_id"], ignore_index=True)
+
+
+@pytest.mark.parametrize("chunk", [40, 1000])
+def test_workers_reading_account_ranges_equal_pandas(
+    scheduler: str, taxonomy: Taxonomy, tmp_path: Path, chunk: int
+) -> None:
+    """From a chunked world (row groups of account blocks) and from an unchunked one
+    (touchpoints in time order: every range reads every row group), the parts the workers
+    write are the pandas engine's rows."""
+    from features.load import read_data_dir
+    from features.pipeline.dask_files import write_features_dask
+    from features.simulate.chunked import write_simulation_chunked
+
+    data_dir = tmp_path / "data"
+    write_simulation_chunked(data_dir, 90, 4, chunk_accounts=chunk, months=8, taxonomy=taxonomy)
+    data = read_data_dir(data_dir, taxonomy)
+    end = data.touchpoints["ts"].max().normalize()
+    dates = [end - pd.Timedelta(days=90), end - pd.Timedelta(days=30)]
+    expected = build_features(data, dates, taxonomy)
+    result = write_features_dask(
+        data_dir, dates, taxonomy, tmp_path / "out", scheduler=scheduler, npartitions=3
+    )
+    parts = sorted((tmp_path / "out").glob("part-*.parquet"))
+    assert len(parts) == result.partitions == 3
+    got = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    got["account_id"] = got["account_id"].astype("str")
+    pd.testing.assert_frame_equal(_sorted(got), _sorted(expected))
+    assert result.rows == len(expected)
+    assert result.rows_in == {name: len(frame) for name, frame in data.tables().items()}
+    built = expected.drop(columns=["account_id", "as_of"])
+    assert result.not_constant == set(built.columns[built.nunique(dropna=False) > 1])
+    assert result.worker_peak_mb and all(v > 0 for v in result.worker_peak_mb.values())
+
+
+def test_workers_report_each_ranges_problems(
+    scheduler: str, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    from features.pipeline.dask_files import write_features_dask
+    from features.problems import DataValidationError
+    from features.simulate.chunked import write_simulation_chunked
+
+    data_dir = tmp_path / "data"
+    write_simulation_chunked(data_dir, 60, 4, months=4, taxonomy=taxonomy)
+    touchpoints = pd.read_parquet(data_dir / "touchpoints.parquet")
+    touchpoints.loc[[0, len(touchpoints) - 1], "account_id"] = "A999999"  # unknown account
+    touchpoints.to_parquet(data_dir / "touchpoints.parquet", index=False)
+    with pytest.raises(DataValidationError, match="account_id not in accounts"):
+        write_features_dask(
+            data_dir, [AS_OF], taxonomy, tmp_path / "out", scheduler=scheduler, npartitions=2
+        )
+
+
+def test_nba_features_on_dask_writes_parts(
+    scheduler: str, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from features.simulate.chunked import write_simulation_chunked
+    from nba.cli import app
+
+    data_dir = tmp_path / "data"
+    write_simulation_chunked(data_dir, 50, 4, months=4, taxonomy=taxonomy)
+    out = tmp_path / "features"
+    args = ["features", "--data", str(data_dir), "--as-of", "2024-04-01", "--out", str(out)]
+    args += ["--engine", "dask", "--scheduler", scheduler, "--partitions", "3", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output.strip().splitlines()[-1])
+    assert printed["partitions"] == 3 and printed["rows"] == 50
+    assert len(pd.read_parquet(out)) == 50
+    assert len(printed["worker_peak_memory_mb"]) >= 1
