@@ -25,7 +25,7 @@ from features.simulate.params import DAY_S, SECOND_NS
 from features.simulate.records import Records
 from features.simulate.response import sigmoid
 from features.simulate.state import State, Week
-from features.simulate.tables import _Ids, _phases_and_stages
+from features.simulate.tables import IdStart, _Ids, _phases_and_stages
 from features.simulate.world import World
 
 # The action a policy serves an account: (content_id, contact_id), or None for nothing.
@@ -134,7 +134,7 @@ def recorded_stages(
 ) -> pd.DataFrame:
     """The CRM's stage records (the ``stages`` table) with ``since_ns <= ts < before_ns``:
     what a CRM sync of that period brings to the store."""
-    stages = _phases_and_stages(world, records, _Ids(world.n_accounts))[1]
+    stages = _phases_and_stages(world, records, _Ids(world.n_accounts, IdStart()))[1]
     ts = stages["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     return stages.loc[(ts >= since_ns) & (ts < before_ns)].reset_index(drop=True)
 
