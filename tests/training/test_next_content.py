@@ -224,6 +224,7 @@ def _tiny_decisions(taxonomy: Taxonomy) -> tuple[Decisions, pd.DataFrame]:
     content = taxonomy.content_frame().iloc[:3].reset_index(drop=True)
     frame = pd.DataFrame(
         {
+            "account_id": ["A", "B"],
             "decision_crm_phase": ["awareness", "awareness"],
             "content_id": [content["content_id"][0], content["content_id"][1]],
             "contact_role": ["marketing", "it"],
