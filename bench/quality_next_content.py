@@ -1,5 +1,5 @@
 """Quality of the next-content model on simulated data:
-``python -m bench.quality_next_content [--accounts N] [--seed S]``.
+``python -m bench.quality_next_content [--accounts N] [--seed S] [--data DIR]``.
 
 Prints JSON: the model's and baselines' metrics (ROC-AUC, true policy values, off-policy
 estimates, each with its 95 % interval), the policies' true values side by side, the
@@ -8,7 +8,12 @@ step. Targets, against the strongest simple baseline: the model's top-1 policy g
 of the way from random to the oracle (the eligible item of highest true response
 probability) and a gain over random >= 1.2 x the hand rule's (role fit + topic share); the
 doubly robust estimate of its value is within 10 % of the true value and its 95 % interval
-covers it.
+covers it. Every interval resamples test accounts with all their decisions.
+
+``--data DIR`` keeps the simulated world in DIR (tables and ``truth/``, as ``nba simulate``
+writes them): the first run simulates and writes it, later runs read it back instead of
+simulating (the same tables and truth; the data are read and validated as ``nba train
+--data`` reads them).
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from bench.measure import target
+from features.load import read_data_dir
 from features.pipeline import build_features
-from features.simulate import simulate
-from features.taxonomy import load_taxonomy
+from features.schema import JourneyData
+from features.simulate import SimulationTruth, load_truth, simulate, write_simulation
+from features.taxonomy import Taxonomy, load_taxonomy
 from training.datasets import as_of_grid
 from training.next_content import build_next_content_set, train_next_content
 
@@ -74,27 +82,44 @@ def targets(m: dict[str, float]) -> dict[str, object]:
     }
 
 
-def run(accounts: int, seed: int, n_dates: int = 12) -> dict[str, object]:
-    """Simulate, build features on the as-of grid, build the set, train and evaluate."""
+def simulated_world(
+    accounts: int, seed: int, taxonomy: Taxonomy, data_dir: Path | None
+) -> tuple[JourneyData, SimulationTruth]:
+    """The simulated tables and truth: simulated now without ``data_dir``; else read from
+    it, after simulating and writing them there when it holds no truth yet."""
+    if data_dir is None:
+        sim = simulate(accounts, seed, taxonomy=taxonomy)
+        return sim.data, sim.truth
+    if not (data_dir / "truth").is_dir():
+        write_simulation(simulate(accounts, seed, taxonomy=taxonomy), data_dir)
+    return read_data_dir(data_dir, taxonomy), load_truth(data_dir)
+
+
+def run(
+    accounts: int, seed: int, n_dates: int = 12, *, data_dir: Path | None = None
+) -> dict[str, object]:
+    """Simulate (or read ``data_dir``), build features on the as-of grid, build the set,
+    train and evaluate."""
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     taxonomy = load_taxonomy()
-    sim = simulate(accounts, seed, taxonomy=taxonomy)
-    seconds["simulate"] = time.perf_counter() - t
+    data, truth = simulated_world(accounts, seed, taxonomy, data_dir)
+    seconds["simulate_or_read"] = time.perf_counter() - t
     t = time.perf_counter()
-    grid = as_of_grid(sim.data, n_dates=n_dates)
-    features = build_features(sim.data, grid, taxonomy)
+    grid = as_of_grid(data, n_dates=n_dates)
+    features = build_features(data, grid, taxonomy)
     seconds["features"] = time.perf_counter() - t
     t = time.perf_counter()
-    ts = build_next_content_set(sim.data, taxonomy, features)
+    ts = build_next_content_set(data, taxonomy, features)
     seconds["training_set"] = time.perf_counter() - t
     t = time.perf_counter()
-    result = train_next_content(ts, truth=sim.truth, taxonomy=taxonomy, content=sim.data.content)
+    result = train_next_content(ts, truth=truth, taxonomy=taxonomy, content=data.content)
     seconds["train_and_evaluate"] = time.perf_counter() - t
     m = result.metrics
     return {
-        "accounts": accounts,
+        "accounts": len(data.accounts),
         "seed": seed,
+        "data": str(data_dir) if data_dir is not None else None,
         "true_values": {
             who: [m[f"{who}.true_value{s}"] for s in ("", "_ci_low", "_ci_high")]
             for who in POLICIES
@@ -112,8 +137,14 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dates", type=int, default=12)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="directory to keep the simulated world in (simulated and written when it has "
+        "no truth/ yet, read back otherwise; --accounts and --seed then only name it)",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.accounts, args.seed, args.dates), indent=2))
+    print(json.dumps(run(args.accounts, args.seed, args.dates, data_dir=args.data), indent=2))
 
 
 if __name__ == "__main__":

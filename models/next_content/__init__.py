@@ -33,6 +33,7 @@ from models.next_content.catalog import eligible_items, phase_fit_matrix
 from models.next_content.columns import (
     CANDIDATE_COLUMNS,
     CANDIDATE_DEFINITIONS,
+    ITEM_COLUMN,
     KEY_COLUMNS,
     LABEL_COLUMN,
     SERVING_POSITION,
@@ -55,6 +56,7 @@ __all__ = [
     "CANDIDATE_COLUMNS",
     "CANDIDATE_DEFINITIONS",
     "DEFAULT_PARAMS",
+    "ITEM_COLUMN",
     "KEY_COLUMNS",
     "LABEL_COLUMN",
     "SERVING_POSITION",

@@ -22,6 +22,7 @@ from models.next_content.columns import (
     CANDIDATE_COLUMNS,
     CANDIDATE_DEFINITIONS,
     KEY_COLUMNS,
+    PHASE_WINDOWS,
     SERVING_POSITION,
     TOPIC_WINDOWS,
     candidate_input_columns,
@@ -32,6 +33,7 @@ from models.next_content.errors import NextContentModelError
 _TOPIC_CANDIDATES = [
     *(f"topic_{what}_{w}" for w in TOPIC_WINDOWS for what in ("touchpoints", "share")),
     "topic_rank_ever",
+    "topic_interest_ever",
 ]
 
 
@@ -144,6 +146,7 @@ CATEGORICAL_CANDIDATES: dict[str, str] = {
     "contact_role": "role_dtype",
     "content_type": "type_dtype",
     "content_topic": "topic_dtype",
+    "content_channel": "channel_dtype",
     "content_item": "item_dtype",
 }
 
@@ -346,12 +349,14 @@ class CatalogArrays:
     role_fit: np.ndarray  # items x roles, 0/1
     type_code: np.ndarray
     topic_code: np.ndarray
+    channel_code: np.ndarray  # the item's usual channel, -1 when the catalog names none
     value: np.ndarray  # float64, 1 when the catalog has no values
     # The categorical dtypes of the candidate columns (built once: validating categories on
     # every call costs more than one account's rows).
     role_dtype: pd.CategoricalDtype
     type_dtype: pd.CategoricalDtype
     topic_dtype: pd.CategoricalDtype
+    channel_dtype: pd.CategoricalDtype
     item_dtype: pd.CategoricalDtype
 
 
@@ -362,6 +367,11 @@ def catalog_arrays(content: pd.DataFrame, taxonomy: Taxonomy) -> CatalogArrays:
         role_fit=membership(content["roles"], taxonomy.role_names, "roles"),
         type_code=codes(content["content_type"], taxonomy.content_type_names, "content_type"),
         topic_code=codes(content["topic"], taxonomy.topic_names, "topic"),
+        channel_code=(
+            codes(content["channel"], taxonomy.channel_names, "channel")
+            if "channel" in content
+            else np.full(len(content), -1, dtype=np.int64)
+        ),
         value=(
             content["value"].to_numpy(dtype=np.float64)
             if "value" in content
@@ -370,6 +380,7 @@ def catalog_arrays(content: pd.DataFrame, taxonomy: Taxonomy) -> CatalogArrays:
         role_dtype=pd.CategoricalDtype(pd.Index(taxonomy.role_names)),
         type_dtype=pd.CategoricalDtype(pd.Index(taxonomy.content_type_names)),
         topic_dtype=pd.CategoricalDtype(pd.Index(taxonomy.topic_names)),
+        channel_dtype=pd.CategoricalDtype(pd.Index(taxonomy.channel_names)),
         item_dtype=pd.CategoricalDtype(pd.Index(content["content_id"].astype("str"))),
     )
 
@@ -390,6 +401,7 @@ def _item_attributes(
         "contact_role": role,
         "content_type": items.type_code[item],
         "content_topic": items.topic_code[item],
+        "content_channel": items.channel_code[item],
         "content_value": items.value[item].astype(np.float32),
         "fits_phase": np.where(known_phase, _at(phase_fit, crm), np.nan).astype(np.float32),
         "fits_next_phase": np.where(known_phase, _at(phase_fit, crm + 1), np.nan).astype(
@@ -425,14 +437,20 @@ def _type_engagement(
 def _phase_engagement(
     acc: _Gathered, dec: np.ndarray, phase_fit: np.ndarray, phases: list[str]
 ) -> dict[str, np.ndarray]:
-    """Returns the account's content touchpoints on the item's phases, and their share."""
+    """Returns the account's content touchpoints on the item's phases, their share, and
+    the days since the last of them (NaN: none, or the item fits no phase)."""
     out: dict[str, np.ndarray] = {}
-    for w in ("30d", "90d"):
+    for w in PHASE_WINDOWS:
         m = acc.take([f"n_content_phase_{p}_{w}" for p in phases], dec)
         touched = (m * phase_fit).sum(axis=1)
         if w == "30d":
             out["phase_touchpoints_30d"] = touched.astype(np.float32)
         out[f"phase_share_{w}"] = _share(touched, m.sum(axis=1))
+    days = acc.take([f"days_since_content_phase_{p}" for p in phases], dec)
+    # The account's most recent touch on any phase the item fits: where the account's
+    # behaviour has been lately (its CRM phase lags or is missing).
+    nearest = np.where((phase_fit > 0) & ~np.isnan(days), days, np.inf).min(axis=1, initial=np.inf)
+    out["days_since_phase"] = np.where(np.isfinite(nearest), nearest, np.nan).astype(np.float32)
     return out
 
 
@@ -465,4 +483,15 @@ def _topic_interest(
             # Topics engaged more than this one (ties share the better rank).
             rank = (m > mine[:, None]).sum(axis=1)
             out["topic_rank_ever"] = np.where(np.isnan(mine), np.nan, rank).astype(np.float32)
+            out["topic_interest_ever"] = _log_ratio(mine, m)
     return out
+
+
+def _log_ratio(mine: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Returns log(1 + mine) minus the mean over columns of log(1 + counts): how much more
+    the account engages with this topic than with its average topic. One number a tree can
+    split on, where the interest lies in the ratio of a count and a total (share and total
+    alone leave an account with 2 of 3 touches like one with 200 of 300); the +1 shrinks
+    the few touches of a quiet account towards no preference. NaN where ``mine`` is NaN."""
+    ratio = np.log1p(mine) - np.log1p(counts).mean(axis=1)
+    return ratio.astype(np.float32)

@@ -13,6 +13,8 @@ TARGET = (
 )
 KEY_COLUMNS = ("account_id", "as_of")
 TOPIC_WINDOWS = ("365d", "ever")
+# The windows of the account's content touchpoints per phase the phase fit features read.
+PHASE_WINDOWS = ("30d", "90d", "365d")
 
 # The columns candidate_features adds to the account's features, with their definitions
 # (reason codes quote them).
@@ -20,6 +22,7 @@ CANDIDATE_DEFINITIONS: dict[str, str] = {
     "contact_role": "buying-center role of the contact the content goes to",
     "content_type": "content type of the item",
     "content_topic": "topic of the item",
+    "content_channel": "the channel the item usually goes out through",
     "content_value": "business value of the item",
     "fits_phase": "1 if the item fits the account's CRM phase "
     "(0: the item does not fit the account's CRM phase)",
@@ -40,6 +43,10 @@ CANDIDATE_DEFINITIONS: dict[str, str] = {
     "were on content fitting the item's phases",
     "phase_share_90d": "share of the account's content touchpoints of the last 90 days that "
     "were on content fitting the item's phases",
+    "phase_share_365d": "share of the account's content touchpoints of the last 365 days that "
+    "were on content fitting the item's phases",
+    "days_since_phase": "days since the account's last touchpoint with content fitting one of "
+    "the item's phases",
     "role_touchpoints_90d": "the account's touchpoints by contacts of this contact's role, "
     "last 90 days",
     "topic_touchpoints_365d": "the account's content touchpoints on the item's topic, last "
@@ -51,6 +58,9 @@ CANDIDATE_DEFINITIONS: dict[str, str] = {
     "item's topic",
     "topic_rank_ever": "rank of the item's topic among the account's topics by touchpoints "
     "(0 = most engaged)",
+    "topic_interest_ever": "how much more the account engages with the item's topic than with "
+    "its average topic (log of 1 + touchpoints on the topic minus the mean of that over "
+    "topics, ever)",
     "content_item": "the content item itself (items of the catalog at training; others empty)",
     "position": "slot the item is shown in (1 = first; serving scores every item as if "
     "shown first)",
@@ -62,6 +72,15 @@ CANDIDATE_DEFINITIONS: dict[str, str] = {
 # policy happened to show higher up.
 SERVING_POSITION = 1.0
 CANDIDATE_COLUMNS: list[str] = list(CANDIDATE_DEFINITIONS)
+# The item's identity. The next-action model (a few arms and a control, often described by
+# nothing else) needs it to tell its arms apart; the next-content model leaves it out: the
+# logging policy shows an item only in some contexts (the items of the CRM phase), and a
+# per-item category lets the trees carry its response there (onboarding content to
+# customers) to contexts it was never shown in (accounts without a CRM record), where the
+# item's attributes (type, topic, channel, phases, roles, value) generalize. On the
+# simulator, leaving it out took the share of the random-to-oracle gain from 0.78 to 0.84
+# (20,000 accounts, seed 20261125).
+ITEM_COLUMN = "content_item"
 
 
 def topic_columns(taxonomy: Taxonomy) -> list[str]:
@@ -110,7 +129,8 @@ def candidate_input_columns(taxonomy: Taxonomy) -> list[str]:
         "as_of_weekday",
         *(f"n_content_type_{t}_{w}" for w in ("90d", "365d") for t in types),
         *(f"days_since_content_type_{t}" for t in types),
-        *(f"n_content_phase_{p}_{w}" for w in ("30d", "90d") for p in taxonomy.phases),
+        *(f"n_content_phase_{p}_{w}" for w in PHASE_WINDOWS for p in taxonomy.phases),
+        *(f"days_since_content_phase_{p}" for p in taxonomy.phases),
         *(f"n_role_{r}_90d" for r in taxonomy.role_names),
         *topic_columns(taxonomy),
     ]
@@ -125,5 +145,6 @@ def account_input_columns(taxonomy: Taxonomy) -> list[str]:
 
 
 def feature_columns(taxonomy: Taxonomy) -> list[str]:
-    """The model's features: :func:`account_feature_columns` then ``CANDIDATE_COLUMNS``."""
-    return [*account_feature_columns(taxonomy), *CANDIDATE_COLUMNS]
+    """The model's features: :func:`account_feature_columns` then ``CANDIDATE_COLUMNS``
+    except ``ITEM_COLUMN``."""
+    return [*account_feature_columns(taxonomy), *(c for c in CANDIDATE_COLUMNS if c != ITEM_COLUMN)]

@@ -72,6 +72,37 @@ def test_candidate_rows_are_every_decision_times_every_item(taxonomy: Taxonomy) 
     assert x["topic_rank_ever"].iloc[:3].tolist() == [0, 1, 0]
 
 
+def test_interaction_features_equal_a_direct_computation(taxonomy: Taxonomy) -> None:
+    acc = _accounts(taxonomy)
+    for p in taxonomy.phases:
+        acc[f"days_since_content_phase_{p}"] = np.nan  # never touched
+    acc.loc[0, "days_since_content_phase_awareness"] = 40.0
+    acc.loc[0, "days_since_content_phase_consideration"] = 3.0
+    acc.loc[1, "days_since_content_phase_onboarding"] = 12.0
+    acc.loc[0, "n_content_phase_consideration_365d"] = 9.0
+    acc.loc[0, "n_content_phase_onboarding_365d"] = 3.0
+    content = _content().assign(channel=["email", "sales_call", None])
+
+    x = nc.candidate_features(acc, ["it", "finance"], content, taxonomy)
+
+    # How much more A engages with the item's topic than with its average topic.
+    ever = acc[[f"n_topic_{t}_ever" for t in taxonomy.topic_names]].to_numpy(dtype=float)
+    mean_log = np.log1p(ever).mean(axis=1)
+    expected = [np.log1p(6) - mean_log[0], np.log1p(2) - mean_log[0], np.log1p(6) - mean_log[0]]
+    np.testing.assert_allclose(x["topic_interest_ever"].iloc[:3], expected, rtol=1e-6)
+    np.testing.assert_allclose(x["topic_interest_ever"].iloc[3:], [0.0] * 3, atol=1e-7)
+    # Days since the account last touched content of any phase the item fits: A touched
+    # consideration 3 days ago (the whitepaper fits awareness and consideration), never
+    # selection (the demo); B touched onboarding 12 days ago (the training).
+    days = x["days_since_phase"].tolist()
+    assert days[0] == 3.0 and np.isnan(days[1]) and np.isnan(days[2])
+    assert np.isnan(days[3]) and np.isnan(days[4]) and days[5] == 12.0
+    # The share of A's content touches of 365 days on the item's phases: 9 of 12.
+    assert x["phase_share_365d"].iloc[:3].tolist() == [0.75, 0.0, 0.25]
+    assert x["content_channel"].astype(object).iloc[:3].tolist()[:2] == ["email", "sales_call"]
+    assert pd.isna(x["content_channel"].iloc[2])
+
+
 def test_an_item_described_by_nothing_fits_everything_and_engages_nothing(
     taxonomy: Taxonomy,
 ) -> None:

@@ -224,6 +224,7 @@ def _tiny_decisions(taxonomy: Taxonomy) -> tuple[Decisions, pd.DataFrame]:
     content = taxonomy.content_frame().iloc[:3].reset_index(drop=True)
     frame = pd.DataFrame(
         {
+            "account_id": ["A", "B"],
             "decision_crm_phase": ["awareness", "awareness"],
             "content_id": [content["content_id"][0], content["content_id"][1]],
             "contact_role": ["marketing", "it"],
@@ -301,3 +302,18 @@ def test_empty_exposures_are_rejected(world: World) -> None:
     )
     with pytest.raises(TrainingSetError, match="exposures"):
         build_next_content_set(empty, world.taxonomy, world.features)
+
+
+def test_off_policy_intervals_resample_accounts_not_decisions() -> None:
+    taxonomy = load_taxonomy()
+    d, content = _tiny_decisions(taxonomy)
+    popularity = np.zeros((len(taxonomy.phases), 3))
+    apart = evaluate_policies(d, popularity, content, taxonomy)
+    # Two accounts: a resample can draw one twice, so the IPS interval has a width.
+    assert apart["model.ips_value_ci_low"] < apart["model.ips_value_ci_high"]
+    # One account holding both decisions: every resample draws it whole, the same value.
+    d.frame["account_id"] = ["A", "A"]
+    together = evaluate_policies(d, popularity, content, taxonomy)
+    for est in ("ips_value", "snips_value", "dr_value"):
+        assert together[f"model.{est}_ci_low"] == pytest.approx(together[f"model.{est}"])
+        assert together[f"model.{est}_ci_high"] == pytest.approx(together[f"model.{est}"])
