@@ -66,24 +66,6 @@ def test_dask_fit_matches_local_quality(client: Any) -> None:
     assert abs(auc_dask - auc_local) < 0.02
 
 
-@pytest.mark.dask
-def test_dask_fit_takes_the_sample_weights(client: Any) -> None:
-    x, y = data(0, 6000)
-    xv, yv = data(1, 2000)
-    # Positives weighted 4x: the mean predicted probability rises well above the base rate,
-    # on the cluster as locally.
-    weight = np.where(y == 1, 4.0, 1.0)
-    fits = [
-        fit_classifier(
-            PARAMS, x, y, xv, yv, early_stopping_rounds=20, client=c, sample_weight=weight
-        )
-        for c in (None, client)
-    ]
-    means = [float(m.predict_proba(model_frame(m, xv))[:, 1].mean()) for m in fits]
-    assert means[0] > y.mean() + 0.15
-    assert means[1] == pytest.approx(means[0], abs=0.03)
-
-
 def test_categories_are_encoded_as_codes_of_the_training_levels() -> None:
     from models.fitting import category_levels, encode_categories
 
