@@ -38,13 +38,11 @@ def fit_classifier(
     *,
     early_stopping_rounds: int,
     client: Any | None = None,
-    sample_weight: np.ndarray | None = None,
 ) -> lgb.LGBMClassifier:
-    """An ``LGBMClassifier`` fitted on the training rows (weighted by ``sample_weight``,
-    default 1 each), stopped early on the validation rows' first metric. ``client`` (a
-    ``dask.distributed.Client``) trains on its cluster. Categorical columns are fitted as
-    codes of the training rows' levels, which the estimator keeps
-    (:func:`fitted_categories`; predict through :func:`model_frame`)."""
+    """An ``LGBMClassifier`` fitted on the training rows, stopped early on the validation
+    rows' first metric. ``client`` (a ``dask.distributed.Client``) trains on its cluster.
+    Categorical columns are fitted as codes of the training rows' levels, which the
+    estimator keeps (:func:`fitted_categories`; predict through :func:`model_frame`)."""
     levels = category_levels(x_train)
     x_train, x_valid = encode_categories(x_train, levels), encode_categories(x_valid, levels)
     declared: list[str] | Literal["auto"] = list(levels) or "auto"
@@ -53,16 +51,13 @@ def fit_classifier(
         estimator.fit(
             x_train,
             y_train,
-            sample_weight=sample_weight,
             eval_X=(x_valid,),
             eval_y=(y_valid,),
             categorical_feature=declared,
             callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
         )
     else:
-        estimator = _fit_on_dask(
-            params, x_train, y_train, x_valid, y_valid, client, declared, sample_weight
-        )
+        estimator = _fit_on_dask(params, x_train, y_train, x_valid, y_valid, client, declared)
     setattr(estimator, CATEGORIES_ATTRIBUTE, levels)
     return estimator
 
@@ -144,35 +139,30 @@ def _fit_on_dask(
     y_valid: np.ndarray,
     client: Any,
     categorical_feature: list[str] | Literal["auto"],
-    sample_weight: np.ndarray | None,
 ) -> lgb.LGBMClassifier:
     import dask.dataframe as dd
     from lightgbm.dask import DaskLGBMClassifier
 
     workers = max(1, len(client.scheduler_info()["workers"]))
 
-    def parts(x: pd.DataFrame, y: np.ndarray) -> tuple[Any, Any, Any]:
+    def parts(x: pd.DataFrame, y: np.ndarray) -> tuple[Any, Any]:
         n = max(1, min(workers, len(x) // 1000 or 1))
         frame = x.reset_index(drop=True)
-        weight = None
-        if sample_weight is not None:
-            weight = dd.from_pandas(pd.Series(sample_weight, name="weight"), npartitions=n)
         return (
             dd.from_pandas(frame, npartitions=n),
             dd.from_pandas(pd.Series(y, name="label"), npartitions=n),
-            weight,
         )
 
     # n_jobs is per worker; the cluster decides the parallelism
     dask_params = {k: v for k, v in params.items() if k != "n_jobs"}
-    xt, yt, wt = parts(x_train, y_train)
+    xt, yt = parts(x_train, y_train)
     probe = DaskLGBMClassifier(client=client, **dask_params)
-    probe.fit(xt, yt, sample_weight=wt, categorical_feature=categorical_feature)
+    probe.fit(xt, yt, categorical_feature=categorical_feature)
     # The validation curve is computed here rather than read from evals_result_, which is
     # empty whenever the worker that returns the model held no validation partition.
     best_rounds = _best_rounds(probe.to_local().booster_, x_valid, y_valid)
     final = DaskLGBMClassifier(client=client, **{**dask_params, "n_estimators": best_rounds})
-    final.fit(xt, yt, sample_weight=wt, categorical_feature=categorical_feature)
+    final.fit(xt, yt, categorical_feature=categorical_feature)
     return final.to_local()
 
 

@@ -186,21 +186,6 @@ def test_fit_predicts_response_from_fit_features(taxonomy: Taxonomy) -> None:
         nc.fit(x, np.zeros(n, dtype=int), x, y)
 
 
-def test_sampled_negatives_are_weighted_so_rare_responses_stay_calibrated() -> None:
-    rng = np.random.default_rng(5)
-    n = 40_000
-    x = pd.DataFrame({"fits_role": rng.integers(0, 2, n), "noise": rng.random(n)})
-    y = (rng.random(n) < np.where(x["fits_role"] == 1, 0.08, 0.02)).astype(int)
-    params = {"n_estimators": 200, "learning_rate": 0.1, "negative_sample": 0.2}
-    est = nc.fit(x[:30_000], y[:30_000], x[30_000:], y[30_000:], params=params)
-    p = nc.predict_proba(est, pd.DataFrame({"fits_role": [0, 1], "noise": [0.5, 0.5]}))
-    # Unweighted, a fifth of the non-responses would put these near 0.09 and 0.30.
-    assert p[0] == pytest.approx(0.02, abs=0.01)
-    assert p[1] == pytest.approx(0.08, abs=0.02)
-    with pytest.raises(nc.NextContentModelError, match="negative_sample"):
-        nc.fit(x, y, x, y, params={"negative_sample": 0.0})
-
-
 def test_candidate_rows_carry_the_item_its_slot_and_the_decision_calendar(
     taxonomy: Taxonomy,
 ) -> None:
