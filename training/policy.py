@@ -43,6 +43,8 @@ from training.ope import Z_95, PolicyValue, policy_value
 
 DECISION_PHASE_COLUMN = "decision_crm_phase"
 BOOTSTRAP_SEED = 11
+# Eligible (decision, item) pairs whose true values are computed at once (true_values).
+TRUTH_CHUNK_PAIRS = 1_000_000
 
 
 class PolicyEvaluationError(InvalidInputError):
@@ -293,14 +295,22 @@ def true_values(d: Decisions, content: pd.DataFrame, truth: SimulationTruth) -> 
     decision's account, contact and time, sent as its sender sends
     (``sent_response_probability``); NaN where not eligible."""
     di, ii = np.nonzero(d.eligible)
-    requests = pd.DataFrame(
-        {
-            "account_id": d.frame["account_id"].astype(str).to_numpy()[di],
-            "contact_id": d.frame["contact_id"].astype(str).to_numpy()[di],
-            "content_id": content["content_id"].astype(str).to_numpy()[ii],
-            "ts": d.frame["ts"].to_numpy()[di],
-        }
-    )
+    accounts = d.frame["account_id"].astype(str).to_numpy()
+    contacts = d.frame["contact_id"].astype(str).to_numpy()
+    items = content["content_id"].astype(str).to_numpy()
+    ts = d.frame["ts"].to_numpy()
     out = np.full(d.eligible.shape, np.nan)
-    out[di, ii] = sent_response_probability(truth, requests)
+    # In chunks: the eligible pairs of 100,000 accounts' test decisions are tens of
+    # millions, and a frame of their ids held at once took several GB.
+    for lo in range(0, len(di), TRUTH_CHUNK_PAIRS):
+        dc, ic = di[lo : lo + TRUTH_CHUNK_PAIRS], ii[lo : lo + TRUTH_CHUNK_PAIRS]
+        requests = pd.DataFrame(
+            {
+                "account_id": accounts[dc],
+                "contact_id": contacts[dc],
+                "content_id": items[ic],
+                "ts": ts[dc],
+            }
+        )
+        out[dc, ic] = sent_response_probability(truth, requests)
     return out

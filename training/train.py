@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,15 @@ class TrainingError(InvalidInputError):
 class Prepared:
     """Everything the models train from: data, optional truth, the monthly as-of grid
     (empty when the data span none) and features computed on first use per as-of date (with
-    those of the declared custom ``attributes``, whose levels are fixed here)."""
+    those of the declared custom ``attributes``, whose levels are fixed here). ``seconds``
+    and ``cpu_seconds`` hold each step's wall and CPU time (all threads)."""
 
     data: JourneyData
     truth: SimulationTruth | None
     as_of: list[pd.Timestamp]
     taxonomy: Taxonomy
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES
     n_dates: int = 12
     engine: Engine = "pandas"
@@ -87,6 +90,22 @@ class Prepared:
         prepared._dates.update(dates)
         return prepared
 
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Adds the wall and CPU seconds of the ``with`` block to ``step``."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - wall
+            self.cpu_seconds[step] = self.cpu_seconds.get(step, 0.0) + time.process_time() - cpu
+
+    def forget_features(self) -> None:
+        """Drops the features computed so far (hundreds of MB per as-of date at 100,000
+        accounts); they are computed again if asked for."""
+        self._frames.clear()
+        self._dates.clear()
+
     @property
     def features(self) -> pd.DataFrame:
         """Features of every account on the monthly grid (phase, next-content, churn)."""
@@ -104,21 +123,18 @@ class Prepared:
         """Features of every account on ``dates``, computing the dates not seen before."""
         missing = sorted(set(dates) - self._dates)
         if missing:
-            started = time.perf_counter()
-            self._frames.append(
-                build_features(
-                    self.data,
-                    missing,
-                    self.taxonomy,
-                    engine=self.engine,
-                    scheduler=self.scheduler,
-                    attributes=self.attributes,
+            with self.timed("features_s"):
+                self._frames.append(
+                    build_features(
+                        self.data,
+                        missing,
+                        self.taxonomy,
+                        engine=self.engine,
+                        scheduler=self.scheduler,
+                        attributes=self.attributes,
+                    )
                 )
-            )
             self._dates.update(missing)
-            self.seconds["features_s"] = self.seconds.get("features_s", 0.0) + (
-                time.perf_counter() - started
-            )
         frames = [f[f["as_of"].isin(list(dates))] for f in self._frames]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
@@ -127,12 +143,10 @@ class Prepared:
         """Features at an outcome's moments: the grid's (shared), or anchored moments'."""
         if moments.keys is None:
             return self.features_on(moments.dates)
-        started = time.perf_counter()
-        frame = features_at_keys(self.data, moments.keys, self.taxonomy, attributes=self.attributes)
-        self.seconds["features_s"] = self.seconds.get("features_s", 0.0) + (
-            time.perf_counter() - started
-        )
-        return frame
+        with self.timed("features_s"):
+            return features_at_keys(
+                self.data, moments.keys, self.taxonomy, attributes=self.attributes
+            )
 
 
 @dataclass(frozen=True)
@@ -293,7 +307,7 @@ def prepare(
     the events before the grid's last date (the data's end without a grid; the last
     decision day when only next-content is trained on data with a "no action" control,
     whose rows are anchored on the decisions)."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     data = read_data_dir(data_dir, taxonomy, mapping=mapping, attributes=attributes)
     truth = load_truth(data_dir) if (data_dir / "truth").is_dir() else None
     declared = mapping.attributes if mapping is not None and mapping.attributes else attributes
@@ -302,6 +316,7 @@ def prepare(
         taxonomy,
         truth=truth,
         load_s=time.perf_counter() - started,
+        load_cpu_s=time.process_time() - cpu,
         n_dates=n_dates,
         engine=engine,
         scheduler=scheduler,
@@ -317,6 +332,7 @@ def prepare_data(
     *,
     truth: SimulationTruth | None = None,
     load_s: float = 0.0,
+    load_cpu_s: float = 0.0,
     n_dates: int = 12,
     engine: Engine = "pandas",
     scheduler: str | None = None,
@@ -326,8 +342,10 @@ def prepare_data(
 ) -> Prepared:
     """:func:`prepare` on data read already (a data directory's, or the service's store
     through ``features.load.read_tables``): the as-of grid and the attribute levels, the
-    same way whatever the data came from. ``load_s``: the seconds reading them took."""
+    same way whatever the data came from. ``load_s``, ``load_cpu_s``: the wall and CPU
+    seconds reading them took."""
     seconds: dict[str, float] = {"load_s": load_s}
+    cpu_seconds: dict[str, float] = {"load_s": load_cpu_s}
     grid_error = ""
     try:
         dates = as_of_grid(data, n_dates)
@@ -343,6 +361,7 @@ def prepare_data(
         dates,
         taxonomy,
         seconds,
+        cpu_seconds,
         fitted,
         n_dates=n_dates,
         engine=engine,
@@ -382,8 +401,11 @@ def train_models(
     """
     results = []
     skipped: dict[str, str] = {}
-    for model in models:
-        train = (model, prepared, taxonomy, params, on_result, client, outcomes)
+    for position, model in enumerate(models):
+        # The last model's set is the last to read the grid's features: they go before it
+        # trains, which is where training peaks in memory (next content, last in `all`).
+        last = position == len(models) - 1
+        train = (model, prepared, taxonomy, params, on_result, client, outcomes, last)
         if on_skip is None:
             results.append(_train_one(*train))
             continue
@@ -408,13 +430,16 @@ def _train_one(
     on_result: Callable[[ModelResult], object] | None,
     client: Any | None,
     outcomes: Sequence[Outcome] | None,
+    last: bool,
 ) -> ModelResult:
-    """Build ``model``'s training set, train it and hand the result to ``on_result``."""
+    """Build ``model``'s training set, train it and hand the result to ``on_result``;
+    ``last``: no model after it, so the prepared features are dropped once its set is
+    built."""
     steps = model_steps(model, outcomes)
-    started = time.perf_counter()
-    training_set = steps.build_set(prepared, taxonomy)
-    prepared.seconds[f"{model}_set_s"] = time.perf_counter() - started
-    started = time.perf_counter()
+    with prepared.timed(f"{model}_set_s"):
+        training_set = steps.build_set(prepared, taxonomy)
+    if last:
+        prepared.forget_features()
     kwargs: dict[str, Any] = {
         "params": (params or {}).get(model) or None,
         "truth": prepared.truth,
@@ -423,15 +448,15 @@ def _train_one(
     }
     if model == "next-content":
         kwargs["content"] = prepared.data.content
-    result = steps.train(training_set, **kwargs)
+    with prepared.timed(f"{model}_train_s"):
+        result = steps.train(training_set, **kwargs)
+    del training_set
     # Every run carries the attribute levels its features were built with: serving
     # encodes with exactly these (models.contract).
     result.extra_artifacts[ATTRIBUTES_ARTIFACT] = json.dumps(prepared.attributes.to_dict())
-    prepared.seconds[f"{model}_train_s"] = time.perf_counter() - started
     if on_result is not None:
-        started = time.perf_counter()
-        on_result(result)
-        prepared.seconds[f"{model}_log_s"] = time.perf_counter() - started
+        with prepared.timed(f"{model}_log_s"):
+            on_result(result)
     return result
 
 

@@ -16,6 +16,7 @@ from features.schema import JourneyData
 from features.simulate import Simulation, simulate
 from features.taxonomy import Taxonomy, load_taxonomy
 from models import next_content as nc
+from training import policy
 from training.baselines import hand_rule_scores
 from training.datasets import TrainingSet, as_of_grid
 from training.next_content import (
@@ -27,7 +28,7 @@ from training.next_content import (
     score_next_content,
     train_next_content,
 )
-from training.policy import Decisions, evaluate_policies, popular_items
+from training.policy import Decisions, build_decisions, evaluate_policies, popular_items
 from training.result import ModelResult
 from training.splits import check_time_split
 
@@ -317,3 +318,19 @@ def test_off_policy_intervals_resample_accounts_not_decisions() -> None:
     for est in ("ips_value", "snips_value", "dr_value"):
         assert together[f"model.{est}_ci_low"] == pytest.approx(together[f"model.{est}"])
         assert together[f"model.{est}_ci_high"] == pytest.approx(together[f"model.{est}"])
+
+
+def test_true_values_in_chunks_equal_all_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = world.ts.split.test.head(300)
+    content = world.sim.data.content.reset_index(drop=True)
+    d = build_decisions(
+        world.result.estimator, rows, world.ts.feature_columns, "responded", content, world.taxonomy
+    )
+    whole = policy.true_values(d, content, world.sim.truth)
+    monkeypatch.setattr(policy, "TRUTH_CHUNK_PAIRS", 97)  # not a divisor of the pairs
+    chunked = policy.true_values(d, content, world.sim.truth)
+    assert int(d.eligible.sum()) > 97 * 3
+    np.testing.assert_array_equal(np.isnan(chunked), ~d.eligible)
+    np.testing.assert_allclose(chunked, whole, equal_nan=True)

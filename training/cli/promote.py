@@ -1,0 +1,129 @@
+"""``nba promote``: move a model's ``champion`` alias to a better version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from features.cli import (
+    AttributesOption,
+    MappingOption,
+    StoreOption,
+    StoreSchemaOption,
+    TaxonomyOption,
+    load_taxonomy_option,
+)
+from features.errors import InvalidInputError
+from training.cli.options import (
+    ForceOption,
+    OutcomesOption,
+    RewardEventOption,
+    RewardOption,
+    RewardWindowOption,
+    TrackingOption,
+    prepare_source,
+    reward_of,
+    store_source,
+)
+
+if TYPE_CHECKING:
+    from features.taxonomy import Taxonomy
+    from training.train import Prepared
+
+
+def promote(
+    ctx: typer.Context,
+    model: Annotated[
+        str, typer.Argument(help="phase, next-content or a declared outcome (churn, ...).")
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Data directory to build the test split from; default ./data."),
+    ] = None,
+    store: StoreOption = None,
+    store_schema: StoreSchemaOption = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Challenger version (default: newest).")
+    ] = None,
+    as_of_dates: Annotated[int, typer.Option("--as-of-dates", min=4)] = 12,
+    tracking_uri: TrackingOption = None,
+    mapping: MappingOption = None,
+    attributes: AttributesOption = None,
+    taxonomy: TaxonomyOption = None,
+    force: ForceOption = False,
+    reward: RewardOption = "response",
+    reward_event: RewardEventOption = None,
+    reward_window_days: RewardWindowOption = 7,
+    outcomes: OutcomesOption = None,
+) -> None:
+    """Score the newest version and the champion on the same test data; move `champion` to
+    the newcomer only if it is better on the model's primary metric and beat its strongest
+    baseline on the validation split (its gate), unless --force. Read DIR through --mapping
+    as in training; custom attributes get their levels from DIR as in training (the same
+    data gives the same levels); the reward of a next-action model must be the one it was
+    trained for. Next content on data holding the service's decisions (--store, or the
+    directory nba export writes) is judged on that served log instead: the newest version's
+    top-1 policy valued off-policy (IPS, SNIPS, DR, 95 % intervals) on the decisions the
+    service served, promoted only when its DR lower bound beats the champion's served value;
+    the comparison is logged to MLflow."""
+    from models.outcomes import load_outcomes
+    from training.registry import promote as run_promotion
+    from training.tracking import configure_tracking
+    from training.train import model_steps, parse_models, scorer_on_test_split
+
+    tax = load_taxonomy_option(taxonomy)
+    declared = load_outcomes(outcomes, taxonomy=tax)
+    chosen = parse_models(model, declared)
+    if len(chosen) != 1:
+        raise InvalidInputError(f"model {model!r}: promote one model at a time")
+    name = chosen[0]
+    configure_tracking(tracking_uri)
+    rewarded = reward_of(reward, reward_event, reward_window_days)
+    prepared = prepare_source(
+        data,
+        tax,
+        mapping,
+        as_of_dates,
+        "pandas",
+        None,
+        attributes=attributes,
+        models=[name],
+        reward=rewarded,
+        store=store_source(ctx, data, store, store_schema, mapping),
+    )
+    if name == "next-content":
+        from training.log_promotion import has_served_log
+
+        if has_served_log(prepared.data):
+            typer.echo(_promote_on_log(prepared, tax, version=version, force=force))
+            return
+    score = scorer_on_test_split(name, prepared, tax, declared)
+    metric = model_steps(name, declared).primary_metric.removeprefix("model.")
+    outcome = run_promotion(name, score, metric=metric, version=version, force=force)
+    typer.echo(outcome.format())
+
+
+def _promote_on_log(
+    prepared: Prepared, taxonomy: Taxonomy, *, version: str | None, force: bool
+) -> str:
+    """``nba promote next-content`` on data holding the service's decisions."""
+    from mlflow import MlflowClient
+
+    from training.log_promotion import judge, learned_until, promote_on_log, served_decisions
+    from training.registry import latest_version, load_version
+    from training.result import registered_name
+
+    name = registered_name("next-content")
+    challenger = version or latest_version(name)
+    client = MlflowClient()
+    run_id = client.get_model_version(name, challenger).run_id
+    after = learned_until(client.get_run(str(run_id)).data.tags) if run_id else None
+    rows, columns = served_decisions(
+        prepared.data, taxonomy, after=after, attributes=prepared.attributes
+    )
+    judgement = judge(
+        load_version(name, challenger), rows, columns, prepared.data.content, taxonomy
+    )
+    return promote_on_log(challenger, judgement, force=force).format()
