@@ -204,6 +204,7 @@ def judge(
         propensity=rows["propensity"].to_numpy(dtype=np.float64),
         reward=rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64),
         actions=catalog["content_id"].astype(str).tolist(),
+        groups=rows["account_id"].astype(str).to_numpy(),
     )
     # The challenger's policy is the pick the service would serve with it: the service ranks
     # by expected value, P(response) x the item's value (models.arbitration; 1 without one),

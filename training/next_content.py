@@ -398,6 +398,7 @@ def next_content_gate(decisions: Decisions, catalog: pd.DataFrame) -> Gate:
         propensity=d.propensity,
         reward=d.reward,
         actions=catalog["content_id"].astype(str).tolist(),
+        groups=d.frame["account_id"].astype(str).to_numpy(),
     )
     values = compare_policies(logged, nc.top1(d.scores, d.eligible))
     return gate_of(values, logged.actions)

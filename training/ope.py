@@ -4,8 +4,14 @@ A decision is one logged action (an item, or "no action" where the data have a c
 with its logging propensity and the reward observed after it. A policy is valued three ways
 (``training.metrics`` holds the point estimators): inverse propensity scoring (IPS),
 self-normalised IPS (SNIPS) and doubly robust (DR, with the model's predicted rewards as
-the reward model). Each is a mean of independent per-decision terms, so its 95 % interval is
-the mean +- 1.96 standard errors (SNIPS: by the delta method, terms ``w (r - V) / mean(w)``).
+the reward model). Each is a mean of per-decision terms (SNIPS a ratio of two sums). With
+each decision's account (``LoggedDecisions.groups``) the 95 % intervals are a percentile
+bootstrap over accounts, as every other interval of the project (``training.metrics``:
+200 resamples, seed 11): an account's decisions are not independent, so resampling them
+one by one would narrow the interval; every policy is valued on the same resampled
+accounts, so paired differences stay paired. Without accounts the terms are taken as
+independent: the mean +- 1.96 standard errors (SNIPS: by the delta method, terms
+``w (r - V) / mean(w)``).
 
 Policies compared: the learned policy (a pick per decision), every single action ("always
 a" where a is eligible; where it is not, whatever the logging policy does, valued by the
@@ -19,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from training.metrics import MetricError, doubly_robust_value, ips_value, snips_value
 from training.result import Gate
@@ -28,6 +35,9 @@ LOGGING = "logging"
 RANDOM = "random"
 MODEL = "model"
 GATE_METRIC = "policy_value_dr"
+# The bootstrap over accounts, as training.metrics.bootstrap_rows everywhere else.
+BOOTSTRAP_RESAMPLES = 200
+BOOTSTRAP_SEED = 11
 
 
 @dataclass(frozen=True)
@@ -48,15 +58,57 @@ class Estimate:
         return {key: self.value, f"{key}_ci_low": self.low, f"{key}_ci_high": self.high}
 
 
+class Clusters:
+    """The decisions' accounts, for a percentile bootstrap over accounts of sums of
+    per-decision terms: each resample draws as many accounts as there are, with replacement,
+    with all their decisions (the cluster bootstrap of ``training.metrics.bootstrap_rows``,
+    held as how often each account is drawn, so that one matrix product values a statistic
+    on every resample)."""
+
+    def __init__(self, groups: ArrayLike) -> None:
+        keys = np.asarray(groups)
+        if keys.ndim != 1 or len(keys) < 2:
+            raise MetricError(f"groups has shape {keys.shape}; expected one key per decision")
+        _, self.codes = np.unique(keys, return_inverse=True)
+        self.n_groups = int(self.codes.max()) + 1
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        # resamples x accounts: how often each account is drawn
+        self.draws = rng.multinomial(
+            self.n_groups, np.full(self.n_groups, 1.0 / self.n_groups), size=BOOTSTRAP_RESAMPLES
+        ).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def sums(self, terms: np.ndarray) -> np.ndarray:
+        """Each account's sum of ``terms`` (one per decision)."""
+        return np.bincount(self.codes, weights=terms, minlength=self.n_groups)
+
+    def ratio_interval(self, numerator: np.ndarray, denominator: np.ndarray) -> tuple[float, float]:
+        """The 95 % percentile interval of sum(numerator) / sum(denominator) (per decision)
+        over the resamples."""
+        num = self.draws @ self.sums(numerator).astype(np.float32)
+        den = self.draws @ self.sums(denominator).astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stats = num.astype(np.float64) / den
+        stats = stats[np.isfinite(stats)]
+        if not len(stats):
+            return float("nan"), float("nan")
+        low, high = np.percentile(stats, [2.5, 97.5])
+        return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class PolicyValue:
     """One policy's IPS, SNIPS and DR values; ``dr_terms`` are the per-decision DR terms
-    (their mean is the DR value), kept for paired differences between policies."""
+    (their mean is the DR value), kept for paired differences between policies, and
+    ``clusters`` the decisions' accounts their intervals resampled (None: independent)."""
 
     ips: Estimate
     snips: Estimate
     dr: Estimate
     dr_terms: np.ndarray
+    clusters: Clusters | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +116,8 @@ class LoggedDecisions:
     """Decisions as arrays: ``q`` (decisions x actions) the model's predicted reward of
     every action, ``eligible`` (same shape) the actions each decision could take,
     ``logged`` the column of the logged action, ``propensity`` its logging probability
-    (in (0, 1]) and ``reward`` what followed. ``actions`` names the columns."""
+    (in (0, 1]) and ``reward`` what followed. ``actions`` names the columns; ``groups``
+    each decision's account (None: the decisions are taken as independent)."""
 
     q: np.ndarray
     eligible: np.ndarray
@@ -72,6 +125,7 @@ class LoggedDecisions:
     propensity: np.ndarray
     reward: np.ndarray
     actions: list[str]
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, a = self.q.shape
@@ -85,12 +139,22 @@ class LoggedDecisions:
                 raise MetricError(f"{name} has {len(getattr(self, name))} values; expected {n}")
         if n < 2:
             raise MetricError(f"{n} decisions; expected at least 2 to put an interval on a value")
+        if self.groups is not None and len(self.groups) != n:
+            raise MetricError(f"groups has {len(self.groups)} values; expected {n}")
+
+    def clusters(self) -> Clusters | None:
+        """The decisions' accounts for the intervals (None when not given)."""
+        return None if self.groups is None else Clusters(self.groups)
 
 
-def mean_estimate(terms: np.ndarray) -> Estimate:
-    """The mean of independent terms with its normal 95 % interval."""
+def mean_estimate(terms: np.ndarray, clusters: Clusters | None = None) -> Estimate:
+    """The mean of per-decision terms with its 95 % interval: the bootstrap over
+    ``clusters`` (the decisions' accounts), else the normal one of independent terms."""
     t = np.asarray(terms, dtype=np.float64)
     mean = float(t.mean())
+    if clusters is not None:
+        low, high = clusters.ratio_interval(t, np.ones_like(t))
+        return Estimate(mean, low, high)
     half = Z_95 * float(t.std(ddof=1)) / np.sqrt(len(t)) if len(t) > 1 else float("nan")
     return Estimate(mean, mean - half, mean + half)
 
@@ -101,10 +165,12 @@ def policy_value(
     target_propensity: np.ndarray,
     q_logged: np.ndarray,
     q_target: np.ndarray,
+    clusters: Clusters | None = None,
 ) -> PolicyValue:
     """IPS, SNIPS and DR values of a target policy giving the logged action
     ``target_propensity``, whose expected predicted reward per decision is ``q_target``
-    (``q_logged``: the prediction for the logged action)."""
+    (``q_logged``: the prediction for the logged action); intervals over ``clusters``
+    (the decisions' accounts) when given."""
     w = target_propensity / propensity
     ips = ips_value(reward, propensity, target_propensity)
     snips = snips_value(reward, propensity, target_propensity)
@@ -112,33 +178,36 @@ def policy_value(
     dr = doubly_robust_value(reward, propensity, target_propensity, q_logged, q_target)
     if np.isnan(snips):
         snips_ci = Estimate(float("nan"), float("nan"), float("nan"))
+    elif clusters is not None:
+        snips_ci = Estimate(snips, *clusters.ratio_interval(w * reward, w))
     else:
         # Delta method for a ratio of means: the terms' spread around the estimate.
         snips_terms = w * (reward - snips) / w.mean()
         half = Z_95 * float(snips_terms.std(ddof=1)) / np.sqrt(len(w))
         snips_ci = Estimate(snips, snips - half, snips + half)
-    ips_ci = mean_estimate(w * reward)
-    dr_ci = mean_estimate(dr_terms)
+    ips_ci = mean_estimate(w * reward, clusters)
+    dr_ci = mean_estimate(dr_terms, clusters)
     return PolicyValue(
         ips=Estimate(ips, ips_ci.low, ips_ci.high),
         snips=snips_ci,
         dr=Estimate(dr, dr_ci.low, dr_ci.high),
         dr_terms=dr_terms,
+        clusters=clusters,
     )
 
 
-def logged_policy_value(reward: np.ndarray) -> PolicyValue:
+def logged_policy_value(reward: np.ndarray, clusters: Clusters | None = None) -> PolicyValue:
     """The logging policy's own value: the observed mean reward for all three estimators
     (its importance weights are all 1)."""
     r = np.asarray(reward, dtype=np.float64)
-    observed = mean_estimate(r)
-    return PolicyValue(ips=observed, snips=observed, dr=observed, dr_terms=r)
+    observed = mean_estimate(r, clusters)
+    return PolicyValue(ips=observed, snips=observed, dr=observed, dr_terms=r, clusters=clusters)
 
 
 def paired_difference(a: PolicyValue, b: PolicyValue) -> Estimate:
     """DR value of ``a`` minus that of ``b`` on the same decisions, with the 95 % interval
     of the paired per-decision differences (tighter than two separate intervals)."""
-    return mean_estimate(a.dr_terms - b.dr_terms)
+    return mean_estimate(a.dr_terms - b.dr_terms, a.clusters)
 
 
 def compare_policies(d: LoggedDecisions, model_pick: np.ndarray) -> dict[str, PolicyValue]:
@@ -148,6 +217,7 @@ def compare_policies(d: LoggedDecisions, model_pick: np.ndarray) -> dict[str, Po
     rows = np.arange(n)
     q = np.nan_to_num(d.q)
     q_logged = q[rows, d.logged]
+    clusters = d.clusters()
     out: dict[str, PolicyValue] = {}
     out[MODEL] = policy_value(
         d.reward,
@@ -155,6 +225,7 @@ def compare_policies(d: LoggedDecisions, model_pick: np.ndarray) -> dict[str, Po
         (model_pick == d.logged).astype(np.float64),
         q_logged,
         q[rows, model_pick],
+        clusters,
     )
     for a, name in enumerate(d.actions):
         can = d.eligible[:, a]
@@ -164,13 +235,13 @@ def compare_policies(d: LoggedDecisions, model_pick: np.ndarray) -> dict[str, Po
         # gives the logged action the logged propensity (weight 1, the observed reward).
         pi = np.where(can, (d.logged == a).astype(np.float64), d.propensity)
         out[name] = policy_value(
-            d.reward, d.propensity, pi, q_logged, np.where(can, q[:, a], q_logged)
+            d.reward, d.propensity, pi, q_logged, np.where(can, q[:, a], q_logged), clusters
         )
     n_eligible = d.eligible.sum(axis=1)
     pi_random = d.eligible[rows, d.logged] / n_eligible
     q_random = np.where(d.eligible, q, 0.0).sum(axis=1) / n_eligible
-    out[RANDOM] = policy_value(d.reward, d.propensity, pi_random, q_logged, q_random)
-    out[LOGGING] = logged_policy_value(d.reward)
+    out[RANDOM] = policy_value(d.reward, d.propensity, pi_random, q_logged, q_random, clusters)
+    out[LOGGING] = logged_policy_value(d.reward, clusters)
     return out
 
 

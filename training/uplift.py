@@ -129,6 +129,7 @@ def logged_decisions(
         propensity=rows["propensity"].to_numpy(dtype=np.float64),
         reward=rows[REWARD_COLUMN].to_numpy(dtype=np.float64),
         actions=catalog["content_id"].astype(str).tolist(),
+        groups=rows["account_id"].astype(str).to_numpy(),
     )
 
 
