@@ -9,9 +9,9 @@ each decision's account (``LoggedDecisions.groups``) the 95 % intervals are a pe
 bootstrap over accounts, as every other interval of the project (``training.metrics``:
 200 resamples, seed 11): an account's decisions are not independent, so resampling them
 one by one would narrow the interval; every policy is valued on the same resampled
-accounts, so paired differences stay paired. Without accounts the terms are taken as
-independent: the mean +- 1.96 standard errors (SNIPS: by the delta method, terms
-``w (r - V) / mean(w)``).
+accounts, so paired differences stay paired. Without accounts, or with one decision per
+account, the terms are independent: the mean +- 1.96 standard errors (SNIPS: by the delta
+method, terms ``w (r - V) / mean(w)``).
 
 Policies compared: the learned policy (a pick per decision), every single action ("always
 a" where a is eligible; where it is not, whatever the logging policy does, valued by the
@@ -143,8 +143,13 @@ class LoggedDecisions:
             raise MetricError(f"groups has {len(self.groups)} values; expected {n}")
 
     def clusters(self) -> Clusters | None:
-        """The decisions' accounts for the intervals (None when not given)."""
-        return None if self.groups is None else Clusters(self.groups)
+        """The decisions' accounts for the intervals; None when not given, or when every
+        account has one decision: the terms are then independent, and their normal interval
+        is the one independent terms always get (a per-decision log such as a randomised
+        e-mail campaign keeps the intervals it was judged with)."""
+        if self.groups is None or len(np.unique(self.groups)) == len(self.groups):
+            return None
+        return Clusters(self.groups)
 
 
 def mean_estimate(terms: np.ndarray, clusters: Clusters | None = None) -> Estimate:

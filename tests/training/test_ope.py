@@ -167,3 +167,15 @@ def test_groups_must_match_the_decisions() -> None:
     d = _clustered_log(np.random.default_rng(0), grouped=True)
     with pytest.raises(MetricError, match="groups has 2 values; expected 3000"):
         LoggedDecisions(d.q, d.eligible, d.logged, d.propensity, d.reward, d.actions, d.groups[:2])
+
+
+def test_one_decision_per_account_keeps_the_independent_interval() -> None:
+    d = _clustered_log(np.random.default_rng(0), grouped=False)
+    apart = LoggedDecisions(
+        d.q, d.eligible, d.logged, d.propensity, d.reward, d.actions,
+        np.arange(len(d.logged)).astype(str),
+    )  # fmt: skip
+    assert apart.clusters() is None
+    assert compare_policies(apart, np.ones(3000, int))["a"].dr == (
+        compare_policies(d, np.ones(3000, int))["a"].dr
+    )
