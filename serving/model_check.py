@@ -22,7 +22,8 @@ import numpy as np
 from lightgbm.basic import LightGBMError
 
 from models.contract import MODEL_CLASSES, PHASE
-from serving.model_set import PREDICT_THREADS, ModelLoadError, ModelSet
+from serving.model_input import PREDICT_THREADS, ModelLoadError
+from serving.model_set import ModelSet
 
 # How far a phase row's probabilities may sum from 1 (LightGBM's softmax in float64).
 SUM_TOLERANCE = 1e-6

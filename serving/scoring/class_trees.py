@@ -19,7 +19,7 @@ import lightgbm as lgb
 import numpy as np
 
 from models.explain import ExplainError
-from serving.model_set import PREDICT_THREADS
+from serving.model_input import PREDICT_THREADS
 
 _TREE = re.compile(r"^Tree=\d+\n", flags=re.MULTILINE)
 _END = "end of trees"

@@ -30,7 +30,8 @@ from models.arbitration import ArbitrationConfig, PreparedCatalog, prepare_catal
 from models.churn import calibrate
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import taxonomy_labels
-from serving.model_set import ANSWER_PARTS, PREDICT_THREADS, ModelInput, ModelSet
+from serving.model_input import PREDICT_THREADS, ModelInput
+from serving.model_set import ANSWER_PARTS, ModelSet
 from serving.scoring.answer import ScoringError
 from serving.scoring.class_trees import ClassTrees
 from serving.scoring.rows import CandidateEncoder

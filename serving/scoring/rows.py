@@ -19,7 +19,7 @@ import pandas as pd
 
 from features.taxonomy import Taxonomy
 from models import next_content as nc
-from serving.model_set import ModelInput
+from serving.model_input import ModelInput
 from serving.scoring.answer import ScoringError
 
 

@@ -35,7 +35,8 @@ from models.churn import calibrate
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import Reason, contributions_for, reason_codes, why_now
 from models.explain.words import is_missing
-from serving.model_set import PREDICT_THREADS, ModelSet
+from serving.model_input import PREDICT_THREADS
+from serving.model_set import ModelSet
 from serving.scoring.cache import AccountState, ipc_rows
 from serving.scoring.online import CandidateRows, Request, action_reasons, rank
 from serving.scoring.predict import (
