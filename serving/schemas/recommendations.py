@@ -1,131 +1,24 @@
-"""Request and response bodies of the ``/v1`` API, with the examples OpenAPI shows.
-
-Events are taken as plain JSON objects (``dict``), not validated here: the store validates
-each record on its own (``serving.store.ingest``) so one bad record is answered with its
-index, field and reason while the valid ones are stored. Everything else is validated by
-these models (a wrong type or value answers 422 naming the field); every id in a body, path
-or query is an :data:`Id` (the store's id rule, ``serving.store.values.ID_RULE``).
-"""
+"""``GET /v1/accounts/{id}/recommendations``: the answer, its actions and reasons."""
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-import numpy as np
-from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.contract import CHURN, NEXT_CONTENT, PHASE
 from models.explain import Reason, WhyNow
-from serving.store.values import ID_RULE, MAX_ID_LENGTH, check_id, check_text
-
-# The id rule for people (OpenAPI descriptions).
-ID_DOC = ID_RULE[0].upper() + ID_RULE[1:] + "."
-# Every id the API takes, checked once where the request is parsed (422 naming the field),
-# so no route hands the database an id it cannot store or compare (NUL, lone surrogates)
-# and the answers never echo one back.
-Id = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(check_id)
-]
-# Free text stored as given: anything but NUL and lone surrogates.
-Text = Annotated[str, AfterValidator(check_text)]
-AccountIdPath = Annotated[Id, Path(description=f"The account's id. {ID_DOC}")]
-RepIdPath = Annotated[Id, Path(description=f"The rep's id (an account's owner_rep_id). {ID_DOC}")]
-ContactIdQuery = Annotated[Id | None, Query(description=f"Only actions for this contact. {ID_DOC}")]
-
-Outcome = Literal["shown", "accepted", "dismissed", "converted"]
-ChurnBandName = Literal["low", "medium", "high"]
-
-EVENT_EXAMPLE: dict[str, Any] = {
-    "event_id": "E-2024-05-01-0001",
-    "account_id": "A00017",
-    "contact_id": "P00017-2",
-    "ts": "2024-05-01T12:00:00Z",
-    "channel": "webinar",
-    "event_type": "attend",
-    "content_id": "C040",
-    "value": 45,
-    "account": {
-        "name": "Hoffmann Logistik GmbH",
-        "industry": "software",
-        "employees": 50,
-        "region": "dach",
-        "owner_rep_id": "R01",
-    },
-    "contact": {"name": "Jana Weber", "role": "it"},
-}
+from serving.schemas.common import (
+    ID_DOC,
+    ChurnBandName,
+    Id,
+    Out,
+    json_value,
+)
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-# -- events -----------------------------------------------------------------------------------
-
-
-class EventsRequest(BaseModel):
-    """A batch of touchpoint records (at most ``NBA_MAX_EVENTS_PER_REQUEST``, 10,000 by
-    default). Each record has the touchpoint columns of the data contract (event_id,
-    account_id, contact_id, ts, channel, event_type, content_id, value) and optionally
-    ``account`` / ``contact`` objects describing an account or contact (its name, role,
-    firmographics; what they give replaces the stored value)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"events": [EVENT_EXAMPLE]}]},
-    )
-
-    events: list[dict[str, Any]] = Field(
-        description=(
-            "Touchpoint records; each is validated on its own (a bad one is rejected with its "
-            f"index, field and reason). {ID_DOC} Integers fit in 64 bits (employees, value) "
-            "and numbers are finite."
-        ),
-    )
-
-
-class RecordErrorOut(_Out):
-    """Why one record was rejected."""
-
-    index: int = Field(description="0-based position of the record in the batch.")
-    field: str = Field(description="The field at fault (dotted for nested), empty for the record.")
-    reason: str
-
-
-class EventsResponse(_Out):
-    """What happened to the batch: valid records are stored even when others fail."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "accepted": 498,
-                    "duplicates": 1,
-                    "rejected": [
-                        {
-                            "index": 17,
-                            "field": "channel",
-                            "reason": "channel 'fax' is unknown; expected one of: ...",
-                        }
-                    ],
-                }
-            ]
-        },
-    )
-
-    accepted: int = Field(description="Records stored now.")
-    duplicates: int = Field(
-        description="Records whose event_id was stored before (stored nothing)."
-    )
-    rejected: list[RecordErrorOut]
-
-
-# -- recommendations --------------------------------------------------------------------------
-
-
-class ReasonOut(_Out):
+class ReasonOut(Out):
     """One reason code: a sentence for people and the feature behind it."""
 
     text: str = Field(examples=["3 whitepaper downloads in the last 30 days"])
@@ -143,7 +36,7 @@ class ReasonOut(_Out):
         )
 
 
-class ActionOut(_Out):
+class ActionOut(Out):
     """A recommended next action (a content item or a sales/service play)."""
 
     recommendation_id: str = Field(description="Send it back with POST /v1/feedback.")
@@ -176,7 +69,7 @@ class ActionOut(_Out):
     reasons: list[ReasonOut]
 
 
-class HeldBackOut(_Out):
+class HeldBackOut(Out):
     """'Why not?': an eligible-looking action that was held back, and the rule that held it."""
 
     content_id: str
@@ -207,7 +100,7 @@ class RecommendationsRequest(BaseModel):
     channel: Id | None = Field(default=None, description="Only actions on this channel.")
 
 
-class WhyNowOut(_Out):
+class WhyNowOut(Out):
     """What about the account's recent history makes this the moment to act."""
 
     signal: str = Field(
@@ -226,7 +119,7 @@ class WhyNowOut(_Out):
         return cls(signal=signal.signal, text=signal.text)
 
 
-class ChangesOut(_Out):
+class ChangesOut(Out):
     """What happened to the account since actions were last recommended for it."""
 
     since: datetime = Field(description="When an action was last recommended (decided).")
@@ -237,7 +130,7 @@ class ChangesOut(_Out):
     )
 
 
-class RecommendationsResponse(_Out):
+class RecommendationsResponse(Out):
     """Phase, churn risk, the top-k next actions with their reasons, and what was held back."""
 
     model_config = ConfigDict(
@@ -381,149 +274,3 @@ class RecommendationsResponse(_Out):
         description="Answer part (phase, risk, next_actions) -> why it is missing: no model "
         "of it is served. Empty when every part is there.",
     )
-
-
-# -- feedback ---------------------------------------------------------------------------------
-
-
-class FeedbackRequest(BaseModel):
-    """What happened to a served recommendation."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "recommendation_id": "5b0e7d0d2c0b4d3e8e51d6c1b0a9f7e2",
-                    "outcome": "accepted",
-                    "note": "demo booked for Friday",
-                }
-            ]
-        },
-    )
-
-    recommendation_id: Id = Field(description=f"From a recommendations answer. {ID_DOC}")
-    outcome: Outcome
-    note: Text | None = Field(
-        default=None, max_length=2000, description="Free text (no NUL or lone surrogates)."
-    )
-
-
-class FeedbackResponse(_Out):
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "feedback_id": 12,
-                    "recommendation_id": "5b0e7d0d2c0b4d3e8e51d6c1b0a9f7e2",
-                    "outcome": "accepted",
-                }
-            ]
-        },
-    )
-
-    feedback_id: int
-    recommendation_id: str
-    outcome: Outcome
-
-
-# -- rep worklist -----------------------------------------------------------------------------
-
-
-class WorklistItem(_Out):
-    """One of the rep's accounts with its best next action."""
-
-    account_id: str
-    account_name: str | None = Field(
-        default=None, description="The company's name (null: show the id)."
-    )
-    phase: str | None = Field(description="Null when no phase model is served.")
-    phase_probability: float | None
-    churn_risk: float | None
-    churn_band: ChurnBandName | None
-    outcomes: dict[str, float] = Field(default_factory=dict)
-    why_now: list[WhyNowOut] = Field(
-        default_factory=list, description="What makes this the moment to act (see recommendations)."
-    )
-    action: ActionOut | None = Field(description="Null when no action passes the rules now.")
-
-
-class WorklistResponse(_Out):
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "rep_id": "R01",
-                    "as_of": "2025-12-01T09:30:00Z",
-                    "accounts": 42,
-                    "items": [
-                        {
-                            "account_id": "A00017",
-                            "account_name": "Hoffmann Logistik GmbH",
-                            "phase": "selection",
-                            "phase_probability": 0.64,
-                            "churn_risk": 0.05,
-                            "churn_band": "low",
-                            "action": None,
-                        }
-                    ],
-                    "model_versions": {PHASE: "3", CHURN: "2", NEXT_CONTENT: "4"},
-                }
-            ]
-        },
-    )
-
-    rep_id: str
-    as_of: datetime
-    accounts: int = Field(description="Accounts the rep owns (items holds the best `limit`).")
-    items: list[WorklistItem]
-    model_versions: dict[str, str]
-    missing: dict[str, str] = Field(
-        default_factory=dict,
-        description="Answer part (phase, risk, next_actions) -> why it is missing.",
-    )
-    horizon_days: dict[str, int] = Field(
-        default_factory=dict, description="Outcome name -> its horizon in days."
-    )
-    value_unit: str = Field(
-        default="points", description="The unit of expected values (a currency code, or points)."
-    )
-
-
-# -- health -----------------------------------------------------------------------------------
-
-
-class ReadyResponse(_Out):
-    status: Literal["ready", "not ready"]
-    store: bool
-    models: bool
-    model_versions: dict[str, str]
-    missing: list[str]
-    last_reload_error: str | None
-    parts_missing: dict[str, str] = Field(
-        default_factory=dict,
-        description="Answer part (phase, risk, next_actions) -> why no model of it is "
-        "served and what to run; ready all the same while at least one model is loaded.",
-    )
-    tracking_uri: str = Field(
-        default="", description="The MLflow tracking and registry store the models come from."
-    )
-
-
-def json_value(value: Any) -> float | str | bool | None:
-    """A reason's feature value as JSON: numbers as floats (NaN as null), text as text."""
-    if value is None:
-        return None
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | float | np.integer | np.floating):
-        number = float(value)
-        return None if math.isnan(number) else number
-    try:
-        if value != value:  # pd.NA / NaT compare unequal to themselves or raise
-            return None
-    except TypeError:
-        return None
-    return str(value)
