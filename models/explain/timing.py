@@ -129,14 +129,18 @@ def _count(n: float, noun: str) -> str:
     return f"{number(n)} {noun}" if n == 1 else f"{number(n)} {noun}s"
 
 
-def _tickets_up(row: Mapping[str, Any]) -> WhyNow | None:
-    trend = _value(row, "trend_support_tickets_30d")
-    if trend is None or trend < TICKETS_RISE:
+def _rise(
+    row: Mapping[str, Any], trend: str, at_least: int, signal: str, what: str
+) -> WhyNow | None:
+    """``signal`` when the 30-day trend feature ``trend`` rose by ``at_least`` or more."""
+    rise = _value(row, trend)
+    if rise is None or rise < at_least:
         return None
-    return WhyNow(
-        "tickets_up",
-        f"{number(trend)} more support tickets in the last 30 days than in the 30 before",
-    )
+    return WhyNow(signal, f"{number(rise)} more {what} in the last 30 days than in the 30 before")
+
+
+def _tickets_up(row: Mapping[str, Any]) -> WhyNow | None:
+    return _rise(row, "trend_support_tickets_30d", TICKETS_RISE, "tickets_up", "support tickets")
 
 
 def _ahead_of_crm(
@@ -192,12 +196,8 @@ def _activity_up(row: Mapping[str, Any]) -> WhyNow | None:
 
 
 def _engagement_up(row: Mapping[str, Any]) -> WhyNow | None:
-    trend = _value(row, "trend_engagement_30d")
-    if trend is None or trend < ENGAGEMENT_RISE:
-        return None
-    return WhyNow(
-        "engagement_up",
-        f"{number(trend)} more responses to content in the last 30 days than in the 30 before",
+    return _rise(
+        row, "trend_engagement_30d", ENGAGEMENT_RISE, "engagement_up", "responses to content"
     )
 
 
