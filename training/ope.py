@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from training.metrics import MetricError, doubly_robust_value, ips_value, snips_value
 from training.result import Gate
@@ -65,12 +64,10 @@ class Clusters:
     held as how often each account is drawn, so that one matrix product values a statistic
     on every resample)."""
 
-    def __init__(self, groups: ArrayLike) -> None:
-        keys = np.asarray(groups)
-        if keys.ndim != 1 or len(keys) < 2:
-            raise MetricError(f"groups has shape {keys.shape}; expected one key per decision")
-        _, self.codes = np.unique(keys, return_inverse=True)
-        self.n_groups = int(self.codes.max()) + 1
+    def __init__(self, codes: np.ndarray) -> None:
+        # ``codes``: each decision's account as 0 .. accounts - 1 (np.unique's inverse)
+        self.codes = codes
+        self.n_groups = int(codes.max()) + 1
         rng = np.random.default_rng(BOOTSTRAP_SEED)
         # resamples x accounts: how often each account is drawn
         self.draws = rng.multinomial(
@@ -147,9 +144,12 @@ class LoggedDecisions:
         account has one decision: the terms are then independent, and their normal interval
         is the one independent terms always get (a per-decision log such as a randomised
         e-mail campaign keeps the intervals it was judged with)."""
-        if self.groups is None or len(np.unique(self.groups)) == len(self.groups):
+        if self.groups is None:
             return None
-        return Clusters(self.groups)
+        _, codes = np.unique(np.asarray(self.groups), return_inverse=True)
+        if int(codes.max()) + 1 == len(codes):
+            return None
+        return Clusters(codes)
 
 
 def mean_estimate(terms: np.ndarray, clusters: Clusters | None = None) -> Estimate:
