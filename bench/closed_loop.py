@@ -35,7 +35,14 @@ import pandas as pd
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from bench.loop_world import ServiceSender, WeekValues, new_touchpoints, recorded_stages
+from bench.loop_world import (
+    ServiceSender,
+    WeekValues,
+    content_positions,
+    new_touchpoints,
+    recorded_stages,
+    true_values_of_picks,
+)
 from bench.measure import machine
 from features.schema import JourneyData, empty_table
 from features.simulate import SimulationParams
@@ -47,6 +54,7 @@ from serving.app import create_app
 from serving.routes import Services
 from serving.settings import Settings
 from serving.store import Store
+from training.log_promotion import PICKS_ARTIFACT
 
 START = "2024-01-01"
 FROZEN = "frozen"
@@ -91,19 +99,23 @@ def _freeze(tracking_uri: str) -> dict[str, str]:
     return out
 
 
-def _promotion_run(tracking_uri: str) -> dict[str, float]:
-    """The metrics of the newest served-log comparison run of next content."""
+def _promotion_run(tracking_uri: str) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """The metrics of the newest served-log comparison run of next content and its
+    per-decision picks (``PICKS_ARTIFACT``)."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = client.get_experiment_by_name(NEXT_CONTENT)
     if experiment is None:
-        return {}
+        return {}, None
     runs = client.search_runs(
         [experiment.experiment_id],
         filter_string="tags.`nba.promotion` = 'served-log'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    return dict(runs[0].data.metrics) if runs else {}
+    if not runs:
+        return {}, None
+    path = client.download_artifacts(runs[0].info.run_id, PICKS_ARTIFACT)
+    return dict(runs[0].data.metrics), pd.read_csv(path)
 
 
 class Loop:
@@ -239,7 +251,7 @@ class Loop:
             accepted += int(answer.json().get("accepted", 0))
         return accepted
 
-    def retrain(self) -> dict[str, Any]:
+    def retrain(self, sender: ServiceSender, positions: dict[str, int]) -> dict[str, Any]:
         """``nba train next-content --store`` then ``nba promote next-content --store``;
         the service reloads what the alias points to."""
         started = time.perf_counter()
@@ -249,7 +261,10 @@ class Loop:
         self.services(self.client).holder.reload_if_moved()
         after = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
         self._timed("retrain", started)
-        metrics = _promotion_run(self.tracking_uri) if promoted.returncode == 0 else {}
+        metrics, picks = (
+            _promotion_run(self.tracking_uri) if promoted.returncode == 0 else ({}, None)
+        )
+        truth = None if picks is None else true_values_of_picks(picks, sender.truth, positions)
         return {
             "trained": trained.returncode == 0,
             # why a retrain failed (its promotion then judges the previous newcomer again)
@@ -266,8 +281,14 @@ class Loop:
                 metrics.get("log.challenger.dr_low"),
                 metrics.get("log.challenger.dr_high"),
             ],
-            "champion_served": metrics.get("log.champion.served"),
+            "champion_served": [
+                metrics.get("log.champion.served"),
+                metrics.get("log.champion.served_low"),
+                metrics.get("log.champion.served_high"),
+            ],
             "decisions": metrics.get("log.decisions"),
+            # the true values on the judged decisions (the world's response model)
+            "true_on_judged": truth,
         }
 
 
@@ -309,7 +330,9 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
             loop._timed("events", started)
             weeks.append({"week": w + 1, **values.summary()})
             if (w + 1) % args.retrain_every == 0 and w + 1 < args.weeks:
-                promotions.append({"after_week": w + 1, **loop.retrain()})
+                promotions.append(
+                    {"after_week": w + 1, **loop.retrain(sender, content_positions(run.world))}
+                )
             # what is known so far, for a run cut short
             progress = {"weeks": weeks, "promotions": promotions, "seconds": loop.seconds}
             (out / "progress.json").write_text(json.dumps(progress, indent=1))
@@ -343,13 +366,26 @@ def _mean(weeks: list[dict[str, Any]], name: str) -> float | None:
 
 def _judge(p: dict[str, Any], weeks: list[dict[str, Any]], every: int) -> dict[str, Any]:
     """The promotion with the served policy's true value in the weeks before and after it,
-    and whether its DR interval covers the true value after (when it moved the alias)."""
+    and its estimates checked against the truth on the decisions it judged: whether the
+    challenger's DR interval covers the challenger's true value there, whether the
+    champion's interval covers what was served, and whether the challenger truly beats it."""
     at = p["after_week"]
     before = _mean(weeks[at - every : at], "served")
     after = _mean(weeks[at : at + every], "served")
-    low, high = p["dr"][1], p["dr"][2]
-    covers = None if (low is None or after is None or not p["moved"]) else low <= after <= high
-    return {**p, "true_before": before, "true_after": after, "dr_covers_true_after": covers}
+    truth = p.get("true_on_judged") or {}
+    challenger, served = truth.get("challenger"), truth.get("served")
+    dr, champion = p["dr"], p["champion_served"]
+    return {
+        **p,
+        "true_before": before,
+        "true_after": after,
+        "dr_covers_truth": None if challenger is None or dr[1] is None
+        else dr[1] <= challenger <= dr[2],
+        "champion_covers_truth": None if served is None or champion[1] is None
+        else champion[1] <= served <= champion[2],
+        "challenger_truly_better": None if challenger is None or served is None
+        else challenger > served,
+    }  # fmt: skip
 
 
 def _targets(
@@ -359,6 +395,7 @@ def _targets(
     served, oracle = _mean(last, "served"), _mean(last, "oracle")
     judged = [_judge(p, weeks, every) for p in promotions]
     moved = [j for j in judged if j["moved"]]
+    checked = [j for j in judged if j["dr_covers_truth"] is not None]
     served_ev, oracle_ev = _mean(last, "served_ev"), _mean(last, "oracle_ev")
     return {
         "served_last_weeks_share_of_oracle": None
@@ -377,14 +414,22 @@ def _targets(
             "last_weeks": served,
             "met": bool(served and served > (_mean(weeks[:every], "served") or 0)),
         },
+        # on the decisions each promotion judged: the newcomer's true value against what
+        # the champion served there (paired, exact), and the weeks around it as context
         "no_promotion_lowers_true_value": {
             "promotions_moved": len(moved),
-            "met": all((j["true_after"] or 0) >= (j["true_before"] or 0) for j in moved),
+            "lowered": sum(j["challenger_truly_better"] is False for j in moved),
+            "refused_truly_better": sum(
+                bool(j["challenger_truly_better"]) for j in judged if not j["moved"]
+            ),
+            "met": all(j["challenger_truly_better"] for j in moved) if moved else None,
         },
+        # every judged challenger, moved or not: does its DR interval cover its true value?
         "promotion_intervals_cover_truth": {
-            "covered": sum(bool(j["dr_covers_true_after"]) for j in moved),
-            "of": len(moved),
-            "met": all(j["dr_covers_true_after"] for j in moved),
+            "covered": sum(bool(j["dr_covers_truth"]) for j in checked),
+            "of": len(checked),
+            "champion_covered": sum(bool(j["champion_covers_truth"]) for j in checked),
+            "met": all(j["dr_covers_truth"] for j in checked) if checked else None,
         },
     }
 

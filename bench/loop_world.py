@@ -32,7 +32,7 @@ from features.simulate.world import World
 Chooser = Callable[[str, int], tuple[str, str] | None]
 
 
-POLICIES = ("served", "logging", "frozen", "oracle")
+POLICIES = ("served", "logging", "frozen", "oracle", "oracle_fit")
 
 
 @dataclass
@@ -47,6 +47,8 @@ class WeekValues:
     logging: list[float] = field(default_factory=list)
     frozen: list[float] = field(default_factory=list)
     oracle: list[float] = field(default_factory=list)
+    oracle_fit: list[float] = field(default_factory=list)
+    oracle_fit_ev: list[float] = field(default_factory=list)
     served_ev: list[float] = field(default_factory=list)
     logging_ev: list[float] = field(default_factory=list)
     frozen_ev: list[float] = field(default_factory=list)
@@ -170,6 +172,9 @@ class ServiceSender:
     frozen: Chooser
     decide_ns: int = 0
     values: WeekValues = field(default_factory=WeekValues)
+    # (account_id, decision ns) -> the true response probability of every catalog item for
+    # the decided contact: what a promotion's off-policy estimate is checked against
+    truth: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
     def __call__(
         self, world: World, state: State, week: Week, rng: np.random.Generator, records: Records
@@ -194,6 +199,7 @@ class ServiceSender:
             frozen = self.frozen(account_id(acc), acc)
             frozen_item = positions[frozen[0]] if frozen is not None else None
             ev = probs * item_values(world)
+            self.truth[(account_id(acc), self.decide_ns)] = probs.astype(np.float32)
             for values, of in ((probs, ""), (ev, "_ev")):
                 getattr(self.values, "served" + of).append(float(values[item]))
                 getattr(self.values, "logging" + of).append(
@@ -203,6 +209,11 @@ class ServiceSender:
                     float(values[frozen_item]) if frozen_item is not None else float("nan")
                 )
                 getattr(self.values, "oracle" + of).append(float(values.max()))
+                role = world.centers.contact_role[contact]
+                fits = (cat.phase_fit[:, state.phase[acc]] == 1.0) & (cat.role_fit[:, role] == 1.0)
+                getattr(self.values, "oracle_fit" + of).append(
+                    float(values[fits].max()) if fits.any() else float("nan")
+                )
             r_ts = self.decide_ns + int(rng.integers(60, 3 * DAY_S)) * SECOND_NS
             if rng.random() < probs[item] and r_ts < world.centers.contact_gone[contact]:
                 etype = int(pick_cdf(lk.item_resp_cdf[[item]], rng.random(1))[0])
@@ -235,3 +246,31 @@ def item_values(world: World) -> np.ndarray:
         return np.ones(len(world.catalog.content_ids))
     by_id = dict(zip(frame["content_id"].astype(str), frame["value"].astype(float), strict=True))
     return np.array([by_id.get(str(c), 1.0) for c in world.catalog.content_ids])
+
+
+def true_values_of_picks(
+    picks: pd.DataFrame, truth: dict[tuple[str, int], np.ndarray], positions: dict[str, int]
+) -> dict[str, Any]:
+    """The true mean response probability, over the judged decisions of a promotion
+    (``training.log_promotion.PICK_COLUMNS`` rows), of the item served and of the
+    challenger's pick; ``matched`` counts the decisions found in ``truth``."""
+    ts = pd.to_datetime(picks["ts"], utc=True).astype("datetime64[ns, UTC]")
+    served, challenger = [], []
+    for acc, t, s, c in zip(
+        picks["account_id"].astype(str),
+        ts.map(lambda x: x.value),
+        picks["served_content_id"].astype(str),
+        picks["challenger_content_id"].astype(str),
+        strict=True,
+    ):
+        probs = truth.get((acc, int(t)))
+        if probs is None:
+            continue
+        served.append(float(probs[positions[s]]))
+        challenger.append(float(probs[positions[c]]))
+    return {
+        "matched": len(served),
+        "of": len(picks),
+        "served": round(float(np.mean(served)), 5) if served else None,
+        "challenger": round(float(np.mean(challenger)), 5) if challenger else None,
+    }

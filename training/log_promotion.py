@@ -24,14 +24,17 @@ and DR with 95 % intervals, ``training.ope``); the champion's estimate is the va
 it served, the observed mean reward (on-policy: its importance weights are 1). The alias
 moves only when the challenger's DR lower bound beats that estimate; ``--force`` moves it
 anyway, tagged. The comparison is logged as an MLflow run in the model's experiment and on
-the version's tags.
+the version's tags, with every judged decision's served item and the challenger's pick as
+the run's artifact :data:`PICKS_ARTIFACT`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +59,20 @@ from training.tracking import FORCED_TAG, champion_version
 
 MIN_DECISIONS = 20
 LOG_TAG_PREFIX = "nba.log_promotion."
+# The comparison run's artifact: per judged decision, what was served and what the
+# challenger would have served (an audit trail, and how a simulation checks the estimate
+# against the truth).
+PICKS_ARTIFACT = "served_log/challenger_picks.csv"
+PICK_COLUMNS = (
+    "exposure_id",
+    "account_id",
+    "contact_id",
+    "ts",
+    "served_content_id",
+    "challenger_content_id",
+    "propensity",
+    "reward",
+)
 
 
 class ServedLogError(InvalidInputError):
@@ -77,6 +94,10 @@ class LogJudgement:
     snips: Estimate
     dr: Estimate
     champion: Estimate
+    # one row per judged decision (PICK_COLUMNS); empty when not known
+    picks: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(PICK_COLUMNS)), compare=False
+    )
 
     @property
     def beats_champion(self) -> bool:
@@ -214,14 +235,29 @@ def judge(
         if "value" in catalog
         else np.ones(len(catalog))
     )
-    values = compare_policies(decisions, nc.top1(scores * value[None, :], eligible))
+    pick = nc.top1(scores * value[None, :], eligible)
+    values = compare_policies(decisions, pick)
     challenger = values[MODEL]
+    ids = catalog["content_id"].astype(str).to_numpy()
+    picks = pd.DataFrame(
+        {
+            "exposure_id": rows["exposure_id"].astype(str).to_numpy(),
+            "account_id": rows["account_id"].astype(str).to_numpy(),
+            "contact_id": rows["contact_id"].to_numpy(),
+            "ts": rows["ts"].to_numpy(),
+            "served_content_id": ids[logged],
+            "challenger_content_id": ids[pick],
+            "propensity": decisions.propensity,
+            "reward": decisions.reward,
+        }
+    )
     return LogJudgement(
         decisions=n,
         ips=challenger.ips,
         snips=challenger.snips,
         dr=challenger.dr,
         champion=values[LOGGING].dr,
+        picks=picks,
     )
 
 
@@ -290,6 +326,11 @@ def promote_on_log(
         run.info.run_id,
         metrics=[Metric(k, float(v), stamp, 0) for k, v in judgement.metrics().items()],
     )
+    if len(judgement.picks):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(PICKS_ARTIFACT).name
+            judgement.picks.to_csv(path, index=False)
+            client.log_artifact(run.info.run_id, str(path), str(Path(PICKS_ARTIFACT).parent))
     client.set_terminated(run.info.run_id)
     for key, value in {
         "run_id": run.info.run_id,

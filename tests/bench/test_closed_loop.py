@@ -43,6 +43,14 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
     # closed; the second week's are younger than the window and wait
     assert promotion["promote_exit"] == 0, promotion["promote_said"]
     assert 20 <= promotion["decisions"] <= weeks[0]["decisions"]
+    # every judged decision is found among the world's decisions, with its true values
+    truth = promotion["true_on_judged"]
+    assert truth["matched"] == truth["of"] == promotion["decisions"]
+    assert 0 < truth["served"] < 1 and 0 < truth["challenger"] < 1
+    low, high = promotion["champion_served"][1], promotion["champion_served"][2]
+    assert promotion["champion_covers_truth"] == (low <= truth["served"] <= high)
+    checked = result["targets"]["promotion_intervals_cover_truth"]
+    assert checked["of"] == 1 and checked["covered"] == int(promotion["dr_covers_truth"])
     store = Store(f"sqlite:///{tmp_path / 'nba.db'}", load_taxonomy())
     try:
         # the CRM's stage records of the loop's weeks reached the store

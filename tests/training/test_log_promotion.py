@@ -7,6 +7,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +22,8 @@ from tests.utils.registry import TrainedRegistry
 from training.datasets import as_of_grid, data_end
 from training.labels import CHURN_HORIZON_DAYS
 from training.log_promotion import (
+    PICK_COLUMNS,
+    PICKS_ARTIFACT,
     LogJudgement,
     ServedLogError,
     learned_until,
@@ -101,6 +104,15 @@ def test_promote_judges_next_content_on_the_served_log(
     assert m["log.challenger.dr_low"] <= m["log.challenger.dr"] <= m["log.challenger.dr_high"]
     promoted = m["log.challenger.dr_low"] > m["log.champion.served"]
     assert champion_version(NEXT_CONTENT) == ("2" if promoted else "1")
+    # Every judged decision's served item and the challenger's pick, as the run's artifact.
+    picks = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=PICKS_ARTIFACT)
+    )
+    assert list(picks.columns) == list(PICK_COLUMNS) and len(picks) == m["log.decisions"]
+    assert set(picks["served_content_id"]) <= set(data.content["content_id"].astype(str))
+    assert set(picks["challenger_content_id"]) <= set(data.content["content_id"].astype(str))
+    # the observed mean reward of what was served is the champion's estimate
+    assert picks["reward"].mean() == pytest.approx(m["log.champion.served"])
     print(result.output)  # the figures, for the record (pytest -s)
 
 
