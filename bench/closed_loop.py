@@ -167,6 +167,7 @@ class Loop:
             random_seed=self.args.seed,
             online_learning=not self.args.no_online,
             online_refresh_s=0,  # read once a week, after the week's responses (run_loop)
+            arbitration_config=self.args.arbitration,
         )
         self.client = TestClient(create_app(settings, clock=lambda: self.clock))
         self.client.__enter__()
@@ -179,6 +180,7 @@ class Loop:
             exploration_rate=0.0,
             model_alias=FROZEN,
             served_log_dir=None,
+            arbitration_config=self.args.arbitration,
         )
         self.frozen_client = TestClient(create_app(frozen, clock=lambda: self.clock))
         self.frozen_client.__enter__()
@@ -444,6 +446,9 @@ def main() -> None:
     parser.add_argument("--profile", choices=["realistic", "legacy"], default="realistic")
     parser.add_argument("--no-online", action="store_true", help="learning between retrains off")
     parser.add_argument("--out", default="closed-loop")
+    parser.add_argument(
+        "--arbitration", type=Path, default=None, help="the service's arbitration policy file"
+    )
     args = parser.parse_args()
     print(json.dumps(run_loop(args), indent=1))
 

@@ -3,11 +3,15 @@ run stepped week by week, where the service decides the week's exposures and the
 answers with its true response model (``features.simulate.response``), and the new
 touchpoints as ``POST /v1/events`` records.
 
-True values are response probabilities of the simulator's response model for the decided
-contact at the decision time: for the served action, the logging policy (the simulator's
-sender: its item distribution for the CRM-recorded phase), a frozen champion (the first
-models, greedy) and the oracle (the item of highest true response probability for that
-contact). Every policy is valued with the item's own channel, the channel the service names.
+True values are response probabilities of the simulator's response model at the decision
+time, each policy valued with the contact it addresses: the served action (its contact),
+the logging policy (the simulator's sender: its item distribution for the CRM-recorded
+phase, sent to a contact of the buying center drawn uniformly, as the simulator does), a
+frozen champion (the first models, greedy; its own contact) and the oracle (the (contact,
+item) pair of highest true response probability over every contact either policy could
+address: the buying center that week and whoever the service or the champion named). A
+contact gone by the decision answers nobody (probability 0). Every policy is valued with the
+item's own channel, the channel the service names.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.simulate.draws import pick_cdf
-from features.simulate.exposures import _fatigue
+from features.simulate.exposures import _fatigue, fatigue_at
 from features.simulate.params import DAY_S, SECOND_NS
 from features.simulate.records import Records
 from features.simulate.response import sigmoid
@@ -38,7 +42,7 @@ POLICIES = ("served", "logging", "frozen", "oracle", "oracle_fit")
 @dataclass
 class WeekValues:
     """One loop week's decisions: per decision the true response probability of each
-    policy's action for the decided contact (``served`` ... ``oracle``) and its true expected
+    policy's action for its contact (``served`` ... ``oracle``) and its true expected
     value, that probability times the item's value (``<policy>_ev``: the quantity the
     service's arbitration ranks by; the EV oracle is the item of highest true expected
     value)."""
@@ -188,32 +192,38 @@ class ServiceSender:
         has_contact = (week.slot_contact >= 0).any(axis=1)
         exists = world.accounts.created_ns <= self.decide_ns
         positions = content_positions(world)
+        values_of_items = item_values(world)
         for acc in np.flatnonzero(due & has_contact & exists).tolist():
             chosen = self.serve(account_id(acc), acc)
             if chosen is None:
                 continue
             item, contact = positions[chosen[0]], contact_index(chosen[1])
-            ts = np.array([self.decide_ns])
-            fatigue = float(_fatigue(world, state, np.array([contact]), ts)[0])
-            probs = true_probabilities(world, state, acc, contact, fatigue)
             frozen = self.frozen(account_id(acc), acc)
-            frozen_item = positions[frozen[0]] if frozen is not None else None
-            ev = probs * item_values(world)
+            # every contact a policy could address: the account's buying center this week,
+            # and whoever the service or the frozen champion named
+            slots = week.slot_contact[acc]
+            present = slots[slots >= 0]
+            named = [contact] + ([contact_index(frozen[1])] if frozen is not None else [])
+            contacts = np.unique(np.concatenate([present, np.asarray(named, dtype=np.int64)]))
+            row = {int(c): i for i, c in enumerate(contacts.tolist())}
+            probs_by_contact = self._probabilities(world, state, acc, contacts)
+            _fatigue(world, state, np.array([contact]), np.array([self.decide_ns]))  # exposed
+            probs = probs_by_contact[row[contact]]
+            ev_by_contact = probs_by_contact * values_of_items[None, :]
             self.truth[(account_id(acc), self.decide_ns)] = probs.astype(np.float32)
-            for values, of in ((probs, ""), (ev, "_ev")):
-                getattr(self.values, "served" + of).append(float(values[item]))
+            logging_rows = [row[int(c)] for c in present] or [row[contact]]
+            for by_contact, of in ((probs_by_contact, ""), (ev_by_contact, "_ev")):
+                getattr(self.values, "served" + of).append(float(by_contact[row[contact], item]))
+                policy = lk.policy[state.crm_phase[acc]]
                 getattr(self.values, "logging" + of).append(
-                    float(lk.policy[state.crm_phase[acc]] @ values)
+                    float((by_contact[logging_rows] @ policy).mean())
                 )
                 getattr(self.values, "frozen" + of).append(
-                    float(values[frozen_item]) if frozen_item is not None else float("nan")
+                    float(by_contact[row[contact_index(frozen[1])], positions[frozen[0]]])
+                    if frozen is not None
+                    else float("nan")
                 )
-                getattr(self.values, "oracle" + of).append(float(values.max()))
-                role = world.centers.contact_role[contact]
-                fits = (cat.phase_fit[:, state.phase[acc]] == 1.0) & (cat.role_fit[:, role] == 1.0)
-                getattr(self.values, "oracle_fit" + of).append(
-                    float(values[fits].max()) if fits.any() else float("nan")
-                )
+                getattr(self.values, "oracle" + of).append(float(by_contact.max()))
             r_ts = self.decide_ns + int(rng.integers(60, 3 * DAY_S)) * SECOND_NS
             if rng.random() < probs[item] and r_ts < world.centers.contact_gone[contact]:
                 etype = int(pick_cdf(lk.item_resp_cdf[[item]], rng.random(1))[0])
@@ -231,6 +241,23 @@ class ServiceSender:
                 if cat.phase_fit[item, state.phase[acc]] == 1.0:
                     responded_fit[acc] += 1
         return responded_fit
+
+    def _probabilities(
+        self, world: World, state: State, acc: int, contacts: np.ndarray
+    ) -> np.ndarray:
+        """contacts x items: each contact's true response probability of every item now, 0
+        for a contact gone by the decision (they answer nobody)."""
+        ts = np.full(len(contacts), self.decide_ns)
+        fatigue = fatigue_at(world, state, contacts, ts)
+        out = np.stack(
+            [
+                true_probabilities(world, state, acc, int(c), float(f))
+                for c, f in zip(contacts.tolist(), fatigue.tolist(), strict=True)
+            ]
+        )
+        gone = world.centers.contact_gone[contacts] <= self.decide_ns
+        out[gone] = 0.0
+        return out
 
 
 def content_positions(world: World) -> dict[str, int]:

@@ -124,15 +124,22 @@ def _send(
     return np.bincount(x_acc[responds & (fit == 1.0)], minlength=world.n_accounts)
 
 
-def _fatigue(world: World, state: State, contact: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Returns each contact's fatigue, its exposures in [ts - fatigue window, ts) weighted
-    by recency (fatigue_weight), and remembers ``ts`` as the contact's latest exposure."""
+def fatigue_at(world: World, state: State, contact: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Each contact's fatigue at ``ts``: its exposures in [ts - fatigue window, ts) weighted
+    by recency (fatigue_weight)."""
     p = world.params
     window_ns = p.fatigue_window_days * NS_PER_DAY
     ring = state.fatigue_ring[contact]
     inside = (ring >= (ts - window_ns)[:, None]) & (ring < ts[:, None])
     age = np.where(inside, ts[:, None] - ring, 0)
-    fatigue = np.where(inside, fatigue_weight(age, p.fatigue_halflife_days), 0.0).sum(1)
+    fatigue: np.ndarray = np.where(inside, fatigue_weight(age, p.fatigue_halflife_days), 0.0).sum(1)
+    return fatigue
+
+
+def _fatigue(world: World, state: State, contact: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Returns each contact's fatigue (:func:`fatigue_at`) and remembers ``ts`` as the
+    contact's latest exposure."""
+    fatigue = fatigue_at(world, state, contact, ts)
     state.fatigue_ring[contact, state.fatigue_pos[contact] % FATIGUE_SLOTS] = ts
     state.fatigue_pos[contact] += 1
     return fatigue

@@ -28,6 +28,7 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         profile="legacy",
         no_online=False,
         out=str(tmp_path),
+        arbitration=None,
     )
     result = run_loop(args)
     weeks = result["weeks"]
