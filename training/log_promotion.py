@@ -16,10 +16,14 @@ Only decisions after what the challenger learned from count (its last training o
 as-of date plus the exposure window, from its run's tags): a model valued on its own
 training rows would look better than it is.
 
-The challenger's top-1 policy (the eligible item of highest expected value, P(response) x
-the item's value, as the service ranks, among the items fitting the CRM phase and listing
-the contact's role, the shipped arbitration's rules; the phase-fit weights, the churn lever
-and the online posterior are left out) is valued off-policy on those decisions (IPS, SNIPS
+The challenger's top-1 policy is the pick the service would serve with it: the item of
+highest expected value as ``models.arbitration`` ranks, P(response) x the item's value x its
+phase fit under the champion phase model's probabilities on the decision day x role fit x
+the churn lever at the champion churn model's risk, among the items the arbitration's
+phase and role rules let through (:func:`service_ranking`; the contact policy, recent
+consumption and the online posterior are left out). Without a champion phase and churn
+model it ranks by P(response) x value among the items fitting the CRM phase and listing
+the contact's role. It is valued off-policy on those decisions (IPS, SNIPS
 and DR with 95 % intervals, ``training.ope``); the champion's estimate is the value of what
 it served, the observed mean reward (on-policy: its importance weights are 1). The alias
 moves only when the challenger's DR lower bound beats that estimate; ``--force`` moves it
@@ -47,7 +51,9 @@ from features.errors import InvalidInputError
 from features.schema import RESPONSE_WINDOW_DAYS, JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
+from models import churn, phase
 from models import next_content as nc
+from models.arbitration import ArbitrationConfig, prepare_catalog
 from models.contract import CHAMPION
 from training.datasets import data_end
 from training.next_content import EXPOSURE_WINDOW_DAYS, next_content_rows
@@ -77,6 +83,23 @@ PICK_COLUMNS = (
 
 class ServedLogError(InvalidInputError):
     """The data hold too few served decisions to judge a challenger on."""
+
+
+# The columns served_decisions adds with the service's models: its phase probabilities (one
+# per taxonomy phase, in taxonomy order) and its calibrated churn risk at each decision.
+PHASE_PROBA_PREFIX = "service.phase_proba."
+CHURN_RISK_COLUMN = "service.churn_risk"
+
+
+@dataclass(frozen=True)
+class ServiceModels:
+    """The champion phase and churn models the service ranked with (and the churn run's
+    params, which hold its calibration): what the challenger's policy needs to rank as
+    the service would."""
+
+    phase: Any
+    churn: Any
+    churn_params: dict[str, str]
 
 
 def has_served_log(data: JourneyData) -> bool:
@@ -144,11 +167,14 @@ def served_decisions(
     *,
     after: pd.Timestamp | None = None,
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
+    models: ServiceModels | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The next-content rows of the service's top-slot decisions (see the module docstring)
     made at or after ``after`` (the end of what the challenger learned from: it is judged on
     decisions it did not see) whose response window has closed by :func:`data_end`, and the
-    model's feature columns. Raises :class:`ServedLogError` with fewer than
+    model's feature columns. With the service's ``models``, each row also holds their
+    answers on the decision day's features (:data:`PHASE_PROBA_PREFIX` columns and
+    :data:`CHURN_RISK_COLUMN`). Raises :class:`ServedLogError` with fewer than
     :data:`MIN_DECISIONS`."""
     ex = data.exposures
     ts = ex["ts"]
@@ -173,7 +199,26 @@ def served_decisions(
     frame = next_content_rows(
         dataclasses.replace(data, exposures=decided), taxonomy, features, window_days=1
     )
+    if models is not None:
+        frame = _with_service_answers(frame, features, models, taxonomy)
     return frame, nc.feature_columns(taxonomy)
+
+
+def _with_service_answers(
+    frame: pd.DataFrame, features: pd.DataFrame, models: ServiceModels, taxonomy: Taxonomy
+) -> pd.DataFrame:
+    """``frame`` with the service models' phase probabilities and churn risk on each
+    decision day's features."""
+    n_phases = len(taxonomy.phases)
+    answers = pd.DataFrame({"account_id": features["account_id"], "as_of": features["as_of"]})
+    proba = phase.predict_proba(models.phase, features, n_classes=n_phases)
+    for j, name in enumerate(taxonomy.phases):
+        answers[PHASE_PROBA_PREFIX + name] = proba[:, j]
+    answers[CHURN_RISK_COLUMN] = churn.calibrate(
+        churn.predict_proba(models.churn, features), models.churn_params
+    )
+    keyed = frame[["account_id", "as_of"]].merge(answers, on=["account_id", "as_of"], how="left")
+    return pd.concat([frame, keyed.drop(columns=["account_id", "as_of"])], axis=1)
 
 
 def role_fits(catalog: pd.DataFrame, contact_role: pd.Series) -> np.ndarray:
@@ -191,21 +236,63 @@ def role_fits(catalog: pd.DataFrame, contact_role: pd.Series) -> np.ndarray:
     return out
 
 
+def service_ranking(
+    rows: pd.DataFrame, catalog: pd.DataFrame, taxonomy: Taxonomy, config: ArbitrationConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(decisions x items weight, decisions x items eligible): what the service multiplies
+    P(response) by and which items its rules let it serve, from the service models' answers
+    in ``rows`` (:func:`served_decisions` with models) and the arbitration ``config``, as
+    ``models.arbitration.rank_actions`` scores: value x phase fit under the predicted phase
+    distribution x churn lever, held back below ``min_phase_fit`` and, with
+    ``require_role_fit``, where the item does not list the contact's role. (The contact
+    policy, recent consumption and dismissals are left out: they hold back the same items
+    for every policy.)"""
+    cat = prepare_catalog(catalog, taxonomy.phases)
+    proba = rows[[PHASE_PROBA_PREFIX + p for p in taxonomy.phases]].to_numpy(dtype=np.float64)
+    w = config.weights
+    phase_fit = (
+        proba @ cat.phase_weight(w.phase_fit.exact, w.phase_fit.adjacent, w.phase_fit.none).T
+    )
+    role_match = role_fits(catalog, rows["contact_role"])
+    role_weight = np.where(role_match, w.role_fit.match, w.role_fit.no_match)
+    risk = rows[CHURN_RISK_COLUMN].to_numpy(dtype=np.float64)
+    lever = config.churn_lever
+    retention = cat.is_retention(tuple(lever.retention_content_types))
+    levers = np.where(retention[None, :], 1.0 + lever.lever_strength * risk[:, None], 1.0)
+    weight = cat.value[None, :] * phase_fit * role_weight * levers
+    rules = config.eligibility
+    eligible = np.ones(weight.shape, dtype=bool)
+    if rules.require_phase_fit:
+        eligible &= phase_fit >= rules.min_phase_fit
+    if rules.require_role_fit:
+        eligible &= role_match
+    return weight, eligible
+
+
 def judge(
     estimator: Any,
     rows: pd.DataFrame,
     feature_columns: list[str],
     content: pd.DataFrame,
     taxonomy: Taxonomy,
+    config: ArbitrationConfig | None = None,
 ) -> LogJudgement:
     """The challenger ``estimator``'s top-1 policy valued on the decision ``rows``
-    (:func:`served_decisions`), beside the value of what was served."""
+    (:func:`served_decisions`), beside the value of what was served. With the arbitration
+    ``config`` and rows holding the service models' answers, the challenger ranks as the
+    service would rank with it (:func:`service_ranking`); otherwise by P(response) x value
+    among the items fitting the CRM phase and the contact's role."""
     catalog = content.reset_index(drop=True)
     n = len(rows)
-    eligible = nc.eligible_items(
-        catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
-    )
-    eligible &= role_fits(catalog, rows["contact_role"])
+    served_view = config is not None and CHURN_RISK_COLUMN in rows
+    if served_view:
+        assert config is not None
+        weight, eligible = service_ranking(rows, catalog, taxonomy, config)
+    else:
+        eligible = nc.eligible_items(
+            catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
+        )
+        eligible &= role_fits(catalog, rows["contact_role"])
     logged = content_positions(catalog, rows["content_id"])
     eligible[np.arange(n), logged] = True  # what was served could be served
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
@@ -228,14 +315,16 @@ def judge(
         groups=rows["account_id"].astype(str).to_numpy(),
     )
     # The challenger's policy is the pick the service would serve with it: the service ranks
-    # by expected value, P(response) x the item's value (models.arbitration; 1 without one),
-    # so a top-1 by P alone would value a policy nobody serves.
-    value = (
-        catalog["value"].to_numpy(dtype=np.float64, na_value=1.0)
-        if "value" in catalog
-        else np.ones(len(catalog))
-    )
-    pick = nc.top1(scores * value[None, :], eligible)
+    # by expected value, P(response) x the item's value (models.arbitration; 1 without one)
+    # x fit x churn lever, so a top-1 by P alone would value a policy nobody serves.
+    if not served_view:
+        value = (
+            catalog["value"].to_numpy(dtype=np.float64, na_value=1.0)
+            if "value" in catalog
+            else np.ones(len(catalog))
+        )
+        weight = np.broadcast_to(value[None, :], scores.shape)
+    pick = nc.top1(scores * weight, eligible)
     values = compare_policies(decisions, pick)
     challenger = values[MODEL]
     ids = catalog["content_id"].astype(str).to_numpy()

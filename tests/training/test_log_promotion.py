@@ -16,12 +16,16 @@ from typer.testing import CliRunner
 
 from features.load import write_data_dir
 from features.schema import RESPONSE_WINDOW_DAYS, JourneyData
+from models import next_content as nc
+from models.arbitration import AccountContext, load_arbitration_config, rank_actions
 from models.contract import CHAMPION, NEXT_CONTENT
 from nba.cli import app as cli
 from tests.utils.registry import TrainedRegistry
 from training.datasets import as_of_grid, data_end
 from training.labels import CHURN_HORIZON_DAYS
 from training.log_promotion import (
+    CHURN_RISK_COLUMN,
+    PHASE_PROBA_PREFIX,
     PICK_COLUMNS,
     PICKS_ARTIFACT,
     LogJudgement,
@@ -29,6 +33,7 @@ from training.log_promotion import (
     learned_until,
     promote_on_log,
     served_decisions,
+    service_ranking,
 )
 from training.next_content import HORIZON_DAYS, label_responses
 from training.ope import Estimate
@@ -182,3 +187,46 @@ def test_next_content_trains_on_exposures_up_to_its_own_horizon(
     assert last == as_of_grid(data, horizon_days=HORIZON_DAYS)[-1] > prepared.as_of[-1]
     assert end - last >= pd.Timedelta(days=HORIZON_DAYS)  # every label window has closed
     assert ts.frame["ts"].max() > end - pd.Timedelta(days=CHURN_HORIZON_DAYS)
+
+
+def test_the_challenger_ranks_as_the_service_would(trained_registry: TrainedRegistry) -> None:
+    """service_ranking's pick equals rank_actions' greedy top action for the same decision
+    (its phase probabilities, churn risk, contact role and P(response) per item)."""
+    taxonomy, content = trained_registry.taxonomy, trained_registry.data.content
+    catalog = content.reset_index(drop=True)
+    config = load_arbitration_config().model_copy(update={"exploration_rate": 0.0})
+    rng = np.random.default_rng(5)
+    n, phases = 300, list(taxonomy.phases)
+    roles = rng.choice(list(taxonomy.role_names), n)
+    rows = pd.DataFrame({"contact_role": roles})
+    proba = rng.dirichlet(np.full(len(phases), 0.4), n)
+    for j, name in enumerate(phases):
+        rows[PHASE_PROBA_PREFIX + name] = proba[:, j]
+    rows[CHURN_RISK_COLUMN] = rng.uniform(0, 1, n)
+    p = rng.uniform(0.01, 0.3, (n, len(catalog)))
+    weight, eligible = service_ranking(rows, catalog, taxonomy, config)
+    picks = nc.top1(p * weight, eligible)
+    assert eligible.any(axis=1).mean() > 0.5  # most decisions have an item to serve
+    for i in range(n):
+        decision = rank_actions(
+            AccountContext(
+                account_id="A",
+                phase_proba=proba[i],
+                phase_names=phases,
+                churn_risk=float(rows[CHURN_RISK_COLUMN].iloc[i]),
+                contacts=pd.DataFrame({"contact_id": ["K1"], "role": [roles[i]]}),
+            ),
+            pd.DataFrame(
+                {"contact_id": "K1", "content_id": catalog["content_id"], "p_response": p[i]}
+            ),
+            catalog,
+            config,
+            k=1,
+            rng=np.random.default_rng(0),
+            now=pd.Timestamp("2025-06-01", tz="UTC"),
+            explore=False,
+        )
+        if not eligible[i].any():
+            assert not decision.actions
+            continue
+        assert decision.actions[0].content_id == catalog["content_id"].iloc[picks[i]]

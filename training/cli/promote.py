@@ -30,6 +30,7 @@ from training.cli.options import (
 
 if TYPE_CHECKING:
     from features.taxonomy import Taxonomy
+    from training.log_promotion import ServiceModels
     from training.train import Prepared
 
 
@@ -57,6 +58,14 @@ def promote(
     reward_event: RewardEventOption = None,
     reward_window_days: RewardWindowOption = 7,
     outcomes: OutcomesOption = None,
+    arbitration: Annotated[
+        Path | None,
+        typer.Option(
+            "--arbitration",
+            help="The service's arbitration policy file, for judging next content on the "
+            "served log as the service would rank with it (default: the shipped one).",
+        ),
+    ] = None,
 ) -> None:
     """Score the newest version and the champion on the same test data; move `champion` to
     the newcomer only if it is better on the model's primary metric and beat its strongest
@@ -67,7 +76,9 @@ def promote(
     directory nba export writes) is judged on that served log instead: the newest version's
     top-1 policy valued off-policy (IPS, SNIPS, DR, 95 % intervals) on the decisions the
     service served, promoted only when its DR lower bound beats the champion's served value;
-    the comparison is logged to MLflow."""
+    the comparison is logged to MLflow. The newcomer's policy ranks as the service would
+    rank with it: the champion phase and churn models' answers on each decision day, the
+    arbitration policy's fit, churn lever and rules (--arbitration)."""
     from models.outcomes import load_outcomes
     from training.registry import promote as run_promotion
     from training.tracking import configure_tracking
@@ -97,7 +108,11 @@ def promote(
         from training.log_promotion import has_served_log
 
         if has_served_log(prepared.data):
-            typer.echo(_promote_on_log(prepared, tax, version=version, force=force))
+            typer.echo(
+                _promote_on_log(
+                    prepared, tax, version=version, force=force, arbitration=arbitration
+                )
+            )
             return
     score = scorer_on_test_split(name, prepared, tax, declared)
     metric = model_steps(name, declared).primary_metric.removeprefix("model.")
@@ -105,12 +120,42 @@ def promote(
     typer.echo(outcome.format())
 
 
+def _service_models() -> ServiceModels | None:
+    """The champion phase and churn models the service ranks with; None when the registry
+    lacks either (the challenger is then judged on the CRM phase)."""
+    from mlflow import MlflowClient
+
+    from training.log_promotion import ServiceModels
+    from training.registry import load_version
+    from training.result import registered_name
+    from training.tracking import champion_version
+
+    loaded = {}
+    for model in ("phase", "churn"):
+        name = registered_name(model)
+        version = champion_version(name)
+        if version is None:
+            return None
+        run_id = MlflowClient().get_model_version(name, version).run_id
+        params = dict(MlflowClient().get_run(str(run_id)).data.params) if run_id else {}
+        loaded[model] = (load_version(name, version), params)
+    return ServiceModels(
+        phase=loaded["phase"][0], churn=loaded["churn"][0], churn_params=loaded["churn"][1]
+    )
+
+
 def _promote_on_log(
-    prepared: Prepared, taxonomy: Taxonomy, *, version: str | None, force: bool
+    prepared: Prepared,
+    taxonomy: Taxonomy,
+    *,
+    version: str | None,
+    force: bool,
+    arbitration: Path | None = None,
 ) -> str:
     """``nba promote next-content`` on data holding the service's decisions."""
     from mlflow import MlflowClient
 
+    from models.arbitration import load_arbitration_config
     from training.log_promotion import judge, learned_until, promote_on_log, served_decisions
     from training.registry import latest_version, load_version
     from training.result import registered_name
@@ -120,10 +165,16 @@ def _promote_on_log(
     client = MlflowClient()
     run_id = client.get_model_version(name, challenger).run_id
     after = learned_until(client.get_run(str(run_id)).data.tags) if run_id else None
+    models = _service_models()
     rows, columns = served_decisions(
-        prepared.data, taxonomy, after=after, attributes=prepared.attributes
+        prepared.data, taxonomy, after=after, attributes=prepared.attributes, models=models
     )
     judgement = judge(
-        load_version(name, challenger), rows, columns, prepared.data.content, taxonomy
+        load_version(name, challenger),
+        rows,
+        columns,
+        prepared.data.content,
+        taxonomy,
+        config=load_arbitration_config(arbitration) if models is not None else None,
     )
     return promote_on_log(challenger, judgement, force=force).format()
