@@ -40,6 +40,7 @@ from bench.loop_world import (
     WeekValues,
     content_positions,
     new_touchpoints,
+    organic_touches,
     recorded_stages,
     true_values_of_picks,
 )
@@ -253,7 +254,12 @@ class Loop:
             accepted += int(answer.json().get("accepted", 0))
         return accepted
 
-    def retrain(self, sender: ServiceSender, positions: dict[str, int]) -> dict[str, Any]:
+    def retrain(
+        self,
+        sender: ServiceSender,
+        positions: dict[str, int],
+        organic: dict[tuple[str, str], list[int]],
+    ) -> dict[str, Any]:
         """``nba train next-content --store`` then ``nba promote next-content --store``;
         the service reloads what the alias points to."""
         started = time.perf_counter()
@@ -266,7 +272,9 @@ class Loop:
         metrics, picks = (
             _promotion_run(self.tracking_uri) if promoted.returncode == 0 else ({}, None)
         )
-        truth = None if picks is None else true_values_of_picks(picks, sender.truth, positions)
+        truth = (
+            None if picks is None else true_values_of_picks(picks, sender.truth, positions, organic)
+        )
         return {
             "trained": trained.returncode == 0,
             # why a retrain failed (its promotion then judges the previous newcomer again)
@@ -287,6 +295,11 @@ class Loop:
                 metrics.get("log.champion.served"),
                 metrics.get("log.champion.served_low"),
                 metrics.get("log.champion.served_high"),
+            ],
+            "difference": [
+                metrics.get("log.difference"),
+                metrics.get("log.difference_low"),
+                metrics.get("log.difference_high"),
             ],
             "decisions": metrics.get("log.decisions"),
             # the true values on the judged decisions (the world's response model)
@@ -309,6 +322,9 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     weeks: list[dict[str, Any]] = []
     promotions: list[dict[str, Any]] = []
     loaded = 0  # touchpoints of the loop sent so far
+    # the world's own response-type touches per (contact, item): what a reward counts
+    # besides the answers to the service
+    organic: dict[tuple[str, str], list[int]] = {}
     try:
         for w in range(args.weeks):
             week_start = first + pd.Timedelta(weeks=w)
@@ -324,6 +340,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
                 run.world, run.records, before_ns=int(loop.clock.value), first_id=loaded
             )
             loaded += len(events)
+            organic_touches(events, organic)
             loop.post_events(events + values.responses)
             loop.sync_stages(run, since=week_start)
             posteriors = loop.services(loop.client).posteriors
@@ -333,7 +350,10 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
             weeks.append({"week": w + 1, **values.summary()})
             if (w + 1) % args.retrain_every == 0 and w + 1 < args.weeks:
                 promotions.append(
-                    {"after_week": w + 1, **loop.retrain(sender, content_positions(run.world))}
+                    {
+                        "after_week": w + 1,
+                        **loop.retrain(sender, content_positions(run.world), organic),
+                    }
                 )
             # what is known so far, for a run cut short
             progress = {"weeks": weeks, "promotions": promotions, "seconds": loop.seconds}
@@ -368,26 +388,34 @@ def _mean(weeks: list[dict[str, Any]], name: str) -> float | None:
 
 def _judge(p: dict[str, Any], weeks: list[dict[str, Any]], every: int) -> dict[str, Any]:
     """The promotion with the served policy's true value in the weeks before and after it,
-    and its estimates checked against the truth on the decisions it judged: whether the
-    challenger's DR interval covers the challenger's true value there, whether the
-    champion's interval covers what was served, and whether the challenger truly beats it."""
+    and its estimates checked against the truth on the decisions it judged, in the
+    reward's terms (a response or the item's organic touch, ``true_on_judged``): whether
+    the challenger's DR interval covers the challenger's true value, the champion's
+    interval what was served, the paired difference's interval the true difference, and
+    whether the challenger truly beats the champion."""
     at = p["after_week"]
     before = _mean(weeks[at - every : at], "served")
     after = _mean(weeks[at : at + every], "served")
     truth = p.get("true_on_judged") or {}
-    challenger, served = truth.get("challenger"), truth.get("served")
-    dr, champion = p["dr"], p["champion_served"]
+    challenger, served = truth.get("challenger_reward"), truth.get("served_reward")
+    gap = challenger - served if challenger is not None and served is not None else None
+
+    def covers(estimate: list[float | None], value: float | None) -> bool | None:
+        if value is None or estimate[1] is None or estimate[2] is None:
+            return None
+        return bool(estimate[1] <= value <= estimate[2])
+
     return {
         **p,
         "true_before": before,
         "true_after": after,
-        "dr_covers_truth": None if challenger is None or dr[1] is None
-        else dr[1] <= challenger <= dr[2],
-        "champion_covers_truth": None if served is None or champion[1] is None
-        else champion[1] <= served <= champion[2],
-        "challenger_truly_better": None if challenger is None or served is None
-        else challenger > served,
-    }  # fmt: skip
+        "dr_covers_truth": covers(p["dr"], challenger),
+        "champion_covers_truth": covers(p["champion_served"], served),
+        "difference_covers_truth": covers(p.get("difference") or [None] * 3, gap),
+        "challenger_truly_better": (
+            truth["challenger"] > truth["served"] if truth.get("challenger") is not None else None
+        ),
+    }
 
 
 def _targets(
@@ -431,6 +459,7 @@ def _targets(
             "covered": sum(bool(j["dr_covers_truth"]) for j in checked),
             "of": len(checked),
             "champion_covered": sum(bool(j["champion_covers_truth"]) for j in checked),
+            "difference_covered": sum(bool(j["difference_covers_truth"]) for j in checked),
             "met": all(j["dr_covers_truth"] for j in checked) if checked else None,
         },
     }

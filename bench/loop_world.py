@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS
 from features.simulate.draws import pick_cdf
 from features.simulate.exposures import _fatigue, fatigue_at
 from features.simulate.params import DAY_S, SECOND_NS
@@ -276,15 +277,26 @@ def item_values(world: World) -> np.ndarray:
 
 
 def true_values_of_picks(
-    picks: pd.DataFrame, truth: dict[tuple[str, int], np.ndarray], positions: dict[str, int]
+    picks: pd.DataFrame,
+    truth: dict[tuple[str, int], np.ndarray],
+    positions: dict[str, int],
+    organic: dict[tuple[str, str], list[int]],
 ) -> dict[str, Any]:
-    """The true mean response probability, over the judged decisions of a promotion
+    """The true values, over the judged decisions of a promotion
     (``training.log_promotion.PICK_COLUMNS`` rows), of the item served and of the
-    challenger's pick; ``matched`` counts the decisions found in ``truth``."""
+    challenger's pick: the mean true response probability (``served``, ``challenger``) and
+    the mean probability of what the reward counts (``*_reward``): a response, or a
+    response-type touch of that item by that contact within the response window that came
+    on its own (the world's organic touchpoints, ``organic``: (contact_id, content_id) ->
+    their times), which happens whatever was served: 1 - (1 - p)(1 - organic).
+    ``matched`` counts the decisions found in ``truth``."""
     ts = pd.to_datetime(picks["ts"], utc=True).astype("datetime64[ns, UTC]")
-    served, challenger = [], []
-    for acc, t, s, c in zip(
+    window = RESPONSE_WINDOW_DAYS * 86_400 * SECOND_NS
+    out: dict[str, list[float]] = {k: [] for k in ("served", "challenger")}
+    reward: dict[str, list[float]] = {k: [] for k in ("served", "challenger")}
+    for acc, contact, t, s, c in zip(
         picks["account_id"].astype(str),
+        picks["contact_id"].astype(str),
         ts.map(lambda x: x.value),
         picks["served_content_id"].astype(str),
         picks["challenger_content_id"].astype(str),
@@ -293,11 +305,30 @@ def true_values_of_picks(
         probs = truth.get((acc, int(t)))
         if probs is None:
             continue
-        served.append(float(probs[positions[s]]))
-        challenger.append(float(probs[positions[c]]))
+        for name, item in (("served", s), ("challenger", c)):
+            p = float(probs[positions[item]])
+            touched = any(int(t) <= o <= int(t) + window for o in organic.get((contact, item), ()))
+            out[name].append(p)
+            reward[name].append(1.0 if touched else p)
+
+    def mean(values: list[float]) -> float | None:
+        return round(float(np.mean(values)), 5) if values else None
+
     return {
-        "matched": len(served),
+        "matched": len(out["served"]),
         "of": len(picks),
-        "served": round(float(np.mean(served)), 5) if served else None,
-        "challenger": round(float(np.mean(challenger)), 5) if challenger else None,
+        "served": mean(out["served"]),
+        "challenger": mean(out["challenger"]),
+        "served_reward": mean(reward["served"]),
+        "challenger_reward": mean(reward["challenger"]),
     }
+
+
+def organic_touches(events: list[dict[str, Any]], into: dict[tuple[str, str], list[int]]) -> None:
+    """Adds the response-type touchpoints of a contact on an item among ``events`` (the
+    world's own touchpoints, not the answers to the service) to ``into``."""
+    kinds = set(RESPONSE_EVENT_TYPES)
+    for e in events:
+        if e["event_type"] in kinds and "contact_id" in e and "content_id" in e:
+            key = (e["contact_id"], e["content_id"])
+            into.setdefault(key, []).append(pd.Timestamp(e["ts"]).value)

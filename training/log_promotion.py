@@ -57,7 +57,14 @@ from models.arbitration import ArbitrationConfig, prepare_catalog
 from models.contract import CHAMPION
 from training.datasets import data_end
 from training.next_content import EXPOSURE_WINDOW_DAYS, next_content_rows
-from training.ope import LOGGING, MODEL, Estimate, LoggedDecisions, compare_policies
+from training.ope import (
+    LOGGING,
+    MODEL,
+    Estimate,
+    LoggedDecisions,
+    compare_policies,
+    paired_difference,
+)
 from training.outcome_sets import features_at_keys
 from training.policy import DECISION_PHASE_COLUMN, content_positions, phase_codes
 from training.result import registered_name
@@ -117,6 +124,9 @@ class LogJudgement:
     snips: Estimate
     dr: Estimate
     champion: Estimate
+    # the challenger's DR minus the champion's served value, decision by decision (its
+    # interval resamples the same accounts for both: tighter than the two apart)
+    difference: Estimate | None = None
     # one row per judged decision (PICK_COLUMNS); empty when not known
     picks: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=list(PICK_COLUMNS)), compare=False
@@ -135,6 +145,7 @@ class LogJudgement:
             ("challenger.snips", self.snips),
             ("challenger.dr", self.dr),
             ("champion.served", self.champion),
+            *((("difference", self.difference),) if self.difference is not None else ()),
         ):
             out |= {f"log.{name}": e.value, f"log.{name}_low": e.low, f"log.{name}_high": e.high}
         return out
@@ -147,6 +158,11 @@ class LogJudgement:
             f"on {self.decisions:,} decisions the service served (top slot, exploration "
             f"included): challenger IPS {show(self.ips)}, SNIPS {show(self.snips)}, DR "
             f"{show(self.dr)}; champion's served value {show(self.champion)}"
+            + (
+                ""
+                if self.difference is None
+                else f"; challenger - champion (DR, paired) {show(self.difference)}"
+            )
         )
 
 
@@ -346,6 +362,7 @@ def judge(
         snips=challenger.snips,
         dr=challenger.dr,
         champion=values[LOGGING].dr,
+        difference=paired_difference(challenger, values[LOGGING]),
         picks=picks,
     )
 

@@ -48,8 +48,11 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
     truth = promotion["true_on_judged"]
     assert truth["matched"] == truth["of"] == promotion["decisions"]
     assert 0 < truth["served"] < 1 and 0 < truth["challenger"] < 1
+    # what the reward counts: a response, or the item's own touch by the contact
+    assert truth["served"] <= truth["served_reward"] < 1
+    assert truth["challenger"] <= truth["challenger_reward"] < 1
     low, high = promotion["champion_served"][1], promotion["champion_served"][2]
-    assert promotion["champion_covers_truth"] == (low <= truth["served"] <= high)
+    assert promotion["champion_covers_truth"] == (low <= truth["served_reward"] <= high)
     checked = result["targets"]["promotion_intervals_cover_truth"]
     assert checked["of"] == 1 and checked["covered"] == int(promotion["dr_covers_truth"])
     store = Store(f"sqlite:///{tmp_path / 'nba.db'}", load_taxonomy())

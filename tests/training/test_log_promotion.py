@@ -107,6 +107,9 @@ def test_promote_judges_next_content_on_the_served_log(
     m = run.data.metrics
     assert m["log.decisions"] >= 20
     assert m["log.challenger.dr_low"] <= m["log.challenger.dr"] <= m["log.challenger.dr_high"]
+    # the paired difference: the same decisions' DR terms minus their observed rewards
+    assert m["log.difference"] == pytest.approx(m["log.challenger.dr"] - m["log.champion.served"])
+    assert m["log.difference_low"] <= m["log.difference"] <= m["log.difference_high"]
     promoted = m["log.challenger.dr_low"] > m["log.champion.served"]
     assert champion_version(NEXT_CONTENT) == ("2" if promoted else "1")
     # Every judged decision's served item and the challenger's pick, as the run's artifact.
