@@ -167,6 +167,17 @@ def true_probabilities(
     )
 
 
+@dataclass(frozen=True)
+class DecisionTruth:
+    """One decision's contacts (ids, roles), each one's true response probability of every
+    item (contacts x items) and the row of the contact the service addressed."""
+
+    contacts: list[str]
+    roles: list[str]
+    probs: np.ndarray
+    served: int
+
+
 @dataclass
 class ServiceSender:
     """The weekly exposure step with the service deciding: accounts come to a decision at
@@ -177,9 +188,10 @@ class ServiceSender:
     frozen: Chooser
     decide_ns: int = 0
     values: WeekValues = field(default_factory=WeekValues)
-    # (account_id, decision ns) -> the true response probability of every catalog item for
-    # the decided contact: what a promotion's off-policy estimate is checked against
-    truth: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    # (account_id, decision ns) -> the contacts either policy could address then, with
+    # their roles and the true response probability of every catalog item for each: what a
+    # promotion's off-policy estimate is checked against
+    truth: dict[tuple[str, int], DecisionTruth] = field(default_factory=dict)
 
     def __call__(
         self, world: World, state: State, week: Week, rng: np.random.Generator, records: Records
@@ -211,7 +223,15 @@ class ServiceSender:
             _fatigue(world, state, np.array([contact]), np.array([self.decide_ns]))  # exposed
             probs = probs_by_contact[row[contact]]
             ev_by_contact = probs_by_contact * values_of_items[None, :]
-            self.truth[(account_id(acc), self.decide_ns)] = probs.astype(np.float32)
+            self.truth[(account_id(acc), self.decide_ns)] = DecisionTruth(
+                contacts=[contact_id(int(c)) for c in contacts.tolist()],
+                roles=[
+                    world.taxonomy.role_names[int(world.centers.contact_role[c])]
+                    for c in contacts.tolist()
+                ],
+                probs=probs_by_contact.astype(np.float32),
+                served=row[contact],
+            )
             logging_rows = [row[int(c)] for c in present] or [row[contact]]
             for by_contact, of in ((probs_by_contact, ""), (ev_by_contact, "_ev")):
                 getattr(self.values, "served" + of).append(float(by_contact[row[contact], item]))
@@ -278,38 +298,55 @@ def item_values(world: World) -> np.ndarray:
 
 def true_values_of_picks(
     picks: pd.DataFrame,
-    truth: dict[tuple[str, int], np.ndarray],
+    truth: dict[tuple[str, int], DecisionTruth],
     positions: dict[str, int],
     organic: dict[tuple[str, str], list[int]],
 ) -> dict[str, Any]:
     """The true values, over the judged decisions of a promotion
     (``training.log_promotion.PICK_COLUMNS`` rows), of the item served and of the
-    challenger's pick: the mean true response probability (``served``, ``challenger``) and
+    challenger's pick (addressed to the contacts of its role, each alike, as the judgement
+    takes them; to the served contact when it names no role or the world has no such
+    contact then): the mean true response probability (``served``, ``challenger``) and
     the mean probability of what the reward counts (``*_reward``): a response, or a
     response-type touch of that item by that contact within the response window that came
     on its own (the world's organic touchpoints, ``organic``: (contact_id, content_id) ->
     their times), which happens whatever was served: 1 - (1 - p)(1 - organic).
-    ``matched`` counts the decisions found in ``truth``."""
+    ``matched`` counts the decisions found in ``truth``, ``role_unmatched`` those whose
+    challenger role no contact of the world's had."""
     ts = pd.to_datetime(picks["ts"], utc=True).astype("datetime64[ns, UTC]")
     window = RESPONSE_WINDOW_DAYS * 86_400 * SECOND_NS
     out: dict[str, list[float]] = {k: [] for k in ("served", "challenger")}
     reward: dict[str, list[float]] = {k: [] for k in ("served", "challenger")}
-    for acc, contact, t, s, c in zip(
+    unmatched = 0
+    roles = picks["challenger_role"] if "challenger_role" in picks else pd.Series([""] * len(picks))
+    for acc, t, s, c, role in zip(
         picks["account_id"].astype(str),
-        picks["contact_id"].astype(str),
         ts.map(lambda x: x.value),
         picks["served_content_id"].astype(str),
         picks["challenger_content_id"].astype(str),
+        roles.fillna("").astype(str),
         strict=True,
     ):
-        probs = truth.get((acc, int(t)))
-        if probs is None:
+        known = truth.get((acc, int(t)))
+        if known is None:
             continue
-        for name, item in (("served", s), ("challenger", c)):
-            p = float(probs[positions[item]])
-            touched = any(int(t) <= o <= int(t) + window for o in organic.get((contact, item), ()))
-            out[name].append(p)
-            reward[name].append(1.0 if touched else p)
+        rows = [i for i, r in enumerate(known.roles) if role and r == role]
+        unmatched += bool(role) and not rows
+        for name, item, at in (("served", s, [known.served]), ("challenger", c, rows)):
+            at = at or [known.served]
+            col = positions[item]
+            p = known.probs[at, col].astype(np.float64)
+            touched = np.array(
+                [
+                    any(
+                        int(t) <= o <= int(t) + window
+                        for o in organic.get((known.contacts[i], item), ())
+                    )
+                    for i in at
+                ]
+            )
+            out[name].append(float(p.mean()))
+            reward[name].append(float(np.where(touched, 1.0, p).mean()))
 
     def mean(values: list[float]) -> float | None:
         return round(float(np.mean(values)), 5) if values else None
@@ -317,6 +354,7 @@ def true_values_of_picks(
     return {
         "matched": len(out["served"]),
         "of": len(picks),
+        "role_unmatched": unmatched,
         "served": mean(out["served"]),
         "challenger": mean(out["challenger"]),
         "served_reward": mean(reward["served"]),

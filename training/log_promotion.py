@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
@@ -53,20 +52,13 @@ from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
 from models import churn, phase
 from models import next_content as nc
-from models.arbitration import ArbitrationConfig, prepare_catalog
 from models.contract import CHAMPION
 from training.datasets import data_end
 from training.next_content import EXPOSURE_WINDOW_DAYS, next_content_rows
 from training.ope import (
-    LOGGING,
-    MODEL,
     Estimate,
-    LoggedDecisions,
-    compare_policies,
-    paired_difference,
 )
 from training.outcome_sets import features_at_keys
-from training.policy import DECISION_PHASE_COLUMN, content_positions, phase_codes
 from training.result import registered_name
 from training.tracking import FORCED_TAG, champion_version
 
@@ -83,6 +75,11 @@ PICK_COLUMNS = (
     "ts",
     "served_content_id",
     "challenger_content_id",
+    # the role of the contact the challenger addresses ("" unknown; empty when it keeps the
+    # served contact) and its probability of serving what was served (1 / the number of the
+    # account's contacts of that role when it picks the served action, else 0)
+    "challenger_role",
+    "challenger_propensity",
     "propensity",
     "reward",
 )
@@ -235,136 +232,6 @@ def _with_service_answers(
     )
     keyed = frame[["account_id", "as_of"]].merge(answers, on=["account_id", "as_of"], how="left")
     return pd.concat([frame, keyed.drop(columns=["account_id", "as_of"])], axis=1)
-
-
-def role_fits(catalog: pd.DataFrame, contact_role: pd.Series) -> np.ndarray:
-    """decisions x items bool: the item lists the decision's contact role, the service's
-    role rule (``eligibility.require_role_fit`` of the shipped arbitration); an item listing
-    no role, and a contact of unknown role, fit everything."""
-    roles = pd.Series(contact_role).astype(object).reset_index(drop=True)
-    known = roles.notna().to_numpy()
-    out = np.ones((len(roles), len(catalog)), dtype=bool)
-    listed = catalog["roles"] if "roles" in catalog else pd.Series([None] * len(catalog))
-    for j, item_roles in enumerate(listed):
-        if item_roles is None or len(item_roles) == 0:
-            continue
-        out[:, j] = ~known | roles.isin([str(r) for r in item_roles]).to_numpy()
-    return out
-
-
-def service_ranking(
-    rows: pd.DataFrame, catalog: pd.DataFrame, taxonomy: Taxonomy, config: ArbitrationConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """(decisions x items weight, decisions x items eligible): what the service multiplies
-    P(response) by and which items its rules let it serve, from the service models' answers
-    in ``rows`` (:func:`served_decisions` with models) and the arbitration ``config``, as
-    ``models.arbitration.rank_actions`` scores: value x phase fit under the predicted phase
-    distribution x churn lever, held back below ``min_phase_fit`` and, with
-    ``require_role_fit``, where the item does not list the contact's role. (The contact
-    policy, recent consumption and dismissals are left out: they hold back the same items
-    for every policy.)"""
-    cat = prepare_catalog(catalog, taxonomy.phases)
-    proba = rows[[PHASE_PROBA_PREFIX + p for p in taxonomy.phases]].to_numpy(dtype=np.float64)
-    w = config.weights
-    phase_fit = (
-        proba @ cat.phase_weight(w.phase_fit.exact, w.phase_fit.adjacent, w.phase_fit.none).T
-    )
-    role_match = role_fits(catalog, rows["contact_role"])
-    role_weight = np.where(role_match, w.role_fit.match, w.role_fit.no_match)
-    risk = rows[CHURN_RISK_COLUMN].to_numpy(dtype=np.float64)
-    lever = config.churn_lever
-    retention = cat.is_retention(tuple(lever.retention_content_types))
-    levers = np.where(retention[None, :], 1.0 + lever.lever_strength * risk[:, None], 1.0)
-    weight = cat.value[None, :] * phase_fit * role_weight * levers
-    rules = config.eligibility
-    eligible = np.ones(weight.shape, dtype=bool)
-    if rules.require_phase_fit:
-        eligible &= phase_fit >= rules.min_phase_fit
-    if rules.require_role_fit:
-        eligible &= role_match
-    return weight, eligible
-
-
-def judge(
-    estimator: Any,
-    rows: pd.DataFrame,
-    feature_columns: list[str],
-    content: pd.DataFrame,
-    taxonomy: Taxonomy,
-    config: ArbitrationConfig | None = None,
-) -> LogJudgement:
-    """The challenger ``estimator``'s top-1 policy valued on the decision ``rows``
-    (:func:`served_decisions`), beside the value of what was served. With the arbitration
-    ``config`` and rows holding the service models' answers, the challenger ranks as the
-    service would rank with it (:func:`service_ranking`); otherwise by P(response) x value
-    among the items fitting the CRM phase and the contact's role."""
-    catalog = content.reset_index(drop=True)
-    n = len(rows)
-    served_view = config is not None and CHURN_RISK_COLUMN in rows
-    if served_view:
-        assert config is not None
-        weight, eligible = service_ranking(rows, catalog, taxonomy, config)
-    else:
-        eligible = nc.eligible_items(
-            catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
-        )
-        eligible &= role_fits(catalog, rows["contact_role"])
-    logged = content_positions(catalog, rows["content_id"])
-    eligible[np.arange(n), logged] = True  # what was served could be served
-    account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
-    scores = nc.score_candidates(
-        estimator,
-        rows[account_cols],
-        rows["contact_role"],
-        catalog,
-        taxonomy,
-        feature_columns,
-        eligible=eligible,
-    )
-    decisions = LoggedDecisions(
-        q=scores,
-        eligible=eligible,
-        logged=logged,
-        propensity=rows["propensity"].to_numpy(dtype=np.float64),
-        reward=rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64),
-        actions=catalog["content_id"].astype(str).tolist(),
-        groups=rows["account_id"].astype(str).to_numpy(),
-    )
-    # The challenger's policy is the pick the service would serve with it: the service ranks
-    # by expected value, P(response) x the item's value (models.arbitration; 1 without one)
-    # x fit x churn lever, so a top-1 by P alone would value a policy nobody serves.
-    if not served_view:
-        value = (
-            catalog["value"].to_numpy(dtype=np.float64, na_value=1.0)
-            if "value" in catalog
-            else np.ones(len(catalog))
-        )
-        weight = np.broadcast_to(value[None, :], scores.shape)
-    pick = nc.top1(scores * weight, eligible)
-    values = compare_policies(decisions, pick)
-    challenger = values[MODEL]
-    ids = catalog["content_id"].astype(str).to_numpy()
-    picks = pd.DataFrame(
-        {
-            "exposure_id": rows["exposure_id"].astype(str).to_numpy(),
-            "account_id": rows["account_id"].astype(str).to_numpy(),
-            "contact_id": rows["contact_id"].to_numpy(),
-            "ts": rows["ts"].to_numpy(),
-            "served_content_id": ids[logged],
-            "challenger_content_id": ids[pick],
-            "propensity": decisions.propensity,
-            "reward": decisions.reward,
-        }
-    )
-    return LogJudgement(
-        decisions=n,
-        ips=challenger.ips,
-        snips=challenger.snips,
-        dr=challenger.dr,
-        champion=values[LOGGING].dr,
-        difference=paired_difference(challenger, values[LOGGING]),
-        picks=picks,
-    )
 
 
 @dataclass(frozen=True)

@@ -140,16 +140,21 @@ class LoggedDecisions:
             raise MetricError(f"groups has {len(self.groups)} values; expected {n}")
 
     def clusters(self) -> Clusters | None:
-        """The decisions' accounts for the intervals; None when not given, or when every
-        account has one decision: the terms are then independent, and their normal interval
-        is the one independent terms always get (a per-decision log such as a randomised
-        e-mail campaign keeps the intervals it was judged with)."""
-        if self.groups is None:
-            return None
-        _, codes = np.unique(np.asarray(self.groups), return_inverse=True)
-        if int(codes.max()) + 1 == len(codes):
-            return None
-        return Clusters(codes)
+        """The decisions' accounts for the intervals (:func:`account_clusters`)."""
+        return account_clusters(self.groups)
+
+
+def account_clusters(groups: np.ndarray | None) -> Clusters | None:
+    """The decisions' accounts (``groups``, one per decision) for the intervals; None when
+    not given, or when every account has one decision: the terms are then independent, and
+    their normal interval is the one independent terms always get (a per-decision log such
+    as a randomised e-mail campaign keeps the intervals it was judged with)."""
+    if groups is None:
+        return None
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    if int(codes.max()) + 1 == len(codes):
+        return None
+    return Clusters(codes)
 
 
 def mean_estimate(terms: np.ndarray, clusters: Clusters | None = None) -> Estimate:

@@ -33,10 +33,10 @@ from training.log_promotion import (
     learned_until,
     promote_on_log,
     served_decisions,
-    service_ranking,
 )
 from training.next_content import HORIZON_DAYS, label_responses
 from training.ope import Estimate
+from training.served_policy import roles_at_decisions, service_ranking
 from training.tracking import FORCED_TAG, champion_version, configure_tracking
 from training.train import model_steps, prepare_data
 
@@ -233,3 +233,27 @@ def test_the_challenger_ranks_as_the_service_would(trained_registry: TrainedRegi
             assert not decision.actions
             continue
         assert decision.actions[0].content_id == catalog["content_id"].iloc[picks[i]]
+
+
+def test_a_decision_could_address_the_contacts_its_account_had_by_then() -> None:
+    """Contacts count by role once first seen; the served contact counts at least once (its
+    first touch may be the decision itself)."""
+    contacts = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "A", "B"],
+            "role": ["it", "it", "", "it"],
+            "first_seen": pd.to_datetime(
+                ["2025-01-01", "2025-03-01", "2025-01-01", None], utc=True
+            ),
+        }
+    )
+    rows = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "B"],
+            "ts": pd.to_datetime(["2025-02-01", "2025-04-01", "2025-02-01"], utc=True),
+            "contact_role": ["it", "marketing", None],
+        }
+    )
+    roles, counts = roles_at_decisions(rows, contacts)
+    assert roles == ["", "it", "marketing"]
+    assert counts.tolist() == [[1, 1, 0], [1, 2, 1], [1, 1, 0]]

@@ -156,9 +156,10 @@ def _promote_on_log(
     from mlflow import MlflowClient
 
     from models.arbitration import load_arbitration_config
-    from training.log_promotion import judge, learned_until, promote_on_log, served_decisions
+    from training.log_promotion import learned_until, promote_on_log, served_decisions
     from training.registry import latest_version, load_version
     from training.result import registered_name
+    from training.served_policy import judge, known_contacts
 
     name = registered_name("next-content")
     challenger = version or latest_version(name)
@@ -176,5 +177,6 @@ def _promote_on_log(
         prepared.data.content,
         taxonomy,
         config=load_arbitration_config(arbitration) if models is not None else None,
+        contacts=known_contacts(prepared.data),
     )
     return promote_on_log(challenger, judgement, force=force).format()

@@ -1,0 +1,297 @@
+"""How a next-content challenger would have decided on the service's served log, and what
+that is worth off-policy (``training.log_promotion`` says which decisions and how the
+promotion reads the result).
+
+:func:`judge` values the challenger's top-1 policy on the served decisions. With the
+service's models' answers on each decision day (phase probabilities, churn risk), the
+arbitration policy and the account's contacts, the challenger decides as the service would
+with it (:func:`service_ranking` per contact role: expected value = P(response) x value x
+phase fit x role fit x churn lever, held back by the phase and role rules) over every
+contact the account had at the decision; the logged propensity is that of the served
+(contact, item) among all of them. Without those it keeps the served contact and ranks by
+P(response) x value among the items fitting the CRM phase and the contact's role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.schema import JourneyData
+from features.taxonomy import Taxonomy
+from models import next_content as nc
+from models.arbitration import ArbitrationConfig, prepare_catalog
+from training.log_promotion import (
+    CHURN_RISK_COLUMN,
+    PHASE_PROBA_PREFIX,
+    LogJudgement,
+)
+from training.ope import (
+    LOGGING,
+    MODEL,
+    LoggedDecisions,
+    account_clusters,
+    compare_policies,
+    logged_policy_value,
+    paired_difference,
+    policy_value,
+)
+from training.policy import DECISION_PHASE_COLUMN, content_positions, phase_codes
+
+
+def role_fits(catalog: pd.DataFrame, contact_role: pd.Series) -> np.ndarray:
+    """decisions x items bool: the item lists the decision's contact role, the service's
+    role rule (``eligibility.require_role_fit`` of the shipped arbitration); an item listing
+    no role, and a contact of unknown role, fit everything."""
+    roles = pd.Series(contact_role).astype(object).reset_index(drop=True)
+    known = roles.notna().to_numpy()
+    out = np.ones((len(roles), len(catalog)), dtype=bool)
+    listed = catalog["roles"] if "roles" in catalog else pd.Series([None] * len(catalog))
+    for j, item_roles in enumerate(listed):
+        if item_roles is None or len(item_roles) == 0:
+            continue
+        out[:, j] = ~known | roles.isin([str(r) for r in item_roles]).to_numpy()
+    return out
+
+
+def service_ranking(
+    rows: pd.DataFrame, catalog: pd.DataFrame, taxonomy: Taxonomy, config: ArbitrationConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(decisions x items weight, decisions x items eligible): what the service multiplies
+    P(response) by and which items its rules let it serve, from the service models' answers
+    in ``rows`` (:func:`served_decisions` with models) and the arbitration ``config``, as
+    ``models.arbitration.rank_actions`` scores: value x phase fit under the predicted phase
+    distribution x churn lever, held back below ``min_phase_fit`` and, with
+    ``require_role_fit``, where the item does not list the contact's role. (The contact
+    policy, recent consumption and dismissals are left out: they hold back the same items
+    for every policy.)"""
+    cat = prepare_catalog(catalog, taxonomy.phases)
+    proba = rows[[PHASE_PROBA_PREFIX + p for p in taxonomy.phases]].to_numpy(dtype=np.float64)
+    w = config.weights
+    phase_fit = (
+        proba @ cat.phase_weight(w.phase_fit.exact, w.phase_fit.adjacent, w.phase_fit.none).T
+    )
+    role_match = role_fits(catalog, rows["contact_role"])
+    role_weight = np.where(role_match, w.role_fit.match, w.role_fit.no_match)
+    risk = rows[CHURN_RISK_COLUMN].to_numpy(dtype=np.float64)
+    lever = config.churn_lever
+    retention = cat.is_retention(tuple(lever.retention_content_types))
+    levers = np.where(retention[None, :], 1.0 + lever.lever_strength * risk[:, None], 1.0)
+    weight = cat.value[None, :] * phase_fit * role_weight * levers
+    rules = config.eligibility
+    eligible = np.ones(weight.shape, dtype=bool)
+    if rules.require_phase_fit:
+        eligible &= phase_fit >= rules.min_phase_fit
+    if rules.require_role_fit:
+        eligible &= role_match
+    return weight, eligible
+
+
+def judge(
+    estimator: Any,
+    rows: pd.DataFrame,
+    feature_columns: list[str],
+    content: pd.DataFrame,
+    taxonomy: Taxonomy,
+    config: ArbitrationConfig | None = None,
+    contacts: pd.DataFrame | None = None,
+) -> LogJudgement:
+    """The challenger ``estimator``'s top-1 policy valued on the decision ``rows``
+    (:func:`served_decisions`), beside the value of what was served.
+
+    With the arbitration ``config``, rows holding the service models' answers and the
+    account's ``contacts`` (account_id, role, first_seen: :func:`known_contacts`), the
+    challenger decides as the service would with it: the best (contact, item) pair over
+    the contacts the account had at the decision (:func:`service_ranking` per role; the
+    model tells contacts apart by role only, so among contacts of one role it takes each
+    alike, with probability 1 / their number). The logged propensities are those of the
+    served (contact, item) among all of them, so a challenger that kept the served contact
+    would be given weights inflated by the inverse of the contact's share. Otherwise it keeps
+    the served contact and ranks by P(response) x value among the items fitting the CRM
+    phase and the contact's role."""
+    if config is not None and contacts is not None and CHURN_RISK_COLUMN in rows:
+        return _judge_as_served(
+            estimator, rows, feature_columns, content, taxonomy, config, contacts
+        )
+    catalog = content.reset_index(drop=True)
+    n = len(rows)
+    eligible = nc.eligible_items(
+        catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
+    )
+    eligible &= role_fits(catalog, rows["contact_role"])
+    logged = content_positions(catalog, rows["content_id"])
+    eligible[np.arange(n), logged] = True  # what was served could be served
+    account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
+    scores = nc.score_candidates(
+        estimator,
+        rows[account_cols],
+        rows["contact_role"],
+        catalog,
+        taxonomy,
+        feature_columns,
+        eligible=eligible,
+    )
+    decisions = LoggedDecisions(
+        q=scores,
+        eligible=eligible,
+        logged=logged,
+        propensity=rows["propensity"].to_numpy(dtype=np.float64),
+        reward=rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64),
+        actions=catalog["content_id"].astype(str).tolist(),
+        groups=rows["account_id"].astype(str).to_numpy(),
+    )
+    # The service ranks by expected value, P(response) x the item's value
+    # (models.arbitration; 1 without one): a top-1 by P alone would value a policy nobody
+    # serves.
+    value = (
+        catalog["value"].to_numpy(dtype=np.float64, na_value=1.0)
+        if "value" in catalog
+        else np.ones(len(catalog))
+    )
+    pick = nc.top1(scores * value[None, :], eligible)
+    values = compare_policies(decisions, pick)
+    challenger = values[MODEL]
+    ids = catalog["content_id"].astype(str).to_numpy()
+    return LogJudgement(
+        decisions=n,
+        ips=challenger.ips,
+        snips=challenger.snips,
+        dr=challenger.dr,
+        champion=values[LOGGING].dr,
+        difference=paired_difference(challenger, values[LOGGING]),
+        picks=_picks(rows, ids[logged], ids[pick], [""] * n, (pick == logged).astype(float)),
+    )
+
+
+def _picks(
+    rows: pd.DataFrame,
+    served: np.ndarray,
+    challenger: np.ndarray,
+    role: list[str] | np.ndarray,
+    target_propensity: np.ndarray,
+) -> pd.DataFrame:
+    """The :data:`PICKS_ARTIFACT` frame of the judged ``rows``."""
+    return pd.DataFrame(
+        {
+            "exposure_id": rows["exposure_id"].astype(str).to_numpy(),
+            "account_id": rows["account_id"].astype(str).to_numpy(),
+            "contact_id": rows["contact_id"].to_numpy(),
+            "ts": rows["ts"].to_numpy(),
+            "served_content_id": served,
+            "challenger_content_id": challenger,
+            "challenger_role": role,
+            "challenger_propensity": target_propensity,
+            "propensity": rows["propensity"].to_numpy(dtype=np.float64),
+            "reward": rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64),
+        }
+    )
+
+
+def known_contacts(data: JourneyData) -> pd.DataFrame:
+    """account_id, role ("" unknown) and first_seen (the contact's first touchpoint or
+    exposure; NaT: none) of every contact: the contacts a decision could address are its
+    account's contacts first seen by then."""
+    seen = pd.concat(
+        [
+            data.touchpoints[["contact_id", "ts"]].dropna(subset=["contact_id"]),
+            data.exposures[["contact_id", "ts"]].dropna(subset=["contact_id"]),
+        ]
+    )
+    first = seen.groupby(seen["contact_id"].astype(str))["ts"].min()
+    contacts = data.contacts
+    ids = contacts["contact_id"].astype(str)
+    role = contacts["role"].astype(object) if "role" in contacts else pd.Series([None] * len(ids))
+    return pd.DataFrame(
+        {
+            "account_id": contacts["account_id"].astype(str).to_numpy(),
+            "role": role.where(role.notna(), "").astype(str).to_numpy(),
+            "first_seen": ids.map(first).to_numpy(),
+        }
+    )
+
+
+def _role_names(role: pd.Series) -> np.ndarray:
+    """Each contact role as a string, "" for an unknown one."""
+    named = role.astype(object)
+    return named.where(named.notna(), "").astype(str).to_numpy()
+
+
+def roles_at_decisions(rows: pd.DataFrame, contacts: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """(roles, decisions x roles count): how many of the account's contacts known at each
+    decision hold each role ("" unknown); the served contact counts at least once."""
+    decisions = pd.DataFrame(
+        {"account_id": rows["account_id"].astype(str).to_numpy(), "ts": rows["ts"].to_numpy()}
+    ).reset_index(names="decision")
+    known = decisions.merge(contacts, on="account_id")
+    first = pd.to_datetime(known["first_seen"], utc=True)
+    known = known.loc[(first.isna() | (first <= known["ts"])).to_numpy()]
+    served_role = _role_names(rows["contact_role"])
+    roles = sorted(set(known["role"]) | set(served_role))
+    code = {r: j for j, r in enumerate(roles)}
+    counts = np.zeros((len(rows), len(roles)))
+    np.add.at(counts, (known["decision"].to_numpy(), known["role"].map(code).to_numpy()), 1.0)
+    served = np.array([code[r] for r in served_role], dtype=np.int64)
+    at = np.arange(len(rows))
+    counts[at, served] = np.maximum(counts[at, served], 1.0)
+    return roles, counts
+
+
+def _judge_as_served(
+    estimator: Any,
+    rows: pd.DataFrame,
+    feature_columns: list[str],
+    content: pd.DataFrame,
+    taxonomy: Taxonomy,
+    config: ArbitrationConfig,
+    contacts: pd.DataFrame,
+) -> LogJudgement:
+    """:func:`judge` with the challenger choosing the contact too (see there)."""
+    catalog = content.reset_index(drop=True)
+    n, n_items = len(rows), len(catalog)
+    roles, counts = roles_at_decisions(rows, contacts)
+    served_role_code = np.array([roles.index(r) for r in _role_names(rows["contact_role"])])
+    logged = content_positions(catalog, rows["content_id"])
+    at = np.arange(n)
+    account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
+    p = np.full((len(roles), n, n_items), np.nan)
+    ev = np.full((len(roles), n, n_items), -np.inf)
+    for j, role in enumerate(roles):
+        as_role = pd.Series([role or None] * n, dtype=object)
+        weight, eligible = service_ranking(
+            rows.assign(contact_role=as_role.to_numpy()), catalog, taxonomy, config
+        )
+        eligible &= counts[:, j : j + 1] > 0
+        mine = served_role_code == j
+        eligible[at[mine], logged[mine]] = True  # what was served could be served
+        p[j] = nc.score_candidates(
+            estimator, rows[account_cols], as_role, catalog, taxonomy, feature_columns,
+            eligible=eligible,
+        )  # fmt: skip
+        ev[j] = np.where(eligible, p[j] * weight, -np.inf)
+    flat = ev.transpose(1, 0, 2).reshape(n, -1).argmax(axis=1)
+    pick_role, pick_item = flat // n_items, flat % n_items
+    same = (pick_role == served_role_code) & (pick_item == logged)
+    target = np.where(same, 1.0 / counts[at, served_role_code], 0.0)
+    reward = rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64)
+    clusters = account_clusters(rows["account_id"].astype(str).to_numpy())
+    challenger = policy_value(
+        reward,
+        rows["propensity"].to_numpy(dtype=np.float64),
+        target,
+        p[served_role_code, at, logged],
+        p[pick_role, at, pick_item],
+        clusters,
+    )
+    champion = logged_policy_value(reward, clusters)
+    ids = catalog["content_id"].astype(str).to_numpy()
+    return LogJudgement(
+        decisions=n,
+        ips=challenger.ips,
+        snips=challenger.snips,
+        dr=challenger.dr,
+        champion=champion.dr,
+        difference=paired_difference(challenger, champion),
+        picks=_picks(rows, ids[logged], ids[pick_item], np.asarray(roles)[pick_role], target),
+    )
