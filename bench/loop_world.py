@@ -25,12 +25,12 @@ import pandas as pd
 
 from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS
 from features.simulate.draws import pick_cdf
-from features.simulate.exposures import _fatigue, fatigue_at
+from features.simulate.exposures import fatigue_at, remember_exposure
 from features.simulate.params import DAY_S, SECOND_NS
 from features.simulate.records import Records
 from features.simulate.response import sigmoid
 from features.simulate.state import State, Week
-from features.simulate.tables import IdStart, _Ids, _phases_and_stages
+from features.simulate.tables import stage_records
 from features.simulate.world import World
 
 # The action a policy serves an account: (content_id, contact_id), or None for nothing.
@@ -141,7 +141,7 @@ def recorded_stages(
 ) -> pd.DataFrame:
     """The CRM's stage records (the ``stages`` table) with ``since_ns <= ts < before_ns``:
     what a CRM sync of that period brings to the store."""
-    stages = _phases_and_stages(world, records, _Ids(world.n_accounts, IdStart()))[1]
+    stages = stage_records(world, records)
     ts = stages["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     return stages.loc[(ts >= since_ns) & (ts < before_ns)].reset_index(drop=True)
 
@@ -220,7 +220,7 @@ class ServiceSender:
             contacts = np.unique(np.concatenate([present, np.asarray(named, dtype=np.int64)]))
             row = {int(c): i for i, c in enumerate(contacts.tolist())}
             probs_by_contact = self._probabilities(world, state, acc, contacts)
-            _fatigue(world, state, np.array([contact]), np.array([self.decide_ns]))  # exposed
+            remember_exposure(state, np.array([contact]), np.array([self.decide_ns]))
             probs = probs_by_contact[row[contact]]
             ev_by_contact = probs_by_contact * values_of_items[None, :]
             self.truth[(account_id(acc), self.decide_ns)] = DecisionTruth(

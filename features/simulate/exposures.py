@@ -136,10 +136,15 @@ def fatigue_at(world: World, state: State, contact: np.ndarray, ts: np.ndarray) 
     return fatigue
 
 
+def remember_exposure(state: State, contact: np.ndarray, ts: np.ndarray) -> None:
+    """Remembers ``ts`` as each contact's latest exposure (what its fatigue counts)."""
+    state.fatigue_ring[contact, state.fatigue_pos[contact] % FATIGUE_SLOTS] = ts
+    state.fatigue_pos[contact] += 1
+
+
 def _fatigue(world: World, state: State, contact: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Returns each contact's fatigue (:func:`fatigue_at`) and remembers ``ts`` as the
     contact's latest exposure."""
     fatigue = fatigue_at(world, state, contact, ts)
-    state.fatigue_ring[contact, state.fatigue_pos[contact] % FATIGUE_SLOTS] = ts
-    state.fatigue_pos[contact] += 1
+    remember_exposure(state, contact, ts)
     return fatigue

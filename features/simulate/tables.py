@@ -153,6 +153,12 @@ def _touchpoints(world: World, records: Records, to_id: _Ids, cat_ids: list[str]
     )
 
 
+def stage_records(world: World, records: Records) -> pd.DataFrame:
+    """The CRM's stage records of the run so far (the ``stages`` table, ids from 1): what a
+    CRM sync brings while the run goes on (the closed-loop benchmark)."""
+    return _phases_and_stages(world, records, _Ids(world.n_accounts, IdStart()))[1]
+
+
 def _phases_and_stages(
     world: World, records: Records, to_id: _Ids
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
