@@ -168,6 +168,7 @@ class Loop:
             random_seed=self.args.seed,
             online_learning=not self.args.no_online,
             online_refresh_s=0,  # read once a week, after the week's responses (run_loop)
+            online_prior_strength=self.args.prior_strength,
             arbitration_config=self.args.arbitration,
         )
         self.client = TestClient(create_app(settings, clock=lambda: self.clock))
@@ -368,6 +369,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "profile": args.profile,
         "history_months": args.history_months,
         "online_learning": not args.no_online,
+        "prior_strength": args.prior_strength,
         "first_decision": first.isoformat(),
         "frozen_versions": frozen_versions,
         "initial_forced": True,
@@ -475,6 +477,12 @@ def main() -> None:
     parser.add_argument("--profile", choices=["realistic", "legacy"], default="realistic")
     parser.add_argument("--no-online", action="store_true", help="learning between retrains off")
     parser.add_argument("--out", default="closed-loop")
+    parser.add_argument(
+        "--prior-strength",
+        type=float,
+        default=500.0,
+        help="the online posterior's prior strength (NBA_ONLINE_PRIOR_STRENGTH)",
+    )
     parser.add_argument(
         "--arbitration", type=Path, default=None, help="the service's arbitration policy file"
     )

@@ -30,6 +30,7 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         no_online=False,
         out=str(tmp_path),
         arbitration=None,
+        prior_strength=500.0,
     )
     result = run_loop(args)
     weeks = result["weeks"]
