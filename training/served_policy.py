@@ -32,6 +32,7 @@ from training.ope import (
     LOGGING,
     MODEL,
     LoggedDecisions,
+    PolicyValue,
     account_clusters,
     compare_policies,
     logged_policy_value,
@@ -152,16 +153,22 @@ def judge(
     )
     pick = nc.top1(scores * value[None, :], eligible)
     values = compare_policies(decisions, pick)
-    challenger = values[MODEL]
     ids = catalog["content_id"].astype(str).to_numpy()
+    picks = _picks(rows, ids[logged], ids[pick], [""] * n, (pick == logged).astype(float))
+    return _judgement(values[MODEL], values[LOGGING], picks)
+
+
+def _judgement(challenger: PolicyValue, champion: PolicyValue, picks: pd.DataFrame) -> LogJudgement:
+    """The judgement of ``challenger``'s values beside ``champion``'s on the same
+    decisions (``picks``: one row each)."""
     return LogJudgement(
-        decisions=n,
+        decisions=len(picks),
         ips=challenger.ips,
         snips=challenger.snips,
         dr=challenger.dr,
-        champion=values[LOGGING].dr,
-        difference=paired_difference(challenger, values[LOGGING]),
-        picks=_picks(rows, ids[logged], ids[pick], [""] * n, (pick == logged).astype(float)),
+        champion=champion.dr,
+        difference=paired_difference(challenger, champion),
+        picks=picks,
     )
 
 
@@ -284,14 +291,6 @@ def _judge_as_served(
         p[pick_role, at, pick_item],
         clusters,
     )
-    champion = logged_policy_value(reward, clusters)
     ids = catalog["content_id"].astype(str).to_numpy()
-    return LogJudgement(
-        decisions=n,
-        ips=challenger.ips,
-        snips=challenger.snips,
-        dr=challenger.dr,
-        champion=champion.dr,
-        difference=paired_difference(challenger, champion),
-        picks=_picks(rows, ids[logged], ids[pick_item], np.asarray(roles)[pick_role], target),
-    )
+    picks = _picks(rows, ids[logged], ids[pick_item], np.asarray(roles)[pick_role], target)
+    return _judgement(challenger, logged_policy_value(reward, clusters), picks)
