@@ -11,9 +11,12 @@ simulator writes them, is read only where the range lies), validates them
 :func:`~features.pipeline.compute.compute_features` and writes ``OUT/part-<i>.parquet``.
 Nothing larger than a summary returns to the client.
 
-Validation is per range: ids must be unique within a range (across ranges is not
-checked), and a touchpoint or exposure may only name a contact of an account in its own
-range; row numbers in problems count within the range.
+Validation is per range (a touchpoint or exposure may only name a contact of an account in
+its own range; row numbers in problems count within the range), except for the ids that
+must be unique over the whole table: an id that two ranges share (a contact, event or
+exposure id given to rows of different accounts) is found by one DuckDB query per table over
+the Parquet files (:func:`cross_range_duplicates`, row numbers in the file), run by the
+client while the workers validate their ranges.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from __future__ import annotations
 import math
 import resource
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,7 +41,7 @@ from features.pipeline.compute import compute_features
 from features.pipeline.dask_engine import dask_client
 from features.pipeline.specs import FeatureError
 from features.problems import DataValidationError, Problem, ValidationReport
-from features.schema import TABLE_ORDER
+from features.schema import TABLE_ORDER, TABLES
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
 from features.validate import validate_tables
@@ -44,6 +49,8 @@ from features.validate import validate_tables
 # Accounts per partition by default: about 1.5 GB of a worker's memory at the simulator's
 # 110 touchpoints and 55 exposures per account (the pandas engine holds ~29 MB per 1,000).
 ACCOUNTS_PER_PARTITION = 50_000
+# DuckDB's memory for the whole-table id check (it spills beyond it).
+CHECK_MEMORY = "1GB"
 
 
 @dataclass
@@ -184,13 +191,81 @@ def write_features_dask(
             )
             for i, (lo, hi) in enumerate(ranges)
         ]
+        # ids shared by two ranges: the one check no range can make, while they work
+        shared = cross_range_duplicates(root)
         parts = client.gather(futures)  # type: ignore[attr-defined]
         who = client.who_has(futures)  # type: ignore[attr-defined]
-    return _merge(parts, [who.get(f.key, ()) for f in futures])
+    return _merge(parts, [who.get(f.key, ()) for f in futures], shared)
 
 
-def _merge(parts: list[dict[str, Any]], where: list[Sequence[str]]) -> DaskFilesResult:
+def cross_range_duplicates(data_dir: Path) -> list[Problem]:
+    """The ids of a table's unique column (other than account_id: the ranges split the
+    accounts, so a repeated account id falls in one range) that rows of different
+    accounts share, one problem per table, with 1-based row numbers in the file. Ids
+    repeated within one account are left to the range's own validation."""
     problems: list[Problem] = []
+    # Bounded, spilling to disk beyond it: it runs in the client beside the workers.
+    spill = Path(tempfile.gettempdir()) / "nba-duckdb-spill"
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "memory_limit": CHECK_MEMORY,
+            "temp_directory": str(spill),
+        }
+    )
+    try:
+        for spec in TABLES.values():
+            unique = [c.name for c in spec.columns if c.unique and c.name != "account_id"]
+            path = find_table_file(data_dir, spec.name)
+            if not unique or path is None or path.suffix != ".parquet":
+                continue
+            present = set(pq.read_schema(path).names)
+            for column in unique:
+                if column not in present or "account_id" not in present:
+                    continue
+                problems += _shared_ids(con, path, spec.name, column)
+    finally:
+        con.close()
+    return problems
+
+
+def _shared_ids(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, column: str
+) -> list[Problem]:
+    """The problem of ``table.column`` ids that rows of different accounts share."""
+    ident = '"' + column.replace('"', '""') + '"'
+    rows = con.execute(
+        f"""
+        WITH t AS (
+            SELECT {ident} AS id, account_id, file_row_number
+            FROM read_parquet(?, file_row_number = true) WHERE {ident} IS NOT NULL
+        ), shared AS (
+            SELECT id FROM t GROUP BY id HAVING min(account_id) <> max(account_id)
+        )
+        SELECT t.id, t.file_row_number FROM t JOIN shared USING (id)
+        ORDER BY t.file_row_number
+        """,
+        [str(path)],
+    ).fetchall()
+    if not rows:
+        return []
+    return [
+        Problem(
+            table=table,
+            column=column,
+            message=f"duplicate {column} (rows of different accounts share it)",
+            expected=f"each {column} once",
+            rows=[int(r) + 1 for _, r in rows[:10]],
+            n_rows=len(rows),
+            sample=list(dict.fromkeys(str(i) for i, _ in rows))[:5],
+        )
+    ]
+
+
+def _merge(
+    parts: list[dict[str, Any]], where: list[Sequence[str]], shared: list[Problem]
+) -> DaskFilesResult:
+    problems: list[Problem] = list(shared)
     for i, part in enumerate(parts):
         problems += [
             replace(p, message=f"{p.message} (account range {i}, rows counted within it)")

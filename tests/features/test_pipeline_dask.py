@@ -147,6 +147,35 @@ def test_workers_report_each_ranges_problems(
         )
 
 
+def test_an_id_two_ranges_share_is_reported(
+    scheduler: str, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    """An event id given to a touchpoint of the first account and one of the last (two
+    ranges) is a duplicate no range sees alone; the whole table's check reports it with
+    both file rows. Rows of one account sharing an id stay the range's own problem."""
+    from features.pipeline.dask_files import cross_range_duplicates, write_features_dask
+    from features.problems import DataValidationError
+    from features.simulate.chunked import write_simulation_chunked
+
+    data_dir = tmp_path / "data"
+    write_simulation_chunked(data_dir, 60, 4, months=4, taxonomy=taxonomy)
+    assert cross_range_duplicates(data_dir) == []
+    touchpoints = pd.read_parquet(data_dir / "touchpoints.parquet")
+    accounts = touchpoints["account_id"].astype(str)
+    first = int((accounts == accounts.min()).to_numpy().argmax())
+    last = int((accounts == accounts.max()).to_numpy().argmax())
+    touchpoints.loc[last, "event_id"] = touchpoints.loc[first, "event_id"]
+    touchpoints.to_parquet(data_dir / "touchpoints.parquet", index=False)
+    [problem] = cross_range_duplicates(data_dir)
+    assert (problem.table, problem.column, problem.n_rows) == ("touchpoints", "event_id", 2)
+    assert problem.rows == sorted([first + 1, last + 1])
+    assert problem.sample == [str(touchpoints.loc[first, "event_id"])]
+    with pytest.raises(DataValidationError, match="duplicate event_id"):
+        write_features_dask(
+            data_dir, [AS_OF], taxonomy, tmp_path / "out", scheduler=scheduler, npartitions=2
+        )
+
+
 def test_nba_features_on_dask_writes_parts(
     scheduler: str, taxonomy: Taxonomy, tmp_path: Path
 ) -> None:
