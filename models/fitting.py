@@ -81,11 +81,25 @@ def encode_categories(x: pd.DataFrame, levels: Mapping[str, Sequence[str]]) -> p
     for column, names in levels.items():
         if column not in out.columns or pd.api.types.is_numeric_dtype(out[column].dtype):
             continue
-        text = out[column].astype("string")
-        codes = pd.Categorical(text, categories=list(names)).codes.astype(np.float64)
-        codes[codes < 0] = np.nan
-        out[column] = codes
+        out[column] = _codes_among(out[column], names)
     return out
+
+
+def _codes_among(values: pd.Series, names: Sequence[str]) -> np.ndarray:
+    """The code of each value among ``names`` as float64 (NaN: missing or unknown)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # Map the few categories, not the rows: scoring every eligible item passes
+        # millions of categorical rows, and turning each into text took most of the time.
+        of_category = pd.Index(list(names)).get_indexer(
+            pd.Index(values.cat.categories.astype("string"))
+        )
+        lookup = np.append(of_category, -1).astype(np.float64)
+        codes = lookup[values.cat.codes.to_numpy()]  # code -1 (missing) reads the last entry
+    else:
+        text = values.astype("string")
+        codes = pd.Categorical(text, categories=list(names)).codes.astype(np.float64)
+    codes[codes < 0] = np.nan
+    return codes
 
 
 def fitted_categories(estimator: Any) -> dict[str, list[str]]:

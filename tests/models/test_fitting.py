@@ -80,3 +80,16 @@ def test_categories_are_encoded_as_codes_of_the_training_levels() -> None:
     assert coded["n"].tolist() == [4.0, 5.0, 6.0]
     # codes already (a logged input example) are taken as they are
     assert encode_categories(coded, levels)["kind"].equals(coded["kind"])
+
+
+def test_categorical_input_is_encoded_as_its_text_would_be() -> None:
+    from models.fitting import encode_categories
+
+    levels = {"kind": ["a", "b", "c"]}
+    values = ["c", None, "zz", "a", "c", "b"]
+    # Categories in another order than the levels, one unknown ("zz") and one unused ("q").
+    categorical = pd.Categorical(values, categories=["zz", "c", "q", "b", "a"])
+    by_category = encode_categories(pd.DataFrame({"kind": categorical}), levels)
+    by_text = encode_categories(pd.DataFrame({"kind": values}), levels)
+    np.testing.assert_array_equal(by_category["kind"].to_numpy(), [2.0, np.nan, np.nan, 0, 2, 1])
+    np.testing.assert_array_equal(by_category["kind"].to_numpy(), by_text["kind"].to_numpy())
