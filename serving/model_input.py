@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -68,16 +69,33 @@ class ModelInput:
         when ``values`` lacks a model column."""
         out = np.empty((1, len(self.columns)), dtype=np.float64)
         row = out[0]
-        for j, c in enumerate(self.columns):
+        plain_at, plain, coded = self._value_plan
+        try:
+            # one conversion for the numeric columns (None -> NaN, as below)
+            row[plain_at] = np.array([values[c] for c in plain], dtype=np.float64)
+        except (TypeError, ValueError):  # a value NumPy does not convert (pd.NA)
+            for j, c in zip(plain_at.tolist(), plain, strict=True):
+                v = values[c]
+                row[j] = np.nan if _missing(v) else float(v)
+        for j, c, mapping in coded:
             v = values[c]
-            mapping = self.categories.get(c)
             if _missing(v):
                 row[j] = np.nan
-            elif mapping is not None and not isinstance(v, int | float):
+            elif not isinstance(v, int | float):
                 row[j] = mapping.get(str(v), np.nan)
             else:
                 row[j] = float(v)
         return out
+
+    @cached_property
+    def _value_plan(self) -> tuple[np.ndarray, list[str], list[tuple[int, str, Mapping[str, int]]]]:
+        """(positions and names of the columns without categories, then (position, name,
+        value -> code) of the categorical ones), for :meth:`encode_values`."""
+        plain = [(j, c) for j, c in enumerate(self.columns) if c not in self.categories]
+        coded = [
+            (j, c, self.categories[c]) for j, c in enumerate(self.columns) if c in self.categories
+        ]
+        return np.array([j for j, _ in plain], dtype=np.int64), [c for _, c in plain], coded
 
     def _encode_small(self, frame: pd.DataFrame) -> np.ndarray:
         """:meth:`encode` of a frame of a few rows (the cold path's): one conversion of

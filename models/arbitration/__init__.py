@@ -42,6 +42,7 @@ from models.arbitration.candidates import (
     Recent,
     addressees,
     prepare_candidates,
+    prepare_contact_grid,
     prepare_grid,
 )
 from models.arbitration.caps import _Greedy as _Greedy  # checked by the tests
@@ -82,6 +83,7 @@ __all__ = [
     "decision_record",
     "load_arbitration_config",
     "prepare_candidates",
+    "prepare_contact_grid",
     "prepare_grid",
     "prepare_catalog",
     "rank_actions",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -200,19 +200,36 @@ def prepare_grid(
     gives), without a candidates frame to look the ids up in. Raises
     :class:`ArbitrationError` when ``p_response`` is not one per pair."""
     require_columns(contacts, "contacts", ["contact_id", "role"])
+    return prepare_contact_grid(
+        p_response,
+        contacts["contact_id"].astype(str).tolist(),
+        contacts["role"].tolist(),
+        catalog,
+    )
+
+
+def prepare_contact_grid(
+    p_response: np.ndarray,
+    contact_ids: Sequence[str],
+    roles: Sequence[Any],
+    catalog: PreparedCatalog,
+) -> PreparedCandidates:
+    """:func:`prepare_grid` of contacts given as their ids and roles (None or NaN: no
+    role), for a caller holding no frame of them (one account's frame costs more than its
+    arbitration)."""
     n_items = len(catalog.content_ids)
-    if len(p_response) != len(contacts) * n_items:
+    if len(p_response) != len(contact_ids) * n_items:
         raise ArbitrationError(
-            f"p_response has {len(p_response)} values for {len(contacts)} contacts x "
+            f"p_response has {len(p_response)} values for {len(contact_ids)} contacts x "
             f"{n_items} catalog items; expected one per pair"
         )
-    contact_ids, contact_position, contact_roles, role_code = _contact_codes(contacts, catalog)
-    block = positions(contact_ids.tolist(), contact_position)
+    ids, contact_position, contact_roles, role_code = _codes(contact_ids, roles, catalog)
+    block = positions(ids.tolist(), contact_position)
     return PreparedCandidates(
         p=np.asarray(p_response, dtype=np.float64),
-        item=np.tile(np.arange(n_items, dtype=np.int64), len(contacts)),
+        item=np.tile(np.arange(n_items, dtype=np.int64), len(ids)),
         contact=np.repeat(block, n_items),
-        contact_ids=contact_ids,
+        contact_ids=ids,
         contact_roles=contact_roles,
         contact_position=contact_position,
         role_code=role_code,
@@ -225,13 +242,18 @@ def _contact_codes(
     contacts: pd.DataFrame, catalog: PreparedCatalog
 ) -> tuple[np.ndarray, dict[str, int], np.ndarray, np.ndarray]:
     """(contact ids, id -> position, roles ("" unknown), role codes in the catalog)."""
-    contact_ids = contacts["contact_id"].astype(str).to_numpy(dtype=object)
-    contact_position = {c: i for i, c in enumerate(contact_ids.tolist())}
-    contact_roles = np.array(
-        ["" if pd.isna(r) else str(r) for r in contacts["role"].tolist()], dtype=object
-    )
+    return _codes(contacts["contact_id"].astype(str).tolist(), contacts["role"].tolist(), catalog)
+
+
+def _codes(
+    contact_ids: Sequence[str], roles: Sequence[Any], catalog: PreparedCatalog
+) -> tuple[np.ndarray, dict[str, int], np.ndarray, np.ndarray]:
+    """:func:`_contact_codes` of the contacts' ids (str) and roles."""
+    ids = np.array(list(contact_ids), dtype=object)
+    contact_position = {c: i for i, c in enumerate(contact_ids)}
+    contact_roles = np.array(["" if pd.isna(r) else str(r) for r in roles], dtype=object)
     role_code = np.array([catalog.role_index.get(r, -1) for r in contact_roles], dtype=np.int64)
-    return contact_ids, contact_position, contact_roles, role_code
+    return ids, contact_position, contact_roles, role_code
 
 
 def candidates_for(

@@ -38,7 +38,7 @@ from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY
 from models import next_content as nc
-from models.arbitration import Recent, addressees
+from models.arbitration import ACCOUNT_LEVEL, Recent
 from serving.model_set import ModelSet
 from serving.scoring.cache import AccountState
 from serving.scoring.online import CandidateRows
@@ -69,7 +69,7 @@ class _StateRows:
         self.now_ns = int(now.value)
         self.horizon_ns = horizon_ns
 
-    def addressees(self, account_id: str) -> pd.DataFrame:
+    def addressee_ids(self, account_id: str) -> tuple[list[str], list[str | None]]:
         s = self.state
         present = (
             s.contact_listed
@@ -78,15 +78,9 @@ class _StateRows:
             & ~(s.contact_left_ns < self.now_ns)
         )
         at = np.flatnonzero(present).tolist()
-        # what the cold path reads of them (object columns: string arrays cost more to
-        # build than the rest of the frame)
-        contacts = pd.DataFrame(
-            {
-                "contact_id": np.array([s.contact_ids[i] for i in at], dtype=object),
-                "role": np.array([s.contact_role[i] for i in at], dtype=object),
-            }
-        )
-        return addressees(contacts)
+        if not at:  # arbitration's account-level addressee (``addressees``)
+            return [ACCOUNT_LEVEL], [None]
+        return [str(s.contact_ids[i]) for i in at], [s.contact_role[i] for i in at]
 
     def consumed(self, account_id: str) -> Recent:
         s = self.state

@@ -29,6 +29,7 @@ from models.arbitration import (
     addressees,
     churn_band,
     prepare_candidates,
+    prepare_contact_grid,
     prepare_grid,
 )
 from models.churn import calibrate
@@ -126,6 +127,16 @@ class AccountRows(Protocol):
     def consumed(self, account_id: str) -> Recent: ...
 
 
+class ValueRows(Protocol):
+    """What a state from feature values reads of the account besides them: its addressees
+    as ids and roles (``models.arbitration.addressees``: the account-level one, without a
+    role, when it has no contact) and the content consumed recently."""
+
+    def addressee_ids(self, account_id: str) -> tuple[list[str], list[str | None]]: ...
+
+    def consumed(self, account_id: str) -> Recent: ...
+
+
 class _AccountRows:
     """Each account's current contacts and touchpoints, by position in the frames."""
 
@@ -183,8 +194,10 @@ def chunk_states(
         setup,
         models,
         _Accounts(ids, encode_frame(models, part), [RowValues(part, r) for r in range(len(part))]),
-        contacts,
-        [p for p, _ in computed],
+        [
+            _prepared(setup, p, mine, account_id)
+            for (p, _), mine, account_id in zip(computed, contacts, ids, strict=True)
+        ],
         rows,
         now,
         features=features,
@@ -209,7 +222,7 @@ def values_state(
     models: ModelSet,
     account_id: str,
     values: Mapping[str, Any],
-    rows: AccountRows,
+    rows: ValueRows,
     now: pd.Timestamp,
 ) -> tuple[AccountState, CandidateRows]:
     """One account's state from its feature values (column -> plain value, as
@@ -217,15 +230,19 @@ def values_state(
     candidate rows it was computed from (the request explains the actions it shows from
     them: ``serving.scoring.online.decide``). Equal to :func:`chunk_states`' state of the
     account's row, on arrays instead of frames (one account's frames cost milliseconds)."""
-    contacts = rows.addressees(account_id)
+    contact_ids, roles = rows.addressee_ids(account_id)
     account = setup.account_values(models, values)
-    p_response, computed = _candidates_of_values(setup, models, account, contacts)
+    p_response, computed = _candidates_of_values(setup, models, account, contact_ids, roles)
+    if p_response is None:
+        contacts = pd.DataFrame({"contact_id": contact_ids, "role": roles}, dtype=object)
+        candidates = _prepared(setup, None, contacts, account_id)
+    else:
+        candidates = prepare_contact_grid(p_response, contact_ids, roles, setup.catalog)
     state = _assemble(
         setup,
         models,
         _Accounts([account_id], encode_values(models, values), [values]),
-        [contacts],
-        [p_response],
+        [candidates],
         rows,
         now,
         features=[pickle.dumps(account, protocol=pickle.HIGHEST_PROTOCOL)],
@@ -247,17 +264,15 @@ def _assemble(
     setup: ScoringSetup,
     models: ModelSet,
     accounts: _Accounts,
-    contacts: Sequence[pd.DataFrame],
-    p_response: Sequence[np.ndarray | None],
-    rows: AccountRows,
+    candidates: Sequence[PreparedCandidates],
+    rows: AccountRows | ValueRows,
     now: pd.Timestamp,
     *,
     features: Sequence[bytes],
     features_ipc: bool,
 ) -> list[AccountState]:
     """The accounts' states: phase probabilities, churn risk, outcomes and their reasons,
-    the prepared candidates (``p_response``: of every contact x catalog item,
-    contact-major; None: none), the consumed history and ``features``; no action
+    the prepared ``candidates``, the consumed history and ``features``; no action
     explained."""
     encoded, values = accounts.encoded, accounts.values
     proba = setup.phase_proba(models, encoded)
@@ -289,7 +304,7 @@ def _assemble(
             phase_reasons=phase_reasons[r],
             churn_risk=float(risk[r]),
             churn_reasons=churn_reasons[r],
-            candidates=_prepared(setup, p_response[r], contacts[r], account_id),
+            candidates=candidates[r],
             consumed=rows.consumed(account_id),
             outcomes={name: float(p[r]) for name, p in outcomes.items()},
             why_now=why_now(
@@ -393,21 +408,25 @@ def _candidates(
 
 
 def _candidates_of_values(
-    setup: ScoringSetup, models: ModelSet, account: Mapping[str, Any], contacts: pd.DataFrame
+    setup: ScoringSetup,
+    models: ModelSet,
+    account: Mapping[str, Any],
+    contact_ids: Sequence[str],
+    contact_roles: Sequence[str | None],
 ) -> tuple[np.ndarray | None, CandidateRows]:
-    """:func:`_candidates` of one account given as its account values, on arrays. A
-    candidate row depends on the contact only through the role, so each distinct role's
-    rows are built and predicted once (contacts sharing a role share them)."""
+    """:func:`_candidates` of one account given as its account values and its addressees'
+    ids and roles, on arrays. A candidate row depends on the contact only through the
+    role, so each distinct role's rows are built and predicted once (contacts sharing a
+    role share them)."""
     if models.next_content is None or len(setup.content) == 0:
         return _none()
-    roles = [None if is_missing(r) else str(r) for r in contacts["role"].astype(object).tolist()]
+    roles = [None if is_missing(r) else str(r) for r in contact_roles]
     distinct = list(dict.fromkeys(roles))
     block = {r: i for i, r in enumerate(distinct)}
     at = np.array([block[r] for r in roles], dtype=np.int64)
     x, rows = setup.candidate_encoder(models).encode(account, distinct)
     p = _p_response(setup, models, x).reshape(len(distinct), len(setup.content))[at].ravel()
-    ids = contacts["contact_id"].astype(str).tolist()
-    position = {c: int(b) for c, b in zip(ids, at.tolist(), strict=True)}
+    position = {c: int(b) for c, b in zip(contact_ids, at.tolist(), strict=True)}
     return p, CandidateRows(rows, x, position)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from features.pipeline.incremental import (
     KEEP_DAYS,
@@ -52,6 +52,30 @@ class StateRead:
 def fold_point(now_ns: int) -> int:
     """Events before this are folded when a state is written at ``now_ns``."""
     return now_ns - KEEP_DAYS * NS_PER_DAY
+
+
+# One account's data version and its state when current (NULL: none current), in one
+# query built once (a cold request reads it).
+_VERSION_AND_STATE = (
+    select(Account.data_version, FeatureStateRow.state)
+    .outerjoin(
+        FeatureStateRow,
+        and_(
+            FeatureStateRow.account_id == Account.account_id,
+            FeatureStateRow.data_version == Account.data_version,
+        ),
+    )
+    .where(Account.account_id == bindparam("account_id"))
+)
+
+
+def version_and_state(conn: Connection, account_id: str) -> tuple[int, bytes | None] | None:
+    """The account's data version and its current state (None: none current); None when
+    the account is unknown."""
+    found = conn.execute(_VERSION_AND_STATE, {"account_id": account_id}).first()
+    if found is None:
+        return None
+    return int(found[0]), None if found[1] is None else bytes(found[1])
 
 
 def current_states(conn: Connection, account_ids: Collection[str]) -> dict[str, bytes]:

@@ -26,6 +26,7 @@ from serving.store.feature_states import (
     current_states,
     save_states,
     updated_states,
+    version_and_state,
 )
 from serving.store.frames import canonical_frame, schema_select
 from serving.store.ingest import (
@@ -36,7 +37,11 @@ from serving.store.ingest import (
     validate_events,
 )
 from serving.store.posteriors import PosteriorLog
-from serving.store.served_exposures import decision_exposure_rows, item_channels
+from serving.store.served_exposures import (
+    account_decision_rows,
+    decision_exposure_rows,
+    item_channels,
+)
 from serving.store.tables import BY_NAME, Account, Contact, Content, Touchpoint
 from serving.store.values import id_problem
 
@@ -354,13 +359,11 @@ class JourneyStore(PosteriorLog):
         decisions, in one read transaction; None if the account is unknown."""
         channel = self._item_channels()
         with self.engine.connect() as conn, conn.begin():
-            version = conn.execute(
-                select(Account.data_version).where(Account.account_id == account_id)
-            ).scalar()
-            if version is None:
+            found = version_and_state(conn, account_id)
+            if found is None:
                 return None
-            state = current_states(conn, [account_id]).get(account_id)
-            rows = decision_exposure_rows(conn, channel, {account_id})[0]
+            version, state = found
+            rows = account_decision_rows(conn, channel, account_id)
         if not rows:  # most accounts: no decision yet (a frame costs more than the reads)
             if self._no_decisions is None:
                 self._no_decisions = canonical_frame("exposures", [], self.taxonomy)

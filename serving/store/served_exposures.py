@@ -10,11 +10,11 @@ training computes from the store or its export count the same exposures."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from serving.store.engine import IN_CHUNK
 from serving.store.tables import Recommendation
@@ -29,6 +29,9 @@ _DECISIONS = select(
     Recommendation.rank,
     Recommendation.policy,
 ).where(Recommendation.kind == "decision")
+# One account's decisions, the statement built once (a cold request reads them: building
+# and compiling an IN clause per request costs more than the query).
+_ACCOUNT_DECISIONS = _DECISIONS.where(Recommendation.account_id == bindparam("account_id"))
 
 
 def item_channels(content: pd.DataFrame) -> dict[str, str]:
@@ -58,6 +61,24 @@ def decision_exposure_rows(
             chunk = ids[start : start + IN_CHUNK]
             found += conn.execute(_DECISIONS.where(Recommendation.account_id.in_(chunk))).all()
     known = [r for r in found if r.account_id in account_ids]
+    rows = _exposure_rows(known, channel)
+    counts = {"unknown_account": len(found) - len(known), "no_channel": len(known) - len(rows)}
+    return rows, counts
+
+
+def account_decision_rows(
+    conn: Connection, channel: Mapping[str, str], account_id: str
+) -> list[tuple[Any, ...]]:
+    """:func:`decision_exposure_rows` of one account (the rows alone), in one prepared
+    query."""
+    return _exposure_rows(
+        conn.execute(_ACCOUNT_DECISIONS, {"account_id": account_id}).all(), channel
+    )
+
+
+def _exposure_rows(found: Sequence[Any], channel: Mapping[str, str]) -> list[tuple[Any, ...]]:
+    """Decision rows as exposure rows, oldest first; items ``channel`` does not name are
+    left out."""
     rows = [
         (
             r.id,
@@ -71,9 +92,8 @@ def decision_exposure_rows(
             r.policy,
             None,  # no custom attributes
         )
-        for r in known
+        for r in found
         if r.content_id in channel
     ]
     rows.sort(key=lambda row: (row[3], row[0]))
-    counts = {"unknown_account": len(found) - len(known), "no_channel": len(known) - len(rows)}
-    return rows, counts
+    return rows

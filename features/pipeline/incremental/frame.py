@@ -63,15 +63,23 @@ def typed_values(
     scalars: counts as ints, numbers as floats (NaN missing), categories as their level or
     None; in the frame's column order."""
     layout = _layout(taxonomy, attributes)
+    # the counts as the frame's int32 column holds them, converted at once
+    counts = dict(
+        zip(
+            layout.counts,
+            np.array([values[n] for n in layout.counts], dtype=np.int32).tolist(),
+            strict=True,
+        )
+    )
     out: dict[str, float | int | str | None] = {}
     for spec in layout.specs:
-        value = values[spec.name]
         if spec.kind == "count":
-            out[spec.name] = int(np.int32(value))  # type: ignore[arg-type]
+            out[spec.name] = counts[spec.name]
         elif spec.kind == "number":
+            value = values[spec.name]
             out[spec.name] = np.nan if value is None else float(value)
         else:
-            out[spec.name] = value
+            out[spec.name] = values[spec.name]
     return out
 
 
