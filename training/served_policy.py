@@ -262,12 +262,14 @@ def _judge_as_served(
     logged = content_positions(catalog, rows["content_id"])
     at = np.arange(n)
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
+    # the service models' answers alone: the ranking per role needs no feature column
+    answers = rows[[PHASE_PROBA_PREFIX + ph for ph in taxonomy.phases] + [CHURN_RISK_COLUMN]]
     p = np.full((len(roles), n, n_items), np.nan)
     ev = np.full((len(roles), n, n_items), -np.inf)
     for j, role in enumerate(roles):
         as_role = pd.Series([role or None] * n, dtype=object)
         weight, eligible = service_ranking(
-            rows.assign(contact_role=as_role.to_numpy()), catalog, taxonomy, config
+            answers.assign(contact_role=as_role.to_numpy()), catalog, taxonomy, config
         )
         eligible &= counts[:, j : j + 1] > 0
         mine = served_role_code == j
