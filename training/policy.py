@@ -34,7 +34,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.errors import InvalidInputError
-from features.simulate.truth import SimulationTruth, sent_response_probability
+from features.simulate.truth import ResponseState, SimulationTruth
 from features.taxonomy import Taxonomy
 from models import next_content as nc
 from training.baselines import hand_rule_scores
@@ -295,22 +295,24 @@ def true_values(d: Decisions, content: pd.DataFrame, truth: SimulationTruth) -> 
     decision's account, contact and time, sent as its sender sends
     (``sent_response_probability``); NaN where not eligible."""
     di, ii = np.nonzero(d.eligible)
-    accounts = d.frame["account_id"].astype(str).to_numpy()
-    contacts = d.frame["contact_id"].astype(str).to_numpy()
-    items = content["content_id"].astype(str).to_numpy()
-    ts = d.frame["ts"].to_numpy()
-    out = np.full(d.eligible.shape, np.nan)
-    # In chunks: the eligible pairs of 100,000 accounts' test decisions are tens of
-    # millions, and a frame of their ids held at once took several GB.
-    for lo in range(0, len(di), TRUTH_CHUNK_PAIRS):
-        dc, ic = di[lo : lo + TRUTH_CHUNK_PAIRS], ii[lo : lo + TRUTH_CHUNK_PAIRS]
-        requests = pd.DataFrame(
+    # What the response model reads of a decision is looked up once per decision, not once
+    # per eligible item: the pairs of 100,000 accounts' test decisions are tens of millions.
+    state = ResponseState.of(
+        truth,
+        pd.DataFrame(
             {
-                "account_id": accounts[dc],
-                "contact_id": contacts[dc],
-                "content_id": items[ic],
-                "ts": ts[dc],
+                "account_id": d.frame["account_id"].astype(str).to_numpy(),
+                "contact_id": d.frame["contact_id"].astype(str).to_numpy(),
+                "ts": d.frame["ts"].to_numpy(),
             }
-        )
-        out[dc, ic] = sent_response_probability(truth, requests)
+        ),
+    )
+    # Only the items some decision could pick must be in the simulated catalog.
+    picked = np.unique(ii)
+    item_of_column = np.full(len(content), -1, dtype=np.int64)
+    item_of_column[picked] = state.item_positions(content["content_id"].astype(str).iloc[picked])
+    out = np.full(d.eligible.shape, np.nan)
+    for lo in range(0, len(di), TRUTH_CHUNK_PAIRS):  # bounds the pairs' temporary arrays
+        dc, ic = di[lo : lo + TRUTH_CHUNK_PAIRS], ii[lo : lo + TRUTH_CHUNK_PAIRS]
+        out[dc, ic] = state.sent_probability(dc, item_of_column[ic])
     return out

@@ -208,55 +208,14 @@ def true_response_probability(truth: SimulationTruth, requests: pd.DataFrame) ->
     ts, the contact's role, the account's topic interest and the contact's fatigue from its
     exposures in [ts - fatigue window, ts). Requests need account_id, contact_id,
     content_id, ts."""
-    missing = {"account_id", "contact_id", "content_id", "ts"} - set(requests.columns)
-    if missing:
-        raise ValueError(f"requests lacks columns {sorted(missing)}")
+    _require_request_columns(requests)
     n = len(requests)
-    ts = _utc_ns(requests["ts"], n)
-    phases = list(truth.phases["phase"].cat.categories)
-    roles = list(truth.contacts["role"].cat.categories)
-    topics = list(truth.content["topic"].cat.categories)
-    cat = build_catalog(truth.content, phases, roles, topics, truth.param("adjacent_phase_fit"))
-    item = pd.Index(cat.content_ids).get_indexer(pd.Index(requests["content_id"].astype(str)))
-    if (item < 0).any():
-        bad = requests["content_id"][item < 0].unique()[:5].tolist()
-        raise ValueError(f"requests.content_id {bad} not in the simulated catalog")
-    seg, _ = _segment_lookup(truth, requests["account_id"], ts)
-    phase_codes = truth.phases["phase"].cat.codes.to_numpy()
-    phase_idx = np.where(seg >= 0, phase_codes[np.maximum(seg, 0)], -1)
-    contacts = truth.contacts.set_index("contact_id")["role"]
-    role = contacts.reindex(requests["contact_id"].astype(str)).cat.codes.to_numpy()
-    latent = truth.accounts.set_index("account_id")
-    interest_cols = [f"interest_{t}" for t in topics]
-    interest_m = latent[interest_cols].reindex(requests["account_id"].astype(str)).to_numpy()
-    interest = np.nan_to_num(interest_m[np.arange(n), cat.topic[item]])
-    channel = requests["channel"].astype(str) if "channel" in requests else pd.Series(["email"] * n)
-    channel_codes, channel_names = pd.factorize(channel)
-    content_types = (
-        truth.content["content_type"].astype(str).tolist()
-        if "content_type" in truth.content
-        else [""] * len(cat.content_ids)
-    )
-    rows = dict(zip(truth.params["name"].astype(str), truth.params["value"], strict=True))
-    model = ResponseModel.build(
-        rows,
-        roles=roles,
-        channels=[str(c) for c in channel_names],
-        content_types=content_types,
-        n_phases=len(phases),
-    )
-    fatigue = _fatigue(truth, requests["contact_id"], ts)
-    return sigmoid(
-        model.logit(
-            cat,
-            item=item,
-            phase=phase_idx,
-            role=role,
-            interest=interest,
-            fatigue=fatigue,
-            channel=channel_codes,
-        )
-    )
+    state = ResponseState.of(truth, requests)
+    item = state.item_positions(requests["content_id"])
+    if "channel" not in requests:
+        return state.probability(np.arange(n), item)
+    codes, names = pd.factorize(requests["channel"].astype(str))
+    return state.probability(np.arange(n), item, channel=(codes, list(names)))
 
 
 def sent_response_probability(truth: SimulationTruth, requests: pd.DataFrame) -> np.ndarray:
@@ -267,16 +226,124 @@ def sent_response_probability(truth: SimulationTruth, requests: pd.DataFrame) ->
     response estimates; e-mail alone overstates it where items usually go out through
     weaker channels. A truth written before the run kept the share and the items' channels
     gives the e-mail probability. Requests need account_id, contact_id, content_id, ts."""
-    by_email = true_response_probability(truth, requests.drop(columns="channel", errors="ignore"))
-    names = set(truth.params["name"].astype(str))
-    if "exposure_email_share" not in names or "channel" not in truth.content.columns:
-        return by_email
-    share = truth.param("exposure_email_share")
-    usual = truth.content.set_index(truth.content["content_id"].astype(str))["channel"]
-    own = requests.assign(
-        channel=usual.reindex(requests["content_id"].astype(str)).astype(str).to_numpy()
-    )
-    return share * by_email + (1.0 - share) * true_response_probability(truth, own)
+    _require_request_columns(requests)
+    state = ResponseState.of(truth, requests)
+    item = state.item_positions(requests["content_id"])
+    return state.sent_probability(np.arange(len(requests)), item)
+
+
+def _require_request_columns(requests: pd.DataFrame) -> None:
+    missing = {"account_id", "contact_id", "content_id", "ts"} - set(requests.columns)
+    if missing:
+        raise ValueError(f"requests lacks columns {sorted(missing)}")
+
+
+@dataclass
+class ResponseState:
+    """What the response model reads of each decision (an account's contact at a time),
+    computed once however many items are asked about: the true phase, the contact's role,
+    the account's topic interests and the contact's fatigue. :meth:`probability` and
+    :meth:`sent_probability` then answer for (decision, item) pairs, so scoring every item
+    of a decision does not repeat the per-decision lookups for each item."""
+
+    truth: SimulationTruth
+    catalog: Any
+    phase: np.ndarray
+    role: np.ndarray
+    interest: np.ndarray  # decisions x topics
+    fatigue: np.ndarray
+
+    @classmethod
+    def of(cls, truth: SimulationTruth, decisions: pd.DataFrame) -> ResponseState:
+        """The state of each row of ``decisions`` (account_id, contact_id, ts)."""
+        n = len(decisions)
+        ts = _utc_ns(decisions["ts"], n)
+        phases = list(truth.phases["phase"].cat.categories)
+        topics = list(truth.content["topic"].cat.categories)
+        roles = list(truth.contacts["role"].cat.categories)
+        cat = build_catalog(truth.content, phases, roles, topics, truth.param("adjacent_phase_fit"))
+        seg, _ = _segment_lookup(truth, decisions["account_id"], ts)
+        phase_codes = truth.phases["phase"].cat.codes.to_numpy()
+        contacts = truth.contacts.set_index("contact_id")["role"]
+        latent = truth.accounts.set_index("account_id")
+        interest_cols = [f"interest_{t}" for t in topics]
+        return cls(
+            truth=truth,
+            catalog=cat,
+            phase=np.where(seg >= 0, phase_codes[np.maximum(seg, 0)], -1),
+            role=contacts.reindex(decisions["contact_id"].astype(str)).cat.codes.to_numpy(),
+            interest=latent[interest_cols]
+            .reindex(decisions["account_id"].astype(str))
+            .to_numpy(dtype=np.float64),
+            fatigue=_fatigue(truth, decisions["contact_id"], ts),
+        )
+
+    def item_positions(self, content_ids: Any) -> np.ndarray:
+        """Each id's position in the simulated catalog (raises for an unknown id)."""
+        ids = pd.Series(content_ids)
+        item = pd.Index(self.catalog.content_ids).get_indexer(pd.Index(ids.astype(str)))
+        if (item < 0).any():
+            bad = ids[item < 0].unique()[:5].tolist()
+            raise ValueError(f"requests.content_id {bad} not in the simulated catalog")
+        return item
+
+    def probability(
+        self,
+        decision: np.ndarray,
+        item: np.ndarray,
+        *,
+        channel: tuple[np.ndarray, Sequence[str]] | None = None,
+    ) -> np.ndarray:
+        """The response probability of each (``decision``, ``item``) pair (row positions,
+        catalog positions) shown through ``channel`` (per pair a code into the names that
+        follow; default e-mail)."""
+        channel_codes, channel_names = channel or (
+            np.zeros(len(decision), dtype=np.int64),
+            ["email"],
+        )
+        truth = self.truth
+        content_types = (
+            truth.content["content_type"].astype(str).tolist()
+            if "content_type" in truth.content
+            else [""] * len(self.catalog.content_ids)
+        )
+        rows = dict(zip(truth.params["name"].astype(str), truth.params["value"], strict=True))
+        model = ResponseModel.build(
+            rows,
+            roles=list(truth.contacts["role"].cat.categories),
+            channels=[str(c) for c in channel_names],
+            content_types=content_types,
+            n_phases=len(truth.phases["phase"].cat.categories),
+        )
+        interest = np.nan_to_num(self.interest[decision, self.catalog.topic[item]])
+        return sigmoid(
+            model.logit(
+                self.catalog,
+                item=item,
+                phase=self.phase[decision],
+                role=self.role[decision],
+                interest=interest,
+                fatigue=self.fatigue[decision],
+                channel=channel_codes,
+            )
+        )
+
+    def sent_probability(self, decision: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """:meth:`probability` as the simulator's sender sends (see
+        :func:`sent_response_probability`)."""
+        truth = self.truth
+        by_email = self.probability(decision, item)
+        names = set(truth.params["name"].astype(str))
+        if "exposure_email_share" not in names or "channel" not in truth.content.columns:
+            return by_email
+        share = truth.param("exposure_email_share")
+        usual = truth.content.set_index(truth.content["content_id"].astype(str))["channel"]
+        # Factorized over the few items, not the pairs.
+        codes, channels = pd.factorize(
+            usual.reindex(pd.Index(self.catalog.content_ids)).astype(str).to_numpy()
+        )
+        own = self.probability(decision, item, channel=(codes[item], list(channels)))
+        return share * by_email + (1.0 - share) * own
 
 
 def _fatigue(truth: SimulationTruth, contact_ids: Any, ts: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 
 from features.pipeline import build_features
 from features.schema import JourneyData
-from features.simulate import Simulation, simulate
+from features.simulate import Simulation, sent_response_probability, simulate
 from features.taxonomy import Taxonomy, load_taxonomy
 from models import next_content as nc
 from training import policy
@@ -334,3 +334,27 @@ def test_true_values_in_chunks_equal_all_at_once(
     assert int(d.eligible.sum()) > 97 * 3
     np.testing.assert_array_equal(np.isnan(chunked), ~d.eligible)
     np.testing.assert_allclose(chunked, whole, equal_nan=True)
+
+
+def test_true_values_are_each_pairs_sent_response_probability(world: World) -> None:
+    # The decisions' state is looked up once and shared by their items: each value must be
+    # what the simulator's truth gives for that (account, contact, item, time) on its own.
+    rows = world.ts.split.test.head(200)
+    content = world.sim.data.content.reset_index(drop=True)
+    d = build_decisions(
+        world.result.estimator, rows, world.ts.feature_columns, "responded", content, world.taxonomy
+    )
+    matrix = policy.true_values(d, content, world.sim.truth)
+    di, ii = np.nonzero(d.eligible)
+    requests = pd.DataFrame(
+        {
+            "account_id": d.frame["account_id"].astype(str).to_numpy()[di],
+            "contact_id": d.frame["contact_id"].astype(str).to_numpy()[di],
+            "content_id": content["content_id"].astype(str).to_numpy()[ii],
+            "ts": d.frame["ts"].to_numpy()[di],
+        }
+    )
+    assert len(np.unique(ii)) > 5 and len(np.unique(di)) > 50
+    np.testing.assert_allclose(
+        matrix[di, ii], sent_response_probability(world.sim.truth, requests), rtol=1e-12
+    )
