@@ -113,15 +113,22 @@ def build_decisions(
     # the CRM phase's (the served-log promotion's rule, training.log_promotion).
     eligible[np.arange(len(rows)), logged] = True
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
-    scores = nc.score_candidates(
+    # A row's account inputs are its account's features as of its as-of date, so decisions
+    # of one account, as-of date and contact role score every item alike: each such group
+    # is scored once, over the items any of its decisions could pick.
+    group, first = _decision_groups(rows)
+    group_eligible = np.zeros((len(first), eligible.shape[1]), dtype=bool)
+    np.logical_or.at(group_eligible, group, eligible)
+    group_scores = nc.score_candidates(
         estimator,
-        rows[account_cols].reset_index(drop=True),
-        rows["contact_role"].reset_index(drop=True),
+        rows[account_cols].iloc[first].reset_index(drop=True),
+        rows["contact_role"].iloc[first].reset_index(drop=True),
         content,
         taxonomy,
         feature_columns,
-        eligible=eligible,
+        eligible=group_eligible,
     )
+    scores = np.where(eligible, group_scores[group], np.nan)
     return Decisions(
         frame=rows.reset_index(drop=True),
         eligible=eligible,
@@ -130,6 +137,18 @@ def build_decisions(
         reward=rows[label_column].to_numpy(dtype=np.float64),
         scores=scores,
     )
+
+
+def _decision_groups(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(group of each row, position of each group's first row): rows sharing account_id,
+    as_of and contact_role (missing values group together) are one group."""
+    codes = [
+        pd.factorize(rows[c], use_na_sentinel=False)[0].astype(np.int64)
+        for c in ("account_id", "as_of", "contact_role")
+    ]
+    key = np.ravel_multi_index(codes, [int(c.max(initial=0)) + 1 for c in codes])
+    _, first, group = np.unique(key, return_index=True, return_inverse=True)
+    return group.reshape(-1), first
 
 
 def popular_items(

@@ -358,3 +358,27 @@ def test_true_values_are_each_pairs_sent_response_probability(world: World) -> N
     np.testing.assert_allclose(
         matrix[di, ii], sent_response_probability(world.sim.truth, requests), rtol=1e-12
     )
+
+
+def test_decisions_score_each_item_as_their_own_row_would(world: World) -> None:
+    # Decisions of one account, as-of date and contact role are scored once per group:
+    # every score must equal that of scoring each decision's own row.
+    rows = world.ts.split.test.head(400)
+    content = world.sim.data.content.reset_index(drop=True)
+    cols = world.ts.feature_columns
+    d = build_decisions(world.result.estimator, rows, cols, "responded", content, world.taxonomy)
+    account_cols = [c for c in nc.account_input_columns(world.taxonomy) if c in rows.columns]
+    each = nc.score_candidates(
+        world.result.estimator,
+        rows[account_cols].reset_index(drop=True),
+        rows["contact_role"].reset_index(drop=True),
+        content,
+        world.taxonomy,
+        cols,
+        eligible=d.eligible,
+    )
+    shared = rows.duplicated(["account_id", "as_of", "contact_role"]).sum()
+    assert shared > 20  # the grouping is exercised
+    assert rows["contact_role"].nunique() > 2
+    np.testing.assert_array_equal(np.isnan(d.scores), ~d.eligible)
+    np.testing.assert_allclose(d.scores, each, rtol=1e-12, equal_nan=True)
