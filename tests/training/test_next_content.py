@@ -24,6 +24,7 @@ from training.next_content import (
     HORIZON_DAYS,
     build_next_content_set,
     crm_phase_at,
+    decision_sample,
     label_responses,
     score_next_content,
     train_next_content,
@@ -382,3 +383,36 @@ def test_decisions_score_each_item_as_their_own_row_would(world: World) -> None:
     assert rows["contact_role"].nunique() > 2
     np.testing.assert_array_equal(np.isnan(d.scores), ~d.eligible)
     np.testing.assert_allclose(d.scores, each, rtol=1e-12, equal_nan=True)
+
+
+def test_the_policy_sample_keeps_whole_accounts_up_to_the_cap(world: World) -> None:
+    test = world.ts.split.test
+    cap = len(test) // 3
+    sample = decision_sample(test, cap)
+    assert 0.5 * cap < len(sample) <= cap
+    chosen = set(sample["account_id"].astype(str))
+    # every decision of a chosen account, none of another
+    in_chosen = test["account_id"].astype(str).isin(chosen)
+    assert in_chosen.sum() == len(sample)
+    assert sample.index.equals(test.index[in_chosen.to_numpy()])
+    assert decision_sample(test, cap).index.equals(sample.index)  # seeded
+    assert decision_sample(test, 0) is test and decision_sample(test, len(test)) is test
+
+
+def test_policy_values_on_a_capped_sample_say_so(world: World) -> None:
+    cap = len(world.ts.split.test) // 4
+    result = train_next_content(
+        world.ts,
+        params={"policy_decisions": cap, "n_estimators": 40},
+        truth=world.sim.truth,
+        taxonomy=world.taxonomy,
+        content=world.sim.data.content,
+    )
+    m = result.metrics
+    assert m["decisions"] <= cap < len(world.ts.split.test)
+    assert m["policy.decision_share"] == pytest.approx(m["decisions"] / len(world.ts.split.test))
+    assert m["test.exposures"] == len(world.ts.split.test)  # response metrics read them all
+    assert result.params["policy_decisions"] == cap
+    assert "a seeded sample of whole accounts" in result.report_markdown
+    assert world.result.metrics["policy.decision_share"] == 1.0
+    assert "every test decision" in world.result.report_markdown
