@@ -70,7 +70,11 @@ class Prepared:
     grid_error: str = ""  # why the monthly grid is empty
     # What the next-content model is rewarded for where the data have a "no action" control.
     reward: Reward = field(default_factory=Reward)
-    _frames: list[pd.DataFrame] = field(default_factory=list)
+    # False while the last model's set is built: the features it asks for are then its
+    # own, and no copy is kept beside them (at 100,000 accounts each copy is about 2 GB).
+    keep_features: bool = True
+    # Every date's features computed so far, one frame sorted by (as_of, account_id).
+    _grid: pd.DataFrame | None = None
     _dates: set[pd.Timestamp] = field(default_factory=set)
 
     @classmethod
@@ -86,7 +90,7 @@ class Prepared:
         """Prepared data whose grid features were computed already (``features`` on
         ``dates``, without custom attributes)."""
         prepared = cls(data, truth, list(dates), taxonomy)
-        prepared._frames.append(features)
+        prepared._add_features(features)
         prepared._dates.update(dates)
         return prepared
 
@@ -103,7 +107,7 @@ class Prepared:
     def forget_features(self) -> None:
         """Drops the features computed so far (hundreds of MB per as-of date at 100,000
         accounts); they are computed again if asked for."""
-        self._frames.clear()
+        self._grid = None
         self._dates.clear()
 
     @property
@@ -124,7 +128,7 @@ class Prepared:
         missing = sorted(set(dates) - self._dates)
         if missing:
             with self.timed("features_s"):
-                self._frames.append(
+                self._add_features(
                     build_features(
                         self.data,
                         missing,
@@ -135,9 +139,25 @@ class Prepared:
                     )
                 )
             self._dates.update(missing)
-        frames = [f[f["as_of"].isin(list(dates))] for f in self._frames]
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        return frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
+        grid = self._grid
+        if grid is None:
+            raise TrainingSetError("no as-of date to compute features on; expected one or more")
+        # The cached frame itself when every date is asked for (callers read it, never
+        # write it), else the dates' rows, still in (as_of, account_id) order.
+        frame = (
+            grid
+            if set(dates) == self._dates
+            else grid.loc[grid["as_of"].isin(list(dates))].reset_index(drop=True)
+        )
+        if not self.keep_features:
+            self.forget_features()
+        return frame
+
+    def _add_features(self, features: pd.DataFrame) -> None:
+        """Merges newly computed dates' features into the sorted grid frame."""
+        frame = features if self._grid is None else pd.concat([self._grid, features])
+        self._grid = None  # the old frame goes before the sorted copy is made
+        self._grid = frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
 
     def features_at(self, moments: Moments) -> pd.DataFrame:
         """Features at an outcome's moments: the grid's (shared), or anchored moments'."""
@@ -436,6 +456,7 @@ def _train_one(
     ``last``: no model after it, so the prepared features are dropped once its set is
     built."""
     steps = model_steps(model, outcomes)
+    prepared.keep_features = not last
     with prepared.timed(f"{model}_set_s"):
         training_set = steps.build_set(prepared, taxonomy)
     if last:
