@@ -275,6 +275,7 @@ def next_content_rows(
     ex, ex_as_of, row = exposures_with_features(data.exposures, features, window_days)
     account = account_inputs(data, taxonomy, features, ex_as_of, row)
     x = candidate_matrix(data, taxonomy, account, ex)
+    del account  # x holds its columns too; a million rows' copy need not wait for the end
     decision = decision_frame(data, taxonomy, ex, ex_as_of)
     label = label_responses(ex, data.touchpoints, taxonomy).astype(np.int8)
     # The frame keeps the fit features' account inputs too: policy evaluation scores every
