@@ -11,11 +11,21 @@ in the online posterior). Every ``--retrain-every`` weeks ``nba train next-conte
 retrains from the service's own store and ``nba promote next-content --store`` judges the
 newcomer on the served log; the service then reloads its models.
 
-Prints JSON: per week the true value (mean true response probability of the decided action,
-95 % interval over decisions) of the served policy, the logging policy, the frozen champion
-and the oracle; per promotion the off-policy estimate (DR with its interval, from the MLflow
+Prints JSON: per week the true value (95 % interval over decisions) of the served policy,
+the logging policy, the frozen champion and the oracle in two objectives: the mean true
+response probability of the decided action (``served`` ...) and its mean true expected
+value, that probability times the item's catalog value (``served_ev`` ...: what the
+service's arbitration ranks by, before its fit and churn lever), each against the oracle of
+that objective; the last ``--retrain-every`` weeks' means and shares of the oracle in both
+(``last_weeks``); per promotion the off-policy estimate (DR with its interval, from the MLflow
 comparison run) and the served policy's true value in the weeks before and after; the
 targets with pass/fail. See ``bench.loop_world`` for how the world answers.
+
+``--equal-values`` runs a response-only service: the store's catalog gives every item the
+value 1, so the arbitration ranks by P(response) x fit x churn lever (and the served-log
+judgement alike, reading the same catalog); the product's arbitration is unchanged and the
+world's expected values still count the catalog's own values. ``--arbitration`` is the
+policy file of the service, the frozen champion and the promotions' judgement.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from bench.loop_world import (
+    OBJECTIVES,
+    POLICIES,
     ServiceSender,
     WeekValues,
     content_positions,
@@ -145,6 +157,8 @@ class Loop:
         # phases fall after the first decision and come with the weeks' syncs.
         stages = sim.data.stages
         data = dataclasses.replace(sim.data, stages=stages.loc[stages["ts"] < first])
+        if self.args.equal_values:
+            data = dataclasses.replace(data, content=data.content.assign(value=1.0))
         store = Store(self.url, run.world.taxonomy)
         store.migrate()
         store.load_data(data)
@@ -266,7 +280,10 @@ class Loop:
         started = time.perf_counter()
         before = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
         trained = _nba(["train", "next-content", "--store", self.url, "--json"], self.env)
-        promoted = _nba(["promote", "next-content", "--store", self.url], self.env)
+        arbitration = (
+            [] if self.args.arbitration is None else ["--arbitration", str(self.args.arbitration)]
+        )
+        promoted = _nba(["promote", "next-content", "--store", self.url, *arbitration], self.env)
         self.services(self.client).holder.reload_if_moved()
         after = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
         self._timed("retrain", started)
@@ -370,15 +387,34 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "history_months": args.history_months,
         "online_learning": not args.no_online,
         "prior_strength": args.prior_strength,
+        "arbitration": None if args.arbitration is None else str(args.arbitration),
+        "equal_values": args.equal_values,
         "first_decision": first.isoformat(),
         "frozen_versions": frozen_versions,
         "initial_forced": True,
         "weeks": weeks,
+        "last_weeks": last_weeks(weeks[-args.retrain_every :]),
         "promotions": [_judge(p, weeks, args.retrain_every) for p in promotions],
         "targets": _targets(weeks, promotions, args.retrain_every),
         "seconds": loop.seconds,
         "machine": machine(),
     }
+
+
+def last_weeks(weeks: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """objective -> each policy's decision-weighted mean true value over ``weeks`` and its
+    share of that objective's oracle (``<policy>_share``)."""
+    out = {}
+    for objective, suffix in OBJECTIVES.items():
+        means = {p: _mean(weeks, p + suffix) for p in POLICIES}
+        oracle = means["oracle"]
+        shares = {
+            f"{p}_share": round(v / oracle, 4) if v is not None and oracle else None
+            for p, v in means.items()
+            if p != "oracle"
+        }
+        out[objective] = {**means, **shares}
+    return out
 
 
 def _mean(weeks: list[dict[str, Any]], name: str) -> float | None:
@@ -423,24 +459,21 @@ def _judge(p: dict[str, Any], weeks: list[dict[str, Any]], every: int) -> dict[s
 def _targets(
     weeks: list[dict[str, Any]], promotions: list[dict[str, Any]], every: int
 ) -> dict[str, Any]:
-    last = weeks[-every:]
-    served, oracle = _mean(last, "served"), _mean(last, "oracle")
+    last = last_weeks(weeks[-every:])
+    served = last["response"]["served"]
     judged = [_judge(p, weeks, every) for p in promotions]
     moved = [j for j in judged if j["moved"]]
     checked = [j for j in judged if j["dr_covers_truth"] is not None]
-    served_ev, oracle_ev = _mean(last, "served_ev"), _mean(last, "oracle_ev")
+
+    def share_target(objective: str) -> dict[str, Any] | None:
+        share = last[objective]["served_share"]
+        return None if share is None else {"value": share, "at_least": 0.9, "met": share >= 0.9}
+
     return {
-        "served_last_weeks_share_of_oracle": None
-        if not served or not oracle
-        else {"value": round(served / oracle, 4), "at_least": 0.9, "met": served / oracle >= 0.9},
-        # the same in the service's own currency (response x item value), beside the issue's
-        "served_last_weeks_share_of_oracle_ev": None
-        if not served_ev or not oracle_ev
-        else {
-            "value": round(served_ev / oracle_ev, 4),
-            "at_least": 0.9,
-            "met": served_ev / oracle_ev >= 0.9,
-        },
+        "served_last_weeks_share_of_oracle": share_target("response"),
+        # the same in the service's own objective (response x item value) against the
+        # oracle of that objective
+        "served_last_weeks_share_of_oracle_ev": share_target("value"),
         "served_rises": {
             "first_weeks": _mean(weeks[:every], "served"),
             "last_weeks": served,
@@ -485,6 +518,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--arbitration", type=Path, default=None, help="the service's arbitration policy file"
+    )
+    parser.add_argument(
+        "--equal-values",
+        action="store_true",
+        help="a response-only service: every catalog item valued 1 in the store",
     )
     args = parser.parse_args()
     print(json.dumps(run_loop(args), indent=1))
