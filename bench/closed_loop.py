@@ -16,10 +16,11 @@ the logging policy, the frozen champion and the oracle in two objectives: the me
 response probability of the decided action (``served`` ...) and its mean true expected
 value, that probability times the item's catalog value (``served_ev`` ...: what the
 service's arbitration ranks by, before its fit and churn lever), each against the oracle of
-that objective; the last ``--retrain-every`` weeks' means and shares of the oracle in both
-(``last_weeks``); per promotion the off-policy estimate (DR with its interval, from the MLflow
-comparison run) and the served policy's true value in the weeks before and after; the
-targets with pass/fail. See ``bench.loop_world`` for how the world answers.
+that objective; the last ``--retrain-every`` weeks' means and shares of the oracle in both,
+with 95 % intervals over their decisions (``last_weeks``); per promotion the off-policy
+estimate (DR with its interval, from the MLflow comparison run) and the served policy's
+true value in the weeks before and after; the targets with pass/fail. See
+``bench.loop_world`` for how the world answers.
 
 ``--equal-values`` runs a response-only service: the store's catalog gives every item the
 value 1, so the arbitration ranks by P(response) x fit x churn lever (and the served-log
@@ -46,14 +47,13 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from bench.loop_world import (
-    OBJECTIVES,
-    POLICIES,
     ServiceSender,
     WeekValues,
     content_positions,
     new_touchpoints,
     organic_touches,
     recorded_stages,
+    shares_of_oracles,
     true_values_of_picks,
 )
 from bench.measure import machine
@@ -338,6 +338,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     loop.open()
     sender = ServiceSender(serve=loop.serve, frozen=loop.frozen)
     weeks: list[dict[str, Any]] = []
+    decided: list[WeekValues] = []  # every week's decisions, for the last weeks' figures
     promotions: list[dict[str, Any]] = []
     loaded = 0  # touchpoints of the loop sent so far
     # the world's own response-type touches per (contact, item): what a reward counts
@@ -366,6 +367,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
                 posteriors.refresh()
             loop._timed("events", started)
             weeks.append({"week": w + 1, **values.summary()})
+            decided.append(dataclasses.replace(values, responses=[]))
             if (w + 1) % args.retrain_every == 0 and w + 1 < args.weeks:
                 promotions.append(
                     {
@@ -379,6 +381,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         loop.frozen_client.__exit__(None, None, None)
         loop.client.__exit__(None, None, None)
+    last = shares_of_oracles(decided[-args.retrain_every :])
     return {
         "benchmark": "closed_loop",
         "accounts": args.accounts,
@@ -393,28 +396,12 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "frozen_versions": frozen_versions,
         "initial_forced": True,
         "weeks": weeks,
-        "last_weeks": last_weeks(weeks[-args.retrain_every :]),
+        "last_weeks": last,
         "promotions": [_judge(p, weeks, args.retrain_every) for p in promotions],
-        "targets": _targets(weeks, promotions, args.retrain_every),
+        "targets": _targets(weeks, promotions, args.retrain_every, last),
         "seconds": loop.seconds,
         "machine": machine(),
     }
-
-
-def last_weeks(weeks: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """objective -> each policy's decision-weighted mean true value over ``weeks`` and its
-    share of that objective's oracle (``<policy>_share``)."""
-    out = {}
-    for objective, suffix in OBJECTIVES.items():
-        means = {p: _mean(weeks, p + suffix) for p in POLICIES}
-        oracle = means["oracle"]
-        shares = {
-            f"{p}_share": round(v / oracle, 4) if v is not None and oracle else None
-            for p, v in means.items()
-            if p != "oracle"
-        }
-        out[objective] = {**means, **shares}
-    return out
 
 
 def _mean(weeks: list[dict[str, Any]], name: str) -> float | None:
@@ -457,17 +444,23 @@ def _judge(p: dict[str, Any], weeks: list[dict[str, Any]], every: int) -> dict[s
 
 
 def _targets(
-    weeks: list[dict[str, Any]], promotions: list[dict[str, Any]], every: int
+    weeks: list[dict[str, Any]],
+    promotions: list[dict[str, Any]],
+    every: int,
+    last: dict[str, dict[str, list[float] | None]],
 ) -> dict[str, Any]:
-    last = last_weeks(weeks[-every:])
-    served = last["response"]["served"]
+    """The issue's targets; ``last`` is :func:`shares_of_oracles` of the last ``every``
+    weeks."""
+    served = _mean(weeks[-every:], "served")
     judged = [_judge(p, weeks, every) for p in promotions]
     moved = [j for j in judged if j["moved"]]
     checked = [j for j in judged if j["dr_covers_truth"] is not None]
 
     def share_target(objective: str) -> dict[str, Any] | None:
         share = last[objective]["served_share"]
-        return None if share is None else {"value": share, "at_least": 0.9, "met": share >= 0.9}
+        if share is None:
+            return None
+        return {"value": share[0], "interval": share[1:], "at_least": 0.9, "met": share[0] >= 0.9}
 
     return {
         "served_last_weeks_share_of_oracle": share_target("response"),

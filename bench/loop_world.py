@@ -75,15 +75,54 @@ class WeekValues:
         out: dict[str, Any] = {"decisions": len(self.served)}
         for name in (p + suffix for suffix in OBJECTIVES.values() for p in POLICIES):
             values = np.asarray(getattr(self, name), dtype=float)
-            values = values[~np.isnan(values)]
-            if not len(values):
-                out[name] = None
-                continue
-            mean = float(values.mean())
-            half = 1.96 * float(values.std(ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0
-            out[name] = [round(mean, 5), round(mean - half, 5), round(mean + half, 5)]
+            out[name] = mean_interval(values[~np.isnan(values)])
         out["responses"] = len(self.responses)
         return out
+
+
+def mean_interval(values: np.ndarray) -> list[float] | None:
+    """[mean, low, high]: the mean of ``values`` with its 95 % interval (normal), None for
+    no values."""
+    if not len(values):
+        return None
+    mean = float(values.mean())
+    half = 1.96 * float(values.std(ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    return [round(mean, 5), round(mean - half, 5), round(mean + half, 5)]
+
+
+def ratio_interval(x: np.ndarray, y: np.ndarray) -> list[float] | None:
+    """[ratio, low, high]: mean(x) / mean(y) over paired decisions with its 95 % interval
+    (delta method), None for no decisions or a zero mean(y)."""
+    if not len(x) or not y.mean():
+        return None
+    ratio = float(x.mean() / y.mean())
+    if len(x) < 2:
+        return [round(ratio, 4)] * 3
+    cov = np.cov(x, y)
+    var = (cov[0, 0] + ratio**2 * cov[1, 1] - 2 * ratio * cov[0, 1]) / (len(x) * y.mean() ** 2)
+    half = 1.96 * float(np.sqrt(max(var, 0.0)))
+    return [round(ratio, 4), round(ratio - half, 4), round(ratio + half, 4)]
+
+
+def shares_of_oracles(weeks: list[WeekValues]) -> dict[str, dict[str, list[float] | None]]:
+    """objective -> each policy's mean true value over the decisions of ``weeks`` with its
+    95 % interval (normal, over decisions) and its share of that objective's oracle on the
+    same decisions (``<policy>_share``: the ratio of the means, interval by the delta
+    method; the frozen champion's over the decisions it decided)."""
+    out = {}
+    for objective, suffix in OBJECTIVES.items():
+        values = {
+            p: np.concatenate([np.asarray(getattr(w, p + suffix), dtype=float) for w in weeks])
+            for p in POLICIES
+        }
+        entry: dict[str, list[float] | None] = {}
+        for policy, x in values.items():
+            kept = ~np.isnan(x)
+            entry[policy] = mean_interval(x[kept])
+            if policy != "oracle":
+                entry[policy + "_share"] = ratio_interval(x[kept], values["oracle"][kept])
+        out[objective] = entry
+    return out
 
 
 def decision_values(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.closed_loop import last_weeks
-from bench.loop_world import decision_values
+from bench.loop_world import WeekValues, decision_values, shares_of_oracles
 
 # two contacts x three items: each contact's true response probability of every item
 PROBS = np.array([[0.30, 0.10, 0.05], [0.20, 0.12, 0.02]])
@@ -48,17 +47,22 @@ def test_no_policy_exceeds_the_oracle_on_any_decision() -> None:
 
 
 def test_the_last_weeks_share_each_objectives_oracle() -> None:
-    weeks = [
-        {"decisions": 100, "served": [0.06], "logging": [0.02], "frozen": [0.08],
-         "oracle": [0.12], "served_ev": [0.24], "logging_ev": [0.05], "frozen_ev": [0.2],
-         "oracle_ev": [0.4]},
-        {"decisions": 300, "served": [0.1], "logging": [0.02], "frozen": [0.08],
-         "oracle": [0.12], "served_ev": [0.32], "logging_ev": [0.05], "frozen_ev": [0.2],
-         "oracle_ev": [0.4]},
-    ]  # fmt: skip
-    last = last_weeks(weeks)
-    assert last["response"]["served"] == 0.09  # decision-weighted
-    assert last["response"]["served_share"] == 0.75
-    assert last["response"]["frozen_share"] == round(0.08 / 0.12, 4)
-    assert last["value"]["served"] == 0.3 and last["value"]["served_share"] == 0.75
-    assert last["value"]["frozen_share"] == 0.5 and last["value"]["logging_share"] == 0.125
+    weeks = [WeekValues(), WeekValues()]
+    for week, served, frozen in ((weeks[0], (1, 1), None), (weeks[1], (0, 0), (0, 2))):
+        values = decision_values(
+            PROBS, VALUES, served=served, frozen=frozen, logging_rows=[1], logging_policy=LOGGING
+        )
+        for objective, of_objective in values.items():
+            week.add(objective, of_objective)
+    last = shares_of_oracles(weeks)
+    response, value = last["response"], last["value"]
+    assert response["oracle"] == [0.3, 0.3, 0.3] and value["oracle"] == [1.2, 1.2, 1.2]
+    assert response["served"][0] == round((0.12 + 0.30) / 2, 5)
+    assert response["served_share"][0] == round(0.21 / 0.3, 4)
+    assert value["served_share"][0] == round((1.2 + 0.3) / 2 / 1.2, 4)
+    # the champion decided once: its share is on that decision alone
+    assert value["frozen_share"] == [round(0.1 / 1.2, 4)] * 3
+    # a policy at a fixed share of the oracle on every decision: no spread
+    assert response["logging_share"][0] == response["logging_share"][2]
+    low, high = value["served_share"][1:]
+    assert low < value["served_share"][0] < high
