@@ -11,11 +11,22 @@ in the online posterior). Every ``--retrain-every`` weeks ``nba train next-conte
 retrains from the service's own store and ``nba promote next-content --store`` judges the
 newcomer on the served log; the service then reloads its models.
 
-Prints JSON: per week the true value (mean true response probability of the decided action,
-95 % interval over decisions) of the served policy, the logging policy, the frozen champion
-and the oracle; per promotion the off-policy estimate (DR with its interval, from the MLflow
-comparison run) and the served policy's true value in the weeks before and after; the
-targets with pass/fail. See ``bench.loop_world`` for how the world answers.
+Prints JSON: per week the true value (95 % interval over decisions) of the served policy,
+the logging policy, the frozen champion and the oracle in two objectives: the mean true
+response probability of the decided action (``served`` ...) and its mean true expected
+value, that probability times the item's catalog value (``served_ev`` ...: what the
+service's arbitration ranks by, before its fit and churn lever), each against the oracle of
+that objective; the last ``--retrain-every`` weeks' means and shares of the oracle in both,
+with 95 % intervals over their decisions (``last_weeks``); per promotion the off-policy
+estimate (DR with its interval, from the MLflow comparison run) and the served policy's
+true value in the weeks before and after; the targets with pass/fail. See
+``bench.loop_world`` for how the world answers.
+
+``--equal-values`` runs a response-only service: the store's catalog gives every item the
+value 1, so the arbitration ranks by P(response) x fit x churn lever (and the served-log
+judgement alike, reading the same catalog); the product's arbitration is unchanged and the
+world's expected values still count the catalog's own values. ``--arbitration`` is the
+policy file of the service, the frozen champion and the promotions' judgement.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from bench.loop_world import (
     new_touchpoints,
     organic_touches,
     recorded_stages,
+    shares_of_oracles,
     true_values_of_picks,
 )
 from bench.measure import machine
@@ -145,6 +157,8 @@ class Loop:
         # phases fall after the first decision and come with the weeks' syncs.
         stages = sim.data.stages
         data = dataclasses.replace(sim.data, stages=stages.loc[stages["ts"] < first])
+        if self.args.equal_values:
+            data = dataclasses.replace(data, content=data.content.assign(value=1.0))
         store = Store(self.url, run.world.taxonomy)
         store.migrate()
         store.load_data(data)
@@ -266,7 +280,10 @@ class Loop:
         started = time.perf_counter()
         before = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
         trained = _nba(["train", "next-content", "--store", self.url, "--json"], self.env)
-        promoted = _nba(["promote", "next-content", "--store", self.url], self.env)
+        arbitration = (
+            [] if self.args.arbitration is None else ["--arbitration", str(self.args.arbitration)]
+        )
+        promoted = _nba(["promote", "next-content", "--store", self.url, *arbitration], self.env)
         self.services(self.client).holder.reload_if_moved()
         after = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
         self._timed("retrain", started)
@@ -321,6 +338,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     loop.open()
     sender = ServiceSender(serve=loop.serve, frozen=loop.frozen)
     weeks: list[dict[str, Any]] = []
+    decided: list[WeekValues] = []  # every week's decisions, for the last weeks' figures
     promotions: list[dict[str, Any]] = []
     loaded = 0  # touchpoints of the loop sent so far
     # the world's own response-type touches per (contact, item): what a reward counts
@@ -349,6 +367,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
                 posteriors.refresh()
             loop._timed("events", started)
             weeks.append({"week": w + 1, **values.summary()})
+            decided.append(dataclasses.replace(values, responses=[]))
             if (w + 1) % args.retrain_every == 0 and w + 1 < args.weeks:
                 promotions.append(
                     {
@@ -362,6 +381,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         loop.frozen_client.__exit__(None, None, None)
         loop.client.__exit__(None, None, None)
+    last = shares_of_oracles(decided[-args.retrain_every :])
     return {
         "benchmark": "closed_loop",
         "accounts": args.accounts,
@@ -370,12 +390,15 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "history_months": args.history_months,
         "online_learning": not args.no_online,
         "prior_strength": args.prior_strength,
+        "arbitration": None if args.arbitration is None else str(args.arbitration),
+        "equal_values": args.equal_values,
         "first_decision": first.isoformat(),
         "frozen_versions": frozen_versions,
         "initial_forced": True,
         "weeks": weeks,
+        "last_weeks": last,
         "promotions": [_judge(p, weeks, args.retrain_every) for p in promotions],
-        "targets": _targets(weeks, promotions, args.retrain_every),
+        "targets": _targets(weeks, promotions, args.retrain_every, last),
         "seconds": loop.seconds,
         "machine": machine(),
     }
@@ -421,26 +444,29 @@ def _judge(p: dict[str, Any], weeks: list[dict[str, Any]], every: int) -> dict[s
 
 
 def _targets(
-    weeks: list[dict[str, Any]], promotions: list[dict[str, Any]], every: int
+    weeks: list[dict[str, Any]],
+    promotions: list[dict[str, Any]],
+    every: int,
+    last: dict[str, dict[str, list[float] | None]],
 ) -> dict[str, Any]:
-    last = weeks[-every:]
-    served, oracle = _mean(last, "served"), _mean(last, "oracle")
+    """The issue's targets; ``last`` is :func:`shares_of_oracles` of the last ``every``
+    weeks."""
+    served = _mean(weeks[-every:], "served")
     judged = [_judge(p, weeks, every) for p in promotions]
     moved = [j for j in judged if j["moved"]]
     checked = [j for j in judged if j["dr_covers_truth"] is not None]
-    served_ev, oracle_ev = _mean(last, "served_ev"), _mean(last, "oracle_ev")
+
+    def share_target(objective: str) -> dict[str, Any] | None:
+        share = last[objective]["served_share"]
+        if share is None:
+            return None
+        return {"value": share[0], "interval": share[1:], "at_least": 0.9, "met": share[0] >= 0.9}
+
     return {
-        "served_last_weeks_share_of_oracle": None
-        if not served or not oracle
-        else {"value": round(served / oracle, 4), "at_least": 0.9, "met": served / oracle >= 0.9},
-        # the same in the service's own currency (response x item value), beside the issue's
-        "served_last_weeks_share_of_oracle_ev": None
-        if not served_ev or not oracle_ev
-        else {
-            "value": round(served_ev / oracle_ev, 4),
-            "at_least": 0.9,
-            "met": served_ev / oracle_ev >= 0.9,
-        },
+        "served_last_weeks_share_of_oracle": share_target("response"),
+        # the same in the service's own objective (response x item value) against the
+        # oracle of that objective
+        "served_last_weeks_share_of_oracle_ev": share_target("value"),
         "served_rises": {
             "first_weeks": _mean(weeks[:every], "served"),
             "last_weeks": served,
@@ -485,6 +511,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--arbitration", type=Path, default=None, help="the service's arbitration policy file"
+    )
+    parser.add_argument(
+        "--equal-values",
+        action="store_true",
+        help="a response-only service: every catalog item valued 1 in the store",
     )
     args = parser.parse_args()
     print(json.dumps(run_loop(args), indent=1))

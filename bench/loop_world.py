@@ -3,15 +3,19 @@ run stepped week by week, where the service decides the week's exposures and the
 answers with its true response model (``features.simulate.response``), and the new
 touchpoints as ``POST /v1/events`` records.
 
-True values are response probabilities of the simulator's response model at the decision
-time, each policy valued with the contact it addresses: the served action (its contact),
-the logging policy (the simulator's sender: its item distribution for the CRM-recorded
-phase, sent to a contact of the buying center drawn uniformly, as the simulator does), a
-frozen champion (the first models, greedy; its own contact) and the oracle (the (contact,
-item) pair of highest true response probability over every contact either policy could
-address: the buying center that week and whoever the service or the champion named). A
-contact gone by the decision answers nobody (probability 0). Every policy is valued with the
-item's own channel, the channel the service names.
+True values are read from the simulator's response model at the decision time, in two
+objectives (:data:`OBJECTIVES`): the response probability (the issue's measure) and the
+expected value, that probability times the item's catalog value (what the service's
+arbitration multiplies P(response) by; its fit and churn lever are the service's own
+heuristics, not value). Each policy is valued with the contact it addresses: the served
+action (its contact), the logging policy (the simulator's sender: its item distribution for
+the CRM-recorded phase, sent to a contact of the buying center drawn uniformly, as the
+simulator does), a frozen champion (the first models, greedy; its own contact) and the
+oracle of each objective (the (contact, item) pair best in that objective over every
+contact either policy could address: the buying center that week and whoever the service
+or the champion named), so each oracle bounds every policy in its own objective. A contact
+gone by the decision answers nobody (probability 0). Every policy is valued with the item's
+own channel, the channel the service names.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ from features.simulate.world import World
 Chooser = Callable[[str, int], tuple[str, str] | None]
 
 
-POLICIES = ("served", "logging", "frozen", "oracle", "oracle_fit")
+POLICIES = ("served", "logging", "frozen", "oracle")
+# objective -> the suffix of its values' names: the true response probability, and the true
+# expected value (that probability times the item's value)
+OBJECTIVES = {"response": "", "value": "_ev"}
 
 
 @dataclass
@@ -45,35 +52,104 @@ class WeekValues:
     """One loop week's decisions: per decision the true response probability of each
     policy's action for its contact (``served`` ... ``oracle``) and its true expected
     value, that probability times the item's value (``<policy>_ev``: the quantity the
-    service's arbitration ranks by; the EV oracle is the item of highest true expected
-    value)."""
+    service's arbitration ranks by, before its fit and lever; ``oracle_ev`` is the (contact,
+    item) of highest true expected value, not the response oracle's)."""
 
     served: list[float] = field(default_factory=list)
     logging: list[float] = field(default_factory=list)
     frozen: list[float] = field(default_factory=list)
     oracle: list[float] = field(default_factory=list)
-    oracle_fit: list[float] = field(default_factory=list)
-    oracle_fit_ev: list[float] = field(default_factory=list)
     served_ev: list[float] = field(default_factory=list)
     logging_ev: list[float] = field(default_factory=list)
     frozen_ev: list[float] = field(default_factory=list)
     oracle_ev: list[float] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
 
+    def add(self, objective: str, values: dict[str, float]) -> None:
+        """Appends one decision's ``values`` (:func:`decision_values`) in ``objective``."""
+        for policy, value in values.items():
+            getattr(self, policy + OBJECTIVES[objective]).append(value)
+
     def summary(self) -> dict[str, Any]:
         """Mean true value per policy with its 95 % interval (normal, over decisions)."""
         out: dict[str, Any] = {"decisions": len(self.served)}
-        for name in (*POLICIES, *(f"{p}_ev" for p in POLICIES)):
+        for name in (p + suffix for suffix in OBJECTIVES.values() for p in POLICIES):
             values = np.asarray(getattr(self, name), dtype=float)
-            values = values[~np.isnan(values)]
-            if not len(values):
-                out[name] = None
-                continue
-            mean = float(values.mean())
-            half = 1.96 * float(values.std(ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0
-            out[name] = [round(mean, 5), round(mean - half, 5), round(mean + half, 5)]
+            out[name] = mean_interval(values[~np.isnan(values)])
         out["responses"] = len(self.responses)
         return out
+
+
+def mean_interval(values: np.ndarray) -> list[float] | None:
+    """[mean, low, high]: the mean of ``values`` with its 95 % interval (normal), None for
+    no values."""
+    if not len(values):
+        return None
+    mean = float(values.mean())
+    half = 1.96 * float(values.std(ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    return [round(mean, 5), round(mean - half, 5), round(mean + half, 5)]
+
+
+def ratio_interval(x: np.ndarray, y: np.ndarray) -> list[float] | None:
+    """[ratio, low, high]: mean(x) / mean(y) over paired decisions with its 95 % interval
+    (delta method), None for no decisions or a zero mean(y)."""
+    if not len(x) or not y.mean():
+        return None
+    ratio = float(x.mean() / y.mean())
+    if len(x) < 2:
+        return [round(ratio, 4)] * 3
+    cov = np.cov(x, y)
+    var = (cov[0, 0] + ratio**2 * cov[1, 1] - 2 * ratio * cov[0, 1]) / (len(x) * y.mean() ** 2)
+    half = 1.96 * float(np.sqrt(max(var, 0.0)))
+    return [round(ratio, 4), round(ratio - half, 4), round(ratio + half, 4)]
+
+
+def shares_of_oracles(weeks: list[WeekValues]) -> dict[str, dict[str, list[float] | None]]:
+    """objective -> each policy's mean true value over the decisions of ``weeks`` with its
+    95 % interval (normal, over decisions) and its share of that objective's oracle on the
+    same decisions (``<policy>_share``: the ratio of the means, interval by the delta
+    method; the frozen champion's over the decisions it decided)."""
+    out = {}
+    for objective, suffix in OBJECTIVES.items():
+        values = {
+            p: np.concatenate([np.asarray(getattr(w, p + suffix), dtype=float) for w in weeks])
+            for p in POLICIES
+        }
+        entry: dict[str, list[float] | None] = {}
+        for policy, x in values.items():
+            kept = ~np.isnan(x)
+            entry[policy] = mean_interval(x[kept])
+            if policy != "oracle":
+                entry[policy + "_share"] = ratio_interval(x[kept], values["oracle"][kept])
+        out[objective] = entry
+    return out
+
+
+def decision_values(
+    probs: np.ndarray,
+    values_of_items: np.ndarray,
+    *,
+    served: tuple[int, int],
+    frozen: tuple[int, int] | None,
+    logging_rows: list[int],
+    logging_policy: np.ndarray,
+) -> dict[str, dict[str, float]]:
+    """objective (:data:`OBJECTIVES`) -> policy -> its true value on one decision, from
+    ``probs`` (contacts x items: each contact's true response probability of every item)
+    and the items' values: the response probability, or it times the item's value. The
+    served and the frozen champion's (contact row, item), NaN when the champion decided
+    nothing; the logging policy's item distribution ``logging_policy`` sent to one of
+    ``logging_rows`` drawn uniformly; and the oracle, the best (contact, item) in that same
+    objective, so no policy exceeds it."""
+    out = {}
+    for objective, by_contact in (("response", probs), ("value", probs * values_of_items)):
+        out[objective] = {
+            "served": float(by_contact[served]),
+            "logging": float((by_contact[logging_rows] @ logging_policy).mean()),
+            "frozen": float(by_contact[frozen]) if frozen is not None else float("nan"),
+            "oracle": float(by_contact.max()),
+        }
+    return out
 
 
 def account_id(world_index: int, width: int = 6) -> str:
@@ -222,7 +298,6 @@ class ServiceSender:
             probs_by_contact = self._probabilities(world, state, acc, contacts)
             remember_exposure(state, np.array([contact]), np.array([self.decide_ns]))
             probs = probs_by_contact[row[contact]]
-            ev_by_contact = probs_by_contact * values_of_items[None, :]
             self.truth[(account_id(acc), self.decide_ns)] = DecisionTruth(
                 contacts=[contact_id(int(c)) for c in contacts.tolist()],
                 roles=[
@@ -233,18 +308,18 @@ class ServiceSender:
                 served=row[contact],
             )
             logging_rows = [row[int(c)] for c in present] or [row[contact]]
-            for by_contact, of in ((probs_by_contact, ""), (ev_by_contact, "_ev")):
-                getattr(self.values, "served" + of).append(float(by_contact[row[contact], item]))
-                policy = lk.policy[state.crm_phase[acc]]
-                getattr(self.values, "logging" + of).append(
-                    float((by_contact[logging_rows] @ policy).mean())
-                )
-                getattr(self.values, "frozen" + of).append(
-                    float(by_contact[row[contact_index(frozen[1])], positions[frozen[0]]])
-                    if frozen is not None
-                    else float("nan")
-                )
-                getattr(self.values, "oracle" + of).append(float(by_contact.max()))
+            frozen_at = (
+                None if frozen is None else (row[contact_index(frozen[1])], positions[frozen[0]])
+            )
+            for objective, values in decision_values(
+                probs_by_contact,
+                values_of_items,
+                served=(row[contact], item),
+                frozen=frozen_at,
+                logging_rows=logging_rows,
+                logging_policy=lk.policy[state.crm_phase[acc]],
+            ).items():
+                self.values.add(objective, values)
             r_ts = self.decide_ns + int(rng.integers(60, 3 * DAY_S)) * SECOND_NS
             if rng.random() < probs[item] and r_ts < world.centers.contact_gone[contact]:
                 etype = int(pick_cdf(lk.item_resp_cdf[[item]], rng.random(1))[0])

@@ -22,7 +22,13 @@ import pandas as pd
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from models import next_content as nc
-from models.arbitration import ArbitrationConfig, prepare_catalog
+from models.arbitration import (
+    ArbitrationConfig,
+    churn_lever,
+    item_phase_fit,
+    prepare_catalog,
+    role_weight,
+)
 from training.log_promotion import (
     CHURN_RISK_COLUMN,
     PHASE_PROBA_PREFIX,
@@ -70,17 +76,12 @@ def service_ranking(
     for every policy.)"""
     cat = prepare_catalog(catalog, taxonomy.phases)
     proba = rows[[PHASE_PROBA_PREFIX + p for p in taxonomy.phases]].to_numpy(dtype=np.float64)
-    w = config.weights
-    phase_fit = (
-        proba @ cat.phase_weight(w.phase_fit.exact, w.phase_fit.adjacent, w.phase_fit.none).T
-    )
+    phase_fit = item_phase_fit(cat, proba, config.weights)
     role_match = role_fits(catalog, rows["contact_role"])
-    role_weight = np.where(role_match, w.role_fit.match, w.role_fit.no_match)
     risk = rows[CHURN_RISK_COLUMN].to_numpy(dtype=np.float64)
-    lever = config.churn_lever
-    retention = cat.is_retention(tuple(lever.retention_content_types))
-    levers = np.where(retention[None, :], 1.0 + lever.lever_strength * risk[:, None], 1.0)
-    weight = cat.value[None, :] * phase_fit * role_weight * levers
+    items = np.arange(len(cat.content_ids))
+    levers = churn_lever(cat, items[None, :], risk[:, None], config.churn_lever)
+    weight = cat.value[None, :] * phase_fit * role_weight(role_match, config.weights) * levers
     rules = config.eligibility
     eligible = np.ones(weight.shape, dtype=bool)
     if rules.require_phase_fit:

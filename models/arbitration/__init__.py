@@ -57,7 +57,14 @@ from models.arbitration.config import (
 from models.arbitration.decision import Action, Decision, HeldBack, decision_record
 from models.arbitration.errors import ArbitrationConfigError, ArbitrationError
 from models.arbitration.holdback import _draw_groups as _draw_groups  # checked by the tests
-from models.arbitration.rank import THOMPSON_SUFFIX, rank_actions, segment_of
+from models.arbitration.rank import (
+    THOMPSON_SUFFIX,
+    churn_lever,
+    item_phase_fit,
+    rank_actions,
+    role_weight,
+    segment_of,
+)
 from models.arbitration.thompson import OnlinePosterior, win_probabilities
 
 __all__ = [
@@ -80,13 +87,16 @@ __all__ = [
     "Recent",
     "addressees",
     "churn_band",
+    "churn_lever",
     "decision_record",
+    "item_phase_fit",
     "load_arbitration_config",
     "prepare_candidates",
     "prepare_contact_grid",
     "prepare_grid",
     "prepare_catalog",
     "rank_actions",
+    "role_weight",
     "segment_of",
     "win_probabilities",
 ]

@@ -53,15 +53,14 @@ def score(
     the item's phase fit under the phase distribution ``proba`` times the contact's role
     fit, and the lever is the churn lever at churn risk ``risk``."""
     item = rows.item
-    phase_fit = _item_phase_fit(cat, proba, config.weights)[item]
+    phase_fit = item_phase_fit(cat, proba, config.weights)[item]
     cand_role = prepared.role_code[rows.contact]
     role_match = (cand_role >= 0) & cat.role_fit[item, np.maximum(cand_role, 0)]
     role_match |= cat.any_role[item]  # an item for every role fits any contact
     # An account-level action has no contact whose role it could miss: its fit is the
     # phase fit alone (as for a cold start), and the role rule does not hold it back.
     role_match |= rows.contact == prepared.account_level
-    w = config.weights.role_fit
-    role_fit = np.where(role_match, w.match, w.no_match)
+    role_fit = role_weight(role_match, config.weights)
     lever = churn_lever(cat, item, risk, config.churn_lever)
     value = cat.value[item]
     fit = phase_fit * role_fit
@@ -76,19 +75,28 @@ def score(
     )
 
 
-def _item_phase_fit(cat: PreparedCatalog, proba: np.ndarray, weights: Weights) -> np.ndarray:
-    """items float: each item's phase weight (exact, adjacent or none) averaged over the
-    predicted phase distribution ``proba``."""
+def item_phase_fit(cat: PreparedCatalog, proba: np.ndarray, weights: Weights) -> np.ndarray:
+    """Each item's phase weight (exact, adjacent or none) averaged over the predicted phase
+    distribution ``proba``: items float for one distribution (phases), decisions x items
+    for one per decision (decisions x phases)."""
     w = weights.phase_fit
     weight = cat.phase_weight(w.exact, w.adjacent, w.none)
-    return weight @ proba
+    return (weight @ proba.T).T
+
+
+def role_weight(role_match: np.ndarray, weights: Weights) -> np.ndarray:
+    """The role fit of each ``role_match`` (the item lists the contact's role, or needs
+    none): the policy's ``match`` weight, else its ``no_match``."""
+    w = weights.role_fit
+    return np.where(role_match, w.match, w.no_match)
 
 
 def churn_lever(
-    cat: PreparedCatalog, item: np.ndarray, risk: float, lever: ChurnLever
+    cat: PreparedCatalog, item: np.ndarray, risk: float | np.ndarray, lever: ChurnLever
 ) -> np.ndarray:
     """Per candidate row: ``1 + lever_strength x risk`` for a retention play (its content
-    type is one of ``retention_content_types``), 1 otherwise."""
+    type is one of ``retention_content_types``), 1 otherwise; ``item`` and an array of
+    risks broadcast (decisions x items from items in a row and risks in a column)."""
     retention = cat.is_retention(lever.retention_content_types)
     return np.where(retention[item], 1.0 + lever.lever_strength * risk, 1.0)
 

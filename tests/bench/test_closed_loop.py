@@ -30,6 +30,7 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         no_online=False,
         out=str(tmp_path),
         arbitration=None,
+        equal_values=False,
         prior_strength=500.0,
     )
     result = run_loop(args)
@@ -40,6 +41,12 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         served, oracle, logging = w["served"][0], w["oracle"][0], w["logging"][0]
         assert 0 < served <= oracle <= 1 and 0 < logging <= oracle
         assert w["served"][1] <= served <= w["served"][2]  # the mean inside its interval
+        # in the service's own objective too, against the oracle of that objective
+        assert 0 < w["served_ev"][0] <= w["oracle_ev"][0] and w["frozen_ev"][0] <= w["oracle_ev"][0]
+    value = result["last_weeks"]["value"]
+    assert 0 < value["served_share"][0] <= 1 and 0 < value["frozen_share"][0] <= 1
+    target = result["targets"]["served_last_weeks_share_of_oracle_ev"]
+    assert [target["value"], *target["interval"]] == value["served_share"]
     [promotion] = result["promotions"]
     assert promotion["after_week"] == 2 and promotion["trained"]
     # judged on the served log: the first week's decisions, whose response windows have

@@ -1,0 +1,68 @@
+"""The loop world's true values: each objective's oracle bounds every policy in it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.loop_world import WeekValues, decision_values, shares_of_oracles
+
+# two contacts x three items: each contact's true response probability of every item
+PROBS = np.array([[0.30, 0.10, 0.05], [0.20, 0.12, 0.02]])
+# the items' catalog values: the likeliest response is the item of least value
+VALUES = np.array([1.0, 10.0, 2.0])
+LOGGING = np.array([0.5, 0.25, 0.25])
+
+
+def test_each_oracle_is_the_best_of_its_own_objective() -> None:
+    # the service serves the valuable item: below the response oracle, as good as the
+    # value oracle, whose pick the response oracle's is not
+    values = decision_values(
+        PROBS, VALUES, served=(1, 1), frozen=(0, 2), logging_rows=[0, 1], logging_policy=LOGGING
+    )
+    response, value = values["response"], values["value"]
+    assert response["oracle"] == 0.30 and response["served"] == 0.12
+    assert value["oracle"] == 1.2 == value["served"]
+    assert value["frozen"] == 0.05 * 2.0
+    assert value["logging"] == np.mean((PROBS * VALUES) @ LOGGING)
+    for of_objective in (response, value):
+        assert all(v <= of_objective["oracle"] for v in of_objective.values())
+
+
+def test_no_policy_exceeds_the_oracle_on_any_decision() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        probs = rng.random((3, 6)) * 0.4
+        item_values = rng.choice([1.0, 1.5, 2.0, 3.0, 10.0], size=6)
+        values = decision_values(
+            probs,
+            item_values,
+            served=(int(rng.integers(3)), int(rng.integers(6))),
+            frozen=(int(rng.integers(3)), int(rng.integers(6))),
+            logging_rows=[0, 2],
+            logging_policy=rng.dirichlet(np.ones(6)),
+        )
+        for of_objective in values.values():
+            policies = (of_objective[p] for p in ("served", "frozen", "logging"))
+            assert max(policies) <= of_objective["oracle"]
+
+
+def test_the_last_weeks_share_each_objectives_oracle() -> None:
+    weeks = [WeekValues(), WeekValues()]
+    for week, served, frozen in ((weeks[0], (1, 1), None), (weeks[1], (0, 0), (0, 2))):
+        values = decision_values(
+            PROBS, VALUES, served=served, frozen=frozen, logging_rows=[1], logging_policy=LOGGING
+        )
+        for objective, of_objective in values.items():
+            week.add(objective, of_objective)
+    last = shares_of_oracles(weeks)
+    response, value = last["response"], last["value"]
+    assert response["oracle"] == [0.3, 0.3, 0.3] and value["oracle"] == [1.2, 1.2, 1.2]
+    assert response["served"][0] == round((0.12 + 0.30) / 2, 5)
+    assert response["served_share"][0] == round(0.21 / 0.3, 4)
+    assert value["served_share"][0] == round((1.2 + 0.3) / 2 / 1.2, 4)
+    # the champion decided once: its share is on that decision alone
+    assert value["frozen_share"] == [round(0.1 / 1.2, 4)] * 3
+    # a policy at a fixed share of the oracle on every decision: no spread
+    assert response["logging_share"][0] == response["logging_share"][2]
+    low, high = value["served_share"][1:]
+    assert low < value["served_share"][0] < high
