@@ -45,6 +45,9 @@ PURCHASED_COLUMN = "purchased_90d"
 # Column of the phase set: the CRM-recorded phase at as-of, read lag_days later, as codes (the
 # label a real CRM shows then; a comparison and a baseline's target, not the training label).
 CRM_LABEL_COLUMN = "crm_phase_label"
+# The phase set's validation and test as-of dates.
+PHASE_VALID_DATES = 2
+PHASE_TEST_DATES = 2
 
 
 class TrainingSetError(InvalidInputError):
@@ -164,8 +167,8 @@ def build_phase_set(
     *,
     lag_days: int = PHASE_LABEL_LAG_DAYS,
     hindsight_days: int = HINDSIGHT_DAYS,
-    valid_dates: int = 2,
-    test_dates: int = 2,
+    valid_dates: int = PHASE_VALID_DATES,
+    test_dates: int = PHASE_TEST_DATES,
     feature_columns: Sequence[str] | None = None,
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
     classes: Sequence[str] | None = None,
