@@ -104,6 +104,11 @@ class SetParts:
     horizon_days: int
     split: AsOfSplit
     class_names: list[str] = field(default_factory=list)
+    rows_per_date: dict[pd.Timestamp, int] = field(default_factory=dict)
+
+    def rows_on(self, dates: Sequence[pd.Timestamp]) -> int:
+        """How many rows the parts hold on ``dates``."""
+        return sum(self.rows_per_date.get(pd.Timestamp(d), 0) for d in dates)
 
 
 @dataclass
@@ -323,14 +328,15 @@ def _sets_pass(
                     window_days=next_content.EXPOSURE_WINDOW_DAYS,
                 )
             except TrainingSetError as exc:  # no exposure of this range in a window
-                out["sets"][model] = {"rows": 0, "dates": [], "why": exc.details}
+                out["sets"][model] = {"rows": 0, "dates": {}, "why": exc.details}
                 continue
         else:
             frame = outcome_rows(data, features, outcomes[model], plan.moments[model], columns)
         path = Path(workdir) / "sets" / model / f"part-{i:05d}.parquet"
         if len(frame):
             frame.to_parquet(path, index=False)
-        dates = sorted(pd.unique(frame["as_of"])) if len(frame) else []
+        per_date = frame["as_of"].value_counts() if len(frame) else pd.Series(dtype=int)
+        dates = dict(zip(pd.DatetimeIndex(per_date.index), per_date.tolist(), strict=True))
         out["sets"][model] = {"rows": len(frame), "dates": dates}
     out["peak_mb"] = round(peak_mb(), 1)
     return out
@@ -449,7 +455,11 @@ def _set_parts(
     if rows == 0:
         why = next((m["why"] for m in mine if "why" in m), "no range has a row")
         raise TrainingSetError(f"{model}: {why}")
-    dates = sorted({d for m in mine for d in m["dates"]})
+    rows_per_date: dict[pd.Timestamp, int] = {}
+    for m in mine:
+        for d, n in m["dates"].items():
+            rows_per_date[d] = rows_per_date.get(d, 0) + n
+    dates = sorted(rows_per_date)
     paths = [
         work / "sets" / model / f"part-{i:05d}.parquet" for i, m in enumerate(mine) if m["rows"]
     ]
@@ -475,4 +485,5 @@ def _set_parts(
         horizon_days=horizon,
         split=split,
         class_names=list(plan.classes) if model == "phase" else [],
+        rows_per_date=rows_per_date,
     )

@@ -72,3 +72,47 @@ def test_range_parts_equal_the_pandas_sets(scheduler: str, tmp_path: Path) -> No
         assert parts.horizon_days == expected.horizon_days
     # phase labels read the whole population's figures: 5 ranges alone would differ
     assert np.unique(built.sets["phase"].class_names).size >= 2
+
+
+def test_churn_trains_from_the_parts_on_the_workers(scheduler: str, tmp_path: Path) -> None:
+    from dask.distributed import Client
+
+    from models.fitting import category_levels, fitted_categories
+    from training.dask_train import in_sample, train_outcome_parts
+    from training.outcome import train_outcome
+
+    taxonomy = load_taxonomy()
+    data_dir = write_simulation(simulate(1500, seed=5, months=24), tmp_path / "data")
+    outcomes = load_outcomes()
+    churn = next(o for o in outcomes if o.name == "churn")
+    parts = write_sets_dask(
+        data_dir, taxonomy, tmp_path / "work", ["churn"], outcomes, scheduler=scheduler
+    ).sets["churn"]
+    expected = build_set("churn", prepare(data_dir, taxonomy), taxonomy, outcomes)
+    every = {"max_features": 0}  # every feature, so the categorical ones are in
+    local = train_outcome(expected, churn, params=every)
+    with Client(scheduler) as client:
+        whole = train_outcome_parts(parts, churn, client=client, params=every)
+        sampled = train_outcome_parts(parts, churn, client=client, budget_bytes=1e6)
+    # the category encoding is the pandas path's: the training rows' levels
+    train_x = expected.split.train[expected.feature_columns]
+    levels = category_levels(train_x)
+    got = fitted_categories(whole.estimator)
+    assert got == levels == fitted_categories(local.estimator)
+    assert got
+    assert whole.params["train_sample_share"] == 1.0
+    assert whole.params["test_rows"] == len(expected.split.test)
+    low, high = local.metrics["model.roc_auc_ci_low"], local.metrics["model.roc_auc_ci_high"]
+    assert low - 0.03 <= whole.metrics["model.roc_auc"] <= high + 0.03
+    assert whole.metrics["model.roc_auc"] > 0.65
+    assert whole.metrics["baseline_rfm_logistic.roc_auc"] == pytest.approx(
+        local.metrics["baseline_rfm_logistic.roc_auc"], abs=1e-6
+    )
+    # over the budget: a stated, seeded sample of whole accounts
+    share = sampled.params["train_sample_share"]
+    assert 0 < share < 1
+    assert sampled.params["test_rows"] == len(expected.split.test)
+    ids = pd.Series(expected.frame["account_id"].unique())
+    kept = in_sample(ids, share)
+    assert 0 < kept.sum() < len(ids)
+    assert (in_sample(ids, share) == kept).all()
