@@ -185,8 +185,15 @@ def _has_control(data_dir: Path) -> bool:
     path = find_table_file(data_dir, "exposures")
     if path is None or path.suffix != ".parquet":
         return False
-    ids = pq.read_table(path, columns=["content_id"]).column("content_id")
-    return bool(np.any(ids.to_numpy(zero_copy_only=False).astype(str) == NO_ACTION_CONTENT_ID))
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    try:
+        found = con.execute(
+            "SELECT count(*) FROM read_parquet(?) WHERE CAST(content_id AS VARCHAR) = ?",
+            [str(path), NO_ACTION_CONTENT_ID],
+        ).fetchone()
+    finally:
+        con.close()
+    return bool(found and found[0])
 
 
 def _plan(

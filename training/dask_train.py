@@ -5,9 +5,11 @@ The training and validation rows are read by the workers from the parts, filtere
 split's as-of dates (``dask.dataframe.from_map``: one partition per part) and grown into
 trees by ``lightgbm.dask`` through ``models.churn.fit`` and ``models.fitting.fit_classifier``
 (the category encoding as for pandas frames: the parts keep the features' categorical
-dtypes). The validation and test rows are scored on the workers; the client gathers per
-row the label, the raw score, the account id and the few columns the recency and RFM
-baselines read, and fits those baselines on the same few columns of the training rows.
+dtypes). The baselines (logistic regressions on the RFM columns, on recency, and on every
+feature) are fitted in the client on the training rows' columns they read, the one on every
+feature on a seeded sample of at most ``LOGISTIC_ROWS`` rows; model and baselines then score
+the validation and test rows on the workers, and the client gathers per row the label, the
+account id and the scores: what the metrics, their intervals and the gate need.
 
 **Memory budget.** When a set's training rows would take more than ``MEMORY_SHARE`` of the
 workers' memory as LightGBM's input (``BYTES_PER_VALUE`` per value: the float64 frame and
@@ -15,9 +17,8 @@ its binned copy), the model trains on a seeded sample of accounts, drawn in each
 hash of the account id (an account keeps all its rows or none); the share is in the
 result's params (``train_sample_share``), never silent.
 
-Not here (the pandas path has them): the logistic-regression baseline on every feature
-(it needs the training rows' features in one process), the simulator's oracle and held
-hazard, and the model's logged artifacts.
+Not here (the pandas path has them): the simulator's oracle and held hazard, the logged
+artifacts, and MLflow logging (``nba train`` does not call this yet).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ from training.outcome import churn_metrics, interval_metrics, validation_calibra
 SAMPLE_SEED = 7
 MEMORY_SHARE = 0.25
 BYTES_PER_VALUE = 16
+# The logistic regression on every feature is fitted in the client: on at most about this
+# many training rows (a seeded sample of accounts beyond).
+LOGISTIC_ROWS = 200_000
 _BASELINE_COLUMNS = list(dict.fromkeys([*RFM_COLUMNS, *CHURN_RECENCY_COLUMNS]))
 
 
@@ -131,12 +135,18 @@ def read_rows(
     )
 
 
-def _scored(frame: pd.DataFrame, estimator: Any, label: str) -> pd.DataFrame:
-    """Per row of a partition: account, label, the model's raw probability and the
-    baselines' columns (what the client gathers)."""
-    out = frame[["account_id", *_BASELINE_COLUMNS]].copy()
+def _scored(frame: pd.DataFrame, scorers: dict[str, Any], label: str) -> pd.DataFrame:
+    """Per row of a partition: account, label and each scorer's probability (the model's
+    raw one as ``p``): what the client gathers."""
+    out = pd.DataFrame({"account_id": frame["account_id"].astype(str).to_numpy()})
     out["y"] = frame[label].to_numpy(dtype=np.int64)
-    out["p"] = binary_model.predict_proba(estimator, frame) if len(frame) else np.zeros(0)
+    for who, scorer in scorers.items():
+        if not len(frame):
+            out[who] = np.zeros(0)
+        elif who == "p":
+            out[who] = binary_model.predict_proba(scorer, frame)
+        else:
+            out[who] = scorer.predict_proba(frame)
     return out
 
 
@@ -162,29 +172,37 @@ def train_outcome_parts(
     estimator = binary_model.fit(
         train[columns], train[label], valid[columns], valid[label], params=params, client=client
     )
-    meta = _scored(valid._meta, estimator, label)
+    base = read_rows(parts, split.train, [*_BASELINE_COLUMNS, label], share=share, seed=seed)
+    base_rows = base.compute()
+    y_base = base_rows[label].to_numpy(dtype=np.int64)
+    logistic_share = min(share, LOGISTIC_ROWS / max(train_rows, 1))
+    wide = read_rows(parts, split.train, [*columns, label], share=logistic_share, seed=seed)
+    wide_rows = wide.compute()
+    baselines: dict[str, FeatureLogistic | RecencyLogistic] = {
+        "baseline_rfm_logistic": FeatureLogistic(RFM_COLUMNS).fit(base_rows, y_base),
+        "baseline_logistic": FeatureLogistic(tuple(columns)).fit(
+            wide_rows, wide_rows[label].to_numpy(dtype=np.int64)
+        ),
+        "baseline_recency_logistic": RecencyLogistic().fit(base_rows, y_base),
+    }
+    del wide_rows
+    scorers: dict[str, Any] = {"p": estimator, **baselines}
+    meta = _scored(valid._meta, scorers, label)
 
     def gathered(rows: Any) -> pd.DataFrame:
-        scored = rows.map_partitions(_scored, estimator, label, meta=meta).compute()
+        scored = rows.map_partitions(_scored, scorers, label, meta=meta).compute()
         return scored.reset_index(drop=True)
 
     v = gathered(valid)
     t = gathered(read_rows(parts, split.test, [*columns, label]))
-    base = read_rows(parts, split.train, [*_BASELINE_COLUMNS, label], share=share, seed=seed)
-    base_rows = base.compute()
-    y_base = base_rows[label].to_numpy(dtype=np.int64)
-    baselines: dict[str, FeatureLogistic | RecencyLogistic] = {
-        "baseline_rfm_logistic": FeatureLogistic(RFM_COLUMNS).fit(base_rows, y_base),
-        "baseline_recency_logistic": RecencyLogistic().fit(base_rows, y_base),
-    }
     y_valid, y_test = v["y"].to_numpy(), t["y"].to_numpy()
     calibration = validation_calibration(v["p"].to_numpy(), y_valid)
     scores = {
         "model": binary_model.calibrate(t["p"].to_numpy(), calibration),
         "model_uncalibrated": t["p"].to_numpy(),
-        **{who: b.predict_proba(t) for who, b in baselines.items()},
+        **{who: t[who].to_numpy() for who in baselines},
     }
-    on_valid = {who: roc_auc(y_valid, b.predict_proba(v)) for who, b in baselines.items()}
+    on_valid = {who: roc_auc(y_valid, v[who].to_numpy()) for who in baselines}
     strongest = max(on_valid, key=lambda who: on_valid[who])
     metrics = {
         f"{who}.{k}": value
@@ -206,6 +224,7 @@ def train_outcome_parts(
         "train_rows": train_rows,
         "train_sample_share": round(share, 6),
         "train_sample_seed": seed,
+        "baseline_logistic_sample_share": round(logistic_share, 6),
         "valid_rows": len(v),
         "test_rows": len(t),
         "gate_baseline": strongest,
