@@ -2,11 +2,14 @@
 against the pandas path on the same data, with the client's and each worker's peak memory.
 
     python -m bench.dask_sets --data DIR --engine dask [--workers 2] [--partitions N]
+                              [--scheduler ADDRESS] [--work DIR]
     python -m bench.dask_sets --data DIR --engine pandas
 
 ``dask``: ``training.dask_sets.write_sets_dask`` (phase, churn, next-content sets as
-Parquet parts under a temporary work directory) on a LocalCluster of ``--workers``
-single-threaded worker processes, then ``training.dask_train.train_outcome_parts`` (churn).
+Parquet parts under a temporary work directory beside the data, or ``--work``: on a real
+cluster a path every worker shares) on a LocalCluster of ``--workers`` single-threaded
+worker processes (or the cluster at ``--scheduler``), then
+``training.dask_train.train_outcome_parts`` (churn).
 ``pandas``: what ``nba train`` runs for the same sets in one process (read, features, the
 three sets) and ``training.outcome.train_outcome`` (churn). Prints one JSON object: wall
 and CPU seconds per step, the client's peak memory, each worker's (``dask``: the worker
@@ -41,8 +44,16 @@ def _metrics(metrics: dict[str, float]) -> dict[str, Any]:
     return out
 
 
-def run_dask(data_dir: Path, workers: int, partitions: int | None) -> dict[str, Any]:
+def run_dask(
+    data_dir: Path,
+    workers: int,
+    partitions: int | None,
+    scheduler: str | None = None,
+    work_dir: Path | None = None,
+) -> dict[str, Any]:
     """The Dask path's numbers (see the module docstring)."""
+    from contextlib import nullcontext
+
     from dask.distributed import Client, LocalCluster
 
     from features.pipeline.dask_files import peak_mb
@@ -55,12 +66,15 @@ def run_dask(data_dir: Path, workers: int, partitions: int | None) -> dict[str, 
     churn = next(o for o in outcomes if o.name == "churn")
     seconds: dict[str, float] = {}
     with (
-        tempfile.TemporaryDirectory(dir=data_dir.parent) as work,
-        LocalCluster(
+        tempfile.TemporaryDirectory(dir=work_dir or data_dir.parent) as work,
+        nullcontext(scheduler)
+        if scheduler
+        else LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):
+        address = client.scheduler.address
         began, cpu = time.perf_counter(), time.process_time()
         built = write_sets_dask(
             data_dir,
@@ -68,7 +82,7 @@ def run_dask(data_dir: Path, workers: int, partitions: int | None) -> dict[str, 
             Path(work),
             MODELS,
             outcomes,
-            scheduler=cluster.scheduler_address,
+            scheduler=address,
             npartitions=partitions,
         )
         seconds["sets_s"] = round(time.perf_counter() - began, 1)
@@ -140,10 +154,12 @@ def main() -> None:
     parser.add_argument("--engine", choices=("dask", "pandas"), default="dask")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partitions", type=int)
+    parser.add_argument("--scheduler")
+    parser.add_argument("--work", type=Path)
     args = parser.parse_args()
     data_dir = args.data.resolve()
     if args.engine == "dask":
-        out = run_dask(data_dir, args.workers, args.partitions)
+        out = run_dask(data_dir, args.workers, args.partitions, args.scheduler, args.work)
     else:
         out = run_pandas(data_dir)
     print(json.dumps({**out, "data": str(data_dir), "machine": machine()}))
