@@ -2,7 +2,7 @@
 against the pandas path on the same data, with the client's and each worker's peak memory.
 
     python -m bench.dask_sets --data DIR --engine dask [--workers 2] [--partitions N]
-                              [--scheduler ADDRESS] [--work DIR]
+                              [--scheduler ADDRESS] [--work DIR] [--models phase,churn,...]
     python -m bench.dask_sets --data DIR --engine pandas
 
 ``dask``: ``training.dask_sets.write_sets_dask`` (phase, churn, next-content sets as
@@ -50,6 +50,7 @@ def run_dask(
     partitions: int | None,
     scheduler: str | None = None,
     work_dir: Path | None = None,
+    models: list[str] = MODELS,
 ) -> dict[str, Any]:
     """The Dask path's numbers (see the module docstring)."""
     from contextlib import nullcontext
@@ -80,7 +81,7 @@ def run_dask(
             data_dir,
             taxonomy,
             Path(work),
-            MODELS,
+            models,
             outcomes,
             scheduler=address,
             npartitions=partitions,
@@ -117,7 +118,7 @@ def run_dask(
     }
 
 
-def run_pandas(data_dir: Path) -> dict[str, Any]:
+def run_pandas(data_dir: Path, models: list[str] = MODELS) -> dict[str, Any]:
     """The pandas path's numbers for the same sets and model."""
     from features.taxonomy import load_taxonomy
     from models.outcomes import load_outcomes
@@ -129,7 +130,7 @@ def run_pandas(data_dir: Path) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     began, cpu = time.perf_counter(), time.process_time()
     prepared = prepare(data_dir, taxonomy)
-    sets = {m: build_set(m, prepared, taxonomy, outcomes) for m in MODELS}
+    sets = {m: build_set(m, prepared, taxonomy, outcomes) for m in models}
     seconds["sets_s"] = round(time.perf_counter() - began, 1)
     seconds["sets_cpu_s"] = round(time.process_time() - cpu, 1)
     began, cpu = time.perf_counter(), time.process_time()
@@ -156,12 +157,16 @@ def main() -> None:
     parser.add_argument("--partitions", type=int)
     parser.add_argument("--scheduler")
     parser.add_argument("--work", type=Path)
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="sets to build (churn among them)"
+    )
     args = parser.parse_args()
     data_dir = args.data.resolve()
     if args.engine == "dask":
-        out = run_dask(data_dir, args.workers, args.partitions, args.scheduler, args.work)
+        models = args.models.split(",")
+        out = run_dask(data_dir, args.workers, args.partitions, args.scheduler, args.work, models)
     else:
-        out = run_pandas(data_dir)
+        out = run_pandas(data_dir, args.models.split(","))
     print(json.dumps({**out, "data": str(data_dir), "machine": machine()}))
 
 
