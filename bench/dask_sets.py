@@ -3,6 +3,7 @@ against the pandas path on the same data, with the client's and each worker's pe
 
     python -m bench.dask_sets --data DIR --engine dask [--workers 2] [--partitions N]
                               [--scheduler ADDRESS] [--work DIR] [--models phase,churn,...]
+                              [--sets-only]
     python -m bench.dask_sets --data DIR --engine pandas
 
 ``dask``: ``training.dask_sets.write_sets_dask`` (phase, churn, next-content sets as
@@ -51,8 +52,9 @@ def run_dask(
     scheduler: str | None = None,
     work_dir: Path | None = None,
     models: list[str] = MODELS,
+    train: bool = True,
 ) -> dict[str, Any]:
-    """The Dask path's numbers (see the module docstring)."""
+    """The Dask path's numbers (see the module docstring); ``train``: churn too."""
     from contextlib import nullcontext
 
     from dask.distributed import Client, LocalCluster
@@ -89,13 +91,15 @@ def run_dask(
         seconds["sets_s"] = round(time.perf_counter() - began, 1)
         seconds["sets_client_cpu_s"] = round(time.process_time() - cpu, 1)
         client_after_sets = round(peak_rss_mb(), 1)
-        began, cpu = time.perf_counter(), time.process_time()
-        result = train_outcome_parts(built.sets["churn"], churn, client=client)
-        seconds["churn_train_s"] = round(time.perf_counter() - began, 1)
-        seconds["churn_client_cpu_s"] = round(time.process_time() - cpu, 1)
+        result = None
+        if train:
+            began, cpu = time.perf_counter(), time.process_time()
+            result = train_outcome_parts(built.sets["churn"], churn, client=client)
+            seconds["churn_train_s"] = round(time.perf_counter() - began, 1)
+            seconds["churn_client_cpu_s"] = round(time.process_time() - cpu, 1)
         workers_peak = {str(k): round(v, 1) for k, v in client.run(peak_mb).items()}
         workers_cpu = client.run(time.process_time)
-    return {
+    out: dict[str, Any] = {
         "engine": "dask",
         "partitions": built.partitions,
         "seconds": seconds,
@@ -106,6 +110,11 @@ def run_dask(
         "worker_peak_mb_in_set_tasks": built.worker_peak_mb,
         "worker_peak_mb": workers_peak,
         "worker_cpu_s": {str(k): round(v, 1) for k, v in workers_cpu.items()},
+    }
+    if result is None:
+        return out
+    return {
+        **out,
         "churn_params": {
             k: result.params[k]
             for k in ("train_rows", "train_sample_share", "valid_rows", "test_rows")
@@ -160,11 +169,20 @@ def main() -> None:
     parser.add_argument(
         "--models", default=",".join(MODELS), help="sets to build (churn among them)"
     )
+    parser.add_argument("--sets-only", action="store_true", help="no churn training")
     args = parser.parse_args()
     data_dir = args.data.resolve()
     if args.engine == "dask":
         models = args.models.split(",")
-        out = run_dask(data_dir, args.workers, args.partitions, args.scheduler, args.work, models)
+        out = run_dask(
+            data_dir,
+            args.workers,
+            args.partitions,
+            args.scheduler,
+            args.work,
+            models,
+            train=not args.sets_only,
+        )
     else:
         out = run_pandas(data_dir, args.models.split(","))
     print(json.dumps({**out, "data": str(data_dir), "machine": machine()}))
