@@ -68,16 +68,46 @@ def merged_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def fit(
-    x_train: pd.DataFrame,
-    y_train: np.ndarray,
-    x_valid: pd.DataFrame,
-    y_valid: np.ndarray,
+    x_train: Any,
+    y_train: Any,
+    x_valid: Any,
+    y_valid: Any,
     *,
     params: dict[str, Any] | None = None,
     client: Any | None = None,
 ) -> lgb.LGBMClassifier:
     """A binary ``LGBMClassifier`` fitted on the training rows with early stopping on the
-    validation rows (binary logloss). Labels are 0/1; both must occur in training."""
+    validation rows (binary logloss). Labels are 0/1; both must occur in training. Rows
+    may be Dask frames on ``client``'s workers (``models.fitting.fit_classifier``): the
+    features are then selected on a seeded sample of up to ``SELECTION_ROWS`` training
+    rows gathered from them."""
+    p = merged_params(params)
+    rounds = int(p.pop("early_stopping_rounds"))
+    max_features = int(p.pop("max_features"))
+    rng = np.random.default_rng(int(p.get("random_state", 0)))
+    if hasattr(x_train, "map_partitions"):
+        n_rows = int(y_train.shape[0].compute())
+        share = min(1.0, SELECTION_ROWS / max(n_rows, 1))
+        seed = int(p.get("random_state", 0))
+        sample = x_train.assign(_y=y_train).sample(frac=share, random_state=seed).compute()
+        columns = select_features(
+            sample.drop(columns="_y"),
+            sample["_y"].to_numpy(),
+            p,
+            max_features,
+            rng,
+            rows=SELECTION_ROWS,
+            rounds=SELECTION_ROUNDS,
+        )
+        return fit_classifier(
+            p,
+            x_train[columns],
+            y_train,
+            x_valid[columns],
+            y_valid,
+            early_stopping_rounds=rounds,
+            client=client,
+        )
     if len(x_train) == 0 or len(x_valid) == 0:
         raise ChurnModelError(
             "binary outcome model needs training and validation rows, got "
@@ -87,10 +117,6 @@ def fit(
         raise ChurnModelError(
             f"labels in training are all {int(y_train[0])}; expected positives and negatives"
         )
-    p = merged_params(params)
-    rounds = int(p.pop("early_stopping_rounds"))
-    max_features = int(p.pop("max_features"))
-    rng = np.random.default_rng(int(p.get("random_state", 0)))
     columns = select_features(
         x_train, y_train, p, max_features, rng, rows=SELECTION_ROWS, rounds=SELECTION_ROUNDS
     )

@@ -31,10 +31,10 @@ CATEGORIES_ATTRIBUTE = "nba_categories_"
 
 def fit_classifier(
     params: dict[str, Any],
-    x_train: pd.DataFrame,
-    y_train: np.ndarray,
-    x_valid: pd.DataFrame,
-    y_valid: np.ndarray,
+    x_train: Any,
+    y_train: Any,
+    x_valid: Any,
+    y_valid: Any,
     *,
     early_stopping_rounds: int,
     client: Any | None = None,
@@ -42,10 +42,20 @@ def fit_classifier(
     """An ``LGBMClassifier`` fitted on the training rows, stopped early on the validation
     rows' first metric. ``client`` (a ``dask.distributed.Client``) trains on its cluster.
     Categorical columns are fitted as codes of the training rows' levels, which the
-    estimator keeps (:func:`fitted_categories`; predict through :func:`model_frame`)."""
-    levels = category_levels(x_train)
-    x_train, x_valid = encode_categories(x_train, levels), encode_categories(x_valid, levels)
+    estimator keeps (:func:`fitted_categories`; predict through :func:`model_frame`).
+
+    Rows are pandas frames and NumPy labels, or, with ``client``, Dask frames and series
+    whose partitions stay on the workers (read there from a set's Parquet parts; categorical
+    columns with known categories, the same dtypes as the pandas frames')."""
+    levels = category_levels(getattr(x_train, "_meta", x_train))
+    if _is_dask(x_train):
+        x_train = x_train.map_partitions(encode_categories, levels)
+        x_valid = x_valid.map_partitions(encode_categories, levels)
+    else:
+        x_train, x_valid = encode_categories(x_train, levels), encode_categories(x_valid, levels)
     declared: list[str] | Literal["auto"] = list(levels) or "auto"
+    if client is None and _is_dask(x_train):
+        raise ValueError("Dask frames need a client to fit on")
     if client is None:
         estimator = lgb.LGBMClassifier(**params)
         estimator.fit(
@@ -145,12 +155,16 @@ def model_columns(estimator: Any) -> list[str]:
     return list(names if names is not None else estimator.feature_name())
 
 
+def _is_dask(x: Any) -> bool:
+    return hasattr(x, "map_partitions")
+
+
 def _fit_on_dask(
     params: dict[str, Any],
-    x_train: pd.DataFrame,
-    y_train: np.ndarray,
-    x_valid: pd.DataFrame,
-    y_valid: np.ndarray,
+    x_train: Any,
+    y_train: Any,
+    x_valid: Any,
+    y_valid: Any,
     client: Any,
     categorical_feature: list[str] | Literal["auto"],
 ) -> lgb.LGBMClassifier:
@@ -159,7 +173,9 @@ def _fit_on_dask(
 
     workers = max(1, len(client.scheduler_info()["workers"]))
 
-    def parts(x: pd.DataFrame, y: np.ndarray) -> tuple[Any, Any]:
+    def parts(x: Any, y: Any) -> tuple[Any, Any]:
+        if _is_dask(x):
+            return x, y
         n = max(1, min(workers, len(x) // 1000 or 1))
         frame = x.reset_index(drop=True)
         return (
@@ -180,8 +196,26 @@ def _fit_on_dask(
     return final.to_local()
 
 
-def _best_rounds(booster: lgb.Booster, x_valid: pd.DataFrame, y_valid: np.ndarray) -> int:
-    """The number of rounds with the lowest validation log loss (binary or multiclass)."""
+def _best_rounds(booster: lgb.Booster, x_valid: Any, y_valid: Any) -> int:
+    """The number of rounds with the lowest validation log loss (binary or multiclass); of
+    Dask rows, summed over their partitions on the workers."""
+    if _is_dask(x_valid):
+        import dask
+
+        sums = dask.compute(
+            *[
+                dask.delayed(_log_losses)(booster, x, y)
+                for x, y in zip(x_valid.to_delayed(), y_valid.to_delayed(), strict=True)
+            ]
+        )
+        total, rows = np.sum([s for s, _ in sums], axis=0), sum(n for _, n in sums)
+    else:
+        total, rows = _log_losses(booster, x_valid, y_valid)
+    return int(np.argmin(total / max(rows, 1))) + 1 if len(total) else 1
+
+
+def _log_losses(booster: lgb.Booster, x_valid: Any, y_valid: Any) -> tuple[np.ndarray, int]:
+    """The summed log loss of the rows after each round, and the number of rows."""
     y = np.asarray(y_valid).astype(np.int64)
     raw: np.ndarray | None = None
     losses = []
@@ -196,5 +230,5 @@ def _best_rounds(booster: lgb.Booster, x_valid: pd.DataFrame, y_valid: np.ndarra
         else:
             shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
             likelihood = (shifted / shifted.sum(axis=1, keepdims=True))[np.arange(len(y)), y]
-        losses.append(-np.mean(np.log(np.clip(likelihood, 1e-15, 1.0))))
-    return int(np.argmin(losses)) + 1 if losses else 1
+        losses.append(-np.sum(np.log(np.clip(likelihood, 1e-15, 1.0))))
+    return np.asarray(losses), len(y)

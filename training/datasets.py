@@ -25,7 +25,7 @@ from features.timestamps import to_utc
 from models import phase as phase_model
 from models.outcomes import Grid
 from training.fingerprint import fingerprint_training_set
-from training.hindsight import HINDSIGHT_DAYS, label_phase_hindsight
+from training.hindsight import HINDSIGHT_DAYS, HindsightStats, label_phase_hindsight
 from training.labels import (
     CHURN_HORIZON_DAYS,
     PHASE_LABEL_LAG_DAYS,
@@ -45,6 +45,9 @@ PURCHASED_COLUMN = "purchased_90d"
 # Column of the phase set: the CRM-recorded phase at as-of, read lag_days later, as codes (the
 # label a real CRM shows then; a comparison and a baseline's target, not the training label).
 CRM_LABEL_COLUMN = "crm_phase_label"
+# The phase set's validation and test as-of dates.
+PHASE_VALID_DATES = 2
+PHASE_TEST_DATES = 2
 
 
 class TrainingSetError(InvalidInputError):
@@ -164,10 +167,13 @@ def build_phase_set(
     *,
     lag_days: int = PHASE_LABEL_LAG_DAYS,
     hindsight_days: int = HINDSIGHT_DAYS,
-    valid_dates: int = 2,
-    test_dates: int = 2,
+    valid_dates: int = PHASE_VALID_DATES,
+    test_dates: int = PHASE_TEST_DATES,
     feature_columns: Sequence[str] | None = None,
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
+    classes: Sequence[str] | None = None,
+    end: pd.Timestamp | None = None,
+    hindsight: HindsightStats | None = None,
 ) -> TrainingSet:
     """The phase training set: every (account, as-of) feature row whose account has a CRM
     phase by ``as_of + lag_days`` (``training.labels.label_phase``), labelled with its
@@ -183,54 +189,23 @@ def build_phase_set(
     and ``is_customer`` (which accounts are open). Split by time with ``horizon_days`` the
     longer of ``lag_days`` and ``hindsight_days``: a label read then must not see the next
     split's period.
+
+    On one account range of larger data (``training.dask_sets``), ``classes``, ``end`` (the
+    data end) and ``hindsight`` (the hindsight labels' population figures) are the whole
+    data's.
     """
     columns = list(feature_columns or phase_model.feature_columns(taxonomy, attributes))
-    _check_features(features, [*columns, "is_customer"])
-    keys = features[KEY_COLUMNS]
-    label = label_phase(data.stages, keys, taxonomy, lag_days=lag_days)
-    rule = last_content_phase(data.touchpoints, data.content, keys, taxonomy)
-    keep = label.notna().to_numpy()
-    # Classes are the phases the CRM actually records (taxonomy order): a CRM with two
-    # stages gives a binary model, and absent phases take no class code.
-    recorded = set(label[keep].astype(str))
-    present = [p for p in taxonomy.phases if p in recorded]
-    if not present:
-        raise TrainingSetError(
-            "table 'stages' has no CRM phase record before any as-of date + "
-            f"{lag_days} days; expected phase history to label from"
-        )
-    if len(present) < 2:
-        raise TrainingSetError(
-            f"table 'stages' records {len(present)} phase(s) {present} before any as-of date + "
-            f"{lag_days} days; the phase model needs at least 2 of {list(taxonomy.phases)}"
-        )
-    extra = [] if "is_customer" in columns else ["is_customer"]
-    base = features.loc[keep, [*KEY_COLUMNS, *columns, *extra]].reset_index(drop=True)
-    purchased = label_purchase(
-        data.touchpoints, base[KEY_COLUMNS], window_days=PURCHASE_WINDOW_DAYS
-    ).astype(np.float32)
-    complete = base["as_of"] + pd.Timedelta(days=PURCHASE_WINDOW_DAYS) <= data_end(data)
-    crm = _codes(label[keep], present)
-    hindsight = label_phase_hindsight(
-        data.stages,
-        data.touchpoints,
-        base[KEY_COLUMNS],
-        present,
+    frame, present = phase_rows(
+        data,
+        taxonomy,
+        features,
+        columns,
         lag_days=lag_days,
         hindsight_days=hindsight_days,
+        classes=classes,
+        end=end,
+        hindsight=hindsight,
     )
-    labels = pd.DataFrame(
-        {
-            # Every kept row has a CRM record by as_of + lag_days, so a hindsight label too;
-            # the CRM's code stands in should one be missing.
-            phase_model.LABEL_COLUMN: np.where(hindsight >= 0, hindsight, crm).astype(np.int32),
-            CRM_LABEL_COLUMN: crm,
-            LAST_CONTENT_PHASE_COLUMN: _codes(rule[keep], present),
-            PURCHASED_COLUMN: purchased.where(complete.to_numpy()).to_numpy(),
-        }
-    )
-    # One concat instead of column inserts keeps the wide frame unfragmented.
-    frame = pd.concat([base, labels], axis=1)
     horizon = max(lag_days, hindsight_days)
     split = _split(frame, horizon_days=horizon, valid_dates=valid_dates, test_dates=test_dates)
     return TrainingSet(
@@ -242,6 +217,79 @@ def build_phase_set(
         split=split,
         class_names=present,
     )
+
+
+def phase_rows(
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    lag_days: int = PHASE_LABEL_LAG_DAYS,
+    hindsight_days: int = HINDSIGHT_DAYS,
+    classes: Sequence[str] | None = None,
+    end: pd.Timestamp | None = None,
+    hindsight: HindsightStats | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of :func:`build_phase_set` before the split, and its classes."""
+    _check_features(features, [*columns, "is_customer"])
+    keys = features[KEY_COLUMNS]
+    label = label_phase(data.stages, keys, taxonomy, lag_days=lag_days)
+    keep = label.notna().to_numpy()
+    present = recorded_phases(label, taxonomy, lag_days) if classes is None else list(classes)
+    rule = last_content_phase(data.touchpoints, data.content, keys, taxonomy)
+    extra = [] if "is_customer" in columns else ["is_customer"]
+    base = features.loc[keep, [*KEY_COLUMNS, *columns, *extra]].reset_index(drop=True)
+    purchased = label_purchase(
+        data.touchpoints, base[KEY_COLUMNS], window_days=PURCHASE_WINDOW_DAYS
+    ).astype(np.float32)
+    last = data_end(data) if end is None else end
+    complete = base["as_of"] + pd.Timedelta(days=PURCHASE_WINDOW_DAYS) <= last
+    crm = _codes(label[keep], present)
+    hindsight_codes = label_phase_hindsight(
+        data.stages,
+        data.touchpoints,
+        base[KEY_COLUMNS],
+        present,
+        lag_days=lag_days,
+        hindsight_days=hindsight_days,
+        stats=hindsight,
+    )
+    labels = pd.DataFrame(
+        {
+            # Every kept row has a CRM record by as_of + lag_days, so a hindsight label too;
+            # the CRM's code stands in should one be missing.
+            phase_model.LABEL_COLUMN: np.where(hindsight_codes >= 0, hindsight_codes, crm).astype(
+                np.int32
+            ),
+            CRM_LABEL_COLUMN: crm,
+            LAST_CONTENT_PHASE_COLUMN: _codes(rule[keep], present),
+            PURCHASED_COLUMN: purchased.where(complete.to_numpy()).to_numpy(),
+        }
+    )
+    # One concat instead of column inserts keeps the wide frame unfragmented.
+    return pd.concat([base, labels], axis=1), present
+
+
+def recorded_phases(
+    label: pd.Series, taxonomy: Taxonomy, lag_days: int = PHASE_LABEL_LAG_DAYS
+) -> list[str]:
+    """The phase set's classes: the phases the CRM records in ``label``
+    (``training.labels.label_phase``), taxonomy order; a CRM with two stages gives a binary
+    model, and absent phases take no class code. Raises ``TrainingSetError`` below two."""
+    recorded = set(label.dropna().astype(str))
+    present = [p for p in taxonomy.phases if p in recorded]
+    if not present:
+        raise TrainingSetError(
+            "table 'stages' has no CRM phase record before any as-of date + "
+            f"{lag_days} days; expected phase history to label from"
+        )
+    if len(present) < 2:
+        raise TrainingSetError(
+            f"table 'stages' records {len(present)} phase(s) {present} before any as-of date + "
+            f"{lag_days} days; the phase model needs at least 2 of {list(taxonomy.phases)}"
+        )
+    return present
 
 
 def _codes(phases: pd.Series, classes: list[str]) -> np.ndarray:

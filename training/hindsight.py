@@ -61,14 +61,12 @@ class Durations:
     after_purchase: int
 
 
-def _records(
+def _lifecycle_records(
     stages: pd.DataFrame, touchpoints: pd.DataFrame, classes: list[str], lag_days: int
 ) -> pd.DataFrame:
-    """The CRM records as ``account_id, ts, code, start, anchored`` (int64 ns; code into
-    ``classes``; records of other phases dropped), sorted by account and start; ``anchored``
-    names the lifecycle event a record's start was taken from ('' when none)."""
+    """The CRM records of ``classes`` (``account_id, ts, code``) with the lifecycle event
+    (``_event``, ``_kind``) each was entered within ``2 x lag_days`` after, if any."""
     code = {name: i for i, name in enumerate(classes)}
-    n = len(classes)
     rec = pd.DataFrame(
         {
             "account_id": pd.array(stages["account_id"].astype(str).to_numpy(), dtype="str"),
@@ -88,7 +86,7 @@ def _records(
             "_kind": life["event_type"].astype(str).to_numpy(),
         }
     )
-    merged = pd.merge_asof(
+    return pd.merge_asof(
         rec.sort_values("ts", kind="stable"),
         events.sort_values("_event", kind="stable"),
         left_on="ts",
@@ -97,12 +95,52 @@ def _records(
         direction="backward",
         tolerance=pd.Timedelta(days=2 * lag_days),
     )
+
+
+def purchase_evidence(
+    stages: pd.DataFrame, touchpoints: pd.DataFrame, classes: list[str], lag_days: int
+) -> np.ndarray:
+    """Per class code: how many of its records were entered within ``2 x lag_days`` after a
+    purchase (row 0) and how many records it has (row 1). Counts add up over accounts: the
+    account ranges' evidence sums to the whole history's (:func:`after_purchase_of`)."""
+    merged = _lifecycle_records(stages, touchpoints, classes, lag_days)
+    kind = merged["_kind"].fillna("").astype(str).to_numpy()
+    return _evidence(kind, merged["code"].to_numpy(), len(classes))
+
+
+def _evidence(kind: np.ndarray, code_of: np.ndarray, n: int) -> np.ndarray:
+    return np.stack(
+        [np.bincount(code_of[kind == "purchase"], minlength=n), np.bincount(code_of, minlength=n)]
+    )
+
+
+def after_purchase_of(evidence: np.ndarray) -> int:
+    """The class code with the largest share of its records entered within ``2 x lag_days``
+    after a purchase, from :func:`purchase_evidence` (-1 when no record follows one)."""
+    if evidence[0].sum() == 0:
+        return -1
+    return int(np.argmax(evidence[0] / np.maximum(evidence[1], 1)))
+
+
+def _records(
+    stages: pd.DataFrame,
+    touchpoints: pd.DataFrame,
+    classes: list[str],
+    lag_days: int,
+    after: int | None = None,
+) -> pd.DataFrame:
+    """The CRM records as ``account_id, ts, code, start, anchored`` (int64 ns; code into
+    ``classes``; records of other phases dropped), sorted by account and start; ``anchored``
+    names the lifecycle event a record's start was taken from ('' when none). ``after``: the
+    class purchases lead to when read from more history than these tables' (every range's)."""
+    merged = _lifecycle_records(stages, touchpoints, classes, lag_days)
     kind = merged["_kind"].fillna("").astype(str).to_numpy()
     code_of = merged["code"].to_numpy()
     # A churn starts the first phase; a purchase starts the phase most of whose records
     # follow one (the product journey's first: records of other phases entered soon after
     # a purchase, e.g. the purchase phase's own late record, did not start at it).
-    after = _after_purchase(code_of[kind == "purchase"], np.bincount(code_of, minlength=n))
+    if after is None:
+        after = after_purchase_of(_evidence(kind, code_of, len(classes)))
     anchored = ((kind == "churn") & (code_of == 0)) | ((kind == "purchase") & (code_of == after))
     lagged = merged["ts"] - pd.Timedelta(days=lag_days)
     merged["start"] = merged["_event"].where(anchored, lagged)
@@ -113,19 +151,11 @@ def _records(
     return out.sort_values(["account_id", "start"], kind="stable").reset_index(drop=True)
 
 
-def _after_purchase(codes: np.ndarray, per_code: np.ndarray) -> int:
-    """The class code with the largest share of its records entered within ``2 x lag_days``
-    after a purchase (-1 when no record follows a purchase)."""
-    if len(codes) == 0:
-        return -1
-    share = np.bincount(codes, minlength=len(per_code)) / np.maximum(per_code, 1)
-    return int(np.argmax(share))
-
-
-def estimate_durations(records: pd.DataFrame, n_classes: int) -> Durations:
-    """Phase durations from consecutive records of one account that step one class forward
-    (``records`` as :func:`_records` returns them); a phase with fewer than ``MIN_PAIRS``
-    such pairs takes the pooled figures (30 days when there are none at all)."""
+def duration_pairs(records: pd.DataFrame) -> pd.DataFrame:
+    """The consecutive record pairs of one account that change class (``records`` as
+    :func:`_records` returns them): ``per_phase`` (ns credited to each phase of the gap),
+    ``from_code``, ``to_code`` and ``forward``. Pairs never span two accounts, so the pairs
+    of account ranges, concatenated, are those of the whole history."""
     same = records["account_id"].to_numpy()[1:] == records["account_id"].to_numpy()[:-1]
     code = records["code"].to_numpy()
     steps = code[1:] - code[:-1]
@@ -135,7 +165,32 @@ def estimate_durations(records: pd.DataFrame, n_classes: int) -> Durations:
     # step back (a loss, a churn, a closed expansion) ends phase k after the whole gap.
     share = np.where(steps > 0, steps, 1)[moved]
     per_phase = (records["start"].to_numpy()[1:] - records["start"].to_numpy()[:-1])[moved] / share
-    from_code, to_code, forward = code[:-1][moved], code[1:][moved], steps[moved] > 0
+    return pd.DataFrame(
+        {
+            "per_phase": per_phase,
+            "from_code": code[:-1][moved],
+            "to_code": code[1:][moved],
+            "forward": steps[moved] > 0,
+        }
+    )
+
+
+def estimate_durations(records: pd.DataFrame, n_classes: int) -> Durations:
+    """Phase durations from consecutive records of one account that step one class forward
+    (``records`` as :func:`_records` returns them); a phase with fewer than ``MIN_PAIRS``
+    such pairs takes the pooled figures (30 days when there are none at all)."""
+    purchased = records.loc[records["anchored"] == "purchase", "code"]
+    after = int(purchased.iloc[0]) if len(purchased) else -1
+    return durations_of(duration_pairs(records), n_classes, after)
+
+
+def durations_of(pairs: pd.DataFrame, n_classes: int, after_purchase: int) -> Durations:
+    """:func:`estimate_durations` from the record pairs (:func:`duration_pairs`) and the
+    class code of the records started at a purchase (-1: none)."""
+    per_phase = pairs["per_phase"].to_numpy(dtype=np.float64)
+    from_code = pairs["from_code"].to_numpy()
+    to_code = pairs["to_code"].to_numpy()
+    forward = pairs["forward"].to_numpy(dtype=bool)
     median = np.full(n_classes, _quantile(per_phase[forward], 0.5, 30.0 * NS_PER_DAY))
     stale = np.full(n_classes, _quantile(per_phase, STALE_QUANTILE, 90.0 * NS_PER_DAY))
     moves_to = np.full(n_classes, -1)
@@ -148,12 +203,8 @@ def estimate_durations(records: pd.DataFrame, n_classes: int) -> Durations:
         onward = to_code[mine & (to_code > 0)]
         if len(onward):
             moves_to[k] = int(np.bincount(onward).argmax())
-    purchased = records.loc[records["anchored"] == "purchase", "code"]
     return Durations(
-        median_ns=median,
-        stale_ns=stale,
-        moves_to=moves_to,
-        after_purchase=int(purchased.iloc[0]) if len(purchased) else -1,
+        median_ns=median, stale_ns=stale, moves_to=moves_to, after_purchase=after_purchase
     )
 
 
@@ -224,6 +275,16 @@ def _phase_at(keys: pd.DataFrame, records: pd.DataFrame, durations: Durations) -
     return label
 
 
+@dataclass(frozen=True)
+class HindsightStats:
+    """What hindsight labels read from every account's history, given to the labels of one
+    account range at a time: the class code purchases lead to and, per as-of date, the
+    durations estimated from the records its labels may read."""
+
+    after_purchase: int
+    durations: dict[pd.Timestamp, Durations]
+
+
 def label_phase_hindsight(
     stages: pd.DataFrame,
     touchpoints: pd.DataFrame,
@@ -232,12 +293,14 @@ def label_phase_hindsight(
     *,
     lag_days: int,
     hindsight_days: int = HINDSIGHT_DAYS,
+    stats: HindsightStats | None = None,
 ) -> np.ndarray:
     """Class codes (into ``classes``, journey order) of each key's hindsight phase at as-of,
     reconstructed from the CRM records entered before ``as_of + hindsight_days`` and the
     purchase and churn touchpoints (module docstring); -1 where the account has no record in
     that window. Aligned with ``keys`` by position. Assumes canonical ``stages`` (account_id,
-    ts UTC, phase) and ``touchpoints`` (account_id, ts, event_type)."""
+    ts UTC, phase) and ``touchpoints`` (account_id, ts, event_type). ``stats``: the population
+    figures of a larger history (every account range's), else read from these tables."""
     check_keys(keys)
     if lag_days < 0 or hindsight_days < 0:
         raise LabelError(
@@ -246,12 +309,55 @@ def label_phase_hindsight(
     out = np.full(len(keys), -1, dtype=np.int64)
     if stages.empty:
         return out
-    records = _records(stages, touchpoints, classes, lag_days)
+    after = None if stats is None else stats.after_purchase
+    records = _records(stages, touchpoints, classes, lag_days, after)
     as_of = pd.to_datetime(keys["as_of"], utc=True)
     for date in as_of.unique():
         cut = (pd.Timestamp(date) + pd.Timedelta(days=hindsight_days)).as_unit("ns")
         readable = records[records["ts"] < cut.value]
         rows = np.nonzero((as_of == date).to_numpy())[0]
-        durations = estimate_durations(readable, len(classes))
+        durations = (
+            estimate_durations(readable, len(classes))
+            if stats is None
+            else stats.durations[pd.Timestamp(date)]
+        )
         out[rows] = _phase_at(keys.iloc[rows], readable, durations)
     return out
+
+
+def readable_pairs(
+    stages: pd.DataFrame,
+    touchpoints: pd.DataFrame,
+    classes: list[str],
+    dates: list[pd.Timestamp],
+    *,
+    lag_days: int,
+    after_purchase: int,
+    hindsight_days: int = HINDSIGHT_DAYS,
+) -> dict[pd.Timestamp, tuple[pd.DataFrame, bool]]:
+    """Per as-of date: the record pairs (:func:`duration_pairs`) its labels may read and
+    whether one of those records started at a purchase, for one account range
+    (:func:`hindsight_stats` puts the ranges together)."""
+    records = _records(stages, touchpoints, classes, lag_days, after_purchase)
+    out = {}
+    for date in dates:
+        cut = (pd.Timestamp(date) + pd.Timedelta(days=hindsight_days)).as_unit("ns")
+        readable = records[records["ts"] < cut.value]
+        anchored = bool((readable["anchored"] == "purchase").any())
+        out[pd.Timestamp(date)] = (duration_pairs(readable), anchored)
+    return out
+
+
+def hindsight_stats(
+    after_purchase: int,
+    n_classes: int,
+    ranges: list[dict[pd.Timestamp, tuple[pd.DataFrame, bool]]],
+) -> HindsightStats:
+    """What :func:`label_phase_hindsight` reads from the whole history, from every account
+    range's :func:`readable_pairs`."""
+    durations = {}
+    for date in ranges[0] if ranges else {}:
+        pairs = pd.concat([r[date][0] for r in ranges], ignore_index=True)
+        anchored = any(r[date][1] for r in ranges)
+        durations[date] = durations_of(pairs, n_classes, after_purchase if anchored else -1)
+    return HindsightStats(after_purchase, durations)

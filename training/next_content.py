@@ -45,6 +45,9 @@ from training.splits import split_by_as_of
 # 0.76 on 5,000 simulated accounts), at the cost of features up to four weeks old.
 EXPOSURE_WINDOW_DAYS = 28
 HORIZON_DAYS = EXPOSURE_WINDOW_DAYS + RESPONSE_WINDOW_DAYS
+# The set's validation and test as-of dates (see build_next_content_set).
+VALID_DATES = 1
+TEST_DATES = 3
 PRIMARY_METRIC = "model.roc_auc"
 # The parameter (``--param next-content.policy_decisions=N``; 0 = every decision) capping
 # the test and validation decisions whose every eligible item is scored for the policy
@@ -289,8 +292,8 @@ def build_next_content_set(
     features: pd.DataFrame,
     *,
     window_days: int = EXPOSURE_WINDOW_DAYS,
-    valid_dates: int = 1,
-    test_dates: int = 3,
+    valid_dates: int = VALID_DATES,
+    test_dates: int = TEST_DATES,
 ) -> TrainingSet:
     """The next-content training set: one row per exposure with ``as_of <= ts < as_of +
     window_days`` for an as-of date of ``features`` (``build_features`` output on the grid),

@@ -125,12 +125,17 @@ def check_both_classes(ts: TrainingSet, s: ModelSplits) -> None:
 def _validation_calibration(estimator: Any, s: ModelSplits) -> dict[str, float]:
     """Platt-scaling params fitted on the validation split, or the identity when they do
     not lower the validation calibration error."""
+    return validation_calibration(binary_model.predict_proba(estimator, s.x_valid), s.y_valid)
+
+
+def validation_calibration(p_valid_raw: np.ndarray, y_valid: np.ndarray) -> dict[str, float]:
+    """Platt-scaling params fitted on the validation rows' raw probabilities and labels, or
+    the identity when they do not lower the validation calibration error."""
     # Kept only if it helps on validation: test is where it is judged.
-    p_valid_raw = binary_model.predict_proba(estimator, s.x_valid)
-    calibration = binary_model.fit_calibration(p_valid_raw, s.y_valid)
+    calibration = binary_model.fit_calibration(p_valid_raw, y_valid)
     if expected_calibration_error(
-        s.y_valid, binary_model.calibrate(p_valid_raw, calibration)
-    ) >= expected_calibration_error(s.y_valid, p_valid_raw):
+        y_valid, binary_model.calibrate(p_valid_raw, calibration)
+    ) >= expected_calibration_error(y_valid, p_valid_raw):
         calibration = dict(binary_model.IDENTITY_CALIBRATION)
     return calibration
 

@@ -229,6 +229,32 @@ def build_outcome_set(
             f"expected names of the pipeline's features, e.g. {columns[:3]}"
         )
     columns = [c for c in columns if c not in outcome.exclude_features]
+    frame = outcome_rows(data, features, outcome, moments, columns)
+    if frame.empty:
+        raise TrainingSetError(
+            f"outcome {outcome.name!r}: no row is in the population "
+            f"{outcome.population.kind!r} at any moment ({outcome.score_at.describe()}); "
+            "expected entities at risk to label"
+        )
+    return TrainingSet(
+        name=outcome.name,
+        frame=frame,
+        feature_columns=columns,
+        label_column=LABEL_COLUMN,
+        horizon_days=outcome.horizon_days,
+        split=_split(frame, outcome, moments),
+    )
+
+
+def outcome_rows(
+    data: JourneyData,
+    features: pd.DataFrame,
+    outcome: Outcome,
+    moments: Moments,
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """The rows of :func:`build_outcome_set` before the split (keys, ``columns``, label):
+    the feature rows of ``moments`` in the population; none when no row is."""
     missing = [c for c in [*KEY_COLUMNS, *columns] if c not in features.columns]
     if missing:
         raise TrainingSetError(
@@ -239,23 +265,9 @@ def build_outcome_set(
     if moments.keys is None:
         rows = features.loc[features["as_of"].isin(moments.dates)]
     rows = rows.loc[population_mask(data, outcome, rows)]
-    if rows.empty:
-        raise TrainingSetError(
-            f"outcome {outcome.name!r}: no row is in the population "
-            f"{outcome.population.kind!r} at any moment ({outcome.score_at.describe()}); "
-            "expected entities at risk to label"
-        )
     base = rows[[*KEY_COLUMNS, *columns]].reset_index(drop=True)
     label = label_outcome(data, outcome, base[KEY_COLUMNS])
-    frame = pd.concat([base, label.to_frame()], axis=1)
-    return TrainingSet(
-        name=outcome.name,
-        frame=frame,
-        feature_columns=columns,
-        label_column=LABEL_COLUMN,
-        horizon_days=outcome.horizon_days,
-        split=_split(frame, outcome, moments),
-    )
+    return pd.concat([base, label.to_frame()], axis=1)
 
 
 def _split(frame: pd.DataFrame, outcome: Outcome, moments: Moments) -> TimeSplit:

@@ -41,7 +41,7 @@ from features.pipeline.compute import compute_features
 from features.pipeline.dask_engine import dask_client
 from features.pipeline.specs import FeatureError
 from features.problems import DataValidationError, Problem, ValidationReport
-from features.schema import TABLE_ORDER, TABLES
+from features.schema import TABLE_ORDER, TABLES, JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
 from features.validate import validate_tables
@@ -102,9 +102,49 @@ def _in_range(lo: str | None, hi: str | None) -> pc.Expression:
     return keep if lo is not None else keep | account.is_null()
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
+    """This process's peak resident memory so far, MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def read_range(
+    data_dir: Path,
+    lo: str | None,
+    hi: str | None,
+    taxonomy: Taxonomy,
+    now: pd.Timestamp | None = None,
+) -> tuple[JourneyData | None, ValidationReport]:
+    """The validated tables of the accounts in [``lo``, ``hi``) of a Parquet data directory
+    (the whole catalog), or None and the report of their problems."""
+    where = _in_range(lo, hi)
+    raw: dict[str, pd.DataFrame] = {}
+    for table in TABLE_ORDER:
+        path = find_table_file(data_dir, table)
+        if path is None:
+            continue  # validation reports a missing required table, as for one process
+        raw[table] = pd.read_parquet(path, filters=None if table == "content" else where)
+    data, report = validate_tables(raw, taxonomy, now=now)
+    del raw
+    pa.default_memory_pool().release_unused()
+    return data, report
+
+
+def raise_range_problems(parts: Sequence[dict[str, Any]], shared: list[Problem]) -> None:
+    """Raises DataValidationError with the ids ranges share (``shared``) and each range's
+    problems (a task's ``problems`` key; row numbers counted within its range)."""
+    problems: list[Problem] = list(shared)
+    for i, part in enumerate(parts):
+        problems += [
+            replace(p, message=f"{p.message} (account range {i}, rows counted within it)")
+            for p in part.get("problems", [])
+        ]
+    if problems:
+        lengths: dict[str, int] = {}
+        for part in parts:
+            for table, n in part.get("lengths", part.get("rows_in", {})).items():
+                lengths[table] = lengths.get(table, 0) + n
+        raise DataValidationError(ValidationReport(problems, lengths, []))
 
 
 def _partition(
@@ -118,19 +158,9 @@ def _partition(
 ) -> dict[str, Any]:
     """One task: read, validate, compute and write one account range (see the module
     docstring); returns its summary or its validation problems."""
-    root = Path(data_dir)
-    where = _in_range(lo, hi)
-    raw: dict[str, pd.DataFrame] = {}
-    for table in TABLE_ORDER:
-        path = find_table_file(root, table)
-        if path is None:
-            continue  # validation reports a missing required table, as for one process
-        raw[table] = pd.read_parquet(path, filters=None if table == "content" else where)
-    data, report = validate_tables(raw, taxonomy, now=now)
-    del raw
+    data, report = read_range(Path(data_dir), lo, hi, taxonomy, now)
     if data is None:
         return {"problems": report.problems, "lengths": report.row_counts, "notes": report.notes}
-    pa.default_memory_pool().release_unused()
     frame = compute_features(data, as_of, taxonomy)
     rows_in = {name: len(t) for name, t in data.tables().items()}
     del data
@@ -144,7 +174,7 @@ def _partition(
         "distinct": {c: int(distinct[c]) for c in built.columns},
         "first": {c: first[c] for c in first.index},
         "rows_in": rows_in,
-        "peak_mb": round(_peak_mb(), 1),
+        "peak_mb": round(peak_mb(), 1),
     }
 
 
@@ -265,18 +295,7 @@ def _shared_ids(
 def _merge(
     parts: list[dict[str, Any]], where: list[Sequence[str]], shared: list[Problem]
 ) -> DaskFilesResult:
-    problems: list[Problem] = list(shared)
-    for i, part in enumerate(parts):
-        problems += [
-            replace(p, message=f"{p.message} (account range {i}, rows counted within it)")
-            for p in part.get("problems", [])
-        ]
-    if problems:
-        lengths: dict[str, int] = {}
-        for part in parts:
-            for table, n in part.get("lengths", part.get("rows_in", {})).items():
-                lengths[table] = lengths.get(table, 0) + n
-        raise DataValidationError(ValidationReport(problems, lengths, []))
+    raise_range_problems(parts, shared)
     result = DaskFilesResult(partitions=len(parts))
     result.features = parts[0]["features"]
     for i, part in enumerate(parts):

@@ -1,0 +1,234 @@
+"""Training a binary outcome model from its set's Parquet parts (``training.dask_sets``)
+on a Dask cluster, the client holding only what the metrics need.
+
+The training and validation rows are read by the workers from the parts, filtered to the
+split's as-of dates (``dask.dataframe.from_map``: one partition per part) and grown into
+trees by ``lightgbm.dask`` through ``models.churn.fit`` and ``models.fitting.fit_classifier``
+(the category encoding as for pandas frames: the parts keep the features' categorical
+dtypes). The baselines (logistic regressions on the RFM columns, on recency, and on every
+feature) are fitted in the client on the training rows' columns they read, the one on every
+feature on a seeded sample of at most ``LOGISTIC_ROWS`` rows; model and baselines then score
+the validation and test rows on the workers, and the client gathers per row the label, the
+account id and the scores: what the metrics, their intervals and the gate need.
+
+**Memory budget.** When a set's training rows would take more than ``MEMORY_SHARE`` of the
+workers' memory as LightGBM's input (``BYTES_PER_VALUE`` per value: the float64 frame and
+its binned copy), the model trains on a seeded sample of accounts, drawn in each part by a
+hash of the account id (an account keeps all its rows or none); the share is in the
+result's params (``train_sample_share``), never silent.
+
+Not here (the pandas path has them): the simulator's oracle and held hazard, the logged
+artifacts, and MLflow logging (``nba train`` does not call this yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from models import churn as binary_model
+from models.outcomes import Outcome
+from training.baselines import (
+    CHURN_RECENCY_COLUMNS,
+    RFM_COLUMNS,
+    FeatureLogistic,
+    RecencyLogistic,
+)
+from training.dask_sets import SetParts
+from training.metrics import roc_auc
+from training.outcome import churn_metrics, interval_metrics, validation_calibration
+
+SAMPLE_SEED = 7
+MEMORY_SHARE = 0.25
+BYTES_PER_VALUE = 16
+# The logistic regression on every feature is fitted in the client: on at most about this
+# many training rows (a seeded sample of accounts beyond).
+LOGISTIC_ROWS = 200_000
+_BASELINE_COLUMNS = list(dict.fromkeys([*RFM_COLUMNS, *CHURN_RECENCY_COLUMNS]))
+
+
+@dataclass
+class PartsResult:
+    """A model trained from parts: the estimator, its test metrics (95 % intervals beside
+    them), the run's params (the sample share among them) and the rows it saw."""
+
+    estimator: Any
+    metrics: dict[str, float]
+    params: dict[str, Any]
+
+
+def workers_memory_bytes(client: Any) -> int:
+    """The workers' memory limits added up (0 when a worker has none)."""
+    workers = client.scheduler_info()["workers"].values()
+    return int(sum(w.get("memory_limit") or 0 for w in workers))
+
+
+def sample_share(rows: int, n_columns: int, budget_bytes: float) -> float:
+    """The share of accounts to train on: 1 when ``rows`` x ``n_columns`` values fit the
+    budget, else the share that does."""
+    need = rows * n_columns * BYTES_PER_VALUE
+    return 1.0 if budget_bytes <= 0 or need <= budget_bytes else float(budget_bytes / need)
+
+
+def in_sample(account_ids: pd.Series, share: float, seed: int = SAMPLE_SEED) -> np.ndarray:
+    """Whether each account is in the seeded sample of ``share`` of the accounts (the same
+    answer for an account wherever its rows are)."""
+    hashed = pd.util.hash_pandas_object(
+        account_ids.astype(str), index=False, hash_key=f"{seed:016d}"[-16:]
+    ).to_numpy()
+    return (hashed % np.uint64(2**32)) < np.uint64(int(share * 2**32))
+
+
+def _part_meta(path: Path, columns: list[str]) -> pd.DataFrame:
+    """The pandas dtypes of ``columns`` of a part (its first row, read alone)."""
+    batch = next(pq.ParquetFile(path).iter_batches(batch_size=1, columns=columns))
+    return pa.Table.from_batches([batch]).to_pandas().iloc[:0]
+
+
+def _read_part(
+    path: Path,
+    *,
+    wanted: list[str],
+    dates: list[pd.Timestamp],
+    share: float,
+    seed: int,
+    dtypes: dict[str, Any],
+) -> pd.DataFrame:
+    # not named `columns`: Dask would narrow it to the columns used, dropping account_id
+    frame = pd.read_parquet(path, columns=wanted, filters=[("as_of", "in", dates)])
+    if share < 1.0:
+        frame = frame.loc[in_sample(frame["account_id"], share, seed)]
+    return frame.astype(dtypes).reset_index(drop=True)
+
+
+def read_rows(
+    parts: SetParts,
+    dates: Sequence[pd.Timestamp],
+    columns: Sequence[str],
+    *,
+    share: float = 1.0,
+    seed: int = SAMPLE_SEED,
+) -> Any:
+    """A Dask frame of the parts' rows on ``dates`` (keys and ``columns``), one partition
+    per part, read on the workers; with ``share`` < 1 the seeded sample of accounts."""
+    import dask.dataframe as dd
+
+    wanted = list(dict.fromkeys(["account_id", "as_of", *columns]))
+    meta = _part_meta(parts.paths[0], wanted)
+    return dd.from_map(
+        _read_part,
+        parts.paths,
+        wanted=wanted,
+        dates=list(dates),
+        share=share,
+        seed=seed,
+        dtypes=meta.dtypes.to_dict(),
+        meta=meta,
+        enforce_metadata=False,
+    )
+
+
+def _scored(frame: pd.DataFrame, scorers: dict[str, Any], label: str) -> pd.DataFrame:
+    """Per row of a partition: account, label and each scorer's probability (the model's
+    raw one as ``p``): what the client gathers."""
+    out = pd.DataFrame({"account_id": frame["account_id"].astype(str).to_numpy()})
+    out["y"] = frame[label].to_numpy(dtype=np.int64)
+    for who, scorer in scorers.items():
+        if not len(frame):
+            out[who] = np.zeros(0)
+        elif who == "p":
+            out[who] = binary_model.predict_proba(scorer, frame)
+        else:
+            out[who] = scorer.predict_proba(frame)
+    return out
+
+
+def train_outcome_parts(
+    parts: SetParts,
+    outcome: Outcome,
+    *,
+    client: Any,
+    params: dict[str, Any] | None = None,
+    budget_bytes: float | None = None,
+    seed: int = SAMPLE_SEED,
+) -> PartsResult:
+    """Fit ``outcome``'s model on the parts' training dates (early stopping on validation),
+    calibrate it on validation and score model and baselines on the test dates (see the
+    module docstring). ``budget_bytes``: the training rows' memory budget (default
+    ``MEMORY_SHARE`` of the workers' memory)."""
+    split, label, columns = parts.split, parts.label_column, parts.feature_columns
+    budget = MEMORY_SHARE * workers_memory_bytes(client) if budget_bytes is None else budget_bytes
+    train_rows = parts.rows_on(split.train)
+    share = sample_share(train_rows, len(columns), budget)
+    train = read_rows(parts, split.train, [*columns, label], share=share, seed=seed)
+    valid = read_rows(parts, split.valid, [*columns, label])
+    estimator = binary_model.fit(
+        train[columns], train[label], valid[columns], valid[label], params=params, client=client
+    )
+    base = read_rows(parts, split.train, [*_BASELINE_COLUMNS, label], share=share, seed=seed)
+    base_rows = base.compute()
+    y_base = base_rows[label].to_numpy(dtype=np.int64)
+    logistic_share = min(share, LOGISTIC_ROWS / max(train_rows, 1))
+    wide = read_rows(parts, split.train, [*columns, label], share=logistic_share, seed=seed)
+    wide_rows = wide.compute()
+    baselines: dict[str, FeatureLogistic | RecencyLogistic] = {
+        "baseline_rfm_logistic": FeatureLogistic(RFM_COLUMNS).fit(base_rows, y_base),
+        "baseline_logistic": FeatureLogistic(tuple(columns)).fit(
+            wide_rows, wide_rows[label].to_numpy(dtype=np.int64)
+        ),
+        "baseline_recency_logistic": RecencyLogistic().fit(base_rows, y_base),
+    }
+    del wide_rows
+    scorers: dict[str, Any] = {"p": estimator, **baselines}
+    meta = _scored(valid._meta, scorers, label)
+
+    def gathered(rows: Any) -> pd.DataFrame:
+        scored = rows.map_partitions(_scored, scorers, label, meta=meta).compute()
+        return scored.reset_index(drop=True)
+
+    v = gathered(valid)
+    t = gathered(read_rows(parts, split.test, [*columns, label]))
+    y_valid, y_test = v["y"].to_numpy(), t["y"].to_numpy()
+    calibration = validation_calibration(v["p"].to_numpy(), y_valid)
+    scores = {
+        "model": binary_model.calibrate(t["p"].to_numpy(), calibration),
+        "model_uncalibrated": t["p"].to_numpy(),
+        **{who: t[who].to_numpy() for who in baselines},
+    }
+    on_valid = {who: roc_auc(y_valid, v[who].to_numpy()) for who in baselines}
+    strongest = max(on_valid, key=lambda who: on_valid[who])
+    metrics = {
+        f"{who}.{k}": value
+        for who, p in scores.items()
+        for k, value in churn_metrics(y_test, p).items()
+    }
+    metrics.update(
+        interval_metrics(
+            y_test,
+            scores,
+            peer=f"baseline_{outcome.peer}",
+            strongest=strongest,
+            groups=t["account_id"].astype(str).to_numpy(),
+        )
+    )
+    run_params = {
+        **calibration,
+        "outcome": outcome.name,
+        "train_rows": train_rows,
+        "train_sample_share": round(share, 6),
+        "train_sample_seed": seed,
+        "baseline_logistic_sample_share": round(logistic_share, 6),
+        "valid_rows": len(v),
+        "test_rows": len(t),
+        "gate_baseline": strongest,
+        "gate_model_valid_roc_auc": round(roc_auc(y_valid, v["p"].to_numpy()), 6),
+        "gate_baseline_valid_roc_auc": round(on_valid[strongest], 6),
+    }
+    return PartsResult(estimator, metrics, run_params)
