@@ -99,27 +99,19 @@ def fit(
             rows=SELECTION_ROWS,
             rounds=SELECTION_ROUNDS,
         )
-        return fit_classifier(
-            p,
-            x_train[columns],
-            y_train,
-            x_valid[columns],
-            y_valid,
-            early_stopping_rounds=rounds,
-            client=client,
+    else:
+        if len(x_train) == 0 or len(x_valid) == 0:
+            raise ChurnModelError(
+                "binary outcome model needs training and validation rows, got "
+                f"{len(x_train)} and {len(x_valid)}"
+            )
+        if len(np.unique(y_train)) < 2:
+            raise ChurnModelError(
+                f"labels in training are all {int(y_train[0])}; expected positives and negatives"
+            )
+        columns = select_features(
+            x_train, y_train, p, max_features, rng, rows=SELECTION_ROWS, rounds=SELECTION_ROUNDS
         )
-    if len(x_train) == 0 or len(x_valid) == 0:
-        raise ChurnModelError(
-            "binary outcome model needs training and validation rows, got "
-            f"{len(x_train)} and {len(x_valid)}"
-        )
-    if len(np.unique(y_train)) < 2:
-        raise ChurnModelError(
-            f"labels in training are all {int(y_train[0])}; expected positives and negatives"
-        )
-    columns = select_features(
-        x_train, y_train, p, max_features, rng, rows=SELECTION_ROWS, rounds=SELECTION_ROUNDS
-    )
     return fit_classifier(
         p,
         x_train[columns],
