@@ -28,11 +28,15 @@ from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc
 from training.datasets import TrainingSet, TrainingSetError
+from training.next_content_report import quality_report
 from training.ope import LoggedDecisions, compare_policies, gate_of
 from training.policy import (
     DECISION_PHASE_COLUMN,
+    POLICY_DECISIONS,
+    POLICY_DECISIONS_PARAM,
     Decisions,
     build_decisions,
+    decision_sample,
     evaluate_policies,
     popular_items,
 )
@@ -49,15 +53,6 @@ HORIZON_DAYS = EXPOSURE_WINDOW_DAYS + RESPONSE_WINDOW_DAYS
 VALID_DATES = 1
 TEST_DATES = 3
 PRIMARY_METRIC = "model.roc_auc"
-# The parameter (``--param next-content.policy_decisions=N``; 0 = every decision) capping
-# the test and validation decisions whose every eligible item is scored for the policy
-# values and the gate. Above the cap, a seeded sample of whole accounts: scoring every
-# eligible item (about 50 per decision) was three quarters of `nba train all` at 100,000
-# accounts, and 100,000 decisions already give the policy values intervals about +-0.002
-# wide. The response metrics (ROC-AUC, PR-AUC, ...) always read every test exposure.
-POLICY_DECISIONS_PARAM = "policy_decisions"
-POLICY_DECISIONS = 100_000
-POLICY_SAMPLE_SEED = 13
 # Columns of the set that are keys or policy-evaluation inputs, never features.
 DECISION_COLUMNS = [
     "account_id",
@@ -404,22 +399,6 @@ def train_next_content(
     )
 
 
-def decision_sample(rows: pd.DataFrame, cap: int) -> pd.DataFrame:
-    """``rows`` when they hold at most ``cap`` decisions (or ``cap`` is 0), else the rows of
-    whole accounts drawn in a seeded random order (``POLICY_SAMPLE_SEED``) up to ``cap``
-    decisions: an account's decisions share its latent state, so the intervals resample
-    accounts and the sample keeps them whole."""
-    if cap <= 0 or len(rows) <= cap:
-        return rows
-    accounts = rows["account_id"].astype(str).to_numpy()
-    names, of_row = np.unique(accounts, return_inverse=True)
-    order = np.random.default_rng(POLICY_SAMPLE_SEED).permutation(len(names))
-    counts = np.bincount(of_row, minlength=len(names))[order]
-    taken = np.zeros(len(names), dtype=bool)
-    taken[order[np.cumsum(counts) <= cap]] = True
-    return rows.loc[taken[of_row.reshape(-1)]]
-
-
 def next_content_gate(decisions: Decisions, catalog: pd.DataFrame) -> Gate:
     """The model's top-1 policy against the stronger of the best single item and the logging
     policy, by DR value on ``decisions`` (the validation split)."""
@@ -435,71 +414,3 @@ def next_content_gate(decisions: Decisions, catalog: pd.DataFrame) -> Gate:
     )
     values = compare_policies(logged, nc.top1(d.scores, d.eligible))
     return gate_of(values, logged.actions)
-
-
-def quality_report(metrics: dict[str, float]) -> str:
-    """A Markdown quality table: response metrics, then each policy's true value (when
-    known) and off-policy estimates, each with its 95 % interval, then the model against the
-    random-to-oracle gain and the hand rule, and the doubly robust estimate against the true
-    value."""
-
-    def fmt(key: str) -> str:
-        v = metrics.get(key)
-        if v is None or np.isnan(v):
-            return ""
-        low, high = metrics.get(key + "_ci_low"), metrics.get(key + "_ci_high")
-        if low is None or high is None:
-            return f"{v:.4f}"
-        return f"{v:.4f} [{low:.4f}, {high:.4f}]"
-
-    lines = [
-        "## Next content",
-        "",
-        f"ROC-AUC of response (test exposures): {fmt('model.roc_auc')} (true probabilities: "
-        f"{fmt('oracle.roc_auc')}); PR-AUC "
-        f"{fmt('model.pr_auc')}; Brier {fmt('model.brier')}; response rate "
-        f"{fmt('test.response_rate')} over {int(metrics.get('test.exposures', 0))} exposures.",
-        "",
-        _judged_decisions(metrics),
-        "",
-        "| policy | true value | IPS | SNIPS | doubly robust |",
-        "|---|---|---|---|---|",
-    ]
-    for who, label in (
-        ("model", "model top-1"),
-        ("baseline_random", "random"),
-        ("baseline_popular", "most popular per phase"),
-        ("baseline_hand_rule", "hand rule (role fit + topic share)"),
-        ("baseline_logging", "logging policy"),
-        ("oracle", "oracle (true best item)"),
-    ):
-        observed = fmt(who + ".observed_value")
-        lines.append(
-            f"| {label} | {fmt(who + '.true_value')} | {fmt(who + '.ips_value') or observed} | "
-            f"{fmt(who + '.snips_value') or observed} | {fmt(who + '.dr_value') or observed} |"
-        )
-    if "model.share_of_oracle_gain" in metrics:
-        covers = "covers" if metrics.get("model.dr_covers_truth") == 1.0 else "does NOT cover"
-        lines += [
-            "",
-            f"Model: {fmt('model.lift_over_logging')} x the logging policy's true value; "
-            f"{fmt('model.share_of_oracle_gain')} of the way from random to the oracle (hand "
-            f"rule {fmt('baseline_hand_rule.share_of_oracle_gain')}); its gain over random is "
-            f"{fmt('model.gain_over_hand_rule')} x the hand rule's. Doubly robust minus true "
-            f"value {fmt('model.dr_error')} ({fmt('model.dr_relative_error')} relative); its "
-            f"interval {covers} the true value.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _judged_decisions(metrics: dict[str, float]) -> str:
-    """The sentence saying which test decisions the policy values rest on."""
-    n = int(metrics.get("decisions", 0))
-    share = metrics.get("policy.decision_share", 1.0)
-    if share >= 1.0:
-        return f"Policy values on every test decision ({n:,})."
-    return (
-        f"Policy values on {n:,} test decisions, a seeded sample of whole accounts "
-        f"({share:.1%} of the test decisions; `--param next-content.{POLICY_DECISIONS_PARAM}=0` "
-        "judges every one)."
-    )

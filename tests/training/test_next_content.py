@@ -24,12 +24,17 @@ from training.next_content import (
     HORIZON_DAYS,
     build_next_content_set,
     crm_phase_at,
-    decision_sample,
     label_responses,
     score_next_content,
     train_next_content,
 )
-from training.policy import Decisions, build_decisions, evaluate_policies, popular_items
+from training.policy import (
+    Decisions,
+    build_decisions,
+    decision_sample,
+    evaluate_policies,
+    popular_items,
+)
 from training.result import ModelResult
 from training.splits import check_time_split
 
