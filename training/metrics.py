@@ -38,7 +38,12 @@ def expected_calibration_error(y_true: ArrayLike, p: ArrayLike, *, bins: int = 1
     """Mean |observed rate - mean predicted probability| over equal-count bins, weighted by
     bin size (equal-count bins keep sparse high-risk bins from dominating)."""
     y, prob = _arrays(y_true, p)
-    order = np.argsort(prob, kind="stable")
+    return _calibration_error(y, prob, np.argsort(prob, kind="stable"), bins)
+
+
+def _calibration_error(y: np.ndarray, prob: np.ndarray, order: np.ndarray, bins: int) -> float:
+    """:func:`expected_calibration_error` of float arrays ``y``, ``prob`` given ``order``,
+    the stable ascending order of ``prob``."""
     error = 0.0
     for chunk in np.array_split(order, min(bins, len(order))):
         error += len(chunk) * abs(y[chunk].mean() - prob[chunk].mean())
@@ -48,22 +53,41 @@ def expected_calibration_error(y_true: ArrayLike, p: ArrayLike, *, bins: int = 1
 def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
     """ROC-AUC of 0/1 labels by the rank-sum (ties share their average rank), equal to
     scikit-learn's ``roc_auc_score`` and fast enough to bootstrap; NaN with one class."""
-    y = np.asarray(y_true) == 1
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
+    return _rank_auc(np.asarray(y_true) == 1, rankdata(score))
+
+
+def _rank_auc(positive: np.ndarray, ranks: np.ndarray) -> float:
+    """ROC-AUC from each row's label (True: positive) and rank among the scores."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(sorted_score: np.ndarray) -> np.ndarray:
+    """The ranks ``scipy.stats.rankdata`` gives ascending ``sorted_score`` (1-based, ties
+    sharing their average rank), in the same order; whole or half numbers, so exact."""
+    n = len(sorted_score)
+    starts = np.flatnonzero(np.append(True, sorted_score[1:] != sorted_score[:-1]))
+    ends = np.append(starts[1:], n)
+    return np.repeat(0.5 * (starts + ends + 1), ends - starts)
 
 
 def average_precision(y_true: np.ndarray, score: np.ndarray) -> float:
     """Average precision (the PR-AUC scikit-learn's ``average_precision_score`` gives: the
     precision at each distinct score threshold weighted by the recall it adds); NaN
     without positives."""
-    y = np.asarray(y_true, dtype=np.float64)
-    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="mergesort")
-    s, hits = np.asarray(score)[order], y[order]
+    s = np.asarray(score, dtype=np.float64)
+    return _average_precision(
+        np.asarray(y_true, dtype=np.float64), s, np.argsort(-s, kind="stable")
+    )
+
+
+def _average_precision(y: np.ndarray, score: np.ndarray, order: np.ndarray) -> float:
+    """:func:`average_precision` of float arrays given ``order``, the stable descending
+    order of ``score``."""
+    s, hits = score[order], y[order]
     tp = np.cumsum(hits)
     if tp[-1] == 0:
         return float("nan")
@@ -79,11 +103,37 @@ def lift_at(y_true: ArrayLike, score: ArrayLike, *, share: float = 0.1) -> float
     if not 0 < share <= 1:
         raise MetricError(f"share={share}: expected a fraction in (0, 1]")
     y, s = _arrays(y_true, score)
+    return _lift(y, np.argsort(-s, kind="stable"), share)
+
+
+def _lift(y: np.ndarray, order: np.ndarray, share: float) -> float:
+    """:func:`lift_at` of float labels ``y`` given ``order``, the stable descending order
+    of the scores."""
     base = y.mean()
     if base == 0:
         return float("nan")
-    top = np.argsort(-s, kind="stable")[: max(1, int(round(share * len(s))))]
+    top = order[: max(1, int(round(share * len(order))))]
     return float(y[top].mean() / base)
+
+
+def binary_scores(y_true: ArrayLike, score: ArrayLike) -> dict[str, float]:
+    """``roc_auc``, ``pr_auc`` (average precision), ``brier``, ``ece`` (10 equal-count
+    bins) and ``lift_top_decile`` of 0/1 labels by ``score``, each equal to what
+    :func:`roc_auc`, :func:`average_precision`, :func:`expected_calibration_error` and
+    :func:`lift_at` give, from two sorts they share: a bootstrap computes all five on
+    every resample of every scorer, and the sorts were most of its time."""
+    y, p = _arrays(y_true, score)
+    ascending = np.argsort(p, kind="stable")
+    descending = np.argsort(-p, kind="stable")
+    ranks = np.empty(len(p))
+    ranks[ascending] = _average_ranks(p[ascending])
+    return {
+        "roc_auc": _rank_auc(y == 1, ranks),
+        "pr_auc": _average_precision(y, p, descending),
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": _calibration_error(y, p, ascending, 10),
+        "lift_top_decile": _lift(y, descending, 0.1),
+    }
 
 
 def class_f1(

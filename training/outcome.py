@@ -18,7 +18,6 @@ under-predicts). The gate compares the model with the outcome's peer on the vali
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,7 +37,7 @@ from models.outcomes import Outcome
 from training.baselines import RFM_COLUMNS, FeatureLogistic, RecencyLogistic
 from training.datasets import ModelSplits, TrainingSet, features_and_labels, model_splits
 from training.metrics import (
-    average_precision,
+    binary_scores,
     bootstrap_interval,
     bootstrap_rows,
     expected_calibration_error,
@@ -175,14 +174,8 @@ def _scores(
     return scores
 
 
-# The test metrics that get 95 % bootstrap intervals, with how each is computed.
-INTERVAL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "roc_auc": roc_auc,
-    "pr_auc": average_precision,
-    "brier": lambda y, p: float(np.mean((p - y) ** 2)),
-    "ece": expected_calibration_error,
-    "lift_top_decile": lambda y, p: lift_at(y, p, share=0.1),
-}
+# The test metrics that get 95 % bootstrap intervals (training.metrics.binary_scores).
+INTERVAL_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile")
 
 
 def interval_metrics(
@@ -198,20 +191,35 @@ def interval_metrics(
     of the model's difference to ``peer`` (``model_minus_peer.<metric>_ci_*``) and to
     ``strongest`` (the gate's strongest baseline on validation, ``model_minus_strongest``),
     from the same resampled test rows: whole accounts (``groups``, one per row), since an
-    account has a row at each test date."""
+    account has a row at each test date. Resamples holding one class only are skipped."""
     chosen = {"model": scores["model"]}
     chosen.update({w: p for w, p in scores.items() if w != "model"})
+    labels = np.asarray(y)
+
+    def statistics(rows: np.ndarray) -> dict[str, float] | None:
+        y_rows = labels[rows]
+        if np.unique(y_rows).size < 2:
+            return None
+        point = {who: binary_scores(y_rows, p[rows]) for who, p in chosen.items()}
+        out = {f"{who}.{m}": v for who, found in point.items() for m, v in found.items()}
+        for who in list(chosen)[1:]:
+            for m in INTERVAL_METRICS:
+                # who minus the model; turned round below
+                out[f"{who}-model.{m}"] = point[who][m] - point["model"][m]
+        return out
+
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    ci = bootstrap_rows(
+        len(labels), statistics, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES, groups=groups
+    )
+    nan = (float("nan"), float("nan"))
     out: dict[str, float] = {}
-    for metric, fn in INTERVAL_METRICS.items():
-        rng = np.random.default_rng(BOOTSTRAP_SEED)
-        ci = bootstrap_interval(
-            y, chosen, fn, rng=rng, n_resamples=BOOTSTRAP_RESAMPLES, groups=groups
-        )
+    for metric in INTERVAL_METRICS:
         for who in chosen:
-            out[f"{who}.{metric}_ci_low"], out[f"{who}.{metric}_ci_high"] = ci[who]
+            low, high = ci.get(f"{who}.{metric}", nan)
+            out[f"{who}.{metric}_ci_low"], out[f"{who}.{metric}_ci_high"] = low, high
         for name, who in (("peer", peer), ("strongest", strongest)):
-            # the interval of (who - model), turned round
-            low, high = ci[f"{who}-model"]
+            low, high = ci.get(f"{who}-model.{metric}", nan)
             out[f"model_minus_{name}.{metric}_ci_low"] = -high
             out[f"model_minus_{name}.{metric}_ci_high"] = -low
     return out

@@ -8,6 +8,7 @@ import pytest
 from training.metrics import (
     MetricError,
     average_precision,
+    binary_scores,
     bootstrap_rows,
     class_f1,
     doubly_robust_value,
@@ -122,3 +123,20 @@ def test_fast_aucs_equal_scikit_learns_with_ties() -> None:
     assert average_precision(y, score) == pytest.approx(average_precision_score(y, score))
     assert np.isnan(roc_auc(np.zeros(3), np.arange(3.0)))
     assert np.isnan(average_precision(np.zeros(3), np.arange(3.0)))
+
+
+def test_binary_scores_equal_each_metric_exactly_with_ties() -> None:
+    rng = np.random.default_rng(2)
+    y = (rng.random(400) < 0.3).astype(int)
+    # rounded scores (many ties) on a resample with repeated rows, as a bootstrap passes
+    score = np.round(rng.random(400) + 0.2 * y, 1)
+    rows = rng.integers(0, 400, 400)
+    found = binary_scores(y[rows], score[rows])
+    assert found == {
+        "roc_auc": roc_auc(y[rows], score[rows]),
+        "pr_auc": average_precision(y[rows], score[rows]),
+        "brier": float(np.mean((score[rows] - y[rows]) ** 2)),
+        "ece": expected_calibration_error(y[rows], score[rows]),
+        "lift_top_decile": lift_at(y[rows], score[rows], share=0.1),
+    }
+    assert binary_scores([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])["roc_auc"] == 0.75
