@@ -91,7 +91,7 @@ def test_converges_to_the_better_action_on_a_two_action_toy() -> None:
     counts = {("awareness", c): (0.0, 0.0) for c in truth}
     picks: list[str] = []
     for version in range(1500):
-        online = OnlinePosterior(counts=dict(counts), prior_strength=20.0, version=version)
+        online = OnlinePosterior(counts=dict(counts), prior_strength=2.0, version=version)
         action = _decide(online, rng).actions[0]
         picks.append(action.content_id)
         s, f = counts[("awareness", action.content_id)]
@@ -116,7 +116,7 @@ def test_propensities_sum_to_one_and_match_the_draws() -> None:
     decisions from one posterior state the frequencies match, and they sum to 1."""
     online = OnlinePosterior(
         counts={("awareness", "GOOD"): (3.0, 20.0), ("awareness", "POOR"): (2.0, 10.0)},
-        prior_strength=20.0,
+        prior_strength=2.0,
     )
     rng = np.random.default_rng(3)
     seen: Counter[str] = Counter()
@@ -137,7 +137,7 @@ def test_propensities_sum_to_one_and_match_the_draws() -> None:
 def test_lower_slots_sum_the_top_draws_that_put_them_there() -> None:
     """With two slots, the second slot holds whichever item the top did not: POOR is second
     exactly when GOOD was drawn on top."""
-    online = OnlinePosterior(counts={}, prior_strength=10.0)
+    online = OnlinePosterior(counts={}, prior_strength=3.0)
     d = _decide(online, np.random.default_rng(5), k=2, eps=0.2, p=(0.3, 0.2))
     top, second = d.actions
     assert second.propensity == pytest.approx(top.propensity)
@@ -151,7 +151,7 @@ def test_win_probabilities_agree_with_monte_carlo_over_the_beta_draws(seed: int)
     rng = np.random.default_rng(seed)
     n = 6
     p = rng.uniform(0.05, 0.3, n)
-    a, b = posterior_params(p, rng.integers(0, 10, n), rng.integers(0, 60, n), 30.0)
+    a, b = posterior_params(p, rng.integers(0, 10, n), rng.integers(0, 60, n), 5.0)
     scale = rng.uniform(0.5, 2.0, n)
     wins = win_probabilities(a, b, scale)
     draws = rng.beta(a, b, size=(200_000, n)) * scale
