@@ -31,7 +31,7 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         out=str(tmp_path),
         arbitration=None,
         equal_values=False,
-        prior_strength=40.0,
+        prior_strength=200.0,
     )
     result = run_loop(args)
     weeks = result["weeks"]
