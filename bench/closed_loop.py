@@ -66,7 +66,12 @@ from models.arbitration import ServableActions
 from models.contract import NEXT_CONTENT
 from serving.app import create_app
 from serving.routes import Services
-from serving.routes.recommendations import account_activity, dismissed_recent, served_recent
+from serving.routes.recommendations import (
+    account_activity,
+    dismissed_recent,
+    score,
+    served_recent,
+)
 from serving.settings import Settings
 from serving.store import Store
 from training.log_promotion import PICKS_ARTIFACT
@@ -237,20 +242,12 @@ class Loop:
         """The frozen champion's greedy top action (scored, not logged: its decisions are
         counterfactual)."""
         svc = self.services(self.frozen_client)
-        activity = svc.store.account_activity(
-            account, served_since=self.clock - pd.Timedelta(days=7), dismissed_since=self.clock
-        )
+        activity = account_activity(svc, account, self.clock)
         if activity is None:
             return None
-        result = svc.scorer.score_account(
-            lambda: svc.store.account_data(account),
-            account,
-            self.clock,
-            k=1,
-            rng=svc.rng,
-            explore=False,
-            data_version=activity.data_version,
-        )
+        # the request path's own scoring (the account's stored feature state, not its rows
+        # read and its features computed again: that cost 90 % of the loop's deciding)
+        result = score(svc, account, self.clock, k=1, explore=False, activity=activity)
         if not result.actions or not result.actions[0].action.contact_id:
             return None
         return result.actions[0].action.content_id, result.actions[0].action.contact_id
