@@ -12,7 +12,10 @@ item the model gives a low rate was relatively much more uncertain, and a high-v
 the draw by its spread alone. The posterior adds ``s`` and ``f``, the successes and failures
 the service has seen for the item in the segment since the serving model was trained:
 ``Beta(k + s, k (1 - p) / p + f)``. The candidate's sampled value is that rate times the
-rest of its expected value (value x fit x lever).
+rest of its expected value (value x fit x lever). The candidates of one item (its contacts)
+share the correction, drawn once, so only the item's best candidate can win the draw
+(``models.arbitration.rank``): the draw explores items, about which the posterior learns,
+not contacts, about which it learns nothing.
 
 The top slot goes to the action that wins the draw. Rather than drawing the rates and taking
 the argmax (whose win probabilities would then have to be estimated), the policy computes the

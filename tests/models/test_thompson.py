@@ -163,3 +163,38 @@ def test_win_probabilities_agree_with_monte_carlo_over_the_beta_draws(seed: int)
 def test_win_probabilities_leave_out_actions_that_cannot_win() -> None:
     a, b = posterior_params(np.array([0.5, 0.01]), np.zeros(2), np.zeros(2), 1000.0)
     assert win_probabilities(a, b, np.ones(2)).tolist() == [1.0, 0.0]
+
+
+def test_the_contacts_of_one_item_share_its_draw() -> None:
+    """Two contacts of one role and two items: each item's rate is drawn once for both its
+    contacts, so only the item's better contact can win the top slot; the other is served
+    only by the epsilon share."""
+    context = AccountContext(
+        account_id="A1",
+        phase_proba=np.array([0.9, 0.1]),
+        phase_names=PHASES,
+        churn_risk=0.0,
+        contacts=pd.DataFrame({"contact_id": ["c1", "c2"], "role": ["it", "it"]}),
+    )
+    candidates = pd.DataFrame(
+        {
+            "contact_id": ["c1", "c2", "c1", "c2"],
+            "content_id": ["GOOD", "GOOD", "POOR", "POOR"],
+            "p_response": [0.100, 0.099, 0.098, 0.097],
+        }
+    )
+    online = OnlinePosterior(counts={}, prior_strength=5.0)
+    seen: dict[tuple[str, str], float] = {}
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        top = rank_actions(
+            context, candidates, CATALOG, _config(0.1), k=1, rng=rng, now=NOW, online=online
+        ).actions[0]
+        seen[(top.content_id, top.contact_id)] = top.propensity
+    # the better contact of each item: about half the draw each, plus epsilon / 4
+    for pair in (("GOOD", "c1"), ("POOR", "c1")):
+        assert 0.3 < seen[pair] < 0.7
+    # the other contacts: the epsilon share alone
+    assert any(p[1] == "c2" for p in seen)
+    assert all(seen[p] == pytest.approx(0.1 / 4) for p in seen if p[1] == "c2")
+    assert seen[("GOOD", "c1")] + seen[("POOR", "c1")] == pytest.approx(1 - 0.1 / 2)
