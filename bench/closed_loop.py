@@ -62,9 +62,16 @@ from features.simulate import SimulationParams
 from features.simulate.params import WEEK_NS
 from features.simulate.run import Run, start_run, step_week
 from features.simulate.tables import assemble
+from models.arbitration import ServableActions
 from models.contract import NEXT_CONTENT
 from serving.app import create_app
 from serving.routes import Services
+from serving.routes.recommendations import (
+    account_activity,
+    dismissed_recent,
+    score,
+    served_recent,
+)
 from serving.settings import Settings
 from serving.store import Store
 from training.log_promotion import PICKS_ARTIFACT
@@ -145,6 +152,7 @@ class Loop:
         }
         self.clock = pd.Timestamp(START, tz="UTC")
         self.seconds: dict[str, float] = {}
+        self.servable: ServableActions | None = None
 
     def _timed(self, name: str, started: float) -> None:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 1)
@@ -207,7 +215,11 @@ class Loop:
         return services
 
     def serve(self, account: str, _: int) -> tuple[str, str] | None:
-        """The service's top action for ``account`` now (logged as served)."""
+        """The service's top action for ``account`` now (logged as served); what it could
+        have served is kept in ``servable``."""
+        svc = self.services(self.client)
+        activity = account_activity(svc, account, self.clock)
+        self.servable = None
         answer = self.client.get(
             f"/v1/accounts/{account}/recommendations",
             params={"k": 1},
@@ -216,26 +228,26 @@ class Loop:
         actions = answer.json().get("actions") or []
         if answer.status_code != 200 or not actions or not actions[0].get("contact_id"):
             return None
+        if activity is not None:  # read with the history the answer was decided on
+            self.servable = svc.scorer.servable_actions(
+                account,
+                self.clock,
+                data_version=activity.data_version,
+                served=served_recent(activity),
+                dismissed=dismissed_recent(activity),
+            )
         return str(actions[0]["content_id"]), str(actions[0]["contact_id"])
 
     def frozen(self, account: str, _: int) -> tuple[str, str] | None:
         """The frozen champion's greedy top action (scored, not logged: its decisions are
         counterfactual)."""
         svc = self.services(self.frozen_client)
-        activity = svc.store.account_activity(
-            account, served_since=self.clock - pd.Timedelta(days=7), dismissed_since=self.clock
-        )
+        activity = account_activity(svc, account, self.clock)
         if activity is None:
             return None
-        result = svc.scorer.score_account(
-            lambda: svc.store.account_data(account),
-            account,
-            self.clock,
-            k=1,
-            rng=svc.rng,
-            explore=False,
-            data_version=activity.data_version,
-        )
+        # the request path's own scoring (the account's stored feature state, not its rows
+        # read and its features computed again: that cost 90 % of the loop's deciding)
+        result = score(svc, account, self.clock, k=1, explore=False, activity=activity)
         if not result.actions or not result.actions[0].action.contact_id:
             return None
         return result.actions[0].action.content_id, result.actions[0].action.contact_id
@@ -336,7 +348,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     frozen_versions = loop.setup(run, first)
     loop.clock = first
     loop.open()
-    sender = ServiceSender(serve=loop.serve, frozen=loop.frozen)
+    sender = ServiceSender(serve=loop.serve, frozen=loop.frozen, eligible=lambda: loop.servable)
     weeks: list[dict[str, Any]] = []
     decided: list[WeekValues] = []  # every week's decisions, for the last weeks' figures
     promotions: list[dict[str, Any]] = []
@@ -506,8 +518,9 @@ def main() -> None:
     parser.add_argument(
         "--prior-strength",
         type=float,
-        default=500.0,
-        help="the online posterior's prior strength (NBA_ONLINE_PRIOR_STRENGTH)",
+        default=Settings.model_fields["online_prior_strength"].default,
+        help="the online posterior's prior strength in expected responses "
+        "(NBA_ONLINE_PRIOR_STRENGTH)",
     )
     parser.add_argument(
         "--arbitration", type=Path, default=None, help="the service's arbitration policy file"

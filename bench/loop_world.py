@@ -12,8 +12,13 @@ action (its contact), the logging policy (the simulator's sender: its item distr
 the CRM-recorded phase, sent to a contact of the buying center drawn uniformly, as the
 simulator does), a frozen champion (the first models, greedy; its own contact) and the
 oracle of each objective (the (contact, item) pair best in that objective over every
-contact either policy could address: the buying center that week and whoever the service
-or the champion named), so each oracle bounds every policy in its own objective. A contact
+contact a policy could address: the buying center that week, whoever the service or the
+champion named and whoever the service's servable actions name), so each oracle bounds
+every policy in its own objective. Between them, the oracle restricted to what the service
+could serve in that decision (the actions its eligibility rules and contact caps left for
+the top slot: ``restricted``) and the service's ranking there on the true probability
+(``greedy_true``) split the gap into what the rules, the ranking's other factors, the model
+and the policy's exploration cost (:class:`WeekValues`). A contact
 gone by the decision answers nobody (probability 0). Every policy is valued with the item's
 own channel, the channel the service names.
 """
@@ -36,12 +41,13 @@ from features.simulate.response import sigmoid
 from features.simulate.state import State, Week
 from features.simulate.tables import stage_records
 from features.simulate.world import World
+from models.arbitration import ServableActions
 
 # The action a policy serves an account: (content_id, contact_id), or None for nothing.
 Chooser = Callable[[str, int], tuple[str, str] | None]
 
 
-POLICIES = ("served", "logging", "frozen", "oracle")
+POLICIES = ("served", "logging", "frozen", "restricted", "greedy_true", "oracle")
 # objective -> the suffix of its values' names: the true response probability, and the true
 # expected value (that probability times the item's value)
 OBJECTIVES = {"response": "", "value": "_ev"}
@@ -53,15 +59,25 @@ class WeekValues:
     policy's action for its contact (``served`` ... ``oracle``) and its true expected
     value, that probability times the item's value (``<policy>_ev``: the quantity the
     service's arbitration ranks by, before its fit and lever; ``oracle_ev`` is the (contact,
-    item) of highest true expected value, not the response oracle's)."""
+    item) of highest true expected value, not the response oracle's). ``restricted`` is
+    the oracle over what the service could serve (the actions its rules and caps left for
+    the top slot) and ``greedy_true`` the service's own ranking there (value x fit x
+    lever) with the true probability for the model's: from the oracle to ``restricted`` is
+    what the rules cost, from there to ``greedy_true`` the ranking's other factors, from
+    there to ``frozen`` the model's error and from there to ``served`` what the policy's
+    exploration and learning cost or gain."""
 
     served: list[float] = field(default_factory=list)
     logging: list[float] = field(default_factory=list)
     frozen: list[float] = field(default_factory=list)
+    restricted: list[float] = field(default_factory=list)
+    greedy_true: list[float] = field(default_factory=list)
     oracle: list[float] = field(default_factory=list)
     served_ev: list[float] = field(default_factory=list)
     logging_ev: list[float] = field(default_factory=list)
     frozen_ev: list[float] = field(default_factory=list)
+    restricted_ev: list[float] = field(default_factory=list)
+    greedy_true_ev: list[float] = field(default_factory=list)
     oracle_ev: list[float] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
 
@@ -133,6 +149,7 @@ def decision_values(
     frozen: tuple[int, int] | None,
     logging_rows: list[int],
     logging_policy: np.ndarray,
+    servable: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, dict[str, float]]:
     """objective (:data:`OBJECTIVES`) -> policy -> its true value on one decision, from
     ``probs`` (contacts x items: each contact's true response probability of every item)
@@ -140,13 +157,25 @@ def decision_values(
     served and the frozen champion's (contact row, item), NaN when the champion decided
     nothing; the logging policy's item distribution ``logging_policy`` sent to one of
     ``logging_rows`` drawn uniformly; and the oracle, the best (contact, item) in that same
-    objective, so no policy exceeds it."""
+    objective, so no policy exceeds it. ``servable`` (contact rows, items, the rest of
+    the service's expected value per action: value x fit x lever) is what the service
+    could serve: its best in the objective (``restricted``) and the action of highest true
+    probability x rest (``greedy_true``); NaN for both without it."""
+    nan = float("nan")
+    greedy = None
+    if servable is not None and len(servable[0]):
+        rows, items, rest = servable
+        greedy = int(np.argmax(probs[rows, items] * rest))
     out = {}
     for objective, by_contact in (("response", probs), ("value", probs * values_of_items)):
         out[objective] = {
             "served": float(by_contact[served]),
             "logging": float((by_contact[logging_rows] @ logging_policy).mean()),
-            "frozen": float(by_contact[frozen]) if frozen is not None else float("nan"),
+            "frozen": float(by_contact[frozen]) if frozen is not None else nan,
+            "restricted": nan if greedy is None else float(by_contact[rows, items].max()),
+            "greedy_true": nan
+            if greedy is None
+            else float(by_contact[rows[greedy], items[greedy]]),
             "oracle": float(by_contact.max()),
         }
     return out
@@ -262,6 +291,8 @@ class ServiceSender:
 
     serve: Chooser
     frozen: Chooser
+    # what the service could have served in its last decision (None: unknown)
+    eligible: Callable[[], ServableActions | None] = lambda: None
     decide_ns: int = 0
     values: WeekValues = field(default_factory=WeekValues)
     # (account_id, decision ns) -> the contacts either policy could address then, with
@@ -287,24 +318,41 @@ class ServiceSender:
             if chosen is None:
                 continue
             item, contact = positions[chosen[0]], contact_index(chosen[1])
+            eligible = self.eligible()
             frozen = self.frozen(account_id(acc), acc)
             # every contact a policy could address: the account's buying center this week,
-            # and whoever the service or the frozen champion named
+            # and whoever the service could or the frozen champion did name
             slots = week.slot_contact[acc]
             present = slots[slots >= 0]
             named = [contact] + ([contact_index(frozen[1])] if frozen is not None else [])
-            contacts = np.unique(np.concatenate([present, np.asarray(named, dtype=np.int64)]))
+            # the servable actions the world knows (an account-level play names nobody)
+            known = (
+                []
+                if eligible is None
+                else [
+                    (contact_index(c), positions[i], r)
+                    for c, i, r in zip(
+                        eligible.contact_ids, eligible.content_ids, eligible.rest, strict=True
+                    )
+                    if c.startswith("K") and i in positions
+                ]
+            )
+            judged = np.unique(np.concatenate([present, np.asarray(named, dtype=np.int64)]))
+            # after them, the contacts only the service's servable actions name (the truth
+            # a promotion is checked on keeps the contacts of the buying center and named)
+            more = np.setdiff1d(np.asarray([c for c, _, _ in known], dtype=np.int64), judged)
+            contacts = np.concatenate([judged, more])
             row = {int(c): i for i, c in enumerate(contacts.tolist())}
             probs_by_contact = self._probabilities(world, state, acc, contacts)
             remember_exposure(state, np.array([contact]), np.array([self.decide_ns]))
             probs = probs_by_contact[row[contact]]
             self.truth[(account_id(acc), self.decide_ns)] = DecisionTruth(
-                contacts=[contact_id(int(c)) for c in contacts.tolist()],
+                contacts=[contact_id(int(c)) for c in judged.tolist()],
                 roles=[
                     world.taxonomy.role_names[int(world.centers.contact_role[c])]
-                    for c in contacts.tolist()
+                    for c in judged.tolist()
                 ],
-                probs=probs_by_contact.astype(np.float32),
+                probs=probs_by_contact[: len(judged)].astype(np.float32),
                 served=row[contact],
             )
             logging_rows = [row[int(c)] for c in present] or [row[contact]]
@@ -318,6 +366,13 @@ class ServiceSender:
                 frozen=frozen_at,
                 logging_rows=logging_rows,
                 logging_policy=lk.policy[state.crm_phase[acc]],
+                servable=None
+                if eligible is None
+                else (
+                    np.array([row[c] for c, _, _ in known], dtype=np.int64),
+                    np.array([i for _, i, _ in known], dtype=np.int64),
+                    np.array([r for _, _, r in known], dtype=np.float64),
+                ),
             ).items():
                 self.values.add(objective, values)
             r_ts = self.decide_ns + int(rng.integers(60, 3 * DAY_S)) * SECOND_NS

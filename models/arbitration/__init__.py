@@ -59,11 +59,13 @@ from models.arbitration.errors import ArbitrationConfigError, ArbitrationError
 from models.arbitration.holdback import _draw_groups as _draw_groups  # checked by the tests
 from models.arbitration.rank import (
     THOMPSON_SUFFIX,
+    ServableActions,
     churn_lever,
     item_phase_fit,
     rank_actions,
     role_weight,
     segment_of,
+    servable_actions,
 )
 from models.arbitration.thompson import OnlinePosterior, win_probabilities
 
@@ -85,6 +87,7 @@ __all__ = [
     "PreparedCandidates",
     "PreparedCatalog",
     "Recent",
+    "ServableActions",
     "addressees",
     "churn_band",
     "churn_lever",
@@ -98,5 +101,6 @@ __all__ = [
     "rank_actions",
     "role_weight",
     "segment_of",
+    "servable_actions",
     "win_probabilities",
 ]

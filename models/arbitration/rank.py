@@ -17,7 +17,7 @@ from models.arbitration.candidates import (
     eligibility_rules,
     select_rows,
 )
-from models.arbitration.caps import greedy_over, servable_order, week_caps
+from models.arbitration.caps import WeekCaps, greedy_over, servable_order, week_caps
 from models.arbitration.catalog import PreparedCatalog, prepare_catalog
 from models.arbitration.config import ArbitrationConfig, ChurnLever, Weights, churn_band
 from models.arbitration.decision import Action, Decision
@@ -147,25 +147,10 @@ def rank_actions(
         raise ArbitrationError(f"k = {k}; expected at least 1 action")
     risk = float(context.churn_risk)
     band = churn_band(risk, config)
-    cat, proba = _catalog_and_proba(context, catalog)
-    now_ns = to_ns(now)
-    prepared = candidates_for(context, candidates, cat)
-    rows = select_rows(prepared, context)
-    scores = score(rows, prepared, cat, proba, risk, config)
-    rule = eligibility_rules(
-        rows,
-        context,
-        cat,
-        prepared,
-        config.eligibility,
-        phase_fit=scores.phase_fit,
-        role_match=scores.role_match,
-        now_ns=now_ns,
+    cat, prepared, rows, scores, rule, caps, servable = _eligible(
+        context, candidates, catalog, config, now
     )
-    policy = config.contact_policy
-    caps = week_caps(context.served_last_week, rows, cat, prepared, policy, now_ns)
-    servable = servable_order(rule, scores.ev, rows.contact, caps)
-    ranker = greedy_over(servable, rows, caps, distinct=policy.distinct_content)
+    ranker = greedy_over(servable, rows, caps, distinct=config.contact_policy.distinct_content)
     # A request for an account with a servable action decided this week already looks
     # again at a standing decision (a widget reloaded, a page opened again): it draws no
     # exploration, so looking again explores nothing new and re-shows what stands without
@@ -195,6 +180,77 @@ def rank_actions(
     )
 
 
+class _Eligible(NamedTuple):
+    cat: PreparedCatalog
+    prepared: PreparedCandidates
+    rows: CandidateRows
+    scores: Scores
+    rule: np.ndarray  # per row: 0 eligible, else the code of the rule or cap holding it
+    caps: WeekCaps
+    servable: np.ndarray  # the rows that could fill the top slot, best expected value first
+
+
+def _eligible(
+    context: AccountContext,
+    candidates: pd.DataFrame | PreparedCandidates,
+    catalog: pd.DataFrame | PreparedCatalog,
+    config: ArbitrationConfig,
+    now: pd.Timestamp,
+) -> _Eligible:
+    """The candidate rows scored, the rules and caps applied, and the servable rows."""
+    cat, proba = _catalog_and_proba(context, catalog)
+    now_ns = to_ns(now)
+    prepared = candidates_for(context, candidates, cat)
+    rows = select_rows(prepared, context)
+    scores = score(rows, prepared, cat, proba, float(context.churn_risk), config)
+    rule = eligibility_rules(
+        rows,
+        context,
+        cat,
+        prepared,
+        config.eligibility,
+        phase_fit=scores.phase_fit,
+        role_match=scores.role_match,
+        now_ns=now_ns,
+    )
+    caps = week_caps(context.served_last_week, rows, cat, prepared, config.contact_policy, now_ns)
+    servable = servable_order(rule, scores.ev, rows.contact, caps)
+    return _Eligible(cat, prepared, rows, scores, rule, caps, servable)
+
+
+class ServableActions(NamedTuple):
+    """The actions that could fill a decision's top slot after the eligibility rules and
+    the contact caps, best expected value first: who and what, the model's P(response) and
+    the rest of the expected value (value x fit x lever), so that ``p x rest`` is what
+    arbitration ranks by."""
+
+    contact_ids: list[str]
+    content_ids: list[str]
+    p: np.ndarray
+    rest: np.ndarray
+
+
+def servable_actions(
+    context: AccountContext,
+    candidates: pd.DataFrame | PreparedCandidates,
+    catalog: pd.DataFrame | PreparedCatalog,
+    config: ArbitrationConfig,
+    *,
+    now: pd.Timestamp,
+) -> ServableActions:
+    """What :func:`rank_actions` could put in the top slot for ``context`` at ``now`` (the
+    same rules, caps and scores, nothing drawn): what a policy restricted to the service's
+    rules may serve."""
+    e = _eligible(context, candidates, catalog, config, now)
+    at = e.servable
+    return ServableActions(
+        contact_ids=[str(c) for c in e.prepared.contact_ids[e.rows.contact[at]]],
+        content_ids=[str(c) for c in e.cat.content_ids[e.rows.item[at]]],
+        p=e.rows.p[at],
+        rest=(e.scores.value * e.scores.fit * e.scores.lever)[at],
+    )
+
+
 def segment_of(context: AccountContext) -> str:
     """The account's segment for the online posterior: its likeliest phase."""
     proba = np.asarray(context.phase_proba, dtype=np.float64).ravel()
@@ -209,14 +265,19 @@ def _win_probabilities(
     scores: Scores,
     cat: PreparedCatalog,
 ) -> np.ndarray:
-    """Per servable row: its probability of winning the posterior draw."""
-    item = rows.item[servable]
+    """Per servable row: its probability of winning the posterior draw. The rows of one
+    item share its correction (one draw per item and segment), so only the item's best row,
+    the first in the servable best-first order, can win: drawing each contact's row on its
+    own would spread the top slot over contacts the posterior learns nothing about."""
+    _, first = np.unique(rows.item[servable], return_index=True)
+    best = servable[np.sort(first)]
+    item = rows.item[best]
     successes, failures = online.item_counts(segment_of(context), cat.content_ids)
-    a, b = posterior_params(
-        rows.p[servable], successes[item], failures[item], online.prior_strength
-    )
-    rest = (scores.value * scores.fit * scores.lever)[servable]
-    return win_probabilities(a, b, rest)
+    a, b = posterior_params(rows.p[best], successes[item], failures[item], online.prior_strength)
+    rest = (scores.value * scores.fit * scores.lever)[best]
+    out = np.zeros(len(servable))
+    out[np.sort(first)] = win_probabilities(a, b, rest)
+    return out
 
 
 def _catalog_and_proba(

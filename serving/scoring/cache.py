@@ -130,10 +130,14 @@ class StateCache:
                 self.hits += 1
         return state
 
+    def peek(self, key: Hashable, now_ns: int) -> AccountState | None:
+        """Returns the fresh state under ``key`` or None (not counted, not marked)."""
+        with self._lock:
+            return self._fresh(key, now_ns)
+
     def is_fresh(self, key: Hashable, now_ns: int) -> bool:
         """Returns whether a fresh state is cached under ``key`` (not counted, not marked)."""
-        with self._lock:
-            return self._fresh(key, now_ns) is not None
+        return self.peek(key, now_ns) is not None
 
     def put(self, key: Hashable, state: AccountState) -> None:
         """Caches a state just computed (a miss), evicting the least recently used."""

@@ -25,7 +25,9 @@ from models.arbitration import (
     Decision,
     OnlinePosterior,
     Recent,
+    ServableActions,
     rank_actions,
+    servable_actions,
 )
 from models.contract import NEXT_CONTENT
 from models.explain import Reason, contributions_for, exploration_reason, reason_codes
@@ -170,12 +172,39 @@ def sampled_reason(propensity: float) -> Reason:
 
 def rank(setup: ScoringSetup, state: AccountState, request: Request) -> Decision:
     """Returns arbitration's decision for ``request`` on the state's candidates."""
+    return rank_actions(
+        _context(setup, state, request),
+        state.candidates,
+        setup.catalog,
+        setup.config,
+        k=request.k,
+        rng=request.rng,
+        now=request.now,
+        explore=request.explore,
+        online=request.online,
+    )
+
+
+def servable(setup: ScoringSetup, state: AccountState, request: Request) -> ServableActions:
+    """What arbitration could put in the top slot for ``request`` on the state's
+    candidates (``models.arbitration.servable_actions``)."""
+    return servable_actions(
+        _context(setup, state, request),
+        state.candidates,
+        setup.catalog,
+        setup.config,
+        now=request.now,
+    )
+
+
+def _context(setup: ScoringSetup, state: AccountState, request: Request) -> AccountContext:
+    """The arbitration context of ``request`` on the account's state."""
     extra: dict[str, Any] = {}
     if request.served is not None:
         extra["served_last_week"] = request.served
     if request.dismissed is not None:
         extra["dismissed"] = request.dismissed
-    context = AccountContext(
+    return AccountContext(
         account_id=request.account_id,
         phase_proba=state.phase_proba,
         phase_names=setup.phases,
@@ -186,17 +215,6 @@ def rank(setup: ScoringSetup, state: AccountState, request: Request) -> Decision
         role=request.role,
         channel=request.channel,
         **extra,
-    )
-    return rank_actions(
-        context,
-        state.candidates,
-        setup.catalog,
-        setup.config,
-        k=request.k,
-        rng=request.rng,
-        now=request.now,
-        explore=request.explore,
-        online=request.online,
     )
 
 

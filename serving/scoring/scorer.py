@@ -30,7 +30,13 @@ from features.pipeline.incremental import StateError
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
-from models.arbitration import ArbitrationConfig, OnlinePosterior, Recent, churn_band
+from models.arbitration import (
+    ArbitrationConfig,
+    OnlinePosterior,
+    Recent,
+    ServableActions,
+    churn_band,
+)
 from models.cold_start import POLICY as COLD_START_POLICY
 from models.cold_start import rank_cold_start
 from serving.model_holder import ModelHolder
@@ -39,7 +45,7 @@ from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
 from serving.scoring.batch import score_batch
 from serving.scoring.cache import AccountState, StateCache, cache_version, store_version
 from serving.scoring.incremental import StateSource, compute_state_from
-from serving.scoring.online import CandidateRows, Request, decide
+from serving.scoring.online import CandidateRows, Request, decide, servable
 from serving.scoring.predict import ScoringSetup
 from serving.scoring.states import compute_state, compute_states
 from serving.scoring.stored import decode_state, encode_state, scoring_key
@@ -325,6 +331,30 @@ class Scorer:
             return False
         key = (account_id, store_version(data_version), self.holder.current.key)
         return self.cache.is_fresh(key, to_utc(now).value)
+
+    def servable_actions(
+        self,
+        account_id: str,
+        now: pd.Timestamp,
+        *,
+        data_version: int,
+        served: Recent | None = None,
+        dismissed: Recent | None = None,
+    ) -> ServableActions | None:
+        """What arbitration could put in the account's top slot at ``now`` with this served
+        and dismissed history, on the state cached for the store's ``data_version`` of its
+        rows and the serving models (a request answered just before caches it); None when no
+        such state is cached. Counts no cache hit: an evaluation's look, not a request."""
+        now = to_utc(now)
+        models = self.models
+        key = (account_id, store_version(data_version), models.key)
+        state = self.cache.peek(key, now.value)
+        if state is None:
+            return None
+        request = Request(
+            account_id, now, 1, np.random.default_rng(0), served=served, dismissed=dismissed
+        )
+        return servable(self.setup, state, request)
 
     def score_accounts_batch(
         self,

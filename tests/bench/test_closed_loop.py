@@ -31,7 +31,7 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         out=str(tmp_path),
         arbitration=None,
         equal_values=False,
-        prior_strength=500.0,
+        prior_strength=200.0,
     )
     result = run_loop(args)
     weeks = result["weeks"]
@@ -43,6 +43,8 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         assert w["served"][1] <= served <= w["served"][2]  # the mean inside its interval
         # in the service's own objective too, against the oracle of that objective
         assert 0 < w["served_ev"][0] <= w["oracle_ev"][0] and w["frozen_ev"][0] <= w["oracle_ev"][0]
+        # what the service could serve: bounded by the oracle, its true greedy by its best
+        assert 0 < w["greedy_true"][0] <= w["restricted"][0] <= oracle
     value = result["last_weeks"]["value"]
     assert 0 < value["served_share"][0] <= 1 and 0 < value["frozen_share"][0] <= 1
     target = result["targets"]["served_last_weeks_share_of_oracle_ev"]

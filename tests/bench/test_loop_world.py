@@ -25,7 +25,7 @@ def test_each_oracle_is_the_best_of_its_own_objective() -> None:
     assert value["frozen"] == 0.05 * 2.0
     assert value["logging"] == np.mean((PROBS * VALUES) @ LOGGING)
     for of_objective in (response, value):
-        assert all(v <= of_objective["oracle"] for v in of_objective.values())
+        assert not any(v > of_objective["oracle"] for v in of_objective.values())  # NaN: none
 
 
 def test_no_policy_exceeds_the_oracle_on_any_decision() -> None:
@@ -40,10 +40,12 @@ def test_no_policy_exceeds_the_oracle_on_any_decision() -> None:
             frozen=(int(rng.integers(3)), int(rng.integers(6))),
             logging_rows=[0, 2],
             logging_policy=rng.dirichlet(np.ones(6)),
+            servable=(rng.integers(3, size=4), rng.integers(6, size=4), rng.random(4) + 0.5),
         )
         for of_objective in values.values():
-            policies = (of_objective[p] for p in ("served", "frozen", "logging"))
+            policies = (of_objective[p] for p in ("served", "frozen", "logging", "restricted"))
             assert max(policies) <= of_objective["oracle"]
+            assert of_objective["greedy_true"] <= of_objective["restricted"]
 
 
 def test_the_last_weeks_share_each_objectives_oracle() -> None:
@@ -66,3 +68,29 @@ def test_the_last_weeks_share_each_objectives_oracle() -> None:
     assert response["logging_share"][0] == response["logging_share"][2]
     low, high = value["served_share"][1:]
     assert low < value["served_share"][0] < high
+
+
+def test_the_restricted_oracle_and_the_true_greedy_rank_within_what_is_servable() -> None:
+    # the service may serve the second contact's first two items, and ranks the second
+    # one up (rest 3 against 1): the restricted oracle is the best of the two in each
+    # objective, the true greedy pick the best true P x rest, valued in each objective
+    servable = (np.array([1, 1]), np.array([0, 1]), np.array([1.0, 3.0]))
+    values = decision_values(
+        PROBS,
+        VALUES,
+        served=(1, 0),
+        frozen=None,
+        logging_rows=[0],
+        logging_policy=LOGGING,
+        servable=servable,
+    )
+    response, value = values["response"], values["value"]
+    assert response["restricted"] == 0.20 and value["restricted"] == 1.2
+    # 0.12 x 3 > 0.20 x 1: the ranking's rest picks the second item, truly less likely
+    assert response["greedy_true"] == 0.12 and value["greedy_true"] == 1.2
+    assert response["restricted"] < response["oracle"]
+    # unknown: NaN, left out of the means
+    unknown = decision_values(
+        PROBS, VALUES, served=(1, 0), frozen=None, logging_rows=[0], logging_policy=LOGGING
+    )
+    assert np.isnan(unknown["response"]["restricted"]) and np.isnan(unknown["value"]["greedy_true"])

@@ -23,6 +23,7 @@ from models.arbitration import (
     load_arbitration_config,
     prepare_catalog,
     rank_actions,
+    servable_actions,
 )
 
 PHASES = ["awareness", "consideration", "selection", "onboarding"]
@@ -287,6 +288,25 @@ def test_contact_cap_counts_this_weeks_actions() -> None:
     # eight days ago is last week: it1 is free again
     d = _rank(_context(served_last_week=_served([("it1", "B1", 8.0)])), config=config, k=10)
     assert any(a.contact_id == "it1" for a in d.actions)
+
+
+def test_servable_actions_are_what_could_fill_the_top_slot() -> None:
+    """The servable actions are the eligible ones left by the caps, best expected value
+    first: as many as the decision could draw from, its greedy top first, none held back,
+    and ``p x rest`` is each one's expected value."""
+    config = _config(contact_policy__max_actions_per_contact_per_week=1)
+    context = _context(served_last_week=_served([("it1", "B1", 2.0)]))
+    servable = servable_actions(context, _candidates(), _catalog(), config, now=NOW)
+    decision = _rank(context, config=config, k=1)
+    assert len(servable.content_ids) == decision.n_eligible > 1
+    top = decision.actions[0]
+    assert (servable.content_ids[0], servable.contact_ids[0]) == (top.content_id, top.contact_id)
+    pairs = set(zip(servable.content_ids, servable.contact_ids, strict=True))
+    assert not pairs & set(_held(decision))
+    # it1 has used its one slot this week: only its standing action is servable for it
+    assert {c for c, k in pairs if k == "it1"} == {"B1"}
+    ev = servable.p * servable.rest
+    assert ev[0] == pytest.approx(top.expected_value) and (np.diff(ev) <= 1e-12).all()
 
 
 def test_contact_cap_within_one_decision() -> None:
