@@ -519,8 +519,7 @@ def main() -> None:
         "--prior-strength",
         type=float,
         default=Settings.model_fields["online_prior_strength"].default,
-        help="the online posterior's prior strength in expected responses "
-        "(NBA_ONLINE_PRIOR_STRENGTH)",
+        help="the online posterior's prior strength in decisions (NBA_ONLINE_PRIOR_STRENGTH)",
     )
     parser.add_argument(
         "--arbitration", type=Path, default=None, help="the service's arbitration policy file"

@@ -265,19 +265,14 @@ def _win_probabilities(
     scores: Scores,
     cat: PreparedCatalog,
 ) -> np.ndarray:
-    """Per servable row: its probability of winning the posterior draw. The rows of one
-    item share its correction (one draw per item and segment), so only the item's best row,
-    the first in the servable best-first order, can win: drawing each contact's row on its
-    own would spread the top slot over contacts the posterior learns nothing about."""
-    _, first = np.unique(rows.item[servable], return_index=True)
-    best = servable[np.sort(first)]
-    item = rows.item[best]
+    """Per servable row: its probability of winning the posterior draw."""
+    item = rows.item[servable]
     successes, failures = online.item_counts(segment_of(context), cat.content_ids)
-    a, b = posterior_params(rows.p[best], successes[item], failures[item], online.prior_strength)
-    rest = (scores.value * scores.fit * scores.lever)[best]
-    out = np.zeros(len(servable))
-    out[np.sort(first)] = win_probabilities(a, b, rest)
-    return out
+    a, b = posterior_params(
+        rows.p[servable], successes[item], failures[item], online.prior_strength
+    )
+    rest = (scores.value * scores.fit * scores.lever)[servable]
+    return win_probabilities(a, b, rest)
 
 
 def _catalog_and_proba(

@@ -2,20 +2,11 @@
 (segment, action), seeded by the next-content model's prediction.
 
 Each candidate's rate (the ``p`` the model gives it: P(response), or its uplift with a
-"no action" control) is the model's prediction times a correction of the model's calibration
-for the candidate's item in its segment (the account's likeliest phase). The prior holds
-that correction at 1 with the weight of ``k`` expected responses (the prior strength):
-``Beta(k, k (1 - p) / p)``, mean ``p``, as if the item had been served ``k / p`` times and
-answered ``k`` of them. Its relative spread, about ``1 / sqrt(k)``, is then the same for
-every candidate, whatever its predicted rate: with a prior counted in decisions instead, an
-item the model gives a low rate was relatively much more uncertain, and a high-value one won
-the draw by its spread alone. The posterior adds ``s`` and ``f``, the successes and failures
-the service has seen for the item in the segment since the serving model was trained:
-``Beta(k + s, k (1 - p) / p + f)``. The candidate's sampled value is that rate times the
-rest of its expected value (value x fit x lever). The candidates of one item (its contacts)
-share the correction, drawn once, so only the item's best candidate can win the draw
-(``models.arbitration.rank``): the draw explores items, about which the posterior learns,
-not contacts, about which it learns nothing.
+"no action" control) has the prior ``Beta(m p, m (1 - p))``, ``m`` the prior strength in
+pseudo-decisions, and the posterior ``Beta(m p + s, m (1 - p) + f)`` where ``s`` and ``f``
+are the successes and failures the service has seen for the candidate's item in its
+segment (the account's likeliest phase) since the serving model was trained. The candidate's
+sampled value is that rate times the rest of its expected value (value x fit x lever).
 
 The top slot goes to the action that wins the draw. Rather than drawing the rates and taking
 the argmax (whose win probabilities would then have to be estimated), the policy computes the
@@ -58,8 +49,8 @@ _P_FLOOR = 1e-4
 class OnlinePosterior:
     """The posterior counts every worker shares: ``counts`` maps (segment, content_id) to
     (successes, failures) seen since the serving model was trained, ``prior_strength`` is
-    ``k`` (the prior's weight in expected responses). ``version`` changes whenever the
-    counts do (caches key on it)."""
+    ``m`` (the prior's weight in pseudo-decisions). ``version`` changes whenever the counts
+    do (caches key on it)."""
 
     counts: Mapping[tuple[str, str], tuple[float, float]]
     prior_strength: float
@@ -84,10 +75,10 @@ class OnlinePosterior:
 def posterior_params(
     p: np.ndarray, successes: np.ndarray, failures: np.ndarray, prior_strength: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The Beta posterior (a, b) of each candidate: prior ``Beta(k, k (1 - p) / p)`` (mean
-    ``p``, worth ``k`` expected responses) plus its item's successes and failures."""
+    """The Beta posterior (a, b) of each candidate: prior ``Beta(m p, m (1 - p))`` plus its
+    item's successes and failures."""
     q = np.clip(np.asarray(p, dtype=np.float64), _P_FLOOR, 1.0 - _P_FLOOR)
-    return prior_strength + successes, prior_strength * (1.0 - q) / q + failures
+    return prior_strength * q + successes, prior_strength * (1.0 - q) + failures
 
 
 def win_probabilities(a: np.ndarray, b: np.ndarray, scale: np.ndarray) -> np.ndarray:
