@@ -36,10 +36,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "colsample_bytree": 0.5,
     "reg_lambda": 5.0,
     "max_bin": 63,
-    # Two threads fit the same model as one (identical predictions at 20,000 accounts);
-    # they ran 5x slower on a busy 2-core machine only while OpenMP's waiting threads spun
-    # (models/__init__.py makes them sleep).
-    "n_jobs": 2,
+    "n_jobs": 1,  # 2 threads ran 5x slower than 1 on a busy 2-core machine
     "random_state": 7,
     "verbose": -1,
     "early_stopping_rounds": 50,
