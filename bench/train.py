@@ -42,8 +42,6 @@ def main() -> None:
         os.chdir(tmp)
         configure_tracking(f"sqlite:///{Path(tmp) / 'mlflow.db'}")
         prepared = prepare(data_dir, taxonomy, n_dates=args.as_of_dates)
-        # Counted before training: the last model's step drops the features.
-        feature_rows = len(prepared.features)
         results = train_models(
             list(MODEL_NAMES), prepared, taxonomy, on_result=lambda r: log_result(r)
         )
@@ -58,7 +56,8 @@ def main() -> None:
                 "accounts": len(prepared.data.accounts),
                 "touchpoints": len(prepared.data.touchpoints),
                 "as_of_dates": len(prepared.as_of),
-                "feature_rows": feature_rows,
+                # every model's grid dates, computed once
+                "feature_rows": prepared.feature_rows,
                 "seconds": {k: round(v, 1) for k, v in prepared.seconds.items()},
                 "total_s": round(total, 1),
                 # CPU seconds of every thread: steadier than wall time on a shared machine.

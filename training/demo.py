@@ -118,6 +118,8 @@ def run_demo(
     steps["simulate_s"] = time.perf_counter() - started
     started = time.perf_counter()
     prepared = prepare(data_dir, tax, n_dates=12)
+    models = ["phase", "churn", "next-content"]
+    prepared.plan(models)
     prepared.features  # noqa: B018 - computed now, so the step's time includes them
     steps["load_and_features_s"] = time.perf_counter() - started
     latest = build_features(prepared.data, [prepared.as_of[-1]], tax)
@@ -126,7 +128,7 @@ def run_demo(
     started = time.perf_counter()
     uri = configure_tracking(f"sqlite:///{(out / 'mlflow.db').resolve()}")
     versions = {}
-    for result in train_models(["phase", "churn", "next-content"], prepared, tax):
+    for result in train_models(models, prepared, tax):
         logged = log_result(result, artifact_root=out / "mlruns", force=force)
         versions[logged.registered_name] = {
             "version": logged.version,

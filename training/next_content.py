@@ -16,12 +16,14 @@ compares because real data have no truth), and policy values (``training.policy`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from features.memory import release_free_memory
 from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS, JourneyData
 from features.simulate.truth import SimulationTruth
 from features.taxonomy import Taxonomy
@@ -264,14 +266,23 @@ def decision_frame(
 
 
 def next_content_rows(
-    data: JourneyData, taxonomy: Taxonomy, features: pd.DataFrame, *, window_days: int
+    data: JourneyData,
+    taxonomy: Taxonomy,
+    features: pd.DataFrame | Callable[[], pd.DataFrame],
+    *,
+    window_days: int,
 ) -> pd.DataFrame:
     """The rows of :func:`build_next_content_set` before the split: one per exposure with
     ``as_of <= ts < as_of + window_days`` for an as-of date of ``features``, with its
-    decision columns, inputs and label."""
-    _require_columns(features, ["account_id", "as_of", "crm_phase"])
-    ex, ex_as_of, row = exposures_with_features(data.exposures, features, window_days)
-    account = account_inputs(data, taxonomy, features, ex_as_of, row)
+    decision columns, inputs and label. ``features`` may be a function returning them: the
+    frame then goes as soon as the account inputs are read from it, before the candidate
+    features are built (at 100,000 accounts it is 2 GB)."""
+    grid = features() if callable(features) else features
+    _require_columns(grid, ["account_id", "as_of", "crm_phase"])
+    ex, ex_as_of, row = exposures_with_features(data.exposures, grid, window_days)
+    account = account_inputs(data, taxonomy, grid, ex_as_of, row)
+    del grid
+    release_free_memory()  # the grid, when this was its last holder
     x = candidate_matrix(data, taxonomy, account, ex)
     del account  # x holds its columns too; a million rows' copy need not wait for the end
     decision = decision_frame(data, taxonomy, ex, ex_as_of)
@@ -284,7 +295,7 @@ def next_content_rows(
 def build_next_content_set(
     data: JourneyData,
     taxonomy: Taxonomy,
-    features: pd.DataFrame,
+    features: pd.DataFrame | Callable[[], pd.DataFrame],
     *,
     window_days: int = EXPOSURE_WINDOW_DAYS,
     valid_dates: int = VALID_DATES,
@@ -292,7 +303,8 @@ def build_next_content_set(
 ) -> TrainingSet:
     """The next-content training set: one row per exposure with ``as_of <= ts < as_of +
     window_days`` for an as-of date of ``features`` (``build_features`` output on the grid),
-    with the account's features as of that date, the account's topic engagement, the shown
+    with the account's features as of that date (``features`` may be a function returning
+    them, see :func:`next_content_rows`), the account's topic engagement, the shown
     item's candidate features, the decision columns (``DECISION_COLUMNS``; the CRM phase at
     the exposure time decides eligibility) and the label ``responded`` (int8 0/1).
 

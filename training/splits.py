@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InvalidInputError
+from features.timestamps import column_ns, to_utc
 
 AS_OF_COLUMN = "as_of"
 
@@ -131,12 +132,7 @@ def split_by_as_of(
         test_dates=test_dates,
         horizon_days=horizon_days,
     )
-    return TimeSplit(
-        train=frame[dates_column.isin(dates.train)],
-        valid=frame[dates_column.isin(dates.valid)],
-        test=frame[dates_column.isin(dates.test)],
-        dates=dates,
-    )
+    return _split_rows(frame, dates_column, dates)
 
 
 def split_by_share(
@@ -184,11 +180,30 @@ def split_by_share(
             f"non-empty, {horizon_days} days purged between them); expected moments spanning "
             f"well over {2 * horizon_days} days, or a shorter horizon"
         ) from None
+    return _split_rows(frame, column, split)
+
+
+def _split_rows(frame: pd.DataFrame, column: pd.Series, dates: AsOfSplit) -> TimeSplit:
+    """The rows of ``frame`` on each split's dates. Rows in as-of order (the monthly grid,
+    the sets built from it) give each split as a slice of ``frame``, not a copy: at
+    100,000 accounts the copies were as large as the set."""
+    if column.is_monotonic_increasing:
+        values = column_ns(column)
+
+        def rows(on: tuple[pd.Timestamp, ...]) -> pd.DataFrame:
+            if len(on) == 0:
+                return frame.iloc[:0]
+            lo = np.searchsorted(values, to_utc(on[0]).as_unit("ns").value, side="left")
+            hi = np.searchsorted(values, to_utc(on[-1]).as_unit("ns").value, side="right")
+            return frame.iloc[lo:hi]
+
+    else:
+
+        def rows(on: tuple[pd.Timestamp, ...]) -> pd.DataFrame:
+            return frame[column.isin(on)]
+
     return TimeSplit(
-        train=frame[column.isin(split.train)],
-        valid=frame[column.isin(split.valid)],
-        test=frame[column.isin(split.test)],
-        dates=split,
+        train=rows(dates.train), valid=rows(dates.valid), test=rows(dates.test), dates=dates
     )
 
 

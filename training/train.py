@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.attributes import (
@@ -29,11 +30,13 @@ from features.attributes import (
 from features.errors import InvalidInputError
 from features.load import read_data_dir
 from features.mapping import ColumnMapping
+from features.memory import release_free_memory
 from features.pipeline import Engine, build_features
 from features.pipeline.attributes import fit_attributes
 from features.schema import JourneyData
 from features.simulate.truth import SimulationTruth, load_truth
 from features.taxonomy import Taxonomy
+from features.timestamps import column_ns, to_utc
 from models.contract import ATTRIBUTES_ARTIFACT
 from models.outcomes import Outcome, load_outcomes
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_phase_set, data_end
@@ -73,9 +76,13 @@ class Prepared:
     # False while the last model's set is built: the features it asks for are then its
     # own, and no copy is kept beside them (at 100,000 accounts each copy is about 2 GB).
     keep_features: bool = True
+    # Dates later models will ask for (``train_models`` sets them), computed with the first.
+    upcoming: set[pd.Timestamp] = field(default_factory=set)
+    feature_rows: int = 0  # feature rows computed so far
     # Every date's features computed so far, one frame sorted by (as_of, account_id).
     _grid: pd.DataFrame | None = None
     _dates: set[pd.Timestamp] = field(default_factory=set)
+    _timers: list[list[float]] = field(default_factory=list)  # the open steps' nested time
 
     @classmethod
     def from_features(
@@ -96,13 +103,29 @@ class Prepared:
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
-        """Adds the wall and CPU seconds of the ``with`` block to ``step``."""
+        """Adds the wall and CPU seconds of the ``with`` block to ``step``, less those of
+        the steps timed inside it (a set's step that computes the features counts them
+        under ``features_s`` only), so the steps add up to the whole."""
         wall, cpu = time.perf_counter(), time.process_time()
+        inner = [0.0, 0.0]  # the nested steps' wall and CPU seconds
+        self._timers.append(inner)
         try:
             yield
         finally:
-            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - wall
-            self.cpu_seconds[step] = self.cpu_seconds.get(step, 0.0) + time.process_time() - cpu
+            self._timers.pop()
+            took = (time.perf_counter() - wall, time.process_time() - cpu)
+            self.seconds[step] = self.seconds.get(step, 0.0) + took[0] - inner[0]
+            self.cpu_seconds[step] = self.cpu_seconds.get(step, 0.0) + took[1] - inner[1]
+            if self._timers:
+                self._timers[-1][0] += took[0]
+                self._timers[-1][1] += took[1]
+
+    def plan(self, models: Sequence[str], outcomes: Sequence[Outcome] | None = None) -> None:
+        """Makes the first features computed include every grid date ``models`` will read
+        (``upcoming``), so that each model's rows are a slice of one frame."""
+        self.upcoming = {
+            date for model in models for date in model_steps(model, outcomes).grid_dates(self)
+        }
 
     def forget_features(self) -> None:
         """Drops the features computed so far (hundreds of MB per as-of date at 100,000
@@ -124,8 +147,12 @@ class Prepared:
         return self.features_on(as_of_grid(self.data, self.n_dates, horizon_days=horizon_days))
 
     def features_on(self, dates: Sequence[pd.Timestamp]) -> pd.DataFrame:
-        """Features of every account on ``dates``, computing the dates not seen before."""
+        """Features of every account on ``dates``, computing the dates not seen before (with
+        the ``upcoming`` ones: later models' dates join the grid now, so that every model's
+        rows are a slice of it rather than a copy)."""
         missing = sorted(set(dates) - self._dates)
+        if missing:
+            missing = sorted((set(dates) | self.upcoming) - self._dates)
         if missing:
             with self.timed("features_s"):
                 self._add_features(
@@ -142,22 +169,27 @@ class Prepared:
         grid = self._grid
         if grid is None:
             raise TrainingSetError("no as-of date to compute features on; expected one or more")
-        # The cached frame itself when every date is asked for (callers read it, never
-        # write it), else the dates' rows, still in (as_of, account_id) order.
-        frame = (
-            grid
-            if set(dates) == self._dates
-            else grid.loc[grid["as_of"].isin(list(dates))].reset_index(drop=True)
-        )
+        # The dates' rows, still in (as_of, account_id) order: the cached frame itself or a
+        # slice of it when the dates are a run of the grid's (callers read it, never write
+        # it), else a copy.
+        frame = _rows_on(grid, sorted(self._dates), sorted(set(dates)))
         if not self.keep_features:
             self.forget_features()
         return frame
 
     def _add_features(self, features: pd.DataFrame) -> None:
         """Merges newly computed dates' features into the sorted grid frame."""
+        self.feature_rows += len(features)
         frame = features if self._grid is None else pd.concat([self._grid, features])
         self._grid = None  # the old frame goes before the sorted copy is made
-        self._grid = frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
+        if _in_key_order(frame):
+            # The pipeline's rows come sorted already: a sorted copy would be another
+            # 2 GB at 100,000 accounts on the monthly grid.
+            self._grid = frame.reset_index(drop=True)
+        else:
+            self._grid = frame.sort_values(
+                ["as_of", "account_id"], kind="stable", ignore_index=True
+            )
 
     def features_at(self, moments: Moments) -> pd.DataFrame:
         """Features at an outcome's moments: the grid's (shared), or anchored moments'."""
@@ -167,6 +199,33 @@ class Prepared:
             return features_at_keys(
                 self.data, moments.keys, self.taxonomy, attributes=self.attributes
             )
+
+
+def _rows_on(
+    grid: pd.DataFrame, have: list[pd.Timestamp], want: list[pd.Timestamp]
+) -> pd.DataFrame:
+    """The rows of ``grid`` (sorted by as_of, holding the dates ``have``, ascending) on the
+    dates ``want`` (ascending, each in ``have``), with a default index."""
+    start = have.index(want[0]) if want and want[0] in have else -1
+    if start < 0 or have[start : start + len(want)] != want:
+        return grid.loc[grid["as_of"].isin(want)].reset_index(drop=True)
+    if len(want) == len(have):
+        return grid
+    as_of = column_ns(grid["as_of"])
+    lo = np.searchsorted(as_of, to_utc(want[0]).value, side="left")
+    hi = np.searchsorted(as_of, to_utc(want[-1]).value, side="right")
+    return grid.iloc[lo:hi].reset_index(drop=True)
+
+
+def _in_key_order(frame: pd.DataFrame) -> bool:
+    """Whether ``frame``'s rows are in (as_of, account_id) order, ties allowed."""
+    as_of = column_ns(frame["as_of"])
+    step = np.diff(as_of)
+    if (step < 0).any():
+        return False
+    ids = frame["account_id"].astype(str).to_numpy(dtype=object)
+    same = np.flatnonzero(step == 0)
+    return bool((ids[same] <= ids[same + 1]).all())
 
 
 @dataclass(frozen=True)
@@ -185,6 +244,26 @@ class ModelSteps:
     outcome: Outcome | None = None  # set for a binary outcome model
     # The label horizon of the model's monthly grid (None: the prepared grid's, churn's).
     grid_horizon_days: int | None = None
+
+    def grid_dates(self, prepared: Prepared) -> list[pd.Timestamp]:
+        """The monthly grid dates whose features the model's set will read; empty when it
+        reads none or they cannot be told yet (its set then says why)."""
+        try:
+            if self.outcome is not None:
+                if self.outcome.score_at.grid != "monthly":
+                    return []
+                return list(
+                    outcome_moments(prepared.data, self.outcome, n_dates=prepared.n_dates).dates
+                )
+            if self.uses_reward:
+                if self.grid_horizon_days is None or has_control(prepared.data):
+                    return []
+                return as_of_grid(
+                    prepared.data, prepared.n_dates, horizon_days=self.grid_horizon_days
+                )
+        except InvalidInputError:
+            return []
+        return list(prepared.as_of)
 
     def build_set(self, prepared: Prepared, taxonomy: Taxonomy) -> TrainingSet:
         """The model's training set from the prepared features."""
@@ -421,6 +500,7 @@ def train_models(
     """
     results = []
     skipped: dict[str, str] = {}
+    prepared.plan(models, outcomes)
     for position, model in enumerate(models):
         # The last model's set is the last to read the grid's features: they go before it
         # trains, which is where training peaks in memory (next content, last in `all`).
@@ -461,6 +541,7 @@ def _train_one(
         training_set = steps.build_set(prepared, taxonomy)
     if last:
         prepared.forget_features()
+    release_free_memory()  # what building the set freed
     kwargs: dict[str, Any] = {
         "params": (params or {}).get(model) or None,
         "truth": prepared.truth,
@@ -472,6 +553,7 @@ def _train_one(
     with prepared.timed(f"{model}_train_s"):
         result = steps.train(training_set, **kwargs)
     del training_set
+    release_free_memory()
     # Every run carries the attribute levels its features were built with: serving
     # encodes with exactly these (models.contract).
     result.extra_artifacts[ATTRIBUTES_ARTIFACT] = json.dumps(prepared.attributes.to_dict())

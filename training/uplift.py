@@ -328,7 +328,8 @@ def build_next_set(
     data with a single campaign moment may have no grid at all)."""
     if has_control(data):
         return build_next_action_set(data, taxonomy, reward=reward, attributes=attributes)
-    return build_next_content_set(data, taxonomy, grid_features())
+    # The function, not its frame: the set lets the grid go once it has read it.
+    return build_next_content_set(data, taxonomy, grid_features)
 
 
 def train_next(ts: TrainingSet, **kwargs: Any) -> ModelResult:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
+from features.memory import release_free_memory
 from features.pipeline.attributes import attribute_features
 from features.pipeline.buying_center import buying_center_features
 from features.pipeline.firmographics import crm_phase, firmographics
@@ -51,20 +52,25 @@ def compute_features(
     specs = feature_specs(taxonomy, attributes)
     data = _with_columns(data, taxonomy)
     prep = prepare_events(data, taxonomy)
-    frames = []
+    pieces = []
     created = account_created_at(data)
     created_ns = column_ns(created)
     exists = created.notna().to_numpy()
     for date in dates:
         keep = exists & (created_ns < date.as_unit("ns").value)
-        frames.append(
-            _frame_at(data, prep, date, specs, taxonomy, attributes, created=created, keep=keep)
+        pieces.append(
+            _columns_at(data, prep, date, specs, taxonomy, attributes, created=created, keep=keep)
         )
-    if not frames:
+    if not pieces:
         return empty_features(specs, taxonomy)
-    # Each copy of the result is hundreds of MB at 100,000 accounts: concatenate and sort
-    # only when the rows are not in (as_of, account_id) order already.
-    result = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    # Each copy of the result is 2 GB at 100,000 accounts on a monthly grid: the dates'
+    # pieces are joined one column at a time, each piece let go once joined, into a frame
+    # that takes the joined arrays as they are (copy=False: no consolidating copy); the rows
+    # are sorted only when not in (as_of, account_id) order already.
+    joined = {name: _joined([p.pop(name) for p in pieces]) for name in list(pieces[0])}
+    del pieces
+    release_free_memory()  # the pieces' arrays, freed in the heap's middle
+    result = pd.DataFrame(joined, copy=False)
     in_order = data.accounts["account_id"].is_monotonic_increasing and all(
         a < b for a, b in zip(dates, dates[1:], strict=False)
     )
@@ -86,7 +92,16 @@ def _with_columns(data: JourneyData, taxonomy: Taxonomy) -> JourneyData:
     return replace(data, **lacking) if lacking else data
 
 
-def _frame_at(
+def _joined(parts: list[np.ndarray | pd.Series]) -> np.ndarray | pd.Series:
+    """One column from its pieces of every as-of date, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    return pd.concat([pd.Series(p) for p in parts], ignore_index=True)
+
+
+def _columns_at(
     data: JourneyData,
     prep: PreparedEvents,
     as_of: pd.Timestamp,
@@ -96,9 +111,9 @@ def _frame_at(
     *,
     created: pd.Series,
     keep: np.ndarray,
-) -> pd.DataFrame:
-    """One row per account kept (``keep``: bool per account) as of ``as_of``, columns in
-    ``specs`` order; ``created`` is when each account was created."""
+) -> dict[str, np.ndarray | pd.Series]:
+    """The feature columns of one row per account kept (``keep``: bool per account) as of
+    ``as_of``, keys then ``specs`` in order; ``created`` is when each account was created."""
     values = _features_at(data, prep, as_of, taxonomy, created=created)
     values.update(attribute_features(data, prep, as_of, attributes))
     account_id = data.accounts["account_id"].reset_index(drop=True)[keep].reset_index(drop=True)
@@ -115,7 +130,7 @@ def _frame_at(
         else:
             columns[spec.name] = pd.Series(v).reset_index(drop=True)[keep].reset_index(drop=True)
     del values
-    return pd.DataFrame(columns)
+    return columns
 
 
 def _features_at(

@@ -96,7 +96,11 @@ def candidate_features(
     )
     dtypes = categorical_dtypes(items)
     base_cols = [c for c in acc.columns if c not in KEY_COLUMNS and c not in CANDIDATE_DEFINITIONS]
-    base = select_columns(acc, base_cols).iloc[dec].reset_index(drop=True)
+    base = select_columns(acc, base_cols)
+    if not (item_index is not None and decision_index is None):
+        base = base.iloc[dec]
+    # else one row per decision already (training's exposures): no copy of a million rows
+    base = base.reset_index(drop=True)
     extra = pd.DataFrame(
         {
             c: pd.Categorical.from_codes(cand[c], dtype=dtypes[c]) if c in dtypes else cand[c]

@@ -93,3 +93,20 @@ def test_categorical_input_is_encoded_as_its_text_would_be() -> None:
     by_text = encode_categories(pd.DataFrame({"kind": values}), levels)
     np.testing.assert_array_equal(by_category["kind"].to_numpy(), [2.0, np.nan, np.nan, 0, 2, 1])
     np.testing.assert_array_equal(by_category["kind"].to_numpy(), by_text["kind"].to_numpy())
+
+
+def test_float64_inputs_score_as_the_float32_ones_the_model_was_fitted_on() -> None:
+    # Values that float32 rounds: fitted on float32, a float64 value at serving must fall
+    # on the same side of every split as its rounded self.
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame(
+        {
+            "fine": rng.normal(size=4000) * 1e-3 + 1000.0,
+            "count": rng.integers(0, 50, size=4000).astype(np.int32),
+        }
+    )
+    y = ((x["fine"] - 1000.0) * 1e3 + 0.1 * x["count"] + rng.normal(size=4000) > 2).to_numpy()
+    model = fit_classifier(PARAMS, x[:3000], y[:3000], x[3000:], y[3000:], early_stopping_rounds=20)
+    assert model_frame(model, x).dtypes.eq(np.float32).all()
+    served = model.booster_.predict(x.to_numpy(dtype=np.float64))
+    np.testing.assert_array_equal(model.predict_proba(model_frame(model, x))[:, 1], served)

@@ -3,6 +3,9 @@ without copies, and none kept beside the last model's set."""
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,6 +14,7 @@ from features.schema import JourneyData
 from features.simulate import simulate
 from features.taxonomy import load_taxonomy
 from training.datasets import as_of_grid
+from training.next_content import HORIZON_DAYS
 from training.train import Prepared, prepare_data
 
 
@@ -54,3 +58,37 @@ def test_the_last_use_keeps_no_copy(prepared_world: tuple[Prepared, JourneyData]
         pd.testing.assert_frame_equal(frame, _fresh(data, prepared.as_of[:2]))
     finally:
         prepared.keep_features = True
+
+
+def test_planned_models_read_slices_of_one_frame(
+    prepared_world: tuple[Prepared, JourneyData],
+) -> None:
+    _, data = prepared_world
+    taxonomy = load_taxonomy()
+    prepared = prepare_data(data, taxonomy, n_dates=4)
+    prepared.plan(["phase", "next-content"])
+    content_dates = as_of_grid(data, 4, horizon_days=HORIZON_DAYS)
+    assert set(content_dates) - set(prepared.as_of)  # next content reads later dates too
+    phase_rows = prepared.features
+    grid = prepared._grid
+    assert grid is not None
+    assert prepared.feature_rows == len(grid)  # every planned date computed once
+    content_rows = prepared.features_on(content_dates)
+    assert prepared.feature_rows == len(grid) and prepared._grid is grid  # nothing added
+    pd.testing.assert_frame_equal(phase_rows, _fresh(data, prepared.as_of))
+    pd.testing.assert_frame_equal(content_rows, _fresh(data, content_dates))
+    column = next(c for c in grid.columns if grid[c].dtype == np.int32)
+    for rows in (phase_rows, content_rows):
+        assert np.shares_memory(rows[column].to_numpy(), grid[column].to_numpy())
+
+
+def test_a_step_timed_inside_another_counts_once(
+    prepared_world: tuple[Prepared, JourneyData],
+) -> None:
+    prepared = Prepared(prepared_world[1], None, [], load_taxonomy())
+    started = time.perf_counter()
+    with prepared.timed("set_s"), prepared.timed("features_s"):
+        sum(range(200_000))
+    took = time.perf_counter() - started
+    assert prepared.seconds["features_s"] > 0 and prepared.seconds["set_s"] >= 0
+    assert prepared.seconds["set_s"] + prepared.seconds["features_s"] <= took

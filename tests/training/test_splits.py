@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -52,3 +53,23 @@ def test_too_few_dates_is_a_clear_error() -> None:
         split_as_of_dates(DATES[:3], valid_dates=1, test_dates=1, horizon_days=90)
     with pytest.raises(SplitError, match="no column 'as_of'"):
         split_by_as_of(pd.DataFrame({"x": [1]}))
+
+
+def test_rows_in_as_of_order_split_into_slices_of_the_set() -> None:
+    rows = frame(DATES).assign(x=range(36))
+    split = split_by_as_of(rows, valid_dates=1, test_dates=2, horizon_days=30)
+    shuffled = split_by_as_of(
+        rows.sample(frac=1, random_state=0).reset_index(drop=True),
+        valid_dates=1,
+        test_dates=2,
+        horizon_days=30,
+    )
+    for name in ("train", "valid", "test"):
+        part, other = getattr(split, name), getattr(shuffled, name)
+        assert set(part["as_of"]) == set(getattr(split.dates, name))
+        # A slice, not a copy: the set's own values.
+        assert np.shares_memory(part["x"].to_numpy(), rows["x"].to_numpy())
+        pd.testing.assert_frame_equal(
+            part.reset_index(drop=True),
+            other.sort_values(["as_of", "account_id"]).reset_index(drop=True),
+        )

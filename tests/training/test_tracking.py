@@ -244,3 +244,11 @@ def test_a_model_with_categorical_inputs_round_trips_through_mlflow(
     proba = mlflow.lightgbm.load_model(uri).predict_proba(example)
     expected = model.predict_proba(model_frame(model, x.head(5)))
     np.testing.assert_allclose(proba, expected)
+
+
+def test_a_result_keeps_no_view_of_the_training_rows() -> None:
+    result, _, _ = make_result(0, 5)
+    rows = pd.DataFrame(np.arange(4000.0).reshape(1000, 4), columns=list("abcd"))
+    kept = type(result)(**{**vars(result), "input_example": rows.iloc[200:].head(5)})
+    pd.testing.assert_frame_equal(kept.input_example, rows.iloc[200:205])
+    assert not np.shares_memory(kept.input_example.to_numpy(), rows.to_numpy())
