@@ -64,8 +64,17 @@ def main() -> None:
                 "cpu_seconds": {k: round(v, 1) for k, v in prepared.cpu_seconds.items()},
                 "total_cpu_s": round(total_cpu, 1),
                 "peak_rss_mb": round(peak_rss_mb()),
+                # each with its 95 % interval where the model reports one
                 "primary_metrics": {
-                    r.name: {r.primary_metric: round(r.metrics[r.primary_metric], 4)}
+                    r.name: {
+                        name: round(r.metrics[name], 4)
+                        for name in (
+                            r.primary_metric,
+                            f"{r.primary_metric}_ci_low",
+                            f"{r.primary_metric}_ci_high",
+                        )
+                        if name in r.metrics
+                    }
                     for r in results
                 },
                 "machine": machine(),

@@ -45,18 +45,24 @@ def _last_before(keys: pd.DataFrame, at: pd.Series, events: pd.DataFrame, value:
     ``at`` is aligned with ``keys``. Returned Series is aligned with ``keys`` (same index).
     Times are compared as UTC ``datetime64[ns]`` (an empty table of events included).
     """
+    # Accounts as codes among the keys' accounts, events of other accounts left out: the
+    # touchpoints' ids as text were a GB at 100,000 accounts, at the phase step's peak.
+    key_ids = keys["account_id"].astype(str)
+    accounts = pd.Index(pd.unique(key_ids))
+    event_account = accounts.get_indexer(pd.Index(events["account_id"].astype(str)))
+    mine = event_account >= 0
     left = pd.DataFrame(
         {
             "_row": np.arange(len(keys)),
-            "account_id": pd.array(keys["account_id"].astype(str).to_numpy(), dtype="str"),
+            "account_id": accounts.get_indexer(pd.Index(key_ids)),
             "_at": pd.to_datetime(at, utc=True).to_numpy(dtype="datetime64[ns]"),
         }
     ).sort_values("_at", kind="stable")
     right = pd.DataFrame(
         {
-            "account_id": pd.array(events["account_id"].astype(str).to_numpy(), dtype="str"),
-            "_ts": pd.to_datetime(events["ts"], utc=True).to_numpy(dtype="datetime64[ns]"),
-            "_value": events[value].to_numpy(),
+            "account_id": event_account[mine],
+            "_ts": pd.to_datetime(events["ts"], utc=True).to_numpy(dtype="datetime64[ns]")[mine],
+            "_value": events[value].to_numpy()[mine],
         }
     ).sort_values("_ts", kind="stable")
     # allow_exact_matches=False: strictly before, the same rule as the feature pipeline.
