@@ -12,10 +12,21 @@ from tests.utils.store import BACKENDS
 
 
 @pytest.fixture(scope="module")
-def registry(trained_registry: TrainedRegistry) -> TrainedRegistry:
+def registry(trained_registry: TrainedRegistry) -> Iterator[TrainedRegistry]:
     """The session's trained registry (root ``conftest.py``) under the name the serving
-    tests use."""
-    return trained_registry
+    tests use, and MLflow's default store for the module: a module that ran before in the
+    same worker may have pointed it at its own store, and MLflow resolves a registered
+    version's ``models:/`` source through the default store."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(trained_registry.tracking_uri)
+    mlflow.set_registry_uri(trained_registry.tracking_uri)
+    try:
+        yield trained_registry
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
