@@ -36,7 +36,7 @@ from features.pipeline.attributes import fit_attributes
 from features.schema import JourneyData
 from features.simulate.truth import SimulationTruth, load_truth
 from features.taxonomy import Taxonomy
-from features.timestamps import column_ns, to_utc
+from features.timestamps import column_ns
 from models.contract import ATTRIBUTES_ARTIFACT
 from models.outcomes import Outcome, load_outcomes
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_phase_set, data_end
@@ -44,6 +44,7 @@ from training.next_action import has_control
 from training.outcome_sets import Moments, build_outcome_set, features_at_keys, outcome_moments
 from training.result import MODEL_NAMES, ModelResult
 from training.reward import Reward
+from training.splits import rows_on
 
 # The models that are not binary outcomes.
 OTHER_MODELS = ("phase", "next-content")
@@ -172,7 +173,10 @@ class Prepared:
         # The dates' rows, still in (as_of, account_id) order: the cached frame itself or a
         # slice of it when the dates are a run of the grid's (callers read it, never write
         # it), else a copy.
-        frame = _rows_on(grid, sorted(self._dates), sorted(set(dates)))
+        if set(dates) == self._dates:
+            frame = grid
+        else:
+            frame = rows_on(grid, sorted(set(dates))).reset_index(drop=True)
         if not self.keep_features:
             self.forget_features()
         return frame
@@ -199,22 +203,6 @@ class Prepared:
             return features_at_keys(
                 self.data, moments.keys, self.taxonomy, attributes=self.attributes
             )
-
-
-def _rows_on(
-    grid: pd.DataFrame, have: list[pd.Timestamp], want: list[pd.Timestamp]
-) -> pd.DataFrame:
-    """The rows of ``grid`` (sorted by as_of, holding the dates ``have``, ascending) on the
-    dates ``want`` (ascending, each in ``have``), with a default index."""
-    start = have.index(want[0]) if want and want[0] in have else -1
-    if start < 0 or have[start : start + len(want)] != want:
-        return grid.loc[grid["as_of"].isin(want)].reset_index(drop=True)
-    if len(want) == len(have):
-        return grid
-    as_of = column_ns(grid["as_of"])
-    lo = np.searchsorted(as_of, to_utc(want[0]).value, side="left")
-    hi = np.searchsorted(as_of, to_utc(want[-1]).value, side="right")
-    return grid.iloc[lo:hi].reset_index(drop=True)
 
 
 def _in_key_order(frame: pd.DataFrame) -> bool:

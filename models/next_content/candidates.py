@@ -97,9 +97,9 @@ def candidate_features(
     dtypes = categorical_dtypes(items)
     base_cols = [c for c in acc.columns if c not in KEY_COLUMNS and c not in CANDIDATE_DEFINITIONS]
     base = select_columns(acc, base_cols)
-    if not (item_index is not None and decision_index is None):
+    # One row per decision already (training's exposures) needs no copy of a million rows.
+    if item_index is None or decision_index is not None:
         base = base.iloc[dec]
-    # else one row per decision already (training's exposures): no copy of a million rows
     base = base.reset_index(drop=True)
     extra = pd.DataFrame(
         {

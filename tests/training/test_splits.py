@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.splits import SplitError, check_time_split, split_as_of_dates, split_by_as_of
+from training.splits import (
+    SplitError,
+    check_time_split,
+    rows_on,
+    split_as_of_dates,
+    split_by_as_of,
+)
 
 DATES = list(pd.date_range("2024-01-01", periods=12, freq="MS", tz="UTC"))
 
@@ -73,3 +79,12 @@ def test_rows_in_as_of_order_split_into_slices_of_the_set() -> None:
             part.reset_index(drop=True),
             other.sort_values(["as_of", "account_id"]).reset_index(drop=True),
         )
+
+
+def test_dates_that_are_not_a_run_of_the_rows_dates_are_selected_not_sliced() -> None:
+    rows = frame(DATES).assign(x=range(36))
+    picked = rows_on(rows, [DATES[2], DATES[5]])  # the dates between are not wanted
+    assert set(picked["as_of"]) == {DATES[2], DATES[5]} and len(picked) == 6
+    run = rows_on(rows, DATES[2:5])
+    assert set(run["as_of"]) == set(DATES[2:5])
+    assert np.shares_memory(run["x"].to_numpy(), rows["x"].to_numpy())
