@@ -156,8 +156,15 @@ def select_features(
     if not max_features or max_features >= x.shape[1]:
         return list(x.columns)
     sample = np.sort(rng.choice(len(x), size=min(rows, len(x)), replace=False))
+    # The same float32 values and category codes the model is then fitted on: columns a
+    # float64 frame ranks differently by a hair would otherwise swap places at the cut.
+    levels = category_levels(x)
     quick = lgb.LGBMClassifier(**{**params, "n_estimators": rounds})
-    quick.fit(x.iloc[sample], y[sample])
+    quick.fit(
+        float32_frame(encode_categories(x.iloc[sample], levels)),
+        y[sample],
+        categorical_feature=list(levels) or "auto",
+    )
     gain = quick.booster_.feature_importance(importance_type="gain")
     top = set(np.argsort(-gain, kind="stable")[:max_features].tolist())
     return [c for i, c in enumerate(x.columns) if i in top]

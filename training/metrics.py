@@ -303,6 +303,46 @@ def bootstrap_interval(
     return {k: found.get(k, (float("nan"), float("nan"))) for k in names}
 
 
+def bootstrap_auc(
+    y_true: ArrayLike,
+    score: ArrayLike,
+    *,
+    rng: np.random.Generator,
+    n_resamples: int = 200,
+    level: float = 0.95,
+    groups: ArrayLike | None = None,
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of ROC-AUC that :func:`bootstrap_interval` gives
+    with :func:`roc_auc` (same resamples from the same ``rng``), in linear time per
+    resample: the scores are ranked once, and a resample only counts how often it drew each
+    row. Half a million test exposures take seconds instead of a sort per resample."""
+    y = np.asarray(y_true) == 1
+    s = np.asarray(score, dtype=np.float64)
+    n = len(y)
+    if n == 0:
+        raise MetricError("no rows to resample")
+    _, tie = np.unique(s, return_inverse=True)  # tied scores share a group, ascending
+    tie = tie.reshape(-1)
+    k = int(tie.max()) + 1
+    draw = _cluster_draw(groups, n) if groups is not None else lambda r: r.integers(0, n, n)
+    values = []
+    for _ in range(n_resamples):
+        drawn = np.bincount(draw(rng), minlength=n).astype(np.float64)
+        pos = np.bincount(tie, weights=drawn * y, minlength=k)
+        neg = np.bincount(tie, weights=drawn * ~y, minlength=k)
+        n_pos, n_neg = pos.sum(), neg.sum()
+        if n_pos == 0 or n_neg == 0:
+            continue  # one class: AUC undefined, as bootstrap_interval skips it
+        # Each positive beats the negatives below its score and ties with half of its own.
+        below = np.cumsum(neg) - neg
+        values.append(float(pos @ (below + 0.5 * neg)) / (n_pos * n_neg))
+    if not values:
+        return (float("nan"), float("nan"))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
 def with_intervals(
     intervals: dict[str, tuple[float, float]], *, prefix: str = ""
 ) -> dict[str, float]:

@@ -30,9 +30,11 @@ from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc
 from training.datasets import TrainingSet, TrainingSetError
+from training.metrics import bootstrap_auc, with_intervals
 from training.next_content_report import quality_report
 from training.ope import LoggedDecisions, compare_policies, gate_of
 from training.policy import (
+    BOOTSTRAP_SEED,
     DECISION_PHASE_COLUMN,
     POLICY_DECISIONS,
     POLICY_DECISIONS_PARAM,
@@ -376,6 +378,18 @@ def train_next_content(
     metrics: dict[str, float] = {}
     if len(np.unique(y_test)) == 2:
         metrics["model.roc_auc"] = float(roc_auc_score(y_test, p_test))
+        metrics.update(
+            with_intervals(
+                {
+                    "model.roc_auc": bootstrap_auc(
+                        y_test,
+                        p_test,
+                        rng=np.random.default_rng(BOOTSTRAP_SEED),
+                        groups=test["account_id"].astype(str).to_numpy(),
+                    )
+                }
+            )
+        )
         metrics["model.pr_auc"] = float(average_precision_score(y_test, p_test))
     else:
         metrics["model.roc_auc"] = metrics["model.pr_auc"] = float("nan")

@@ -14,7 +14,9 @@ from models.next_content.errors import NextContentModelError
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
     "n_estimators": 2000,
-    "learning_rate": 0.03,
+    # 0.06 with 50 rounds' patience: at 100,000 accounts half the fit and scoring time of
+    # 0.03 with 100, the same ROC-AUC and true policy value (0.7543 vs 0.7545, 0.0828 vs 0.0827)
+    "learning_rate": 0.06,
     "num_leaves": 31,
     "min_child_samples": 200,
     "subsample": 0.8,
@@ -25,7 +27,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "n_jobs": 2,
     "random_state": 7,
     "verbose": -1,
-    "early_stopping_rounds": 100,
+    "early_stopping_rounds": 50,
 }
 
 

@@ -9,6 +9,8 @@ from training.metrics import (
     MetricError,
     average_precision,
     binary_scores,
+    bootstrap_auc,
+    bootstrap_interval,
     bootstrap_rows,
     class_f1,
     doubly_robust_value,
@@ -140,3 +142,24 @@ def test_binary_scores_equal_each_metric_exactly_with_ties() -> None:
         "lift_top_decile": lift_at(y[rows], score[rows], share=0.1),
     }
     assert binary_scores([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])["roc_auc"] == 0.75
+
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_bootstrap_auc_equals_the_sorting_bootstrap(clustered: bool) -> None:
+    # Scores rounded to a few levels: ties within and across classes, which the linear-time
+    # count must score as the rank sum does (half a win per tied pair).
+    rng = np.random.default_rng(3)
+    y = (rng.random(400) < 0.2).astype(int)
+    score = np.round(y * 0.3 + rng.random(400), 1)
+    groups = rng.integers(0, 90, 400).astype(str) if clustered else None
+    fast = bootstrap_auc(y, score, rng=np.random.default_rng(5), groups=groups)
+    slow = bootstrap_interval(
+        y, {"m": score}, roc_auc, rng=np.random.default_rng(5), groups=groups
+    )["m"]
+    assert fast == pytest.approx(slow, abs=1e-12)
+    assert fast[0] < roc_auc(y, score) < fast[1]
+
+
+def test_bootstrap_auc_of_one_class_is_nan() -> None:
+    low, high = bootstrap_auc([1, 1, 1], [0.1, 0.2, 0.3], rng=np.random.default_rng(0))
+    assert np.isnan(low) and np.isnan(high)

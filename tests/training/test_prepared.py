@@ -27,7 +27,11 @@ def prepared_world() -> tuple[Prepared, JourneyData]:
 
 
 def _fresh(data: JourneyData, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """The features on ``dates`` as the grid holds them: sorted, floats as float32."""
     frame = build_features(data, dates, load_taxonomy())
+    floats = {c: np.float32 for c in frame.columns if frame[c].dtype == np.float64}
+    assert floats  # the pipeline's recencies and shares
+    frame = frame.astype(floats)
     return frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
 
 
@@ -92,3 +96,20 @@ def test_a_step_timed_inside_another_counts_once(
     took = time.perf_counter() - started
     assert prepared.seconds["features_s"] > 0 and prepared.seconds["set_s"] >= 0
     assert prepared.seconds["set_s"] + prepared.seconds["features_s"] <= took
+
+
+def test_given_features_are_held_as_float32_and_left_as_they_were() -> None:
+    taxonomy = load_taxonomy()
+    sim = simulate(60, 6, taxonomy=taxonomy)
+    dates = as_of_grid(sim.data, 2)
+    given = build_features(sim.data, dates, taxonomy)
+    before = given.dtypes.copy()
+    prepared = Prepared.from_features(sim.data, dates, given, taxonomy)
+    pd.testing.assert_series_equal(given.dtypes, before)  # the caller's frame is not changed
+    held = prepared.features
+    assert not (held.dtypes == np.float64).any()
+    floats = [c for c in given.columns if given[c].dtype == np.float64]
+    np.testing.assert_array_equal(
+        held[floats].to_numpy(),
+        given.sort_values(["as_of", "account_id"], kind="stable")[floats].to_numpy(np.float32),
+    )
