@@ -10,7 +10,9 @@ against the pandas path on the same data, with the client's and each worker's pe
 Parquet parts under a temporary work directory beside the data, or ``--work``: on a real
 cluster a path every worker shares) on a LocalCluster of ``--workers`` single-threaded
 worker processes (or the cluster at ``--scheduler``), then
-``training.dask_train.train_outcome_parts`` (churn).
+``training.dask_train.train_outcome_parts`` (churn) and
+``training.dask_train.train_sampled_parts`` (phase, next content: a seeded sample of
+accounts within the client's budget, the share printed).
 ``pandas``: what ``nba train`` runs for the same sets in one process (read, features, the
 three sets) and ``training.outcome.train_outcome`` (churn). Prints one JSON object: wall
 and CPU seconds per step, the client's peak memory, each worker's (``dask``: the worker
@@ -45,6 +47,46 @@ def _metrics(metrics: dict[str, float]) -> dict[str, Any]:
     return out
 
 
+CI = ("_ci_low", "_ci_high")
+# Each sampled model's primary metric and its strongest baseline's, with their intervals.
+PRIMARY = {
+    "phase": ("model.macro_f1_hindsight", "baseline_crm_last.macro_f1_hindsight"),
+    "next-content": ("model.roc_auc", "model.dr_value"),
+}
+
+
+def _sampled_summary(result: Any) -> dict[str, Any]:
+    """A phase or next-content result trained on sampled parts: its sample, the primary
+    metric (and, for next content, the policy values by DR) with their intervals, the gate."""
+    m = result.metrics
+    keys = [
+        k
+        for k in m
+        if k in PRIMARY[result.name]
+        or (result.name == "next-content" and k.endswith(".dr_value"))
+        or (result.name == "phase" and k.endswith(".macro_f1_hindsight"))
+    ]
+    gate = result.gate
+    return {
+        "params": {
+            k: result.params.get(k)
+            for k in ("set_rows", "set_sample_share", "set_sample_rows", "policy_decisions")
+        },
+        "metrics": {
+            k: [round(m[k], 4), *(round(m.get(f"{k}{e}", float("nan")), 4) for e in CI)]
+            for k in keys
+        },
+        "gate": None
+        if gate is None
+        else {
+            "metric": gate.metric,
+            "model": round(gate.model, 6),
+            "baseline": gate.baseline,
+            "baseline_value": round(gate.baseline_value, 6),
+        },
+    }
+
+
 def run_dask(
     data_dir: Path,
     workers: int,
@@ -59,11 +101,11 @@ def run_dask(
 
     from dask.distributed import Client, LocalCluster
 
-    from features.pipeline.dask_files import peak_mb
+    from features.pipeline.dask_files import peak_mb, read_catalog
     from features.taxonomy import load_taxonomy
     from models.outcomes import load_outcomes
     from training.dask_sets import write_sets_dask
-    from training.dask_train import train_outcome_parts
+    from training.dask_train import train_outcome_parts, train_sampled_parts
 
     taxonomy, outcomes = load_taxonomy(), load_outcomes()
     churn = next(o for o in outcomes if o.name == "churn")
@@ -92,11 +134,19 @@ def run_dask(
         seconds["sets_client_cpu_s"] = round(time.process_time() - cpu, 1)
         client_after_sets = round(peak_rss_mb(), 1)
         result = None
-        if train:
+        sampled: dict[str, Any] = {}
+        for model in models if train else []:
             began, cpu = time.perf_counter(), time.process_time()
-            result = train_outcome_parts(built.sets["churn"], churn, client=client)
-            seconds["churn_train_s"] = round(time.perf_counter() - began, 1)
-            seconds["churn_client_cpu_s"] = round(time.process_time() - cpu, 1)
+            if model == "churn":
+                result = train_outcome_parts(built.sets["churn"], churn, client=client)
+            else:
+                content = read_catalog(data_dir, taxonomy) if model == "next-content" else None
+                sampled[model] = _sampled_summary(
+                    train_sampled_parts(built.sets[model], taxonomy, content=content)
+                )
+            seconds[f"{model}_train_s"] = round(time.perf_counter() - began, 1)
+            seconds[f"{model}_client_cpu_s"] = round(time.process_time() - cpu, 1)
+            seconds[f"{model}_client_peak_mb"] = round(peak_rss_mb(), 1)
         workers_peak = {str(k): round(v, 1) for k, v in client.run(peak_mb).items()}
         workers_cpu = client.run(time.process_time)
     out: dict[str, Any] = {
@@ -110,6 +160,7 @@ def run_dask(
         "worker_peak_mb_in_set_tasks": built.worker_peak_mb,
         "worker_peak_mb": workers_peak,
         "worker_cpu_s": {str(k): round(v, 1) for k, v in workers_cpu.items()},
+        **sampled,
     }
     if result is None:
         return out
@@ -169,7 +220,7 @@ def main() -> None:
     parser.add_argument(
         "--models", default=",".join(MODELS), help="sets to build (churn among them)"
     )
-    parser.add_argument("--sets-only", action="store_true", help="no churn training")
+    parser.add_argument("--sets-only", action="store_true", help="build the sets, train no model")
     args = parser.parse_args()
     data_dir = args.data.resolve()
     if args.engine == "dask":

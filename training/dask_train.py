@@ -19,6 +19,13 @@ result's params (``train_sample_share``), never silent.
 
 Not here (the pandas path has them): the simulator's oracle and held hazard, the logged
 artifacts, and MLflow logging (``nba train`` does not call this yet).
+
+**Phase and next content** (:func:`train_sampled_parts`) train as the pandas path trains
+them, on the rows of a seeded sample of accounts read into the client: as many as a client
+memory budget holds (``CLIENT_SET_BYTES``). Either model already learns from a bounded
+sample at 100,000 accounts (phase from at most 300,000 training rows, next content's policy
+values from at most 100,000 test decisions), so the sample costs their test metrics
+precision, not their method; the share is in the result's params.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.taxonomy import Taxonomy
 from models import churn as binary_model
 from models.outcomes import Outcome
 from training.baselines import (
@@ -42,10 +50,17 @@ from training.baselines import (
     RecencyLogistic,
 )
 from training.dask_sets import SetParts
+from training.datasets import TrainingSet, TrainingSetError
 from training.metrics import roc_auc
 from training.outcome import churn_metrics, interval_metrics, validation_calibration
+from training.result import ModelResult
+from training.splits import split_rows
+from training.train import model_steps
 
 SAMPLE_SEED = 7
+# The client's budget for a phase or next-content set's sampled rows (every column, as read):
+# the pandas path's next-content set at 100,000 accounts (2.1M rows) is about this size.
+CLIENT_SET_BYTES = 2 * 1024**3
 MEMORY_SHARE = 0.25
 BYTES_PER_VALUE = 16
 # The logistic regression on every feature is fitted in the client: on at most about this
@@ -232,3 +247,81 @@ def train_outcome_parts(
         "gate_baseline_valid_roc_auc": round(on_valid[strongest], 6),
     }
     return PartsResult(estimator, metrics, run_params)
+
+
+def _bytes_per_row(meta: pd.DataFrame) -> int:
+    """A row's in-memory size by the parts' dtypes (text counted as 16 bytes a value)."""
+    return int(sum(getattr(t, "itemsize", 16) or 16 for t in meta.dtypes))
+
+
+def sampled_set(
+    parts: SetParts,
+    *,
+    budget_bytes: float = CLIENT_SET_BYTES,
+    seed: int = SAMPLE_SEED,
+) -> tuple[TrainingSet, float]:
+    """The parts' rows of a seeded sample of accounts (all of them when they fit
+    ``budget_bytes``) as the pandas path's ``TrainingSet``: every column, rows in (as_of,
+    account_id) order, split on the parts' as-of dates. Returns it and the share of accounts
+    sampled."""
+    columns = pq.ParquetFile(parts.paths[0]).schema_arrow.names
+    meta = _part_meta(parts.paths[0], columns)
+    dates = [*parts.split.train, *parts.split.valid, *parts.split.test]
+    rows = parts.rows_on(dates)
+    share = (
+        1.0
+        if rows * _bytes_per_row(meta) <= budget_bytes
+        else budget_bytes / (rows * _bytes_per_row(meta))
+    )
+    frame = read_rows(parts, dates, columns, share=share, seed=seed).compute()
+    frame = frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
+    if frame.empty:
+        raise TrainingSetError(
+            f"the {parts.model} parts' sample of {share:.4f} of the accounts holds no row; "
+            "expected rows on the split's dates (a larger budget or more data)"
+        )
+    split = split_rows(frame, parts.split)
+    return (
+        TrainingSet(
+            name=parts.model,
+            frame=frame,
+            feature_columns=list(parts.feature_columns),
+            label_column=parts.label_column,
+            horizon_days=parts.horizon_days,
+            split=split,
+            class_names=list(parts.class_names),
+        ),
+        share,
+    )
+
+
+def train_sampled_parts(
+    parts: SetParts,
+    taxonomy: Taxonomy,
+    *,
+    content: pd.DataFrame | None = None,
+    params: dict[str, Any] | None = None,
+    budget_bytes: float = CLIENT_SET_BYTES,
+    seed: int = SAMPLE_SEED,
+) -> ModelResult:
+    """Phase or next content trained by its pandas training function on
+    :func:`sampled_set`'s rows (see the module docstring); ``content``: next content's
+    catalog. The result's params carry the sample (``set_sample_share``, ``set_sample_seed``,
+    ``set_rows``: the parts' rows on the split's dates)."""
+    if parts.model not in ("phase", "next-content"):
+        raise ValueError(f"train_sampled_parts trains phase or next-content, not {parts.model!r}")
+    training_set, share = sampled_set(parts, budget_bytes=budget_bytes, seed=seed)
+    kwargs: dict[str, Any] = {"params": params, "truth": None, "taxonomy": taxonomy}
+    if parts.model == "next-content":
+        kwargs["content"] = content
+    result = model_steps(parts.model).train(training_set, **kwargs)
+    dates = [*parts.split.train, *parts.split.valid, *parts.split.test]
+    result.params.update(
+        {
+            "set_sample_share": round(share, 6),
+            "set_sample_seed": seed,
+            "set_rows": parts.rows_on(dates),
+            "set_sample_rows": len(training_set.frame),
+        }
+    )
+    return result

@@ -132,7 +132,7 @@ def split_by_as_of(
         test_dates=test_dates,
         horizon_days=horizon_days,
     )
-    return _split_rows(frame, dates_column, dates)
+    return split_rows(frame, dates, dates_column)
 
 
 def split_by_share(
@@ -180,11 +180,12 @@ def split_by_share(
             f"non-empty, {horizon_days} days purged between them); expected moments spanning "
             f"well over {2 * horizon_days} days, or a shorter horizon"
         ) from None
-    return _split_rows(frame, column, split)
+    return split_rows(frame, split, column)
 
 
-def _split_rows(frame: pd.DataFrame, column: pd.Series, dates: AsOfSplit) -> TimeSplit:
-    """The rows of ``frame`` on each split's dates (slices when in as-of order)."""
+def split_rows(frame: pd.DataFrame, dates: AsOfSplit, column: pd.Series | None = None) -> TimeSplit:
+    """The rows of ``frame`` on each split's ``dates`` (slices when in as-of order; the
+    as-of dates are ``column``, default ``frame["as_of"]``)."""
     return TimeSplit(
         train=rows_on(frame, dates.train, column),
         valid=rows_on(frame, dates.valid, column),

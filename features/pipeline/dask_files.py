@@ -130,6 +130,15 @@ def read_range(
     return data, report
 
 
+def read_catalog(data_dir: Path, taxonomy: Taxonomy) -> pd.DataFrame:
+    """The data directory's validated content table (the catalog) without any account's
+    rows: the empty range ["", "") of :func:`read_range`, which reads the catalog whole."""
+    data, report = read_range(Path(data_dir), "", "", taxonomy)
+    if data is None:
+        raise DataValidationError(report)
+    return data.content
+
+
 def raise_range_problems(parts: Sequence[dict[str, Any]], shared: list[Problem]) -> None:
     """Raises DataValidationError with the ids ranges share (``shared``) and each range's
     problems (a task's ``problems`` key; row numbers counted within its range)."""

@@ -119,3 +119,55 @@ def test_churn_trains_from_the_parts_on_the_workers(scheduler: str, tmp_path: Pa
     kept = in_sample(ids, share)
     assert 0 < kept.sum() < len(ids)
     assert (in_sample(ids, share) == kept).all()
+
+
+def test_phase_and_next_content_train_on_a_sample_of_the_parts(
+    scheduler: str, tmp_path: Path
+) -> None:
+    from training.dask_train import in_sample, sampled_set, train_sampled_parts
+
+    taxonomy = load_taxonomy()
+    data_dir = write_simulation(simulate(600, seed=12, months=24), tmp_path / "data")
+    prepared = prepare(data_dir, taxonomy)
+    outcomes = load_outcomes()
+    models = ["phase", "next-content"]
+    built = write_sets_dask(
+        data_dir, taxonomy, tmp_path / "work", models, outcomes, scheduler=scheduler
+    )
+    expected = {m: build_set(m, prepared, taxonomy, outcomes) for m in models}
+
+    # Within the budget: the pandas set itself (its split's rows), and phase trains alike.
+    whole, share = sampled_set(built.sets["phase"])
+    assert share == 1.0
+    for name in ("train", "valid", "test"):
+        pd.testing.assert_frame_equal(
+            _comparable(getattr(whole.split, name), ["as_of", "account_id"]),
+            _comparable(getattr(expected["phase"].split, name), ["as_of", "account_id"]),
+            check_dtype=False,
+        )
+    from training.phase import train_phase
+
+    local = train_phase(expected["phase"], taxonomy=taxonomy)
+    phase = train_sampled_parts(built.sets["phase"], taxonomy)
+    assert phase.params["set_sample_share"] == 1.0
+    primary = "model.macro_f1_hindsight"
+    assert phase.metrics[primary] == pytest.approx(local.metrics[primary], abs=0.02)
+
+    # Over the budget: a seeded sample of whole accounts, stated in the params.
+    parts = built.sets["next-content"]
+    budget = 0.4 * parts.rows * 1000  # well under the set's bytes (hundreds a row)
+    sample, share = sampled_set(parts, budget_bytes=budget)
+    assert 0 < share < 1
+    ids = pd.Series(expected["next-content"].frame["account_id"].astype(str).unique())
+    kept = set(ids[in_sample(ids, share)])
+    assert set(sample.frame["account_id"].astype(str)) == kept
+    split = expected["next-content"].split
+    every = pd.concat([split.train, split.valid, split.test])  # purged dates are not read
+    assert len(sample.frame) == int(every["account_id"].astype(str).isin(kept).sum())
+    result = train_sampled_parts(
+        parts, taxonomy, content=prepared.data.content, budget_bytes=budget
+    )
+    assert result.params["set_sample_share"] == pytest.approx(share, abs=1e-6)
+    assert result.params["set_sample_rows"] == len(sample.frame)
+    assert result.metrics["model.roc_auc"] > 0.6
+    assert result.gate is not None
