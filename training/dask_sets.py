@@ -209,13 +209,14 @@ def _plan(
     moments = {}
     for model in models:
         if model in declared:
-            moments[model] = outcome_moments(span, declared[model], n_dates=n_dates)
-            if moments[model].keys is not None:
+            # Anchored moments are read from the rows, which the span alone does not hold.
+            if declared[model].score_at.anchored:
                 raise DaskSetsError(
                     f"outcome {model!r} is scored at anchored moments "
                     f"({declared[model].score_at.describe()}); on Dask only calendar grids "
                     "are built: train it with --engine pandas"
                 )
+            moments[model] = outcome_moments(span, declared[model], n_dates=n_dates)
         elif model not in ("phase", "next-content"):
             raise DaskSetsError(f"unknown model {model!r}")
     if "next-content" in models and _has_control(data_dir):

@@ -18,7 +18,10 @@ hash of the account id (an account keeps all its rows or none); the share is in 
 result's params (``train_sample_share``), never silent.
 
 Not here (the pandas path has them): the simulator's oracle and held hazard, the logged
-artifacts, and MLflow logging (``nba train`` does not call this yet).
+artifacts, and MLflow logging: ``nba train --engine dask`` trains every model, churn too,
+through :func:`train_from_parts` on sampled parts, which the pandas training functions
+turn into complete, logged results; this lightgbm.dask path is measured by
+``bench.dask_sets``.
 
 **Phase and next content** (:func:`train_sampled_parts`) train as the pandas path trains
 them, on the rows of a seeded sample of accounts read into the client: as many as a client
@@ -30,7 +33,9 @@ precision, not their method; the share is in the result's params.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +45,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.attributes import NO_FITTED_ATTRIBUTES
+from features.errors import InvalidInputError
+from features.pipeline.dask_files import read_catalog
 from features.taxonomy import Taxonomy
 from models import churn as binary_model
+from models.contract import ATTRIBUTES_ARTIFACT
 from models.outcomes import Outcome
 from training.baselines import (
     CHURN_RECENCY_COLUMNS,
@@ -49,7 +58,7 @@ from training.baselines import (
     FeatureLogistic,
     RecencyLogistic,
 )
-from training.dask_sets import SetParts
+from training.dask_sets import SetParts, write_sets_dask
 from training.datasets import TrainingSet, TrainingSetError
 from training.metrics import roc_auc
 from training.outcome import churn_metrics, interval_metrics, validation_calibration
@@ -303,18 +312,18 @@ def train_sampled_parts(
     params: dict[str, Any] | None = None,
     budget_bytes: float = CLIENT_SET_BYTES,
     seed: int = SAMPLE_SEED,
+    outcomes: Sequence[Outcome] | None = None,
 ) -> ModelResult:
-    """Phase or next content trained by its pandas training function on
-    :func:`sampled_set`'s rows (see the module docstring); ``content``: next content's
-    catalog. The result's params carry the sample (``set_sample_share``, ``set_sample_seed``,
-    ``set_rows``: the parts' rows on the split's dates)."""
-    if parts.model not in ("phase", "next-content"):
-        raise ValueError(f"train_sampled_parts trains phase or next-content, not {parts.model!r}")
+    """A model (phase, next content, or an outcome of ``outcomes``) trained by its pandas
+    training function on :func:`sampled_set`'s rows (see the module docstring);
+    ``content``: next content's catalog. The result's params carry the sample
+    (``set_sample_share``, ``set_sample_seed``, ``set_rows``: the parts' rows on the
+    split's dates)."""
     training_set, share = sampled_set(parts, budget_bytes=budget_bytes, seed=seed)
     kwargs: dict[str, Any] = {"params": params, "truth": None, "taxonomy": taxonomy}
     if parts.model == "next-content":
         kwargs["content"] = content
-    result = model_steps(parts.model).train(training_set, **kwargs)
+    result = model_steps(parts.model, outcomes).train(training_set, **kwargs)
     dates = [*parts.split.train, *parts.split.valid, *parts.split.test]
     result.params.update(
         {
@@ -325,3 +334,71 @@ def train_sampled_parts(
         }
     )
     return result
+
+
+@dataclass
+class PartsRun:
+    """What :func:`train_from_parts` did: the results, each model's skip reason, the seconds
+    per step and each worker's peak memory (MB) in the set tasks."""
+
+    results: list[ModelResult]
+    skipped: dict[str, str]
+    seconds: dict[str, float]
+    worker_peak_mb: dict[str, float]
+
+
+def train_from_parts(
+    data_dir: Path,
+    taxonomy: Taxonomy,
+    models: Sequence[str],
+    outcomes: Sequence[Outcome],
+    *,
+    workdir: Path,
+    scheduler: str | None = None,
+    n_dates: int = 12,
+    params: dict[str, dict[str, Any]] | None = None,
+    on_result: Callable[[ModelResult], object] | None = None,
+    on_skip: Callable[[str, str], object] | None = None,
+    budget_bytes: float = CLIENT_SET_BYTES,
+) -> PartsRun:
+    """``nba train --engine dask`` on a Parquet data directory: every model's set built on
+    the workers as parts under ``workdir`` (``training.dask_sets.write_sets_dask``; the
+    features never reach the client), then each model trained by
+    :func:`train_sampled_parts` and handed to ``on_result`` as soon as it is done. With
+    ``on_skip``, a model its sample cannot train (an :class:`InvalidInputError`) is skipped
+    with the reason and the others train, as ``training.train.train_models`` does."""
+    seconds: dict[str, float] = {}
+    began = time.perf_counter()
+    built = write_sets_dask(
+        data_dir, taxonomy, workdir, models, outcomes, n_dates=n_dates, scheduler=scheduler
+    )
+    seconds["sets_s"] = time.perf_counter() - began
+    content = read_catalog(data_dir, taxonomy) if "next-content" in models else None
+    results: list[ModelResult] = []
+    skipped: dict[str, str] = {}
+    for model in models:
+        began = time.perf_counter()
+        try:
+            result = train_sampled_parts(
+                built.sets[model],
+                taxonomy,
+                content=content,
+                params=(params or {}).get(model) or None,
+                budget_bytes=budget_bytes,
+                outcomes=outcomes,
+            )
+        except InvalidInputError as exc:
+            if on_skip is None:
+                raise
+            skipped[model] = exc.details
+            on_skip(model, exc.details)
+            continue
+        finally:
+            seconds[f"{model}_train_s"] = time.perf_counter() - began
+        # Parts carry no custom attribute (write_sets_dask builds none): serving encodes
+        # with exactly these, as after training in one process.
+        result.extra_artifacts[ATTRIBUTES_ARTIFACT] = json.dumps(NO_FITTED_ATTRIBUTES.to_dict())
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return PartsRun(results, skipped, seconds, built.worker_peak_mb)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -82,6 +85,15 @@ def train(
     reward_event: RewardEventOption = None,
     reward_window_days: RewardWindowOption = 7,
     outcomes: OutcomesOption = None,
+    work: Annotated[
+        Path | None,
+        typer.Option(
+            "--work",
+            help="--engine dask: where the workers write the training sets' parts (a path "
+            "every worker shares); default a temporary directory beside the data, removed "
+            "after.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -97,7 +109,7 @@ def train(
     reason and the others train."""
     from models.outcomes import load_outcomes
     from training.tracking import configure_tracking, log_result
-    from training.train import parse_models, parse_params, train_models
+    from training.train import TrainingError, parse_models, parse_params, train_models
 
     started = time.perf_counter()
     tax = load_taxonomy_option(taxonomy)
@@ -149,6 +161,43 @@ def train(
         )
         return prepared
 
+    data_dir = data if data is not None else Path("data")
+    in_ranges = chosen == "dask" and source is None and mapping is None and attributes is None
+    if in_ranges and _parquet_tables(data_dir):
+        from training.dask_sets import DaskSetsError
+        from training.dask_train import train_from_parts
+
+        try:
+            with _work_dir(work, data_dir) as workdir:
+                parts = train_from_parts(
+                    data_dir,
+                    tax,
+                    models,
+                    declared,
+                    workdir=workdir,
+                    scheduler=scheduler,
+                    n_dates=as_of_dates,
+                    params=params,
+                    on_result=logged,
+                    on_skip=on_skip,
+                )
+            if parts.skipped and not parts.results:
+                raise TrainingError(
+                    "no model can be trained on these data: "
+                    + "; ".join(f"{m}: {why}" for m, why in parts.skipped.items())
+                )
+            _report(
+                as_json,
+                summaries,
+                uri,
+                {k: round(v, 1) for k, v in parts.seconds.items()},
+                started,
+                worker_peak_mb=parts.worker_peak_mb,
+            )
+            return
+        except DaskSetsError as exc:
+            # Anchored outcomes and next-action sets are built in one process for now.
+            typer.echo(f"training sets on the workers: {exc.details}; building them in memory")
     if chosen == "dask":
         from features.pipeline.dask_engine import dask_client
 
@@ -157,7 +206,42 @@ def train(
             prepared = run(client.scheduler.address, client)  # type: ignore[attr-defined]
     else:
         prepared = run(scheduler, None)
-    seconds = {k: round(v, 1) for k, v in prepared.seconds.items()}
+    _report(as_json, summaries, uri, {k: round(v, 1) for k, v in prepared.seconds.items()}, started)
+
+
+def _parquet_tables(data_dir: Path) -> bool:
+    """Whether every table file of ``data_dir`` is Parquet (what the workers read per
+    account range)."""
+    from features.files import find_table_file
+    from features.schema import TABLE_ORDER
+
+    found = [find_table_file(data_dir, t) for t in TABLE_ORDER]
+    present = [p for p in found if p is not None]
+    return bool(present) and all(p.suffix == ".parquet" for p in present)
+
+
+@contextmanager
+def _work_dir(work: Path | None, data_dir: Path) -> Iterator[Path]:
+    """``work``, or a temporary directory beside the data that is removed afterwards."""
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        yield work
+        return
+    with tempfile.TemporaryDirectory(dir=data_dir.resolve().parent, prefix="nba-work-") as tmp:
+        yield Path(tmp)
+
+
+def _report(
+    as_json: bool,
+    summaries: list[dict[str, object]],
+    uri: str,
+    seconds: dict[str, float],
+    started: float,
+    *,
+    worker_peak_mb: dict[str, float] | None = None,
+) -> None:
+    """Prints the run's closing line, or with ``as_json`` its one JSON object."""
+    extra = {} if worker_peak_mb is None else {"worker_peak_mb": worker_peak_mb}
     if as_json:
         from features.cli import peak_memory_mb
 
@@ -169,11 +253,14 @@ def train(
                     "tracking_uri": uri,
                     "seconds": seconds,
                     "peak_mb": peak_memory_mb(),
+                    **extra,
                 }
             )
         )
         return
     typer.echo(f"tracking store {uri}; seconds " + json.dumps(seconds))
+    if worker_peak_mb:
+        typer.echo("worker peak memory (MB) " + json.dumps(worker_peak_mb))
 
 
 def _summary(
