@@ -72,6 +72,15 @@ SchedulerOption = Annotated[
         help="Dask scheduler address; default starts a 2-worker LocalCluster.",
     ),
 ]
+PartitionsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--partitions",
+        min=1,
+        help="--engine dask: account ranges, one task each (default: one per 50,000 "
+        "accounts, at least two per worker); a worker's memory grows with its range.",
+    ),
+]
 JsonOption = Annotated[
     bool,
     typer.Option(
@@ -349,15 +358,7 @@ def features(
     ] = None,
     engine: EngineOption = "pandas",
     scheduler: SchedulerOption = None,
-    partitions: Annotated[
-        int | None,
-        typer.Option(
-            "--partitions",
-            min=1,
-            help="--engine dask: account ranges, one task each (default: one per 50,000 "
-            "accounts, at least two per worker); a worker's memory grows with its range.",
-        ),
-    ] = None,
+    partitions: PartitionsOption = None,
     list_features: Annotated[
         bool, typer.Option("--list", help="Print every feature with its definition and exit.")
     ] = False,

@@ -339,12 +339,13 @@ def train_sampled_parts(
 @dataclass
 class PartsRun:
     """What :func:`train_from_parts` did: the results, each model's skip reason, the seconds
-    per step and each worker's peak memory (MB) in the set tasks."""
+    per step, each worker's peak memory (MB) in the set tasks and the account ranges."""
 
     results: list[ModelResult]
     skipped: dict[str, str]
     seconds: dict[str, float]
     worker_peak_mb: dict[str, float]
+    partitions: int
 
 
 def train_from_parts(
@@ -355,6 +356,7 @@ def train_from_parts(
     *,
     workdir: Path,
     scheduler: str | None = None,
+    npartitions: int | None = None,
     n_dates: int = 12,
     params: dict[str, dict[str, Any]] | None = None,
     on_result: Callable[[ModelResult], object] | None = None,
@@ -370,7 +372,14 @@ def train_from_parts(
     seconds: dict[str, float] = {}
     began = time.perf_counter()
     built = write_sets_dask(
-        data_dir, taxonomy, workdir, models, outcomes, n_dates=n_dates, scheduler=scheduler
+        data_dir,
+        taxonomy,
+        workdir,
+        models,
+        outcomes,
+        n_dates=n_dates,
+        scheduler=scheduler,
+        npartitions=npartitions,
     )
     seconds["sets_s"] = time.perf_counter() - began
     content = read_catalog(data_dir, taxonomy) if "next-content" in models else None
@@ -401,4 +410,4 @@ def train_from_parts(
         results.append(result)
         if on_result is not None:
             on_result(result)
-    return PartsRun(results, skipped, seconds, built.worker_peak_mb)
+    return PartsRun(results, skipped, seconds, built.worker_peak_mb, built.partitions)

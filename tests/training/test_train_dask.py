@@ -48,7 +48,7 @@ def test_dask_training_matches_local_quality(
         app, ["train", *common, "--engine", "dask", "--scheduler", scheduler, "--tracking-uri", uri]
     )
     assert distributed.exit_code == 0, distributed.output
-    assert "worker peak memory (MB)" in distributed.output
+    assert "account ranges; worker peak memory (MB)" in distributed.output
     # A CSV table: not readable per account range, so the in-memory Dask path
     csv_dir = tmp_path / "csv"
     shutil.copytree(tmp_path / "data", csv_dir)
@@ -100,11 +100,13 @@ def test_all_models_train_from_parts_and_anchored_outcomes_fall_back(
     runner = CliRunner()
     dask = ["--engine", "dask", "--scheduler", scheduler, "--tracking-uri", uri, "--json"]
     result = runner.invoke(
-        app, ["train", "all", "--data", str(tmp_path / "data"), "--force", *dask]
+        app,
+        ["train", "all", "--data", str(tmp_path / "data"), "--force", "--partitions", "3", *dask],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert [m["model"] for m in summary["models"]] == ["phase", "churn", "next-content"]
+    assert summary["partitions"] == 3
     assert summary["worker_peak_mb"] and all(v > 0 for v in summary["worker_peak_mb"].values())
     assert {"sets_s", "phase_train_s", "next-content_train_s", "churn_train_s"} <= set(
         summary["seconds"]

@@ -16,6 +16,7 @@ from features.cli import (
     AttributesOption,
     EngineOption,
     MappingOption,
+    PartitionsOption,
     SchedulerOption,
     StoreOption,
     StoreSchemaOption,
@@ -73,6 +74,7 @@ def train(
     ] = None,
     engine: EngineOption = "pandas",
     scheduler: SchedulerOption = None,
+    partitions: PartitionsOption = None,
     tracking_uri: TrackingOption = None,
     parent_run_id: Annotated[
         str | None, typer.Option("--parent-run-id", envvar="MLFLOW_RUN_ID", hidden=True)
@@ -176,6 +178,7 @@ def train(
                     declared,
                     workdir=workdir,
                     scheduler=scheduler,
+                    npartitions=partitions,
                     n_dates=as_of_dates,
                     params=params,
                     on_result=logged,
@@ -193,6 +196,7 @@ def train(
                 {k: round(v, 1) for k, v in parts.seconds.items()},
                 started,
                 worker_peak_mb=parts.worker_peak_mb,
+                partitions=parts.partitions,
             )
             return
         except DaskSetsError as exc:
@@ -239,9 +243,15 @@ def _report(
     started: float,
     *,
     worker_peak_mb: dict[str, float] | None = None,
+    partitions: int | None = None,
 ) -> None:
-    """Prints the run's closing line, or with ``as_json`` its one JSON object."""
-    extra = {} if worker_peak_mb is None else {"worker_peak_mb": worker_peak_mb}
+    """Prints the run's closing line, or with ``as_json`` its one JSON object (with the
+    Dask workers' peaks and account ranges when the sets were built on them)."""
+    extra: dict[str, object] = (
+        {}
+        if worker_peak_mb is None
+        else {"worker_peak_mb": worker_peak_mb, "partitions": partitions}
+    )
     if as_json:
         from features.cli import peak_memory_mb
 
@@ -260,7 +270,9 @@ def _report(
         return
     typer.echo(f"tracking store {uri}; seconds " + json.dumps(seconds))
     if worker_peak_mb:
-        typer.echo("worker peak memory (MB) " + json.dumps(worker_peak_mb))
+        typer.echo(
+            f"{partitions} account ranges; worker peak memory (MB) " + json.dumps(worker_peak_mb)
+        )
 
 
 def _summary(
