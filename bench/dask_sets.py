@@ -48,24 +48,15 @@ def _metrics(metrics: dict[str, float]) -> dict[str, Any]:
 
 
 CI = ("_ci_low", "_ci_high")
-# Each sampled model's primary metric and its strongest baseline's, with their intervals.
-PRIMARY = {
-    "phase": ("model.macro_f1_hindsight", "baseline_crm_last.macro_f1_hindsight"),
-    "next-content": ("model.roc_auc", "model.dr_value"),
-}
+# Per sampled model, the metrics printed for the model and every baseline, with intervals.
+SAMPLED_METRICS = {"phase": ("macro_f1_hindsight",), "next-content": ("roc_auc", "dr_value")}
 
 
 def _sampled_summary(result: Any) -> dict[str, Any]:
     """A phase or next-content result trained on sampled parts: its sample, the primary
     metric (and, for next content, the policy values by DR) with their intervals, the gate."""
     m = result.metrics
-    keys = [
-        k
-        for k in m
-        if k in PRIMARY[result.name]
-        or (result.name == "next-content" and k.endswith(".dr_value"))
-        or (result.name == "phase" and k.endswith(".macro_f1_hindsight"))
-    ]
+    keys = [k for k in m if k.partition(".")[2] in SAMPLED_METRICS[result.name]]
     gate = result.gate
     return {
         "params": {
@@ -76,14 +67,7 @@ def _sampled_summary(result: Any) -> dict[str, Any]:
             k: [round(m[k], 4), *(round(m.get(f"{k}{e}", float("nan")), 4) for e in CI)]
             for k in keys
         },
-        "gate": None
-        if gate is None
-        else {
-            "metric": gate.metric,
-            "model": round(gate.model, 6),
-            "baseline": gate.baseline,
-            "baseline_value": round(gate.baseline_value, 6),
-        },
+        "gate": None if gate is None else gate.summary(),
     }
 
 

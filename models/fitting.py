@@ -140,6 +140,16 @@ def float32_frame(x: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(values, index=x.index, columns=x.columns, copy=False)
 
 
+def float32_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its float64 columns as float32, turned one at a time (no second copy
+    of the frame; ``frame`` itself is left as it was): half the memory of a training set's
+    floats, and the values :func:`float32_frame` fits on anyway."""
+    out = frame.copy(deep=False)
+    for column in frame.columns[(frame.dtypes == np.float64).to_numpy()]:
+        out[column] = frame[column].astype(np.float32)
+    return out
+
+
 def select_features(
     x: pd.DataFrame,
     y: np.ndarray,

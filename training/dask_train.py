@@ -67,7 +67,7 @@ from training.splits import split_rows
 from training.train import model_steps
 
 SAMPLE_SEED = 7
-# The client's budget for a phase or next-content set's sampled rows (every column, as read):
+# The client's budget for a set's sampled rows (every column, as read):
 # the pandas path's next-content set at 100,000 accounts (2.1M rows) is about this size.
 CLIENT_SET_BYTES = 2 * 1024**3
 MEMORY_SHARE = 0.25
@@ -94,10 +94,10 @@ def workers_memory_bytes(client: Any) -> int:
     return int(sum(w.get("memory_limit") or 0 for w in workers))
 
 
-def sample_share(rows: int, n_columns: int, budget_bytes: float) -> float:
-    """The share of accounts to train on: 1 when ``rows`` x ``n_columns`` values fit the
-    budget, else the share that does."""
-    need = rows * n_columns * BYTES_PER_VALUE
+def sample_share(rows: int, row_bytes: int, budget_bytes: float) -> float:
+    """The share of accounts to take: 1 when ``rows`` of ``row_bytes`` each fit the budget,
+    else the share that does."""
+    need = rows * row_bytes
     return 1.0 if budget_bytes <= 0 or need <= budget_bytes else float(budget_bytes / need)
 
 
@@ -190,7 +190,7 @@ def train_outcome_parts(
     split, label, columns = parts.split, parts.label_column, parts.feature_columns
     budget = MEMORY_SHARE * workers_memory_bytes(client) if budget_bytes is None else budget_bytes
     train_rows = parts.rows_on(split.train)
-    share = sample_share(train_rows, len(columns), budget)
+    share = sample_share(train_rows, len(columns) * BYTES_PER_VALUE, budget)
     train = read_rows(parts, split.train, [*columns, label], share=share, seed=seed)
     valid = read_rows(parts, split.valid, [*columns, label])
     estimator = binary_model.fit(
@@ -258,6 +258,11 @@ def train_outcome_parts(
     return PartsResult(estimator, metrics, run_params)
 
 
+def _split_dates(parts: SetParts) -> list[pd.Timestamp]:
+    """The as-of dates of the parts' training, validation and test splits (not the purged)."""
+    return [*parts.split.train, *parts.split.valid, *parts.split.test]
+
+
 def _bytes_per_row(meta: pd.DataFrame) -> int:
     """A row's in-memory size by the parts' dtypes (text counted as 16 bytes a value)."""
     return int(sum(getattr(t, "itemsize", 16) or 16 for t in meta.dtypes))
@@ -275,13 +280,8 @@ def sampled_set(
     sampled."""
     columns = pq.ParquetFile(parts.paths[0]).schema_arrow.names
     meta = _part_meta(parts.paths[0], columns)
-    dates = [*parts.split.train, *parts.split.valid, *parts.split.test]
-    rows = parts.rows_on(dates)
-    share = (
-        1.0
-        if rows * _bytes_per_row(meta) <= budget_bytes
-        else budget_bytes / (rows * _bytes_per_row(meta))
-    )
+    dates = _split_dates(parts)
+    share = sample_share(parts.rows_on(dates), _bytes_per_row(meta), budget_bytes)
     frame = read_rows(parts, dates, columns, share=share, seed=seed).compute()
     frame = frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
     if frame.empty:
@@ -324,12 +324,11 @@ def train_sampled_parts(
     if parts.model == "next-content":
         kwargs["content"] = content
     result = model_steps(parts.model, outcomes).train(training_set, **kwargs)
-    dates = [*parts.split.train, *parts.split.valid, *parts.split.test]
     result.params.update(
         {
             "set_sample_share": round(share, 6),
             "set_sample_seed": seed,
-            "set_rows": parts.rows_on(dates),
+            "set_rows": parts.rows_on(_split_dates(parts)),
             "set_sample_rows": len(training_set.frame),
         }
     )

@@ -29,6 +29,7 @@ from features.simulate.truth import SimulationTruth
 from features.taxonomy import Taxonomy
 from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc
+from models.fitting import float32_columns
 from training.datasets import TrainingSet, TrainingSetError
 from training.metrics import bootstrap_auc, with_intervals
 from training.next_content_report import quality_report
@@ -241,11 +242,7 @@ def candidate_matrix(
         shown_at=ex["ts"],
         position=position,
     )
-    # float32 halves the set's memory; LightGBM bins the values anyway.
-    for c in x.columns:
-        if x[c].dtype == np.float64:
-            x[c] = x[c].astype(np.float32)
-    return x
+    return float32_columns(x)
 
 
 def decision_frame(

@@ -56,6 +56,16 @@ class Gate:
     def passed(self) -> bool:
         return bool(self.model > self.baseline_value)
 
+    def summary(self) -> dict[str, object]:
+        """The gate as JSON output shows it (values to 6 decimals)."""
+        return {
+            "metric": self.metric,
+            "model": round(self.model, 6),
+            "baseline": self.baseline,
+            "baseline_value": round(self.baseline_value, 6),
+            "passed": self.passed,
+        }
+
 
 @dataclass
 class ModelResult:

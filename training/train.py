@@ -38,6 +38,7 @@ from features.simulate.truth import SimulationTruth, load_truth
 from features.taxonomy import Taxonomy
 from features.timestamps import column_ns
 from models.contract import ATTRIBUTES_ARTIFACT
+from models.fitting import float32_columns
 from models.outcomes import Outcome, load_outcomes
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_phase_set, data_end
 from training.next_action import has_control
@@ -185,7 +186,9 @@ class Prepared:
         """Merges newly computed dates' features into the sorted grid frame, their float64
         columns as float32."""
         self.feature_rows += len(features)
-        features = _floats_as_float32(features)
+        # Every model fits on float32 values, so its trees are the same; the grid is 400 MB
+        # smaller at 100,000 accounts, and every training set's peak holds it.
+        features = float32_columns(features)
         frame = features if self._grid is None else pd.concat([self._grid, features])
         self._grid = None  # the old frame goes before the sorted copy is made
         if _in_key_order(frame):
@@ -205,17 +208,6 @@ class Prepared:
             return features_at_keys(
                 self.data, moments.keys, self.taxonomy, attributes=self.attributes
             )
-
-
-def _floats_as_float32(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with its float64 columns as float32, turned one at a time (no second copy
-    of the frame; ``frame`` itself is left as it was). Every model fits on float32 values
-    (``models.fitting.float32_frame``), so its trees are the same; the grid is 400 MB
-    smaller at 100,000 accounts, and every training set's peak holds it."""
-    out = frame.copy(deep=False)
-    for column in frame.columns[(frame.dtypes == np.float64).to_numpy()]:
-        out[column] = frame[column].astype(np.float32)
-    return out
 
 
 def _in_key_order(frame: pd.DataFrame) -> bool:

@@ -130,6 +130,14 @@ def read_range(
     return data, report
 
 
+def reads_in_ranges(data_dir: Path) -> bool:
+    """Whether the workers can read ``data_dir`` per account range: every table file it
+    holds is Parquet (CSV has no row groups to prune)."""
+    found = [find_table_file(Path(data_dir), t) for t in TABLE_ORDER]
+    present = [p for p in found if p is not None]
+    return bool(present) and all(p.suffix == ".parquet" for p in present)
+
+
 def read_catalog(data_dir: Path, taxonomy: Taxonomy) -> pd.DataFrame:
     """The data directory's validated content table (the catalog) without any account's
     rows: the empty range ["", "") of :func:`read_range`, which reads the catalog whole."""

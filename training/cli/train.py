@@ -165,7 +165,11 @@ def train(
 
     data_dir = data if data is not None else Path("data")
     in_ranges = chosen == "dask" and source is None and mapping is None and attributes is None
-    if in_ranges and _parquet_tables(data_dir):
+    if in_ranges:
+        from features.pipeline.dask_files import reads_in_ranges
+
+        in_ranges = reads_in_ranges(data_dir)
+    if in_ranges:
         from training.dask_sets import DaskSetsError
         from training.dask_train import train_from_parts
 
@@ -211,17 +215,6 @@ def train(
     else:
         prepared = run(scheduler, None)
     _report(as_json, summaries, uri, {k: round(v, 1) for k, v in prepared.seconds.items()}, started)
-
-
-def _parquet_tables(data_dir: Path) -> bool:
-    """Whether every table file of ``data_dir`` is Parquet (what the workers read per
-    account range)."""
-    from features.files import find_table_file
-    from features.schema import TABLE_ORDER
-
-    found = [find_table_file(data_dir, t) for t in TABLE_ORDER]
-    present = [p for p in found if p is not None]
-    return bool(present) and all(p.suffix == ".parquet" for p in present)
 
 
 @contextmanager
@@ -289,15 +282,7 @@ def _summary(
         "champion": champion,
         "primary_metric": result.primary_metric,
         "primary_value": round(primary, 6) if primary == primary else None,
-        "gate": None
-        if gate is None
-        else {
-            "metric": gate.metric,
-            "model": round(gate.model, 6),
-            "baseline": gate.baseline,
-            "baseline_value": round(gate.baseline_value, 6),
-            "passed": gate.passed,
-        },
+        "gate": None if gate is None else gate.summary(),
     }
     comparison = result.extra_artifacts.get("comparison.json")
     if comparison is not None:
