@@ -402,7 +402,7 @@ def train_next_content(
     metrics.update(evaluate_policies(decisions, popularity, catalog, taxonomy, truth))
     metrics["policy.decision_share"] = len(judged) / len(test)
 
-    used = {**nc.merged_params(params), POLICY_DECISIONS_PARAM: cap}
+    used = {**nc.merged_params(params, rows=len(split.train)), POLICY_DECISIONS_PARAM: cap}
     valid_decisions = build_decisions(
         estimator, decision_sample(split.valid, cap), cols, ts.label_column, catalog, taxonomy
     )

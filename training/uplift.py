@@ -183,7 +183,7 @@ def train_uplift(
     gate = gate_of(valid_values, actions)
     comparison = comparison_of(test_values, actions, ts.reward.kind)
     used = {
-        **nc.merged_params(params),
+        **nc.merged_params(params, rows=len(split.train)),
         **ts.reward.to_params(taxonomy),
         CONTROL_PARAM: NO_ACTION_CONTENT_ID,
         ARM_VALUES_PARAM: json.dumps(dict(zip(actions, np.round(values, 6).tolist(), strict=True))),

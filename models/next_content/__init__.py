@@ -46,7 +46,14 @@ from models.next_content.columns import (
     topic_columns,
 )
 from models.next_content.errors import NextContentModelError
-from models.next_content.model import DEFAULT_PARAMS, fit, merged_params, predict_proba
+from models.next_content.model import (
+    DEFAULT_PARAMS,
+    SMALL_DATA_PARAMS,
+    SMALL_DATA_ROWS,
+    fit,
+    merged_params,
+    predict_proba,
+)
 from models.next_content.scores import score_candidates, top1, uplift_over_control
 from models.next_content.topics import topic_engagement, topic_engagement_of_items
 
@@ -60,6 +67,8 @@ __all__ = [
     "KEY_COLUMNS",
     "LABEL_COLUMN",
     "SERVING_POSITION",
+    "SMALL_DATA_PARAMS",
+    "SMALL_DATA_ROWS",
     "TARGET",
     "TOPIC_WINDOWS",
     "NextContentModelError",

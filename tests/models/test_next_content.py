@@ -217,6 +217,20 @@ def test_fit_predicts_response_from_fit_features(taxonomy: Taxonomy) -> None:
         nc.fit(x, np.zeros(n, dtype=int), x, y)
 
 
+def test_small_training_sets_grow_smaller_trees_slower() -> None:
+    small = nc.merged_params(rows=nc.SMALL_DATA_ROWS - 1)
+    assert {k: small[k] for k in nc.SMALL_DATA_PARAMS} == nc.SMALL_DATA_PARAMS
+    assert nc.merged_params(rows=nc.SMALL_DATA_ROWS) == nc.DEFAULT_PARAMS
+    assert nc.merged_params() == nc.DEFAULT_PARAMS
+    assert nc.merged_params({"num_leaves": 15}, rows=10)["num_leaves"] == 15  # overrides win
+    rng = np.random.default_rng(5)
+    x = pd.DataFrame({"fits_role": rng.integers(0, 2, 2000)})
+    y = (rng.random(2000) < np.where(x["fits_role"] == 1, 0.5, 0.1)).astype(int)
+    est = nc.fit(x[:1500], y[:1500], x[1500:], y[1500:])
+    assert est.get_params()["num_leaves"] == nc.SMALL_DATA_PARAMS["num_leaves"]
+    assert est.get_params()["learning_rate"] == nc.SMALL_DATA_PARAMS["learning_rate"]
+
+
 def test_candidate_rows_carry_the_item_its_slot_and_the_decision_calendar(
     taxonomy: Taxonomy,
 ) -> None:
