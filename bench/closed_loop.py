@@ -12,7 +12,9 @@ retrains from the service's own store and ``nba promote next-content --store`` j
 newcomer on the served log; the service then reloads its models.
 
 Prints JSON: per week the true value (95 % interval over decisions) of the served policy,
-the logging policy, the frozen champion and the oracle in two objectives: the mean true
+the logging policy, the frozen champion, the oracle and the informed reference (the
+oracle's pick with each account's topic interests estimated from its content touchpoints
+so far) in two objectives: the mean true
 response probability of the decided action (``served`` ...) and its mean true expected
 value, that probability times the item's catalog value (``served_ev`` ...: what the
 service's arbitration ranks by, before its fit and churn lever), each against the oracle of
@@ -153,6 +155,8 @@ class Loop:
         self.clock = pd.Timestamp(START, tz="UTC")
         self.seconds: dict[str, float] = {}
         self.servable: ServableActions | None = None
+        # the history's content touchpoints (account_id, content_id), set by setup
+        self.history = pd.DataFrame({"account_id": [], "content_id": []})
 
     def _timed(self, name: str, started: float) -> None:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 1)
@@ -170,6 +174,7 @@ class Loop:
         store = Store(self.url, run.world.taxonomy)
         store.migrate()
         store.load_data(data)
+        self.history = data.touchpoints[["account_id", "content_id"]]
         self.key = store.create_api_key("loop", ["admin"])
         store.dispose()
         self._timed("load", started)
@@ -349,6 +354,8 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     loop.clock = first
     loop.open()
     sender = ServiceSender(serve=loop.serve, frozen=loop.frozen, eligible=lambda: loop.servable)
+    # the informed reference's evidence: the history's content touchpoints, then each week's
+    sender.count(run.world, loop.history["account_id"], loop.history["content_id"])
     weeks: list[dict[str, Any]] = []
     decided: list[WeekValues] = []  # every week's decisions, for the last weeks' figures
     promotions: list[dict[str, Any]] = []
@@ -372,6 +379,11 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
             )
             loaded += len(events)
             organic_touches(events, organic)
+            sender.count(
+                run.world,
+                [e["account_id"] for e in events + values.responses],
+                [e.get("content_id") for e in events + values.responses],
+            )
             loop.post_events(events + values.responses)
             loop.sync_stages(run, since=week_start)
             posteriors = loop.services(loop.client).posteriors

@@ -18,7 +18,13 @@ every policy in its own objective. Between them, the oracle restricted to what t
 could serve in that decision (the actions its eligibility rules and contact caps left for
 the top slot: ``restricted``) and the service's ranking there on the true probability
 (``greedy_true``) split the gap into what the rules, the ranking's other factors, the model
-and the policy's exploration cost (:class:`WeekValues`). A contact
+and the policy's exploration cost (:class:`WeekValues`). The oracle knows each account's
+topic interests, which no data shows; ``informed`` is the oracle's pick with the interests
+estimated from the account's content touchpoints so far (:func:`interest_estimate`, the
+simulator's own prior and topic choice), what the data could tell at best about them
+(still knowing the true phase, which the data shows only through the CRM's lagging
+records and the touchpoints): a reference for how much of the oracle a policy seeing the
+data can reach, not a bound. A contact
 gone by the decision answers nobody (probability 0). Every policy is valued with the item's
 own channel, the channel the service names.
 """
@@ -47,7 +53,7 @@ from models.arbitration import ServableActions
 Chooser = Callable[[str, int], tuple[str, str] | None]
 
 
-POLICIES = ("served", "logging", "frozen", "restricted", "greedy_true", "oracle")
+POLICIES = ("served", "logging", "frozen", "restricted", "greedy_true", "informed", "oracle")
 # objective -> the suffix of its values' names: the true response probability, and the true
 # expected value (that probability times the item's value)
 OBJECTIVES = {"response": "", "value": "_ev"}
@@ -72,12 +78,14 @@ class WeekValues:
     frozen: list[float] = field(default_factory=list)
     restricted: list[float] = field(default_factory=list)
     greedy_true: list[float] = field(default_factory=list)
+    informed: list[float] = field(default_factory=list)
     oracle: list[float] = field(default_factory=list)
     served_ev: list[float] = field(default_factory=list)
     logging_ev: list[float] = field(default_factory=list)
     frozen_ev: list[float] = field(default_factory=list)
     restricted_ev: list[float] = field(default_factory=list)
     greedy_true_ev: list[float] = field(default_factory=list)
+    informed_ev: list[float] = field(default_factory=list)
     oracle_ev: list[float] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
 
@@ -150,6 +158,7 @@ def decision_values(
     logging_rows: list[int],
     logging_policy: np.ndarray,
     servable: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    informed: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """objective (:data:`OBJECTIVES`) -> policy -> its true value on one decision, from
     ``probs`` (contacts x items: each contact's true response probability of every item)
@@ -160,14 +169,23 @@ def decision_values(
     objective, so no policy exceeds it. ``servable`` (contact rows, items, the rest of
     the service's expected value per action: value x fit x lever) is what the service
     could serve: its best in the objective (``restricted``) and the action of highest true
-    probability x rest (``greedy_true``); NaN for both without it."""
+    probability x rest (``greedy_true``); NaN for both without it. ``informed`` (contacts x
+    items, as ``probs``) is the response probability with the account's interests as the
+    data show them: the true value of its best (contact, item) in each objective
+    (``informed``; NaN without it)."""
     nan = float("nan")
     greedy = None
     if servable is not None and len(servable[0]):
         rows, items, rest = servable
         greedy = int(np.argmax(probs[rows, items] * rest))
     out = {}
-    for objective, by_contact in (("response", probs), ("value", probs * values_of_items)):
+    for objective, weight in (("response", 1.0), ("value", values_of_items)):
+        by_contact = probs * weight
+        pick = (
+            None
+            if informed is None
+            else np.unravel_index(np.argmax(informed * weight), probs.shape)
+        )
         out[objective] = {
             "served": float(by_contact[served]),
             "logging": float((by_contact[logging_rows] @ logging_policy).mean()),
@@ -176,6 +194,7 @@ def decision_values(
             "greedy_true": nan
             if greedy is None
             else float(by_contact[rows[greedy], items[greedy]]),
+            "informed": nan if pick is None else float(by_contact[pick]),
             "oracle": float(by_contact.max()),
         }
     return out
@@ -184,6 +203,11 @@ def decision_values(
 def account_id(world_index: int, width: int = 6) -> str:
     """The simulator's id of account index ``world_index`` (``features.simulate.tables``)."""
     return f"A{world_index + 1:0{width}d}"
+
+
+def account_index(account_id: str) -> int:
+    """The simulator's account index of ``account_id`` (``A`` + number)."""
+    return int(account_id[1:]) - 1
 
 
 def contact_index(contact_id: str) -> int:
@@ -252,10 +276,16 @@ def recorded_stages(
 
 
 def true_probabilities(
-    world: World, state: State, acc: int, contact: int, fatigue: float
+    world: World,
+    state: State,
+    acc: int,
+    contact: int,
+    fatigue: float,
+    interest: np.ndarray | None = None,
 ) -> np.ndarray:
     """The true response probability of every catalog item shown through its own channel to
-    ``contact`` of account ``acc`` now."""
+    ``contact`` of account ``acc`` now; with ``interest`` (one per topic) the probability
+    the response model gives with those interests for the account's own."""
     cat, lk = world.catalog, world.lookups
     items = np.arange(len(cat.content_ids))
     n = len(items)
@@ -265,7 +295,9 @@ def true_probabilities(
             item=items,
             phase=np.full(n, state.phase[acc]),
             role=np.full(n, world.centers.contact_role[contact]),
-            interest=world.accounts.interest[acc, cat.topic[items]],
+            interest=(world.accounts.interest[acc] if interest is None else interest)[
+                cat.topic[items]
+            ],
             fatigue=np.full(n, fatigue),
             channel=lk.item_channel[items],
         )
@@ -295,6 +327,9 @@ class ServiceSender:
     eligible: Callable[[], ServableActions | None] = lambda: None
     decide_ns: int = 0
     values: WeekValues = field(default_factory=WeekValues)
+    # accounts x topics: the content touchpoints the data holds so far (:meth:`count`),
+    # what the informed reference estimates interests from (None: no reference)
+    topic_counts: np.ndarray | None = None
     # (account_id, decision ns) -> the contacts either policy could address then, with
     # their roles and the true response probability of every catalog item for each: what a
     # promotion's off-policy estimate is checked against
@@ -313,6 +348,7 @@ class ServiceSender:
         exists = world.accounts.created_ns <= self.decide_ns
         positions = content_positions(world)
         values_of_items = item_values(world)
+        estimate = None if self.topic_counts is None else interest_estimate(self.topic_counts)
         for acc in np.flatnonzero(due & has_contact & exists).tolist():
             chosen = self.serve(account_id(acc), acc)
             if chosen is None:
@@ -344,6 +380,11 @@ class ServiceSender:
             contacts = np.concatenate([judged, more])
             row = {int(c): i for i, c in enumerate(contacts.tolist())}
             probs_by_contact = self._probabilities(world, state, acc, contacts)
+            informed = (
+                None
+                if estimate is None
+                else self._probabilities(world, state, acc, contacts, estimate[acc])
+            )
             remember_exposure(state, np.array([contact]), np.array([self.decide_ns]))
             probs = probs_by_contact[row[contact]]
             self.truth[(account_id(acc), self.decide_ns)] = DecisionTruth(
@@ -373,6 +414,7 @@ class ServiceSender:
                     np.array([i for _, i, _ in known], dtype=np.int64),
                     np.array([r for _, _, r in known], dtype=np.float64),
                 ),
+                informed=informed,
             ).items():
                 self.values.add(objective, values)
             r_ts = self.decide_ns + int(rng.integers(60, 3 * DAY_S)) * SECOND_NS
@@ -393,22 +435,65 @@ class ServiceSender:
                     responded_fit[acc] += 1
         return responded_fit
 
+    def count(self, world: World, account_ids: Any, content_ids: Any) -> None:
+        """Adds content touchpoints (their account and content ids; rows without content
+        are skipped) to :attr:`topic_counts`."""
+        if self.topic_counts is None:
+            self.topic_counts = np.zeros(world.accounts.interest.shape)
+        positions = content_positions(world)
+        pairs = [
+            (account_index(a), positions[c])
+            for a, c in zip(account_ids, content_ids, strict=True)
+            if isinstance(c, str) and c in positions
+        ]
+        if pairs:
+            acc, item = (np.asarray(x, dtype=np.int64) for x in zip(*pairs, strict=True))
+            np.add.at(self.topic_counts, (acc, world.catalog.topic[item]), 1.0)
+
     def _probabilities(
-        self, world: World, state: State, acc: int, contacts: np.ndarray
+        self,
+        world: World,
+        state: State,
+        acc: int,
+        contacts: np.ndarray,
+        interest: np.ndarray | None = None,
     ) -> np.ndarray:
         """contacts x items: each contact's true response probability of every item now, 0
-        for a contact gone by the decision (they answer nobody)."""
+        for a contact gone by the decision (they answer nobody); with ``interest`` the
+        account's interests taken as those."""
         ts = np.full(len(contacts), self.decide_ns)
         fatigue = fatigue_at(world, state, contacts, ts)
         out = np.stack(
             [
-                true_probabilities(world, state, acc, int(c), float(f))
+                true_probabilities(world, state, acc, int(c), float(f), interest)
                 for c, f in zip(contacts.tolist(), fatigue.tolist(), strict=True)
             ]
         )
         gone = world.centers.contact_gone[contacts] <= self.decide_ns
         out[gone] = 0.0
         return out
+
+
+def interest_estimate(counts: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """Each account's topic interests (rows of ``counts``, its content touchpoints per
+    topic) as the data tell them: the posterior mode under the simulator's prior (each
+    interest standard normal) and its choice of a touchpoint's topic (softmax of the
+    interests), by Newton's method with steps of at most 1 (the log posterior is strictly
+    concave)."""
+    counts = np.asarray(counts, dtype=float)
+    eta = np.zeros_like(counts)
+    n = counts.sum(axis=1, keepdims=True)
+    eye = np.eye(counts.shape[1])
+    for _ in range(iterations):
+        p = np.exp(eta - eta.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        gradient = counts - n * p - eta
+        # minus the Hessian: n (diag(p) - p p') + I, positive definite
+        curvature = n[:, :, None] * (p[:, :, None] * eye - p[:, :, None] * p[:, None, :]) + eye
+        step = np.linalg.solve(curvature, gradient[:, :, None])[:, :, 0]
+        # damped: a full step overshoots from far away when n is large
+        eta += step / np.maximum(np.abs(step).max(axis=1, keepdims=True), 1.0)
+    return eta
 
 
 def content_positions(world: World) -> dict[str, int]:

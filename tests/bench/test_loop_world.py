@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.loop_world import WeekValues, decision_values, shares_of_oracles
+from bench.loop_world import WeekValues, decision_values, interest_estimate, shares_of_oracles
 
 # two contacts x three items: each contact's true response probability of every item
 PROBS = np.array([[0.30, 0.10, 0.05], [0.20, 0.12, 0.02]])
@@ -41,9 +41,12 @@ def test_no_policy_exceeds_the_oracle_on_any_decision() -> None:
             logging_rows=[0, 2],
             logging_policy=rng.dirichlet(np.ones(6)),
             servable=(rng.integers(3, size=4), rng.integers(6, size=4), rng.random(4) + 0.5),
+            informed=probs * rng.lognormal(0.0, 0.5, probs.shape),
         )
         for of_objective in values.values():
-            policies = (of_objective[p] for p in ("served", "frozen", "logging", "restricted"))
+            policies = (
+                of_objective[p] for p in ("served", "frozen", "logging", "restricted", "informed")
+            )
             assert max(policies) <= of_objective["oracle"]
             assert of_objective["greedy_true"] <= of_objective["restricted"]
 
@@ -94,3 +97,45 @@ def test_the_restricted_oracle_and_the_true_greedy_rank_within_what_is_servable(
         PROBS, VALUES, served=(1, 0), frozen=None, logging_rows=[0], logging_policy=LOGGING
     )
     assert np.isnan(unknown["response"]["restricted"]) and np.isnan(unknown["value"]["greedy_true"])
+
+
+def test_the_informed_reference_picks_on_its_estimate_and_is_valued_on_the_truth() -> None:
+    # the estimate believes the first contact's third item likeliest: truly 0.05
+    informed = np.array([[0.1, 0.1, 0.4], [0.1, 0.1, 0.1]])
+    values = decision_values(
+        PROBS,
+        VALUES,
+        served=(0, 0),
+        frozen=None,
+        logging_rows=[0],
+        logging_policy=LOGGING,
+        informed=informed,
+    )
+    assert values["response"]["informed"] == 0.05
+    # in the value objective it ranks by its estimate x value: 0.1 x 10 > 0.4 x 2
+    assert values["value"]["informed"] == 0.10 * 10.0
+    unknown = decision_values(
+        PROBS, VALUES, served=(0, 0), frozen=None, logging_rows=[0], logging_policy=LOGGING
+    )
+    assert np.isnan(unknown["response"]["informed"])
+
+
+def test_interests_are_estimated_from_the_topics_an_account_touches() -> None:
+    rng = np.random.default_rng(4)
+    interest = rng.standard_normal((500, 6))
+    choice = np.exp(interest) / np.exp(interest).sum(axis=1, keepdims=True)
+
+    def agreement(touches: int) -> float:
+        counts = np.array([rng.multinomial(touches, q) for q in choice], dtype=float)
+        estimate = interest_estimate(counts)
+        # the mode: the gradient of the log posterior vanishes
+        p = np.exp(estimate) / np.exp(estimate).sum(axis=1, keepdims=True)
+        assert np.abs(counts - touches * p - estimate).max() < 1e-6
+        centred = estimate - estimate.mean(axis=1, keepdims=True)
+        truth = interest - interest.mean(axis=1, keepdims=True)
+        return float(np.corrcoef(centred.ravel(), truth.ravel())[0, 1])
+
+    # no touchpoints: the prior; more of them: closer to the truth
+    assert not interest_estimate(np.zeros((3, 6))).any()
+    assert 0.3 < agreement(5) < agreement(50) < agreement(2000)
+    assert agreement(2000) > 0.95
