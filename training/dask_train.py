@@ -61,10 +61,10 @@ from training.baselines import (
 from training.dask_sets import SetParts, write_sets_dask
 from training.datasets import TrainingSet, TrainingSetError
 from training.metrics import roc_auc
+from training.model_steps import model_steps
 from training.outcome import churn_metrics, interval_metrics, validation_calibration
 from training.result import ModelResult
 from training.splits import split_rows
-from training.train import model_steps
 
 SAMPLE_SEED = 7
 # The client's budget for a set's sampled rows (every column, as read):

@@ -34,11 +34,12 @@ from training.log_promotion import (
     promote_on_log,
     served_decisions,
 )
+from training.model_steps import model_steps
 from training.next_content import HORIZON_DAYS, label_responses
 from training.ope import Estimate
 from training.served_policy import roles_at_decisions, service_ranking
 from training.tracking import FORCED_TAG, champion_version, configure_tracking
-from training.train import model_steps, prepare_data
+from training.train import prepare_data
 
 POLICY = "ev-greedy-epsilon-v1"
 

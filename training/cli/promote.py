@@ -80,9 +80,10 @@ def promote(
     rank with it: the champion phase and churn models' answers on each decision day, the
     arbitration policy's fit, churn lever and rules (--arbitration)."""
     from models.outcomes import load_outcomes
+    from training.model_steps import model_steps, parse_models
     from training.registry import promote as run_promotion
     from training.tracking import configure_tracking
-    from training.train import model_steps, parse_models, scorer_on_test_split
+    from training.train import scorer_on_test_split
 
     tax = load_taxonomy_option(taxonomy)
     declared = load_outcomes(outcomes, taxonomy=tax)

@@ -110,8 +110,9 @@ def train(
     gate), unless --force. With `all`, a model the data cannot support is skipped with the
     reason and the others train."""
     from models.outcomes import load_outcomes
+    from training.model_steps import TrainingError, parse_models, parse_params
     from training.tracking import configure_tracking, log_result
-    from training.train import TrainingError, parse_models, parse_params, train_models
+    from training.train import train_models
 
     started = time.perf_counter()
     tax = load_taxonomy_option(taxonomy)
@@ -133,10 +134,7 @@ def train(
         typer.echo(info.format(result.primary_metric, value))
         typer.echo(result.report_markdown)
 
-    def skipped(name: str, why: str) -> None:
-        typer.echo(f"skipped {name}: {why}")
-
-    on_skip = skipped if model == "all" else None
+    on_skip = _echo_skip if model == "all" else None
 
     def run(address: str | None, client: Any | None) -> Prepared:
         prepared = prepare_source(
@@ -266,6 +264,11 @@ def _report(
         typer.echo(
             f"{partitions} account ranges; worker peak memory (MB) " + json.dumps(worker_peak_mb)
         )
+
+
+def _echo_skip(name: str, why: str) -> None:
+    """Says a model was skipped and why (``nba train all``)."""
+    typer.echo(f"skipped {name}: {why}")
 
 
 def _summary(
