@@ -22,19 +22,17 @@ from models.next_content.columns import (
     CANDIDATE_COLUMNS,
     CANDIDATE_DEFINITIONS,
     KEY_COLUMNS,
-    PHASE_WINDOWS,
     SERVING_POSITION,
-    TOPIC_WINDOWS,
     candidate_input_columns,
 )
+from models.next_content.engagement import (
+    phase_engagement,
+    role_engagement,
+    topic_interest,
+    type_engagement,
+    value_at,
+)
 from models.next_content.errors import NextContentModelError
-
-# The candidate columns derived from the account's per-topic counts.
-_TOPIC_CANDIDATES = [
-    *(f"topic_{what}_{w}" for w in TOPIC_WINDOWS for what in ("touchpoints", "share")),
-    "topic_rank_ever",
-    "topic_interest_ever",
-]
 
 
 def candidate_features(
@@ -83,7 +81,7 @@ def candidate_features(
     _check_catalog(items, len(content))
     crm = codes(acc["crm_phase"], taxonomy.phases, "crm_phase", strict=False)
     role = codes(pd.Series(contact_role), taxonomy.role_names, "contact_role", strict=False)
-    gathered = _Gathered.of_frame(acc, taxonomy)
+    gathered = Gathered.of_frame(acc, taxonomy)
     cand = _candidate_columns(
         gathered,
         items,
@@ -131,7 +129,7 @@ def candidate_arrays(
     _require(account.keys(), ["crm_phase"])
     crm = _codes_of([account["crm_phase"]], taxonomy.phases)[np.zeros(len(dec), dtype=np.int64)]
     role = _codes_of(list(contact_role), taxonomy.role_names)[dec]
-    gathered = _Gathered.of_values(account, taxonomy)
+    gathered = Gathered.of_values(account, taxonomy)
     at = np.zeros(len(dec), dtype=np.int64)  # every row reads the account's one row
     return _candidate_columns(
         gathered,
@@ -161,7 +159,7 @@ def categorical_dtypes(catalog: CatalogArrays) -> dict[str, pd.CategoricalDtype]
 
 
 def _candidate_columns(
-    acc: _Gathered,
+    acc: Gathered,
     items: CatalogArrays,
     taxonomy: Taxonomy,
     *,
@@ -180,10 +178,10 @@ def _candidate_columns(
     type_code = items.type_code[item]
     cand = {
         **_item_attributes(items, item, phase_fit=phase_fit, crm=crm, role=role),
-        **_type_engagement(acc, dec, type_code, taxonomy.content_type_names),
-        **_phase_engagement(acc, dec, phase_fit, taxonomy.phases),
-        **_role_engagement(acc, dec, role, taxonomy.role_names),
-        **_topic_interest(acc, dec, items.topic_code[item], taxonomy.topic_names),
+        **type_engagement(acc, dec, type_code, taxonomy.content_type_names),
+        **phase_engagement(acc, dec, phase_fit, taxonomy.phases),
+        **role_engagement(acc, dec, role, taxonomy.role_names),
+        **topic_interest(acc, dec, items.topic_code[item], taxonomy.topic_names),
         "position": context[dec, 0].astype(np.float32),
         "decision_month": context[dec, 1].astype(np.float32),
         "decision_weekday": context[dec, 2].astype(np.float32),
@@ -246,7 +244,7 @@ def _require(present: Iterable[str], columns: list[str]) -> None:
 
 
 def _decision_context(
-    acc: _Gathered,
+    acc: Gathered,
     n_dec: int,
     shown_at: pd.Series | None,
     position: np.ndarray | None,
@@ -270,7 +268,7 @@ def _decision_context(
     return np.column_stack([slot, calendar])
 
 
-class _Gathered:
+class Gathered:
     """The numeric account columns candidate features read (``candidate_input_columns``).
     For a few rows (serving scores one account at a time) they are read in one selection up
     front, not one per group of columns: there the per-call cost of pandas is most of the
@@ -292,7 +290,7 @@ class _Gathered:
         self._frame = frame
 
     @classmethod
-    def of_frame(cls, acc: pd.DataFrame, taxonomy: Taxonomy) -> _Gathered:
+    def of_frame(cls, acc: pd.DataFrame, taxonomy: Taxonomy) -> Gathered:
         """The columns of the account feature rows ``acc``."""
         if len(acc) > cls._AT_ONCE_ROWS:
             return cls(acc.columns, None, {}, acc)
@@ -301,7 +299,7 @@ class _Gathered:
         return cls(acc.columns, values, {c: k for k, c in enumerate(present)}, acc)
 
     @classmethod
-    def of_values(cls, account: Mapping[str, Any], taxonomy: Taxonomy) -> _Gathered:
+    def of_values(cls, account: Mapping[str, Any], taxonomy: Taxonomy) -> Gathered:
         """One account's columns (name -> plain value, None missing) as one row."""
         present = [c for c in _numeric_inputs(taxonomy) if c in account]
         values = np.array(
@@ -326,19 +324,6 @@ class _Gathered:
 def _numeric_inputs(taxonomy: Taxonomy) -> list[str]:
     """The numeric account columns candidate features read (all but the CRM phase)."""
     return [c for c in candidate_input_columns(taxonomy) if c != "crm_phase"]
-
-
-def _at(matrix: np.ndarray, cols: np.ndarray, *, missing: float = 0.0) -> np.ndarray:
-    """Returns ``matrix[k, cols[k]]`` per row k, ``missing`` where the column is out of
-    range (e.g. -1: the item has no content type or topic)."""
-    ok = (cols >= 0) & (cols < matrix.shape[1])
-    picked = matrix[np.arange(len(cols)), np.clip(cols, 0, max(matrix.shape[1] - 1, 0))]
-    return np.where(ok, picked, missing)
-
-
-def _share(part: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Returns part / total as float32, NaN where the total is 0."""
-    return np.where(total > 0, part / np.maximum(total, 1), np.nan).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,95 +392,14 @@ def _item_attributes(
         "content_topic": items.topic_code[item],
         "content_channel": items.channel_code[item],
         "content_value": items.value[item].astype(np.float32),
-        "fits_phase": np.where(known_phase, _at(phase_fit, crm), np.nan).astype(np.float32),
-        "fits_next_phase": np.where(known_phase, _at(phase_fit, crm + 1), np.nan).astype(
+        "fits_phase": np.where(known_phase, value_at(phase_fit, crm), np.nan).astype(np.float32),
+        "fits_next_phase": np.where(known_phase, value_at(phase_fit, crm + 1), np.nan).astype(
             np.float32
         ),
-        "fits_previous_phase": np.where(known_phase, _at(phase_fit, crm - 1), np.nan).astype(
+        "fits_previous_phase": np.where(known_phase, value_at(phase_fit, crm - 1), np.nan).astype(
             np.float32
         ),
         "n_content_phases": phase_fit.sum(axis=1).astype(np.float32),
-        "fits_role": np.where(role >= 0, _at(role_fit, role), np.nan).astype(np.float32),
+        "fits_role": np.where(role >= 0, value_at(role_fit, role), np.nan).astype(np.float32),
         "n_content_roles": role_fit.sum(axis=1).astype(np.float32),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# The account's engagement with what the item is
-
-
-def _type_engagement(
-    acc: _Gathered, dec: np.ndarray, type_code: np.ndarray, types: list[str]
-) -> dict[str, np.ndarray]:
-    """Returns the account's touchpoints with the item's content type and days since."""
-    out: dict[str, np.ndarray] = {}
-    # An item without a content type has no type engagement: NaN, not a count of another.
-    for w in ("90d", "365d"):
-        m = acc.take([f"n_content_type_{t}_{w}" for t in types], dec)
-        out[f"type_touchpoints_{w}"] = _at(m, type_code, missing=np.nan).astype(np.float32)
-    m = acc.take([f"days_since_content_type_{t}" for t in types], dec)
-    out["days_since_type"] = _at(m, type_code, missing=np.nan).astype(np.float32)
-    return out
-
-
-def _phase_engagement(
-    acc: _Gathered, dec: np.ndarray, phase_fit: np.ndarray, phases: list[str]
-) -> dict[str, np.ndarray]:
-    """Returns the account's content touchpoints on the item's phases, their share, and
-    the days since the last of them (NaN: none, or the item fits no phase)."""
-    out: dict[str, np.ndarray] = {}
-    for w in PHASE_WINDOWS:
-        m = acc.take([f"n_content_phase_{p}_{w}" for p in phases], dec)
-        touched = (m * phase_fit).sum(axis=1)
-        if w == "30d":
-            out["phase_touchpoints_30d"] = touched.astype(np.float32)
-        out[f"phase_share_{w}"] = _share(touched, m.sum(axis=1))
-    days = acc.take([f"days_since_content_phase_{p}" for p in phases], dec)
-    # The account's most recent touch on any phase the item fits: where the account's
-    # behaviour has been lately (its CRM phase lags or is missing).
-    nearest = np.where((phase_fit > 0) & ~np.isnan(days), days, np.inf).min(axis=1, initial=np.inf)
-    out["days_since_phase"] = np.where(np.isfinite(nearest), nearest, np.nan).astype(np.float32)
-    return out
-
-
-def _role_engagement(
-    acc: _Gathered, dec: np.ndarray, role: np.ndarray, roles: list[str]
-) -> dict[str, np.ndarray]:
-    """Returns the account's touchpoints by contacts of the contact's role (NaN unknown)."""
-    m = acc.take([f"n_role_{r}_90d" for r in roles], dec)
-    return {"role_touchpoints_90d": np.where(role >= 0, _at(m, role), np.nan).astype(np.float32)}
-
-
-def _topic_interest(
-    acc: _Gathered, dec: np.ndarray, topic_code: np.ndarray, topics: list[str]
-) -> dict[str, np.ndarray]:
-    """Returns the account's content touchpoints on the item's topic, their share and the
-    topic's rank; NaN when the account features lack the per-topic counts or the item has
-    no topic."""
-    n = len(topic_code)
-    if not acc.has([f"n_topic_{t}_{w}" for w in TOPIC_WINDOWS for t in topics]):
-        return {c: np.full(n, np.nan, dtype=np.float32) for c in _TOPIC_CANDIDATES}
-    out: dict[str, np.ndarray] = {}
-    for w in TOPIC_WINDOWS:
-        m = acc.take([f"n_topic_{t}_{w}" for t in topics], dec)
-        mine = _at(m, topic_code, missing=np.nan)
-        out[f"topic_touchpoints_{w}"] = mine.astype(np.float32)
-        out[f"topic_share_{w}"] = np.where(
-            np.isnan(mine), np.nan, _share(np.nan_to_num(mine), m.sum(axis=1))
-        ).astype(np.float32)
-        if w == "ever":
-            # Topics engaged more than this one (ties share the better rank).
-            rank = (m > mine[:, None]).sum(axis=1)
-            out["topic_rank_ever"] = np.where(np.isnan(mine), np.nan, rank).astype(np.float32)
-            out["topic_interest_ever"] = _log_ratio(mine, m)
-    return out
-
-
-def _log_ratio(mine: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Returns log(1 + mine) minus the mean over columns of log(1 + counts): how much more
-    the account engages with this topic than with its average topic. One number a tree can
-    split on, where the interest lies in the ratio of a count and a total (share and total
-    alone leave an account with 2 of 3 touches like one with 200 of 300); the +1 shrinks
-    the few touches of a quiet account towards no preference. NaN where ``mine`` is NaN."""
-    ratio = np.log1p(mine) - np.log1p(counts).mean(axis=1)
-    return ratio.astype(np.float32)
