@@ -379,11 +379,13 @@ class ServiceSender:
             more = np.setdiff1d(np.asarray([c for c, _, _ in known], dtype=np.int64), judged)
             contacts = np.concatenate([judged, more])
             row = {int(c): i for i, c in enumerate(contacts.tolist())}
-            probs_by_contact = self._probabilities(world, state, acc, contacts)
+            # the contacts' fatigue now, read once for the truth and the informed reference
+            fatigue = fatigue_at(world, state, contacts, np.full(len(contacts), self.decide_ns))
+            probs_by_contact = self._probabilities(world, state, acc, contacts, fatigue)
             informed = (
                 None
                 if estimate is None
-                else self._probabilities(world, state, acc, contacts, estimate[acc])
+                else self._probabilities(world, state, acc, contacts, fatigue, estimate[acc])
             )
             remember_exposure(state, np.array([contact]), np.array([self.decide_ns]))
             probs = probs_by_contact[row[contact]]
@@ -456,13 +458,12 @@ class ServiceSender:
         state: State,
         acc: int,
         contacts: np.ndarray,
+        fatigue: np.ndarray,
         interest: np.ndarray | None = None,
     ) -> np.ndarray:
-        """contacts x items: each contact's true response probability of every item now, 0
-        for a contact gone by the decision (they answer nobody); with ``interest`` the
-        account's interests taken as those."""
-        ts = np.full(len(contacts), self.decide_ns)
-        fatigue = fatigue_at(world, state, contacts, ts)
+        """contacts x items: each contact's true response probability of every item now at
+        its ``fatigue``, 0 for a contact gone by the decision (they answer nobody); with
+        ``interest`` the account's interests taken as those."""
         out = np.stack(
             [
                 true_probabilities(world, state, acc, int(c), float(f), interest)

@@ -139,3 +139,27 @@ def test_interests_are_estimated_from_the_topics_an_account_touches() -> None:
     assert not interest_estimate(np.zeros((3, 6))).any()
     assert 0.3 < agreement(5) < agreement(50) < agreement(2000)
     assert agreement(2000) > 0.95
+
+
+def test_the_sender_counts_topics_and_prices_with_the_estimated_interests() -> None:
+    from bench.loop_world import ServiceSender, account_id, true_probabilities
+    from features.simulate.run import start_run
+
+    run = start_run(20, 3, start="2024-01-01", months=2)
+    world, state = run.world, run.state
+    sender = ServiceSender(serve=lambda a, i: None, frozen=lambda a, i: None)
+    content = world.catalog.content_ids
+    # two touches of account 0 on the first item's topic, one row without content
+    sender.count(world, [account_id(0)] * 3, [content[0], content[0], None])
+    assert sender.topic_counts is not None
+    assert sender.topic_counts.sum() == 2
+    assert sender.topic_counts[0, world.catalog.topic[0]] == 2
+    estimate = interest_estimate(sender.topic_counts)
+    contact = int(world.centers.orig_idx[0][world.centers.orig_idx[0] >= 0][0])
+    truth = true_probabilities(world, state, 0, contact, 0.0)
+    priced = true_probabilities(world, state, 0, contact, 0.0, estimate[0])
+    # the estimate, not the account's own interests, sets the probabilities
+    assert not np.allclose(truth, priced)
+    assert np.allclose(
+        true_probabilities(world, state, 0, contact, 0.0, world.accounts.interest[0]), truth
+    )
