@@ -32,6 +32,14 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield configure_tracking(f"sqlite:///{path / 'mlflow.db'}")
 
 
+def _fresh_registry(name: str) -> None:
+    """Deletes registered model ``name`` when an earlier test of the module registered it
+    (each test must also pass alone)."""
+    client = MlflowClient()
+    if client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.delete_registered_model(name)
+
+
 def make_result(
     seed: int, n_estimators: int, name: ModelName = "churn"
 ) -> tuple[ModelResult, pd.DataFrame, np.ndarray]:
@@ -146,7 +154,7 @@ def test_a_gate_keeps_its_intervals_and_the_gates_table_shows_them(tracking: str
     from training.report import gates_table
 
     result, _, _ = make_result(5, 20, "phase")
-    MlflowClient().delete_registered_model("nba-phase")
+    _fresh_registry("nba-phase")
     gate = Gate("macro_f1_hindsight", 0.70, "crm_last", 0.60, (0.66, 0.74), (0.55, 0.64))
     logged = log_result(replace(result, gate=gate))
     tags = MlflowClient().get_model_version("nba-phase", logged.version).tags
@@ -167,7 +175,7 @@ def test_force_makes_a_losing_first_version_champion_and_logs_it(tracking: str) 
     result, _, _ = make_result(3, 20, "next-content")
     losing = replace(result, gate=Gate("roc_auc", 0.60, "best_single_action", 0.61))
     registered = "nba-next-content"
-    MlflowClient().delete_registered_model(registered)  # a fresh registry for this model
+    _fresh_registry(registered)
     logged = log_result(losing, force=True)
     assert logged.champion and logged.forced
     assert champion_version(registered) == logged.version
@@ -181,7 +189,7 @@ def test_promotion_needs_the_challengers_gate_as_well_as_a_better_score(tracking
 
     result, _, _ = make_result(4, 20, "churn")
     registered = "nba-churn"
-    MlflowClient().delete_registered_model(registered)
+    _fresh_registry(registered)
     first = log_result(replace(result, gate=Gate("roc_auc", 0.70, "rfm_logistic", 0.60)))
     assert first.champion
     better_but_losing = log_result(replace(result, gate=Gate("roc_auc", 0.70, "rfm", 0.71)))
