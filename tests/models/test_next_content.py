@@ -229,6 +229,11 @@ def test_small_training_sets_grow_smaller_trees_slower() -> None:
     est = nc.fit(x[:1500], y[:1500], x[1500:], y[1500:])
     assert est.get_params()["num_leaves"] == nc.SMALL_DATA_PARAMS["num_leaves"]
     assert est.get_params()["learning_rate"] == nc.SMALL_DATA_PARAMS["learning_rate"]
+    assert est.get_params()["extra_trees"] is True
+    # the randomized splits still find the signal
+    p = nc.predict_proba(est, pd.DataFrame({"fits_role": [0, 1]}))
+    assert p[0] == pytest.approx(0.1, abs=0.05)
+    assert p[1] == pytest.approx(0.5, abs=0.08)
 
 
 def test_candidate_rows_carry_the_item_its_slot_and_the_decision_calendar(
