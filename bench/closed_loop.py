@@ -12,17 +12,18 @@ retrains from the service's own store and ``nba promote next-content --store`` j
 newcomer on the served log; the service then reloads its models.
 
 Prints JSON: per week the true value (95 % interval over decisions) of the served policy,
-the logging policy, the frozen champion, the oracle and the informed reference (the
-oracle's pick with each account's topic interests estimated from its content touchpoints
-so far) in two objectives: the mean true
-response probability of the decided action (``served`` ...) and its mean true expected
-value, that probability times the item's catalog value (``served_ev`` ...: what the
-service's arbitration ranks by, before its fit and churn lever), each against the oracle of
-that objective; the last ``--retrain-every`` weeks' means and shares of the oracle in both,
-with 95 % intervals over their decisions (``last_weeks``); per promotion the off-policy
-estimate (DR with its interval, from the MLflow comparison run) and the served policy's
-true value in the weeks before and after; the targets with pass/fail. See
-``bench.loop_world`` for how the world answers.
+the logging policy, the frozen champion, the best item for the contact the frozen champion
+chose (``frozen_contact``: what its choice of contact costs against the oracle, and its
+choice of item against that), the oracle and the informed reference (the oracle's pick with
+each account's topic interests estimated from its content touchpoints so far) in two
+objectives: the mean true response probability of the decided action (``served`` ...) and
+its mean true expected value, that probability times the item's catalog value
+(``served_ev`` ...: what the service's arbitration ranks by, before its fit and churn
+lever), each against the oracle of that objective; the last ``--retrain-every`` weeks'
+means and shares of the oracle in both, with 95 % intervals over their decisions
+(``last_weeks``); per promotion the off-policy estimate (DR with its interval, from the
+MLflow comparison run) and the served policy's true value in the weeks before and after;
+the targets with pass/fail. See ``bench.loop_world`` for how the world answers.
 
 ``--equal-values`` runs a response-only service: the store's catalog gives every item the
 value 1, so the arbitration ranks by P(response) x fit x churn lever (and the served-log

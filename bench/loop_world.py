@@ -53,7 +53,16 @@ from models.arbitration import ServableActions
 Chooser = Callable[[str, int], tuple[str, str] | None]
 
 
-POLICIES = ("served", "logging", "frozen", "restricted", "greedy_true", "informed", "oracle")
+POLICIES = (
+    "served",
+    "logging",
+    "frozen",
+    "frozen_contact",
+    "restricted",
+    "greedy_true",
+    "informed",
+    "oracle",
+)
 # objective -> the suffix of its values' names: the true response probability, and the true
 # expected value (that probability times the item's value)
 OBJECTIVES = {"response": "", "value": "_ev"}
@@ -71,11 +80,14 @@ class WeekValues:
     lever) with the true probability for the model's: from the oracle to ``restricted`` is
     what the rules cost, from there to ``greedy_true`` the ranking's other factors, from
     there to ``frozen`` the model's error and from there to ``served`` what the policy's
-    exploration and learning cost or gain."""
+    exploration and learning cost or gain. ``frozen_contact`` is the best item for the
+    contact the frozen champion chose: from the oracle to it is what the champion's choice of
+    contact costs, from it to ``frozen`` its choice of item."""
 
     served: list[float] = field(default_factory=list)
     logging: list[float] = field(default_factory=list)
     frozen: list[float] = field(default_factory=list)
+    frozen_contact: list[float] = field(default_factory=list)
     restricted: list[float] = field(default_factory=list)
     greedy_true: list[float] = field(default_factory=list)
     informed: list[float] = field(default_factory=list)
@@ -83,6 +95,7 @@ class WeekValues:
     served_ev: list[float] = field(default_factory=list)
     logging_ev: list[float] = field(default_factory=list)
     frozen_ev: list[float] = field(default_factory=list)
+    frozen_contact_ev: list[float] = field(default_factory=list)
     restricted_ev: list[float] = field(default_factory=list)
     greedy_true_ev: list[float] = field(default_factory=list)
     informed_ev: list[float] = field(default_factory=list)
@@ -164,8 +177,9 @@ def decision_values(
     ``probs`` (contacts x items: each contact's true response probability of every item)
     and the items' values: the response probability, or it times the item's value. The
     served and the frozen champion's (contact row, item), NaN when the champion decided
-    nothing; the logging policy's item distribution ``logging_policy`` sent to one of
-    ``logging_rows`` drawn uniformly; and the oracle, the best (contact, item) in that same
+    nothing, and the best item in the objective for the champion's contact
+    (``frozen_contact``); the logging policy's item distribution ``logging_policy`` sent to
+    one of ``logging_rows`` drawn uniformly; and the oracle, the best (contact, item) in that same
     objective, so no policy exceeds it. ``servable`` (contact rows, items, the rest of
     the service's expected value per action: value x fit x lever) is what the service
     could serve: its best in the objective (``restricted``) and the action of highest true
@@ -190,6 +204,7 @@ def decision_values(
             "served": float(by_contact[served]),
             "logging": float((by_contact[logging_rows] @ logging_policy).mean()),
             "frozen": float(by_contact[frozen]) if frozen is not None else nan,
+            "frozen_contact": float(by_contact[frozen[0]].max()) if frozen is not None else nan,
             "restricted": nan if greedy is None else float(by_contact[rows, items].max()),
             "greedy_true": nan
             if greedy is None

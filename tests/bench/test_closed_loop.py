@@ -45,6 +45,8 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         assert 0 < w["served_ev"][0] <= w["oracle_ev"][0] and w["frozen_ev"][0] <= w["oracle_ev"][0]
         # what the service could serve: bounded by the oracle, its true greedy by its best
         assert 0 < w["greedy_true"][0] <= w["restricted"][0] <= oracle
+        # the champion's contact with its best item: above the champion, bounded by the oracle
+        assert w["frozen"][0] <= w["frozen_contact"][0] <= oracle
         # the oracle's pick with the interests the data show: bounded by the oracle
         assert 0 < w["informed"][0] <= oracle and w["informed_ev"][0] <= w["oracle_ev"][0]
     value = result["last_weeks"]["value"]

@@ -23,6 +23,8 @@ def test_each_oracle_is_the_best_of_its_own_objective() -> None:
     assert response["oracle"] == 0.30 and response["served"] == 0.12
     assert value["oracle"] == 1.2 == value["served"]
     assert value["frozen"] == 0.05 * 2.0
+    # the best item for the champion's contact: the first one's most valuable item
+    assert response["frozen_contact"] == 0.30 and value["frozen_contact"] == 1.0
     assert value["logging"] == np.mean((PROBS * VALUES) @ LOGGING)
     for of_objective in (response, value):
         assert not any(v > of_objective["oracle"] for v in of_objective.values())  # NaN: none
@@ -49,6 +51,9 @@ def test_no_policy_exceeds_the_oracle_on_any_decision() -> None:
             )
             assert max(policies) <= of_objective["oracle"]
             assert of_objective["greedy_true"] <= of_objective["restricted"]
+            # the champion's contact at its best item: between the champion and the oracle
+            assert of_objective["frozen"] <= of_objective["frozen_contact"]
+            assert of_objective["frozen_contact"] <= of_objective["oracle"]
 
 
 def test_the_last_weeks_share_each_objectives_oracle() -> None:
