@@ -380,12 +380,13 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
             )
             loaded += len(events)
             organic_touches(events, organic)
+            week_events = events + values.responses  # the world's touchpoints and the answers
             sender.count(
                 run.world,
-                [e["account_id"] for e in events + values.responses],
-                [e.get("content_id") for e in events + values.responses],
+                [e["account_id"] for e in week_events],
+                [e.get("content_id") for e in week_events],
             )
-            loop.post_events(events + values.responses)
+            loop.post_events(week_events)
             loop.sync_stages(run, since=week_start)
             posteriors = loop.services(loop.client).posteriors
             if posteriors is not None:  # the week's rewards, read as a worker's refresh would
