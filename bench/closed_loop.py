@@ -327,6 +327,11 @@ class Loop:
                 metrics.get("log.challenger.dr_low"),
                 metrics.get("log.challenger.dr_high"),
             ],
+            "champion_policy": [
+                metrics.get("log.champion.dr"),
+                metrics.get("log.champion.dr_low"),
+                metrics.get("log.champion.dr_high"),
+            ],
             "champion_served": [
                 metrics.get("log.champion.served"),
                 metrics.get("log.champion.served_low"),
@@ -442,14 +447,20 @@ def _judge(p: dict[str, Any], weeks: list[dict[str, Any]], every: int) -> dict[s
     and its estimates checked against the truth on the decisions it judged, in the
     reward's terms (a response or the item's organic touch, ``true_on_judged``): whether
     the challenger's DR interval covers the challenger's true value, the champion's
-    interval what was served, the paired difference's interval the true difference, and
-    whether the challenger truly beats the champion."""
+    interval what was served, the champion policy's DR interval that policy's true value,
+    the paired difference's interval the true difference (against the champion's own
+    policy when the promotion valued it, else against what was served), and whether the
+    challenger truly beats that bar."""
     at = p["after_week"]
     before = _mean(weeks[at - every : at], "served")
     after = _mean(weeks[at : at + every], "served")
     truth = p.get("true_on_judged") or {}
     challenger, served = truth.get("challenger_reward"), truth.get("served_reward")
-    gap = challenger - served if challenger is not None and served is not None else None
+    # the bar the promotion held the challenger against: the champion's own policy when it
+    # was valued, else what was served
+    own = truth.get("champion") is not None
+    bar = truth.get("champion_reward") if own else served
+    gap = challenger - bar if challenger is not None and bar is not None else None
 
     def covers(estimate: list[float | None], value: float | None) -> bool | None:
         if value is None or estimate[1] is None or estimate[2] is None:
@@ -462,9 +473,14 @@ def _judge(p: dict[str, Any], weeks: list[dict[str, Any]], every: int) -> dict[s
         "true_after": after,
         "dr_covers_truth": covers(p["dr"], challenger),
         "champion_covers_truth": covers(p["champion_served"], served),
+        "champion_policy_covers_truth": covers(
+            p.get("champion_policy") or [None] * 3, truth.get("champion_reward")
+        ),
         "difference_covers_truth": covers(p.get("difference") or [None] * 3, gap),
         "challenger_truly_better": (
-            truth["challenger"] > truth["served"] if truth.get("challenger") is not None else None
+            truth["challenger"] > truth["champion" if own else "served"]
+            if truth.get("challenger") is not None
+            else None
         ),
     }
 
@@ -513,6 +529,9 @@ def _targets(
             "covered": sum(bool(j["dr_covers_truth"]) for j in checked),
             "of": len(checked),
             "champion_covered": sum(bool(j["champion_covers_truth"]) for j in checked),
+            "champion_policy_covered": sum(
+                bool(j["champion_policy_covers_truth"]) for j in checked
+            ),
             "difference_covered": sum(bool(j["difference_covers_truth"]) for j in checked),
             "met": all(j["dr_covers_truth"] for j in checked) if checked else None,
         },

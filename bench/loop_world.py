@@ -534,10 +534,11 @@ def true_values_of_picks(
     organic: dict[tuple[str, str], list[int]],
 ) -> dict[str, Any]:
     """The true values, over the judged decisions of a promotion
-    (``training.log_promotion.PICK_COLUMNS`` rows), of the item served and of the
-    challenger's pick (addressed to the contacts of its role, each alike, as the judgement
-    takes them; to the served contact when it names no role or the world has no such
-    contact then): the mean true response probability (``served``, ``challenger``) and
+    (``training.log_promotion.PICK_COLUMNS`` rows), of the item served, of the
+    challenger's pick and of the champion's own pick (addressed to the contacts of its role,
+    each alike, as the judgement takes them; to the served contact when it names no role or
+    the world has no such contact then): the mean true response probability (``served``,
+    ``challenger``, ``champion``) and
     the mean probability of what the reward counts (``*_reward``): a response, or a
     response-type touch of that item by that contact within the response window that came
     on its own (the world's organic touchpoints, ``organic``: (contact_id, content_id) ->
@@ -546,16 +547,23 @@ def true_values_of_picks(
     challenger role no contact of the world's had."""
     ts = pd.to_datetime(picks["ts"], utc=True).astype("datetime64[ns, UTC]")
     window = RESPONSE_WINDOW_DAYS * 86_400 * SECOND_NS
-    out: dict[str, list[float]] = {k: [] for k in ("served", "challenger")}
-    reward: dict[str, list[float]] = {k: [] for k in ("served", "challenger")}
+    names = ("served", "challenger", "champion")
+    out: dict[str, list[float]] = {k: [] for k in names}
+    reward: dict[str, list[float]] = {k: [] for k in names}
     unmatched = 0
-    roles = picks["challenger_role"] if "challenger_role" in picks else pd.Series([""] * len(picks))
-    for acc, t, s, c, role in zip(
+
+    def column(name: str) -> pd.Series:
+        found = picks[name] if name in picks else pd.Series([""] * len(picks))
+        return found.fillna("").astype(str)
+
+    for acc, t, s, c, role, k, k_role in zip(
         picks["account_id"].astype(str),
         ts.map(lambda x: x.value),
         picks["served_content_id"].astype(str),
         picks["challenger_content_id"].astype(str),
-        roles.fillna("").astype(str),
+        column("challenger_role"),
+        column("champion_content_id"),
+        column("champion_role"),
         strict=True,
     ):
         known = truth.get((acc, int(t)))
@@ -563,7 +571,11 @@ def true_values_of_picks(
             continue
         rows = [i for i, r in enumerate(known.roles) if role and r == role]
         unmatched += bool(role) and not rows
-        for name, item, at in (("served", s, [known.served]), ("challenger", c, rows)):
+        theirs = [i for i, r in enumerate(known.roles) if k_role and r == k_role]
+        chosen = [("served", s, [known.served]), ("challenger", c, rows)]
+        if k:  # the champion's own pick, when the judgement valued it
+            chosen.append(("champion", k, theirs))
+        for name, item, at in chosen:
             at = at or [known.served]
             col = positions[item]
             p = known.probs[at, col].astype(np.float64)
@@ -588,8 +600,11 @@ def true_values_of_picks(
         "role_unmatched": unmatched,
         "served": mean(out["served"]),
         "challenger": mean(out["challenger"]),
+        # the champion model's own policy (None when the judgement did not value it)
+        "champion": mean(out["champion"]),
         "served_reward": mean(reward["served"]),
         "challenger_reward": mean(reward["challenger"]),
+        "champion_reward": mean(reward["champion"]),
     }
 
 

@@ -24,12 +24,17 @@ phase and role rules let through (:func:`service_ranking`; the contact policy, r
 consumption and the online posterior are left out). Without a champion phase and churn
 model it ranks by P(response) x value among the items fitting the CRM phase and listing
 the contact's role. It is valued off-policy on those decisions (IPS, SNIPS
-and DR with 95 % intervals, ``training.ope``); the champion's estimate is the value of what
-it served, the observed mean reward (on-policy: its importance weights are 1). The alias
-moves only when the challenger's DR lower bound beats that estimate; ``--force`` moves it
-anyway, tagged. The comparison is logged as an MLflow run in the model's experiment and on
-the version's tags, with every judged decision's served item and the challenger's pick as
-the run's artifact :data:`PICKS_ARTIFACT`.
+and DR with 95 % intervals, ``training.ope``) beside the champion model's own top-1 policy,
+decided the same way and valued on the same decisions with the same reward model, and
+beside the value of what the service served (the observed mean reward: on-policy, its
+importance weights are 1). The served value is not the bar: it paid for exploration, so
+a copy of the champion would beat it. The alias moves only when the paired difference
+(challenger DR minus the champion policy's DR, decision by decision, its 95 % interval over
+resampled accounts) is above 0 at its lower bound: a challenger that ties the champion
+loses. Without a champion model to compare with, the challenger's DR lower bound must beat
+the served value. ``--force`` moves it anyway, tagged. The comparison is logged as an MLflow
+run in the model's experiment and on the version's tags, with every judged decision's served
+item, the challenger's pick and the champion's as the run's artifact :data:`PICKS_ARTIFACT`.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from training.ope import (
     Estimate,
 )
 from training.outcome_sets import features_at_keys
+from training.registry import load_version
 from training.result import registered_name
 from training.tracking import FORCED_TAG, champion_version
 
@@ -80,6 +86,10 @@ PICK_COLUMNS = (
     # account's contacts of that role when it picks the served action, else 0)
     "challenger_role",
     "challenger_propensity",
+    # the same for the champion model's own pick ("" and NaN without a champion model)
+    "champion_content_id",
+    "champion_role",
+    "champion_propensity",
     "propensity",
     "reward",
 )
@@ -106,6 +116,24 @@ class ServiceModels:
     churn_params: dict[str, str]
 
 
+def load_service_models() -> ServiceModels | None:
+    """The champion phase and churn models the service ranks with; None when the registry
+    lacks either (the challenger is then judged on the CRM phase)."""
+    client = MlflowClient()
+    loaded = {}
+    for model in ("phase", "churn"):
+        name = registered_name(model)
+        version = champion_version(name)
+        if version is None:
+            return None
+        run_id = client.get_model_version(name, version).run_id
+        params = dict(client.get_run(str(run_id)).data.params) if run_id else {}
+        loaded[model] = (load_version(name, version), params)
+    return ServiceModels(
+        phase=loaded["phase"][0], churn=loaded["churn"][0], churn_params=loaded["churn"][1]
+    )
+
+
 def has_served_log(data: JourneyData) -> bool:
     """Whether the data hold decisions the service served (exposures with a policy)."""
     exposures = data.exposures
@@ -114,16 +142,21 @@ def has_served_log(data: JourneyData) -> bool:
 
 @dataclass(frozen=True)
 class LogJudgement:
-    """The challenger's policy value on the served log and the champion's estimate."""
+    """The challenger's policy value on the served log, the value of what was served and,
+    when a champion model was given, the champion's own policy's value."""
 
     decisions: int
     ips: Estimate
     snips: Estimate
     dr: Estimate
+    # the value of what the service served (the observed mean reward)
     champion: Estimate
-    # the challenger's DR minus the champion's served value, decision by decision (its
-    # interval resamples the same accounts for both: tighter than the two apart)
+    # the challenger's DR minus the bar, decision by decision (its interval resamples the
+    # same accounts for both: tighter than the two apart); the bar is the champion's own
+    # policy when known, else what was served
     difference: Estimate | None = None
+    # the DR value of the champion model's own top-1 policy on the same decisions
+    champion_policy: Estimate | None = None
     # one row per judged decision (PICK_COLUMNS); empty when not known
     picks: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=list(PICK_COLUMNS)), compare=False
@@ -131,8 +164,19 @@ class LogJudgement:
 
     @property
     def beats_champion(self) -> bool:
-        """The challenger's DR lower bound is above the champion's estimate."""
+        """With the champion's own policy valued: the paired difference's lower bound is
+        above 0 (a tie loses). Without it: the challenger's DR lower bound is above the
+        served value."""
+        if self.champion_policy is not None and self.difference is not None:
+            return self.difference.low > 0.0
         return self.dr.low > self.champion.value
+
+    @property
+    def bar(self) -> str:
+        """What the challenger was held against, in words."""
+        if self.champion_policy is not None:
+            return "the champion's own policy (paired difference above 0)"
+        return "the champion's served value (DR lower bound above it)"
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics for MLflow."""
@@ -142,6 +186,7 @@ class LogJudgement:
             ("challenger.snips", self.snips),
             ("challenger.dr", self.dr),
             ("champion.served", self.champion),
+            *((("champion.dr", self.champion_policy),) if self.champion_policy else ()),
             *((("difference", self.difference),) if self.difference is not None else ()),
         ):
             out |= {f"log.{name}": e.value, f"log.{name}_low": e.low, f"log.{name}_high": e.high}
@@ -157,8 +202,14 @@ class LogJudgement:
             f"{show(self.dr)}; champion's served value {show(self.champion)}"
             + (
                 ""
+                if self.champion_policy is None
+                else f"; champion's own policy DR {show(self.champion_policy)}"
+            )
+            + (
+                ""
                 if self.difference is None
-                else f"; challenger - champion (DR, paired) {show(self.difference)}"
+                else f"; challenger - {'champion policy' if self.champion_policy else 'served'}"
+                f" (DR, paired) {show(self.difference)}"
             )
         )
 
@@ -248,11 +299,8 @@ class LogPromotion:
 
     def format(self) -> str:
         champion = f"v{self.champion_version}" if self.champion_version else "(none)"
-        verdict = (
-            "its DR lower bound beats the champion's served value"
-            if self.judgement.beats_champion
-            else "its DR lower bound does not beat the champion's served value"
-        )
+        bar = self.judgement.bar
+        verdict = f"beats {bar}" if self.judgement.beats_champion else f"does not beat {bar}"
         if self.forced:
             verdict += f"; promoted by --force (tagged {FORCED_TAG}=true)"
         action = "promoted" if self.promoted else "kept"
@@ -309,6 +357,16 @@ def promote_on_log(
         "run_id": run.info.run_id,
         "dr_low": f"{judgement.dr.low:.6f}",
         "champion_value": f"{judgement.champion.value:.6f}",
+        **(
+            {"champion_policy_dr": f"{judgement.champion_policy.value:.6f}"}
+            if judgement.champion_policy is not None
+            else {}
+        ),
+        **(
+            {"difference_low": f"{judgement.difference.low:.6f}"}
+            if judgement.difference is not None
+            else {}
+        ),
         "decisions": str(judgement.decisions),
     }.items():
         client.set_model_version_tag(name, challenger, LOG_TAG_PREFIX + key, value)

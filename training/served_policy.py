@@ -99,9 +99,15 @@ def judge(
     taxonomy: Taxonomy,
     config: ArbitrationConfig | None = None,
     contacts: pd.DataFrame | None = None,
+    champion: Any | None = None,
 ) -> LogJudgement:
     """The challenger ``estimator``'s top-1 policy valued on the decision ``rows``
-    (:func:`served_decisions`), beside the value of what was served.
+    (:func:`served_decisions`), beside the value of what was served and, with the
+    ``champion`` model, beside the champion's own top-1 policy decided the same way: the
+    bar a challenger must clear (what was served also paid for exploration, so a copy of
+    the champion would look better than it). Both policies are valued with the
+    challenger's predictions as the one reward model, so a decision both policies take
+    alike adds exactly 0 to their paired difference.
 
     With the arbitration ``config``, rows holding the service models' answers and the
     account's ``contacts`` (account_id, role, first_seen: :func:`known_contacts`), the
@@ -115,7 +121,7 @@ def judge(
     phase and the contact's role."""
     if config is not None and contacts is not None and CHURN_RISK_COLUMN in rows:
         return _judge_as_served(
-            estimator, rows, feature_columns, content, taxonomy, config, contacts
+            estimator, rows, feature_columns, content, taxonomy, config, contacts, champion
         )
     catalog = content.reset_index(drop=True)
     n = len(rows)
@@ -126,15 +132,14 @@ def judge(
     logged = content_positions(catalog, rows["content_id"])
     eligible[np.arange(n), logged] = True  # what was served could be served
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
-    scores = nc.score_candidates(
-        estimator,
-        rows[account_cols],
-        rows["contact_role"],
-        catalog,
-        taxonomy,
-        feature_columns,
-        eligible=eligible,
-    )
+
+    def score(model: Any) -> np.ndarray:
+        return nc.score_candidates(
+            model, rows[account_cols], rows["contact_role"], catalog, taxonomy,
+            feature_columns, eligible=eligible,
+        )  # fmt: skip
+
+    scores = score(estimator)
     decisions = LoggedDecisions(
         q=scores,
         eligible=eligible,
@@ -155,21 +160,59 @@ def judge(
     pick = nc.top1(scores * value[None, :], eligible)
     values = compare_policies(decisions, pick)
     ids = catalog["content_id"].astype(str).to_numpy()
+    at = np.arange(n)
     picks = _picks(rows, ids[logged], ids[pick], [""] * n, (pick == logged).astype(float))
-    return _judgement(values[MODEL], values[LOGGING], picks)
+    own: PolicyValue | None = None
+    if champion is not None:
+        kept = nc.top1(score(champion) * value[None, :], eligible)
+        target = (kept == logged).astype(float)
+        own = policy_value(
+            decisions.reward,
+            decisions.propensity,
+            target,
+            np.nan_to_num(scores[at, logged]),
+            np.nan_to_num(scores[at, kept]),
+            decisions.clusters(),
+        )
+        picks = _with_champion_picks(picks, ids[kept], [""] * n, target)
+    return _judgement(values[MODEL], values[LOGGING], picks, own)
 
 
-def _judgement(challenger: PolicyValue, champion: PolicyValue, picks: pd.DataFrame) -> LogJudgement:
-    """The judgement of ``challenger``'s values beside ``champion``'s on the same
-    decisions (``picks``: one row each)."""
+def _judgement(
+    challenger: PolicyValue,
+    served: PolicyValue,
+    picks: pd.DataFrame,
+    champion: PolicyValue | None = None,
+) -> LogJudgement:
+    """The judgement of ``challenger``'s values beside what was ``served`` and, when
+    known, the ``champion``'s own policy on the same decisions (``picks``: one row each);
+    the paired difference is against the champion's policy when known, else against what
+    was served."""
+    bar = champion if champion is not None else served
     return LogJudgement(
         decisions=len(picks),
         ips=challenger.ips,
         snips=challenger.snips,
         dr=challenger.dr,
-        champion=champion.dr,
-        difference=paired_difference(challenger, champion),
+        champion=served.dr,
+        difference=paired_difference(challenger, bar),
+        champion_policy=None if champion is None else champion.dr,
         picks=picks,
+    )
+
+
+def _with_champion_picks(
+    picks: pd.DataFrame,
+    content_ids: np.ndarray,
+    role: list[str] | np.ndarray,
+    target_propensity: np.ndarray,
+) -> pd.DataFrame:
+    """``picks`` with the champion's own pick per decision (its item, role and probability
+    of serving what was served)."""
+    return picks.assign(
+        champion_content_id=content_ids,
+        champion_role=role,
+        champion_propensity=target_propensity,
     )
 
 
@@ -191,6 +234,9 @@ def _picks(
             "challenger_content_id": challenger,
             "challenger_role": role,
             "challenger_propensity": target_propensity,
+            "champion_content_id": "",
+            "champion_role": "",
+            "champion_propensity": np.nan,
             "propensity": rows["propensity"].to_numpy(dtype=np.float64),
             "reward": rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64),
         }
@@ -254,8 +300,10 @@ def _judge_as_served(
     taxonomy: Taxonomy,
     config: ArbitrationConfig,
     contacts: pd.DataFrame,
+    champion: Any | None = None,
 ) -> LogJudgement:
-    """:func:`judge` with the challenger choosing the contact too (see there)."""
+    """:func:`judge` with the challenger (and the ``champion``) choosing the contact too
+    (see there)."""
     catalog = content.reset_index(drop=True)
     n, n_items = len(rows), len(catalog)
     roles, counts = roles_at_decisions(rows, contacts)
@@ -267,6 +315,7 @@ def _judge_as_served(
     answers = rows[[PHASE_PROBA_PREFIX + ph for ph in taxonomy.phases] + [CHURN_RISK_COLUMN]]
     p = np.full((len(roles), n, n_items), np.nan)
     ev = np.full((len(roles), n, n_items), -np.inf)
+    ev_champion = np.full((len(roles), n, n_items), -np.inf)
     for j, role in enumerate(roles):
         as_role = pd.Series([role or None] * n, dtype=object)
         weight, eligible = service_ranking(
@@ -280,20 +329,40 @@ def _judge_as_served(
             eligible=eligible,
         )  # fmt: skip
         ev[j] = np.where(eligible, p[j] * weight, -np.inf)
-    flat = ev.transpose(1, 0, 2).reshape(n, -1).argmax(axis=1)
-    pick_role, pick_item = flat // n_items, flat % n_items
-    same = (pick_role == served_role_code) & (pick_item == logged)
-    target = np.where(same, 1.0 / counts[at, served_role_code], 0.0)
+        if champion is not None:
+            theirs = nc.score_candidates(
+                champion, rows[account_cols], as_role, catalog, taxonomy, feature_columns,
+                eligible=eligible,
+            )  # fmt: skip
+            ev_champion[j] = np.where(eligible, theirs * weight, -np.inf)
     reward = rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64)
     clusters = account_clusters(rows["account_id"].astype(str).to_numpy())
-    challenger = policy_value(
-        reward,
-        rows["propensity"].to_numpy(dtype=np.float64),
-        target,
-        p[served_role_code, at, logged],
-        p[pick_role, at, pick_item],
-        clusters,
-    )
+    propensity = rows["propensity"].to_numpy(dtype=np.float64)
+
+    def top(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, PolicyValue]:
+        """A policy's (role, item, probability of what was served, value) from its
+        expected values per role; valued with the challenger's predictions."""
+        flat = values.transpose(1, 0, 2).reshape(n, -1).argmax(axis=1)
+        role_at, item_at = flat // n_items, flat % n_items
+        same = (role_at == served_role_code) & (item_at == logged)
+        target = np.where(same, 1.0 / counts[at, served_role_code], 0.0)
+        value = policy_value(
+            reward,
+            propensity,
+            target,
+            p[served_role_code, at, logged],
+            p[role_at, at, item_at],
+            clusters,
+        )
+        return role_at, item_at, target, value
+
+    pick_role, pick_item, target, challenger = top(ev)
     ids = catalog["content_id"].astype(str).to_numpy()
     picks = _picks(rows, ids[logged], ids[pick_item], np.asarray(roles)[pick_role], target)
-    return _judgement(challenger, logged_policy_value(reward, clusters), picks)
+    own: PolicyValue | None = None
+    if champion is not None:
+        kept_role, kept_item, kept_target, own = top(ev_champion)
+        picks = _with_champion_picks(
+            picks, ids[kept_item], np.asarray(roles)[kept_role], kept_target
+        )
+    return _judgement(challenger, logged_policy_value(reward, clusters), picks, own)

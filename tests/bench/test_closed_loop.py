@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -54,20 +55,7 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
     target = result["targets"]["served_last_weeks_share_of_oracle_ev"]
     assert [target["value"], *target["interval"]] == value["served_share"]
     [promotion] = result["promotions"]
-    assert promotion["after_week"] == 2 and promotion["trained"]
-    # judged on the served log: the first week's decisions, whose response windows have
-    # closed; the second week's are younger than the window and wait
-    assert promotion["promote_exit"] == 0, promotion["promote_said"]
-    assert 20 <= promotion["decisions"] <= weeks[0]["decisions"]
-    # every judged decision is found among the world's decisions, with its true values
-    truth = promotion["true_on_judged"]
-    assert truth["matched"] == truth["of"] == promotion["decisions"]
-    assert 0 < truth["served"] < 1 and 0 < truth["challenger"] < 1
-    # what the reward counts: a response, or the item's own touch by the contact
-    assert truth["served"] <= truth["served_reward"] < 1
-    assert truth["challenger"] <= truth["challenger_reward"] < 1
-    low, high = promotion["champion_served"][1], promotion["champion_served"][2]
-    assert promotion["champion_covers_truth"] == (low <= truth["served_reward"] <= high)
+    _check_promotion(promotion, weeks)
     checked = result["targets"]["promotion_intervals_cover_truth"]
     assert checked["of"] == 1 and checked["covered"] == int(promotion["dr_covers_truth"])
     store = Store(f"sqlite:///{tmp_path / 'nba.db'}", load_taxonomy())
@@ -94,3 +82,29 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
     # touch of the item in the window (the reward's terms), which the world's answers do
     # not count; so not bounded by them
     assert 0 < successes == rewarded <= decided
+
+
+def _check_promotion(promotion: dict[str, Any], weeks: list[dict[str, Any]]) -> None:
+    """The loop's one promotion: judged on the served log, its estimates beside the truth."""
+    assert promotion["after_week"] == 2 and promotion["trained"]
+    # judged on the served log: the first week's decisions, whose response windows have
+    # closed; the second week's are younger than the window and wait
+    assert promotion["promote_exit"] == 0, promotion["promote_said"]
+    assert 20 <= promotion["decisions"] <= weeks[0]["decisions"]
+    # every judged decision is found among the world's decisions, with its true values
+    truth = promotion["true_on_judged"]
+    assert truth["matched"] == truth["of"] == promotion["decisions"]
+    assert 0 < truth["served"] < 1 and 0 < truth["challenger"] < 1
+    # what the reward counts: a response, or the item's own touch by the contact
+    assert truth["served"] <= truth["served_reward"] < 1
+    assert truth["challenger"] <= truth["challenger_reward"] < 1
+    low, high = promotion["champion_served"][1], promotion["champion_served"][2]
+    assert promotion["champion_covers_truth"] == (low <= truth["served_reward"] <= high)
+    # the bar: the champion's own policy on the same decisions, valued and checked too
+    assert 0 < truth["champion"] <= truth["champion_reward"] < 1
+    low, high = promotion["champion_policy"][1], promotion["champion_policy"][2]
+    assert promotion["champion_policy_covers_truth"] == (low <= truth["champion_reward"] <= high)
+    gap = truth["challenger_reward"] - truth["champion_reward"]
+    low, high = promotion["difference"][1], promotion["difference"][2]
+    assert promotion["difference_covers_truth"] == (low <= gap <= high)
+    assert promotion["challenger_truly_better"] == (truth["challenger"] > truth["champion"])

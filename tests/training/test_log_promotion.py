@@ -31,13 +31,15 @@ from training.log_promotion import (
     LogJudgement,
     ServedLogError,
     learned_until,
+    load_service_models,
     promote_on_log,
     served_decisions,
 )
 from training.model_steps import model_steps
 from training.next_content import HORIZON_DAYS, label_responses
 from training.ope import Estimate
-from training.served_policy import roles_at_decisions, service_ranking
+from training.registry import load_version
+from training.served_policy import judge, known_contacts, roles_at_decisions, service_ranking
 from training.tracking import FORCED_TAG, champion_version, configure_tracking
 from training.train import prepare_data
 
@@ -86,6 +88,76 @@ def test_the_alias_moves_only_when_the_lower_bound_beats_the_champion(registry_c
     assert tags["nba.log_promotion.run_id"] == won.run_id
 
 
+def test_a_tie_with_the_champions_own_policy_loses(registry_copy: str) -> None:
+    """Held against the champion's own policy, only a paired difference above 0 at its
+    lower bound moves the alias, however the challenger compares with what was served."""
+    own = Estimate(0.20, 0.18, 0.22)
+    tie = dataclasses.replace(
+        _judgement(dr_low=0.21, champion=0.15),
+        champion_policy=own,
+        difference=Estimate(0.01, -0.001, 0.021),
+    )
+    kept = promote_on_log("2", tie)
+    assert not kept.promoted and champion_version(NEXT_CONTENT) == "1"
+    assert "does not beat the champion's own policy" in kept.format()
+    run = MlflowClient().get_run(kept.run_id)
+    assert run.data.metrics["log.champion.dr"] == pytest.approx(0.20)
+    won = promote_on_log("2", dataclasses.replace(tie, difference=Estimate(0.01, 0.001, 0.02)))
+    assert won.promoted and champion_version(NEXT_CONTENT) == "2"
+
+
+class _Reversed:
+    """A next-content model whose P(response) is the other's complement: it ranks the
+    items its source finds least likely first (a champion any real model beats)."""
+
+    def __init__(self, estimator: object) -> None:
+        self._estimator = estimator
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._estimator, name)
+
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self._estimator.predict_proba(x))[:, ::-1]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("as_served", [False, True], ids=["served-contact", "as-service"])
+def test_the_challenger_is_held_against_the_champions_own_policy(
+    trained_registry: TrainedRegistry, registry_copy: str, as_served: bool
+) -> None:
+    """The champion's own top-1 policy is valued on the same decisions with the
+    challenger's predictions as reward model: itself ties exactly (every decision's
+    difference 0), a champion ranking backwards loses clearly. With the service's models
+    and contacts the challenger and champion choose the contact too."""
+    data, taxonomy = trained_registry.data, trained_registry.taxonomy
+    served = _served(data, data_end(data) - pd.Timedelta(days=150))
+    models = load_service_models() if as_served else None
+    assert (models is not None) == as_served  # the registry holds champion phase and churn
+    rows, columns = served_decisions(served, taxonomy, models=models)
+    model = load_version(NEXT_CONTENT, "1")
+    extra = (
+        {"config": load_arbitration_config(), "contacts": known_contacts(served)}
+        if as_served
+        else {}
+    )
+    same = judge(model, rows, columns, data.content, taxonomy, champion=model, **extra)
+    assert same.champion_policy is not None and same.difference is not None
+    assert same.champion_policy.value == pytest.approx(same.dr.value)
+    assert (same.difference.value, same.difference.low, same.difference.high) == (0, 0, 0)
+    assert not same.beats_champion
+    worse = judge(model, rows, columns, data.content, taxonomy, champion=_Reversed(model), **extra)
+    assert worse.champion_policy is not None and worse.difference is not None
+    assert worse.difference.value == pytest.approx(worse.dr.value - worse.champion_policy.value)
+    assert worse.difference.low > 0 and worse.beats_champion
+    picks = worse.picks
+    assert list(picks.columns) == list(PICK_COLUMNS)
+    assert (picks["champion_content_id"] != picks["challenger_content_id"]).mean() > 0.5
+    assert picks["champion_propensity"].between(0, 1).all()
+    # without a champion model the bar is what was served
+    alone = judge(model, rows, columns, data.content, taxonomy, **extra)
+    assert alone.champion_policy is None
+    assert alone.beats_champion == (alone.dr.low > alone.champion.value)
+
+
 def test_promote_judges_next_content_on_the_served_log(
     trained_registry: TrainedRegistry, registry_copy: str, tmp_path: Path
 ) -> None:
@@ -108,11 +180,13 @@ def test_promote_judges_next_content_on_the_served_log(
     m = run.data.metrics
     assert m["log.decisions"] >= 20
     assert m["log.challenger.dr_low"] <= m["log.challenger.dr"] <= m["log.challenger.dr_high"]
-    # the paired difference: the same decisions' DR terms minus their observed rewards
-    assert m["log.difference"] == pytest.approx(m["log.challenger.dr"] - m["log.champion.served"])
-    assert m["log.difference_low"] <= m["log.difference"] <= m["log.difference_high"]
-    promoted = m["log.challenger.dr_low"] > m["log.champion.served"]
-    assert champion_version(NEXT_CONTENT) == ("2" if promoted else "1")
+    # The challenger is the champion's model registered again: held against the champion's
+    # own policy on the same decisions, it ties it exactly, and a tie loses (against what
+    # was served, which paid for exploration, a copy of the champion could have won).
+    assert m["log.champion.dr"] == pytest.approx(m["log.challenger.dr"])
+    assert m["log.difference"] == m["log.difference_low"] == m["log.difference_high"] == 0.0
+    assert champion_version(NEXT_CONTENT) == "1"
+    assert "does not beat the champion's own policy" in result.output
     # Every judged decision's served item and the challenger's pick, as the run's artifact.
     picks = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=PICKS_ARTIFACT)
@@ -120,6 +194,7 @@ def test_promote_judges_next_content_on_the_served_log(
     assert list(picks.columns) == list(PICK_COLUMNS) and len(picks) == m["log.decisions"]
     assert set(picks["served_content_id"]) <= set(data.content["content_id"].astype(str))
     assert set(picks["challenger_content_id"]) <= set(data.content["content_id"].astype(str))
+    assert (picks["champion_content_id"] == picks["challenger_content_id"]).all()
     # the observed mean reward of what was served is the champion's estimate
     assert picks["reward"].mean() == pytest.approx(m["log.champion.served"])
     print(result.output)  # the figures, for the record (pytest -s)

@@ -30,7 +30,6 @@ from training.cli.options import (
 
 if TYPE_CHECKING:
     from features.taxonomy import Taxonomy
-    from training.log_promotion import ServiceModels
     from training.train import Prepared
 
 
@@ -75,8 +74,10 @@ def promote(
     trained for. Next content on data holding the service's decisions (--store, or the
     directory nba export writes) is judged on that served log instead: the newest version's
     top-1 policy valued off-policy (IPS, SNIPS, DR, 95 % intervals) on the decisions the
-    service served, promoted only when its DR lower bound beats the champion's served value;
-    the comparison is logged to MLflow. The newcomer's policy ranks as the service would
+    service served beside the champion's own top-1 policy on the same decisions, promoted
+    only when the paired difference's lower bound is above 0 (a tie loses; without a
+    champion, when its DR lower bound beats the served value); the comparison is logged to
+    MLflow. The newcomer's policy ranks as the service would
     rank with it: the champion phase and churn models' answers on each decision day, the
     arbitration policy's fit, churn lever and rules (--arbitration)."""
     from models.outcomes import load_outcomes
@@ -121,30 +122,6 @@ def promote(
     typer.echo(outcome.format())
 
 
-def _service_models() -> ServiceModels | None:
-    """The champion phase and churn models the service ranks with; None when the registry
-    lacks either (the challenger is then judged on the CRM phase)."""
-    from mlflow import MlflowClient
-
-    from training.log_promotion import ServiceModels
-    from training.registry import load_version
-    from training.result import registered_name
-    from training.tracking import champion_version
-
-    loaded = {}
-    for model in ("phase", "churn"):
-        name = registered_name(model)
-        version = champion_version(name)
-        if version is None:
-            return None
-        run_id = MlflowClient().get_model_version(name, version).run_id
-        params = dict(MlflowClient().get_run(str(run_id)).data.params) if run_id else {}
-        loaded[model] = (load_version(name, version), params)
-    return ServiceModels(
-        phase=loaded["phase"][0], churn=loaded["churn"][0], churn_params=loaded["churn"][1]
-    )
-
-
 def _promote_on_log(
     prepared: Prepared,
     taxonomy: Taxonomy,
@@ -157,17 +134,24 @@ def _promote_on_log(
     from mlflow import MlflowClient
 
     from models.arbitration import load_arbitration_config
-    from training.log_promotion import learned_until, promote_on_log, served_decisions
+    from training.log_promotion import (
+        learned_until,
+        load_service_models,
+        promote_on_log,
+        served_decisions,
+    )
     from training.registry import latest_version, load_version
     from training.result import registered_name
     from training.served_policy import judge, known_contacts
+    from training.tracking import champion_version
 
     name = registered_name("next-content")
     challenger = version or latest_version(name)
     client = MlflowClient()
     run_id = client.get_model_version(name, challenger).run_id
     after = learned_until(client.get_run(str(run_id)).data.tags) if run_id else None
-    models = _service_models()
+    models = load_service_models()
+    current = champion_version(name)
     rows, columns = served_decisions(
         prepared.data, taxonomy, after=after, attributes=prepared.attributes, models=models
     )
@@ -179,5 +163,6 @@ def _promote_on_log(
         taxonomy,
         config=load_arbitration_config(arbitration) if models is not None else None,
         contacts=known_contacts(prepared.data),
+        champion=None if current is None else load_version(name, current),
     )
     return promote_on_log(challenger, judgement, force=force).format()
