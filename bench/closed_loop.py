@@ -348,10 +348,18 @@ class Loop:
         }
 
 
+def _fresh_out(out: Path) -> Path:
+    """``out``, created; an error when it already holds something: two runs in one
+    directory would share a store and a registry, each serving the other's accounts."""
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"--out {out}: the directory is not empty; give each run its own")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; returns its JSON."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _fresh_out(Path(args.out))
     loop = Loop(args, out)
     started = time.perf_counter()
     run, first = _history(args)

@@ -268,10 +268,11 @@ def best_single_action(values: dict[str, PolicyValue], actions: list[str]) -> st
 
 def gate_of(values: dict[str, PolicyValue], actions: list[str]) -> Gate:
     """The learned policy's DR value against the stronger of the best single action and the
-    logging policy (validation split)."""
+    logging policy (validation split), with their paired difference."""
     best = best_single_action(values, actions)
     baseline = best if values[best].dr.value >= values[LOGGING].dr.value else LOGGING
     name = "logging policy" if baseline == LOGGING else f"best single action: {best}"
+    difference = paired_difference(values[MODEL], values[baseline])
     return Gate(
         metric=GATE_METRIC,
         model=values[MODEL].dr.value,
@@ -279,4 +280,5 @@ def gate_of(values: dict[str, PolicyValue], actions: list[str]) -> Gate:
         baseline_value=values[baseline].dr.value,
         model_ci=(values[MODEL].dr.low, values[MODEL].dr.high),
         baseline_ci=(values[baseline].dr.low, values[baseline].dr.high),
+        difference_ci=(difference.low, difference.high),
     )

@@ -281,6 +281,8 @@ def outcome_gate(
         baseline_value=values[strongest],
         model_ci=ci["model"],
         baseline_ci=ci[strongest],
+        # bootstrap_interval gives each scorer minus the first (the model): turned around
+        difference_ci=(-ci[f"{strongest}-model"][1], -ci[f"{strongest}-model"][0]),
     )
 
 

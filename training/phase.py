@@ -162,6 +162,10 @@ def phase_gate(estimator: Any, ts: TrainingSet, y_train: np.ndarray) -> Gate:
         baseline_value=scores[strongest],
         model_ci=(ci[f"model.{key}_ci_low"], ci[f"model.{key}_ci_high"]),
         baseline_ci=(ci[f"{strongest}.{key}_ci_low"], ci[f"{strongest}.{key}_ci_high"]),
+        difference_ci=(
+            ci[f"model_minus_peer.{key}_ci_low"],
+            ci[f"model_minus_peer.{key}_ci_high"],
+        ),
     )
 
 

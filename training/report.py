@@ -37,29 +37,30 @@ def gates_table(names: list[str]) -> str:
     lines = [
         "## gates (validation split: model vs its strongest baseline, 95 % intervals)",
         "",
-        "| model | version | metric | model value | baseline | baseline value | verdict |",
-        "|---|---|---|---:|---|---:|---|",
+        "| model | version | metric | model value | baseline | baseline value "
+        "| difference, paired | verdict |",
+        "|---|---|---|---:|---|---:|---:|---|",
     ]
     for name in names:
         champion = champion_version(name)
         try:
             version = champion or latest_version(name)
         except RegistryError:
-            lines.append(f"| {name} | - | | | | | not trained |")
+            lines.append(f"| {name} | - | | | | | | not trained |")
             continue
         tags = client.get_model_version(name, version).tags or {}
         gate = gate_from_tags(tags)
         label = f"v{version}" + (f" ({CHAMPION})" if champion else " (no champion)")
         if gate is None:
-            lines.append(f"| {name} | {label} | | | | | no gate recorded |")
+            lines.append(f"| {name} | {label} | | | | | | no gate recorded |")
             continue
-        verdict = "wins" if gate.passed else "LOSES"
+        verdict = gate.verdict
         if tags.get(FORCED_TAG) == "true":
             verdict += " (champion by --force)"
         lines.append(
             f"| {name} | {label} | {gate.metric} | {_with_interval(gate.model, gate.model_ci)} | "
             f"{gate.baseline} | {_with_interval(gate.baseline_value, gate.baseline_ci)} | "
-            f"{verdict} |"
+            f"{gate.difference_text or '-'} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -87,10 +88,12 @@ def verdict_line(name: str, version: str, *, champion: bool) -> str:
     )
     if gate is None:
         return f"**Verdict:** no gate recorded; {served}."
-    verb = "beats" if gate.passed else "LOSES to"
+    verb = "beats" if gate.passed else "ties, so LOSES to" if gate.tied else "LOSES to"
+    difference = f", difference {gate.difference_text}" if gate.paired else ""
     return (
         f"**Verdict:** {verb} its strongest baseline, {gate.baseline}, on the validation "
-        f"split ({gate.metric} {gate.model:.4f} vs {gate.baseline_value:.4f}); {served}."
+        f"split ({gate.metric} {gate.model:.4f} vs {gate.baseline_value:.4f}{difference}); "
+        f"{served}."
     )
 
 
@@ -196,6 +199,9 @@ def outcome_report(outcome: str, *, version: str | None = None) -> dict[str, Any
         }
     gate_model = float(params.get("gate_model_valid_roc_auc", "nan"))
     gate_peer = float(params.get("gate_baseline_valid_roc_auc", "nan"))
+    # the version's own gate (its tags) decides, as it did for the alias; the run's params
+    # are the fallback for a version logged without one
+    gate = gate_from_tags(client.get_model_version(name, str(chosen.version)).tags or {})
     return {
         "outcome": outcome,
         "model": f"{name} v{chosen.version}",
@@ -208,7 +214,12 @@ def outcome_report(outcome: str, *, version: str | None = None) -> dict[str, Any
             "baseline": params.get("gate_baseline", peer),
             "model": _round(gate_model),
             "peer": _round(gate_peer),
-            "passed": bool(gate_model > gate_peer),
+            "difference_ci": (
+                [_round(v) for v in gate.difference_ci]
+                if gate is not None and gate.paired
+                else None
+            ),
+            "passed": gate.passed if gate is not None else bool(gate_model > gate_peer),
         },
         "verdict": "; ".join(f"{k}: {v['verdict']}" for k, v in metrics.items()),
     }

@@ -7,6 +7,7 @@ The model-specific code (``training.phase_churn``, ``training.next_content``) re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,7 +43,13 @@ class Evaluation:
 @dataclass(frozen=True)
 class Gate:
     """The champion gate: the model against its strongest simple baseline on the validation
-    split, on one metric where greater is better."""
+    split, on one metric where greater is better.
+
+    The model passes only when it beats the baseline beyond noise: the 95 % interval of the
+    paired difference (model minus baseline over the same resampled accounts) lies above 0.
+    A model within noise of its baseline ties it, and a tie loses (a model that does not
+    beat its baseline is not made champion). A gate recorded without that interval (before
+    it was kept) falls back to the point values."""
 
     metric: str
     model: float
@@ -51,10 +58,40 @@ class Gate:
     # 95 % intervals of both values (NaN where a gate was recorded without them).
     model_ci: tuple[float, float] = (float("nan"), float("nan"))
     baseline_ci: tuple[float, float] = (float("nan"), float("nan"))
+    # 95 % interval of model minus baseline, paired (NaN where recorded without it).
+    difference_ci: tuple[float, float] = (float("nan"), float("nan"))
+
+    @property
+    def paired(self) -> bool:
+        """Whether the gate holds the paired difference's interval."""
+        return all(math.isfinite(v) for v in self.difference_ci)
 
     @property
     def passed(self) -> bool:
+        if self.paired:
+            return bool(self.difference_ci[0] > 0.0)
         return bool(self.model > self.baseline_value)
+
+    @property
+    def tied(self) -> bool:
+        """Not passed, though not shown worse either: the difference's interval holds 0."""
+        return bool(self.paired and not self.passed and self.difference_ci[1] >= 0.0)
+
+    @property
+    def verdict(self) -> str:
+        """``wins``, or ``LOSES`` (said of a tie too, with why)."""
+        if self.passed:
+            return "wins"
+        return "LOSES (a tie: the difference's interval holds 0)" if self.tied else "LOSES"
+
+    @property
+    def difference_text(self) -> str:
+        """``+0.0123 [+0.0040, +0.0210]``: model minus baseline and its paired interval
+        (empty for a gate recorded without it)."""
+        if not self.paired:
+            return ""
+        low, high = self.difference_ci
+        return f"{self.model - self.baseline_value:+.4f} [{low:+.4f}, {high:+.4f}]"
 
     def summary(self) -> dict[str, object]:
         """The gate as JSON output shows it (values to 6 decimals)."""
@@ -63,7 +100,11 @@ class Gate:
             "model": round(self.model, 6),
             "baseline": self.baseline,
             "baseline_value": round(self.baseline_value, 6),
+            "difference_ci": (
+                [round(float(v), 6) for v in self.difference_ci] if self.paired else None
+            ),
             "passed": self.passed,
+            "tied": self.tied,
         }
 
 

@@ -72,11 +72,11 @@ class LoggedModel:
 def format_gate(gate: Gate) -> str:
     """``model 0.8100 [0.79, 0.83] vs baseline crm_last 0.8300 [0.81, 0.85] on the validation
     split's macro_f1_hindsight: LOSES`` (intervals where the gate has them)."""
-    verdict = "wins" if gate.passed else "LOSES"
+    difference = f", difference {gate.difference_text}" if gate.paired else ""
     return (
         f"model {gate.model:.4f}{_interval_text(gate.model_ci)} vs baseline {gate.baseline} "
-        f"{gate.baseline_value:.4f}{_interval_text(gate.baseline_ci)} on the validation "
-        f"split's {gate.metric}: {verdict}"
+        f"{gate.baseline_value:.4f}{_interval_text(gate.baseline_ci)}{difference} on the "
+        f"validation split's {gate.metric}: {gate.verdict}"
     )
 
 
@@ -96,6 +96,7 @@ def gate_tags(gate: Gate) -> dict[str, str]:
         "gate_passed": str(gate.passed).lower(),
         "gate_model_ci": f"{gate.model_ci[0]:.6f},{gate.model_ci[1]:.6f}",
         "gate_baseline_ci": f"{gate.baseline_ci[0]:.6f},{gate.baseline_ci[1]:.6f}",
+        "gate_difference_ci": f"{gate.difference_ci[0]:.6f},{gate.difference_ci[1]:.6f}",
     }
 
 
@@ -110,6 +111,7 @@ def gate_from_tags(tags: Mapping[str, str]) -> Gate | None:
             baseline_value=float(tags["gate_baseline_value"]),
             model_ci=_interval_tag(tags.get("gate_model_ci")),
             baseline_ci=_interval_tag(tags.get("gate_baseline_ci")),
+            difference_ci=_interval_tag(tags.get("gate_difference_ci")),
         )
     except (KeyError, ValueError):
         return None

@@ -307,8 +307,9 @@ def quality_report(
         "",
         f"Model {comparison['model']:.4f} vs {comparison['peer_name']} "
         f"{comparison['peer']:.4f} (DR, test): {comparison['verdict']}. Gate on validation: "
-        f"{gate.model:.4f} vs {gate.baseline} {gate.baseline_value:.4f} "
-        f"({'passed' if gate.passed else 'not passed'}).",
+        f"{gate.model:.4f} vs {gate.baseline} {gate.baseline_value:.4f}"
+        f"{', difference ' + gate.difference_text if gate.paired else ''} "
+        f"({'passed' if gate.passed else 'not passed: a tie' if gate.tied else 'not passed'}).",
     ]
     return "\n".join(lines) + "\n"
 

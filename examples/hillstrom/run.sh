@@ -80,9 +80,14 @@ fi
 verdict="visits: $(field "$visit_cmp" verdict); spend: $(field "$spend_cmp" verdict)"
 printf '%s,"metrics":{"visit_value_dr":%s,"spend_value_dr":%s},"peer":"%s","verdict":"%s",' \
     "${loaded%\}}" "$visit_cmp" "$spend_cmp" "$peer" "$verdict"
-printf '"train":{"visits":{"seconds":%s,"peak_mb":%s},"spend":{"seconds":%s,"peak_mb":%s}},' \
-    "$(field "$visits" total_s)" "$(field "$visits" peak_mb)" \
-    "$(field "$spend" total_s)" "$(field "$spend" peak_mb)"
+# champion JSON: whether the model became champion (it beat its gate beyond noise)
+champion() {
+    if [[ $1 == *'"champion": true'* ]]; then printf true; else printf false; fi
+}
+printf '"train":{"visits":{"seconds":%s,"peak_mb":%s,"champion":%s},' \
+    "$(field "$visits" total_s)" "$(field "$visits" peak_mb)" "$(champion "$visits")"
+printf '"spend":{"seconds":%s,"peak_mb":%s,"champion":%s}},' \
+    "$(field "$spend" total_s)" "$(field "$spend" peak_mb)" "$(champion "$spend")"
 served_visits=$(serve visits --store-scores)
 # the store keeps one score per account: the first model served writes them
 store=--store-scores

@@ -81,13 +81,16 @@ def test_a_weekly_outcome_trains_on_a_short_span_and_reports_beside_its_peer(
         assert m["model_ci"][0] <= m["model"] <= m["model_ci"][1]
         assert m["peer_ci"][0] <= m["peer"] <= m["peer_ci"][1]
         assert m["verdict"] in ("model ahead", "peer ahead", "no clear difference")
-    assert report["gate"]["passed"] == (report["gate"]["model"] > report["gate"]["peer"])
+    # passed only when the paired difference's interval is above 0 (a tie loses)
+    low, high = report["gate"]["difference_ci"]
+    assert low <= report["gate"]["model"] - report["gate"]["peer"] <= high
+    assert report["gate"]["passed"] == (low > 0)
     # the first version is champion only if it passed its gate
     assert trained["models"][0]["champion"] == report["gate"]["passed"]
     code, output = invoke(workdir, "report")
     assert code == 0
     gate = report["gate"]
-    verb = "beats" if gate["passed"] else "LOSES to"
+    verb = "beats" if gate["passed"] else "ties, so LOSES to" if high >= 0 else "LOSES to"
     if gate["passed"]:
         assert "## nba-buy_again v1 (champion)" in output
     else:

@@ -107,7 +107,7 @@ def test_train_promote_report_commands(trained: str, workdir: Path) -> None:
     result = runner.invoke(app, ["report", "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     text = out.read_text()
-    assert "| model value | baseline | baseline value | verdict |" in text
+    assert "| model value | baseline | baseline value | difference, paired | verdict |" in text
     phase_gate = MlflowClient().get_model_version("nba-phase", "1").tags
     verdict = "wins" if phase_gate["gate_passed"] == "true" else "LOSES"
     assert f"| {phase_gate['gate_baseline']} | " in text and f"| {verdict}" in text

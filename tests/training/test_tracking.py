@@ -155,18 +155,46 @@ def test_a_gate_keeps_its_intervals_and_the_gates_table_shows_them(tracking: str
 
     result, _, _ = make_result(5, 20, "phase")
     _fresh_registry("nba-phase")
-    gate = Gate("macro_f1_hindsight", 0.70, "crm_last", 0.60, (0.66, 0.74), (0.55, 0.64))
+    gate = Gate(
+        "macro_f1_hindsight", 0.70, "crm_last", 0.60, (0.66, 0.74), (0.55, 0.64), (0.04, 0.16)
+    )
     logged = log_result(replace(result, gate=gate))
     tags = MlflowClient().get_model_version("nba-phase", logged.version).tags
     assert gate_from_tags(tags) == gate
-    assert "model 0.7000 [0.6600, 0.7400] vs baseline crm_last 0.6000 [0.5500, 0.6400]" in (
-        logged.format("model.macro_f1_hindsight", 0.7)
-    )
+    assert (
+        "model 0.7000 [0.6600, 0.7400] vs baseline crm_last 0.6000 [0.5500, 0.6400], "
+        "difference +0.1000 [+0.0400, +0.1600]"
+    ) in logged.format("model.macro_f1_hindsight", 0.7)
     row = next(line for line in gates_table(["nba-phase"]).splitlines() if "nba-phase" in line)
-    assert "| 0.7000 [0.6600, 0.7400] | crm_last | 0.6000 [0.5500, 0.6400] | wins |" in row
-    # a gate stored before gates had intervals reads back without them
+    assert (
+        "| 0.7000 [0.6600, 0.7400] | crm_last | 0.6000 [0.5500, 0.6400] "
+        "| +0.1000 [+0.0400, +0.1600] | wins |"
+    ) in row
+    # a gate stored before gates had intervals reads back without them, and one stored
+    # before the paired difference was kept is judged on its point values
     old = {k: v for k, v in tags.items() if not k.endswith("_ci")}
     assert np.isnan(gate_from_tags(old).model_ci).all()  # type: ignore[union-attr]
+    assert gate_from_tags(old).passed  # type: ignore[union-attr]
+
+
+def test_a_model_within_noise_of_its_baseline_ties_and_a_tie_loses(tracking: str) -> None:
+    """Ahead on the point values, but the paired difference's interval holds 0: the gate
+    is not passed, the first version is not champion and the output says it LOSES."""
+    from dataclasses import replace
+
+    result, _, _ = make_result(5, 20, "phase")
+    _fresh_registry("nba-phase")
+    tie = Gate("macro_f1_hindsight", 0.61, "crm_last", 0.60, difference_ci=(-0.004, 0.025))
+    assert tie.model > tie.baseline_value and not tie.passed and tie.tied
+    logged = log_result(replace(result, gate=tie))
+    assert not logged.champion and champion_version("nba-phase") is None
+    said = logged.format("model.macro_f1_hindsight", 0.61)
+    assert "LOSES (a tie: the difference's interval holds 0)" in said
+    assert "not champion" in said
+    worse = Gate("macro_f1_hindsight", 0.55, "crm_last", 0.60, difference_ci=(-0.08, -0.02))
+    assert not worse.passed and not worse.tied and worse.verdict == "LOSES"
+    ahead = replace(tie, difference_ci=(0.001, 0.025))
+    assert ahead.passed and ahead.verdict == "wins"
 
 
 def test_force_makes_a_losing_first_version_champion_and_logs_it(tracking: str) -> None:
