@@ -36,11 +36,13 @@ def fit_classifier(
     x_valid: Any,
     y_valid: Any,
     *,
-    early_stopping_rounds: int,
+    early_stopping_rounds: int | None,
     client: Any | None = None,
 ) -> lgb.LGBMClassifier:
     """An ``LGBMClassifier`` fitted on the training rows, stopped early on the validation
-    rows' first metric. ``client`` (a ``dask.distributed.Client``) trains on its cluster.
+    rows' first metric (``early_stopping_rounds`` None: all ``n_estimators`` trees, no
+    validation rows; pandas only). ``client`` (a ``dask.distributed.Client``) trains on its
+    cluster.
     Categorical columns are fitted as codes of the training rows' levels, which the
     estimator keeps (:func:`fitted_categories`; predict through :func:`model_frame`).
 
@@ -48,6 +50,17 @@ def fit_classifier(
     whose partitions stay on the workers (read there from a set's Parquet parts; categorical
     columns with known categories, the same dtypes as the pandas frames')."""
     levels = category_levels(getattr(x_train, "_meta", x_train))
+    if early_stopping_rounds is None:
+        if client is not None or _is_dask(x_train):
+            raise ValueError("a fit without early stopping takes pandas rows, not Dask")
+        estimator = lgb.LGBMClassifier(**params)
+        estimator.fit(
+            float32_frame(encode_categories(x_train, levels)),
+            y_train,
+            categorical_feature=list(levels) or "auto",
+        )
+        setattr(estimator, CATEGORIES_ATTRIBUTE, levels)
+        return estimator
     if _is_dask(x_train):
         x_train = x_train.map_partitions(encode_categories, levels)
         x_valid = x_valid.map_partitions(encode_categories, levels)

@@ -71,6 +71,10 @@ class TrainingSet:
     horizon_days: int
     split: TimeSplit
     class_names: list[str] = field(default_factory=list)
+    # Whether the model registered is fitted again on every split with the trees early
+    # stopping chose (next content on a served log: the newest decisions are then learnt
+    # from, and the promotion judges it on the decisions after them)
+    refit: bool = False
 
     @property
     def fingerprint(self) -> str:

@@ -134,12 +134,6 @@ def load_service_models() -> ServiceModels | None:
     )
 
 
-def has_served_log(data: JourneyData) -> bool:
-    """Whether the data hold decisions the service served (exposures with a policy)."""
-    exposures = data.exposures
-    return "policy" in exposures and bool(exposures["policy"].notna().any())
-
-
 @dataclass(frozen=True)
 class LogJudgement:
     """The challenger's policy value on the served log, the value of what was served and,
@@ -216,10 +210,12 @@ class LogJudgement:
 
 def learned_until(run_tags: dict[str, str]) -> pd.Timestamp | None:
     """The end of what a next-content version learned from: its last training or validation
-    as-of date (the run's ``nba.as_of.*`` tags) plus the exposure window. None when the run
-    does not say."""
+    as-of date (the run's ``nba.as_of.*`` tags), or, for a model fitted again on every
+    split, its last as-of date of all (``nba.as_of.learned``), plus the exposure window.
+    None when the run does not say."""
     dates: list[pd.Timestamp] = []
-    for split in ("train", "valid"):
+    splits = ("learned",) if run_tags.get("nba.as_of.learned") else ("train", "valid")
+    for split in splits:
         tag = run_tags.get(f"nba.as_of.{split}", "")
         dates += [to_utc(d) for d in tag.replace("..", ",").split(",") if d]
     return max(dates) + pd.Timedelta(days=EXPOSURE_WINDOW_DAYS) if dates else None

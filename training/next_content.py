@@ -58,6 +58,8 @@ HORIZON_DAYS = EXPOSURE_WINDOW_DAYS + RESPONSE_WINDOW_DAYS
 VALID_DATES = 1
 TEST_DATES = 3
 PRIMARY_METRIC = "model.roc_auc"
+# The param a model refit on every split logs: the trees early stopping chose.
+REFIT_ROUNDS_PARAM = "refit_rounds"
 # Columns of the set that are keys or policy-evaluation inputs, never features.
 DECISION_COLUMNS = [
     "account_id",
@@ -69,6 +71,12 @@ DECISION_COLUMNS = [
     "propensity",
     DECISION_PHASE_COLUMN,
 ]
+
+
+def has_served_log(data: JourneyData) -> bool:
+    """Whether the data hold decisions the service served (exposures with a policy)."""
+    exposures = data.exposures
+    return "policy" in exposures and bool(exposures["policy"].notna().any())
 
 
 def label_responses(
@@ -299,6 +307,7 @@ def build_next_content_set(
     window_days: int = EXPOSURE_WINDOW_DAYS,
     valid_dates: int = VALID_DATES,
     test_dates: int = TEST_DATES,
+    refit: bool = False,
 ) -> TrainingSet:
     """The next-content training set: one row per exposure with ``as_of <= ts < as_of +
     window_days`` for an as-of date of ``features`` (``build_features`` output on the grid),
@@ -310,7 +319,8 @@ def build_next_content_set(
     Exposures of accounts without a feature row at that as-of are dropped. Split by as-of
     date with a ``window_days + RESPONSE_WINDOW_DAYS`` horizon purged between splits; three
     test dates by default because the off-policy estimates rest on the few test decisions
-    where the model's pick equals the logged item (about one in twenty).
+    where the model's pick equals the logged item (about one in twenty). ``refit``: the
+    registered model is fitted again on every split (:attr:`TrainingSet.refit`).
     """
     frame = next_content_rows(data, taxonomy, features, window_days=window_days)
     horizon = window_days + RESPONSE_WINDOW_DAYS
@@ -324,6 +334,7 @@ def build_next_content_set(
         label_column=nc.LABEL_COLUMN,
         horizon_days=horizon,
         split=split,
+        refit=refit,
     )
 
 
@@ -402,10 +413,32 @@ def train_next_content(
     metrics.update(evaluate_policies(decisions, popularity, catalog, taxonomy, truth))
     metrics["policy.decision_share"] = len(judged) / len(test)
 
-    used = {**nc.merged_params(params, rows=len(split.train)), POLICY_DECISIONS_PARAM: cap}
+    fitted = nc.merged_params(params, rows=len(split.train))
+    used = {**fitted, POLICY_DECISIONS_PARAM: cap}
     valid_decisions = build_decisions(
         estimator, decision_sample(split.valid, cap), cols, ts.label_column, catalog, taxonomy
     )
+    gate = next_content_gate(valid_decisions, catalog)
+    as_of_dates = ts.as_of_dates
+    report = quality_report(metrics)
+    if ts.refit:
+        # Every figure above is the fit on the training split's; the model registered
+        # learns from every split, the newest decisions included (a served log's own
+        # out-of-sample test is the promotion, on the decisions after these).
+        rounds = int(estimator.best_iteration_ or fitted["n_estimators"])
+        rows = pd.concat([split.train, split.valid, split.test], ignore_index=True)
+        estimator = nc.refit(
+            rows[cols], rows[ts.label_column].to_numpy(), fitted=fitted, rounds=rounds
+        )
+        used[REFIT_ROUNDS_PARAM] = rounds
+        learned = {*as_of_dates["train"], *as_of_dates["valid"], *as_of_dates["test"]}
+        as_of_dates = {**as_of_dates, "learned": sorted(learned)}
+        report += (
+            f"\nThe registered model is fitted again on every split ({len(rows):,} "
+            f"exposures, {rounds} trees, as early stopping chose): the figures above are "
+            "those of the fit on the training split; its own out-of-sample judgement is "
+            "the promotion on the served decisions after its data.\n"
+        )
     return ModelResult(
         name="next-content",
         estimator=estimator,
@@ -413,12 +446,12 @@ def train_next_content(
         params=used,
         metrics=metrics,
         primary_metric=PRIMARY_METRIC,
-        report_markdown=quality_report(metrics),
+        report_markdown=report,
         evaluation=Evaluation(y_true=y_test.astype(np.int64), y_score=p_test),
         input_example=test[cols].head(5).reset_index(drop=True),
         training_set_fingerprint=ts.fingerprint,
-        as_of_dates=ts.as_of_dates,
-        gate=next_content_gate(valid_decisions, catalog),
+        as_of_dates=as_of_dates,
+        gate=gate,
     )
 
 

@@ -39,6 +39,7 @@ from training.next_action import (
 )
 from training.next_content import (
     build_next_content_set,
+    has_served_log,
     score_next_content,
     train_next_content,
 )
@@ -326,11 +327,15 @@ def build_next_set(
     custom ``attributes``) when the data log a "no action" control, else the response set of
     the logged exposures on the grid. ``grid_features`` returns the monthly grid's features;
     it is called only for the latter (a next-action set is anchored on the decisions, and
-    data with a single campaign moment may have no grid at all)."""
+    data with a single campaign moment may have no grid at all). On data holding the
+    service's served log the registered model is fitted again on every split
+    (:attr:`TrainingSet.refit`)."""
     if has_control(data):
         return build_next_action_set(data, taxonomy, reward=reward, attributes=attributes)
-    # The function, not its frame: the set lets the grid go once it has read it.
-    return build_next_content_set(data, taxonomy, grid_features)
+    # The function, not its frame: the set lets the grid go once it has read it. On the
+    # service's served log the model registered learns from every split: the test months
+    # are the newest decisions, which the promotion judges it after.
+    return build_next_content_set(data, taxonomy, grid_features, refit=has_served_log(data))
 
 
 def train_next(ts: TrainingSet, **kwargs: Any) -> ModelResult:

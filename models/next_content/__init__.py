@@ -53,6 +53,7 @@ from models.next_content.model import (
     fit,
     merged_params,
     predict_proba,
+    refit,
 )
 from models.next_content.scores import score_candidates, top1, uplift_over_control
 from models.next_content.topics import topic_engagement, topic_engagement_of_items
@@ -85,6 +86,7 @@ __all__ = [
     "merged_params",
     "phase_fit_matrix",
     "predict_proba",
+    "refit",
     "score_candidates",
     "top1",
     "topic_columns",

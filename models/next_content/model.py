@@ -89,6 +89,23 @@ def fit(
     )
 
 
+def refit(
+    x: pd.DataFrame, y: np.ndarray, *, fitted: dict[str, Any], rounds: int
+) -> lgb.LGBMClassifier:
+    """A model of the parameters a :func:`fit` used (``fitted``: :func:`merged_params` of
+    its training rows, so the learning rate matches the tree count) fitted again on ``x``
+    (every split) with the ``rounds`` trees early stopping chose, without a validation set:
+    what a model trained on a served log registers (``training.next_content``)."""
+    if len(np.unique(y)) < 2:
+        raise NextContentModelError(
+            f"response labels to refit on are all {int(np.asarray(y)[0])}; expected "
+            "responses and non-responses"
+        )
+    p = {k: v for k, v in fitted.items() if k != "early_stopping_rounds"}
+    p["n_estimators"] = max(int(rounds), 1)
+    return fit_classifier(p, x, y, None, None, early_stopping_rounds=None)
+
+
 def predict_proba(estimator: Any, x: pd.DataFrame) -> np.ndarray:
     """P(response within the window), one per row of ``x`` (the model's feature columns)."""
     return np.asarray(estimator.predict_proba(model_frame(estimator, x)))[:, 1].astype(np.float64)

@@ -36,7 +36,7 @@ from training.log_promotion import (
     served_decisions,
 )
 from training.model_steps import model_steps
-from training.next_content import HORIZON_DAYS, label_responses
+from training.next_content import EXPOSURE_WINDOW_DAYS, HORIZON_DAYS, label_responses
 from training.ope import Estimate
 from training.registry import load_version
 from training.served_policy import judge, known_contacts, roles_at_decisions, service_ranking
@@ -210,6 +210,40 @@ def test_a_challenger_is_judged_on_decisions_after_what_it_learned_from() -> Non
     summarised = {"nba.as_of.train": "2024-01-01..2025-04-01", "nba.as_of.train.count": "400"}
     assert learned_until(summarised) == pd.Timestamp("2025-04-29", tz="UTC")
     assert learned_until({}) is None
+    # a model fitted again on every split learned up to its last test date
+    refit = {**tags, "nba.as_of.learned": "2025-01-01T00:00:00+00:00,2025-06-01T00:00:00+00:00"}
+    assert learned_until(refit) == pd.Timestamp("2025-06-29", tz="UTC")
+
+
+def test_on_a_served_log_the_registered_model_learns_from_every_split(
+    trained_registry: TrainedRegistry,
+) -> None:
+    """The newest months of a served log are the set's test split: the registered model
+    is fitted again on every split with the trees early stopping chose, so it learns from
+    them; its figures are the training split's fit's, and the promotion judges it on the
+    decisions after all it learnt. Data without a served log train as before."""
+    data, taxonomy = trained_registry.data, trained_registry.taxonomy
+    steps = model_steps("next-content")
+    plain = steps.build_set(prepare_data(data, taxonomy, models=["next-content"]), taxonomy)
+    assert not plain.refit
+    served = _served(data, data_end(data) - pd.Timedelta(days=150))
+    ts = steps.build_set(prepare_data(served, taxonomy, models=["next-content"]), taxonomy)
+    assert ts.refit
+    result = steps.train(ts, taxonomy=taxonomy, content=data.content)
+    rounds = int(result.params["refit_rounds"])
+    assert rounds == int(result.metrics["model.best_iteration"]) >= 1
+    assert result.estimator.booster_.num_trees() == rounds
+    split = ts.as_of_dates
+    learned = result.as_of_dates["learned"]
+    assert learned == sorted({*split["train"], *split["valid"], *split["test"]})
+    # it differs from the fit the figures are of (that one never saw the test months)
+    x = ts.split.test[ts.feature_columns]
+    evaluated = result.evaluation.y_score
+    assert not np.allclose(nc.predict_proba(result.estimator, x), evaluated)
+    assert "fitted again on every split" in result.report_markdown
+    tags = {f"nba.as_of.{k}": ",".join(v) for k, v in result.as_of_dates.items()}
+    last = pd.Timestamp(max(split["test"]))
+    assert learned_until(tags) == last + pd.Timedelta(days=EXPOSURE_WINDOW_DAYS)
 
 
 def _served(data: JourneyData, since: pd.Timestamp) -> JourneyData:

@@ -107,7 +107,7 @@ def promote(
         store=store_source(ctx, data, store, store_schema, mapping),
     )
     if name == "next-content":
-        from training.log_promotion import has_served_log
+        from training.next_content import has_served_log
 
         if has_served_log(prepared.data):
             typer.echo(
