@@ -303,6 +303,34 @@ def bootstrap_interval(
     return {k: found.get(k, (float("nan"), float("nan"))) for k in names}
 
 
+def paired_bootstrap(
+    y_true: ArrayLike,
+    challenger: ArrayLike,
+    champion: ArrayLike,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    groups: ArrayLike | None,
+    seed: int = 11,
+    n_resamples: int = 200,
+) -> tuple[float, float, float]:
+    """``metric`` of ``challenger``'s scores minus ``champion``'s on the same rows, with the
+    95 % percentile bootstrap interval of that difference over the same resampled rows
+    (whole ``groups``, e.g. accounts): (difference, low, high)."""
+    y = np.asarray(y_true)
+    a = np.asarray(challenger, dtype=np.float64)
+    b = np.asarray(champion, dtype=np.float64)
+    ci = bootstrap_interval(
+        y,
+        {"champion": b, "challenger": a},
+        metric,
+        rng=np.random.default_rng(seed),
+        n_resamples=n_resamples,
+        groups=groups,
+    )
+    low, high = ci["challenger-champion"]
+    return float(metric(y, a) - metric(y, b)), low, high
+
+
 def bootstrap_auc(
     y_true: ArrayLike,
     score: ArrayLike,

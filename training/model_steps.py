@@ -44,6 +44,9 @@ class ModelSteps:
     outcome: Outcome | None = None  # set for a binary outcome model
     # The label horizon of the model's monthly grid (None: the prepared grid's, churn's).
     grid_horizon_days: int | None = None
+    # The challenger's primary metric minus the champion's on the same test split, with its
+    # 95 % interval over resampled accounts (promotion's bar): (difference, low, high)
+    paired: Callable[[Any, Any, TrainingSet], tuple[float, float, float]] | None = None
 
     def grid_dates(self, prepared: Prepared) -> list[pd.Timestamp]:
         """The monthly grid dates whose features the model's set will read; empty when it
@@ -98,9 +101,11 @@ def model_steps(model: str, outcomes: Sequence[Outcome] | None = None) -> ModelS
     """The build/train/score functions of a model or of a declared outcome (``outcomes``,
     default: the shipped outcomes file). Imported lazily: LightGBM is heavy."""
     if model == "phase":
-        from training.phase import PRIMARY_METRIC, score_phase, train_phase
+        from training.phase import PRIMARY_METRIC, paired_phase, score_phase, train_phase
 
-        return ModelSteps(build_phase_set, train_phase, score_phase, PRIMARY_METRIC)
+        return ModelSteps(
+            build_phase_set, train_phase, score_phase, PRIMARY_METRIC, paired=paired_phase
+        )
     if model == "next-content":
         from training import next_content, uplift
 
@@ -114,10 +119,16 @@ def model_steps(model: str, outcomes: Sequence[Outcome] | None = None) -> ModelS
             uses_reward=True,
             # exposures up to the last week whose response window closed, not 90 days back
             grid_horizon_days=next_content.HORIZON_DAYS,
+            paired=uplift.paired_next,
         )
     declared = {o.name: o for o in (load_outcomes() if outcomes is None else outcomes)}
     if model in declared:
-        from training.outcome import PRIMARY_METRIC, score_outcome, train_outcome
+        from training.outcome import (
+            PRIMARY_METRIC,
+            paired_outcome,
+            score_outcome,
+            train_outcome,
+        )
 
         outcome = declared[model]
 
@@ -130,7 +141,14 @@ def model_steps(model: str, outcomes: Sequence[Outcome] | None = None) -> ModelS
                 client=kwargs.get("client"),
             )
 
-        return ModelSteps(build_outcome_set, train, score_outcome, PRIMARY_METRIC, outcome=outcome)
+        return ModelSteps(
+            build_outcome_set,
+            train,
+            score_outcome,
+            PRIMARY_METRIC,
+            outcome=outcome,
+            paired=paired_outcome,
+        )
     raise TrainingError(
         f"unknown model {model!r}; expected one of {', '.join([*OTHER_MODELS, *declared])}"
     )

@@ -31,7 +31,7 @@ from features.timestamps import NS_PER_DAY, column_ns
 from models import next_content as nc
 from models.fitting import float32_columns
 from training.datasets import TrainingSet, TrainingSetError
-from training.metrics import bootstrap_auc, with_intervals
+from training.metrics import bootstrap_auc, paired_bootstrap, roc_auc, with_intervals
 from training.next_content_report import quality_report
 from training.ope import LoggedDecisions, compare_policies, gate_of
 from training.policy import (
@@ -346,6 +346,27 @@ def score_next_content(estimator: Any, ts: TrainingSet) -> float:
     if len(np.unique(y)) < 2:
         return float("nan")
     return float(roc_auc_score(y, nc.predict_proba(estimator, test[ts.feature_columns])))
+
+
+def paired_next_content(
+    challenger: Any, champion: Any, ts: TrainingSet
+) -> tuple[float, float, float]:
+    """Response ROC-AUC of ``challenger`` minus ``champion``'s on the test exposures of
+    ``ts``, with its 95 % interval over resampled accounts (promotion's bar); NaNs when the
+    test split holds a single class."""
+    test = ts.split.test
+    y = test[ts.label_column].to_numpy()
+    if len(np.unique(y)) < 2:
+        return float("nan"), float("nan"), float("nan")
+    x = test[ts.feature_columns]
+    return paired_bootstrap(
+        y,
+        nc.predict_proba(challenger, x),
+        nc.predict_proba(champion, x),
+        roc_auc,
+        groups=test["account_id"].astype(str).to_numpy(),
+        seed=BOOTSTRAP_SEED,
+    )
 
 
 def train_next_content(

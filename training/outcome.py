@@ -42,6 +42,7 @@ from training.metrics import (
     bootstrap_rows,
     expected_calibration_error,
     lift_at,
+    paired_bootstrap,
     roc_auc,
     with_intervals,
 )
@@ -391,6 +392,22 @@ def train_outcome(
         as_of_dates=ts.as_of_dates,
         extra_artifacts=artifacts,
         gate=gate,
+    )
+
+
+def paired_outcome(challenger: Any, champion: Any, ts: TrainingSet) -> tuple[float, float, float]:
+    """ROC-AUC of ``challenger`` minus ``champion``'s on ``ts``'s test split, with its 95 %
+    interval over resampled accounts (promotion's bar)."""
+    x_test, y_test = features_and_labels(ts, ts.split.test)
+    score_outcome(champion, ts)  # the same checks (both classes present)
+    return paired_bootstrap(
+        y_test,
+        binary_model.predict_proba(challenger, x_test),
+        binary_model.predict_proba(champion, x_test),
+        roc_auc,
+        groups=ts.split.test["account_id"].astype(str).to_numpy(),
+        seed=BOOTSTRAP_SEED,
+        n_resamples=BOOTSTRAP_RESAMPLES,
     )
 
 

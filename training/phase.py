@@ -39,7 +39,7 @@ from training.datasets import (
     features_and_labels,
     model_splits,
 )
-from training.metrics import bootstrap_rows, class_f1, with_intervals
+from training.metrics import bootstrap_rows, class_f1, paired_bootstrap, with_intervals
 from training.quality_table import metrics_table
 from training.result import Evaluation, Gate, ModelResult
 
@@ -355,6 +355,32 @@ def score_phase(estimator: Any, ts: TrainingSet) -> float:
     proba = phase_model.predict_proba(estimator, x_test, n_classes=len(ts.class_names))
     found = phase_metrics(y_test, np.argmax(proba, axis=1), ts.class_names, "hindsight")
     return found["macro_f1_hindsight"]
+
+
+def paired_phase(challenger: Any, champion: Any, ts: TrainingSet) -> tuple[float, float, float]:
+    """Macro-F1 vs the hindsight label of ``challenger`` minus ``champion``'s on ``ts``'s
+    test split, with its 95 % interval over resampled accounts (promotion's bar)."""
+    x_test, y_test = features_and_labels(ts, ts.split.test)
+    if len(x_test) == 0:
+        raise PhaseTrainingError(f"training set {ts.name!r} has no test rows to score")
+    names = list(ts.class_names)
+
+    def picks(estimator: Any) -> np.ndarray:
+        return np.argmax(phase_model.predict_proba(estimator, x_test, n_classes=len(names)), 1)
+
+    def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+        found = phase_metrics(y.astype(np.int64), pred.astype(np.int64), names, "hindsight")
+        return found["macro_f1_hindsight"]
+
+    return paired_bootstrap(
+        y_test,
+        picks(challenger),
+        picks(champion),
+        macro_f1,
+        groups=ts.split.test["account_id"].astype(str).to_numpy(),
+        seed=BOOTSTRAP_SEED,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+    )
 
 
 def backtest_phase(

@@ -41,16 +41,23 @@ class Promotion:
     reason: str
     gate: Gate | None = None  # the challenger's, as stored on its version
     forced: bool = False
+    # challenger minus champion on the same test split, paired, with its 95 % interval
+    difference: tuple[float, float, float] | None = None
 
     def format(self) -> str:
         def show(score: float | None) -> str:
             return "-" if score is None else f"{score:.4f}"
 
+        paired = (
+            ""
+            if self.difference is None
+            else ", challenger - champion {:+.4f} [{:+.4f}, {:+.4f}]".format(*self.difference)
+        )
         text = (
             f"{self.registered_name}: challenger v{self.challenger_version} "
             f"{self.metric}={show(self.challenger_score)}, champion "
             f"{'v' + self.champion_version if self.champion_version else '(none)'} "
-            f"{self.metric}={show(self.champion_score)} -> "
+            f"{self.metric}={show(self.champion_score)}{paired} -> "
             f"{'promoted' if self.promoted else 'kept'}: {self.reason}"
         )
         gate = "no gate recorded" if self.gate is None else format_gate(self.gate)
@@ -92,11 +99,15 @@ def promote(
     metric: str,
     version: str | None = None,
     force: bool = False,
+    paired: Callable[[Any, Any], tuple[float, float, float]] | None = None,
 ) -> Promotion:
     """Score the challenger (``version``, default the newest) and the champion with ``score``
-    (greater is better) and move ``champion`` to the challenger only if it scores higher and
+    (greater is better) and move ``champion`` to the challenger only if it is better and
     passed its own gate (it beat its strongest baseline on the validation split; a version
-    without a gate passes). ``force`` moves it regardless and tags the version
+    without a gate passes). With ``paired`` (challenger, champion -> their difference on
+    the same test split with its 95 % interval) better means that interval lies above 0:
+    a challenger within noise of the champion ties, and a tie keeps the champion; without
+    it, a higher score. ``force`` moves it regardless and tags the version
     ``nba.forced=true``.
 
     With no champion yet, the challenger becomes champion if it passed its gate.
@@ -120,16 +131,28 @@ def promote(
             "the challenger already is the champion",
             gate,
         )
-    challenger_score = float(score(load_version(name, challenger)))
-    champion_score = None if current is None else float(score(load_version(name, current)))
-    better = champion_score is None or challenger_score > champion_score
+    challenger_model = load_version(name, challenger)
+    challenger_score = float(score(challenger_model))
+    champion_model = None if current is None else load_version(name, current)
+    champion_score = None if champion_model is None else float(score(champion_model))
+    difference = (
+        None
+        if paired is None or champion_model is None
+        else paired(challenger_model, champion_model)
+    )
+    if difference is not None:
+        better = bool(difference[1] > 0.0)
+    else:
+        better = champion_score is None or challenger_score > champion_score
     promoted = force or (better and gate_ok)
     forced = promoted and not (better and gate_ok)
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger)
     if forced:
         client.set_model_version_tag(name, challenger, FORCED_TAG, "true")
-    reason = _reason(current, better=better, gate_ok=gate_ok, forced=forced)
+    reason = _reason(
+        current, better=better, gate_ok=gate_ok, forced=forced, paired=difference is not None
+    )
     return Promotion(
         name,
         metric,
@@ -141,16 +164,25 @@ def promote(
         reason,
         gate,
         forced,
+        difference,
     )
 
 
-def _reason(current: str | None, *, better: bool, gate_ok: bool, forced: bool) -> str:
+def _reason(
+    current: str | None, *, better: bool, gate_ok: bool, forced: bool, paired: bool = False
+) -> str:
     """Why the alias moved or stayed, in words."""
-    compared = (
-        "there was no champion yet"
-        if current is None
-        else ("better" if better else "not better") + " on the same test data"
-    )
+    if current is None:
+        compared = "there was no champion yet"
+    elif paired:
+        compared = (
+            "better on the same test data (the difference's interval is above 0)"
+            if better
+            else "not shown better on the same test data (the difference's interval is not "
+            "above 0: a tie keeps the champion)"
+        )
+    else:
+        compared = ("better" if better else "not better") + " on the same test data"
     gate = "and it beats its baseline" if gate_ok else "but it LOSES to its baseline"
     if forced:
         return f"{compared} {gate}; promoted by --force (tagged {FORCED_TAG}=true)"

@@ -393,8 +393,14 @@ def _train_one(
 
 def scorer_on_test_split(
     model: str, prepared: Prepared, taxonomy: Taxonomy, outcomes: Sequence[Outcome] | None = None
-) -> Callable[[Any], float]:
-    """A function scoring any estimator of ``model`` on the same test split (promotion)."""
+) -> tuple[Callable[[Any], float], Callable[[Any, Any], tuple[float, float, float]] | None]:
+    """Functions scoring any estimator of ``model`` on the same test split, and comparing
+    two there (challenger minus champion with its 95 % interval; None for a model without
+    one): what promotion compares."""
     steps = model_steps(model, outcomes)
     training_set = steps.build_set(prepared, taxonomy)
-    return lambda estimator: steps.score(estimator, training_set)
+    paired = steps.paired
+    return (
+        lambda estimator: steps.score(estimator, training_set),
+        None if paired is None else lambda a, b: paired(a, b, training_set),
+    )

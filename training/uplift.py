@@ -40,6 +40,7 @@ from training.next_action import (
 from training.next_content import (
     build_next_content_set,
     has_served_log,
+    paired_next_content,
     score_next_content,
     train_next_content,
 )
@@ -343,6 +344,22 @@ def train_next(ts: TrainingSet, **kwargs: Any) -> ModelResult:
     if isinstance(ts, NextActionSet):
         return train_uplift(ts, **kwargs)
     return train_next_content(ts, **kwargs)
+
+
+def paired_next(challenger: Any, champion: Any, ts: TrainingSet) -> tuple[float, float, float]:
+    """Promotion's bar: the learned policies' DR values on the test decisions, challenger
+    minus champion paired decision by decision, for a next-action set; else the response
+    ROC-AUC's difference (``paired_next_content``). Each with its 95 % interval."""
+    if isinstance(ts, NextActionSet):
+        if ts.taxonomy is None:
+            raise TrainingSetError("next-action set without its taxonomy; build it with one")
+        values = [
+            evaluate(m, ts, ts.split.test, arm_values(ts), ts.taxonomy)[2][MODEL]
+            for m in (challenger, champion)
+        ]
+        diff = paired_difference(values[0], values[1])
+        return diff.value, diff.low, diff.high
+    return paired_next_content(challenger, champion, ts)
 
 
 def score_next(estimator: Any, ts: TrainingSet) -> float:

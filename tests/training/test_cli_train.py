@@ -138,6 +138,10 @@ def test_promote_reads_the_data_through_a_mapping(workdir: Path, tmp_path: Path)
     result = runner.invoke(app, ["promote", "churn", *args])
     assert result.exit_code == 0, result.output
     assert "challenger v2 roc_auc=" in result.output and "champion v1 roc_auc=" in result.output
+    # the same data and parameters make the same model: on the same test split the paired
+    # difference is exactly 0, a tie, and a tie keeps the champion
+    assert "challenger - champion +0.0000 [+0.0000, +0.0000] -> kept" in result.output
+    assert "a tie keeps the champion" in result.output
     # without the mapping, the export's files are not the canonical tables
     result = runner.invoke(app, ["promote", "churn", *args[:4], *args[6:]])
     assert result.exit_code == 1 and result.output.startswith("error: ")  # validation

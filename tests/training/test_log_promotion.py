@@ -20,6 +20,7 @@ from models import next_content as nc
 from models.arbitration import AccountContext, load_arbitration_config, rank_actions
 from models.contract import CHAMPION, NEXT_CONTENT
 from nba.cli import app as cli
+from tests.utils.models import Reversed
 from tests.utils.registry import TrainedRegistry
 from training.datasets import as_of_grid, data_end
 from training.labels import CHURN_HORIZON_DAYS
@@ -106,20 +107,6 @@ def test_a_tie_with_the_champions_own_policy_loses(registry_copy: str) -> None:
     assert won.promoted and champion_version(NEXT_CONTENT) == "2"
 
 
-class _Reversed:
-    """A next-content model whose P(response) is the other's complement: it ranks the
-    items its source finds least likely first (a champion any real model beats)."""
-
-    def __init__(self, estimator: object) -> None:
-        self._estimator = estimator
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._estimator, name)
-
-    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self._estimator.predict_proba(x))[:, ::-1]  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("as_served", [False, True], ids=["served-contact", "as-service"])
 def test_the_challenger_is_held_against_the_champions_own_policy(
     trained_registry: TrainedRegistry, registry_copy: str, as_served: bool
@@ -144,7 +131,7 @@ def test_the_challenger_is_held_against_the_champions_own_policy(
     assert same.champion_policy.value == pytest.approx(same.dr.value)
     assert (same.difference.value, same.difference.low, same.difference.high) == (0, 0, 0)
     assert not same.beats_champion
-    worse = judge(model, rows, columns, data.content, taxonomy, champion=_Reversed(model), **extra)
+    worse = judge(model, rows, columns, data.content, taxonomy, champion=Reversed(model), **extra)
     assert worse.champion_policy is not None and worse.difference is not None
     assert worse.difference.value == pytest.approx(worse.dr.value - worse.champion_policy.value)
     assert worse.difference.low > 0 and worse.beats_champion

@@ -16,6 +16,7 @@ from features.schema import JourneyData
 from features.simulate import Simulation, sent_response_probability, simulate
 from features.taxonomy import Taxonomy, load_taxonomy
 from models import next_content as nc
+from tests.utils.models import Reversed
 from training import policy
 from training.baselines import hand_rule_scores
 from training.datasets import TrainingSet, as_of_grid
@@ -25,6 +26,7 @@ from training.next_content import (
     build_next_content_set,
     crm_phase_at,
     label_responses,
+    paired_next_content,
     score_next_content,
     train_next_content,
 )
@@ -421,3 +423,13 @@ def test_policy_values_on_a_capped_sample_say_so(world: World) -> None:
     assert "a seeded sample of whole accounts" in result.report_markdown
     assert world.result.metrics["policy.decision_share"] == 1.0
     assert "every test decision" in world.result.report_markdown
+
+
+def test_promotion_compares_two_models_paired_on_the_test_exposures(world: World) -> None:
+    """Challenger minus champion response ROC-AUC on the same resampled accounts: exactly 0
+    for the same model, 2 AUC - 1 against one ranking backwards."""
+    model = world.result.estimator
+    assert paired_next_content(model, model, world.ts) == (0.0, 0.0, 0.0)
+    value, low, high = paired_next_content(model, Reversed(model), world.ts)
+    auc = score_next_content(model, world.ts)
+    assert value == pytest.approx(2 * auc - 1) and 0 < low <= value <= high

@@ -19,11 +19,13 @@ from features.taxonomy import Taxonomy, load_taxonomy
 from models import churn as churn_model
 from models.outcomes import Outcome, load_outcomes
 from tests.utils.data import write_bare_dir
+from tests.utils.models import Reversed
 from training.baselines import BaselineError, RecencyLogistic
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, model_splits
 from training.outcome import (
     churn_metrics,
     fit_baselines,
+    paired_outcome,
     score_outcome,
     train_outcome,
     true_churn_for_rows,
@@ -194,6 +196,18 @@ def test_result_is_complete_and_score_is_the_primary_metric(
         {k: str(v) for k, v in result.params.items()},
     )
     np.testing.assert_allclose(served, result.evaluation.y_score)
+
+
+def test_promotion_compares_two_models_paired_on_the_test_split(
+    result: ModelResult, churn_set: TrainingSet
+) -> None:
+    """Challenger minus champion ROC-AUC on the same resampled accounts: exactly 0 for the
+    same model, clearly above 0 against a model ranking backwards (AUC 1 - AUC)."""
+    model = result.estimator
+    assert paired_outcome(model, model, churn_set) == (0.0, 0.0, 0.0)
+    value, low, high = paired_outcome(model, Reversed(model), churn_set)
+    auc = score_outcome(model, churn_set)
+    assert value == pytest.approx(2 * auc - 1) and 0 < low <= value <= high
 
 
 def test_held_hazard_is_zero_for_rows_the_simulator_has_no_hazard_for(

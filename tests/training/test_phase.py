@@ -13,6 +13,7 @@ from features.pipeline import build_features
 from features.schema import JourneyData
 from features.simulate import Simulation, SimulationParams, simulate
 from features.taxonomy import Taxonomy, load_taxonomy
+from tests.utils.models import Reversed
 from training.baselines import (
     majority_phase,
     predict_crm_last,
@@ -20,7 +21,7 @@ from training.baselines import (
     predict_majority,
 )
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, build_phase_set
-from training.phase import backtest_phase, phase_metrics, score_phase, train_phase
+from training.phase import backtest_phase, paired_phase, phase_metrics, score_phase, train_phase
 from training.quality_table import metrics_table
 from training.result import ModelResult
 
@@ -232,3 +233,17 @@ def test_the_gate_compares_with_the_strongest_baseline_on_validation(
     # each value with its 95 % interval over resampled accounts
     assert gate.model_ci[0] <= gate.model <= gate.model_ci[1]
     assert gate.baseline_ci[0] <= gate.baseline_value <= gate.baseline_ci[1]
+
+
+def test_promotion_compares_two_models_paired_on_the_test_split(
+    result: ModelResult, phase_set: TrainingSet
+) -> None:
+    """Challenger minus champion macro-F1 on the same resampled accounts: exactly 0 for the
+    same model, above 0 against one whose phases come out in reverse order."""
+    model = result.estimator
+    assert paired_phase(model, model, phase_set) == (0.0, 0.0, 0.0)
+    value, low, high = paired_phase(model, Reversed(model), phase_set)
+    assert 0 < low <= value <= high
+    assert value == pytest.approx(
+        score_phase(model, phase_set) - score_phase(Reversed(model), phase_set)
+    )

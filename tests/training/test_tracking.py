@@ -117,6 +117,31 @@ def test_promote_moves_alias_only_when_challenger_scores_higher(tracking: str) -
     assert not worse.promoted and champion_version("nba-next-content") == outcome.challenger_version
 
 
+def test_with_a_paired_comparison_a_tie_keeps_the_champion(tracking: str) -> None:
+    """Given the challenger-minus-champion difference on the same test split, the alias
+    moves only when its 95 % interval lies above 0, whatever the point scores say; the
+    output shows the difference."""
+    _fresh_registry("nba-churn")
+    result, _, _ = make_result(4, 20, "churn")
+    first = log_result(result)
+    log_result(result)
+    assert champion_version("nba-churn") == first.version
+    scores = iter([0.80, 0.70, 0.80, 0.70])  # challenger, then champion, twice
+
+    def score(model: object) -> float:
+        return next(scores)
+
+    ahead_by_noise = promote(
+        "churn", score, metric="roc_auc", paired=lambda a, b: (0.1, -0.01, 0.2)
+    )
+    assert not ahead_by_noise.promoted and champion_version("nba-churn") == first.version
+    assert "challenger - champion +0.1000 [-0.0100, +0.2000]" in ahead_by_noise.format()
+    assert "a tie keeps the champion" in ahead_by_noise.format()
+    shown = promote("churn", score, metric="roc_auc", paired=lambda a, b: (0.1, 0.02, 0.2))
+    assert shown.promoted and champion_version("nba-churn") == shown.challenger_version
+    assert shown.difference == (0.1, 0.02, 0.2)
+
+
 def test_promote_without_versions_names_the_problem(tracking: str) -> None:
     with pytest.raises(RegistryError, match="no versions of nba-phase"):
         promote("phase", lambda m: 0.0, metric="macro_f1")

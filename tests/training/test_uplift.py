@@ -13,10 +13,11 @@ from features.taxonomy import Taxonomy, load_taxonomy
 from models.contract import ARM_VALUES_PARAM, CONTROL_PARAM
 from models.next_content import uplift_over_control
 from tests.utils.data import typed_frame
+from tests.utils.models import Reversed
 from training.datasets import TrainingSetError
 from training.next_action import REWARD_COLUMN, build_next_action_set, label_rewards
 from training.reward import Reward, RewardError
-from training.uplift import train_uplift
+from training.uplift import paired_next, train_uplift
 
 CAMPAIGN = pd.Timestamp("2024-06-01", tz="UTC")
 ARMS = ["item_a", "item_b", NO_ACTION_CONTENT_ID]
@@ -127,6 +128,16 @@ def test_the_policy_beats_each_single_action_and_fills_the_gate(trained) -> None
     assert gate.baseline.startswith("best single action: item_")
     assert result.params[CONTROL_PARAM] == NO_ACTION_CONTENT_ID
     assert "| learned policy (best uplift) |" in result.report_markdown
+
+
+def test_promotion_compares_two_policies_paired_on_the_test_decisions(trained) -> None:  # type: ignore[no-untyped-def]
+    """Challenger minus champion DR value, decision by decision: exactly 0 for the same
+    model, above 0 against a model ranking the planted effect backwards."""
+    ts, result = trained
+    model = result.estimator
+    assert paired_next(model, model, ts) == (0.0, 0.0, 0.0)
+    value, low, high = paired_next(model, Reversed(model), ts)
+    assert 0 < low <= value <= high
 
 
 def test_value_reward_sums_the_values_in_the_window(taxonomy: Taxonomy) -> None:

@@ -116,9 +116,9 @@ def promote(
                 )
             )
             return
-    score = scorer_on_test_split(name, prepared, tax, declared)
+    score, paired = scorer_on_test_split(name, prepared, tax, declared)
     metric = model_steps(name, declared).primary_metric.removeprefix("model.")
-    outcome = run_promotion(name, score, metric=metric, version=version, force=force)
+    outcome = run_promotion(name, score, metric=metric, version=version, force=force, paired=paired)
     typer.echo(outcome.format())
 
 
