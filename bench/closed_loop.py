@@ -196,6 +196,10 @@ class Loop:
             random_seed=self.args.seed,
             online_learning=not self.args.no_online,
             online_refresh_s=0,  # read once a week, after the week's responses (run_loop)
+            # Each decision is written in its request: with the writer thread's 50 ms
+            # batches, what the week's reads see would depend on the machine's load (a run
+            # under load decided differently from the same run on a quiet machine).
+            served_log_flush_s=0,
             online_prior_strength=self.args.prior_strength,
             arbitration_config=self.args.arbitration,
         )
