@@ -77,8 +77,8 @@ def account_decision_rows(
 
 
 def _exposure_rows(found: Sequence[Any], channel: Mapping[str, str]) -> list[tuple[Any, ...]]:
-    """Decision rows as exposure rows, oldest first; items ``channel`` does not name are
-    left out."""
+    """Decision rows as exposure rows, oldest first (ties by account, contact, rank and
+    item); items ``channel`` does not name are left out."""
     rows = [
         (
             r.id,
@@ -95,5 +95,9 @@ def _exposure_rows(found: Sequence[Any], channel: Mapping[str, str]) -> list[tup
         for r in found
         if r.content_id in channel
     ]
-    rows.sort(key=lambda row: (row[3], row[0]))
+    # Oldest first, and decisions served at the same moment in an order their content
+    # fixes (account, contact, rank, item) before their random ids: training rows in the
+    # same order from the same decisions, so a seeded fit (its bagging draws rows by
+    # position) makes the same model however the ids came out.
+    rows.sort(key=lambda row: (row[3], row[1], row[2] or "", row[7], row[4], row[0]))
     return rows

@@ -179,3 +179,31 @@ def test_train_store_refuses_two_sources_and_a_missing_file(tmp_path: Path) -> N
     result = runner.invoke(cli, ["train", "phase", "--store", missing])
     assert result.exit_code == 3 and "no SQLite file" in result.output
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_decisions_served_at_one_moment_export_in_an_order_their_content_fixes() -> None:
+    """Ids are random: among decisions of the same moment the order is by account,
+    contact, rank and item, so the same decisions give the same training rows in the same
+    order (a seeded fit's bagging draws rows by position)."""
+    from types import SimpleNamespace
+
+    from serving.store.served_exposures import _exposure_rows
+
+    def decision(rid: str, account: str, contact: str | None, at: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            id=rid, account_id=account, contact_id=contact, served_at=at, content_id="C1",
+            propensity=0.5, rank=1, policy="p",
+        )  # fmt: skip
+
+    found = [
+        decision("f", "A2", "K1", 5),
+        decision("a", "A1", "K2", 5),
+        decision("z", "A1", "K1", 5),
+        decision("m", "A3", None, 5),
+        decision("b", "A9", "K1", 1),
+    ]
+    order = [(r[1], r[2]) for r in _exposure_rows(found, {"C1": "email"})]
+    assert order == [("A9", "K1"), ("A1", "K1"), ("A1", "K2"), ("A2", "K1"), ("A3", None)]
+    # the same decisions under other ids: the same order
+    renamed = [SimpleNamespace(**{**vars(d), "id": str(9 - i)}) for i, d in enumerate(found)]
+    assert [(r[1], r[2]) for r in _exposure_rows(renamed, {"C1": "email"})] == order
