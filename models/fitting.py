@@ -62,36 +62,29 @@ def fit_classifier(
     whose partitions stay on the workers (read there from a set's Parquet parts; categorical
     columns with known categories, the same dtypes as the pandas frames')."""
     levels = category_levels(getattr(x_train, "_meta", x_train))
-    if early_stopping_rounds is None:
-        if client is not None or _is_dask(x_train):
-            raise ValueError("a fit without early stopping takes pandas rows, not Dask")
-        estimator = _classifier(params)
-        estimator.fit(
-            float32_frame(encode_categories(x_train, levels)),
-            y_train,
-            categorical_feature=list(levels) or "auto",
-        )
-        setattr(estimator, CATEGORIES_ATTRIBUTE, levels)
-        return estimator
+    stops = early_stopping_rounds is not None
+    if not stops and (client is not None or _is_dask(x_train)):
+        raise ValueError("a fit without early stopping takes pandas rows, not Dask")
     if _is_dask(x_train):
         x_train = x_train.map_partitions(encode_categories, levels)
         x_valid = x_valid.map_partitions(encode_categories, levels)
     else:
         x_train = float32_frame(encode_categories(x_train, levels))
-        x_valid = float32_frame(encode_categories(x_valid, levels))
+        if stops:
+            x_valid = float32_frame(encode_categories(x_valid, levels))
     declared: list[str] | Literal["auto"] = list(levels) or "auto"
     if client is None and _is_dask(x_train):
         raise ValueError("Dask frames need a client to fit on")
     if client is None:
         estimator = _classifier(params)
-        estimator.fit(
-            x_train,
-            y_train,
-            eval_X=(x_valid,),
-            eval_y=(y_valid,),
-            categorical_feature=declared,
-            callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
-        )
+        validation: dict[str, Any] = {}
+        if early_stopping_rounds is not None:
+            validation = {
+                "eval_X": (x_valid,),
+                "eval_y": (y_valid,),
+                "callbacks": [lgb.early_stopping(early_stopping_rounds, verbose=False)],
+            }
+        estimator.fit(x_train, y_train, categorical_feature=declared, **validation)
     else:
         estimator = _fit_on_dask(params, x_train, y_train, x_valid, y_valid, client, declared)
     setattr(estimator, CATEGORIES_ATTRIBUTE, levels)

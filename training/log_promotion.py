@@ -180,7 +180,7 @@ class LogJudgement:
             ("challenger.snips", self.snips),
             ("challenger.dr", self.dr),
             ("champion.served", self.champion),
-            *((("champion.dr", self.champion_policy),) if self.champion_policy else ()),
+            *((("champion.dr", self.champion_policy),) if self.champion_policy is not None else ()),
             *((("difference", self.difference),) if self.difference is not None else ()),
         ):
             out |= {f"log.{name}": e.value, f"log.{name}_low": e.low, f"log.{name}_high": e.high}
@@ -190,6 +190,7 @@ class LogJudgement:
         def show(e: Estimate) -> str:
             return f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]"
 
+        against = "served" if self.champion_policy is None else "champion policy"
         return (
             f"on {self.decisions:,} decisions the service served (top slot, exploration "
             f"included): challenger IPS {show(self.ips)}, SNIPS {show(self.snips)}, DR "
@@ -202,8 +203,7 @@ class LogJudgement:
             + (
                 ""
                 if self.difference is None
-                else f"; challenger - {'champion policy' if self.champion_policy else 'served'}"
-                f" (DR, paired) {show(self.difference)}"
+                else f"; challenger - {against} (DR, paired) {show(self.difference)}"
             )
         )
 

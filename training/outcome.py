@@ -398,8 +398,7 @@ def train_outcome(
 def paired_outcome(challenger: Any, champion: Any, ts: TrainingSet) -> tuple[float, float, float]:
     """ROC-AUC of ``challenger`` minus ``champion``'s on ``ts``'s test split, with its 95 %
     interval over resampled accounts (promotion's bar)."""
-    x_test, y_test = features_and_labels(ts, ts.split.test)
-    score_outcome(champion, ts)  # the same checks (both classes present)
+    x_test, y_test = _test_rows(ts)
     return paired_bootstrap(
         y_test,
         binary_model.predict_proba(challenger, x_test),
@@ -414,10 +413,17 @@ def paired_outcome(challenger: Any, champion: Any, ts: TrainingSet) -> tuple[flo
 def score_outcome(estimator: Any, ts: TrainingSet) -> float:
     """ROC-AUC on ``ts``'s test split (the primary metric promotion compares; calibration
     is monotone and does not change it)."""
+    x_test, y_test = _test_rows(ts)
+    return float(roc_auc_score(y_test, binary_model.predict_proba(estimator, x_test)))
+
+
+def _test_rows(ts: TrainingSet) -> tuple[pd.DataFrame, np.ndarray]:
+    """The test split's features and labels; an error unless both classes are there (what
+    promotion's ROC-AUC needs)."""
     x_test, y_test = features_and_labels(ts, ts.split.test)
     if len(np.unique(y_test)) < 2:
         raise OutcomeTrainingError(
             f"training set {ts.name!r} test split has {len(y_test)} rows of one class; "
             "expected positives and negatives to score ROC-AUC"
         )
-    return float(roc_auc_score(y_test, binary_model.predict_proba(estimator, x_test)))
+    return x_test, y_test
