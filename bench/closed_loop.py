@@ -201,6 +201,7 @@ class Loop:
             # under load decided differently from the same run on a quiet machine).
             served_log_flush_s=0,
             online_prior_strength=self.args.prior_strength,
+            online_draw_share=self.args.draw_share,
             arbitration_config=self.args.arbitration,
         )
         self.client = TestClient(create_app(settings, clock=lambda: self.clock))
@@ -433,6 +434,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "history_months": args.history_months,
         "online_learning": not args.no_online,
         "prior_strength": args.prior_strength,
+        "draw_share": args.draw_share,
         "arbitration": None if args.arbitration is None else str(args.arbitration),
         "equal_values": args.equal_values,
         "first_decision": first.isoformat(),
@@ -565,6 +567,13 @@ def main() -> None:
         type=float,
         default=Settings.model_fields["online_prior_strength"].default,
         help="the online posterior's prior strength in decisions (NBA_ONLINE_PRIOR_STRENGTH)",
+    )
+    parser.add_argument(
+        "--draw-share",
+        type=float,
+        default=Settings.model_fields["online_draw_share"].default,
+        help="share of decisions whose top slot is drawn from the posterior "
+        "(NBA_ONLINE_DRAW_SHARE)",
     )
     parser.add_argument(
         "--arbitration", type=Path, default=None, help="the service's arbitration policy file"

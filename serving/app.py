@@ -249,7 +249,12 @@ def build_services(
         cold_limiter=anyio.CapacityLimiter(COLD_PATH_THREADS),
         rng=np.random.default_rng(settings.random_seed),
         clock=clock,
-        posteriors=PosteriorCache(store, settings.online_prior_strength, settings.online_refresh_s)
+        posteriors=PosteriorCache(
+            store,
+            settings.online_prior_strength,
+            settings.online_refresh_s,
+            draw_share=settings.online_draw_share,
+        )
         if settings.online_learning
         else None,
     )

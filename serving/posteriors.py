@@ -26,6 +26,7 @@ class PosteriorCache:
     store: Store
     prior_strength: float
     refresh_s: float
+    draw_share: float = 1.0
     _current: OnlinePosterior | None = field(default=None, init=False)
     _version: str | None = field(default=None, init=False)
     _loads: int = field(default=0, init=False)
@@ -52,6 +53,7 @@ class PosteriorCache:
                 counts={key: (float(s), float(max(t - s, 0))) for key, (t, s) in counts.items()},
                 prior_strength=self.prior_strength,
                 version=self._loads,
+                draw_share=self.draw_share,
             )
             self._current, self._version = posterior, version
         return posterior

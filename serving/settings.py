@@ -32,6 +32,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_CURRENCY`` | currency | none: values are in points (an ISO 4217 code such as EUR) |
 | ``NBA_ONLINE_LEARNING`` | online_learning | true (Thompson sampling on the online posterior) |
 | ``NBA_ONLINE_PRIOR_STRENGTH`` | online_prior_strength | 500 (the model's prior, in decisions) |
+| ``NBA_ONLINE_DRAW_SHARE`` | online_draw_share | 1 (share of decisions drawing the top slot) |
 | ``NBA_ONLINE_REFRESH_S`` | online_refresh_s | 2 (seconds between reads of the shared counts) |
 """
 
@@ -117,6 +118,9 @@ class Settings(BaseModel):
     # of decisions.
     online_learning: bool = True
     online_prior_strength: float = Field(default=500.0, gt=0)
+    # The share of decisions whose top slot is drawn from the posterior; the rest serve the
+    # best posterior mean (models.arbitration.thompson.top_probabilities).
+    online_draw_share: float = Field(default=1.0, ge=0, le=1)
     online_refresh_s: float = Field(default=2.0, ge=0, le=3600)
 
     @classmethod
@@ -174,5 +178,6 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_CURRENCY": "currency",
     "NBA_ONLINE_LEARNING": "online_learning",
     "NBA_ONLINE_PRIOR_STRENGTH": "online_prior_strength",
+    "NBA_ONLINE_DRAW_SHARE": "online_draw_share",
     "NBA_ONLINE_REFRESH_S": "online_refresh_s",
 }

@@ -67,7 +67,7 @@ from models.arbitration.rank import (
     segment_of,
     servable_actions,
 )
-from models.arbitration.thompson import OnlinePosterior, win_probabilities
+from models.arbitration.thompson import OnlinePosterior, top_probabilities, win_probabilities
 
 __all__ = [
     "ACCOUNT_LEVEL",
@@ -102,5 +102,6 @@ __all__ = [
     "role_weight",
     "segment_of",
     "servable_actions",
+    "top_probabilities",
     "win_probabilities",
 ]

@@ -23,7 +23,7 @@ from models.arbitration.config import ArbitrationConfig, ChurnLever, Weights, ch
 from models.arbitration.decision import Action, Decision
 from models.arbitration.errors import ArbitrationError
 from models.arbitration.holdback import Slots, fill_slots, held_back
-from models.arbitration.thompson import OnlinePosterior, posterior_params, win_probabilities
+from models.arbitration.thompson import OnlinePosterior, posterior_params, top_probabilities
 
 # The policy name's suffix when the top slot is drawn from the online posterior.
 THOMPSON_SUFFIX = "/thompson"
@@ -140,8 +140,9 @@ def rank_actions(
     coin is drawn here (``explore`` None) and the decision does not stand, the top slot not
     explored goes to a draw from each action's probability of winning the posterior draw of
     its rate (the account's segment is its likeliest phase) instead of to the best expected
-    value; propensities are those of that mixture and the policy is named
-    ``<policy_name>/thompson``.
+    value, in ``online.draw_share`` of the decisions; in the others to the best posterior
+    mean (:func:`~models.arbitration.thompson.top_probabilities`); propensities are those
+    of that mixture and the policy is named ``<policy_name>/thompson``.
     """
     if k < 1:
         raise ArbitrationError(f"k = {k}; expected at least 1 action")
@@ -265,14 +266,15 @@ def _win_probabilities(
     scores: Scores,
     cat: PreparedCatalog,
 ) -> np.ndarray:
-    """Per servable row: its probability of winning the posterior draw."""
+    """Per servable row: its probability of taking the top slot (of winning the posterior
+    draw, or of the best posterior mean in the share of decisions that do not draw)."""
     item = rows.item[servable]
     successes, failures = online.item_counts(segment_of(context), cat.content_ids)
     a, b = posterior_params(
         rows.p[servable], successes[item], failures[item], online.prior_strength
     )
     rest = (scores.value * scores.fit * scores.lever)[servable]
-    return win_probabilities(a, b, rest)
+    return top_probabilities(a, b, rest, online.draw_share)
 
 
 def _catalog_and_proba(

@@ -21,6 +21,13 @@ that cannot win (six standard deviations below an action's lower bound) are left
 at most :data:`MAX_CONTENDERS` of the rest take part. Everything is a pure function of the
 posterior counts and the candidates, so the same state gives the same probabilities in every
 worker.
+
+A configurable share of decisions draws (``draw_share``, default 1: pure Thompson sampling);
+the others give the top slot to the action of highest posterior mean value, which the
+feedback moves as well. A draw on every decision explores wherever the posteriors overlap,
+and while a key holds fewer decisions than its prior weighs, that exploration is a cost the
+posterior has not yet learnt enough to repay; a smaller share explores less and learns
+more slowly. The logged propensity is that of the mixture.
 """
 
 from __future__ import annotations
@@ -49,12 +56,14 @@ _P_FLOOR = 1e-4
 class OnlinePosterior:
     """The posterior counts every worker shares: ``counts`` maps (segment, content_id) to
     (successes, failures) seen since the serving model was trained, ``prior_strength`` is
-    ``m`` (the prior's weight in pseudo-decisions). ``version`` changes whenever the counts
-    do (caches key on it)."""
+    ``m`` (the prior's weight in pseudo-decisions). ``draw_share`` is the share of decisions
+    whose top slot is drawn (the rest go to the best posterior mean, :func:`top_probabilities`).
+    ``version`` changes whenever the counts do (caches key on it)."""
 
     counts: Mapping[tuple[str, str], tuple[float, float]]
     prior_strength: float
     version: int = 0
+    draw_share: float = 1.0
     # (segment, catalog ids) -> (successes, failures) per catalog item, built once per state
     _per_item: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False
@@ -117,6 +126,22 @@ def win_probabilities(a: np.ndarray, b: np.ndarray, scale: np.ndarray) -> np.nda
     wins = np.prod(cdf, axis=1) @ _GH_P
     wins = np.clip(wins, 0.0, None)
     out[live] = wins / wins.sum()
+    return out
+
+
+def top_probabilities(
+    a: np.ndarray, b: np.ndarray, scale: np.ndarray, draw_share: float
+) -> np.ndarray:
+    """P(each candidate takes the top slot) when a ``draw_share`` of decisions draws it
+    (:func:`win_probabilities`) and the rest give it to the best posterior mean value
+    ``scale x a / (a + b)`` (the first of equals): ``draw_share x wins + (1 - draw_share)
+    x [best]``. Sums to 1."""
+    wins = win_probabilities(a, b, scale) if draw_share > 0 else np.zeros(len(a))
+    if draw_share >= 1 or len(a) == 0:
+        return wins
+    mean = np.asarray(scale, dtype=np.float64) * np.asarray(a) / (np.asarray(a) + np.asarray(b))
+    out = draw_share * wins
+    out[int(np.argmax(mean))] += 1.0 - draw_share
     return out
 
 

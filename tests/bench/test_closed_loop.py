@@ -33,6 +33,7 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         arbitration=None,
         equal_values=False,
         prior_strength=200.0,
+        draw_share=1.0,
     )
     result = run_loop(args)
     weeks = result["weeks"]

@@ -102,6 +102,56 @@ def test_converges_to_the_better_action_on_a_two_action_toy() -> None:
     assert late["GOOD"] / 300 > 0.9
 
 
+def test_a_smaller_draw_share_still_converges_and_explores_less() -> None:
+    """The same toy with a quarter of the decisions drawing: the best posterior mean serves
+    the rest, and the feedback moves it too. The model now ranks POOR first (11 % vs 10 %):
+    the feedback finds out GOOD is better, and by the end the undrawn decisions serve it."""
+    rng = np.random.default_rng(7)
+    world = np.random.default_rng(8)
+    truth = {"GOOD": 0.20, "POOR": 0.05}
+    counts = {("awareness", c): (0.0, 0.0) for c in truth}
+    picks: list[str] = []
+    propensities: list[float] = []
+    for version in range(1500):
+        online = OnlinePosterior(
+            counts=dict(counts), prior_strength=20.0, version=version, draw_share=0.25
+        )
+        action = _decide(online, rng, p=(0.10, 0.11)).actions[0]
+        picks.append(action.content_id)
+        propensities.append(action.propensity)
+        s, f = counts[("awareness", action.content_id)]
+        hit = world.random() < truth[action.content_id]
+        counts[("awareness", action.content_id)] = (s + hit, f + (not hit))
+    # the first decision follows the model: POOR is the best posterior mean before feedback
+    assert picks[0] == "POOR" or propensities[0] <= 0.25
+    late = Counter(picks[-300:])
+    assert late["GOOD"] / 300 > 0.95
+    # the best posterior mean is served with at least 1 - share of the probability
+    assert min(propensities[-300:]) >= 0.75
+
+
+def test_draw_share_mixes_the_draw_with_the_best_posterior_mean() -> None:
+    """Top-slot propensities are share x win probability + (1 - share) for the best
+    posterior mean; share 0 serves the best posterior mean with certainty, and the feedback
+    can overturn the model's order there."""
+    counts = {("awareness", "GOOD"): (7.0, 43.0), ("awareness", "POOR"): (3.0, 47.0)}
+    p = (0.10, 0.12)  # the model prefers POOR; the counts say GOOD
+    a, b = posterior_params(np.array(p), np.array([7.0, 3.0]), np.array([43.0, 47.0]), 50.0)
+    # both items have the same value and fit: the draw compares the rates alone
+    good_wins = float(win_probabilities(a, b, np.ones(2))[0])
+    assert 0.5 < good_wins < 1
+    for share in (0.0, 0.4):
+        online = OnlinePosterior(counts=counts, prior_strength=50.0, draw_share=share)
+        rng = np.random.default_rng(2)
+        tops = [_decide(online, rng, p=p).actions[0] for _ in range(200)]
+        by_item = {a.content_id: a.propensity for a in tops}
+        assert by_item["GOOD"] == pytest.approx(share * good_wins + 1 - share)
+        if share == 0:
+            assert {a.content_id for a in tops} == {"GOOD"}
+        else:
+            assert by_item["POOR"] == pytest.approx(share * (1 - good_wins))
+
+
 def test_off_switch_is_the_greedy_policy() -> None:
     """Without a posterior the best expected value is served with certainty, every time."""
     rng = np.random.default_rng(1)

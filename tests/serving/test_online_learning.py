@@ -163,3 +163,6 @@ def test_settings_read_the_online_learning_variables() -> None:
     assert off.online_learning is False and off.online_prior_strength == 20.0
     with pytest.raises(SettingsError, match="NBA_ONLINE_PRIOR_STRENGTH='-1'"):
         Settings.from_env({"NBA_ONLINE_PRIOR_STRENGTH": "-1"})
+    assert Settings.from_env({"NBA_ONLINE_DRAW_SHARE": "0.25"}).online_draw_share == 0.25
+    with pytest.raises(SettingsError, match="NBA_ONLINE_DRAW_SHARE='1.5'"):
+        Settings.from_env({"NBA_ONLINE_DRAW_SHARE": "1.5"})
