@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.fitting import fit_classifier, model_frame
+from models.fitting import THREADED_FIT_ROWS, fit_classifier, fit_threads, model_frame
 
 PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -38,6 +38,38 @@ def test_local_fit_stops_early() -> None:
     model = fit_classifier(PARAMS, x, y, xv, yv, early_stopping_rounds=20)
     assert isinstance(model, lgb.LGBMClassifier)
     assert 0 < model.best_iteration_ < PARAMS["n_estimators"]
+
+
+def test_small_fits_run_on_one_thread_and_large_ones_on_the_threads_asked_for() -> None:
+    assert fit_threads({"n_jobs": 2}, THREADED_FIT_ROWS - 1) == 1
+    assert fit_threads({"n_jobs": 2}, THREADED_FIT_ROWS) == 2
+    assert fit_threads({}, 10) is None  # LightGBM's own default
+    x, y = data(0, 3000)
+    xv, yv = data(1, 1000)
+    model = fit_classifier({**PARAMS, "n_jobs": 2}, x, y, xv, yv, early_stopping_rounds=20)
+    assert model.get_params()["n_jobs"] == 1
+
+
+def test_the_number_of_threads_does_not_change_the_model() -> None:
+    """Deterministic fits: the same trees on one thread or two (fit_threads may pick either
+    for a model's default parameters)."""
+    x, y = data(0, 3000)
+    xv, yv = data(1, 1000)
+    one = fit_classifier({**PARAMS, "n_jobs": 1}, x, y, xv, yv, early_stopping_rounds=20)
+    two = lgb.LGBMClassifier(
+        **{**PARAMS, "n_jobs": 2, "force_col_wise": True, "deterministic": True}
+    )
+    two.fit(
+        model_frame(one, x),
+        y,
+        eval_X=(model_frame(one, xv),),
+        eval_y=(yv,),
+        callbacks=[lgb.early_stopping(20, verbose=False)],
+        categorical_feature=["segment"],
+    )
+    np.testing.assert_array_equal(
+        one.predict_proba(model_frame(one, xv)), two.predict_proba(model_frame(one, xv))
+    )
 
 
 @pytest.fixture(scope="module")
