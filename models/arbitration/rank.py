@@ -25,8 +25,16 @@ from models.arbitration.errors import ArbitrationError
 from models.arbitration.holdback import Slots, fill_slots, held_back
 from models.arbitration.thompson import OnlinePosterior, posterior_params, top_probabilities
 
-# The policy name's suffix when the top slot is drawn from the online posterior.
+# The policy name's suffix when the top slot is drawn from the online posterior (every
+# decision draws); a smaller draw share is named with it (online_suffix).
 THOMPSON_SUFFIX = "/thompson"
+
+
+def online_suffix(draw_share: float) -> str:
+    """The policy name's suffix of the online policy with ``draw_share``: ``/thompson`` when
+    every decision draws, ``/thompson-<share>`` otherwise (``/thompson-0``: the best
+    posterior mean, no draw), so the served log tells the policies apart."""
+    return THOMPSON_SUFFIX if draw_share >= 1 else f"{THOMPSON_SUFFIX}-{draw_share:g}"
 
 
 class Scores(NamedTuple):
@@ -142,7 +150,7 @@ def rank_actions(
     its rate (the account's segment is its likeliest phase) instead of to the best expected
     value, in ``online.draw_share`` of the decisions; in the others to the best posterior
     mean (:func:`~models.arbitration.thompson.top_probabilities`); propensities are those
-    of that mixture and the policy is named ``<policy_name>/thompson``.
+    of that mixture and the policy is named ``<policy_name>`` + :func:`online_suffix`.
     """
     if k < 1:
         raise ArbitrationError(f"k = {k}; expected at least 1 action")
@@ -171,7 +179,9 @@ def rank_actions(
         account_id=context.account_id,
         actions=_actions(slots, servable, rows, scores, cat, prepared, caps.already),
         held_back=held_back(rule, scores.ev, rows, cat, prepared, config.held_back_per_rule),
-        policy=config.policy_name if online is None else config.policy_name + THOMPSON_SUFFIX,
+        policy=config.policy_name
+        if online is None
+        else config.policy_name + online_suffix(online.draw_share),
         churn_band=band,
         churn_risk=risk,
         exploration_rate=eps,

@@ -102,10 +102,12 @@ def test_converges_to_the_better_action_on_a_two_action_toy() -> None:
     assert late["GOOD"] / 300 > 0.9
 
 
-def test_a_smaller_draw_share_still_converges_and_explores_less() -> None:
-    """The same toy with a quarter of the decisions drawing: the best posterior mean serves
-    the rest, and the feedback moves it too. The model now ranks POOR first (11 % vs 10 %):
-    the feedback finds out GOOD is better, and by the end the undrawn decisions serve it."""
+@pytest.mark.parametrize("share", [0.0, 0.25])
+def test_a_smaller_draw_share_still_converges_and_explores_less(share: float) -> None:
+    """The same toy with a quarter of the decisions drawing, or none: the best posterior
+    mean serves the rest, and the feedback moves it too. The model now ranks POOR first
+    (11 % vs 10 %): the feedback finds out GOOD is better, and by the end the undrawn
+    decisions serve it."""
     rng = np.random.default_rng(7)
     world = np.random.default_rng(8)
     truth = {"GOOD": 0.20, "POOR": 0.05}
@@ -114,7 +116,7 @@ def test_a_smaller_draw_share_still_converges_and_explores_less() -> None:
     propensities: list[float] = []
     for version in range(1500):
         online = OnlinePosterior(
-            counts=dict(counts), prior_strength=20.0, version=version, draw_share=0.25
+            counts=dict(counts), prior_strength=20.0, version=version, draw_share=share
         )
         action = _decide(online, rng, p=(0.10, 0.11)).actions[0]
         picks.append(action.content_id)
@@ -123,11 +125,11 @@ def test_a_smaller_draw_share_still_converges_and_explores_less() -> None:
         hit = world.random() < truth[action.content_id]
         counts[("awareness", action.content_id)] = (s + hit, f + (not hit))
     # the first decision follows the model: POOR is the best posterior mean before feedback
-    assert picks[0] == "POOR" or propensities[0] <= 0.25
+    assert picks[0] == "POOR" or propensities[0] <= share
     late = Counter(picks[-300:])
     assert late["GOOD"] / 300 > 0.95
     # the best posterior mean is served with at least 1 - share of the probability
-    assert min(propensities[-300:]) >= 0.75
+    assert min(propensities[-300:]) >= 1 - share
 
 
 def test_draw_share_mixes_the_draw_with_the_best_posterior_mean() -> None:
@@ -146,6 +148,7 @@ def test_draw_share_mixes_the_draw_with_the_best_posterior_mean() -> None:
         tops = [_decide(online, rng, p=p).actions[0] for _ in range(200)]
         by_item = {a.content_id: a.propensity for a in tops}
         assert by_item["GOOD"] == pytest.approx(share * good_wins + 1 - share)
+        assert _decide(online, rng, p=p).policy == f"ev-greedy-epsilon-v1/thompson-{share:g}"
         if share == 0:
             assert {a.content_id for a in tops} == {"GOOD"}
         else:
