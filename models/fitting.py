@@ -36,7 +36,7 @@ CATEGORIES_ATTRIBUTE = "nba_categories_"
 REPRODUCIBLE_PARAMS: dict[str, Any] = {"force_col_wise": True, "deterministic": True}
 
 
-# Fits of fewer training rows run on one thread whatever ``n_jobs`` says: on a busy 2-core
+# Fits of fewer training rows that ask for threads (``n_jobs``) run on one: on a busy 2-core
 # machine two OpenMP threads ran small fits 5x slower than one (an iteration's work is too
 # small to cover the threads' waits for each other). Larger fits take the threads asked
 # for: at 100,000 accounts two threads fit the phase model in 60 s instead of 82 s and the

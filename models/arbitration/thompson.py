@@ -136,10 +136,11 @@ def top_probabilities(
     (:func:`win_probabilities`) and the rest give it to the best posterior mean value
     ``scale x a / (a + b)`` (the first of equals): ``draw_share x wins + (1 - draw_share)
     x [best]``. Sums to 1."""
+    a, b, scale = (np.asarray(v, dtype=np.float64) for v in (a, b, scale))
     wins = win_probabilities(a, b, scale) if draw_share > 0 else np.zeros(len(a))
     if draw_share >= 1 or len(a) == 0:
         return wins
-    mean = np.asarray(scale, dtype=np.float64) * np.asarray(a) / (np.asarray(a) + np.asarray(b))
+    mean = scale * a / (a + b)
     out = draw_share * wins
     out[int(np.argmax(mean))] += 1.0 - draw_share
     return out
