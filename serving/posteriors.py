@@ -50,7 +50,7 @@ class PosteriorCache:
         with self._lock:
             self._loads += 1
             posterior = OnlinePosterior(
-                counts={key: (float(s), float(max(t - s, 0))) for key, (t, s) in counts.items()},
+                counts={key: (float(c.successes), c.expected) for key, c in counts.items()},
                 prior_strength=self.prior_strength,
                 version=self._loads,
                 draw_share=self.draw_share,

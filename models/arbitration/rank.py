@@ -279,12 +279,12 @@ def _win_probabilities(
     """Per servable row: its probability of taking the top slot (of winning the posterior
     draw, or of the best posterior mean in the share of decisions that do not draw)."""
     item = rows.item[servable]
-    successes, failures = online.item_counts(segment_of(context), cat.content_ids)
-    a, b = posterior_params(
-        rows.p[servable], successes[item], failures[item], online.prior_strength
+    successes, expected = online.item_counts(segment_of(context), cat.content_ids)
+    shape, rate = posterior_params(
+        rows.p[servable], successes[item], expected[item], online.prior_strength
     )
     rest = (scores.value * scores.fit * scores.lever)[servable]
-    return top_probabilities(a, b, rest, online.draw_share)
+    return top_probabilities(shape, rate, rest, online.draw_share)
 
 
 def _catalog_and_proba(

@@ -1,22 +1,30 @@
-"""Learning between retrains: Thompson sampling of the top slot on a Beta posterior per
-(segment, action), seeded by the next-content model's prediction.
+"""Learning between retrains: Thompson sampling of the top slot on a calibration posterior
+per (segment, action), seeded by the next-content model's prediction.
 
-Each candidate's rate (the ``p`` the model gives it: P(response), or its uplift with a
-"no action" control) has the prior ``Beta(m p, m (1 - p))``, ``m`` the prior strength in
-pseudo-decisions, and the posterior ``Beta(m p + s, m (1 - p) + f)`` where ``s`` and ``f``
-are the successes and failures the service has seen for the candidate's item in its
-segment (the account's likeliest phase) since the serving model was trained. The candidate's
-sampled value is that rate times the rest of its expected value (value x fit x lever).
+Each candidate's rate is its model probability ``p`` (P(response), or its uplift with a "no
+action" control) times a calibration factor ``theta`` of its item in its segment (the
+account's likeliest phase): ``rate = p x theta``. The factor's prior is
+``Gamma(m p, m p)`` (mean 1: the model is right on average), ``m`` the prior strength in
+pseudo-decisions at the candidate's own rate, and its posterior is
+``Gamma(m p + s, m p + e)`` where ``s`` counts the successes the service has seen for the
+item in the segment since the serving model was trained and ``e`` the successes the model
+expected of those decisions (the sum of their ``p``). A multiplicative correction keeps what
+the model knows about each account: the decisions pooled in a key are made for accounts the
+model predicts very differently for, and an additive (Beta) update would give every account
+the pool's rate. When every decision of a key had the candidate's ``p`` the posterior mean
+``p (m p + s) / (m p + n p)`` is the Beta posterior's ``(m p + s) / (m + n)``. The
+candidate's sampled value is that rate times the rest of its expected value
+(value x fit x lever).
 
 The top slot goes to the action that wins the draw. Rather than drawing the rates and taking
 the argmax (whose win probabilities would then have to be estimated), the policy computes the
 probability that each action wins the draw (:func:`win_probabilities`) and draws the top
 slot from those probabilities: the logged propensity is then exactly the probability the
-pick had. The win probabilities treat each sampled value as normal with the Beta's mean and
+pick had. The win probabilities treat each sampled value as normal with the Gamma's mean and
 variance (moment matching) and integrate ``P(i beats all others)`` by Gauss-Hermite
-quadrature (24 nodes). They are within about 0.015 of the win probabilities of drawing
-the Beta rates themselves (Monte Carlo, see the tests): the policy is Thompson sampling up
-to that approximation, and its logged propensities are exact for the policy it is. Actions
+quadrature (24 nodes). They are within about 0.02 of the win probabilities of drawing the
+Gamma rates themselves (Monte Carlo, see the tests): the policy is Thompson sampling up to
+that approximation, and its logged propensities are exact for the policy it is. Actions
 that cannot win (six standard deviations below an action's lower bound) are left out, and
 at most :data:`MAX_CONTENDERS` of the rest take part. Everything is a pure function of the
 posterior counts and the candidates, so the same state gives the same probabilities in every
@@ -48,29 +56,38 @@ _PRUNE_SD = 6.0
 # quadrature costs contenders^2 x 24 normal CDFs, and a draw among more is exploration the
 # epsilon share does anyway.
 MAX_CONTENDERS = 16
-# A model probability of exactly 0 or 1 would give a degenerate prior.
+# A model probability of exactly 0 would give a degenerate prior (and 1 is no rate).
 _P_FLOOR = 1e-4
+
+
+def clip_rate(p: np.ndarray | float) -> np.ndarray:
+    """Model probabilities as the posterior uses them (kept off 0 and 1); the store counts a
+    decision's expected successes with the same values."""
+    return np.clip(np.asarray(p, dtype=np.float64), _P_FLOOR, 1.0 - _P_FLOOR)
 
 
 @dataclass(frozen=True)
 class OnlinePosterior:
     """The posterior counts every worker shares: ``counts`` maps (segment, content_id) to
-    (successes, failures) seen since the serving model was trained, ``prior_strength`` is
-    ``m`` (the prior's weight in pseudo-decisions). ``draw_share`` is the share of decisions
-    whose top slot is drawn (the rest go to the best posterior mean, :func:`top_probabilities`).
-    ``version`` changes whenever the counts do (caches key on it)."""
+    (successes, expected successes) seen since the serving model was trained: the
+    responses the served decisions had, and the sum of the model's probabilities for them.
+    ``prior_strength`` is ``m`` (the prior's weight in pseudo-decisions). ``draw_share`` is
+    the share of decisions whose top slot is drawn (the rest go to the best posterior mean,
+    :func:`top_probabilities`). ``version`` changes whenever the counts do (caches key on
+    it)."""
 
     counts: Mapping[tuple[str, str], tuple[float, float]]
     prior_strength: float
     version: int = 0
     draw_share: float = 1.0
-    # (segment, catalog ids) -> (successes, failures) per catalog item, built once per state
+    # (segment, catalog ids) -> (successes, expected) per catalog item, built once per state
     _per_item: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
     def item_counts(self, segment: str, content_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(successes, failures) per item of ``content_ids`` (a catalog's ids) in ``segment``."""
+        """(successes, expected successes) per item of ``content_ids`` (a catalog's ids) in
+        ``segment``."""
         key = (segment, id(content_ids))
         cached = self._per_item.get(key)
         if cached is None:
@@ -82,30 +99,30 @@ class OnlinePosterior:
 
 
 def posterior_params(
-    p: np.ndarray, successes: np.ndarray, failures: np.ndarray, prior_strength: float
+    p: np.ndarray, successes: np.ndarray, expected: np.ndarray, prior_strength: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The Beta posterior (a, b) of each candidate: prior ``Beta(m p, m (1 - p))`` plus its
-    item's successes and failures."""
-    q = np.clip(np.asarray(p, dtype=np.float64), _P_FLOOR, 1.0 - _P_FLOOR)
-    return prior_strength * q + successes, prior_strength * (1.0 - q) + failures
+    """The Gamma posterior (shape, rate) of each candidate's response rate ``p x theta``:
+    ``theta ~ Gamma(m p + s, m p + e)``, so the rate is ``Gamma(m p + s, (m p + e) / p)``."""
+    q = clip_rate(p)
+    prior = prior_strength * q
+    return prior + successes, (prior + expected) / q
 
 
-def win_probabilities(a: np.ndarray, b: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """P(candidate i's sampled value ``scale_i x theta_i``, theta_i ~ Beta(a_i, b_i), is the
-    largest), per candidate; sums to 1 (see the module docstring for the approximation).
+def win_probabilities(shape: np.ndarray, rate: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """P(candidate i's sampled value ``scale_i x r_i``, r_i ~ Gamma(shape_i, rate_i), is
+    the largest), per candidate; sums to 1 (see the module docstring for the approximation).
     Candidates with ``scale`` <= 0 never win unless all do (then the first wins)."""
-    n = len(a)
+    n = len(shape)
     out = np.zeros(n)
     if n == 0:
         return out
-    a, b, scale = (np.asarray(v, dtype=np.float64) for v in (a, b, scale))
+    shape, rate, scale = (np.asarray(v, dtype=np.float64) for v in (shape, rate, scale))
     live = np.flatnonzero(scale > 0)
     if len(live) == 0:
         out[0] = 1.0
         return out
-    total = a + b
-    mean = scale * a / total
-    sd = scale * np.sqrt(a * b / (total * total * (total + 1.0)))
+    mean = scale * shape / rate
+    sd = scale * np.sqrt(shape) / rate
     floor = float(np.max(mean[live] - _PRUNE_SD * sd[live]))
     upper = mean[live] + _PRUNE_SD * sd[live]
     keep = upper >= floor
@@ -130,17 +147,17 @@ def win_probabilities(a: np.ndarray, b: np.ndarray, scale: np.ndarray) -> np.nda
 
 
 def top_probabilities(
-    a: np.ndarray, b: np.ndarray, scale: np.ndarray, draw_share: float
+    shape: np.ndarray, rate: np.ndarray, scale: np.ndarray, draw_share: float
 ) -> np.ndarray:
     """P(each candidate takes the top slot) when a ``draw_share`` of decisions draws it
     (:func:`win_probabilities`) and the rest give it to the best posterior mean value
-    ``scale x a / (a + b)`` (the first of equals): ``draw_share x wins + (1 - draw_share)
+    ``scale x shape / rate`` (the first of equals): ``draw_share x wins + (1 - draw_share)
     x [best]``. Sums to 1."""
-    a, b, scale = (np.asarray(v, dtype=np.float64) for v in (a, b, scale))
-    wins = win_probabilities(a, b, scale) if draw_share > 0 else np.zeros(len(a))
-    if draw_share >= 1 or len(a) == 0:
+    shape, rate, scale = (np.asarray(v, dtype=np.float64) for v in (shape, rate, scale))
+    wins = win_probabilities(shape, rate, scale) if draw_share > 0 else np.zeros(len(shape))
+    if draw_share >= 1 or len(shape) == 0:
         return wins
-    mean = scale * a / (a + b)
+    mean = scale * shape / rate
     out = draw_share * wins
     out[int(np.argmax(mean))] += 1.0 - draw_share
     return out

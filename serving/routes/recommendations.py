@@ -175,6 +175,7 @@ def log_actions(
                 contact_id=s.action.contact_id or None,
                 kind="impression" if s.action.repeat else "decision",
                 segment=result.segment,
+                p_response=s.action.p_response,
             )
             for s in actions
         ],

@@ -15,7 +15,13 @@ from sqlalchemy.exc import IntegrityError
 
 from features.errors import InvalidInputError, NotFoundError
 from features.timestamps import to_ns
-from serving.store.posteriors import REWARDING_OUTCOMES, PosteriorLog, posterior_key
+from serving.store.posteriors import (
+    REWARDING_OUTCOMES,
+    PosteriorCounts,
+    PosteriorLog,
+    posterior_key,
+    trial,
+)
 from serving.store.tables import (
     BY_NAME,
     FEEDBACK_OUTCOMES,
@@ -117,8 +123,10 @@ class NewRecommendation:
     id: str = field(default_factory=_new_id)
     served_at: pd.Timestamp | None = None
     kind: ServedKind = "decision"
-    # The online posterior's segment a decision counts in (None: it counts in none).
+    # The online posterior's segment a decision counts in (None: it counts in none), and
+    # the model's probability of a response to it (the successes its key expects of it).
     segment: str | None = None
+    p_response: float | None = None
 
     def at(self, served_at: pd.Timestamp) -> NewRecommendation:
         """This action served at ``served_at``."""
@@ -163,12 +171,21 @@ def _served_for_feedback(
     return str(served.account_id), str(served.content_id)
 
 
-def _trials(items: Sequence[NewRecommendation], new_ids: set[str]) -> list[tuple[str, str, str]]:
-    """The posterior keys of the newly stored decisions that count in a segment."""
+def counts_in_posterior(item: NewRecommendation) -> bool:
+    """Whether ``item`` counts in the online posterior: a decision made in a segment with
+    the model's probability for it (a journal line written before the probability was kept
+    counts in none)."""
+    return item.kind == "decision" and item.segment is not None and item.p_response is not None
+
+
+def _trials(
+    items: Sequence[NewRecommendation], new_ids: set[str]
+) -> list[tuple[tuple[str, str, str], PosteriorCounts]]:
+    """The posterior keys of the newly stored decisions that count, each with its trial."""
     return [
-        (posterior_key(i.model_versions), i.segment, i.content_id)
+        ((posterior_key(i.model_versions), str(i.segment), i.content_id), trial(i.p_response or 0))
         for i in items
-        if i.kind == "decision" and i.segment is not None and i.id in new_ids
+        if counts_in_posterior(i) and i.id in new_ids
     ]
 
 
@@ -186,7 +203,7 @@ def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, An
         "model_versions": {str(k): str(v) for k, v in item.model_versions.items()},
         "served_at": served_ns,
         "kind": item.kind,
-        "segment": item.segment if item.kind == "decision" else None,
+        "segment": item.segment if counts_in_posterior(item) else None,
     }
 
 
@@ -219,7 +236,7 @@ class DecisionLog(PosteriorLog):
                     rows,
                 ).scalars()
                 # Each decision counts once in the online posterior, however often replayed.
-                self._count_posterior(conn, "trials", _trials(items, set(new)), at)
+                self._count_posterior(conn, _trials(items, set(new)), at)
                 # Only accounts the store holds get per-account state: anyone with a read key
                 # can ask for any number of made-up ids, and their cold-start answers are
                 # kept in the log above alone (no contact cap reads them: unknown accounts

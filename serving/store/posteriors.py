@@ -1,17 +1,19 @@
 """Learning between retrains in the store: the online posterior's counts every worker
-shares (``action_posteriors``), counted as decisions are logged and rewarded once each, by
-feedback (accepted, converted) or by a response touchpoint on the decision's item within
+shares (``action_posteriors``), counted as decisions are logged (a trial, and the model's
+probability for it as expected successes) and rewarded once each, by feedback (accepted,
+converted) or by a response touchpoint on the decision's item within
 :data:`REWARD_WINDOW_NS` after it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, select, update
 
 from features.schema import RESPONSE_EVENT_TYPES
 from features.timestamps import NS_PER_DAY
+from models.arbitration.thompson import clip_rate
 from models.contract import NEXT_CONTENT
 from serving.store.engine import Database
 from serving.store.tables import BY_NAME, ActionPosterior, Recommendation
@@ -24,6 +26,25 @@ REWARDING_OUTCOMES = frozenset({"accepted", "converted"})
 _RESPONSE_TYPES = frozenset(RESPONSE_EVENT_TYPES)
 
 
+class PosteriorCounts(NamedTuple):
+    """One key's counts: decisions served, how many a response rewarded, and the
+    successes the model expected of them (the sum of its probabilities)."""
+
+    trials: int
+    successes: int
+    expected: float
+
+
+# What a rewarded decision adds to its key.
+SUCCESS = PosteriorCounts(trials=0, successes=1, expected=0.0)
+
+
+def trial(p: float) -> PosteriorCounts:
+    """What a decision adds to its key when served: a trial the model expected ``p``
+    successes of (its probability, kept off 0 and 1 as the posterior keeps it)."""
+    return PosteriorCounts(trials=1, successes=0, expected=float(clip_rate(p)))
+
+
 def posterior_key(model_versions: Mapping[str, str]) -> str:
     """The model version the posterior of a decision made with ``model_versions`` counts
     under ('' without a next-content model)."""
@@ -33,31 +54,31 @@ def posterior_key(model_versions: Mapping[str, str]) -> str:
 class PosteriorLog(Database):
     """The online posterior's counts: read by every worker, written with the decision log."""
 
-    def posterior_counts(self, model_version: str) -> dict[tuple[str, str], tuple[int, int]]:
-        """(segment, content_id) -> (decisions, rewarded decisions) counted for the
-        next-content ``model_version``."""
+    def posterior_counts(self, model_version: str) -> dict[tuple[str, str], PosteriorCounts]:
+        """(segment, content_id) -> the counts of the next-content ``model_version``."""
         query = select(
             ActionPosterior.segment,
             ActionPosterior.content_id,
             ActionPosterior.trials,
             ActionPosterior.successes,
+            ActionPosterior.expected,
         ).where(ActionPosterior.model_version == model_version)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
+        return {(r[0], r[1]): PosteriorCounts(int(r[2]), int(r[3]), float(r[4])) for r in rows}
 
     def _count_posterior(
         self,
         conn: Connection,
-        column: str,
-        keys: Iterable[tuple[str, str, str]],
+        counts: Iterable[tuple[tuple[str, str, str], PosteriorCounts]],
         now_ns: int,
     ) -> None:
-        """Add one to ``column`` (trials or successes) of each (model version, segment,
-        content_id) in ``keys`` (a key may repeat)."""
-        added: dict[tuple[str, str, str], int] = {}
-        for key in keys:
-            added[key] = added.get(key, 0) + 1
+        """Add each of ``counts`` to its (model version, segment, content_id) key (a key
+        may repeat)."""
+        added: dict[tuple[str, str, str], PosteriorCounts] = {}
+        for key, c in counts:
+            n, s, e = added.get(key, (0, 0, 0.0))
+            added[key] = PosteriorCounts(n + c.trials, s + c.successes, e + c.expected)
         if not added:
             return
         table = BY_NAME["action_posteriors"]
@@ -66,17 +87,19 @@ class PosteriorLog(Database):
                 "model_version": v,
                 "segment": s,
                 "content_id": c,
-                "trials": n if column == "trials" else 0,
-                "successes": n if column == "successes" else 0,
+                **counted._asdict(),
                 "updated_at": now_ns,
             }
-            for (v, s, c), n in sorted(added.items())  # one lock order for every writer
+            for (v, s, c), counted in sorted(added.items())  # one lock order for every writer
         ]
         statement = self._insert(table)
         statement = statement.on_conflict_do_update(
             index_elements=["model_version", "segment", "content_id"],
             set_={
-                column: table.c[column] + getattr(statement.excluded, column),
+                **{
+                    column: table.c[column] + getattr(statement.excluded, column)
+                    for column in ("trials", "successes", "expected")
+                },
                 "updated_at": statement.excluded.updated_at,
             },
         )
@@ -93,7 +116,7 @@ class PosteriorLog(Database):
         """Reward, once each, the latest counted decision of each (account_id, content_id)
         served in the window before the response's time (ns); ``decision_id`` rewards that
         decision itself if it is a counted one. Returns how many were newly rewarded."""
-        keys: list[tuple[str, str, str]] = []
+        keys: list[tuple[tuple[str, str, str], PosteriorCounts]] = []
         for account_id, content_id, at_ns in responses:
             if decision_id is not None:
                 where: Any = Recommendation.id == decision_id
@@ -120,8 +143,9 @@ class PosteriorLog(Database):
                 .values(rewarded_at=at_ns)
             )
             if done.rowcount == 1:
-                keys.append((posterior_key(found.model_versions), found.segment, content_id))
-        self._count_posterior(conn, "successes", keys, now_ns)
+                key = (posterior_key(found.model_versions), found.segment, content_id)
+                keys.append((key, SUCCESS))
+        self._count_posterior(conn, keys, now_ns)
         return len(keys)
 
     def _reward_touchpoints(

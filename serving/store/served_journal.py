@@ -84,6 +84,7 @@ def encode(rows: Sequence[NewRecommendation]) -> bytes:
                 "served_at": to_ns(r.served_at),
                 "kind": r.kind,
                 "segment": r.segment,
+                "p_response": r.p_response,
             },
             separators=(",", ":"),
         ).encode()

@@ -228,8 +228,9 @@ class ServedAction(Base):
 
 class ActionPosterior(Base):
     """Learning between retrains: per next-content model version, segment (the account's
-    likeliest phase) and item, the decisions served and how many a response rewarded (from
-    feedback or a later response touchpoint), shared by every worker."""
+    likeliest phase) and item, the decisions served, how many a response rewarded (from
+    feedback or a later response touchpoint) and how many the model expected (the sum of
+    the decisions' predicted probabilities), shared by every worker."""
 
     __tablename__ = "action_posteriors"
 
@@ -238,6 +239,7 @@ class ActionPosterior(Base):
     content_id: Mapped[str] = mapped_column(String, primary_key=True)
     trials: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     successes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    expected: Mapped[float] = mapped_column(Float, server_default=text("0"))
     updated_at: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -65,8 +65,9 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         stages = store.contract_tables().tables["stages"]
         assert (stages["ts"] >= pd.Timestamp(result["first_decision"])).any()
         counts = store.posterior_counts(result["frozen_versions"][NEXT_CONTENT])
-        trials = sum(t for t, _ in counts.values())
-        successes = sum(s for _, s in counts.values())
+        trials = sum(c.trials for c in counts.values())
+        successes = sum(c.successes for c in counts.values())
+        expected = sum(c.expected for c in counts.values())
     finally:
         store.dispose()
     # every decision the first model served counted once (a later version counts its own;
@@ -83,6 +84,8 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
     # touch of the item in the window (the reward's terms), which the world's answers do
     # not count; so not bounded by them
     assert 0 < successes == rewarded <= decided
+    # the model's expectation of those decisions: a probability per decision
+    assert 0 < expected < trials
 
 
 def _check_promotion(promotion: dict[str, Any], weeks: list[dict[str, Any]]) -> None:

@@ -82,6 +82,13 @@ def _decide(
     )
 
 
+def _count(counts: dict[tuple[str, str], tuple[float, float]], action, hit: bool) -> None:  # type: ignore[no-untyped-def]
+    """What the store counts for a served decision: its response, and the model's
+    probability of one (the successes it expected)."""
+    s, e = counts[("awareness", action.content_id)]
+    counts[("awareness", action.content_id)] = (s + hit, e + action.p_response)
+
+
 def test_converges_to_the_better_action_on_a_two_action_toy() -> None:
     """The model thinks both items answer 10 % of the time; in truth GOOD answers 20 % and
     POOR 5 %. Fed back its outcomes, the sampler serves GOOD almost always by the end."""
@@ -94,9 +101,7 @@ def test_converges_to_the_better_action_on_a_two_action_toy() -> None:
         online = OnlinePosterior(counts=dict(counts), prior_strength=20.0, version=version)
         action = _decide(online, rng).actions[0]
         picks.append(action.content_id)
-        s, f = counts[("awareness", action.content_id)]
-        hit = world.random() < truth[action.content_id]
-        counts[("awareness", action.content_id)] = (s + hit, f + (not hit))
+        _count(counts, action, world.random() < truth[action.content_id])
     early, late = Counter(picks[:100]), Counter(picks[-300:])
     assert early["POOR"] > 20  # it explored both at first
     assert late["GOOD"] / 300 > 0.9
@@ -121,9 +126,7 @@ def test_a_smaller_draw_share_still_converges_and_explores_less(share: float) ->
         action = _decide(online, rng, p=(0.10, 0.11)).actions[0]
         picks.append(action.content_id)
         propensities.append(action.propensity)
-        s, f = counts[("awareness", action.content_id)]
-        hit = world.random() < truth[action.content_id]
-        counts[("awareness", action.content_id)] = (s + hit, f + (not hit))
+        _count(counts, action, world.random() < truth[action.content_id])
     # the first decision follows the model: POOR is the best posterior mean before feedback
     assert picks[0] == "POOR" or propensities[0] <= share
     late = Counter(picks[-300:])
@@ -136,11 +139,12 @@ def test_draw_share_mixes_the_draw_with_the_best_posterior_mean() -> None:
     """Top-slot propensities are share x win probability + (1 - share) for the best
     posterior mean; share 0 serves the best posterior mean with certainty, and the feedback
     can overturn the model's order there."""
-    counts = {("awareness", "GOOD"): (7.0, 43.0), ("awareness", "POOR"): (3.0, 47.0)}
-    p = (0.10, 0.12)  # the model prefers POOR; the counts say GOOD
-    a, b = posterior_params(np.array(p), np.array([7.0, 3.0]), np.array([43.0, 47.0]), 50.0)
+    # the model prefers POOR; the counts say GOOD answers above and POOR below expectation
+    counts = {("awareness", "GOOD"): (7.0, 5.0), ("awareness", "POOR"): (3.0, 6.0)}
+    p = (0.10, 0.12)
+    shape, rate = posterior_params(np.array(p), np.array([7.0, 3.0]), np.array([5.0, 6.0]), 50.0)
     # both items have the same value and fit: the draw compares the rates alone
-    good_wins = float(win_probabilities(a, b, np.ones(2))[0])
+    good_wins = float(win_probabilities(shape, rate, np.ones(2))[0])
     assert 0.5 < good_wins < 1
     for share in (0.0, 0.4):
         online = OnlinePosterior(counts=counts, prior_strength=50.0, draw_share=share)
@@ -168,7 +172,7 @@ def test_propensities_sum_to_one_and_match_the_draws() -> None:
     """Each action's top-slot propensity is its probability of being drawn: over many
     decisions from one posterior state the frequencies match, and they sum to 1."""
     online = OnlinePosterior(
-        counts={("awareness", "GOOD"): (3.0, 20.0), ("awareness", "POOR"): (2.0, 10.0)},
+        counts={("awareness", "GOOD"): (3.0, 2.8), ("awareness", "POOR"): (2.0, 1.2)},
         prior_strength=20.0,
     )
     rng = np.random.default_rng(3)
@@ -198,21 +202,40 @@ def test_lower_slots_sum_the_top_draws_that_put_them_there() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_win_probabilities_agree_with_monte_carlo_over_the_beta_draws(seed: int) -> None:
-    """The quadrature's win probabilities are those of drawing each Beta rate and taking the
-    largest sampled value, to within Monte Carlo and approximation error."""
+def test_win_probabilities_agree_with_monte_carlo_over_the_gamma_draws(seed: int) -> None:
+    """The quadrature's win probabilities are those of drawing each Gamma rate and taking
+    the largest sampled value, to within Monte Carlo and approximation error."""
     rng = np.random.default_rng(seed)
     n = 6
     p = rng.uniform(0.05, 0.3, n)
-    a, b = posterior_params(p, rng.integers(0, 10, n), rng.integers(0, 60, n), 30.0)
+    trials = rng.integers(0, 60, n)
+    shape, rate = posterior_params(p, rng.integers(0, 10, n), trials * p, 30.0)
     scale = rng.uniform(0.5, 2.0, n)
-    wins = win_probabilities(a, b, scale)
-    draws = rng.beta(a, b, size=(200_000, n)) * scale
+    wins = win_probabilities(shape, rate, scale)
+    draws = rng.gamma(shape, 1.0 / rate, size=(200_000, n)) * scale
     monte_carlo = np.bincount(draws.argmax(axis=1), minlength=n) / len(draws)
     assert wins.sum() == pytest.approx(1.0)
     assert np.abs(wins - monte_carlo).max() < 0.02
 
 
 def test_win_probabilities_leave_out_actions_that_cannot_win() -> None:
-    a, b = posterior_params(np.array([0.5, 0.01]), np.zeros(2), np.zeros(2), 1000.0)
-    assert win_probabilities(a, b, np.ones(2)).tolist() == [1.0, 0.0]
+    shape, rate = posterior_params(np.array([0.5, 0.01]), np.zeros(2), np.zeros(2), 1000.0)
+    assert win_probabilities(shape, rate, np.ones(2)).tolist() == [1.0, 0.0]
+
+
+def test_the_posterior_corrects_each_accounts_own_prediction() -> None:
+    """The feedback of a key scales every account's prediction by the same factor: pooled
+    over accounts the model tells apart (a 2 % and a 30 % account), the evidence that the
+    item answers at half what was expected halves both, and keeps their order, where an
+    additive update would pull both towards the pool's rate."""
+    p = np.array([0.02, 0.30])
+    # 1,000 decisions: 500 at each probability, 80 responses where 160 were expected
+    shape, rate = posterior_params(p, np.full(2, 80.0), np.full(2, 160.0), 50.0)
+    mean = shape / rate
+    assert mean[0] == pytest.approx(0.02 * (1 + 80) / (1 + 160))
+    assert mean[1] == pytest.approx(0.30 * (15 + 80) / (15 + 160))
+    assert mean[1] / mean[0] > 10
+    # with every decision at the candidate's own rate it is the Beta posterior's mean
+    n, s = 400, 20
+    shape, rate = posterior_params(np.array([0.1]), np.array([s]), np.array([n * 0.1]), 50.0)
+    assert float(shape[0] / rate[0]) == pytest.approx((50 * 0.1 + s) / (50 + n))

@@ -88,8 +88,10 @@ def test_feedback_and_responses_count_once_and_reach_another_worker(learning: Ap
     top = body["actions"][0]
     key = (body["phase"], top["content_id"])
     version = _version(learning)
-    before = learning.store.posterior_counts(version).get(key, (0, 0))
-    assert before[0] >= 1  # the decision counted as a trial when it was logged
+    before = learning.store.posterior_counts(version)[key]
+    assert before.trials >= 1  # the decision counted as a trial when it was logged
+    # with the successes the model expected of it: at least its own probability
+    assert before.expected >= top["p_response"] - 1e-9 > 0
     response = learning.client.post(
         "/v1/feedback",
         json={"recommendation_id": top["recommendation_id"], "outcome": "converted"},
@@ -110,12 +112,11 @@ def test_feedback_and_responses_count_once_and_reach_another_worker(learning: Ap
     )
     assert ingested.json()["accepted"] == 1, ingested.text
     after = learning.store.posterior_counts(version)[key]
-    assert after == (before[0], before[1] + 1)
+    assert after == before._replace(successes=before.successes + 1)
     with _second_app(learning) as other:
         posterior = _services(other).posteriors
         assert posterior is not None
-        trials, successes = after
-        assert posterior.current(version).counts[key] == (successes, trials - successes)
+        assert posterior.current(version).counts[key] == (after.successes, after.expected)
 
 
 def test_a_response_touchpoint_rewards_the_decision_it_answers(learning: Api) -> None:
@@ -139,7 +140,9 @@ def test_a_response_touchpoint_rewards_the_decision_it_answers(learning: Api) ->
         ).json()["accepted"]
         == 1
     )
-    assert learning.store.posterior_counts(version)[key] == (before[0], before[1] + 1)
+    assert learning.store.posterior_counts(version)[key] == before._replace(
+        successes=before.successes + 1
+    )
     rows = {r.id: r for r in logged_recommendations(learning.store, account)}
     assert rows[top["recommendation_id"]].rewarded_at is not None
 

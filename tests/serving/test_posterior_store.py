@@ -1,6 +1,7 @@
-"""The online posterior's counts in the store: a decision counts once as a trial, however
-often it is logged, and once as a success, by feedback or by a response touchpoint within
-the week after it; impressions and decisions outside a segment count nothing."""
+"""The online posterior's counts in the store: a decision counts once as a trial with the
+successes the model expected of it, however often it is logged, and once as a success, by
+feedback or by a response touchpoint within the week after it; impressions and decisions
+outside a segment or without the model's probability count nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from features.taxonomy import Taxonomy, load_taxonomy
 from serving.store import NewRecommendation, Store
+from serving.store.posteriors import PosteriorCounts
 from tests.utils.store import BACKENDS, open_store
 
 T0 = pd.Timestamp("2025-03-03 09:00", tz="UTC")
@@ -29,7 +31,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, taxonomy: Taxonomy) ->
         yield opened
 
 
-def _decision(content_id: str, *, kind: str = "decision", segment: str | None = "selection"):  # type: ignore[no-untyped-def]
+def _decision(  # type: ignore[no-untyped-def]
+    content_id: str,
+    *,
+    kind: str = "decision",
+    segment: str | None = "selection",
+    p_response: float | None = 0.25,
+):
     return NewRecommendation(
         request_id="q",
         account_id="A1",
@@ -41,6 +49,7 @@ def _decision(content_id: str, *, kind: str = "decision", segment: str | None = 
         model_versions=VERSIONS,
         kind=kind,  # type: ignore[arg-type]
         segment=segment,
+        p_response=p_response,
     )
 
 
@@ -61,14 +70,18 @@ def test_trials_and_rewards_count_once(store: Store) -> None:
     store.log_recommendations([decision], served_at=T0)  # a journal replay stores nothing twice
     store.log_recommendations([_decision("C007", kind="impression")], served_at=T0)
     store.log_recommendations([_decision("C009", segment=None)], served_at=T0)
-    assert store.posterior_counts("4") == {("selection", "C007"): (1, 0)}
+    [unknown_p] = store.log_recommendations([_decision("C011", p_response=None)], served_at=T0)
+    assert store.posterior_counts("4") == {("selection", "C007"): PosteriorCounts(1, 0, 0.25)}
+    # a decision the posterior did not count earns it no success either
+    store.record_feedback(unknown_p, "accepted", at=T0 + pd.Timedelta(hours=1))
+    assert ("selection", "C011") not in store.posterior_counts("4")
 
     later = T0 + pd.Timedelta(days=2)
     store.record_feedback(rec_id, "shown", at=later)  # not a response
-    assert store.posterior_counts("4")[("selection", "C007")] == (1, 0)
+    assert store.posterior_counts("4")[("selection", "C007")] == PosteriorCounts(1, 0, 0.25)
     store.record_feedback(rec_id, "converted", at=later)
     store.ingest_events([_event("E1", "C007", later)], now=later)  # the same response again
-    assert store.posterior_counts("4")[("selection", "C007")] == (1, 1)
+    assert store.posterior_counts("4")[("selection", "C007")] == PosteriorCounts(1, 1, 0.25)
     assert store.posterior_counts("5") == {}  # another model version starts from its prior
 
 
@@ -85,11 +98,11 @@ def test_a_response_counts_within_the_week_after_the_decision(store: Store) -> N
         now=late,
     )
     assert store.posterior_counts("4") == {
-        ("selection", "C007"): (1, 0),
-        ("selection", "C009"): (1, 0),
+        ("selection", "C007"): PosteriorCounts(1, 0, 0.25),
+        ("selection", "C009"): PosteriorCounts(1, 0, 0.25),
     }
     store.ingest_events([_event("E3", "C009", soon)], now=late)
-    assert store.posterior_counts("4")[("selection", "C009")] == (1, 1)
+    assert store.posterior_counts("4")[("selection", "C009")] == PosteriorCounts(1, 1, 0.25)
 
 
 def test_feedback_on_an_impression_rewards_its_decision(store: Store) -> None:
@@ -98,4 +111,21 @@ def test_feedback_on_an_impression_rewards_its_decision(store: Store) -> None:
         [_decision("C007", kind="impression")], served_at=T0 + pd.Timedelta(hours=1)
     )
     store.record_feedback(shown_again, "accepted", at=T0 + pd.Timedelta(hours=2))
-    assert store.posterior_counts("4") == {("selection", "C007"): (1, 1)}
+    assert store.posterior_counts("4") == {("selection", "C007"): PosteriorCounts(1, 1, 0.25)}
+
+
+def test_expected_successes_add_up_per_key(store: Store) -> None:
+    """Each decision adds its own probability (kept off 0 as the posterior keeps it), and
+    decisions logged together add up in one key."""
+    store.log_recommendations(
+        [
+            _decision("C007", p_response=0.1),
+            _decision("C007", p_response=0.3),
+            _decision("C007", p_response=0.0),
+        ],
+        served_at=T0,
+    )
+    store.log_recommendations([_decision("C007", p_response=0.2)], served_at=T0)
+    counts = store.posterior_counts("4")[("selection", "C007")]
+    assert (counts.trials, counts.successes) == (4, 0)
+    assert counts.expected == pytest.approx(0.6001)

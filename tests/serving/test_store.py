@@ -80,9 +80,9 @@ def simulation(taxonomy: Taxonomy) -> JourneyData:
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
-    assert store.revision() == "0012"
+    assert store.revision() == "0013"
     before = store.counts()
-    assert store.migrate() == "0012"
+    assert store.migrate() == "0013"
     assert store.counts() == before
     # The taxonomy's catalog is seeded once; everything else starts empty.
     assert before["content"] == 94
@@ -112,7 +112,7 @@ def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy
         t.join()
     try:
         assert errors == []
-        assert [s.revision() for s in stores] == ["0012"] * 3
+        assert [s.revision() for s in stores] == ["0013"] * 3
     finally:
         for s in stores:
             s.dispose()
@@ -547,7 +547,8 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
     # the one table no code maps any more, besides what later migrations add (0004 a
     # column, 0005 a table, 0006 nullable columns, 0007 attribute and position columns, 0009 the
     # kind of a served action and an exposure's policy, 0010 names, 0011 the feature states'
-    # table, 0012 the online posterior's table and a decision's segment and reward)
+    # table, 0012 the online posterior's table and a decision's segment and reward, 0013
+    # the posterior's expected successes)
     later = [
         d
         for d in diffs
@@ -569,8 +570,40 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
         ("touchpoints", "attributes"),
     ]
     assert change == "remove_table" and table.name not in Base.metadata.tables
-    assert store.migrate() == "0012"
+    assert store.migrate() == "0013"
     assert differences() == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0013_restarts_the_online_posterior(
+    backend: str, tmp_path: Path, taxonomy: Taxonomy
+) -> None:
+    """Counts kept before the posterior counted what the model expected cannot be read as
+    its evidence: they are dropped, and the decisions they counted leave their segment so
+    that a later response to one counts nowhere. The decisions stay in the log."""
+    with open_store(backend, tmp_path, taxonomy, revision="0012") as store:
+        t0 = to_ns(pd.Timestamp("2025-03-01 12:00", tz="UTC"))
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO action_posteriors (model_version, segment, content_id, "
+                    "trials, successes, updated_at) VALUES ('4', 'selection', 'C007', 9, 2, :t)"
+                ),
+                {"t": t0},
+            )
+            conn.execute(
+                insert(Recommendation),
+                [{"id": "r0", "request_id": "q", "account_id": "A1", "contact_id": None,
+                  "content_id": "C007", "rank": 1, "expected_value": 0.1, "propensity": 0.5,
+                  "policy": "p/thompson", "model_versions": {"nba-next-content": "4"},
+                  "served_at": t0, "kind": "decision", "segment": "selection"}],
+            )  # fmt: skip
+        assert store.migrate() == "0013"
+        assert store.posterior_counts("4") == {}
+        [row] = logged_recommendations(store, "A1")
+        assert (row.id, row.segment) == ("r0", None)
+        store.record_feedback("r0", "converted", at=pd.Timestamp("2025-03-02", tz="UTC"))
+        assert store.posterior_counts("4") == {}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -601,7 +634,7 @@ def test_migration_0002_fills_the_decision_state_from_the_log(
                     {"recommendation_id": "r0", "outcome": "shown", "at": to_ns(t0), "note": None},
                 ],
             )
-        assert store.migrate() == "0012"
+        assert store.migrate() == "0013"
         with store.engine.connect() as conn:
             served = conn.execute(select(ServedAction)).all()
             dismissed = conn.execute(select(DismissedItem)).all()
