@@ -25,8 +25,9 @@ variance (moment matching) and integrate ``P(i beats all others)`` by Gauss-Herm
 quadrature (24 nodes). They are within about 0.02 of the win probabilities of drawing the
 Gamma rates themselves (Monte Carlo, see the tests): the policy is Thompson sampling up to
 that approximation, and its logged propensities are exact for the policy it is. Actions
-that cannot win (six standard deviations below an action's lower bound) are left out, and
-at most :data:`MAX_CONTENDERS` of the rest take part. Everything is a pure function of the
+whose probability of beating the leader (the best mean) is below :data:`NEGLIGIBLE_WIN` are
+left out (winning needs beating the leader, so that bounds their win probability), and at
+most :data:`MAX_CONTENDERS` of the rest take part. Everything is a pure function of the
 posterior counts and the candidates, so the same state gives the same probabilities in every
 worker.
 
@@ -50,11 +51,13 @@ from scipy.special import ndtr
 _GH_X, _GH_W = np.polynomial.hermite.hermgauss(24)
 _GH_T = np.sqrt(2.0) * _GH_X
 _GH_P = _GH_W / np.sqrt(np.pi)
-# Actions more than this many standard deviations apart cannot overtake each other.
-_PRUNE_SD = 6.0
-# The most actions whose win probabilities are computed (the best by upper bound): the
-# quadrature costs contenders^2 x 24 normal CDFs, and a draw among more is exploration the
-# epsilon share does anyway.
+# An action whose probability of beating the leader (the best mean) is below this does not
+# take part: it bounds the action's win probability. The quadrature's cost grows with the
+# square of the contenders, and most of a ranking's actions are far below its top.
+NEGLIGIBLE_WIN = 1e-6
+# The most actions whose win probabilities are computed (the likeliest to beat the leader):
+# the quadrature costs contenders^2 x 24 normal CDFs, and a draw among more is exploration
+# the epsilon share does anyway.
 MAX_CONTENDERS = 16
 # A model probability of exactly 0 would give a degenerate prior (and 1 is no rate).
 _P_FLOOR = 1e-4
@@ -123,12 +126,14 @@ def win_probabilities(shape: np.ndarray, rate: np.ndarray, scale: np.ndarray) ->
         return out
     mean = scale * shape / rate
     sd = scale * np.sqrt(shape) / rate
-    floor = float(np.max(mean[live] - _PRUNE_SD * sd[live]))
-    upper = mean[live] + _PRUNE_SD * sd[live]
-    keep = upper >= floor
-    live, upper = live[keep], upper[keep]
+    leader = live[int(np.argmax(mean[live]))]
+    # P(value_i > value_leader), both normal: at least P(i wins)
+    beats = ndtr((mean[live] - mean[leader]) / np.hypot(sd[live], sd[leader]).clip(1e-12))
+    beats[live == leader] = 1.0
+    keep = beats >= NEGLIGIBLE_WIN
+    live, beats = live[keep], beats[keep]
     if len(live) > MAX_CONTENDERS:
-        live = np.sort(live[np.argsort(-upper, kind="stable")[:MAX_CONTENDERS]])
+        live = np.sort(live[np.argsort(-beats, kind="stable")[:MAX_CONTENDERS]])
     if len(live) == 1:
         out[live[0]] = 1.0
         return out

@@ -239,3 +239,27 @@ def test_the_posterior_corrects_each_accounts_own_prediction() -> None:
     n, s = 400, 20
     shape, rate = posterior_params(np.array([0.1]), np.array([s]), np.array([n * 0.1]), 50.0)
     assert float(shape[0] / rate[0]) == pytest.approx((50 * 0.1 + s) / (50 + n))
+
+
+def test_leaving_out_the_actions_that_cannot_win_changes_no_probability(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Actions unlikely to beat even the leader are left out of the quadrature (its cost
+    grows with the square of the contenders): the others' win probabilities are those of
+    the quadrature over every action, to within the bound left out."""
+    from models.arbitration import thompson
+
+    rng = np.random.default_rng(4)
+    n = 14
+    p = rng.uniform(0.01, 0.3, n)
+    shape, rate = posterior_params(p, rng.integers(0, 10, n), rng.uniform(0, 10, n), 500.0)
+    scale = rng.uniform(0.5, 5.0, n)
+    pruned = win_probabilities(shape, rate, scale)
+    bound = thompson.NEGLIGIBLE_WIN
+    monkeypatch.setattr(thompson, "NEGLIGIBLE_WIN", 0.0)
+    monkeypatch.setattr(thompson, "MAX_CONTENDERS", n)
+    full = win_probabilities(shape, rate, scale)
+    assert (pruned == 0).sum() >= n // 2  # most of the ranking takes no part
+    # each action left out had less than the bound to win, and the rest are renormalised
+    assert (full[pruned == 0] < bound).all()
+    assert np.abs(pruned - full).max() < n * bound
