@@ -55,6 +55,7 @@ from bench.loop_world import (
     content_positions,
     new_touchpoints,
     organic_touches,
+    posterior_spread,
     recorded_stages,
     shares_of_oracles,
     true_values_of_picks,
@@ -444,9 +445,20 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "last_weeks": last,
         "promotions": [_judge(p, weeks, args.retrain_every) for p in promotions],
         "targets": _targets(weeks, promotions, args.retrain_every, last),
+        # what the first model's online posterior saw over the run
+        "posterior": _posterior_seen(loop.url, run, frozen_versions.get(NEXT_CONTENT, "")),
         "seconds": loop.seconds,
         "machine": machine(),
     }
+
+
+def _posterior_seen(url: str, run: Run, version: str) -> dict[str, float]:
+    """:func:`posterior_spread` of the next-content ``version``'s online posterior."""
+    store = Store(url, run.world.taxonomy)
+    try:
+        return posterior_spread(store.posterior_counts(version))
+    finally:
+        store.dispose()
 
 
 def _mean(weeks: list[dict[str, Any]], name: str) -> float | None:

@@ -31,12 +31,13 @@ own channel, the channel the service names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS
 from features.simulate.draws import pick_cdf
@@ -48,6 +49,7 @@ from features.simulate.state import State, Week
 from features.simulate.tables import stage_records
 from features.simulate.world import World
 from models.arbitration import ServableActions
+from serving.store.posteriors import PosteriorCounts
 
 # The action a policy serves an account: (content_id, contact_id), or None for nothing.
 Chooser = Callable[[str, int], tuple[str, str] | None]
@@ -616,3 +618,34 @@ def organic_touches(events: list[dict[str, Any]], into: dict[tuple[str, str], li
         if e["event_type"] in kinds and "contact_id" in e and "content_id" in e:
             key = (e["contact_id"], e["content_id"])
             into.setdefault(key, []).append(pd.Timestamp(e["ts"]).value)
+
+
+def posterior_spread(counts: Mapping[Any, PosteriorCounts]) -> dict[str, float]:
+    """What the online posterior's keys saw (``counts``: key -> decisions, rewarded
+    decisions, successes the model expected): the totals, the common calibration factor
+    (successes over expected), Pearson's chi-square test that every key shares it (Poisson
+    counts), and a moment estimate of how far the keys' own factors spread around it
+    (their standard deviation as a share of it, beyond the Poisson noise): what learning
+    per key could find, beside how little each key holds (its median successes). The
+    chi-square is approximate where keys expect few successes."""
+    c = [v for v in counts.values() if v.expected > 0]
+    s = np.array([v.successes for v in c], dtype=np.float64)
+    e = np.array([v.expected for v in c], dtype=np.float64)
+    if len(c) < 2 or s.sum() == 0:
+        return {"keys": float(len(c))}
+    theta = s.sum() / e.sum()
+    chi2 = float((((s - theta * e) ** 2) / (theta * e)).sum())
+    df = len(c) - 1
+    spread = (np.sum(e * (s / e - theta) ** 2) - df * theta) / (e.sum() - (e**2).sum() / e.sum())
+    return {
+        "keys": float(len(c)),
+        "trials": float(sum(v.trials for v in c)),
+        "successes": float(s.sum()),
+        "expected": round(float(e.sum()), 2),
+        "factor": round(float(theta), 4),
+        "median_successes_per_key": float(np.median(s)),
+        "chi2": round(chi2, 1),
+        "chi2_df": float(df),
+        "chi2_p": round(float(stats.chi2.sf(chi2, df)), 4),
+        "factor_spread_share": round(float(np.sqrt(max(spread, 0.0)) / theta), 3),
+    }

@@ -86,6 +86,10 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
     assert 0 < successes == rewarded <= decided
     # the model's expectation of those decisions: a probability per decision
     assert 0 < expected < trials
+    # and the JSON's account of what the posterior saw is that of the store
+    seen = result["posterior"]
+    assert (seen["trials"], seen["successes"]) == (trials, successes)
+    assert seen["expected"] == pytest.approx(expected, abs=0.01)
 
 
 def _check_promotion(promotion: dict[str, Any], weeks: list[dict[str, Any]]) -> None:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from bench.loop_world import WeekValues, decision_values, interest_estimate, shares_of_oracles
+from bench.loop_world import (
+    WeekValues,
+    decision_values,
+    interest_estimate,
+    posterior_spread,
+    shares_of_oracles,
+)
+from serving.store.posteriors import PosteriorCounts
 
 # two contacts x three items: each contact's true response probability of every item
 PROBS = np.array([[0.30, 0.10, 0.05], [0.20, 0.12, 0.02]])
@@ -168,3 +176,24 @@ def test_the_sender_counts_topics_and_prices_with_the_estimated_interests() -> N
     assert np.allclose(
         true_probabilities(world, state, 0, contact, 0.0, world.accounts.interest[0]), truth
     )
+
+
+def test_posterior_spread_tells_a_shared_factor_from_factors_per_key() -> None:
+    """Keys whose successes all follow one calibration factor show no spread beyond the
+    Poisson noise; keys whose factors differ by about half show it."""
+    rng = np.random.default_rng(3)
+    expected = rng.uniform(20, 60, 200)
+    factors = {"shared": np.full(200, 1.2), "per key": 1.2 * rng.lognormal(0.0, 0.5, 200)}
+    found = {}
+    for name, theta in factors.items():
+        successes = rng.poisson(theta * expected)
+        counts = {
+            ("phase", str(k)): PosteriorCounts(trials=400, successes=int(s), expected=float(e))
+            for k, (s, e) in enumerate(zip(successes, expected, strict=True))
+        }
+        found[name] = posterior_spread(counts)
+    assert found["shared"]["factor"] == pytest.approx(1.2, rel=0.05)
+    assert found["shared"]["factor_spread_share"] < 0.1 and found["shared"]["chi2_p"] > 0.01
+    assert 0.35 < found["per key"]["factor_spread_share"] < 0.7
+    assert found["per key"]["chi2_p"] < 0.001
+    assert found["per key"]["keys"] == 200 and found["per key"]["trials"] == 80_000
