@@ -108,14 +108,14 @@ class Settings(BaseModel):
         return self.currency or POINTS
 
     # Learning between retrains (models.arbitration.thompson): the top slot is drawn by
-    # Thompson sampling on a Beta posterior per (phase, item) whose prior is the model's
-    # prediction weighted as this many decisions; the counts are read every refresh. At 50
-    # a predicted 7 % response rate had a standard deviation of 3.6 points, as wide as the
-    # differences between the items the model ranks: the draw was near uniform among the
-    # top items and served 15 % less true response than the greedy champion in the closed
-    # loop (600 accounts, weeks 1-2: 0.059 vs 0.070). At 500 it is 1.1 points, the model's
-    # own error on a trained item, and a key's evidence outweighs it after some hundreds
-    # of decisions.
+    # Thompson sampling on a calibration posterior per (phase, item) whose prior is the
+    # model's prediction weighted as this many decisions at the candidate's rate; the
+    # counts are read every refresh. At 50 a predicted 7 % response rate had a standard
+    # deviation of about 3.6 points, as wide as the differences between the items the model
+    # ranks: the draw was near uniform among the top items and served 15 % less true
+    # response than the greedy champion in the closed loop (600 accounts, weeks 1-2: 0.059
+    # vs 0.070). At 500 it is 1.2 points, the model's own error on a trained item, and a
+    # key's evidence outweighs it after some hundreds of decisions.
     online_learning: bool = True
     online_prior_strength: float = Field(default=500.0, gt=0)
     # The share of decisions whose top slot is drawn from the posterior; the rest serve the

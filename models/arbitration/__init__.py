@@ -20,8 +20,9 @@ uniformly from the actions that could fill it, otherwise it is the highest expec
 the other slots are filled greedily. Every action carries its propensity under that mixture
 (exactly, for every slot), so later policies can be evaluated off-policy from the logs.
 With an online posterior (learning between retrains, ``thompson``) the top slot not explored
-is drawn by Thompson sampling on a Beta posterior per (phase, item) seeded by the model's
-prediction, with each action's exact probability of being drawn as its propensity.
+is drawn by Thompson sampling on a calibration posterior per (phase, item) that scales each
+account's own prediction, with each action's exact probability of being drawn as its
+propensity.
 
 Everything here is pure: no I/O except :func:`load_arbitration_config`.
 
