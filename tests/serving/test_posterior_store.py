@@ -129,3 +129,28 @@ def test_expected_successes_add_up_per_key(store: Store) -> None:
     counts = store.posterior_counts("4")[("selection", "C007")]
     assert (counts.trials, counts.successes) == (4, 0)
     assert counts.expected == pytest.approx(0.6001)
+
+
+def test_the_served_journal_carries_the_prediction_and_old_lines_count_nowhere(
+    store: Store, tmp_path: Path
+) -> None:
+    """A journal line keeps the model's probability, so a replayed decision counts as it
+    would have; a line written before the probability was kept replays into the log but
+    counts in no key (its expected successes are unknown), nor does a response to it."""
+    import json
+
+    from serving.store.served_journal import encode, read_segment
+
+    decision = _decision("C007", p_response=0.3).at(T0)
+    old = _decision("C009").at(T0)
+    lines = encode([decision, old]).splitlines()
+    written = json.loads(lines[1])
+    del written["p_response"]  # the line as a journal of before wrote it
+    segment = tmp_path / "owner.1.jsonl"
+    segment.write_bytes(lines[0] + b"\n" + json.dumps(written).encode() + b"\n")
+    replayed = read_segment(segment)
+    assert [r.p_response for r in replayed] == [0.3, None]
+    ids = store.log_recommendations(replayed)
+    assert store.posterior_counts("4") == {("selection", "C007"): PosteriorCounts(1, 0, 0.3)}
+    store.record_feedback(ids[1], "converted", at=T0 + pd.Timedelta(hours=1))
+    assert ("selection", "C009") not in store.posterior_counts("4")
