@@ -98,7 +98,7 @@ class PosteriorLog(Database):
             set_={
                 **{
                     column: table.c[column] + getattr(statement.excluded, column)
-                    for column in ("trials", "successes", "expected")
+                    for column in PosteriorCounts._fields
                 },
                 "updated_at": statement.excluded.updated_at,
             },

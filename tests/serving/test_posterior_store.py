@@ -5,6 +5,7 @@ outside a segment or without the model's probability count nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from features.taxonomy import Taxonomy, load_taxonomy
 from serving.store import NewRecommendation, Store
 from serving.store.posteriors import PosteriorCounts
+from serving.store.served_journal import encode, read_segment
 from tests.utils.store import BACKENDS, open_store
 
 T0 = pd.Timestamp("2025-03-03 09:00", tz="UTC")
@@ -137,10 +139,6 @@ def test_the_served_journal_carries_the_prediction_and_old_lines_count_nowhere(
     """A journal line keeps the model's probability, so a replayed decision counts as it
     would have; a line written before the probability was kept replays into the log but
     counts in no key (its expected successes are unknown), nor does a response to it."""
-    import json
-
-    from serving.store.served_journal import encode, read_segment
-
     decision = _decision("C007", p_response=0.3).at(T0)
     old = _decision("C009").at(T0)
     lines = encode([decision, old]).splitlines()
