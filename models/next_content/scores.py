@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,8 @@ def score_candidates(
     out = np.full((n_dec, n_items), np.nan, dtype=np.float64)
     dec, item = np.nonzero(mask)
     roles = pd.Series(contact_role).reset_index(drop=True)
-    for lo in range(0, len(dec), chunk_rows):
-        d, i = dec[lo : lo + chunk_rows], item[lo : lo + chunk_rows]
+
+    def rows(d: np.ndarray, i: np.ndarray) -> pd.DataFrame:
         first, last = int(d[0]), int(d[-1]) + 1
         x = candidate_features(
             account_features.iloc[first:last],
@@ -51,7 +52,28 @@ def score_candidates(
             item_index=i,
             decision_index=d - first,
         )
-        out[d, i] = predict_proba(estimator, x[columns])
+        return x[columns]
+
+    chunks = [
+        (dec[lo : lo + chunk_rows], item[lo : lo + chunk_rows])
+        for lo in range(0, len(dec), chunk_rows)
+    ]
+    if len(chunks) == 1:
+        out[chunks[0]] = predict_proba(estimator, rows(*chunks[0]))
+        return out
+    # LightGBM predicts one chunk on its own threads, without the GIL, while this thread
+    # builds the next chunk's rows (NumPy and pandas, one core): a training run's policy
+    # evaluation scores millions of candidate rows. At most two chunks are held at once.
+    with ThreadPoolExecutor(1) as pool:
+        pending: tuple[tuple[np.ndarray, np.ndarray], Future[np.ndarray]] | None = None
+        for chunk in chunks:
+            x = rows(*chunk)
+            if pending is not None:
+                out[pending[0]] = pending[1].result()
+            pending = (chunk, pool.submit(predict_proba, estimator, x))
+            del x
+        if pending is not None:
+            out[pending[0]] = pending[1].result()
     return out
 
 

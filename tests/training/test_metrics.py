@@ -90,6 +90,27 @@ def test_bootstrap_rows_brackets_a_mean_and_skips_refused_resamples() -> None:
     assert with_intervals({"a.auc": (0.1, 0.2)}) == {"a.auc_ci_low": 0.1, "a.auc_ci_high": 0.2}
 
 
+def test_bootstrap_on_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.metrics as metrics
+
+    rng = np.random.default_rng(3)
+    x, accounts = rng.normal(size=500), rng.integers(0, 60, 500)
+
+    def statistics(rows: np.ndarray) -> dict[str, float] | None:
+        if rows[0] % 7 == 0:
+            return None  # skipped resamples stay skipped
+        return {"mean": float(x[rows].mean()), "q90": float(np.quantile(x[rows], 0.9))}
+
+    def run(threads: int) -> dict[str, tuple[float, float]]:
+        monkeypatch.setattr(metrics, "BOOTSTRAP_THREADS", threads)
+        return bootstrap_rows(
+            500, statistics, rng=np.random.default_rng(5), n_resamples=203, groups=accounts
+        )
+
+    # the same draws in the same order whatever the threads: equal intervals
+    assert run(3) == run(1) == run(2)
+
+
 def test_bootstrap_with_groups_resamples_whole_accounts() -> None:
     # 20 accounts with 10 identical rows each: 200 rows, but 20 independent values
     accounts = np.repeat(np.arange(20), 10)
