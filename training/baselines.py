@@ -78,13 +78,23 @@ def _recency_matrix(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray
     return np.column_stack([np.log1p(np.where(never, _NEVER_DAYS, days)), never])
 
 
+def _logistic(max_iter: int) -> LogisticRegression:
+    """An L2 logistic regression (C = 1) solved to its optimum: Newton steps with a
+    Cholesky solve, made for many more rows than columns. L-BFGS stopped on its gradient
+    tolerance far from it on the churn set's correlated features (137 iterations, weights
+    off by up to 2.3 of 7.6; ROC-AUC 0.8259 on test at 100,000 accounts against 0.8284 from
+    the optimum, in 7 Newton steps and no more time): a yardstick fitted short of its
+    optimum is weaker than the baseline it stands for."""
+    return LogisticRegression(max_iter=max_iter, C=1.0, solver="newton-cholesky")
+
+
 @dataclass
 class RecencyLogistic:
     """Logistic regression on log(1 + days since last touch / last usage) and "never"
     flags: the churn baseline. Fit on training rows, then ``predict_proba``."""
 
     columns: tuple[str, ...] = CHURN_RECENCY_COLUMNS
-    model: LogisticRegression = field(default_factory=lambda: LogisticRegression(max_iter=1000))
+    model: LogisticRegression = field(default_factory=lambda: _logistic(max_iter=1000))
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> RecencyLogistic:
         """Fit on the rows of ``frame`` with 0/1 labels ``y``; returns self."""
@@ -146,9 +156,7 @@ class FeatureLogistic:
     levels: dict[str, list[str]] = field(default_factory=dict)
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
-    model: LogisticRegression = field(
-        default_factory=lambda: LogisticRegression(max_iter=2000, C=1.0)
-    )
+    model: LogisticRegression = field(default_factory=lambda: _logistic(max_iter=2000))
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> FeatureLogistic:
         """Fit on the rows of ``frame`` (columns absent from it are left out) with 0/1
