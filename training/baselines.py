@@ -78,6 +78,29 @@ def _recency_matrix(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray
     return np.column_stack([np.log1p(np.where(never, _NEVER_DAYS, days)), never])
 
 
+@dataclass
+class _TrainingRange:
+    """Each input column's range on the training rows; later rows are clipped into it. A
+    linear model extrapolates a feature that drifts with time (days since the first touch
+    grows with every later as-of date) without bound: on the simulated churn test split
+    the same-inputs regression's logit moved by +3.6 on average from drift alone (mean
+    prediction 0.19 against a positive rate of 0.035) and its ROC-AUC was 0.680; inputs
+    clipped to the training range gave 0.746 (20,000 accounts, seed 7). A tree model
+    saturates at its last split by construction; the linear yardstick gets the same."""
+
+    low: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    high: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> _TrainingRange:
+        """The range of every column of the training matrix ``x``."""
+        return cls(x.min(axis=0), x.max(axis=0))
+
+    def clip(self, x: np.ndarray) -> np.ndarray:
+        """``x`` clipped into the training range, in place."""
+        return np.clip(x, self.low, self.high, out=x)
+
+
 def _logistic(max_iter: int) -> LogisticRegression:
     """An L2 logistic regression (C = 1) solved to its optimum: Newton steps with a
     Cholesky solve, made for many more rows than columns. L-BFGS stopped on its gradient
@@ -95,18 +118,23 @@ class RecencyLogistic:
 
     columns: tuple[str, ...] = CHURN_RECENCY_COLUMNS
     model: LogisticRegression = field(default_factory=lambda: _logistic(max_iter=1000))
+    # each input's range on the training rows (see _TrainingRange)
+    span: _TrainingRange = field(default_factory=lambda: _TrainingRange())
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> RecencyLogistic:
         """Fit on the rows of ``frame`` with 0/1 labels ``y``; returns self."""
         y = np.asarray(y)
         if len(np.unique(y)) < 2:
             raise BaselineError("recency baseline needs both churners and non-churners")
-        self.model.fit(_recency_matrix(frame, self.columns), y)
+        x = _recency_matrix(frame, self.columns)
+        self.span = _TrainingRange.of(x)
+        self.model.fit(x, y)
         return self
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """P(churn) per row of ``frame``."""
-        return np.asarray(self.model.predict_proba(_recency_matrix(frame, self.columns)))[:, 1]
+        x = self.span.clip(_recency_matrix(frame, self.columns))
+        return np.asarray(self.model.predict_proba(x))[:, 1]
 
 
 # Recency, frequency and monetary features of the binary outcomes' baseline (those present):
@@ -157,6 +185,7 @@ class FeatureLogistic:
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
     model: LogisticRegression = field(default_factory=lambda: _logistic(max_iter=2000))
+    span: _TrainingRange = field(default_factory=lambda: _TrainingRange())
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> FeatureLogistic:
         """Fit on the rows of ``frame`` (columns absent from it are left out) with 0/1
@@ -182,6 +211,7 @@ class FeatureLogistic:
         std = np.sqrt(np.einsum("ij,ij->j", x, x) / max(len(x), 1))
         self.scale = np.where(std > 0, std, 1.0)
         x /= self.scale
+        self.span = _TrainingRange.of(x)
         self.model.fit(x, y)
         return self
 
@@ -190,7 +220,7 @@ class FeatureLogistic:
         x = _design(frame, list(self.columns), self.levels)
         x -= self.mean
         x /= self.scale
-        return np.asarray(self.model.predict_proba(x))[:, 1]
+        return np.asarray(self.model.predict_proba(self.span.clip(x)))[:, 1]
 
 
 # The seed of the hand rule's tie-breaking draws.

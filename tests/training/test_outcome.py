@@ -20,7 +20,7 @@ from models import churn as churn_model
 from models.outcomes import Outcome, load_outcomes
 from tests.utils.data import write_bare_dir
 from tests.utils.models import Reversed
-from training.baselines import BaselineError, RecencyLogistic
+from training.baselines import BaselineError, FeatureLogistic, RecencyLogistic
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, model_splits
 from training.outcome import (
     churn_metrics,
@@ -89,6 +89,39 @@ def test_recency_baseline_learns_that_silence_means_churn() -> None:
     assert p[[3, 4, 5, 7]].min() > p[[0, 1, 2, 6]].max()
     with pytest.raises(BaselineError, match="days_since_event_usage"):
         RecencyLogistic().fit(frame[["days_since_last_touch"]], y)
+
+
+def test_logistic_baselines_do_not_extrapolate_past_the_training_range() -> None:
+    """A feature that grows with every later as-of date (days since the first touch) meets
+    test values beyond any training value: the baselines answer there as at the training
+    maximum, as a tree would, instead of extrapolating their logit without bound."""
+    rng = np.random.default_rng(0)
+    days = rng.uniform(0, 100, 400)
+    frame = pd.DataFrame(
+        {
+            "days_since_first_touch": days,
+            "days_since_last_touch": days,
+            "days_since_event_usage": days / 2,
+            "segment": rng.choice(["a", "b"], 400),
+        }
+    )
+    y = (rng.uniform(0, 100, 400) < days).astype(int)
+    later = frame.copy()
+    later[["days_since_first_touch", "days_since_last_touch"]] += 900.0
+    later["days_since_event_usage"] += 450.0
+    at_max = frame.copy()
+    for c in ("days_since_first_touch", "days_since_last_touch", "days_since_event_usage"):
+        at_max[c] = frame[c].max()
+    for baseline in (
+        FeatureLogistic(("days_since_first_touch", "segment")).fit(frame, y),
+        RecencyLogistic().fit(frame, y),
+    ):
+        p_later, p_max = baseline.predict_proba(later), baseline.predict_proba(at_max)
+        np.testing.assert_allclose(p_later, p_max, rtol=1e-12)
+        assert 0.5 < p_max.mean() < 0.99  # the learnt slope still counts within the range
+        # within the range nothing is clipped
+        inside = baseline.predict_proba(frame)
+        assert roc_auc_score(y, inside) > 0.75
 
 
 def test_churn_metrics_exact_on_hand_built_rows() -> None:
