@@ -119,7 +119,7 @@ class RecencyLogistic:
     columns: tuple[str, ...] = CHURN_RECENCY_COLUMNS
     model: LogisticRegression = field(default_factory=lambda: _logistic(max_iter=1000))
     # each input's range on the training rows (see _TrainingRange)
-    span: _TrainingRange = field(default_factory=lambda: _TrainingRange())
+    span: _TrainingRange = field(default_factory=_TrainingRange)
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> RecencyLogistic:
         """Fit on the rows of ``frame`` with 0/1 labels ``y``; returns self."""
@@ -185,7 +185,7 @@ class FeatureLogistic:
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
     model: LogisticRegression = field(default_factory=lambda: _logistic(max_iter=2000))
-    span: _TrainingRange = field(default_factory=lambda: _TrainingRange())
+    span: _TrainingRange = field(default_factory=_TrainingRange)
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> FeatureLogistic:
         """Fit on the rows of ``frame`` (columns absent from it are left out) with 0/1

@@ -249,7 +249,7 @@ def bootstrap_rows(
     with ThreadPoolExecutor(threads) as pool:
         for lo in range(0, n_resamples, batch):
             draws = [draw(rng) for _ in range(min(batch, n_resamples - lo))]
-            for point in pool.map(statistics, draws) if threads > 1 else map(statistics, draws):
+            for point in pool.map(statistics, draws):
                 for k, v in (point or {}).items():
                     samples.setdefault(k, []).append(v)
     tail = (1 - level) / 2 * 100

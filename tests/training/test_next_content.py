@@ -376,32 +376,27 @@ def test_decisions_score_each_item_as_their_own_row_would(world: World) -> None:
     cols = world.ts.feature_columns
     d = build_decisions(world.result.estimator, rows, cols, "responded", content, world.taxonomy)
     account_cols = [c for c in nc.account_input_columns(world.taxonomy) if c in rows.columns]
-    each = nc.score_candidates(
-        world.result.estimator,
-        rows[account_cols].reset_index(drop=True),
-        rows["contact_role"].reset_index(drop=True),
-        content,
-        world.taxonomy,
-        cols,
-        eligible=d.eligible,
-    )
+
+    def scored(**chunking: int) -> np.ndarray:
+        return nc.score_candidates(
+            world.result.estimator,
+            rows[account_cols].reset_index(drop=True),
+            rows["contact_role"].reset_index(drop=True),
+            content,
+            world.taxonomy,
+            cols,
+            eligible=d.eligible,
+            **chunking,
+        )
+
+    each = scored()
     shared = rows.duplicated(["account_id", "as_of", "contact_role"]).sum()
     assert shared > 20  # the grouping is exercised
     assert rows["contact_role"].nunique() > 2
     np.testing.assert_array_equal(np.isnan(d.scores), ~d.eligible)
     np.testing.assert_allclose(d.scores, each, rtol=1e-12, equal_nan=True)
     # In chunks (each predicted while the next one's rows are built) the same scores.
-    chunked = nc.score_candidates(
-        world.result.estimator,
-        rows[account_cols].reset_index(drop=True),
-        rows["contact_role"].reset_index(drop=True),
-        content,
-        world.taxonomy,
-        cols,
-        eligible=d.eligible,
-        chunk_rows=int(d.eligible.sum()) // 7 + 1,
-    )
-    np.testing.assert_array_equal(chunked, each)
+    np.testing.assert_array_equal(scored(chunk_rows=int(d.eligible.sum()) // 7 + 1), each)
 
 
 def test_the_policy_sample_keeps_whole_accounts_up_to_the_cap(world: World) -> None:

@@ -119,7 +119,7 @@ def test_logistic_baselines_do_not_extrapolate_past_the_training_range() -> None
         p_later, p_max = baseline.predict_proba(later), baseline.predict_proba(at_max)
         np.testing.assert_allclose(p_later, p_max, rtol=1e-12)
         assert 0.5 < p_max.mean() < 0.99  # the learnt slope still counts within the range
-        # within the range nothing is clipped
+        # inside the range it still ranks by the learnt slope
         inside = baseline.predict_proba(frame)
         assert roc_auc_score(y, inside) > 0.75
 
