@@ -25,6 +25,10 @@ means and shares of the oracle in both, with 95 % intervals over their decisions
 MLflow comparison run) and the served policy's true value in the weeks before and after;
 the targets with pass/fail. See ``bench.loop_world`` for how the world answers.
 
+``--world KEY=VALUE`` (repeatable) changes a parameter of the simulated world, e.g.
+``--world crm_early_record_share=1 --world stage_error_rate=0`` for a CRM that records the
+true phase; the JSON names the overrides (``world``).
+
 ``--equal-values`` runs a response-only service: the store's catalog gives every item the
 value 1, so the arbitration ranks by P(response) x fit x churn lever (and the served-log
 judgement alike, reading the same catalog); the product's arbitration is unchanged and the
@@ -46,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
@@ -62,7 +67,7 @@ from bench.loop_world import (
 )
 from bench.measure import machine
 from features.schema import JourneyData, empty_table
-from features.simulate import SimulationParams
+from features.simulate import SimulationError, SimulationParams
 from features.simulate.params import WEEK_NS
 from features.simulate.run import Run, start_run, step_week
 from features.simulate.tables import assemble
@@ -100,7 +105,7 @@ def _history(args: argparse.Namespace) -> tuple[Run, pd.Timestamp]:
         args.seed,
         start=START,
         months=args.history_months + loop_months,
-        params=SimulationParams.profile(args.profile),
+        params=world_params(args.profile, args.world),
     )
     history_weeks = int(
         (pd.Timestamp(START, tz="UTC") + pd.DateOffset(months=args.history_months)
@@ -109,6 +114,18 @@ def _history(args: argparse.Namespace) -> tuple[Run, pd.Timestamp]:
     for _ in range(history_weeks):
         step_week(run)
     return run, pd.Timestamp(run.world.start_ns + history_weeks * WEEK_NS, tz="UTC")
+
+
+def world_params(profile: str, overrides: list[str]) -> SimulationParams:
+    """The simulation profile with ``--world KEY=VALUE`` overrides (values read as YAML);
+    raises SimulationError naming an unknown parameter."""
+    pairs = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SimulationError(f"--world {item!r}: expected KEY=VALUE")
+        pairs[key] = yaml.safe_load(value)
+    return SimulationParams.profile(profile).with_overrides(pairs, where="--world")
 
 
 def _freeze(tracking_uri: str) -> dict[str, str]:
@@ -432,6 +449,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "accounts": args.accounts,
         "seed": args.seed,
         "profile": args.profile,
+        "world": args.world,
         "history_months": args.history_months,
         "online_learning": not args.no_online,
         "prior_strength": args.prior_strength,
@@ -572,6 +590,13 @@ def main() -> None:
     parser.add_argument("--retrain-every", type=int, default=4)
     parser.add_argument("--history-months", type=int, default=12)
     parser.add_argument("--profile", choices=["realistic", "legacy"], default="realistic")
+    parser.add_argument(
+        "--world",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a simulation parameter of the world, e.g. crm_early_record_share=1 (repeatable)",
+    )
     parser.add_argument("--no-online", action="store_true", help="learning between retrains off")
     parser.add_argument("--out", default="closed-loop")
     parser.add_argument(

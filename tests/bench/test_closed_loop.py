@@ -13,10 +13,22 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.closed_loop import run_loop
+from bench.closed_loop import run_loop, world_params
+from features.simulate import SimulationError
 from features.taxonomy import load_taxonomy
 from models.contract import NEXT_CONTENT
 from serving.store import Store
+
+
+def test_world_overrides_change_the_named_parameters_and_refuse_unknown_ones() -> None:
+    params = world_params("realistic", ["crm_early_record_share=1", "stage_error_rate=0.0"])
+    assert params.crm_early_record_share == 1 and params.stage_error_rate == 0.0
+    assert world_params("realistic", []) == world_params("realistic", [])
+    assert world_params("realistic", []).crm_early_record_share != 1
+    with pytest.raises(SimulationError, match="crm_record_share"):
+        world_params("realistic", ["crm_record_share=1"])
+    with pytest.raises(SimulationError, match="KEY=VALUE"):
+        world_params("realistic", ["stage_error_rate"])
 
 
 @pytest.mark.slow
@@ -28,6 +40,7 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         retrain_every=2,
         history_months=9,  # next content needs room for its 35-day purge between splits
         profile="legacy",
+        world=[],
         no_online=False,
         out=str(tmp_path),
         arbitration=None,
