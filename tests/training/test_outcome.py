@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from features.pipeline import build_features
@@ -20,6 +21,7 @@ from models import churn as churn_model
 from models.outcomes import Outcome, load_outcomes
 from tests.utils.data import write_bare_dir
 from tests.utils.models import Reversed
+from training import baselines as baselines_module
 from training.baselines import BaselineError, FeatureLogistic, RecencyLogistic
 from training.datasets import TrainingSet, TrainingSetError, as_of_grid, model_splits
 from training.outcome import (
@@ -122,6 +124,60 @@ def test_logistic_baselines_do_not_extrapolate_past_the_training_range() -> None
         # inside the range it still ranks by the learnt slope
         inside = baseline.predict_proba(frame)
         assert roc_auc_score(y, inside) > 0.75
+
+
+def test_logistic_baseline_scores_in_chunks_as_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring a few rows at a time (the test split's design matrix is GBs at 1M accounts)
+    gives what one matrix of every row gives."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=300),
+            "z": np.where(rng.uniform(size=300) < 0.2, np.nan, rng.normal(size=300)),
+            "segment": rng.choice(["a", "b", "c"], 300),
+        }
+    )
+    y = (frame["x"] + rng.normal(size=300) > 0).astype(int).to_numpy()
+    baseline = FeatureLogistic(("x", "z", "segment")).fit(frame, y)
+    whole = baseline.predict_proba(frame)
+    monkeypatch.setattr(baselines_module, "PREDICT_ROWS", 7)
+    np.testing.assert_array_equal(baseline.predict_proba(frame), whole)
+
+
+def test_every_feature_baseline_leaves_out_constant_inputs_without_changing_an_answer(
+    churn_set: TrainingSet,
+) -> None:
+    """Most features are never missing, so their "missing" flags are constant: the design
+    leaves such columns out (memory: Newton steps hold the design twice), and the answers
+    are those of a fit that keeps them (the L2 penalty holds a constant column's weight at
+    0 and the training range clips it to 0)."""
+    train, test = churn_set.split.train, churn_set.split.test
+    y = model_splits(churn_set).y_train
+    fitted = FeatureLogistic(tuple(churn_set.feature_columns)).fit(train, y)
+    every: list[tuple[str, str, str]] = []
+    for column in fitted.columns:
+        if pd.api.types.is_numeric_dtype(train[column]):
+            every += [(column, "value", ""), (column, "missing", "")]
+        else:
+            levels = sorted(train[column].dropna().astype(str).unique())
+            every += [(column, "level", level) for level in levels]
+    assert len(every) > 1.3 * len(fitted.pieces)  # something was left out
+    x = baselines_module._design(train, every)
+    mean = x.mean(axis=0)
+    scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    x = (x - mean) / scale
+    low, high = x.min(axis=0), x.max(axis=0)
+    reference = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=2000).fit(x, y)
+    x_test = np.clip((baselines_module._design(test, every) - mean) / scale, low, high)
+    np.testing.assert_allclose(
+        fitted.predict_proba(test), reference.predict_proba(x_test)[:, 1], rtol=1e-6, atol=1e-9
+    )
+
+
+def test_a_logistic_baseline_without_a_varying_input_is_refused() -> None:
+    frame = pd.DataFrame({"x": [1.0, 1.0, 1.0, 1.0], "segment": ["a"] * 4})
+    with pytest.raises(BaselineError, match="none of its 2 columns varies over the 4"):
+        FeatureLogistic(("x", "segment")).fit(frame, np.array([0, 1, 0, 1]))
 
 
 def test_churn_metrics_exact_on_hand_built_rows() -> None:
