@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
@@ -64,10 +63,10 @@ from bench.loop_world import (
     recorded_stages,
     shares_of_oracles,
     true_values_of_picks,
+    world_params,
 )
 from bench.measure import machine
 from features.schema import JourneyData, empty_table
-from features.simulate import SimulationError, SimulationParams
 from features.simulate.params import WEEK_NS
 from features.simulate.run import Run, start_run, step_week
 from features.simulate.tables import assemble
@@ -114,18 +113,6 @@ def _history(args: argparse.Namespace) -> tuple[Run, pd.Timestamp]:
     for _ in range(history_weeks):
         step_week(run)
     return run, pd.Timestamp(run.world.start_ns + history_weeks * WEEK_NS, tz="UTC")
-
-
-def world_params(profile: str, overrides: list[str]) -> SimulationParams:
-    """The simulation profile with ``--world KEY=VALUE`` overrides (values read as YAML);
-    raises SimulationError naming an unknown parameter."""
-    pairs = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SimulationError(f"--world {item!r}: expected KEY=VALUE")
-        pairs[key] = yaml.safe_load(value)
-    return SimulationParams.profile(profile).with_overrides(pairs, where="--world")
 
 
 def _freeze(tracking_uri: str) -> dict[str, str]:

@@ -37,12 +37,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import stats
 
 from features.schema import RESPONSE_EVENT_TYPES, RESPONSE_WINDOW_DAYS
 from features.simulate.draws import pick_cdf
 from features.simulate.exposures import fatigue_at, remember_exposure
-from features.simulate.params import DAY_S, SECOND_NS
+from features.simulate.params import DAY_S, SECOND_NS, SimulationError, SimulationParams
 from features.simulate.records import Records
 from features.simulate.response import sigmoid
 from features.simulate.state import State, Week
@@ -117,6 +118,18 @@ class WeekValues:
             out[name] = mean_interval(values[~np.isnan(values)])
         out["responses"] = len(self.responses)
         return out
+
+
+def world_params(profile: str, overrides: list[str]) -> SimulationParams:
+    """The simulation profile with ``--world KEY=VALUE`` overrides (values read as YAML);
+    raises SimulationError naming an unknown parameter."""
+    pairs = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SimulationError(f"--world {item!r}: expected KEY=VALUE")
+        pairs[key] = yaml.safe_load(value)
+    return SimulationParams.profile(profile).with_overrides(pairs, where="--world")
 
 
 def mean_interval(values: np.ndarray) -> list[float] | None:

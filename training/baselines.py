@@ -230,6 +230,7 @@ class FeatureLogistic:
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
     model: LogisticRegression = field(default_factory=lambda: _logistic(max_iter=2000))
     span: _TrainingRange = field(default_factory=_TrainingRange)
+    rate: float = 0.0  # the training rows' positive rate
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> FeatureLogistic:
         """Fit on the rows of ``frame`` (columns absent from it are left out) with 0/1
@@ -246,11 +247,11 @@ class FeatureLogistic:
             if not pd.api.types.is_numeric_dtype(frame[c])
         }
         self.pieces = _varying_pieces(frame, list(self.columns), levels)
+        self.rate = float(y.mean())
         if not self.pieces:
-            raise BaselineError(
-                f"logistic baseline: none of its {len(self.columns)} columns varies over the "
-                f"{len(frame)} training rows"
-            )
+            # nothing varies (e.g. no account of a small real set has bought yet): what a
+            # fit on constant inputs gives, the training rows' positive rate for every row
+            return self
         x = _design(frame, self.pieces)
         # standardised in place, the spread read from the centred matrix without a
         # temporary: the design matrix of the churn set's training rows is hundreds of MB
@@ -267,6 +268,8 @@ class FeatureLogistic:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """P(positive) per row of ``frame``, ``PREDICT_ROWS`` rows at a time."""
+        if not self.pieces:
+            return np.full(len(frame), self.rate)
         out = np.empty(len(frame), dtype=np.float64)
         for start in range(0, len(frame), PREDICT_ROWS):
             x = _design(frame.iloc[start : start + PREDICT_ROWS], self.pieces)

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.closed_loop import run_loop, world_params
+from bench.closed_loop import run_loop
+from bench.loop_world import world_params
 from features.simulate import SimulationError
 from features.taxonomy import load_taxonomy
 from models.contract import NEXT_CONTENT

@@ -174,10 +174,13 @@ def test_every_feature_baseline_leaves_out_constant_inputs_without_changing_an_a
     )
 
 
-def test_a_logistic_baseline_without_a_varying_input_is_refused() -> None:
+def test_a_logistic_baseline_without_a_varying_input_answers_the_training_rate() -> None:
+    """As a fit on constant inputs would (their weights held at 0, the intercept at the
+    rate): a small real set where no account has bought yet keeps its RFM peer."""
     frame = pd.DataFrame({"x": [1.0, 1.0, 1.0, 1.0], "segment": ["a"] * 4})
-    with pytest.raises(BaselineError, match="none of its 2 columns varies over the 4"):
-        FeatureLogistic(("x", "segment")).fit(frame, np.array([0, 1, 0, 1]))
+    baseline = FeatureLogistic(("x", "segment")).fit(frame, np.array([0, 1, 0, 0]))
+    later = pd.DataFrame({"x": [5.0, np.nan], "segment": ["b", "a"]})
+    np.testing.assert_array_equal(baseline.predict_proba(later), [0.25, 0.25])
 
 
 def test_churn_metrics_exact_on_hand_built_rows() -> None:
