@@ -175,8 +175,8 @@ def _varying_pieces(
     their "missing" flags, categories one-hot over ``levels``. A column constant there is 0
     once centred, so the L2 penalty holds its weight at 0 and the training range clips it
     to 0 at prediction: leaving it out changes no answer, and saves its memory (on the
-    simulated churn set 446 of 776 columns vary: most features are never missing) and the
-    Hessian's singular directions."""
+    simulated churn set of 3,000 accounts 446 of 776 columns vary: most features are never
+    missing) and the Hessian's singular directions."""
     out: list[Piece] = []
     for column in columns:
         if column in levels:
