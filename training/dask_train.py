@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,17 @@ def in_sample(account_ids: pd.Series, share: float, seed: int = SAMPLE_SEED) -> 
         account_ids.astype(str), index=False, hash_key=f"{seed:016d}"[-16:]
     ).to_numpy()
     return (hashed % np.uint64(2**32)) < np.uint64(int(share * 2**32))
+
+
+def _gathered(frame: Any) -> pd.DataFrame:
+    """The Dask ``frame`` computed into the client. Dask concatenates the parts' categorical
+    columns by inserting them one at a time into a frame, which pandas warns about
+    (``PerformanceWarning``: "DataFrame is highly fragmented") on every set with a few
+    hundred features; the callers read the result column by column or sort it into a new
+    frame at once, so the warning says nothing to act on and is kept out of the output."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        return frame.compute()
 
 
 def _part_meta(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -197,11 +209,11 @@ def train_outcome_parts(
         train[columns], train[label], valid[columns], valid[label], params=params, client=client
     )
     base = read_rows(parts, split.train, [*_BASELINE_COLUMNS, label], share=share, seed=seed)
-    base_rows = base.compute()
+    base_rows = _gathered(base)
     y_base = base_rows[label].to_numpy(dtype=np.int64)
     logistic_share = min(share, LOGISTIC_ROWS / max(train_rows, 1))
     wide = read_rows(parts, split.train, [*columns, label], share=logistic_share, seed=seed)
-    wide_rows = wide.compute()
+    wide_rows = _gathered(wide)
     baselines: dict[str, FeatureLogistic | RecencyLogistic] = {
         "baseline_rfm_logistic": FeatureLogistic(RFM_COLUMNS).fit(base_rows, y_base),
         "baseline_logistic": FeatureLogistic(tuple(columns)).fit(
@@ -214,7 +226,7 @@ def train_outcome_parts(
     meta = _scored(valid._meta, scorers, label)
 
     def gathered(rows: Any) -> pd.DataFrame:
-        scored = rows.map_partitions(_scored, scorers, label, meta=meta).compute()
+        scored = _gathered(rows.map_partitions(_scored, scorers, label, meta=meta))
         return scored.reset_index(drop=True)
 
     v = gathered(valid)
@@ -282,7 +294,7 @@ def sampled_set(
     meta = _part_meta(parts.paths[0], columns)
     dates = _split_dates(parts)
     share = sample_share(parts.rows_on(dates), _bytes_per_row(meta), budget_bytes)
-    frame = read_rows(parts, dates, columns, share=share, seed=seed).compute()
+    frame = _gathered(read_rows(parts, dates, columns, share=share, seed=seed))
     frame = frame.sort_values(["as_of", "account_id"], kind="stable", ignore_index=True)
     if frame.empty:
         raise TrainingSetError(
