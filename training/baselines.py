@@ -159,13 +159,11 @@ RFM_COLUMNS = (
 Piece = tuple[str, str, str]
 
 
-def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """A number column as log(1 + |x|) with the sign kept (0 where missing) and its NaN
-    flags."""
+def _filled(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A number column with 0 where missing, and its NaN flags."""
     x = values.to_numpy(dtype=np.float64)
     missing = np.isnan(x)
-    x = np.where(missing, 0.0, x)
-    return np.sign(x) * np.log1p(np.abs(x)), missing
+    return np.where(missing, 0.0, x), missing
 
 
 def _varying_pieces(
@@ -186,7 +184,8 @@ def _varying_pieces(
                 if hit.any() and not hit.all():
                     out.append((column, "level", level))
         else:
-            number, missing = _numbers(frame[column])
+            # the design's sign(x) log(1 + |x|) is one-to-one: it varies where x does
+            number, missing = _filled(frame[column])
             if len(number) and number.min() != number.max():
                 out.append((column, "value", ""))
             if missing.any() and not missing.all():
@@ -210,9 +209,9 @@ def _design(frame: pd.DataFrame, pieces: list[Piece]) -> np.ndarray:
             for k, (_, _, level) in enumerate(kinds):
                 out[:, at + k] = values == level
         else:
-            number, missing = _numbers(frame[column])
+            x, missing = _filled(frame[column])
             for k, (_, kind, _) in enumerate(kinds):
-                out[:, at + k] = number if kind == "value" else missing
+                out[:, at + k] = np.sign(x) * np.log1p(np.abs(x)) if kind == "value" else missing
         at += len(kinds)
     return out
 
