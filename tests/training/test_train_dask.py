@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +35,6 @@ def scheduler() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
-# Dask's concatenation of categorical parts made pandas warn of a fragmented frame on
-# every set; the output stays free of it (training.dask_train._gathered).
-@pytest.mark.filterwarnings("error::pandas.errors.PerformanceWarning")
 def test_dask_training_matches_local_quality(
     scheduler: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -47,10 +45,17 @@ def test_dask_training_matches_local_quality(
     common = ["churn", "--data", str(tmp_path / "data"), "--as-of-dates", "10"]
     local = runner.invoke(app, ["train", *common, "--tracking-uri", uri])
     assert local.exit_code == 0, local.output
-    distributed = runner.invoke(
-        app, ["train", *common, "--engine", "dask", "--scheduler", scheduler, "--tracking-uri", uri]
-    )
+    # Dask's concatenation of categorical parts made pandas warn of a fragmented frame on
+    # every set; the output stays free of it (training.dask_train._gathered). Recorded,
+    # not raised: an error raised in one of the client's threads could stall a gather.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.PerformanceWarning)
+        distributed = runner.invoke(
+            app,
+            ["train", *common, "--engine", "dask", "--scheduler", scheduler, "--tracking-uri", uri],
+        )
     assert distributed.exit_code == 0, distributed.output
+    assert not [w for w in caught if issubclass(w.category, pd.errors.PerformanceWarning)]
     assert "account ranges; worker peak memory (MB)" in distributed.output
     # A CSV table: not readable per account range, so the in-memory Dask path
     csv_dir = tmp_path / "csv"
