@@ -64,6 +64,7 @@ POLICIES = (
     "restricted",
     "greedy_true",
     "informed",
+    "informed_greedy",
     "oracle",
 )
 # objective -> the suffix of its values' names: the true response probability, and the true
@@ -85,7 +86,10 @@ class WeekValues:
     there to ``frozen`` the model's error and from there to ``served`` what the policy's
     exploration and learning cost or gain. ``frozen_contact`` is the best item for the
     contact the frozen champion chose: from the oracle to it is what the champion's choice of
-    contact costs, from it to ``frozen`` its choice of item."""
+    contact costs, from it to ``frozen`` its choice of item. ``informed_greedy`` is the
+    service's own ranking over what it could serve with the informed reference's
+    probabilities for the model's: what a model that learned the response model exactly but
+    knows the interests only as the data show them would serve."""
 
     served: list[float] = field(default_factory=list)
     logging: list[float] = field(default_factory=list)
@@ -101,7 +105,9 @@ class WeekValues:
     frozen_contact_ev: list[float] = field(default_factory=list)
     restricted_ev: list[float] = field(default_factory=list)
     greedy_true_ev: list[float] = field(default_factory=list)
+    informed_greedy: list[float] = field(default_factory=list)
     informed_ev: list[float] = field(default_factory=list)
+    informed_greedy_ev: list[float] = field(default_factory=list)
     oracle_ev: list[float] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
 
@@ -201,12 +207,15 @@ def decision_values(
     probability x rest (``greedy_true``); NaN for both without it. ``informed`` (contacts x
     items, as ``probs``) is the response probability with the account's interests as the
     data show them: the true value of its best (contact, item) in each objective
-    (``informed``; NaN without it)."""
+    (``informed``) and of the action of highest informed probability x rest among the
+    servable (``informed_greedy``); NaN without it."""
     nan = float("nan")
-    greedy = None
+    greedy = informed_greedy = None
     if servable is not None and len(servable[0]):
         rows, items, rest = servable
         greedy = int(np.argmax(probs[rows, items] * rest))
+        if informed is not None:
+            informed_greedy = int(np.argmax(informed[rows, items] * rest))
     out = {}
     for objective, weight in (("response", 1.0), ("value", values_of_items)):
         by_contact = probs * weight
@@ -225,6 +234,9 @@ def decision_values(
             if greedy is None
             else float(by_contact[rows[greedy], items[greedy]]),
             "informed": nan if pick is None else float(by_contact[pick]),
+            "informed_greedy": nan
+            if informed_greedy is None
+            else float(by_contact[rows[informed_greedy], items[informed_greedy]]),
             "oracle": float(by_contact.max()),
         }
     return out

@@ -65,6 +65,8 @@ def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
         assert w["frozen"][0] <= w["frozen_contact"][0] <= oracle
         # the oracle's pick with the interests the data show: bounded by the oracle
         assert 0 < w["informed"][0] <= oracle and w["informed_ev"][0] <= w["oracle_ev"][0]
+        # the service's ranking on those probabilities: within what it could serve
+        assert 0 < w["informed_greedy"][0] <= w["restricted"][0]
     value = result["last_weeks"]["value"]
     assert 0 < value["served_share"][0] <= 1 and 0 < value["frozen_share"][0] <= 1
     target = result["targets"]["served_last_weeks_share_of_oracle_ev"]

@@ -197,3 +197,34 @@ def test_posterior_spread_tells_a_shared_factor_from_factors_per_key() -> None:
     assert 0.35 < found["per key"]["factor_spread_share"] < 0.7
     assert found["per key"]["chi2_p"] < 0.001
     assert found["per key"]["keys"] == 200 and found["per key"]["trials"] == 80_000
+
+
+def test_the_informed_greedy_ranks_the_servable_on_the_estimate() -> None:
+    # servable: the second contact's first two items (rest 1 and 3); the estimate rates the
+    # first one 0.5 against 0.1, so 0.5 x 1 > 0.1 x 3 picks it, truly 0.20 (value 0.20 x 1)
+    servable = (np.array([1, 1]), np.array([0, 1]), np.array([1.0, 3.0]))
+    informed = np.array([[0.9, 0.9, 0.9], [0.5, 0.1, 0.0]])
+    values = decision_values(
+        PROBS,
+        VALUES,
+        served=(0, 0),
+        frozen=None,
+        logging_rows=[0],
+        logging_policy=LOGGING,
+        servable=servable,
+        informed=informed,
+    )
+    assert values["response"]["informed_greedy"] == 0.20
+    assert values["value"]["informed_greedy"] == 0.20 * 1.0
+    # the unrestricted informed pick is another contact's: the ranking stays within the servable
+    assert values["response"]["informed"] == 0.30
+    without = decision_values(
+        PROBS,
+        VALUES,
+        served=(0, 0),
+        frozen=None,
+        logging_rows=[0],
+        logging_policy=LOGGING,
+        servable=servable,
+    )
+    assert np.isnan(without["response"]["informed_greedy"])
