@@ -14,8 +14,10 @@ newcomer on the served log; the service then reloads its models.
 Prints JSON: per week the true value (95 % interval over decisions) of the served policy,
 the logging policy, the frozen champion, the best item for the contact the frozen champion
 chose (``frozen_contact``: what its choice of contact costs against the oracle, and its
-choice of item against that), the oracle and the informed reference (the oracle's pick with
-each account's topic interests estimated from its content touchpoints so far) in two
+choice of item against that), the oracle, the informed reference (the oracle's pick with
+each account's topic interests estimated from its content touchpoints so far) and the
+service's own ranking over what it could serve on those informed probabilities
+(``informed_greedy``: a model that learned the response model exactly) in two
 objectives: the mean true response probability of the decided action (``served`` ...) and
 its mean true expected value, that probability times the item's catalog value
 (``served_ev`` ...: what the service's arbitration ranks by, before its fit and churn

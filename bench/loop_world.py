@@ -24,7 +24,10 @@ estimated from the account's content touchpoints so far (:func:`interest_estimat
 simulator's own prior and topic choice), what the data could tell at best about them
 (still knowing the true phase, which the data shows only through the CRM's lagging
 records and the touchpoints): a reference for how much of the oracle a policy seeing the
-data can reach, not a bound. A contact
+data can reach, not a bound; ``informed_greedy`` ranks with those probabilities as the
+service ranks (value x fit x lever) among the actions it could serve: what a model that had
+learned the response model exactly would serve, its interests as the data show them. A
+contact
 gone by the decision answers nobody (probability 0). Every policy is valued with the item's
 own channel, the channel the service names.
 """
