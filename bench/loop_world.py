@@ -101,6 +101,7 @@ class WeekValues:
     restricted: list[float] = field(default_factory=list)
     greedy_true: list[float] = field(default_factory=list)
     informed: list[float] = field(default_factory=list)
+    informed_greedy: list[float] = field(default_factory=list)
     oracle: list[float] = field(default_factory=list)
     served_ev: list[float] = field(default_factory=list)
     logging_ev: list[float] = field(default_factory=list)
@@ -108,7 +109,6 @@ class WeekValues:
     frozen_contact_ev: list[float] = field(default_factory=list)
     restricted_ev: list[float] = field(default_factory=list)
     greedy_true_ev: list[float] = field(default_factory=list)
-    informed_greedy: list[float] = field(default_factory=list)
     informed_ev: list[float] = field(default_factory=list)
     informed_greedy_ev: list[float] = field(default_factory=list)
     oracle_ev: list[float] = field(default_factory=list)
@@ -213,12 +213,16 @@ def decision_values(
     (``informed``) and of the action of highest informed probability x rest among the
     servable (``informed_greedy``); NaN without it."""
     nan = float("nan")
-    greedy = informed_greedy = None
-    if servable is not None and len(servable[0]):
+    known = servable is not None and len(servable[0]) > 0
+    # the service's ranking (probability x rest) among the servable, on the true and on the
+    # informed probabilities: the (contact row, item) each picks
+    ranked: dict[str, tuple[int, int] | None] = {"greedy_true": None, "informed_greedy": None}
+    if servable is not None and known:
         rows, items, rest = servable
-        greedy = int(np.argmax(probs[rows, items] * rest))
-        if informed is not None:
-            informed_greedy = int(np.argmax(informed[rows, items] * rest))
+        for name, p in (("greedy_true", probs), ("informed_greedy", informed)):
+            if p is not None:
+                k = int(np.argmax(p[rows, items] * rest))
+                ranked[name] = (int(rows[k]), int(items[k]))
     out = {}
     for objective, weight in (("response", 1.0), ("value", values_of_items)):
         by_contact = probs * weight
@@ -232,14 +236,9 @@ def decision_values(
             "logging": float((by_contact[logging_rows] @ logging_policy).mean()),
             "frozen": float(by_contact[frozen]) if frozen is not None else nan,
             "frozen_contact": float(by_contact[frozen[0]].max()) if frozen is not None else nan,
-            "restricted": nan if greedy is None else float(by_contact[rows, items].max()),
-            "greedy_true": nan
-            if greedy is None
-            else float(by_contact[rows[greedy], items[greedy]]),
+            "restricted": float(by_contact[rows, items].max()) if known else nan,
+            **{name: nan if at is None else float(by_contact[at]) for name, at in ranked.items()},
             "informed": nan if pick is None else float(by_contact[pick]),
-            "informed_greedy": nan
-            if informed_greedy is None
-            else float(by_contact[rows[informed_greedy], items[informed_greedy]]),
             "oracle": float(by_contact.max()),
         }
     return out

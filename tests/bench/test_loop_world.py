@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,14 @@ PROBS = np.array([[0.30, 0.10, 0.05], [0.20, 0.12, 0.02]])
 # the items' catalog values: the likeliest response is the item of least value
 VALUES = np.array([1.0, 10.0, 2.0])
 LOGGING = np.array([0.5, 0.25, 0.25])
+
+
+def _references(**given: Any) -> dict[str, dict[str, float]]:
+    """:func:`decision_values` of a decision served to the first contact's first item with
+    no champion, the logging policy on the first contact; ``given``: servable, informed."""
+    return decision_values(
+        PROBS, VALUES, served=(0, 0), frozen=None, logging_rows=[0], logging_policy=LOGGING, **given
+    )
 
 
 def test_each_oracle_is_the_best_of_its_own_objective() -> None:
@@ -115,21 +125,11 @@ def test_the_restricted_oracle_and_the_true_greedy_rank_within_what_is_servable(
 def test_the_informed_reference_picks_on_its_estimate_and_is_valued_on_the_truth() -> None:
     # the estimate believes the first contact's third item likeliest: truly 0.05
     informed = np.array([[0.1, 0.1, 0.4], [0.1, 0.1, 0.1]])
-    values = decision_values(
-        PROBS,
-        VALUES,
-        served=(0, 0),
-        frozen=None,
-        logging_rows=[0],
-        logging_policy=LOGGING,
-        informed=informed,
-    )
+    values = _references(informed=informed)
     assert values["response"]["informed"] == 0.05
     # in the value objective it ranks by its estimate x value: 0.1 x 10 > 0.4 x 2
     assert values["value"]["informed"] == 0.10 * 10.0
-    unknown = decision_values(
-        PROBS, VALUES, served=(0, 0), frozen=None, logging_rows=[0], logging_policy=LOGGING
-    )
+    unknown = _references()
     assert np.isnan(unknown["response"]["informed"])
 
 
@@ -204,27 +204,10 @@ def test_the_informed_greedy_ranks_the_servable_on_the_estimate() -> None:
     # first one 0.5 against 0.1, so 0.5 x 1 > 0.1 x 3 picks it, truly 0.20 (value 0.20 x 1)
     servable = (np.array([1, 1]), np.array([0, 1]), np.array([1.0, 3.0]))
     informed = np.array([[0.9, 0.9, 0.9], [0.5, 0.1, 0.0]])
-    values = decision_values(
-        PROBS,
-        VALUES,
-        served=(0, 0),
-        frozen=None,
-        logging_rows=[0],
-        logging_policy=LOGGING,
-        servable=servable,
-        informed=informed,
-    )
+    values = _references(servable=servable, informed=informed)
     assert values["response"]["informed_greedy"] == 0.20
     assert values["value"]["informed_greedy"] == 0.20 * 1.0
     # the unrestricted informed pick is another contact's: the ranking stays within the servable
     assert values["response"]["informed"] == 0.30
-    without = decision_values(
-        PROBS,
-        VALUES,
-        served=(0, 0),
-        frozen=None,
-        logging_rows=[0],
-        logging_policy=LOGGING,
-        servable=servable,
-    )
+    without = _references(servable=servable)
     assert np.isnan(without["response"]["informed_greedy"])
