@@ -9,7 +9,11 @@ decides; the world answers with its true response model; the week's touchpoints 
 responses go back through ``POST /v1/events`` (which also rewards the decisions they answer
 in the online posterior). Every ``--retrain-every`` weeks ``nba train next-content --store``
 retrains from the service's own store and ``nba promote next-content --store`` judges the
-newcomer on the served log; the service then reloads its models.
+newcomer on the served log; the service then reloads its models. With ``--promote-first``
+each retrain first judges the newcomer of the retrain before, on every decision served since
+what it learned from (about a whole retrain period of them, where judging it at once leaves
+only the days between its data's end, a label horizon back, and the newest closed response
+window), and then trains the next; the first retrain has no newcomer to judge.
 
 Prints JSON: per week the true value (95 % interval over decisions) of the served policy,
 the logging policy, the frozen champion, the best item for the contact the frozen champion
@@ -163,6 +167,8 @@ class Loop:
         self.clock = pd.Timestamp(START, tz="UTC")
         self.seconds: dict[str, float] = {}
         self.servable: ServableActions | None = None
+        # whether a version trained at the last retrain awaits its judgement (--promote-first)
+        self.newcomer = False
         # the history's content touchpoints (account_id, content_id), set by setup
         self.history = pd.DataFrame({"account_id": [], "content_id": []})
 
@@ -305,21 +311,35 @@ class Loop:
         positions: dict[str, int],
         organic: dict[tuple[str, str], list[int]],
     ) -> dict[str, Any]:
-        """``nba train next-content --store`` then ``nba promote next-content --store``;
-        the service reloads what the alias points to."""
+        """``nba train next-content --store`` then ``nba promote next-content --store``
+        (with ``--promote-first`` the other way round, the promotion only when a newcomer
+        awaits); the service reloads what the alias points to."""
         started = time.perf_counter()
         before = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
-        trained = _nba(["train", "next-content", "--store", self.url, "--json"], self.env)
         arbitration = (
             [] if self.args.arbitration is None else ["--arbitration", str(self.args.arbitration)]
         )
-        promoted = _nba(["promote", "next-content", "--store", self.url, *arbitration], self.env)
+
+        def train() -> subprocess.CompletedProcess[str]:
+            return _nba(["train", "next-content", "--store", self.url, "--json"], self.env)
+
+        def promote() -> subprocess.CompletedProcess[str]:
+            return _nba(["promote", "next-content", "--store", self.url, *arbitration], self.env)
+
+        promoted: subprocess.CompletedProcess[str] | None
+        if self.args.promote_first:
+            # the newcomer of the retrain before, judged on the decisions served since
+            promoted = promote() if self.newcomer else None
+            trained = train()
+        else:
+            trained = train()
+            promoted = promote()
+        self.newcomer = trained.returncode == 0
         self.services(self.client).holder.reload_if_moved()
         after = self.services(self.client).scorer.models.versions.get(NEXT_CONTENT)
         self._timed("retrain", started)
-        metrics, picks = (
-            _promotion_run(self.tracking_uri) if promoted.returncode == 0 else ({}, None)
-        )
+        judged = promoted is not None and promoted.returncode == 0
+        metrics, picks = _promotion_run(self.tracking_uri) if judged else ({}, None)
         truth = (
             None if picks is None else true_values_of_picks(picks, sender.truth, positions, organic)
         )
@@ -329,8 +349,11 @@ class Loop:
             "train_said": []
             if trained.returncode == 0
             else trained.stderr.strip().splitlines()[-3:],
-            "promote_exit": promoted.returncode,
-            "promote_said": (promoted.stdout + promoted.stderr).strip().splitlines()[-3:],
+            # None: no promotion ran (--promote-first's first retrain has no newcomer)
+            "promote_exit": None if promoted is None else promoted.returncode,
+            "promote_said": []
+            if promoted is None
+            else (promoted.stdout + promoted.stderr).strip().splitlines()[-3:],
             "champion_before": before,
             "champion_after": after,
             "moved": before != after,
@@ -445,6 +468,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "draw_share": args.draw_share,
         "arbitration": None if args.arbitration is None else str(args.arbitration),
         "equal_values": args.equal_values,
+        "promote_first": args.promote_first,
         "first_decision": first.isoformat(),
         "frozen_versions": frozen_versions,
         "initial_forced": True,
@@ -608,6 +632,12 @@ def main() -> None:
         "--equal-values",
         action="store_true",
         help="a response-only service: every catalog item valued 1 in the store",
+    )
+    parser.add_argument(
+        "--promote-first",
+        action="store_true",
+        help="each retrain first judges the newcomer of the retrain before (on the decisions "
+        "served since), then trains the next",
     )
     args = parser.parse_args()
     print(json.dumps(run_loop(args), indent=1))

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.closed_loop import run_loop
+from bench.closed_loop import _promotion_run, run_loop
 from bench.loop_world import world_params
 from features.simulate import SimulationError
 from features.taxonomy import load_taxonomy
@@ -32,24 +32,30 @@ def test_world_overrides_change_the_named_parameters_and_refuse_unknown_ones() -
         world_params("realistic", ["stage_error_rate"])
 
 
+def _args(out: Path, **changed: Any) -> argparse.Namespace:
+    """The tiny world's loop (``bench.closed_loop.main``'s options), with ``changed``."""
+    args = {
+        "accounts": 120,
+        "seed": 3,
+        "weeks": 3,
+        "retrain_every": 2,
+        "history_months": 9,  # next content needs room for its 35-day purge between splits
+        "profile": "legacy",
+        "world": [],
+        "no_online": False,
+        "out": str(out),
+        "arbitration": None,
+        "equal_values": False,
+        "prior_strength": 200.0,
+        "draw_share": 1.0,
+        "promote_first": False,
+    }
+    return argparse.Namespace(**{**args, **changed})
+
+
 @pytest.mark.slow
 def test_the_loop_decides_answers_learns_and_retrains(tmp_path: Path) -> None:
-    args = argparse.Namespace(
-        accounts=120,
-        seed=3,
-        weeks=3,
-        retrain_every=2,
-        history_months=9,  # next content needs room for its 35-day purge between splits
-        profile="legacy",
-        world=[],
-        no_online=False,
-        out=str(tmp_path),
-        arbitration=None,
-        equal_values=False,
-        prior_strength=200.0,
-        draw_share=1.0,
-    )
-    result = run_loop(args)
+    result = run_loop(_args(tmp_path))
     weeks = result["weeks"]
     assert [w["week"] for w in weeks] == [1, 2, 3]
     assert all(w["decisions"] > 0 for w in weeks)
@@ -132,3 +138,31 @@ def _check_promotion(promotion: dict[str, Any], weeks: list[dict[str, Any]]) -> 
     low, high = promotion["difference"][1], promotion["difference"][2]
     assert promotion["difference_covers_truth"] == (low <= gap <= high)
     assert promotion["challenger_truly_better"] == (truth["challenger"] > truth["champion"])
+
+
+@pytest.mark.slow
+def test_promote_first_judges_the_newcomer_on_the_decisions_served_after_it(
+    tmp_path: Path,
+) -> None:
+    result = run_loop(_args(tmp_path, weeks=5, promote_first=True))
+    assert result["promote_first"] is True
+    first, second = result["promotions"]
+    # the first retrain has no newcomer to judge: it trains one
+    assert first["after_week"] == 2 and first["trained"]
+    assert first["promote_exit"] is None and not first["moved"]
+    assert first["dr_covers_truth"] is None and first["challenger_truly_better"] is None
+    # the second judges it before training the next: the version the first one trained
+    assert second["after_week"] == 4 and second["trained"]
+    assert second["promote_exit"] == 0, second["promote_said"]
+    frozen = int(result["frozen_versions"][NEXT_CONTENT])
+    said = second["promote_said"][0]
+    assert f"challenger v{frozen + 1} vs champion v{frozen} " in said, said
+    # on decisions served after it was trained (which judging it at once cannot see),
+    # each found among the world's decisions with its true values
+    _, picks = _promotion_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert picks is not None and len(picks) == second["decisions"] >= 20
+    trained_at = pd.Timestamp(result["first_decision"]) + pd.Timedelta(weeks=2)
+    assert (pd.to_datetime(picks["ts"], utc=True) >= trained_at).any()
+    truth = second["true_on_judged"]
+    assert truth["matched"] == truth["of"] == second["decisions"]
+    assert second["dr_covers_truth"] is not None
