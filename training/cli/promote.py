@@ -79,7 +79,9 @@ def promote(
     champion, when its DR lower bound beats the served value); the comparison is logged to
     MLflow. The newcomer's policy ranks as the service would
     rank with it: the champion phase and churn models' answers on each decision day, the
-    arbitration policy's fit, churn lever and rules (--arbitration)."""
+    arbitration policy's fit, churn lever and rules (--arbitration). It counts only the
+    decisions served after what the version learned from: run it before the next nba train,
+    so a version trained a retrain period ago is judged on that whole period's decisions."""
     from models.outcomes import load_outcomes
     from training.model_steps import model_steps, parse_models
     from training.registry import promote as run_promotion
