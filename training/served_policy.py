@@ -40,10 +40,12 @@ from training.ope import (
     LoggedDecisions,
     PolicyValue,
     account_clusters,
+    account_folds,
     compare_policies,
     logged_policy_value,
     paired_difference,
     policy_value,
+    recalibrated_reward_model,
 )
 from training.policy import DECISION_PHASE_COLUMN, content_positions, phase_codes
 
@@ -105,9 +107,15 @@ def judge(
     (:func:`served_decisions`), beside the value of what was served and, with the
     ``champion`` model, beside the champion's own top-1 policy decided the same way: the
     bar a challenger must clear (what was served also paid for exploration, so a copy of
-    the champion would look better than it). Both policies are valued with the
-    challenger's predictions as the one reward model, so a decision both policies take
-    alike adds exactly 0 to their paired difference.
+    the champion would look better than it). Both policies are valued with one reward
+    model, so a decision both policies take alike adds exactly 0 to their paired
+    difference: the challenger's predictions recalibrated on the log
+    (:func:`training.ope.recalibrated_reward_model`, cross-fitted over accounts). Not its
+    predictions as they are: it picks what they rate highest, so an overconfident model
+    overrates its own picks, and where the log holds little evidence of a pick (served
+    with a small propensity, or not servable then) the DR value is nearly that model term
+    alone. Recalibrated on the decisions the champion served, which the challenger did
+    not pick, its predictions say what a response is worth given them, picks included.
 
     With the arbitration ``config``, rows holding the service models' answers and the
     account's ``contacts`` (account_id, role, first_seen: :func:`known_contacts`), the
@@ -140,14 +148,19 @@ def judge(
         )  # fmt: skip
 
     scores = score(estimator)
+    reward = rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64)
+    groups = rows["account_id"].astype(str).to_numpy()
+    at = np.arange(n)
+    # the one reward model of both policies (see above)
+    q = recalibrated_reward_model(scores, scores[at, logged], reward, account_folds(groups))
     decisions = LoggedDecisions(
-        q=scores,
+        q=q,
         eligible=eligible,
         logged=logged,
         propensity=rows["propensity"].to_numpy(dtype=np.float64),
-        reward=rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64),
+        reward=reward,
         actions=catalog["content_id"].astype(str).tolist(),
-        groups=rows["account_id"].astype(str).to_numpy(),
+        groups=groups,
     )
     # The service ranks by expected value, P(response) x the item's value
     # (models.arbitration; 1 without one): a top-1 by P alone would value a policy nobody
@@ -160,7 +173,6 @@ def judge(
     pick = nc.top1(scores * value[None, :], eligible)
     values = compare_policies(decisions, pick)
     ids = catalog["content_id"].astype(str).to_numpy()
-    at = np.arange(n)
     picks = _picks(rows, ids[logged], ids[pick], [""] * n, (pick == logged).astype(float))
     own: PolicyValue | None = None
     if champion is not None:
@@ -170,8 +182,8 @@ def judge(
             decisions.reward,
             decisions.propensity,
             target,
-            np.nan_to_num(scores[at, logged]),
-            np.nan_to_num(scores[at, kept]),
+            np.nan_to_num(q[at, logged]),
+            np.nan_to_num(q[at, kept]),
             decisions.clusters(),
         )
         picks = _with_champion_picks(picks, ids[kept], [""] * n, target)
@@ -336,12 +348,17 @@ def _judge_as_served(
             )  # fmt: skip
             ev_champion[j] = np.where(eligible, theirs * weight, -np.inf)
     reward = rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64)
-    clusters = account_clusters(rows["account_id"].astype(str).to_numpy())
+    groups = rows["account_id"].astype(str).to_numpy()
+    clusters = account_clusters(groups)
     propensity = rows["propensity"].to_numpy(dtype=np.float64)
+    # the one reward model of both policies, decisions first (see judge)
+    q = recalibrated_reward_model(
+        p.transpose(1, 0, 2), p[served_role_code, at, logged], reward, account_folds(groups)
+    ).transpose(1, 0, 2)
 
     def top(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, PolicyValue]:
         """A policy's (role, item, probability of what was served, value) from its
-        expected values per role; valued with the challenger's predictions."""
+        expected values per role; valued with the reward model ``q``."""
         flat = values.transpose(1, 0, 2).reshape(n, -1).argmax(axis=1)
         role_at, item_at = flat // n_items, flat % n_items
         same = (role_at == served_role_code) & (item_at == logged)
@@ -350,8 +367,8 @@ def _judge_as_served(
             reward,
             propensity,
             target,
-            p[served_role_code, at, logged],
-            p[role_at, at, item_at],
+            q[served_role_code, at, logged],
+            q[role_at, at, item_at],
             clusters,
         )
         return role_at, item_at, target, value

@@ -4,6 +4,7 @@ policy values are known."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from training.metrics import MetricError
@@ -12,10 +13,12 @@ from training.ope import (
     MODEL,
     RANDOM,
     LoggedDecisions,
+    account_folds,
     best_single_action,
     compare_policies,
     mean_estimate,
     paired_difference,
+    recalibrated_reward_model,
 )
 
 # Three arms; arm 1 is best for x = 1, arm 2 for x = 0; arm 0 is the control.
@@ -179,3 +182,37 @@ def test_one_decision_per_account_keeps_the_independent_interval() -> None:
     assert compare_policies(apart, np.ones(3000, int))["a"].dr == (
         compare_policies(d, np.ones(3000, int))["a"].dr
     )
+
+
+def test_a_reward_model_recalibrated_on_the_log_states_what_its_predictions_pay() -> None:
+    """A model ranking right but twice too steep on the logit (it overrates what it rates
+    high), recalibrated on logged rewards, gives about the true rates; each decision's
+    calibration comes from the other fold's rewards alone; a fold too few responses were
+    seen on keeps the model as it is."""
+    rng = np.random.default_rng(3)
+    n, actions = 20_000, 5
+    true_logit = rng.normal(-2.5, 0.8, (n, actions))
+    q = 1 / (1 + np.exp(-(2 * true_logit + 2.5)))  # steep, and centred elsewhere
+    logged = rng.integers(0, actions, n)
+    at = np.arange(n)
+    reward = (rng.random(n) < 1 / (1 + np.exp(-true_logit[at, logged]))).astype(np.float64)
+    groups = np.array([f"A{i // 4}" for i in range(n)])  # four decisions per account
+    folds = account_folds(groups)
+    assert set(np.unique(folds)) == {0, 1}
+    assert (pd.Series(folds).groupby(groups).nunique() == 1).all()  # an account, one fold
+    fitted = recalibrated_reward_model(q, q[at, logged], reward, folds)
+    truth = 1 / (1 + np.exp(-true_logit))
+    assert np.abs(fitted - truth).mean() < 0.2 * np.abs(q - truth).mean()
+    # the top pick by the model: its own value overstates it, the recalibrated one not
+    top = q.argmax(axis=1)
+    assert q[at, top].mean() > 1.5 * truth[at, top].mean()
+    assert fitted[at, top].mean() == pytest.approx(truth[at, top].mean(), rel=0.1)
+    # fold 0's values do not move when fold 0's own rewards do
+    flipped = np.where(folds == 0, 1.0 - reward, reward)
+    again = recalibrated_reward_model(q, q[at, logged], flipped, folds)
+    assert np.array_equal(again[folds == 0], fitted[folds == 0])
+    assert not np.allclose(again[folds == 1], fitted[folds == 1])
+    # too few responses to fit on: the model as it is
+    few = np.zeros(n)
+    few[:5] = 1.0
+    assert np.array_equal(recalibrated_reward_model(q, q[at, logged], few, folds), q)
