@@ -109,13 +109,16 @@ def judge(
     bar a challenger must clear (what was served also paid for exploration, so a copy of
     the champion would look better than it). Both policies are valued with one reward
     model, so a decision both policies take alike adds exactly 0 to their paired
-    difference: the challenger's predictions recalibrated on the log
-    (:func:`training.ope.recalibrated_reward_model`, cross-fitted over accounts). Not its
-    predictions as they are: it picks what they rate highest, so an overconfident model
-    overrates its own picks, and where the log holds little evidence of a pick (served
-    with a small propensity, or not servable then) the DR value is nearly that model term
-    alone. Recalibrated on the decisions the champion served, which the challenger did
-    not pick, its predictions say what a response is worth given them, picks included.
+    difference: the champion's predictions recalibrated on the log
+    (:func:`training.ope.recalibrated_reward_model`, cross-fitted over accounts; the
+    challenger's without a champion model). Not the challenger's own predictions: it picks
+    what they rate highest, so an overconfident challenger's predictions overrate its
+    picks, and where the log holds little evidence of a pick (served with a small
+    propensity, or not servable then) the DR value is nearly that model term alone. The
+    champion's predictions did not pick the challenger's picks, and its own picks are what
+    the service served most, so the log's weights correct their model term; recalibrated,
+    a champion whose probabilities are off in scale (or reversed) values them as the log
+    says they pay.
 
     With the arbitration ``config``, rows holding the service models' answers and the
     account's ``contacts`` (account_id, role, first_seen: :func:`known_contacts`), the
@@ -148,11 +151,13 @@ def judge(
         )  # fmt: skip
 
     scores = score(estimator)
+    champion_scores = None if champion is None else score(champion)
     reward = rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64)
     groups = rows["account_id"].astype(str).to_numpy()
     at = np.arange(n)
     # the one reward model of both policies (see above)
-    q = recalibrated_reward_model(scores, scores[at, logged], reward, account_folds(groups))
+    base = scores if champion_scores is None else champion_scores
+    q = recalibrated_reward_model(base, base[at, logged], reward, account_folds(groups))
     decisions = LoggedDecisions(
         q=q,
         eligible=eligible,
@@ -175,8 +180,8 @@ def judge(
     ids = catalog["content_id"].astype(str).to_numpy()
     picks = _picks(rows, ids[logged], ids[pick], [""] * n, (pick == logged).astype(float))
     own: PolicyValue | None = None
-    if champion is not None:
-        kept = nc.top1(score(champion) * value[None, :], eligible)
+    if champion_scores is not None:
+        kept = nc.top1(champion_scores * value[None, :], eligible)
         target = (kept == logged).astype(float)
         own = policy_value(
             decisions.reward,
@@ -328,6 +333,8 @@ def _judge_as_served(
     p = np.full((len(roles), n, n_items), np.nan)
     ev = np.full((len(roles), n, n_items), -np.inf)
     ev_champion = np.full((len(roles), n, n_items), -np.inf)
+    # the predictions the reward model recalibrates: the champion's when given (see judge)
+    base = p if champion is None else np.full((len(roles), n, n_items), np.nan)
     for j, role in enumerate(roles):
         as_role = pd.Series([role or None] * n, dtype=object)
         weight, eligible = service_ranking(
@@ -347,13 +354,14 @@ def _judge_as_served(
                 eligible=eligible,
             )  # fmt: skip
             ev_champion[j] = np.where(eligible, theirs * weight, -np.inf)
+            base[j] = theirs
     reward = rows[nc.LABEL_COLUMN].to_numpy(dtype=np.float64)
     groups = rows["account_id"].astype(str).to_numpy()
     clusters = account_clusters(groups)
     propensity = rows["propensity"].to_numpy(dtype=np.float64)
     # the one reward model of both policies, decisions first (see judge)
     q = recalibrated_reward_model(
-        p.transpose(1, 0, 2), p[served_role_code, at, logged], reward, account_folds(groups)
+        base.transpose(1, 0, 2), base[served_role_code, at, logged], reward, account_folds(groups)
     ).transpose(1, 0, 2)
 
     def top(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, PolicyValue]:

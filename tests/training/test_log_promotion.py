@@ -150,8 +150,8 @@ def test_a_noisy_copy_of_the_champion_does_not_beat_it(
 ) -> None:
     """A challenger that is the champion with noise on its logits is no better anywhere,
     and its own predictions overrate its picks (it picks them partly for their noise):
-    valued with them as they are, it beat the champion by +0.19 [0.16, 0.22] here. Its
-    predictions recalibrated on the log value its picks as the log says they pay."""
+    valued with them as they are, it beat the champion by +0.19 [0.16, 0.22] here. Both
+    policies are valued with the champion's predictions recalibrated on the log."""
     data, taxonomy = trained_registry.data, trained_registry.taxonomy
     served = _served(data, data_end(data) - pd.Timedelta(days=150))
     rows, columns = served_decisions(served, taxonomy, models=load_service_models())
