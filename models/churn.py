@@ -17,6 +17,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.errors import InvalidInputError
@@ -149,7 +150,7 @@ def fit_calibration(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     design = np.column_stack([z, np.ones_like(z)])
     w = np.array([1.0, 0.0])
     for _ in range(50):
-        q = 1 / (1 + np.exp(-(design @ w)))
+        q = expit(design @ w)
         grad = design.T @ (q - y)
         hess = (design * (q * (1 - q))[:, None]).T @ design + 1e-9 * np.eye(2)
         step = np.linalg.solve(hess, grad)
@@ -167,4 +168,4 @@ def calibrate(p: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     b = float(params.get(CALIBRATION_B, 0.0))
     if a == 1.0 and b == 0.0:
         return np.asarray(p, dtype=np.float64)
-    return 1 / (1 + np.exp(-(a * _logit(np.asarray(p, dtype=np.float64)) + b)))
+    return expit(a * _logit(np.asarray(p, dtype=np.float64)) + b)

@@ -26,7 +26,7 @@ model it ranks by P(response) x value among the items fitting the CRM phase and 
 the contact's role. It is valued off-policy on those decisions (IPS, SNIPS
 and DR with 95 % intervals, ``training.ope``) beside the champion model's own top-1 policy,
 decided the same way and valued on the same decisions with the same reward model (the
-challenger's predictions recalibrated on the log, ``training.served_policy.judge``), and
+champion's predictions recalibrated on the log, ``training.served_policy.judge``), and
 beside the value of what the service served (the observed mean reward: on-policy, its
 importance weights are 1). The served value is not the bar: it paid for exploration, so
 a copy of the champion would beat it. The alias moves only when the paired difference

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
+from models import churn
 from training.metrics import MetricError, doubly_robust_value, ips_value, snips_value
 from training.result import Gate
 
@@ -288,12 +288,6 @@ def gate_of(values: dict[str, PolicyValue], actions: list[str]) -> Gate:
 
 # A reward model recalibrated on the log needs responses on both sides of each fold.
 MIN_CALIBRATION_RESPONSES = 10
-_LOGIT_FLOOR = 1e-6
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    clipped = np.clip(np.asarray(p, dtype=np.float64), _LOGIT_FLOOR, 1.0 - _LOGIT_FLOOR)
-    return np.log(clipped) - np.log1p(-clipped)
 
 
 def account_folds(groups: np.ndarray) -> np.ndarray:
@@ -307,22 +301,19 @@ def recalibrated_reward_model(
     q: np.ndarray, q_logged: np.ndarray, reward: np.ndarray, folds: np.ndarray
 ) -> np.ndarray:
     """The reward model ``q`` (decisions first, any further axes) recalibrated on the log:
-    ``sigmoid(a + b logit(q))`` with (a, b) the logistic fit of each logged reward on its
-    logged action's ``q_logged``, cross-fitted (a decision's (a, b) come from the other
-    fold's decisions, so a DR term never uses a fit of its own reward). A model that ranks
-    well but states its differences too flatly (or too steeply) then values the policies'
-    picks as the log says they pay; a fold with fewer than
-    :data:`MIN_CALIBRATION_RESPONSES` responses or non-responses keeps ``q`` as it is."""
+    the Platt scaling of the churn model (:func:`models.churn.fit_calibration`, ``sigmoid(a
+    logit(q) + b)``) fitted on each logged reward against its logged action's ``q_logged``,
+    cross-fitted (a decision's (a, b) come from the other fold's decisions, so a DR term
+    never uses a fit of its own reward). A model that ranks well but states its differences
+    too flatly (or too steeply) then values the policies' picks as the log says they pay; a
+    fold with fewer than :data:`MIN_CALIBRATION_RESPONSES` responses or non-responses keeps
+    ``q`` as it is."""
     out = np.array(q, dtype=np.float64, copy=True)
-    x_logged = _logit(q_logged)
     for fold in (0, 1):
         fit_on = folds != fold
         r = reward[fit_on]
         if min(r.sum(), (1.0 - r).sum()) < MIN_CALIBRATION_RESPONSES:
             continue
-        lr = LogisticRegression(C=1e6, max_iter=1000)
-        lr.fit(x_logged[fit_on, None], r.astype(int))
-        a, b = float(lr.intercept_[0]), float(lr.coef_[0, 0])
         mine = folds == fold
-        out[mine] = 1.0 / (1.0 + np.exp(-(a + b * _logit(out[mine]))))
+        out[mine] = churn.calibrate(out[mine], churn.fit_calibration(q_logged[fit_on], r))
     return np.where(np.isnan(q), np.nan, out)

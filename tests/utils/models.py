@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtri
+from scipy.special import expit, logit, ndtri
 
 
 class Reversed:
@@ -40,6 +40,5 @@ class Noisy:
         # the hash's top 53 bits as a uniform in (0, 1), then a standard normal
         uniform = ((hashed >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
         noise = self._scale * ndtri(uniform)
-        clipped = np.clip(p, 1e-9, 1 - 1e-9)
-        noisy = 1.0 / (1.0 + np.exp(-(np.log(clipped / (1 - clipped)) + noise)))
+        noisy = expit(logit(np.clip(p, 1e-9, 1 - 1e-9)) + noise)
         return np.column_stack([1.0 - noisy, noisy])
