@@ -310,6 +310,15 @@ TABLES: dict[str, TableSchema] = {
                     required=False,
                     nullable=True,
                 ),
+                Column(
+                    "servable",
+                    "text",
+                    "what the policy could have chosen for this slot then, as JSON "
+                    '{"contact_id": ["content_id", ...]} ("" for an account-level action), '
+                    "if known: another policy judged on this log chooses among it",
+                    required=False,
+                    nullable=True,
+                ),
             ),
         ),
     )

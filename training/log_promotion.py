@@ -21,7 +21,11 @@ highest expected value as ``models.arbitration`` ranks, P(response) x the item's
 phase fit under the champion phase model's probabilities on the decision day x role fit x
 the churn lever at the champion churn model's risk, among the items the arbitration's
 phase and role rules let through (:func:`service_ranking`; the contact policy, recent
-consumption and the online posterior are left out). Without a champion phase and churn
+consumption and the online posterior are left out). Where the log holds what the service
+could serve at the decision (the exposure's ``servable``: every action its rules and caps
+let through then), the challenger chooses among exactly those: a pick the service could not
+have served has no logged evidence, so its value would be the reward model's alone, and a
+policy deployed with the challenger would not serve it either. Without a champion phase and churn
 model it ranks by P(response) x value among the items fitting the CRM phase and listing
 the contact's role. It is valued off-policy on those decisions (IPS, SNIPS
 and DR with 95 % intervals, ``training.ope``) beside the champion model's own top-1 policy,
@@ -104,6 +108,8 @@ class ServedLogError(InvalidInputError):
 # per taxonomy phase, in taxonomy order) and its calibrated churn risk at each decision.
 PHASE_PROBA_PREFIX = "service.phase_proba."
 CHURN_RISK_COLUMN = "service.churn_risk"
+# A judged decision's servable actions as logged (the exposures' JSON; missing: not known).
+SERVABLE_COLUMN = "servable"
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,10 @@ def served_decisions(
     )
     if models is not None:
         frame = _with_service_answers(frame, features, models, taxonomy)
+    if SERVABLE_COLUMN in decided:
+        logged = decided.set_index(decided["exposure_id"].astype(str))[SERVABLE_COLUMN]
+        servable = frame["exposure_id"].astype(str).map(logged).to_numpy()
+        frame = frame.assign(**{SERVABLE_COLUMN: servable})  # one copy, not a fragment
     return frame, nc.feature_columns(taxonomy)
 
 

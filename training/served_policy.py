@@ -14,11 +14,13 @@ P(response) x value among the items fitting the CRM phase and the contact's role
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from features.errors import InvalidInputError
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
 from models import next_content as nc
@@ -32,6 +34,7 @@ from models.arbitration import (
 from training.log_promotion import (
     CHURN_RISK_COLUMN,
     PHASE_PROBA_PREFIX,
+    SERVABLE_COLUMN,
     LogJudgement,
 )
 from training.ope import (
@@ -65,6 +68,49 @@ def role_fits(catalog: pd.DataFrame, contact_role: pd.Series) -> np.ndarray:
     return out
 
 
+def logged_servable(
+    rows: pd.DataFrame, catalog: pd.DataFrame
+) -> list[dict[str, np.ndarray] | None]:
+    """Per decision in ``rows``: contact_id ("" for an account-level play) -> the catalog
+    positions of the items the service could serve it then, from the log's
+    :data:`~training.log_promotion.SERVABLE_COLUMN` (items the catalog no longer holds are
+    left out); None where the log does not say. Raises InvalidInputError naming the exposure
+    whose ``servable`` is not ``{"contact_id": ["content_id", ...]}`` JSON."""
+    if SERVABLE_COLUMN not in rows:
+        return [None] * len(rows)
+    position = {str(c): j for j, c in enumerate(catalog["content_id"].astype(str))}
+    out: list[dict[str, np.ndarray] | None] = []
+    for exposure, text in zip(rows["exposure_id"].astype(str), rows[SERVABLE_COLUMN], strict=True):
+        if not isinstance(text, str) or not text:
+            out.append(None)
+            continue
+        try:
+            parsed = json.loads(text)
+            if not isinstance(parsed, dict) or not all(
+                isinstance(items, list) for items in parsed.values()
+            ):
+                raise ValueError("not an object of lists")
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"exposures.servable of exposure {exposure!r}: {text[:80]!r} is not "
+                f'{{"contact_id": ["content_id", ...]}} JSON ({exc})'
+            ) from None
+        out.append(
+            {
+                str(contact): np.array(
+                    [position[str(c)] for c in items if str(c) in position], dtype=np.int64
+                )
+                for contact, items in parsed.items()
+            }
+        )
+    return out
+
+
+def _contact_key(contact_id: Any) -> str:
+    """A decision's contact as its servable set names it ("" for an account-level play)."""
+    return "" if contact_id is None or pd.isna(contact_id) else str(contact_id)
+
+
 def service_ranking(
     rows: pd.DataFrame, catalog: pd.DataFrame, taxonomy: Taxonomy, config: ArbitrationConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +120,8 @@ def service_ranking(
     ``models.arbitration.rank_actions`` scores: value x phase fit under the predicted phase
     distribution x churn lever, held back below ``min_phase_fit`` and, with
     ``require_role_fit``, where the item does not list the contact's role. (The contact
-    policy, recent consumption and dismissals are left out: they hold back the same items
-    for every policy.)"""
+    policy, recent consumption and dismissals are left out: where the log holds the
+    decision's servable actions, :func:`judge` takes those instead.)"""
     cat = prepare_catalog(catalog, taxonomy.phases)
     proba = rows[[PHASE_PROBA_PREFIX + p for p in taxonomy.phases]].to_numpy(dtype=np.float64)
     phase_fit = item_phase_fit(cat, proba, config.weights)
@@ -140,6 +186,11 @@ def judge(
         catalog, phase_codes(rows[DECISION_PHASE_COLUMN], taxonomy), taxonomy
     )
     eligible &= role_fits(catalog, rows["contact_role"])
+    # where the log says what the service could serve the contact then, exactly that
+    for i, servable in enumerate(logged_servable(rows, catalog)):
+        if servable is not None:
+            eligible[i] = False
+            eligible[i, servable.get(_contact_key(rows["contact_id"].iat[i]), [])] = True
     logged = content_positions(catalog, rows["content_id"])
     eligible[np.arange(n), logged] = True  # what was served could be served
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
@@ -261,9 +312,9 @@ def _picks(
 
 
 def known_contacts(data: JourneyData) -> pd.DataFrame:
-    """account_id, role ("" unknown) and first_seen (the contact's first touchpoint or
-    exposure; NaT: none) of every contact: the contacts a decision could address are its
-    account's contacts first seen by then."""
+    """contact_id, account_id, role ("" unknown) and first_seen (the contact's first
+    touchpoint or exposure; NaT: none) of every contact: the contacts a decision could
+    address are its account's contacts first seen by then."""
     seen = pd.concat(
         [
             data.touchpoints[["contact_id", "ts"]].dropna(subset=["contact_id"]),
@@ -276,6 +327,7 @@ def known_contacts(data: JourneyData) -> pd.DataFrame:
     role = contacts["role"].astype(object) if "role" in contacts else pd.Series([None] * len(ids))
     return pd.DataFrame(
         {
+            "contact_id": ids.to_numpy(),
             "account_id": contacts["account_id"].astype(str).to_numpy(),
             "role": role.where(role.notna(), "").astype(str).to_numpy(),
             "first_seen": ids.map(first).to_numpy(),
@@ -309,6 +361,25 @@ def roles_at_decisions(rows: pd.DataFrame, contacts: pd.DataFrame) -> tuple[list
     return roles, counts
 
 
+def _servable_by_role(
+    rows: pd.DataFrame, catalog: pd.DataFrame, contacts: pd.DataFrame, roles: list[str]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(``roles`` with any role only the logged servable sets name appended, decisions
+    whose servable set the log holds, roles x decisions x items: how many of the account's
+    contacts of each role the service could serve each item at the decision)."""
+    servable = logged_servable(rows, catalog)
+    said = np.array([s is not None for s in servable], dtype=bool)
+    role_of = dict(zip(contacts["contact_id"].astype(str), contacts["role"], strict=True))
+    named = {role_of.get(c, "") for s in servable if s is not None for c in s}
+    roles = roles + sorted(named - set(roles))
+    code = {r: j for j, r in enumerate(roles)}
+    out = np.zeros((len(roles), len(rows), len(catalog)))
+    for i, by_contact in enumerate(servable):
+        for contact, items in (by_contact or {}).items():
+            out[code[role_of.get(contact, "")], i, items] += 1.0  # a contact counts once
+    return roles, said, out
+
+
 def _judge_as_served(
     estimator: Any,
     rows: pd.DataFrame,
@@ -327,6 +398,14 @@ def _judge_as_served(
     served_role_code = np.array([roles.index(r) for r in _role_names(rows["contact_role"])])
     logged = content_positions(catalog, rows["content_id"])
     at = np.arange(n)
+    # where the log says what the service could serve then: per role, decision and item,
+    # how many of the account's contacts of that role it could serve the item
+    roles, said, servable_by_role = _servable_by_role(rows, catalog, contacts, roles)
+    counts = np.pad(counts, ((0, 0), (0, len(roles) - counts.shape[1])))
+    # among the contacts of the served role, how many a policy picking the served item
+    # takes alike (its probability of what was served is one over that)
+    alike = counts[at, served_role_code]
+    alike[said] = np.maximum(servable_by_role[served_role_code, at, logged][said], 1.0)
     account_cols = [c for c in nc.account_input_columns(taxonomy) if c in rows.columns]
     # the service models' answers alone: the ranking per role needs no feature column
     answers = rows[[PHASE_PROBA_PREFIX + ph for ph in taxonomy.phases] + [CHURN_RISK_COLUMN]]
@@ -341,6 +420,7 @@ def _judge_as_served(
             answers.assign(contact_role=as_role.to_numpy()), catalog, taxonomy, config
         )
         eligible &= counts[:, j : j + 1] > 0
+        eligible[said] = servable_by_role[j, said] > 0
         mine = served_role_code == j
         eligible[at[mine], logged[mine]] = True  # what was served could be served
         p[j] = nc.score_candidates(
@@ -370,7 +450,7 @@ def _judge_as_served(
         flat = values.transpose(1, 0, 2).reshape(n, -1).argmax(axis=1)
         role_at, item_at = flat // n_items, flat % n_items
         same = (role_at == served_role_code) & (item_at == logged)
-        target = np.where(same, 1.0 / counts[at, served_role_code], 0.0)
+        target = np.where(same, 1.0 / alike, 0.0)
         value = policy_value(
             reward,
             propensity,

@@ -55,7 +55,7 @@ from models.arbitration.config import (
     churn_band,
     load_arbitration_config,
 )
-from models.arbitration.decision import Action, Decision, HeldBack, decision_record
+from models.arbitration.decision import Action, Decision, HeldBack, decision_record, servable_json
 from models.arbitration.errors import ArbitrationConfigError, ArbitrationError
 from models.arbitration.holdback import _draw_groups as _draw_groups  # checked by the tests
 from models.arbitration.rank import (
@@ -93,6 +93,7 @@ __all__ = [
     "churn_band",
     "churn_lever",
     "decision_record",
+    "servable_json",
     "item_phase_fit",
     "load_arbitration_config",
     "prepare_candidates",

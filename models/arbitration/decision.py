@@ -4,7 +4,9 @@ candidates of one :class:`Decision`, and the decision as plain data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -69,6 +71,10 @@ class Decision:
     n_eligible: int
     # The online posterior's segment the decision counts in (None: decided without one).
     segment: str | None = None
+    # What could have filled the top slot: contact_id ("" for an account-level play) ->
+    # content_ids, best expected value first. Logged with the decision, so another policy
+    # judged on the log chooses among what this one could (``servable_json``).
+    servable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def actions_frame(self) -> pd.DataFrame:
         """The actions as a DataFrame, one row per action in rank order."""
@@ -79,6 +85,12 @@ class Decision:
         """The held-back candidates as a DataFrame."""
         columns = list(HeldBack.__dataclass_fields__)
         return pd.DataFrame([h.__dict__ for h in self.held_back], columns=columns)
+
+
+def servable_json(servable: Mapping[str, Sequence[str]]) -> str:
+    """A decision's servable actions as the JSON text the log keeps (the ``servable``
+    column of the data contract's exposures): ``{"contact_id": ["content_id", ...]}``."""
+    return json.dumps({c: list(items) for c, items in servable.items()}, separators=(",", ":"))
 
 
 def decision_record(decision: Decision) -> dict[str, Any]:

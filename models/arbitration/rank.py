@@ -188,6 +188,7 @@ def rank_actions(
         explored=slots.explored,
         n_eligible=len(servable),
         segment=None if online is None else segment_of(context),
+        servable=_servable_by_contact(servable, rows, cat, prepared),
     )
 
 
@@ -260,6 +261,20 @@ def servable_actions(
         p=e.rows.p[at],
         rest=(e.scores.value * e.scores.fit * e.scores.lever)[at],
     )
+
+
+def _servable_by_contact(
+    servable: np.ndarray, rows: CandidateRows, cat: PreparedCatalog, prepared: PreparedCandidates
+) -> dict[str, tuple[str, ...]]:
+    """contact_id -> the content_ids of the ``servable`` rows addressed to it, best expected
+    value first (:attr:`Decision.servable`)."""
+    contact = rows.contact[servable]
+    items = cat.content_ids[rows.item[servable]]
+    # per contact (a handful), not per action (about a hundred): this runs on every answer
+    return {
+        str(prepared.contact_ids[c]): tuple(str(i) for i in items[contact == c].tolist())
+        for c in dict.fromkeys(contact.tolist())
+    }
 
 
 def segment_of(context: AccountContext) -> str:

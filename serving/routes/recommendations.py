@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
-from models.arbitration import Recent
+from models.arbitration import Recent, servable_json
 from models.contract import NEXT_CONTENT
 from models.explain import describe_changes
 from serving.auth import check_account_access, require_scope
@@ -161,6 +161,8 @@ def log_actions(
 ) -> tuple[str, list[str]]:
     """Log ``actions`` as served (one request id); returns (request id, recommendation ids)."""
     request_id = uuid.uuid4().hex
+    # the top-slot decision's servable actions, for judging other policies on the log
+    servable = servable_json(result.servable) if result.servable else None
     ids = svc.served_log.log(
         [
             NewRecommendation(
@@ -176,6 +178,7 @@ def log_actions(
                 kind="impression" if s.action.repeat else "decision",
                 segment=result.segment,
                 p_response=s.action.p_response,
+                servable=servable if s.action.rank == 1 and not s.action.repeat else None,
             )
             for s in actions
         ],

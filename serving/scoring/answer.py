@@ -60,3 +60,6 @@ class AccountScore:
     # The online posterior's segment the answer's decisions count in (None: none).
     segment: str | None = None
     why_now: tuple[WhyNow, ...] = ()
+    # What could have filled the top slot (``models.arbitration.Decision.servable``; empty:
+    # not known, e.g. a cold start), logged with the top-slot decision.
+    servable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

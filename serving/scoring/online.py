@@ -134,6 +134,7 @@ def decide(
         missing=dict(models.missing),
         segment=decision.segment,
         why_now=state.why_now,
+        servable=decision.servable,
     )
 
 

@@ -127,6 +127,9 @@ class NewRecommendation:
     # the model's probability of a response to it (the successes its key expects of it).
     segment: str | None = None
     p_response: float | None = None
+    # A top-slot decision's servable actions as JSON (``models.arbitration.servable_json``;
+    # None: not known): what a policy judged on this log may choose among.
+    servable: str | None = None
 
     def at(self, served_at: pd.Timestamp) -> NewRecommendation:
         """This action served at ``served_at``."""
@@ -204,6 +207,7 @@ def _recommendation_row(item: NewRecommendation, served_ns: int) -> dict[str, An
         "served_at": served_ns,
         "kind": item.kind,
         "segment": item.segment if counts_in_posterior(item) else None,
+        "servable": item.servable,
     }
 
 

@@ -2,8 +2,9 @@
 ``decision`` (``serving.store.tables.SERVED_KINDS``) is an exposure with its recommendation
 id as ``exposure_id``, the time it was served, the account, the contact (none for an
 account-level action), the item and the item's channel, the exact ``propensity`` the
-serving policy gave it, its rank as ``position`` and the ``policy``. Impressions are not
-exposures: the decision they re-show is.
+serving policy gave it, its rank as ``position``, the ``policy`` and, for a top-slot
+decision, what it could have served (``servable``). Impressions are not exposures: the
+decision they re-show is.
 
 One reading for every consumer, so the features the service computes online and those
 training computes from the store or its export count the same exposures."""
@@ -28,6 +29,7 @@ _DECISIONS = select(
     Recommendation.propensity,
     Recommendation.rank,
     Recommendation.policy,
+    Recommendation.servable,
 ).where(Recommendation.kind == "decision")
 # One account's decisions, the statement built once (a cold request reads them: building
 # and compiling an IN clause per request costs more than the query).
@@ -90,6 +92,7 @@ def _exposure_rows(found: Sequence[Any], channel: Mapping[str, str]) -> list[tup
             float(r.propensity),
             float(r.rank),
             r.policy,
+            r.servable,
             None,  # no custom attributes
         )
         for r in found

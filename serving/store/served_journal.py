@@ -85,6 +85,7 @@ def encode(rows: Sequence[NewRecommendation]) -> bytes:
                 "kind": r.kind,
                 "segment": r.segment,
                 "p_response": r.p_response,
+                "servable": r.servable,
             },
             separators=(",", ":"),
         ).encode()

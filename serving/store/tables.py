@@ -162,6 +162,9 @@ class Exposure(Base):
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The policy that chose it (its propensity is under this policy), if known.
     policy: Mapped[str | None] = mapped_column(String)
+    # What the policy could have chosen for the top slot then, JSON {contact_id:
+    # [content_id, ...]}, if known.
+    servable: Mapped[str | None] = mapped_column(Text)
 
 
 class Recommendation(Base):
@@ -190,6 +193,9 @@ class Recommendation(Base):
     # learning between retrains off) and when a response first rewarded it there.
     segment: Mapped[str | None] = mapped_column(String)
     rewarded_at: Mapped[int | None] = mapped_column(BigInteger)
+    # A top-slot decision's servable actions, JSON {contact_id: [content_id, ...]} (None:
+    # not known): what another policy judged on the log may choose among.
+    servable: Mapped[str | None] = mapped_column(Text)
 
 
 class Feedback(Base):

@@ -3,6 +3,7 @@ exploration propensities, filters and config errors."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from models.arbitration import (
     prepare_catalog,
     rank_actions,
     servable_actions,
+    servable_json,
 )
 
 PHASES = ["awareness", "consideration", "selection", "onboarding"]
@@ -307,6 +309,18 @@ def test_servable_actions_are_what_could_fill_the_top_slot() -> None:
     assert {c for c, k in pairs if k == "it1"} == {"B1"}
     ev = servable.p * servable.rest
     assert ev[0] == pytest.approx(top.expected_value) and (np.diff(ev) <= 1e-12).all()
+    # the decision carries them for the log, by contact, best first
+    logged = [(c, k) for k, items in decision.servable.items() for c in items]
+    assert sorted(logged) == sorted(pairs)
+    for contact, items in decision.servable.items():
+        assert list(items) == [
+            c
+            for c, k in zip(servable.content_ids, servable.contact_ids, strict=True)
+            if k == contact
+        ]
+    assert json.loads(servable_json(decision.servable)) == {
+        k: list(v) for k, v in decision.servable.items()
+    }
 
 
 def test_contact_cap_within_one_decision() -> None:

@@ -123,7 +123,7 @@ def test_migration_0007_downgrades_and_upgrades_with_the_rows_kept(
             raw.execute("PRAGMA foreign_keys=ON")
     assert "attributes" not in columns("accounts") | columns("touchpoints")
     assert not {"attributes", "position"} & columns("exposures")
-    assert store.migrate() == "0013"
+    assert store.migrate() == "0014"
     assert {"attributes", "position"} <= columns("exposures")
     loaded = store.accounts_data([str(data.accounts["account_id"].iloc[0])])
     assert len(loaded.touchpoints) > 0 and "plan" not in loaded.accounts  # dropped with 0007

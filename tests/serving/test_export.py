@@ -118,6 +118,17 @@ def test_export_writes_each_decision_as_an_exposure_with_its_logged_propensity(
             r.account_id, r.content_id, r.policy,
         )  # fmt: skip
         assert row["position"] == r.rank and pd.Timestamp(row["ts"]).value == r.served_at
+        # a top-slot decision logs what could have filled the slot, the served action
+        # among it; the exploration draws uniformly among them, so each had at least
+        # rate / their number
+        if r.rank != 1:
+            assert pd.isna(row["servable"]) and r.servable is None
+            continue
+        assert row["servable"] == r.servable
+        servable = json.loads(r.servable)
+        assert r.content_id in servable[r.contact_id or ""]
+        n = sum(len(items) for items in servable.values())
+        assert r.propensity >= EXPLORATION_RATE / n - 1e-12
     # the simulation's own exposures are there too, untouched
     # the service reads an account's exposures the same way: the loaded ones and its
     # decisions (more of them by now: other tests may have served since the export)
@@ -192,7 +203,7 @@ def test_decisions_served_at_one_moment_export_in_an_order_their_content_fixes()
     def decision(rid: str, account: str, contact: str | None, at: int) -> SimpleNamespace:
         return SimpleNamespace(
             id=rid, account_id=account, contact_id=contact, served_at=at, content_id="C1",
-            propensity=0.5, rank=1, policy="p",
+            propensity=0.5, rank=1, policy="p", servable=None,
         )  # fmt: skip
 
     found = [

@@ -132,7 +132,7 @@ def test_migration_0004_binds_the_keys_the_old_name_rule_bound(
                     for i, (name, scopes, revoked) in enumerate(old)
                 ],
             )  # fmt: skip
-        assert store.migrate() == "0013"
+        assert store.migrate() == "0014"
         keys = {k.name: (k.rep_id, sorted(k.scopes)) for k in store.api_keys()}
     unchanged = sorted(READ_AND_FEEDBACK)
     assert keys == {

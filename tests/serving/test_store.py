@@ -80,9 +80,9 @@ def simulation(taxonomy: Taxonomy) -> JourneyData:
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
-    assert store.revision() == "0013"
+    assert store.revision() == "0014"
     before = store.counts()
-    assert store.migrate() == "0013"
+    assert store.migrate() == "0014"
     assert store.counts() == before
     # The taxonomy's catalog is seeded once; everything else starts empty.
     assert before["content"] == 94
@@ -112,7 +112,7 @@ def test_concurrent_migrations_take_turns(backend: str, tmp_path: Path, taxonomy
         t.join()
     try:
         assert errors == []
-        assert [s.revision() for s in stores] == ["0013"] * 3
+        assert [s.revision() for s in stores] == ["0014"] * 3
     finally:
         for s in stores:
             s.dispose()
@@ -548,7 +548,7 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
     # column, 0005 a table, 0006 nullable columns, 0007 attribute and position columns, 0009 the
     # kind of a served action and an exposure's policy, 0010 names, 0011 the feature states'
     # table, 0012 the online posterior's table and a decision's segment and reward, 0013
-    # the posterior's expected successes)
+    # the posterior's expected successes, 0014 a decision's servable actions)
     later = [
         d
         for d in diffs
@@ -564,13 +564,15 @@ def test_migration_0003_drops_a_table_and_its_downgrade_brings_it_back(store: St
         ("exposures", "attributes"),
         ("exposures", "policy"),
         ("exposures", "position"),
+        ("exposures", "servable"),
         ("recommendations", "kind"),
         ("recommendations", "rewarded_at"),
         ("recommendations", "segment"),
+        ("recommendations", "servable"),
         ("touchpoints", "attributes"),
     ]
     assert change == "remove_table" and table.name not in Base.metadata.tables
-    assert store.migrate() == "0013"
+    assert store.migrate() == "0014"
     assert differences() == []
 
 
@@ -598,7 +600,7 @@ def test_migration_0013_restarts_the_online_posterior(
                   "policy": "p/thompson", "model_versions": {"nba-next-content": "4"},
                   "served_at": t0, "kind": "decision", "segment": "selection"}],
             )  # fmt: skip
-        assert store.migrate() == "0013"
+        assert store.migrate() == "0014"
         assert store.posterior_counts("4") == {}
         [row] = logged_recommendations(store, "A1")
         assert (row.id, row.segment) == ("r0", None)
@@ -634,7 +636,7 @@ def test_migration_0002_fills_the_decision_state_from_the_log(
                     {"recommendation_id": "r0", "outcome": "shown", "at": to_ns(t0), "note": None},
                 ],
             )
-        assert store.migrate() == "0013"
+        assert store.migrate() == "0014"
         with store.engine.connect() as conn:
             served = conn.execute(select(ServedAction)).all()
             dismissed = conn.execute(select(DismissedItem)).all()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from features.errors import InvalidInputError
 from features.load import write_data_dir
 from features.schema import RESPONSE_WINDOW_DAYS, JourneyData
 from models import next_content as nc
@@ -29,6 +31,7 @@ from training.log_promotion import (
     PHASE_PROBA_PREFIX,
     PICK_COLUMNS,
     PICKS_ARTIFACT,
+    SERVABLE_COLUMN,
     LogJudgement,
     ServedLogError,
     learned_until,
@@ -375,3 +378,103 @@ def test_a_decision_could_address_the_contacts_its_account_had_by_then() -> None
     roles, counts = roles_at_decisions(rows, contacts)
     assert roles == ["", "it", "marketing"]
     assert counts.tolist() == [[1, 1, 0], [1, 2, 1], [1, 1, 0]]
+
+
+def _servable_logged(data: JourneyData, seed: int) -> JourneyData:
+    """``data`` whose service decisions also log what could be served: for each of the
+    account's contacts a random third of the catalog, the served item among them for the
+    served contact."""
+    rng = np.random.default_rng(seed)
+    items = data.content["content_id"].astype(str).to_numpy()
+    by_account = data.contacts.groupby(data.contacts["account_id"].astype(str))["contact_id"]
+    contacts_of = {a: [str(c) for c in ids] for a, ids in by_account}
+    ex = data.exposures
+    logged = []
+    for account, contact, item, policy in zip(
+        ex["account_id"].astype(str), ex["contact_id"], ex["content_id"].astype(str),
+        ex["policy"], strict=True,
+    ):  # fmt: skip
+        if pd.isna(policy):
+            logged.append(None)
+            continue
+        served_to = "" if pd.isna(contact) else str(contact)
+        sets = {}
+        for c in {*contacts_of.get(account, []), served_to}:
+            chosen = set(rng.choice(items, size=len(items) // 3, replace=False).tolist())
+            sets[c] = sorted(chosen | ({item} if c == served_to else set()))
+        logged.append(json.dumps(sets))
+    exposures = ex.assign(**{SERVABLE_COLUMN: pd.array(logged, dtype="str")})
+    return dataclasses.replace(data, exposures=exposures)
+
+
+@pytest.mark.parametrize("as_served", [False, True], ids=["served-contact", "as-service"])
+def test_the_challenger_chooses_among_what_the_service_could_serve(
+    trained_registry: TrainedRegistry, registry_copy: str, as_served: bool
+) -> None:
+    """Where the log holds each decision's servable actions, the challenger and the
+    champion pick among them alone (a pick the service could not serve has no evidence in
+    the log); among contacts of one role it takes those it could serve the item alike."""
+    data, taxonomy = trained_registry.data, trained_registry.taxonomy
+    served = _servable_logged(_served(data, data_end(data) - pd.Timedelta(days=150)), seed=3)
+    models = load_service_models() if as_served else None
+    rows, columns = served_decisions(served, taxonomy, models=models)
+    assert rows[SERVABLE_COLUMN].notna().all()
+    model = load_version(NEXT_CONTENT, "1")
+    extra = (
+        {"config": load_arbitration_config(), "contacts": known_contacts(served)}
+        if as_served
+        else {}
+    )
+    bound = judge(model, rows, columns, data.content, taxonomy, champion=Reversed(model), **extra)
+    free = judge(
+        model, rows.drop(columns=SERVABLE_COLUMN), columns, data.content, taxonomy,
+        champion=Reversed(model), **extra,
+    )  # fmt: skip
+    roles = data.contacts["role"].astype(object)
+    role_of = dict(
+        zip(data.contacts["contact_id"].astype(str), roles.where(roles.notna(), ""), strict=True)
+    )
+    picks = bound.picks.reset_index(drop=True)
+    for i, pick in picks.iterrows():
+        sets = json.loads(rows[SERVABLE_COLUMN].iat[i])
+        served_to = rows["contact_id"].iat[i]
+        served_to = "" if pd.isna(served_to) else str(served_to)
+        for who in ("challenger", "champion"):
+            role = pick[f"{who}_role"]
+            addressed = (
+                [c for c in sets if role_of.get(c, "") == role] if as_served else [served_to]
+            )
+            assert any(pick[f"{who}_content_id"] in sets[c] for c in addressed), (i, who)
+        same = pick["challenger_content_id"] == pick["served_content_id"] and (
+            not as_served or pick["challenger_role"] == role_of.get(served_to, "")
+        )
+        alike = [
+            c
+            for c in sets
+            if role_of.get(c, "") == role_of.get(served_to, "")
+            and pick["served_content_id"] in sets[c]
+        ]
+        expected = (1.0 / len(alike) if as_served else 1.0) if same else 0.0
+        assert pick["challenger_propensity"] == pytest.approx(expected), i
+    # the logged sets bind: without them many picks are items the service could not serve
+    moved = bound.picks["challenger_content_id"] != free.picks["challenger_content_id"]
+    assert moved.mean() > 0.3
+    # a copy of the champion still ties it exactly
+    same = judge(model, rows, columns, data.content, taxonomy, champion=model, **extra)
+    assert same.difference is not None
+    assert (same.difference.value, same.difference.low, same.difference.high) == (0, 0, 0)
+
+
+def test_a_servable_set_that_is_not_json_is_refused_by_its_exposure(
+    trained_registry: TrainedRegistry,
+) -> None:
+    data, taxonomy = trained_registry.data, trained_registry.taxonomy
+    served = _servable_logged(_served(data, data_end(data) - pd.Timedelta(days=150)), seed=3)
+    rows, columns = served_decisions(served, taxonomy)
+    broken = rows.copy()
+    exposure = str(broken["exposure_id"].iat[4])
+    for bad in ("{not json", '["C1"]', '{"K1": "C1"}'):
+        broken[SERVABLE_COLUMN] = broken[SERVABLE_COLUMN].astype(object)
+        broken.iloc[4, broken.columns.get_loc(SERVABLE_COLUMN)] = bad
+        with pytest.raises(InvalidInputError, match=f"exposures.servable of exposure '{exposure}'"):
+            judge(load_version(NEXT_CONTENT, "1"), broken, columns, data.content, taxonomy)
