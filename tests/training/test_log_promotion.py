@@ -148,15 +148,19 @@ def test_the_challenger_is_held_against_the_champions_own_policy(
     assert alone.beats_champion == (alone.dr.low > alone.champion.value)
 
 
+@pytest.mark.parametrize("servable", [False, True], ids=["rules", "logged-servable"])
 def test_a_noisy_copy_of_the_champion_does_not_beat_it(
-    trained_registry: TrainedRegistry, registry_copy: str
+    trained_registry: TrainedRegistry, registry_copy: str, servable: bool
 ) -> None:
     """A challenger that is the champion with noise on its logits is no better anywhere,
     and its own predictions overrate its picks (it picks them partly for their noise):
     valued with them as they are, it beat the champion by +0.19 [0.16, 0.22] here. Both
-    policies are valued with the champion's predictions recalibrated on the log."""
+    policies are valued with the champion's predictions recalibrated on the log; so also
+    where the log says what could be served."""
     data, taxonomy = trained_registry.data, trained_registry.taxonomy
     served = _served(data, data_end(data) - pd.Timedelta(days=150))
+    if servable:
+        served = _servable_logged(served, seed=4)
     rows, columns = served_decisions(served, taxonomy, models=load_service_models())
     model = load_version(NEXT_CONTENT, "1")
     judged = judge(
