@@ -271,7 +271,10 @@ def served_decisions(
     if SERVABLE_COLUMN in decided:
         logged = decided.set_index(decided["exposure_id"].astype(str))[SERVABLE_COLUMN]
         servable = frame["exposure_id"].astype(str).map(logged).to_numpy()
-        frame = frame.assign(**{SERVABLE_COLUMN: servable})  # one copy, not a fragment
+        # joined, not inserted: the frame is many columns added one by one already
+        frame = pd.concat(
+            [frame, pd.DataFrame({SERVABLE_COLUMN: servable}, index=frame.index)], axis=1
+        )
     return frame, nc.feature_columns(taxonomy)
 
 

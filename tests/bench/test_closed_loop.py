@@ -6,6 +6,7 @@ bigger world and 26 weeks: ``python -m bench.closed_loop``.)"""
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,16 @@ def test_promote_first_judges_the_newcomer_on_the_decisions_served_after_it(
     truth = second["true_on_judged"]
     assert truth["matched"] == truth["of"] == second["decisions"]
     assert second["dr_covers_truth"] is not None
+    # each judged pick, the challenger's and the champion's, was one the service could
+    # serve at that decision, as its log holds
+    with sqlite3.connect(tmp_path / "nba.db") as db:
+        logged = dict(db.execute("select id, servable from recommendations").fetchall())
+        roles = dict(db.execute("select contact_id, coalesce(role, '') from contacts").fetchall())
+    for pick in picks.fillna("").itertuples():
+        servable = json.loads(logged[pick.exposure_id])
+        assert pick.served_content_id in servable[pick.contact_id or ""]
+        for item, role in (
+            (pick.challenger_content_id, pick.challenger_role),
+            (pick.champion_content_id, pick.champion_role),
+        ):
+            assert any(item in servable[c] for c in servable if roles.get(c, "") == role), pick
