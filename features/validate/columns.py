@@ -8,6 +8,7 @@ canonical dtype are passed through without conversion.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -367,6 +368,27 @@ _CONVERTERS: dict[str, _Converter] = {
     "list": _convert_list,
 }
 
+
+def _not_servable_json(series: pd.Series) -> pd.Series:
+    """Per row: a ``servable`` value given that is not ``{"contact_id": ["content_id",
+    ...]}`` JSON (what judging another policy on the log reads)."""
+
+    def bad(text: str) -> bool:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return True
+        return not isinstance(parsed, dict) or not all(
+            isinstance(items, list) and all(isinstance(i, str) for i in items)
+            for items in parsed.values()
+        )
+
+    given = series.notna().to_numpy()
+    out = np.zeros(len(series), dtype=bool)
+    out[given] = [bad(t) for t in series[given]]
+    return pd.Series(out, index=series.index)
+
+
 # Value ranges beyond the type: (is_bad(series), message, expected).
 _RANGES: dict[tuple[str, str], tuple[Callable[[pd.Series], pd.Series], str, str]] = {
     ("exposures", "propensity"): (
@@ -383,6 +405,11 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[pd.Series], pd.Series], str, str]
         lambda s: s.notna() & ((s < 0) | (s % 1 != 0)),
         "position not a whole number >= 0",
         "a slot number such as 1 (first) or empty",
+    ),
+    ("exposures", "servable"): (
+        _not_servable_json,
+        "servable not a JSON object of content id lists",
+        '{"contact_id": ["content_id", ...]} ("" for an account-level action) or empty',
     ),
 }
 

@@ -266,6 +266,22 @@ def test_propensity_outside_unit_interval(tiny_data: JourneyData, taxonomy: Taxo
     assert problem.expected == "a probability in (0, 1]"
 
 
+def test_a_servable_set_must_be_a_json_object_of_content_id_lists(
+    tiny_data: JourneyData, taxonomy: Taxonomy
+) -> None:
+    raw = raw_tables(tiny_data)
+    raw["exposures"]["servable"] = ['{"K1": ["C1", "C2"], "": []}', None, "{not json", '["C1"]']
+
+    _, report = validate_tables(raw, taxonomy, now=NOW)
+
+    problem = only(report)
+    assert (problem.column, problem.message, problem.rows) == (
+        "servable",
+        "servable not a JSON object of content id lists",
+        [3, 4],
+    )
+
+
 def test_list_columns_are_checked_element_wise(tiny_data: JourneyData, taxonomy: Taxonomy) -> None:
     raw = raw_tables(tiny_data)
     content = as_strings(raw["content"])
