@@ -419,7 +419,8 @@ def test_the_challenger_chooses_among_what_the_service_could_serve(
     champion pick among them alone (a pick the service could not serve has no evidence in
     the log); among contacts of one role it takes those it could serve the item alike."""
     data, taxonomy = trained_registry.data, trained_registry.taxonomy
-    served = _servable_logged(_served(data, data_end(data) - pd.Timedelta(days=150)), seed=3)
+    # the last 75 days' decisions: enough to bind, and each judgement scores them all
+    served = _servable_logged(_served(data, data_end(data) - pd.Timedelta(days=75)), seed=3)
     models = load_service_models() if as_served else None
     rows, columns = served_decisions(served, taxonomy, models=models)
     assert rows[SERVABLE_COLUMN].notna().all()
@@ -473,7 +474,8 @@ def test_a_servable_set_that_is_not_json_is_refused_by_its_exposure(
     trained_registry: TrainedRegistry,
 ) -> None:
     data, taxonomy = trained_registry.data, trained_registry.taxonomy
-    served = _servable_logged(_served(data, data_end(data) - pd.Timedelta(days=150)), seed=3)
+    # the last 75 days' decisions: enough to bind, and each judgement scores them all
+    served = _servable_logged(_served(data, data_end(data) - pd.Timedelta(days=75)), seed=3)
     rows, columns = served_decisions(served, taxonomy)
     broken = rows.copy()
     exposure = str(broken["exposure_id"].iat[4])
