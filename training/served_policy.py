@@ -14,7 +14,6 @@ P(response) x value among the items fitting the CRM phase and the contact's role
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -23,8 +22,10 @@ import pandas as pd
 from features.errors import InvalidInputError
 from features.schema import JourneyData
 from features.taxonomy import Taxonomy
+from features.validate.columns import read_servable
 from models import next_content as nc
 from models.arbitration import (
+    ACCOUNT_LEVEL,
     ArbitrationConfig,
     churn_lever,
     item_phase_fit,
@@ -85,11 +86,7 @@ def logged_servable(
             out.append(None)
             continue
         try:
-            parsed = json.loads(text)
-            if not isinstance(parsed, dict) or not all(
-                isinstance(items, list) for items in parsed.values()
-            ):
-                raise ValueError("not an object of lists")
+            parsed = read_servable(text)
         except ValueError as exc:
             raise InvalidInputError(
                 f"exposures.servable of exposure {exposure!r}: {text[:80]!r} is not "
@@ -107,8 +104,9 @@ def logged_servable(
 
 
 def _contact_key(contact_id: Any) -> str:
-    """A decision's contact as its servable set names it ("" for an account-level play)."""
-    return "" if contact_id is None or pd.isna(contact_id) else str(contact_id)
+    """A decision's contact as its servable set names it (an account-level play's is
+    ``ACCOUNT_LEVEL``, as the service logs it)."""
+    return ACCOUNT_LEVEL if contact_id is None or pd.isna(contact_id) else str(contact_id)
 
 
 def service_ranking(

@@ -369,19 +369,27 @@ _CONVERTERS: dict[str, _Converter] = {
 }
 
 
+def read_servable(text: str) -> dict[str, list[str]]:
+    """An exposure's ``servable`` value: ``{"contact_id": ["content_id", ...]}``. Raises
+    ValueError for anything else (validation reports it; judging on the log reads it)."""
+    parsed = json.loads(text)
+    if not isinstance(parsed, dict) or not all(
+        isinstance(items, list) and all(isinstance(i, str) for i in items)
+        for items in parsed.values()
+    ):
+        raise ValueError("not a JSON object of content id lists")
+    return parsed
+
+
 def _not_servable_json(series: pd.Series) -> pd.Series:
-    """Per row: a ``servable`` value given that is not ``{"contact_id": ["content_id",
-    ...]}`` JSON (what judging another policy on the log reads)."""
+    """Per row: a ``servable`` value given that :func:`read_servable` refuses."""
 
     def bad(text: str) -> bool:
         try:
-            parsed = json.loads(text)
+            read_servable(text)
         except ValueError:
             return True
-        return not isinstance(parsed, dict) or not all(
-            isinstance(items, list) and all(isinstance(i, str) for i in items)
-            for items in parsed.values()
-        )
+        return False
 
     given = series.notna().to_numpy()
     out = np.zeros(len(series), dtype=bool)
