@@ -215,6 +215,7 @@ class Loop:
             served_log_flush_s=0,
             online_prior_strength=self.args.prior_strength,
             online_draw_share=self.args.draw_share,
+            challenger_share=self.args.challenger_share,
             arbitration_config=self.args.arbitration,
         )
         self.client = TestClient(create_app(settings, clock=lambda: self.clock))
@@ -327,10 +328,14 @@ class Loop:
             return _nba(["promote", "next-content", "--store", self.url, *arbitration], self.env)
 
         promoted: subprocess.CompletedProcess[str] | None
+        challenged: subprocess.CompletedProcess[str] | None = None
         if self.args.promote_first:
             # the newcomer of the retrain before, judged on the decisions served since
             promoted = promote() if self.newcomer else None
             trained = train()
+            if trained.returncode == 0 and self.args.challenger_share > 0:
+                # on trial until its judgement: its own pick in a share of the decisions
+                challenged = _nba(["challenge", "next-content"], self.env)
         else:
             trained = train()
             promoted = promote()
@@ -353,7 +358,11 @@ class Loop:
             "promote_exit": None if promoted is None else promoted.returncode,
             "promote_said": []
             if promoted is None
-            else (promoted.stdout + promoted.stderr).strip().splitlines()[-3:],
+            else (promoted.stdout + promoted.stderr).strip().splitlines()[-4:],
+            # what `nba challenge` said (None: no trial started)
+            "challenge_said": None
+            if challenged is None
+            else (challenged.stdout + challenged.stderr).strip().splitlines()[-2:],
             "champion_before": before,
             "champion_after": after,
             "moved": before != after,
@@ -469,6 +478,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
         "arbitration": None if args.arbitration is None else str(args.arbitration),
         "equal_values": args.equal_values,
         "promote_first": args.promote_first,
+        "challenger_share": args.challenger_share,
         "first_decision": first.isoformat(),
         "frozen_versions": frozen_versions,
         "initial_forced": True,
@@ -638,6 +648,14 @@ def main() -> None:
         action="store_true",
         help="each retrain first judges the newcomer of the retrain before (on the decisions "
         "served since), then trains the next",
+    )
+    parser.add_argument(
+        "--challenger-share",
+        type=float,
+        default=Settings.model_fields["challenger_share"].default,
+        help="with --promote-first, each newcomer is on trial (nba challenge) until its "
+        "judgement: its own pick in this share of the decisions (NBA_CHALLENGER_SHARE; 0: "
+        "no trial, judged on the champion's exploration alone)",
     )
     args = parser.parse_args()
     print(json.dumps(run_loop(args), indent=1))

@@ -24,6 +24,10 @@ RISK_OUTCOME = "churn"
 
 # The alias serving loads; training points it at a model's first version and promotion moves it.
 CHAMPION = "champion"
+# The alias of a next-content version under trial (``nba challenge``): serving gives its own
+# pick a share of the decisions (``NBA_CHALLENGER_SHARE``), logged with exact propensities,
+# so ``nba promote`` judges it on decisions it served; the judgement ends the trial.
+CHALLENGER = "challenger"
 
 # Run params of the churn run: the Platt calibration serving applies to the raw churn score.
 CALIBRATION_A = "calibration_a"

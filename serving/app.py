@@ -38,6 +38,7 @@ from features.attributes import NO_ATTRIBUTES, resolve_attributes
 from features.errors import NbaError, UnavailableError
 from features.taxonomy import load_taxonomy
 from models.arbitration import load_arbitration_config
+from models.contract import CHAMPION
 from serving.auth import KeyVerifier
 from serving.http_protocol import EXTENSION, RECEIVED_AT, REQUESTS, SHED_LISTENERS
 from serving.model_holder import ModelHolder
@@ -210,7 +211,13 @@ def build_services(
         attributes=resolve_attributes(NO_ATTRIBUTES, settings.attributes),
     )
     store.migrate()
-    holder = ModelHolder(settings.tracking_uri, settings.model_alias, tuple(taxonomy.phases))
+    holder = ModelHolder(
+        settings.tracking_uri,
+        settings.model_alias,
+        tuple(taxonomy.phases),
+        # a trial runs against the champion: a service of another alias tries nothing
+        challenger=settings.challenger_share > 0 and settings.model_alias == CHAMPION,
+    )
     if not holder.load():
         log.error(
             "no models loaded, serving not ready: %s; %s",

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from lightgbm.basic import LightGBMError
 
-from models.contract import MODEL_CLASSES, PHASE
+from models.contract import MODEL_CLASSES, NEXT_CONTENT, PHASE
 from serving.model_input import PREDICT_THREADS, ModelLoadError
-from serving.model_set import ModelSet
+from serving.model_set import CHALLENGER_KEY, ModelSet
 
 # How far a phase row's probabilities may sum from 1 (LightGBM's softmax in float64).
 SUM_TOLERANCE = 1e-6
@@ -50,7 +50,10 @@ def check_model_set(models: ModelSet, phases: Sequence[str] | None = None) -> No
     example. The phases the phase run recorded must then be among ``phases`` (the service's
     taxonomy's phases), in their order."""
     for name in models.versions:
-        _check_model(models, name, phases)
+        if name != CHALLENGER_KEY:
+            _check_model(models, name, phases)
+    if models.challenger is not None:  # the next-content version under trial
+        _check_model(models.challenger, NEXT_CONTENT, phases)
 
 
 def _check_model(models: ModelSet, name: str, phases: Sequence[str] | None) -> None:

@@ -82,6 +82,9 @@ class ModelHolder:
     tracking_uri: str
     alias: str = CHAMPION
     phases: tuple[str, ...] | None = None
+    # Also serve the next-content version under trial (the ``challenger`` alias) beside the
+    # alias's set, reloading when it moves (``NBA_CHALLENGER_SHARE`` above 0).
+    challenger: bool = False
     _current: ModelSet | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -128,7 +131,7 @@ class ModelHolder:
         with self._lock:
             self._last_check = pd.Timestamp.now(tz="UTC")
             try:
-                wanted = alias_versions(self.tracking_uri, self.alias)
+                wanted = alias_versions(self.tracking_uri, self.alias, challenger=self.challenger)
                 held = self._current
                 if not force and held is not None and dict(held.versions) == wanted:
                     self._clear_error()  # the alias is back on the serving set

@@ -31,7 +31,7 @@ import json
 import logging
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from features.attributes import NO_FITTED_ATTRIBUTES, FittedAttributes
 from features.pipeline import attribute_specs
 from models.contract import (
     ATTRIBUTES_ARTIFACT,
+    CHALLENGER,
     CHAMPION,
     CHURN,
     HORIZON_DAYS_PARAM,
@@ -60,6 +61,10 @@ from models.contract import (
 from serving.model_input import PREDICT_THREADS, ModelInput, ModelLoadError, model_input
 
 log = logging.getLogger(__name__)
+
+# The key of the next-content version under trial in a set's ``versions`` (beside the
+# alias's own ``nba-next-content``): answers, /ready and reloads see it.
+CHALLENGER_KEY = f"{NEXT_CONTENT}@{CHALLENGER}"
 
 # The part of an answer each registered model provides (``missing`` says which are absent).
 ANSWER_PARTS: Mapping[str, str] = {PHASE: "phase", CHURN: "risk", NEXT_CONTENT: "next_actions"}
@@ -98,6 +103,10 @@ class ModelSet:
     missing: Mapping[str, str] = field(default_factory=dict)
     outcomes: Mapping[str, str] = field(default_factory=dict)
     estimators: Mapping[str, Any] = field(default_factory=dict)
+    # The same set with the next-content version under trial (the ``challenger`` alias) as
+    # its next-content model, when one is served beside the champion (its version is
+    # ``versions[CHALLENGER_KEY]``); None otherwise.
+    challenger: ModelSet | None = None
 
     @property
     def attribute_definitions(self) -> dict[str, str]:
@@ -158,12 +167,17 @@ def how_to_train(tracking_uri: str, model: str = "all") -> str:
     )
 
 
-def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
+def alias_versions(
+    tracking_uri: str, alias: str = CHAMPION, *, challenger: bool = False
+) -> dict[str, str]:
     """Registered name -> the version ``alias`` points to now, for each of the three
     models of ``models.contract`` and each binary outcome model (versions tagged
-    ``nba.kind=outcome``) that has one. Raises :class:`ModelLoadError` naming every model
-    looked for, and how to get one, when none has the alias, and without touching it when
-    ``tracking_uri`` names a SQLite file that does not exist (no empty store is created)."""
+    ``nba.kind=outcome``) that has one. With ``challenger``, also the next-content version
+    the ``challenger`` alias points to (under :data:`CHALLENGER_KEY`) when there is one
+    beside another next-content version of ``alias``. Raises :class:`ModelLoadError`
+    naming every model looked for, and how to get one, when none has the alias, and
+    without touching it when ``tracking_uri`` names a SQLite file that does not exist
+    (no empty store is created)."""
     from mlflow.exceptions import MlflowException
 
     absent = sqlite_file_missing(tracking_uri)
@@ -180,6 +194,13 @@ def alias_versions(tracking_uri: str, alias: str = CHAMPION) -> dict[str, str]:
             out[name] = str(client.get_model_version_by_alias(name, alias).version)
         except MlflowException:
             continue  # not trained, or no version beat its baseline: served without it
+    if challenger and NEXT_CONTENT in out:
+        try:
+            trial = str(client.get_model_version_by_alias(NEXT_CONTENT, CHALLENGER).version)
+        except MlflowException:
+            trial = out[NEXT_CONTENT]  # no trial
+        if trial != out[NEXT_CONTENT]:
+            out[CHALLENGER_KEY] = trial
     if not out:
         raise ModelLoadError(
             f"no registered model has the alias {alias!r} at tracking URI {tracking_uri} "
@@ -232,6 +253,7 @@ def load_model_set(
     outcomes: dict[str, str] = {}
     confusion = pd.Series(dtype=np.float64)
     attributes = NO_FITTED_ATTRIBUTES
+    trial = resolved.pop(CHALLENGER_KEY, None)
     for name, version in resolved.items():
         where = f"{name} v{version} ({alias})"
         estimators[name], run_id, params[name], examples[name] = _load_version(
@@ -254,7 +276,7 @@ def load_model_set(
             confusion = _confusion_counts(csv, where)
     inputs = {name: model_input(est) for name, est in estimators.items()}
     phase_est = estimators.get(PHASE)
-    return ModelSet(
+    champion = ModelSet(
         phase=phase_est,
         churn=estimators.get(CHURN),
         next_content=estimators.get(NEXT_CONTENT),
@@ -270,6 +292,33 @@ def load_model_set(
         missing=missing_parts(resolved, alias),
         outcomes=outcomes,
         estimators=estimators,
+    )
+    if trial is None:
+        return champion
+    return replace(
+        champion,
+        versions={**resolved, CHALLENGER_KEY: trial},
+        challenger=_challenger(client, champion, trial),
+    )
+
+
+def _challenger(client: Any, champion: ModelSet, version: str) -> ModelSet:
+    """``champion`` with next-content ``version`` (the one under trial) as its next-content
+    model; raises :class:`ModelLoadError` as for a version of the set."""
+    where = f"{NEXT_CONTENT} v{version} ({CHALLENGER})"
+    estimator, run_id, params, example = _load_version(client, NEXT_CONTENT, version, where)
+    _check_contract(client, NEXT_CONTENT, where, run_id, params)
+    spec = model_input(estimator)
+    return replace(
+        champion,
+        next_content=estimator,
+        versions={**champion.versions, NEXT_CONTENT: version},
+        run_params={**champion.run_params, NEXT_CONTENT: params},
+        feature_columns={**champion.feature_columns, NEXT_CONTENT: spec.columns},
+        inputs={**champion.inputs, NEXT_CONTENT: spec},
+        alias=CHALLENGER,
+        examples={**champion.examples, NEXT_CONTENT: example},
+        estimators={**champion.estimators, NEXT_CONTENT: estimator},
     )
 
 

@@ -34,6 +34,7 @@ Nothing reads ``os.environ`` on import: the CLI (or ``serving.app.app_from_env``
 | ``NBA_ONLINE_PRIOR_STRENGTH`` | online_prior_strength | 1500 (the model's prior, in decisions) |
 | ``NBA_ONLINE_DRAW_SHARE`` | online_draw_share | 1 (share of decisions drawing the top slot) |
 | ``NBA_ONLINE_REFRESH_S`` | online_refresh_s | 2 (seconds between reads of the shared counts) |
+| ``NBA_CHALLENGER_SHARE`` | challenger_share | 0.2 (top slots given to the version on trial) |
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ class Settings(BaseModel):
     # best posterior mean (models.arbitration.thompson.top_probabilities).
     online_draw_share: float = Field(default=1.0, ge=0, le=1)
     online_refresh_s: float = Field(default=2.0, ge=0, le=3600)
+    # A next-content version under trial (``nba challenge``, the ``challenger`` alias) gets
+    # its own pick in this share of the decisions, so that ``nba promote`` judges it on
+    # decisions it served (importance weights at most 1 / share on its picks) rather than on
+    # the few the champion's exploration happened to serve (weights up to 1 / 0.01).
+    challenger_share: float = Field(default=0.2, ge=0, lt=1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -184,4 +190,5 @@ ENV_VARIABLES: dict[str, str] = {
     "NBA_ONLINE_PRIOR_STRENGTH": "online_prior_strength",
     "NBA_ONLINE_DRAW_SHARE": "online_draw_share",
     "NBA_ONLINE_REFRESH_S": "online_refresh_s",
+    "NBA_CHALLENGER_SHARE": "challenger_share",
 }

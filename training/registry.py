@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from features.errors import NotFoundError
-from models.contract import CHAMPION
+from models.contract import CHALLENGER, CHAMPION
 from training.result import Gate, registered_name
 from training.tracking import FORCED_TAG, champion_version, format_gate, gate_from_tags
 
@@ -187,3 +187,91 @@ def _reason(
     if forced:
         return f"{compared} {gate}; promoted by --force (tagged {FORCED_TAG}=true)"
     return f"{compared} {gate}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What ``nba challenge`` did: the version under trial (None: none now), the one whose
+    trial it ended (None: none), and its gate when it did not pass it."""
+
+    registered_name: str
+    version: str | None
+    ended: str | None
+    forced: bool = False
+    gate: Gate | None = None  # the gate it lost (a tie, or a loss tried by --force)
+
+    def format(self) -> str:
+        ended = f"; the trial of v{self.ended} ends" if self.ended else ""
+        if self.version is None:
+            return f"{self.registered_name}: no version on trial{ended}"
+        why = ""
+        if self.forced:
+            why = f" (its gate lost: --force, tagged {FORCED_TAG}=true)"
+        elif self.gate is not None:
+            why = (
+                " (it tied its baseline on validation, "
+                f"{self.gate.difference_text}: the trial settles it on live decisions)"
+            )
+        return (
+            f"{self.registered_name}: v{self.version} is on trial{why}{ended}; the service "
+            "gives its own pick NBA_CHALLENGER_SHARE of the decisions (default 0.2) from its "
+            "next reload, and `nba promote next-content --store URL` judges it on them"
+        )
+
+
+def trial_version(registered_name: str) -> str | None:
+    """The version the ``challenger`` alias points to, or None."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(registered_name, CHALLENGER).version)
+    except MlflowException:
+        return None
+
+
+def start_trial(registered_name: str, version: str | None = None, *, force: bool = False) -> Trial:
+    """Point the ``challenger`` alias at ``version`` (default: the newest), ending the
+    trial of the version it pointed to. Raises :class:`RegistryError` when the version does
+    not exist or is the champion, and when its gate showed it worse than its baseline
+    (unless ``force``: then tagged ``nba.forced=true``). A version that tied its baseline
+    (the gate's interval holds 0: not made champion by training) may be tried: a trial is
+    how a tie on the validation split is settled, and its judgement is the promotion.
+    (On a served log the validation split's policy value is seldom decisive: in the
+    closed loop nearly every newcomer ties.)"""
+    client = MlflowClient()
+    chosen = version or latest_version(registered_name)
+    try:
+        tags = client.get_model_version(registered_name, chosen).tags or {}
+    except MlflowException as exc:
+        raise RegistryError(f"{registered_name} has no version {chosen!r}: {exc}") from exc
+    if champion_version(registered_name) == chosen:
+        raise RegistryError(
+            f"{registered_name} v{chosen} is the champion: it serves every decision already; "
+            "train a newer version to try"
+        )
+    gate = gate_from_tags(tags)
+    worse = gate is not None and not gate.passed and not gate.tied
+    if gate is not None and worse and not force:
+        raise RegistryError(
+            f"{registered_name} v{chosen} lost its gate ({format_gate(gate)}): its baseline is "
+            "better, so it is not tried on live decisions (--force to try it anyway)"
+        )
+    before = trial_version(registered_name)
+    client.set_registered_model_alias(registered_name, CHALLENGER, chosen)
+    if worse:
+        client.set_model_version_tag(registered_name, chosen, FORCED_TAG, "true")
+    return Trial(
+        registered_name,
+        chosen,
+        before if before not in (None, chosen) else None,
+        forced=worse,
+        gate=None if gate is None or gate.passed else gate,
+    )
+
+
+def end_trial(registered_name: str, version: str | None = None) -> Trial:
+    """Remove the ``challenger`` alias (only when it points to ``version``, if given): the
+    service stops giving it decisions at its next reload."""
+    current = trial_version(registered_name)
+    if current is None or (version is not None and current != version):
+        return Trial(registered_name, current, None)
+    MlflowClient().delete_registered_model_alias(registered_name, CHALLENGER)
+    return Trial(registered_name, None, current)

@@ -59,6 +59,7 @@ from models.arbitration.decision import Action, Decision, HeldBack, decision_rec
 from models.arbitration.errors import ArbitrationConfigError, ArbitrationError
 from models.arbitration.holdback import _draw_groups as _draw_groups  # checked by the tests
 from models.arbitration.rank import (
+    CHALLENGER_SUFFIX,
     THOMPSON_SUFFIX,
     ServableActions,
     churn_lever,
@@ -72,6 +73,7 @@ from models.arbitration.thompson import OnlinePosterior, top_probabilities, win_
 
 __all__ = [
     "ACCOUNT_LEVEL",
+    "CHALLENGER_SUFFIX",
     "DEFAULT_ARBITRATION_PATH",
     "HOLD_RULES",
     "AccountContext",

@@ -141,6 +141,9 @@ class PreparedCandidates:
     role_code: np.ndarray  # contact -> column of the catalog's role_fit (-1: no item lists it)
     catalog_size: int
     account_level: int = -1  # contact row of the account-level addressee (-1: none)
+    # candidate -> the challenger model's P(response) (the next-content version under trial,
+    # ``models.contract.CHALLENGER``); None when no challenger is served
+    p_challenger: np.ndarray | None = None
 
 
 def addressees(contacts: pd.DataFrame) -> pd.DataFrame:
@@ -158,13 +161,19 @@ def prepare_candidates(
     catalog: PreparedCatalog,
     account_id: str = "",
 ) -> PreparedCandidates:
-    """``candidates`` (contact_id, content_id, p_response) of the account's ``contacts``
-    (contact_id, role) as integer codes against ``catalog``. Raises
+    """``candidates`` (contact_id, content_id, p_response and, when a challenger is
+    served, p_challenger) of the account's ``contacts`` (contact_id, role) as integer codes
+    against ``catalog``. Raises
     :class:`ArbitrationError` for a content id not in the catalog or a contact id not among
     the contacts (``account_id`` names the account in the message)."""
     require_columns(candidates, "candidates", ["contact_id", "content_id", "p_response"])
     require_columns(contacts, "contacts", ["contact_id", "role"])
     p = candidates["p_response"].to_numpy(dtype=np.float64, na_value=np.nan)
+    p_challenger = (
+        candidates["p_challenger"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "p_challenger" in candidates.columns
+        else None
+    )
     item = positions(candidates["content_id"], catalog.position)
     if (item < 0).any():
         bad = candidates["content_id"][item < 0].unique()[:5].tolist()
@@ -189,6 +198,7 @@ def prepare_candidates(
         role_code=role_code,
         catalog_size=len(catalog.content_ids),
         account_level=contact_position.get(ACCOUNT_LEVEL, -1),
+        p_challenger=p_challenger,
     )
 
 
@@ -289,6 +299,7 @@ class CandidateRows(NamedTuple):
     item: np.ndarray  # catalog row
     contact: np.ndarray  # contact row of the prepared candidates
     p: np.ndarray  # P(response) clipped to [0, 1]
+    p_challenger: np.ndarray | None = None  # the challenger's, clipped alike (None: none)
 
 
 def select_rows(prepared: PreparedCandidates, context: AccountContext) -> CandidateRows:
@@ -300,8 +311,16 @@ def select_rows(prepared: PreparedCandidates, context: AccountContext) -> Candid
     if context.role is not None:
         keep &= prepared.contact_roles[c_all] == context.role
     rows = np.flatnonzero(keep)
+    challenger = prepared.p_challenger
     return CandidateRows(
-        item=prepared.item[rows], contact=c_all[rows], p=np.clip(p_all[rows], 0.0, 1.0)
+        item=prepared.item[rows],
+        contact=c_all[rows],
+        p=np.clip(p_all[rows], 0.0, 1.0),
+        # A challenger without a prediction for a row the champion ranks (it cannot have
+        # one the champion lacks: both score the same grid) would never pick it.
+        p_challenger=None
+        if challenger is None
+        else np.clip(np.nan_to_num(challenger[rows], nan=0.0), 0.0, 1.0),
     )
 
 

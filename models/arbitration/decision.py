@@ -75,6 +75,9 @@ class Decision:
     # content_ids, best expected value first. Logged with the decision, so another policy
     # judged on the log chooses among what this one could (``servable_json``).
     servable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The top slot is the challenger's own pick (a version under trial), not what the
+    # champion's policy would have served without the trial.
+    challenger: bool = False
 
     def actions_frame(self) -> pd.DataFrame:
         """The actions as a DataFrame, one row per action in rank order."""

@@ -30,6 +30,17 @@ from models.arbitration.thompson import OnlinePosterior, posterior_params, top_p
 THOMPSON_SUFFIX = "/thompson"
 
 
+# The policy name's suffix when a share of decisions goes to the challenger's pick
+# (challenger_suffix).
+CHALLENGER_SUFFIX = "+challenger"
+
+
+def challenger_suffix(share: float) -> str:
+    """The policy name's suffix of decisions whose top slot went to the challenger in
+    ``share`` of them: ``+challenger-<share>``, so the served log tells the trial apart."""
+    return f"{CHALLENGER_SUFFIX}-{share:g}"
+
+
 def online_suffix(draw_share: float) -> str:
     """The policy name's suffix of the online policy with ``draw_share``: ``/thompson`` when
     every decision draws, ``/thompson-<share>`` otherwise (``/thompson-0``: the best
@@ -120,6 +131,7 @@ def rank_actions(
     now: pd.Timestamp,
     explore: bool | None = None,
     online: OnlinePosterior | None = None,
+    challenger_share: float = 0.0,
 ) -> Decision:
     """The top ``k`` next actions for ``context``'s account, held-back candidates and the
     policy's propensities.
@@ -151,6 +163,15 @@ def rank_actions(
     value, in ``online.draw_share`` of the decisions; in the others to the best posterior
     mean (:func:`~models.arbitration.thompson.top_probabilities`); propensities are those
     of that mixture and the policy is named ``<policy_name>`` + :func:`online_suffix`.
+
+    ``challenger_share`` (a next-content version under trial, its predictions in the
+    candidates' ``p_challenger``): when the coin is drawn here and the decision does not
+    stand, the top slot not explored goes in that share of the decisions to the
+    challenger's own pick (the servable action of highest expected value on its
+    predictions) and in the others as above; propensities are those of that mixture, the
+    policy is named with :func:`challenger_suffix` and ``Decision.challenger`` says when
+    the top slot is the challenger's pick and not what the champion's policy would serve
+    without it. Its decisions are the on-policy evidence ``nba promote`` judges it on.
     """
     if k < 1:
         raise ArbitrationError(f"k = {k}; expected at least 1 action")
@@ -168,20 +189,30 @@ def rank_actions(
     standing = explore is None and bool(caps.already[servable].any())
     eps = 0.0 if standing else config.exploration_rate
     sampled = None
-    if online is not None and explore is None and not standing and len(servable) > 1:
+    drawn = explore is None and not standing and len(servable) > 1
+    if online is not None and drawn:
         sampled = _win_probabilities(online, context, servable, rows, scores, cat)
+    trial = drawn and challenger_share > 0 and rows.p_challenger is not None
+    challenger_top = -1
+    if trial:
+        sampled, challenger_top = _with_challenger(
+            sampled, servable, rows, scores, challenger_share
+        )
     slots = fill_slots(
         ranker, k, eps, rng=rng, explore=False if standing else explore, sampled=sampled
     )
     for pos, code in slots.capped:
         rule[servable[pos]] = code
+    policy = config.policy_name
+    if online is not None:
+        policy += online_suffix(online.draw_share)
+    if trial:
+        policy += challenger_suffix(challenger_share)
     return Decision(
         account_id=context.account_id,
         actions=_actions(slots, servable, rows, scores, cat, prepared, caps.already),
         held_back=held_back(rule, scores.ev, rows, cat, prepared, config.held_back_per_rule),
-        policy=config.policy_name
-        if online is None
-        else config.policy_name + online_suffix(online.draw_share),
+        policy=policy,
         churn_band=band,
         churn_risk=risk,
         exploration_rate=eps,
@@ -189,7 +220,32 @@ def rank_actions(
         n_eligible=len(servable),
         segment=None if online is None else segment_of(context),
         servable=_servable_by_contact(servable, rows, cat, prepared),
+        # the champion's greedy pick is position 0: the challenger's own pick elsewhere
+        challenger=bool(
+            challenger_top > 0 and not slots.explored and slots.picks[0] == challenger_top
+        ),
     )
+
+
+def _with_challenger(
+    sampled: np.ndarray | None,
+    servable: np.ndarray,
+    rows: CandidateRows,
+    scores: Scores,
+    share: float,
+) -> tuple[np.ndarray, int]:
+    """(the top slot's probabilities per servable position with ``share`` of them moved to
+    the challenger's pick, that pick's position). Without an online draw the champion's
+    part is its greedy pick (position 0); ties go to the first in the champion's order."""
+    assert rows.p_challenger is not None  # checked by the caller
+    at = servable
+    challenger_ev = rows.p_challenger[at] * (scores.value * scores.fit * scores.lever)[at]
+    top = int(np.argmax(challenger_ev))
+    champion = np.zeros(len(at)) if sampled is None else (1.0 - share) * sampled
+    if sampled is None:
+        champion[0] = 1.0 - share
+    champion[top] += share
+    return champion, top
 
 
 class _Eligible(NamedTuple):

@@ -153,6 +153,7 @@ def score(
         explore=explore,
         data_version=None if activity is None else activity.data_version,
         online=online,
+        challenger_share=svc.settings.challenger_share,
     )
 
 

@@ -47,7 +47,8 @@ from serving.scoring.rows import RowSource
 class Request:
     """One recommendation request: the account, the time, how many actions, the filters,
     the history arbitration reads (``served``: contact_id, content_id, ts; ``dismissed``:
-    content_id, ts) and the exploration coin (None: drawn from ``rng``)."""
+    content_id, ts), the exploration coin (None: drawn from ``rng``), the online posterior
+    and the share of decisions given to the version under trial."""
 
     account_id: str
     now: pd.Timestamp
@@ -60,6 +61,7 @@ class Request:
     dismissed: pd.DataFrame | Recent | None = None
     explore: bool | None = None
     online: OnlinePosterior | None = None
+    challenger_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,13 @@ def decide(
                 a,
                 explored
                 if a.explored
-                else (sampled_reason(a.propensity),)
+                else (
+                    sampled_reason(
+                        a.propensity,
+                        challenger=decision.challenger
+                        and (a.rank == 1 or decision.segment is None),
+                    ),
+                )
                 if a in sampled
                 else reasons.get((a.contact_id, a.content_id), ()),
             )
@@ -141,6 +149,8 @@ def decide(
 # The reason feature of a top slot the online posterior's draw gave to an action not
 # explained yet (``sampled_reason``).
 SAMPLED = "online_sampling"
+# ... and of a top slot the version under trial picked (``sampled_reason``).
+CHALLENGER_PICK = "challenger_trial"
 
 
 def _sampled_unexplained(decision: Decision, state: AccountState) -> tuple[Action, ...]:
@@ -148,7 +158,7 @@ def _sampled_unexplained(decision: Decision, state: AccountState) -> tuple[Actio
     not explain (it explains the greedy answer): a draw away from the greedy top reorders
     the slots, and explaining them here would cost the warm answer a ``pred_contrib`` call
     (milliseconds) on the event loop."""
-    if decision.segment is None:
+    if decision.segment is None and not decision.challenger:
         return ()
     known = state.action_reasons
     return tuple(
@@ -156,17 +166,22 @@ def _sampled_unexplained(decision: Decision, state: AccountState) -> tuple[Actio
     )
 
 
-def sampled_reason(propensity: float) -> Reason:
-    """The reason of an action an answer drawn on the online posterior holds without the
-    model's reasons (see :func:`_sampled_unexplained`)."""
+def sampled_reason(propensity: float, *, challenger: bool = False) -> Reason:
+    """The reason of an action an answer drawn on the online posterior (or given to the
+    version under trial: ``challenger``) holds without the model's reasons (see
+    :func:`_sampled_unexplained`)."""
+    by = (
+        "the model version on trial against the champion"
+        if challenger
+        else "what the service has learnt from responses since the model was trained"
+    )
     return Reason(
-        feature=SAMPLED,
+        feature=CHALLENGER_PICK if challenger else SAMPLED,
         value=float(propensity),
         contribution=0.0,
         text=(
-            "chosen with what the service has learnt from responses since the model was "
-            f"trained (served in {propensity * 100:.3g} % of answers for this account now); "
-            "the model's own reasons are not computed for this answer"
+            f"chosen with {by} (served in {propensity * 100:.3g} % of answers for this "
+            "account now); the model's own reasons are not computed for this answer"
         ),
     )
 
@@ -183,6 +198,7 @@ def rank(setup: ScoringSetup, state: AccountState, request: Request) -> Decision
         now=request.now,
         explore=request.explore,
         online=request.online,
+        challenger_share=request.challenger_share,
     )
 
 

@@ -13,6 +13,7 @@ from them); batch scoring passes ``threads=0`` (LightGBM's default).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,8 @@ from serving.model_set import ANSWER_PARTS, ModelSet
 from serving.scoring.answer import ScoringError
 from serving.scoring.class_trees import ClassTrees
 from serving.scoring.rows import CandidateEncoder
+
+log = logging.getLogger(__name__)
 
 MAX_REASONS = 3
 
@@ -87,8 +90,9 @@ class ScoringSetup:
         self._new_prior: tuple[tuple[tuple[str, ...], int], np.ndarray] | None = None
         # The phase model's trees per class (a reason explains one class).
         self.class_trees = ClassTrees()
-        # The last next-content model input :meth:`candidate_encoder` saw and its encoder.
-        self._encoder: tuple[ModelInput, CandidateEncoder] | None = None
+        # The last two next-content model inputs :meth:`candidate_encoder` saw and their
+        # encoders, newest first.
+        self._encoders: list[tuple[ModelInput, CandidateEncoder]] = []
 
     def servable(self, models: ModelSet) -> ModelSet:
         """Returns ``models`` as this service can apply them: without the next-content
@@ -110,8 +114,18 @@ class ScoringSetup:
                 "the models"
             )
             out = dataclasses.replace(
-                models, next_content=None, missing={**models.missing, part: why}
+                models, next_content=None, missing={**models.missing, part: why}, challenger=None
             )
+        elif models.challenger is not None and self._uncomputable(models.challenger):
+            # A version under trial the service cannot feed is not tried (the champion
+            # serves every decision); /ready names it among the versions held.
+            log.warning(
+                "%s v%s (challenger) takes account columns this service does not compute: "
+                "not tried",
+                NEXT_CONTENT,
+                models.challenger.versions.get(NEXT_CONTENT, "?"),
+            )
+            out = dataclasses.replace(models, challenger=None)
         self._servable = (models, out)
         return out
 
@@ -231,11 +245,12 @@ class ScoringSetup:
         spec = models.inputs.get(NEXT_CONTENT)
         if models.next_content is None or spec is None:
             raise ScoringError("no next-content model is served: no candidate rows to build")
-        last = self._encoder
-        if last is not None and last[0] is spec:
-            return last[1]
+        for held, encoder in self._encoders:
+            if held is spec:
+                return encoder
         encoder = CandidateEncoder(spec, self.catalog_arrays, self.taxonomy)
-        self._encoder = (spec, encoder)
+        # the champion's and the challenger's: two encoders alternate while a trial runs
+        self._encoders = [(spec, encoder), *self._encoders[:1]]
         return encoder
 
 

@@ -128,6 +128,7 @@ class Scorer:
         explore: bool | None = None,
         data_version: int | None = None,
         online: OnlinePosterior | None = None,
+        challenger_share: float = 0.0,
     ) -> AccountScore:
         """Returns the answer for one account at ``now``.
 
@@ -142,7 +143,9 @@ class Scorer:
         rate). ``data_version`` is the store's version of the account's rows when the
         caller knows it (it then keys the cache instead of a version computed from
         ``data``). ``online``: the online posterior the top slot is drawn on (learning
-        between retrains; None: the epsilon-greedy policy alone).
+        between retrains; None: the epsilon-greedy policy alone). ``challenger_share``: the
+        share of drawn decisions whose top slot goes to the next-content version under
+        trial, when the set serves one (``models.arbitration.rank_actions``).
         """
         models = self.models  # one snapshot for the whole request
         now = to_utc(now)
@@ -150,7 +153,18 @@ class Scorer:
         if k < 1:
             raise ScoringError(f"k = {k}; expected at least 1 action")
         request = Request(
-            account_id, now, k, rng, contact_id, role, channel, served, dismissed, explore, online
+            account_id,
+            now,
+            k,
+            rng,
+            contact_id,
+            role,
+            channel,
+            served,
+            dismissed,
+            explore,
+            online,
+            challenger_share if models.challenger is not None else 0.0,
         )
         version = cache_version(data, account_id, data_version)
         if version is None:

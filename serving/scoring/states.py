@@ -11,6 +11,7 @@ served from stored states answers as it would from fresh ones.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -195,8 +196,8 @@ def chunk_states(
         models,
         _Accounts(ids, encode_frame(models, part), [RowValues(part, r) for r in range(len(part))]),
         [
-            _prepared(setup, p, mine, account_id)
-            for (p, _), mine, account_id in zip(computed, contacts, ids, strict=True)
+            _prepared(setup, p, mine, account_id, p_trial)
+            for (p, _, p_trial), mine, account_id in zip(computed, contacts, ids, strict=True)
         ],
         rows,
         now,
@@ -232,12 +233,16 @@ def values_state(
     account's row, on arrays instead of frames (one account's frames cost milliseconds)."""
     contact_ids, roles = rows.addressee_ids(account_id)
     account = setup.account_values(models, values)
-    p_response, computed = _candidates_of_values(setup, models, account, contact_ids, roles)
+    p_response, computed, p_trial = _candidates_of_values(
+        setup, models, account, contact_ids, roles
+    )
     if p_response is None:
         contacts = pd.DataFrame({"contact_id": contact_ids, "role": roles}, dtype=object)
         candidates = _prepared(setup, None, contacts, account_id)
     else:
         candidates = prepare_contact_grid(p_response, contact_ids, roles, setup.catalog)
+        if p_trial is not None:
+            candidates = dataclasses.replace(candidates, p_challenger=p_trial)
     state = _assemble(
         setup,
         models,
@@ -377,15 +382,16 @@ def batch_reasons(
 
 def _candidates(
     setup: ScoringSetup, models: ModelSet, part: pd.DataFrame, contacts: Sequence[pd.DataFrame]
-) -> list[tuple[np.ndarray | None, CandidateRows]]:
+) -> list[tuple[np.ndarray | None, CandidateRows, np.ndarray | None]]:
     """Per account of ``part``: P(response) of every addressee x catalog item
-    (contact-major; None: no actions to rank), and the candidate rows behind it. One
-    next-content call for all of them."""
+    (contact-major; None: no actions to rank), the candidate rows behind it and the
+    challenger's P(response) of the same (None: no version under trial). One next-content
+    call (per model) for all of them."""
     n_items = len(setup.content)
     counts = np.array([len(c) for c in contacts], dtype=np.int64)
     # No actions to rank: without a model the answer says why; an empty catalog has none.
     if models.next_content is None or n_items == 0:
-        return [_none()] * len(contacts)
+        return [(*_none(), None)] * len(contacts)
     roles = [r for c in contacts for r in c["role"].astype(object).tolist()]
     decisions = setup.account_frame(models, part).iloc[np.repeat(np.arange(len(part)), counts)]
     rows = nc.candidate_features(
@@ -397,13 +403,25 @@ def _candidates(
     )
     x = models.inputs[NEXT_CONTENT].encode(rows)
     p = _p_response(setup, models, x)
-    out: list[tuple[np.ndarray | None, CandidateRows]] = []
+    trial = models.challenger
+    p_trial = (
+        None
+        if trial is None
+        else _p_response(setup, trial, trial.inputs[NEXT_CONTENT].encode(rows))
+    )
+    out: list[tuple[np.ndarray | None, CandidateRows, np.ndarray | None]] = []
     ends = np.cumsum(counts) * n_items
     for r, mine in enumerate(contacts):
         lo, hi = int(ends[r] - counts[r] * n_items), int(ends[r])
         ids = mine["contact_id"].astype(str).tolist()
         position = {c: i for i, c in enumerate(ids)}
-        out.append((p[lo:hi], CandidateRows(FrameRows(rows, lo), x[lo:hi], position)))
+        out.append(
+            (
+                p[lo:hi],
+                CandidateRows(FrameRows(rows, lo), x[lo:hi], position),
+                None if p_trial is None else p_trial[lo:hi],
+            )
+        )
     return out
 
 
@@ -413,13 +431,13 @@ def _candidates_of_values(
     account: Mapping[str, Any],
     contact_ids: Sequence[str],
     contact_roles: Sequence[str | None],
-) -> tuple[np.ndarray | None, CandidateRows]:
+) -> tuple[np.ndarray | None, CandidateRows, np.ndarray | None]:
     """:func:`_candidates` of one account given as its account values and its addressees'
     ids and roles, on arrays. A candidate row depends on the contact only through the
     role, so each distinct role's rows are built and predicted once (contacts sharing a
     role share them)."""
     if models.next_content is None or len(setup.content) == 0:
-        return _none()
+        return (*_none(), None)
     roles = [None if is_missing(r) else str(r) for r in contact_roles]
     distinct = list(dict.fromkeys(roles))
     block = {r: i for i, r in enumerate(distinct)}
@@ -427,7 +445,13 @@ def _candidates_of_values(
     x, rows = setup.candidate_encoder(models).encode(account, distinct)
     p = _p_response(setup, models, x).reshape(len(distinct), len(setup.content))[at].ravel()
     position = {c: int(b) for c, b in zip(contact_ids, at.tolist(), strict=True)}
-    return p, CandidateRows(rows, x, position)
+    trial = models.challenger
+    p_trial = None
+    if trial is not None:
+        x_trial, _ = setup.candidate_encoder(trial).encode(account, distinct)
+        by_role = _p_response(setup, trial, x_trial).reshape(len(distinct), len(setup.content))
+        p_trial = by_role[at].ravel()
+    return p, CandidateRows(rows, x, position), p_trial
 
 
 def _p_response(setup: ScoringSetup, models: ModelSet, x: np.ndarray) -> np.ndarray:
@@ -448,11 +472,18 @@ def _none() -> tuple[None, CandidateRows]:
 
 
 def _prepared(
-    setup: ScoringSetup, p: np.ndarray | None, contacts: pd.DataFrame, account_id: str
+    setup: ScoringSetup,
+    p: np.ndarray | None,
+    contacts: pd.DataFrame,
+    account_id: str,
+    p_challenger: np.ndarray | None = None,
 ) -> PreparedCandidates:
     if p is None:
         return prepare_candidates(_no_candidates(), contacts, setup.catalog, account_id)
-    return prepare_grid(p, contacts, setup.catalog)
+    prepared = prepare_grid(p, contacts, setup.catalog)
+    if p_challenger is None:
+        return prepared
+    return dataclasses.replace(prepared, p_challenger=p_challenger)
 
 
 def _no_candidates() -> pd.DataFrame:

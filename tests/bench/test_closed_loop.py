@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def _args(out: Path, **changed: Any) -> argparse.Namespace:
         "prior_strength": 200.0,
         "draw_share": 1.0,
         "promote_first": False,
+        "challenger_share": 0.2,
     }
     return argparse.Namespace(**{**args, **changed})
 
@@ -148,16 +150,20 @@ def test_promote_first_judges_the_newcomer_on_the_decisions_served_after_it(
     result = run_loop(_args(tmp_path, weeks=5, promote_first=True))
     assert result["promote_first"] is True
     first, second = result["promotions"]
-    # the first retrain has no newcomer to judge: it trains one
+    # the first retrain has no newcomer to judge: it trains one and puts it on trial
     assert first["after_week"] == 2 and first["trained"]
     assert first["promote_exit"] is None and not first["moved"]
+    frozen = int(result["frozen_versions"][NEXT_CONTENT])
+    assert f"v{frozen + 1} is on trial" in first["challenge_said"][0], first["challenge_said"]
     assert first["dr_covers_truth"] is None and first["challenger_truly_better"] is None
     # the second judges it before training the next: the version the first one trained
     assert second["after_week"] == 4 and second["trained"]
     assert second["promote_exit"] == 0, second["promote_said"]
-    frozen = int(result["frozen_versions"][NEXT_CONTENT])
     said = second["promote_said"][0]
     assert f"challenger v{frozen + 1} vs champion v{frozen} " in said, said
+    # the judgement ended its trial, and the next newcomer's began
+    assert f"the trial of v{frozen + 1} ends" in second["promote_said"][-1]
+    assert f"v{frozen + 2} is on trial" in second["challenge_said"][0]
     # on decisions served after it was trained (which judging it at once cannot see),
     # each found among the world's decisions with its true values
     _, picks = _promotion_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -171,6 +177,9 @@ def test_promote_first_judges_the_newcomer_on_the_decisions_served_after_it(
     # serve at that decision, as its log holds
     with sqlite3.connect(tmp_path / "nba.db") as db:
         logged = dict(db.execute("select id, servable from recommendations").fetchall())
+        policies = dict(
+            db.execute("select id, policy from recommendations where rank = 1").fetchall()
+        )
         roles = dict(db.execute("select contact_id, coalesce(role, '') from contacts").fetchall())
     for pick in picks.fillna("").itertuples():
         servable = json.loads(logged[pick.exposure_id])
@@ -180,3 +189,6 @@ def test_promote_first_judges_the_newcomer_on_the_decisions_served_after_it(
             (pick.champion_content_id, pick.champion_role),
         ):
             assert any(item in servable[c] for c in servable if roles.get(c, "") == role), pick
+    # the judged decisions served while it was on trial say so: its own pick in a share
+    judged = [policies[e] for e in picks["exposure_id"]]
+    assert any(p.endswith("+challenger-0.2") for p in judged), Counter(judged)

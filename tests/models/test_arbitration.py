@@ -20,6 +20,7 @@ from models.arbitration import (
     ArbitrationConfigError,
     ArbitrationError,
     Decision,
+    OnlinePosterior,
     churn_band,
     load_arbitration_config,
     prepare_catalog,
@@ -541,6 +542,92 @@ def test_empirical_frequencies_match_propensities() -> None:
         se = np.sqrt(p * (1 - p) / draws)
         assert abs(seen[key] / draws - p) < 4 * se + 1e-3, key
     assert sum(p for (slot, _, _), p in propensity.items() if slot == 1) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("online", [False, True], ids=["epsilon-greedy", "thompson"])
+def test_a_challenger_under_trial_gets_its_share_of_the_top_slot(online: bool) -> None:
+    """With a version on trial, its own pick takes ``challenger_share`` of the top slots the
+    champion's policy would fill: the propensities are those of the mixture (checked
+    against the frequencies of 3,000 decisions, every slot), the decision says when its
+    top slot is the challenger's pick, and the policy is named for the trial. A challenger
+    that agrees with the champion changes nothing but the name; a standing decision and a
+    forced coin do not try it."""
+    config = _config(exploration_rate=0.1)
+    champion_p = {"W1": 0.3, "D1": 0.2, "T1": 0.1, "S1": 0.25, "B1": 0.4}
+    cand = _candidates(champion_p)
+    # the challenger thinks the demo is best; the champion's pick is the whitepaper
+    cand["p_challenger"] = cand["content_id"].map({**champion_p, "D1": 0.9})
+    ctx = _context([0.2, 0.5, 0.3, 0.0])
+    catalog = prepare_catalog(_catalog(), PHASES)
+    posterior = OnlinePosterior(counts={}, prior_strength=200.0) if online else None
+    share = 0.25
+
+    def decide(seed: int, candidates: pd.DataFrame = cand, **kw: Any) -> Decision:
+        return rank_actions(
+            kw.pop("context", ctx),
+            candidates,
+            catalog,
+            config,
+            k=2,
+            rng=np.random.default_rng(seed),
+            now=NOW,
+            online=posterior,
+            challenger_share=share,
+            **kw,
+        )
+
+    without = rank_actions(
+        ctx, cand, catalog, config, k=2, rng=np.random.default_rng(0), now=NOW, explore=False
+    )
+    champion_top = (without.actions[0].content_id, without.actions[0].contact_id)
+    draws = 3000
+    seen: Counter[tuple[int, str, str]] = Counter()
+    propensity: dict[tuple[int, str, str], float] = {}
+    tried = 0
+    flagged: set[tuple[str, str]] = set()
+    for seed in range(draws):
+        d = decide(seed)
+        assert d.policy.endswith("+challenger-0.25")
+        top = d.actions[0]
+        tried += d.challenger
+        assert not (d.challenger and d.explored)
+        if d.challenger:
+            flagged.add((top.content_id, top.contact_id))
+        for a in d.actions:
+            key = (a.rank, a.content_id, a.contact_id)
+            seen[key] += 1
+            assert propensity.setdefault(key, a.propensity) == pytest.approx(a.propensity)
+    for key, p in propensity.items():
+        se = np.sqrt(p * (1 - p) / draws)
+        assert abs(seen[key] / draws - p) < 4 * se + 1e-3, key
+    assert sum(p for (slot, _, _), p in propensity.items() if slot == 1) == pytest.approx(1.0)
+    # the challenger's pick: the demo, to one contact, flagged whenever it was its pick
+    [pick] = flagged
+    assert pick[0] == "D1"
+    n = without.n_eligible
+    if not online:  # the mixture in closed form: (1 - eps) x share + eps / n
+        assert propensity[(1, *pick)] == pytest.approx(0.9 * share + 0.1 / n)
+        assert propensity[(1, *champion_top)] == pytest.approx(0.9 * (1 - share) + 0.1 / n)
+    # its pick, where the champion's own draw may also land on it with the posterior
+    if online:
+        assert tried / draws > 0.9 * share - 0.03
+    else:
+        assert tried / draws == pytest.approx(0.9 * share, abs=0.03)
+    # a challenger that agrees with the champion: the same answers and propensities (with
+    # the posterior its greedy pick still differs from the champion's draw)
+    agreeing = cand.assign(p_challenger=cand["p_response"])
+    for seed in range(0 if online else 20):
+        same, plain = decide(seed, agreeing), decide(seed, cand.drop(columns="p_challenger"))
+        assert not same.challenger and _pairs(same) == _pairs(plain)
+        assert [a.propensity for a in same.actions] == pytest.approx(
+            [a.propensity for a in plain.actions]
+        )
+    # a standing decision (a reload) and a forced coin try nothing
+    standing = _context([0.2, 0.5, 0.3, 0.0], served_last_week=_served([("it1", "W1", 0.0)]))
+    for seed in range(20):
+        assert not decide(seed, context=standing).challenger
+        assert not decide(seed, explore=False).challenger
+        assert "+challenger" not in decide(seed, explore=False).policy
 
 
 def test_forced_exploration_and_greedy_propensity() -> None:

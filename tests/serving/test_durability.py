@@ -256,6 +256,7 @@ def loaded(
         yield Loaded(env, ids, reps, key)
 
 
+@pytest.mark.slow
 def test_no_recommendation_id_is_lost_when_workers_are_killed(
     loaded: Loaded, tmp_path: Path
 ) -> None:
@@ -294,6 +295,7 @@ def test_no_recommendation_id_is_lost_when_workers_are_killed(
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 def test_no_acknowledged_event_is_lost_when_workers_are_killed(
     loaded: Loaded, tmp_path: Path, registry: TrainedRegistry
 ) -> None:

@@ -57,6 +57,7 @@ def trained(workdir: Path) -> str:
     return uri
 
 
+@pytest.mark.slow
 def test_mlflow_run_train_logs_and_registers_three_models(trained: str, workdir: Path) -> None:
     os.chdir(workdir)
     configure_tracking(trained)
@@ -190,6 +191,7 @@ def test_bad_requests_get_clear_errors(workdir: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_demo_runs_the_main_job_end_to_end_and_hands_over_a_service(tmp_path: Path) -> None:
     import json
 

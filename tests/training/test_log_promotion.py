@@ -110,6 +110,7 @@ def test_a_tie_with_the_champions_own_policy_loses(registry_copy: str) -> None:
     assert won.promoted and champion_version(NEXT_CONTENT) == "2"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_served", [False, True], ids=["served-contact", "as-service"])
 def test_the_challenger_is_held_against_the_champions_own_policy(
     trained_registry: TrainedRegistry, registry_copy: str, as_served: bool
@@ -148,6 +149,7 @@ def test_the_challenger_is_held_against_the_champions_own_policy(
     assert alone.beats_champion == (alone.dr.low > alone.champion.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("servable", [False, True], ids=["rules", "logged-servable"])
 def test_a_noisy_copy_of_the_champion_does_not_beat_it(
     trained_registry: TrainedRegistry, registry_copy: str, servable: bool
@@ -173,6 +175,7 @@ def test_a_noisy_copy_of_the_champion_does_not_beat_it(
     assert judged.difference.value < 0.01 and not judged.beats_champion
 
 
+@pytest.mark.slow
 def test_promote_judges_next_content_on_the_served_log(
     trained_registry: TrainedRegistry, registry_copy: str, tmp_path: Path
 ) -> None:
@@ -411,6 +414,7 @@ def _servable_logged(data: JourneyData, seed: int) -> JourneyData:
     return dataclasses.replace(data, exposures=exposures)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_served", [False, True], ids=["served-contact", "as-service"])
 def test_the_challenger_chooses_among_what_the_service_could_serve(
     trained_registry: TrainedRegistry, registry_copy: str, as_served: bool

@@ -15,5 +15,6 @@ from training.cli import demo, promote, report, train
 app = typer.Typer(add_completion=False)
 app.command()(train.train)
 app.command()(promote.promote)
+app.command()(promote.challenge)
 app.command()(report.report)
 app.command()(demo.demo)

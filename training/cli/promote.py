@@ -1,4 +1,5 @@
-"""``nba promote``: move a model's ``champion`` alias to a better version."""
+"""``nba promote``: move a model's ``champion`` alias to a better version; ``nba challenge``:
+put a next-content version on trial beside the champion."""
 
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def _promote_on_log(
         promote_on_log,
         served_decisions,
     )
-    from training.registry import latest_version, load_version
+    from training.registry import end_trial, latest_version, load_version
     from training.result import registered_name
     from training.served_policy import judge, known_contacts
     from training.tracking import champion_version
@@ -167,4 +168,40 @@ def _promote_on_log(
         contacts=known_contacts(prepared.data),
         champion=None if current is None else load_version(name, current),
     )
-    return promote_on_log(challenger, judgement, force=force).format()
+    outcome = promote_on_log(challenger, judgement, force=force).format()
+    # The judgement ends the version's trial: promoted, it serves every decision as the
+    # champion; refused, it serves none.
+    ended = end_trial(name, challenger)
+    return outcome if ended.ended is None else f"{outcome}\n  {ended.format()}"
+
+
+def challenge(
+    model: Annotated[str, typer.Argument(help="next-content: the policy tried on decisions.")],
+    version: Annotated[
+        str | None, typer.Option("--version", help="The version to try (default: newest).")
+    ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="End the trial: the champion serves every decision.")
+    ] = False,
+    tracking_uri: TrackingOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Put a next-content version on trial beside the champion (the `challenger` alias):
+    the service gives its own pick NBA_CHALLENGER_SHARE of the decisions (default 0.2),
+    each logged with its exact propensity under the mixture, so that `nba promote
+    next-content --store URL` judges it on decisions it served itself rather than on the
+    few the champion's exploration served. The judgement ends the trial; --stop ends it
+    now. A version that lost its gate is refused (--force tries it anyway, tagged)."""
+    from training.registry import end_trial, start_trial
+    from training.result import registered_name
+    from training.tracking import configure_tracking
+
+    if model != "next-content":
+        raise InvalidInputError(
+            f"model {model!r}: only next-content is tried on live decisions (its policy "
+            "chooses what is served; the others are promoted on their test split)"
+        )
+    configure_tracking(tracking_uri)
+    name = registered_name("next-content")
+    trial = end_trial(name, version) if stop else start_trial(name, version, force=force)
+    typer.echo(trial.format())
