@@ -35,10 +35,12 @@ THOMPSON_SUFFIX = "/thompson"
 CHALLENGER_SUFFIX = "+challenger"
 
 
-def challenger_suffix(share: float) -> str:
-    """The policy name's suffix of decisions whose top slot went to the challenger in
-    ``share`` of them: ``+challenger-<share>``, so the served log tells the trial apart."""
-    return f"{CHALLENGER_SUFFIX}-{share:g}"
+def challenger_suffix(share: float, version: str = "") -> str:
+    """The policy name's suffix of decisions whose top slot went to the challenger
+    ``version`` in ``share`` of them: ``+challenger-v<version>-<share>`` (without a version
+    ``+challenger-<share>``), so the served log tells each trial apart."""
+    tried = f"-v{version}" if version else ""
+    return f"{CHALLENGER_SUFFIX}{tried}-{share:g}"
 
 
 def online_suffix(draw_share: float) -> str:
@@ -132,6 +134,7 @@ def rank_actions(
     explore: bool | None = None,
     online: OnlinePosterior | None = None,
     challenger_share: float = 0.0,
+    challenger_version: str = "",
 ) -> Decision:
     """The top ``k`` next actions for ``context``'s account, held-back candidates and the
     policy's propensities.
@@ -169,7 +172,8 @@ def rank_actions(
     stand, the top slot not explored goes in that share of the decisions to the
     challenger's own pick (the servable action of highest expected value on its
     predictions) and in the others as above; propensities are those of that mixture, the
-    policy is named with :func:`challenger_suffix` and ``Decision.challenger`` says when
+    policy is named with :func:`challenger_suffix` (of ``challenger_version``, the version
+    on trial) and ``Decision.challenger`` says when
     the top slot is the challenger's pick and not what the champion's policy would serve
     without it. Its decisions are the on-policy evidence ``nba promote`` judges it on.
     """
@@ -207,7 +211,7 @@ def rank_actions(
     if online is not None:
         policy += online_suffix(online.draw_share)
     if trial:
-        policy += challenger_suffix(challenger_share)
+        policy += challenger_suffix(challenger_share, challenger_version)
     return Decision(
         account_id=context.account_id,
         actions=_actions(slots, servable, rows, scores, cat, prepared, caps.already),

@@ -62,6 +62,7 @@ class Request:
     explore: bool | None = None
     online: OnlinePosterior | None = None
     challenger_share: float = 0.0
+    challenger_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def rank(setup: ScoringSetup, state: AccountState, request: Request) -> Decision
         explore=request.explore,
         online=request.online,
         challenger_share=request.challenger_share,
+        challenger_version=request.challenger_version,
     )
 
 

@@ -40,7 +40,7 @@ from models.arbitration import (
 from models.cold_start import POLICY as COLD_START_POLICY
 from models.cold_start import rank_cold_start
 from serving.model_holder import ModelHolder
-from serving.model_set import ModelSet
+from serving.model_set import CHALLENGER_KEY, ModelSet
 from serving.scoring.answer import AccountScore, ScoredAction, ScoringError
 from serving.scoring.batch import score_batch
 from serving.scoring.cache import AccountState, StateCache, cache_version, store_version
@@ -165,6 +165,7 @@ class Scorer:
             explore,
             online,
             challenger_share if models.challenger is not None else 0.0,
+            models.versions.get(CHALLENGER_KEY, ""),
         )
         version = cache_version(data, account_id, data_version)
         if version is None:

@@ -127,7 +127,7 @@ def test_a_version_on_trial_gets_its_share_of_decisions_until_the_trial_ends(
             if not actions or actions[0]["kind"] != "decision":
                 continue
             decided += 1
-            assert body["policy"].endswith(f"+challenger-{SHARE:g}")
+            assert body["policy"].endswith(f"+challenger-v2-{SHARE:g}")
             top = actions[0]
             features = {r["feature"] for r in top["reasons"]}
             if CHALLENGER_PICK in features:

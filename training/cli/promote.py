@@ -156,7 +156,12 @@ def _promote_on_log(
     models = load_service_models()
     current = champion_version(name)
     rows, columns = served_decisions(
-        prepared.data, taxonomy, after=after, attributes=prepared.attributes, models=models
+        prepared.data,
+        taxonomy,
+        after=after,
+        attributes=prepared.attributes,
+        models=models,
+        trial=challenger,
     )
     judgement = judge(
         load_version(name, challenger),
