@@ -62,7 +62,6 @@ from features.taxonomy import Taxonomy
 from features.timestamps import to_utc
 from models import churn, phase
 from models import next_content as nc
-from models.arbitration import CHALLENGER_SUFFIX
 from models.contract import CHAMPION
 from training.datasets import data_end
 from training.next_content import EXPOSURE_WINDOW_DAYS, next_content_rows
@@ -236,16 +235,11 @@ def served_decisions(
     after: pd.Timestamp | None = None,
     attributes: FittedAttributes = NO_FITTED_ATTRIBUTES,
     models: ServiceModels | None = None,
-    trial: str | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The next-content rows of the service's top-slot decisions (see the module docstring)
     made at or after ``after`` (the end of what the challenger learned from: it is judged on
     decisions it did not see) whose response window has closed by :func:`data_end`, and the
-    model's feature columns. When the log holds decisions of version ``trial``'s trial
-    (policy ``...+challenger-v<trial>-<share>``, ``nba challenge``), only those: there its
-    own pick was served in a share of the decisions, where before it only the champion's
-    exploration served it now and then (importance weights up to 100, whose rare terms
-    made the judgement's spread). With the service's ``models``, each row also holds their
+    model's feature columns. With the service's ``models``, each row also holds their
     answers on the decision day's features (:data:`PHASE_PROBA_PREFIX` columns and
     :data:`CHURN_RISK_COLUMN`). Raises :class:`ServedLogError` with fewer than
     :data:`MIN_DECISIONS`."""
@@ -255,22 +249,9 @@ def served_decisions(
     keep = ex["policy"].notna() & (ex["position"] == 1) & (ts <= closed_before)
     if after is not None:
         keep &= ts >= after
-    on_trial = False
-    if trial is not None:
-        tried = (
-            ex["policy"]
-            .astype("string")
-            .str.contains(f"{CHALLENGER_SUFFIX}-v{trial}-", regex=False)
-            .fillna(False)
-        )
-        on_trial = bool((keep & tried).any())
-        if on_trial:
-            keep &= tried
     decided = ex.loc[keep.to_numpy()].reset_index(drop=True)
     if len(decided) < MIN_DECISIONS:
         since = "" if after is None else f" from {after.date()} on (after its training data)"
-        if on_trial:
-            since += f" of v{trial}'s trial"
         raise ServedLogError(
             f"exposures: {len(decided)} top-slot decisions of the service (policy set, "
             f"position 1){since} whose {RESPONSE_WINDOW_DAYS}-day response window closed by "

@@ -161,7 +161,6 @@ def _promote_on_log(
         after=after,
         attributes=prepared.attributes,
         models=models,
-        trial=challenger,
     )
     judgement = judge(
         load_version(name, challenger),
