@@ -7,7 +7,8 @@ without, interleaved, and prints JSON: p50 / p99 / mean milliseconds of each and
 paired difference, and the difference of the p99s with its 95 % interval (paired
 bootstrap). The posterior is the store's counts as a worker holds them (read once, off the
 request path); the store needs trained models in the registry (e.g. a ``bench.closed_loop``
-output directory).
+output directory). ``--challenger-share`` gives a version on trial (``nba challenge``) its
+share in both arms: the posterior's cost while a trial runs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 from bench.measure import machine
 from models.contract import NEXT_CONTENT
 from serving.app import create_app
+from serving.model_set import CHALLENGER_KEY
 from serving.routes import Services
 from serving.settings import Settings
 
@@ -72,6 +74,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                 rng=rng,
                 data_version=version,
                 online=posterior,  # type: ignore[arg-type]
+                challenger_share=args.challenger_share,
             )
             return (time.perf_counter() - started) * 1000
 
@@ -87,6 +90,9 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         "accounts": len(accounts),
         "answers_each": len(with_ms),
         "posterior_keys": len(online.counts),
+        # the version on trial beside the champion, given its share in both arms (None: none)
+        "challenger": svc.scorer.models.versions.get(CHALLENGER_KEY),
+        "challenger_share": args.challenger_share,
         "with_online_ms": _percentiles(with_ms),
         "without_online_ms": _percentiles(without_ms),
         "difference_ms": _percentiles([a - b for a, b in zip(with_ms, without_ms, strict=True)]),
@@ -102,6 +108,13 @@ def main() -> None:
     parser.add_argument("--now", default=None, help="the scoring time (default: now)")
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--challenger-share",
+        type=float,
+        default=0.0,
+        help="with a version on trial in the registry, its share of the decisions in both "
+        "arms (NBA_CHALLENGER_SHARE; default 0: the champion alone)",
+    )
     args = parser.parse_args()
     print(json.dumps(measure(args), indent=1))
 
