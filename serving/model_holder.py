@@ -32,9 +32,15 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from models.contract import CHAMPION
+from models.contract import CHALLENGER, CHAMPION, NEXT_CONTENT
 from serving.model_check import ModelSetRejected, check_model_set
-from serving.model_set import ModelLoadError, ModelSet, alias_versions, load_model_set
+from serving.model_set import (
+    CHALLENGER_KEY,
+    ModelLoadError,
+    ModelSet,
+    alias_versions,
+    load_model_set,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +144,7 @@ class ModelHolder:
                     return False
                 if not force and wanted == self._rejected_versions:
                     return False  # rejected before; its files have not changed
-                new = load_model_set(self.tracking_uri, self.alias, versions=wanted)
-                check_model_set(new, self.phases)
+                new, trial_failure = self._load(wanted)
             except ModelSetRejected as exc:
                 self._rejections += 1
                 self._rejected, self._rejected_versions = exc, wanted
@@ -152,8 +157,38 @@ class ModelHolder:
             self._current = new  # the atomic swap: one reference assignment
             self._reloads += 1
             self._clear_error()
+            if trial_failure is not None:
+                # Served without its trial, said in /ready; not tried again until an alias
+                # moves (its files do not change).
+                self._record_failure(trial_failure)
+                self._rejected, self._rejected_versions = None, wanted
             log.info("serving models %s", dict(new.versions))
             return True
+
+    def _load(self, wanted: dict[str, str]) -> tuple[ModelSet, Exception | None]:
+        """The checked set of ``wanted`` and None; when only the version on trial keeps it
+        from loading or passing its checks, the set without it and why (a broken trial
+        must not keep the champion from serving)."""
+        try:
+            new = load_model_set(self.tracking_uri, self.alias, versions=wanted)
+            check_model_set(new, self.phases)
+            return new, None
+        except Exception as exc:
+            if CHALLENGER_KEY not in wanted:
+                raise
+            champion = {k: v for k, v in wanted.items() if k != CHALLENGER_KEY}
+            new = load_model_set(self.tracking_uri, self.alias, versions=champion)
+            check_model_set(new, self.phases)
+            log.warning(
+                "the version on trial, %s v%s, cannot serve: %s; the champion serves every "
+                "decision",
+                NEXT_CONTENT,
+                wanted[CHALLENGER_KEY],
+                exc,
+            )
+            return new, ModelLoadError(
+                f"{NEXT_CONTENT} v{wanted[CHALLENGER_KEY]} ({CHALLENGER}) is not tried: {exc}"
+            )
 
     def _record_failure(self, exc: Exception) -> None:
         self._failures += 1

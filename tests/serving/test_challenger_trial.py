@@ -145,3 +145,26 @@ def test_a_version_on_trial_gets_its_share_of_decisions_until_the_trial_ends(
         later = [recommendations(api, a, k=1) for a in api.account_ids[60:80]]
         assert all("+challenger" not in b["policy"] for b in later)
         assert all(CHALLENGER_KEY not in b["model_versions"] for b in later)
+
+
+def test_a_version_on_trial_that_cannot_load_leaves_the_champion_serving(
+    registry: TrainedRegistry, store: str, tmp_path: Path
+) -> None:
+    """A trial whose files are missing must not keep the champion from serving: the worker
+    starts ready with the champion alone, and /ready names the version not tried."""
+    client = MlflowClient()
+    v1 = client.get_model_version(NEXT_CONTENT, "1")
+    broken = client.create_model_version(
+        NEXT_CONTENT, source=str(tmp_path / "no-such-model"), run_id=v1.run_id
+    )
+    client.set_registered_model_alias(NEXT_CONTENT, CHALLENGER, str(broken.version))
+    overrides = {"challenger_share": SHARE}
+    with open_api("sqlite", tmp_path, replace(registry, tracking_uri=store), **overrides) as api:
+        holder = _services(api).holder
+        assert holder.ready and CHALLENGER_KEY not in holder.current.versions
+        error = holder.status().last_error or ""
+        assert f"{NEXT_CONTENT} v{broken.version} ({CHALLENGER}) is not tried" in error, error
+        body = recommendations(api, api.account_ids[0], k=1)
+        assert "+challenger" not in body["policy"]
+        # not loaded again until an alias moves
+        assert holder.reload_if_moved() is False
