@@ -203,7 +203,10 @@ def prepare_candidates(
 
 
 def prepare_grid(
-    p_response: np.ndarray, contacts: pd.DataFrame, catalog: PreparedCatalog
+    p_response: np.ndarray,
+    contacts: pd.DataFrame,
+    catalog: PreparedCatalog,
+    p_challenger: np.ndarray | None = None,
 ) -> PreparedCandidates:
     """:func:`prepare_candidates` of every contact of ``contacts`` x every catalog item,
     contact-major, ``p_response`` one per pair in that order (what scoring an account
@@ -215,6 +218,7 @@ def prepare_grid(
         contacts["contact_id"].astype(str).tolist(),
         contacts["role"].tolist(),
         catalog,
+        p_challenger,
     )
 
 
@@ -223,10 +227,11 @@ def prepare_contact_grid(
     contact_ids: Sequence[str],
     roles: Sequence[Any],
     catalog: PreparedCatalog,
+    p_challenger: np.ndarray | None = None,
 ) -> PreparedCandidates:
     """:func:`prepare_grid` of contacts given as their ids and roles (None or NaN: no
     role), for a caller holding no frame of them (one account's frame costs more than its
-    arbitration)."""
+    arbitration). ``p_challenger``: the version on trial's P(response), in the same order."""
     n_items = len(catalog.content_ids)
     if len(p_response) != len(contact_ids) * n_items:
         raise ArbitrationError(
@@ -245,6 +250,7 @@ def prepare_contact_grid(
         role_code=role_code,
         catalog_size=n_items,
         account_level=contact_position.get(ACCOUNT_LEVEL, -1),
+        p_challenger=None if p_challenger is None else np.asarray(p_challenger, dtype=np.float64),
     )
 
 

@@ -11,7 +11,6 @@ served from stored states answers as it would from fresh ones.
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -240,9 +239,9 @@ def values_state(
         contacts = pd.DataFrame({"contact_id": contact_ids, "role": roles}, dtype=object)
         candidates = _prepared(setup, None, contacts, account_id)
     else:
-        candidates = prepare_contact_grid(p_response, contact_ids, roles, setup.catalog)
-        if p_trial is not None:
-            candidates = dataclasses.replace(candidates, p_challenger=p_trial)
+        candidates = prepare_contact_grid(
+            p_response, contact_ids, roles, setup.catalog, p_challenger=p_trial
+        )
     state = _assemble(
         setup,
         models,
@@ -480,10 +479,7 @@ def _prepared(
 ) -> PreparedCandidates:
     if p is None:
         return prepare_candidates(_no_candidates(), contacts, setup.catalog, account_id)
-    prepared = prepare_grid(p, contacts, setup.catalog)
-    if p_challenger is None:
-        return prepared
-    return dataclasses.replace(prepared, p_challenger=p_challenger)
+    return prepare_grid(p, contacts, setup.catalog, p_challenger)
 
 
 def _no_candidates() -> pd.DataFrame:
